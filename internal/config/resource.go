@@ -1,0 +1,62 @@
+// Package config is Weft's model of user configuration: Istio resources
+// (VirtualService, DestinationRule, Gateway, ServiceEntry, WorkloadEntry)
+// decoded from YAML into the istio.io/api types, validated, and analyzed.
+//
+// It does no I/O beyond what its caller hands it; storage lives in package
+// store.
+package config
+
+import (
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+)
+
+// Kind names a resource type the way its YAML does.
+type Kind string
+
+// The kinds Weft accepts.
+const (
+	KindVirtualService  Kind = "VirtualService"
+	KindDestinationRule Kind = "DestinationRule"
+	KindGateway         Kind = "Gateway"
+	KindServiceEntry    Kind = "ServiceEntry"
+	KindWorkloadEntry   Kind = "WorkloadEntry"
+)
+
+// Meta is the part of Kubernetes ObjectMeta that Weft keeps.
+type Meta struct {
+	Namespace   string            `json:"namespace"`
+	Name        string            `json:"name"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+	// ResourceVersion is the store revision that last wrote the resource.
+	ResourceVersion int64 `json:"resourceVersion,omitempty"`
+	// Generation counts changes to the spec, starting at 1.
+	Generation        int64     `json:"generation,omitempty"`
+	CreationTimestamp time.Time `json:"creationTimestamp,omitzero"`
+}
+
+// Resource is one decoded configuration object.
+type Resource struct {
+	// APIVersion as written by the user, e.g. networking.istio.io/v1beta1.
+	APIVersion string
+	Kind       Kind
+	Meta
+	// Spec is the istio.io/api message for Kind, e.g.
+	// *v1alpha3.VirtualService (the v1 and v1beta1 types are aliases of it).
+	Spec proto.Message
+}
+
+// Key identifies a resource in the store.
+type Key struct {
+	Kind      Kind
+	Namespace string
+	Name      string
+}
+
+func (k Key) String() string { return fmt.Sprintf("%s %s/%s", k.Kind, k.Namespace, k.Name) }
+
+// Key returns the resource's identity.
+func (r *Resource) Key() Key { return Key{Kind: r.Kind, Namespace: r.Namespace, Name: r.Name} }

@@ -1,0 +1,55 @@
+package registry
+
+// DomainSuffix is the cluster domain used to build service host names.
+const DomainSuffix = "svc.cluster.local"
+
+// Hostname returns the fully qualified host name of a service:
+// reviews in default is reviews.default.svc.cluster.local.
+func Hostname(name, namespace string) string {
+	return name + "." + namespace + "." + DomainSuffix
+}
+
+// Port is a service port.
+type Port struct {
+	Name   string // e.g. http, http-web, tcp-db
+	Number uint32 // the port clients call, e.g. 9080
+	// Protocol is derived from the name or declared (HTTP, HTTP2, GRPC, TCP, ...).
+	Protocol string
+}
+
+// Endpoint is one instance of a service.
+type Endpoint struct {
+	Address string // IP (or host name for DNS-resolved ServiceEntries)
+	// Ports maps a service port number to the port to dial on Address.
+	Ports          map[uint32]uint32
+	Labels         map[string]string
+	ServiceAccount string
+	// Workload names the instance: the proxy's workload name or the
+	// WorkloadEntry's namespace/name.
+	Workload string
+	Weight   uint32 // 0 means 1
+	Locality string
+}
+
+// Service is a named set of endpoints behind one host name.
+type Service struct {
+	Hostname  string // reviews.default.svc.cluster.local, or a ServiceEntry host
+	Name      string // reviews (for mesh services), the host for ServiceEntries
+	Namespace string
+	Ports     []Port // sorted by Number
+	// MeshExternal is true for ServiceEntries with location MESH_EXTERNAL.
+	MeshExternal bool
+	// Resolution is STATIC (endpoints are IPs) or DNS (endpoints are names).
+	Resolution string
+	Endpoints  []Endpoint // sorted by Address, then Workload
+}
+
+// Port returns the service port with the given number, or nil.
+func (s *Service) Port(n uint32) *Port {
+	for i := range s.Ports {
+		if s.Ports[i].Number == n {
+			return &s.Ports[i]
+		}
+	}
+	return nil
+}
