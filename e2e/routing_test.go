@@ -1,0 +1,110 @@
+package e2e
+
+import (
+	"math"
+	"testing"
+)
+
+// TestBookinfoRequestRouting follows Istio's request-routing task against a
+// local mesh: no rules, all to v1, jason to v2, weighted splits, and back.
+func TestBookinfoRequestRouting(t *testing.T) {
+	m := startMesh(t)
+	anon := m.user()
+
+	t.Run("no rules reach every version", func(t *testing.T) {
+		got := anon.versions(60)
+		for _, v := range []string{"v1", "v2", "v3"} {
+			if got[v] == 0 {
+				t.Errorf("reviews %s never answered in 60 requests: %v", v, got)
+			}
+		}
+	})
+
+	t.Run("all traffic to v1", func(t *testing.T) {
+		m.applyWait("destination-rule-all.yaml", "virtual-service-all-v1.yaml")
+		if got := anon.versions(40); got["v1"] != 40 {
+			t.Fatalf("versions = %v, want all 40 from v1", got)
+		}
+	})
+
+	t.Run("jason goes to v2, everyone else to v1", func(t *testing.T) {
+		m.applyWait("virtual-service-reviews-test-v2.yaml")
+		jason := m.user()
+		jason.login("jason")
+		for i := 0; i < 20; i++ {
+			r, err := jason.getReviews()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.version() != "v2" {
+				t.Fatalf("jason's request %d went to %s, want v2", i, r.version())
+			}
+			if len(r.Reviews) == 0 || r.Reviews[0].Rating == nil || r.Reviews[0].Rating.Color != "black" {
+				t.Fatalf("jason's reviews lack v2's black stars: %+v", r)
+			}
+		}
+		other := m.user()
+		other.login("alice")
+		if got := other.versions(20); got["v1"] != 20 {
+			t.Errorf("alice's versions = %v, want all v1", got)
+		}
+		if got := anon.versions(20); got["v1"] != 20 {
+			t.Errorf("anonymous versions = %v, want all v1", got)
+		}
+	})
+
+	for _, tc := range []struct {
+		file   string
+		shares map[string]float64
+	}{
+		{"virtual-service-reviews-80-20.yaml", map[string]float64{"v1": 80, "v2": 20}},
+		{"virtual-service-reviews-50-50.yaml", map[string]float64{"v1": 50, "v3": 50}},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			m.applyWait(tc.file)
+			const n = 400
+			got := anon.versions(n)
+			for v, want := range tc.shares {
+				share := 100 * float64(got[v]) / n
+				if math.Abs(share-want) > 8 {
+					t.Errorf("%s got %.1f%% of %d requests, want %.0f%% ±8: %v", v, share, n, want, got)
+				}
+			}
+			for v, c := range got {
+				if _, ok := tc.shares[v]; !ok {
+					t.Errorf("%s answered %d requests; it has no weight", v, c)
+				}
+			}
+		})
+	}
+
+	t.Run("deleting the rules spreads traffic again", func(t *testing.T) {
+		// Routes first, then the subsets they use, as Istio's task does.
+		m.mustWeft("delete", "--wait", "-f", m.samples+"/virtual-service-all-v1.yaml")
+		m.mustWeft("delete", "--wait", "-f", m.samples+"/destination-rule-all.yaml")
+		got := waitForAll(t, anon, []string{"v1", "v2", "v3"})
+		t.Logf("versions after delete: %v", got)
+	})
+}
+
+// waitForAll sends requests until every version has answered, in at most 90.
+func waitForAll(t *testing.T, u *user, want []string) map[string]int {
+	t.Helper()
+	got := map[string]int{}
+	for i := 0; i < 90; i++ {
+		r, err := u.getReviews()
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		got[r.version()]++
+		all := true
+		for _, v := range want {
+			all = all && got[v] > 0
+		}
+		if all && i >= 30 {
+			return got
+		}
+	}
+	t.Fatalf("not every version of %v answered in 90 requests: %v", want, got)
+	return got
+}

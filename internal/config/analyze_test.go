@@ -1,0 +1,100 @@
+package config
+
+import (
+	"slices"
+	"testing"
+)
+
+func TestAnalyze(t *testing.T) {
+	const drReviews = `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: default}
+spec:
+  host: reviews
+  subsets: [{name: v1}, {name: v2}]
+`
+	vs := func(ns, dest string) string {
+		return `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: ` + ns + `}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - destination: ` + dest + `
+`
+	}
+	tests := []struct {
+		name string
+		in   string
+		want []string
+	}{
+		{"subset defined", drReviews + "---\n" + vs("default", "{host: reviews, subset: v1}"), nil},
+		{"no subset named", vs("default", "{host: reviews}"), nil},
+		{"subset missing from DestinationRule", drReviews + "---\n" + vs("default", "{host: reviews, subset: v9}"), []string{
+			`Warning [IST0101] (VirtualService default/reviews) spec.http[0].route[0].destination: referenced subset "v9" of host reviews.default.svc.cluster.local is not defined by any DestinationRule`,
+		}},
+		{"no DestinationRule at all", vs("default", "{host: reviews, subset: v1}"), []string{
+			`Warning [IST0101] (VirtualService default/reviews) spec.http[0].route[0].destination: referenced subset "v1" of host reviews.default.svc.cluster.local is not defined by any DestinationRule`,
+		}},
+		{"short name resolves in the VirtualService's namespace", drReviews + "---\n" + vs("prod", "{host: reviews, subset: v1}"), []string{
+			`Warning [IST0101] (VirtualService prod/reviews) spec.http[0].route[0].destination: referenced subset "v1" of host reviews.prod.svc.cluster.local is not defined by any DestinationRule`,
+		}},
+		{"name.namespace form", drReviews + "---\n" + vs("prod", "{host: reviews.default, subset: v1}"), nil},
+		{"FQDN", drReviews + "---\n" + vs("prod", "{host: reviews.default.svc.cluster.local, subset: v2}"), nil},
+		{"wildcard DestinationRule", `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: ext}
+spec:
+  host: "*.example.com"
+  subsets: [{name: blue}]
+---
+` + vs("default", "{host: api.example.com, subset: blue}"), nil},
+		{"mirror and tcp", drReviews + `---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: mix}
+spec:
+  hosts: [reviews]
+  http:
+  - route: [{destination: {host: reviews, subset: v1}}]
+    mirror: {host: reviews, subset: shadow}
+  tcp:
+  - route: [{destination: {host: reviews, subset: v3}}]
+`, []string{
+			`Warning [IST0101] (VirtualService default/mix) spec.http[0].mirror: referenced subset "shadow" of host reviews.default.svc.cluster.local is not defined by any DestinationRule`,
+			`Warning [IST0101] (VirtualService default/mix) spec.tcp[0].route[0].destination: referenced subset "v3" of host reviews.default.svc.cluster.local is not defined by any DestinationRule`,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rs, err := Decode("a.yaml", []byte(tt.in))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, w := range Analyze(rs) {
+				got = append(got, w.String())
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("warnings:\n got %q\nwant %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestResolveHost(t *testing.T) {
+	tests := []struct{ host, ns, want string }{
+		{"reviews", "default", "reviews.default.svc.cluster.local"},
+		{"reviews.prod", "default", "reviews.prod.svc.cluster.local"},
+		{"reviews.prod.svc.cluster.local", "default", "reviews.prod.svc.cluster.local"},
+		{"httpbin.org.example", "default", "httpbin.org.example"},
+		{"*.example.com", "default", "*.example.com"},
+		{"*", "default", "*"},
+	}
+	for _, tt := range tests {
+		if got := ResolveHost(tt.host, tt.ns); got != tt.want {
+			t.Errorf("ResolveHost(%q, %q) = %q, want %q", tt.host, tt.ns, got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,484 @@
+package config
+
+import (
+	"errors"
+	"net/netip"
+	"regexp"
+	"regexp/syntax"
+	"slices"
+	"strings"
+
+	networking "istio.io/api/networking/v1alpha3"
+)
+
+// Validate checks a resource against Istio's rules for its kind and returns
+// every problem found, or nil when the resource is valid. Paths in the
+// errors use the field names of Istio's YAML (spec.http[0].route[1].weight).
+func Validate(r *Resource) ErrorList {
+	v := &validator{r: r}
+	v.meta()
+	switch spec := r.Spec.(type) {
+	case *networking.VirtualService:
+		v.kind(KindVirtualService)
+		v.virtualService(spec)
+	case *networking.DestinationRule:
+		v.kind(KindDestinationRule)
+		v.destinationRule(spec)
+	case *networking.Gateway:
+		v.kind(KindGateway)
+		v.gateway(spec)
+	case *networking.ServiceEntry:
+		v.kind(KindServiceEntry)
+		v.serviceEntry(spec)
+	case *networking.WorkloadEntry:
+		v.kind(KindWorkloadEntry)
+		v.workloadEntry(spec)
+	default:
+		v.errorf("spec", "unsupported spec type %T for kind %s", r.Spec, r.Kind)
+	}
+	if len(v.errs) == 0 {
+		return nil
+	}
+	return v.errs
+}
+
+type validator struct {
+	r    *Resource
+	errs ErrorList
+}
+
+func (v *validator) errorf(path, format string, args ...any) {
+	v.errs.errorf(v.r, path, format, args...)
+}
+
+func (v *validator) kind(want Kind) {
+	if v.r.Kind != want {
+		v.errorf("kind", "kind %q does not match its %s spec", v.r.Kind, want)
+	}
+}
+
+var (
+	dns1123Label     = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	dns1123Subdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+	hostLabel        = regexp.MustCompile(`^[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?$`)
+)
+
+func (v *validator) meta() {
+	switch name := v.r.Name; {
+	case name == "":
+		v.errorf("metadata.name", "required")
+	case len(name) > 253 || !dns1123Subdomain.MatchString(name):
+		v.errorf("metadata.name", "invalid name %q: must be lower case letters, digits, '-' and '.', start and end with a letter or digit, at most 253 characters", name)
+	}
+	switch ns := v.r.Namespace; {
+	case ns == "":
+		v.errorf("metadata.namespace", "required")
+	case len(ns) > 63 || !dns1123Label.MatchString(ns):
+		v.errorf("metadata.namespace", "invalid namespace %q: must be lower case letters, digits and '-', start and end with a letter or digit, at most 63 characters", ns)
+	}
+}
+
+// host checks a host name as Istio's resources accept it: a DNS name
+// (short or fully qualified), optionally with a leading "*." wildcard, "*"
+// itself, or an IP address.
+func (v *validator) host(path, h string) {
+	if h == "" {
+		v.errorf(path, "host must not be empty")
+		return
+	}
+	if h == "*" {
+		return
+	}
+	if _, err := netip.ParseAddr(h); err == nil {
+		return
+	}
+	name := strings.TrimPrefix(h, "*.")
+	if len(name) > 255 {
+		v.errorf(path, "invalid host %q: longer than 255 characters", h)
+		return
+	}
+	for _, label := range strings.Split(name, ".") {
+		if label == "*" {
+			v.errorf(path, "invalid host %q: a wildcard is only allowed as the first label (*.example.com)", h)
+			return
+		}
+		if len(label) > 63 || !hostLabel.MatchString(label) {
+			v.errorf(path, "invalid host %q: label %q must be letters, digits and '-', start and end with a letter or digit, at most 63 characters", h, label)
+			return
+		}
+	}
+}
+
+func (v *validator) port(path string, n uint32, required bool) {
+	if n == 0 && !required {
+		return
+	}
+	if n == 0 {
+		v.errorf(path, "required")
+		return
+	}
+	if n > 65535 {
+		v.errorf(path, "port number %d must be between 1 and 65535", n)
+	}
+}
+
+func (v *validator) regex(path, re string) {
+	if _, err := regexp.Compile(re); err != nil {
+		msg := err.Error()
+		var se *syntax.Error
+		if errors.As(err, &se) {
+			msg = se.Code.String()
+			if se.Expr != re {
+				msg += " in `" + se.Expr + "`"
+			}
+		}
+		v.errorf(path, "invalid regex %q: %s", re, msg)
+	}
+}
+
+// stringMatch checks an exact/prefix/regex matcher. emptyPrefixOK is false
+// for the uri, scheme, method and authority matchers, where Istio rejects an
+// empty prefix.
+func (v *validator) stringMatch(path string, m *networking.StringMatch, emptyPrefixOK bool) {
+	if m == nil {
+		return
+	}
+	switch t := m.MatchType.(type) {
+	case *networking.StringMatch_Regex:
+		v.regex(field(path, "regex"), t.Regex)
+	case *networking.StringMatch_Prefix:
+		if t.Prefix == "" && !emptyPrefixOK {
+			v.errorf(field(path, "prefix"), "must not be empty")
+		}
+	}
+}
+
+func (v *validator) stringMatchMap(path string, m map[string]*networking.StringMatch) {
+	for _, k := range sortedKeys(m) {
+		if k == "" {
+			v.errorf(path, "names must not be empty")
+			continue
+		}
+		v.stringMatch(field(path, k), m[k], true)
+	}
+}
+
+func (v *validator) nonEmptyStrings(path string, ss []string, what string) {
+	for i, s := range ss {
+		if strings.TrimSpace(s) == "" {
+			v.errorf(index(path, i), "%s must not be empty", what)
+		}
+	}
+}
+
+func (v *validator) destination(path string, d *networking.Destination) {
+	if d == nil {
+		v.errorf(path, "required")
+		return
+	}
+	v.host(field(path, "host"), d.Host)
+	if d.Subset != "" && !dns1123Label.MatchString(d.Subset) {
+		v.errorf(field(path, "subset"), "invalid subset name %q", d.Subset)
+	}
+	if d.Port != nil {
+		v.port(path+".port.number", d.Port.Number, false)
+	}
+}
+
+// weights checks the weights of a route's destinations: each in 0..100, and
+// with more than one destination, summing to 100.
+func (v *validator) weights(path string, weights []int32) {
+	sum := int64(0)
+	for i, w := range weights {
+		if w < 0 || w > 100 {
+			v.errorf(index(path, i)+".weight", "weight %d must be between 0 and 100", w)
+		}
+		sum += int64(w)
+	}
+	if len(weights) > 1 && sum != 100 {
+		v.errorf(path, "weights sum to %d, want 100", sum)
+	}
+}
+
+func (v *validator) percent(path string, p *networking.Percent) {
+	if p != nil && (p.Value < 0 || p.Value > 100) {
+		v.errorf(field(path, "value"), "percentage %v must be between 0 and 100", p.Value)
+	}
+}
+
+func (v *validator) virtualService(vs *networking.VirtualService) {
+	if len(vs.Hosts) == 0 {
+		v.errorf("spec.hosts", "at least one host is required")
+	}
+	for i, h := range vs.Hosts {
+		v.host(index("spec.hosts", i), h)
+	}
+	v.nonEmptyStrings("spec.gateways", vs.Gateways, "gateway name")
+	if len(vs.Http)+len(vs.Tcp)+len(vs.Tls) == 0 {
+		v.errorf("spec", "at least one http, tcp or tls route is required")
+	}
+	for i, h := range vs.Http {
+		v.httpRoute(index("spec.http", i), h)
+	}
+	for i, t := range vs.Tcp {
+		p := index("spec.tcp", i)
+		for j, m := range t.Match {
+			mp := index(p+".match", j)
+			v.port(mp+".port", m.Port, false)
+			v.nonEmptyStrings(mp+".gateways", m.Gateways, "gateway name")
+		}
+		v.routeDestinations(p, t.Route)
+	}
+	for i, t := range vs.Tls {
+		p := index("spec.tls", i)
+		if len(t.Match) == 0 {
+			v.errorf(p+".match", "at least one match with sniHosts is required")
+		}
+		for j, m := range t.Match {
+			mp := index(p+".match", j)
+			if len(m.SniHosts) == 0 {
+				v.errorf(mp+".sniHosts", "at least one SNI host is required")
+			}
+			for k, h := range m.SniHosts {
+				v.host(index(mp+".sniHosts", k), h)
+			}
+			v.port(mp+".port", m.Port, false)
+			v.nonEmptyStrings(mp+".gateways", m.Gateways, "gateway name")
+		}
+		v.routeDestinations(p, t.Route)
+	}
+}
+
+func (v *validator) routeDestinations(path string, rs []*networking.RouteDestination) {
+	if len(rs) == 0 {
+		v.errorf(path+".route", "at least one route destination is required")
+		return
+	}
+	ws := make([]int32, len(rs))
+	for i, rd := range rs {
+		v.destination(index(path+".route", i)+".destination", rd.Destination)
+		ws[i] = rd.Weight
+	}
+	v.weights(path+".route", ws)
+}
+
+func (v *validator) httpRoute(path string, h *networking.HTTPRoute) {
+	switch {
+	case len(h.Route) == 0 && h.Redirect == nil && h.DirectResponse == nil && h.Delegate == nil:
+		v.errorf(path, "needs a route, redirect or directResponse")
+	case len(h.Route) > 0 && h.Redirect != nil:
+		v.errorf(path, "route and redirect cannot both be set")
+	case len(h.Route) > 0 && h.DirectResponse != nil:
+		v.errorf(path, "route and directResponse cannot both be set")
+	case h.Redirect != nil && h.DirectResponse != nil:
+		v.errorf(path, "redirect and directResponse cannot both be set")
+	}
+	for j, m := range h.Match {
+		mp := index(path+".match", j)
+		v.stringMatch(mp+".uri", m.Uri, false)
+		v.stringMatch(mp+".scheme", m.Scheme, false)
+		v.stringMatch(mp+".method", m.Method, false)
+		v.stringMatch(mp+".authority", m.Authority, false)
+		v.stringMatchMap(mp+".headers", m.Headers)
+		v.stringMatchMap(mp+".withoutHeaders", m.WithoutHeaders)
+		v.stringMatchMap(mp+".queryParams", m.QueryParams)
+		v.port(mp+".port", m.Port, false)
+		v.nonEmptyStrings(mp+".gateways", m.Gateways, "gateway name")
+	}
+	ws := make([]int32, len(h.Route))
+	for k, rd := range h.Route {
+		v.destination(index(path+".route", k)+".destination", rd.Destination)
+		ws[k] = rd.Weight
+	}
+	v.weights(path+".route", ws)
+	if r := h.Redirect; r != nil {
+		if p, ok := r.RedirectPort.(*networking.HTTPRedirect_Port); ok {
+			v.port(path+".redirect.port", p.Port, false)
+		}
+	}
+	if d := h.DirectResponse; d != nil && (d.Status < 200 || d.Status > 599) {
+		v.errorf(path+".directResponse.status", "status %d must be between 200 and 599", d.Status)
+	}
+	if h.Mirror != nil {
+		v.destination(path+".mirror", h.Mirror)
+	}
+	v.percent(path+".mirrorPercentage", h.MirrorPercentage)
+	for i, m := range h.Mirrors {
+		v.destination(index(path+".mirrors", i)+".destination", m.Destination)
+		v.percent(index(path+".mirrors", i)+".percentage", m.Percentage)
+	}
+	if f := h.Fault; f != nil {
+		if d := f.Delay; d != nil {
+			if d.Percent < 0 || d.Percent > 100 {
+				v.errorf(path+".fault.delay.percent", "percentage %d must be between 0 and 100", d.Percent)
+			}
+			v.percent(path+".fault.delay.percentage", d.Percentage)
+		}
+		if a := f.Abort; a != nil {
+			v.percent(path+".fault.abort.percentage", a.Percentage)
+		}
+	}
+}
+
+func (v *validator) destinationRule(dr *networking.DestinationRule) {
+	if dr.Host == "" {
+		v.errorf("spec.host", "required")
+	} else {
+		v.host("spec.host", dr.Host)
+	}
+	v.trafficPolicy("spec.trafficPolicy", dr.TrafficPolicy)
+	seen := map[string]bool{}
+	for i, s := range dr.Subsets {
+		p := index("spec.subsets", i)
+		switch {
+		case s.Name == "":
+			v.errorf(p+".name", "required")
+		case !dns1123Label.MatchString(s.Name):
+			v.errorf(p+".name", "invalid subset name %q: must be lower case letters, digits and '-'", s.Name)
+		case seen[s.Name]:
+			v.errorf(p+".name", "duplicate subset name %q", s.Name)
+		}
+		seen[s.Name] = true
+		v.trafficPolicy(p+".trafficPolicy", s.TrafficPolicy)
+	}
+}
+
+func (v *validator) trafficPolicy(path string, tp *networking.TrafficPolicy) {
+	if tp == nil {
+		return
+	}
+	for i, pl := range tp.PortLevelSettings {
+		p := index(path+".portLevelSettings", i)
+		if pl.Port == nil {
+			v.errorf(p+".port", "required")
+			continue
+		}
+		v.port(p+".port.number", pl.Port.Number, true)
+	}
+}
+
+// protocols are the port protocols Istio accepts (case-insensitively).
+var protocols = []string{"HTTP", "HTTPS", "GRPC", "GRPC-WEB", "HTTP2", "MONGO", "MYSQL", "REDIS", "TCP", "TLS", "UDP"}
+
+func (v *validator) protocol(path, proto string) {
+	if proto == "" {
+		v.errorf(path, "required")
+		return
+	}
+	for _, p := range protocols {
+		if strings.EqualFold(p, proto) {
+			return
+		}
+	}
+	v.errorf(path, "invalid protocol %q; supported: %s", proto, strings.Join(protocols, ", "))
+}
+
+func (v *validator) gateway(gw *networking.Gateway) {
+	if len(gw.Servers) == 0 {
+		v.errorf("spec.servers", "at least one server is required")
+	}
+	for i, s := range gw.Servers {
+		p := index("spec.servers", i)
+		if s.Port == nil {
+			v.errorf(p+".port", "required")
+		} else {
+			v.port(p+".port.number", s.Port.Number, true)
+			v.protocol(p+".port.protocol", s.Port.Protocol)
+			if s.Port.Name == "" {
+				v.errorf(p+".port.name", "required")
+			}
+			if (strings.EqualFold(s.Port.Protocol, "HTTPS") || strings.EqualFold(s.Port.Protocol, "TLS")) && s.Tls == nil {
+				v.errorf(p+".tls", "required for protocol %s", s.Port.Protocol)
+			}
+		}
+		if len(s.Hosts) == 0 {
+			v.errorf(p+".hosts", "at least one host is required")
+		}
+		for j, h := range s.Hosts {
+			// A Gateway host may be qualified by namespace: "prod/*.example.com".
+			if ns, name, ok := strings.Cut(h, "/"); ok {
+				if ns != "*" && ns != "." && !dns1123Label.MatchString(ns) {
+					v.errorf(index(p+".hosts", j), "invalid namespace %q in host %q", ns, h)
+				}
+				h = name
+			}
+			v.host(index(p+".hosts", j), h)
+		}
+	}
+}
+
+func (v *validator) serviceEntry(se *networking.ServiceEntry) {
+	if len(se.Hosts) == 0 {
+		v.errorf("spec.hosts", "at least one host is required")
+	}
+	for i, h := range se.Hosts {
+		if h == "*" {
+			v.errorf(index("spec.hosts", i), "host \"*\" is not allowed in a ServiceEntry")
+			continue
+		}
+		v.host(index("spec.hosts", i), h)
+	}
+	for i, a := range se.Addresses {
+		if _, err := netip.ParseAddr(a); err == nil {
+			continue
+		}
+		if _, err := netip.ParsePrefix(a); err != nil {
+			v.errorf(index("spec.addresses", i), "invalid address %q: want an IP address or CIDR block", a)
+		}
+	}
+	portNames := map[string]bool{}
+	portNumbers := map[uint32]bool{}
+	for i, sp := range se.Ports {
+		p := index("spec.ports", i)
+		v.port(p+".number", sp.Number, true)
+		v.port(p+".targetPort", sp.TargetPort, false)
+		v.protocol(p+".protocol", sp.Protocol)
+		switch {
+		case sp.Name == "":
+			v.errorf(p+".name", "required")
+		case portNames[sp.Name]:
+			v.errorf(p+".name", "duplicate port name %q", sp.Name)
+		}
+		if sp.Number != 0 && portNumbers[sp.Number] {
+			v.errorf(p+".number", "duplicate port number %d", sp.Number)
+		}
+		portNames[sp.Name], portNumbers[sp.Number] = true, true
+	}
+	for i, we := range se.Endpoints {
+		p := index("spec.endpoints", i)
+		if we.Address == "" && we.Network == "" {
+			v.errorf(p+".address", "required")
+		} else if se.Resolution == networking.ServiceEntry_STATIC && we.Address != "" && !strings.HasPrefix(we.Address, "unix://") {
+			if _, err := netip.ParseAddr(we.Address); err != nil {
+				v.errorf(p+".address", "invalid address %q: resolution STATIC needs an IP address", we.Address)
+			}
+		}
+		for _, name := range sortedKeys(we.Ports) {
+			if !portNames[name] {
+				v.errorf(field(p+".ports", name), "port %q is not one of the ServiceEntry's ports", name)
+			}
+			v.port(field(p+".ports", name), we.Ports[name], true)
+		}
+	}
+}
+
+func (v *validator) workloadEntry(we *networking.WorkloadEntry) {
+	if we.Address == "" && we.Network == "" {
+		v.errorf("spec.address", "required (unless network is set)")
+	}
+	for _, name := range sortedKeys(we.Ports) {
+		v.port(field("spec.ports", name), we.Ports[name], true)
+	}
+	if we.ServiceAccount != "" && !dns1123Subdomain.MatchString(we.ServiceAccount) {
+		v.errorf("spec.serviceAccount", "invalid service account name %q", we.ServiceAccount)
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

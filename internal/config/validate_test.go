@@ -1,0 +1,259 @@
+package config
+
+import (
+	"strings"
+	"testing"
+
+	networking "istio.io/api/networking/v1alpha3"
+)
+
+// resourceYAML wraps a spec (indented by two spaces) into a document.
+func resourceYAML(kind Kind, spec string) string {
+	return "apiVersion: networking.istio.io/v1\nkind: " + string(kind) + "\nmetadata: {name: t, namespace: ns}\nspec:\n" + spec
+}
+
+func TestValidateAccepts(t *testing.T) {
+	tests := []struct {
+		kind Kind
+		spec string
+	}{
+		{KindVirtualService, `  hosts: [reviews]
+  http:
+  - route: [{destination: {host: reviews}, weight: 30}]
+`},
+		{KindVirtualService, `  hosts: [reviews.prod.svc.cluster.local, "*.example.com"]
+  gateways: [mesh, prod/gw]
+  http:
+  - name: split
+    match:
+    - uri: {regex: "^/api/v[0-9]+/.*"}
+      headers: {end-user: {exact: jason}, x-any: {}}
+      queryParams: {debug: {regex: "1|true"}}
+      port: 9080
+    route:
+    - destination: {host: reviews, subset: v1, port: {number: 9080}}
+      weight: 75
+    - destination: {host: reviews, subset: v2}
+      weight: 25
+  - redirect: {uri: /new, port: 8443}
+  - directResponse: {status: 503, body: {string: down}}
+  tcp:
+  - match: [{port: 3306}]
+    route: [{destination: {host: mysql}}]
+  tls:
+  - match: [{sniHosts: [a.example.com], port: 443}]
+    route: [{destination: {host: a.example.com}}]
+`},
+		{KindDestinationRule, `  host: reviews
+  subsets:
+  - name: v1
+  - name: v2
+    labels: {version: v2}
+  trafficPolicy:
+    portLevelSettings: [{port: {number: 9080}, loadBalancer: {simple: LEAST_REQUEST}}]
+`},
+		{KindGateway, `  servers:
+  - port: {number: 443, name: https, protocol: https}
+    hosts: ["prod/*.example.com"]
+    tls: {mode: SIMPLE, credentialName: cert}
+`},
+		{KindServiceEntry, `  hosts: [api.example.com]
+  addresses: [240.0.0.1, 10.0.0.0/24]
+  ports: [{number: 80, name: http, protocol: HTTP, targetPort: 8080}]
+  resolution: STATIC
+  endpoints: [{address: 10.0.0.1, ports: {http: 8081}}]
+`},
+		{KindWorkloadEntry, `  network: remote-net
+`},
+	}
+	for _, tt := range tests {
+		t.Run(string(tt.kind), func(t *testing.T) {
+			if _, err := Decode("ok.yaml", []byte(resourceYAML(tt.kind, tt.spec))); err != nil {
+				t.Errorf("valid resource rejected:\n%v", err)
+			}
+		})
+	}
+}
+
+func TestValidateRejects(t *testing.T) {
+	tests := []struct {
+		name     string
+		kind     Kind
+		spec     string
+		wantPath string
+		wantMsg  string
+	}{
+		// VirtualService.
+		{"vs no hosts", KindVirtualService, "  http: [{route: [{destination: {host: a}}]}]\n",
+			"spec.hosts", "at least one host is required"},
+		{"vs empty host", KindVirtualService, "  hosts: [a, \"\"]\n  http: [{route: [{destination: {host: a}}]}]\n",
+			"spec.hosts[1]", "host must not be empty"},
+		{"vs bad host", KindVirtualService, "  hosts: [a.*.com]\n  http: [{route: [{destination: {host: a}}]}]\n",
+			"spec.hosts[0]", `invalid host "a.*.com": a wildcard is only allowed as the first label (*.example.com)`},
+		{"vs no routes at all", KindVirtualService, "  hosts: [a]\n",
+			"spec", "at least one http, tcp or tls route is required"},
+		{"vs empty gateway", KindVirtualService, "  hosts: [a]\n  gateways: [\"\"]\n  http: [{route: [{destination: {host: a}}]}]\n",
+			"spec.gateways[0]", "gateway name must not be empty"},
+		{"http route without route", KindVirtualService, "  hosts: [a]\n  http: [{route: [{destination: {host: a}}]}, {timeout: 1s}]\n",
+			"spec.http[1]", "needs a route, redirect or directResponse"},
+		{"route and redirect", KindVirtualService, "  hosts: [a]\n  http: [{route: [{destination: {host: a}}], redirect: {uri: /x}}]\n",
+			"spec.http[0]", "route and redirect cannot both be set"},
+		{"destination missing", KindVirtualService, "  hosts: [a]\n  http: [{route: [{weight: 100}]}]\n",
+			"spec.http[0].route[0].destination", "required"},
+		{"destination host missing", KindVirtualService, "  hosts: [a]\n  http: [{route: [{destination: {subset: v1}}]}]\n",
+			"spec.http[0].route[0].destination.host", "host must not be empty"},
+		{"weights sum", KindVirtualService, `  hosts: [a]
+  http:
+  - route:
+    - destination: {host: a, subset: v1}
+      weight: 50
+    - destination: {host: a, subset: v2}
+      weight: 40
+`, "spec.http[0].route", "weights sum to 90, want 100"},
+		{"weights omitted with several destinations", KindVirtualService, `  hosts: [a]
+  http:
+  - route:
+    - destination: {host: a, subset: v1}
+    - destination: {host: a, subset: v2}
+`, "spec.http[0].route", "weights sum to 0, want 100"},
+		{"weight out of range", KindVirtualService, `  hosts: [a]
+  http:
+  - route:
+    - destination: {host: a, subset: v1}
+      weight: 150
+    - destination: {host: a, subset: v2}
+      weight: -50
+`, "spec.http[0].route[0].weight", "weight 150 must be between 0 and 100"},
+		{"negative weight", KindVirtualService, "  hosts: [a]\n  http: [{route: [{destination: {host: a}, weight: -1}]}]\n",
+			"spec.http[0].route[0].weight", "weight -1 must be between 0 and 100"},
+		{"uri regex", KindVirtualService, `  hosts: [a]
+  http:
+  - route: [{destination: {host: a}}]
+  - match: [{uri: {regex: "([a-z"}}]
+    route: [{destination: {host: a}}]
+`, "spec.http[1].match[0].uri.regex", "invalid regex \"([a-z\": missing closing ] in `[a-z`"},
+		{"header regex", KindVirtualService, `  hosts: [a]
+  http:
+  - match: [{headers: {end-user: {regex: "(ja"}}}]
+    route: [{destination: {host: a}}]
+`, "spec.http[0].match[0].headers.end-user.regex", `invalid regex "(ja": missing closing )`},
+		{"query param regex", KindVirtualService, `  hosts: [a]
+  http:
+  - match: [{queryParams: {q: {regex: "a**"}}}]
+    route: [{destination: {host: a}}]
+`, "spec.http[0].match[0].queryParams.q.regex", "invalid regex \"a**\": invalid nested repetition operator in `**`"},
+		{"RE2 has no lookahead", KindVirtualService, `  hosts: [a]
+  http:
+  - match: [{uri: {regex: "/(?!admin)"}}]
+    route: [{destination: {host: a}}]
+`, "spec.http[0].match[0].uri.regex", "invalid regex \"/(?!admin)\": invalid or unsupported Perl syntax in `(?!`"},
+		{"empty uri prefix", KindVirtualService, `  hosts: [a]
+  http:
+  - match: [{uri: {prefix: ""}}]
+    route: [{destination: {host: a}}]
+`, "spec.http[0].match[0].uri.prefix", "must not be empty"},
+		{"match port", KindVirtualService, "  hosts: [a]\n  http: [{match: [{port: 70000}], route: [{destination: {host: a}}]}]\n",
+			"spec.http[0].match[0].port", "port number 70000 must be between 1 and 65535"},
+		{"destination port", KindVirtualService, "  hosts: [a]\n  http: [{route: [{destination: {host: a, port: {number: 65536}}}]}]\n",
+			"spec.http[0].route[0].destination.port.number", "port number 65536 must be between 1 and 65535"},
+		{"redirect port", KindVirtualService, "  hosts: [a]\n  http: [{redirect: {port: 99999}}]\n",
+			"spec.http[0].redirect.port", "port number 99999 must be between 1 and 65535"},
+		{"direct response status", KindVirtualService, "  hosts: [a]\n  http: [{directResponse: {status: 99}}]\n",
+			"spec.http[0].directResponse.status", "status 99 must be between 200 and 599"},
+		{"match gateway empty", KindVirtualService, "  hosts: [a]\n  http: [{match: [{gateways: [\"\"]}], route: [{destination: {host: a}}]}]\n",
+			"spec.http[0].match[0].gateways[0]", "gateway name must not be empty"},
+		{"fault percent", KindVirtualService, "  hosts: [a]\n  http: [{fault: {delay: {percent: 120, fixedDelay: 1s}}, route: [{destination: {host: a}}]}]\n",
+			"spec.http[0].fault.delay.percent", "percentage 120 must be between 0 and 100"},
+		{"tcp weights", KindVirtualService, "  hosts: [a]\n  tcp: [{route: [{destination: {host: a}, weight: 10}, {destination: {host: b}, weight: 10}]}]\n",
+			"spec.tcp[0].route", "weights sum to 20, want 100"},
+		{"tcp without route", KindVirtualService, "  hosts: [a]\n  tcp: [{match: [{port: 1}]}]\n",
+			"spec.tcp[0].route", "at least one route destination is required"},
+		{"tls without sni", KindVirtualService, "  hosts: [a]\n  tls: [{match: [{port: 443}], route: [{destination: {host: a}}]}]\n",
+			"spec.tls[0].match[0].sniHosts", "at least one SNI host is required"},
+
+		// DestinationRule.
+		{"dr no host", KindDestinationRule, "  subsets: [{name: v1}]\n",
+			"spec.host", "required"},
+		{"dr subset no name", KindDestinationRule, "  host: a\n  subsets: [{labels: {version: v1}}]\n",
+			"spec.subsets[0].name", "required"},
+		{"dr duplicate subset", KindDestinationRule, "  host: a\n  subsets: [{name: v1}, {name: v2}, {name: v1}]\n",
+			"spec.subsets[2].name", `duplicate subset name "v1"`},
+		{"dr port level port", KindDestinationRule, "  host: a\n  trafficPolicy: {portLevelSettings: [{port: {number: 0}}]}\n",
+			"spec.trafficPolicy.portLevelSettings[0].port.number", "required"},
+
+		// Gateway.
+		{"gw no servers", KindGateway, "  selector: {istio: ingressgateway}\n",
+			"spec.servers", "at least one server is required"},
+		{"gw no port", KindGateway, "  servers: [{hosts: [\"*\"]}]\n",
+			"spec.servers[0].port", "required"},
+		{"gw port number", KindGateway, "  servers: [{port: {name: http, protocol: HTTP}, hosts: [\"*\"]}]\n",
+			"spec.servers[0].port.number", "required"},
+		{"gw port protocol", KindGateway, "  servers: [{port: {number: 80, name: http}, hosts: [\"*\"]}]\n",
+			"spec.servers[0].port.protocol", "required"},
+		{"gw bad protocol", KindGateway, "  servers: [{port: {number: 80, name: http, protocol: HTTP3}, hosts: [\"*\"]}]\n",
+			"spec.servers[0].port.protocol", `invalid protocol "HTTP3"; supported: HTTP, HTTPS, GRPC, GRPC-WEB, HTTP2, MONGO, MYSQL, REDIS, TCP, TLS, UDP`},
+		{"gw port name", KindGateway, "  servers: [{port: {number: 80, protocol: HTTP}, hosts: [\"*\"]}]\n",
+			"spec.servers[0].port.name", "required"},
+		{"gw no hosts", KindGateway, "  servers: [{port: {number: 80, name: http, protocol: HTTP}}]\n",
+			"spec.servers[0].hosts", "at least one host is required"},
+		{"gw empty host", KindGateway, "  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: [\"\"]}]\n",
+			"spec.servers[0].hosts[0]", "host must not be empty"},
+		{"gw https without tls", KindGateway, "  servers: [{port: {number: 443, name: https, protocol: HTTPS}, hosts: [\"*\"]}]\n",
+			"spec.servers[0].tls", "required for protocol HTTPS"},
+
+		// ServiceEntry.
+		{"se no hosts", KindServiceEntry, "  ports: [{number: 80, name: http, protocol: HTTP}]\n",
+			"spec.hosts", "at least one host is required"},
+		{"se port number", KindServiceEntry, "  hosts: [a.com]\n  ports: [{name: http, protocol: HTTP}]\n",
+			"spec.ports[0].number", "required"},
+		{"se port name", KindServiceEntry, "  hosts: [a.com]\n  ports: [{number: 80, protocol: HTTP}]\n",
+			"spec.ports[0].name", "required"},
+		{"se port protocol", KindServiceEntry, "  hosts: [a.com]\n  ports: [{number: 80, name: http}]\n",
+			"spec.ports[0].protocol", "required"},
+		{"se target port", KindServiceEntry, "  hosts: [a.com]\n  ports: [{number: 80, name: http, protocol: HTTP, targetPort: 70000}]\n",
+			"spec.ports[0].targetPort", "port number 70000 must be between 1 and 65535"},
+		{"se static endpoint without address", KindServiceEntry, "  hosts: [a.com]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n  resolution: STATIC\n  endpoints: [{labels: {a: b}}]\n",
+			"spec.endpoints[0].address", "required"},
+		{"se static endpoint hostname", KindServiceEntry, "  hosts: [a.com]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n  resolution: STATIC\n  endpoints: [{address: a.com}]\n",
+			"spec.endpoints[0].address", `invalid address "a.com": resolution STATIC needs an IP address`},
+		{"se endpoint unknown port", KindServiceEntry, "  hosts: [a.com]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n  resolution: STATIC\n  endpoints: [{address: 1.2.3.4, ports: {grpc: 81}}]\n",
+			"spec.endpoints[0].ports.grpc", `port "grpc" is not one of the ServiceEntry's ports`},
+
+		// WorkloadEntry.
+		{"we no address", KindWorkloadEntry, "  labels: {app: a}\n",
+			"spec.address", "required (unless network is set)"},
+		{"we port", KindWorkloadEntry, "  address: 1.2.3.4\n  ports: {http: 0}\n",
+			"spec.ports.http", "required"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Decode("t.yaml", []byte(resourceYAML(tt.kind, tt.spec)))
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			e := findError(errorList(t, err), tt.wantPath)
+			if e == nil {
+				t.Fatalf("no error at %q; got:\n%v", tt.wantPath, err)
+			}
+			if e.Message != tt.wantMsg {
+				t.Errorf("message\n got %q\nwant %q", e.Message, tt.wantMsg)
+			}
+			if e.Kind != tt.kind || e.Namespace != "ns" || e.Name != "t" {
+				t.Errorf("error names %s %s/%s", e.Kind, e.Namespace, e.Name)
+			}
+		})
+	}
+}
+
+func TestValidateDirect(t *testing.T) {
+	// Resources built in code (not decoded) are validated the same way.
+	r := &Resource{Kind: KindDestinationRule, Meta: Meta{Namespace: "default", Name: "r"}, Spec: &networking.DestinationRule{Host: "reviews"}}
+	if errs := Validate(r); errs != nil {
+		t.Errorf("valid: %v", errs)
+	}
+	r.Spec = &networking.VirtualService{}
+	errs := Validate(r)
+	if len(errs) == 0 || !strings.Contains(errs.Error(), `kind "DestinationRule" does not match its VirtualService spec`) {
+		t.Errorf("kind/spec mismatch not reported: %v", errs)
+	}
+}

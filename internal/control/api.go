@@ -1,0 +1,263 @@
+package control
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/weftmesh/weft/internal/config"
+	"github.com/weftmesh/weft/internal/controlapi"
+	"github.com/weftmesh/weft/internal/store"
+	"github.com/weftmesh/weft/internal/xdsserver"
+)
+
+type apiOptions struct {
+	log   *slog.Logger
+	store *store.Store
+	xds   *xdsserver.Server
+}
+
+type api struct{ apiOptions }
+
+func newAPI(opts apiOptions) http.Handler {
+	a := &api{opts}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("POST /api/v1/apply", a.apply)
+	mux.HandleFunc("POST /api/v1/delete", a.delete)
+	mux.HandleFunc("GET /api/v1/resources", a.resources)
+	mux.HandleFunc("GET /api/v1/proxy-status", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, a.xds.Status())
+	})
+	mux.HandleFunc("GET /api/v1/sync", a.sync)
+	return mux
+}
+
+// maxBody bounds what one apply may send.
+const maxBody = 16 << 20
+
+func (a *api) apply(w http.ResponseWriter, r *http.Request) {
+	var req controlapi.ApplyRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	resources, errs := decodeFiles(req.Files)
+	if len(errs) > 0 {
+		writeJSON(w, http.StatusUnprocessableEntity, controlapi.ChangeResponse{Errors: errs})
+		return
+	}
+	if len(resources) == 0 {
+		writeError(w, http.StatusBadRequest, "no resources found in the input")
+		return
+	}
+	// Analyze the config as it would be after the apply.
+	_, current, err := a.store.All()
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	incoming := map[config.Key]bool{}
+	for _, r := range resources {
+		incoming[r.Key()] = true
+	}
+	after := append([]*config.Resource(nil), resources...)
+	for _, r := range current {
+		if !incoming[r.Key()] {
+			after = append(after, r)
+		}
+	}
+	var resp controlapi.ChangeResponse
+	for _, warn := range config.Analyze(after) {
+		if incoming[config.Key{Kind: warn.Kind, Namespace: warn.Namespace, Name: warn.Name}] {
+			resp.Warnings = append(resp.Warnings, warn.String())
+		}
+	}
+	if req.DryRun {
+		for _, r := range resources {
+			resp.Results = append(resp.Results, result(r.Key(), "validated (dry run)"))
+		}
+		writeJSON(w, http.StatusOK, resp)
+		return
+	}
+	rev, results, err := a.store.Apply(resources)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	resp.Revision = rev
+	for _, res := range results {
+		resp.Results = append(resp.Results, result(res.Key, res.Action))
+	}
+	a.log.Info("config applied", "revision", rev, "resources", len(results))
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (a *api) delete(w http.ResponseWriter, r *http.Request) {
+	var req controlapi.DeleteRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	var keys []config.Key
+	if len(req.Files) > 0 {
+		resources, errs := decodeFiles(req.Files)
+		if len(errs) > 0 {
+			writeJSON(w, http.StatusUnprocessableEntity, controlapi.ChangeResponse{Errors: errs})
+			return
+		}
+		for _, r := range resources {
+			keys = append(keys, r.Key())
+		}
+	} else {
+		kind, err := ParseKind(req.Kind)
+		if err != nil || req.Name == "" {
+			if err == nil {
+				err = errors.New("delete needs a kind and a name, or files")
+			}
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		ns := req.Namespace
+		if ns == "" {
+			ns = "default"
+		}
+		keys = append(keys, config.Key{Kind: kind, Namespace: ns, Name: req.Name})
+	}
+	rev, results, err := a.store.Delete(keys)
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, err.Error())
+		return
+	}
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	resp := controlapi.ChangeResponse{Revision: rev}
+	for _, res := range results {
+		resp.Results = append(resp.Results, result(res.Key, res.Action))
+	}
+	a.log.Info("config deleted", "revision", rev, "resources", len(results))
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (a *api) resources(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var kind config.Kind
+	if k := q.Get("kind"); k != "" {
+		var err error
+		if kind, err = ParseKind(k); err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+	}
+	list, err := a.store.List(kind, q.Get("namespace"))
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	out := []*config.Resource{}
+	for _, res := range list {
+		if name := q.Get("name"); name == "" || res.Name == name {
+			out = append(out, res)
+		}
+	}
+	if name := q.Get("name"); name != "" && len(out) == 0 {
+		ns := q.Get("namespace")
+		if ns == "" {
+			ns = "all namespaces"
+		}
+		writeError(w, http.StatusNotFound, fmt.Sprintf("%s %q not found in %s", kind, name, ns))
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (a *api) sync(w http.ResponseWriter, r *http.Request) {
+	rev, err := strconv.ParseInt(r.URL.Query().Get("revision"), 10, 64)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "revision must be a number")
+		return
+	}
+	writeJSON(w, http.StatusOK, a.xds.Sync(rev))
+}
+
+func decodeFiles(files []controlapi.File) ([]*config.Resource, []controlapi.ConfigError) {
+	var all []*config.Resource
+	var errs []controlapi.ConfigError
+	for _, f := range files {
+		rs, err := config.Decode(f.Name, []byte(f.Content))
+		if err != nil {
+			errs = append(errs, configErrors(f.Name, err)...)
+			continue
+		}
+		all = append(all, rs...)
+	}
+	return all, errs
+}
+
+func configErrors(file string, err error) []controlapi.ConfigError {
+	var list config.ErrorList
+	if errors.As(err, &list) {
+		out := make([]controlapi.ConfigError, 0, len(list))
+		for _, e := range list {
+			out = append(out, controlapi.ConfigError{
+				File: e.File, Index: e.Index, Kind: string(e.Kind), Namespace: e.Namespace,
+				Name: e.Name, Path: e.Path, Message: e.Message, Text: e.Error(),
+			})
+		}
+		return out
+	}
+	return []controlapi.ConfigError{{File: file, Message: err.Error(), Text: file + ": " + err.Error()}}
+}
+
+func result(k config.Key, action string) controlapi.Result {
+	return controlapi.Result{Kind: string(k.Kind), Namespace: k.Namespace, Name: k.Name, Action: action}
+}
+
+func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeError(w, http.StatusBadRequest, "malformed request: "+err.Error())
+		return false
+	}
+	return true
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg})
+}
+
+// kinds maps every name a user may type for a kind to the kind, the way
+// kubectl accepts plural, singular and short names.
+var kinds = map[string]config.Kind{}
+
+func init() {
+	for kind, short := range map[config.Kind]string{
+		config.KindVirtualService: "vs", config.KindDestinationRule: "dr", config.KindGateway: "gw",
+		config.KindServiceEntry: "se", config.KindWorkloadEntry: "we",
+	} {
+		l := strings.ToLower(string(kind))
+		kinds[l], kinds[l+"s"], kinds[short] = kind, kind, kind
+	}
+}
+
+// ParseKind resolves a kind as a user typed it: VirtualService,
+// virtualservices, vs, ...
+func ParseKind(s string) (config.Kind, error) {
+	if k, ok := kinds[strings.ToLower(s)]; ok {
+		return k, nil
+	}
+	return "", fmt.Errorf("unknown kind %q: use one of VirtualService (vs), DestinationRule (dr), Gateway (gw), ServiceEntry (se), WorkloadEntry (we)", s)
+}

@@ -1,0 +1,40 @@
+// Package chain defines weft-proxy's HTTP filter chain: a request passes
+// through a list of Handlers, each of which calls the next one (or answers
+// the request itself), and the last of which is the router that forwards it
+// upstream. A chain is built once per configuration version and shared by
+// every request on a listener; handlers must be safe for concurrent use and
+// keep per-request state in the Exchange.
+package chain
+
+import (
+	"net/http"
+
+	"github.com/weftmesh/weft/internal/proxy/router"
+)
+
+// Exchange is one request on its way through the chain.
+type Exchange struct {
+	W http.ResponseWriter
+	R *http.Request
+	// Listener is the name of the listener that accepted the request.
+	Listener string
+	// RouteConfig is the name of the route configuration that was consulted.
+	RouteConfig string
+	// Route is the selected route, or nil when RouteErr says why none was.
+	Route    *router.Route
+	RouteErr error
+}
+
+// Handler handles a request. A filter holds its next Handler and calls
+// next.Serve to pass the request on.
+type Handler interface {
+	Serve(x *Exchange)
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(x *Exchange)
+
+// Serve calls f(x).
+func (f HandlerFunc) Serve(x *Exchange) { f(x) }
+
+var _ Handler = HandlerFunc(nil)

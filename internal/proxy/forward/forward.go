@@ -1,0 +1,395 @@
+// Package forward is the last handler of weft-proxy's HTTP chain: it sends
+// the request to the route's cluster, picking an endpoint with the cluster's
+// load balancer, honouring the route's timeout and retry policy, and streams
+// the response back.
+package forward
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/weftmesh/weft/internal/proxy/chain"
+	"github.com/weftmesh/weft/internal/proxy/router"
+	"github.com/weftmesh/weft/internal/proxy/upstream"
+)
+
+// DefaultMaxRetryBody is the largest request body buffered so that the
+// request can be retried; larger or streamed bodies are sent once.
+const DefaultMaxRetryBody = 64 << 10
+
+// Options configures a Forwarder.
+type Options struct {
+	// Clusters are the clusters of the configuration version the chain
+	// belongs to.
+	Clusters map[string]*upstream.Cluster
+	Logger   *slog.Logger
+	// MaxRetryBody overrides DefaultMaxRetryBody.
+	MaxRetryBody int64
+}
+
+// Forwarder forwards requests upstream. It is immutable and safe for
+// concurrent use.
+type Forwarder struct {
+	clusters     map[string]*upstream.Cluster
+	log          *slog.Logger
+	maxRetryBody int64
+}
+
+var _ chain.Handler = (*Forwarder)(nil)
+
+// New returns a Forwarder over o.Clusters.
+func New(o Options) *Forwarder {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.MaxRetryBody == 0 {
+		o.MaxRetryBody = DefaultMaxRetryBody
+	}
+	return &Forwarder{clusters: o.Clusters, log: o.Logger, maxRetryBody: o.MaxRetryBody}
+}
+
+// hopHeaders are removed before forwarding in either direction (RFC 9110
+// section 7.6.1, plus the legacy proxy ones).
+var hopHeaders = []string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+func removeHopHeaders(h http.Header) {
+	for _, v := range h["Connection"] {
+		for _, f := range strings.Split(v, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				h.Del(f)
+			}
+		}
+	}
+	for _, k := range hopHeaders {
+		delete(h, k)
+	}
+}
+
+func plain(w http.ResponseWriter, code int, msg string) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	io.WriteString(w, msg+"\n")
+}
+
+// Serve forwards x upstream, or answers it when no route or no upstream can
+// take it.
+func (f *Forwarder) Serve(x *chain.Exchange) {
+	w, r := x.W, x.R
+	route := x.Route
+	if route == nil {
+		switch {
+		case errors.Is(x.RouteErr, router.ErrNoVirtualHost):
+			plain(w, http.StatusNotFound, fmt.Sprintf("no virtual host for %q in route config %s", r.Host, x.RouteConfig))
+		case x.RouteErr != nil:
+			plain(w, http.StatusNotFound, fmt.Sprintf("%v in route config %s", x.RouteErr, x.RouteConfig))
+		default:
+			plain(w, http.StatusNotFound, "no route")
+		}
+		return
+	}
+	if d := route.Direct; d != nil {
+		if d.Body != "" {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		}
+		w.WriteHeader(d.Status)
+		io.WriteString(w, d.Body)
+		return
+	}
+	name := route.Cluster
+	if len(route.Weighted) > 0 {
+		name = route.PickCluster(rand.Uint64())
+	}
+	cl := f.clusters[name]
+	if cl == nil || len(cl.Endpoints()) == 0 {
+		plain(w, http.StatusServiceUnavailable, "no healthy upstream for cluster "+name)
+		return
+	}
+	f.forward(w, r, route, cl)
+}
+
+// attemptErr classifies a failed attempt.
+type attemptErr struct {
+	connect bool // the connection could not be established
+	reason  string
+}
+
+func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *router.Route, cl *upstream.Cluster) {
+	ctx := r.Context()
+	if route.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, route.Timeout)
+		defer cancel()
+	}
+
+	h := r.Header
+	removeHopHeaders(h)
+	if _, ok := h["X-Forwarded-Proto"]; !ok {
+		if r.TLS != nil {
+			h["X-Forwarded-Proto"] = []string{"https"}
+		} else {
+			h["X-Forwarded-Proto"] = []string{"http"}
+		}
+	}
+	if _, ok := h["X-Request-Id"]; !ok {
+		h["X-Request-Id"] = []string{newRequestID()}
+	}
+	if _, ok := h["User-Agent"]; !ok {
+		// Keep Go's client from adding its own User-Agent.
+		h["User-Agent"] = []string{""}
+	}
+	host := r.Host
+	if route.HostRewrite != "" {
+		host = route.HostRewrite
+	}
+	path, rawPath := r.URL.Path, r.URL.RawPath
+	if route.PrefixRewrite != "" {
+		path, rawPath = rewritePrefix(route, path, rawPath)
+	}
+
+	pol := policyOf(route)
+	// A body can be replayed when it is empty or small enough to buffer.
+	var body []byte
+	replayable := r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0
+	if !replayable && pol.retries > 0 && r.ContentLength > 0 && r.ContentLength <= f.maxRetryBody {
+		b := make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(r.Body, b); err != nil {
+			plain(w, http.StatusBadRequest, "reading request body: "+err.Error())
+			return
+		}
+		body, replayable = b, true
+	}
+	retries := pol.retries
+	if !replayable {
+		retries = 0
+	}
+
+	var (
+		tried   *upstream.Endpoint
+		lastErr attemptErr
+	)
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			if !sleepBackoff(ctx, attempt, pol) {
+				break
+			}
+		}
+		ep := cl.Pick(tried)
+		tried = ep
+		out := &http.Request{
+			Method:     r.Method,
+			URL:        &url.URL{Scheme: "http", Host: ep.Address(), Path: path, RawPath: rawPath, RawQuery: r.URL.RawQuery},
+			Proto:      "HTTP/1.1",
+			ProtoMajor: 1,
+			ProtoMinor: 1,
+			Header:     h,
+			Host:       host,
+		}
+		switch {
+		case body != nil:
+			out.Body = io.NopCloser(bytes.NewReader(body))
+			out.ContentLength = int64(len(body))
+		case r.ContentLength == 0 || r.Body == http.NoBody:
+			out.Body = nil
+		default:
+			out.Body = r.Body
+			out.ContentLength = r.ContentLength
+		}
+		actx, acancel := ctx, context.CancelFunc(nil)
+		if pol.perTry > 0 {
+			actx, acancel = context.WithTimeout(ctx, pol.perTry)
+		}
+		out = out.WithContext(actx)
+
+		ep.Begin()
+		resp, err := ep.RoundTrip(out)
+		if err != nil {
+			ep.End()
+			perTryExpired := acancel != nil && actx.Err() != nil && ctx.Err() == nil
+			if acancel != nil {
+				acancel()
+			}
+			if r.Context().Err() != nil {
+				return // the client went away
+			}
+			if ctx.Err() != nil {
+				plain(w, http.StatusGatewayTimeout, "upstream request timeout")
+				return
+			}
+			lastErr = classify(err)
+			if perTryExpired {
+				lastErr = attemptErr{reason: "per-try timeout"}
+			}
+			if attempt < retries && pol.retryOnError(lastErr, perTryExpired) {
+				f.log.Debug("retrying", "cluster", cl.Name(), "endpoint", ep.Address(), "err", lastErr.reason)
+				continue
+			}
+			f.fail(w, cl, ep, lastErr)
+			return
+		}
+		if attempt < retries && pol.retryOnResponse(resp) {
+			// Discard a small error body so the connection can be reused.
+			io.CopyN(io.Discard, resp.Body, 4<<10)
+			resp.Body.Close()
+			ep.End()
+			if acancel != nil {
+				acancel()
+			}
+			f.log.Debug("retrying", "cluster", cl.Name(), "endpoint", ep.Address(), "status", resp.StatusCode)
+			continue
+		}
+		f.respond(w, resp, ctx)
+		ep.End()
+		if acancel != nil {
+			acancel()
+		}
+		return
+	}
+	// The backoff sleep ended because the deadline or the client did.
+	if r.Context().Err() == nil {
+		plain(w, http.StatusGatewayTimeout, "upstream request timeout")
+	}
+}
+
+func (f *Forwarder) fail(w http.ResponseWriter, cl *upstream.Cluster, ep *upstream.Endpoint, e attemptErr) {
+	if e.connect {
+		plain(w, http.StatusServiceUnavailable, fmt.Sprintf("upstream connect error: cluster %s endpoint %s: %s", cl.Name(), ep.Address(), e.reason))
+		return
+	}
+	plain(w, http.StatusServiceUnavailable, fmt.Sprintf("upstream reset before response: cluster %s endpoint %s: %s", cl.Name(), ep.Address(), e.reason))
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// respond streams resp to w. Once the status line is written nothing can be
+// retried; a failure mid-body aborts the downstream connection so the client
+// sees a truncated response rather than a complete-looking one.
+func (f *Forwarder) respond(w http.ResponseWriter, resp *http.Response, ctx context.Context) {
+	defer resp.Body.Close()
+	removeHopHeaders(resp.Header)
+	dst := w.Header()
+	for k, v := range resp.Header {
+		dst[k] = v
+	}
+	w.WriteHeader(resp.StatusCode)
+	stream := resp.ContentLength < 0
+	if stream {
+		http.NewResponseController(w).Flush()
+	}
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	rc := http.NewResponseController(w)
+	for {
+		n, err := resp.Body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return // client went away
+			}
+			if stream {
+				rc.Flush()
+			}
+		}
+		if err == io.EOF {
+			return
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				f.log.Debug("route timeout while streaming the response")
+			} else {
+				f.log.Debug("upstream failed while streaming the response", "err", err)
+			}
+			panic(http.ErrAbortHandler)
+		}
+	}
+}
+
+// classify turns a RoundTrip error into what a user should read.
+func classify(err error) attemptErr {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return attemptErr{connect: true, reason: reason(op.Err)}
+	}
+	return attemptErr{reason: reason(err)}
+}
+
+func reason(err error) string {
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.Is(err, syscall.ECONNRESET):
+		return "connection reset by peer"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "connection closed before a response"
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	}
+	var dns *net.DNSError
+	if errors.As(err, &dns) {
+		return fmt.Sprintf("resolving %s: %s", dns.Name, dns.Err)
+	}
+	var sys *os.SyscallError
+	if errors.As(err, &sys) {
+		return sys.Err.Error()
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return reason(op.Err)
+	}
+	return err.Error()
+}
+
+// sleepBackoff waits before retry number attempt, like Envoy: a random time
+// up to base·2^(attempt-1), at most max. It returns false if ctx ended.
+func sleepBackoff(ctx context.Context, attempt int, p policy) bool {
+	limit := min(p.base<<(attempt-1), p.max)
+	t := time.NewTimer(time.Duration(rand.Int64N(int64(limit))))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// newRequestID returns a random UUID (version 4), as Envoy generates.
+func newRequestID() string {
+	var b [16]byte
+	a, c := rand.Uint64(), rand.Uint64()
+	for i := range 8 {
+		b[i] = byte(a >> (8 * i))
+		b[8+i] = byte(c >> (8 * i))
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	const hex = "0123456789abcdef"
+	var s [36]byte
+	j := 0
+	for i, x := range b {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			s[j] = '-'
+			j++
+		}
+		s[j], s[j+1] = hex[x>>4], hex[x&0xf]
+		j += 2
+	}
+	return string(s[:])
+}

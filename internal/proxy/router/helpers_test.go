@@ -1,0 +1,85 @@
+package router
+
+import (
+	"bufio"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"sigs.k8s.io/yaml"
+)
+
+// parseConfig decodes an Envoy RouteConfiguration written as YAML.
+func parseConfig(tb testing.TB, y string) *routev3.RouteConfiguration {
+	tb.Helper()
+	j, err := yaml.YAMLToJSON([]byte(y))
+	if err != nil {
+		tb.Fatalf("yaml: %v\n%s", err, y)
+	}
+	rc := &routev3.RouteConfiguration{}
+	if err := protojson.Unmarshal(j, rc); err != nil {
+		tb.Fatalf("protojson: %v\n%s", err, y)
+	}
+	return rc
+}
+
+func mustCompile(tb testing.TB, y string) *Table {
+	tb.Helper()
+	t, err := Compile(parseConfig(tb, y))
+	if err != nil {
+		tb.Fatalf("Compile: %v", err)
+	}
+	return t
+}
+
+// oneRoute builds a table with one catch-all virtual host whose routes are
+// the given match (YAML flow mapping) to cluster "hit".
+func oneRoute(tb testing.TB, match string) *Table {
+	tb.Helper()
+	return mustCompile(tb, `
+name: test
+virtual_hosts:
+- name: vh
+  domains: ["*"]
+  routes:
+  - name: r
+    match: `+match+`
+    route: {cluster: hit}
+`)
+}
+
+// newRequest builds a request as a client would; headers are name, value
+// pairs (a repeated name adds a value).
+func newRequest(method, target, host string, headers ...string) *http.Request {
+	req := httptest.NewRequest(method, target, nil)
+	if host != "" {
+		req.Host = host
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Add(headers[i], headers[i+1])
+	}
+	return req
+}
+
+// readRequest parses a raw HTTP/1.1 request the way net/http's server does.
+func readRequest(tb testing.TB, raw string) *http.Request {
+	tb.Helper()
+	req, err := http.ReadRequest(bufio.NewReader(strings.NewReader(raw)))
+	if err != nil {
+		tb.Fatalf("ReadRequest: %v", err)
+	}
+	return req
+}
+
+// selected returns the name of the cluster or virtual host chosen, or the
+// error text.
+func selectedVH(t *Table, req *http.Request) string {
+	r, err := t.Select(req)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	return r.VirtualHost
+}

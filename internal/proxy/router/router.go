@@ -1,0 +1,203 @@
+// Package router is weft-proxy's HTTP route matcher. Compile turns an Envoy
+// RDS RouteConfiguration into an immutable Table, and Table.Select picks the
+// route for a request with Envoy's semantics: virtual host by domain (exact,
+// then suffix wildcard, then prefix wildcard, then "*"), then the first route
+// in order whose path, header and query parameter matchers all accept the
+// request.
+//
+// A Table never changes after Compile, so any number of goroutines may call
+// Select concurrently without locks; a new configuration is a new Table that
+// the caller swaps in. Select does not allocate for path, header and query
+// matches on the common paths (see BenchmarkSelect).
+//
+// Anything in the configuration that changes which route is chosen or where
+// the request goes, and that this package cannot honour, is a Compile error
+// whose text names the route configuration, virtual host, route and field,
+// because it is sent back to the control plane as the NACK message. Fields
+// that only decorate a request (header mutations, CORS, mirrors, hash
+// policies, per-filter config, metadata, decorators, stats) are ignored here.
+package router
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// ErrNoVirtualHost is returned (wrapped with the host) by Select when no
+// virtual host's domains match the request's host.
+var ErrNoVirtualHost = errors.New("no virtual host")
+
+// ErrNoRoute is returned (wrapped with the virtual host name) by Select when
+// a virtual host matched but none of its routes accept the request.
+var ErrNoRoute = errors.New("no matching route")
+
+// Table is a compiled, immutable route configuration.
+type Table struct {
+	name string
+
+	// exact maps a lower-case domain to its virtual host.
+	exact map[string]*virtualHost
+	// suffixes holds "*.foo.com"-style wildcards keyed by the part after the
+	// "*", grouped by that part's length, longest first.
+	suffixes []wildcardGroup
+	// prefixes holds "foo.*"-style wildcards keyed by the part before the
+	// "*", grouped by length, longest first.
+	prefixes []wildcardGroup
+	// fallback is the virtual host with domain "*", or nil.
+	fallback *virtualHost
+
+	ignorePort       bool
+	ignorePathParams bool
+}
+
+type wildcardGroup struct {
+	n     int
+	hosts map[string]*virtualHost
+}
+
+type virtualHost struct {
+	name   string
+	routes []*Route
+}
+
+// Route is one compiled route: what Select returns. It is shared by every
+// request that selects it and must not be modified.
+type Route struct {
+	// Name is the Envoy route name (the Istio HTTP route name); may be empty.
+	Name string
+	// VirtualHost is the name of the virtual host the route belongs to.
+	VirtualHost string
+
+	// Exactly one of Cluster, Weighted and Direct is set.
+
+	// Cluster is the upstream cluster of a route.cluster action.
+	Cluster string
+	// Weighted holds route.weighted_clusters, in configuration order,
+	// including entries of weight zero (which PickCluster never returns).
+	Weighted []WeightedCluster
+	// Direct is the response of a direct_response action.
+	Direct *DirectResponse
+
+	// Timeout is the whole-request upstream timeout; 0 means none. As in
+	// Envoy, a route action without a timeout field gets 15s; Weft's
+	// control plane sets 0s explicitly when the user set none.
+	Timeout time.Duration
+	// Retry is the route's retry policy, or the virtual host's when the route
+	// has none. The zero value means no retries.
+	Retry RetryPolicy
+	// PrefixRewrite replaces the matched path prefix (route.prefix_rewrite).
+	PrefixRewrite string
+	// HostRewrite replaces the Host / :authority (route.host_rewrite_literal).
+	HostRewrite string
+
+	match routeMatch
+	// cumulative[i] is the sum of Weighted[0..i].Weight; total is the last.
+	cumulative []uint64
+	total      uint64
+}
+
+// WeightedCluster is one entry of a weighted_clusters action.
+type WeightedCluster struct {
+	Name   string
+	Weight uint32
+}
+
+// DirectResponse is a response the proxy sends itself (direct_response).
+type DirectResponse struct {
+	// Status is the HTTP status code, 200 to 599.
+	Status int
+	// Body is the inline body; may be empty.
+	Body string
+}
+
+// Name returns the route configuration name.
+func (t *Table) Name() string { return t.name }
+
+// PickCluster returns the cluster for a request given a uniformly random
+// number rnd: for a single cluster that cluster; for weighted clusters the
+// one whose cumulative-weight band contains rnd % total weight; for a direct
+// response "".
+func (r *Route) PickCluster(rnd uint64) string {
+	if r.total == 0 {
+		return r.Cluster
+	}
+	x := rnd % r.total
+	for i, upper := range r.cumulative {
+		if x < upper {
+			return r.Weighted[i].Name
+		}
+	}
+	return r.Weighted[len(r.Weighted)-1].Name // unreachable: x < total
+}
+
+// Select finds the virtual host for the request's host and the first route
+// whose match accepts the request. The host is req.Host (for an
+// absolute-form request such as `GET http://reviews:9080/x`, Go's server sets
+// it from the URL), else req.URL.Host; it is compared case-insensitively. The
+// path matched is the request's escaped path (req.URL.EscapedPath()) without
+// the query string.
+//
+// The errors wrap ErrNoVirtualHost (naming the host) or ErrNoRoute (naming
+// the virtual host); their text is meant for a 404 body.
+func (t *Table) Select(req *http.Request) (*Route, error) {
+	v := newRequestView(req)
+	vh := t.findVirtualHost(v.host, v.scheme)
+	if vh == nil {
+		return nil, fmt.Errorf("%w for host %q", ErrNoVirtualHost, v.host)
+	}
+	if t.ignorePathParams {
+		if i := strings.IndexByte(v.path, ';'); i >= 0 {
+			v.path = v.path[:i]
+		}
+	}
+	for _, r := range vh.routes {
+		if r.match.matches(&v) {
+			return r, nil
+		}
+	}
+	return nil, fmt.Errorf("%w in virtual host %q", ErrNoRoute, vh.name)
+}
+
+// requestView is what the matchers read from a request, computed once per
+// Select. It lives on Select's stack.
+type requestView struct {
+	req    *http.Request
+	host   string // as sent, with port, original case
+	scheme string
+	path   string // escaped, without query
+	query  string // raw query, without '?'
+	hasQ   bool   // the request target had a '?'
+}
+
+func newRequestView(req *http.Request) requestView {
+	v := requestView{req: req, host: req.Host, scheme: "http", path: "/"}
+	if req.TLS != nil {
+		v.scheme = "https"
+	}
+	if u := req.URL; u != nil {
+		if v.host == "" {
+			v.host = u.Host
+		}
+		if u.Scheme != "" {
+			v.scheme = strings.ToLower(u.Scheme)
+		}
+		if p := u.EscapedPath(); p != "" {
+			v.path = p
+		}
+		v.query = u.RawQuery
+		v.hasQ = u.RawQuery != "" || u.ForceQuery
+	}
+	return v
+}
+
+// pathWithQuery is the :path pseudo-header. It allocates when there is a
+// query; only routes that match on :path call it.
+func (v *requestView) pathWithQuery() string {
+	if !v.hasQ {
+		return v.path
+	}
+	return v.path + "?" + v.query
+}

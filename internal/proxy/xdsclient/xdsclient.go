@@ -1,0 +1,315 @@
+// Package xdsclient is weft-proxy's ADS client: one state-of-the-world
+// AggregatedDiscoveryService stream to the control plane, reconnected
+// forever with jittered exponential backoff.
+//
+// The client subscribes to clusters and listeners with a wildcard, then to
+// the endpoints and route configurations its Handler asks for. Every
+// response goes to the Handler; the client ACKs it (version_info and
+// response_nonce) when the Handler accepts it and NACKs it (error_detail and
+// the last accepted version_info) when the Handler returns an error. A
+// disconnect only starts a reconnect: the Handler's accepted state, and with
+// it the proxy's configuration, stays as it is.
+//
+// Concurrency: Run owns the stream; it receives, calls the Handler and sends
+// on one goroutine, so the Handler is never called concurrently and must not
+// block for long. Status may be called from any goroutine.
+package xdsclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	statuspb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// Type URLs of the resources weft-proxy consumes.
+const (
+	TypeCluster  = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+	TypeListener = "type.googleapis.com/envoy.config.listener.v3.Listener"
+	TypeEndpoint = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+	TypeRoute    = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+)
+
+// order is the subscription order: wildcard types first, then the types
+// whose names come from them.
+var order = []string{TypeCluster, TypeListener, TypeEndpoint, TypeRoute}
+
+func wildcard(typeURL string) bool { return typeURL == TypeCluster || typeURL == TypeListener }
+
+// Handler consumes discovery responses.
+type Handler interface {
+	// Apply handles one response. A non-nil error NACKs it; its text is the
+	// NACK message, so it should name the resource and field at fault.
+	Apply(typeURL, version string, resources []*anypb.Any) error
+	// Names returns the resource names wanted for a non-wildcard type
+	// (TypeEndpoint, TypeRoute), sorted. It is called after every Apply.
+	Names(typeURL string) []string
+}
+
+// Options configures a Client.
+type Options struct {
+	// Address is the control plane's host:port.
+	Address string
+	// Node is sent on the first request of every stream.
+	Node *corev3.Node
+	// Handler receives the responses.
+	Handler Handler
+	Logger  *slog.Logger
+	// MinBackoff and MaxBackoff bound the reconnect delay, which doubles
+	// after each failed attempt and is jittered by ±50%. Defaults 100ms, 5s.
+	MinBackoff, MaxBackoff time.Duration
+	// DialOptions are added to the gRPC dial; the default is plaintext.
+	DialOptions []grpc.DialOption
+}
+
+// Status is the connection state, for readiness messages.
+type Status struct {
+	// Connected is true while a stream is open and has received a response.
+	Connected bool
+	// LastError is why the last attempt failed, in a form fit for a log
+	// line ("connection refused"); empty if none.
+	LastError string
+	// Responses counts responses received over the client's lifetime.
+	Responses int
+}
+
+// Client is an ADS client.
+type Client struct {
+	opts Options
+	log  *slog.Logger
+
+	// state is touched only by the Run goroutine.
+	state map[string]*typeState
+
+	mu     sync.Mutex
+	status Status
+}
+
+type typeState struct {
+	version string   // last accepted version_info
+	nonce   string   // last response nonce on the current stream
+	names   []string // current subscription, non-wildcard types only
+	sent    bool     // a request for this type went out on the current stream
+}
+
+// New validates the options and returns a client; call Run to start it.
+func New(o Options) (*Client, error) {
+	if o.Address == "" {
+		return nil, errors.New("xdsclient: Address is required")
+	}
+	if o.Node == nil {
+		return nil, errors.New("xdsclient: Node is required")
+	}
+	if o.Handler == nil {
+		return nil, errors.New("xdsclient: Handler is required")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.MinBackoff <= 0 {
+		o.MinBackoff = 100 * time.Millisecond
+	}
+	if o.MaxBackoff < o.MinBackoff {
+		o.MaxBackoff = max(5*time.Second, o.MinBackoff)
+	}
+	c := &Client{opts: o, log: o.Logger.With("xds", o.Address), state: map[string]*typeState{}}
+	for _, t := range order {
+		c.state[t] = &typeState{}
+	}
+	return c, nil
+}
+
+// Status returns the current connection state.
+func (c *Client) Status() Status {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.status
+}
+
+func (c *Client) setStatus(f func(*Status)) {
+	c.mu.Lock()
+	f(&c.status)
+	c.mu.Unlock()
+}
+
+// Run keeps a stream open until ctx is done, then returns nil.
+func (c *Client) Run(ctx context.Context) error {
+	backoff := c.opts.MinBackoff
+	for {
+		got, err := c.stream(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		reason := describe(err)
+		c.setStatus(func(s *Status) { s.Connected = false; s.LastError = reason })
+		if got {
+			backoff = c.opts.MinBackoff
+		}
+		delay := jitter(backoff)
+		c.log.Warn("xDS stream failed, retrying", "err", reason, "retry_in", delay.Round(time.Millisecond))
+		backoff = min(backoff*2, c.opts.MaxBackoff)
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// jitter spreads d uniformly over [d/2, 3d/2).
+func jitter(d time.Duration) time.Duration {
+	return d/2 + time.Duration(rand.Int64N(int64(d)))
+}
+
+// describe turns a stream error into a short reason.
+func describe(err error) string {
+	if err == nil {
+		return "stream closed"
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return err.Error()
+	}
+	msg := st.Message()
+	if st.Code() == codes.Unavailable {
+		// "connection error: desc = \"transport: Error while dialing: dial
+		// tcp 127.0.0.1:15010: connect: connection refused\"" → the last part.
+		if i := strings.LastIndex(msg, ": "); i >= 0 {
+			msg = msg[i+2:]
+		}
+		msg = strings.Trim(msg, `"`)
+		if msg == "" || msg == "EOF" {
+			msg = "connection closed by the control plane"
+		}
+		return msg
+	}
+	return fmt.Sprintf("%s: %s", st.Code(), msg)
+}
+
+// stream runs one connection and stream; got reports whether any response
+// arrived.
+func (c *Client) stream(ctx context.Context) (got bool, err error) {
+	dopts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, c.opts.DialOptions...)
+	conn, err := grpc.NewClient(c.opts.Address, dopts...)
+	if err != nil {
+		return false, fmt.Errorf("dial %s: %w", c.opts.Address, err)
+	}
+	defer conn.Close()
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(sctx)
+	if err != nil {
+		return false, err
+	}
+	for _, st := range c.state {
+		st.nonce, st.sent = "", false
+	}
+	first := true
+	send := func(typeURL string, nack error) error {
+		st := c.state[typeURL]
+		req := &discoveryv3.DiscoveryRequest{
+			VersionInfo:   st.version,
+			ResourceNames: st.names,
+			TypeUrl:       typeURL,
+			ResponseNonce: st.nonce,
+		}
+		if first {
+			req.Node = c.opts.Node
+			first = false
+		}
+		if nack != nil {
+			req.ErrorDetail = &statuspb.Status{Code: int32(codes.InvalidArgument), Message: nack.Error()}
+		}
+		st.sent = true
+		if err := s.Send(req); err != nil {
+			return fmt.Errorf("send %s request: %w", short(typeURL), err)
+		}
+		return nil
+	}
+	// Subscribe: wildcard types always; the others only with names, since an
+	// empty first request would mean "everything".
+	for _, t := range order {
+		if wildcard(t) || len(c.state[t].names) > 0 {
+			if err := send(t, nil); err != nil {
+				return false, err
+			}
+		}
+	}
+	for {
+		resp, err := s.Recv()
+		if err != nil {
+			return got, err
+		}
+		if !got {
+			got = true
+			c.log.Info("connected to control plane")
+		}
+		c.setStatus(func(s *Status) { s.Connected = true; s.LastError = ""; s.Responses++ })
+		t := resp.GetTypeUrl()
+		st, ok := c.state[t]
+		if !ok {
+			// Not something we asked for; there is no subscription to
+			// NACK against, so just say so.
+			c.log.Warn("ignoring response of a type weft-proxy did not subscribe to", "type", t)
+			continue
+		}
+		st.nonce = resp.GetNonce()
+		aerr := c.opts.Handler.Apply(t, resp.GetVersionInfo(), resp.GetResources())
+		if aerr == nil {
+			st.version = resp.GetVersionInfo()
+			c.log.Debug("ACK", "type", short(t), "version", st.version, "resources", len(resp.GetResources()))
+		} else {
+			c.log.Warn("NACK", "type", short(t), "version", resp.GetVersionInfo(), "err", aerr)
+		}
+		if err := send(t, aerr); err != nil {
+			return got, err
+		}
+		for _, nt := range order {
+			if wildcard(nt) {
+				continue
+			}
+			ns := c.state[nt]
+			names := c.opts.Handler.Names(nt)
+			if slices.Equal(names, ns.names) {
+				continue
+			}
+			ns.names = slices.Clone(names)
+			if len(names) == 0 && !ns.sent {
+				continue
+			}
+			if err := send(nt, nil); err != nil {
+				return got, err
+			}
+		}
+	}
+}
+
+func short(typeURL string) string {
+	switch typeURL {
+	case TypeCluster:
+		return "CDS"
+	case TypeListener:
+		return "LDS"
+	case TypeEndpoint:
+		return "EDS"
+	case TypeRoute:
+		return "RDS"
+	}
+	return typeURL
+}

@@ -1,0 +1,124 @@
+package translate
+
+import (
+	"fmt"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/weftmesh/weft/internal/nodemeta"
+)
+
+// Route configuration names from docs/xds.md.
+const (
+	outboundListenerName = "outbound"
+	httpProxyRouteName   = "http_proxy"
+)
+
+// outboundListener is the sidecar's explicit (HTTP_PROXY) listener on
+// 127.0.0.1:port, routing with RDS http_proxy.
+func outboundListener(port uint32) *listenerv3.Listener {
+	h := hcm(outboundListenerName)
+	h.RouteSpecifier = rds(httpProxyRouteName)
+	h.HttpProtocolOptions = &corev3.Http1ProtocolOptions{AllowAbsoluteUrl: wrapperspb.Bool(true)}
+	return listener(outboundListenerName, "127.0.0.1", port, h)
+}
+
+// inboundListener accepts mesh traffic for one workload port on
+// IP:listenPort and sends it to the local application.
+func (t *translator) inboundListener(p nodemeta.Port) *listenerv3.Listener {
+	name := fmt.Sprintf("inbound|%d", p.Port)
+	h := hcm(name)
+	h.RouteSpecifier = &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: inboundRoutes(p.Port)}
+	ip := t.proxy.IP
+	if ip == "" {
+		ip = "0.0.0.0"
+	}
+	listen := p.ListenPort
+	if listen == 0 {
+		listen = p.Port
+	}
+	return listener(name, ip, listen, h)
+}
+
+// gatewayListener serves the Gateway servers on one port: 0.0.0.0:PORT, or
+// 127.0.0.1:PortMap[PORT] when the proxy remaps it.
+func (t *translator) gatewayListener(port uint32) *listenerv3.Listener {
+	name := fmt.Sprintf("0.0.0.0_%d", port)
+	h := hcm(name)
+	h.RouteSpecifier = rds(gatewayRouteName(port))
+	if mapped, ok := t.proxy.PortMap[port]; ok && mapped != 0 {
+		return listener(name, "127.0.0.1", mapped, h)
+	}
+	return listener(name, "0.0.0.0", port, h)
+}
+
+// gatewayRouteName is the RDS name of a gateway port: http.PORT.
+func gatewayRouteName(port uint32) string { return fmt.Sprintf("http.%d", port) }
+
+// hcm is an HTTP connection manager whose only HTTP filter is the router.
+// The stat prefix is the listener name with "|" replaced by "_".
+func hcm(listenerName string) *hcmv3.HttpConnectionManager {
+	return &hcmv3.HttpConnectionManager{
+		StatPrefix: strings.ReplaceAll(listenerName, "|", "_"),
+		HttpFilters: []*hcmv3.HttpFilter{{
+			Name:       wellknown.Router,
+			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})},
+		}},
+	}
+}
+
+// rds points a connection manager at a route configuration served over ADS.
+func rds(name string) *hcmv3.HttpConnectionManager_Rds {
+	return &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{RouteConfigName: name, ConfigSource: adsSource()}}
+}
+
+// listener binds ip:port with a single filter chain holding h.
+func listener(name, ip string, port uint32, h *hcmv3.HttpConnectionManager) *listenerv3.Listener {
+	return &listenerv3.Listener{
+		Name:    name,
+		Address: socketAddress(ip, port),
+		FilterChains: []*listenerv3.FilterChain{{
+			Filters: []*listenerv3.Filter{{
+				Name:       wellknown.HTTPConnectionManager,
+				ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(h)},
+			}},
+		}},
+	}
+}
+
+// socketAddress is a TCP address.
+func socketAddress(ip string, port uint32) *corev3.Address {
+	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+		Protocol:      corev3.SocketAddress_TCP,
+		Address:       ip,
+		PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port},
+	}}}
+}
+
+// inboundRoutes is the inline route configuration of an inbound listener:
+// everything goes to the local application.
+func inboundRoutes(port uint32) *routev3.RouteConfiguration {
+	name := fmt.Sprintf("inbound|%d", port)
+	return &routev3.RouteConfiguration{
+		Name: name,
+		VirtualHosts: []*routev3.VirtualHost{{
+			Name:    fmt.Sprintf("inbound|http|%d", port),
+			Domains: []string{"*"},
+			Routes: []*routev3.Route{{
+				Name:  "default",
+				Match: prefixMatch("/"),
+				Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+					ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: inboundClusterName(port)},
+					Timeout:          noTimeout(),
+				}},
+			}},
+		}},
+	}
+}

@@ -1,0 +1,429 @@
+package translate
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+	"istio.io/api/networking/v1alpha3"
+
+	"github.com/weftmesh/weft/internal/registry"
+)
+
+// Istio's retry policy for routes whose VirtualService says nothing.
+const (
+	defaultRetryOn  = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
+	defaultRetries  = 2
+	retriableStatus = "retriable-status-codes"
+)
+
+// routeContext is where a VirtualService's routes are being placed.
+type routeContext struct {
+	// port is the virtual host's port: the service port for sidecars, the
+	// server port for gateways.
+	port uint32
+	// gateways are the gateways the virtual host serves: {"mesh"} for
+	// sidecars, namespace/name of the bound Gateways for gateways.
+	gateways map[string]bool
+}
+
+// httpProxyRoutes is the sidecar's outbound route configuration: one
+// virtual host per HTTP service port.
+func (t *translator) httpProxyRoutes() *routev3.RouteConfiguration {
+	claimed := t.meshHosts()
+	mesh := map[string]bool{meshGateway: true}
+	seen := map[string]bool{}
+	rc := &routev3.RouteConfiguration{Name: httpProxyRouteName}
+	for _, svc := range t.snap.Services {
+		for _, port := range svc.Ports {
+			if !isHTTP(port.Protocol) {
+				continue
+			}
+			domains := t.serviceDomains(svc, port.Number, seen)
+			if len(domains) == 0 {
+				continue
+			}
+			vh := &routev3.VirtualHost{Name: fmt.Sprintf("%s:%d", svc.Hostname, port.Number), Domains: domains}
+			if vs := claimed[svc.Hostname]; vs != nil {
+				vh.Routes = t.vsRoutes(vs, routeContext{port: port.Number, gateways: mesh})
+			} else {
+				vh.Routes = []*routev3.Route{t.defaultRoute(svc.Hostname, port.Number)}
+			}
+			rc.VirtualHosts = append(rc.VirtualHosts, vh)
+		}
+	}
+	sortVirtualHosts(rc.VirtualHosts)
+	return rc
+}
+
+// meshHosts maps each host to the VirtualService that applies to sidecars
+// for it: the oldest one that claims the host. Wildcard hosts only apply at
+// gateways.
+func (t *translator) meshHosts() map[string]*virtualService {
+	out := map[string]*virtualService{}
+	for i := range t.vss {
+		vs := &t.vss[i]
+		if !vs.gateways[meshGateway] {
+			continue
+		}
+		for _, h := range vs.hosts {
+			if _, taken := out[h]; !taken && !isWildcard(h) {
+				out[h] = vs
+			}
+		}
+	}
+	return out
+}
+
+// serviceDomains lists every name that reaches svc on port, skipping names
+// an earlier virtual host already uses (Envoy rejects duplicate domains).
+func (t *translator) serviceDomains(svc *registry.Service, port uint32, seen map[string]bool) []string {
+	names := []string{svc.Hostname}
+	if svc.Hostname == registry.Hostname(svc.Name, svc.Namespace) {
+		names = append(names, svc.Name+"."+svc.Namespace+".svc", svc.Name+"."+svc.Namespace)
+		if svc.Namespace == t.proxy.Namespace {
+			names = append(names, svc.Name)
+		}
+	}
+	var out []string
+	add := func(d string) {
+		if !seen[d] {
+			seen[d] = true
+			out = append(out, d)
+		}
+	}
+	for _, n := range names {
+		add(fmt.Sprintf("%s:%d", n, port))
+		if port == 80 {
+			add(n)
+		}
+	}
+	return out
+}
+
+// isHTTP reports whether a service port's protocol is routed as HTTP. An
+// undeclared protocol counts as HTTP.
+func isHTTP(protocol string) bool {
+	switch strings.ToUpper(protocol) {
+	case "", "HTTP", "HTTP2", "HTTP_PROXY", "GRPC", "GRPC-WEB":
+		return true
+	}
+	return false
+}
+
+// gatewayRoutes is the route configuration http.PORT of a gateway: one
+// virtual host per VirtualService host bound to a server on the port. The
+// oldest VirtualService wins a host.
+func (t *translator) gatewayRoutes(port uint32, servers []gatewayServer) *routev3.RouteConfiguration {
+	rc := &routev3.RouteConfiguration{Name: gatewayRouteName(port)}
+	claimed := map[string]bool{}
+	for i := range t.vss {
+		vs := &t.vss[i]
+		for _, host := range vs.hosts {
+			if claimed[host] {
+				continue
+			}
+			via := map[string]bool{}
+			for _, srv := range servers {
+				if vs.gateways[srv.gateway] && srv.admits(vs.res.Namespace, host) {
+					via[srv.gateway] = true
+				}
+			}
+			if len(via) == 0 {
+				continue
+			}
+			claimed[host] = true
+			domains := []string{"*"}
+			if host != "*" {
+				domains = []string{host, host + ":*"}
+			}
+			rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{
+				Name:    fmt.Sprintf("%s:%d", host, port),
+				Domains: domains,
+				Routes:  t.vsRoutes(vs, routeContext{port: port, gateways: via}),
+			})
+		}
+	}
+	sortVirtualHosts(rc.VirtualHosts)
+	return rc
+}
+
+func sortVirtualHosts(vhs []*routev3.VirtualHost) {
+	slices.SortFunc(vhs, func(a, b *routev3.VirtualHost) int { return cmp.Compare(a.Name, b.Name) })
+}
+
+// defaultRoute sends everything to the whole service, as Istio does for a
+// service without a VirtualService.
+func (t *translator) defaultRoute(host string, port uint32) *routev3.Route {
+	k := clusterKey{host: host, port: port}
+	t.refs[k] = true
+	return &routev3.Route{
+		Name:  "default",
+		Match: prefixMatch("/"),
+		Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: k.name()},
+			Timeout:          noTimeout(),
+			RetryPolicy:      defaultRetryPolicy(),
+		}},
+	}
+}
+
+// vsRoutes translates a VirtualService's HTTP routes for one virtual host,
+// in order. Each applicable match becomes its own Envoy route with the same
+// action; a route without matches matches everything.
+func (t *translator) vsRoutes(vs *virtualService, ctx routeContext) []*routev3.Route {
+	var out []*routev3.Route
+	for _, hr := range vs.spec.GetHttp() {
+		action := t.routeAction(hr, vs.res.Namespace, ctx.port)
+		if action == nil {
+			continue // redirect, direct response and delegate are not supported yet
+		}
+		if len(hr.GetMatch()) == 0 {
+			out = append(out, &routev3.Route{Name: hr.GetName(), Match: prefixMatch("/"), Action: &routev3.Route_Route{Route: action}})
+			continue
+		}
+		for _, m := range hr.GetMatch() {
+			if !t.matchApplies(m, vs.res.Namespace, ctx) {
+				continue
+			}
+			out = append(out, &routev3.Route{
+				Name:   hr.GetName(),
+				Match:  routeMatch(m),
+				Action: &routev3.Route_Route{Route: proto.CloneOf(action)},
+			})
+		}
+	}
+	return out
+}
+
+// matchApplies reports whether an Istio match can apply on this virtual
+// host and proxy: its port, gateways, source labels and source namespace.
+func (t *translator) matchApplies(m *v1alpha3.HTTPMatchRequest, vsNamespace string, ctx routeContext) bool {
+	if m.GetPort() != 0 && m.GetPort() != ctx.port {
+		return false
+	}
+	if gws := m.GetGateways(); len(gws) > 0 {
+		if !slices.ContainsFunc(gws, func(g string) bool { return ctx.gateways[resolveGateway(g, vsNamespace)] }) {
+			return false
+		}
+	}
+	if !hasLabels(t.proxy.Labels, m.GetSourceLabels()) {
+		return false
+	}
+	return m.GetSourceNamespace() == "" || m.GetSourceNamespace() == t.proxy.Namespace
+}
+
+// routeMatch converts an Istio match into an Envoy one.
+func routeMatch(m *v1alpha3.HTTPMatchRequest) *routev3.RouteMatch {
+	rm := &routev3.RouteMatch{}
+	switch u := m.GetUri().GetMatchType().(type) {
+	case *v1alpha3.StringMatch_Exact:
+		rm.PathSpecifier = &routev3.RouteMatch_Path{Path: u.Exact}
+	case *v1alpha3.StringMatch_Prefix:
+		rm.PathSpecifier = &routev3.RouteMatch_Prefix{Prefix: u.Prefix}
+	case *v1alpha3.StringMatch_Regex:
+		rm.PathSpecifier = &routev3.RouteMatch_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: u.Regex}}
+	}
+	if stringMatcher(m.GetUri()) == nil {
+		rm.PathSpecifier = &routev3.RouteMatch_Prefix{Prefix: "/"}
+	}
+	if m.GetIgnoreUriCase() {
+		rm.CaseSensitive = wrapperspb.Bool(false)
+	}
+	for _, pseudo := range []struct {
+		name string
+		sm   *v1alpha3.StringMatch
+	}{{":authority", m.GetAuthority()}, {":method", m.GetMethod()}, {":scheme", m.GetScheme()}} {
+		if pseudo.sm != nil {
+			rm.Headers = append(rm.Headers, headerMatcher(pseudo.name, pseudo.sm, false))
+		}
+	}
+	for _, name := range sortedKeys(m.GetHeaders()) {
+		rm.Headers = append(rm.Headers, headerMatcher(name, m.GetHeaders()[name], false))
+	}
+	for _, name := range sortedKeys(m.GetWithoutHeaders()) {
+		rm.Headers = append(rm.Headers, headerMatcher(name, m.GetWithoutHeaders()[name], true))
+	}
+	for _, name := range sortedKeys(m.GetQueryParams()) {
+		qm := &routev3.QueryParameterMatcher{Name: name}
+		if s := stringMatcher(m.GetQueryParams()[name]); s != nil {
+			qm.QueryParameterMatchSpecifier = &routev3.QueryParameterMatcher_StringMatch{StringMatch: s}
+		} else {
+			qm.QueryParameterMatchSpecifier = &routev3.QueryParameterMatcher_PresentMatch{PresentMatch: true}
+		}
+		rm.QueryParameters = append(rm.QueryParameters, qm)
+	}
+	return rm
+}
+
+// headerMatcher matches header name against sm, or its presence when sm
+// has no value; invert turns it into "must not match" (withoutHeaders).
+func headerMatcher(name string, sm *v1alpha3.StringMatch, invert bool) *routev3.HeaderMatcher {
+	hm := &routev3.HeaderMatcher{Name: strings.ToLower(name), InvertMatch: invert}
+	if s := stringMatcher(sm); s != nil {
+		hm.HeaderMatchSpecifier = &routev3.HeaderMatcher_StringMatch{StringMatch: s}
+	} else {
+		hm.HeaderMatchSpecifier = &routev3.HeaderMatcher_PresentMatch{PresentMatch: true}
+	}
+	return hm
+}
+
+// stringMatcher converts an Istio string match; nil when it has no value.
+func stringMatcher(sm *v1alpha3.StringMatch) *matcherv3.StringMatcher {
+	switch v := sm.GetMatchType().(type) {
+	case *v1alpha3.StringMatch_Exact:
+		if v.Exact != "" {
+			return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: v.Exact}}
+		}
+	case *v1alpha3.StringMatch_Prefix:
+		if v.Prefix != "" {
+			return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: v.Prefix}}
+		}
+	case *v1alpha3.StringMatch_Regex:
+		if v.Regex != "" {
+			return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{
+				SafeRegex: &matcherv3.RegexMatcher{Regex: v.Regex},
+			}}
+		}
+	}
+	return nil
+}
+
+// routeAction builds the action of an Istio route, or nil when the route
+// has no destination.
+func (t *translator) routeAction(hr *v1alpha3.HTTPRoute, vsNamespace string, vhostPort uint32) *routev3.RouteAction {
+	type weighted struct {
+		key    clusterKey
+		weight uint32
+	}
+	var dests []weighted
+	var total uint32
+	for _, d := range hr.GetRoute() {
+		if d.GetDestination().GetHost() == "" {
+			continue
+		}
+		w := uint32(max(d.GetWeight(), 0))
+		dests = append(dests, weighted{t.destination(d.GetDestination(), vsNamespace, vhostPort), w})
+		total += w
+	}
+	if total > 0 {
+		// Istio drops zero-weight destinations when others carry weight.
+		dests = slices.DeleteFunc(dests, func(w weighted) bool { return w.weight == 0 })
+	}
+	if len(dests) == 0 {
+		return nil
+	}
+	action := &routev3.RouteAction{Timeout: noTimeout(), RetryPolicy: retryPolicy(hr.GetRetries())}
+	if hr.GetTimeout() != nil {
+		action.Timeout = durationpb.New(hr.GetTimeout().AsDuration())
+	}
+	for _, d := range dests {
+		t.refs[d.key] = true
+	}
+	if len(dests) == 1 {
+		action.ClusterSpecifier = &routev3.RouteAction_Cluster{Cluster: dests[0].key.name()}
+		return action
+	}
+	wc := &routev3.WeightedCluster{}
+	for _, d := range dests {
+		w := d.weight
+		if total == 0 {
+			w = 1 // no weights at all: split evenly
+		}
+		wc.Clusters = append(wc.Clusters, &routev3.WeightedCluster_ClusterWeight{Name: d.key.name(), Weight: wrapperspb.UInt32(w)})
+	}
+	action.ClusterSpecifier = &routev3.RouteAction_WeightedClusters{WeightedClusters: wc}
+	return action
+}
+
+// destination resolves an Istio destination to its cluster. Without a
+// port, a single-port service uses that port; otherwise the virtual host's
+// port is used.
+func (t *translator) destination(d *v1alpha3.Destination, vsNamespace string, vhostPort uint32) clusterKey {
+	k := clusterKey{host: resolveHost(t.snap, d.GetHost(), vsNamespace), port: d.GetPort().GetNumber(), subset: d.GetSubset()}
+	if k.port == 0 {
+		k.port = vhostPort
+		if svc := t.snap.Service(k.host); svc != nil && len(svc.Ports) == 1 {
+			k.port = svc.Ports[0].Number
+		}
+	}
+	return k
+}
+
+// retryPolicy converts Istio retries; nil retries get Istio's default and
+// zero attempts disable retries.
+func retryPolicy(r *v1alpha3.HTTPRetry) *routev3.RetryPolicy {
+	if r == nil {
+		return defaultRetryPolicy()
+	}
+	if r.GetAttempts() <= 0 {
+		return nil
+	}
+	p := defaultRetryPolicy()
+	p.NumRetries = wrapperspb.UInt32(uint32(r.GetAttempts()))
+	if r.GetRetryOn() != "" {
+		p.RetryOn, p.RetriableStatusCodes = parseRetryOn(r.GetRetryOn())
+	}
+	if r.GetPerTryTimeout() != nil {
+		p.PerTryTimeout = durationpb.New(r.GetPerTryTimeout().AsDuration())
+	}
+	if r.GetBackoff() != nil {
+		p.RetryBackOff = &routev3.RetryPolicy_RetryBackOff{BaseInterval: durationpb.New(r.GetBackoff().AsDuration())}
+	}
+	return p
+}
+
+// defaultRetryPolicy is Istio's default retry policy.
+func defaultRetryPolicy() *routev3.RetryPolicy {
+	return &routev3.RetryPolicy{
+		RetryOn:              defaultRetryOn,
+		NumRetries:           wrapperspb.UInt32(defaultRetries),
+		RetriableStatusCodes: []uint32{503},
+	}
+}
+
+// parseRetryOn splits Istio's retryOn into Envoy's retry_on conditions and
+// retriable status codes: "gateway-error,503" retries on gateway errors and
+// on status 503.
+func parseRetryOn(s string) (string, []uint32) {
+	var conds []string
+	var codes []uint32
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		if code, err := strconv.ParseUint(part, 10, 32); err == nil {
+			codes = append(codes, uint32(code))
+			continue
+		}
+		conds = append(conds, part)
+	}
+	if len(codes) > 0 && !slices.Contains(conds, retriableStatus) {
+		conds = append(conds, retriableStatus)
+	}
+	return strings.Join(conds, ","), codes
+}
+
+func prefixMatch(p string) *routev3.RouteMatch {
+	return &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: p}}
+}
+
+// noTimeout is an explicit 0s route timeout: no timeout, as in Istio.
+func noTimeout() *durationpb.Duration { return durationpb.New(0) }
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

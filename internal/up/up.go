@@ -1,0 +1,479 @@
+package up
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/weftmesh/weft/internal/control"
+	"github.com/weftmesh/weft/internal/controlapi"
+	"github.com/weftmesh/weft/samples/bookinfo/networking"
+)
+
+// Options configures a local mesh.
+type Options struct {
+	Logger *slog.Logger
+	// Out receives the summary table.
+	Out     io.Writer
+	DataDir string
+	// BinDir holds weft, weft-proxy and bookinfo; default: the directory of
+	// the running executable.
+	BinDir      string
+	XDSPort     int // default 15010
+	APIPort     int // default 15014
+	GatewayPort int // default 8080
+	// DataDirFlag is what other weft commands need to reach this mesh,
+	// e.g. " --data-dir /tmp/mesh"; empty for the default data dir.
+	DataDirFlag string
+	// ReadyTimeout bounds start-up; default 60s.
+	ReadyTimeout time.Duration
+}
+
+func (o *Options) defaults() error {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+	if o.BinDir == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("find the weft binary: %w", err)
+		}
+		o.BinDir = filepath.Dir(exe)
+	}
+	if o.XDSPort == 0 {
+		o.XDSPort = 15010
+	}
+	if o.APIPort == 0 {
+		o.APIPort = 15014
+	}
+	if o.GatewayPort == 0 {
+		o.GatewayPort = 8080
+	}
+	if o.ReadyTimeout == 0 {
+		o.ReadyTimeout = 60 * time.Second
+	}
+	abs, err := filepath.Abs(o.DataDir)
+	if err != nil {
+		return err
+	}
+	o.DataDir = abs
+	return nil
+}
+
+// Proc is one process of the local mesh.
+type Proc struct {
+	Name         string `json:"name"` // workload name, "weft-control" or the gateway's
+	Role         string `json:"role"` // control, sidecar or gateway
+	Service      string `json:"service,omitempty"`
+	Version      string `json:"version,omitempty"`
+	PID          int    `json:"pid"`
+	AppPort      int    `json:"appPort,omitempty"`
+	InboundPort  int    `json:"inboundPort,omitempty"`
+	OutboundPort int    `json:"outboundPort,omitempty"`
+	AdminPort    int    `json:"adminPort,omitempty"`
+	Log          string `json:"log"`
+	// Binary is the executable's base name, to recognise the process when
+	// cleaning up after a crash.
+	Binary string `json:"binary"`
+}
+
+// State is what DATA_DIR/up.json records about a running mesh.
+type State struct {
+	SupervisorPID int       `json:"supervisorPid"`
+	Ready         bool      `json:"ready"`
+	StartedAt     time.Time `json:"startedAt"`
+	XDSAddr       string    `json:"xdsAddr"`
+	APIAddr       string    `json:"apiAddr"`
+	GatewayURL    string    `json:"gatewayUrl"`
+	Procs         []Proc    `json:"procs"`
+}
+
+const stateFile = "up.json"
+
+// ReadState reads the state of the mesh running with dataDir.
+func ReadState(dataDir string) (*State, error) {
+	b, err := os.ReadFile(filepath.Join(dataDir, stateFile))
+	if err != nil {
+		return nil, err
+	}
+	var st State
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("read %s: %w", filepath.Join(dataDir, stateFile), err)
+	}
+	return &st, nil
+}
+
+func writeState(dataDir string, st *State) error {
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(dataDir, stateFile+".tmp")
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return fmt.Errorf("write mesh state: %w", err)
+	}
+	return os.Rename(tmp, filepath.Join(dataDir, stateFile))
+}
+
+// child is a started process and the channel its exit arrives on.
+type child struct {
+	proc Proc
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error // valid after done is closed
+}
+
+// Run starts the mesh, prints where everything runs, and supervises it until
+// ctx ends; then it stops every process and returns.
+func Run(ctx context.Context, opts Options) error {
+	if err := opts.defaults(); err != nil {
+		return err
+	}
+	log := opts.Logger
+	if err := prepare(opts); err != nil {
+		return err
+	}
+	st := &State{
+		SupervisorPID: os.Getpid(), StartedAt: time.Now(),
+		XDSAddr:    fmt.Sprintf("127.0.0.1:%d", opts.XDSPort),
+		APIAddr:    fmt.Sprintf("127.0.0.1:%d", opts.APIPort),
+		GatewayURL: fmt.Sprintf("http://127.0.0.1:%d", opts.GatewayPort),
+	}
+	var children []*child
+	defer func() {
+		stop(log, children)
+		os.Remove(filepath.Join(opts.DataDir, stateFile))
+	}()
+	start := func(p Proc, env []string, args ...string) (*child, error) {
+		c, err := startChild(opts, p, env, args)
+		if err != nil {
+			return nil, err
+		}
+		children = append(children, c)
+		st.Procs = append(st.Procs, c.proc)
+		// Record every process as soon as it exists, so a crash of this
+		// supervisor leaves enough behind to clean up.
+		return c, writeState(opts.DataDir, st)
+	}
+
+	readyCtx, cancel := context.WithTimeout(ctx, opts.ReadyTimeout)
+	defer cancel()
+
+	// 1. The control plane, and the sample's gateway config.
+	ctl, err := start(Proc{Name: "weft-control", Role: "control", Binary: "weft"}, nil,
+		"control", "--data-dir", opts.DataDir, "--xds-addr", st.XDSAddr, "--api-addr", st.APIAddr)
+	if err != nil {
+		return err
+	}
+	api := controlapi.NewClient(st.APIAddr)
+	if err := waitFor(readyCtx, ctl, "the control plane", func(ctx context.Context) error { return api.Ready(ctx) }); err != nil {
+		return err
+	}
+	gw, err := networking.FS.ReadFile("bookinfo-gateway.yaml")
+	if err != nil {
+		return fmt.Errorf("read the sample gateway: %w", err)
+	}
+	if _, err := api.Apply(readyCtx, controlapi.ApplyRequest{Files: []controlapi.File{{Name: "samples/bookinfo/networking/bookinfo-gateway.yaml", Content: string(gw)}}}); err != nil {
+		return fmt.Errorf("apply the Bookinfo gateway: %w", err)
+	}
+
+	// 2. One sidecar per workload, each wrapping its app, and the gateway.
+	app := filepath.Join(opts.BinDir, "bookinfo")
+	var proxies []*child
+	for _, w := range bookinfo {
+		ports, err := freePorts(4)
+		if err != nil {
+			return err
+		}
+		p := Proc{
+			Name: podName(w.App, w.Version), Role: "sidecar", Service: w.App, Version: w.Version, Binary: "weft-proxy",
+			AppPort: ports[0], InboundPort: ports[1], OutboundPort: ports[2], AdminPort: ports[3],
+		}
+		outbound := fmt.Sprintf("http://127.0.0.1:%d", p.OutboundPort)
+		env := append([]string{
+			"PORT=" + strconv.Itoa(p.AppPort), "BIND_ADDR=127.0.0.1", "POD_NAME=" + p.Name,
+			"SERVICE_VERSION=" + w.Version, "HTTP_PROXY=" + outbound, "http_proxy=" + outbound,
+			"NO_PROXY=", "no_proxy=",
+		}, w.Env...)
+		c, err := start(p, env,
+			"--xds-address", st.XDSAddr, "--namespace", "default", "--service", w.App,
+			"--workload-name", p.Name, "--service-account", w.ServiceAccount,
+			"--labels", "app="+w.App+",version="+w.Version,
+			"--port", fmt.Sprintf("http:%d:%d:%d", w.ServicePort, p.AppPort, p.InboundPort),
+			"--outbound-port", strconv.Itoa(p.OutboundPort), "--admin-port", strconv.Itoa(p.AdminPort),
+			"--", app, w.App)
+		if err != nil {
+			return err
+		}
+		proxies = append(proxies, c)
+	}
+	adminPort, err := freePorts(1)
+	if err != nil {
+		return err
+	}
+	gwProc := Proc{Name: podName("istio-ingressgateway", "v1"), Role: "gateway", Service: "istio-ingressgateway",
+		Binary: "weft-proxy", AdminPort: adminPort[0], InboundPort: opts.GatewayPort}
+	gwChild, err := start(gwProc, nil,
+		"--type", "router", "--xds-address", st.XDSAddr, "--namespace", "istio-system",
+		"--workload-name", gwProc.Name, "--service-account", "istio-ingressgateway-service-account",
+		"--labels", "istio=ingressgateway,app=istio-ingressgateway",
+		"--port-map", fmt.Sprintf("80=%d", opts.GatewayPort), "--admin-port", strconv.Itoa(gwProc.AdminPort))
+	if err != nil {
+		return err
+	}
+	proxies = append(proxies, gwChild)
+
+	// 3. Ready when every proxy is and the product page answers.
+	for _, c := range proxies {
+		url := fmt.Sprintf("http://127.0.0.1:%d/ready", c.proc.AdminPort)
+		if err := waitFor(readyCtx, c, c.proc.Name, func(ctx context.Context) error { return httpOK(ctx, url) }); err != nil {
+			return err
+		}
+	}
+	page := st.GatewayURL + "/productpage"
+	if err := waitFor(readyCtx, gwChild, page, func(ctx context.Context) error { return httpOK(ctx, page) }); err != nil {
+		return err
+	}
+	st.Ready = true
+	if err := writeState(opts.DataDir, st); err != nil {
+		return err
+	}
+	PrintSummary(opts.Out, st, opts.DataDir, opts.DataDirFlag)
+	log.Info("mesh is up; Ctrl-C stops it")
+
+	// 4. Supervise until told to stop.
+	for {
+		exited := make(chan *child, len(children))
+		for _, c := range children {
+			go func(c *child) {
+				<-c.done
+				exited <- c
+			}(c)
+		}
+		select {
+		case <-ctx.Done():
+			fmt.Fprintln(opts.Out, "\nStopping the mesh...")
+			return nil
+		case c := <-exited:
+			// The rest keeps running: a dead control plane, say, must not
+			// take the data plane with it.
+			log.Error("process exited", "name", c.proc.Name, "pid", c.proc.PID, "err", c.err, "log", c.proc.Log)
+			children = remove(children, c)
+		}
+	}
+}
+
+func remove(cs []*child, c *child) []*child {
+	out := cs[:0]
+	for _, x := range cs {
+		if x != c {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// prepare checks the binaries and clears what an earlier run left behind.
+func prepare(opts Options) error {
+	for _, b := range []string{"weft", "weft-proxy", "bookinfo"} {
+		if _, err := os.Stat(filepath.Join(opts.BinDir, b)); err != nil {
+			return fmt.Errorf("%s not found in %s: build it with `make build`", b, opts.BinDir)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(opts.DataDir, "logs"), 0o755); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	// Proxies of an earlier mesh are gone for good; the control plane must
+	// not wait for them to reconnect.
+	os.Remove(filepath.Join(opts.DataDir, control.WorkloadsFile))
+	old, err := ReadState(opts.DataDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return checkPorts(opts)
+	}
+	if err != nil {
+		return err
+	}
+	if old.SupervisorPID != os.Getpid() && alive(old.SupervisorPID, "weft") {
+		return fmt.Errorf("a mesh is already running with data dir %s (pid %d); stop it with `weft down --data-dir %s`",
+			opts.DataDir, old.SupervisorPID, opts.DataDir)
+	}
+	// The last run crashed: stop whatever it left.
+	for _, p := range old.Procs {
+		if alive(p.PID, p.Binary) {
+			opts.Logger.Info("stopping a process left by an earlier run", "name", p.Name, "pid", p.PID)
+			syscall.Kill(p.PID, syscall.SIGKILL)
+		}
+	}
+	os.Remove(filepath.Join(opts.DataDir, stateFile))
+	os.Remove(filepath.Join(opts.DataDir, controlapi.StateFile))
+	return checkPorts(opts)
+}
+
+// checkPorts fails early, and clearly, when a fixed port is taken.
+func checkPorts(opts Options) error {
+	for _, p := range []struct {
+		port int
+		flag string
+	}{{opts.XDSPort, "--xds-port"}, {opts.APIPort, "--api-port"}, {opts.GatewayPort, "--gateway-port"}} {
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p.port))
+		if err != nil {
+			return fmt.Errorf("port %d is in use (choose another with %s): %w", p.port, p.flag, err)
+		}
+		l.Close()
+	}
+	return nil
+}
+
+func startChild(opts Options, p Proc, env, args []string) (*child, error) {
+	p.Log = filepath.Join(opts.DataDir, "logs", p.Name+".log")
+	logf, err := os.OpenFile(p.Log, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open log for %s: %w", p.Name, err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(filepath.Join(opts.BinDir, p.Binary), args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// Die with the supervisor, and keep Ctrl-C in the terminal from
+	// reaching children directly: the supervisor stops them in order.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", p.Name, err)
+	}
+	p.PID = cmd.Process.Pid
+	c := &child{proc: p, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		c.err = cmd.Wait()
+		close(c.done)
+	}()
+	opts.Logger.Debug("started", "name", p.Name, "pid", p.PID, "args", strings.Join(args, " "))
+	return c, nil
+}
+
+// stop sends SIGTERM to the proxies and the gateway first, then the control
+// plane, and kills whatever has not exited in time.
+func stop(log *slog.Logger, children []*child) {
+	var data, control []*child
+	for _, c := range children {
+		if c.proc.Role == "control" {
+			control = append(control, c)
+		} else {
+			data = append(data, c)
+		}
+	}
+	for _, group := range [][]*child{data, control} {
+		for _, c := range group {
+			c.cmd.Process.Signal(syscall.SIGTERM)
+		}
+		deadline := time.After(10 * time.Second)
+		for _, c := range group {
+			select {
+			case <-c.done:
+			case <-deadline:
+				log.Warn("process did not stop in time; killing it", "name", c.proc.Name, "pid", c.proc.PID)
+				c.cmd.Process.Kill()
+				<-c.done
+			}
+		}
+	}
+}
+
+// waitFor polls check until it succeeds, ctx ends or the process exits.
+func waitFor(ctx context.Context, c *child, what string, check func(context.Context) error) error {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	var last error
+	for {
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		last = check(cctx)
+		cancel()
+		if last == nil {
+			return nil
+		}
+		select {
+		case <-c.done:
+			return fmt.Errorf("%s exited while starting (%v); its log %s ends:\n%s", c.proc.Name, c.err, c.proc.Log, tail(c.proc.Log, 15))
+		case <-ctx.Done():
+			return fmt.Errorf("%s was not ready in time: %v; see %s:\n%s", what, last, c.proc.Log, tail(c.proc.Log, 15))
+		case <-tick.C:
+		}
+	}
+}
+
+func httpOK(ctx context.Context, url string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return nil
+}
+
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "  (no log: " + err.Error() + ")"
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return "  " + strings.Join(lines, "\n  ")
+}
+
+// freePorts asks the kernel for n unused loopback ports.
+func freePorts(n int) ([]int, error) {
+	ports := make([]int, 0, n)
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("find a free port: %w", err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+// alive reports whether pid runs the named binary (so a reused pid is not
+// mistaken for ours).
+func alive(pid int, binary string) bool {
+	if pid <= 0 || syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return false
+	}
+	argv0, _, _ := strings.Cut(string(b), "\x00")
+	return filepath.Base(argv0) == binary
+}
