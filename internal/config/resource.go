@@ -62,19 +62,14 @@ func (k Key) String() string { return fmt.Sprintf("%s %s/%s", k.Kind, k.Namespac
 // Key returns the resource's identity.
 func (r *Resource) Key() Key { return Key{Kind: r.Kind, Namespace: r.Namespace, Name: r.Name} }
 
-// ResolveHost turns a host as written in a resource into a fully qualified
-// name, the way Istio does: a short name ("reviews") belongs to the
-// resource's namespace; "reviews.prod" is reviews in namespace prod;
-// anything longer (a FQDN, a ServiceEntry host) and wildcards stay as they are.
+// ResolveHost turns a host as written in a resource into the name Istio
+// resolves it to: a short name without dots ("reviews") is a service in the
+// resource's namespace, reviews.NAMESPACE.svc.cluster.local; any name with a
+// dot ("reviews.prod.svc.cluster.local", "httpbin.org"), an IP address and
+// the wildcards are taken as written.
 func ResolveHost(host, namespace string) string {
-	if host == "" || host == "*" || strings.HasPrefix(host, "*.") {
+	if host == "" || host == "*" || strings.Contains(host, ".") || strings.Contains(host, ":") {
 		return host
 	}
-	switch strings.Count(host, ".") {
-	case 0:
-		return host + "." + namespace + ".svc.cluster.local"
-	case 1:
-		return host + ".svc.cluster.local"
-	}
-	return host
+	return host + "." + namespace + ".svc.cluster.local"
 }

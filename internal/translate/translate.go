@@ -296,14 +296,8 @@ func compareAge(a, b *config.Resource) int {
 	return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 }
 
-// resolveHost resolves a host written in a resource of namespace ns. A host
-// that names a registry service exactly (a ServiceEntry host such as
-// httpbin.org) is kept as written; anything else goes through
-// config.ResolveHost.
-func resolveHost(s *snapshot.Snapshot, host, ns string) string {
-	if strings.Contains(host, ".") && s.Service(host) != nil {
-		return host
-	}
+// resolveHost resolves a host written in a resource of namespace ns.
+func resolveHost(_ *snapshot.Snapshot, host, ns string) string {
 	return config.ResolveHost(host, ns)
 }
 

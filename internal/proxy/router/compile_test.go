@@ -274,7 +274,7 @@ virtual_hosts:
 			`...direct_response: status 99: must be between 200 and 599`},
 		{"direct body too large", vh(`
   - match: {prefix: /}
-    direct_response: {status: 200, body: {inline_string: "`+strings.Repeat("x", 4097)+`"}}`),
+    direct_response: {status: 200, body: {inline_string: "` + strings.Repeat("x", 4097) + `"}}`),
 			`...direct_response: body is 4097 bytes, more than the 4096 allowed`},
 		{"separated prefix ending in slash", vh(`
   - match: {path_separated_prefix: /api/}

@@ -1,0 +1,166 @@
+// Package admin is weft-proxy's loopback admin server: /ready,
+// /config_dump (Envoy's ConfigDump JSON), /quitquitquit.
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
+	// Registered so that config dumps can print the router filter's
+	// typed_config inside listeners.
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/weftmesh/weft/internal/proxy/model"
+	"github.com/weftmesh/weft/internal/proxy/xdsclient"
+)
+
+// Options configures a Server.
+type Options struct {
+	Logger *slog.Logger
+	// Ready reports whether the proxy is ready and, if not, why.
+	Ready func() (ok bool, reason string)
+	// Resources returns the accepted xDS resources.
+	Resources func() model.Resources
+	// Quit starts a graceful shutdown.
+	Quit func()
+}
+
+// Server serves the admin API.
+type Server struct {
+	opts Options
+	srv  *http.Server
+	mux  *http.ServeMux
+}
+
+// New returns a Server; call Serve to start it.
+func New(o Options) *Server {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{opts: o, mux: http.NewServeMux()}
+	s.mux.HandleFunc("/ready", s.ready)
+	s.mux.HandleFunc("/config_dump", s.configDump)
+	s.mux.HandleFunc("/quitquitquit", s.quit)
+	s.mux.HandleFunc("/{$}", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprint(w, "weft-proxy admin\n  /ready\n  /config_dump\n  /quitquitquit (POST)\n")
+	})
+	s.srv = &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(o.Logger.Handler(), slog.LevelDebug)}
+	return s
+}
+
+// Handler returns the admin API handler.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// Serve serves on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("admin server: %w", err)
+	}
+	return nil
+}
+
+// Shutdown stops the server.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if err := s.srv.Shutdown(ctx); err != nil {
+		s.srv.Close()
+		return err
+	}
+	return nil
+}
+
+func (s *Server) ready(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	ok, reason := s.opts.Ready()
+	if !ok {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintf(w, "NOT READY: %s\n", reason)
+		return
+	}
+	fmt.Fprint(w, "LIVE\n")
+}
+
+func (s *Server) quit(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, "use POST /quitquitquit", http.StatusMethodNotAllowed)
+		return
+	}
+	s.opts.Logger.Info("shutdown requested through the admin API")
+	fmt.Fprint(w, "OK\n")
+	if s.opts.Quit != nil {
+		go s.opts.Quit()
+	}
+}
+
+func (s *Server) configDump(w http.ResponseWriter, _ *http.Request) {
+	b, err := ConfigDumpJSON(s.opts.Resources())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(b)
+}
+
+// ConfigDump builds Envoy's ConfigDump from the accepted resources.
+func ConfigDump(rs model.Resources) (*adminv3.ConfigDump, error) {
+	ts := timestamppb.New
+	var (
+		clusters  = &adminv3.ClustersConfigDump{VersionInfo: rs.Versions[xdsclient.TypeCluster]}
+		listeners = &adminv3.ListenersConfigDump{VersionInfo: rs.Versions[xdsclient.TypeListener]}
+		routes    = &adminv3.RoutesConfigDump{}
+		endpoints = &adminv3.EndpointsConfigDump{}
+	)
+	for _, r := range rs.Clusters {
+		clusters.DynamicActiveClusters = append(clusters.DynamicActiveClusters, &adminv3.ClustersConfigDump_DynamicCluster{
+			VersionInfo: r.Version, Cluster: r.Any, LastUpdated: ts(r.Updated)})
+	}
+	for _, r := range rs.Listeners {
+		listeners.DynamicListeners = append(listeners.DynamicListeners, &adminv3.ListenersConfigDump_DynamicListener{
+			Name: r.Name,
+			ActiveState: &adminv3.ListenersConfigDump_DynamicListenerState{
+				VersionInfo: r.Version, Listener: r.Any, LastUpdated: ts(r.Updated)},
+		})
+	}
+	for _, r := range rs.Routes {
+		routes.DynamicRouteConfigs = append(routes.DynamicRouteConfigs, &adminv3.RoutesConfigDump_DynamicRouteConfig{
+			VersionInfo: r.Version, RouteConfig: r.Any, LastUpdated: ts(r.Updated)})
+	}
+	for _, r := range rs.Endpoints {
+		endpoints.DynamicEndpointConfigs = append(endpoints.DynamicEndpointConfigs, &adminv3.EndpointsConfigDump_DynamicEndpointConfig{
+			VersionInfo: r.Version, EndpointConfig: r.Any, LastUpdated: ts(r.Updated)})
+	}
+	out := &adminv3.ConfigDump{}
+	for _, m := range []proto.Message{clusters, listeners, routes, endpoints} {
+		a, err := anypb.New(m)
+		if err != nil {
+			return nil, fmt.Errorf("config dump: %w", err)
+		}
+		out.Configs = append(out.Configs, a)
+	}
+	return out, nil
+}
+
+// ConfigDumpJSON renders ConfigDump as Envoy does: JSON with proto field names.
+func ConfigDumpJSON(rs model.Resources) ([]byte, error) {
+	cd, err := ConfigDump(rs)
+	if err != nil {
+		return nil, err
+	}
+	b, err := protojson.MarshalOptions{UseProtoNames: true, Multiline: true, Indent: "  "}.Marshal(cd)
+	if err != nil {
+		return nil, fmt.Errorf("config dump: %w", err)
+	}
+	return append(b, '\n'), nil
+}

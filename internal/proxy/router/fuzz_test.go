@@ -1,0 +1,87 @@
+package router
+
+import (
+	"errors"
+	"hash/fnv"
+	"net/http"
+	"net/url"
+	"testing"
+)
+
+// fuzzConfig exercises every matcher kind.
+const fuzzConfig = `
+name: fuzz
+ignore_path_parameters_in_path_matching: true
+virtual_hosts:
+- name: reviews
+  domains: [reviews:9080, "*.reviews.svc", "reviews.*"]
+  retry_policy: {retry_on: 5xx}
+  routes:
+  - name: regex
+    match: {safe_regex: {regex: "/reviews/[0-9]+"}, headers: [{name: end-user, string_match: {exact: jason, ignore_case: true}}]}
+    route: {cluster: v2}
+  - name: headers
+    match:
+      path_separated_prefix: /api
+      case_sensitive: false
+      headers:
+      - {name: ":method", string_match: {safe_regex: {regex: "GET|HEAD"}}}
+      - {name: ":authority", string_match: {suffix: "9080"}}
+      - {name: ":path", string_match: {contains: "v", ignore_case: true}}
+      - {name: ":scheme", string_match: {prefix: "http"}}
+      - {name: x-version, range_match: {start: 1, end: 10}, invert_match: true}
+      - {name: x-missing, present_match: false}
+      - {name: x-empty, string_match: {exact: ""}, treat_missing_header_as_empty: true}
+    route: {cluster: api, timeout: 1s}
+  - name: query
+    match:
+      path: /q
+      query_parameters:
+      - {name: a, string_match: {safe_regex: {regex: "[a-z]*"}}}
+      - {name: b, present_match: true}
+      - {name: c}
+    direct_response: {status: 200, body: {inline_string: ok}}
+  - name: split
+    match: {prefix: /}
+    route: {weighted_clusters: {clusters: [{name: v1, weight: 3}, {name: v3, weight: 1}]}}
+- name: other
+  domains: ["*"]
+  routes:
+  - match: {prefix: /only, headers: [{name: x-any}]}
+    route: {cluster: other}
+`
+
+func FuzzSelect(f *testing.F) {
+	tbl := mustCompile(f, fuzzConfig)
+	f.Add("GET", "reviews:9080", "/reviews/1", "End-User", "JASON")
+	f.Fuzz(func(t *testing.T, method, host, target, name, value string) {
+		u, err := url.ParseRequestURI(target)
+		if err != nil {
+			u = &url.URL{Path: target}
+		}
+		req := &http.Request{Method: method, Host: host, URL: u, Header: http.Header{}}
+		if name != "" {
+			key := http.CanonicalHeaderKey(name)
+			req.Header[key] = []string{value}
+			req.Header["X-Twice"] = []string{value, name}
+		}
+		r, err := tbl.Select(req)
+		if err != nil {
+			if r != nil || !(errors.Is(err, ErrNoVirtualHost) || errors.Is(err, ErrNoRoute)) {
+				t.Fatalf("Select = %v, %v: want a nil route and a sentinel error", r, err)
+			}
+			return
+		}
+		if r.VirtualHost == "" {
+			t.Fatalf("route %+v has no virtual host", r)
+		}
+		h := fnv.New64a()
+		h.Write([]byte(value))
+		if c := r.PickCluster(h.Sum64()); (c == "") != (r.Direct != nil) {
+			t.Fatalf("route %q: PickCluster = %q with Direct = %v", r.Name, c, r.Direct)
+		}
+		if again, err := tbl.Select(req); err != nil || again != r {
+			t.Fatalf("Select is not deterministic: %v then %v, %v", r, again, err)
+		}
+	})
+}
