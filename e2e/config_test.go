@@ -70,9 +70,9 @@ func TestInvalidConfigChangesNothing(t *testing.T) {
 		t.Fatalf("apply of an invalid file succeeded:\n%s", out)
 	}
 	for _, want := range []string{
-		"bad.yaml: document 1 (VirtualService default/typo)", `unknown field "wieght"`,
-		"bad.yaml: document 2 (VirtualService default/weights)", "spec.http[0].route", "100",
-		"bad.yaml: document 3 (VirtualService default/regex)", "spec.http[0].match[0].uri.regex",
+		"bad.yaml: document 2 (VirtualService default/typo)", `unknown field "wieght"`,
+		"bad.yaml: document 3 (VirtualService default/weights)", "spec.http[0].route", "100",
+		"bad.yaml: document 4 (VirtualService default/regex)", "spec.http[0].match[0].uri.regex",
 		"nothing was applied",
 	} {
 		if !strings.Contains(out, want) {

@@ -40,7 +40,9 @@ spec:
 		{"short name resolves in the VirtualService's namespace", drReviews + "---\n" + vs("prod", "{host: reviews, subset: v1}"), []string{
 			`Warning [IST0101] (VirtualService prod/reviews) spec.http[0].route[0].destination: referenced subset "v1" of host reviews.prod.svc.cluster.local is not defined by any DestinationRule`,
 		}},
-		{"name.namespace form", drReviews + "---\n" + vs("prod", "{host: reviews.default, subset: v1}"), nil},
+		{"a name with a dot is taken as written", drReviews + "---\n" + vs("prod", "{host: reviews.default, subset: v1}"), []string{
+			`Warning [IST0101] (VirtualService prod/reviews) spec.http[0].route[0].destination: referenced subset "v1" of host reviews.default is not defined by any DestinationRule`,
+		}},
 		{"FQDN", drReviews + "---\n" + vs("prod", "{host: reviews.default.svc.cluster.local, subset: v2}"), nil},
 		{"wildcard DestinationRule", `apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -86,7 +88,9 @@ spec:
 func TestResolveHost(t *testing.T) {
 	tests := []struct{ host, ns, want string }{
 		{"reviews", "default", "reviews.default.svc.cluster.local"},
-		{"reviews.prod", "default", "reviews.prod.svc.cluster.local"},
+		{"reviews.prod", "default", "reviews.prod"},
+		{"httpbin.org", "default", "httpbin.org"},
+		{"10.0.0.1", "default", "10.0.0.1"},
 		{"reviews.prod.svc.cluster.local", "default", "reviews.prod.svc.cluster.local"},
 		{"httpbin.org.example", "default", "httpbin.org.example"},
 		{"*.example.com", "default", "*.example.com"},

@@ -208,6 +208,7 @@ func decodeObject(js []byte, stored bool) (*Resource, ErrorList) {
 		return nil, errs
 	}
 	if raw, ok := top["spec"]; ok && string(bytes.TrimSpace(raw)) != "null" {
+		raw = normalizeDurations(raw, spec.ProtoReflect().Descriptor())
 		if err := protojson.Unmarshal(raw, spec); err != nil {
 			e := protoError(raw, err)
 			e.Kind, e.Namespace, e.Name = r.Kind, r.Namespace, r.Name

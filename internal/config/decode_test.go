@@ -501,3 +501,22 @@ func TestErrorString(t *testing.T) {
 		}
 	}
 }
+
+func TestDecodeUnknownFieldDoesNotHideValidationErrors(t *testing.T) {
+	// "hostz" is a typo for "host": the user should hear about both the
+	// unknown field and the host that is therefore missing.
+	in := `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: r}
+spec:
+  hostz: reviews
+  subsets: [{name: v1}, {name: v1}]
+`
+	_, err := Decode("t.yaml", []byte(in))
+	l := errorList(t, err)
+	for _, path := range []string{"spec.hostz", "spec.host", "spec.subsets[1].name"} {
+		if findError(l, path) == nil {
+			t.Errorf("no error at %s; got:\n%v", path, err)
+		}
+	}
+}

@@ -3,7 +3,9 @@
 package admin
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -158,9 +160,16 @@ func ConfigDumpJSON(rs model.Resources) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	b, err := protojson.MarshalOptions{UseProtoNames: true, Multiline: true, Indent: "  "}.Marshal(cd)
+	b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(cd)
 	if err != nil {
 		return nil, fmt.Errorf("config dump: %w", err)
 	}
-	return append(b, '\n'), nil
+	// protojson's spacing is deliberately unstable; re-indent for a stable,
+	// readable output.
+	var out bytes.Buffer
+	if err := json.Indent(&out, b, "", "  "); err != nil {
+		return nil, fmt.Errorf("config dump: %w", err)
+	}
+	out.WriteByte('\n')
+	return out.Bytes(), nil
 }

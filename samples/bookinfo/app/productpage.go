@@ -56,7 +56,8 @@ type ProductPageOptions struct {
 	// discards.
 	Logger *slog.Logger
 	// ServicesDomain is appended to service names, e.g.
-	// ".default.svc.cluster.local".
+	// ".default.svc.cluster.local"; the leading dot may be left out, as
+	// Istio's images expect.
 	ServicesDomain string
 	// DetailsURL, ReviewsURL and RatingsURL are the base URLs of the
 	// upstream services; empty means "http://NAME" + ServicesDomain + ":9080".

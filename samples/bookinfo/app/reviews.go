@@ -33,7 +33,8 @@ type ReviewsOptions struct {
 	// ClusterName is reported as "clustername"; empty means "null".
 	ClusterName string
 	// ServicesDomain is appended to service names, e.g.
-	// ".default.svc.cluster.local".
+	// ".default.svc.cluster.local"; the leading dot may be left out, as
+	// Istio's images expect.
 	ServicesDomain string
 	// RatingsURL is the base URL of the ratings service; empty means
 	// "http://ratings" + ServicesDomain + ":9080".

@@ -1,0 +1,51 @@
+// Package proxy is weft-proxy, Weft's data plane: Main parses the command
+// line, Run wires the pieces together.
+//
+// # Pieces
+//
+//   - xdsclient: the ADS stream to the control plane.
+//   - model: compiles accepted xDS resources into an immutable Model.
+//   - listener: binds the Model's listeners and serves HTTP on them.
+//   - chain, forward: the per-request handler chain; forward is its last
+//     handler and sends requests upstream.
+//   - upstream: clusters, load balancers, connection pools.
+//   - admin: /ready, /config_dump, /quitquitquit on loopback.
+//
+// # Goroutines
+//
+//   - The xDS goroutine (xdsclient.Client.Run) owns the stream. It receives a
+//     response, calls model.Compiler.Apply, which compiles it and, when the
+//     configuration is complete, builds a Model, stores it in an
+//     atomic.Pointer and calls listener.Manager.Apply, all on this
+//     goroutine; then it sends the ACK or NACK. So configuration changes are
+//     strictly sequential and never block requests.
+//   - listener.Manager runs one http.Server per bound address (net/http's
+//     accept and per-connection goroutines). Requests load the listener's
+//     current Model piece through an atomic.Pointer and take no lock; the
+//     handler chain and clusters they use are immutable.
+//   - A bind that fails is retried by a time.AfterFunc timer, which takes
+//     the Manager's mutex like Apply does.
+//   - Run's readiness watcher polls until the proxy is ready, logging what
+//     it waits for, calls Options.OnReady once and exits.
+//   - The admin server runs its own http.Server.
+//   - In child mode (Main with `-- CMD`), one goroutine locked to its OS
+//     thread starts the child and waits for it (Pdeathsig is tied to that
+//     thread); Main's goroutine forwards signals to the child.
+//
+// # Locks
+//
+//   - model.Compiler.mu guards the accepted resources so the admin server
+//     can dump them; held during Apply.
+//   - listener.Manager.mu guards the socket table; held during Apply, bind
+//     retries and Shutdown.
+//   - upstream.Pools.mu guards the endpoint table; held only while building
+//     a Model. Picking an endpoint is lock-free (atomics).
+//   - xdsclient.Client.mu guards its Status.
+//
+// # Shutdown
+//
+// When Run's context ends (SIGTERM/SIGINT, /quitquitquit, or the child
+// exiting), /ready turns 503, every listener stops accepting, in-flight
+// requests get up to the drain timeout, then the xDS stream and the admin
+// server stop and Run returns.
+package proxy

@@ -1,0 +1,329 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/weftmesh/weft/internal/nodemeta"
+)
+
+// portList is the repeatable --port flag.
+type portList []nodemeta.Port
+
+func (p *portList) String() string { return fmt.Sprint(*p) }
+
+func (p *portList) Set(s string) error {
+	parts := strings.Split(s, ":")
+	if len(parts) != 3 && len(parts) != 4 {
+		return fmt.Errorf("want NAME:PORT:TARGETPORT[:LISTENPORT], e.g. http:9080:20001:20002")
+	}
+	if parts[0] == "" {
+		return fmt.Errorf("%q: the port name is empty", s)
+	}
+	nums := make([]uint32, 3)
+	for i, f := range parts[1:] {
+		n, err := parsePort(f)
+		if err != nil {
+			return fmt.Errorf("%q: %w", s, err)
+		}
+		nums[i] = n
+	}
+	if len(parts) == 3 {
+		nums[2] = nums[0]
+	}
+	*p = append(*p, nodemeta.Port{Name: parts[0], Port: nums[0], TargetPort: nums[1], ListenPort: nums[2]})
+	return nil
+}
+
+// portMap is the repeatable --port-map flag.
+type portMap map[uint32]uint32
+
+func (m portMap) String() string { return fmt.Sprint(map[uint32]uint32(m)) }
+
+func (m portMap) Set(s string) error {
+	from, to, ok := strings.Cut(s, "=")
+	if !ok {
+		return fmt.Errorf("want FROM=TO, e.g. 80=8080")
+	}
+	f, err := parsePort(from)
+	if err != nil {
+		return fmt.Errorf("%q: %w", s, err)
+	}
+	t, err := parsePort(to)
+	if err != nil {
+		return fmt.Errorf("%q: %w", s, err)
+	}
+	m[f] = t
+	return nil
+}
+
+func parsePort(s string) (uint32, error) {
+	n, err := strconv.ParseUint(s, 10, 16)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("%q is not a port number (1-65535)", s)
+	}
+	return uint32(n), nil
+}
+
+func parseLabels(s string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, kv := range strings.Split(s, ",") {
+		if kv = strings.TrimSpace(kv); kv == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("label %q: want key=value", kv)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+func randomSuffix() string {
+	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+	b := make([]byte, 5)
+	rand.Read(b)
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return string(b)
+}
+
+// config is the parsed command line.
+type config struct {
+	opts  Options
+	child []string
+}
+
+func parseArgs(args []string, stderr io.Writer) (*config, error) {
+	fs := flag.NewFlagSet("weft-proxy", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "Usage: weft-proxy [flags] [-- COMMAND ARGS...]\n\n"+
+			"Runs Weft's data plane (a sidecar, or a gateway with --type router). With a\n"+
+			"COMMAND it starts the application once the proxy is ready and exits with it.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	var (
+		ports    portList
+		pm       = portMap{}
+		c        config
+		m        = &c.opts.Meta
+		labels   string
+		outbound uint
+		adminP   uint
+		logLevel string
+	)
+	fs.StringVar(&c.opts.XDSAddress, "xds-address", "127.0.0.1:15010", "control plane ADS `address`")
+	fs.StringVar(&m.Type, "type", nodemeta.TypeSidecar, "proxy `type`: sidecar or router (gateway)")
+	fs.StringVar(&m.Namespace, "namespace", "default", "workload `namespace`")
+	fs.StringVar(&m.Service, "service", "", "`name` of the service this workload belongs to")
+	fs.StringVar(&m.WorkloadName, "workload-name", "", "workload `name` (default SERVICE-<random>)")
+	fs.StringVar(&m.ServiceAccount, "service-account", "default", "service `account`")
+	fs.StringVar(&labels, "labels", "", "workload labels `k=v,k=v`")
+	fs.StringVar(&m.IP, "ip", "127.0.0.1", "`address` other proxies use to reach this one")
+	fs.Var(&ports, "port", "service port `NAME:PORT:TARGETPORT:LISTENPORT` (repeatable), e.g. http:9080:20001:20002")
+	fs.UintVar(&outbound, "outbound-port", 15001, "explicit outbound (HTTP_PROXY) `port`")
+	fs.UintVar(&adminP, "admin-port", 15000, "admin API `port` on 127.0.0.1")
+	fs.Var(pm, "port-map", "gateway port rebinding `FROM=TO` (repeatable), e.g. 80=8080")
+	fs.DurationVar(&c.opts.DrainTimeout, "drain-timeout", 5*time.Second, "how long shutdown waits for in-flight requests")
+	fs.StringVar(&logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	c.child = fs.Args()
+	bad := func(format string, a ...any) (*config, error) {
+		err := fmt.Errorf(format, a...)
+		fmt.Fprintf(stderr, "weft-proxy: %v\n", err)
+		return nil, err
+	}
+	if m.Type != nodemeta.TypeSidecar && m.Type != nodemeta.TypeRouter {
+		return bad("--type %q: want %s or %s", m.Type, nodemeta.TypeSidecar, nodemeta.TypeRouter)
+	}
+	if _, _, err := net.SplitHostPort(c.opts.XDSAddress); err != nil {
+		return bad("--xds-address %q: want host:port", c.opts.XDSAddress)
+	}
+	if net.ParseIP(m.IP) == nil {
+		return bad("--ip %q is not an IP address", m.IP)
+	}
+	if outbound == 0 || outbound > 65535 {
+		return bad("--outbound-port %d is not a port number", outbound)
+	}
+	if adminP == 0 || adminP > 65535 {
+		return bad("--admin-port %d is not a port number", adminP)
+	}
+	var err error
+	if m.Labels, err = parseLabels(labels); err != nil {
+		return bad("--labels: %v", err)
+	}
+	if m.WorkloadName == "" {
+		base := m.Service
+		if base == "" {
+			base = m.Type
+		}
+		m.WorkloadName = base + "-" + randomSuffix()
+	}
+	m.Ports = ports
+	m.OutboundPort = uint32(outbound)
+	if len(pm) > 0 {
+		m.PortMap = pm
+	}
+	c.opts.AdminAddress = net.JoinHostPort("127.0.0.1", strconv.FormatUint(uint64(adminP), 10))
+
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+		return bad("--log-level %q: want debug, info, warn or error", logLevel)
+	}
+	c.opts.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	return &c, nil
+}
+
+// Main is weft-proxy's command line: it parses args and runs the proxy,
+// with a child application when args end in `-- COMMAND ARGS...`. It
+// returns the process exit code.
+func Main(args []string) int {
+	c, err := parseArgs(args, os.Stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	log := c.opts.Logger.With()
+	log.Info("starting weft-proxy", "type", c.opts.Meta.Type, "node", c.opts.Meta.ID(), "xds", c.opts.XDSAddress)
+	if len(c.child) == 0 {
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+		defer stop()
+		if err := Run(ctx, c.opts); err != nil {
+			log.Error("cannot start", "err", err)
+			return 1
+		}
+		return 0
+	}
+	return runWithChild(c.opts, c.child)
+}
+
+// runWithChild runs the proxy, starts the child once the proxy is ready,
+// forwards signals to it, and exits with it.
+func runWithChild(o Options, argv []string) int {
+	log := o.Logger
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	readyc := make(chan struct{})
+	o.OnReady = func() { close(readyc) }
+	runc := make(chan error, 1)
+	go func() { runc <- Run(ctx, o) }()
+
+	stopProxy := func() int {
+		cancel()
+		if err := <-runc; err != nil {
+			log.Error("proxy failed", "err", err)
+			return 1
+		}
+		return 0
+	}
+waitReady:
+	for {
+		select {
+		case <-readyc:
+			break waitReady
+		case err := <-runc:
+			if err != nil {
+				log.Error("cannot start", "err", err)
+				return 1
+			}
+			return 0
+		case s := <-sigs:
+			if s == syscall.SIGHUP {
+				continue
+			}
+			log.Info("signal before the application started; stopping", "signal", s)
+			return stopProxy()
+		}
+	}
+
+	startc := make(chan error, 1)
+	donec := make(chan int, 1)
+	var cmd *exec.Cmd
+	go func() {
+		// Pdeathsig fires when the thread that started the child exits, so
+		// that thread must live as long as the child: lock it and wait here.
+		runtime.LockOSThread()
+		cmd = exec.Command(argv[0], argv[1:]...)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+		cmd.Env = os.Environ()
+		cmd.SysProcAttr = childSysProcAttr()
+		if err := cmd.Start(); err != nil {
+			startc <- err
+			return
+		}
+		startc <- nil
+		err := cmd.Wait()
+		donec <- exitCode(cmd.ProcessState, err)
+	}()
+	if err := <-startc; err != nil {
+		log.Error("cannot start the application", "command", argv[0], "err", err)
+		stopProxy()
+		return 127
+	}
+	log.Info("application started", "command", strings.Join(argv, " "), "pid", cmd.Process.Pid)
+	for {
+		select {
+		case s := <-sigs:
+			log.Info("forwarding signal to the application", "signal", s)
+			cmd.Process.Signal(s)
+		case code := <-donec:
+			log.Info("application exited; stopping", "code", code)
+			stopProxy()
+			return code
+		case err := <-runc:
+			// The proxy stopped on its own (/quitquitquit): stop the child.
+			if err != nil {
+				log.Error("proxy failed", "err", err)
+			}
+			log.Info("proxy stopped; terminating the application")
+			cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case code := <-donec:
+				return code
+			case <-time.After(o.DrainTimeout + 5*time.Second):
+				cmd.Process.Kill()
+				return <-donec
+			}
+		}
+	}
+}
+
+// exitCode is the child's exit status as a shell reports it: the code, or
+// 128+signal when a signal killed it.
+func exitCode(ps *os.ProcessState, err error) int {
+	if ps == nil {
+		if err != nil {
+			return 1
+		}
+		return 0
+	}
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ps.ExitCode()
+}

@@ -1,0 +1,264 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+
+	"github.com/weftmesh/weft/internal/nodemeta"
+	"github.com/weftmesh/weft/internal/proxy/xdstest"
+)
+
+// freeAddr returns a loopback address with a port that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// backend is an upstream that answers with its name and what it received.
+func backend(t *testing.T, name string) *httptest.Server {
+	t.Helper()
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s host=%s uri=%s xrid=%t xfp=%s", name, r.Host, r.RequestURI, r.Header.Get("X-Request-Id") != "", r.Header.Get("X-Forwarded-Proto"))
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func testMeta() nodemeta.Metadata {
+	return nodemeta.Metadata{Type: nodemeta.TypeSidecar, Namespace: "default", Service: "productpage",
+		WorkloadName: "productpage-test", ServiceAccount: "default", IP: "127.0.0.1", OutboundPort: 15001}
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+type getResult struct {
+	code int
+	body string
+}
+
+func get(t *testing.T, c *http.Client, u string) getResult {
+	t.Helper()
+	resp, err := c.Get(u)
+	if err != nil {
+		t.Fatalf("GET %s: %v", u, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return getResult{resp.StatusCode, string(b)}
+}
+
+// eventually polls f until it returns "" or the deadline passes.
+func eventually(t *testing.T, what string, f func() string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	var last string
+	for time.Now().Before(deadline) {
+		if last = f(); last == "" {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s: %s", what, last)
+}
+
+// meshConfig is the snapshot content the tests serve: an outbound listener
+// with RDS http_proxy, an inbound listener with an inline route to a STATIC
+// cluster, EDS clusters for reviews and ratings.
+func meshConfig(outAddr, inAddr, reviews, ratings string) xdstest.Resources {
+	const rv, rt = "outbound|9080||reviews.default.svc.cluster.local", "outbound|9080||ratings.default.svc.cluster.local"
+	vhs := xdstest.RouteConfig("http_proxy",
+		xdstest.VirtualHost("reviews.default.svc.cluster.local:9080", []string{"reviews:9080", "reviews.default.svc.cluster.local:9080"}, xdstest.PrefixRoute("/", rv)),
+		xdstest.VirtualHost("ratings.default.svc.cluster.local:9080", []string{"ratings:9080"}, xdstest.PrefixRoute("/", rt)),
+		xdstest.VirtualHost("split:9080", []string{"split:9080"}, xdstest.WeightedRoute(map[string]uint32{rv: 50, rt: 50})),
+		xdstest.VirtualHost("empty:9080", []string{"empty:9080"}, xdstest.PrefixRoute("/", "outbound|9080||empty.default.svc.cluster.local")),
+	)
+	inRC := xdstest.RouteConfig("inbound|9080", xdstest.VirtualHost("inbound|http|9080", []string{"*"}, xdstest.PrefixRoute("/", "inbound|9080||")))
+	return xdstest.Resources{
+		Listeners: []types.Resource{xdstest.RDSListener("outbound", outAddr, "http_proxy"), xdstest.InlineListener("inbound|9080", inAddr, inRC)},
+		Routes:    []types.Resource{vhs},
+		Clusters: []types.Resource{xdstest.EDSCluster(rv), xdstest.EDSCluster(rt),
+			xdstest.EDSCluster("outbound|9080||empty.default.svc.cluster.local"), xdstest.StaticCluster("inbound|9080||", reviews)},
+		Endpoints: []types.Resource{xdstest.CLA(rv, reviews), xdstest.CLA(rt, ratings),
+			xdstest.CLA("outbound|9080||empty.default.svc.cluster.local")},
+	}
+}
+
+func TestProxyEndToEnd(t *testing.T) {
+	reviews, ratings := backend(t, "reviews"), backend(t, "ratings")
+	reviewsAddr := strings.TrimPrefix(reviews.URL, "http://")
+	ratingsAddr := strings.TrimPrefix(ratings.URL, "http://")
+	outAddr, inAddr, adminAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+
+	xds := xdstest.Start(t, "127.0.0.1:0", nil)
+	meta := testMeta()
+	ctx, cancel := context.WithCancel(context.Background())
+	runErr := make(chan error, 1)
+	go func() {
+		runErr <- Run(ctx, Options{XDSAddress: xds.Addr, Meta: meta, AdminAddress: adminAddr, DrainTimeout: time.Second,
+			Logger: testLogger(t), MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-runErr:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Errorf("Run did not return after cancel")
+		}
+	})
+	plainClient := &http.Client{Timeout: 5 * time.Second}
+	admin := "http://" + adminAddr
+
+	// Not ready before any config.
+	eventually(t, "/ready before config", func() string {
+		resp, err := plainClient.Get(admin + "/ready")
+		if err != nil {
+			return err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(b), "waiting for") {
+			return fmt.Sprintf("got %d %q, want 503 saying what it waits for", resp.StatusCode, b)
+		}
+		return ""
+	})
+
+	xds.Set(meta.ID(), "v1", meshConfig(outAddr, inAddr, reviewsAddr, ratingsAddr))
+	eventually(t, "/ready after config", func() string {
+		if r := get(t, plainClient, admin+"/ready"); r.code != 200 || r.body != "LIVE\n" {
+			return fmt.Sprintf("got %d %q", r.code, r.body)
+		}
+		return ""
+	})
+
+	proxyURL, _ := url.Parse("http://" + outAddr)
+	viaProxy := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL)}}
+
+	t.Run("outbound absolute-form reaches the backend by host", func(t *testing.T) {
+		for _, tc := range []struct{ url, want string }{
+			{"http://reviews:9080/reviews/1?x=y", "reviews host=reviews:9080 uri=/reviews/1?x=y xrid=true xfp=http"},
+			{"http://ratings:9080/ratings/0", "ratings host=ratings:9080 uri=/ratings/0 xrid=true xfp=http"},
+		} {
+			if r := get(t, viaProxy, tc.url); r.code != 200 || r.body != tc.want {
+				t.Errorf("GET %s = %d %q, want 200 %q", tc.url, r.code, r.body, tc.want)
+			}
+		}
+	})
+	t.Run("inbound inline route to static cluster", func(t *testing.T) {
+		if r := get(t, plainClient, "http://"+inAddr+"/x"); r.code != 200 || !strings.HasPrefix(r.body, "reviews host="+inAddr+" uri=/x") {
+			t.Errorf("inbound = %d %q", r.code, r.body)
+		}
+	})
+	t.Run("weighted clusters split", func(t *testing.T) {
+		counts := map[string]int{}
+		const n = 200
+		for range n {
+			r := get(t, viaProxy, "http://split:9080/")
+			counts[strings.Fields(r.body)[0]]++
+		}
+		for _, b := range []string{"reviews", "ratings"} {
+			if counts[b] < n*30/100 || counts[b] > n*70/100 {
+				t.Errorf("50/50 split gave %v", counts)
+			}
+		}
+	})
+	t.Run("unknown host is 404 naming it", func(t *testing.T) {
+		r := get(t, viaProxy, "http://nope:9080/")
+		want := `no virtual host for "nope:9080" in route config http_proxy`
+		if r.code != 404 || !strings.Contains(r.body, want) {
+			t.Errorf("got %d %q, want 404 containing %q", r.code, r.body, want)
+		}
+	})
+	t.Run("cluster without endpoints is 503", func(t *testing.T) {
+		r := get(t, viaProxy, "http://empty:9080/")
+		want := "no healthy upstream for cluster outbound|9080||empty.default.svc.cluster.local"
+		if r.code != 503 || !strings.Contains(r.body, want) {
+			t.Errorf("got %d %q, want 503 containing %q", r.code, r.body, want)
+		}
+	})
+	t.Run("config_dump", func(t *testing.T) {
+		r := get(t, plainClient, admin+"/config_dump")
+		var dump struct {
+			Configs []map[string]any `json:"configs"`
+		}
+		if err := json.Unmarshal([]byte(r.body), &dump); err != nil {
+			t.Fatalf("config_dump is not JSON: %v\n%s", err, r.body)
+		}
+		if len(dump.Configs) != 4 {
+			t.Fatalf("config_dump has %d configs, want 4 (clusters, listeners, routes, endpoints)", len(dump.Configs))
+		}
+		for _, want := range []string{`"name": "outbound"`, `"name": "inbound|9080"`, `"@type": "type.googleapis.com/envoy.admin.v3.ListenersConfigDump"`, `"version_info": "v1"`} {
+			if !strings.Contains(r.body, want) {
+				t.Errorf("config_dump lacks %s", want)
+			}
+		}
+	})
+
+	t.Run("bad regex is NACKed and old routes keep working", func(t *testing.T) {
+		bad := meshConfig(outAddr, inAddr, reviewsAddr, ratingsAddr)
+		rc := xdstest.RouteConfig("http_proxy", xdstest.VirtualHost("reviews.default.svc.cluster.local:9080", []string{"reviews:9080"},
+			xdstest.RegexRoute("([", "outbound|9080||ratings.default.svc.cluster.local")))
+		bad.Routes = []types.Resource{rc}
+		xds.Set(meta.ID(), "v2", bad)
+		eventually(t, "NACK", func() string {
+			for _, n := range xds.NACKs() {
+				if strings.Contains(n.GetErrorDetail().GetMessage(), `RouteConfiguration "http_proxy"`) {
+					if n.GetVersionInfo() != "v1" {
+						return fmt.Sprintf("NACK carries version %q, want last accepted v1", n.GetVersionInfo())
+					}
+					return ""
+				}
+			}
+			return fmt.Sprintf("no NACK naming the route configuration yet: %v", xds.NACKs())
+		})
+		if r := get(t, viaProxy, "http://reviews:9080/a"); r.code != 200 || !strings.HasPrefix(r.body, "reviews ") {
+			t.Errorf("after NACK: %d %q", r.code, r.body)
+		}
+	})
+
+	t.Run("survives control plane restart", func(t *testing.T) {
+		xds.Stop()
+		time.Sleep(50 * time.Millisecond)
+		if r := get(t, viaProxy, "http://reviews:9080/a"); r.code != 200 || !strings.HasPrefix(r.body, "reviews ") {
+			t.Errorf("with control plane down: %d %q", r.code, r.body)
+		}
+		if r := get(t, plainClient, admin+"/ready"); r.code != 200 {
+			t.Errorf("/ready with control plane down: %d %q", r.code, r.body)
+		}
+		// Restart on the same port with a config that sends reviews to ratings.
+		xds2 := xdstest.Start(t, xds.Addr, nil)
+		next := meshConfig(outAddr, inAddr, ratingsAddr, ratingsAddr)
+		xds2.Set(meta.ID(), "v3", next)
+		eventually(t, "new config after reconnect", func() string {
+			if r := get(t, viaProxy, "http://reviews:9080/a"); !strings.HasPrefix(r.body, "ratings ") {
+				return fmt.Sprintf("reviews still answered by %q", r.body)
+			}
+			return ""
+		})
+	})
+}

@@ -1,0 +1,261 @@
+// Package xdstest is for tests only: it runs a real go-control-plane ADS
+// server on loopback and builds Envoy resources following docs/xds.md. It
+// must never be imported by non-test code (the weft-proxy dependency test
+// checks that go-control-plane's server does not reach the binary).
+package xdstest
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// Server is an in-process ADS server.
+type Server struct {
+	Addr  string
+	Cache cachev3.SnapshotCache
+
+	t    testing.TB
+	grpc *grpc.Server
+
+	mu    sync.Mutex
+	nacks []*discoveryv3.DiscoveryRequest
+	acks  []*discoveryv3.DiscoveryRequest
+}
+
+// Start starts a server on addr ("127.0.0.1:0" for any port) with an empty
+// cache, or with cache when non-nil.
+func Start(t testing.TB, addr string, cache cachev3.SnapshotCache) *Server {
+	t.Helper()
+	var ln net.Listener
+	var err error
+	// The port may still be in TIME_WAIT handover after a restart.
+	for i := 0; i < 50; i++ {
+		if ln, err = net.Listen("tcp", addr); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("xds listen %s: %v", addr, err)
+	}
+	if cache == nil {
+		cache = cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil)
+	}
+	s := &Server{Addr: ln.Addr().String(), Cache: cache, t: t, grpc: grpc.NewServer()}
+	cb := serverv3.CallbackFuncs{
+		StreamRequestFunc: func(_ int64, r *discoveryv3.DiscoveryRequest) error {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if r.GetErrorDetail() != nil {
+				s.nacks = append(s.nacks, r)
+			} else if r.GetResponseNonce() != "" {
+				s.acks = append(s.acks, r)
+			}
+			return nil
+		},
+	}
+	srv := serverv3.NewServer(context.Background(), cache, cb)
+	discoveryv3.RegisterAggregatedDiscoveryServiceServer(s.grpc, srv)
+	go s.grpc.Serve(ln)
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// Stop stops the server, closing every stream.
+func (s *Server) Stop() { s.grpc.Stop() }
+
+// NACKs returns the NACK requests received so far.
+func (s *Server) NACKs() []*discoveryv3.DiscoveryRequest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*discoveryv3.DiscoveryRequest(nil), s.nacks...)
+}
+
+// ACKs returns the ACK requests received so far.
+func (s *Server) ACKs() []*discoveryv3.DiscoveryRequest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*discoveryv3.DiscoveryRequest(nil), s.acks...)
+}
+
+// Set installs a snapshot for node id.
+func (s *Server) Set(id, version string, r Resources) {
+	s.t.Helper()
+	snap, err := cachev3.NewSnapshot(version, map[resource.Type][]types.Resource{
+		resource.ClusterType:  r.Clusters,
+		resource.EndpointType: r.Endpoints,
+		resource.ListenerType: r.Listeners,
+		resource.RouteType:    r.Routes,
+	})
+	if err != nil {
+		s.t.Fatalf("snapshot: %v", err)
+	}
+	if err := s.Cache.SetSnapshot(context.Background(), id, snap); err != nil {
+		s.t.Fatalf("set snapshot: %v", err)
+	}
+}
+
+// Resources is one snapshot's content.
+type Resources struct {
+	Clusters, Endpoints, Listeners, Routes []types.Resource
+}
+
+func hostPort(addr string) (string, uint32) {
+	h, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		panic(err)
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil {
+		panic(err)
+	}
+	return h, uint32(n)
+}
+
+func socket(addr string) *corev3.Address {
+	h, p := hostPort(addr)
+	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+		Address: h, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: p}}}}
+}
+
+func hcmListener(name, addr string, hcm *hcmv3.HttpConnectionManager) *listenerv3.Listener {
+	hcm.HttpFilters = []*hcmv3.HttpFilter{{
+		Name:       "envoy.filters.http.router",
+		ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustMarshal(&routerv3.Router{})},
+	}}
+	return &listenerv3.Listener{
+		Name:    name,
+		Address: socket(addr),
+		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{{
+			Name:       "envoy.filters.network.http_connection_manager",
+			ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustMarshal(hcm)},
+		}}}},
+	}
+}
+
+func mustMarshal(m proto.Message) *anypb.Any {
+	a, err := anypb.New(m)
+	if err != nil {
+		panic(err)
+	}
+	return a
+}
+
+// RDSListener is a listener whose HTTP connection manager uses RDS routeConfig.
+func RDSListener(name, addr, routeConfig string) *listenerv3.Listener {
+	return hcmListener(name, addr, &hcmv3.HttpConnectionManager{
+		StatPrefix: name,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
+			RouteConfigName: routeConfig,
+			ConfigSource:    &corev3.ConfigSource{ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}}},
+		}},
+		HttpProtocolOptions: &corev3.Http1ProtocolOptions{AllowAbsoluteUrl: wrapperspb.Bool(true)},
+	})
+}
+
+// InlineListener is a listener with an inline route configuration.
+func InlineListener(name, addr string, rc *routev3.RouteConfiguration) *listenerv3.Listener {
+	return hcmListener(name, addr, &hcmv3.HttpConnectionManager{
+		StatPrefix:     name,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: rc},
+	})
+}
+
+// RouteConfig builds a route configuration from virtual hosts.
+func RouteConfig(name string, vhs ...*routev3.VirtualHost) *routev3.RouteConfiguration {
+	return &routev3.RouteConfiguration{Name: name, VirtualHosts: vhs}
+}
+
+// VirtualHost routes prefix "/" of domains to cluster.
+func VirtualHost(name string, domains []string, routes ...*routev3.Route) *routev3.VirtualHost {
+	return &routev3.VirtualHost{Name: name, Domains: domains, Routes: routes}
+}
+
+// PrefixRoute routes prefix to a cluster.
+func PrefixRoute(prefix, cluster string) *routev3.Route {
+	return &routev3.Route{
+		Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: prefix}},
+		Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster},
+			Timeout:          durationpb.New(0),
+		}},
+	}
+}
+
+// RegexRoute routes paths matching re to a cluster.
+func RegexRoute(re, cluster string) *routev3.Route {
+	r := PrefixRoute("/", cluster)
+	r.Match = &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: re}}}
+	return r
+}
+
+// WeightedRoute splits prefix "/" between clusters by weight.
+func WeightedRoute(weights map[string]uint32) *routev3.Route {
+	wc := &routev3.WeightedCluster{}
+	for c, w := range weights {
+		wc.Clusters = append(wc.Clusters, &routev3.WeightedCluster_ClusterWeight{Name: c, Weight: wrapperspb.UInt32(w)})
+	}
+	return &routev3.Route{
+		Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+		Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+			ClusterSpecifier: &routev3.RouteAction_WeightedClusters{WeightedClusters: wc},
+			Timeout:          durationpb.New(0),
+		}},
+	}
+}
+
+// EDSCluster is an EDS cluster fed over ADS.
+func EDSCluster(name string) *clusterv3.Cluster {
+	return &clusterv3.Cluster{
+		Name:                 name,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+		EdsClusterConfig: &clusterv3.Cluster_EdsClusterConfig{EdsConfig: &corev3.ConfigSource{
+			ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}}}},
+		ConnectTimeout: durationpb.New(time.Second),
+		LbPolicy:       clusterv3.Cluster_ROUND_ROBIN,
+	}
+}
+
+// StaticCluster is a STATIC cluster with the given endpoint addresses.
+func StaticCluster(name string, addrs ...string) *clusterv3.Cluster {
+	return &clusterv3.Cluster{
+		Name:                 name,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+		ConnectTimeout:       durationpb.New(time.Second),
+		LoadAssignment:       CLA(name, addrs...),
+	}
+}
+
+// CLA is a ClusterLoadAssignment with one locality holding addrs.
+func CLA(cluster string, addrs ...string) *endpointv3.ClusterLoadAssignment {
+	lle := &endpointv3.LocalityLbEndpoints{}
+	for _, a := range addrs {
+		lle.LbEndpoints = append(lle.LbEndpoints, &endpointv3.LbEndpoint{
+			HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: socket(a)}},
+		})
+	}
+	return &endpointv3.ClusterLoadAssignment{ClusterName: cluster, Endpoints: []*endpointv3.LocalityLbEndpoints{lle}}
+}
