@@ -119,10 +119,6 @@ spec:
 func TestNackShowsInProxyStatus(t *testing.T) {
 	m := startMesh(t)
 	m.applyWait("destination-rule-all.yaml", "virtual-service-all-v1.yaml")
-	alts := make([]string, 60)
-	for i := range alts {
-		alts[i] = "product" + strings.Repeat("x", i%7) + string(rune('a'+i%26))
-	}
 	file := filepath.Join(t.TempDir(), "huge-regex.yaml")
 	os.WriteFile(file, []byte(`apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -133,7 +129,7 @@ spec:
   http:
   - match:
     - uri:
-        regex: "/(`+strings.Join(alts, "|")+`)/[0-9]+"
+        regex: "/reviews/[0-9]{1,100}"
     route:
     - destination: {host: reviews, subset: v3}
   - route:

@@ -6,6 +6,7 @@ import (
 	"math"
 	"net/http"
 	"regexp"
+	"regexp/syntax"
 	"strings"
 	"time"
 
@@ -222,7 +223,31 @@ func compileFullRegex(pattern string) (*regexp.Regexp, error) {
 	if _, err := regexp.Compile(pattern); err != nil {
 		return nil, err
 	}
+	if size, err := programSize(pattern); err != nil {
+		return nil, err
+	} else if size > MaxProgramSize {
+		return nil, fmt.Errorf("regex %q: RE2 program size of %d > max program size of %d", pattern, size, MaxProgramSize)
+	}
 	return regexp.Compile(`^(?:` + pattern + `)$`)
+}
+
+// MaxProgramSize bounds the size of a compiled regex, as Envoy's RE2
+// engine does by default (max_program_size 100): a pattern that large is
+// expensive on every request, so the route configuration is rejected.
+const MaxProgramSize = 100
+
+// programSize counts the instructions of pattern's compiled program, the
+// measure RE2's max_program_size limits.
+func programSize(pattern string) (int, error) {
+	re, err := syntax.Parse(pattern, syntax.Perl)
+	if err != nil {
+		return 0, err
+	}
+	prog, err := syntax.Compile(re.Simplify())
+	if err != nil {
+		return 0, err
+	}
+	return len(prog.Inst), nil
 }
 
 func compileString(pb *matcherv3.StringMatcher) (stringMatcher, error) {

@@ -86,3 +86,24 @@ func selectedVH(t *Table, req *http.Request) string {
 	}
 	return r.VirtualHost
 }
+
+func TestRegexProgramSizeLimit(t *testing.T) {
+	// Bounded repetition is how real patterns outgrow the limit.
+	huge := "/api/v1/products/[0-9]{1,100}/reviews"
+	for _, tc := range []struct {
+		pattern string
+		wantErr bool
+	}{
+		{"/reviews/[0-9]+", false},
+		{"/api/v1/products/[0-9]+/(reviews|ratings)", false},
+		{huge, true},
+	} {
+		_, err := compileFullRegex(tc.pattern)
+		if (err != nil) != tc.wantErr {
+			t.Errorf("compileFullRegex(%.40q...) error = %v, want error %v", tc.pattern, err, tc.wantErr)
+		}
+		if err != nil && !strings.Contains(err.Error(), "max program size of 100") {
+			t.Errorf("error %q does not say what limit was passed", err)
+		}
+	}
+}
