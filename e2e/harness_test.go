@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -213,20 +214,22 @@ func (u *user) versions(n int) map[string]int {
 	return counts
 }
 
+// freePorts returns n loopback ports that nothing listens on, from a range
+// below the kernel's ephemeral ports (so no outgoing connection takes one
+// before the mesh binds it) and away from weft up's sidecar ports.
 func freePorts(t *testing.T, n int) []int {
 	t.Helper()
-	var ls []net.Listener
 	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	for p := 20000 + rand.IntN(10000); len(ports) < n && p < 32000; p++ {
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
 		if err != nil {
-			t.Fatal(err)
+			continue
 		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
 		l.Close()
+		ports = append(ports, p)
+	}
+	if len(ports) < n {
+		t.Fatal("no free ports below 32000")
 	}
 	return ports
 }

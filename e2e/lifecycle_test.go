@@ -95,10 +95,17 @@ func TestUpCtrlCStopsEverything(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
 	var st *upState
 	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		if st = readUpState(t, m.dataDir); st != nil && st.Ready {
 			break
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("weft up exited before it was ready (%v):\n%s", err, out.String())
+		default:
 		}
 		if time.Now().After(deadline) {
 			cmd.Process.Kill()
@@ -115,7 +122,7 @@ func TestUpCtrlCStopsEverything(t *testing.T) {
 	}
 
 	cmd.Process.Signal(syscall.SIGINT)
-	if err := cmd.Wait(); err != nil {
+	if err := <-exited; err != nil {
 		t.Fatalf("weft up after Ctrl-C: %v\n%s", err, out.String())
 	}
 	if left := meshProcesses(st); len(left) > 0 {

@@ -227,7 +227,7 @@ func TestProxyEndToEnd(t *testing.T) {
 		xds.Set(meta.ID(), "v2", bad)
 		eventually(t, "NACK", func() string {
 			for _, n := range xds.NACKs() {
-				if strings.Contains(n.GetErrorDetail().GetMessage(), `RouteConfiguration "http_proxy"`) {
+				if strings.Contains(n.GetErrorDetail().GetMessage(), "route config http_proxy") && strings.Contains(n.GetErrorDetail().GetMessage(), `safe_regex "(["`) {
 					if n.GetVersionInfo() != "v1" {
 						return fmt.Sprintf("NACK carries version %q, want last accepted v1", n.GetVersionInfo())
 					}

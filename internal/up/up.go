@@ -34,6 +34,9 @@ type Options struct {
 	XDSPort     int // default 15010
 	APIPort     int // default 15014
 	GatewayPort int // default 8080
+	// PortBase is the first of the ports given to sidecars and apps;
+	// default 16000.
+	PortBase int
 	// DataDirFlag is what other weft commands need to reach this mesh,
 	// e.g. " --data-dir /tmp/mesh"; empty for the default data dir.
 	DataDirFlag string
@@ -63,6 +66,9 @@ func (o *Options) defaults() error {
 	}
 	if o.GatewayPort == 0 {
 		o.GatewayPort = 8080
+	}
+	if o.PortBase == 0 {
+		o.PortBase = 16000
 	}
 	if o.ReadyTimeout == 0 {
 		o.ReadyTimeout = 60 * time.Second
@@ -195,8 +201,9 @@ func Run(ctx context.Context, opts Options) error {
 	// 2. One sidecar per workload, each wrapping its app, and the gateway.
 	app := filepath.Join(opts.BinDir, "bookinfo")
 	var proxies []*child
+	alloc := newPortAllocator(opts.PortBase, opts.XDSPort, opts.APIPort, opts.GatewayPort)
 	for _, w := range bookinfo {
-		ports, err := freePorts(4)
+		ports, err := alloc.take(4)
 		if err != nil {
 			return err
 		}
@@ -222,7 +229,7 @@ func Run(ctx context.Context, opts Options) error {
 		}
 		proxies = append(proxies, c)
 	}
-	adminPort, err := freePorts(1)
+	adminPort, err := alloc.take(1)
 	if err != nil {
 		return err
 	}
@@ -444,22 +451,41 @@ func tail(path string, n int) string {
 	return "  " + strings.Join(lines, "\n  ")
 }
 
-// freePorts asks the kernel for n unused loopback ports.
-func freePorts(n int) ([]int, error) {
+// portAllocator hands out loopback ports from a fixed range below the
+// kernel's ephemeral range (32768 and up on Linux), so that no outgoing
+// connection can take a port between its allocation and its bind.
+type portAllocator struct {
+	next  int
+	limit int
+	skip  map[int]bool // ports with another use (xDS, API, gateway)
+}
+
+func newPortAllocator(base int, skip ...int) *portAllocator {
+	a := &portAllocator{next: base, limit: base + 2000, skip: map[int]bool{}}
+	for _, p := range skip {
+		a.skip[p] = true
+	}
+	return a
+}
+
+// take returns n ports that nothing listens on now.
+func (a *portAllocator) take(n int) ([]int, error) {
 	ports := make([]int, 0, n)
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
+	for len(ports) < n {
+		if a.next >= a.limit {
+			return nil, fmt.Errorf("no free port in %d-%d (choose another range with --port-base)", a.limit-2000, a.limit-1)
 		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		p := a.next
+		a.next++
+		if a.skip[p] {
+			continue
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
 		if err != nil {
-			return nil, fmt.Errorf("find a free port: %w", err)
+			continue // in use
 		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+		l.Close()
+		ports = append(ports, p)
 	}
 	return ports, nil
 }

@@ -16,6 +16,7 @@
 package model
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -262,6 +263,9 @@ func (c *Compiler) Apply(typeURL, version string, res []*anypb.Any) error {
 		for i, rc := range rcs {
 			t, err := compileRoute(rc)
 			if err != nil {
+				if strings.HasPrefix(err.Error(), "route config "+rc.GetName()+":") {
+					return err // the router already names it
+				}
 				return fmt.Errorf("RouteConfiguration %q: %w", rc.GetName(), err)
 			}
 			next[rc.GetName()] = entry[*router.Table]{mk(rc.GetName(), res[i]), t}
@@ -333,8 +337,11 @@ func (c *Compiler) build() {
 		m.Listeners = append(m.Listeners, l)
 	}
 	sort.Slice(m.Listeners, func(i, j int) bool { return m.Listeners[i].Name < m.Listeners[j].Name })
-	c.current.Store(m)
-	c.log.Info("configuration updated", "listeners", len(m.Listeners), "clusters", len(m.Clusters),
+	level := slog.LevelDebug
+	if c.current.Swap(m) == nil {
+		level = slog.LevelInfo
+	}
+	c.log.Log(context.Background(), level, "configuration updated", "listeners", len(m.Listeners), "clusters", len(m.Clusters),
 		"cds", m.Versions[xdsclient.TypeCluster], "lds", m.Versions[xdsclient.TypeListener],
 		"rds", m.Versions[xdsclient.TypeRoute], "eds", m.Versions[xdsclient.TypeEndpoint])
 	c.opts.Publish(m)

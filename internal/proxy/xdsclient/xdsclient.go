@@ -104,6 +104,13 @@ type typeState struct {
 	nonce   string   // last response nonce on the current stream
 	names   []string // current subscription, non-wildcard types only
 	sent    bool     // a request for this type went out on the current stream
+
+	// rejected is the version_info of the last NACKed response and
+	// nackDelay how long the next NACK of that same version waits (see
+	// stream).
+	rejected  string
+	nackDelay time.Duration
+	nackTimer *time.Timer
 }
 
 // New validates the options and returns a client; call Run to start it.
@@ -218,10 +225,22 @@ func (c *Client) stream(ctx context.Context) (got bool, err error) {
 		return false, err
 	}
 	for _, st := range c.state {
-		st.nonce, st.sent = "", false
+		st.nonce, st.sent, st.rejected, st.nackDelay = "", false, "", 0
 	}
+	// The Run goroutine sends, and so do delayed NACK timers.
+	var sendMu sync.Mutex
+	defer func() {
+		sendMu.Lock()
+		defer sendMu.Unlock()
+		for _, st := range c.state {
+			if st.nackTimer != nil {
+				st.nackTimer.Stop()
+				st.nackTimer = nil
+			}
+		}
+	}()
 	first := true
-	send := func(typeURL string, nack error) error {
+	send := func(typeURL string, nack error, delay time.Duration) error {
 		st := c.state[typeURL]
 		req := &discoveryv3.DiscoveryRequest{
 			VersionInfo:   st.version,
@@ -237,6 +256,23 @@ func (c *Client) stream(ctx context.Context) (got bool, err error) {
 			req.ErrorDetail = &statuspb.Status{Code: int32(codes.InvalidArgument), Message: nack.Error()}
 		}
 		st.sent = true
+		sendMu.Lock()
+		defer sendMu.Unlock()
+		if st.nackTimer != nil {
+			// A newer request supersedes a NACK still waiting.
+			st.nackTimer.Stop()
+			st.nackTimer = nil
+		}
+		if delay > 0 {
+			st.nackTimer = time.AfterFunc(delay, func() {
+				sendMu.Lock()
+				defer sendMu.Unlock()
+				if sctx.Err() == nil {
+					s.Send(req)
+				}
+			})
+			return nil
+		}
 		if err := s.Send(req); err != nil {
 			return fmt.Errorf("send %s request: %w", short(typeURL), err)
 		}
@@ -246,7 +282,7 @@ func (c *Client) stream(ctx context.Context) (got bool, err error) {
 	// empty first request would mean "everything".
 	for _, t := range order {
 		if wildcard(t) || len(c.state[t].names) > 0 {
-			if err := send(t, nil); err != nil {
+			if err := send(t, nil, 0); err != nil {
 				return false, err
 			}
 		}
@@ -271,13 +307,22 @@ func (c *Client) stream(ctx context.Context) (got bool, err error) {
 		}
 		st.nonce = resp.GetNonce()
 		aerr := c.opts.Handler.Apply(t, resp.GetVersionInfo(), resp.GetResources())
+		var delay time.Duration
 		if aerr == nil {
-			st.version = resp.GetVersionInfo()
+			st.version, st.rejected, st.nackDelay = resp.GetVersionInfo(), "", 0
 			c.log.Debug("ACK", "type", short(t), "version", st.version, "resources", len(resp.GetResources()))
+		} else if resp.GetVersionInfo() == st.rejected {
+			// Some servers (go-control-plane's snapshot cache) answer a
+			// NACK by resending the same version at once. Slow that loop
+			// down instead of spinning: each repeat waits twice as long.
+			st.nackDelay = min(max(2*st.nackDelay, c.opts.MinBackoff), c.opts.MaxBackoff)
+			delay = st.nackDelay
+			c.log.Debug("NACK again", "type", short(t), "version", resp.GetVersionInfo(), "delay", delay)
 		} else {
+			st.rejected, st.nackDelay = resp.GetVersionInfo(), 0
 			c.log.Warn("NACK", "type", short(t), "version", resp.GetVersionInfo(), "err", aerr)
 		}
-		if err := send(t, aerr); err != nil {
+		if err := send(t, aerr, delay); err != nil {
 			return got, err
 		}
 		for _, nt := range order {
@@ -293,7 +338,7 @@ func (c *Client) stream(ctx context.Context) (got bool, err error) {
 			if len(names) == 0 && !ns.sent {
 				continue
 			}
-			if err := send(nt, nil); err != nil {
+			if err := send(nt, nil, 0); err != nil {
 				return got, err
 			}
 		}

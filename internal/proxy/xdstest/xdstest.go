@@ -41,6 +41,7 @@ type Server struct {
 	grpc *grpc.Server
 
 	mu    sync.Mutex
+	all   []*discoveryv3.DiscoveryRequest
 	nacks []*discoveryv3.DiscoveryRequest
 	acks  []*discoveryv3.DiscoveryRequest
 }
@@ -69,6 +70,7 @@ func Start(t testing.TB, addr string, cache cachev3.SnapshotCache) *Server {
 		StreamRequestFunc: func(_ int64, r *discoveryv3.DiscoveryRequest) error {
 			s.mu.Lock()
 			defer s.mu.Unlock()
+			s.all = append(s.all, r)
 			if r.GetErrorDetail() != nil {
 				s.nacks = append(s.nacks, r)
 			} else if r.GetResponseNonce() != "" {
@@ -92,6 +94,13 @@ func (s *Server) NACKs() []*discoveryv3.DiscoveryRequest {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]*discoveryv3.DiscoveryRequest(nil), s.nacks...)
+}
+
+// Requests returns every request received so far.
+func (s *Server) Requests() []*discoveryv3.DiscoveryRequest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*discoveryv3.DiscoveryRequest(nil), s.all...)
 }
 
 // ACKs returns the ACK requests received so far.

@@ -1,0 +1,44 @@
+package proxy
+
+import (
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestBinaryDependencies keeps weft-proxy lean: it must not link the control
+// plane, the Istio API, Kubernetes, bbolt, cobra, or go-control-plane's
+// server side.
+func TestBinaryDependencies(t *testing.T) {
+	gomod, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		t.Fatalf("go env GOMOD: %v", err)
+	}
+	cmd := exec.Command("go", "list", "-deps", "./cmd/weft-proxy")
+	cmd.Dir = filepath.Dir(strings.TrimSpace(string(gomod)))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list -deps ./cmd/weft-proxy: %v\n%s", err, out)
+	}
+	const mod = "github.com/weftmesh/weft/"
+	forbidden := []string{
+		mod + "internal/config", mod + "internal/store", mod + "internal/translate",
+		mod + "internal/xdsserver", mod + "internal/control", mod + "internal/cli",
+		mod + "internal/registry", mod + "internal/snapshot", mod + "internal/proxy/xdstest",
+		"istio.io/", "k8s.io/", "sigs.k8s.io/", "go.etcd.io/bbolt", "github.com/spf13/cobra",
+		"github.com/envoyproxy/go-control-plane/pkg/",
+	}
+	deps := strings.Fields(string(out))
+	if len(deps) < 10 {
+		t.Fatalf("go list printed only %d packages: %s", len(deps), out)
+	}
+	for _, d := range deps {
+		for _, f := range forbidden {
+			p := strings.TrimSuffix(f, "/")
+			if d == p || strings.HasPrefix(d, p+"/") {
+				t.Errorf("weft-proxy imports %s (forbidden: %s)", d, f)
+			}
+		}
+	}
+}

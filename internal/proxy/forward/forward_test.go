@@ -1,0 +1,297 @@
+package forward
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/weftmesh/weft/internal/proxy/chain"
+	"github.com/weftmesh/weft/internal/proxy/router"
+	"github.com/weftmesh/weft/internal/proxy/upstream"
+)
+
+func addrOf(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }
+
+// deadAddr is a loopback address where nothing listens.
+func deadAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := ln.Addr().String()
+	ln.Close()
+	return a
+}
+
+// front runs a Forwarder with a fixed route in front of cluster "c".
+func front(t *testing.T, route *router.Route, eps ...string) *httptest.Server {
+	t.Helper()
+	spec := upstream.ClusterSpec{Name: "c"}
+	for _, e := range eps {
+		spec.Endpoints = append(spec.Endpoints, upstream.EndpointSpec{Address: e})
+	}
+	pools := upstream.NewPools(upstream.PoolsOptions{})
+	t.Cleanup(pools.Close)
+	f := New(Options{Clusters: pools.Build([]upstream.ClusterSpec{spec})})
+	if route.Cluster == "" && route.Direct == nil {
+		route.Cluster = "c"
+	}
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.Serve(&chain.Exchange{W: w, R: r, Route: route, RouteConfig: "rc"})
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func do(t *testing.T, req *http.Request) (int, string, http.Header) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), resp.Header
+}
+
+func TestRetries(t *testing.T) {
+	retry := func(on router.RetryOn, n uint32, codes ...uint32) router.RetryPolicy {
+		return router.RetryPolicy{RetryOn: on, NumRetries: n, RetriableStatusCodes: codes, BackOffBase: time.Millisecond}
+	}
+	tests := []struct {
+		name         string
+		policy       router.RetryPolicy
+		failFirst    int // the backend answers failCode this many times, then 200
+		failCode     int
+		body         io.Reader // request body; nil for GET
+		chunked      bool
+		wantCode     int
+		wantAttempts int32
+	}{
+		{"5xx retried until success", retry(router.RetryOn5xx, 2), 2, 503, nil, false, 200, 3},
+		{"retries exhausted gives the last response", retry(router.RetryOn5xx, 2), 9, 503, nil, false, 503, 3},
+		{"no policy, no retry", router.RetryPolicy{}, 9, 503, nil, false, 503, 1},
+		{"retriable status code", retry(router.RetryOnRetriableStatusCodes, 1, 418), 1, 418, nil, false, 200, 2},
+		{"gateway-error ignores 500", retry(router.RetryOnGatewayError, 3), 9, 500, nil, false, 500, 1},
+		{"gateway-error retries 502", retry(router.RetryOnGatewayError, 3), 1, 502, nil, false, 200, 2},
+		{"small body is replayed", retry(router.RetryOn5xx, 1), 1, 503, strings.NewReader("hello"), false, 200, 2},
+		{"streamed body is not retried", retry(router.RetryOn5xx, 3), 9, 503, strings.NewReader("hello"), true, 503, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var n atomic.Int32
+			be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				b, _ := io.ReadAll(r.Body)
+				if int(n.Add(1)) <= tc.failFirst {
+					w.WriteHeader(tc.failCode)
+					return
+				}
+				fmt.Fprintf(w, "ok %s", b)
+			}))
+			defer be.Close()
+			s := front(t, &router.Route{Retry: tc.policy}, addrOf(be))
+			method := "GET"
+			if tc.body != nil {
+				method = "POST"
+			}
+			req, _ := http.NewRequest(method, s.URL+"/", tc.body)
+			if tc.chunked {
+				req.ContentLength = -1
+				req.Body = io.NopCloser(req.Body)
+			}
+			code, body, _ := do(t, req)
+			if code != tc.wantCode || n.Load() != tc.wantAttempts {
+				t.Errorf("got %d after %d attempts, want %d after %d", code, n.Load(), tc.wantCode, tc.wantAttempts)
+			}
+			if tc.body != nil && code == 200 && body != "ok hello" {
+				t.Errorf("body = %q, want the request body replayed", body)
+			}
+		})
+	}
+}
+
+func TestConnectFailure(t *testing.T) {
+	dead := deadAddr(t)
+	s := front(t, &router.Route{}, dead)
+	code, body, _ := do(t, mustReq(t, "GET", s.URL+"/"))
+	want := "upstream connect error: cluster c endpoint " + dead + ": connection refused"
+	if code != 503 || !strings.Contains(body, want) {
+		t.Errorf("got %d %q, want 503 %q", code, body, want)
+	}
+
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "live") }))
+	defer be.Close()
+	s = front(t, &router.Route{Retry: router.RetryPolicy{RetryOn: router.RetryOnConnectFailure, NumRetries: 2, BackOffBase: time.Millisecond}}, dead, addrOf(be))
+	for i := range 20 {
+		if code, body, _ := do(t, mustReq(t, "GET", s.URL+"/")); code != 200 || body != "live" {
+			t.Fatalf("request %d with one dead endpoint and connect-failure retries: %d %q", i, code, body)
+		}
+	}
+}
+
+func mustReq(t *testing.T, method, url string) *http.Request {
+	t.Helper()
+	r, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestRouteTimeout(t *testing.T) {
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-time.After(5 * time.Second):
+		}
+	}))
+	defer be.Close()
+	s := front(t, &router.Route{Timeout: 50 * time.Millisecond}, addrOf(be))
+	start := time.Now()
+	code, body, _ := do(t, mustReq(t, "GET", s.URL+"/"))
+	if code != 504 || body != "upstream request timeout\n" {
+		t.Errorf("got %d %q, want 504 upstream request timeout", code, body)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("timeout took %v", d)
+	}
+}
+
+var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+
+func TestHeaders(t *testing.T) {
+	var got atomic.Pointer[http.Request]
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got.Store(r)
+		w.Header().Set("Connection", "X-Secret")
+		w.Header().Set("X-Secret", "1")
+		w.Header().Set("X-App", "yes")
+		io.WriteString(w, "ok")
+	}))
+	defer be.Close()
+	tests := []struct {
+		name      string
+		route     router.Route
+		reqHeader map[string]string
+		check     func(t *testing.T, r *http.Request)
+	}{
+		{"host kept, hop-by-hop removed, id generated", router.Route{}, map[string]string{"Connection": "X-Hop", "X-Hop": "1", "Keep-Alive": "timeout=5"},
+			func(t *testing.T, r *http.Request) {
+				if r.Host != "reviews:9080" {
+					t.Errorf("Host = %q", r.Host)
+				}
+				if r.Header.Get("X-Hop") != "" || r.Header.Get("Keep-Alive") != "" {
+					t.Errorf("hop-by-hop headers forwarded: %v", r.Header)
+				}
+				if id := r.Header.Get("X-Request-Id"); !uuidRE.MatchString(id) {
+					t.Errorf("x-request-id = %q, want a UUID", id)
+				}
+				if r.Header.Get("X-Forwarded-Proto") != "http" {
+					t.Errorf("x-forwarded-proto = %q", r.Header.Get("X-Forwarded-Proto"))
+				}
+				if _, ok := r.Header["User-Agent"]; ok {
+					t.Errorf("a User-Agent was added: %q", r.Header.Get("User-Agent"))
+				}
+			}},
+		{"id propagated, host rewritten", router.Route{HostRewrite: "other.example"}, map[string]string{"X-Request-Id": "abc", "User-Agent": "curl/8"},
+			func(t *testing.T, r *http.Request) {
+				if r.Host != "other.example" || r.Header.Get("X-Request-Id") != "abc" || r.Header.Get("User-Agent") != "curl/8" {
+					t.Errorf("host %q id %q ua %q", r.Host, r.Header.Get("X-Request-Id"), r.Header.Get("User-Agent"))
+				}
+			}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			route := tc.route
+			s := front(t, &route, addrOf(be))
+			req := mustReq(t, "GET", s.URL+"/p?q=1")
+			req.Host = "reviews:9080"
+			req.Header["User-Agent"] = []string{""} // Go's client sends none then
+			for k, v := range tc.reqHeader {
+				req.Header.Set(k, v)
+			}
+			code, _, h := do(t, req)
+			if code != 200 {
+				t.Fatalf("code %d", code)
+			}
+			if h.Get("X-Secret") != "" || h.Get("X-App") != "yes" {
+				t.Errorf("response headers: %v", h)
+			}
+			tc.check(t, got.Load())
+		})
+	}
+}
+
+func TestStreamsResponse(t *testing.T) {
+	release := make(chan struct{})
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "first\n")
+		w.(http.Flusher).Flush()
+		<-release
+		io.WriteString(w, "second\n")
+	}))
+	defer be.Close()
+	defer close(release)
+	s := front(t, &router.Route{}, addrOf(be))
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", s.URL+"/", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	if err != nil || line != "first\n" {
+		t.Fatalf("first chunk = %q, %v; want it before the upstream finishes", line, err)
+	}
+}
+
+func TestLocalAnswers(t *testing.T) {
+	tests := []struct {
+		name     string
+		x        chain.Exchange
+		wantCode int
+		wantBody string
+	}{
+		{"no virtual host", chain.Exchange{RouteErr: fmt.Errorf("%w for host %q", router.ErrNoVirtualHost, "nope:80"), RouteConfig: "http_proxy"},
+			404, `no virtual host for "nope:80" in route config http_proxy`},
+		{"no route", chain.Exchange{RouteErr: fmt.Errorf("%w in virtual host %q", router.ErrNoRoute, "reviews:9080"), RouteConfig: "http_proxy"},
+			404, `no matching route in virtual host "reviews:9080" in route config http_proxy`},
+		{"unknown cluster", chain.Exchange{Route: &router.Route{Cluster: "missing"}}, 503, "no healthy upstream for cluster missing"},
+		{"direct response", chain.Exchange{Route: &router.Route{Direct: &router.DirectResponse{Status: 418, Body: "teapot"}}}, 418, "teapot"},
+	}
+	f := New(Options{})
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			x := tc.x
+			x.W, x.R = rec, httptest.NewRequest("GET", "http://nope:80/", nil)
+			f.Serve(&x)
+			if rec.Code != tc.wantCode || strings.TrimSpace(rec.Body.String()) != tc.wantBody {
+				t.Errorf("got %d %q, want %d %q", rec.Code, rec.Body.String(), tc.wantCode, tc.wantBody)
+			}
+		})
+	}
+}
+
+func TestRequestIDIsUUID(t *testing.T) {
+	seen := map[string]bool{}
+	for range 100 {
+		id := newRequestID()
+		if !uuidRE.MatchString(id) || seen[id] {
+			t.Fatalf("bad or repeated id %q", id)
+		}
+		seen[id] = true
+	}
+}

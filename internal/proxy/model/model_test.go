@@ -1,0 +1,223 @@
+package model
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/weftmesh/weft/internal/proxy/xdsclient"
+	"github.com/weftmesh/weft/internal/proxy/xdstest"
+)
+
+func anys(t *testing.T, ms ...proto.Message) []*anypb.Any {
+	t.Helper()
+	out := make([]*anypb.Any, len(ms))
+	for i, m := range ms {
+		a, err := anypb.New(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[i] = a
+	}
+	return out
+}
+
+const (
+	cRev = "outbound|9080||reviews.default.svc.cluster.local"
+	cIn  = "inbound|9080||"
+)
+
+func newCompiler(published *[]*Model) *Compiler {
+	return New(Options{Publish: func(m *Model) { *published = append(*published, m) }})
+}
+
+func TestCompileWaitsUntilComplete(t *testing.T) {
+	var got []*Model
+	c := newCompiler(&got)
+	steps := []struct {
+		typeURL     string
+		res         []proto.Message
+		wantPending string // substring; "" means a model is published
+	}{
+		{xdsclient.TypeCluster, []proto.Message{xdstest.EDSCluster(cRev), xdstest.StaticCluster(cIn, "127.0.0.1:9999")}, "listeners (LDS)"},
+		{xdsclient.TypeListener, []proto.Message{xdstest.RDSListener("outbound", "127.0.0.1:15001", "http_proxy")}, `route configuration "http_proxy"`},
+		{xdsclient.TypeRoute, []proto.Message{xdstest.RouteConfig("http_proxy", xdstest.VirtualHost("reviews:9080", []string{"reviews:9080"}, xdstest.PrefixRoute("/", cRev)))}, `endpoints of cluster "` + cRev + `"`},
+		{xdsclient.TypeEndpoint, []proto.Message{xdstest.CLA(cRev, "10.0.0.1:15006", "10.0.0.2:15006")}, ""},
+	}
+	for i, s := range steps {
+		if err := c.Apply(s.typeURL, "1", anys(t, s.res...)); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		if s.wantPending != "" {
+			if len(got) != 0 || !strings.Contains(c.Pending(), s.wantPending) {
+				t.Fatalf("step %d: published %d models, pending %q; want none, pending %q", i, len(got), c.Pending(), s.wantPending)
+			}
+			continue
+		}
+		if len(got) != 1 || c.Pending() != "" {
+			t.Fatalf("step %d: published %d models, pending %q; want 1", i, len(got), c.Pending())
+		}
+	}
+	if n := c.Names(xdsclient.TypeEndpoint); len(n) != 1 || n[0] != cRev {
+		t.Errorf("EDS names = %v", n)
+	}
+	if n := c.Names(xdsclient.TypeRoute); len(n) != 1 || n[0] != "http_proxy" {
+		t.Errorf("RDS names = %v", n)
+	}
+	m := c.Current()
+	if len(m.Listeners) != 1 || m.Listeners[0].Address != "127.0.0.1:15001" || m.Listeners[0].RouteConfig != "http_proxy" {
+		t.Fatalf("listeners = %+v", m.Listeners)
+	}
+	req, _ := http.NewRequest("GET", "http://reviews:9080/x", nil)
+	if r, err := m.Listeners[0].Routes.Select(req); err != nil || r.Cluster != cRev {
+		t.Errorf("Select = %v, %v", r, err)
+	}
+	if eps := m.Clusters[cRev].Endpoints(); len(eps) != 2 {
+		t.Errorf("%s has %d endpoints, want 2", cRev, len(eps))
+	}
+	if eps := m.Clusters[cIn].Endpoints(); len(eps) != 1 || eps[0].Address() != "127.0.0.1:9999" {
+		t.Errorf("static cluster endpoints wrong")
+	}
+
+	// An endpoint update publishes a new model and keeps the pool of the
+	// endpoint that stayed.
+	kept := m.Clusters[cRev].Endpoints()[1]
+	if err := c.Apply(xdsclient.TypeEndpoint, "2", anys(t, xdstest.CLA(cRev, "10.0.0.2:15006", "10.0.0.3:15006"))); err != nil {
+		t.Fatal(err)
+	}
+	m2 := c.Current()
+	if len(got) != 2 || m2 == m {
+		t.Fatalf("endpoint update did not publish a new model")
+	}
+	var addrs []string
+	for _, e := range m2.Clusters[cRev].Endpoints() {
+		addrs = append(addrs, e.Address())
+	}
+	if strings.Join(addrs, ",") != "10.0.0.2:15006,10.0.0.3:15006" {
+		t.Errorf("endpoints after update = %v", addrs)
+	}
+	if m2.Clusters[cRev].Endpoints()[0] != kept {
+		t.Errorf("endpoint 10.0.0.2 got a new connection pool")
+	}
+}
+
+func TestCompileEndpointsHealthAndPriority(t *testing.T) {
+	cla := xdstest.CLA(cRev, "10.0.0.1:1", "10.0.0.2:1")
+	cla.Endpoints[0].LbEndpoints[1].HealthStatus = corev3.HealthStatus_UNHEALTHY
+	cla.Endpoints[0].LbEndpoints[0].LoadBalancingWeight = wrapperspb.UInt32(7)
+	backup := xdstest.CLA(cRev, "10.0.0.9:1").Endpoints[0]
+	backup.Priority = 1
+	cla.Endpoints = append(cla.Endpoints, backup)
+	eps, err := compileCLA(cla)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(eps) != 1 || eps[0].Address != "10.0.0.1:1" || eps[0].Weight != 7 {
+		t.Errorf("endpoints = %+v, want only the healthy priority-0 one with weight 7", eps)
+	}
+	cla.Endpoints[0].LbEndpoints[0].HealthStatus = corev3.HealthStatus_DRAINING
+	if eps, _ = compileCLA(cla); len(eps) != 1 || eps[0].Address != "10.0.0.9:1" {
+		t.Errorf("with priority 0 all unhealthy, endpoints = %+v, want the priority-1 one", eps)
+	}
+}
+
+func TestCompileRejectsWithPreciseMessage(t *testing.T) {
+	tcpListener := xdstest.RDSListener("tcp", "127.0.0.1:1", "x")
+	tcpListener.FilterChains[0].Filters[0].ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: anys(t, &wrapperspb.StringValue{})[0]}
+	withFault := xdstest.RDSListener("fault", "127.0.0.1:2", "x")
+	hcm := &hcmv3.HttpConnectionManager{}
+	withFault.FilterChains[0].Filters[0].GetTypedConfig().UnmarshalTo(hcm)
+	hcm.HttpFilters = append([]*hcmv3.HttpFilter{{Name: "envoy.filters.http.fault", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: anys(t, &wrapperspb.StringValue{})[0]}}}, hcm.HttpFilters...)
+	withFault.FilterChains[0].Filters[0].ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: anys(t, hcm)[0]}
+	origDst := xdstest.EDSCluster("passthrough")
+	origDst.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST}
+	pipe := xdstest.CLA(cRev, "10.0.0.1:1")
+	pipe.Endpoints[0].LbEndpoints[0].GetEndpoint().Address = &corev3.Address{Address: &corev3.Address_Pipe{Pipe: &corev3.Pipe{Path: "/tmp/s"}}}
+	tests := []struct {
+		name    string
+		typeURL string
+		res     []proto.Message
+		want    []string
+	}{
+		{"listener without HTTP connection manager", xdsclient.TypeListener, []proto.Message{tcpListener},
+			[]string{`Listener "tcp"`, "filter_chains[0].filters[0]", "http_connection_manager"}},
+		{"unsupported HTTP filter", xdsclient.TypeListener, []proto.Message{withFault},
+			[]string{`Listener "fault"`, "http_filters[0]", "envoy.filters.http.fault", "not supported"}},
+		{"two listeners on one address", xdsclient.TypeListener, []proto.Message{xdstest.RDSListener("a", "127.0.0.1:5", "x"), xdstest.RDSListener("b", "127.0.0.1:5", "x")},
+			[]string{`Listener "b"`, "127.0.0.1:5", `"a"`}},
+		{"bad regex in inline route", xdsclient.TypeListener, []proto.Message{xdstest.InlineListener("in", "127.0.0.1:6",
+			xdstest.RouteConfig("inbound|9080", xdstest.VirtualHost("v", []string{"*"}, xdstest.RegexRoute("(", cIn))))},
+			[]string{`Listener "in"`, "route_config", "inbound|9080", "safe_regex"}},
+		{"bad regex in RDS", xdsclient.TypeRoute, []proto.Message{xdstest.RouteConfig("http_proxy", xdstest.VirtualHost("v", []string{"*"}, xdstest.RegexRoute("(", cIn)))},
+			[]string{"http_proxy", "safe_regex"}},
+		{"ORIGINAL_DST cluster", xdsclient.TypeCluster, []proto.Message{origDst},
+			[]string{`Cluster "passthrough"`, "ORIGINAL_DST"}},
+		{"pipe endpoint", xdsclient.TypeEndpoint, []proto.Message{pipe},
+			[]string{`ClusterLoadAssignment "` + cRev + `"`, "endpoints[0].lb_endpoints[0].endpoint.address", "socket_address"}},
+		{"wrong resource type", xdsclient.TypeCluster, []proto.Message{xdstest.CLA(cRev)},
+			[]string{"resources[0] has type", "ClusterLoadAssignment"}},
+		{"duplicate names", xdsclient.TypeCluster, []proto.Message{xdstest.EDSCluster("x"), xdstest.EDSCluster("x")},
+			[]string{`Cluster "x"`, "twice"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []*Model
+			c := newCompiler(&got)
+			// A complete, good configuration first.
+			good := []struct {
+				typeURL string
+				m       proto.Message
+			}{
+				{xdsclient.TypeCluster, xdstest.StaticCluster(cIn, "127.0.0.1:9")},
+				{xdsclient.TypeListener, xdstest.InlineListener("inbound|9080", "127.0.0.1:7", xdstest.RouteConfig("inbound|9080", xdstest.VirtualHost("v", []string{"*"}, xdstest.PrefixRoute("/", cIn))))},
+			}
+			for _, g := range good {
+				if err := c.Apply(g.typeURL, "good", anys(t, g.m)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			before := c.Current()
+			if before == nil {
+				t.Fatal("good configuration was not published")
+			}
+			err := c.Apply(tc.typeURL, "bad", anys(t, tc.res...))
+			if err == nil {
+				t.Fatal("Apply accepted a bad resource")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+			if c.Current() != before || len(got) != 1 {
+				t.Errorf("a rejected response replaced the model")
+			}
+			if v := c.Resources().Versions[tc.typeURL]; v == "bad" {
+				t.Errorf("rejected version recorded as accepted")
+			}
+		})
+	}
+}
+
+func TestPortMapRebindsWildcardListeners(t *testing.T) {
+	l := xdstest.RDSListener("0.0.0.0_80", "0.0.0.0:80", "http.80")
+	cl, err := compileListener(l, map[uint32]uint32{80: 8080})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cl.address != "127.0.0.1:8080" {
+		t.Errorf("address = %s, want 127.0.0.1:8080", cl.address)
+	}
+	cl, _ = compileListener(xdstest.RDSListener("0.0.0.0_443", "0.0.0.0:443", "http.443"), map[uint32]uint32{80: 8080})
+	if cl.address != "0.0.0.0:443" {
+		t.Errorf("unmapped port moved to %s", cl.address)
+	}
+}
