@@ -142,3 +142,35 @@ func TestChildStartsWhenReadyAndStopsOnSIGTERM(t *testing.T) {
 		t.Errorf("exit code %d, want %d (the child killed by the forwarded SIGTERM)", got, 128+int(syscall.SIGTERM))
 	}
 }
+
+func TestChildDiesWithProxy(t *testing.T) {
+	xds := xdstest.Start(t, "127.0.0.1:0", nil)
+	xds.Set(childMeta("app-orphan").ID(), "1", xdstest.Resources{})
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	cmd := proxyCmd(t, xds.Addr, "app-orphan", "sh", "-c", "echo $$ > "+pidFile+".tmp && mv "+pidFile+".tmp "+pidFile+" && exec sleep 30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	eventually(t, "child pid", func() string {
+		b, err := os.ReadFile(pidFile)
+		if err != nil {
+			return err.Error()
+		}
+		pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+		return ""
+	})
+	cmd.Process.Kill()
+	cmd.Wait()
+	eventually(t, "child killed with the proxy", func() string {
+		st, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			return "" // gone
+		}
+		// A zombie (state Z) is dead too; someone else reaps it.
+		if f := strings.Fields(string(st)); len(f) > 2 && f[2] == "Z" {
+			return ""
+		}
+		return "child still running: " + string(st)
+	})
+}

@@ -9,7 +9,8 @@
 //   - chain, forward: the per-request handler chain; forward is its last
 //     handler and sends requests upstream.
 //   - upstream: clusters, load balancers, connection pools.
-//   - admin: /ready, /config_dump, /quitquitquit on loopback.
+//   - admin: /ready, /config_dump, /stats/prometheus, /quitquitquit on
+//     loopback.
 //
 // # Goroutines
 //
@@ -38,8 +39,9 @@
 //     can dump them; held during Apply.
 //   - listener.Manager.mu guards the socket table; held during Apply, bind
 //     retries and Shutdown.
-//   - upstream.Pools.mu guards the endpoint table; held only while building
-//     a Model. Picking an endpoint is lock-free (atomics).
+//   - upstream.Pools.mu guards the endpoint and stats tables; held only while
+//     building a Model and while the admin server copies counters. Picking
+//     an endpoint and counting a request are lock-free (atomics).
 //   - xdsclient.Client.mu guards its Status.
 //
 // # Shutdown

@@ -219,6 +219,19 @@ func TestProxyEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("stats/prometheus counts responses per cluster", func(t *testing.T) {
+		r := get(t, plainClient, admin+"/stats/prometheus")
+		for _, want := range []string{
+			`envoy_cluster_upstream_rq_xx{envoy_response_code_class="2",envoy_cluster_name="outbound|9080||reviews.default.svc.cluster.local"} `,
+			`envoy_cluster_upstream_rq_xx{envoy_response_code_class="5",envoy_cluster_name="outbound|9080||empty.default.svc.cluster.local"} 1`,
+			"# TYPE envoy_cluster_upstream_rq_total counter",
+		} {
+			if !strings.Contains(r.body, want) {
+				t.Errorf("/stats/prometheus lacks %s\n%s", want, r.body)
+			}
+		}
+	})
+
 	t.Run("bad regex is NACKed and old routes keep working", func(t *testing.T) {
 		bad := meshConfig(outAddr, inAddr, reviewsAddr, ratingsAddr)
 		rc := xdstest.RouteConfig("http_proxy", xdstest.VirtualHost("reviews.default.svc.cluster.local:9080", []string{"reviews:9080"},
@@ -261,4 +274,60 @@ func TestProxyEndToEnd(t *testing.T) {
 			return ""
 		})
 	})
+}
+
+func TestQuitQuitQuitDrainsAndStops(t *testing.T) {
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(300 * time.Millisecond)
+		io.WriteString(w, "slow done")
+	}))
+	defer slow.Close()
+	slowAddr := strings.TrimPrefix(slow.URL, "http://")
+	outAddr, inAddr, adminAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	xds := xdstest.Start(t, "127.0.0.1:0", nil)
+	meta := testMeta()
+	xds.Set(meta.ID(), "v1", meshConfig(outAddr, inAddr, slowAddr, slowAddr))
+	runErr := make(chan error, 1)
+	go func() {
+		runErr <- Run(context.Background(), Options{XDSAddress: xds.Addr, Meta: meta, AdminAddress: adminAddr,
+			DrainTimeout: 3 * time.Second, Logger: testLogger(t)})
+	}()
+	c := &http.Client{Timeout: 5 * time.Second}
+	admin := "http://" + adminAddr
+	eventually(t, "ready", func() string {
+		resp, err := c.Get(admin + "/ready")
+		if err != nil {
+			return err.Error()
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return resp.Status
+		}
+		return ""
+	})
+	if r := get(t, c, admin+"/quitquitquit"); r.code != http.StatusMethodNotAllowed {
+		t.Errorf("GET /quitquitquit = %d, want 405", r.code)
+	}
+	inflight := make(chan getResult, 1)
+	go func() { inflight <- get(t, c, "http://"+inAddr+"/") }()
+	time.Sleep(100 * time.Millisecond)
+	resp, err := c.Post(admin+"/quitquitquit", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if r := <-inflight; r.code != 200 || r.body != "slow done" {
+		t.Errorf("in-flight request during drain: %d %q", r.code, r.body)
+	}
+	select {
+	case err := <-runErr:
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after /quitquitquit")
+	}
+	if _, err := net.DialTimeout("tcp", inAddr, time.Second); err == nil {
+		t.Errorf("inbound listener still open after shutdown")
+	}
 }

@@ -103,7 +103,7 @@ func Run(ctx context.Context, o Options) error {
 		}
 		return true, ""
 	}
-	adm := admin.New(admin.Options{Logger: log, Ready: ready, Resources: compiler.Resources, Quit: cancel})
+	adm := admin.New(admin.Options{Logger: log, Ready: ready, Resources: compiler.Resources, Quit: cancel, Stats: pools.Stats})
 
 	var wg sync.WaitGroup
 	wg.Add(3)

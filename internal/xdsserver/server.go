@@ -205,6 +205,11 @@ func (s *Server) onStreamRequest(stream int64, req *discoverygrpc.DiscoveryReque
 		ts.nack, ts.nackVersion, ts.nackAt = d.GetMessage(), sentVersion, time.Now()
 		s.log.Warn("proxy rejected config", "proxy", id, "type", shortType(req.GetTypeUrl()),
 			"version", sentVersion, "error", d.GetMessage())
+		// The cache answers any request whose version differs from its
+		// own at once, so it would resend the rejected config in a loop.
+		// Like Istio, send nothing more until the config changes: the
+		// request names the rejected version as the one the proxy holds.
+		req.VersionInfo = sentVersion
 		return nil
 	}
 	ts.acked, ts.ackedAt = req.GetVersionInfo(), time.Now()

@@ -1,5 +1,6 @@
 // Package admin is weft-proxy's loopback admin server: /ready,
-// /config_dump (Envoy's ConfigDump JSON), /quitquitquit.
+// /config_dump (Envoy's ConfigDump JSON), /stats/prometheus (cluster
+// counters with Envoy's metric names), /quitquitquit.
 package admin
 
 import (
@@ -23,6 +24,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/weftmesh/weft/internal/proxy/model"
+	"github.com/weftmesh/weft/internal/proxy/upstream"
 	"github.com/weftmesh/weft/internal/proxy/xdsclient"
 )
 
@@ -35,6 +37,8 @@ type Options struct {
 	Resources func() model.Resources
 	// Quit starts a graceful shutdown.
 	Quit func()
+	// Stats returns the cluster counters for /stats/prometheus.
+	Stats func() map[string]upstream.StatsSnapshot
 }
 
 // Server serves the admin API.
@@ -53,8 +57,9 @@ func New(o Options) *Server {
 	s.mux.HandleFunc("/ready", s.ready)
 	s.mux.HandleFunc("/config_dump", s.configDump)
 	s.mux.HandleFunc("/quitquitquit", s.quit)
+	s.mux.HandleFunc("/stats/prometheus", s.prometheus)
 	s.mux.HandleFunc("/{$}", func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprint(w, "weft-proxy admin\n  /ready\n  /config_dump\n  /quitquitquit (POST)\n")
+		fmt.Fprint(w, "weft-proxy admin\n  /ready\n  /config_dump\n  /stats/prometheus\n  /quitquitquit (POST)\n")
 	})
 	s.srv = &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(o.Logger.Handler(), slog.LevelDebug)}

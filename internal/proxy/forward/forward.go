@@ -119,6 +119,9 @@ func (f *Forwarder) Serve(x *chain.Exchange) {
 	}
 	cl := f.clusters[name]
 	if cl == nil || len(cl.Endpoints()) == 0 {
+		if cl != nil {
+			cl.Stats().Observe(http.StatusServiceUnavailable)
+		}
 		plain(w, http.StatusServiceUnavailable, "no healthy upstream for cluster "+name)
 		return
 	}
@@ -230,14 +233,18 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *route
 				return // the client went away
 			}
 			if ctx.Err() != nil {
-				plain(w, http.StatusGatewayTimeout, "upstream request timeout")
+				f.timedOut(w, cl)
 				return
 			}
 			lastErr = classify(err)
 			if perTryExpired {
 				lastErr = attemptErr{reason: "per-try timeout"}
 			}
+			if lastErr.connect {
+				cl.Stats().ConnectFail()
+			}
 			if attempt < retries && pol.retryOnError(lastErr, perTryExpired) {
+				cl.Stats().Retry()
 				f.log.Debug("retrying", "cluster", cl.Name(), "endpoint", ep.Address(), "err", lastErr.reason)
 				continue
 			}
@@ -253,9 +260,11 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *route
 				acancel()
 			}
 			f.log.Debug("retrying", "cluster", cl.Name(), "endpoint", ep.Address(), "status", resp.StatusCode)
+			cl.Stats().Retry()
 			continue
 		}
-		f.respond(w, resp, ctx)
+		cl.Stats().Observe(resp.StatusCode)
+		f.respond(ctx, w, resp)
 		ep.End()
 		if acancel != nil {
 			acancel()
@@ -264,11 +273,18 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *route
 	}
 	// The backoff sleep ended because the deadline or the client did.
 	if r.Context().Err() == nil {
-		plain(w, http.StatusGatewayTimeout, "upstream request timeout")
+		f.timedOut(w, cl)
 	}
 }
 
+func (f *Forwarder) timedOut(w http.ResponseWriter, cl *upstream.Cluster) {
+	cl.Stats().Timeout()
+	cl.Stats().Observe(http.StatusGatewayTimeout)
+	plain(w, http.StatusGatewayTimeout, "upstream request timeout")
+}
+
 func (f *Forwarder) fail(w http.ResponseWriter, cl *upstream.Cluster, ep *upstream.Endpoint, e attemptErr) {
+	cl.Stats().Observe(http.StatusServiceUnavailable)
 	if e.connect {
 		plain(w, http.StatusServiceUnavailable, fmt.Sprintf("upstream connect error: cluster %s endpoint %s: %s", cl.Name(), ep.Address(), e.reason))
 		return
@@ -281,7 +297,7 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }
 // respond streams resp to w. Once the status line is written nothing can be
 // retried; a failure mid-body aborts the downstream connection so the client
 // sees a truncated response rather than a complete-looking one.
-func (f *Forwarder) respond(w http.ResponseWriter, resp *http.Response, ctx context.Context) {
+func (f *Forwarder) respond(ctx context.Context, w http.ResponseWriter, resp *http.Response) {
 	defer resp.Body.Close()
 	removeHopHeaders(resp.Header)
 	dst := w.Header()
@@ -289,14 +305,16 @@ func (f *Forwarder) respond(w http.ResponseWriter, resp *http.Response, ctx cont
 		dst[k] = v
 	}
 	w.WriteHeader(resp.StatusCode)
+	// A response of unknown length may be a stream (server-sent events, a
+	// long poll): flush every chunk as it arrives.
 	stream := resp.ContentLength < 0
+	rc := http.NewResponseController(w)
 	if stream {
-		http.NewResponseController(w).Flush()
+		rc.Flush()
 	}
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
-	rc := http.NewResponseController(w)
 	for {
 		n, err := resp.Body.Read(buf)
 		if n > 0 {

@@ -228,6 +228,8 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+var _ http.Handler = (*socket)(nil)
+
 // ServeHTTP selects the route and runs the listener's chain.
 func (s *socket) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	l := s.cur.Load()

@@ -103,7 +103,11 @@ type Cluster struct {
 	// cumulative weights for weighted random; nil when weights are equal.
 	cumulative []uint64
 	rr         atomic.Uint64
+	stats      *Stats
 }
+
+// Stats returns the cluster's request counters.
+func (c *Cluster) Stats() *Stats { return c.stats }
 
 // Name returns the cluster name.
 func (c *Cluster) Name() string { return c.name }
@@ -239,9 +243,10 @@ type poolKey struct {
 // Build is called by one goroutine at a time (the compile step); clusters it
 // returns are used concurrently without touching Pools.
 type Pools struct {
-	opts PoolsOptions
-	mu   sync.Mutex
-	eps  map[poolKey]*Endpoint
+	opts  PoolsOptions
+	mu    sync.Mutex
+	eps   map[poolKey]*Endpoint
+	stats map[string]*Stats // by cluster name
 }
 
 // NewPools returns an empty set of pools.
@@ -255,7 +260,7 @@ func NewPools(o PoolsOptions) *Pools {
 	if o.IdleConnTimeout == 0 {
 		o.IdleConnTimeout = 90 * time.Second
 	}
-	return &Pools{opts: o, eps: map[poolKey]*Endpoint{}}
+	return &Pools{opts: o, eps: map[poolKey]*Endpoint{}, stats: map[string]*Stats{}}
 }
 
 // Build turns specs into clusters, reusing the endpoint (and its open
@@ -272,7 +277,12 @@ func (p *Pools) Build(specs []ClusterSpec) map[string]*Cluster {
 		if ct <= 0 {
 			ct = DefaultConnectTimeout
 		}
-		c := &Cluster{name: s.Name, policy: s.LB, endpoints: make([]*Endpoint, 0, len(s.Endpoints))}
+		st := p.stats[s.Name]
+		if st == nil {
+			st = &Stats{}
+			p.stats[s.Name] = st
+		}
+		c := &Cluster{name: s.Name, policy: s.LB, endpoints: make([]*Endpoint, 0, len(s.Endpoints)), stats: st}
 		weights := make([]uint32, 0, len(s.Endpoints))
 		for _, es := range s.Endpoints {
 			k := poolKey{addr: es.Address, connectTimeout: ct}
@@ -288,11 +298,27 @@ func (p *Pools) Build(specs []ClusterSpec) map[string]*Cluster {
 		c.buildWeights(weights)
 		out[s.Name] = c
 	}
+	for name := range p.stats {
+		if out[name] == nil {
+			delete(p.stats, name)
+		}
+	}
 	for k, e := range p.eps {
 		if !used[k] {
 			e.transport.CloseIdleConnections()
 			delete(p.eps, k)
 		}
+	}
+	return out
+}
+
+// Stats returns the counters of every current cluster, by name.
+func (p *Pools) Stats() map[string]StatsSnapshot {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make(map[string]StatsSnapshot, len(p.stats))
+	for n, s := range p.stats {
+		out[n] = s.Snapshot()
 	}
 	return out
 }

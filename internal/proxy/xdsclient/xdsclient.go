@@ -156,6 +156,7 @@ func (c *Client) setStatus(f func(*Status)) {
 // Run keeps a stream open until ctx is done, then returns nil.
 func (c *Client) Run(ctx context.Context) error {
 	backoff := c.opts.MinBackoff
+	failures := 0
 	for {
 		got, err := c.stream(ctx)
 		if ctx.Err() != nil {
@@ -167,7 +168,15 @@ func (c *Client) Run(ctx context.Context) error {
 			backoff = c.opts.MinBackoff
 		}
 		delay := jitter(backoff)
-		c.log.Warn("xDS stream failed, retrying", "err", reason, "retry_in", delay.Round(time.Millisecond))
+		if got || failures == 0 {
+			// The first failure of a streak is worth a warning; the
+			// readiness log and Status say the rest.
+			c.log.Warn("xDS stream failed, retrying", "err", reason, "retry_in", delay.Round(time.Millisecond))
+			failures = 0
+		} else {
+			c.log.Debug("xDS stream failed, retrying", "err", reason, "retry_in", delay.Round(time.Millisecond))
+		}
+		failures++
 		backoff = min(backoff*2, c.opts.MaxBackoff)
 		t := time.NewTimer(delay)
 		select {

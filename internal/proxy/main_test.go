@@ -1,0 +1,75 @@
+package proxy
+
+import (
+	"io"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/weftmesh/weft/internal/nodemeta"
+)
+
+func TestParseArgs(t *testing.T) {
+	c, err := parseArgs([]string{
+		"--xds-address", "10.0.0.1:15010", "--service", "reviews", "--namespace", "shop",
+		"--labels", "app=reviews,version=v2", "--ip", "127.0.0.2",
+		"--port", "http:9080:20001:20002", "--port", "grpc:9090:20003",
+		"--outbound-port", "16001", "--admin-port", "16000", "--port-map", "80=8080",
+		"--drain-timeout", "2s", "--", "python3", "-m", "http.server",
+	}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := c.opts.Meta
+	if m.Type != nodemeta.TypeSidecar || m.Namespace != "shop" || m.Service != "reviews" || m.ServiceAccount != "default" || m.IP != "127.0.0.2" {
+		t.Errorf("meta = %+v", m)
+	}
+	if !strings.HasPrefix(m.WorkloadName, "reviews-") || len(m.WorkloadName) != len("reviews-")+5 {
+		t.Errorf("default workload name %q, want reviews-<5 chars>", m.WorkloadName)
+	}
+	wantPorts := []nodemeta.Port{{Name: "http", Port: 9080, TargetPort: 20001, ListenPort: 20002}, {Name: "grpc", Port: 9090, TargetPort: 20003, ListenPort: 9090}}
+	if !reflect.DeepEqual(m.Ports, wantPorts) {
+		t.Errorf("ports = %+v", m.Ports)
+	}
+	if !reflect.DeepEqual(m.Labels, map[string]string{"app": "reviews", "version": "v2"}) || m.OutboundPort != 16001 || m.PortMap[80] != 8080 {
+		t.Errorf("labels %v outbound %d portmap %v", m.Labels, m.OutboundPort, m.PortMap)
+	}
+	if c.opts.AdminAddress != "127.0.0.1:16000" || c.opts.XDSAddress != "10.0.0.1:15010" || c.opts.DrainTimeout != 2*time.Second {
+		t.Errorf("opts = %+v", c.opts)
+	}
+	if !reflect.DeepEqual(c.child, []string{"python3", "-m", "http.server"}) {
+		t.Errorf("child = %q", c.child)
+	}
+
+	d, err := parseArgs(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.opts.XDSAddress != "127.0.0.1:15010" || d.opts.AdminAddress != "127.0.0.1:15000" || d.opts.Meta.OutboundPort != 15001 ||
+		d.opts.Meta.Namespace != "default" || d.opts.DrainTimeout != 5*time.Second || len(d.child) != 0 {
+		t.Errorf("defaults = %+v", d.opts)
+	}
+}
+
+func TestParseArgsErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--type", "gateway"}, `--type "gateway"`},
+		{[]string{"--port", "http:9080"}, "NAME:PORT:TARGETPORT"},
+		{[]string{"--port", "http:x:1:2"}, `"x" is not a port number`},
+		{[]string{"--port-map", "80"}, "FROM=TO"},
+		{[]string{"--labels", "app"}, `label "app"`},
+		{[]string{"--ip", "localhost"}, `--ip "localhost"`},
+		{[]string{"--xds-address", "nohostport"}, "host:port"},
+		{[]string{"--log-level", "loud"}, "--log-level"},
+	}
+	for _, tc := range tests {
+		var out strings.Builder
+		if _, err := parseArgs(tc.args, &out); err == nil || !strings.Contains(out.String(), tc.want) {
+			t.Errorf("%v: err %v, output %q; want an error mentioning %q", tc.args, err, out.String(), tc.want)
+		}
+	}
+}

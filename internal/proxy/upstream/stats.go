@@ -1,0 +1,45 @@
+package upstream
+
+import "sync/atomic"
+
+// Stats counts a cluster's requests. A cluster keeps its Stats across
+// configuration versions for as long as it exists. All methods are safe for
+// concurrent use and lock-free.
+type Stats struct {
+	total, retries, timeouts, connectFails atomic.Uint64
+	classes                                [6]atomic.Uint64 // by status/100
+}
+
+// Observe counts a finished request by the status code sent downstream
+// (the upstream's, or the proxy's own 503/504).
+func (s *Stats) Observe(code int) {
+	s.total.Add(1)
+	if c := code / 100; c >= 1 && c <= 5 {
+		s.classes[c].Add(1)
+	}
+}
+
+// Retry counts one retry attempt.
+func (s *Stats) Retry() { s.retries.Add(1) }
+
+// Timeout counts a request that hit its route timeout.
+func (s *Stats) Timeout() { s.timeouts.Add(1) }
+
+// ConnectFail counts a failed connection attempt.
+func (s *Stats) ConnectFail() { s.connectFails.Add(1) }
+
+// StatsSnapshot is a point-in-time copy of Stats.
+type StatsSnapshot struct {
+	Total, Retries, Timeouts, ConnectFails uint64
+	// Classes[c] counts responses with status c00-c99, c from 1 to 5.
+	Classes [6]uint64
+}
+
+// Snapshot copies the counters.
+func (s *Stats) Snapshot() StatsSnapshot {
+	out := StatsSnapshot{Total: s.total.Load(), Retries: s.retries.Load(), Timeouts: s.timeouts.Load(), ConnectFails: s.connectFails.Load()}
+	for i := range s.classes {
+		out.Classes[i] = s.classes[i].Load()
+	}
+	return out
+}
