@@ -2,6 +2,7 @@ package config
 
 import (
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -100,5 +101,19 @@ func TestResolveHost(t *testing.T) {
 		if got := ResolveHost(tt.host, tt.ns); got != tt.want {
 			t.Errorf("ResolveHost(%q, %q) = %q, want %q", tt.host, tt.ns, got, tt.want)
 		}
+	}
+}
+
+func TestParseKind(t *testing.T) {
+	for in, want := range map[string]Kind{
+		"VirtualService": KindVirtualService, "virtualservices": KindVirtualService, "vs": KindVirtualService,
+		"dr": KindDestinationRule, "Gateways": KindGateway, "se": KindServiceEntry, "workloadentry": KindWorkloadEntry,
+	} {
+		if got, err := ParseKind(in); err != nil || got != want {
+			t.Errorf("ParseKind(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	if _, err := ParseKind("pods"); err == nil || !strings.Contains(err.Error(), "VirtualService (vs)") {
+		t.Errorf("ParseKind(pods) error = %v, want one listing the kinds", err)
 	}
 }

@@ -73,3 +73,26 @@ func ResolveHost(host, namespace string) string {
 	}
 	return host + "." + namespace + ".svc.cluster.local"
 }
+
+// shortNames are kubectl's short names for the kinds.
+var shortNames = map[Kind]string{
+	KindVirtualService: "vs", KindDestinationRule: "dr", KindGateway: "gw",
+	KindServiceEntry: "se", KindWorkloadEntry: "we",
+}
+
+// ParseKind resolves a kind the way kubectl does: by its name in any case,
+// its plural (virtualservices) or its short name (vs).
+func ParseKind(s string) (Kind, error) {
+	l := strings.ToLower(s)
+	for _, k := range Kinds {
+		name := strings.ToLower(string(k))
+		if l == name || l == name+"s" || l == shortNames[k] {
+			return k, nil
+		}
+	}
+	names := make([]string, len(Kinds))
+	for i, k := range Kinds {
+		names[i] = fmt.Sprintf("%s (%s)", k, shortNames[k])
+	}
+	return "", fmt.Errorf("unknown kind %q: use one of %s", s, strings.Join(names, ", "))
+}

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"maps"
 	"net/netip"
 	"regexp"
 	"regexp/syntax"
@@ -154,7 +155,7 @@ func (v *validator) stringMatch(path string, m *networking.StringMatch, emptyPre
 }
 
 func (v *validator) stringMatchMap(path string, m map[string]*networking.StringMatch) {
-	for _, k := range sortedKeys(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		if k == "" {
 			v.errorf(path, "names must not be empty")
 			continue
@@ -453,7 +454,7 @@ func (v *validator) serviceEntry(se *networking.ServiceEntry) {
 				v.errorf(p+".address", "invalid address %q: resolution STATIC needs an IP address", we.Address)
 			}
 		}
-		for _, name := range sortedKeys(we.Ports) {
+		for _, name := range slices.Sorted(maps.Keys(we.Ports)) {
 			if !portNames[name] {
 				v.errorf(field(p+".ports", name), "port %q is not one of the ServiceEntry's ports", name)
 			}
@@ -466,19 +467,10 @@ func (v *validator) workloadEntry(we *networking.WorkloadEntry) {
 	if we.Address == "" && we.Network == "" {
 		v.errorf("spec.address", "required (unless network is set)")
 	}
-	for _, name := range sortedKeys(we.Ports) {
+	for _, name := range slices.Sorted(maps.Keys(we.Ports)) {
 		v.port(field("spec.ports", name), we.Ports[name], true)
 	}
 	if we.ServiceAccount != "" && !dns1123Subdomain.MatchString(we.ServiceAccount) {
 		v.errorf("spec.serviceAccount", "invalid service account name %q", we.ServiceAccount)
 	}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

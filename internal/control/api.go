@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"github.com/weftmesh/weft/internal/config"
 	"github.com/weftmesh/weft/internal/controlapi"
@@ -112,7 +111,7 @@ func (a *api) delete(w http.ResponseWriter, r *http.Request) {
 			keys = append(keys, r.Key())
 		}
 	} else {
-		kind, err := ParseKind(req.Kind)
+		kind, err := config.ParseKind(req.Kind)
 		if err != nil || req.Name == "" {
 			if err == nil {
 				err = errors.New("delete needs a kind and a name, or files")
@@ -148,7 +147,7 @@ func (a *api) resources(w http.ResponseWriter, r *http.Request) {
 	var kind config.Kind
 	if k := q.Get("kind"); k != "" {
 		var err error
-		if kind, err = ParseKind(k); err != nil {
+		if kind, err = config.ParseKind(k); err != nil {
 			writeError(w, http.StatusBadRequest, err.Error())
 			return
 		}
@@ -237,27 +236,4 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 func writeError(w http.ResponseWriter, code int, msg string) {
 	writeJSON(w, code, map[string]string{"error": msg})
-}
-
-// kinds maps every name a user may type for a kind to the kind, the way
-// kubectl accepts plural, singular and short names.
-var kinds = map[string]config.Kind{}
-
-func init() {
-	for kind, short := range map[config.Kind]string{
-		config.KindVirtualService: "vs", config.KindDestinationRule: "dr", config.KindGateway: "gw",
-		config.KindServiceEntry: "se", config.KindWorkloadEntry: "we",
-	} {
-		l := strings.ToLower(string(kind))
-		kinds[l], kinds[l+"s"], kinds[short] = kind, kind, kind
-	}
-}
-
-// ParseKind resolves a kind as a user typed it: VirtualService,
-// virtualservices, vs, ...
-func ParseKind(s string) (config.Kind, error) {
-	if k, ok := kinds[strings.ToLower(s)]; ok {
-		return k, nil
-	}
-	return "", fmt.Errorf("unknown kind %q: use one of VirtualService (vs), DestinationRule (dr), Gateway (gw), ServiceEntry (se), WorkloadEntry (we)", s)
 }

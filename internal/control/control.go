@@ -34,7 +34,7 @@ type Options struct {
 
 func (o *Options) defaults() {
 	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
+		o.Logger = discard()
 	}
 	if o.XDSAddr == "" {
 		o.XDSAddr = "127.0.0.1:15010"
@@ -197,3 +197,5 @@ func (p *pusher) push() error {
 	p.xds.Push(snapshot.New(rev, regRev, resources, services))
 	return nil
 }
+
+func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }

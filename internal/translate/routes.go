@@ -3,6 +3,7 @@ package translate
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -245,13 +246,13 @@ func routeMatch(m *v1alpha3.HTTPMatchRequest) *routev3.RouteMatch {
 			rm.Headers = append(rm.Headers, headerMatcher(pseudo.name, pseudo.sm, false))
 		}
 	}
-	for _, name := range sortedKeys(m.GetHeaders()) {
+	for _, name := range slices.Sorted(maps.Keys(m.GetHeaders())) {
 		rm.Headers = append(rm.Headers, headerMatcher(name, m.GetHeaders()[name], false))
 	}
-	for _, name := range sortedKeys(m.GetWithoutHeaders()) {
+	for _, name := range slices.Sorted(maps.Keys(m.GetWithoutHeaders())) {
 		rm.Headers = append(rm.Headers, headerMatcher(name, m.GetWithoutHeaders()[name], true))
 	}
-	for _, name := range sortedKeys(m.GetQueryParams()) {
+	for _, name := range slices.Sorted(maps.Keys(m.GetQueryParams())) {
 		qm := &routev3.QueryParameterMatcher{Name: name}
 		if s := stringMatcher(m.GetQueryParams()[name]); s != nil {
 			qm.QueryParameterMatchSpecifier = &routev3.QueryParameterMatcher_StringMatch{StringMatch: s}
@@ -418,12 +419,3 @@ func prefixMatch(p string) *routev3.RouteMatch {
 
 // noTimeout is an explicit 0s route timeout: no timeout, as in Istio.
 func noTimeout() *durationpb.Duration { return durationpb.New(0) }
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
