@@ -161,6 +161,10 @@ type object struct {
 		Hosts    []string `json:"hosts"`
 		Host     string   `json:"host"`
 		Gateways []string `json:"gateways"`
+		Servers  []struct {
+			Hosts []string `json:"hosts"`
+		} `json:"servers"`
+		Address string `json:"address"`
 	} `json:"spec"`
 }
 
@@ -202,8 +206,14 @@ func printResources(w io.Writer, items []json.RawMessage, format string, single 
 			return fmt.Errorf("decode resource: %w", err)
 		}
 		hosts := o.Spec.Hosts
-		if o.Spec.Host != "" {
+		switch {
+		case o.Spec.Host != "": // DestinationRule
 			hosts = []string{o.Spec.Host}
+		case o.Spec.Address != "": // WorkloadEntry
+			hosts = []string{o.Spec.Address}
+		}
+		for _, s := range o.Spec.Servers { // Gateway
+			hosts = append(hosts, s.Hosts...)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", o.Metadata.Namespace, o.Kind, o.Metadata.Name,
 			listOrDash(hosts), listOrDash(o.Spec.Gateways), age(o.Metadata.CreationTimestamp))
