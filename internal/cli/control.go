@@ -9,6 +9,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/weftmesh/weft/internal/control"
+	"github.com/weftmesh/weft/internal/registry"
+	"github.com/weftmesh/weft/internal/snapshot"
 )
 
 func init() { commands = append(commands, newControlCmd) }
@@ -32,5 +34,8 @@ func newControlCmd(g *globals) *cobra.Command {
 	f.StringVar(&opts.APIAddr, "api-addr", "127.0.0.1:15014", "address to serve the local API on")
 	f.DurationVar(&opts.Debounce, "debounce", 100*time.Millisecond, "how long to wait for more changes before pushing")
 	f.DurationVar(&opts.Grace, "endpoint-grace", 5*time.Second, "how long a disconnected proxy's endpoints stay")
+	f.StringVar(&opts.VIPRange, "vip-range", registry.DefaultVIPRange, "range service VIPs are allocated from")
+	f.StringVar(&opts.Mesh.OutboundTrafficPolicy, "outbound-traffic-policy", snapshot.AllowAny,
+		"what transparent workloads may reach outside the mesh: ALLOW_ANY or REGISTRY_ONLY")
 	return cmd
 }

@@ -30,6 +30,10 @@ type Options struct {
 	MaxDelay time.Duration
 	// Grace is how long a disconnected proxy's endpoints stay; default registry.DefaultGrace.
 	Grace time.Duration
+	// VIPRange is where service VIPs come from; default registry.DefaultVIPRange.
+	VIPRange string
+	// Mesh holds the mesh-wide settings pushed to every proxy.
+	Mesh snapshot.Mesh
 }
 
 func (o *Options) defaults() {
@@ -48,12 +52,23 @@ func (o *Options) defaults() {
 	if o.MaxDelay == 0 {
 		o.MaxDelay = time.Second
 	}
+	if o.VIPRange == "" {
+		o.VIPRange = registry.DefaultVIPRange
+	}
+	if o.Mesh.OutboundTrafficPolicy == "" {
+		o.Mesh.OutboundTrafficPolicy = snapshot.AllowAny
+	}
 }
 
 // Run runs the control plane until ctx ends.
 func Run(ctx context.Context, opts Options) error {
 	opts.defaults()
 	log := opts.Logger
+	switch opts.Mesh.OutboundTrafficPolicy {
+	case snapshot.AllowAny, snapshot.RegistryOnly:
+	default:
+		return fmt.Errorf("outbound traffic policy %q: want %s or %s", opts.Mesh.OutboundTrafficPolicy, snapshot.AllowAny, snapshot.RegistryOnly)
+	}
 	if err := os.MkdirAll(opts.DataDir, 0o755); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
@@ -67,6 +82,14 @@ func Run(ctx context.Context, opts Options) error {
 		log.Warn("ignoring the saved registry", "err", err)
 	}
 	reg := registry.New(registry.Options{Logger: log, Grace: opts.Grace, Restored: restored})
+	savedVIPs, err := loadVIPs(opts.DataDir)
+	if err != nil {
+		log.Warn("ignoring the saved VIPs; services get new ones", "err", err)
+	}
+	vips, err := registry.NewVIPs(opts.VIPRange, savedVIPs)
+	if err != nil {
+		return err
+	}
 	xds := xdsserver.New(xdsserver.Options{Logger: log, Registry: reg})
 
 	xl, err := net.Listen("tcp", opts.XDSAddr)
@@ -82,7 +105,7 @@ func Run(ctx context.Context, opts Options) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	p := &pusher{log: log, store: st, reg: reg, xds: xds, debounce: opts.Debounce, maxDelay: opts.MaxDelay,
-		dataDir: opts.DataDir, savedRegistry: -1}
+		dataDir: opts.DataDir, savedRegistry: -1, vips: vips, mesh: opts.Mesh}
 	// The first snapshot is built before any proxy can connect, so the
 	// first proxy gets its config without waiting for the debounce.
 	if err := p.push(); err != nil {
@@ -131,6 +154,8 @@ type pusher struct {
 	// dataDir is where the registry is saved after each change to it.
 	dataDir       string
 	savedRegistry int64
+	vips          *registry.VIPs
+	mesh          snapshot.Mesh
 }
 
 func (p *pusher) loop(ctx context.Context) error {
@@ -194,7 +219,17 @@ func (p *pusher) push() error {
 		p.savedRegistry = regRev
 	}
 	services := registry.Services(workloads, ses, wes)
-	p.xds.Push(snapshot.New(rev, regRev, resources, services))
+	if err := p.vips.Assign(services); err != nil {
+		p.log.Error("services without a VIP are unreachable in transparent mode", "err", err)
+	}
+	if saved, changed := p.vips.Save(); changed {
+		if err := saveVIPs(p.dataDir, saved); err != nil {
+			p.log.Warn("saving VIPs failed; a restart may give services new ones", "err", err)
+		}
+	}
+	snap := snapshot.New(rev, regRev, resources, services)
+	snap.Mesh = p.mesh
+	p.xds.Push(snap)
 	return nil
 }
 

@@ -35,7 +35,13 @@ const (
 	KeyPorts          = "WEFT_PORTS"
 	KeyOutboundPort   = "WEFT_OUTBOUND_PORT"
 	KeyPortMap        = "WEFT_PORT_MAP"
+	KeyInterception   = "INTERCEPTION_MODE"
 )
+
+// InterceptionRedirect is Istio's INTERCEPTION_MODE for a proxy whose
+// workload's traffic iptables redirects to it (transparent mode). Without
+// it the proxy is explicit: applications use it through HTTP_PROXY.
+const InterceptionRedirect = "REDIRECT"
 
 // Port is one port of the workload's service.
 type Port struct {
@@ -68,6 +74,9 @@ type Metadata struct {
 	// PortMap rebinds listener ports locally: a gateway server on port 80
 	// is served on PortMap[80] when set.
 	PortMap map[uint32]uint32
+	// InterceptionMode is InterceptionRedirect in transparent mode, empty
+	// in explicit mode.
+	InterceptionMode string
 }
 
 // ID is the Istio-style node ID: type~ip~workload.namespace~namespace.svc.cluster.local.
@@ -102,6 +111,7 @@ func (m Metadata) Node() *corev3.Node {
 		KeyPorts:          ports,
 		KeyOutboundPort:   float64(m.OutboundPort),
 		KeyPortMap:        pm,
+		KeyInterception:   m.InterceptionMode,
 	}
 	st, err := structpb.NewStruct(fields)
 	if err != nil {
@@ -160,6 +170,10 @@ func FromNode(n *corev3.Node) (Metadata, error) {
 	}
 	sort.Slice(m.Ports, func(i, j int) bool { return m.Ports[i].Port < m.Ports[j].Port })
 	m.OutboundPort = uint32(f[KeyOutboundPort].GetNumberValue())
+	m.InterceptionMode = str(KeyInterception)
+	if m.InterceptionMode != "" && m.InterceptionMode != InterceptionRedirect {
+		return m, fmt.Errorf("node %s: %s %q: want %q or nothing", n.GetId(), KeyInterception, m.InterceptionMode, InterceptionRedirect)
+	}
 	if pm := f[KeyPortMap].GetStructValue().GetFields(); len(pm) > 0 {
 		m.PortMap = make(map[uint32]uint32, len(pm))
 		for k, v := range pm {

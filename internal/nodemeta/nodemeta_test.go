@@ -11,10 +11,11 @@ func TestRoundTrip(t *testing.T) {
 	in := Metadata{
 		Type: TypeSidecar, Namespace: "default", Service: "reviews", WorkloadName: "reviews-v2-abcde",
 		ServiceAccount: "bookinfo-reviews", IP: "127.0.0.1",
-		Labels:       map[string]string{"app": "reviews", "version": "v2"},
-		Ports:        []Port{{Name: "http", Port: 9080, TargetPort: 20001, ListenPort: 20002}},
-		OutboundPort: 20003,
-		PortMap:      map[uint32]uint32{80: 8080},
+		Labels:           map[string]string{"app": "reviews", "version": "v2"},
+		Ports:            []Port{{Name: "http", Port: 9080, TargetPort: 20001, ListenPort: 20002}},
+		OutboundPort:     20003,
+		PortMap:          map[uint32]uint32{80: 8080},
+		InterceptionMode: InterceptionRedirect,
 	}
 	n := in.Node()
 	if got, want := n.Id, "sidecar~127.0.0.1~reviews-v2-abcde.default~default.svc.cluster.local"; got != want {

@@ -111,7 +111,7 @@ func TestGracePeriod(t *testing.T) {
 }
 
 func TestProtocolFromName(t *testing.T) {
-	for name, want := range map[string]string{"http": "HTTP", "http-web": "HTTP", "http2": "HTTP2", "grpc": "GRPC", "tcp-db": "TCP", "mysql": "MYSQL", "web": "TCP", "": "TCP"} {
+	for name, want := range map[string]string{"http": "HTTP", "http-web": "HTTP", "http2": "HTTP2", "grpc": "GRPC", "tcp-db": "TCP", "mysql": "MYSQL", "grpc-web": "GRPC-WEB", "web": "", "": ""} {
 		if got := ProtocolFromName(name); got != want {
 			t.Errorf("ProtocolFromName(%q) = %q, want %q", name, got, want)
 		}

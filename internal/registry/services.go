@@ -2,6 +2,7 @@ package registry
 
 import (
 	"fmt"
+	"net/netip"
 	"sort"
 	"strings"
 
@@ -61,6 +62,11 @@ func Services(workloads []Workload, serviceEntries, workloadEntries []*config.Re
 				Namespace:    r.Namespace,
 				MeshExternal: se.GetLocation() == networking.ServiceEntry_MESH_EXTERNAL,
 				Resolution:   se.GetResolution().String(),
+			}
+			if addrs := se.GetAddresses(); len(addrs) > 0 {
+				if a, err := netip.ParseAddr(addrs[0]); err == nil {
+					svc.VIP = a.String()
+				}
 			}
 			for _, p := range se.GetPorts() {
 				proto := strings.ToUpper(p.GetProtocol())
@@ -154,13 +160,18 @@ func labelsMatch(selector, labels map[string]string) bool {
 }
 
 // ProtocolFromName derives a port's protocol from its name the way Istio
-// does: "http", "http-web" and "http2-api" name HTTP and HTTP2 ports; an
-// unrecognised name is plain TCP.
+// does: "http", "http-web" and "http2-api" name HTTP and HTTP2 ports,
+// "tcp-db" a TCP port. An unrecognised name declares nothing: the proxy
+// detects HTTP on such a port by sniffing, and returns "".
 func ProtocolFromName(name string) string {
-	prefix, _, _ := strings.Cut(strings.ToLower(name), "-")
+	name = strings.ToLower(name)
+	if strings.HasPrefix(name, "grpc-web") {
+		return "GRPC-WEB"
+	}
+	prefix, _, _ := strings.Cut(name, "-")
 	switch prefix {
-	case "http", "http2", "https", "grpc", "grpc-web", "tcp", "tls", "mongo", "mysql", "redis", "udp":
+	case "http", "http2", "https", "grpc", "tcp", "tls", "mongo", "mysql", "redis", "udp":
 		return strings.ToUpper(prefix)
 	}
-	return "TCP"
+	return ""
 }

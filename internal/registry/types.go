@@ -41,7 +41,11 @@ type Service struct {
 	MeshExternal bool
 	// Resolution is STATIC (endpoints are IPs) or DNS (endpoints are names).
 	Resolution string
-	Endpoints  []Endpoint // sorted by Address, then Workload
+	// VIP is the service's virtual IP: the ServiceEntry's first address,
+	// or one the control plane allocated. Transparent proxies route
+	// connections to VIP:port and their DNS proxy answers with it.
+	VIP       string
+	Endpoints []Endpoint // sorted by Address, then Workload
 }
 
 // Port returns the service port with the given number, or nil.

@@ -22,6 +22,24 @@ type Snapshot struct {
 	Resources map[config.Kind][]*config.Resource
 	// Services is sorted by Hostname.
 	Services []*registry.Service
+	// Mesh holds the mesh-wide settings.
+	Mesh Mesh
+}
+
+// Outbound traffic policies (Istio's MeshConfig.outboundTrafficPolicy.mode).
+const (
+	// AllowAny lets transparent workloads reach destinations outside the
+	// mesh; it is the default.
+	AllowAny = "ALLOW_ANY"
+	// RegistryOnly refuses connections to destinations outside the mesh.
+	RegistryOnly = "REGISTRY_ONLY"
+)
+
+// Mesh is the part of Istio's MeshConfig that Weft honours.
+type Mesh struct {
+	// OutboundTrafficPolicy is AllowAny (the default when empty) or
+	// RegistryOnly.
+	OutboundTrafficPolicy string
 }
 
 // New builds a snapshot, sorting its inputs so that translation output is

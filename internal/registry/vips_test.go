@@ -1,0 +1,64 @@
+package registry
+
+import (
+	"testing"
+)
+
+func TestVIPsAreStable(t *testing.T) {
+	v, err := NewVIPs("240.240.0.0/16", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &Service{Hostname: "a.default.svc.cluster.local"}
+	b := &Service{Hostname: "b.default.svc.cluster.local"}
+	se := &Service{Hostname: "api.example.com", VIP: "10.9.9.9"}
+	if err := v.Assign([]*Service{b, se, a}); err != nil {
+		t.Fatal(err)
+	}
+	if a.VIP != "240.240.0.1" || b.VIP != "240.240.0.2" {
+		t.Errorf("VIPs a=%s b=%s, want .1 and .2 in host order", a.VIP, b.VIP)
+	}
+	if se.VIP != "10.9.9.9" {
+		t.Errorf("a ServiceEntry's own address was replaced: %s", se.VIP)
+	}
+
+	// a goes away and comes back; c is new: nobody's VIP moves.
+	c := &Service{Hostname: "c.default.svc.cluster.local"}
+	b2 := &Service{Hostname: b.Hostname}
+	v.Assign([]*Service{b2, c})
+	a2 := &Service{Hostname: a.Hostname}
+	v.Assign([]*Service{a2, b2, c})
+	if a2.VIP != a.VIP || b2.VIP != b.VIP || c.VIP != "240.240.0.3" {
+		t.Errorf("after churn a=%s b=%s c=%s", a2.VIP, b2.VIP, c.VIP)
+	}
+
+	// A restart with the saved assignments keeps them.
+	saved, changed := v.Save()
+	if !changed || len(saved) != 3 {
+		t.Fatalf("Save = %v, %v", saved, changed)
+	}
+	if _, changed := v.Save(); changed {
+		t.Error("Save reports a change twice")
+	}
+	r, _ := NewVIPs("240.240.0.0/16", saved)
+	d := &Service{Hostname: "d.default.svc.cluster.local"}
+	c3 := &Service{Hostname: c.Hostname}
+	r.Assign([]*Service{d, c3})
+	if c3.VIP != c.VIP || d.VIP == a.VIP || d.VIP == b.VIP || d.VIP == c.VIP {
+		t.Errorf("after restart c=%s d=%s", c3.VIP, d.VIP)
+	}
+}
+
+func TestVIPRangeExhausted(t *testing.T) {
+	v, err := NewVIPs("10.0.0.0/30", nil) // .1 and .2 usable
+	if err != nil {
+		t.Fatal(err)
+	}
+	svcs := []*Service{{Hostname: "a"}, {Hostname: "b"}, {Hostname: "c"}}
+	if err := v.Assign(svcs); err == nil {
+		t.Errorf("no error with 3 services in a /30: %s %s %s", svcs[0].VIP, svcs[1].VIP, svcs[2].VIP)
+	}
+	if _, err := NewVIPs("nonsense", nil); err == nil {
+		t.Error("a bad range was accepted")
+	}
+}
