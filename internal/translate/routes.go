@@ -35,19 +35,27 @@ type routeContext struct {
 	gateways map[string]bool
 }
 
-// httpProxyRoutes is the sidecar's outbound route configuration: one
-// virtual host per HTTP service port.
+// httpProxyRoutes is the sidecar's explicit outbound route configuration:
+// one virtual host per HTTP service port.
 func (t *translator) httpProxyRoutes() *routev3.RouteConfiguration {
+	return t.outboundRoutes(httpProxyRouteName, 0)
+}
+
+// outboundRoutes builds a route configuration with one virtual host per
+// HTTP (or undeclared) service port. With only set, it holds just the
+// services on that port, reachable by their VIP too: the route
+// configuration PORT of transparent mode.
+func (t *translator) outboundRoutes(name string, only uint32) *routev3.RouteConfiguration {
 	claimed := t.meshHosts()
 	mesh := map[string]bool{meshGateway: true}
 	seen := map[string]bool{}
-	rc := &routev3.RouteConfiguration{Name: httpProxyRouteName}
+	rc := &routev3.RouteConfiguration{Name: name}
 	for _, svc := range t.snap.Services {
 		for _, port := range svc.Ports {
-			if !isHTTP(port.Protocol) {
+			if !isHTTP(port.Protocol) || (only != 0 && port.Number != only) {
 				continue
 			}
-			domains := t.serviceDomains(svc, port.Number, seen)
+			domains := t.serviceDomains(svc, port.Number, only != 0, seen)
 			if len(domains) == 0 {
 				continue
 			}
@@ -83,10 +91,14 @@ func (t *translator) meshHosts() map[string]*virtualService {
 	return out
 }
 
-// serviceDomains lists every name that reaches svc on port, skipping names
-// an earlier virtual host already uses (Envoy rejects duplicate domains).
-func (t *translator) serviceDomains(svc *registry.Service, port uint32, seen map[string]bool) []string {
+// serviceDomains lists every name that reaches svc on port, and with vip
+// its VIP, skipping names an earlier virtual host already uses (Envoy
+// rejects duplicate domains).
+func (t *translator) serviceDomains(svc *registry.Service, port uint32, vip bool, seen map[string]bool) []string {
 	names := []string{svc.Hostname}
+	if vip && svc.VIP != "" {
+		names = append(names, svc.VIP)
+	}
 	if svc.Hostname == registry.Hostname(svc.Name, svc.Namespace) {
 		names = append(names, svc.Name+"."+svc.Namespace+".svc", svc.Name+"."+svc.Namespace)
 		if svc.Namespace == t.proxy.Namespace {

@@ -58,9 +58,13 @@ func ForProxy(s *snapshot.Snapshot, p nodemeta.Metadata) *Resources {
 		refs:  map[clusterKey]bool{},
 	}
 	out := &Resources{}
-	if p.Type == nodemeta.TypeRouter {
+	switch {
+	case p.Type == nodemeta.TypeRouter:
 		out.Listeners, out.Routes = t.gateway()
-	} else {
+	case p.InterceptionMode == nodemeta.InterceptionRedirect:
+		out.Listeners, out.Routes = t.transparentSidecar()
+		out.Clusters = append(t.inboundClusters(), passthroughClusters()...)
+	default:
 		out.Listeners, out.Routes = t.sidecar()
 		out.Clusters = t.inboundClusters()
 	}

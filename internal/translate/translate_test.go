@@ -5,18 +5,19 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 
-	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 	"istio.io/api/networking/v1alpha3"
 	"sigs.k8s.io/yaml"
 
@@ -51,8 +52,9 @@ func loadCases(t *testing.T) []testCase {
 }
 
 // loadInput parses a multi-document YAML file: Istio resources, one
-// TestProxy document (nodemeta.Metadata fields) and TestServices documents
-// (registry.Service fields under "services").
+// TestProxy document (nodemeta.Metadata fields), TestServices documents
+// (registry.Service fields under "services") and an optional TestMesh
+// document (snapshot.Mesh fields).
 func loadInput(t *testing.T, path string) (*snapshot.Snapshot, nodemeta.Metadata) {
 	t.Helper()
 	data, err := os.ReadFile(path)
@@ -64,6 +66,7 @@ func loadInput(t *testing.T, path string) (*snapshot.Snapshot, nodemeta.Metadata
 		haveProxy bool
 		resources []*config.Resource
 		services  []*registry.Service
+		mesh      snapshot.Mesh
 	)
 	for i, doc := range regexp.MustCompile(`(?m)^---\s*$`).Split(string(data), -1) {
 		if strings.TrimSpace(doc) == "" {
@@ -91,6 +94,13 @@ func loadInput(t *testing.T, path string) (*snapshot.Snapshot, nodemeta.Metadata
 				t.Fatalf("%s: TestProxy: %v", path, err)
 			}
 			haveProxy = true
+		case "TestMesh":
+			if err := strictJSON(js, &struct {
+				Kind string `json:"kind"`
+				*snapshot.Mesh
+			}{Mesh: &mesh}); err != nil {
+				t.Fatalf("%s: TestMesh: %v", path, err)
+			}
 		case "TestServices":
 			var doc struct {
 				Kind     string              `json:"kind"`
@@ -131,7 +141,9 @@ func loadInput(t *testing.T, path string) (*snapshot.Snapshot, nodemeta.Metadata
 	if !haveProxy {
 		t.Fatalf("%s: no TestProxy document", path)
 	}
-	return snapshot.New(1, 1, resources, services), proxy
+	snap := snapshot.New(1, 1, resources, services)
+	snap.Mesh = mesh
+	return snap, proxy
 }
 
 // strictJSON decodes js into v, rejecting unknown fields so typos in test
@@ -222,16 +234,30 @@ func TestConsistentAndValid(t *testing.T) {
 				ValidateAll() error
 			}
 			var all []validator
+			typed := func(l *listenerv3.Listener, a *anypb.Any) {
+				m, err := a.UnmarshalNew()
+				if err != nil {
+					t.Fatalf("listener %s: %v", l.Name, err)
+				}
+				v, ok := m.(validator)
+				if !ok {
+					t.Fatalf("listener %s: %T has no validator", l.Name, m)
+				}
+				all = append(all, v)
+			}
 			for _, l := range res.Listeners {
 				all = append(all, l)
-				for _, fc := range l.GetFilterChains() {
+				chains := l.GetFilterChains()
+				if d := l.GetDefaultFilterChain(); d != nil {
+					chains = append(chains, d)
+				}
+				for _, fc := range chains {
 					for _, f := range fc.GetFilters() {
-						h := &hcmv3.HttpConnectionManager{}
-						if err := f.GetTypedConfig().UnmarshalTo(h); err != nil {
-							t.Fatalf("listener %s: %v", l.Name, err)
-						}
-						all = append(all, h)
+						typed(l, f.GetTypedConfig())
 					}
+				}
+				for _, lf := range l.GetListenerFilters() {
+					typed(l, lf.GetTypedConfig())
 				}
 			}
 			for _, r := range res.Routes {

@@ -1,0 +1,236 @@
+package translate
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	dnsv3 "github.com/envoyproxy/go-control-plane/envoy/data/dns/v3"
+	httpinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/http_inspector/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	dnsfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/udp/dns_filter/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/weftmesh/weft/internal/registry"
+	"github.com/weftmesh/weft/internal/snapshot"
+)
+
+// Names and ports of transparent mode, from docs/xds.md.
+const (
+	virtualOutboundName       = "virtualOutbound"
+	virtualInboundName        = "virtualInbound"
+	dnsListenerName           = "dns"
+	passthroughCluster        = "PassthroughCluster"
+	inboundPassthroughCluster = "InboundPassthroughCluster"
+	blackHoleCluster          = "BlackHoleCluster"
+	virtualOutboundPort       = 15001
+	virtualInboundPort        = 15006
+	dnsPort                   = 15053
+	dnsFilterName             = "envoy.filters.udp.dns_filter"
+)
+
+// sniffTimeout bounds protocol detection on ports that declare no protocol.
+// Envoy's default (15 s) would stall server-first protocols for that long.
+const sniffTimeout = 100 * time.Millisecond
+
+// portKind is how a service port is proxied.
+type portKind int
+
+const (
+	portSniffed portKind = iota // no protocol declared: detect HTTP
+	portHTTP
+	portTCP
+)
+
+func kindOf(protocol string) portKind {
+	switch strings.ToUpper(protocol) {
+	case "":
+		return portSniffed
+	case "HTTP", "HTTP2", "HTTP_PROXY", "GRPC", "GRPC-WEB":
+		return portHTTP
+	}
+	return portTCP
+}
+
+// transparentSidecar builds the listeners and route configurations of a
+// sidecar whose traffic iptables redirects to it.
+func (t *translator) transparentSidecar() ([]*listenerv3.Listener, []*routev3.RouteConfiguration) {
+	fallback := passthroughCluster
+	if t.snap.Mesh.OutboundTrafficPolicy == snapshot.RegistryOnly {
+		fallback = blackHoleCluster
+	}
+	outbound := &listenerv3.Listener{
+		Name:           virtualOutboundName,
+		Address:        socketAddress("0.0.0.0", virtualOutboundPort),
+		UseOriginalDst: wrapperspb.Bool(true),
+		FilterChains:   []*listenerv3.FilterChain{tcpProxyChain(virtualOutboundName, fallback)},
+	}
+	listeners := []*listenerv3.Listener{outbound, t.virtualInbound(), t.dnsListener()}
+	httpPorts := map[uint32]bool{}
+	for _, svc := range t.snap.Services {
+		if svc.VIP == "" {
+			continue
+		}
+		for _, port := range svc.Ports {
+			if strings.EqualFold(port.Protocol, "UDP") {
+				continue
+			}
+			listeners = append(listeners, vipListener(svc, port))
+			if kindOf(port.Protocol) != portTCP {
+				httpPorts[port.Number] = true
+			}
+		}
+	}
+	var routes []*routev3.RouteConfiguration
+	for port := range httpPorts {
+		routes = append(routes, t.outboundRoutes(strconv.Itoa(int(port)), port))
+	}
+	return listeners, routes
+}
+
+// vipListener takes the connections to one service port at its VIP.
+func vipListener(svc *registry.Service, port registry.Port) *listenerv3.Listener {
+	name := fmt.Sprintf("%s_%d", svc.VIP, port.Number)
+	l := &listenerv3.Listener{
+		Name:       name,
+		Address:    socketAddress(svc.VIP, port.Number),
+		BindToPort: wrapperspb.Bool(false),
+	}
+	cluster := clusterKey{host: svc.Hostname, port: port.Number}.name()
+	h := hcm(name)
+	h.RouteSpecifier = rds(strconv.Itoa(int(port.Number)))
+	httpChain := hcmChain(name, h)
+	switch kindOf(port.Protocol) {
+	case portHTTP:
+		l.FilterChains = []*listenerv3.FilterChain{httpChain}
+	case portTCP:
+		l.FilterChains = []*listenerv3.FilterChain{tcpProxyChain(name, cluster)}
+	default:
+		l.ListenerFilters = []*listenerv3.ListenerFilter{{
+			Name:       wellknown.HTTPInspector,
+			ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(&httpinspectorv3.HttpInspector{})},
+		}}
+		l.ListenerFiltersTimeout = durationpb.New(sniffTimeout)
+		l.ContinueOnListenerFiltersTimeout = true
+		httpChain.FilterChainMatch = &listenerv3.FilterChainMatch{ApplicationProtocols: []string{"http/1.1", "h2c"}}
+		l.FilterChains = []*listenerv3.FilterChain{httpChain}
+		l.DefaultFilterChain = tcpProxyChain(name, cluster)
+	}
+	return l
+}
+
+// virtualInbound takes the connections iptables redirects to 15006 and
+// sends each to the local application's port, by original destination
+// port. Ports the workload does not declare pass through unchanged.
+func (t *translator) virtualInbound() *listenerv3.Listener {
+	l := &listenerv3.Listener{
+		Name:               virtualInboundName,
+		Address:            socketAddress("0.0.0.0", virtualInboundPort),
+		UseOriginalDst:     wrapperspb.Bool(true),
+		DefaultFilterChain: tcpProxyChain(virtualInboundName, inboundPassthroughCluster),
+	}
+	for _, p := range t.proxy.Ports {
+		name := fmt.Sprintf("inbound|%d", p.Port)
+		var chain *listenerv3.FilterChain
+		if kindOf(registry.ProtocolFromName(p.Name)) == portHTTP {
+			h := hcm(name)
+			h.RouteSpecifier = &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: inboundRoutes(p.Port)}
+			chain = hcmChain(name, h)
+		} else {
+			// Undeclared inbound ports are proxied as TCP: the application
+			// speaks whatever it speaks.
+			chain = tcpProxyChain(name, inboundClusterName(p.Port))
+		}
+		chain.FilterChainMatch = &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(p.Port)}
+		l.FilterChains = append(l.FilterChains, chain)
+	}
+	return l
+}
+
+// dnsListener answers the mesh's host names with their VIPs on
+// 127.0.0.1:15053, where iptables sends the workload's DNS.
+func (t *translator) dnsListener() *listenerv3.Listener {
+	table := &dnsv3.DnsTable{}
+	for _, svc := range t.snap.Services {
+		if svc.VIP == "" {
+			continue
+		}
+		table.VirtualDomains = append(table.VirtualDomains, &dnsv3.DnsTable_DnsVirtualDomain{
+			Name: svc.Hostname,
+			Endpoint: &dnsv3.DnsTable_DnsEndpoint{EndpointConfig: &dnsv3.DnsTable_DnsEndpoint_AddressList{
+				AddressList: &dnsv3.DnsTable_AddressList{Address: []string{svc.VIP}},
+			}},
+		})
+	}
+	cfg := &dnsfilterv3.DnsFilterConfig{
+		StatPrefix: dnsListenerName,
+		ServerConfig: &dnsfilterv3.DnsFilterConfig_ServerContextConfig{
+			ConfigSource: &dnsfilterv3.DnsFilterConfig_ServerContextConfig_InlineDnsTable{InlineDnsTable: table},
+		},
+	}
+	addr := socketAddress("127.0.0.1", dnsPort)
+	addr.GetSocketAddress().Protocol = corev3.SocketAddress_UDP
+	return &listenerv3.Listener{
+		Name:    dnsListenerName,
+		Address: addr,
+		ListenerFilters: []*listenerv3.ListenerFilter{{
+			Name:       dnsFilterName,
+			ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(cfg)},
+		}},
+	}
+}
+
+// hcmChain is a filter chain holding one HTTP connection manager.
+func hcmChain(name string, h *hcmv3.HttpConnectionManager) *listenerv3.FilterChain {
+	return &listenerv3.FilterChain{
+		Name: name,
+		Filters: []*listenerv3.Filter{{
+			Name:       wellknown.HTTPConnectionManager,
+			ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(h)},
+		}},
+	}
+}
+
+// tcpProxyChain is a filter chain that proxies the connection's bytes to
+// cluster.
+func tcpProxyChain(name, cluster string) *listenerv3.FilterChain {
+	return &listenerv3.FilterChain{
+		Name: name,
+		Filters: []*listenerv3.Filter{{
+			Name: wellknown.TCPProxy,
+			ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(&tcpproxyv3.TcpProxy{
+				StatPrefix:       strings.ReplaceAll(name, "|", "_"),
+				ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: cluster},
+			})},
+		}},
+	}
+}
+
+// passthroughClusters are the clusters transparent listeners fall back to.
+func passthroughClusters() []*clusterv3.Cluster {
+	originalDst := func(name string) *clusterv3.Cluster {
+		return &clusterv3.Cluster{
+			Name:                 name,
+			ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST},
+			LbPolicy:             clusterv3.Cluster_CLUSTER_PROVIDED,
+			ConnectTimeout:       durationpb.New(10 * time.Second),
+		}
+	}
+	return []*clusterv3.Cluster{
+		originalDst(passthroughCluster),
+		originalDst(inboundPassthroughCluster),
+		{
+			Name:                 blackHoleCluster,
+			ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+			ConnectTimeout:       durationpb.New(10 * time.Second),
+		},
+	}
+}
