@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"github.com/weftmesh/weft/internal/netns"
 )
 
 // Detach starts the supervisor in the background with args (the same `up`
@@ -96,6 +98,11 @@ func Down(dataDir string, out io.Writer) error {
 	if alive(st.SupervisorPID, "weft") {
 		syscall.Kill(st.SupervisorPID, syscall.SIGKILL)
 	}
+	if st.Network != "" {
+		if err := netns.Remove(st.Network); err != nil {
+			return err
+		}
+	}
 	os.Remove(filepath.Join(dataDir, stateFile))
 	fmt.Fprintf(out, "Stopped the mesh (%d processes).\n", len(st.Procs))
 	return nil
@@ -106,12 +113,19 @@ func Down(dataDir string, out io.Writer) error {
 // " --data-dir /tmp/mesh", or "" for the default data dir.
 func PrintSummary(w io.Writer, st *State, dataDir, flag string) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SERVICE\tVERSION\tWORKLOAD\tPID\tAPP\tINBOUND\tOUTBOUND\tADMIN")
+	if st.Network != "" {
+		fmt.Fprintln(tw, "SERVICE\tVERSION\tWORKLOAD\tPROXY PID\tIP\tNETWORK NAMESPACE")
+	} else {
+		fmt.Fprintln(tw, "SERVICE\tVERSION\tWORKLOAD\tPID\tAPP\tINBOUND\tOUTBOUND\tADMIN")
+	}
 	for _, p := range st.Procs {
-		switch p.Role {
-		case "control":
+		switch {
+		case p.Role == "control", p.Role == "app", p.Role == "init":
 			continue
-		case "gateway":
+		case p.NetNS != "":
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", p.Service, p.Version, p.Name, p.PID, p.IP, p.NetNS)
+			continue
+		case p.Role == "gateway":
 			fmt.Fprintf(tw, "%s\t-\t%s\t%d\t-\t%d\t-\t%d\n", p.Service, p.Name, p.PID, p.InboundPort, p.AdminPort)
 		default:
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\n", p.Service, p.Version, p.Name, p.PID, p.AppPort, p.InboundPort, p.OutboundPort, p.AdminPort)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/weftmesh/weft/internal/control"
 	"github.com/weftmesh/weft/internal/controlapi"
+	"github.com/weftmesh/weft/internal/netns"
 	"github.com/weftmesh/weft/samples/bookinfo/networking"
 )
 
@@ -40,6 +41,11 @@ type Options struct {
 	// DataDirFlag is what other weft commands need to reach this mesh,
 	// e.g. " --data-dir /tmp/mesh"; empty for the default data dir.
 	DataDirFlag string
+	// NetNS runs every workload in its own network namespace with its own
+	// IP, its traffic captured by iptables (transparent mode). Needs root.
+	NetNS bool
+	// Subnet is the namespaces' network in NetNS mode; default 10.244.0.0/24.
+	Subnet string
 	// ReadyTimeout bounds start-up; default 60s.
 	ReadyTimeout time.Duration
 }
@@ -67,6 +73,9 @@ func (o *Options) defaults() error {
 	if o.GatewayPort == 0 {
 		o.GatewayPort = 8080
 	}
+	if o.Subnet == "" {
+		o.Subnet = "10.244.0.0/24"
+	}
 	if o.PortBase == 0 {
 		o.PortBase = 16000
 	}
@@ -84,7 +93,7 @@ func (o *Options) defaults() error {
 // Proc is one process of the local mesh.
 type Proc struct {
 	Name         string `json:"name"` // workload name, "weft-control" or the gateway's
-	Role         string `json:"role"` // control, sidecar or gateway
+	Role         string `json:"role"` // control, sidecar, gateway, app (--netns) or init (--netns)
 	Service      string `json:"service,omitempty"`
 	Version      string `json:"version,omitempty"`
 	PID          int    `json:"pid"`
@@ -93,6 +102,10 @@ type Proc struct {
 	OutboundPort int    `json:"outboundPort,omitempty"`
 	AdminPort    int    `json:"adminPort,omitempty"`
 	Log          string `json:"log"`
+	// NetNS and IP are the process's network namespace and address in
+	// --netns mode.
+	NetNS string `json:"netns,omitempty"`
+	IP    string `json:"ip,omitempty"`
 	// Binary is the executable's base name, to recognise the process when
 	// cleaning up after a crash.
 	Binary string `json:"binary"`
@@ -106,7 +119,9 @@ type State struct {
 	XDSAddr       string    `json:"xdsAddr"`
 	APIAddr       string    `json:"apiAddr"`
 	GatewayURL    string    `json:"gatewayUrl"`
-	Procs         []Proc    `json:"procs"`
+	// Network names the bridge and namespace prefix of --netns mode.
+	Network string `json:"network,omitempty"`
+	Procs   []Proc `json:"procs"`
 }
 
 const stateFile = "up.json"
@@ -142,6 +157,32 @@ type child struct {
 	cmd  *exec.Cmd
 	done chan struct{}
 	err  error // valid after done is closed
+	// ready reports whether the process serves; nil for processes that
+	// have nothing to ask.
+	ready func(context.Context) error
+}
+
+// supervisor starts the mesh's processes and keeps their record.
+type supervisor struct {
+	opts     Options
+	log      *slog.Logger
+	st       *State
+	children []*child
+	net      *netns.Network // in --netns mode
+}
+
+// start starts a process on the host, or in host's namespace when host is
+// set, records it in up.json, and returns it.
+func (s *supervisor) start(p Proc, host *netns.Host, cred *syscall.Credential, env []string, args ...string) (*child, error) {
+	c, err := startChild(s.opts, p, host, cred, env, args)
+	if err != nil {
+		return nil, err
+	}
+	s.children = append(s.children, c)
+	s.st.Procs = append(s.st.Procs, c.proc)
+	// Record every process as soon as it exists, so a crash of this
+	// supervisor leaves enough behind to clean up.
+	return c, writeState(s.opts.DataDir, s.st)
 }
 
 // Run starts the mesh, prints where everything runs, and supervises it until
@@ -150,43 +191,43 @@ func Run(ctx context.Context, opts Options) error {
 	if err := opts.defaults(); err != nil {
 		return err
 	}
-	log := opts.Logger
+	if opts.NetNS && !netns.Root() {
+		return errors.New("weft up --netns needs root: it creates network namespaces, veth pairs and iptables rules; run it with sudo, or without --netns")
+	}
 	if err := prepare(opts); err != nil {
 		return err
 	}
-	st := &State{
+	s := &supervisor{opts: opts, log: opts.Logger, st: &State{
 		SupervisorPID: os.Getpid(), StartedAt: time.Now(),
 		XDSAddr:    fmt.Sprintf("127.0.0.1:%d", opts.XDSPort),
 		APIAddr:    fmt.Sprintf("127.0.0.1:%d", opts.APIPort),
 		GatewayURL: fmt.Sprintf("http://127.0.0.1:%d", opts.GatewayPort),
-	}
-	var children []*child
+	}}
 	defer func() {
-		stop(log, children)
+		stop(s.log, s.children)
+		if s.net != nil {
+			if err := netns.Remove(s.st.Network); err != nil {
+				s.log.Error("removing the mesh network", "err", err)
+			}
+		}
 		os.Remove(filepath.Join(opts.DataDir, stateFile))
 	}()
-	start := func(p Proc, env []string, args ...string) (*child, error) {
-		c, err := startChild(opts, p, env, args)
-		if err != nil {
-			return nil, err
+	if opts.NetNS {
+		if err := s.createNetwork(); err != nil {
+			return err
 		}
-		children = append(children, c)
-		st.Procs = append(st.Procs, c.proc)
-		// Record every process as soon as it exists, so a crash of this
-		// supervisor leaves enough behind to clean up.
-		return c, writeState(opts.DataDir, st)
 	}
 
 	readyCtx, cancel := context.WithTimeout(ctx, opts.ReadyTimeout)
 	defer cancel()
 
 	// 1. The control plane, and the sample's gateway config.
-	ctl, err := start(Proc{Name: "weft-control", Role: "control", Binary: "weft"}, nil,
-		"control", "--data-dir", opts.DataDir, "--xds-addr", st.XDSAddr, "--api-addr", st.APIAddr)
+	ctl, err := s.start(Proc{Name: "weft-control", Role: "control", Binary: "weft"}, nil, nil, nil,
+		"control", "--data-dir", opts.DataDir, "--xds-addr", s.st.XDSAddr, "--api-addr", s.st.APIAddr)
 	if err != nil {
 		return err
 	}
-	api := controlapi.NewClient(st.APIAddr)
+	api := controlapi.NewClient(s.st.APIAddr)
 	if err := waitFor(readyCtx, ctl, "the control plane", func(ctx context.Context) error { return api.Ready(ctx) }); err != nil {
 		return err
 	}
@@ -198,32 +239,16 @@ func Run(ctx context.Context, opts Options) error {
 		return fmt.Errorf("apply the Bookinfo gateway: %w", err)
 	}
 
-	// 2. One sidecar per workload, each wrapping its app, and the gateway.
-	app := filepath.Join(opts.BinDir, "bookinfo")
-	var proxies []*child
+	// 2. One sidecar per workload with its app, and the gateway.
 	alloc := newPortAllocator(opts.PortBase, opts.XDSPort, opts.APIPort, opts.GatewayPort)
+	var proxies []*child
 	for _, w := range bookinfo {
-		ports, err := alloc.take(4)
-		if err != nil {
-			return err
+		var c *child
+		if opts.NetNS {
+			c, err = s.startTransparent(readyCtx, w)
+		} else {
+			c, err = s.startExplicit(w, alloc)
 		}
-		p := Proc{
-			Name: podName(w.App, w.Version), Role: "sidecar", Service: w.App, Version: w.Version, Binary: "weft-proxy",
-			AppPort: ports[0], InboundPort: ports[1], OutboundPort: ports[2], AdminPort: ports[3],
-		}
-		outbound := fmt.Sprintf("http://127.0.0.1:%d", p.OutboundPort)
-		env := append([]string{
-			"PORT=" + strconv.Itoa(p.AppPort), "BIND_ADDR=127.0.0.1", "POD_NAME=" + p.Name,
-			"SERVICE_VERSION=" + w.Version, "HTTP_PROXY=" + outbound, "http_proxy=" + outbound,
-			"NO_PROXY=", "no_proxy=",
-		}, w.Env...)
-		c, err := start(p, env,
-			"--xds-address", st.XDSAddr, "--namespace", "default", "--service", w.App,
-			"--workload-name", p.Name, "--service-account", w.ServiceAccount,
-			"--labels", "app="+w.App+",version="+w.Version,
-			"--port", fmt.Sprintf("http:%d:%d:%d", w.ServicePort, p.AppPort, p.InboundPort),
-			"--outbound-port", strconv.Itoa(p.OutboundPort), "--admin-port", strconv.Itoa(p.AdminPort),
-			"--", app, w.App)
 		if err != nil {
 			return err
 		}
@@ -235,35 +260,37 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	gwProc := Proc{Name: podName("istio-ingressgateway", "v1"), Role: "gateway", Service: "istio-ingressgateway",
 		Binary: "weft-proxy", AdminPort: adminPort[0], InboundPort: opts.GatewayPort}
-	gwChild, err := start(gwProc, nil,
-		"--type", "router", "--xds-address", st.XDSAddr, "--namespace", "istio-system",
+	gwChild, err := s.start(gwProc, nil, nil, nil,
+		"--type", "router", "--xds-address", s.st.XDSAddr, "--namespace", "istio-system",
 		"--workload-name", gwProc.Name, "--service-account", "istio-ingressgateway-service-account",
 		"--labels", "istio=ingressgateway,app=istio-ingressgateway",
 		"--port-map", fmt.Sprintf("80=%d", opts.GatewayPort), "--admin-port", strconv.Itoa(gwProc.AdminPort))
 	if err != nil {
 		return err
 	}
+	gwURL := fmt.Sprintf("http://127.0.0.1:%d/ready", gwProc.AdminPort)
+	gwChild.ready = func(ctx context.Context) error { return httpOK(ctx, http.DefaultTransport, gwURL) }
 	proxies = append(proxies, gwChild)
 
 	// 3. Ready when every proxy is and the product page answers.
 	for _, c := range proxies {
-		url := fmt.Sprintf("http://127.0.0.1:%d/ready", c.proc.AdminPort)
-		if err := waitFor(readyCtx, c, c.proc.Name, func(ctx context.Context) error { return httpOK(ctx, url) }); err != nil {
+		if err := waitFor(readyCtx, c, c.proc.Name, c.ready); err != nil {
 			return err
 		}
 	}
-	page := st.GatewayURL + "/productpage"
-	if err := waitFor(readyCtx, gwChild, page, func(ctx context.Context) error { return httpOK(ctx, page) }); err != nil {
+	page := s.st.GatewayURL + "/productpage"
+	if err := waitFor(readyCtx, gwChild, page, func(ctx context.Context) error { return httpOK(ctx, http.DefaultTransport, page) }); err != nil {
 		return err
 	}
-	st.Ready = true
-	if err := writeState(opts.DataDir, st); err != nil {
+	s.st.Ready = true
+	if err := writeState(opts.DataDir, s.st); err != nil {
 		return err
 	}
-	PrintSummary(opts.Out, st, opts.DataDir, opts.DataDirFlag)
-	log.Info("mesh is up; Ctrl-C stops it")
+	PrintSummary(opts.Out, s.st, opts.DataDir, opts.DataDirFlag)
+	s.log.Info("mesh is up; Ctrl-C stops it")
 
 	// 4. Supervise until told to stop.
+	children := s.children
 	for {
 		exited := make(chan *child, len(children))
 		for _, c := range children {
@@ -279,10 +306,42 @@ func Run(ctx context.Context, opts Options) error {
 		case c := <-exited:
 			// The rest keeps running: a dead control plane, say, must not
 			// take the data plane with it.
-			log.Error("process exited", "name", c.proc.Name, "pid", c.proc.PID, "err", c.err, "log", c.proc.Log)
+			s.log.Error("process exited", "name", c.proc.Name, "pid", c.proc.PID, "err", c.err, "log", c.proc.Log)
 			children = remove(children, c)
 		}
 	}
+}
+
+// startExplicit starts a workload's sidecar on the host; the sidecar starts
+// the app as its child, with HTTP_PROXY pointing at itself.
+func (s *supervisor) startExplicit(w Workload, alloc *portAllocator) (*child, error) {
+	ports, err := alloc.take(4)
+	if err != nil {
+		return nil, err
+	}
+	p := Proc{
+		Name: podName(w.App, w.Version), Role: "sidecar", Service: w.App, Version: w.Version, Binary: "weft-proxy",
+		AppPort: ports[0], InboundPort: ports[1], OutboundPort: ports[2], AdminPort: ports[3],
+	}
+	outbound := fmt.Sprintf("http://127.0.0.1:%d", p.OutboundPort)
+	env := append([]string{
+		"PORT=" + strconv.Itoa(p.AppPort), "BIND_ADDR=127.0.0.1", "POD_NAME=" + p.Name,
+		"SERVICE_VERSION=" + w.Version, "HTTP_PROXY=" + outbound, "http_proxy=" + outbound,
+		"NO_PROXY=", "no_proxy=",
+	}, w.Env...)
+	c, err := s.start(p, nil, nil, env,
+		"--xds-address", s.st.XDSAddr, "--namespace", "default", "--service", w.App,
+		"--workload-name", p.Name, "--service-account", w.ServiceAccount,
+		"--labels", "app="+w.App+",version="+w.Version,
+		"--port", fmt.Sprintf("http:%d:%d:%d", w.ServicePort, p.AppPort, p.InboundPort),
+		"--outbound-port", strconv.Itoa(p.OutboundPort), "--admin-port", strconv.Itoa(p.AdminPort),
+		"--", s.appPath(), w.App)
+	if err != nil {
+		return nil, err
+	}
+	url := fmt.Sprintf("http://127.0.0.1:%d/ready", p.AdminPort)
+	c.ready = func(ctx context.Context) error { return httpOK(ctx, http.DefaultTransport, url) }
+	return c, nil
 }
 
 func remove(cs []*child, c *child) []*child {
@@ -326,6 +385,11 @@ func prepare(opts Options) error {
 			syscall.Kill(p.PID, syscall.SIGKILL)
 		}
 	}
+	if old.Network != "" {
+		if err := netns.Remove(old.Network); err != nil {
+			return fmt.Errorf("remove the network an earlier run left: %w", err)
+		}
+	}
 	os.Remove(filepath.Join(opts.DataDir, stateFile))
 	os.Remove(filepath.Join(opts.DataDir, controlapi.StateFile))
 	return checkPorts(opts)
@@ -346,7 +410,7 @@ func checkPorts(opts Options) error {
 	return nil
 }
 
-func startChild(opts Options, p Proc, env, args []string) (*child, error) {
+func startChild(opts Options, p Proc, host *netns.Host, cred *syscall.Credential, env, args []string) (*child, error) {
 	p.Log = filepath.Join(opts.DataDir, "logs", p.Name+".log")
 	logf, err := os.OpenFile(p.Log, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
 	if err != nil {
@@ -358,14 +422,20 @@ func startChild(opts Options, p Proc, env, args []string) (*child, error) {
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Die with the supervisor, and keep Ctrl-C in the terminal from
 	// reaching children directly: the supervisor stops them in order.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true, Credential: cred}
+	wait := cmd.Wait
+	if host != nil {
+		p.NetNS, p.IP = host.Namespace, host.IP.String()
+		if wait, err = host.Start(cmd); err != nil {
+			return nil, fmt.Errorf("start %s: %w", p.Name, err)
+		}
+	} else if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", p.Name, err)
 	}
 	p.PID = cmd.Process.Pid
 	c := &child{proc: p, cmd: cmd, done: make(chan struct{})}
 	go func() {
-		c.err = cmd.Wait()
+		c.err = wait()
 		close(c.done)
 	}()
 	opts.Logger.Debug("started", "name", p.Name, "pid", p.PID, "args", strings.Join(args, " "))
@@ -422,12 +492,12 @@ func waitFor(ctx context.Context, c *child, what string, check func(context.Cont
 	}
 }
 
-func httpOK(ctx context.Context, url string) error {
+func httpOK(ctx context.Context, rt http.RoundTripper, url string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
 	}
-	resp, err := http.DefaultTransport.RoundTrip(req)
+	resp, err := rt.RoundTrip(req)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,107 @@
+package up
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"net/http"
+	"net/netip"
+	"path/filepath"
+	"strconv"
+	"syscall"
+
+	"github.com/weftmesh/weft/internal/netns"
+)
+
+// ProxyUID is the user the transparent sidecars run as; iptables leaves
+// its traffic alone so that the proxy's own connections are not captured
+// again. It is Istio's.
+const ProxyUID = 1337
+
+// Ports of a transparent sidecar inside its namespace (Istio's).
+const (
+	netnsOutboundPort = 15001
+	netnsInboundPort  = 15006
+	netnsAdminPort    = 15000
+)
+
+// createNetwork makes the bridge of --netns mode, named after the data dir
+// so that two meshes on one machine do not collide, and points the proxies
+// at the control plane's address on it.
+func (s *supervisor) createNetwork() error {
+	subnet, err := netip.ParsePrefix(s.opts.Subnet)
+	if err != nil {
+		return fmt.Errorf("--subnet %q: %w", s.opts.Subnet, err)
+	}
+	h := fnv.New32a()
+	h.Write([]byte(s.opts.DataDir))
+	name := fmt.Sprintf("weft%04x", h.Sum32()&0xffff)
+	s.st.Network = name
+	if err := writeState(s.opts.DataDir, s.st); err != nil {
+		return err
+	}
+	n, err := netns.Create(netns.Options{Name: name, Subnet: subnet, Logger: s.log})
+	if err != nil {
+		return fmt.Errorf("create the mesh network: %w", err)
+	}
+	s.net = n
+	s.st.XDSAddr = fmt.Sprintf("%s:%d", n.Gateway(), s.opts.XDSPort)
+	return writeState(s.opts.DataDir, s.st)
+}
+
+// startTransparent starts a workload in a namespace of its own, as a pod
+// runs: an init step installs the iptables capture, then the sidecar runs
+// as ProxyUID, and once it is ready the app starts with no proxy settings
+// at all, on the service port of its own IP.
+func (s *supervisor) startTransparent(ctx context.Context, w Workload) (*child, error) {
+	name := podName(w.App, w.Version)
+	host, err := s.net.AddHost(name)
+	if err != nil {
+		return nil, err
+	}
+	uid := strconv.Itoa(ProxyUID)
+	init, err := startChild(s.opts, Proc{Name: name + "-init", Role: "init", Binary: "weft-proxy"}, host, nil, nil,
+		[]string{"iptables", "--proxy-uid", uid, "--proxy-gid", uid, "--capture-dns",
+			"--inbound-ports-exclude", strconv.Itoa(netnsAdminPort)})
+	if err != nil {
+		return nil, err
+	}
+	<-init.done
+	if init.err != nil {
+		return nil, fmt.Errorf("install the traffic capture of %s (%v); its log %s ends:\n%s", name, init.err, init.proc.Log, tail(init.proc.Log, 15))
+	}
+
+	port := strconv.Itoa(int(w.ServicePort))
+	p := Proc{
+		Name: name, Role: "sidecar", Service: w.App, Version: w.Version, Binary: "weft-proxy",
+		AppPort: int(w.ServicePort), InboundPort: netnsInboundPort, OutboundPort: netnsOutboundPort, AdminPort: netnsAdminPort,
+	}
+	proxy, err := s.start(p, host, &syscall.Credential{Uid: ProxyUID, Gid: ProxyUID}, nil,
+		"--xds-address", s.st.XDSAddr, "--interception-mode", "REDIRECT", "--ip", host.IP.String(),
+		"--namespace", "default", "--service", w.App,
+		"--workload-name", name, "--service-account", w.ServiceAccount,
+		"--labels", "app="+w.App+",version="+w.Version,
+		"--port", "http:"+port+":"+port+":"+port, "--admin-port", strconv.Itoa(netnsAdminPort))
+	if err != nil {
+		return nil, err
+	}
+	inside := &http.Transport{DialContext: host.Dial, DisableKeepAlives: true}
+	url := fmt.Sprintf("http://127.0.0.1:%d/ready", netnsAdminPort)
+	proxy.ready = func(ctx context.Context) error { return httpOK(ctx, inside, url) }
+	if err := waitFor(ctx, proxy, name, proxy.ready); err != nil {
+		return nil, err
+	}
+
+	env := append([]string{
+		"PORT=" + port, "POD_NAME=" + name, "SERVICE_VERSION=" + w.Version,
+		"HTTP_PROXY=", "http_proxy=", "HTTPS_PROXY=", "https_proxy=",
+	}, w.Env...)
+	app := Proc{Name: name + "-app", Role: "app", Service: w.App, Version: w.Version, Binary: "bookinfo"}
+	if _, err := s.start(app, host, nil, env, w.App); err != nil {
+		return nil, err
+	}
+	return proxy, nil
+}
+
+// appPath is the sample binary the workloads run.
+func (s *supervisor) appPath() string { return filepath.Join(s.opts.BinDir, "bookinfo") }
