@@ -6,7 +6,6 @@ import (
 	"hash/fnv"
 	"net/http"
 	"net/netip"
-	"path/filepath"
 	"strconv"
 	"syscall"
 
@@ -81,7 +80,7 @@ func (s *supervisor) startTransparent(ctx context.Context, w Workload) (*child, 
 		"--namespace", "default", "--service", w.App,
 		"--workload-name", name, "--service-account", w.ServiceAccount,
 		"--labels", "app="+w.App+",version="+w.Version,
-		"--port", "http:"+port+":"+port+":"+port, "--admin-port", strconv.Itoa(netnsAdminPort))
+		"--port", w.PortName+":"+port+":"+port+":"+port, "--admin-port", strconv.Itoa(netnsAdminPort))
 	if err != nil {
 		return nil, err
 	}
@@ -96,12 +95,9 @@ func (s *supervisor) startTransparent(ctx context.Context, w Workload) (*child, 
 		"PORT=" + port, "POD_NAME=" + name, "SERVICE_VERSION=" + w.Version,
 		"HTTP_PROXY=", "http_proxy=", "HTTPS_PROXY=", "https_proxy=",
 	}, w.Env...)
-	app := Proc{Name: name + "-app", Role: "app", Service: w.App, Version: w.Version, Binary: "bookinfo"}
-	if _, err := s.start(app, host, nil, env, w.App); err != nil {
+	app := Proc{Name: name + "-app", Role: "app", Service: w.App, Version: w.Version, Binary: w.Binary}
+	if _, err := s.start(app, host, nil, env, w.Args...); err != nil {
 		return nil, err
 	}
 	return proxy, nil
 }
-
-// appPath is the sample binary the workloads run.
-func (s *supervisor) appPath() string { return filepath.Join(s.opts.BinDir, "bookinfo") }

@@ -35,6 +35,9 @@ type Options struct {
 	XDSPort     int // default 15010
 	APIPort     int // default 15014
 	GatewayPort int // default 8080
+	// Samples names the sets of workloads to run: "bookinfo" (always
+	// there, since the gateway serves it) and "tcp". Default: bookinfo.
+	Samples []string
 	// PortBase is the first of the ports given to sidecars and apps;
 	// default 16000.
 	PortBase int
@@ -242,7 +245,11 @@ func Run(ctx context.Context, opts Options) error {
 	// 2. One sidecar per workload with its app, and the gateway.
 	alloc := newPortAllocator(opts.PortBase, opts.XDSPort, opts.APIPort, opts.GatewayPort)
 	var proxies []*child
-	for _, w := range bookinfo {
+	workloads, err := opts.workloads()
+	if err != nil {
+		return err
+	}
+	for _, w := range workloads {
 		var c *child
 		if opts.NetNS {
 			c, err = s.startTransparent(readyCtx, w)
@@ -329,13 +336,15 @@ func (s *supervisor) startExplicit(w Workload, alloc *portAllocator) (*child, er
 		"SERVICE_VERSION=" + w.Version, "HTTP_PROXY=" + outbound, "http_proxy=" + outbound,
 		"NO_PROXY=", "no_proxy=",
 	}, w.Env...)
-	c, err := s.start(p, nil, nil, env,
+	args := []string{
 		"--xds-address", s.st.XDSAddr, "--namespace", "default", "--service", w.App,
 		"--workload-name", p.Name, "--service-account", w.ServiceAccount,
-		"--labels", "app="+w.App+",version="+w.Version,
-		"--port", fmt.Sprintf("http:%d:%d:%d", w.ServicePort, p.AppPort, p.InboundPort),
+		"--labels", "app=" + w.App + ",version=" + w.Version,
+		"--port", fmt.Sprintf("%s:%d:%d:%d", w.PortName, w.ServicePort, p.AppPort, p.InboundPort),
 		"--outbound-port", strconv.Itoa(p.OutboundPort), "--admin-port", strconv.Itoa(p.AdminPort),
-		"--", s.appPath(), w.App)
+		"--", filepath.Join(s.opts.BinDir, w.Binary),
+	}
+	c, err := s.start(p, nil, nil, env, append(args, w.Args...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -354,9 +363,32 @@ func remove(cs []*child, c *child) []*child {
 	return out
 }
 
+// workloads lists the workloads of the chosen samples, Bookinfo first.
+func (o *Options) workloads() ([]Workload, error) {
+	out := append([]Workload(nil), bookinfo...)
+	for _, name := range o.Samples {
+		ws, ok := samples[name]
+		if !ok {
+			return nil, fmt.Errorf("unknown sample %q: choose from bookinfo, tcp", name)
+		}
+		if name != "bookinfo" {
+			out = append(out, ws...)
+		}
+	}
+	return out, nil
+}
+
 // prepare checks the binaries and clears what an earlier run left behind.
 func prepare(opts Options) error {
-	for _, b := range []string{"weft", "weft-proxy", "bookinfo"} {
+	workloads, err := opts.workloads()
+	if err != nil {
+		return err
+	}
+	need := map[string]bool{"weft": true, "weft-proxy": true}
+	for _, w := range workloads {
+		need[w.Binary] = true
+	}
+	for b := range need {
 		if _, err := os.Stat(filepath.Join(opts.BinDir, b)); err != nil {
 			return fmt.Errorf("%s not found in %s: build it with `make build`", b, opts.BinDir)
 		}

@@ -7,23 +7,46 @@ import (
 
 // Workload is one sample application instance and its sidecar.
 type Workload struct {
-	App            string // bookinfo subcommand and service name
+	App            string // service name
 	Version        string
 	ServiceAccount string
 	ServicePort    uint32
-	Env            []string
+	// PortName declares the port's protocol the Istio way: "http", or
+	// "tcp-..." for opaque TCP that must never be sniffed.
+	PortName string
+	// Binary and Args run the app; Binary is in the bin dir.
+	Binary string
+	Args   []string
+	Env    []string
 }
 
 // bookinfo is Istio's Bookinfo: the same services, versions and service
 // accounts.
 var bookinfo = []Workload{
-	{App: "productpage", Version: "v1", ServiceAccount: "bookinfo-productpage", ServicePort: 9080},
-	{App: "details", Version: "v1", ServiceAccount: "bookinfo-details", ServicePort: 9080},
-	{App: "reviews", Version: "v1", ServiceAccount: "bookinfo-reviews", ServicePort: 9080},
-	{App: "reviews", Version: "v2", ServiceAccount: "bookinfo-reviews", ServicePort: 9080},
-	{App: "reviews", Version: "v3", ServiceAccount: "bookinfo-reviews", ServicePort: 9080},
-	{App: "ratings", Version: "v1", ServiceAccount: "bookinfo-ratings", ServicePort: 9080},
+	bookinfoApp("productpage", "v1"),
+	bookinfoApp("details", "v1"),
+	bookinfoApp("reviews", "v1"),
+	bookinfoApp("reviews", "v2"),
+	bookinfoApp("reviews", "v3"),
+	bookinfoApp("ratings", "v1"),
 }
+
+func bookinfoApp(app, version string) Workload {
+	return Workload{App: app, Version: version, ServiceAccount: "bookinfo-" + app, ServicePort: 9080,
+		PortName: "http", Binary: "bookinfo", Args: []string{app}}
+}
+
+// tcpSamples are opaque TCP services: an echo server and a server-first
+// greeter, on ports declared TCP.
+var tcpSamples = []Workload{
+	{App: "tcp-echo", Version: "v1", ServiceAccount: "tcp-echo", ServicePort: 9000, PortName: "tcp-echo",
+		Binary: "tcpecho", Args: []string{"echo"}},
+	{App: "greeter", Version: "v1", ServiceAccount: "greeter", ServicePort: 9001, PortName: "tcp-greeter",
+		Binary: "tcpecho", Args: []string{"greet"}},
+}
+
+// samples are the sets of workloads `weft up --samples` knows.
+var samples = map[string][]Workload{"bookinfo": bookinfo, "tcp": tcpSamples}
 
 // podName returns a Kubernetes-like pod name: reviews-v2-7c4xq.
 func podName(app, version string) string {
