@@ -3,15 +3,14 @@ GO      ?= go
 GOFLAGS ?= -buildvcs=false
 export GOFLAGS
 
-BINARIES := bin/weft bin/weft-proxy bin/bookinfo
 
-.PHONY: all build up test vet unit e2e fuzz clean
+.PHONY: all build up deps test vet unit e2e fuzz clean
 
 all: build
 
 build:
 	@mkdir -p bin
-	$(GO) build -o bin/ ./cmd/weft ./cmd/weft-proxy ./samples/bookinfo
+	$(GO) build -o bin/ ./cmd/weft ./cmd/weft-proxy ./samples/bookinfo ./samples/tcpecho
 
 # Run the local mesh with Bookinfo in the foreground; Ctrl-C stops it.
 up: build
@@ -20,8 +19,13 @@ up: build
 vet:
 	$(GO) vet ./...
 
+# Tools the root-only network namespace tests need (Debian/Ubuntu).
+deps:
+	@command -v iptables >/dev/null && command -v ip >/dev/null || \
+		{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y iptables iproute2; }
+
 # Every test, end-to-end tests included. Sized for 2 cores.
-test: build vet
+test: deps build vet
 	$(GO) test -p 2 -timeout 20m -count=1 ./...
 
 unit:
@@ -34,6 +38,20 @@ e2e: build
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./internal/config/
 	$(GO) test -run '^$$' -fuzz FuzzSelect -fuzztime 30s ./internal/proxy/router/
+	$(GO) test -run '^$$' -fuzz FuzzDNSPacket -fuzztime 30s ./internal/proxy/dns/
 
 clean:
 	rm -rf bin
+
+# Weft's sidecars beside nginx and HAProxy, and the control plane at scale;
+# see docs/performance.md. Writes bench/results/latest.{md,json} (JSON to
+# $BENCH_OUT when set) and latency.png; the weft client sidecar's CPU profile
+# goes to bin/weft-client.pprof.
+.PHONY: bench bench-quick
+bench: build
+	$(GO) build -o bin/weftbench ./bench/cmd/weftbench
+	./bin/weftbench -profile bin/weft-client.pprof
+
+bench-quick: build
+	$(GO) build -o bin/weftbench ./bench/cmd/weftbench
+	./bin/weftbench -quick -profile bin/weft-client.pprof
