@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -45,7 +46,20 @@ func run(m *testing.M) int {
 		return 1
 	}
 	binDir = dir
-	return m.Run()
+	// Root runs the network namespace tests too; the whole suite must
+	// leave the machine's network as it found it.
+	var before string
+	if os.Geteuid() == 0 {
+		before = hostNetwork()
+	}
+	code := m.Run()
+	if before != "" {
+		if after := hostNetwork(); after != before {
+			fmt.Fprintf(os.Stderr, "FAIL: the e2e suite left the host's network changed:\nbefore:\n%s\nafter:\n%s", before, after)
+			return 1
+		}
+	}
+	return code
 }
 
 // mesh is one running local mesh.
@@ -58,15 +72,18 @@ type mesh struct {
 	gateway  string // http://127.0.0.1:PORT
 	samples  string // samples/bookinfo/networking
 	upOutput string
+	extra    []string // more weft up flags
 }
 
-// startMesh runs `weft up --detach` on free ports and stops it when the test ends.
-func startMesh(t *testing.T) *mesh {
+// startMesh runs `weft up --detach` with the extra flags on free ports and
+// stops it when the test ends.
+func startMesh(t *testing.T, extra ...string) *mesh {
 	t.Helper()
 	ports := freePorts(t, 3)
 	m := &mesh{
 		t: t, dataDir: t.TempDir(), xdsPort: ports[0], apiPort: ports[1], gwPort: ports[2],
 		samples: filepath.Join("..", "samples", "bookinfo", "networking"),
+		extra:   extra,
 	}
 	m.gateway = fmt.Sprintf("http://127.0.0.1:%d", m.gwPort)
 	t.Cleanup(func() {
@@ -89,7 +106,7 @@ func (m *mesh) upArgs(detach bool) []string {
 	if detach {
 		args = append(args, "--detach")
 	}
-	return args
+	return append(args, m.extra...)
 }
 
 // weft runs the weft CLI against this mesh and returns its combined output
@@ -232,4 +249,42 @@ func freePorts(t *testing.T, n int) []int {
 		t.Fatal("no free ports below 32000")
 	}
 	return ports
+}
+
+// meshLink matches the names weft up --netns gives its bridge, veths and
+// namespaces (weftXXXX, weftXXXXvN, weftXXXX-workload); other packages'
+// tests, which may run at the same time, use other names.
+var meshLink = regexp.MustCompile(`\bweft[0-9a-f]{4}(v[0-9]+p?|-[a-z0-9-]+)?\b`)
+
+// hostNetwork is what weft up --netns may change on the machine: its
+// namespaces and links, and the host's iptables rules. A mesh must leave it
+// as it found it.
+func hostNetwork() string {
+	var b strings.Builder
+	for _, args := range [][]string{{"ip", "netns", "list"}, {"ip", "-o", "link", "show"}} {
+		out, err := exec.Command(args[0], args[1:]...).Output()
+		if err != nil {
+			fmt.Fprintf(&b, "%s: %v\n", strings.Join(args, " "), err)
+			continue
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			if meshLink.MatchString(line) {
+				b.WriteString(line + "\n")
+			}
+		}
+	}
+	for _, table := range []string{"nat", "filter"} {
+		out, err := exec.Command("iptables-save", "-t", table).Output()
+		if err != nil {
+			fmt.Fprintf(&b, "iptables-save -t %s: %v\n", table, err)
+			continue
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			// Comments carry timestamps and chain lines counters.
+			if !strings.HasPrefix(line, "#") && !strings.HasPrefix(line, ":") {
+				b.WriteString(line + "\n")
+			}
+		}
+	}
+	return b.String()
 }

@@ -6,9 +6,13 @@ import (
 )
 
 // TestBookinfoRequestRouting follows Istio's request-routing task against a
-// local mesh: no rules, all to v1, jason to v2, weighted splits, and back.
+// local mesh in explicit mode (apps use their sidecar through HTTP_PROXY):
+// no rules, all to v1, jason to v2, weighted splits, and back.
 func TestBookinfoRequestRouting(t *testing.T) {
-	m := startMesh(t)
+	requestRouting(t, startMesh(t))
+}
+
+func requestRouting(t *testing.T, m *mesh) {
 	anon := m.user()
 
 	t.Run("no rules reach every version", func(t *testing.T) {

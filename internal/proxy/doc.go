@@ -5,7 +5,11 @@
 //
 //   - xdsclient: the ADS stream to the control plane.
 //   - model: compiles accepted xDS resources into an immutable Model.
-//   - listener: binds the Model's listeners and serves HTTP on them.
+//   - listener: binds the Model's listeners; hands captured connections
+//     (use_original_dst, reading SO_ORIGINAL_DST through origdst) to the
+//     listener of their original destination; sniffs HTTP (http_inspector);
+//     selects the filter chain; serves HTTP or tcp_proxy; runs the DNS
+//     listener with the dns package.
 //   - chain, forward: the per-request handler chain; forward is its last
 //     handler and sends requests upstream.
 //   - upstream: clusters, load balancers, connection pools.
@@ -20,10 +24,17 @@
 //     atomic.Pointer and calls listener.Manager.Apply, all on this
 //     goroutine; then it sends the ACK or NACK. So configuration changes are
 //     strictly sequential and never block requests.
-//   - listener.Manager runs one http.Server per bound address (net/http's
-//     accept and per-connection goroutines). Requests load the listener's
-//     current Model piece through an atomic.Pointer and take no lock; the
-//     handler chain and clusters they use are immutable.
+//   - listener.Manager runs, per bound address, an accept goroutine and an
+//     http.Server fed through a channel with the connections whose filter
+//     chain is HTTP. Each accepted connection gets a goroutine that reads
+//     its original destination, sniffs it when the listener has the HTTP
+//     inspector, picks the filter chain and, for tcp_proxy, copies bytes
+//     both ways (one more goroutine for the second direction) until both
+//     ends have closed. Requests and connections load the current Model
+//     through an atomic.Pointer and take no lock; the handler chain and
+//     clusters they use are immutable.
+//   - The DNS listener (dns.Server) has its own UDP and TCP goroutines; a
+//     new version swaps its table atomically.
 //   - A bind that fails is retried by a time.AfterFunc timer, which takes
 //     the Manager's mutex like Apply does.
 //   - Run's readiness watcher polls until the proxy is ready, logging what

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/weftmesh/weft/internal/iptables"
 	"github.com/weftmesh/weft/internal/nodemeta"
 )
 
@@ -142,6 +143,7 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 	fs.UintVar(&adminP, "admin-port", 15000, "admin API `port` on 127.0.0.1")
 	fs.Var(pm, "port-map", "gateway port rebinding `FROM=TO` (repeatable), e.g. 80=8080")
 	fs.DurationVar(&c.opts.DrainTimeout, "drain-timeout", 5*time.Second, "how long shutdown waits for in-flight requests")
+	fs.BoolVar(&c.opts.Pprof, "pprof", false, "serve net/http/pprof under /debug/pprof/ on the admin API")
 	fs.StringVar(&logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -195,8 +197,12 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 
 // Main is weft-proxy's command line: it parses args and runs the proxy,
 // with a child application when args end in `-- COMMAND ARGS...`. It
-// returns the process exit code.
+// returns the process exit code. `weft-proxy iptables ...` installs the
+// capture rules instead (see package iptables).
 func Main(args []string) int {
+	if len(args) > 0 && args[0] == "iptables" {
+		return iptables.Main(args[1:], os.Stdout, os.Stderr)
+	}
 	c, err := parseArgs(args, os.Stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {

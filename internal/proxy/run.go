@@ -6,15 +6,18 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/weftmesh/weft/internal/nodemeta"
 	"github.com/weftmesh/weft/internal/proxy/admin"
 	"github.com/weftmesh/weft/internal/proxy/listener"
 	"github.com/weftmesh/weft/internal/proxy/model"
+	"github.com/weftmesh/weft/internal/proxy/origdst"
 	"github.com/weftmesh/weft/internal/proxy/upstream"
 	"github.com/weftmesh/weft/internal/proxy/xdsclient"
 )
@@ -41,6 +44,8 @@ type Options struct {
 	// MinBackoff and MaxBackoff bound the xDS reconnect delay (defaults
 	// 100ms and 5s).
 	MinBackoff, MaxBackoff time.Duration
+	// Pprof serves net/http/pprof on the admin API.
+	Pprof bool
 	// WaitLogInterval is how often Run logs what it is waiting for while
 	// not ready. Default 5s.
 	WaitLogInterval time.Duration
@@ -72,7 +77,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 
 	pools := upstream.NewPools(upstream.PoolsOptions{Logger: log})
-	listeners := listener.New(listener.Options{Logger: log, DrainTimeout: o.DrainTimeout})
+	listeners := listener.New(listener.Options{Logger: log, DrainTimeout: o.DrainTimeout, OriginalDst: originalDst, Namespace: o.Meta.Namespace})
 	compiler := model.New(model.Options{Logger: log, Pools: pools, PortMap: o.Meta.PortMap, Publish: listeners.Apply})
 	client, err := xdsclient.New(xdsclient.Options{
 		Address: o.XDSAddress, Node: o.Meta.Node(), Handler: compiler, Logger: log,
@@ -103,7 +108,7 @@ func Run(ctx context.Context, o Options) error {
 		}
 		return true, ""
 	}
-	adm := admin.New(admin.Options{Logger: log, Ready: ready, Resources: compiler.Resources, Quit: cancel, Stats: pools.Stats})
+	adm := admin.New(admin.Options{Logger: log, Ready: ready, Resources: compiler.Resources, Quit: cancel, Stats: pools.Stats, Listeners: listeners.Stats, Pprof: o.Pprof})
 
 	var wg sync.WaitGroup
 	wg.Add(3)
@@ -140,6 +145,15 @@ func Run(ctx context.Context, o Options) error {
 	pools.Close()
 	log.Info("stopped")
 	return nil
+}
+
+// originalDst reads a captured connection's original destination.
+func originalDst(c net.Conn) (netip.AddrPort, error) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return netip.AddrPort{}, fmt.Errorf("original destination: %T has no file descriptor", c)
+	}
+	return origdst.Get(sc)
 }
 
 // watchReady polls readiness until ready, logging what it waits for every

@@ -35,6 +35,9 @@ type Options struct {
 	XDSPort     int // default 15010
 	APIPort     int // default 15014
 	GatewayPort int // default 8080
+	// OutboundTrafficPolicy is passed to the control plane: ALLOW_ANY or
+	// REGISTRY_ONLY; empty means the control plane's default.
+	OutboundTrafficPolicy string
 	// Samples names the sets of workloads to run: "bookinfo" (always
 	// there, since the gateway serves it) and "tcp". Default: bookinfo.
 	Samples []string
@@ -225,8 +228,11 @@ func Run(ctx context.Context, opts Options) error {
 	defer cancel()
 
 	// 1. The control plane, and the sample's gateway config.
-	ctl, err := s.start(Proc{Name: "weft-control", Role: "control", Binary: "weft"}, nil, nil, nil,
-		"control", "--data-dir", opts.DataDir, "--xds-addr", s.st.XDSAddr, "--api-addr", s.st.APIAddr)
+	ctlArgs := []string{"control", "--data-dir", opts.DataDir, "--xds-addr", s.st.XDSAddr, "--api-addr", s.st.APIAddr}
+	if opts.OutboundTrafficPolicy != "" {
+		ctlArgs = append(ctlArgs, "--outbound-traffic-policy", opts.OutboundTrafficPolicy)
+	}
+	ctl, err := s.start(Proc{Name: "weft-control", Role: "control", Binary: "weft"}, nil, nil, nil, ctlArgs...)
 	if err != nil {
 		return err
 	}

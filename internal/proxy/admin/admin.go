@@ -12,17 +12,20 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
 	// Registered so that config dumps can print the router filter's
 	// typed_config inside listeners.
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/http_inspector/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/weftmesh/weft/internal/proxy/listener"
 	"github.com/weftmesh/weft/internal/proxy/model"
 	"github.com/weftmesh/weft/internal/proxy/upstream"
 	"github.com/weftmesh/weft/internal/proxy/xdsclient"
@@ -39,6 +42,11 @@ type Options struct {
 	Quit func()
 	// Stats returns the cluster counters for /stats/prometheus.
 	Stats func() map[string]upstream.StatsSnapshot
+	// Listeners returns the listener counters for /stats/prometheus; may be
+	// nil.
+	Listeners func() listener.Stats
+	// Pprof serves net/http/pprof's handlers under /debug/pprof/.
+	Pprof bool
 }
 
 // Server serves the admin API.
@@ -58,6 +66,13 @@ func New(o Options) *Server {
 	s.mux.HandleFunc("/config_dump", s.configDump)
 	s.mux.HandleFunc("/quitquitquit", s.quit)
 	s.mux.HandleFunc("/stats/prometheus", s.prometheus)
+	if o.Pprof {
+		s.mux.HandleFunc("/debug/pprof/", pprof.Index)
+		s.mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		s.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		s.mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		s.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	s.mux.HandleFunc("/{$}", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprint(w, "weft-proxy admin\n  /ready\n  /config_dump\n  /stats/prometheus\n  /quitquitquit (POST)\n")
 	})

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/weftmesh/weft/internal/proxy/listener"
 	"github.com/weftmesh/weft/internal/proxy/upstream"
 )
 
@@ -39,6 +40,33 @@ func WritePrometheus(w io.Writer, stats map[string]upstream.StatsSnapshot) {
 	counter("envoy_cluster_upstream_rq_retry", "Retries.", func(s upstream.StatsSnapshot) uint64 { return s.Retries })
 	counter("envoy_cluster_upstream_rq_timeout", "Requests that hit the route timeout.", func(s upstream.StatsSnapshot) uint64 { return s.Timeouts })
 	counter("envoy_cluster_upstream_cx_connect_fail", "Failed connection attempts.", func(s upstream.StatsSnapshot) uint64 { return s.ConnectFails })
+	counter("envoy_cluster_upstream_cx_total", "Upstream TCP connections opened by tcp_proxy.", func(s upstream.StatsSnapshot) uint64 { return s.CxTotal })
+	counter("envoy_cluster_upstream_cx_none_healthy", "Connections closed because the cluster had no endpoint for them.", func(s upstream.StatsSnapshot) uint64 { return s.CxNoneHealthy })
+	counter("envoy_cluster_upstream_cx_tx_bytes_total", "Bytes tcp_proxy sent upstream.", func(s upstream.StatsSnapshot) uint64 { return s.TxBytes })
+	counter("envoy_cluster_upstream_cx_rx_bytes_total", "Bytes tcp_proxy received from upstream.", func(s upstream.StatsSnapshot) uint64 { return s.RxBytes })
+}
+
+// WriteListenerPrometheus writes listener counters in Prometheus text
+// format: Envoy's listener and http_inspector metric names, labelled with
+// the listener name, and weft_outbound_blocked_total.
+func WriteListenerPrometheus(w io.Writer, st listener.Stats) {
+	names := make([]string, 0, len(st.Listeners))
+	for n := range st.Listeners {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	counter := func(metric, help string, v func(listener.ListenerStats) uint64) {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n", metric, help, metric)
+		for _, n := range names {
+			fmt.Fprintf(w, "%s{envoy_listener_name=\"%s\"} %d\n", metric, labelEscaper.Replace(n), v(st.Listeners[n]))
+		}
+	}
+	counter("envoy_listener_downstream_cx_total", "Connections served by the listener (accepted or handed off to it).", func(s listener.ListenerStats) uint64 { return s.Connections })
+	counter("envoy_listener_downstream_pre_cx_timeout", "Connections whose listener filters (HTTP sniffing) timed out.", func(s listener.ListenerStats) uint64 { return s.PreCxTimeouts })
+	counter("envoy_listener_no_filter_chain_match", "Connections closed because no filter chain matched.", func(s listener.ListenerStats) uint64 { return s.NoFilterChain })
+	counter("envoy_http_inspector_http_found", "Connections the HTTP inspector found to be HTTP.", func(s listener.ListenerStats) uint64 { return s.HTTPFound })
+	counter("envoy_http_inspector_http_not_found", "Connections the HTTP inspector found not to be HTTP (or that timed out).", func(s listener.ListenerStats) uint64 { return s.HTTPNotFound })
+	fmt.Fprintf(w, "# HELP weft_outbound_blocked_total Outbound connections refused by BlackHoleCluster (REGISTRY_ONLY).\n# TYPE weft_outbound_blocked_total counter\nweft_outbound_blocked_total %d\n", st.Blocked)
 }
 
 func (s *Server) prometheus(w http.ResponseWriter, _ *http.Request) {
@@ -48,4 +76,7 @@ func (s *Server) prometheus(w http.ResponseWriter, _ *http.Request) {
 		stats = s.opts.Stats()
 	}
 	WritePrometheus(w, stats)
+	if s.opts.Listeners != nil {
+		WriteListenerPrometheus(w, s.opts.Listeners())
+	}
 }

@@ -8,6 +8,7 @@ package chain
 
 import (
 	"net/http"
+	"net/netip"
 
 	"github.com/weftmesh/weft/internal/proxy/router"
 )
@@ -23,6 +24,11 @@ type Exchange struct {
 	// Route is the selected route, or nil when RouteErr says why none was.
 	Route    *router.Route
 	RouteErr error
+	// OriginalDst is the original destination of the downstream connection
+	// when it was accepted by a use_original_dst listener (captured by
+	// iptables); an ORIGINAL_DST cluster sends the request there. Invalid
+	// otherwise.
+	OriginalDst netip.AddrPort
 }
 
 // Handler handles a request. A filter holds its next Handler and calls

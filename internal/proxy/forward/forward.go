@@ -118,6 +118,18 @@ func (f *Forwarder) Serve(x *chain.Exchange) {
 		name = route.PickCluster(rand.Uint64())
 	}
 	cl := f.clusters[name]
+	if cl != nil && cl.OriginalDst() {
+		// ORIGINAL_DST: the one endpoint is where the downstream connection
+		// was going before iptables redirected it.
+		if !x.OriginalDst.IsValid() {
+			cl.Stats().Observe(http.StatusServiceUnavailable)
+			plain(w, http.StatusServiceUnavailable, "no healthy upstream for cluster "+name+": the connection has no original destination")
+			return
+		}
+		ep := cl.EndpointFor(x.OriginalDst.String())
+		f.forward(w, r, route, cl, func(*upstream.Endpoint) *upstream.Endpoint { return ep })
+		return
+	}
 	if cl == nil || len(cl.Endpoints()) == 0 {
 		if cl != nil {
 			cl.Stats().Observe(http.StatusServiceUnavailable)
@@ -125,7 +137,7 @@ func (f *Forwarder) Serve(x *chain.Exchange) {
 		plain(w, http.StatusServiceUnavailable, "no healthy upstream for cluster "+name)
 		return
 	}
-	f.forward(w, r, route, cl)
+	f.forward(w, r, route, cl, cl.Pick)
 }
 
 // attemptErr classifies a failed attempt.
@@ -134,7 +146,9 @@ type attemptErr struct {
 	reason  string
 }
 
-func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *router.Route, cl *upstream.Cluster) {
+// forward sends r to endpoints chosen by pick, which is given the endpoint
+// of the failed attempt to avoid.
+func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *router.Route, cl *upstream.Cluster, pick func(avoid *upstream.Endpoint) *upstream.Endpoint) {
 	ctx := r.Context()
 	if route.Timeout > 0 {
 		var cancel context.CancelFunc
@@ -194,7 +208,7 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *route
 				break
 			}
 		}
-		ep := cl.Pick(tried)
+		ep := pick(tried)
 		tried = ep
 		out := &http.Request{
 			Method:     r.Method,

@@ -1,14 +1,24 @@
-// Package listener serves weft-proxy's HTTP listeners. The Manager binds a
-// socket for every listener address in the current model, keeps a socket
-// (and its open connections) across configuration versions while its
-// address stays, closes sockets whose listener disappeared after draining
-// them, and retries binds that fail.
+// Package listener serves weft-proxy's listeners. The Manager binds a socket
+// for every listener address in the current model (except bind_to_port:
+// false ones), keeps a socket (and its open connections) across
+// configuration versions while its address stays, closes sockets whose
+// listener disappeared after draining them, and retries binds that fail.
+//
+// Each accepted connection goes through Envoy's steps: a use_original_dst
+// listener reads the connection's original destination and hands the
+// connection to the listener whose address matches it (exact IP:PORT, then
+// 0.0.0.0:PORT); the target's listener filters run (the HTTP inspector
+// sniffs the first bytes); a filter chain is selected by destination port
+// and detected protocol; and the chain serves the connection, either as
+// HTTP (through the socket's http.Server) or as tcp_proxy.
 //
 // Concurrency: Apply is called by the compile step (one goroutine at a
 // time) and by the bind retry timer; mu serialises them and guards the socket
-// table. Each socket has its own http.Server goroutines; a request reads the
-// socket's current listener through an atomic pointer, so a new version never
-// waits for requests and requests never take a lock.
+// table. Each socket has an accept goroutine, one goroutine per connection
+// while it is being classified or proxied as TCP, and its own http.Server
+// goroutines for HTTP connections. Connections read the current model through
+// an atomic pointer, so a new version never waits for traffic and traffic
+// never takes the Manager's lock.
 package listener
 
 import (
@@ -18,12 +28,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/weftmesh/weft/internal/proxy/chain"
 	"github.com/weftmesh/weft/internal/proxy/model"
 )
 
@@ -31,35 +41,88 @@ import (
 type Options struct {
 	Logger *slog.Logger
 	// DrainTimeout bounds how long a removed listener's in-flight requests
-	// may take. Default 5s.
+	// and TCP connections may take. Default 5s.
 	DrainTimeout time.Duration
 	// RetryInterval is how often failed binds are retried. Default 1s.
 	RetryInterval time.Duration
 	// IdleTimeout closes idle downstream keep-alive connections. Default 1h
 	// (Envoy's default).
 	IdleTimeout time.Duration
+	// OriginalDst returns the original destination of a connection accepted
+	// by a use_original_dst listener (SO_ORIGINAL_DST on Linux). When nil,
+	// or when it fails, the connection's local address is used, which is the
+	// original destination of a connection that was not redirected.
+	OriginalDst func(net.Conn) (netip.AddrPort, error)
+	// Namespace is the workload's namespace: the DNS listener resolves
+	// short service names in it. Default "default".
+	Namespace string
 }
 
 // Manager owns the listening sockets.
 type Manager struct {
-	opts Options
-	log  *slog.Logger
+	opts  Options
+	log   *slog.Logger
+	cur   atomic.Pointer[index]
+	stats statsTable
 
 	mu      sync.Mutex
 	sockets map[string]*socket // by address
 	want    *model.Model
 	failed  map[string]string // listener name → bind error
 	retry   *time.Timer
+	dns     *dnsSocket
 	closed  bool
 	drains  sync.WaitGroup
 }
 
+// index is the current model with its listeners looked up by name and by
+// address (for original destination hand-off).
+type index struct {
+	model  *model.Model
+	byName map[string]*model.Listener
+	byAddr map[netip.AddrPort]*model.Listener
+}
+
+func newIndex(m *model.Model) *index {
+	ix := &index{model: m, byName: map[string]*model.Listener{}, byAddr: map[netip.AddrPort]*model.Listener{}}
+	for _, l := range m.Listeners {
+		ix.byName[l.Name] = l
+		if l.DNS != nil {
+			continue
+		}
+		if ap, err := netip.ParseAddrPort(l.Address); err == nil {
+			ix.byAddr[netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())] = l
+		}
+	}
+	return ix
+}
+
+// handoff returns the listener a connection with original destination dst
+// belongs to, other than from; nil when none.
+func (ix *index) handoff(from *model.Listener, dst netip.AddrPort) *model.Listener {
+	if l := ix.byAddr[dst]; l != nil && l != from {
+		return l
+	}
+	wild := netip.IPv4Unspecified()
+	if dst.Addr().Is6() {
+		wild = netip.IPv6Unspecified()
+	}
+	if l := ix.byAddr[netip.AddrPortFrom(wild, dst.Port())]; l != nil && l != from {
+		return l
+	}
+	return nil
+}
+
 type socket struct {
+	m    *Manager
 	addr string
 	ln   net.Listener
 	srv  *http.Server
-	cur  atomic.Pointer[model.Listener]
-	log  *slog.Logger
+	// queue feeds connections whose filter chain is HTTP to srv.
+	queue *connQueue
+	cur   atomic.Pointer[model.Listener]
+	tcp   connSet
+	done  chan struct{} // closed when the accept loop returns
 }
 
 // New returns a Manager with no sockets.
@@ -87,7 +150,16 @@ func (m *Manager) Apply(md *model.Model) {
 		return
 	}
 	m.want = md
+	m.cur.Store(newIndex(md))
 	m.sync()
+}
+
+// Current returns the model last applied, or nil.
+func (m *Manager) Current() *model.Model {
+	if ix := m.cur.Load(); ix != nil {
+		return ix.model
+	}
+	return nil
 }
 
 // sync binds, updates and closes sockets; m.mu is held.
@@ -98,7 +170,14 @@ func (m *Manager) sync() {
 	}
 	clear(m.failed)
 	keep := map[string]bool{}
+	var dnsL *model.Listener
 	for _, l := range m.want.Listeners {
+		if l.DNS != nil && dnsL == nil {
+			dnsL = l
+		}
+		if l.NoBind || l.DNS != nil {
+			continue
+		}
 		s := m.sockets[l.Address]
 		if s == nil {
 			var err error
@@ -113,6 +192,7 @@ func (m *Manager) sync() {
 		s.cur.Store(l)
 		keep[l.Address] = true
 	}
+	m.syncDNS(dnsL)
 	for addr, s := range m.sockets {
 		if !keep[addr] {
 			delete(m.sockets, addr)
@@ -143,18 +223,66 @@ func (m *Manager) bind(addr string) (*socket, error) {
 		}
 		return nil, err
 	}
-	s := &socket{addr: addr, ln: ln, log: m.log}
+	s := &socket{m: m, addr: addr, ln: ln, queue: newConnQueue(ln.Addr()), done: make(chan struct{})}
+	protos := new(http.Protocols)
+	protos.SetHTTP1(true)
+	protos.SetUnencryptedHTTP2(true) // h2c with prior knowledge
 	s.srv = &http.Server{
 		Handler:     s,
 		IdleTimeout: m.opts.IdleTimeout,
+		Protocols:   protos,
 		ErrorLog:    slog.NewLogLogger(m.log.Handler(), slog.LevelDebug),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if hc, ok := c.(*httpConn); ok {
+				return context.WithValue(ctx, connInfoKey{}, &hc.info)
+			}
+			return ctx
+		},
 	}
 	go func() {
-		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := s.srv.Serve(s.queue); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			m.log.Error("listener stopped", "address", addr, "err", err)
 		}
 	}()
+	go s.acceptLoop()
 	return s, nil
+}
+
+func (s *socket) acceptLoop() {
+	defer close(s.done)
+	var delay time.Duration
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: back off as net/http does.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.m.log.Warn("accept failed, retrying", "address", s.addr, "err", err, "in", delay)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		s.tcp.add(c)
+		go s.handle(c)
+	}
+}
+
+// stop closes the socket and waits for its connections: HTTP ones drain
+// until ctx ends, TCP ones are closed when ctx ends.
+func (s *socket) stop(ctx context.Context) error {
+	s.ln.Close()
+	<-s.done
+	var errs []error
+	if err := s.srv.Shutdown(ctx); err != nil {
+		s.srv.Close()
+		errs = append(errs, err)
+	}
+	if err := s.tcp.wait(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
 
 // drain shuts s down in the background, bounded by the drain timeout.
@@ -164,9 +292,7 @@ func (m *Manager) drain(s *socket) {
 		defer m.drains.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), m.opts.DrainTimeout)
 		defer cancel()
-		if err := s.srv.Shutdown(ctx); err != nil {
-			s.srv.Close()
-		}
+		s.stop(ctx)
 	}()
 }
 
@@ -197,7 +323,7 @@ func (m *Manager) Addr(name string) string {
 }
 
 // Shutdown stops accepting on every socket and waits for in-flight requests
-// until ctx ends, then closes the remaining connections.
+// and TCP connections until ctx ends, then closes the remaining connections.
 func (m *Manager) Shutdown(ctx context.Context) error {
 	m.mu.Lock()
 	m.closed = true
@@ -206,6 +332,16 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 	}
 	sockets := m.sockets
 	m.sockets = map[string]*socket{}
+	if m.dns != nil {
+		d := m.dns
+		m.dns = nil
+		m.drains.Add(1)
+		go func() {
+			defer m.drains.Done()
+			d.cancel()
+			<-d.done
+		}()
+	}
 	m.mu.Unlock()
 
 	var wg sync.WaitGroup
@@ -215,8 +351,7 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := s.srv.Shutdown(ctx); err != nil {
-				s.srv.Close()
+			if err := s.stop(ctx); err != nil {
 				emu.Lock()
 				errs = append(errs, fmt.Errorf("draining %s: %w", s.addr, err))
 				emu.Unlock()
@@ -228,12 +363,90 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-var _ http.Handler = (*socket)(nil)
+// contextBackground is the context upstream dials use: a connection's
+// lifetime is bounded by the connect timeout and the drain, not a context.
+var contextBackground = context.Background()
 
-// ServeHTTP selects the route and runs the listener's chain.
-func (s *socket) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	l := s.cur.Load()
-	x := &chain.Exchange{W: w, R: r, Listener: l.Name, RouteConfig: l.RouteConfig}
-	x.Route, x.RouteErr = l.Routes.Select(r)
-	l.Chain.Serve(x)
+// connSet tracks the connections of a socket that are not (yet) served by
+// its http.Server: being inspected or proxied as TCP.
+type connSet struct {
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+	wg    sync.WaitGroup
+}
+
+func (cs *connSet) add(c net.Conn) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if cs.conns == nil {
+		cs.conns = map[net.Conn]struct{}{}
+	}
+	cs.conns[c] = struct{}{}
+	cs.wg.Add(1)
+}
+
+func (cs *connSet) remove(c net.Conn) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if _, ok := cs.conns[c]; ok {
+		delete(cs.conns, c)
+		cs.wg.Done()
+	}
+}
+
+// wait waits for every connection to finish, closing them all when ctx ends.
+func (cs *connSet) wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { cs.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	cs.mu.Lock()
+	n := len(cs.conns)
+	for c := range cs.conns {
+		c.Close()
+	}
+	cs.mu.Unlock()
+	<-done
+	return fmt.Errorf("closed %d TCP connections still open: %w", n, ctx.Err())
+}
+
+// connQueue is a net.Listener whose connections are pushed by the accept
+// loop (those whose filter chain is HTTP), for the socket's http.Server.
+type connQueue struct {
+	addr net.Addr
+	ch   chan net.Conn
+	done chan struct{}
+	once sync.Once
+}
+
+func newConnQueue(addr net.Addr) *connQueue {
+	return &connQueue{addr: addr, ch: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (q *connQueue) Accept() (net.Conn, error) {
+	select {
+	case c := <-q.ch:
+		return c, nil
+	case <-q.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (q *connQueue) Close() error {
+	q.once.Do(func() { close(q.done) })
+	return nil
+}
+
+func (q *connQueue) Addr() net.Addr { return q.addr }
+
+// push hands c to the http.Server; it closes c when the server is gone.
+func (q *connQueue) push(c net.Conn) {
+	select {
+	case q.ch <- c:
+	case <-q.done:
+		c.Close()
+	}
 }

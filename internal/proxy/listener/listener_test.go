@@ -39,7 +39,7 @@ func answering(t *testing.T, name, addr, text string) *model.Listener {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &model.Listener{Name: name, Address: addr, RouteConfig: "rc", Routes: table, Chain: chain.HandlerFunc(func(x *chain.Exchange) {
+	return &model.Listener{Name: name, Address: addr, FilterChains: []*model.FilterChain{{RouteConfig: "rc", Routes: table, Chain: chain.HandlerFunc(func(x *chain.Exchange) {
 		if x.Route == nil {
 			t.Errorf("no route selected: %v", x.RouteErr)
 		}
@@ -48,7 +48,7 @@ func answering(t *testing.T, name, addr, text string) *model.Listener {
 			time.Sleep(dur)
 		}
 		io.WriteString(x.W, text)
-	})}
+	})}}}
 }
 
 func body(t *testing.T, c *http.Client, url string) string {

@@ -3,7 +3,11 @@ package model
 import (
 	"fmt"
 	"net"
+	"net/netip"
+	"slices"
 	"strconv"
+	"strings"
+	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -11,6 +15,10 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	dnsfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/udp/dns_filter/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/weftmesh/weft/internal/proxy/router"
 	"github.com/weftmesh/weft/internal/proxy/upstream"
@@ -22,25 +30,62 @@ const (
 	nameHCM       = "envoy.filters.network.http_connection_manager"
 	nameRouter    = "envoy.filters.http.router"
 	nameRawBuffer = "envoy.transport_sockets.raw_buffer"
-	typeRawBuffer = "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"
+	nameTCPProxy  = "envoy.filters.network.tcp_proxy"
+	typeTCPProxy  = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
+
+	nameHTTPInspector     = "envoy.filters.listener.http_inspector"
+	typeHTTPInspector     = "type.googleapis.com/envoy.extensions.filters.listener.http_inspector.v3.HttpInspector"
+	nameOriginalDstFilter = "envoy.filters.listener.original_dst"
+	typeOriginalDstFilter = "type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst"
+	nameDNSFilter         = "envoy.filters.udp.dns_filter"
+	typeDNSFilter         = "type.googleapis.com/envoy.extensions.filters.udp.dns_filter.v3.DnsFilterConfig"
+	typeRawBuffer         = "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"
 )
 
 // compiledListener is an accepted Listener, compiled as far as it can be on
-// its own.
+// its own (route configurations from RDS and clusters are joined in build).
 type compiledListener struct {
 	name    string
 	address string
-	// rds names the route configuration to use; empty when inline is set.
-	rds    string
-	inline *router.Table
+	bind    bool
+	udp     bool
+	origDst bool
+	inspect bool
+	timeout time.Duration
+	cont    bool
+	chains  []*compiledChain
+	dflt    *compiledChain
+	dns     *DNSConfig
 }
 
-// routeConfigName is the name of the route configuration the listener uses.
-func (l *compiledListener) routeConfigName() string {
-	if l.inline != nil {
-		return l.inline.Name()
+// compiledChain is one filter chain of a listener.
+type compiledChain struct {
+	name      string
+	destPort  uint32
+	protocols []string
+	// HTTP connection manager: rds names the route configuration to use;
+	// empty when inline is set.
+	http   bool
+	rds    string
+	inline *router.Table
+	// tcp_proxy: the cluster.
+	tcpCluster string
+}
+
+// routeConfigName is the name of the route configuration the chain uses.
+func (c *compiledChain) routeConfigName() string {
+	if c.inline != nil {
+		return c.inline.Name()
 	}
-	return l.rds
+	return c.rds
+}
+
+// allChains returns the filter chains and the default chain.
+func (l *compiledListener) allChains() []*compiledChain {
+	if l.dflt == nil {
+		return l.chains
+	}
+	return append(slices.Clip(l.chains), l.dflt)
 }
 
 // compiledCluster is an accepted Cluster.
@@ -54,21 +99,29 @@ type compiledCluster struct {
 }
 
 func socketAddress(a *corev3.Address) (host string, port uint32, err error) {
+	host, port, udp, err := anySocketAddress(a)
+	if err == nil && udp {
+		return "", 0, fmt.Errorf("socket_address.protocol UDP is not supported here, only TCP")
+	}
+	return host, port, err
+}
+
+func anySocketAddress(a *corev3.Address) (host string, port uint32, udp bool, err error) {
 	sa := a.GetSocketAddress()
 	if sa == nil {
-		return "", 0, fmt.Errorf("must be a socket_address")
-	}
-	if sa.GetProtocol() != corev3.SocketAddress_TCP {
-		return "", 0, fmt.Errorf("socket_address.protocol %s is not supported, only TCP", sa.GetProtocol())
+		return "", 0, false, fmt.Errorf("must be a socket_address")
 	}
 	if sa.GetNamedPort() != "" {
-		return "", 0, fmt.Errorf("socket_address.named_port is not supported, use port_value")
+		return "", 0, false, fmt.Errorf("socket_address.named_port is not supported, use port_value")
 	}
 	if sa.GetAddress() == "" {
-		return "", 0, fmt.Errorf("socket_address.address is empty")
+		return "", 0, false, fmt.Errorf("socket_address.address is empty")
 	}
-	return sa.GetAddress(), sa.GetPortValue(), nil
+	return sa.GetAddress(), sa.GetPortValue(), sa.GetProtocol() == corev3.SocketAddress_UDP, nil
 }
+
+// Envoy's default listener_filters_timeout.
+const defaultListenerFiltersTimeout = 15 * time.Second
 
 // compileListener compiles one Listener. portMap rebinds wildcard listeners
 // (0.0.0.0:FROM) to 127.0.0.1:TO, for gateways that share a host.
@@ -76,77 +129,243 @@ func compileListener(l *listenerv3.Listener, portMap map[uint32]uint32) (*compil
 	if err := l.Validate(); err != nil {
 		return nil, err
 	}
-	host, port, err := socketAddress(l.GetAddress())
+	host, port, udp, err := anySocketAddress(l.GetAddress())
 	if err != nil {
 		return nil, fmt.Errorf("address: %w", err)
 	}
-	if to, ok := portMap[port]; ok && (host == "0.0.0.0" || host == "::") {
+	bind := l.GetBindToPort() == nil || l.GetBindToPort().GetValue()
+	if to, ok := portMap[port]; ok && bind && (host == "0.0.0.0" || host == "::") {
 		host, port = "127.0.0.1", to
 	}
-	out := &compiledListener{name: l.GetName(), address: net.JoinHostPort(host, strconv.FormatUint(uint64(port), 10))}
-	chains := l.GetFilterChains()
-	field := "filter_chains[0]"
-	switch {
-	case len(chains) == 0 && l.GetDefaultFilterChain() != nil:
-		chains = []*listenerv3.FilterChain{l.GetDefaultFilterChain()}
-		field = "default_filter_chain"
-	case len(chains) == 0:
-		return nil, fmt.Errorf("filter_chains: a listener needs one filter chain")
-	case len(chains) > 1:
-		return nil, fmt.Errorf("filter_chains: weft-proxy supports exactly one filter chain, got %d", len(chains))
+	out := &compiledListener{
+		name: l.GetName(), address: net.JoinHostPort(host, strconv.FormatUint(uint64(port), 10)),
+		bind: bind, udp: udp, origDst: l.GetUseOriginalDst().GetValue(),
+		timeout: defaultListenerFiltersTimeout, cont: l.GetContinueOnListenerFiltersTimeout(),
 	}
-	fc := chains[0]
+	if d := l.GetListenerFiltersTimeout(); d != nil {
+		// Zero disables the timeout, as in Envoy.
+		out.timeout = d.AsDuration()
+	}
+	if len(l.GetAdditionalAddresses()) > 0 {
+		return nil, fmt.Errorf("additional_addresses: not supported by weft-proxy")
+	}
+	if udp {
+		return compileUDPListener(l, out)
+	}
+	for i, lf := range l.GetListenerFilters() {
+		field := fmt.Sprintf("listener_filters[%d]", i)
+		if lf.GetFilterDisabled() != nil {
+			return nil, fmt.Errorf("%s.filter_disabled: not supported by weft-proxy", field)
+		}
+		switch tu := lf.GetTypedConfig().GetTypeUrl(); {
+		case tu == typeHTTPInspector || (tu == "" && lf.GetName() == nameHTTPInspector):
+			out.inspect = true
+		case tu == typeOriginalDstFilter || (tu == "" && lf.GetName() == nameOriginalDstFilter):
+			// Reading the original destination is what use_original_dst
+			// does too; the hand-off is use_original_dst's alone.
+		default:
+			return nil, fmt.Errorf("%s %q (%s): weft-proxy supports only %s", field, lf.GetName(), tu, nameHTTPInspector)
+		}
+	}
+	for i, fc := range l.GetFilterChains() {
+		c, err := compileChain(fc, fmt.Sprintf("filter_chains[%d]", i))
+		if err != nil {
+			return nil, err
+		}
+		out.chains = append(out.chains, c)
+	}
+	if fc := l.GetDefaultFilterChain(); fc != nil {
+		if fc.GetFilterChainMatch() != nil {
+			return nil, fmt.Errorf("default_filter_chain.filter_chain_match: must be empty")
+		}
+		if out.dflt, err = compileChain(fc, "default_filter_chain"); err != nil {
+			return nil, err
+		}
+	}
+	if len(out.chains) == 0 && out.dflt == nil {
+		return nil, fmt.Errorf("filter_chains: a listener needs a filter chain or a default_filter_chain")
+	}
+	// Envoy rejects two chains with the same match: the choice would be
+	// ambiguous.
+	seen := map[string]int{}
+	for i, c := range out.chains {
+		k := fmt.Sprint(c.destPort, c.protocols)
+		if j, ok := seen[k]; ok {
+			return nil, fmt.Errorf("filter_chains[%d]: same filter_chain_match as filter_chains[%d]", i, j)
+		}
+		seen[k] = i
+	}
+	return out, nil
+}
+
+// compileChain compiles one filter chain: its match and its single
+// terminal network filter (http_connection_manager or tcp_proxy).
+func compileChain(fc *listenerv3.FilterChain, field string) (*compiledChain, error) {
+	out := &compiledChain{name: fc.GetName()}
 	if ts := fc.GetTransportSocket(); ts != nil {
 		return nil, fmt.Errorf("%s.transport_socket %q: TLS termination is not supported by weft-proxy yet", field, ts.GetName())
 	}
-	var hcm *hcmv3.HttpConnectionManager
-	for i, f := range fc.GetFilters() {
-		tc := f.GetTypedConfig()
-		if tc.GetTypeUrl() != typeHCM {
-			return nil, fmt.Errorf("%s.filters[%d] %q (%s): only %s is supported", field, i, f.GetName(), tc.GetTypeUrl(), nameHCM)
+	if m := fc.GetFilterChainMatch(); m != nil {
+		mf := field + ".filter_chain_match"
+		switch {
+		case len(m.GetPrefixRanges()) > 0:
+			return nil, fmt.Errorf("%s.prefix_ranges: not supported by weft-proxy", mf)
+		case len(m.GetSourcePrefixRanges()) > 0 || len(m.GetDirectSourcePrefixRanges()) > 0 || len(m.GetSourcePorts()) > 0:
+			return nil, fmt.Errorf("%s: source matches are not supported by weft-proxy", mf)
+		case m.GetSourceType() != listenerv3.FilterChainMatch_ANY:
+			return nil, fmt.Errorf("%s.source_type: not supported by weft-proxy", mf)
+		case len(m.GetServerNames()) > 0:
+			return nil, fmt.Errorf("%s.server_names: not supported by weft-proxy (no TLS inspector)", mf)
+		case m.GetTransportProtocol() != "" && m.GetTransportProtocol() != "raw_buffer":
+			return nil, fmt.Errorf("%s.transport_protocol %q: only raw_buffer is supported", mf, m.GetTransportProtocol())
 		}
-		if hcm != nil {
-			return nil, fmt.Errorf("%s.filters[%d]: a second http_connection_manager", field, i)
+		if p := m.GetDestinationPort(); p != nil {
+			out.destPort = p.GetValue()
 		}
-		hcm = &hcmv3.HttpConnectionManager{}
-		if err := tc.UnmarshalTo(hcm); err != nil {
-			return nil, fmt.Errorf("%s.filters[%d].typed_config: %w", field, i, err)
-		}
-		if err := hcm.Validate(); err != nil {
-			return nil, fmt.Errorf("%s.filters[%d].typed_config: %w", field, i, err)
-		}
-		field = fmt.Sprintf("%s.filters[%d].typed_config", field, i)
+		out.protocols = slices.Clone(m.GetApplicationProtocols())
 	}
-	if hcm == nil {
-		return nil, fmt.Errorf("%s.filters: no %s", field, nameHCM)
+	fs := fc.GetFilters()
+	if len(fs) != 1 {
+		return nil, fmt.Errorf("%s.filters: weft-proxy supports exactly one network filter (%s or %s), got %d", field, nameHCM, nameTCPProxy, len(fs))
 	}
+	f := fs[0]
+	field += ".filters[0]"
+	tc := f.GetTypedConfig()
+	switch tc.GetTypeUrl() {
+	case typeHCM:
+		return out, compileHCM(out, tc, field+".typed_config")
+	case typeTCPProxy:
+		tp := &tcpproxyv3.TcpProxy{}
+		if err := tc.UnmarshalTo(tp); err != nil {
+			return nil, fmt.Errorf("%s.typed_config: %w", field, err)
+		}
+		if err := tp.Validate(); err != nil {
+			return nil, fmt.Errorf("%s.typed_config: %w", field, err)
+		}
+		if tp.GetCluster() == "" {
+			return nil, fmt.Errorf("%s.typed_config: only cluster is supported (weighted_clusters is not)", field)
+		}
+		if tp.GetTunnelingConfig() != nil {
+			return nil, fmt.Errorf("%s.typed_config.tunneling_config: not supported by weft-proxy", field)
+		}
+		out.tcpCluster = tp.GetCluster()
+		return out, nil
+	}
+	return nil, fmt.Errorf("%s %q (%s): only %s and %s are supported", field, f.GetName(), tc.GetTypeUrl(), nameHCM, nameTCPProxy)
+}
+
+// compileHCM compiles an HTTP connection manager into c.
+func compileHCM(c *compiledChain, tc *anypb.Any, field string) error {
+	hcm := &hcmv3.HttpConnectionManager{}
+	if err := tc.UnmarshalTo(hcm); err != nil {
+		return fmt.Errorf("%s: %w", field, err)
+	}
+	if err := hcm.Validate(); err != nil {
+		return fmt.Errorf("%s: %w", field, err)
+	}
+	c.http = true
 	for i, hf := range hcm.GetHttpFilters() {
 		tu := hf.GetTypedConfig().GetTypeUrl()
 		switch {
 		case tu == typeRouter || (tu == "" && hf.GetName() == nameRouter):
 			if i != len(hcm.GetHttpFilters())-1 {
-				return nil, fmt.Errorf("%s.http_filters[%d]: %s must be the last filter", field, i, nameRouter)
+				return fmt.Errorf("%s.http_filters[%d]: %s must be the last filter", field, i, nameRouter)
 			}
 		case hf.GetIsOptional() || hf.GetDisabled():
 			// Envoy skips optional filters it does not know.
 		default:
-			return nil, fmt.Errorf("%s.http_filters[%d] %q (%s) is not supported by weft-proxy", field, i, hf.GetName(), tu)
+			return fmt.Errorf("%s.http_filters[%d] %q (%s) is not supported by weft-proxy", field, i, hf.GetName(), tu)
 		}
 	}
 	switch rs := hcm.GetRouteSpecifier().(type) {
 	case *hcmv3.HttpConnectionManager_Rds:
-		out.rds = rs.Rds.GetRouteConfigName()
-		if out.rds == "" {
-			return nil, fmt.Errorf("%s.rds.route_config_name is empty", field)
+		c.rds = rs.Rds.GetRouteConfigName()
+		if c.rds == "" {
+			return fmt.Errorf("%s.rds.route_config_name is empty", field)
 		}
 	case *hcmv3.HttpConnectionManager_RouteConfig:
 		t, err := router.Compile(rs.RouteConfig)
 		if err != nil {
-			return nil, fmt.Errorf("%s.route_config: %w", field, err)
+			return fmt.Errorf("%s.route_config: %w", field, err)
 		}
-		out.inline = t
+		c.inline = t
 	default:
-		return nil, fmt.Errorf("%s: only rds and route_config are supported (scoped_routes is not)", field)
+		return fmt.Errorf("%s: only rds and route_config are supported (scoped_routes is not)", field)
+	}
+	return nil
+}
+
+// compileUDPListener compiles a UDP listener: weft-proxy serves only
+// Envoy's DNS filter on UDP.
+func compileUDPListener(l *listenerv3.Listener, out *compiledListener) (*compiledListener, error) {
+	if !out.bind {
+		return nil, fmt.Errorf("bind_to_port: a UDP listener must bind")
+	}
+	if len(l.GetFilterChains()) > 0 || l.GetDefaultFilterChain() != nil {
+		return nil, fmt.Errorf("filter_chains: a UDP listener has none; use listener_filters")
+	}
+	lfs := l.GetListenerFilters()
+	if len(lfs) != 1 || lfs[0].GetTypedConfig().GetTypeUrl() != typeDNSFilter {
+		return nil, fmt.Errorf("listener_filters: a UDP listener needs exactly one %s (%s)", nameDNSFilter, typeDNSFilter)
+	}
+	cfg := &dnsfilterv3.DnsFilterConfig{}
+	if err := lfs[0].GetTypedConfig().UnmarshalTo(cfg); err != nil {
+		return nil, fmt.Errorf("listener_filters[0].typed_config: %w", err)
+	}
+	check := cfg
+	if cc := cfg.GetClientConfig(); cc != nil && cc.GetMaxPendingLookups() == 0 {
+		// docs/xds.md sends an empty client_config ("use the system's
+		// resolvers"); Envoy's validation wants max_pending_lookups >= 1
+		// there, which weft-proxy does not use.
+		check = proto.Clone(cfg).(*dnsfilterv3.DnsFilterConfig)
+		check.ClientConfig.MaxPendingLookups = 1
+	}
+	if err := check.Validate(); err != nil {
+		return nil, fmt.Errorf("listener_filters[0].typed_config: %w", err)
+	}
+	d, err := compileDNS(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("listener_filters[0].typed_config.%w", err)
+	}
+	out.dns = d
+	return out, nil
+}
+
+// compileDNS compiles a DNS filter's inline table.
+func compileDNS(cfg *dnsfilterv3.DnsFilterConfig) (*DNSConfig, error) {
+	sc := cfg.GetServerConfig()
+	if sc.GetExternalDnsTable() != nil {
+		return nil, fmt.Errorf("server_config.external_dns_table: not supported by weft-proxy, use inline_dns_table")
+	}
+	out := &DNSConfig{Domains: map[string][]netip.Addr{}}
+	for i, vd := range sc.GetInlineDnsTable().GetVirtualDomains() {
+		field := fmt.Sprintf("server_config.inline_dns_table.virtual_domains[%d]", i)
+		name := strings.TrimSuffix(strings.ToLower(vd.GetName()), ".")
+		if name == "" {
+			return nil, fmt.Errorf("%s.name is empty", field)
+		}
+		al := vd.GetEndpoint().GetAddressList()
+		if al == nil {
+			return nil, fmt.Errorf("%s.endpoint: only address_list is supported", field)
+		}
+		for j, a := range al.GetAddress() {
+			ip, err := netip.ParseAddr(a)
+			if err != nil {
+				return nil, fmt.Errorf("%s.endpoint.address_list.address[%d]: %q is not an IP address", field, j, a)
+			}
+			out.Domains[name] = append(out.Domains[name], ip.Unmap())
+		}
+	}
+	for i, a := range cfg.GetClientConfig().GetUpstreamResolvers() {
+		h, p, err := socketAddress(a)
+		if err != nil {
+			// Resolvers are UDP addresses in Envoy's examples.
+			h, p, _, err = anySocketAddress(a)
+			if err != nil {
+				return nil, fmt.Errorf("client_config.upstream_resolvers[%d]: %w", i, err)
+			}
+		}
+		out.Upstreams = append(out.Upstreams, net.JoinHostPort(h, strconv.FormatUint(uint64(p), 10)))
 	}
 	return out, nil
 }
@@ -197,10 +416,24 @@ func compileCluster(c *clusterv3.Cluster) (*compiledCluster, error) {
 		if out.eds == "" {
 			out.eds = c.GetName()
 		}
+	case clusterv3.Cluster_ORIGINAL_DST:
+		if p := c.GetLbPolicy(); p != clusterv3.Cluster_CLUSTER_PROVIDED {
+			return nil, fmt.Errorf("lb_policy %s: an ORIGINAL_DST cluster needs CLUSTER_PROVIDED", p)
+		}
+		if c.GetLoadAssignment() != nil || c.GetOriginalDstLbConfig() != nil {
+			return nil, fmt.Errorf("an ORIGINAL_DST cluster takes neither load_assignment nor original_dst_lb_config in weft-proxy")
+		}
+		out.spec.OriginalDst = true
+		out.spec.LB, out.lbWarning = upstream.RoundRobin, ""
 	case clusterv3.Cluster_STATIC, clusterv3.Cluster_STRICT_DNS, clusterv3.Cluster_LOGICAL_DNS:
 		// DNS names are resolved when a connection is made.
 		la := c.GetLoadAssignment()
 		if la == nil {
+			if t == clusterv3.Cluster_STATIC {
+				// A STATIC cluster without endpoints (Istio's
+				// BlackHoleCluster) refuses every connection.
+				break
+			}
 			return nil, fmt.Errorf("load_assignment: a %s cluster needs one", t)
 		}
 		eps, err := compileEndpoints(la)

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/netip"
 	"slices"
 	"sort"
 	"strings"
@@ -51,16 +52,102 @@ type Model struct {
 	Versions map[string]string
 }
 
-// Listener is one HTTP listener of a Model.
+// Listener is one listener of a Model.
 type Listener struct {
 	Name string
-	// Address is the host:port to bind.
+	// Address is the host:port to bind (or, when Bind is false, the
+	// original destination it takes connections for).
 	Address string
+	// NoBind is set for bind_to_port: false listeners, which only receive
+	// connections handed off by a UseOriginalDst listener.
+	NoBind bool
+	// UseOriginalDst hands each accepted connection to the listener whose
+	// address matches the connection's original destination (exact IP:PORT,
+	// then 0.0.0.0:PORT); with none, this listener's own chains serve it.
+	UseOriginalDst bool
+	// HTTPInspector sniffs the first bytes of each connection for HTTP/1.x
+	// or the h2c preface, for at most InspectTimeout (0: no limit). On
+	// timeout the connection goes on with no protocol detected when
+	// ContinueOnTimeout is set, and is closed otherwise (Envoy's
+	// continue_on_listener_filters_timeout).
+	HTTPInspector     bool
+	InspectTimeout    time.Duration
+	ContinueOnTimeout bool
+	// FilterChains in configuration order, and the default chain (nil when
+	// not configured).
+	FilterChains []*FilterChain
+	DefaultChain *FilterChain
+	// DNS is set for a UDP listener with the DNS filter; such a listener has
+	// no filter chains.
+	DNS *DNSConfig
+}
+
+// FilterChain is a listener's filter chain: either an HTTP connection
+// manager (Routes set) or a tcp_proxy (TCPCluster set).
+type FilterChain struct {
+	Name string
+	// DestinationPort matches the connection's destination port; 0 matches any.
+	DestinationPort uint32
+	// ApplicationProtocols matches the protocol the inspector detected
+	// ("http/1.0", "http/1.1", "h2c"); empty matches any.
+	ApplicationProtocols []string
+
 	// RouteConfig names the route configuration (RDS or inline).
 	RouteConfig string
 	Routes      *router.Table
-	// Chain handles every request the listener accepts.
+	// Chain handles every HTTP request the chain accepts.
 	Chain chain.Handler
+
+	// TCPCluster is the tcp_proxy cluster.
+	TCPCluster string
+}
+
+// HTTP reports whether the chain is an HTTP connection manager.
+func (fc *FilterChain) HTTP() bool { return fc.Routes != nil }
+
+// SelectChain picks the filter chain for a connection to destPort with the
+// detected application protocol (empty when none), as Envoy does: the
+// chains matching the destination port exactly, or else those with no
+// destination port; among them one listing the protocol, or else one with no
+// protocols; else the default chain. It returns nil when nothing matches
+// (Envoy closes the connection).
+func (l *Listener) SelectChain(destPort uint32, protocol string) *FilterChain {
+	port := uint32(0)
+	for _, fc := range l.FilterChains {
+		if destPort != 0 && fc.DestinationPort == destPort {
+			port = destPort
+			break
+		}
+	}
+	var wildcard *FilterChain
+	for _, fc := range l.FilterChains {
+		if fc.DestinationPort != port {
+			continue
+		}
+		if len(fc.ApplicationProtocols) == 0 {
+			if wildcard == nil {
+				wildcard = fc
+			}
+			continue
+		}
+		if protocol != "" && slices.Contains(fc.ApplicationProtocols, protocol) {
+			return fc
+		}
+	}
+	if wildcard != nil {
+		return wildcard
+	}
+	return l.DefaultChain
+}
+
+// DNSConfig is a DNS filter's configuration.
+type DNSConfig struct {
+	// Domains maps a lower-case fully qualified name (no trailing dot) to
+	// its addresses.
+	Domains map[string][]netip.Addr
+	// Upstreams are the client_config.upstream_resolvers (host:port); empty
+	// means the system's resolvers.
+	Upstreams []string
 }
 
 // Options configures a Compiler.
@@ -225,8 +312,10 @@ func (c *Compiler) Apply(typeURL, version string, res []*anypb.Any) error {
 		c.listeners, c.gotLDS = next, true
 		c.rdsNames = c.rdsNames[:0:0]
 		for _, e := range next {
-			if e.comp.rds != "" && !slices.Contains(c.rdsNames, e.comp.rds) {
-				c.rdsNames = append(c.rdsNames, e.comp.rds)
+			for _, ch := range e.comp.allChains() {
+				if ch.rds != "" && !slices.Contains(c.rdsNames, ch.rds) {
+					c.rdsNames = append(c.rdsNames, ch.rds)
+				}
 			}
 		}
 		sort.Strings(c.rdsNames)
@@ -330,9 +419,24 @@ func (c *Compiler) build() {
 	m := &Model{Clusters: c.opts.Pools.Build(specs), Versions: maps.Clone(c.versions)}
 	fwd := forward.New(forward.Options{Clusters: m.Clusters, Logger: c.log})
 	for _, e := range c.listeners {
-		l := &Listener{Name: e.comp.name, Address: e.comp.address, RouteConfig: e.comp.routeConfigName(), Routes: e.comp.inline, Chain: fwd}
-		if l.Routes == nil {
-			l.Routes = c.routes[e.comp.rds].comp
+		cl := e.comp
+		l := &Listener{Name: cl.name, Address: cl.address, NoBind: !cl.bind, UseOriginalDst: cl.origDst,
+			HTTPInspector: cl.inspect, InspectTimeout: cl.timeout, ContinueOnTimeout: cl.cont, DNS: cl.dns}
+		mk := func(cc *compiledChain) *FilterChain {
+			fc := &FilterChain{Name: cc.name, DestinationPort: cc.destPort, ApplicationProtocols: cc.protocols, TCPCluster: cc.tcpCluster}
+			if cc.http {
+				fc.RouteConfig, fc.Routes, fc.Chain = cc.routeConfigName(), cc.inline, fwd
+				if fc.Routes == nil {
+					fc.Routes = c.routes[cc.rds].comp
+				}
+			}
+			return fc
+		}
+		for _, cc := range cl.chains {
+			l.FilterChains = append(l.FilterChains, mk(cc))
+		}
+		if cl.dflt != nil {
+			l.DefaultChain = mk(cl.dflt)
 		}
 		m.Listeners = append(m.Listeners, l)
 	}

@@ -73,11 +73,11 @@ func TestCompileWaitsUntilComplete(t *testing.T) {
 		t.Errorf("RDS names = %v", n)
 	}
 	m := c.Current()
-	if len(m.Listeners) != 1 || m.Listeners[0].Address != "127.0.0.1:15001" || m.Listeners[0].RouteConfig != "http_proxy" {
+	if len(m.Listeners) != 1 || m.Listeners[0].Address != "127.0.0.1:15001" || m.Listeners[0].FilterChains[0].RouteConfig != "http_proxy" {
 		t.Fatalf("listeners = %+v", m.Listeners)
 	}
 	req, _ := http.NewRequest("GET", "http://reviews:9080/x", nil)
-	if r, err := m.Listeners[0].Routes.Select(req); err != nil || r.Cluster != cRev {
+	if r, err := m.Listeners[0].FilterChains[0].Routes.Select(req); err != nil || r.Cluster != cRev {
 		t.Errorf("Select = %v, %v", r, err)
 	}
 	if eps := m.Clusters[cRev].Endpoints(); len(eps) != 2 {

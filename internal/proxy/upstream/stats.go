@@ -2,12 +2,14 @@ package upstream
 
 import "sync/atomic"
 
-// Stats counts a cluster's requests. A cluster keeps its Stats across
-// configuration versions for as long as it exists. All methods are safe for
-// concurrent use and lock-free.
+// Stats counts a cluster's requests and TCP connections. A cluster keeps its
+// Stats across configuration versions for as long as it exists. All methods
+// are safe for concurrent use and lock-free.
 type Stats struct {
 	total, retries, timeouts, connectFails atomic.Uint64
 	classes                                [6]atomic.Uint64 // by status/100
+	cxTotal, cxNoneHealthy                 atomic.Uint64
+	txBytes, rxBytes                       atomic.Uint64
 }
 
 // Observe counts a finished request by the status code sent downstream
@@ -28,16 +30,34 @@ func (s *Stats) Timeout() { s.timeouts.Add(1) }
 // ConnectFail counts a failed connection attempt.
 func (s *Stats) ConnectFail() { s.connectFails.Add(1) }
 
+// Connection counts an upstream TCP connection opened by tcp_proxy.
+func (s *Stats) Connection() { s.cxTotal.Add(1) }
+
+// NoneHealthy counts a connection refused because the cluster had no
+// endpoint to send it to.
+func (s *Stats) NoneHealthy() { s.cxNoneHealthy.Add(1) }
+
+// Bytes counts bytes tcp_proxy sent to (tx) and received from (rx) the
+// cluster's endpoints.
+func (s *Stats) Bytes(tx, rx uint64) {
+	s.txBytes.Add(tx)
+	s.rxBytes.Add(rx)
+}
+
 // StatsSnapshot is a point-in-time copy of Stats.
 type StatsSnapshot struct {
 	Total, Retries, Timeouts, ConnectFails uint64
 	// Classes[c] counts responses with status c00-c99, c from 1 to 5.
 	Classes [6]uint64
+	// CxTotal, CxNoneHealthy, TxBytes and RxBytes count tcp_proxy
+	// connections.
+	CxTotal, CxNoneHealthy, TxBytes, RxBytes uint64
 }
 
 // Snapshot copies the counters.
 func (s *Stats) Snapshot() StatsSnapshot {
-	out := StatsSnapshot{Total: s.total.Load(), Retries: s.retries.Load(), Timeouts: s.timeouts.Load(), ConnectFails: s.connectFails.Load()}
+	out := StatsSnapshot{Total: s.total.Load(), Retries: s.retries.Load(), Timeouts: s.timeouts.Load(), ConnectFails: s.connectFails.Load(),
+		CxTotal: s.cxTotal.Load(), CxNoneHealthy: s.cxNoneHealthy.Load(), TxBytes: s.txBytes.Load(), RxBytes: s.rxBytes.Load()}
 	for i := range s.classes {
 		out.Classes[i] = s.classes[i].Load()
 	}

@@ -62,6 +62,10 @@ type ClusterSpec struct {
 	LB             LBPolicy
 	ConnectTimeout time.Duration // 0 means DefaultConnectTimeout
 	Endpoints      []EndpointSpec
+	// OriginalDst marks an Envoy ORIGINAL_DST cluster (lb_policy
+	// CLUSTER_PROVIDED): it has no configured endpoints and connects to
+	// each connection's original destination (see Cluster.EndpointFor).
+	OriginalDst bool
 }
 
 // Endpoint is one upstream address with its connection pool. Endpoints are
@@ -70,7 +74,14 @@ type ClusterSpec struct {
 type Endpoint struct {
 	addr      string
 	transport *http.Transport
+	dialer    *net.Dialer
 	inflight  atomic.Int64
+}
+
+// Dial opens a new TCP connection to the endpoint (for tcp_proxy), bounded
+// by the cluster's connect timeout.
+func (e *Endpoint) Dial(ctx context.Context) (net.Conn, error) {
+	return e.dialer.DialContext(ctx, "tcp", e.addr)
 }
 
 // Address returns the endpoint's host:port.
@@ -104,6 +115,61 @@ type Cluster struct {
 	cumulative []uint64
 	rr         atomic.Uint64
 	stats      *Stats
+	// orig is set for ORIGINAL_DST clusters.
+	orig *origDst
+}
+
+// OriginalDst reports whether c is an ORIGINAL_DST cluster, whose endpoint
+// is each connection's original destination (EndpointFor), not Pick.
+func (c *Cluster) OriginalDst() bool { return c.orig != nil }
+
+// EndpointFor returns the endpoint for addr (host:port) of an ORIGINAL_DST
+// cluster, creating it (and its connection pool) on first use. It returns
+// nil for other clusters.
+func (c *Cluster) EndpointFor(addr string) *Endpoint {
+	if c.orig == nil {
+		return nil
+	}
+	return c.orig.get(addr)
+}
+
+// maxOrigDstEndpoints bounds the endpoints an ORIGINAL_DST cluster keeps;
+// past it, idle ones are forgotten (their idle connections closed).
+const maxOrigDstEndpoints = 1024
+
+// origDst holds an ORIGINAL_DST cluster's endpoints, created on demand and
+// kept across configuration versions while the cluster exists.
+type origDst struct {
+	mu  sync.Mutex
+	eps map[string]*Endpoint
+	new func(addr string) *Endpoint
+}
+
+func (o *origDst) get(addr string) *Endpoint {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if e := o.eps[addr]; e != nil {
+		return e
+	}
+	if len(o.eps) >= maxOrigDstEndpoints {
+		for k, e := range o.eps {
+			if e.InFlight() == 0 {
+				e.transport.CloseIdleConnections()
+				delete(o.eps, k)
+			}
+		}
+	}
+	e := o.new(addr)
+	o.eps[addr] = e
+	return e
+}
+
+func (o *origDst) close() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, e := range o.eps {
+		e.transport.CloseIdleConnections()
+	}
 }
 
 // Stats returns the cluster's request counters.
@@ -247,6 +313,7 @@ type Pools struct {
 	mu    sync.Mutex
 	eps   map[poolKey]*Endpoint
 	stats map[string]*Stats // by cluster name
+	orig  map[string]*origDst
 }
 
 // NewPools returns an empty set of pools.
@@ -260,7 +327,7 @@ func NewPools(o PoolsOptions) *Pools {
 	if o.IdleConnTimeout == 0 {
 		o.IdleConnTimeout = 90 * time.Second
 	}
-	return &Pools{opts: o, eps: map[poolKey]*Endpoint{}, stats: map[string]*Stats{}}
+	return &Pools{opts: o, eps: map[poolKey]*Endpoint{}, stats: map[string]*Stats{}, orig: map[string]*origDst{}}
 }
 
 // Build turns specs into clusters, reusing the endpoint (and its open
@@ -283,6 +350,16 @@ func (p *Pools) Build(specs []ClusterSpec) map[string]*Cluster {
 			p.stats[s.Name] = st
 		}
 		c := &Cluster{name: s.Name, policy: s.LB, endpoints: make([]*Endpoint, 0, len(s.Endpoints)), stats: st}
+		if s.OriginalDst {
+			o := p.orig[s.Name]
+			if o == nil {
+				o = &origDst{eps: map[string]*Endpoint{}, new: func(addr string) *Endpoint {
+					return p.newEndpoint(poolKey{addr: addr, connectTimeout: ct})
+				}}
+				p.orig[s.Name] = o
+			}
+			c.orig = o
+		}
 		weights := make([]uint32, 0, len(s.Endpoints))
 		for _, es := range s.Endpoints {
 			k := poolKey{addr: es.Address, connectTimeout: ct}
@@ -301,6 +378,12 @@ func (p *Pools) Build(specs []ClusterSpec) map[string]*Cluster {
 	for name := range p.stats {
 		if out[name] == nil {
 			delete(p.stats, name)
+		}
+	}
+	for name, o := range p.orig {
+		if c := out[name]; c == nil || c.orig != o {
+			o.close()
+			delete(p.orig, name)
 		}
 	}
 	for k, e := range p.eps {
@@ -330,6 +413,9 @@ func (p *Pools) Close() {
 	for _, e := range p.eps {
 		e.transport.CloseIdleConnections()
 	}
+	for _, o := range p.orig {
+		o.close()
+	}
 }
 
 func (p *Pools) newEndpoint(k poolKey) *Endpoint {
@@ -348,5 +434,5 @@ func (p *Pools) newEndpoint(k poolKey) *Endpoint {
 		// HTTP/1.1 only for now; an empty map disables HTTP/2 upgrade.
 		TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{},
 	}
-	return &Endpoint{addr: k.addr, transport: t}
+	return &Endpoint{addr: k.addr, transport: t, dialer: d}
 }

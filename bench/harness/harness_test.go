@@ -1,0 +1,222 @@
+package harness
+
+import (
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/weftmesh/weft/internal/config"
+)
+
+func TestPercentile(t *testing.T) {
+	ten := []float64{10, 9, 8, 7, 6, 5, 4, 3, 2, 1} // unsorted on purpose
+	tests := []struct {
+		name string
+		xs   []float64
+		p    float64
+		want float64
+	}{
+		{"median of even count interpolates", ten, 50, 5.5},
+		{"p90", ten, 90, 9.1},
+		{"p99.9 stays below max", ten, 99.9, 9.991},
+		{"p0 is min", ten, 0, 1},
+		{"p100 is max", ten, 100, 10},
+		{"single value", []float64{3}, 99, 3},
+		{"median of odd count", []float64{1, 100, 2}, 50, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := slices.Clone(tt.xs)
+			if got := Percentile(tt.xs, tt.p); math.Abs(got-tt.want) > 1e-9 {
+				t.Errorf("Percentile(%v, %v) = %v, want %v", tt.xs, tt.p, got, tt.want)
+			}
+			if !slices.Equal(before, tt.xs) {
+				t.Errorf("Percentile reordered its input: %v", tt.xs)
+			}
+		})
+	}
+	if got := Percentile(nil, 50); !math.IsNaN(got) {
+		t.Errorf("Percentile(nil) = %v, want NaN", got)
+	}
+	if got := Median(nil); got != 0 {
+		t.Errorf("Median(nil) = %v, want 0 (JSON cannot hold NaN)", got)
+	}
+}
+
+func TestParseStat(t *testing.T) {
+	tests := []struct {
+		name      string
+		in        string
+		wantPPID  int
+		wantTicks uint64
+		wantErr   bool
+	}{
+		{
+			name:     "plain",
+			in:       "1234 (weft-proxy) S 1200 1234 1200 0 -1 4194560 2593 0 0 0 150 37 0 0 20 0 9 0 123 1290469376 6466 18446744073709551615",
+			wantPPID: 1200, wantTicks: 187,
+		},
+		{
+			name:     "command with spaces and parentheses",
+			in:       "99 (nginx: (worker) x) R 98 99 98 0 -1 0 0 0 0 0 7 3 0 0 20 0 1 0 5 0 0",
+			wantPPID: 98, wantTicks: 10,
+		},
+		{name: "truncated", in: "99 (x) R 98 99", wantErr: true},
+		{name: "no command", in: "99 x R 98", wantErr: true},
+		{name: "bad utime", in: "1 (x) S 0 1 1 0 -1 0 0 0 0 0 abc 3 0 0", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st, err := parseStat([]byte(tt.in))
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("parseStat error = %v, wantErr %v", err, tt.wantErr)
+			}
+			if err == nil && (st.PPID != tt.wantPPID || st.Ticks != tt.wantTicks) {
+				t.Errorf("parseStat = %+v, want ppid %d ticks %d", st, tt.wantPPID, tt.wantTicks)
+			}
+		})
+	}
+}
+
+func TestParseVmRSS(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		want    int64
+		wantErr bool
+	}{
+		{"status file", "Name:\tweft-proxy\nVmPeak:\t 1290464 kB\nVmHWM:\t   30000 kB\nVmRSS:\t   25864 kB\nRssAnon:\t 10000 kB\n", 25864 * 1024, false},
+		{"zombie has none", "Name:\tx\nState:\tZ (zombie)\n", 0, true},
+		{"bad unit", "VmRSS:\t 12 MB\n", 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseVmRSS([]byte(tt.in))
+			if (err != nil) != tt.wantErr || got != tt.want {
+				t.Errorf("parseVmRSS = %d, %v; want %d, error %v", got, err, tt.want, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestOwnProcess reads this test process's own /proc entries: the parsers
+// must agree with the real kernel format, not only with the samples above.
+func TestOwnProcess(t *testing.T) {
+	pid := os.Getpid()
+	st, err := readStat(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.PPID != os.Getppid() {
+		t.Errorf("ppid = %d, want %d", st.PPID, os.Getppid())
+	}
+	rss, err := readRSS(pid)
+	if err != nil || rss < 1<<20 {
+		t.Errorf("readRSS = %d, %v; want at least 1 MB", rss, err)
+	}
+	if pids := withChildren(pid); !slices.Contains(pids, pid) {
+		t.Errorf("withChildren(%d) = %v, want it to include itself", pid, pids)
+	}
+}
+
+func TestJSONShape(t *testing.T) {
+	rows := []Row{
+		{Name: "direct", P50ms: 0.1, P90ms: 0.2, P99ms: 0.3, AchievedQPS: 1000, MaxRPS: 30000},
+		{Name: "weft", P50ms: 0.4, P90ms: 0.7, P99ms: 2.3, AchievedQPS: 999, MaxRPS: 7000, CPUsPer1k: 0.37, RSSPeakMB: 33, RSSIdleMB: 25},
+	}
+	addLatency(rows)
+	if math.Abs(rows[1].AddedP99ms-2.0) > 1e-9 || math.Abs(rows[1].AddedP50ms-0.3) > 1e-9 {
+		t.Errorf("added latency = %+v, want p50 0.3 and p99 2.0 over direct", rows[1])
+	}
+	path := filepath.Join(t.TempDir(), "out", "latest.json")
+	res := &Result{Settings: Settings{Mode: "quick", Reps: 2}, Rows: rows, ControlPlane: &ControlPlane{Services: 1000, Runs: []ScaleRun{{Clients: 100}}}}
+	if err := WriteJSON(path, res); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"settings", "rows", "controlplane"} {
+		if _, ok := got[k].(map[string]any); !ok && k != "rows" {
+			t.Errorf("top-level %q is %T, want an object", k, got[k])
+		}
+	}
+	gotRows, _ := got["rows"].([]any)
+	if len(gotRows) != 2 {
+		t.Fatalf("rows = %v", got["rows"])
+	}
+	// The keys issue 4 fixes, with the direct row's proxy fields at 0.
+	direct := gotRows[0].(map[string]any)
+	for _, k := range []string{"name", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "achieved_qps", "max_rps", "proxy_cpu_s_per_1k", "proxy_rss_peak_mb", "proxy_rss_idle_mb"} {
+		if _, ok := direct[k]; !ok {
+			t.Errorf("row lacks %q: %v", k, direct)
+		}
+	}
+	for _, k := range []string{"proxy_cpu_s_per_1k", "proxy_rss_peak_mb", "proxy_rss_idle_mb"} {
+		if direct[k] != 0.0 {
+			t.Errorf("direct row %s = %v, want 0", k, direct[k])
+		}
+	}
+	if w := gotRows[1].(map[string]any); w["name"] != "weft" || w["proxy_rss_peak_mb"] != 33.0 {
+		t.Errorf("weft row = %v", w)
+	}
+	var md strings.Builder
+	Markdown(&md, res)
+	if !strings.Contains(md.String(), "| weft | 0.400 | 0.700 | 2.300 |") {
+		t.Errorf("markdown lacks the weft row:\n%s", md.String())
+	}
+}
+
+// TestServiceEntries checks that the control plane run's synthetic services
+// pass the control plane's own validation, with distinct addresses.
+func TestServiceEntries(t *testing.T) {
+	const n, eps = 300, 10
+	rs, err := config.Decode("bench.yaml", []byte(serviceEntries("svc", 0, n, eps)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != n {
+		t.Fatalf("decoded %d resources, want %d", len(rs), n)
+	}
+	for _, r := range rs {
+		if errs := config.Validate(r); len(errs) > 0 {
+			t.Fatalf("%s/%s: %v", r.Namespace, r.Name, errs)
+		}
+	}
+	seen := map[string]bool{}
+	for _, line := range strings.Split(serviceEntries("svc", 0, n, eps), "\n") {
+		if a, ok := strings.CutPrefix(line, "  - address: "); ok {
+			if seen[a] {
+				t.Fatalf("address %s used twice", a)
+			}
+			seen[a] = true
+		}
+	}
+	if len(seen) != n*eps {
+		t.Errorf("%d distinct addresses, want %d", len(seen), n*eps)
+	}
+}
+
+func TestConfigs(t *testing.T) {
+	n := nginxConf("/tmp/x", 1001, 1002)
+	for _, want := range []string{"listen 127.0.0.1:1001;", "server 127.0.0.1:1002;", "keepalive 64;", "proxy_http_version 1.1;", `proxy_set_header Connection "";`} {
+		if !strings.Contains(n, want) {
+			t.Errorf("nginx config lacks %q (keep-alive upstreams need it):\n%s", want, n)
+		}
+	}
+	h := haproxyConf(1001, 1002)
+	for _, want := range []string{"bind 127.0.0.1:1001", "server s1 127.0.0.1:1002", "option http-keep-alive", "http-reuse always"} {
+		if !strings.Contains(h, want) {
+			t.Errorf("haproxy config lacks %q:\n%s", want, h)
+		}
+	}
+}

@@ -1,0 +1,112 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"fortio.org/fortio/fhttp"
+	"fortio.org/fortio/periodic"
+)
+
+// runResult is one load run of one row.
+type runResult struct {
+	p50, p90, p99, p999, max float64 // ms
+	qps                      float64
+	requests                 int64
+	errors                   int64
+	cpuSeconds               float64 // proxies' CPU over the run, all hops
+	peakRSS                  []int64 // per proxy instance
+}
+
+// load runs fortio against t: qps > 0 is an open-loop run at that constant
+// rate (uniform, no catch-up); qps <= 0 runs at the maximum rate.
+func (b *bench) load(ctx context.Context, t *target, qps float64, d time.Duration) (*runResult, error) {
+	o := &fhttp.HTTPRunnerOptions{}
+	o.RunnerOptions = periodic.RunnerOptions{
+		RunType: "weftbench " + t.name, QPS: qps, Duration: d, NumThreads: b.opts.Connections,
+		Percentiles: []float64{50, 90, 99, 99.9},
+		// 10 µs buckets: fortio's 1 ms default is coarser than a hop.
+		Resolution: 0.00001, Uniform: qps > 0, NoCatchUp: true, Out: io.Discard,
+	}
+	if qps <= 0 {
+		o.QPS = -1
+	}
+	o.HTTPOptions.Init(t.url)
+	o.HTTPReqTimeOut = 5 * time.Second
+	if t.host != "" {
+		if err := o.AddAndValidateExtraHeader("Host: " + t.host); err != nil {
+			return nil, fmt.Errorf("load %s: %w", t.name, err)
+		}
+	}
+	o.AllowInitialErrors = true
+
+	res := &runResult{peakRSS: make([]int64, len(t.proxies))}
+	cpu0 := 0.0
+	for i := range t.proxies {
+		cpu0 += t.proxies[i].cpu()
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			for i := range t.proxies {
+				res.peakRSS[i] = max(res.peakRSS[i], t.proxies[i].rss())
+			}
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	// Ctrl-C aborts the run early.
+	o.Stop = periodic.NewAborter()
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			o.Stop.Abort(false)
+		case <-done:
+		}
+	}()
+	r, err := fhttp.RunHTTPTest(o)
+	close(done)
+	close(stop)
+	wg.Wait()
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", t.name, err)
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	for i := range t.proxies {
+		res.cpuSeconds += t.proxies[i].cpu()
+	}
+	res.cpuSeconds -= cpu0
+	h := r.DurationHistogram
+	res.requests = h.Count
+	res.errors = h.Count - r.RetCodes[200]
+	res.qps = r.ActualQPS
+	res.max = h.Max * 1000
+	for _, p := range h.Percentiles {
+		v := p.Value * 1000
+		switch p.Percentile {
+		case 50:
+			res.p50 = v
+		case 90:
+			res.p90 = v
+		case 99:
+			res.p99 = v
+		case 99.9:
+			res.p999 = v
+		}
+	}
+	return res, nil
+}

@@ -1,0 +1,191 @@
+package harness
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Result is the whole bench output; its JSON shape is fixed by issue 4.
+type Result struct {
+	Settings     Settings      `json:"settings"`
+	Rows         []Row         `json:"rows"`
+	ControlPlane *ControlPlane `json:"controlplane"`
+	// Notes are things a reader must know, e.g. a row that was skipped.
+	Notes []string `json:"notes,omitempty"`
+}
+
+// Settings records every setting that shapes the figures.
+type Settings struct {
+	Mode             string  `json:"mode"` // quick or full
+	Date             string  `json:"date"`
+	CPUs             int     `json:"cpus"`
+	CPUModel         string  `json:"cpu_model"`
+	Kernel           string  `json:"kernel"`
+	GOMAXPROCS       string  `json:"gomaxprocs"` // of the proxies; "unset" means the Go default (= CPUs)
+	GOGC             string  `json:"gogc"`
+	CPUPinning       string  `json:"cpu_pinning"`
+	Reps             int     `json:"reps"`
+	LatencyQPS       float64 `json:"latency_qps"`
+	LatencySeconds   float64 `json:"latency_seconds"`
+	CapacitySeconds  float64 `json:"capacity_seconds"`
+	Connections      int     `json:"connections"`
+	BodyBytes        int     `json:"body_bytes"`
+	LoadGenerator    string  `json:"load_generator"`
+	NginxWorkers     string  `json:"nginx_workers"`
+	HAProxyThreads   string  `json:"haproxy_threads"`
+	GoVersion        string  `json:"go_version"`
+	WeftRev          string  `json:"weft_rev"`
+	NginxVersion     string  `json:"nginx_version"`
+	HAProxyVersion   string  `json:"haproxy_version"`
+	ControlClients   []int   `json:"controlplane_clients"`
+	ControlServices  int     `json:"controlplane_services"`
+	ControlEndpoints int     `json:"controlplane_endpoints_per_service"`
+}
+
+// Row is one row's medians over the repetitions.
+type Row struct {
+	Name           string  `json:"name"`
+	P50ms          float64 `json:"p50_ms"`
+	P90ms          float64 `json:"p90_ms"`
+	P99ms          float64 `json:"p99_ms"`
+	P999ms         float64 `json:"p999_ms"`
+	Maxms          float64 `json:"max_ms"`
+	AchievedQPS    float64 `json:"achieved_qps"`
+	MaxRPS         float64 `json:"max_rps"`
+	CPUsPer1k      float64 `json:"proxy_cpu_s_per_1k"`
+	RSSPeakMB      float64 `json:"proxy_rss_peak_mb"`
+	RSSIdleMB      float64 `json:"proxy_rss_idle_mb"`
+	AddedP50ms     float64 `json:"added_p50_ms"`
+	AddedP90ms     float64 `json:"added_p90_ms"`
+	AddedP99ms     float64 `json:"added_p99_ms"`
+	Errors         int64   `json:"errors"` // non-200 answers and socket errors, summed over all runs
+	ProxyProcesses int     `json:"proxy_processes"`
+	// PerProxy holds each proxy instance's RSS (peak, idle) in MB.
+	PerProxy []ProxyRSS `json:"per_proxy,omitempty"`
+}
+
+// ProxyRSS is one proxy instance of a row (client side or server side).
+type ProxyRSS struct {
+	Name   string  `json:"name"`
+	PeakMB float64 `json:"peak_mb"`
+	IdleMB float64 `json:"idle_mb"`
+}
+
+// ControlPlane is the synthetic control plane run.
+type ControlPlane struct {
+	Services        int        `json:"services"`
+	EndpointsPerSvc int        `json:"endpoints_per_service"`
+	RegisterSeconds float64    `json:"register_s"`
+	IdleRSSMB       float64    `json:"idle_rss_mb"` // after registering, before any client
+	Runs            []ScaleRun `json:"runs"`
+	Error           string     `json:"error,omitempty"`
+}
+
+// ScaleRun is the control plane with Clients ADS clients connected.
+type ScaleRun struct {
+	Clients int `json:"clients"`
+	// FullPushSeconds: from the moment all clients dial until every one has
+	// ACKed a complete config (CDS, LDS, every EDS and RDS).
+	FullPushSeconds float64 `json:"full_push_s"`
+	// ApplyToAckP50ms and P99ms: from `weft apply` of one new service until
+	// each client has ACKed the cluster, its endpoints and its route.
+	ApplyToAckP50ms float64 `json:"apply_to_ack_p50_ms"`
+	ApplyToAckP99ms float64 `json:"apply_to_ack_p99_ms"`
+	ApplyToAckMaxms float64 `json:"apply_to_ack_max_ms"`
+	// ApplyWaitms is how long `weft apply --wait` would wait: until the
+	// control plane's sync report says every proxy ACKed the revision.
+	ApplyWaitms float64 `json:"apply_wait_ms"`
+	RSSPeakMB   float64 `json:"rss_peak_mb"`
+	CPUSeconds  float64 `json:"cpu_s"` // control plane CPU over the connect and the change
+	Error       string  `json:"error,omitempty"`
+}
+
+// WriteJSON writes r to path, creating its directory.
+func WriteJSON(path string, r *Result) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode results: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("write results: %w", err)
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write results: %w", err)
+	}
+	return nil
+}
+
+func f2(x float64) string {
+	if math.IsNaN(x) {
+		return "-"
+	}
+	switch {
+	case x >= 100:
+		return fmt.Sprintf("%.0f", x)
+	case x >= 10:
+		return fmt.Sprintf("%.1f", x)
+	default:
+		return fmt.Sprintf("%.3f", x)
+	}
+}
+
+// Markdown renders r as the report printed and written to latest.md.
+func Markdown(w io.Writer, r *Result) {
+	s := r.Settings
+	fmt.Fprintf(w, "# Weft bench (%s)\n\n", s.Mode)
+	fmt.Fprintf(w, "%s · %d CPUs (%s) · kernel %s · %s · weft %s\n\n", s.Date, s.CPUs, s.CPUModel, s.Kernel, s.GoVersion, s.WeftRev)
+	fmt.Fprintf(w, "Load: %s, HTTP/1.1 keep-alive, %d B body, %d connections; latency run %.0f rps (uniform, no catch-up) for %.0fs, capacity run at max rate for %.0fs; rows interleaved over %d repetitions, medians shown.\n\n",
+		s.LoadGenerator, s.BodyBytes, s.Connections, s.LatencyQPS, s.LatencySeconds, s.CapacitySeconds, s.Reps)
+	fmt.Fprintf(w, "Settings: GOMAXPROCS=%s GOGC=%s (proxies and backend) · nginx worker_processes %s · haproxy nbthread %s · CPU pinning: %s · %s · %s\n\n",
+		s.GOMAXPROCS, s.GOGC, s.NginxWorkers, s.HAProxyThreads, s.CPUPinning, s.NginxVersion, s.HAProxyVersion)
+	fmt.Fprintln(w, "| row | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | achieved qps | added p50 / p90 / p99 ms | max rps | proxy CPU s per 1k req | proxy RSS peak MB | proxy RSS idle MB | errors |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	for _, row := range r.Rows {
+		added := "-"
+		cpu, peak, idle := "-", "-", "-"
+		if row.Name != "direct" {
+			added = fmt.Sprintf("%s / %s / %s", f2(row.AddedP50ms), f2(row.AddedP90ms), f2(row.AddedP99ms))
+			cpu, peak, idle = f2(row.CPUsPer1k), f2(row.RSSPeakMB), f2(row.RSSIdleMB)
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %.0f | %s | %.0f | %s | %s | %s | %d |\n",
+			row.Name, f2(row.P50ms), f2(row.P90ms), f2(row.P99ms), f2(row.P999ms), f2(row.Maxms), row.AchievedQPS,
+			added, row.MaxRPS, cpu, peak, idle, row.Errors)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Proxy CPU is the user+system time of all of a row's proxy processes (both hops) during the latency run, per 1000 requests; at 1000 rps it equals vCPU per 1000 rps. RSS is per proxy instance (the larger of the two hops; an nginx or HAProxy instance counts its master and workers), peak sampled every 100 ms under load, idle after start-up.")
+	fmt.Fprintln(w)
+	var per []string
+	for _, row := range r.Rows {
+		for _, p := range row.PerProxy {
+			per = append(per, fmt.Sprintf("%s %s: idle %s MB, peak %s MB", row.Name, p.Name, f2(p.IdleMB), f2(p.PeakMB)))
+		}
+	}
+	if len(per) > 0 {
+		fmt.Fprintf(w, "Per proxy: %s.\n\n", strings.Join(per, "; "))
+	}
+	if cp := r.ControlPlane; cp != nil {
+		fmt.Fprintf(w, "## Control plane: %d services × %d endpoints (ServiceEntry), registered in %.2fs; idle RSS %s MB\n\n",
+			cp.Services, cp.EndpointsPerSvc, cp.RegisterSeconds, f2(cp.IdleRSSMB))
+		if cp.Error != "" {
+			fmt.Fprintf(w, "Error: %s\n\n", cp.Error)
+		}
+		fmt.Fprintln(w, "| ADS clients | full push s | apply → all ACKed p50 ms | p99 ms | max ms | apply --wait ms | control RSS peak MB | control CPU s |")
+		fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
+		for _, run := range cp.Runs {
+			fmt.Fprintf(w, "| %d | %s | %s | %s | %s | %s | %s | %s |\n", run.Clients, f2(run.FullPushSeconds),
+				f2(run.ApplyToAckP50ms), f2(run.ApplyToAckP99ms), f2(run.ApplyToAckMaxms), f2(run.ApplyWaitms), f2(run.RSSPeakMB), f2(run.CPUSeconds))
+			if run.Error != "" {
+				fmt.Fprintf(w, "\n%d clients: error: %s\n", run.Clients, run.Error)
+			}
+		}
+		fmt.Fprintln(w)
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(w, "- %s\n", n)
+	}
+}

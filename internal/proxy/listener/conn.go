@@ -1,0 +1,276 @@
+package listener
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"github.com/weftmesh/weft/internal/proxy/chain"
+	"github.com/weftmesh/weft/internal/proxy/model"
+	"github.com/weftmesh/weft/internal/proxy/upstream"
+)
+
+// BlackHoleCluster is Istio's name for the cluster that refuses outbound
+// connections to destinations outside the mesh (REGISTRY_ONLY).
+const BlackHoleCluster = "BlackHoleCluster"
+
+// connInfo is what the accept step learnt about a connection, for the HTTP
+// requests on it.
+type connInfo struct {
+	listener string
+	destPort uint32
+	protocol string
+	origDst  netip.AddrPort
+}
+
+type connInfoKey struct{}
+
+// httpConn carries connInfo to the http.Server's ConnContext.
+type httpConn struct {
+	net.Conn
+	info connInfo
+}
+
+func addrPort(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ap := ta.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	return netip.AddrPort{}
+}
+
+// handle runs the accept steps for c: original destination hand-off,
+// listener filters, filter chain selection, then serves it. c was added to
+// s.tcp by the accept loop.
+func (s *socket) handle(c net.Conn) {
+	served := false
+	defer func() {
+		if !served {
+			c.Close()
+		}
+		s.tcp.remove(c)
+	}()
+	m := s.m
+	l := s.cur.Load()
+	ix := m.cur.Load()
+	if l == nil || ix == nil {
+		return
+	}
+	local := addrPort(c.LocalAddr())
+	dst, hasOD := local, false
+	if l.UseOriginalDst && m.opts.OriginalDst != nil {
+		od, err := m.opts.OriginalDst(c)
+		switch {
+		case err != nil:
+			m.log.Debug("cannot read the original destination", "listener", l.Name, "remote", c.RemoteAddr().String(), "err", err)
+		case od == local:
+			// Not redirected: someone connected to the listener itself.
+			// Passing it through would connect back here.
+		default:
+			dst, hasOD = netip.AddrPortFrom(od.Addr().Unmap(), od.Port()), true
+		}
+	}
+	if l.UseOriginalDst && hasOD {
+		if t := ix.handoff(l, dst); t != nil {
+			l = t
+		}
+	}
+	st := m.stats.listener(l.Name)
+	st.cx.Add(1)
+
+	var protocol string
+	conn := c
+	if l.HTTPInspector {
+		p, read, timedOut := Inspect(c, l.InspectTimeout)
+		if timedOut {
+			st.preCxTimeout.Add(1)
+			if !l.ContinueOnTimeout {
+				m.log.Debug("listener filters timed out; closing (continue_on_listener_filters_timeout is false)", "listener", l.Name, "remote", c.RemoteAddr().String())
+				return
+			}
+		}
+		if p != "" {
+			st.httpFound.Add(1)
+		} else {
+			st.httpNotFound.Add(1)
+		}
+		protocol = p
+		if len(read) > 0 {
+			conn = &replayConn{Conn: c, pending: read}
+		}
+	}
+	fc := l.SelectChain(uint32(dst.Port()), protocol)
+	if fc == nil {
+		st.noChain.Add(1)
+		m.log.Debug("no filter chain matches the connection", "listener", l.Name, "destination", dst.String(), "protocol", protocol)
+		return
+	}
+	info := connInfo{listener: l.Name, destPort: uint32(dst.Port()), protocol: protocol}
+	if hasOD {
+		info.origDst = dst
+	}
+	if fc.HTTP() {
+		served = true
+		s.queue.push(&httpConn{Conn: conn, info: info})
+		return
+	}
+	m.proxyTCP(conn, fc.TCPCluster, l.Name, info.origDst)
+}
+
+// ServeHTTP selects the filter chain and route and runs the chain.
+func (s *socket) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	info, _ := r.Context().Value(connInfoKey{}).(*connInfo)
+	ix := s.m.cur.Load()
+	var (
+		l  *model.Listener
+		fc *model.FilterChain
+	)
+	if info != nil && ix != nil {
+		if l = ix.byName[info.listener]; l != nil {
+			fc = l.SelectChain(info.destPort, info.protocol)
+		}
+	}
+	if fc == nil || !fc.HTTP() {
+		w.Header().Set("Connection", "close")
+		http.Error(w, "the listener of this connection no longer serves HTTP for it", http.StatusServiceUnavailable)
+		return
+	}
+	x := &chain.Exchange{W: w, R: r, Listener: l.Name, RouteConfig: fc.RouteConfig, OriginalDst: info.origDst}
+	x.Route, x.RouteErr = fc.Routes.Select(r)
+	fc.Chain.Serve(x)
+}
+
+// proxyTCP is Envoy's tcp_proxy: it connects to an endpoint of the cluster
+// (the original destination for an ORIGINAL_DST cluster) and copies bytes
+// both ways, passing half-closes on, until both directions have ended. It
+// closes down.
+func (m *Manager) proxyTCP(down net.Conn, clusterName, listener string, origDst netip.AddrPort) {
+	defer down.Close()
+	ix := m.cur.Load()
+	cl := ix.model.Clusters[clusterName]
+	if cl == nil {
+		m.log.Warn("tcp_proxy: cluster not found; closing the connection", "listener", listener, "cluster", clusterName)
+		return
+	}
+	var ep *upstream.Endpoint
+	if cl.OriginalDst() {
+		if origDst.IsValid() {
+			ep = cl.EndpointFor(origDst.String())
+		}
+	} else {
+		ep = cl.Pick(nil)
+	}
+	if ep == nil {
+		cl.Stats().NoneHealthy()
+		dst := origDst.String()
+		if !origDst.IsValid() {
+			dst = down.LocalAddr().String()
+		}
+		if clusterName == BlackHoleCluster {
+			m.stats.blocked.Add(1)
+			m.log.Warn(fmt.Sprintf("blocked outbound connection to %s (REGISTRY_ONLY)", dst), "listener", listener, "source", down.RemoteAddr().String())
+		} else {
+			m.log.Info("tcp_proxy: no upstream for the connection; closing it", "listener", listener, "cluster", clusterName, "destination", dst)
+		}
+		return
+	}
+	up, err := ep.Dial(contextBackground)
+	if err != nil {
+		cl.Stats().ConnectFail()
+		m.log.Info("tcp_proxy: upstream connect failed", "listener", listener, "cluster", clusterName, "endpoint", ep.Address(), "err", err)
+		return
+	}
+	defer up.Close()
+	cl.Stats().Connection()
+	ep.Begin()
+	defer ep.End()
+	tx, rx := pipe(down, up)
+	cl.Stats().Bytes(uint64(tx), uint64(rx))
+}
+
+// pipe copies down→up and up→down. When one side finishes sending (EOF),
+// the other side's write half is closed, so each peer sees the half-close;
+// an error in either direction closes both connections. It returns when
+// both directions have ended.
+func pipe(down, up net.Conn) (tx, rx int64) {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	one := func(dst, src net.Conn, n *int64) {
+		var err error
+		*n, err = io.Copy(dst, src)
+		if err != nil && !errors.Is(err, net.ErrClosed) {
+			down.Close()
+			up.Close()
+			return
+		}
+		closeWrite(dst)
+	}
+	go func() {
+		defer wg.Done()
+		one(up, down, &tx)
+	}()
+	one(down, up, &rx)
+	wg.Wait()
+	return tx, rx
+}
+
+// statsTable holds the listener counters.
+type statsTable struct {
+	byName  sync.Map // string → *listenerCounters
+	blocked atomic.Uint64
+}
+
+type listenerCounters struct {
+	cx, preCxTimeout, noChain, httpFound, httpNotFound atomic.Uint64
+}
+
+func (t *statsTable) listener(name string) *listenerCounters {
+	if c, ok := t.byName.Load(name); ok {
+		return c.(*listenerCounters)
+	}
+	c, _ := t.byName.LoadOrStore(name, &listenerCounters{})
+	return c.(*listenerCounters)
+}
+
+// ListenerStats are one listener's counters.
+type ListenerStats struct {
+	// Connections counts connections the listener served (accepted, or
+	// handed to it by a use_original_dst listener).
+	Connections uint64
+	// PreCxTimeouts counts connections whose listener filters (the HTTP
+	// inspector) timed out.
+	PreCxTimeouts uint64
+	// NoFilterChain counts connections closed because no filter chain
+	// matched.
+	NoFilterChain uint64
+	// HTTPFound and HTTPNotFound count the HTTP inspector's verdicts.
+	HTTPFound, HTTPNotFound uint64
+}
+
+// Stats are the Manager's counters.
+type Stats struct {
+	// Listeners by name.
+	Listeners map[string]ListenerStats
+	// Blocked counts connections refused by BlackHoleCluster (outbound
+	// traffic policy REGISTRY_ONLY).
+	Blocked uint64
+}
+
+// Stats returns a copy of the counters.
+func (m *Manager) Stats() Stats {
+	out := Stats{Listeners: map[string]ListenerStats{}, Blocked: m.stats.blocked.Load()}
+	m.stats.byName.Range(func(k, v any) bool {
+		c := v.(*listenerCounters)
+		out.Listeners[k.(string)] = ListenerStats{
+			Connections: c.cx.Load(), PreCxTimeouts: c.preCxTimeout.Load(), NoFilterChain: c.noChain.Load(),
+			HTTPFound: c.httpFound.Load(), HTTPNotFound: c.httpNotFound.Load(),
+		}
+		return true
+	})
+	return out
+}
