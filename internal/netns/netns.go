@@ -140,6 +140,25 @@ func Remove(name string) error {
 		return fmt.Errorf("list network namespaces: %w (is iproute2 installed?)", err)
 	}
 	var errs []string
+	// Delete the host ends of the veths first: the kernel destroys a
+	// deleted namespace, and the veths in it, only later.
+	links, err := exec.Command("ip", "-o", "link", "show").Output()
+	if err != nil {
+		return fmt.Errorf("list links: %w", err)
+	}
+	for _, line := range strings.Split(string(links), "\n") {
+		// "12: weft3fa1v0@if11: <BROADCAST,..."
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		link, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
+		if strings.HasPrefix(link, name+"v") {
+			if err := ip("link", "delete", link); err != nil {
+				errs = append(errs, err.Error())
+			}
+		}
+	}
 	for _, line := range strings.Split(string(out), "\n") {
 		ns, _, _ := strings.Cut(strings.TrimSpace(line), " ")
 		if strings.HasPrefix(ns, name+"-") {

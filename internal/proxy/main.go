@@ -138,6 +138,8 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&m.ServiceAccount, "service-account", "default", "service `account`")
 	fs.StringVar(&labels, "labels", "", "workload labels `k=v,k=v`")
 	fs.StringVar(&m.IP, "ip", "127.0.0.1", "`address` other proxies use to reach this one")
+	fs.StringVar(&m.InterceptionMode, "interception-mode", "",
+		"`REDIRECT` when `weft-proxy iptables` captures the workload's traffic (transparent mode); empty for explicit mode (HTTP_PROXY)")
 	fs.Var(&ports, "port", "service port `NAME:PORT:TARGETPORT:LISTENPORT` (repeatable), e.g. http:9080:20001:20002")
 	fs.UintVar(&outbound, "outbound-port", 15001, "explicit outbound (HTTP_PROXY) `port`")
 	fs.UintVar(&adminP, "admin-port", 15000, "admin API `port` on 127.0.0.1")
@@ -159,6 +161,9 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 	}
 	if _, _, err := net.SplitHostPort(c.opts.XDSAddress); err != nil {
 		return bad("--xds-address %q: want host:port", c.opts.XDSAddress)
+	}
+	if m.InterceptionMode != "" && m.InterceptionMode != nodemeta.InterceptionRedirect {
+		return bad("--interception-mode %q: want %s, or nothing for explicit mode", m.InterceptionMode, nodemeta.InterceptionRedirect)
 	}
 	if net.ParseIP(m.IP) == nil {
 		return bad("--ip %q is not an IP address", m.IP)

@@ -1,7 +1,6 @@
 package translate
 
 import (
-	"cmp"
 	"fmt"
 	"slices"
 
@@ -13,46 +12,22 @@ import (
 // defaultLbPolicy is Istio's load balancer when no DestinationRule says.
 const defaultLbPolicy = clusterv3.Cluster_LEAST_REQUEST
 
-// outbound builds the EDS clusters and their load assignments: one per
-// service port, one per DestinationRule subset of it, and one for every
-// cluster a route references (with no endpoints when nothing backs it).
+// outbound returns the EDS clusters and their load assignments: the shared
+// ones (one per service port and per DestinationRule subset of it), plus one
+// for every cluster this proxy's routes reference that nothing backs, with
+// no endpoints.
 func (t *translator) outbound() ([]*clusterv3.Cluster, []*endpointv3.ClusterLoadAssignment) {
-	keys := map[clusterKey]bool{}
-	for _, svc := range t.snap.Services {
-		dr, hasDR := t.drs[svc.Hostname]
-		for _, port := range svc.Ports {
-			keys[clusterKey{host: svc.Hostname, port: port.Number}] = true
-			if !hasDR {
-				continue
-			}
-			for _, sub := range dr.spec.GetSubsets() {
-				if sub.GetName() != "" {
-					keys[clusterKey{host: svc.Hostname, port: port.Number, subset: sub.GetName()}] = true
-				}
-			}
+	extra := map[clusterKey]bool{}
+	for k := range t.refs {
+		if !t.shared.keys[k] {
+			extra[k] = true
 		}
 	}
-	for k := range t.refs {
-		keys[k] = true
+	if len(extra) == 0 {
+		return t.shared.clusters, t.shared.endpoints
 	}
-	sorted := make([]clusterKey, 0, len(keys))
-	for k := range keys {
-		sorted = append(sorted, k)
-	}
-	slices.SortFunc(sorted, func(a, b clusterKey) int { return cmp.Compare(a.name(), b.name()) })
-
-	clusters := make([]*clusterv3.Cluster, 0, len(sorted))
-	endpoints := make([]*endpointv3.ClusterLoadAssignment, 0, len(sorted))
-	for _, k := range sorted {
-		clusters = append(clusters, &clusterv3.Cluster{
-			Name:                 k.name(),
-			ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
-			EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource()},
-			LbPolicy:             t.lbPolicy(k),
-		})
-		endpoints = append(endpoints, t.loadAssignment(k))
-	}
-	return clusters, endpoints
+	clusters, endpoints := t.buildClusters(extra)
+	return append(slices.Clone(t.shared.clusters), clusters...), append(slices.Clone(t.shared.endpoints), endpoints...)
 }
 
 // lbPolicy is the load balancer of a cluster. The most specific setting

@@ -38,7 +38,7 @@ type routeContext struct {
 // httpProxyRoutes is the sidecar's explicit outbound route configuration:
 // one virtual host per HTTP service port.
 func (t *translator) httpProxyRoutes() *routev3.RouteConfiguration {
-	return t.outboundRoutes(httpProxyRouteName, 0)
+	return t.shared.routeConfig(t, httpProxyRouteName, 0)
 }
 
 // outboundRoutes builds a route configuration with one virtual host per

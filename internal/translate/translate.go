@@ -45,17 +45,25 @@ const defaultOutboundPort = 15001
 // meshGateway is the reserved gateway name for sidecars.
 const meshGateway = "mesh"
 
-// ForProxy computes every xDS resource of proxy p from snapshot s.
+// ForProxy computes every xDS resource of proxy p from snapshot s. To
+// translate many proxies of one snapshot, use NewShared(s).ForProxy.
 func ForProxy(s *snapshot.Snapshot, p nodemeta.Metadata) *Resources {
+	return NewShared(s).ForProxy(p)
+}
+
+// ForProxy computes every xDS resource of proxy p. The result shares
+// resources with other proxies' results; treat it as read-only.
+func (sh *Shared) ForProxy(p nodemeta.Metadata) *Resources {
 	if p.Namespace == "" {
 		p.Namespace = "default"
 	}
 	t := &translator{
-		snap:  s,
-		proxy: p,
-		vss:   virtualServices(s),
-		drs:   destinationRules(s),
-		refs:  map[clusterKey]bool{},
+		shared: sh,
+		snap:   sh.snap,
+		proxy:  p,
+		vss:    sh.vss,
+		drs:    sh.drs,
+		refs:   map[clusterKey]bool{},
 	}
 	out := &Resources{}
 	switch {
@@ -75,18 +83,24 @@ func ForProxy(s *snapshot.Snapshot, p nodemeta.Metadata) *Resources {
 	slices.SortFunc(out.Listeners, func(a, b *listenerv3.Listener) int { return cmp.Compare(a.Name, b.Name) })
 	slices.SortFunc(out.Routes, func(a, b *routev3.RouteConfiguration) int { return cmp.Compare(a.Name, b.Name) })
 	slices.SortFunc(out.Clusters, func(a, b *clusterv3.Cluster) int { return cmp.Compare(a.Name, b.Name) })
-	slices.SortFunc(out.Endpoints, func(a, b *endpointv3.ClusterLoadAssignment) int {
-		return cmp.Compare(a.ClusterName, b.ClusterName)
-	})
+	if !slices.IsSortedFunc(out.Endpoints, compareCLA) {
+		out.Endpoints = slices.Clone(out.Endpoints) // never reorder the shared slice
+		slices.SortFunc(out.Endpoints, compareCLA)
+	}
 	return out
+}
+
+func compareCLA(a, b *endpointv3.ClusterLoadAssignment) int {
+	return cmp.Compare(a.ClusterName, b.ClusterName)
 }
 
 // translator carries the indexes of one ForProxy call.
 type translator struct {
-	snap  *snapshot.Snapshot
-	proxy nodemeta.Metadata
-	vss   []virtualService           // oldest first
-	drs   map[string]destinationRule // by resolved host; the oldest wins
+	shared *Shared
+	snap   *snapshot.Snapshot
+	proxy  nodemeta.Metadata
+	vss    []virtualService           // oldest first
+	drs    map[string]destinationRule // by resolved host; the oldest wins
 	// refs collects the outbound clusters routes point at, so that each
 	// gets a Cluster and a ClusterLoadAssignment even without a service.
 	refs map[clusterKey]bool

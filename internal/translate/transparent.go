@@ -91,7 +91,7 @@ func (t *translator) transparentSidecar() ([]*listenerv3.Listener, []*routev3.Ro
 	}
 	var routes []*routev3.RouteConfiguration
 	for port := range httpPorts {
-		routes = append(routes, t.outboundRoutes(strconv.Itoa(int(port)), port))
+		routes = append(routes, t.shared.routeConfig(t, strconv.Itoa(int(port)), port))
 	}
 	return listeners, routes
 }

@@ -12,10 +12,12 @@ import (
 	"github.com/weftmesh/weft/internal/netns"
 )
 
-// ProxyUID is the user the transparent sidecars run as; iptables leaves
-// its traffic alone so that the proxy's own connections are not captured
-// again. It is Istio's.
-const ProxyUID = 1337
+// ProxyGID is the group the transparent sidecars run as; iptables leaves
+// the traffic of user or group 1337 alone (Istio's proxy user and group),
+// so that the proxy's own connections are not captured again. The sidecar
+// keeps user root so that it can run from wherever the binaries are, a
+// private home directory included.
+const ProxyGID = 1337
 
 // Ports of a transparent sidecar inside its namespace (Istio's).
 const (
@@ -50,7 +52,7 @@ func (s *supervisor) createNetwork() error {
 
 // startTransparent starts a workload in a namespace of its own, as a pod
 // runs: an init step installs the iptables capture, then the sidecar runs
-// as ProxyUID, and once it is ready the app starts with no proxy settings
+// in group ProxyGID, and once it is ready the app starts with no proxy settings
 // at all, on the service port of its own IP.
 func (s *supervisor) startTransparent(ctx context.Context, w Workload) (*child, error) {
 	name := podName(w.App, w.Version)
@@ -58,7 +60,7 @@ func (s *supervisor) startTransparent(ctx context.Context, w Workload) (*child, 
 	if err != nil {
 		return nil, err
 	}
-	uid := strconv.Itoa(ProxyUID)
+	uid := strconv.Itoa(ProxyGID)
 	init, err := startChild(s.opts, Proc{Name: name + "-init", Role: "init", Binary: "weft-proxy"}, host, nil, nil,
 		[]string{"iptables", "--proxy-uid", uid, "--proxy-gid", uid, "--capture-dns",
 			"--inbound-ports-exclude", strconv.Itoa(netnsAdminPort)})
@@ -75,7 +77,7 @@ func (s *supervisor) startTransparent(ctx context.Context, w Workload) (*child, 
 		Name: name, Role: "sidecar", Service: w.App, Version: w.Version, Binary: "weft-proxy",
 		AppPort: int(w.ServicePort), InboundPort: netnsInboundPort, OutboundPort: netnsOutboundPort, AdminPort: netnsAdminPort,
 	}
-	proxy, err := s.start(p, host, &syscall.Credential{Uid: ProxyUID, Gid: ProxyUID}, nil,
+	proxy, err := s.start(p, host, &syscall.Credential{Uid: 0, Gid: ProxyGID}, nil,
 		"--xds-address", s.st.XDSAddr, "--interception-mode", "REDIRECT", "--ip", host.IP.String(),
 		"--namespace", "default", "--service", w.App,
 		"--workload-name", name, "--service-account", w.ServiceAccount,

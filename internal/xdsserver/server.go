@@ -2,6 +2,7 @@ package xdsserver
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -34,20 +35,17 @@ type Options struct {
 	// Registry learns of every proxy that connects and forgets it a grace
 	// period after its stream closes.
 	Registry *registry.Registry
-	// Translate computes one proxy's resources; nil means translate.ForProxy.
-	Translate func(*snapshot.Snapshot, nodemeta.Metadata) *translate.Resources
 }
 
 // Server is the ADS server.
 type Server struct {
-	log       *slog.Logger
-	reg       *registry.Registry
-	translate func(*snapshot.Snapshot, nodemeta.Metadata) *translate.Resources
-	cache     cachev3.SnapshotCache
-	xds       serverv3.Server
+	log   *slog.Logger
+	reg   *registry.Registry
+	cache cachev3.SnapshotCache
+	xds   serverv3.Server
 
 	mu      sync.Mutex
-	snap    *snapshot.Snapshot
+	current *push
 	streams map[int64]string // stream ID -> proxy ID
 	proxies map[string]*proxyState
 }
@@ -57,16 +55,12 @@ func New(opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if opts.Translate == nil {
-		opts.Translate = translate.ForProxy
-	}
 	s := &Server{
-		log:       opts.Logger,
-		reg:       opts.Registry,
-		translate: opts.Translate,
-		cache:     cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil),
-		streams:   map[int64]string{},
-		proxies:   map[string]*proxyState{},
+		log:     opts.Logger,
+		reg:     opts.Registry,
+		cache:   cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil),
+		streams: map[int64]string{},
+		proxies: map[string]*proxyState{},
 	}
 	s.xds = serverv3.NewServer(context.Background(), s.cache, serverv3.CallbackFuncs{
 		StreamRequestFunc:  s.onStreamRequest,
@@ -93,11 +87,20 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	return nil
 }
 
+// push is one snapshot with what its proxies share: the translation of
+// the common resources, and the hash of every resource already hashed.
+type push struct {
+	snap   *snapshot.Snapshot
+	shared *translate.Shared
+	hashes sync.Map // types.Resource -> uint64
+}
+
 // Push makes snap the current state and sends every connected proxy its
 // configuration computed from it.
 func (s *Server) Push(snap *snapshot.Snapshot) {
+	cur := &push{snap: snap, shared: translate.NewShared(snap)}
 	s.mu.Lock()
-	s.snap = snap
+	s.current = cur
 	ids := make([]string, 0, len(s.proxies))
 	for id := range s.proxies {
 		ids = append(ids, id)
@@ -106,21 +109,22 @@ func (s *Server) Push(snap *snapshot.Snapshot) {
 	sort.Strings(ids)
 	start := time.Now()
 	for _, id := range ids {
-		s.pushTo(id, snap)
+		s.pushTo(id, cur)
 	}
 	s.log.Debug("pushed", "proxies", len(ids), "config_revision", snap.ConfigRevision,
 		"registry_revision", snap.RegistryRevision, "took", time.Since(start))
 }
 
-// pushTo translates snap for one proxy and hands it to the cache.
-func (s *Server) pushTo(id string, snap *snapshot.Snapshot) {
+// pushTo translates the push for one proxy and hands it to the cache.
+func (s *Server) pushTo(id string, cur *push) {
 	s.mu.Lock()
 	p := s.proxies[id]
 	s.mu.Unlock()
-	if p == nil || snap == nil {
+	if p == nil || cur == nil {
 		return
 	}
-	res := s.translate(snap, p.meta)
+	snap := cur.snap
+	res := cur.shared.ForProxy(p.meta)
 	byType := map[resourcev3.Type][]types.Resource{
 		resourcev3.ListenerType: toResources(res.Listeners),
 		resourcev3.RouteType:    toResources(res.Routes),
@@ -130,7 +134,7 @@ func (s *Server) pushTo(id string, snap *snapshot.Snapshot) {
 	cs := &cachev3.Snapshot{}
 	versions := map[string]string{}
 	for typ, items := range byType {
-		v := contentVersion(items)
+		v := cur.version(items)
 		versions[typ] = v
 		cs.Resources[cachev3.GetResponseType(typ)] = cachev3.NewResources(v, items)
 	}
@@ -157,22 +161,34 @@ func toResources[T types.Resource](in []T) []types.Resource {
 	return out
 }
 
-// contentVersion names a set of resources by a hash of their content, so a
-// push that does not change a type does not resend it.
-func contentVersion(items []types.Resource) string {
+// version names a set of resources by a hash of their content, so a push
+// that does not change a type does not resend it. Resources shared by many
+// proxies are hashed once per push.
+func (cur *push) version(items []types.Resource) string {
 	h := fnv.New64a()
-	opts := proto.MarshalOptions{Deterministic: true}
+	var buf [8]byte
 	for _, r := range items {
-		b, err := opts.Marshal(r)
-		if err != nil {
-			// Marshal fails only for invalid UTF-8 in a string field;
-			// fall back to the name so the version still changes.
-			b = []byte(cachev3.GetResourceName(r))
-		}
-		h.Write(b)
-		h.Write([]byte{0})
+		binary.LittleEndian.PutUint64(buf[:], cur.hash(r))
+		h.Write(buf[:])
 	}
 	return strconv.FormatUint(h.Sum64(), 36)
+}
+
+func (cur *push) hash(r types.Resource) uint64 {
+	if v, ok := cur.hashes.Load(r); ok {
+		return v.(uint64)
+	}
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(r)
+	if err != nil {
+		// Marshal fails only for invalid UTF-8 in a string field; fall
+		// back to the name so the version still changes.
+		b = []byte(cachev3.GetResourceName(r))
+	}
+	h := fnv.New64a()
+	h.Write(b)
+	v := h.Sum64()
+	cur.hashes.Store(r, v)
+	return v
 }
 
 func (s *Server) onStreamRequest(stream int64, req *discoverygrpc.DiscoveryRequest) error {
@@ -234,13 +250,13 @@ func (s *Server) register(stream int64, node *corev3.Node) (string, error) {
 		s.proxies[id] = p
 	}
 	p.meta, p.connectedAt, p.streams = meta, time.Now(), p.streams+1
-	snap := s.snap
+	cur := s.current
 	s.mu.Unlock()
 	if s.reg != nil {
 		s.reg.Connect(id, meta)
 	}
 	s.log.Info("proxy connected", "proxy", id, "stream", stream)
-	s.pushTo(id, snap)
+	s.pushTo(id, cur)
 	return id, nil
 }
 

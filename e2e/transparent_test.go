@@ -1,0 +1,345 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/weftmesh/weft/internal/netns"
+)
+
+// The tests in this file run workloads in network namespaces with iptables
+// capture, as a cluster does. They need root; CI runs as root. Without
+// root they fail and say so: a skipped test would check nothing.
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("transparent-mode tests create network namespaces and iptables rules and need root (CI runs as root); run `sudo make test`")
+	}
+}
+
+// startNetNSMesh starts `weft up --netns` with Bookinfo and the TCP samples
+// on a subnet of its own.
+func startNetNSMesh(t *testing.T, extra ...string) *mesh {
+	t.Helper()
+	requireRoot(t)
+	subnet := fmt.Sprintf("10.%d.%d.0/24", 200+rand.IntN(50), rand.IntN(250))
+	return startMesh(t, append([]string{"--netns", "--subnet", subnet, "--samples", "bookinfo,tcp"}, extra...)...)
+}
+
+// workload finds a workload's sidecar in up.json by service and version.
+func (m *mesh) workload(service, version string) (ns, ip string, pid int) {
+	m.t.Helper()
+	b, err := os.ReadFile(m.dataDir + "/up.json")
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	var st struct {
+		Procs []struct {
+			Role, Service, Version, NetNS, IP string
+			PID                               int
+		}
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		m.t.Fatal(err)
+	}
+	for _, p := range st.Procs {
+		if p.Service == service && p.Version == version && p.Role == "sidecar" {
+			return p.NetNS, p.IP, p.PID
+		}
+	}
+	m.t.Fatalf("no sidecar for %s %s in up.json", service, version)
+	return "", "", 0
+}
+
+// inside returns a host handle for dialling from a workload's namespace;
+// the test process is root, so its connections are captured like an app's.
+func (m *mesh) inside(service, version string) *netns.Host {
+	ns, _, _ := m.workload(service, version)
+	return &netns.Host{Namespace: ns}
+}
+
+// resolver resolves names the way an app in h's namespace does: its DNS
+// queries are captured and answered by the sidecar.
+func resolver(h *netns.Host) *net.Resolver {
+	return &net.Resolver{PreferGo: true, Dial: h.Dial}
+}
+
+// dialService resolves name inside h and connects to it there.
+func dialService(t *testing.T, h *netns.Host, name string, port int) net.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	addrs, err := resolver(h).LookupHost(ctx, name)
+	if err != nil {
+		t.Fatalf("resolve %s inside %s: %v", name, h.Namespace, err)
+	}
+	c, err := h.Dial(ctx, "tcp", net.JoinHostPort(addrs[0], strconv.Itoa(port)))
+	if err != nil {
+		t.Fatalf("connect to %s (%s) inside %s: %v", name, addrs[0], h.Namespace, err)
+	}
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	return c
+}
+
+// sidecarStat reads a counter from a sidecar's admin API inside its
+// namespace.
+func (m *mesh) sidecarStat(service, version, metric string) float64 {
+	m.t.Helper()
+	h := m.inside(service, version)
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: h.Dial}}
+	resp, err := client.Get("http://127.0.0.1:15000/stats/prometheus")
+	if err != nil {
+		m.t.Fatalf("stats of %s %s: %v", service, version, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(metric) + ` ([0-9.e+]+)$`)
+	match := re.FindSubmatch(body)
+	if match == nil {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(string(match[1]), 64)
+	return v
+}
+
+// TestTransparentBookinfoRouting runs Istio's request-routing task with
+// every workload in its own namespace and apps that have no proxy
+// settings: iptables sends their traffic through their sidecars.
+func TestTransparentBookinfoRouting(t *testing.T) {
+	m := startNetNSMesh(t)
+	_, _, _ = m.workload("productpage", "v1")
+	// The apps really have no proxy settings.
+	for _, p := range appPIDs(t, m) {
+		env, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", p))
+		for _, kv := range bytes.Split(env, []byte{0}) {
+			if k, v, _ := strings.Cut(string(kv), "="); strings.EqualFold(k, "http_proxy") && v != "" {
+				t.Fatalf("app pid %d has %s", p, kv)
+			}
+		}
+	}
+	requestRouting(t, m)
+}
+
+func appPIDs(t *testing.T, m *mesh) []int {
+	b, err := os.ReadFile(m.dataDir + "/up.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Procs []struct {
+			Role string
+			PID  int
+		}
+	}
+	json.Unmarshal(b, &st)
+	var out []int
+	for _, p := range st.Procs {
+		if p.Role == "app" {
+			out = append(out, p.PID)
+		}
+	}
+	if len(out) == 0 {
+		t.Fatal("up.json lists no apps")
+	}
+	return out
+}
+
+// TestTransparentTCP sends opaque TCP through the mesh: an echo service and
+// a server-first greeter, whose greeting must arrive at once (a sniffing
+// proxy would wait for the client to speak first).
+func TestTransparentTCP(t *testing.T) {
+	m := startNetNSMesh(t)
+	client := m.inside("productpage", "v1")
+
+	c := dialService(t, client, "tcp-echo", 9000)
+	fmt.Fprintf(c, "hello through the mesh\n")
+	line, err := bufio.NewReader(c).ReadString('\n')
+	c.Close()
+	if err != nil || line != "hello through the mesh\n" {
+		t.Errorf("tcp-echo answered %q, %v", line, err)
+	}
+
+	start := time.Now()
+	g := dialService(t, client, "greeter.default.svc.cluster.local", 9001)
+	defer g.Close()
+	first := make([]byte, 1)
+	if _, err := io.ReadFull(g, first); err != nil {
+		t.Fatalf("no greeting from the server-first greeter: %v", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("the greeting's first byte took %v, want under 1s", d)
+	}
+	rest, _ := bufio.NewReader(g).ReadString('\n')
+	if got := string(first) + rest; got != "220 weft greeter ready\r\n" {
+		t.Errorf("greeting = %q", got)
+	}
+}
+
+// TestTransparentDNS resolves every name form Kubernetes allows, through
+// the sidecar's DNS proxy, to the same service VIP.
+func TestTransparentDNS(t *testing.T) {
+	m := startNetNSMesh(t)
+	r := resolver(m.inside("productpage", "v1"))
+	var vip string
+	for _, name := range []string{"reviews", "reviews.default", "reviews.default.svc.cluster.local"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		addrs, err := r.LookupHost(ctx, name)
+		cancel()
+		if err != nil || len(addrs) == 0 {
+			t.Fatalf("resolve %s: %v", name, err)
+		}
+		if !strings.HasPrefix(addrs[0], "240.240.") {
+			t.Errorf("%s resolved to %s, want a VIP in 240.240.0.0/16", name, addrs[0])
+		}
+		if vip == "" {
+			vip = addrs[0]
+		} else if addrs[0] != vip {
+			t.Errorf("%s resolved to %s, but reviews is %s", name, addrs[0], vip)
+		}
+	}
+}
+
+// TestTransparentNoBypass connects straight to a peer's pod IP: the
+// connection still goes through the peer's sidecar, which counts it.
+func TestTransparentNoBypass(t *testing.T) {
+	m := startNetNSMesh(t)
+	_, reviewsIP, _ := m.workload("reviews", "v1")
+	const metric = `envoy_cluster_upstream_rq_total{envoy_cluster_name="inbound|9080||"}`
+	before := m.sidecarStat("reviews", "v1", metric)
+	h := m.inside("productpage", "v1")
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: h.Dial}}
+	const n = 5
+	for i := 0; i < n; i++ {
+		resp, err := client.Get("http://" + net.JoinHostPort(reviewsIP, "9080") + "/reviews/0")
+		if err != nil {
+			t.Fatalf("GET reviews-v1 by pod IP: %v", err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET reviews-v1 by pod IP: %s", resp.Status)
+		}
+	}
+	if after := m.sidecarStat("reviews", "v1", metric); after-before < n {
+		t.Errorf("reviews-v1's sidecar counted %v inbound requests for %d sent to its pod IP: the traffic bypassed it", after-before, n)
+	}
+}
+
+// TestTransparentEgress reaches a listener outside the mesh: allowed under
+// ALLOW_ANY, refused (and logged and counted) under REGISTRY_ONLY.
+func TestTransparentEgress(t *testing.T) {
+	for _, tc := range []struct {
+		policy  string
+		allowed bool
+	}{{"ALLOW_ANY", true}, {"REGISTRY_ONLY", false}} {
+		t.Run(tc.policy, func(t *testing.T) {
+			m := startNetNSMesh(t, "--outbound-traffic-policy", tc.policy)
+			_, ip, _ := m.workload("productpage", "v1")
+			// The bridge's address is the host, outside the mesh.
+			gw := gatewayOf(t, ip)
+			l, err := net.Listen("tcp", net.JoinHostPort(gw, "0"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			accepted := make(chan struct{}, 1)
+			go func() {
+				for {
+					c, err := l.Accept()
+					if err != nil {
+						return
+					}
+					accepted <- struct{}{}
+					fmt.Fprintf(c, "outside\n")
+					c.Close()
+				}
+			}()
+			h := m.inside("productpage", "v1")
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			c, err := h.Dial(ctx, "tcp", l.Addr().String())
+			var got string
+			if err == nil {
+				c.SetDeadline(time.Now().Add(3 * time.Second))
+				got, _ = bufio.NewReader(c).ReadString('\n')
+				c.Close()
+			}
+			if tc.allowed && got != "outside\n" {
+				t.Errorf("ALLOW_ANY: the listener outside the mesh answered %q (dial error %v)", got, err)
+			}
+			if !tc.allowed {
+				if got != "" {
+					t.Errorf("REGISTRY_ONLY: the listener outside the mesh answered %q", got)
+				}
+				select {
+				case <-accepted:
+					t.Error("REGISTRY_ONLY: the connection reached the listener outside the mesh")
+				default:
+				}
+				if n := m.sidecarStat("productpage", "v1", "weft_outbound_blocked_total"); n < 1 {
+					t.Errorf("REGISTRY_ONLY: productpage's sidecar counted %v blocked connections, want 1", n)
+				}
+				_, _, pid := m.workload("productpage", "v1")
+				logs, _ := os.ReadFile(fmt.Sprintf("%s/logs/%s.log", m.dataDir, procName(t, m, pid)))
+				if !strings.Contains(string(logs), "REGISTRY_ONLY") {
+					t.Errorf("REGISTRY_ONLY: productpage's sidecar log does not mention the refusal:\n%s", logs)
+				}
+			}
+		})
+	}
+}
+
+func gatewayOf(t *testing.T, ip string) string {
+	t.Helper()
+	parts := strings.Split(ip, ".")
+	if len(parts) != 4 {
+		t.Fatalf("pod IP %q", ip)
+	}
+	return strings.Join(parts[:3], ".") + ".1"
+}
+
+func procName(t *testing.T, m *mesh, pid int) string {
+	b, _ := os.ReadFile(m.dataDir + "/up.json")
+	var st struct {
+		Procs []struct {
+			Name string
+			PID  int
+		}
+	}
+	json.Unmarshal(b, &st)
+	for _, p := range st.Procs {
+		if p.PID == pid {
+			return p.Name
+		}
+	}
+	t.Fatalf("no process %d in up.json", pid)
+	return ""
+}
+
+// TestNetNSDownLeavesNothing checks that weft down removes every namespace,
+// link and rule weft up --netns made.
+func TestNetNSDownLeavesNothing(t *testing.T) {
+	requireRoot(t)
+	before := hostNetwork()
+	m := startNetNSMesh(t)
+	if during := hostNetwork(); during == before || !meshLink.MatchString(during) {
+		t.Fatal("weft up --netns changed nothing on the host; the test cannot tell what down removes")
+	}
+	m.mustWeft("down")
+	if after := hostNetwork(); after != before {
+		t.Errorf("weft down left the host's network changed:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}
