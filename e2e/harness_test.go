@@ -46,6 +46,9 @@ func run(m *testing.M) int {
 		return 1
 	}
 	binDir = dir
+	// Other users must be able to run the binaries (a test runs weft as
+	// an ordinary user).
+	os.Chmod(dir, 0o755)
 	// Root runs the network namespace tests too; the whole suite must
 	// leave the machine's network as it found it.
 	var before string

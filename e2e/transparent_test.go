@@ -11,9 +11,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -341,5 +343,57 @@ func TestNetNSDownLeavesNothing(t *testing.T) {
 	m.mustWeft("down")
 	if after := hostNetwork(); after != before {
 		t.Errorf("weft down left the host's network changed:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}
+
+// TestNetNSUpAfterCrash kills the supervisor of a --netns mesh outright:
+// its processes die with it, and the next weft up removes the namespaces
+// and bridge it left and starts cleanly.
+func TestNetNSUpAfterCrash(t *testing.T) {
+	m := startNetNSMesh(t)
+	b, err := os.ReadFile(m.dataDir + "/up.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		SupervisorPID int
+		Network       string
+	}
+	json.Unmarshal(b, &st)
+	old := readUpState(t, m.dataDir)
+	syscall.Kill(st.SupervisorPID, syscall.SIGKILL)
+	for deadline := time.Now().Add(10 * time.Second); len(meshProcesses(old)) > 0 && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if left := meshProcesses(old); len(left) > 0 {
+		t.Fatalf("processes outlived their killed supervisor: %v", left)
+	}
+	if out, _ := exec.Command("ip", "netns", "list").Output(); !strings.Contains(string(out), st.Network+"-") {
+		t.Fatalf("the crash left no namespaces of %s behind; the test cannot check their cleanup", st.Network)
+	}
+	m.mustWeft(m.upArgs(true)...)
+	if got := m.user().versions(3); len(got) == 0 {
+		t.Fatal("no answer from the product page after the restart")
+	}
+	ns, _ := exec.Command("ip", "netns", "list").Output()
+	if n := strings.Count(string(ns), st.Network+"-"); n != len(appPIDs(t, m)) {
+		t.Errorf("%d namespaces of %s after the restart, want one per workload (%d):\n%s", n, st.Network, len(appPIDs(t, m)), ns)
+	}
+}
+
+// TestNetNSNeedsRoot runs weft up --netns as an ordinary user: it refuses
+// with a message that says why, and changes nothing.
+func TestNetNSNeedsRoot(t *testing.T) {
+	requireRoot(t) // to become another user
+	dir := t.TempDir()
+	os.Chmod(dir, 0o777)
+	cmd := exec.Command(binDir+"/weft", "up", "--netns", "--data-dir", dir+"/mesh", "--bin-dir", binDir)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("weft up --netns succeeded as uid 65534:\n%s", out)
+	}
+	if !strings.Contains(string(out), "needs root") {
+		t.Errorf("weft up --netns as uid 65534 does not say it needs root:\n%s", out)
 	}
 }
