@@ -125,6 +125,9 @@ func PrintSummary(w io.Writer, st *State, dataDir, flag string) {
 		case p.NetNS != "":
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", p.Service, p.Version, p.Name, p.PID, p.IP, p.NetNS)
 			continue
+		case p.Role == "gateway" && st.Network != "":
+			fmt.Fprintf(tw, "%s\t-\t%s\t%d\t127.0.0.1:%d\t(host)\n", p.Service, p.Name, p.PID, p.InboundPort)
+			continue
 		case p.Role == "gateway":
 			fmt.Fprintf(tw, "%s\t-\t%s\t%d\t-\t%d\t-\t%d\n", p.Service, p.Name, p.PID, p.InboundPort, p.AdminPort)
 		default:
