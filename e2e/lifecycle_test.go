@@ -22,9 +22,10 @@ type upState struct {
 	SupervisorPID int  `json:"supervisorPid"`
 	Ready         bool `json:"ready"`
 	Procs         []struct {
-		Name string `json:"name"`
-		Role string `json:"role"`
-		PID  int    `json:"pid"`
+		Name         string `json:"name"`
+		Role         string `json:"role"`
+		PID          int    `json:"pid"`
+		OutboundPort int    `json:"outboundPort"`
 	} `json:"procs"`
 }
 

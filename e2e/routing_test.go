@@ -1,8 +1,14 @@
 package e2e
 
 import (
+	"fmt"
+	"io"
 	"math"
+	"net/http"
+	"net/url"
+	"strings"
 	"testing"
+	"time"
 )
 
 // TestBookinfoRequestRouting follows Istio's request-routing task against a
@@ -111,4 +117,39 @@ func waitForAll(t *testing.T, u *user, want []string) map[string]int {
 	}
 	t.Fatalf("not every version of %v answered in 90 requests: %v", want, got)
 	return got
+}
+
+// TestExplicitProxyHosts uses a sidecar the way an app does, as its
+// HTTP_PROXY: every name of a service reaches it and follows its routes,
+// and an unknown host gets a 404 that names it.
+func TestExplicitProxyHosts(t *testing.T) {
+	m := startMesh(t)
+	m.applyWait("destination-rule-all.yaml", "virtual-service-reviews-v3.yaml")
+	var outbound int
+	for _, p := range readUpState(t, m.dataDir).Procs {
+		if strings.HasPrefix(p.Name, "productpage-") {
+			outbound = p.OutboundPort
+		}
+	}
+	proxy, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", outbound))
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(proxy)}}
+	get := func(u string) (int, string) {
+		resp, err := client.Get(u)
+		if err != nil {
+			t.Fatalf("GET %s through the sidecar: %v", u, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, host := range []string{"reviews:9080", "reviews.default:9080", "reviews.default.svc.cluster.local:9080"} {
+		code, body := get("http://" + host + "/reviews/0")
+		if code != http.StatusOK || !strings.Contains(body, `"podname":"reviews-v3-`) {
+			t.Errorf("%s: %d %.80s; want reviews v3 as the VirtualService says", host, code, body)
+		}
+	}
+	code, body := get("http://nosuch.example:9080/")
+	if code != http.StatusNotFound || !strings.Contains(body, "nosuch.example:9080") {
+		t.Errorf("unknown host: %d %q; want 404 naming the host", code, body)
+	}
 }
