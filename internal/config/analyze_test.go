@@ -117,3 +117,52 @@ func TestParseKind(t *testing.T) {
 		t.Errorf("ParseKind(pods) error = %v, want one listing the kinds", err)
 	}
 }
+
+func TestUnsupportedFieldsWarn(t *testing.T) {
+	rs, err := Decode("faults.yaml", []byte(`apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ratings}
+spec:
+  hosts: [ratings]
+  http:
+  - fault:
+      delay: {percentage: {value: 100}, fixedDelay: 7s}
+    route:
+    - destination: {host: ratings}
+  - route:
+    - destination: {host: ratings}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: ratings}
+spec:
+  host: ratings
+  trafficPolicy:
+    outlierDetection: {consecutive5xxErrors: 1}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: plain}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - destination: {host: reviews}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range rs {
+		for _, w := range Unsupported(r) {
+			got = append(got, w.String())
+		}
+	}
+	want := []string{
+		"Warning [WEFT0001] (VirtualService default/ratings) spec.http[0].fault: HTTP fault is not supported by Weft yet: it is stored but has no effect",
+		"Warning [WEFT0001] (DestinationRule default/ratings) spec.trafficPolicy.outlierDetection: outlierDetection is not supported by Weft yet: it is stored but has no effect",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

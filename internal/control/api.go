@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 
 	"github.com/weftmesh/weft/internal/config"
@@ -18,6 +19,8 @@ type apiOptions struct {
 	log   *slog.Logger
 	store *store.Store
 	xds   *xdsserver.Server
+	// pprof serves net/http/pprof under /debug/pprof/.
+	pprof bool
 }
 
 type api struct{ apiOptions }
@@ -33,6 +36,13 @@ func newAPI(opts apiOptions) http.Handler {
 		writeJSON(w, http.StatusOK, a.xds.Status())
 	})
 	mux.HandleFunc("GET /api/v1/sync", a.sync)
+	if opts.pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	return mux
 }
 
@@ -72,6 +82,11 @@ func (a *api) apply(w http.ResponseWriter, r *http.Request) {
 	var resp controlapi.ChangeResponse
 	for _, warn := range config.Analyze(after) {
 		if incoming[config.Key{Kind: warn.Kind, Namespace: warn.Namespace, Name: warn.Name}] {
+			resp.Warnings = append(resp.Warnings, warn.String())
+		}
+	}
+	for _, r := range resources {
+		for _, warn := range config.Unsupported(r) {
 			resp.Warnings = append(resp.Warnings, warn.String())
 		}
 	}

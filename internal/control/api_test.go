@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -104,5 +105,28 @@ func TestAPIRejectsInvalidConfig(t *testing.T) {
 	}
 	if _, err := c.Apply(ctx, controlapi.ApplyRequest{Files: []controlapi.File{{Name: "empty.yaml", Content: "# nothing\n"}}}); err == nil {
 		t.Error("applying a file with no resources succeeded")
+	}
+}
+
+func TestAPIPprofOnlyWhenEnabled(t *testing.T) {
+	st, err := store.Open(store.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	for _, tc := range []struct {
+		pprof bool
+		want  int
+	}{{false, http.StatusNotFound}, {true, http.StatusOK}} {
+		srv := httptest.NewServer(newAPI(apiOptions{log: discard(), store: st, xds: xdsserver.New(xdsserver.Options{}), pprof: tc.pprof}))
+		resp, err := http.Get(srv.URL + "/debug/pprof/heap?debug=1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		srv.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("pprof=%v: GET /debug/pprof/heap = %d, want %d", tc.pprof, resp.StatusCode, tc.want)
+		}
 	}
 }

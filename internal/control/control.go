@@ -34,6 +34,8 @@ type Options struct {
 	VIPRange string
 	// Mesh holds the mesh-wide settings pushed to every proxy.
 	Mesh snapshot.Mesh
+	// Pprof serves net/http/pprof under /debug/pprof/ on the API listener.
+	Pprof bool
 }
 
 func (o *Options) defaults() {
@@ -113,7 +115,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	errc := make(chan error, 3)
 	go func() { errc <- xds.Serve(ctx, xl) }()
-	api := &http.Server{Handler: newAPI(apiOptions{log: log, store: st, xds: xds}), ReadHeaderTimeout: 10 * time.Second}
+	api := &http.Server{Handler: newAPI(apiOptions{log: log, store: st, xds: xds, pprof: opts.Pprof}), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := api.Serve(al); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("serve API: %w", err)
