@@ -37,5 +37,6 @@ func newControlCmd(g *globals) *cobra.Command {
 	f.StringVar(&opts.VIPRange, "vip-range", registry.DefaultVIPRange, "range service VIPs are allocated from")
 	f.StringVar(&opts.Mesh.OutboundTrafficPolicy, "outbound-traffic-policy", snapshot.AllowAny,
 		"what transparent workloads may reach outside the mesh: ALLOW_ANY or REGISTRY_ONLY")
+	f.BoolVar(&opts.Pprof, "pprof", false, "serve net/http/pprof under /debug/pprof/ on the API address")
 	return cmd
 }

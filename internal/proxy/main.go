@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -109,6 +110,53 @@ func randomSuffix() string {
 type config struct {
 	opts  Options
 	child []string
+	// gcPercent and memLimit are the runtime settings applied by Main; -1
+	// leaves the runtime's own (from GOGC and GOMEMLIMIT).
+	gcPercent int
+	memLimit  int64
+}
+
+// DefaultGCPercent is weft-proxy's garbage collection target when neither
+// --gc-percent nor GOGC says otherwise. A sidecar's live heap is small (the
+// compiled model and per-connection buffers) and its garbage is per-request
+// and short-lived, so collecting at 50% growth instead of Go's 100% keeps
+// the heap, and so the RSS under load, smaller for a CPU cost that the
+// bench does not resolve (see docs/performance.md).
+const DefaultGCPercent = 50
+
+// parseSize parses a byte count as GOMEMLIMIT does: a number with an
+// optional B, KiB, MiB, GiB or TiB suffix.
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	num := s
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}} {
+		if n, ok := strings.CutSuffix(s, u.suffix); ok {
+			num, mult = n, u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("%q: want a positive size such as 64MiB", s)
+	}
+	return n * mult, nil
+}
+
+// applyRuntime applies the garbage collector settings.
+func applyRuntime(c *config, log *slog.Logger) {
+	gc := "GOGC=" + os.Getenv("GOGC")
+	if c.gcPercent >= 0 {
+		debug.SetGCPercent(c.gcPercent)
+		gc = strconv.Itoa(c.gcPercent)
+	}
+	if c.memLimit > 0 {
+		debug.SetMemoryLimit(c.memLimit)
+	}
+	// SetMemoryLimit with a negative value only reads the limit.
+	log.Debug("runtime settings", "GOMAXPROCS", runtime.GOMAXPROCS(0), "gc_percent", gc, "memory_limit", debug.SetMemoryLimit(-1))
 }
 
 func parseArgs(args []string, stderr io.Writer) (*config, error) {
@@ -147,6 +195,8 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&c.opts.DrainTimeout, "drain-timeout", 5*time.Second, "how long shutdown waits for in-flight requests")
 	fs.BoolVar(&c.opts.Pprof, "pprof", false, "serve net/http/pprof under /debug/pprof/ on the admin API")
 	fs.StringVar(&logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
+	fs.IntVar(&c.gcPercent, "gc-percent", -1, fmt.Sprintf("garbage collection target `percent` (as GOGC; 0 or less: GOGC, or %d when GOGC is unset)", DefaultGCPercent))
+	memLimit := fs.String("memory-limit", "", "soft memory `limit` for the Go runtime, e.g. 64MiB (as GOMEMLIMIT; default GOMEMLIMIT, or none)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -173,6 +223,20 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 	}
 	if adminP == 0 || adminP > 65535 {
 		return bad("--admin-port %d is not a port number", adminP)
+	}
+	if c.gcPercent <= 0 {
+		c.gcPercent = -1
+		if os.Getenv("GOGC") == "" {
+			c.gcPercent = DefaultGCPercent
+		}
+	}
+	c.memLimit = -1
+	if *memLimit != "" {
+		n, err := parseSize(*memLimit)
+		if err != nil {
+			return bad("--memory-limit %v", err)
+		}
+		c.memLimit = n
 	}
 	var err error
 	if m.Labels, err = parseLabels(labels); err != nil {
@@ -216,6 +280,7 @@ func Main(args []string) int {
 		return 2
 	}
 	log := c.opts.Logger.With()
+	applyRuntime(c, log)
 	log.Info("starting weft-proxy", "type", c.opts.Meta.Type, "node", c.opts.Meta.ID(), "xds", c.opts.XDSAddress)
 	if len(c.child) == 0 {
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)

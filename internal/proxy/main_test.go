@@ -11,6 +11,7 @@ import (
 )
 
 func TestParseArgs(t *testing.T) {
+	t.Setenv("GOGC", "")
 	c, err := parseArgs([]string{
 		"--xds-address", "10.0.0.1:15010", "--service", "reviews", "--namespace", "shop",
 		"--labels", "app=reviews,version=v2", "--ip", "127.0.0.2",
@@ -38,6 +39,9 @@ func TestParseArgs(t *testing.T) {
 	if c.opts.AdminAddress != "127.0.0.1:16000" || c.opts.XDSAddress != "10.0.0.1:15010" || c.opts.DrainTimeout != 2*time.Second {
 		t.Errorf("opts = %+v", c.opts)
 	}
+	if c.gcPercent != DefaultGCPercent || c.memLimit != -1 {
+		t.Errorf("runtime defaults: gc percent %d, memory limit %d; want %d, -1", c.gcPercent, c.memLimit, DefaultGCPercent)
+	}
 	if !reflect.DeepEqual(c.child, []string{"python3", "-m", "http.server"}) {
 		t.Errorf("child = %q", c.child)
 	}
@@ -49,6 +53,34 @@ func TestParseArgs(t *testing.T) {
 	if d.opts.XDSAddress != "127.0.0.1:15010" || d.opts.AdminAddress != "127.0.0.1:15000" || d.opts.Meta.OutboundPort != 15001 ||
 		d.opts.Meta.Namespace != "default" || d.opts.DrainTimeout != 5*time.Second || len(d.child) != 0 {
 		t.Errorf("defaults = %+v", d.opts)
+	}
+}
+
+func TestParseArgsRuntimeSettings(t *testing.T) {
+	tests := []struct {
+		name         string
+		args         []string
+		gogc         string
+		wantGC       int
+		wantMemLimit int64
+	}{
+		{"defaults", nil, "", DefaultGCPercent, -1},
+		{"GOGC in the environment wins over the default", nil, "200", -1, -1},
+		{"flags", []string{"--gc-percent", "30", "--memory-limit", "64MiB"}, "200", 30, 64 << 20},
+		{"plain bytes", []string{"--memory-limit", "1000000"}, "", DefaultGCPercent, 1000000},
+		{"GiB", []string{"--memory-limit", "2GiB"}, "", DefaultGCPercent, 2 << 30},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("GOGC", tc.gogc)
+			c, err := parseArgs(tc.args, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.gcPercent != tc.wantGC || c.memLimit != tc.wantMemLimit {
+				t.Errorf("gc percent %d, memory limit %d; want %d, %d", c.gcPercent, c.memLimit, tc.wantGC, tc.wantMemLimit)
+			}
+		})
 	}
 }
 
@@ -65,6 +97,8 @@ func TestParseArgsErrors(t *testing.T) {
 		{[]string{"--ip", "localhost"}, `--ip "localhost"`},
 		{[]string{"--xds-address", "nohostport"}, "host:port"},
 		{[]string{"--log-level", "loud"}, "--log-level"},
+		{[]string{"--memory-limit", "lots"}, `--memory-limit "lots"`},
+		{[]string{"--memory-limit", "-5MiB"}, `--memory-limit "-5MiB"`},
 	}
 	for _, tc := range tests {
 		var out strings.Builder

@@ -2,14 +2,11 @@ package xdsserver
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"net"
 	"sort"
-	"strconv"
 	"sync"
 	"time"
 
@@ -21,7 +18,6 @@ import (
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/weftmesh/weft/internal/nodemeta"
 	"github.com/weftmesh/weft/internal/registry"
@@ -35,16 +31,30 @@ type Options struct {
 	// Registry learns of every proxy that connects and forgets it a grace
 	// period after its stream closes.
 	Registry *registry.Registry
+	// MaxInflight bounds how many proxies a push has sent a change to
+	// that have not yet ACKed or NACKed it; default 100. Every change in
+	// flight holds its encoded responses in memory until the proxy has
+	// read them, so pushing to every proxy at once costs memory in
+	// proportion to the mesh, for no gain in speed.
+	MaxInflight int
+	// InflightTimeout is how long a push waits for one proxy's answer
+	// before it counts the proxy as done; default 5s. It keeps a proxy
+	// that stopped reading from holding up the rest.
+	InflightTimeout time.Duration
 }
 
 // Server is the ADS server.
 type Server struct {
 	log   *slog.Logger
 	reg   *registry.Registry
-	cache cachev3.SnapshotCache
+	cache *wireCache
 	xds   serverv3.Server
+	// slots holds a token for each proxy with a change in flight.
+	slots           chan struct{}
+	inflightTimeout time.Duration
 
 	mu      sync.Mutex
+	seq     int64 // of the latest push
 	current *push
 	streams map[int64]string // stream ID -> proxy ID
 	proxies map[string]*proxyState
@@ -55,12 +65,20 @@ func New(opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.MaxInflight <= 0 {
+		opts.MaxInflight = 100
+	}
+	if opts.InflightTimeout <= 0 {
+		opts.InflightTimeout = 5 * time.Second
+	}
 	s := &Server{
-		log:     opts.Logger,
-		reg:     opts.Registry,
-		cache:   cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil),
-		streams: map[int64]string{},
-		proxies: map[string]*proxyState{},
+		log:             opts.Logger,
+		reg:             opts.Registry,
+		slots:           make(chan struct{}, opts.MaxInflight),
+		inflightTimeout: opts.InflightTimeout,
+		cache:           newWireCache(opts.Logger),
+		streams:         map[int64]string{},
+		proxies:         map[string]*proxyState{},
 	}
 	s.xds = serverv3.NewServer(context.Background(), s.cache, serverv3.CallbackFuncs{
 		StreamRequestFunc:  s.onStreamRequest,
@@ -88,18 +106,37 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 }
 
 // push is one snapshot with what its proxies share: the translation of
-// the common resources, and the hash of every resource already hashed.
+// the common resources, their encodings, and the cache's index of each
+// distinct set of resources of a type.
 type push struct {
+	seq    int64 // orders pushes; a proxy never goes back to an older one
 	snap   *snapshot.Snapshot
 	shared *translate.Shared
-	hashes sync.Map // types.Resource -> uint64
+
+	mu      sync.Mutex
+	wires   map[types.Resource]*wireResource
+	groups  map[groupKey]*wireGroup
+	checked map[[4]string]bool // version sets already checked for consistency
 }
 
+// groupKey names one version of one type's resources.
+type groupKey struct{ typ, version string }
+
+// pushTypes are the types a push sends, in the order of a pushRecord's
+// version array.
+var pushTypes = [4]string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType, resourcev3.RouteType}
+
 // Push makes snap the current state and sends every connected proxy its
-// configuration computed from it.
+// configuration computed from it. It returns once every proxy's change is
+// in flight, which, with more than MaxInflight proxies, is after all but
+// the last MaxInflight of them have answered.
 func (s *Server) Push(snap *snapshot.Snapshot) {
-	cur := &push{snap: snap, shared: translate.NewShared(snap)}
 	s.mu.Lock()
+	s.seq++
+	cur := &push{
+		seq: s.seq, snap: snap, shared: translate.NewShared(snap),
+		wires: map[types.Resource]*wireResource{}, groups: map[groupKey]*wireGroup{}, checked: map[[4]string]bool{},
+	}
 	s.current = cur
 	ids := make([]string, 0, len(s.proxies))
 	for id := range s.proxies {
@@ -108,49 +145,93 @@ func (s *Server) Push(snap *snapshot.Snapshot) {
 	s.mu.Unlock()
 	sort.Strings(ids)
 	start := time.Now()
+	sent := 0
 	for _, id := range ids {
-		s.pushTo(id, cur)
+		s.slots <- struct{}{}
+		answered := s.pushTo(id, cur)
+		if answered != nil {
+			sent++
+		}
+		s.release(id, answered)
 	}
-	s.log.Debug("pushed", "proxies", len(ids), "config_revision", snap.ConfigRevision,
+	s.log.Debug("pushed", "proxies", len(ids), "changed", sent, "config_revision", snap.ConfigRevision,
 		"registry_revision", snap.RegistryRevision, "took", time.Since(start))
 }
 
-// pushTo translates the push for one proxy and hands it to the cache.
-func (s *Server) pushTo(id string, cur *push) {
+// release gives back a slot taken for a push to proxy id once the proxy
+// has answered (answered is closed, or nil when nothing was sent), or
+// after InflightTimeout.
+func (s *Server) release(id string, answered <-chan struct{}) {
+	if answered == nil {
+		<-s.slots
+		return
+	}
+	go func() {
+		t := time.NewTimer(s.inflightTimeout)
+		defer t.Stop()
+		select {
+		case <-answered:
+		case <-t.C:
+			s.log.Debug("proxy slow to answer a push", "proxy", id)
+		}
+		<-s.slots
+	}()
+}
+
+// pushTo translates the push for one proxy and hands it to the cache,
+// unless the proxy already has exactly these resources. When the cache got
+// a new snapshot it returns a channel that is closed once the proxy has
+// answered every type it subscribes to (or has gone); otherwise nil.
+func (s *Server) pushTo(id string, cur *push) <-chan struct{} {
 	s.mu.Lock()
 	p := s.proxies[id]
 	s.mu.Unlock()
 	if p == nil || cur == nil {
-		return
+		return nil
 	}
-	snap := cur.snap
 	res := cur.shared.ForProxy(p.meta)
-	byType := map[resourcev3.Type][]types.Resource{
-		resourcev3.ListenerType: toResources(res.Listeners),
-		resourcev3.RouteType:    toResources(res.Routes),
-		resourcev3.ClusterType:  toResources(res.Clusters),
-		resourcev3.EndpointType: toResources(res.Endpoints),
+	typed := [4][]types.Resource{
+		toResources(res.Clusters), toResources(res.Endpoints), toResources(res.Listeners), toResources(res.Routes),
 	}
-	cs := &cachev3.Snapshot{}
-	versions := map[string]string{}
-	for typ, items := range byType {
-		v := cur.version(items)
-		versions[typ] = v
-		cs.Resources[cachev3.GetResponseType(typ)] = cachev3.NewResources(v, items)
+	ws := &wireSnapshot{}
+	var versions [4]string
+	for i, typ := range pushTypes {
+		ws[i] = cur.group(s.log, typ, typed[i])
+		versions[i] = ws[i].version
 	}
-	if err := cs.Consistent(); err != nil {
+	if err := cur.consistent(versions, typed); err != nil {
 		// A translation bug; push anyway so the proxy sees what it can,
 		// and say so loudly.
 		s.log.Error("inconsistent snapshot", "proxy", id, "err", err)
 	}
+
+	// One push at a time per proxy, so the record and the cache agree.
+	p.pushMu.Lock()
+	defer p.pushMu.Unlock()
 	s.mu.Lock()
-	if cur := s.proxies[id]; cur == p {
-		p.push = pushRecord{configRevision: snap.ConfigRevision, versions: versions, at: time.Now()}
+	if s.proxies[id] != p || p.push.seq > cur.seq {
+		s.mu.Unlock()
+		return nil // gone, or already given a newer push
+	}
+	unchanged := p.push.seq != 0 && p.push.versions == versions
+	p.push = pushRecord{seq: cur.seq, configRevision: cur.snap.ConfigRevision, versions: versions, at: time.Now()}
+	var answered chan struct{}
+	if !unchanged {
+		p.settle() // the previous change is superseded
+		answered = make(chan struct{})
+		p.answered = answered
+		// A change only to types the proxy does not subscribe to
+		// needs no answer.
+		p.settleIfAnswered()
 	}
 	s.mu.Unlock()
-	if err := s.cache.SetSnapshot(context.Background(), id, cs); err != nil {
-		s.log.Error("set snapshot", "proxy", id, "err", err)
+	if unchanged {
+		// The cache already holds these versions for the proxy; a new
+		// snapshot would send nothing.
+		return nil
 	}
+	s.cache.SetSnapshot(id, ws)
+	return answered
 }
 
 func toResources[T types.Resource](in []T) []types.Resource {
@@ -161,34 +242,81 @@ func toResources[T types.Resource](in []T) []types.Resource {
 	return out
 }
 
-// version names a set of resources by a hash of their content, so a push
-// that does not change a type does not resend it. Resources shared by many
-// proxies are hashed once per push.
-func (cur *push) version(items []types.Resource) string {
-	h := fnv.New64a()
-	var buf [8]byte
+// group returns items, resources of type typ, serialized, serializing each
+// resource and building each group once per push.
+func (cur *push) group(log *slog.Logger, typ string, items []types.Resource) *wireGroup {
+	wires := make([]*wireResource, 0, len(items))
 	for _, r := range items {
-		binary.LittleEndian.PutUint64(buf[:], cur.hash(r))
-		h.Write(buf[:])
+		w, err := cur.wire(typ, r)
+		if err != nil {
+			// Marshal fails only for invalid UTF-8 in a string field,
+			// which validation keeps out of the config.
+			log.Error("dropping a resource that cannot be serialized", "err", err)
+			continue
+		}
+		wires = append(wires, w)
 	}
-	return strconv.FormatUint(h.Sum64(), 36)
+	k := groupKey{typ: typ, version: wireVersion(wires)}
+	cur.mu.Lock()
+	g, ok := cur.groups[k]
+	cur.mu.Unlock()
+	if ok {
+		return g
+	}
+	g = newWireGroup(k.version, wires)
+	cur.mu.Lock()
+	if prev, ok := cur.groups[k]; ok {
+		g = prev
+	} else {
+		cur.groups[k] = g
+	}
+	cur.mu.Unlock()
+	return g
 }
 
-func (cur *push) hash(r types.Resource) uint64 {
-	if v, ok := cur.hashes.Load(r); ok {
-		return v.(uint64)
+func (cur *push) wire(typ string, r types.Resource) (*wireResource, error) {
+	cur.mu.Lock()
+	w, ok := cur.wires[r]
+	cur.mu.Unlock()
+	if ok {
+		return w, nil
 	}
-	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(r)
+	w, err := newWireResource(typ, r)
 	if err != nil {
-		// Marshal fails only for invalid UTF-8 in a string field; fall
-		// back to the name so the version still changes.
-		b = []byte(cachev3.GetResourceName(r))
+		return nil, err
 	}
-	h := fnv.New64a()
-	h.Write(b)
-	v := h.Sum64()
-	cur.hashes.Store(r, v)
-	return v
+	cur.mu.Lock()
+	if prev, ok := cur.wires[r]; ok {
+		w = prev
+	} else {
+		cur.wires[r] = w
+	}
+	cur.mu.Unlock()
+	return w, nil
+}
+
+// consistent checks, once per push for each distinct set of versions, that
+// every EDS cluster has its load assignment and every route configuration
+// a listener names exists.
+func (cur *push) consistent(versions [4]string, typed [4][]types.Resource) error {
+	cur.mu.Lock()
+	done := cur.checked[versions]
+	cur.mu.Unlock()
+	if done {
+		return nil
+	}
+	byType := make(map[resourcev3.Type][]types.Resource, len(pushTypes))
+	for i, typ := range pushTypes {
+		byType[typ] = typed[i]
+	}
+	cs, err := cachev3.NewSnapshot("", byType)
+	if err == nil {
+		err = cs.Consistent()
+	}
+	cur.mu.Lock()
+	cur.checked[versions] = true
+	cur.mu.Unlock()
+	return err
 }
 
 func (s *Server) onStreamRequest(stream int64, req *discoverygrpc.DiscoveryRequest) error {
@@ -226,12 +354,14 @@ func (s *Server) onStreamRequest(stream int64, req *discoverygrpc.DiscoveryReque
 		// Like Istio, send nothing more until the config changes: the
 		// request names the rejected version as the one the proxy holds.
 		req.VersionInfo = sentVersion
+		p.settleIfAnswered()
 		return nil
 	}
 	ts.acked, ts.ackedAt = req.GetVersionInfo(), time.Now()
 	if ts.acked == ts.nackVersion || ts.acked == sentVersion {
 		ts.nack, ts.nackVersion = "", ""
 	}
+	p.settleIfAnswered()
 	return nil
 }
 
@@ -256,7 +386,10 @@ func (s *Server) register(stream int64, node *corev3.Node) (string, error) {
 		s.reg.Connect(id, meta)
 	}
 	s.log.Info("proxy connected", "proxy", id, "stream", stream)
-	s.pushTo(id, cur)
+	// A proxy's first config takes a slot like a push does, so a crowd
+	// connecting at once is served MaxInflight at a time.
+	s.slots <- struct{}{}
+	s.release(id, s.pushTo(id, cur))
 	return id, nil
 }
 
@@ -282,6 +415,7 @@ func (s *Server) onStreamClosed(stream int64, _ *corev3.Node) {
 	if ok {
 		if p := s.proxies[id]; p != nil {
 			if p.streams--; p.streams <= 0 {
+				p.settle()
 				delete(s.proxies, id)
 				s.cache.ClearSnapshot(id)
 			}

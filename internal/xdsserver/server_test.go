@@ -7,14 +7,17 @@ import (
 	"time"
 
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/weftmesh/weft/internal/nodemeta"
 	"github.com/weftmesh/weft/internal/registry"
 	"github.com/weftmesh/weft/internal/snapshot"
+	"github.com/weftmesh/weft/internal/translate"
 )
 
 // adsClient is a bare ADS client that ACKs or NACKs exactly as told.
@@ -199,4 +202,182 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 	}
 	t.Fatal("condition not met in 5s")
+}
+
+var ratingsService = &registry.Service{
+	Hostname: "ratings.default.svc.cluster.local", Name: "ratings", Namespace: "default",
+	Ports:     []registry.Port{{Name: "http", Number: 9080, Protocol: "HTTP"}},
+	Endpoints: []registry.Endpoint{{Address: "10.0.0.7", Ports: map[uint32]uint32{9080: 9080}}},
+}
+
+// TestPushSendsTranslation checks that what a proxy receives, decoded, is
+// exactly what translate computed for it: resources serialized once per
+// push must not differ from the ones the cache would have serialized.
+func TestPushSendsTranslation(t *testing.T) {
+	s, _, addr := startServer(t)
+	snap := snapshot.New(1, 0, nil, []*registry.Service{ratingsService})
+	s.Push(snap)
+	want := translate.ForProxy(snap, reviewsV1)
+	wantByType := map[string][]proto.Message{}
+	for _, r := range want.Clusters {
+		wantByType[resourcev3.ClusterType] = append(wantByType[resourcev3.ClusterType], r)
+	}
+	for _, r := range want.Endpoints {
+		wantByType[resourcev3.EndpointType] = append(wantByType[resourcev3.EndpointType], r)
+	}
+	for _, r := range want.Listeners {
+		wantByType[resourcev3.ListenerType] = append(wantByType[resourcev3.ListenerType], r)
+	}
+	for _, r := range want.Routes {
+		wantByType[resourcev3.RouteType] = append(wantByType[resourcev3.RouteType], r)
+	}
+	names := map[string][]string{
+		resourcev3.EndpointType: {"outbound|9080||ratings.default.svc.cluster.local"},
+		resourcev3.RouteType:    {"http_proxy"},
+	}
+	c := dial(t, addr, reviewsV1)
+	for _, typ := range []string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType, resourcev3.RouteType} {
+		c.send(&discoverygrpc.DiscoveryRequest{TypeUrl: typ, ResourceNames: names[typ]})
+		resp := c.recv()
+		if resp.TypeUrl != typ {
+			t.Fatalf("got %s, want %s", resp.TypeUrl, typ)
+		}
+		got := map[string]proto.Message{}
+		for _, a := range resp.Resources {
+			if a.TypeUrl != typ {
+				t.Errorf("resource of type %s in a %s response", a.TypeUrl, typ)
+			}
+			m, err := a.UnmarshalNew()
+			if err != nil {
+				t.Fatalf("decode %s: %v", typ, err)
+			}
+			got[cachev3.GetResourceName(m)] = m
+		}
+		if len(got) != len(wantByType[typ]) {
+			t.Errorf("%s: got %d resources, want %d", typ, len(got), len(wantByType[typ]))
+		}
+		for _, w := range wantByType[typ] {
+			name := cachev3.GetResourceName(w)
+			if !proto.Equal(got[name], w) {
+				t.Errorf("%s %s:\n got %v\nwant %v", typ, name, got[name], w)
+			}
+		}
+	}
+}
+
+// TestUnchangedPushKeepsSync checks that a push that changes nothing for a
+// proxy sends it nothing, yet counts as delivered: `weft apply --wait` on a
+// change that does not touch a proxy must not wait for it forever.
+func TestUnchangedPushKeepsSync(t *testing.T) {
+	s, _, addr := startServer(t)
+	s.Push(snapshot.New(1, 0, nil, []*registry.Service{ratingsService}))
+	c := dial(t, addr, reviewsV1)
+	c.send(&discoverygrpc.DiscoveryRequest{TypeUrl: resourcev3.ListenerType})
+	lds := c.recv()
+	c.send(&discoverygrpc.DiscoveryRequest{TypeUrl: resourcev3.ListenerType, VersionInfo: lds.VersionInfo, ResponseNonce: lds.Nonce})
+	c.send(&discoverygrpc.DiscoveryRequest{TypeUrl: resourcev3.ClusterType})
+	cds := c.recv()
+	c.send(&discoverygrpc.DiscoveryRequest{TypeUrl: resourcev3.ClusterType, VersionInfo: cds.VersionInfo, ResponseNonce: cds.Nonce})
+	waitFor(t, func() bool { return s.Sync(1).Done })
+
+	next := make(chan *discoverygrpc.DiscoveryResponse, 1)
+	go func() {
+		if resp, err := c.stream.Recv(); err == nil {
+			next <- resp
+		}
+	}()
+	// A later store revision with the same content for this proxy.
+	s.Push(snapshot.New(2, 0, nil, []*registry.Service{ratingsService}))
+	if rep := s.Sync(2); !rep.Done || !rep.Proxies[0].Synced {
+		t.Errorf("Sync(2) after a push that changes nothing = %+v, want done and synced", rep)
+	}
+	if st := s.Status(); st[0].ConfigRevision != 2 {
+		t.Errorf("config revision = %d, want 2", st[0].ConfigRevision)
+	}
+	select {
+	case resp := <-next:
+		t.Errorf("an unchanged push sent %s version %s", resp.TypeUrl, resp.VersionInfo)
+	case <-time.After(200 * time.Millisecond):
+	}
+	// A real change still goes out.
+	details := &registry.Service{Hostname: "details.default.svc.cluster.local", Name: "details", Namespace: "default",
+		Ports: []registry.Port{{Name: "http", Number: 9080, Protocol: "HTTP"}}}
+	s.Push(snapshot.New(3, 0, nil, []*registry.Service{ratingsService, details}))
+	if rep := s.Sync(3); rep.Done {
+		t.Errorf("Sync(3) done before the proxy got the new cluster: %+v", rep)
+	}
+	select {
+	case resp := <-next:
+		if resp.TypeUrl != resourcev3.ClusterType || resp.VersionInfo == cds.VersionInfo {
+			t.Errorf("after a change got %s version %s, want new clusters", resp.TypeUrl, resp.VersionInfo)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the change was not sent")
+	}
+}
+
+// TestPushWindow checks that a push has at most MaxInflight proxies with
+// an unanswered change, and moves on as they answer.
+func TestPushWindow(t *testing.T) {
+	reg := registry.New(registry.Options{Grace: time.Millisecond})
+	s := New(Options{Registry: reg, MaxInflight: 1, InflightTimeout: time.Minute})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go s.Serve(ctx, l)
+	s.Push(snapshot.New(1, 0, nil, nil))
+
+	// Proxy IDs sort a before b, so a is pushed to first.
+	metaA, metaB := reviewsV1, reviewsV1
+	metaA.WorkloadName, metaB.WorkloadName = "a", "b"
+	var clients []*adsClient
+	for _, m := range []nodemeta.Metadata{metaA, metaB} {
+		// With one slot, b's first config waits for a to answer its own.
+		c := dial(t, l.Addr().String(), m)
+		for _, typ := range []string{resourcev3.ClusterType, resourcev3.ListenerType} {
+			c.send(&discoverygrpc.DiscoveryRequest{TypeUrl: typ})
+			resp := c.recv()
+			c.send(&discoverygrpc.DiscoveryRequest{TypeUrl: typ, VersionInfo: resp.VersionInfo, ResponseNonce: resp.Nonce})
+		}
+		clients = append(clients, c)
+	}
+	waitFor(t, func() bool { return s.Sync(1).Done })
+
+	pushed := make(chan struct{})
+	go func() {
+		s.Push(snapshot.New(2, 0, nil, []*registry.Service{ratingsService}))
+		close(pushed)
+	}()
+	a, b := clients[0], clients[1]
+	cdsA := a.recv()
+	fromB := make(chan *discoverygrpc.DiscoveryResponse, 1)
+	go func() {
+		if resp, err := b.stream.Recv(); err == nil {
+			fromB <- resp
+		}
+	}()
+	select {
+	case resp := <-fromB:
+		t.Fatalf("b got version %s while a had not answered its change", resp.VersionInfo)
+	case <-pushed:
+		t.Fatal("Push returned while a change was waiting for a slot")
+	case <-time.After(200 * time.Millisecond):
+	}
+	a.send(&discoverygrpc.DiscoveryRequest{TypeUrl: resourcev3.ClusterType, VersionInfo: cdsA.VersionInfo, ResponseNonce: cdsA.Nonce})
+	select {
+	case resp := <-fromB:
+		if resp.VersionInfo != cdsA.VersionInfo {
+			t.Errorf("b got version %s, want %s", resp.VersionInfo, cdsA.VersionInfo)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("b never got the change after a answered")
+	}
+	select {
+	case <-pushed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Push did not return")
+	}
 }

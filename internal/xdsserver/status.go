@@ -2,6 +2,7 @@ package xdsserver
 
 import (
 	"sort"
+	"sync"
 	"time"
 
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -40,13 +41,62 @@ type proxyState struct {
 	streams     int
 	push        pushRecord
 	types       map[string]*typeState // by type URL
+	// pushMu serializes pushes to this proxy (from the push loop and from
+	// the proxy's own stream when it connects). It is taken before mu.
+	pushMu sync.Mutex
+	// answered, while a change is in flight, is closed when the proxy
+	// has ACKed or NACKed it for every type it subscribes to.
+	answered chan struct{}
+}
+
+// settle ends the change in flight, if any.
+func (p *proxyState) settle() {
+	if p.answered != nil {
+		close(p.answered)
+		p.answered = nil
+	}
+}
+
+// settleIfAnswered ends the change in flight if the proxy has answered it:
+// CDS, LDS and every other type it subscribes to are ACKed, or NACKed, at
+// the pushed version.
+func (p *proxyState) settleIfAnswered() {
+	if p.answered == nil {
+		return
+	}
+	for i, url := range pushTypes {
+		ts := p.types[url]
+		always := url == resourcev3.ClusterType || url == resourcev3.ListenerType
+		if !always && (ts == nil || !ts.subscribed) {
+			continue
+		}
+		if ts == nil {
+			return
+		}
+		want := p.push.versions[i]
+		if ts.acked != want && ts.nackVersion != want {
+			return
+		}
+	}
+	p.settle()
 }
 
 // pushRecord is the last configuration handed to the cache for a proxy.
 type pushRecord struct {
+	seq            int64 // of the push; 0 before the first
 	configRevision int64
-	versions       map[string]string // type URL -> version
+	versions       [4]string // by the index of the type in pushTypes
 	at             time.Time
+}
+
+// version is the version pushed for type url.
+func (r pushRecord) version(url string) string {
+	for i, typ := range pushTypes {
+		if typ == url {
+			return r.versions[i]
+		}
+	}
+	return ""
 }
 
 type typeState struct {
@@ -115,11 +165,11 @@ func (p *proxyState) status() ProxyStatus {
 	ps := ProxyStatus{
 		ID: p.id, Type: p.meta.Type, Namespace: p.meta.Namespace, Service: p.meta.Service,
 		Workload: p.meta.WorkloadName, ConnectedAt: p.connectedAt, ConfigRevision: p.push.configRevision,
-		Synced: p.push.versions != nil,
+		Synced: p.push.seq != 0,
 	}
 	for _, url := range typeOrder {
 		ts := p.types[url]
-		want := p.push.versions[url]
+		want := p.push.version(url)
 		st := TypeStatus{Type: shortType(url), Want: want, Status: NotSent}
 		if ts != nil {
 			st.Sent, st.Acked, st.Nack, st.NackVersion = ts.sent, ts.acked, ts.nack, ts.nackVersion

@@ -223,6 +223,7 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *route
 		case body != nil:
 			out.Body = io.NopCloser(bytes.NewReader(body))
 			out.ContentLength = int64(len(body))
+			out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 		case r.ContentLength == 0 || r.Body == http.NoBody:
 			out.Body = nil
 		default:
@@ -306,7 +307,8 @@ func (f *Forwarder) fail(w http.ResponseWriter, cl *upstream.Cluster, ep *upstre
 	plain(w, http.StatusServiceUnavailable, fmt.Sprintf("upstream reset before response: cluster %s endpoint %s: %s", cl.Name(), ep.Address(), e.reason))
 }
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+// bufPool holds the buffers responses are copied through.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
 
 // respond streams resp to w. Once the status line is written nothing can be
 // retried; a failure mid-body aborts the downstream connection so the client

@@ -116,15 +116,27 @@ func (s *socket) handle(c net.Conn) {
 	}
 	if fc.HTTP() {
 		served = true
-		s.queue.push(&httpConn{Conn: conn, info: info})
+		if protocol == ProtoH2C {
+			s.queue.push(&httpConn{Conn: conn, info: info})
+			return
+		}
+		// HTTP/1.x (or not sniffed): the lean server, on this goroutine.
+		s.tcp.remove(c)
+		s.serveH1(conn, &info)
 		return
 	}
 	m.proxyTCP(conn, fc.TCPCluster, l.Name, info.origDst)
 }
 
-// ServeHTTP selects the filter chain and route and runs the chain.
+// ServeHTTP serves requests that came through the socket's http.Server
+// (h2c).
 func (s *socket) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	info, _ := r.Context().Value(connInfoKey{}).(*connInfo)
+	s.serve(w, r, info)
+}
+
+// serve selects the filter chain and route and runs the chain.
+func (s *socket) serve(w http.ResponseWriter, r *http.Request, info *connInfo) {
 	ix := s.m.cur.Load()
 	var (
 		l  *model.Listener

@@ -122,7 +122,9 @@ type socket struct {
 	queue *connQueue
 	cur   atomic.Pointer[model.Listener]
 	tcp   connSet
-	done  chan struct{} // closed when the accept loop returns
+	// h1 holds the connections served by the lean HTTP/1.x server.
+	h1   h1Conns
+	done chan struct{} // closed when the accept loop returns
 }
 
 // New returns a Manager with no sockets.
@@ -279,7 +281,12 @@ func (s *socket) stop(ctx context.Context) error {
 		s.srv.Close()
 		errs = append(errs, err)
 	}
+	h1err := make(chan error, 1)
+	go func() { h1err <- s.h1.shutdown(ctx) }()
 	if err := s.tcp.wait(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if err := <-h1err; err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

@@ -74,6 +74,7 @@ type ClusterSpec struct {
 type Endpoint struct {
 	addr      string
 	transport *http.Transport
+	h1        *h1Pool
 	dialer    *net.Dialer
 	inflight  atomic.Int64
 }
@@ -98,9 +99,22 @@ func (e *Endpoint) Begin() { e.inflight.Add(1) }
 func (e *Endpoint) End() { e.inflight.Add(-1) }
 
 // RoundTrip sends one request over the endpoint's connection pool. The
-// request's URL must already point at the endpoint (see URLHost).
+// request's URL must already point at the endpoint. Requests without a body
+// or with a small one of known length take the lean HTTP/1.1 pool, which
+// runs on the caller's goroutine; others go through net/http's Transport.
+// The response body must be read to EOF or closed.
 func (e *Endpoint) RoundTrip(req *http.Request) (*http.Response, error) {
+	if leanOK(req) {
+		return e.h1.roundTrip(req)
+	}
 	return e.transport.RoundTrip(req)
+}
+
+// closeIdle closes the endpoint's idle connections; final also stops it
+// keeping connections (the endpoint is no longer used).
+func (e *Endpoint) closeIdle(final bool) {
+	e.transport.CloseIdleConnections()
+	e.h1.closeIdle(final)
 }
 
 // Cluster is an immutable set of endpoints with a load balancer.
@@ -154,7 +168,7 @@ func (o *origDst) get(addr string) *Endpoint {
 	if len(o.eps) >= maxOrigDstEndpoints {
 		for k, e := range o.eps {
 			if e.InFlight() == 0 {
-				e.transport.CloseIdleConnections()
+				e.closeIdle(true)
 				delete(o.eps, k)
 			}
 		}
@@ -168,7 +182,7 @@ func (o *origDst) close() {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for _, e := range o.eps {
-		e.transport.CloseIdleConnections()
+		e.closeIdle(true)
 	}
 }
 
@@ -388,7 +402,7 @@ func (p *Pools) Build(specs []ClusterSpec) map[string]*Cluster {
 	}
 	for k, e := range p.eps {
 		if !used[k] {
-			e.transport.CloseIdleConnections()
+			e.closeIdle(true)
 			delete(p.eps, k)
 		}
 	}
@@ -411,7 +425,7 @@ func (p *Pools) Close() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, e := range p.eps {
-		e.transport.CloseIdleConnections()
+		e.closeIdle(false)
 	}
 	for _, o := range p.orig {
 		o.close()
@@ -434,5 +448,10 @@ func (p *Pools) newEndpoint(k poolKey) *Endpoint {
 		// HTTP/1.1 only for now; an empty map disables HTTP/2 upgrade.
 		TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{},
 	}
-	return &Endpoint{addr: k.addr, transport: t, dialer: d}
+	h1 := &h1Pool{
+		dial:        func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", k.addr) },
+		maxIdle:     p.opts.MaxIdleConnsPerEndpoint,
+		idleTimeout: p.opts.IdleConnTimeout,
+	}
+	return &Endpoint{addr: k.addr, transport: t, h1: h1, dialer: d}
 }

@@ -1,0 +1,488 @@
+package listener
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The lean HTTP/1.x server. net/http's Server costs, per request, a
+// background read goroutine (started after the request is read, stopped
+// before the response is finished) and the wake-ups that go with it; on a
+// sidecar handling small requests those dominate the CPU it uses beyond the
+// system calls themselves. serveH1 serves a connection on one goroutine
+// instead: read a request, run the chain, write the response with one
+// write, repeat. Connections that start with the HTTP/2 preface (h2c with
+// prior knowledge) go to the socket's http.Server.
+//
+// Differences from net/http a user could notice: a client that goes away
+// while its request is upstream is noticed when the response is written
+// (or at the route timeout), not at once; Content-Type is never sniffed (a
+// proxy passes the upstream's headers through as they are).
+
+// maxHeaderBytes bounds a request's head, as http.DefaultMaxHeaderBytes
+// does for net/http.
+const maxHeaderBytes = http.DefaultMaxHeaderBytes
+
+// maxDrain is how much of a request body the handler did not read is
+// discarded so that the connection can be kept alive.
+const maxDrain = 256 << 10
+
+var (
+	h1ReaderPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
+	h1WriterPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
+)
+
+// limitedConn reads from a connection, failing with errHeadTooLarge once
+// more than remain bytes were read while reading a request head.
+type limitedConn struct {
+	net.Conn
+	remain int64 // < 0: unlimited
+}
+
+var errHeadTooLarge = errors.New("request head too large")
+
+func (c *limitedConn) Read(p []byte) (int, error) {
+	if c.remain < 0 {
+		return c.Conn.Read(p)
+	}
+	if c.remain == 0 {
+		return 0, errHeadTooLarge
+	}
+	if int64(len(p)) > c.remain {
+		p = p[:c.remain]
+	}
+	n, err := c.Conn.Read(p)
+	c.remain -= int64(n)
+	return n, err
+}
+
+// h1Conns tracks the lean server's connections of a socket so that stop can
+// close the idle ones at once and wait for the busy ones.
+type h1Conns struct {
+	mu      sync.Mutex
+	conns   map[*h1Conn]struct{}
+	closing bool
+	// stopping mirrors closing for the request path, which reads it without
+	// the lock.
+	stopping atomic.Bool
+	wg       sync.WaitGroup
+}
+
+type h1Conn struct {
+	c      net.Conn
+	idle   bool // guarded by h1Conns.mu
+	cancel context.CancelFunc
+}
+
+func (cs *h1Conns) add(hc *h1Conn) bool {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if cs.closing {
+		return false
+	}
+	if cs.conns == nil {
+		cs.conns = map[*h1Conn]struct{}{}
+	}
+	cs.conns[hc] = struct{}{}
+	cs.wg.Add(1)
+	return true
+}
+
+func (cs *h1Conns) remove(hc *h1Conn) {
+	cs.mu.Lock()
+	delete(cs.conns, hc)
+	cs.mu.Unlock()
+	cs.wg.Done()
+}
+
+// setIdle records whether hc waits for a request; it returns false when the
+// server is closing, in which case the connection must end.
+func (cs *h1Conns) setIdle(hc *h1Conn, idle bool) bool {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	hc.idle = idle
+	return !cs.closing
+}
+
+// shutdown closes idle connections, lets busy ones finish their request,
+// and closes whatever is left when ctx ends.
+func (cs *h1Conns) shutdown(ctx context.Context) error {
+	cs.mu.Lock()
+	cs.closing = true
+	cs.stopping.Store(true)
+	for hc := range cs.conns {
+		if hc.idle {
+			hc.c.Close()
+		}
+	}
+	cs.mu.Unlock()
+	done := make(chan struct{})
+	go func() { cs.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	cs.mu.Lock()
+	n := len(cs.conns)
+	for hc := range cs.conns {
+		hc.cancel()
+		hc.c.Close()
+	}
+	cs.mu.Unlock()
+	<-done
+	return fmt.Errorf("closed %d HTTP/1.1 connections with requests in flight: %w", n, ctx.Err())
+}
+
+// serveH1 serves HTTP/1.x requests on c until the client closes it, a
+// response cannot be kept alive, the idle timeout passes or the socket
+// stops.
+func (s *socket) serveH1(c net.Conn, info *connInfo) {
+	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), connInfoKey{}, info))
+	hc := &h1Conn{c: c, cancel: cancel, idle: true}
+	if !s.h1.add(hc) {
+		cancel()
+		c.Close()
+		return
+	}
+	lc := &limitedConn{Conn: c, remain: -1}
+	br := h1ReaderPool.Get().(*bufio.Reader)
+	br.Reset(lc)
+	bw := h1WriterPool.Get().(*bufio.Writer)
+	bw.Reset(c)
+	handedOff := false
+	defer func() {
+		cancel()
+		if !handedOff {
+			c.Close()
+		}
+		br.Reset(nil)
+		h1ReaderPool.Put(br)
+		bw.Reset(nil)
+		h1WriterPool.Put(bw)
+		s.h1.remove(hc)
+	}()
+	remote := c.RemoteAddr().String()
+	w := &h1Writer{bw: bw, header: make(http.Header, 8)}
+	idle := s.m.opts.IdleTimeout
+	for first := true; ; first = false {
+		c.SetReadDeadline(time.Now().Add(idle))
+		if _, err := br.Peek(1); err != nil {
+			return
+		}
+		if first && startsH2(br) {
+			// h2c with prior knowledge: net/http's server speaks it.
+			buf, _ := br.Peek(br.Buffered())
+			handedOff = true
+			s.queue.push(&httpConn{Conn: &replayConn{Conn: c, pending: append([]byte(nil), buf...)}, info: *info})
+			return
+		}
+		if !s.h1.setIdle(hc, false) {
+			return
+		}
+		lc.remain = maxHeaderBytes + int64(br.Buffered())
+		req, err := http.ReadRequest(br)
+		lc.remain = -1
+		if err == nil && req.ProtoMajor != 1 {
+			err = fmt.Errorf("unsupported protocol %s", req.Proto)
+		}
+		if err == nil && req.ProtoMinor >= 1 && req.Host == "" && req.Header["Host"] == nil {
+			err = errors.New("missing required Host header")
+		}
+		if err != nil {
+			badRequest(c, bw, err)
+			return
+		}
+		req.RemoteAddr = remote
+		req = req.WithContext(ctx)
+		if req.Body != http.NoBody && len(req.Header["Expect"]) > 0 && strings.EqualFold(req.Header.Get("Expect"), "100-continue") {
+			bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+			if bw.Flush() != nil {
+				return
+			}
+		}
+		w.reset(req)
+		w.closeConn = s.h1.stopping.Load() // tell the client not to reuse it
+		if !s.serveOne(w, req, info) {
+			return // the handler aborted the response
+		}
+		keep := w.finish()
+		if err := bw.Flush(); err != nil || !keep {
+			return
+		}
+		// Discard what the handler left of the request body.
+		if req.Body != http.NoBody {
+			n, err := io.CopyN(io.Discard, req.Body, maxDrain+1)
+			if n > maxDrain || (err != nil && err != io.EOF) {
+				return
+			}
+		}
+		if !s.h1.setIdle(hc, true) {
+			return
+		}
+	}
+}
+
+// serveOne runs the chain for one request; it returns false when the
+// handler aborted the response (panic(http.ErrAbortHandler)) and the
+// connection must be closed.
+func (s *socket) serveOne(w *h1Writer, req *http.Request, info *connInfo) (ok bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			ok = false
+			if p != http.ErrAbortHandler {
+				s.m.log.Error("panic serving a request", "listener", info.listener, "panic", p)
+			}
+		}
+	}()
+	s.serve(w, req, info)
+	return true
+}
+
+// startsH2 reports whether the connection starts with the HTTP/2
+// prior-knowledge preface, reading more only while the bytes so far are a
+// prefix of it.
+func startsH2(br *bufio.Reader) bool {
+	b, _ := br.Peek(br.Buffered())
+	if n := min(len(b), len(h2Preface)); string(b[:n]) != h2Preface[:n] {
+		return false
+	}
+	b, _ = br.Peek(len(h2Preface))
+	return string(b) == h2Preface
+}
+
+// badRequest answers a request that cannot be parsed and closes the
+// connection gracefully: half-close, then discard what the client still
+// sends for a moment, so that it reads the answer instead of a reset.
+func badRequest(c net.Conn, bw *bufio.Writer, err error) {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrDeadlineExceeded) {
+		return
+	}
+	code := http.StatusBadRequest
+	if errors.Is(err, errHeadTooLarge) {
+		code = http.StatusRequestHeaderFieldsTooLarge
+	}
+	fmt.Fprintf(bw, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n%d %s: %v\n", code, http.StatusText(code), code, http.StatusText(code), err)
+	if bw.Flush() != nil {
+		return
+	}
+	closeWrite(c)
+	c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	io.CopyN(io.Discard, c, 1<<20)
+}
+
+// h1Writer is the lean server's http.ResponseWriter. The body is held back
+// (up to pendMax bytes) until the handler returns, flushes or writes more,
+// so that a response without a Content-Length gets one and goes out in a
+// single write; past that the body is sent chunked (HTTP/1.1) or until the
+// connection closes (HTTP/1.0).
+type h1Writer struct {
+	bw     *bufio.Writer
+	header http.Header
+	req    *http.Request
+
+	status    int  // 0 until WriteHeader
+	committed bool // the head is in bw
+	chunked   bool
+	closeConn bool
+	bodyless  bool // HEAD, 1xx, 204, 304
+	pend      []byte
+	err       error
+}
+
+const pendMax = 2 << 10
+
+var _ http.ResponseWriter = (*h1Writer)(nil)
+var _ http.Flusher = (*h1Writer)(nil)
+
+func (w *h1Writer) reset(req *http.Request) {
+	clear(w.header)
+	w.req = req
+	w.status = 0
+	w.committed, w.chunked, w.closeConn, w.bodyless = false, false, false, false
+	w.pend = w.pend[:0]
+	w.err = nil
+}
+
+func (w *h1Writer) Header() http.Header { return w.header }
+
+func (w *h1Writer) WriteHeader(code int) {
+	if w.status != 0 {
+		return
+	}
+	if code < 100 || code > 999 {
+		panic(fmt.Sprintf("invalid WriteHeader code %v", code))
+	}
+	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
+		return // interim responses are not passed on
+	}
+	w.status = code
+}
+
+func (w *h1Writer) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.err != nil {
+		return 0, w.err
+	}
+	if !w.committed {
+		if len(w.pend)+len(p) <= pendMax {
+			w.pend = append(w.pend, p...)
+			return len(p), nil
+		}
+		w.commit(-1)
+	}
+	return w.writeBody(p)
+}
+
+func (w *h1Writer) writeBody(p []byte) (int, error) {
+	if w.bodyless || len(p) == 0 {
+		return len(p), nil
+	}
+	if w.chunked {
+		var b [20]byte
+		w.bw.Write(strconv.AppendInt(b[:0], int64(len(p)), 16))
+		w.bw.WriteString("\r\n")
+	}
+	n, err := w.bw.Write(p)
+	if w.chunked && err == nil {
+		_, err = w.bw.WriteString("\r\n")
+	}
+	if err != nil {
+		w.err = err
+	}
+	return n, err
+}
+
+// Flush sends what was written so far (a streamed response).
+func (w *h1Writer) Flush() { w.FlushError() }
+
+// FlushError is Flush that reports the write error.
+func (w *h1Writer) FlushError() error {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	if !w.committed {
+		w.commit(-1)
+	}
+	if w.err != nil {
+		return w.err
+	}
+	if err := w.bw.Flush(); err != nil {
+		w.err = err
+		return err
+	}
+	return nil
+}
+
+// commit writes the head; length is the body length when known (the
+// handler returned), -1 otherwise. Held-back body bytes follow.
+func (w *h1Writer) commit(length int) {
+	w.committed = true
+	h := w.header
+	code := w.status
+	req := w.req
+	w.bodyless = req.Method == http.MethodHead || code < 200 || code == http.StatusNoContent || code == http.StatusNotModified
+	if hasToken(h["Connection"], "close") || req.Close {
+		w.closeConn = true
+	}
+	_, hasCL := h["Content-Length"]
+	switch {
+	case code < 200 || code == http.StatusNoContent || code == http.StatusNotModified:
+		delete(h, "Transfer-Encoding")
+		if code != http.StatusNotModified {
+			delete(h, "Content-Length")
+		}
+	case hasCL:
+		delete(h, "Transfer-Encoding")
+	case length >= 0 && !(req.Method == http.MethodHead && length == 0):
+		h["Content-Length"] = []string{strconv.Itoa(length)}
+	case req.Method == http.MethodHead:
+	case req.ProtoAtLeast(1, 1):
+		w.chunked = true
+		h["Transfer-Encoding"] = []string{"chunked"}
+	default:
+		w.closeConn = true // HTTP/1.0 without a length: the close ends the body
+	}
+	if !req.ProtoAtLeast(1, 1) && !w.closeConn {
+		// An HTTP/1.0 client keeps the connection only when it asked to.
+		if hasToken(req.Header["Connection"], "keep-alive") {
+			h["Connection"] = []string{"keep-alive"}
+		} else {
+			w.closeConn = true
+		}
+	}
+	if w.closeConn && !hasToken(h["Connection"], "close") {
+		h["Connection"] = []string{"close"}
+	}
+	if _, ok := h["Date"]; !ok {
+		var b [29]byte
+		h["Date"] = []string{string(time.Now().UTC().AppendFormat(b[:0], http.TimeFormat))}
+	}
+	bw := w.bw
+	bw.WriteString("HTTP/1.1 ")
+	var nb [8]byte
+	bw.Write(strconv.AppendInt(nb[:0], int64(code), 10))
+	bw.WriteByte(' ')
+	bw.WriteString(http.StatusText(code))
+	bw.WriteString("\r\n")
+	for k, vs := range h {
+		for _, v := range vs {
+			bw.WriteString(k)
+			bw.WriteString(": ")
+			if strings.ContainsAny(v, "\r\n") {
+				v = strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
+			}
+			bw.WriteString(v)
+			bw.WriteString("\r\n")
+		}
+	}
+	_, err := bw.WriteString("\r\n")
+	if err != nil {
+		w.err = err
+	}
+	if len(w.pend) > 0 {
+		w.writeBody(w.pend)
+		w.pend = w.pend[:0]
+	}
+}
+
+// finish completes the response after the handler returned; it reports
+// whether the connection can serve another request.
+func (w *h1Writer) finish() bool {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	if !w.committed {
+		w.commit(len(w.pend))
+	}
+	if w.chunked && w.err == nil {
+		_, w.err = w.bw.WriteString("0\r\n\r\n")
+	}
+	return w.err == nil && !w.closeConn
+}
+
+// hasToken reports whether a comma-separated header value list contains
+// token (case-insensitive).
+func hasToken(vs []string, token string) bool {
+	for _, v := range vs {
+		for f := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(f), token) {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,268 @@
+package listener
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/weftmesh/weft/internal/proxy/chain"
+	"github.com/weftmesh/weft/internal/proxy/model"
+)
+
+// serving starts a Manager with one listener whose chain is h.
+func serving(t *testing.T, h func(x *chain.Exchange)) (*Manager, string) {
+	t.Helper()
+	m := New(Options{})
+	addr := freeAddr(t)
+	l := answering(t, "l", addr, "")
+	l.FilterChains[0].Chain = chain.HandlerFunc(h)
+	m.Apply(&model.Model{Listeners: []*model.Listener{l}})
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		m.Shutdown(ctx)
+	})
+	return m, addr
+}
+
+// testHandler answers by path.
+func testHandler(x *chain.Exchange) {
+	w, r := x.W, x.R
+	switch r.URL.Path {
+	case "/stream":
+		io.WriteString(w, "one,")
+		w.(http.Flusher).Flush()
+		io.WriteString(w, "two")
+	case "/echo":
+		b, _ := io.ReadAll(r.Body)
+		w.Write(b)
+	case "/ignore-body":
+		io.WriteString(w, "ignored")
+	case "/abort":
+		io.WriteString(w, "partial")
+		panic(http.ErrAbortHandler)
+	case "/close":
+		w.Header().Set("Connection", "close")
+		io.WriteString(w, "closing")
+	case "/big":
+		io.WriteString(w, strings.Repeat("b", 10000))
+	case "/empty":
+		w.WriteHeader(http.StatusNoContent)
+	default:
+		w.Header().Set("X-Host", r.Host)
+		io.WriteString(w, "hi")
+	}
+}
+
+type exchange struct {
+	send string // raw bytes written at once (may hold several requests)
+	want []wantResp
+	// open says whether the connection must still be open afterwards.
+	open bool
+}
+
+type wantResp struct {
+	code    int
+	body    string
+	header  map[string]string // "" value: must be absent
+	chunked bool
+	method  string
+}
+
+func TestLeanServerFraming(t *testing.T) {
+	tests := []struct {
+		name string
+		exchange
+	}{
+		{"keep-alive GET, pipelined twice", exchange{
+			send: "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: y\r\n\r\n",
+			want: []wantResp{
+				{code: 200, body: "hi", header: map[string]string{"Content-Length": "2", "X-Host": "x", "Connection": ""}},
+				{code: 200, body: "hi", header: map[string]string{"X-Host": "y"}},
+			},
+			open: true}},
+		{"absolute form", exchange{
+			send: "GET http://reviews:9080/x HTTP/1.1\r\nHost: reviews:9080\r\n\r\n",
+			want: []wantResp{{code: 200, body: "hi", header: map[string]string{"X-Host": "reviews:9080"}}}, open: true}},
+		{"streamed response is chunked", exchange{
+			send: "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n",
+			want: []wantResp{{code: 200, body: "one,two", chunked: true}}, open: true}},
+		{"large response is chunked", exchange{
+			send: "GET /big HTTP/1.1\r\nHost: x\r\n\r\nGET /a HTTP/1.1\r\nHost: x\r\n\r\n",
+			want: []wantResp{{code: 200, body: strings.Repeat("b", 10000), chunked: true}, {code: 200, body: "hi"}}, open: true}},
+		{"HEAD has no body", exchange{
+			send: "HEAD /a HTTP/1.1\r\nHost: x\r\n\r\nGET /a HTTP/1.1\r\nHost: x\r\n\r\n",
+			want: []wantResp{{code: 200, method: "HEAD", header: map[string]string{"Content-Length": "2"}}, {code: 200, body: "hi"}}, open: true}},
+		{"204 has no length", exchange{
+			send: "GET /empty HTTP/1.1\r\nHost: x\r\n\r\n",
+			want: []wantResp{{code: 204, header: map[string]string{"Content-Length": "", "Transfer-Encoding": ""}}}, open: true}},
+		{"POST body echoed, then next request", exchange{
+			send: "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhelloGET /a HTTP/1.1\r\nHost: x\r\n\r\n",
+			want: []wantResp{{code: 200, body: "hello"}, {code: 200, body: "hi"}}, open: true}},
+		{"unread body is discarded", exchange{
+			send: "POST /ignore-body HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhelloGET /a HTTP/1.1\r\nHost: x\r\n\r\n",
+			want: []wantResp{{code: 200, body: "ignored"}, {code: 200, body: "hi"}}, open: true}},
+		{"chunked request body", exchange{
+			send: "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+			want: []wantResp{{code: 200, body: "abc"}}, open: true}},
+		{"100-continue", exchange{
+			send: "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nok",
+			want: []wantResp{{code: 100}, {code: 200, body: "ok"}}, open: true}},
+		{"HTTP/1.0 closes", exchange{
+			send: "GET /a HTTP/1.0\r\n\r\n",
+			want: []wantResp{{code: 200, body: "hi", header: map[string]string{"Connection": "close"}}}}},
+		{"HTTP/1.0 keep-alive", exchange{
+			send: "GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+			want: []wantResp{{code: 200, body: "hi", header: map[string]string{"Connection": "keep-alive"}}}, open: true}},
+		{"Connection: close from the client", exchange{
+			send: "GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+			want: []wantResp{{code: 200, body: "hi", header: map[string]string{"Connection": "close"}}}}},
+		{"Connection: close from the handler", exchange{
+			send: "GET /close HTTP/1.1\r\nHost: x\r\n\r\n",
+			want: []wantResp{{code: 200, body: "closing", header: map[string]string{"Connection": "close"}}}}},
+		{"malformed request", exchange{
+			send: "GET /a HTTP/1.1\r\nHost x\r\n\r\n",
+			want: []wantResp{{code: 400}}}},
+		{"missing Host", exchange{
+			send: "GET /a HTTP/1.1\r\n\r\n",
+			want: []wantResp{{code: 400}}}},
+		{"head too large", exchange{
+			send: "GET /a HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", http.DefaultMaxHeaderBytes+8192) + "\r\n\r\n",
+			want: []wantResp{{code: 431}}}},
+		{"aborted response closes without a response", exchange{
+			send: "GET /abort HTTP/1.1\r\nHost: x\r\n\r\n"}},
+	}
+	_, addr := serving(t, testHandler)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			go io.WriteString(c, tc.send)
+			br := bufio.NewReader(c)
+			for i, want := range tc.want {
+				req := &http.Request{Method: "GET"}
+				if want.method != "" {
+					req.Method = want.method
+				}
+				resp, err := http.ReadResponse(br, req)
+				if err != nil {
+					t.Fatalf("response %d: %v", i, err)
+				}
+				b, err := io.ReadAll(resp.Body)
+				if err != nil {
+					t.Fatalf("response %d body: %v", i, err)
+				}
+				if resp.StatusCode != want.code || (want.code < 300 && string(b) != want.body) {
+					t.Errorf("response %d: %d %q, want %d %q", i, resp.StatusCode, b, want.code, want.body)
+				}
+				if chunked := len(resp.TransferEncoding) > 0; chunked != want.chunked {
+					t.Errorf("response %d: chunked %v, want %v", i, chunked, want.chunked)
+				}
+				if wc := want.header["Connection"]; wc == "close" && !resp.Close {
+					t.Errorf("response %d: not marked Connection: close", i)
+				}
+				for k, v := range want.header {
+					if k == "Connection" && v == "close" {
+						continue // ReadResponse moves it to resp.Close
+					}
+					if got := resp.Header.Get(k); got != v {
+						t.Errorf("response %d: header %s = %q, want %q", i, k, got, v)
+					}
+				}
+				if resp.Header.Get("Date") == "" && want.code >= 200 && want.code < 400 {
+					t.Errorf("response %d has no Date header", i)
+				}
+			}
+			c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+			n, err := br.Read(make([]byte, 1))
+			open := n == 0 && err != nil && strings.Contains(err.Error(), "timeout")
+			if open != tc.open {
+				t.Errorf("connection open afterwards = %v (read %d, %v), want %v", open, n, err, tc.open)
+			}
+		})
+	}
+}
+
+func TestLeanServerHandsH2CToHTTP2(t *testing.T) {
+	_, addr := serving(t, testHandler)
+	protos := new(http.Protocols)
+	protos.SetUnencryptedHTTP2(true)
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Protocols: protos, TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}}}
+	resp, err := c.Get("http://" + addr + "/a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.ProtoMajor != 2 || string(b) != "hi" {
+		t.Errorf("got %s %q, want HTTP/2 \"hi\"", resp.Proto, b)
+	}
+}
+
+func TestLeanServerShutdownClosesIdleConnectionsAtOnce(t *testing.T) {
+	m, addr := serving(t, testHandler)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.ReadAll(resp.Body)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := m.Shutdown(ctx); err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Shutdown waited %v for an idle keep-alive connection", d)
+	}
+	c.SetReadDeadline(time.Now().Add(time.Second))
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Errorf("idle connection after shutdown: read err %v, want EOF", err)
+	}
+}
+
+// BenchmarkLeanServer measures a kept-alive request through the lean server
+// to a handler that answers 1 KiB.
+func BenchmarkLeanServer(b *testing.B) {
+	m := New(Options{})
+	defer m.Shutdown(context.Background())
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	payload := strings.Repeat("x", 1024)
+	l := answering(&testing.T{}, "l", addr, payload)
+	m.Apply(&model.Model{Listeners: []*model.Listener{l}})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	req := []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	b.ReportAllocs()
+	for b.Loop() {
+		c.Write(req)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+	}
+}

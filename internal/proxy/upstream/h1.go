@@ -1,0 +1,298 @@
+package upstream
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// h1Pool is a lean HTTP/1.1 client connection pool for one endpoint. A
+// round trip runs entirely on the caller's goroutine: take an idle
+// connection (or dial one), write the request, read the response head; the
+// connection goes back to the pool when the caller has read the body to
+// EOF. net/http's Transport, by contrast, hands every request to a write
+// goroutine and every response from a read goroutine, which costs several
+// goroutine wake-ups per request. Requests with bodies that are large or of
+// unknown length still go through the Transport (see Endpoint.RoundTrip),
+// which can send the body and read the response concurrently.
+//
+// mu guards idle and the reaper timer; a connection in use belongs to the
+// request using it.
+type h1Pool struct {
+	dial        func(ctx context.Context) (net.Conn, error)
+	maxIdle     int
+	idleTimeout time.Duration
+
+	mu     sync.Mutex
+	idle   []*h1Conn // most recently used last
+	reaper *time.Timer
+	closed bool
+}
+
+type h1Conn struct {
+	c      net.Conn
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	idleAt time.Time
+	reused bool
+}
+
+// maxLeanBody is the largest request body the lean path sends; larger ones
+// and bodies of unknown length go through net/http's Transport.
+const maxLeanBody = 64 << 10
+
+// leanOK reports whether req can take the lean path.
+func leanOK(req *http.Request) bool {
+	if req.Body == nil || req.Body == http.NoBody {
+		return true
+	}
+	return req.ContentLength > 0 && req.ContentLength <= maxLeanBody
+}
+
+var (
+	brPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
+	bwPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
+)
+
+// get returns an idle connection or dials one. With probe, an idle
+// connection is checked with a non-blocking peek before it is used (for
+// requests that could not be retried on a fresh connection).
+func (p *h1Pool) get(ctx context.Context, probe bool) (*h1Conn, error) {
+	p.mu.Lock()
+	now := time.Now()
+	for n := len(p.idle); n > 0; n = len(p.idle) {
+		pc := p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		if now.Sub(pc.idleAt) < p.idleTimeout && pc.br.Buffered() == 0 && !(probe && peerClosed(pc.c)) {
+			p.mu.Unlock()
+			pc.reused = true
+			return pc, nil
+		}
+		pc.close()
+	}
+	p.mu.Unlock()
+	c, err := p.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	br := brPool.Get().(*bufio.Reader)
+	br.Reset(c)
+	bw := bwPool.Get().(*bufio.Writer)
+	bw.Reset(c)
+	return &h1Conn{c: c, br: br, bw: bw}, nil
+}
+
+// put returns pc to the pool, or closes it when the pool is full or closed.
+func (p *h1Pool) put(pc *h1Conn) {
+	pc.idleAt = time.Now()
+	p.mu.Lock()
+	if p.closed || len(p.idle) >= p.maxIdle {
+		p.mu.Unlock()
+		pc.close()
+		return
+	}
+	p.idle = append(p.idle, pc)
+	if p.reaper == nil {
+		p.reaper = time.AfterFunc(p.idleTimeout, p.reap)
+	}
+	p.mu.Unlock()
+}
+
+// reap closes connections idle longer than the idle timeout, and re-arms
+// itself while connections remain idle.
+func (p *h1Pool) reap() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.reaper = nil
+	now := time.Now()
+	keep := p.idle[:0]
+	for _, pc := range p.idle {
+		if now.Sub(pc.idleAt) >= p.idleTimeout {
+			pc.close()
+			continue
+		}
+		keep = append(keep, pc)
+	}
+	clear(p.idle[len(keep):])
+	p.idle = keep
+	if len(p.idle) > 0 && !p.closed {
+		p.reaper = time.AfterFunc(p.idleTimeout-now.Sub(p.idle[0].idleAt), p.reap)
+	}
+}
+
+// closeIdle closes every idle connection. When final, the pool also stops
+// keeping connections: those in use are closed when their request ends.
+func (p *h1Pool) closeIdle(final bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, pc := range p.idle {
+		pc.close()
+	}
+	clear(p.idle)
+	p.idle = p.idle[:0]
+	if final {
+		p.closed = true
+	}
+	if p.reaper != nil {
+		p.reaper.Stop()
+		p.reaper = nil
+	}
+}
+
+func (pc *h1Conn) close() {
+	pc.c.Close()
+	pc.br.Reset(nil)
+	brPool.Put(pc.br)
+	pc.bw.Reset(nil)
+	bwPool.Put(pc.bw)
+	pc.br, pc.bw = nil, nil
+}
+
+// aLongTimeAgo is a deadline in the past: it makes blocked reads and writes
+// return at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// roundTrip sends req over a pooled connection. A reused connection that
+// the server closed while it was idle (no byte of response) is replaced by a
+// fresh one once, as net/http does.
+func (p *h1Pool) roundTrip(req *http.Request) (*http.Response, error) {
+	for try := 0; ; try++ {
+		pc, err := p.get(req.Context(), !rewindable(req))
+		if err != nil {
+			return nil, err
+		}
+		resp, err := p.exchange(pc, req)
+		if err == nil {
+			return resp, nil
+		}
+		if try == 0 && pc.reused && errors.Is(err, errStaleConn) && rewindable(req) {
+			if req.GetBody != nil {
+				if req.Body, err = req.GetBody(); err != nil {
+					return nil, err
+				}
+			}
+			continue
+		}
+		return nil, err
+	}
+}
+
+// errStaleConn marks a failure on a reused connection before any byte of
+// the response arrived: the server most likely closed it while it was idle.
+var errStaleConn = errors.New("server closed the idle connection")
+
+type staleErr struct{ err error }
+
+func (e staleErr) Error() string        { return e.err.Error() }
+func (e staleErr) Unwrap() []error      { return []error{e.err, errStaleConn} }
+func (e staleErr) Is(target error) bool { return target == errStaleConn }
+
+func rewindable(req *http.Request) bool {
+	return req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+}
+
+func (p *h1Pool) exchange(pc *h1Conn, req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	var stop func() bool
+	if ctx.Done() != nil {
+		c := pc.c
+		stop = context.AfterFunc(ctx, func() { c.SetDeadline(aLongTimeAgo) })
+	}
+	fail := func(err error) (*http.Response, error) {
+		if stop != nil && !stop() {
+			// The context ended and interrupted the exchange: say so, as
+			// net/http's Transport does.
+			err = ctx.Err()
+		}
+		pc.close()
+		return nil, err
+	}
+	if err := req.Write(pc.bw); err != nil {
+		return fail(err)
+	}
+	if err := pc.bw.Flush(); err != nil {
+		if pc.reused {
+			err = staleErr{err}
+		}
+		return fail(err)
+	}
+	var resp *http.Response
+	for {
+		if pc.reused {
+			if _, err := pc.br.Peek(1); err != nil {
+				if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
+					err = staleErr{err}
+				}
+				return fail(err)
+			}
+		}
+		var err error
+		resp, err = http.ReadResponse(pc.br, req)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return fail(err)
+		}
+		// Skip interim responses (100 Continue, 103 Early Hints).
+		if resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
+			continue
+		}
+		break
+	}
+	keep := !resp.Close && !req.Close && resp.StatusCode != http.StatusSwitchingProtocols
+	resp.Body = &h1Body{rc: resp.Body, pc: pc, pool: p, stop: stop, keep: keep}
+	return resp, nil
+}
+
+// h1Body returns its connection to the pool once read to EOF, and closes it
+// when the body is closed before that.
+type h1Body struct {
+	rc   io.ReadCloser
+	pc   *h1Conn
+	pool *h1Pool
+	stop func() bool
+	keep bool
+}
+
+func (b *h1Body) Read(p []byte) (int, error) {
+	if b.pc == nil {
+		return 0, io.EOF
+	}
+	n, err := b.rc.Read(p)
+	if err == io.EOF {
+		b.release(true)
+	}
+	return n, err
+}
+
+func (b *h1Body) Close() error {
+	if b.pc != nil {
+		b.release(false)
+	}
+	return nil
+}
+
+// release ends the exchange: the connection is reused only when the body
+// was read to EOF, the response allows keep-alive and the request's
+// context did not interrupt it.
+func (b *h1Body) release(eof bool) {
+	pc := b.pc
+	b.pc = nil
+	reuse := eof && b.keep
+	if b.stop != nil && !b.stop() {
+		reuse = false // the deadline was, or is being, set
+	}
+	if reuse {
+		b.pool.put(pc)
+		return
+	}
+	pc.close()
+}

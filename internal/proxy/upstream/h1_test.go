@@ -1,0 +1,231 @@
+package upstream
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// countingServer is a backend that counts the TCP connections it accepted.
+func countingServer(t *testing.T, h http.HandlerFunc) (*httptest.Server, *atomic.Int32) {
+	t.Helper()
+	var conns atomic.Int32
+	s := httptest.NewUnstartedServer(h)
+	s.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	s.Start()
+	t.Cleanup(s.Close)
+	return s, &conns
+}
+
+func endpointFor(t *testing.T, addr string, o PoolsOptions) *Endpoint {
+	t.Helper()
+	p := NewPools(o)
+	t.Cleanup(p.Close)
+	return build(t, p, RoundRobin, EndpointSpec{Address: addr}).Pick(nil)
+}
+
+func get(t *testing.T, ep *Endpoint, method, path string, body []byte) (int, string, error) {
+	t.Helper()
+	req, _ := http.NewRequest(method, "http://"+ep.Address()+path, nil)
+	if body != nil {
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		req.ContentLength = int64(len(body))
+	}
+	resp, err := ep.RoundTrip(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+func TestLeanPoolReusesAndClosesConnections(t *testing.T) {
+	tests := []struct {
+		name      string
+		handler   http.HandlerFunc
+		method    string
+		body      []byte
+		wantBody  string
+		wantConns int32
+	}{
+		{"content-length reused", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello") }, "GET", nil, "hello", 1},
+		{"chunked reused", func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, "a")
+			w.(http.Flusher).Flush()
+			io.WriteString(w, "b")
+		}, "GET", nil, "ab", 1},
+		{"HEAD reused", func(w http.ResponseWriter, r *http.Request) { w.Header().Set("Content-Length", "5") }, "HEAD", nil, "", 1},
+		{"POST body echoed, reused", func(w http.ResponseWriter, r *http.Request) { io.Copy(w, r.Body) }, "POST", []byte("payload"), "payload", 1},
+		{"Connection: close not reused", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Connection", "close")
+			io.WriteString(w, "bye")
+		}, "GET", nil, "bye", 3},
+		{"100 Continue skipped", func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(http.StatusContinue)
+			io.WriteString(w, "after")
+		}, "GET", nil, "after", 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, conns := countingServer(t, tc.handler)
+			ep := endpointFor(t, strings.TrimPrefix(s.URL, "http://"), PoolsOptions{})
+			for i := range 3 {
+				code, body, err := get(t, ep, tc.method, "/", tc.body)
+				if err != nil || code != 200 || body != tc.wantBody {
+					t.Fatalf("request %d: %d %q %v; want 200 %q", i, code, body, err, tc.wantBody)
+				}
+			}
+			if got := conns.Load(); got != tc.wantConns {
+				t.Errorf("backend saw %d connections, want %d", got, tc.wantConns)
+			}
+		})
+	}
+}
+
+// TestLeanPoolReplacesConnectionClosedWhileIdle: a backend that closes
+// keep-alive connections between requests must not turn into errors, for
+// requests with and without a body.
+func TestLeanPoolReplacesConnectionClosedWhileIdle(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var conns atomic.Int32
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go func() {
+				// One request per connection, answered as keep-alive, then
+				// closed: what a backend with a short idle timeout does.
+				defer c.Close()
+				req, err := http.ReadRequest(bufio.NewReader(c))
+				if err != nil {
+					return
+				}
+				io.Copy(io.Discard, req.Body)
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			}()
+		}
+	}()
+	ep := endpointFor(t, ln.Addr().String(), PoolsOptions{})
+	for i, body := range [][]byte{nil, nil, []byte("x"), []byte("y"), nil} {
+		code, got, err := get(t, ep, map[bool]string{true: "GET", false: "POST"}[body == nil], "/", body)
+		if err != nil || code != 200 || got != "ok" {
+			t.Fatalf("request %d: %d %q %v", i, code, got, err)
+		}
+		time.Sleep(5 * time.Millisecond) // let the close arrive
+	}
+	if got := conns.Load(); got != 5 {
+		t.Errorf("backend saw %d connections, want 5", got)
+	}
+}
+
+func TestLeanPoolContextCancelAbortsAndDiscards(t *testing.T) {
+	release := make(chan struct{})
+	s, conns := countingServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}
+		io.WriteString(w, "ok")
+	})
+	defer close(release)
+	ep := endpointFor(t, strings.TrimPrefix(s.URL, "http://"), PoolsOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+ep.Address()+"/slow", nil)
+	start := time.Now()
+	_, err := ep.RoundTrip(req)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v; want a deadline error", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("round trip took %v after its context ended", d)
+	}
+	// The aborted connection is not reused.
+	if code, body, err := get(t, ep, "GET", "/", nil); err != nil || code != 200 || body != "ok" {
+		t.Fatalf("next request: %d %q %v", code, body, err)
+	}
+	if got := conns.Load(); got != 2 {
+		t.Errorf("backend saw %d connections, want 2", got)
+	}
+}
+
+func TestLeanPoolClosesIdleAfterTimeout(t *testing.T) {
+	s, conns := countingServer(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	ep := endpointFor(t, strings.TrimPrefix(s.URL, "http://"), PoolsOptions{IdleConnTimeout: 20 * time.Millisecond})
+	get(t, ep, "GET", "/", nil)
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		ep.h1.mu.Lock()
+		n := len(ep.h1.idle)
+		ep.h1.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("idle connection not closed after the idle timeout")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if code, _, err := get(t, ep, "GET", "/", nil); err != nil || code != 200 {
+		t.Fatalf("after reaping: %d %v", code, err)
+	}
+	if got := conns.Load(); got != 2 {
+		t.Errorf("backend saw %d connections, want 2", got)
+	}
+}
+
+// BenchmarkRoundTrip compares the lean pool with net/http's Transport for
+// a small GET over a kept-alive loopback connection.
+func BenchmarkRoundTrip(b *testing.B) {
+	body := strings.Repeat("x", 1024)
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, body) }))
+	defer s.Close()
+	p := NewPools(PoolsOptions{})
+	defer p.Close()
+	ep := p.Build([]ClusterSpec{{Name: "c", Endpoints: []EndpointSpec{{Address: strings.TrimPrefix(s.URL, "http://")}}}})["c"].Pick(nil)
+	for _, bc := range []struct {
+		name string
+		rt   func(*http.Request) (*http.Response, error)
+	}{{"lean", ep.RoundTrip}, {"transport", ep.transport.RoundTrip}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			buf := make([]byte, 4096)
+			for b.Loop() {
+				req, _ := http.NewRequest("GET", s.URL+"/", nil)
+				resp, err := bc.rt(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for {
+					if _, err := resp.Body.Read(buf); err != nil {
+						break
+					}
+				}
+				resp.Body.Close()
+			}
+		})
+	}
+}
