@@ -25,12 +25,14 @@
 //     goroutine; then it sends the ACK or NACK. So configuration changes are
 //     strictly sequential and never block requests.
 //   - listener.Manager runs, per bound address, an accept goroutine and an
-//     http.Server fed through a channel with the connections whose filter
-//     chain is HTTP. Each accepted connection gets a goroutine that reads
-//     its original destination, sniffs it when the listener has the HTTP
-//     inspector, picks the filter chain and, for tcp_proxy, copies bytes
-//     both ways (one more goroutine for the second direction) until both
-//     ends have closed. Requests and connections load the current Model
+//     http.Server fed through a channel with the h2c connections. Each
+//     accepted connection gets a goroutine that reads its original
+//     destination, sniffs it when the listener has the HTTP inspector, picks
+//     the filter chain and then either serves HTTP/1.x requests one after
+//     the other (the lean server: the chain, and the upstream round trip
+//     through upstream's lean client pool, run on this goroutine) or, for
+//     tcp_proxy, copies bytes both ways (one more goroutine for the second
+//     direction) until both ends have closed. Requests and connections load the current Model
 //     through an atomic.Pointer and take no lock; the handler chain and
 //     clusters they use are immutable.
 //   - The DNS listener (dns.Server) has its own UDP and TCP goroutines; a

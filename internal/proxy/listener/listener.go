@@ -10,13 +10,15 @@
 // 0.0.0.0:PORT); the target's listener filters run (the HTTP inspector
 // sniffs the first bytes); a filter chain is selected by destination port
 // and detected protocol; and the chain serves the connection, either as
-// HTTP (through the socket's http.Server) or as tcp_proxy.
+// HTTP (HTTP/1.x on the connection's goroutine by the lean server in h1.go,
+// h2c through the socket's http.Server) or as tcp_proxy.
 //
 // Concurrency: Apply is called by the compile step (one goroutine at a
 // time) and by the bind retry timer; mu serialises them and guards the socket
 // table. Each socket has an accept goroutine, one goroutine per connection
-// while it is being classified or proxied as TCP, and its own http.Server
-// goroutines for HTTP connections. Connections read the current model through
+// (classifying it, then serving it as HTTP/1.x or proxying it as TCP), and
+// its own http.Server goroutines for h2c connections. h1Conns.mu guards the
+// set of HTTP/1.x connections and their idle flags, for shutdown. Connections read the current model through
 // an atomic pointer, so a new version never waits for traffic and traffic
 // never takes the Manager's lock.
 package listener
