@@ -210,6 +210,8 @@ func TestControlPlaneLoss(t *testing.T) {
 		"--xds-addr", fmt.Sprintf("127.0.0.1:%d", m.xdsPort), "--api-addr", fmt.Sprintf("127.0.0.1:%d", m.apiPort))
 	var logs syncBuffer
 	restarted.Stdout, restarted.Stderr = &logs, &logs
+	// Die with the test binary, even if it is killed.
+	restarted.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := restarted.Start(); err != nil {
 		t.Fatal(err)
 	}
