@@ -17,6 +17,7 @@ func init() { commands = append(commands, newControlCmd) }
 
 func newControlCmd(g *globals) *cobra.Command {
 	opts := control.Options{}
+	var memLimitMB int64
 	cmd := &cobra.Command{
 		Use:   "control",
 		Short: "Run the control plane: config store, registry and xDS server",
@@ -26,6 +27,7 @@ func newControlCmd(g *globals) *cobra.Command {
 			defer stop()
 			opts.Logger = g.logger()
 			opts.DataDir = g.dataDir
+			opts.MemoryLimit = memLimitMB << 20
 			return control.Run(ctx, opts)
 		},
 	}
@@ -38,5 +40,7 @@ func newControlCmd(g *globals) *cobra.Command {
 	f.StringVar(&opts.Mesh.OutboundTrafficPolicy, "outbound-traffic-policy", snapshot.AllowAny,
 		"what transparent workloads may reach outside the mesh: ALLOW_ANY or REGISTRY_ONLY")
 	f.BoolVar(&opts.Pprof, "pprof", false, "serve net/http/pprof under /debug/pprof/ on the API address")
+	f.Int64Var(&memLimitMB, "memory-limit-mb", 0,
+		"soft memory limit for the Go runtime in MiB, as GOMEMLIMIT (0: none, or GOMEMLIMIT from the environment)")
 	return cmd
 }

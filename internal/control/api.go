@@ -11,6 +11,7 @@ import (
 
 	"github.com/weftmesh/weft/internal/config"
 	"github.com/weftmesh/weft/internal/controlapi"
+	"github.com/weftmesh/weft/internal/registry"
 	"github.com/weftmesh/weft/internal/store"
 	"github.com/weftmesh/weft/internal/xdsserver"
 )
@@ -19,6 +20,7 @@ type apiOptions struct {
 	log   *slog.Logger
 	store *store.Store
 	xds   *xdsserver.Server
+	reg   *registry.Registry // nil: the registry is not asked
 	// pprof serves net/http/pprof under /debug/pprof/.
 	pprof bool
 }
@@ -189,13 +191,23 @@ func (a *api) resources(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
+// sync reports whether every proxy has ACKed store revision ?revision=N,
+// or with ?current=true the config and the registry as they are now.
 func (a *api) sync(w http.ResponseWriter, r *http.Request) {
-	rev, err := strconv.ParseInt(r.URL.Query().Get("revision"), 10, 64)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "revision must be a number")
+	if r.URL.Query().Get("current") == "true" {
+		var regRev int64
+		if a.reg != nil {
+			regRev = a.reg.Revision()
+		}
+		writeJSON(w, http.StatusOK, a.xds.Sync(a.store.Revision(), regRev))
 		return
 	}
-	writeJSON(w, http.StatusOK, a.xds.Sync(rev))
+	rev, err := strconv.ParseInt(r.URL.Query().Get("revision"), 10, 64)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "revision must be a number, or current=true")
+		return
+	}
+	writeJSON(w, http.StatusOK, a.xds.Sync(rev, 0))
 }
 
 func decodeFiles(files []controlapi.File) ([]*config.Resource, []controlapi.ConfigError) {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/weftmesh/weft/internal/config"
@@ -36,6 +37,10 @@ type Options struct {
 	Mesh snapshot.Mesh
 	// Pprof serves net/http/pprof under /debug/pprof/ on the API listener.
 	Pprof bool
+	// MemoryLimit, when positive, is the Go runtime's soft memory limit in
+	// bytes (as GOMEMLIMIT): near it the garbage collector runs more often
+	// instead of letting the heap grow to twice what is live.
+	MemoryLimit int64
 }
 
 func (o *Options) defaults() {
@@ -66,6 +71,9 @@ func (o *Options) defaults() {
 func Run(ctx context.Context, opts Options) error {
 	opts.defaults()
 	log := opts.Logger
+	if opts.MemoryLimit > 0 {
+		debug.SetMemoryLimit(opts.MemoryLimit)
+	}
 	switch opts.Mesh.OutboundTrafficPolicy {
 	case snapshot.AllowAny, snapshot.RegistryOnly:
 	default:
@@ -115,7 +123,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	errc := make(chan error, 3)
 	go func() { errc <- xds.Serve(ctx, xl) }()
-	api := &http.Server{Handler: newAPI(apiOptions{log: log, store: st, xds: xds, pprof: opts.Pprof}), ReadHeaderTimeout: 10 * time.Second}
+	api := &http.Server{Handler: newAPI(apiOptions{log: log, store: st, xds: xds, reg: reg, pprof: opts.Pprof}), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := api.Serve(al); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("serve API: %w", err)

@@ -184,6 +184,13 @@ func (c *Client) Sync(ctx context.Context, rev int64) (*xdsserver.SyncReport, er
 	return &out, c.do(ctx, http.MethodGet, "/api/v1/sync?revision="+strconv.FormatInt(rev, 10), nil, &out)
 }
 
+// SyncCurrent reports whether every proxy has ACKed the config and the
+// registry as they are now: every service and endpoint that exists.
+func (c *Client) SyncCurrent(ctx context.Context) (*xdsserver.SyncReport, error) {
+	var out xdsserver.SyncReport
+	return &out, c.do(ctx, http.MethodGet, "/api/v1/sync?current=true", nil, &out)
+}
+
 // Ready reports whether the control plane answers.
 func (c *Client) Ready(ctx context.Context) error {
 	return c.do(ctx, http.MethodGet, "/ready", nil, nil)

@@ -143,6 +143,13 @@ func (r *Registry) changedLocked() {
 	}
 }
 
+// Revision counts the changes to the set of workloads so far.
+func (r *Registry) Revision() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.rev
+}
+
 // Workloads returns the registered proxies, sorted by ID, and the registry
 // revision they belong to.
 func (r *Registry) Workloads() (int64, []Workload) {

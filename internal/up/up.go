@@ -291,6 +291,26 @@ func Run(ctx context.Context, opts Options) error {
 			return err
 		}
 	}
+	// Every proxy must know every workload before the mesh is ready: the
+	// last to start registered only a moment ago.
+	synced := func(ctx context.Context) error {
+		rep, err := api.SyncCurrent(ctx)
+		if err != nil {
+			return err
+		}
+		for _, p := range rep.Proxies {
+			if p.Nack != "" {
+				return fmt.Errorf("%s rejected its config: %s", p.ID, p.Nack)
+			}
+		}
+		if !rep.Done || len(rep.Proxies) < len(proxies) {
+			return fmt.Errorf("%d proxies connected, not all have the latest config", len(rep.Proxies))
+		}
+		return nil
+	}
+	if err := waitFor(readyCtx, ctl, "every proxy's config", synced); err != nil {
+		return err
+	}
 	page := s.st.GatewayURL + "/productpage"
 	if err := waitFor(readyCtx, gwChild, page, func(ctx context.Context) error { return httpOK(ctx, http.DefaultTransport, page) }); err != nil {
 		return err

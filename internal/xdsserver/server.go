@@ -214,7 +214,8 @@ func (s *Server) pushTo(id string, cur *push) <-chan struct{} {
 		return nil // gone, or already given a newer push
 	}
 	unchanged := p.push.seq != 0 && p.push.versions == versions
-	p.push = pushRecord{seq: cur.seq, configRevision: cur.snap.ConfigRevision, versions: versions, at: time.Now()}
+	p.push = pushRecord{seq: cur.seq, configRevision: cur.snap.ConfigRevision,
+		registryRevision: cur.snap.RegistryRevision, versions: versions, at: time.Now()}
 	var answered chan struct{}
 	if !unchanged {
 		p.settle() // the previous change is superseded

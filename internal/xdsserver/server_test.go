@@ -136,7 +136,7 @@ func TestAckNackTracking(t *testing.T) {
 	if got.Status != Stale || got.Nack != "cluster outbound|9080||ratings.default.svc.cluster.local: bad lb policy" || got.NackVersion != cds2.VersionInfo {
 		t.Errorf("LDS after NACK = %+v", got)
 	}
-	rep := s.Sync(2)
+	rep := s.Sync(2, 0)
 	if !rep.Done || len(rep.Proxies) != 1 || rep.Proxies[0].Synced || rep.Proxies[0].Nack != "CDS: cluster outbound|9080||ratings.default.svc.cluster.local: bad lb policy" {
 		t.Errorf("Sync(2) after NACK = %+v, want done with the NACK", rep)
 	}
@@ -171,13 +171,13 @@ func TestSyncWaitsForEverySubscribedType(t *testing.T) {
 	for _, typ := range []string{resourcev3.ClusterType, resourcev3.ListenerType} {
 		c.send(&discoverygrpc.DiscoveryRequest{TypeUrl: typ})
 		resp := c.recv()
-		if rep := s.Sync(5); rep.Done {
+		if rep := s.Sync(5, 0); rep.Done {
 			t.Fatalf("Sync done before the %s ACK: %+v", typ, rep)
 		}
 		c.send(&discoverygrpc.DiscoveryRequest{TypeUrl: typ, VersionInfo: resp.VersionInfo, ResponseNonce: resp.Nonce})
 	}
-	waitFor(t, func() bool { return s.Sync(5).Done })
-	if rep := s.Sync(6); rep.Done {
+	waitFor(t, func() bool { return s.Sync(5, 0).Done })
+	if rep := s.Sync(6, 0); rep.Done {
 		t.Errorf("Sync(6) is done though revision 6 was never pushed: %+v", rep)
 	}
 }
@@ -278,7 +278,7 @@ func TestUnchangedPushKeepsSync(t *testing.T) {
 	c.send(&discoverygrpc.DiscoveryRequest{TypeUrl: resourcev3.ClusterType})
 	cds := c.recv()
 	c.send(&discoverygrpc.DiscoveryRequest{TypeUrl: resourcev3.ClusterType, VersionInfo: cds.VersionInfo, ResponseNonce: cds.Nonce})
-	waitFor(t, func() bool { return s.Sync(1).Done })
+	waitFor(t, func() bool { return s.Sync(1, 0).Done })
 
 	next := make(chan *discoverygrpc.DiscoveryResponse, 1)
 	go func() {
@@ -288,7 +288,7 @@ func TestUnchangedPushKeepsSync(t *testing.T) {
 	}()
 	// A later store revision with the same content for this proxy.
 	s.Push(snapshot.New(2, 0, nil, []*registry.Service{ratingsService}))
-	if rep := s.Sync(2); !rep.Done || !rep.Proxies[0].Synced {
+	if rep := s.Sync(2, 0); !rep.Done || !rep.Proxies[0].Synced {
 		t.Errorf("Sync(2) after a push that changes nothing = %+v, want done and synced", rep)
 	}
 	if st := s.Status(); st[0].ConfigRevision != 2 {
@@ -303,7 +303,7 @@ func TestUnchangedPushKeepsSync(t *testing.T) {
 	details := &registry.Service{Hostname: "details.default.svc.cluster.local", Name: "details", Namespace: "default",
 		Ports: []registry.Port{{Name: "http", Number: 9080, Protocol: "HTTP"}}}
 	s.Push(snapshot.New(3, 0, nil, []*registry.Service{ratingsService, details}))
-	if rep := s.Sync(3); rep.Done {
+	if rep := s.Sync(3, 0); rep.Done {
 		t.Errorf("Sync(3) done before the proxy got the new cluster: %+v", rep)
 	}
 	select {
@@ -344,7 +344,7 @@ func TestPushWindow(t *testing.T) {
 		}
 		clients = append(clients, c)
 	}
-	waitFor(t, func() bool { return s.Sync(1).Done })
+	waitFor(t, func() bool { return s.Sync(1, 0).Done })
 
 	pushed := make(chan struct{})
 	go func() {

@@ -83,10 +83,11 @@ func (p *proxyState) settleIfAnswered() {
 
 // pushRecord is the last configuration handed to the cache for a proxy.
 type pushRecord struct {
-	seq            int64 // of the push; 0 before the first
-	configRevision int64
-	versions       [4]string // by the index of the type in pushTypes
-	at             time.Time
+	seq              int64 // of the push; 0 before the first
+	configRevision   int64
+	registryRevision int64
+	versions         [4]string // by the index of the type in pushTypes
+	at               time.Time
 }
 
 // version is the version pushed for type url.
@@ -142,8 +143,10 @@ type ProxyStatus struct {
 	Workload    string    `json:"workload"`
 	ConnectedAt time.Time `json:"connectedAt"`
 	// ConfigRevision is the store revision of the config last pushed.
-	ConfigRevision int64        `json:"configRevision"`
-	Types          []TypeStatus `json:"types"`
+	ConfigRevision int64 `json:"configRevision"`
+	// RegistryRevision is the registry revision of the config last pushed.
+	RegistryRevision int64        `json:"registryRevision"`
+	Types            []TypeStatus `json:"types"`
 	// Synced is true when every type the proxy uses is ACKed at the
 	// latest version.
 	Synced bool `json:"synced"`
@@ -165,7 +168,8 @@ func (p *proxyState) status() ProxyStatus {
 	ps := ProxyStatus{
 		ID: p.id, Type: p.meta.Type, Namespace: p.meta.Namespace, Service: p.meta.Service,
 		Workload: p.meta.WorkloadName, ConnectedAt: p.connectedAt, ConfigRevision: p.push.configRevision,
-		Synced: p.push.seq != 0,
+		RegistryRevision: p.push.registryRevision,
+		Synced:           p.push.seq != 0,
 	}
 	for _, url := range typeOrder {
 		ts := p.types[url]
@@ -213,11 +217,13 @@ type ProxySync struct {
 }
 
 // Sync reports, for each connected proxy, whether it has ACKed a config
-// that includes store revision rev.
-func (s *Server) Sync(rev int64) SyncReport {
+// that includes store revision rev and registry revision regRev (0 for
+// any): with the current revisions of both, whether every proxy has the
+// mesh as it is now.
+func (s *Server) Sync(rev, regRev int64) SyncReport {
 	rep := SyncReport{Revision: rev, Done: true}
 	for _, ps := range s.Status() {
-		px := ProxySync{ID: ps.ID, Synced: ps.Synced && ps.ConfigRevision >= rev}
+		px := ProxySync{ID: ps.ID, Synced: ps.Synced && ps.ConfigRevision >= rev && ps.RegistryRevision >= regRev}
 		for _, t := range ps.Types {
 			if t.Nack != "" && t.NackVersion == t.Want {
 				px.Nack = t.Type + ": " + t.Nack
