@@ -9,6 +9,8 @@
 // subscription channel and the registry's Changes channel (both coalescing,
 // buffered 1), waits Debounce for more changes to arrive (but never longer
 // than MaxDelay after the first), then reads the store and the registry
-// once and pushes. API handlers call into the store, which has its own lock;
-// they never touch the push loop's state.
+// once and pushes. Push may block while xdsserver's limit of proxies with an
+// unanswered change is reached (see its doc); changes that arrive meanwhile
+// coalesce into the next push. API handlers call into the store, which has
+// its own lock; they never touch the push loop's state.
 package control
