@@ -113,7 +113,9 @@ func TestUpCtrlCStopsEverything(t *testing.T) {
 			t.Fatalf("weft up was not ready in 90s:\n%s", out.String())
 		}
 	}
-	for _, want := range []string{"productpage", "reviews", "v3", "istio-ingressgateway", m.gateway + "/productpage", "weft proxy-status"} {
+	// The hints name the binary the user ran and the data dir it needs.
+	hint := fmt.Sprintf("%s/weft --data-dir %s proxy-status", binDir, m.dataDir)
+	for _, want := range []string{"productpage", "reviews", "v3", "istio-ingressgateway", m.gateway + "/productpage", hint} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("weft up's summary lacks %q:\n%s", want, out.String())
 		}

@@ -3,8 +3,10 @@ package cli
 import (
 	"context"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -33,8 +35,9 @@ http://127.0.0.1:8080/productpage. Ctrl-C stops everything.`,
 			opts.Logger = g.logger()
 			opts.Out = g.stdout
 			opts.DataDir = g.dataDir
+			opts.Command = selfCommand()
 			if abs, _ := filepath.Abs(g.dataDir); abs != DefaultDataDir() {
-				opts.DataDirFlag = " --data-dir " + abs
+				opts.Command += " --data-dir " + abs
 			}
 			if detach && !supervise {
 				args := append([]string{"up", "--" + superviseFlag}, os.Args[2:]...)
@@ -80,4 +83,25 @@ func newDownCmd(g *globals) *cobra.Command {
 			return up.Down(g.dataDir, g.stdout)
 		},
 	}
+}
+
+// selfCommand is how the user can run this weft binary: "weft" when that
+// is what the PATH finds, ./bin/weft under the current directory, else the
+// absolute path.
+func selfCommand() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return "weft"
+	}
+	if found, err := exec.LookPath("weft"); err == nil {
+		if a, _ := filepath.EvalSymlinks(found); a == exe {
+			return "weft"
+		}
+	}
+	if wd, err := os.Getwd(); err == nil {
+		if rel, err := filepath.Rel(wd, exe); err == nil && !strings.HasPrefix(rel, "..") {
+			return "./" + rel
+		}
+	}
+	return exe
 }

@@ -61,7 +61,7 @@ func Detach(ctx context.Context, opts Options, args []string) error {
 		}
 		st, err := ReadState(opts.DataDir)
 		if err == nil && st.Ready && st.SupervisorPID == cmd.Process.Pid {
-			PrintSummary(opts.Out, st, opts.DataDir, opts.DataDirFlag)
+			PrintSummary(opts.Out, st, opts.DataDir, opts.Command)
 			fmt.Fprintf(opts.Out, "Running in the background (supervisor pid %d, log %s).\n", st.SupervisorPID, logPath)
 			return nil
 		}
@@ -108,10 +108,9 @@ func Down(dataDir string, out io.Writer) error {
 	return nil
 }
 
-// PrintSummary shows what runs where and what to do next.
-// flag is what other weft commands need to reach this mesh, such as
-// " --data-dir /tmp/mesh", or "" for the default data dir.
-func PrintSummary(w io.Writer, st *State, dataDir, flag string) {
+// PrintSummary shows what runs where and what to do next. weft is how the
+// user runs weft against this mesh, e.g. "./bin/weft --data-dir /tmp/mesh".
+func PrintSummary(w io.Writer, st *State, dataDir, weft string) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	if st.Network != "" {
 		fmt.Fprintln(tw, "SERVICE\tVERSION\tWORKLOAD\tPROXY PID\tIP\tNETWORK NAMESPACE")
@@ -144,9 +143,9 @@ func PrintSummary(w io.Writer, st *State, dataDir, flag string) {
 	fmt.Fprintf(w, `
 Control plane  pid %d, xDS %s, API %s
 Product page   %s/productpage
-Route traffic  weft apply%s -f samples/bookinfo/networking/virtual-service-all-v1.yaml
-Check proxies  weft proxy-status%s
-Logs           %s
-Stop           Ctrl-C, or weft down%s
-`, ctl, st.XDSAddr, st.APIAddr, st.GatewayURL, flag, flag, filepath.Join(dataDir, "logs"), flag)
+Route traffic  %[5]s apply -f samples/bookinfo/networking/virtual-service-all-v1.yaml
+Check proxies  %[5]s proxy-status
+Logs           %[6]s
+Stop           Ctrl-C, or %[5]s down
+`, ctl, st.XDSAddr, st.APIAddr, st.GatewayURL, weft, filepath.Join(dataDir, "logs"))
 }

@@ -44,9 +44,9 @@ type Options struct {
 	// PortBase is the first of the ports given to sidecars and apps;
 	// default 16000.
 	PortBase int
-	// DataDirFlag is what other weft commands need to reach this mesh,
-	// e.g. " --data-dir /tmp/mesh"; empty for the default data dir.
-	DataDirFlag string
+	// Command is how the user runs weft against this mesh, for the
+	// summary: "./bin/weft", or "weft --data-dir /tmp/mesh". Default "weft".
+	Command string
 	// NetNS runs every workload in its own network namespace with its own
 	// IP, its traffic captured by iptables (transparent mode). Needs root.
 	NetNS bool
@@ -62,6 +62,9 @@ func (o *Options) defaults() error {
 	}
 	if o.Out == nil {
 		o.Out = io.Discard
+	}
+	if o.Command == "" {
+		o.Command = "weft"
 	}
 	if o.BinDir == "" {
 		exe, err := os.Executable()
@@ -319,7 +322,7 @@ func Run(ctx context.Context, opts Options) error {
 	if err := writeState(opts.DataDir, s.st); err != nil {
 		return err
 	}
-	PrintSummary(opts.Out, s.st, opts.DataDir, opts.DataDirFlag)
+	PrintSummary(opts.Out, s.st, opts.DataDir, opts.Command)
 	s.log.Info("mesh is up; Ctrl-C stops it")
 
 	// 4. Supervise until told to stop.
