@@ -127,22 +127,19 @@ func (cs *h1Conns) shutdown(ctx context.Context) error {
 		}
 	}
 	cs.mu.Unlock()
-	done := make(chan struct{})
-	go func() { cs.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
+	n, err := drainOrClose(ctx, &cs.wg, func() int {
+		cs.mu.Lock()
+		defer cs.mu.Unlock()
+		for hc := range cs.conns {
+			hc.cancel()
+			hc.c.Close()
+		}
+		return len(cs.conns)
+	})
+	if err != nil {
+		return fmt.Errorf("closed %d HTTP/1.1 connections with requests in flight: %w", n, err)
 	}
-	cs.mu.Lock()
-	n := len(cs.conns)
-	for hc := range cs.conns {
-		hc.cancel()
-		hc.c.Close()
-	}
-	cs.mu.Unlock()
-	<-done
-	return fmt.Errorf("closed %d HTTP/1.1 connections with requests in flight: %w", n, ctx.Err())
+	return nil
 }
 
 // serveH1 serves HTTP/1.x requests on c until the client closes it, a

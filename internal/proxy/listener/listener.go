@@ -405,21 +405,34 @@ func (cs *connSet) remove(c net.Conn) {
 
 // wait waits for every connection to finish, closing them all when ctx ends.
 func (cs *connSet) wait(ctx context.Context) error {
+	n, err := drainOrClose(ctx, &cs.wg, func() int {
+		cs.mu.Lock()
+		defer cs.mu.Unlock()
+		for c := range cs.conns {
+			c.Close()
+		}
+		return len(cs.conns)
+	})
+	if err != nil {
+		return fmt.Errorf("closed %d TCP connections still open: %w", n, err)
+	}
+	return nil
+}
+
+// drainOrClose waits for wg. If ctx ends first, it calls closeAll, which
+// closes what is left and says how many, waits for wg again, and returns
+// that count with ctx's error.
+func drainOrClose(ctx context.Context, wg *sync.WaitGroup, closeAll func() int) (int, error) {
 	done := make(chan struct{})
-	go func() { cs.wg.Wait(); close(done) }()
+	go func() { wg.Wait(); close(done) }()
 	select {
 	case <-done:
-		return nil
+		return 0, nil
 	case <-ctx.Done():
 	}
-	cs.mu.Lock()
-	n := len(cs.conns)
-	for c := range cs.conns {
-		c.Close()
-	}
-	cs.mu.Unlock()
+	n := closeAll()
 	<-done
-	return fmt.Errorf("closed %d TCP connections still open: %w", n, ctx.Err())
+	return n, ctx.Err()
 }
 
 // connQueue is a net.Listener whose connections are pushed by the accept
