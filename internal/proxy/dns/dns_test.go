@@ -32,13 +32,24 @@ type fakeUpstream struct {
 
 func startUpstream(t *testing.T) *fakeUpstream {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	// The upstream needs the same port for UDP and TCP. A free UDP port may
+	// be taken for TCP by another test process, so try a few.
+	var (
+		pc  net.PacketConn
+		ln  net.Listener
+		err error
+	)
+	for range 20 {
+		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		if ln, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
+			break
+		}
+		pc.Close()
 	}
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("no port free for both UDP and TCP: %v", err)
 	}
 	u := &fakeUpstream{addr: pc.LocalAddr().String(), queries: make(chan string, 100)}
 	t.Cleanup(func() { pc.Close(); ln.Close() })
