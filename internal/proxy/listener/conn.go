@@ -3,6 +3,7 @@ package listener
 import (
 	"errors"
 	"fmt"
+	"github.com/weftmesh/weft/internal/proxy/sockio"
 	"io"
 	"net"
 	"net/http"
@@ -120,8 +121,14 @@ func (s *socket) handle(c net.Conn) {
 			s.queue.push(&httpConn{Conn: conn, info: info})
 			return
 		}
-		// HTTP/1.x (or not sniffed): the lean server, on this goroutine.
+		// HTTP/1.x (or not sniffed): the lean server, on this goroutine,
+		// with raw socket I/O.
 		s.tcp.remove(c)
+		if rc, ok := conn.(*replayConn); ok {
+			rc.Conn = sockio.New(rc.Conn)
+		} else {
+			conn = sockio.New(conn)
+		}
 		s.serveH1(conn, &info)
 		return
 	}

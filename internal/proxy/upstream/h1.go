@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"github.com/weftmesh/weft/internal/proxy/sockio"
 	"io"
 	"net"
 	"net/http"
@@ -82,6 +83,7 @@ func (p *h1Pool) get(ctx context.Context, probe bool) (*h1Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	c = sockio.New(c)
 	br := brPool.Get().(*bufio.Reader)
 	br.Reset(c)
 	bw := bwPool.Get().(*bufio.Writer)
