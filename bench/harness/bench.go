@@ -48,6 +48,9 @@ type Options struct {
 	ControlServices, ControlEndpoints int
 	// Rows to run (default direct, weft, nginx, haproxy).
 	Rows []string
+	// ProxyArgs are appended to both weft-proxy command lines (for
+	// experiments, e.g. --concurrency 2).
+	ProxyArgs []string
 	// ProfilePath, when set, receives a 10s CPU profile of the weft row's
 	// client sidecar taken during a capacity run.
 	ProfilePath string
@@ -401,6 +404,7 @@ func (b *bench) settings(ctx context.Context) Settings {
 	return Settings{
 		Mode: mode, Date: time.Now().UTC().Format(time.RFC3339), CPUs: runtime.NumCPU(), CPUModel: cpuModel(),
 		Kernel:     strings.TrimSpace(string(kernel)),
+		WeftProxy:  weftProxySettings(o.ProxyArgs),
 		GOMAXPROCS: env("GOMAXPROCS", fmt.Sprintf("unset (Go default %d)", runtime.NumCPU())),
 		GOGC:       env("GOGC", "unset (100)"), CPUPinning: "none (every process may run on every CPU, the load generator included)",
 		Reps: o.Reps, LatencyQPS: o.LatencyQPS, LatencySeconds: o.LatencyDuration.Seconds(),
@@ -412,6 +416,22 @@ func (b *bench) settings(ctx context.Context) Settings {
 		NginxVersion: run("nginx", "-v"), HAProxyVersion: run("haproxy", "-v"),
 		ControlClients: o.ControlClients, ControlServices: o.ControlServices, ControlEndpoints: o.ControlEndpoints,
 	}
+}
+
+// weftProxySettings describes the sidecars' runtime settings: their
+// defaults unless the environment or -proxy-args say otherwise.
+func weftProxySettings(extra []string) string {
+	desc := "defaults (--concurrency 1, --gc-percent 50)"
+	if v := os.Getenv("GOMAXPROCS"); v != "" {
+		desc += ", GOMAXPROCS=" + v + " from the environment"
+	}
+	if v := os.Getenv("GOGC"); v != "" {
+		desc += ", GOGC=" + v + " from the environment"
+	}
+	if len(extra) > 0 {
+		desc += ", with " + strings.Join(extra, " ")
+	}
+	return desc
 }
 
 func cpuModel() string {

@@ -58,11 +58,13 @@ func parseFlags(args []string, stderr io.Writer) (*Options, error) {
 	fs.StringVar(&rows, "rows", "direct,weft,nginx,haproxy", "comma-separated `rows` to run")
 	fs.StringVar(&o.ProfilePath, "profile", "", "write a CPU profile of the weft client sidecar, taken during its first capacity run, to `file`")
 	fs.StringVar(&cpClients, "cp-clients", "", "comma-separated ADS client `counts` for the control plane run (default 100 quick, 100,1000 full; none to skip)")
+	proxyArgs := fs.String("proxy-args", "", "extra weft-proxy `flags` for both sidecars, e.g. \"--concurrency 2\"")
 	fs.BoolVar(&verbose, "v", true, "log progress to stderr")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	o.Rows = strings.Split(rows, ",")
+	o.ProxyArgs = strings.Fields(*proxyArgs)
 	switch cpClients {
 	case "":
 	case "none":

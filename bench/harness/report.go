@@ -26,7 +26,8 @@ type Settings struct {
 	CPUs             int     `json:"cpus"`
 	CPUModel         string  `json:"cpu_model"`
 	Kernel           string  `json:"kernel"`
-	GOMAXPROCS       string  `json:"gomaxprocs"` // of the proxies; "unset" means the Go default (= CPUs)
+	WeftProxy        string  `json:"weft_proxy"` // the sidecars' runtime settings
+	GOMAXPROCS       string  `json:"gomaxprocs"` // of the backend and the load generator; "unset" means the Go default (= CPUs)
 	GOGC             string  `json:"gogc"`
 	CPUPinning       string  `json:"cpu_pinning"`
 	Reps             int     `json:"reps"`
@@ -141,8 +142,8 @@ func Markdown(w io.Writer, r *Result) {
 	fmt.Fprintf(w, "%s · %d CPUs (%s) · kernel %s · %s · weft %s\n\n", s.Date, s.CPUs, s.CPUModel, s.Kernel, s.GoVersion, s.WeftRev)
 	fmt.Fprintf(w, "Load: %s, HTTP/1.1 keep-alive, %d B body, %d connections; latency run %.0f rps (uniform, no catch-up) for %.0fs, capacity run at max rate for %.0fs; rows interleaved over %d repetitions, medians shown.\n\n",
 		s.LoadGenerator, s.BodyBytes, s.Connections, s.LatencyQPS, s.LatencySeconds, s.CapacitySeconds, s.Reps)
-	fmt.Fprintf(w, "Settings: GOMAXPROCS=%s GOGC=%s (proxies and backend) · nginx worker_processes %s · haproxy nbthread %s · CPU pinning: %s · %s · %s\n\n",
-		s.GOMAXPROCS, s.GOGC, s.NginxWorkers, s.HAProxyThreads, s.CPUPinning, s.NginxVersion, s.HAProxyVersion)
+	fmt.Fprintf(w, "Settings: weft-proxy %s · backend and load generator GOMAXPROCS=%s GOGC=%s · nginx worker_processes %s · haproxy nbthread %s · CPU pinning: %s · %s · %s\n\n",
+		s.WeftProxy, s.GOMAXPROCS, s.GOGC, s.NginxWorkers, s.HAProxyThreads, s.CPUPinning, s.NginxVersion, s.HAProxyVersion)
 	fmt.Fprintln(w, "| row | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | achieved qps | added p50 / p90 / p99 ms | max rps | proxy CPU s per 1k req | proxy RSS peak MB | proxy RSS idle MB | errors |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, row := range r.Rows {

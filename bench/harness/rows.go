@@ -76,18 +76,18 @@ func (b *bench) setupWeft(ctx context.Context) (*target, error) {
 	if err := waitHTTP(ctx, ctl, "http://"+apiAddr+"/ready", "", 30*time.Second, status200); err != nil {
 		return nil, fmt.Errorf("weft control: %w", err)
 	}
-	srv, err := b.procs.start("weft-proxy-server", strings.Fields(os.Getenv("WEFTBENCH_PROXY_ENV")), b.proxyBin,
+	srv, err := b.procs.start("weft-proxy-server", nil, append([]string{b.proxyBin,
 		"--xds-address", xdsAddr, "--namespace", "default", "--service", "backend",
 		"--workload-name", "backend-v1-bench", "--labels", "app=backend,version=v1",
 		"--port", fmt.Sprintf("http:8080:%d:%d", b.backendPort, inbound),
-		"--outbound-port", strconv.Itoa(outS), "--admin-port", strconv.Itoa(admS), "--log-level", "warn")
+		"--outbound-port", strconv.Itoa(outS), "--admin-port", strconv.Itoa(admS), "--log-level", "warn"}, b.opts.ProxyArgs...)...)
 	if err != nil {
 		return nil, err
 	}
-	cli, err := b.procs.start("weft-proxy-client", strings.Fields(os.Getenv("WEFTBENCH_PROXY_ENV")), b.proxyBin,
+	cli, err := b.procs.start("weft-proxy-client", nil, append([]string{b.proxyBin,
 		"--xds-address", xdsAddr, "--namespace", "default", "--service", "client",
 		"--workload-name", "client-v1-bench", "--labels", "app=client,version=v1",
-		"--outbound-port", strconv.Itoa(out), "--admin-port", strconv.Itoa(admC), "--log-level", "warn", "--pprof")
+		"--outbound-port", strconv.Itoa(out), "--admin-port", strconv.Itoa(admC), "--log-level", "warn", "--pprof"}, b.opts.ProxyArgs...)...)
 	if err != nil {
 		return nil, err
 	}

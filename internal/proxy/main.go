@@ -114,6 +114,9 @@ type config struct {
 	// leaves the runtime's own (from GOGC and GOMEMLIMIT).
 	gcPercent int
 	memLimit  int64
+	// procs is GOMAXPROCS (the number of threads running Go code at once);
+	// 0 leaves the runtime's own (from GOMAXPROCS, or the CPUs available).
+	procs int
 }
 
 // DefaultGCPercent is weft-proxy's garbage collection target when neither
@@ -123,6 +126,14 @@ type config struct {
 // the heap, and so the RSS under load, smaller for a CPU cost that the
 // bench does not resolve (see docs/performance.md).
 const DefaultGCPercent = 50
+
+// DefaultSidecarConcurrency is a sidecar's --concurrency when neither the
+// flag nor GOMAXPROCS says otherwise. A sidecar carries one workload's
+// traffic; with one thread the runtime never wakes a second one to steal
+// work, which at a few thousand requests a second costs more CPU than it
+// saves latency (docs/performance.md has the figures). Linkerd's proxy
+// makes the same choice; a gateway uses every CPU.
+const DefaultSidecarConcurrency = 1
 
 // parseSize parses a byte count as GOMEMLIMIT does: a number with an
 // optional B, KiB, MiB, GiB or TiB suffix.
@@ -154,6 +165,9 @@ func applyRuntime(c *config, log *slog.Logger) {
 	}
 	if c.memLimit > 0 {
 		debug.SetMemoryLimit(c.memLimit)
+	}
+	if c.procs > 0 {
+		runtime.GOMAXPROCS(c.procs)
 	}
 	// SetMemoryLimit with a negative value only reads the limit.
 	log.Debug("runtime settings", "GOMAXPROCS", runtime.GOMAXPROCS(0), "gc_percent", gc, "memory_limit", debug.SetMemoryLimit(-1))
@@ -196,6 +210,7 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&c.opts.Pprof, "pprof", false, "serve net/http/pprof under /debug/pprof/ on the admin API")
 	fs.StringVar(&logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
 	fs.IntVar(&c.gcPercent, "gc-percent", -1, fmt.Sprintf("garbage collection target `percent` (as GOGC; 0 or less: GOGC, or %d when GOGC is unset)", DefaultGCPercent))
+	concurrency := fs.Int("concurrency", -1, fmt.Sprintf("worker `threads` (GOMAXPROCS); 0: one per CPU (default: GOMAXPROCS if set, else %d for a sidecar and one per CPU for a router)", DefaultSidecarConcurrency))
 	memLimit := fs.String("memory-limit", "", "soft memory `limit` for the Go runtime, e.g. 64MiB (as GOMEMLIMIT; default GOMEMLIMIT, or none)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -229,6 +244,14 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 		if os.Getenv("GOGC") == "" {
 			c.gcPercent = DefaultGCPercent
 		}
+	}
+	switch {
+	case *concurrency < -1:
+		return bad("--concurrency %d: want 0 (one per CPU) or more", *concurrency)
+	case *concurrency > 0:
+		c.procs = *concurrency
+	case *concurrency < 0 && os.Getenv("GOMAXPROCS") == "" && m.Type == nodemeta.TypeSidecar:
+		c.procs = DefaultSidecarConcurrency
 	}
 	c.memLimit = -1
 	if *memLimit != "" {

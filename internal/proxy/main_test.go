@@ -63,22 +63,28 @@ func TestParseArgsRuntimeSettings(t *testing.T) {
 		gogc         string
 		wantGC       int
 		wantMemLimit int64
+		gomaxprocs   string
+		wantProcs    int
 	}{
-		{"defaults", nil, "", DefaultGCPercent, -1},
-		{"GOGC in the environment wins over the default", nil, "200", -1, -1},
-		{"flags", []string{"--gc-percent", "30", "--memory-limit", "64MiB"}, "200", 30, 64 << 20},
-		{"plain bytes", []string{"--memory-limit", "1000000"}, "", DefaultGCPercent, 1000000},
-		{"GiB", []string{"--memory-limit", "2GiB"}, "", DefaultGCPercent, 2 << 30},
+		{"defaults", nil, "", DefaultGCPercent, -1, "", DefaultSidecarConcurrency},
+		{"GOGC in the environment wins over the default", nil, "200", -1, -1, "", DefaultSidecarConcurrency},
+		{"flags", []string{"--gc-percent", "30", "--memory-limit", "64MiB", "--concurrency", "3"}, "200", 30, 64 << 20, "2", 3},
+		{"plain bytes", []string{"--memory-limit", "1000000"}, "", DefaultGCPercent, 1000000, "", DefaultSidecarConcurrency},
+		{"GiB", []string{"--memory-limit", "2GiB"}, "", DefaultGCPercent, 2 << 30, "", DefaultSidecarConcurrency},
+		{"GOMAXPROCS in the environment wins over the default", nil, "", DefaultGCPercent, -1, "2", 0},
+		{"concurrency 0 is one per CPU", []string{"--concurrency", "0"}, "", DefaultGCPercent, -1, "", 0},
+		{"a router uses every CPU", []string{"--type", "router"}, "", DefaultGCPercent, -1, "", 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("GOGC", tc.gogc)
+			t.Setenv("GOMAXPROCS", tc.gomaxprocs)
 			c, err := parseArgs(tc.args, io.Discard)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if c.gcPercent != tc.wantGC || c.memLimit != tc.wantMemLimit {
-				t.Errorf("gc percent %d, memory limit %d; want %d, %d", c.gcPercent, c.memLimit, tc.wantGC, tc.wantMemLimit)
+			if c.gcPercent != tc.wantGC || c.memLimit != tc.wantMemLimit || c.procs != tc.wantProcs {
+				t.Errorf("gc percent %d, memory limit %d, procs %d; want %d, %d, %d", c.gcPercent, c.memLimit, c.procs, tc.wantGC, tc.wantMemLimit, tc.wantProcs)
 			}
 		})
 	}
