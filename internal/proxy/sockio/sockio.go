@@ -18,23 +18,30 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"unsafe"
 )
 
 // Conn reads and writes through raw system calls. Everything else (Close,
-// deadlines, addresses) is the wrapped connection's.
+// deadlines, addresses) is the wrapped connection's. Like a net.Conn, it
+// may be read and written from different goroutines at once.
 type Conn struct {
 	net.Conn
 	rc syscall.RawConn
+	r  call // the read in progress
+	w  call // the write in progress
+}
 
-	// The call in progress. readFn and writeFn are bound once, so a call
-	// does not allocate a closure.
-	buf     []byte
-	n       int
-	errno   syscall.Errno
-	readFn  func(fd uintptr) bool
-	writeFn func(fd uintptr) bool
+// call is one direction's call in progress. fn is bound once, so that a
+// call does not allocate a closure; mu serializes callers, since the
+// arguments live here rather than on the stack.
+type call struct {
+	mu    sync.Mutex
+	buf   []byte
+	n     int
+	errno syscall.Errno
+	fn    func(fd uintptr) bool
 }
 
 // New returns a Conn for c, or c itself when it has no file descriptor
@@ -49,8 +56,8 @@ func New(c net.Conn) net.Conn {
 		return c
 	}
 	s := &Conn{Conn: c, rc: rc}
-	s.readFn = s.read
-	s.writeFn = s.write
+	s.r.fn = s.r.read
+	s.w.fn = s.w.write
 	return s
 }
 
@@ -74,10 +81,13 @@ func (s *Conn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	s.buf, s.n, s.errno = p, 0, 0
-	err := s.rc.Read(s.readFn)
-	n, errno := s.n, s.errno
-	s.buf = nil
+	r := &s.r
+	r.mu.Lock()
+	r.buf, r.n, r.errno = p, 0, 0
+	err := s.rc.Read(r.fn)
+	n, errno := r.n, r.errno
+	r.buf = nil
+	r.mu.Unlock()
 	if err != nil {
 		return n, s.opError("read", err)
 	}
@@ -90,19 +100,19 @@ func (s *Conn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-func (s *Conn) read(fd uintptr) bool {
+func (r *call) read(fd uintptr) bool {
 	for {
-		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&s.buf[0])), uintptr(len(s.buf)))
+		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&r.buf[0])), uintptr(len(r.buf)))
 		switch e {
 		case 0:
-			s.n = int(n)
+			r.n = int(n)
 			return true
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
 			return false // wait until readable
 		default:
-			s.errno = e
+			r.errno = e
 			return true
 		}
 	}
@@ -114,10 +124,13 @@ func (s *Conn) Write(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	s.buf, s.n, s.errno = p, 0, 0
-	err := s.rc.Write(s.writeFn)
-	n, errno := s.n, s.errno
-	s.buf = nil
+	w := &s.w
+	w.mu.Lock()
+	w.buf, w.n, w.errno = p, 0, 0
+	err := s.rc.Write(w.fn)
+	n, errno := w.n, w.errno
+	w.buf = nil
+	w.mu.Unlock()
 	if err != nil {
 		return n, s.opError("write", err)
 	}
@@ -127,18 +140,18 @@ func (s *Conn) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-func (s *Conn) write(fd uintptr) bool {
-	for s.n < len(s.buf) {
-		rest := s.buf[s.n:]
+func (w *call) write(fd uintptr) bool {
+	for w.n < len(w.buf) {
+		rest := w.buf[w.n:]
 		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&rest[0])), uintptr(len(rest)))
 		switch e {
 		case 0:
-			s.n += int(n)
+			w.n += int(n)
 		case syscall.EINTR:
 		case syscall.EAGAIN:
 			return false // wait until writable
 		default:
-			s.errno = e
+			w.errno = e
 			return true
 		}
 	}

@@ -87,6 +87,54 @@ func TestReadWrite(t *testing.T) {
 	}
 }
 
+// TestConcurrent reads and writes from several goroutines at once, as an
+// HTTP/2 server does (run it with -race).
+func TestConcurrent(t *testing.T) {
+	c, peer := pair(t)
+	const writers, msgs, size = 4, 200, 1000
+	go io.Copy(peer, peer) // echo
+	errs := make(chan error, writers+1)
+	for i := range writers {
+		go func() {
+			msg := bytes.Repeat([]byte{byte('a' + i)}, size)
+			for range msgs {
+				if _, err := c.Write(msg); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	counts := map[byte]int{}
+	go func() {
+		buf := make([]byte, 4096)
+		total := 0
+		for total < writers*msgs*size {
+			n, err := c.Read(buf)
+			if err != nil {
+				errs <- err
+				return
+			}
+			for _, b := range buf[:n] {
+				counts[b]++
+			}
+			total += n
+		}
+		errs <- nil
+	}()
+	for range writers + 1 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range writers {
+		if got := counts[byte('a'+i)]; got != msgs*size {
+			t.Errorf("writer %d: %d bytes echoed, want %d", i, got, msgs*size)
+		}
+	}
+}
+
 func TestErrorsLikeNetConn(t *testing.T) {
 	c, _ := pair(t)
 	c.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
