@@ -1,6 +1,8 @@
 # Weft's build. `make up` runs the local mesh; `make test` runs every test.
 GO      ?= go
-GOFLAGS ?= -buildvcs=false
+# grpcnotrace: grpc-go without golang.org/x/net/trace, whose html/template
+# would make the linker keep every exported method (weft-proxy: 36 -> 20 MB).
+GOFLAGS ?= -buildvcs=false -tags=grpcnotrace
 # Static binaries: no libc, and 1.3 MB less resident memory per sidecar.
 CGO_ENABLED ?= 0
 export GOFLAGS CGO_ENABLED

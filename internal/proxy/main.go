@@ -207,7 +207,7 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 	fs.UintVar(&adminP, "admin-port", 15000, "admin API `port` on 127.0.0.1")
 	fs.Var(pm, "port-map", "gateway port rebinding `FROM=TO` (repeatable), e.g. 80=8080")
 	fs.DurationVar(&c.opts.DrainTimeout, "drain-timeout", 5*time.Second, "how long shutdown waits for in-flight requests")
-	fs.BoolVar(&c.opts.Pprof, "pprof", false, "serve net/http/pprof under /debug/pprof/ on the admin API")
+	fs.BoolVar(&c.opts.Pprof, "pprof", false, "serve Go profiles (CPU, heap, goroutines, ...) under /debug/pprof/ on the admin API")
 	fs.StringVar(&logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
 	fs.IntVar(&c.gcPercent, "gc-percent", -1, fmt.Sprintf("garbage collection target `percent` (as GOGC; 0 or less: GOGC, or %d when GOGC is unset)", DefaultGCPercent))
 	concurrency := fs.Int("concurrency", -1, fmt.Sprintf("worker `threads` (GOMAXPROCS); 0: one per CPU (default: GOMAXPROCS if set, else %d for a sidecar and one per CPU for a router)", DefaultSidecarConcurrency))

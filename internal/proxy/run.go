@@ -44,7 +44,7 @@ type Options struct {
 	// MinBackoff and MaxBackoff bound the xDS reconnect delay (defaults
 	// 100ms and 5s).
 	MinBackoff, MaxBackoff time.Duration
-	// Pprof serves net/http/pprof on the admin API.
+	// Pprof serves Go profiles under /debug/pprof/ on the admin API.
 	Pprof bool
 	// WaitLogInterval is how often Run logs what it is waiting for while
 	// not ready. Default 5s.

@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"time"
 
 	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
@@ -45,7 +44,7 @@ type Options struct {
 	// Listeners returns the listener counters for /stats/prometheus; may be
 	// nil.
 	Listeners func() listener.Stats
-	// Pprof serves net/http/pprof's handlers under /debug/pprof/.
+	// Pprof serves runtime/pprof's profiles under /debug/pprof/.
 	Pprof bool
 }
 
@@ -67,11 +66,7 @@ func New(o Options) *Server {
 	s.mux.HandleFunc("/quitquitquit", s.quit)
 	s.mux.HandleFunc("/stats/prometheus", s.prometheus)
 	if o.Pprof {
-		s.mux.HandleFunc("/debug/pprof/", pprof.Index)
-		s.mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		s.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		s.mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		s.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		s.handlePprof()
 	}
 	s.mux.HandleFunc("/{$}", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprint(w, "weft-proxy admin\n  /ready\n  /config_dump\n  /stats/prometheus\n  /quitquitquit (POST)\n")

@@ -17,7 +17,6 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	dnsfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/udp/dns_filter/v3"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/weftmesh/weft/internal/proxy/router"
@@ -117,6 +116,9 @@ func anySocketAddress(a *corev3.Address) (host string, port uint32, udp bool, er
 	if sa.GetAddress() == "" {
 		return "", 0, false, fmt.Errorf("socket_address.address is empty")
 	}
+	if sa.GetPortValue() > 65535 {
+		return "", 0, false, fmt.Errorf("socket_address.port_value %d is not a port number", sa.GetPortValue())
+	}
 	return sa.GetAddress(), sa.GetPortValue(), sa.GetProtocol() == corev3.SocketAddress_UDP, nil
 }
 
@@ -126,8 +128,8 @@ const defaultListenerFiltersTimeout = 15 * time.Second
 // compileListener compiles one Listener. portMap rebinds wildcard listeners
 // (0.0.0.0:FROM) to 127.0.0.1:TO, for gateways that share a host.
 func compileListener(l *listenerv3.Listener, portMap map[uint32]uint32) (*compiledListener, error) {
-	if err := l.Validate(); err != nil {
-		return nil, err
+	if l.GetName() == "" {
+		return nil, fmt.Errorf("name is empty")
 	}
 	host, port, udp, err := anySocketAddress(l.GetAddress())
 	if err != nil {
@@ -239,9 +241,6 @@ func compileChain(fc *listenerv3.FilterChain, field string) (*compiledChain, err
 		if err := tc.UnmarshalTo(tp); err != nil {
 			return nil, fmt.Errorf("%s.typed_config: %w", field, err)
 		}
-		if err := tp.Validate(); err != nil {
-			return nil, fmt.Errorf("%s.typed_config: %w", field, err)
-		}
 		if tp.GetCluster() == "" {
 			return nil, fmt.Errorf("%s.typed_config: only cluster is supported (weighted_clusters is not)", field)
 		}
@@ -258,9 +257,6 @@ func compileChain(fc *listenerv3.FilterChain, field string) (*compiledChain, err
 func compileHCM(c *compiledChain, tc *anypb.Any, field string) error {
 	hcm := &hcmv3.HttpConnectionManager{}
 	if err := tc.UnmarshalTo(hcm); err != nil {
-		return fmt.Errorf("%s: %w", field, err)
-	}
-	if err := hcm.Validate(); err != nil {
 		return fmt.Errorf("%s: %w", field, err)
 	}
 	c.http = true
@@ -312,16 +308,8 @@ func compileUDPListener(l *listenerv3.Listener, out *compiledListener) (*compile
 	if err := lfs[0].GetTypedConfig().UnmarshalTo(cfg); err != nil {
 		return nil, fmt.Errorf("listener_filters[0].typed_config: %w", err)
 	}
-	check := cfg
-	if cc := cfg.GetClientConfig(); cc != nil && cc.GetMaxPendingLookups() == 0 {
-		// docs/xds.md sends an empty client_config ("use the system's
-		// resolvers"); Envoy's validation wants max_pending_lookups >= 1
-		// there, which weft-proxy does not use.
-		check = proto.Clone(cfg).(*dnsfilterv3.DnsFilterConfig)
-		check.ClientConfig.MaxPendingLookups = 1
-	}
-	if err := check.Validate(); err != nil {
-		return nil, fmt.Errorf("listener_filters[0].typed_config: %w", err)
+	if cfg.GetServerConfig() == nil {
+		return nil, fmt.Errorf("listener_filters[0].typed_config.server_config: required")
 	}
 	d, err := compileDNS(cfg)
 	if err != nil {
@@ -372,16 +360,16 @@ func compileDNS(cfg *dnsfilterv3.DnsFilterConfig) (*DNSConfig, error) {
 
 // compileRoute compiles one RouteConfiguration.
 func compileRoute(rc *routev3.RouteConfiguration) (*router.Table, error) {
-	if err := rc.Validate(); err != nil {
-		return nil, err
+	if rc.GetName() == "" {
+		return nil, fmt.Errorf("name is empty")
 	}
 	return router.Compile(rc)
 }
 
 // compileCluster compiles one Cluster.
 func compileCluster(c *clusterv3.Cluster) (*compiledCluster, error) {
-	if err := c.Validate(); err != nil {
-		return nil, err
+	if c.GetName() == "" {
+		return nil, fmt.Errorf("name is empty")
 	}
 	if c.GetClusterType() != nil {
 		return nil, fmt.Errorf("cluster_type %q: custom cluster types are not supported", c.GetClusterType().GetName())
@@ -394,10 +382,10 @@ func compileCluster(c *clusterv3.Cluster) (*compiledCluster, error) {
 	}
 	out := &compiledCluster{spec: upstream.ClusterSpec{Name: c.GetName(), ConnectTimeout: upstream.DefaultConnectTimeout}}
 	if d := c.GetConnectTimeout(); d != nil {
-		out.spec.ConnectTimeout = d.AsDuration()
-		if out.spec.ConnectTimeout <= 0 {
-			out.spec.ConnectTimeout = upstream.DefaultConnectTimeout
+		if err := d.CheckValid(); err != nil || d.AsDuration() <= 0 {
+			return nil, fmt.Errorf("connect_timeout %s: must be a positive duration", d.AsDuration())
 		}
+		out.spec.ConnectTimeout = d.AsDuration()
 	}
 	switch p := c.GetLbPolicy(); p {
 	case clusterv3.Cluster_ROUND_ROBIN:
@@ -449,8 +437,8 @@ func compileCluster(c *clusterv3.Cluster) (*compiledCluster, error) {
 
 // compileCLA compiles one ClusterLoadAssignment into its usable endpoints.
 func compileCLA(cla *endpointv3.ClusterLoadAssignment) ([]upstream.EndpointSpec, error) {
-	if err := cla.Validate(); err != nil {
-		return nil, err
+	if cla.GetClusterName() == "" {
+		return nil, fmt.Errorf("cluster_name is empty")
 	}
 	return compileEndpoints(cla)
 }
@@ -487,7 +475,9 @@ func compileEndpoints(cla *endpointv3.ClusterLoadAssignment) ([]upstream.Endpoin
 			}
 			w := uint32(1)
 			if lw := le.GetLoadBalancingWeight(); lw != nil {
-				w = lw.GetValue()
+				if w = lw.GetValue(); w == 0 {
+					return nil, fmt.Errorf("%s.load_balancing_weight: must be at least 1", field)
+				}
 			}
 			out = append(out, upstream.EndpointSpec{Address: net.JoinHostPort(host, strconv.FormatUint(uint64(port), 10)), Weight: w})
 		}

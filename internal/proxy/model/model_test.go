@@ -11,6 +11,7 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/weftmesh/weft/internal/proxy/xdsclient"
@@ -141,12 +142,26 @@ func TestCompileRejectsWithPreciseMessage(t *testing.T) {
 	origDst.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST}
 	pipe := xdstest.CLA(cRev, "10.0.0.1:1")
 	pipe.Endpoints[0].LbEndpoints[0].GetEndpoint().Address = &corev3.Address{Address: &corev3.Address_Pipe{Pipe: &corev3.Pipe{Path: "/tmp/s"}}}
+	zeroTimeout := xdstest.EDSCluster("slow")
+	zeroTimeout.ConnectTimeout = durationpb.New(0)
+	zeroWeight := xdstest.CLA(cRev, "10.0.0.1:1")
+	zeroWeight.Endpoints[0].LbEndpoints[0].LoadBalancingWeight = wrapperspb.UInt32(0)
+	badPort := xdstest.CLA(cRev, "10.0.0.1:1")
+	badPort.Endpoints[0].LbEndpoints[0].GetEndpoint().GetAddress().GetSocketAddress().PortSpecifier = &corev3.SocketAddress_PortValue{PortValue: 70000}
 	tests := []struct {
 		name    string
 		typeURL string
 		res     []proto.Message
 		want    []string
 	}{
+		{"connect timeout of zero", xdsclient.TypeCluster, []proto.Message{zeroTimeout},
+			[]string{`Cluster "slow"`, "connect_timeout", "positive"}},
+		{"endpoint weight of zero", xdsclient.TypeEndpoint, []proto.Message{zeroWeight},
+			[]string{"lb_endpoints[0].load_balancing_weight", "at least 1"}},
+		{"port out of range", xdsclient.TypeEndpoint, []proto.Message{badPort},
+			[]string{"port_value 70000"}},
+		{"cluster without a name", xdsclient.TypeCluster, []proto.Message{xdstest.EDSCluster("")},
+			[]string{"name is empty"}},
 		{"listener without HTTP connection manager", xdsclient.TypeListener, []proto.Message{tcpListener},
 			[]string{`Listener "tcp"`, "filter_chains[0].filters[0]", "http_connection_manager"}},
 		{"unsupported HTTP filter", xdsclient.TypeListener, []proto.Message{withFault},

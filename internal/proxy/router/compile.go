@@ -76,6 +76,9 @@ func compileVirtualHost(pb *routev3.VirtualHost, idx *domainIndex, maxBody uint3
 	if pb.GetRequireTls() != routev3.VirtualHost_NONE {
 		return fmt.Errorf("require_tls %s is not supported", pb.GetRequireTls())
 	}
+	if pb.GetName() == "" {
+		return errors.New("name is empty")
+	}
 	if len(pb.GetDomains()) == 0 {
 		return errors.New("domains: at least one domain is required")
 	}
@@ -100,11 +103,6 @@ func compileVirtualHost(pb *routev3.VirtualHost, idx *domainIndex, maxBody uint3
 			return fmt.Errorf("route %d (%q): %w", i, rpb.GetName(), err)
 		}
 		vh.routes = append(vh.routes, r)
-	}
-	// Envoy's own structural rules (protoc-gen-validate), after ours so that
-	// the common mistakes get the more precise messages above.
-	if err := pb.Validate(); err != nil {
-		return err
 	}
 	for _, d := range pb.GetDomains() {
 		if err := idx.add(vh, d); err != nil {

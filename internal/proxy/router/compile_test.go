@@ -304,11 +304,11 @@ virtual_hosts:
 name: http_proxy
 vhds: {config_source: {ads: {}}}`,
 			`route config http_proxy: vhds (on-demand virtual hosts) is not supported`},
-		{"envoy validation", `
+		{"virtual host without a name", `
 name: http_proxy
 virtual_hosts:
 - domains: ["*"]`,
-			`route config http_proxy: virtual host 0: invalid VirtualHost.Name: value length must be at least 1 runes`},
+			`route config http_proxy: virtual host 0: name is empty`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
