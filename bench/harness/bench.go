@@ -231,6 +231,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		res.Rows = append(res.Rows, summarize(rr))
 	}
 	addLatency(res.Rows)
+	res.Targets = judge(res.Rows)
 
 	// Stop the data plane before the control plane run, so that it has the
 	// machine to itself.

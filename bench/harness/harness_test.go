@@ -2,6 +2,7 @@ package harness
 
 import (
 	"encoding/json"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -173,6 +174,31 @@ func TestJSONShape(t *testing.T) {
 	Markdown(&md, res)
 	if !strings.Contains(md.String(), "| weft | 0.400 | 0.700 | 2.300 |") {
 		t.Errorf("markdown lacks the weft row:\n%s", md.String())
+	}
+}
+
+func TestJudge(t *testing.T) {
+	rows := []Row{
+		{Name: "direct", P99ms: 0.3},
+		{Name: "weft", P99ms: 0.6, MaxRPS: 15000, CPUsPer1k: 0.18, RSSPeakMB: 21, ProxyProcesses: 2},
+		{Name: "nginx", P99ms: 0.5, MaxRPS: 14000, CPUsPer1k: 0.14, RSSPeakMB: 18, ProxyProcesses: 2},
+	}
+	addLatency(rows)
+	got := map[string]bool{}
+	for _, tg := range judge(rows) {
+		got[tg.Name] = tg.Met
+	}
+	want := map[string]bool{
+		"vCPU per 1000 rps, per proxy": true,  // 0.09 per proxy
+		"RSS peak under load, MB":      false, // 21 > 20
+		"added p99, ms":                false, // 0.3 > nginx's 0.2
+		"max rps":                      true,
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("judge = %v, want %v", got, want)
+	}
+	if judge(rows[:1]) != nil {
+		t.Error("targets judged without a weft row")
 	}
 }
 

@@ -15,8 +15,48 @@ type Result struct {
 	Settings     Settings      `json:"settings"`
 	Rows         []Row         `json:"rows"`
 	ControlPlane *ControlPlane `json:"controlplane"`
+	// Targets are issue 4's goals for the weft row, judged against this
+	// run (absent when the weft or nginx row was not run).
+	Targets []Target `json:"targets,omitempty"`
 	// Notes are things a reader must know, e.g. a row that was skipped.
 	Notes []string `json:"notes,omitempty"`
+}
+
+// Target is one performance goal and where this run stands.
+type Target struct {
+	Name string  `json:"name"`
+	Goal string  `json:"goal"`
+	Weft float64 `json:"weft"`
+	Met  bool    `json:"met"`
+}
+
+// judge evaluates the targets: added p99 no worse than the nginx pair's,
+// at most 0.1 vCPU per 1000 rps per proxy, RSS at most 20 MB under load,
+// max rps at least the nginx pair's.
+func judge(rows []Row) []Target {
+	var weft, nginx *Row
+	for i := range rows {
+		switch rows[i].Name {
+		case "weft":
+			weft = &rows[i]
+		case "nginx":
+			nginx = &rows[i]
+		}
+	}
+	if weft == nil {
+		return nil
+	}
+	perHop := weft.CPUsPer1k / float64(max(weft.ProxyProcesses, 1))
+	t := []Target{
+		{Name: "vCPU per 1000 rps, per proxy", Goal: "≤ 0.1", Weft: perHop, Met: perHop <= 0.1},
+		{Name: "RSS peak under load, MB", Goal: "≤ 20", Weft: weft.RSSPeakMB, Met: weft.RSSPeakMB <= 20},
+	}
+	if nginx != nil {
+		t = append(t,
+			Target{Name: "added p99, ms", Goal: fmt.Sprintf("≤ nginx's %s", f2(nginx.AddedP99ms)), Weft: weft.AddedP99ms, Met: weft.AddedP99ms <= nginx.AddedP99ms},
+			Target{Name: "max rps", Goal: fmt.Sprintf("≥ nginx's %.0f", nginx.MaxRPS), Weft: weft.MaxRPS, Met: weft.MaxRPS >= nginx.MaxRPS})
+	}
+	return t
 }
 
 // Settings records every setting that shapes the figures.
@@ -158,8 +198,22 @@ func Markdown(w io.Writer, r *Result) {
 			added, row.MaxRPS, cpu, peak, idle, row.Errors)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Proxy CPU is the user+system time of all of a row's proxy processes (both hops) during the latency run, per 1000 requests; at 1000 rps it equals vCPU per 1000 rps. RSS is per proxy instance (the larger of the two hops; an nginx or HAProxy instance counts its master and workers), peak sampled every 100 ms under load, idle after start-up.")
+	fmt.Fprintln(w, "Proxy CPU is the user+system time of all of a row's proxy processes (both hops) during the latency run, per 1000 requests; at 1000 rps it equals vCPU per 1000 rps, and half of it is one proxy's share. RSS is per proxy instance (the larger of the two hops; an nginx or HAProxy instance counts its master and workers), peak sampled every 100 ms under load, idle after start-up.")
 	fmt.Fprintln(w)
+	if len(r.Targets) > 0 {
+		fmt.Fprintln(w, "Targets for the weft row:")
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "| target | goal | weft | met |")
+		fmt.Fprintln(w, "|---|---|---|---|")
+		for _, t := range r.Targets {
+			met := "no"
+			if t.Met {
+				met = "yes"
+			}
+			fmt.Fprintf(w, "| %s | %s | %s | %s |\n", t.Name, t.Goal, f2(t.Weft), met)
+		}
+		fmt.Fprintln(w)
+	}
 	var per []string
 	for _, row := range r.Rows {
 		for _, p := range row.PerProxy {
