@@ -4,6 +4,11 @@
 // upstream. A chain is built once per configuration version and shared by
 // every request on a listener; handlers must be safe for concurrent use and
 // keep per-request state in the Exchange.
+//
+// To keep the per-request path free of allocations, handlers may set a
+// header to a value slice shared by many requests. A handler that changes a
+// header must therefore replace its value slice (http.Header.Set, Add or
+// Del do), never write into the one it finds.
 package chain
 
 import (

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -68,11 +69,25 @@ var hopHeaders = []string{
 	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
 }
 
+// Header values the Forwarder sets, shared by every request so that setting
+// them does not allocate. Code that changes a header replaces its value
+// slice (Header.Set, or Header.Add, which appends to a full slice) and never
+// writes into it, so sharing is safe.
+var (
+	valHTTP      = []string{"http"}
+	valHTTPS     = []string{"https"}
+	valEmpty     = []string{""}
+	valTextPlain = []string{"text/plain; charset=utf-8"}
+	valNosniff   = []string{"nosniff"}
+)
+
 func removeHopHeaders(h http.Header) {
 	for _, v := range h["Connection"] {
-		for _, f := range strings.Split(v, ",") {
+		for v != "" {
+			var f string
+			f, v, _ = strings.Cut(v, ",")
 			if f = strings.TrimSpace(f); f != "" {
-				h.Del(f)
+				delConnectionOption(h, f)
 			}
 		}
 	}
@@ -81,12 +96,52 @@ func removeHopHeaders(h http.Header) {
 	}
 }
 
+// delConnectionOption is h.Del(name) for a header named by a Connection
+// option. The usual options ("keep-alive", "close", "upgrade") are matched
+// without canonicalizing the name, which allocates when it is lower case.
+func delConnectionOption(h http.Header, name string) {
+	for _, k := range hopHeaders {
+		if asciiEqualFold(name, k) {
+			return // removed by removeHopHeaders anyway
+		}
+	}
+	if asciiEqualFold(name, "close") {
+		delete(h, "Close")
+		return
+	}
+	h.Del(name)
+}
+
+// asciiEqualFold reports whether s and t are equal under ASCII case
+// folding (http.CanonicalHeaderKey folds nothing else).
+func asciiEqualFold(s, t string) bool {
+	if len(s) != len(t) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		a, b := s[i], t[i]
+		if 'A' <= a && a <= 'Z' {
+			a += 'a' - 'A'
+		}
+		if 'A' <= b && b <= 'Z' {
+			b += 'a' - 'A'
+		}
+		if a != b {
+			return false
+		}
+	}
+	return true
+}
+
+// plain answers with a short text/plain message; msg is the message without
+// its final newline.
 func plain(w http.ResponseWriter, code int, msg string) {
 	h := w.Header()
-	h.Set("Content-Type", "text/plain; charset=utf-8")
-	h.Set("X-Content-Type-Options", "nosniff")
+	h["Content-Type"] = valTextPlain
+	h["X-Content-Type-Options"] = valNosniff
 	w.WriteHeader(code)
-	io.WriteString(w, msg+"\n")
+	io.WriteString(w, msg)
+	io.WriteString(w, "\n")
 }
 
 // Serve forwards x upstream, or answers it when no route or no upstream can
@@ -97,9 +152,9 @@ func (f *Forwarder) Serve(x *chain.Exchange) {
 	if route == nil {
 		switch {
 		case errors.Is(x.RouteErr, router.ErrNoVirtualHost):
-			plain(w, http.StatusNotFound, fmt.Sprintf("no virtual host for %q in route config %s", r.Host, x.RouteConfig))
+			plain(w, http.StatusNotFound, "no virtual host for "+strconv.Quote(r.Host)+" in route config "+x.RouteConfig)
 		case x.RouteErr != nil:
-			plain(w, http.StatusNotFound, fmt.Sprintf("%v in route config %s", x.RouteErr, x.RouteConfig))
+			plain(w, http.StatusNotFound, x.RouteErr.Error()+" in route config "+x.RouteConfig)
 		default:
 			plain(w, http.StatusNotFound, "no route")
 		}
@@ -107,7 +162,7 @@ func (f *Forwarder) Serve(x *chain.Exchange) {
 	}
 	if d := route.Direct; d != nil {
 		if d.Body != "" {
-			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.Header()["Content-Type"] = valTextPlain
 		}
 		w.WriteHeader(d.Status)
 		io.WriteString(w, d.Body)
@@ -146,6 +201,26 @@ type attemptErr struct {
 	reason  string
 }
 
+// outbound is the per-request state of forward that must live on the heap
+// (the upstream request points into it), gathered into one allocation.
+type outbound struct {
+	// req and url are the first attempt's request and its URL.
+	req http.Request
+	url url.URL
+	// id is the X-Request-Id header value, when the Forwarder made one.
+	id [1]string
+	// body is the buffered request body of a retriable request, and br the
+	// first attempt's reader over it.
+	body []byte
+	br   bytes.Reader
+}
+
+// getBody is the upstream request's GetBody: a new reader over the buffered
+// body.
+func (o *outbound) getBody() (io.ReadCloser, error) {
+	return io.NopCloser(bytes.NewReader(o.body)), nil
+}
+
 // forward sends r to endpoints chosen by pick, which is given the endpoint
 // of the failed attempt to avoid.
 func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *router.Route, cl *upstream.Cluster, pick func(avoid *upstream.Endpoint) *upstream.Endpoint) {
@@ -156,21 +231,23 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *route
 		defer cancel()
 	}
 
+	o := new(outbound)
 	h := r.Header
 	removeHopHeaders(h)
 	if _, ok := h["X-Forwarded-Proto"]; !ok {
 		if r.TLS != nil {
-			h["X-Forwarded-Proto"] = []string{"https"}
+			h["X-Forwarded-Proto"] = valHTTPS
 		} else {
-			h["X-Forwarded-Proto"] = []string{"http"}
+			h["X-Forwarded-Proto"] = valHTTP
 		}
 	}
 	if _, ok := h["X-Request-Id"]; !ok {
-		h["X-Request-Id"] = []string{newRequestID()}
+		o.id[0] = newRequestID()
+		h["X-Request-Id"] = o.id[:]
 	}
 	if _, ok := h["User-Agent"]; !ok {
 		// Keep Go's client from adding its own User-Agent.
-		h["User-Agent"] = []string{""}
+		h["User-Agent"] = valEmpty
 	}
 	host := r.Host
 	if route.HostRewrite != "" {
@@ -183,7 +260,6 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *route
 
 	pol := policyOf(route)
 	// A body can be replayed when it is empty or small enough to buffer.
-	var body []byte
 	replayable := r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0
 	if !replayable && pol.retries > 0 && r.ContentLength > 0 && r.ContentLength <= f.maxRetryBody {
 		b := make([]byte, r.ContentLength)
@@ -191,7 +267,7 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *route
 			plain(w, http.StatusBadRequest, "reading request body: "+err.Error())
 			return
 		}
-		body, replayable = b, true
+		o.body, replayable = b, true
 	}
 	retries := pol.retries
 	if !replayable {
@@ -210,9 +286,16 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *route
 		}
 		ep := pick(tried)
 		tried = ep
-		out := &http.Request{
+		// A retry gets a URL and body reader of its own: the transport may
+		// still hold the previous attempt's request.
+		u := &o.url
+		if attempt > 0 {
+			u = new(url.URL)
+		}
+		*u = url.URL{Scheme: "http", Host: ep.Address(), Path: path, RawPath: rawPath, RawQuery: r.URL.RawQuery}
+		req := http.Request{
 			Method:     r.Method,
-			URL:        &url.URL{Scheme: "http", Host: ep.Address(), Path: path, RawPath: rawPath, RawQuery: r.URL.RawQuery},
+			URL:        u,
 			Proto:      "HTTP/1.1",
 			ProtoMajor: 1,
 			ProtoMinor: 1,
@@ -220,21 +303,38 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *route
 			Host:       host,
 		}
 		switch {
-		case body != nil:
-			out.Body = io.NopCloser(bytes.NewReader(body))
-			out.ContentLength = int64(len(body))
-			out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+		case o.body != nil:
+			if attempt == 0 {
+				// net/http sends the head and a body it knows to be in
+				// memory (a NopCloser over a *bytes.Reader) in one write.
+				o.br.Reset(o.body)
+				req.Body = io.NopCloser(&o.br)
+			} else {
+				req.Body, _ = o.getBody()
+			}
+			req.ContentLength = int64(len(o.body))
+			req.GetBody = o.getBody
 		case r.ContentLength == 0 || r.Body == http.NoBody:
-			out.Body = nil
+			req.Body = nil
 		default:
-			out.Body = r.Body
-			out.ContentLength = r.ContentLength
+			req.Body = r.Body
+			req.ContentLength = r.ContentLength
 		}
 		actx, acancel := ctx, context.CancelFunc(nil)
 		if pol.perTry > 0 {
 			actx, acancel = context.WithTimeout(ctx, pol.perTry)
 		}
-		out = out.WithContext(actx)
+		// WithContext is the only way to give a request a context. Its copy
+		// is inlined and does not escape here, so the first attempt's request
+		// costs no allocation of its own; a retry's gets a new one, as the
+		// transport may still hold the previous.
+		var out *http.Request
+		if attempt == 0 {
+			o.req = *req.WithContext(actx)
+			out = &o.req
+		} else {
+			out = req.WithContext(actx)
+		}
 
 		ep.Begin()
 		resp, err := ep.RoundTrip(out)
@@ -260,7 +360,9 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *route
 			}
 			if attempt < retries && pol.retryOnError(lastErr, perTryExpired) {
 				cl.Stats().Retry()
-				f.log.Debug("retrying", "cluster", cl.Name(), "endpoint", ep.Address(), "err", lastErr.reason)
+				if f.log.Enabled(ctx, slog.LevelDebug) {
+					f.log.Debug("retrying", "cluster", cl.Name(), "endpoint", ep.Address(), "err", lastErr.reason)
+				}
 				continue
 			}
 			f.fail(w, cl, ep, lastErr)
@@ -274,7 +376,9 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *route
 			if acancel != nil {
 				acancel()
 			}
-			f.log.Debug("retrying", "cluster", cl.Name(), "endpoint", ep.Address(), "status", resp.StatusCode)
+			if f.log.Enabled(ctx, slog.LevelDebug) {
+				f.log.Debug("retrying", "cluster", cl.Name(), "endpoint", ep.Address(), "status", resp.StatusCode)
+			}
 			cl.Stats().Retry()
 			continue
 		}
@@ -300,11 +404,11 @@ func (f *Forwarder) timedOut(w http.ResponseWriter, cl *upstream.Cluster) {
 
 func (f *Forwarder) fail(w http.ResponseWriter, cl *upstream.Cluster, ep *upstream.Endpoint, e attemptErr) {
 	cl.Stats().Observe(http.StatusServiceUnavailable)
+	what := "upstream reset before response"
 	if e.connect {
-		plain(w, http.StatusServiceUnavailable, fmt.Sprintf("upstream connect error: cluster %s endpoint %s: %s", cl.Name(), ep.Address(), e.reason))
-		return
+		what = "upstream connect error"
 	}
-	plain(w, http.StatusServiceUnavailable, fmt.Sprintf("upstream reset before response: cluster %s endpoint %s: %s", cl.Name(), ep.Address(), e.reason))
+	plain(w, http.StatusServiceUnavailable, what+": cluster "+cl.Name()+" endpoint "+ep.Address()+": "+e.reason)
 }
 
 // bufPool holds the buffers responses are copied through.

@@ -5,10 +5,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -293,5 +296,95 @@ func TestRequestIDIsUUID(t *testing.T) {
 			t.Fatalf("bad or repeated id %q", id)
 		}
 		seen[id] = true
+	}
+}
+
+// TestRemoveHopHeaders checks that the hop-by-hop headers and those the
+// Connection header names are removed exactly as http.Header.Del would
+// remove them, and without allocating for the usual Connection options.
+func TestRemoveHopHeaders(t *testing.T) {
+	// reference is the plain implementation with http.Header.Del.
+	reference := func(h http.Header) {
+		for _, v := range h["Connection"] {
+			for _, f := range strings.Split(v, ",") {
+				if f = strings.TrimSpace(f); f != "" {
+					h.Del(f)
+				}
+			}
+		}
+		for _, k := range hopHeaders {
+			delete(h, k)
+		}
+	}
+	base := func(connection ...string) http.Header {
+		h := http.Header{
+			"Accept": {"*/*"}, "Close": {"1"}, "X-Hop": {"1"}, "X-Other": {"1"},
+			"Keep-Alive": {"timeout=5"}, "Upgrade": {"h2c"}, "Te": {"trailers"},
+			"\u212aeep-Alive": {"kelvin"}, "x hop": {"not canonical"}, "X-Request-Id": {"abc"},
+		}
+		if connection != nil {
+			h["Connection"] = connection
+		}
+		return h
+	}
+	tests := []struct {
+		name       string
+		connection []string
+		want       []string // headers left
+		allocFree  bool
+	}{
+		{"no Connection", nil, []string{"Accept", "Close", "X-Hop", "X-Other", "X-Request-Id", "\u212aeep-Alive", "x hop"}, true},
+		{"keep-alive", []string{"keep-alive"}, []string{"Accept", "Close", "X-Hop", "X-Other", "X-Request-Id", "\u212aeep-Alive", "x hop"}, true},
+		{"close, any case", []string{"CLOSE"}, []string{"Accept", "X-Hop", "X-Other", "X-Request-Id", "\u212aeep-Alive", "x hop"}, true},
+		{"several options and values", []string{"Keep-Alive, upgrade", " x-hop ,, te", "x-other"}, []string{"Accept", "Close", "X-Request-Id", "\u212aeep-Alive", "x hop"}, false},
+		{"not ASCII: only an exact key", []string{"\u212aeep-Alive"}, []string{"Accept", "Close", "X-Hop", "X-Other", "X-Request-Id", "x hop"}, true},
+		{"name that is not canonicalized", []string{"x hop"}, []string{"Accept", "Close", "X-Hop", "X-Other", "X-Request-Id", "\u212aeep-Alive"}, true},
+		{"empty options", []string{"", " , "}, []string{"Accept", "Close", "X-Hop", "X-Other", "X-Request-Id", "\u212aeep-Alive", "x hop"}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, want := base(tt.connection...), base(tt.connection...)
+			removeHopHeaders(got)
+			reference(want)
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("got %v, want %v (as http.Header.Del)", got, want)
+			}
+			if keys := slices.Sorted(maps.Keys(got)); !slices.Equal(keys, slices.Sorted(slices.Values(tt.want))) {
+				t.Errorf("headers left %q, want %q", keys, tt.want)
+			}
+			if !tt.allocFree {
+				return
+			}
+			h := base(tt.connection...)
+			if n := testing.AllocsPerRun(50, func() { removeHopHeaders(h) }); n != 0 {
+				t.Errorf("removeHopHeaders allocates %.0f times, want 0", n)
+			}
+		})
+	}
+}
+
+// TestSharedHeaderValues checks that the header values the Forwarder shares
+// between requests cannot be changed through one request's header.
+func TestSharedHeaderValues(t *testing.T) {
+	var got atomic.Value
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got.Store(strings.Join(r.Header["X-Forwarded-Proto"], ",") + "|" + strings.Join(r.Header["User-Agent"], ","))
+	}))
+	defer be.Close()
+	pools := upstream.NewPools(upstream.PoolsOptions{})
+	defer pools.Close()
+	f := New(Options{Clusters: pools.Build([]upstream.ClusterSpec{{Name: "c", Endpoints: []upstream.EndpointSpec{{Address: addrOf(be)}}}})})
+	serve := func() *http.Request {
+		req := httptest.NewRequest("GET", "http://reviews:9080/", nil)
+		f.Serve(&chain.Exchange{W: httptest.NewRecorder(), R: req, Route: &router.Route{Cluster: "c"}})
+		return req
+	}
+	first := serve()
+	// A filter that runs after the Forwarder appends to the values it set.
+	first.Header.Add("X-Forwarded-Proto", "https")
+	first.Header.Add("User-Agent", "later")
+	serve()
+	if g := got.Load(); g != "http|" {
+		t.Errorf("second request sent X-Forwarded-Proto|User-Agent %q, want %q", g, "http|")
 	}
 }

@@ -74,3 +74,48 @@ func BenchmarkSelect(b *testing.B) {
 		})
 	})
 }
+
+// BenchmarkSelectUncommon covers requests off the common paths: a host in
+// upper case, a :path matcher on a request with a query, a range matcher on
+// a value that is not a number, and the two errors.
+func BenchmarkSelectUncommon(b *testing.B) {
+	tbl := mustCompile(b, `
+name: http_proxy
+virtual_hosts:
+- name: reviews:9080
+  domains: [reviews:9080, reviews]
+  routes:
+  - name: by-path
+    match: {prefix: /, headers: [{name: ":path", string_match: {suffix: "?debug=1"}}]}
+    route: {cluster: debug}
+  - name: by-range
+    match: {prefix: /, headers: [{name: x-shard, range_match: {start: 0, end: 8}}]}
+    route: {cluster: shard}
+  - name: api
+    match: {prefix: /api/}
+    route: {cluster: api}
+`)
+	cases := []struct {
+		name string
+		req  *http.Request
+		want string // route name, or "" for an error
+	}{
+		{"upper-case-host", newRequest("GET", "/api/x", "Reviews:9080"), "api"},
+		{"path-with-query", newRequest("GET", "/api/x?debug=1", "reviews:9080"), "by-path"},
+		{"range-not-a-number", newRequest("GET", "/api/x", "reviews:9080", "x-shard", "abc"), "api"},
+		{"no-route", newRequest("GET", "/other", "reviews:9080"), ""},
+		{"no-virtual-host", newRequest("GET", "/api/x", "details:9080"), ""},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			r, err := tbl.Select(c.req)
+			if (c.want == "") != (err != nil) || (r != nil && r.Name != c.want) {
+				b.Fatalf("Select = %v, %v; want route %q", r, err, c.want)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				_, _ = tbl.Select(c.req)
+			}
+		})
+	}
+}

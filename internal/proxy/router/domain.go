@@ -3,7 +3,6 @@ package router
 import (
 	"fmt"
 	"sort"
-	"strings"
 )
 
 // domainIndex collects the domains of all virtual hosts while compiling.
@@ -73,38 +72,63 @@ func sortedGroups(groups map[int]map[string]*virtualHost) []wildcardGroup {
 	return out
 }
 
+// maxStackHost is the longest host findVirtualHost lower-cases on the
+// stack; a longer one in mixed case is lower-cased on the heap.
+const maxStackHost = 256
+
 // findVirtualHost implements Envoy's domain search order: exact, suffix
 // wildcard (longest first), prefix wildcard (longest first), then "*". A
 // wildcard matches at least one character. Exact domains are compared with
 // the host as sent (with its port, if any); if that misses and the host
 // carries the scheme's default port (":80" for http, ":443" for https), the
 // host without that port is tried too, since HTTP treats the two as the same
-// authority.
+// authority. Hosts are compared case-insensitively, without allocating.
 func (t *Table) findVirtualHost(host, scheme string) *virtualHost {
-	h := asciiLower(host) // no allocation when already lower case
+	i := 0
+	for i < len(host) && !('A' <= host[i] && host[i] <= 'Z') {
+		i++
+	}
+	switch {
+	case i == len(host): // already lower case
+		return findVirtualHost(t, host, scheme)
+	case len(host) <= maxStackHost:
+		var buf [maxStackHost]byte
+		b := buf[:len(host)]
+		for j := range b {
+			b[j] = lowerByte(host[j])
+		}
+		return findVirtualHost(t, b, scheme)
+	}
+	return findVirtualHost(t, asciiLower(host), scheme)
+}
+
+// findVirtualHost is Table.findVirtualHost for a lower-case host h, given
+// as a string or as bytes: map lookups keyed by string(bytes) do not
+// allocate.
+func findVirtualHost[S ~string | ~[]byte](t *Table, h S, scheme string) *virtualHost {
 	if t.ignorePort {
 		if i := portStart(h); i >= 0 {
 			h = h[:i]
 		}
 	}
-	if vh := t.exact[h]; vh != nil {
+	if vh := t.exact[string(h)]; vh != nil {
 		return vh
 	}
 	if i := portStart(h); i >= 0 && isDefaultPort(h[i+1:], scheme) {
-		if vh := t.exact[h[:i]]; vh != nil {
+		if vh := t.exact[string(h[:i])]; vh != nil {
 			return vh
 		}
 	}
 	for _, g := range t.suffixes {
 		if g.n < len(h) {
-			if vh := g.hosts[h[len(h)-g.n:]]; vh != nil {
+			if vh := g.hosts[string(h[len(h)-g.n:])]; vh != nil {
 				return vh
 			}
 		}
 	}
 	for _, g := range t.prefixes {
 		if g.n < len(h) {
-			if vh := g.hosts[h[:g.n]]; vh != nil {
+			if vh := g.hosts[string(h[:g.n])]; vh != nil {
 				return vh
 			}
 		}
@@ -115,23 +139,24 @@ func (t *Table) findVirtualHost(host, scheme string) *virtualHost {
 // portStart returns the index of the ':' that starts the port of host, or -1.
 // An IPv6 literal's colons are inside brackets: "[::1]:8080" has a port,
 // "[::1]" does not.
-func portStart(host string) int {
-	i := strings.LastIndexByte(host, ':')
-	if i < 0 {
-		return -1
+func portStart[S ~string | ~[]byte](host S) int {
+	for i := len(host) - 1; i >= 0; i-- {
+		switch host[i] {
+		case ':':
+			return i
+		case ']':
+			return -1
+		}
 	}
-	if j := strings.LastIndexByte(host, ']'); j > i {
-		return -1
-	}
-	return i
+	return -1
 }
 
-func isDefaultPort(port, scheme string) bool {
+func isDefaultPort[S ~string | ~[]byte](port S, scheme string) bool {
 	switch scheme {
 	case "http":
-		return port == "80"
+		return string(port) == "80"
 	case "https":
-		return port == "443"
+		return string(port) == "443"
 	}
 	return false
 }

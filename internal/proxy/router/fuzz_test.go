@@ -59,7 +59,13 @@ func FuzzSelect(f *testing.F) {
 		if err != nil {
 			u = &url.URL{Path: target}
 		}
-		req := &http.Request{Method: method, Host: host, URL: u, Header: http.Header{}}
+		req := &http.Request{Method: method, Host: host, URL: u, Header: http.Header{}, RequestURI: target}
+		if v := newRequestView(req); v.hasQ && v.pathWithQuery() != v.path+"?"+v.query {
+			t.Fatalf(":path = %q, want %q", v.pathWithQuery(), v.path+"?"+v.query)
+		}
+		if a, b := tbl.findVirtualHost(host, "http"), tbl.findVirtualHost(asciiLower(host), "http"); a != b {
+			t.Fatalf("host %q selects virtual host %v, lower-cased %v", host, a, b)
+		}
 		if name != "" {
 			key := http.CanonicalHeaderKey(name)
 			req.Header[key] = []string{value}

@@ -169,8 +169,8 @@ func (m *headerMatcher) matches(v *requestView) bool {
 	case hdrString:
 		r = m.str.match(val)
 	case hdrRange:
-		n, err := strconv.ParseInt(strings.TrimSpace(val), 10, 64)
-		r = err == nil && n >= m.rangeStart && n < m.rangeEnd
+		n, ok := parseInt(strings.TrimSpace(val))
+		r = ok && n >= m.rangeStart && n < m.rangeEnd
 	case hdrAnyValue:
 		r = true
 	}
@@ -201,6 +201,25 @@ func (m *headerMatcher) value(v *requestView) (string, bool) {
 		return vals[0], true
 	}
 	return strings.Join(vals, ","), true
+}
+
+// parseInt is strconv.ParseInt(s, 10, 64) without the error, which
+// allocates: values that are not a number are common in headers.
+func parseInt(s string) (int64, bool) {
+	digits := s
+	if digits != "" && (digits[0] == '+' || digits[0] == '-') {
+		digits = digits[1:]
+	}
+	if digits == "" {
+		return 0, false
+	}
+	for i := 0; i < len(digits); i++ {
+		if digits[i] < '0' || digits[i] > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64) // fails only on overflow now
+	return n, err == nil
 }
 
 // queryMatcher is a compiled QueryParameterMatcher. Like Envoy it looks at

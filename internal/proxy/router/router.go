@@ -7,8 +7,11 @@
 //
 // A Table never changes after Compile, so any number of goroutines may call
 // Select concurrently without locks; a new configuration is a new Table that
-// the caller swaps in. Select does not allocate for path, header and query
-// matches on the common paths (see BenchmarkSelect).
+// the caller swaps in. Select does not allocate on the paths requests
+// normally take: any path, header or query matcher, a host in any case, no
+// matching route (see BenchmarkSelect and BenchmarkSelectUncommon). It does
+// for a header sent several times that a matcher reads (the values are
+// joined), a mixed-case host longer than 256 bytes, and ErrNoVirtualHost.
 //
 // Anything in the configuration that changes which route is chosen or where
 // the request goes, and that this package cannot honour, is a Compile error
@@ -20,8 +23,8 @@ package router
 
 import (
 	"errors"
-	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -146,7 +149,7 @@ func (t *Table) Select(req *http.Request) (*Route, error) {
 	v := newRequestView(req)
 	vh := t.findVirtualHost(v.host, v.scheme)
 	if vh == nil {
-		return nil, fmt.Errorf("%w for host %q", ErrNoVirtualHost, v.host)
+		return nil, &noVirtualHostError{host: v.host}
 	}
 	if t.ignorePathParams {
 		if i := strings.IndexByte(v.path, ';'); i >= 0 {
@@ -158,8 +161,29 @@ func (t *Table) Select(req *http.Request) (*Route, error) {
 			return r, nil
 		}
 	}
-	return nil, fmt.Errorf("%w in virtual host %q", ErrNoRoute, vh.name)
+	return nil, noRouteError{vh}
 }
+
+// noVirtualHostError is Select's error when no virtual host matches: it
+// wraps ErrNoVirtualHost and names the host.
+type noVirtualHostError struct{ host string }
+
+func (e *noVirtualHostError) Error() string {
+	return ErrNoVirtualHost.Error() + " for host " + strconv.Quote(e.host)
+}
+
+func (e *noVirtualHostError) Unwrap() error { return ErrNoVirtualHost }
+
+// noRouteError is Select's error when a virtual host matched but none of its
+// routes did: it wraps ErrNoRoute and names the virtual host. It is a
+// single pointer, so making an error of it does not allocate.
+type noRouteError struct{ vh *virtualHost }
+
+func (e noRouteError) Error() string {
+	return ErrNoRoute.Error() + " in virtual host " + strconv.Quote(e.vh.name)
+}
+
+func (e noRouteError) Unwrap() error { return ErrNoRoute }
 
 // requestView is what the matchers read from a request, computed once per
 // Select. It lives on Select's stack.
@@ -193,11 +217,20 @@ func newRequestView(req *http.Request) requestView {
 	return v
 }
 
-// pathWithQuery is the :path pseudo-header. It allocates when there is a
-// query; only routes that match on :path call it.
+// pathWithQuery is the :path pseudo-header; only routes that match on :path
+// call it. With a query it is usually the end of the request target as
+// received (origin-form "/p?q", absolute-form "http://h/p?q"), which is then
+// used as is; otherwise it is built, which allocates.
 func (v *requestView) pathWithQuery() string {
 	if !v.hasQ {
 		return v.path
+	}
+	ru := v.req.RequestURI
+	if n := len(v.path) + 1 + len(v.query); len(ru) >= n {
+		tail := ru[len(ru)-n:]
+		if tail[:len(v.path)] == v.path && tail[len(v.path)] == '?' && tail[len(v.path)+1:] == v.query {
+			return tail
+		}
 	}
 	return v.path + "?" + v.query
 }
