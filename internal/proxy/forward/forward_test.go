@@ -212,6 +212,12 @@ func TestHeaders(t *testing.T) {
 					t.Errorf("host %q id %q ua %q", r.Host, r.Header.Get("X-Request-Id"), r.Header.Get("User-Agent"))
 				}
 			}},
+		{"prefix rewritten, query kept", router.Route{PrefixRewrite: "/v2"}, nil,
+			func(t *testing.T, r *http.Request) {
+				if r.URL.Path != "/v2/p" || r.URL.RawQuery != "q=1" {
+					t.Errorf("upstream got %s, want /v2/p?q=1", r.URL.RequestURI())
+				}
+			}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -86,6 +86,8 @@ type pathRewriter interface {
 	RewritePath(path string) string
 }
 
+var _ pathRewriter = (*router.Route)(nil)
+
 // rewritePrefix applies the route's prefix_rewrite to the escaped path.
 func rewritePrefix(r *router.Route, path, rawPath string) (string, string) {
 	rw, ok := any(r).(pathRewriter)

@@ -234,3 +234,23 @@ func (v *requestView) pathWithQuery() string {
 	}
 	return v.path + "?" + v.query
 }
+
+// RewritePath applies the route's prefix_rewrite to path (without its
+// query), as Envoy does: the matched prefix of a prefix or
+// path_separated_prefix route, the whole path of an exact or regex route, is
+// replaced. A path the route did not match is returned as it is.
+func (r *Route) RewritePath(path string) string {
+	if r.PrefixRewrite == "" {
+		return path
+	}
+	m := &r.match
+	switch m.kind {
+	case pathPrefix, pathSeparatedPrefix:
+		if !hasPrefix(path, m.path, m.caseSensitive) {
+			return path
+		}
+		return r.PrefixRewrite + path[len(m.path):]
+	default:
+		return r.PrefixRewrite
+	}
+}

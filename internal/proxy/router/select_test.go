@@ -483,3 +483,43 @@ virtual_hosts:
 		t.Errorf("/a;v=2?b=1 with path parameters ignored: %v", err)
 	}
 }
+
+func TestRewritePath(t *testing.T) {
+	rc := parseConfig(t, `
+name: rc
+virtual_hosts:
+- name: v
+  domains: ["*"]
+  routes:
+  - match: {prefix: "/api/", case_sensitive: false}
+    route: {cluster: c, prefix_rewrite: "/v2/"}
+  - match: {path: "/old"}
+    route: {cluster: c, prefix_rewrite: "/new"}
+  - match: {path_separated_prefix: "/svc"}
+    route: {cluster: c, prefix_rewrite: "/"}
+  - match: {safe_regex: {regex: "/r/[0-9]+"}}
+    route: {cluster: c, prefix_rewrite: "/numbered"}
+  - match: {prefix: "/"}
+    route: {cluster: c}`)
+	table, err := Compile(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ path, want string }{
+		{"/api/users", "/v2/users"},
+		{"/API/users", "/v2/users"},
+		{"/old", "/new"},
+		{"/svc/a/b", "//a/b"},
+		{"/svc", "/"},
+		{"/r/42", "/numbered"},
+		{"/other", "/other"},
+	} {
+		rt, err := table.Select(newRequest("GET", tc.path, "h"))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.path, err)
+		}
+		if got := rt.RewritePath(tc.path); got != tc.want {
+			t.Errorf("%s: rewritten to %q, want %q", tc.path, got, tc.want)
+		}
+	}
+}
