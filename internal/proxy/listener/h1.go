@@ -14,6 +14,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/weftmesh/weft/internal/proxy/h1"
+	"github.com/weftmesh/weft/internal/proxy/upstream"
 )
 
 // The lean HTTP/1.x server. net/http's Server costs, per request, a
@@ -23,7 +26,10 @@ import (
 // system calls themselves. serveH1 serves a connection on one goroutine
 // instead: read a request, run the chain, write the response with one
 // write, repeat. Connections that start with the HTTP/2 preface (h2c with
-// prior knowledge) go to the socket's http.Server.
+// prior knowledge) go to the socket's http.Server. Requests are parsed by
+// package h1, with net/http's rules, into a Request, Header, URL and body
+// reader that the connection reuses for its next request (see reuseOK), and
+// responses are written without allocating.
 //
 // Differences from net/http a user could notice: a client that goes away
 // while its request is upstream is noticed when the response is written
@@ -172,6 +178,10 @@ func (s *socket) serveH1(c net.Conn, info *connInfo) {
 	}()
 	remote := c.RemoteAddr().String()
 	w := &h1Writer{bw: bw, header: make(http.Header, 8)}
+	// The request (its Header, URL and Body) is read into the same objects
+	// for every request of the connection; see reuseOK.
+	var rr h1.RequestReader
+	rr.SetContext(ctx)
 	idle := s.m.opts.IdleTimeout
 	for first := true; ; first = false {
 		c.SetReadDeadline(time.Now().Add(idle))
@@ -189,7 +199,7 @@ func (s *socket) serveH1(c net.Conn, info *connInfo) {
 			return
 		}
 		lc.remain = maxHeaderBytes + int64(br.Buffered())
-		req, err := http.ReadRequest(br)
+		req, err := rr.ReadRequest(br)
 		lc.remain = -1
 		if err == nil && req.ProtoMajor != 1 {
 			err = fmt.Errorf("unsupported protocol %s", req.Proto)
@@ -202,7 +212,6 @@ func (s *socket) serveH1(c net.Conn, info *connInfo) {
 			return
 		}
 		req.RemoteAddr = remote
-		req = req.WithContext(ctx)
 		if req.Body != http.NoBody && len(req.Header["Expect"]) > 0 && strings.EqualFold(req.Header.Get("Expect"), "100-continue") {
 			bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
 			if bw.Flush() != nil {
@@ -218,17 +227,30 @@ func (s *socket) serveH1(c net.Conn, info *connInfo) {
 		if err := bw.Flush(); err != nil || !keep {
 			return
 		}
-		// Discard what the handler left of the request body.
-		if req.Body != http.NoBody {
-			n, err := io.CopyN(io.Discard, req.Body, maxDrain+1)
-			if n > maxDrain || (err != nil && err != io.EOF) {
-				return
-			}
+		// Discard what the handler left of the request body (a body that
+		// was read to its end and closed, as the upstream client does with
+		// a body it sent, counts as ended).
+		if !rr.DiscardBody(maxDrain) {
+			return
+		}
+		if !reuseOK(req) {
+			rr.Detach()
 		}
 		if !s.h1.setIdle(hc, true) {
 			return
 		}
 	}
+}
+
+// reuseOK reports whether nothing can use req after it was served, so
+// that the next request of the connection may be read into the same
+// objects. The chain keeps no reference to a request past Serve, and the
+// lean upstream pool sends a request (and its body) before it returns;
+// but a request whose body is too large or of unknown length for the lean
+// pool goes through net/http's Transport, which may still read the body
+// (and the header) on its own goroutine after the response arrived.
+func reuseOK(req *http.Request) bool {
+	return req.ContentLength >= 0 && req.ContentLength <= upstream.MaxLeanBody
 }
 
 // serveOne runs the chain for one request; it returns false when the
@@ -296,6 +318,7 @@ type h1Writer struct {
 	bodyless  bool // HEAD, 1xx, 204, 304
 	pend      []byte
 	err       error
+	num       [20]byte // formats numbers (a local array would escape through bw.Write)
 }
 
 const pendMax = 2 << 10
@@ -349,8 +372,7 @@ func (w *h1Writer) writeBody(p []byte) (int, error) {
 		return len(p), nil
 	}
 	if w.chunked {
-		var b [20]byte
-		w.bw.Write(strconv.AppendInt(b[:0], int64(len(p)), 16))
+		w.bw.Write(strconv.AppendInt(w.num[:0], int64(len(p)), 16))
 		w.bw.WriteString("\r\n")
 	}
 	n, err := w.bw.Write(p)
@@ -385,7 +407,10 @@ func (w *h1Writer) FlushError() error {
 }
 
 // commit writes the head; length is the body length when known (the
-// handler returned), -1 otherwise. Held-back body bytes follow.
+// handler returned), -1 otherwise. Held-back body bytes follow. The
+// headers the server decides (Content-Length, Transfer-Encoding,
+// Connection, Date) are written directly rather than set in the handler's
+// Header map first, so that a response allocates nothing.
 func (w *h1Writer) commit(length int) {
 	w.committed = true
 	h := w.header
@@ -395,6 +420,9 @@ func (w *h1Writer) commit(length int) {
 	if hasToken(h["Connection"], "close") || req.Close {
 		w.closeConn = true
 	}
+	// What replaces the handler's values of these headers, if anything.
+	setLength := -1
+	setConn := ""
 	_, hasCL := h["Content-Length"]
 	switch {
 	case code < 200 || code == http.StatusNoContent || code == http.StatusNotModified:
@@ -405,37 +433,38 @@ func (w *h1Writer) commit(length int) {
 	case hasCL:
 		delete(h, "Transfer-Encoding")
 	case length >= 0 && !(req.Method == http.MethodHead && length == 0):
-		h["Content-Length"] = []string{strconv.Itoa(length)}
+		setLength = length
 	case req.Method == http.MethodHead:
 	case req.ProtoAtLeast(1, 1):
 		w.chunked = true
-		h["Transfer-Encoding"] = []string{"chunked"}
 	default:
 		w.closeConn = true // HTTP/1.0 without a length: the close ends the body
 	}
 	if !req.ProtoAtLeast(1, 1) && !w.closeConn {
 		// An HTTP/1.0 client keeps the connection only when it asked to.
 		if hasToken(req.Header["Connection"], "keep-alive") {
-			h["Connection"] = []string{"keep-alive"}
+			setConn = "keep-alive"
 		} else {
 			w.closeConn = true
 		}
 	}
 	if w.closeConn && !hasToken(h["Connection"], "close") {
-		h["Connection"] = []string{"close"}
+		setConn = "close"
 	}
-	if _, ok := h["Date"]; !ok {
-		var b [29]byte
-		h["Date"] = []string{string(time.Now().UTC().AppendFormat(b[:0], http.TimeFormat))}
-	}
+	_, hasDate := h["Date"]
 	bw := w.bw
 	bw.WriteString("HTTP/1.1 ")
-	var nb [8]byte
-	bw.Write(strconv.AppendInt(nb[:0], int64(code), 10))
+	bw.Write(strconv.AppendInt(w.num[:0], int64(code), 10))
 	bw.WriteByte(' ')
 	bw.WriteString(http.StatusText(code))
 	bw.WriteString("\r\n")
 	for k, vs := range h {
+		switch {
+		case setLength >= 0 && k == "Content-Length",
+			w.chunked && k == "Transfer-Encoding",
+			setConn != "" && k == "Connection":
+			continue // replaced below
+		}
 		for _, v := range vs {
 			bw.WriteString(k)
 			bw.WriteString(": ")
@@ -446,6 +475,24 @@ func (w *h1Writer) commit(length int) {
 			bw.WriteString("\r\n")
 		}
 	}
+	if setLength >= 0 {
+		bw.WriteString("Content-Length: ")
+		bw.Write(strconv.AppendInt(w.num[:0], int64(setLength), 10))
+		bw.WriteString("\r\n")
+	}
+	if w.chunked {
+		bw.WriteString("Transfer-Encoding: chunked\r\n")
+	}
+	if setConn != "" {
+		bw.WriteString("Connection: ")
+		bw.WriteString(setConn)
+		bw.WriteString("\r\n")
+	}
+	if !hasDate {
+		bw.WriteString("Date: ")
+		bw.Write(httpDate(time.Now()))
+		bw.WriteString("\r\n")
+	}
 	_, err := bw.WriteString("\r\n")
 	if err != nil {
 		w.err = err
@@ -454,6 +501,26 @@ func (w *h1Writer) commit(length int) {
 		w.writeBody(w.pend)
 		w.pend = w.pend[:0]
 	}
+}
+
+// dateCache holds the Date header value of the current second.
+var dateCache atomic.Pointer[cachedDate]
+
+type cachedDate struct {
+	sec int64
+	b   []byte
+}
+
+// httpDate returns now in the Date header's format (RFC 9110 section
+// 5.6.7), formatted once per second. The result must not be modified.
+func httpDate(now time.Time) []byte {
+	sec := now.Unix()
+	if d := dateCache.Load(); d != nil && d.sec == sec {
+		return d.b
+	}
+	d := &cachedDate{sec: sec, b: now.UTC().AppendFormat(make([]byte, 0, len(http.TimeFormat)), http.TimeFormat)}
+	dateCache.Store(d)
+	return d.b
 }
 
 // finish completes the response after the handler returned; it reports

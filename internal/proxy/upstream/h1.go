@@ -4,13 +4,16 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"github.com/weftmesh/weft/internal/proxy/sockio"
 	"io"
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/weftmesh/weft/internal/proxy/h1"
+	"github.com/weftmesh/weft/internal/proxy/sockio"
 )
 
 // h1Pool is a lean HTTP/1.1 client connection pool for one endpoint. A
@@ -42,18 +45,30 @@ type h1Conn struct {
 	bw     *bufio.Writer
 	idleAt time.Time
 	reused bool
+	// rw writes requests and rr reads responses, keeping their buffers,
+	// caches and the Response from one exchange to the next.
+	rw h1.RequestWriter
+	rr h1.ResponseReader
+	// last is the response body of the last exchange. The connection is
+	// released when that body is read to its end, but the Response (and
+	// last itself) are reused only once the reader has also closed it.
+	last *h1Body
+	// interrupt makes blocked reads and writes on c return (for
+	// context.AfterFunc).
+	interrupt func()
 }
 
-// maxLeanBody is the largest request body the lean path sends; larger ones
-// and bodies of unknown length go through net/http's Transport.
-const maxLeanBody = 64 << 10
+// MaxLeanBody is the largest request body the lean path sends; larger ones
+// and bodies of unknown length go through net/http's Transport (which may
+// still read the body after RoundTrip returned).
+const MaxLeanBody = 64 << 10
 
 // leanOK reports whether req can take the lean path.
 func leanOK(req *http.Request) bool {
 	if req.Body == nil || req.Body == http.NoBody {
 		return true
 	}
-	return req.ContentLength > 0 && req.ContentLength <= maxLeanBody
+	return req.ContentLength > 0 && req.ContentLength <= MaxLeanBody
 }
 
 var (
@@ -88,7 +103,7 @@ func (p *h1Pool) get(ctx context.Context, probe bool) (*h1Conn, error) {
 	br.Reset(c)
 	bw := bwPool.Get().(*bufio.Writer)
 	bw.Reset(c)
-	return &h1Conn{c: c, br: br, bw: bw}, nil
+	return &h1Conn{c: c, br: br, bw: bw, interrupt: func() { c.SetDeadline(aLongTimeAgo) }}, nil
 }
 
 // put returns pc to the pool, or closes it when the pool is full or closed.
@@ -204,8 +219,12 @@ func (p *h1Pool) exchange(pc *h1Conn, req *http.Request) (*http.Response, error)
 	ctx := req.Context()
 	var stop func() bool
 	if ctx.Done() != nil {
-		c := pc.c
-		stop = context.AfterFunc(ctx, func() { c.SetDeadline(aLongTimeAgo) })
+		stop = context.AfterFunc(ctx, pc.interrupt)
+	}
+	if pc.last != nil && !pc.last.closed.Load() {
+		// The last response may still be in use: leave it to its reader.
+		pc.rr.Detach()
+		pc.last = nil
 	}
 	fail := func(err error) (*http.Response, error) {
 		if stop != nil && !stop() {
@@ -216,7 +235,7 @@ func (p *h1Pool) exchange(pc *h1Conn, req *http.Request) (*http.Response, error)
 		pc.close()
 		return nil, err
 	}
-	if err := req.Write(pc.bw); err != nil {
+	if err := pc.rw.Write(pc.bw, req); err != nil {
 		return fail(err)
 	}
 	if err := pc.bw.Flush(); err != nil {
@@ -236,7 +255,7 @@ func (p *h1Pool) exchange(pc *h1Conn, req *http.Request) (*http.Response, error)
 			}
 		}
 		var err error
-		resp, err = http.ReadResponse(pc.br, req)
+		resp, err = pc.rr.ReadResponse(pc.br, req)
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
@@ -249,19 +268,31 @@ func (p *h1Pool) exchange(pc *h1Conn, req *http.Request) (*http.Response, error)
 		}
 		break
 	}
-	keep := !resp.Close && !req.Close && resp.StatusCode != http.StatusSwitchingProtocols
-	resp.Body = &h1Body{rc: resp.Body, pc: pc, pool: p, stop: stop, keep: keep}
+	b := pc.last
+	if b == nil {
+		b = new(h1Body)
+		pc.last = b
+	}
+	b.rc, b.pc, b.pool, b.stop, b.resp = resp.Body, pc, p, stop, resp
+	b.keep = !resp.Close && !req.Close && resp.StatusCode != http.StatusSwitchingProtocols
+	b.closed.Store(false)
+	resp.Body = b
 	return resp, nil
 }
 
 // h1Body returns its connection to the pool once read to EOF, and closes it
-// when the body is closed before that.
+// when the body is closed before that. Once closed, neither it nor its
+// Response may be used: the connection's next exchange reuses them.
 type h1Body struct {
 	rc   io.ReadCloser
+	resp *http.Response
 	pc   *h1Conn
 	pool *h1Pool
 	stop func() bool
 	keep bool
+	// closed is set by Close, after which nothing reads the body or the
+	// response any more.
+	closed atomic.Bool
 }
 
 func (b *h1Body) Read(p []byte) (int, error) {
@@ -279,6 +310,13 @@ func (b *h1Body) Close() error {
 	if b.pc != nil {
 		b.release(false)
 	}
+	if b.resp != nil {
+		// Do not keep the request (and a buffered body) alive while the
+		// connection is idle.
+		b.resp.Request = nil
+		b.resp = nil
+	}
+	b.closed.Store(true)
 	return nil
 }
 

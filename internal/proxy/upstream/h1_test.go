@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -227,5 +228,49 @@ func BenchmarkRoundTrip(b *testing.B) {
 				resp.Body.Close()
 			}
 		})
+	}
+}
+
+// TestLeanPoolKeepsUnclosedResponses: a response whose body was read to
+// its end releases the connection at once, but the connection's next
+// exchange must not overwrite that response while its reader has not
+// closed it.
+func TestLeanPoolKeepsUnclosedResponses(t *testing.T) {
+	var n atomic.Int32
+	s, conns := countingServer(t, func(w http.ResponseWriter, r *http.Request) {
+		i := n.Add(1)
+		w.Header().Set("X-N", fmt.Sprint(i))
+		fmt.Fprintf(w, "body %d", i)
+	})
+	ep := endpointFor(t, strings.TrimPrefix(s.URL, "http://"), PoolsOptions{})
+	roundTrip := func() *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest("GET", s.URL+"/", nil)
+		resp, err := ep.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	first := roundTrip()
+	if b, err := io.ReadAll(first.Body); err != nil || string(b) != "body 1" {
+		t.Fatalf("first body %q %v", b, err)
+	}
+	second := roundTrip() // on the same connection, first still open
+	if got := first.Header.Get("X-N"); got != "1" || first.StatusCode != 200 {
+		t.Errorf("first response changed by the next exchange: X-N %q, status %d", got, first.StatusCode)
+	}
+	if b, err := io.ReadAll(second.Body); err != nil || string(b) != "body 2" || second.Header.Get("X-N") != "2" {
+		t.Fatalf("second: %q %v X-N %q", b, err, second.Header.Get("X-N"))
+	}
+	first.Body.Close()
+	second.Body.Close()
+	third := roundTrip()
+	if b, err := io.ReadAll(third.Body); err != nil || string(b) != "body 3" || third.Header.Get("X-N") != "3" {
+		t.Fatalf("third: %q %v X-N %q", b, err, third.Header.Get("X-N"))
+	}
+	third.Body.Close()
+	if got := conns.Load(); got != 1 {
+		t.Errorf("backend saw %d connections, want 1", got)
 	}
 }

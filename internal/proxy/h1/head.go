@@ -1,0 +1,348 @@
+package h1
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/textproto"
+)
+
+// errMessageTooLarge is textproto's error for an overlong line it quotes.
+var errMessageTooLarge = errors.New("message too large")
+
+// headReader reads the lines and header fields of a message head with the
+// rules of net/textproto's Reader (ReadLine and ReadMIMEHeader), which is
+// what net/http uses, keeping its scratch buffers and string caches from
+// one message to the next.
+type headReader struct {
+	br   *bufio.Reader
+	buf  []byte // a header line joined with its obs-fold continuations
+	long []byte // a line longer than the bufio buffer
+	keys keyCache
+	vals valueCache
+}
+
+// readLine returns the next line without its line ending (CRLF or LF), as
+// textproto.Reader.readLineSlice does. The slice is valid until the next
+// read.
+func (r *headReader) readLine() ([]byte, error) { return r.readLineLimit(-1) }
+
+// readLineLimit is readLine failing with errMessageTooLarge as soon as the
+// line is longer than lim (when lim >= 0), as textproto does.
+func (r *headReader) readLineLimit(lim int) ([]byte, error) {
+	started := false
+	for {
+		l, more, err := r.br.ReadLine()
+		if err != nil {
+			return nil, err
+		}
+		if lim >= 0 && (started && len(r.long) > lim-len(l) || !started && len(l) > lim) {
+			return nil, errMessageTooLarge
+		}
+		if !started && !more {
+			return l, nil
+		}
+		if !started {
+			r.long = r.long[:0]
+			started = true
+		}
+		r.long = append(r.long, l...)
+		if !more {
+			return r.long, nil
+		}
+	}
+}
+
+// readContinuedLine returns the next header line joined with its obs-fold
+// continuation lines, as textproto.Reader.readContinuedLineSlice does with
+// the "must have a colon" validation.
+func (r *headReader) readContinuedLine() ([]byte, error) {
+	line, err := r.readLine()
+	if err != nil {
+		return nil, err
+	}
+	if len(line) == 0 {
+		return line, nil
+	}
+	if bytes.IndexByte(line, ':') < 0 {
+		return nil, textproto.ProtocolError(fmt.Sprintf("malformed MIME header: missing colon: %q", line))
+	}
+	// The next line is buffered and starts a new field or ends the head:
+	// no continuation, no copy.
+	if r.br.Buffered() > 1 {
+		peek, _ := r.br.Peek(2)
+		if len(peek) > 0 && (isASCIILetter(peek[0]) || peek[0] == '\n') ||
+			len(peek) == 2 && peek[0] == '\r' && peek[1] == '\n' {
+			return trim(line), nil
+		}
+	}
+	r.buf = append(r.buf[:0], trim(line)...)
+	for r.skipSpace() > 0 {
+		r.buf = append(r.buf, ' ')
+		line, err := r.readLine()
+		if err != nil {
+			break
+		}
+		r.buf = append(r.buf, trim(line)...)
+	}
+	return r.buf, nil
+}
+
+// skipSpace consumes spaces and tabs and says how many there were.
+func (r *headReader) skipSpace() int {
+	n := 0
+	for {
+		c, err := r.br.ReadByte()
+		if err != nil {
+			break
+		}
+		if c != ' ' && c != '\t' {
+			r.br.UnreadByte()
+			break
+		}
+		n++
+	}
+	return n
+}
+
+// readHeader reads header fields up to the blank line that ends the head
+// into h, which must be empty, as textproto.Reader.ReadMIMEHeader does,
+// taking the value slices from s.
+func (r *headReader) readHeader(h http.Header, s *slab) error {
+	// The first line cannot start with a leading space.
+	if buf, err := r.br.Peek(1); err == nil && (buf[0] == ' ' || buf[0] == '\t') {
+		line, err := r.readLineLimit(80)
+		if err != nil {
+			return err
+		}
+		return textproto.ProtocolError(fmt.Sprintf("malformed MIME header initial line: %q", line))
+	}
+	for i := 0; ; i++ {
+		kv, err := r.readContinuedLine()
+		if len(kv) == 0 {
+			return err
+		}
+		k, v, ok := bytes.Cut(kv, []byte{':'})
+		if !ok {
+			return textproto.ProtocolError(fmt.Sprintf("malformed MIME header line: %q", kv))
+		}
+		key, ok := r.canonicalKey(i, k)
+		if !ok {
+			return textproto.ProtocolError(fmt.Sprintf("malformed MIME header line: %q", kv))
+		}
+		for _, c := range v {
+			if !validHeaderValueByte(c) {
+				return textproto.ProtocolError(fmt.Sprintf("malformed MIME header line: %q", kv))
+			}
+		}
+		value := r.vals.intern(i, key, bytes.TrimLeft(v, " \t"))
+		if vv := h[key]; vv == nil {
+			h[key] = s.one(value)
+		} else {
+			h[key] = append(vv, value)
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// canonicalKey returns the canonical form of header name a, the i-th of
+// its head, as textproto's canonicalMIMEHeaderKey does (including its
+// acceptance, without canonicalization, of names with a space), interned.
+// Like textproto, it canonicalizes a in place.
+func (r *headReader) canonicalKey(i int, a []byte) (string, bool) {
+	// The name this connection sent in the same place last time.
+	if key, ok := r.keys.lookup(i, a); ok {
+		copy(a, key)
+		return key, true
+	}
+	if len(a) == 0 {
+		return "", false
+	}
+	noCanon := false
+	for _, c := range a {
+		if validHeaderFieldByte(c) {
+			continue
+		}
+		if c == ' ' {
+			noCanon = true
+			continue
+		}
+		return "", false
+	}
+	if noCanon {
+		return string(a), true
+	}
+	raw := r.keys.raw(i, a)
+	upper := true
+	for j, c := range a {
+		if upper && 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A'
+		} else if !upper && 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		a[j] = c
+		upper = c == '-'
+	}
+	key, ok := commonKeys[string(a)]
+	if !ok {
+		key = string(a)
+	}
+	r.keys.store(i, raw, key)
+	return key, true
+}
+
+// trim returns s without leading and trailing spaces and tabs.
+func trim(s []byte) []byte {
+	return bytes.Trim(s, " \t")
+}
+
+func isASCIILetter(b byte) bool {
+	b |= 0x20
+	return 'a' <= b && b <= 'z'
+}
+
+// validHeaderFieldByte reports whether c may appear in a header name (an
+// RFC 7230 token character).
+func validHeaderFieldByte(c byte) bool {
+	return c < 0x80 && tokenTable[c]
+}
+
+// validHeaderValueByte reports whether c may appear in a header value:
+// anything but control characters other than tab, as textproto checks.
+func validHeaderValueByte(c byte) bool {
+	return c >= 0x20 && c != 0x7f || c == '\t'
+}
+
+var tokenTable = func() (t [128]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+		t[c-'a'+'A'] = true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()
+
+// maxCached bounds the entries of a per-connection string cache; slot i
+// holds what the i-th header of the last message used.
+const maxCached = 32
+
+// maxCachedValue bounds the length of a cached value, so that an idle
+// connection keeps little memory alive.
+const maxCachedValue = 512
+
+// keyCache remembers, for the i-th header of the last message, the name
+// as sent and its canonical form, so that a connection repeating its
+// headers skips validation, canonicalization and the common-name lookup.
+type keyCache struct {
+	e [maxCached]struct{ raw, key string }
+}
+
+func (c *keyCache) lookup(i int, a []byte) (string, bool) {
+	if i >= maxCached {
+		return "", false
+	}
+	e := &c.e[i]
+	if e.raw == "" || e.raw != string(a) {
+		return "", false
+	}
+	return e.key, true
+}
+
+// raw returns a as a string to store in slot i, reusing the one already
+// there when equal; "" when a is not to be cached.
+func (c *keyCache) raw(i int, a []byte) string {
+	if i >= maxCached || len(a) > maxCachedValue {
+		return ""
+	}
+	for j := range c.e {
+		if c.e[j].raw == string(a) {
+			return c.e[j].raw
+		}
+	}
+	return string(a)
+}
+
+func (c *keyCache) store(i int, raw, key string) {
+	if i < maxCached && raw != "" {
+		c.e[i].raw, c.e[i].key = raw, key
+	}
+}
+
+// valueCache interns header values by header name and content.
+type valueCache struct {
+	e [maxCached]struct{ key, val string }
+}
+
+// intern returns a string equal to b, the value of header key at position
+// i of its head, reusing one the connection saw for the same key.
+func (c *valueCache) intern(i int, key string, b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if len(b) > maxCachedValue {
+		return string(b)
+	}
+	if i < maxCached {
+		if e := &c.e[i]; e.key == key && e.val == string(b) {
+			return e.val
+		}
+	}
+	for j := range c.e {
+		if e := &c.e[j]; e.key == key && e.val == string(b) {
+			return e.val
+		}
+	}
+	s := string(b)
+	if i < maxCached {
+		c.e[i].key, c.e[i].val = key, s
+	}
+	return s
+}
+
+// commonKeys interns the canonical names of common headers: net/textproto's
+// list and those a mesh sees on most requests.
+var commonKeys = func() map[string]string {
+	m := map[string]string{}
+	for _, k := range []string{
+		// net/textproto's table.
+		"Accept", "Accept-Charset", "Accept-Encoding", "Accept-Language", "Accept-Ranges",
+		"Cache-Control", "Cc", "Connection", "Content-Id", "Content-Language", "Content-Length",
+		"Content-Transfer-Encoding", "Content-Type", "Cookie", "Date", "Dkim-Signature", "Etag",
+		"Expires", "From", "Host", "If-Modified-Since", "If-None-Match", "In-Reply-To",
+		"Last-Modified", "Location", "Message-Id", "Mime-Version", "Pragma", "Received",
+		"Return-Path", "Server", "Set-Cookie", "Subject", "To", "User-Agent", "Via",
+		"X-Forwarded-For", "X-Imforwards", "X-Powered-By",
+		// HTTP semantics and framing.
+		"Access-Control-Allow-Credentials", "Access-Control-Allow-Headers",
+		"Access-Control-Allow-Methods", "Access-Control-Allow-Origin",
+		"Access-Control-Expose-Headers", "Access-Control-Max-Age",
+		"Access-Control-Request-Headers", "Access-Control-Request-Method",
+		"Age", "Allow", "Alt-Svc", "Authorization", "Content-Disposition", "Content-Encoding",
+		"Content-Range", "Content-Security-Policy", "Expect", "Forwarded", "If-Match", "If-Range",
+		"If-Unmodified-Since", "Keep-Alive", "Link", "Origin", "Priority", "Proxy-Authenticate",
+		"Proxy-Authorization", "Proxy-Connection", "Range", "Referer", "Retry-After",
+		"Sec-Fetch-Dest", "Sec-Fetch-Mode", "Sec-Fetch-Site", "Strict-Transport-Security", "Te",
+		"Trailer", "Transfer-Encoding", "Upgrade", "Upgrade-Insecure-Requests", "Vary",
+		"Www-Authenticate", "X-Content-Type-Options", "X-Frame-Options", "X-Requested-With",
+		// Proxies, meshes and tracing.
+		"X-Forwarded-Client-Cert", "X-Forwarded-Host", "X-Forwarded-Port", "X-Forwarded-Proto",
+		"X-Real-Ip", "X-Request-Id", "X-B3-Traceid", "X-B3-Spanid", "X-B3-Parentspanid",
+		"X-B3-Sampled", "X-B3-Flags", "B3", "Traceparent", "Tracestate", "Baggage",
+		"X-Ot-Span-Context", "X-Cloud-Trace-Context", "Grpc-Timeout", "Grpc-Encoding",
+		"Grpc-Accept-Encoding", "Grpc-Status", "Grpc-Message", "X-Envoy-Attempt-Count",
+		"X-Envoy-Upstream-Service-Time", "X-Envoy-Decorator-Operation", "X-Envoy-Expected-Rq-Timeout-Ms",
+		"X-Envoy-Original-Path", "X-Envoy-Peer-Metadata", "X-Envoy-Peer-Metadata-Id",
+	} {
+		m[k] = k
+	}
+	return m
+}()

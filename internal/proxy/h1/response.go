@@ -1,0 +1,131 @@
+package h1
+
+import (
+	"bufio"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// ResponseReader reads the responses of one client connection with the
+// rules of http.ReadResponse, into a Response it reuses. The zero value is
+// ready to use.
+//
+// Header value slices are new for every response (one allocation for all
+// of them), so that a caller may keep them, e.g. by copying them into
+// another Header; the Response, its Header map and its Body are reused.
+type ResponseReader struct {
+	head   headReader
+	st     *responseState
+	status string // the last status line, reused when repeated
+	vals   slab
+}
+
+type responseState struct {
+	resp   http.Response
+	header http.Header
+	body   body
+	te     [1]string
+}
+
+// Detach gives up the response last returned: the caller may keep it and
+// its Header, and the next ReadResponse fills new ones.
+func (r *ResponseReader) Detach() {
+	r.st = nil
+}
+
+// ReadResponse reads the next response from br, for req (whose method
+// decides whether the response has a body; nil means GET). The Response,
+// its Header and Body belong to r and are overwritten by the next call,
+// unless Detach is called first. Errors are those of http.ReadResponse.
+func (r *ResponseReader) ReadResponse(br *bufio.Reader, req *http.Request) (*http.Response, error) {
+	r.head.br = br
+	st := r.st
+	if st == nil {
+		st = &responseState{header: make(http.Header, 16)}
+		r.st = st
+	} else {
+		clear(st.header)
+	}
+	r.vals.fresh()
+	resp, err := r.read(br, st, req)
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+func (r *ResponseReader) read(br *bufio.Reader, st *responseState, req *http.Request) (*http.Response, error) {
+	resp := &st.resp
+	*resp = http.Response{Request: req}
+	line, err := r.head.readLine()
+	if err != nil {
+		return nil, err
+	}
+	if string(line) != r.status {
+		r.status = string(line)
+	}
+	proto, status, ok := strings.Cut(r.status, " ")
+	if !ok {
+		return nil, badStringError("malformed HTTP response", r.status)
+	}
+	resp.Proto = proto
+	resp.Status = strings.TrimLeft(status, " ")
+	code, _, _ := strings.Cut(resp.Status, " ")
+	if len(code) != 3 {
+		return nil, badStringError("malformed HTTP status code", code)
+	}
+	resp.StatusCode, err = strconv.Atoi(code)
+	if err != nil || resp.StatusCode < 0 {
+		return nil, badStringError("malformed HTTP status code", code)
+	}
+	if resp.ProtoMajor, resp.ProtoMinor, ok = http.ParseHTTPVersion(resp.Proto); !ok {
+		return nil, badStringError("malformed HTTP version", resp.Proto)
+	}
+
+	h := st.header
+	if err := r.head.readHeader(h, &r.vals); err != nil {
+		return nil, err
+	}
+	resp.Header = h
+	fixPragmaCacheControl(h, &r.vals)
+
+	method := "GET"
+	if req != nil {
+		method = req.Method
+	}
+	closing := shouldClose(resp.ProtoMajor, resp.ProtoMinor, h, true)
+	f, err := readFraming(h, &r.vals, true, resp.StatusCode, method, resp.ProtoMajor, resp.ProtoMinor, closing)
+	if err != nil {
+		return nil, err
+	}
+	resp.ContentLength = f.contentLength
+	resp.Close = f.close
+	resp.Trailer = f.trailer
+	switch {
+	case f.chunked:
+		if method == "HEAD" || !bodyAllowedForStatus(resp.StatusCode) {
+			resp.Body = http.NoBody
+		} else {
+			st.body.reset(br, bodyChunked, 0, f.close, &resp.Trailer)
+			resp.Body = &st.body
+		}
+		st.te[0] = "chunked"
+		resp.TransferEncoding = st.te[:1:1]
+	case f.length == 0:
+		resp.Body = http.NoBody
+	case f.length > 0:
+		st.body.reset(br, bodyFixed, f.length, f.close, nil)
+		resp.Body = &st.body
+	case f.close:
+		st.body.reset(br, bodyToEOF, 0, f.close, nil)
+		resp.Body = &st.body
+	default:
+		resp.Body = http.NoBody
+	}
+	return resp, nil
+}

@@ -1,0 +1,126 @@
+package listener
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// echoBackend answers every request with its method, path, body and the
+// X-Val header, and counts nothing: it is what the proxied requests look
+// like upstream.
+func echoBackend(t *testing.T) string {
+	t.Helper()
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Set("X-Val", r.Header.Get("X-Val"))
+		fmt.Fprintf(w, "%s %s %s %s", r.Method, r.URL.RequestURI(), r.Header.Get("X-Val"), b)
+	}))
+	t.Cleanup(s.Close)
+	return strings.TrimPrefix(s.URL, "http://")
+}
+
+// TestProxiedRequestsOnOneConnection sends a sequence of requests on one
+// keep-alive connection through the lean server, Forwarder and lean
+// upstream pool: each must reach the backend as sent, although the server
+// reads every request of the connection into the same objects, and the
+// connection must stay open, also after requests with bodies (which the
+// upstream client closes once sent).
+func TestProxiedRequestsOnOneConnection(t *testing.T) {
+	addr := proxyTo(t, echoBackend(t))
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	big := strings.Repeat("b", 70<<10) // too large for the lean upstream path
+	steps := []struct {
+		send, want string
+	}{
+		{"GET /a?x=1 HTTP/1.1\r\nHost: h\r\nX-Val: one\r\n\r\n", "GET /a?x=1 one "},
+		{"POST /b HTTP/1.1\r\nHost: h\r\nX-Val: two\r\nContent-Length: 5\r\n\r\nhello", "POST /b two hello"},
+		{"GET /c HTTP/1.1\r\nHost: h\r\nX-Val: three\r\n\r\n", "GET /c three "},
+		{"POST /d HTTP/1.1\r\nHost: h\r\nX-Val: four\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", "POST /d four abc"},
+		{"PUT /e HTTP/1.1\r\nHost: h\r\nX-Val: five\r\nContent-Length: " + fmt.Sprint(len(big)) + "\r\n\r\n" + big, "PUT /e five " + big},
+		{"GET /f%2Fg HTTP/1.1\r\nHost: h\r\nX-Val: six\r\n\r\n", "GET /f%2Fg six "},
+		{"GET /c HTTP/1.1\r\nHost: h\r\nX-Val: three\r\n\r\n", "GET /c three "},
+	}
+	for i, s := range steps {
+		go io.WriteString(c, s.send)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d: %v (the connection was closed?)", i, err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatalf("request %d body: %v", i, err)
+		}
+		if resp.StatusCode != 200 || string(b) != s.want {
+			t.Fatalf("request %d: %d %.80q, want 200 %.80q", i, resp.StatusCode, b, s.want)
+		}
+		if resp.Close {
+			t.Fatalf("request %d: the response closes the connection", i)
+		}
+	}
+}
+
+// TestProxiedConcurrentConnections runs keep-alive connections in parallel
+// through one upstream endpoint, whose pooled connections (and the
+// response objects they reuse) pass from one downstream connection to
+// another: every client must get its own answers, headers included.
+func TestProxiedConcurrentConnections(t *testing.T) {
+	addr := proxyTo(t, echoBackend(t))
+	const clients, requests = 6, 40
+	errs := make(chan error, clients)
+	for n := range clients {
+		go func() {
+			errs <- func() error {
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(20 * time.Second))
+				br := bufio.NewReader(c)
+				for i := range requests {
+					val := fmt.Sprintf("c%d-r%d", n, i)
+					body := ""
+					req := "GET /" + val + " HTTP/1.1\r\nHost: h\r\nX-Val: " + val + "\r\n\r\n"
+					if i%3 == 1 {
+						body = strings.Repeat(val, 3)
+						req = fmt.Sprintf("POST /%s HTTP/1.1\r\nHost: h\r\nX-Val: %s\r\nContent-Length: %d\r\n\r\n%s", val, val, len(body), body)
+					}
+					if _, err := io.WriteString(c, req); err != nil {
+						return err
+					}
+					resp, err := http.ReadResponse(br, nil)
+					if err != nil {
+						return fmt.Errorf("%s: %w", val, err)
+					}
+					b, err := io.ReadAll(resp.Body)
+					if err != nil {
+						return fmt.Errorf("%s body: %w", val, err)
+					}
+					want := fmt.Sprintf("%s /%s %s %s", map[bool]string{true: "POST", false: "GET"}[body != ""], val, val, body)
+					if string(b) != want || resp.Header.Get("X-Val") != val {
+						return fmt.Errorf("got %q (X-Val %q), want %q", b, resp.Header.Get("X-Val"), want)
+					}
+				}
+				return nil
+			}()
+		}()
+	}
+	for range clients {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
