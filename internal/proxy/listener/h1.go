@@ -441,8 +441,10 @@ func (w *h1Writer) commit(length int) {
 		w.closeConn = true // HTTP/1.0 without a length: the close ends the body
 	}
 	if !req.ProtoAtLeast(1, 1) && !w.closeConn {
-		// An HTTP/1.0 client keeps the connection only when it asked to.
-		if hasToken(req.Header["Connection"], "keep-alive") {
+		// An HTTP/1.0 client keeps the connection only when it asked to,
+		// which req.Close records: the handler may have removed the
+		// Connection header (a proxy drops hop-by-hop headers).
+		if !req.Close {
 			setConn = "keep-alive"
 		} else {
 			w.closeConn = true

@@ -124,3 +124,51 @@ func TestProxiedConcurrentConnections(t *testing.T) {
 		}
 	}
 }
+
+// TestProxiedHTTP10KeepAlive: an HTTP/1.0 client that asks for keep-alive
+// keeps its connection through the Forwarder (which drops the Connection
+// header before sending the request upstream), and one that does not ask
+// gets the connection closed.
+func TestProxiedHTTP10KeepAlive(t *testing.T) {
+	addr := proxyTo(t, echoBackend(t))
+	for _, tc := range []struct {
+		name, header string
+		keep         bool
+	}{
+		{"keep-alive", "Connection: keep-alive\r\n", true},
+		{"default", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			br := bufio.NewReader(c)
+			io.WriteString(c, "GET /a HTTP/1.0\r\nHost: h\r\nX-Val: x\r\n"+tc.header+"\r\n")
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != 200 || string(b) != "GET /a x " {
+				t.Fatalf("%d %q", resp.StatusCode, b)
+			}
+			if resp.Close == tc.keep {
+				t.Fatalf("response Connection: %q; want the connection kept: %t", resp.Header.Get("Connection"), tc.keep)
+			}
+			if !tc.keep {
+				return
+			}
+			io.WriteString(c, "GET /b HTTP/1.0\r\nHost: h\r\nX-Val: y\r\nConnection: keep-alive\r\n\r\n")
+			resp, err = http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("second request on the kept connection: %v", err)
+			}
+			if b, _ := io.ReadAll(resp.Body); string(b) != "GET /b y " {
+				t.Fatalf("second response %q", b)
+			}
+		})
+	}
+}
