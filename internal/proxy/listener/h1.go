@@ -87,7 +87,7 @@ type h1Conns struct {
 
 type h1Conn struct {
 	c      net.Conn
-	idle   bool // guarded by h1Conns.mu
+	idle   atomic.Bool // waiting for a request
 	cancel context.CancelFunc
 }
 
@@ -113,12 +113,14 @@ func (cs *h1Conns) remove(hc *h1Conn) {
 }
 
 // setIdle records whether hc waits for a request; it returns false when the
-// server is closing, in which case the connection must end.
+// server is closing, in which case the connection must end. It takes no
+// lock: it runs twice per request. Against shutdown, which sets stopping
+// before it looks at idle, the store-then-load order means that either the
+// connection sees stopping or shutdown sees the connection idle (and
+// closes it), never neither.
 func (cs *h1Conns) setIdle(hc *h1Conn, idle bool) bool {
-	cs.mu.Lock()
-	defer cs.mu.Unlock()
-	hc.idle = idle
-	return !cs.closing
+	hc.idle.Store(idle)
+	return !cs.stopping.Load()
 }
 
 // shutdown closes idle connections, lets busy ones finish their request,
@@ -128,7 +130,7 @@ func (cs *h1Conns) shutdown(ctx context.Context) error {
 	cs.closing = true
 	cs.stopping.Store(true)
 	for hc := range cs.conns {
-		if hc.idle {
+		if hc.idle.Load() {
 			hc.c.Close()
 		}
 	}
@@ -153,7 +155,8 @@ func (cs *h1Conns) shutdown(ctx context.Context) error {
 // stops.
 func (s *socket) serveH1(c net.Conn, info *connInfo) {
 	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), connInfoKey{}, info))
-	hc := &h1Conn{c: c, cancel: cancel, idle: true}
+	hc := &h1Conn{c: c, cancel: cancel}
+	hc.idle.Store(true)
 	if !s.h1.add(hc) {
 		cancel()
 		c.Close()
