@@ -4,9 +4,7 @@
 package admin
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,20 +12,9 @@ import (
 	"net/http"
 	"time"
 
-	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
-	// Registered so that config dumps can print the router filter's
-	// typed_config inside listeners.
-	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
-	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/http_inspector/v3"
-	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
-	"google.golang.org/protobuf/types/known/timestamppb"
-
 	"github.com/weftmesh/weft/internal/proxy/listener"
 	"github.com/weftmesh/weft/internal/proxy/model"
 	"github.com/weftmesh/weft/internal/proxy/upstream"
-	"github.com/weftmesh/weft/internal/proxy/xdsclient"
 )
 
 // Options configures a Server.
@@ -128,63 +115,4 @@ func (s *Server) configDump(w http.ResponseWriter, _ *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(b)
-}
-
-// ConfigDump builds Envoy's ConfigDump from the accepted resources.
-func ConfigDump(rs model.Resources) (*adminv3.ConfigDump, error) {
-	ts := timestamppb.New
-	var (
-		clusters  = &adminv3.ClustersConfigDump{VersionInfo: rs.Versions[xdsclient.TypeCluster]}
-		listeners = &adminv3.ListenersConfigDump{VersionInfo: rs.Versions[xdsclient.TypeListener]}
-		routes    = &adminv3.RoutesConfigDump{}
-		endpoints = &adminv3.EndpointsConfigDump{}
-	)
-	for _, r := range rs.Clusters {
-		clusters.DynamicActiveClusters = append(clusters.DynamicActiveClusters, &adminv3.ClustersConfigDump_DynamicCluster{
-			VersionInfo: r.Version, Cluster: r.Any, LastUpdated: ts(r.Updated)})
-	}
-	for _, r := range rs.Listeners {
-		listeners.DynamicListeners = append(listeners.DynamicListeners, &adminv3.ListenersConfigDump_DynamicListener{
-			Name: r.Name,
-			ActiveState: &adminv3.ListenersConfigDump_DynamicListenerState{
-				VersionInfo: r.Version, Listener: r.Any, LastUpdated: ts(r.Updated)},
-		})
-	}
-	for _, r := range rs.Routes {
-		routes.DynamicRouteConfigs = append(routes.DynamicRouteConfigs, &adminv3.RoutesConfigDump_DynamicRouteConfig{
-			VersionInfo: r.Version, RouteConfig: r.Any, LastUpdated: ts(r.Updated)})
-	}
-	for _, r := range rs.Endpoints {
-		endpoints.DynamicEndpointConfigs = append(endpoints.DynamicEndpointConfigs, &adminv3.EndpointsConfigDump_DynamicEndpointConfig{
-			VersionInfo: r.Version, EndpointConfig: r.Any, LastUpdated: ts(r.Updated)})
-	}
-	out := &adminv3.ConfigDump{}
-	for _, m := range []proto.Message{clusters, listeners, routes, endpoints} {
-		a, err := anypb.New(m)
-		if err != nil {
-			return nil, fmt.Errorf("config dump: %w", err)
-		}
-		out.Configs = append(out.Configs, a)
-	}
-	return out, nil
-}
-
-// ConfigDumpJSON renders ConfigDump as Envoy does: JSON with proto field names.
-func ConfigDumpJSON(rs model.Resources) ([]byte, error) {
-	cd, err := ConfigDump(rs)
-	if err != nil {
-		return nil, err
-	}
-	b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(cd)
-	if err != nil {
-		return nil, fmt.Errorf("config dump: %w", err)
-	}
-	// protojson's spacing is deliberately unstable; re-indent for a stable,
-	// readable output.
-	var out bytes.Buffer
-	if err := json.Indent(&out, b, "", "  "); err != nil {
-		return nil, fmt.Errorf("config dump: %w", err)
-	}
-	out.WriteByte('\n')
-	return out.Bytes(), nil
 }
