@@ -294,4 +294,3 @@ func FuzzConfigDumpJSON(f *testing.F) {
 		}
 	})
 }
-

@@ -18,7 +18,10 @@ import (
 	"github.com/weftmesh/weft/internal/proxy/router"
 )
 
-// Exchange is one request on its way through the chain.
+// Exchange is one request on its way through the chain. The listener
+// recycles it once the chain's Serve returns, so a handler must not keep it,
+// or hand it to a goroutine that outlives the call; what outlives the
+// request must be copied out of it.
 type Exchange struct {
 	W http.ResponseWriter
 	R *http.Request

@@ -215,6 +215,9 @@ type outbound struct {
 	br   bytes.Reader
 }
 
+// outboundPool recycles the outbound state of requests without a body.
+var outboundPool = sync.Pool{New: func() any { return new(outbound) }}
+
 // getBody is the upstream request's GetBody: a new reader over the buffered
 // body.
 func (o *outbound) getBody() (io.ReadCloser, error) {
@@ -231,7 +234,17 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *route
 		defer cancel()
 	}
 
-	o := new(outbound)
+	o := outboundPool.Get().(*outbound)
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+		// Without a body every attempt takes upstream's lean HTTP/1.1 path,
+		// which lets go of the request once the response is read, and o is
+		// free again when forward returns. (net/http's Transport, used for
+		// bodies, may hold a request after RoundTrip: o is not reused then.)
+		defer func() {
+			*o = outbound{}
+			outboundPool.Put(o)
+		}()
+	}
 	h := r.Header
 	removeHopHeaders(h)
 	if _, ok := h["X-Forwarded-Proto"]; !ok {

@@ -159,10 +159,17 @@ func (s *socket) serve(w http.ResponseWriter, r *http.Request, info *connInfo) {
 		http.Error(w, "the listener of this connection no longer serves HTTP for it", http.StatusServiceUnavailable)
 		return
 	}
-	x := &chain.Exchange{W: w, R: r, Listener: l.Name, RouteConfig: fc.RouteConfig, OriginalDst: info.origDst}
+	x := exchangePool.Get().(*chain.Exchange)
+	*x = chain.Exchange{W: w, R: r, Listener: l.Name, RouteConfig: fc.RouteConfig, OriginalDst: info.origDst}
 	x.Route, x.RouteErr = fc.Routes.Select(r)
 	fc.Chain.Serve(x)
+	*x = chain.Exchange{}
+	exchangePool.Put(x)
 }
+
+// exchangePool recycles Exchanges: the chain lets go of one when Serve
+// returns (see package chain).
+var exchangePool = sync.Pool{New: func() any { return new(chain.Exchange) }}
 
 // proxyTCP is Envoy's tcp_proxy: it connects to an endpoint of the cluster
 // (the original destination for an ORIGINAL_DST cluster) and copies bytes
