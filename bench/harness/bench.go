@@ -422,7 +422,7 @@ func (b *bench) settings(ctx context.Context) Settings {
 // weftProxySettings describes the sidecars' runtime settings: their
 // defaults unless the environment or -proxy-args say otherwise.
 func weftProxySettings(extra []string) string {
-	desc := "defaults (--concurrency 1, --gc-percent 50)"
+	desc := "defaults (--concurrency 1, --gc-percent 25)"
 	if v := os.Getenv("GOMAXPROCS"); v != "" {
 		desc += ", GOMAXPROCS=" + v + " from the environment"
 	}

@@ -120,12 +120,13 @@ type config struct {
 }
 
 // DefaultGCPercent is weft-proxy's garbage collection target when neither
-// --gc-percent nor GOGC says otherwise. A sidecar's live heap is small (the
-// compiled model and per-connection buffers) and its garbage is per-request
-// and short-lived, so collecting at 50% growth instead of Go's 100% keeps
-// the heap, and so the RSS under load, smaller for a CPU cost that the
-// bench does not resolve (see docs/performance.md).
-const DefaultGCPercent = 50
+// --gc-percent nor GOGC says otherwise. A sidecar's live heap is small and
+// mostly fixed (protobuf descriptors, the compiled model, per-connection
+// buffers), and a proxied request allocates a few hundred bytes, so
+// collecting at 25% growth instead of Go's 100% keeps the heap, and so the
+// RSS under load, about 1.5 MB smaller for a capacity cost of about 2%
+// (docs/performance.md has the figures).
+const DefaultGCPercent = 25
 
 // DefaultSidecarConcurrency is a sidecar's --concurrency when neither the
 // flag nor GOMAXPROCS says otherwise. A sidecar carries one workload's
