@@ -43,6 +43,11 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./internal/config/
 	$(GO) test -run '^$$' -fuzz FuzzSelect -fuzztime 30s ./internal/proxy/router/
 	$(GO) test -run '^$$' -fuzz FuzzDNSPacket -fuzztime 30s ./internal/proxy/dns/
+	$(GO) test -run '^$$' -fuzz FuzzApply -fuzztime 30s ./internal/proxy/model/
+	$(GO) test -run '^$$' -fuzz FuzzRequestHead -fuzztime 30s ./internal/proxy/h1/
+	$(GO) test -run '^$$' -fuzz FuzzResponseHead -fuzztime 30s ./internal/proxy/h1/
+	$(GO) test -run '^$$' -fuzz FuzzRequestWrite -fuzztime 30s ./internal/proxy/h1/
+	$(GO) test -run '^$$' -fuzz FuzzConfigDumpJSON -fuzztime 30s ./internal/proxy/admin/
 
 clean:
 	rm -rf bin
