@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/internal/proxy/chain"
+	"github.com/weftmesh/weft/internal/proxy/rawhttp"
 	"github.com/weftmesh/weft/internal/proxy/router"
 	"github.com/weftmesh/weft/internal/proxy/upstream"
 
@@ -20,88 +20,6 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
-
-// benchBackend is a minimal HTTP/1.1 server for benchmarks: it answers every
-// request on a kept-alive connection with a fixed response and does not
-// allocate per request, so that a benchmark's allocs/op are the proxy's.
-// It understands just enough HTTP for requests the Forwarder sends (a head,
-// then a body of Content-Length bytes).
-type benchBackend struct {
-	ln   net.Listener
-	resp []byte
-}
-
-func newBenchBackend(tb testing.TB) *benchBackend {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	date := time.Now().UTC().Format(http.TimeFormat)
-	be := &benchBackend{ln: ln, resp: []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nDate: " + date + "\r\nContent-Length: 2\r\n\r\nok")}
-	go be.accept()
-	tb.Cleanup(func() { ln.Close() })
-	return be
-}
-
-func (be *benchBackend) addr() string { return be.ln.Addr().String() }
-
-func (be *benchBackend) accept() {
-	for {
-		c, err := be.ln.Accept()
-		if err != nil {
-			return
-		}
-		go be.serve(c)
-	}
-}
-
-func (be *benchBackend) serve(c net.Conn) {
-	defer c.Close()
-	buf := make([]byte, 64<<10)
-	n := 0
-	for {
-		m, err := c.Read(buf[n:])
-		if err != nil {
-			return
-		}
-		n += m
-		for {
-			end := bytes.Index(buf[:n], []byte("\r\n\r\n"))
-			if end < 0 {
-				break
-			}
-			reqLen := end + 4 + contentLength(buf[:end])
-			if reqLen > n {
-				break
-			}
-			if _, err := c.Write(be.resp); err != nil {
-				return
-			}
-			n = copy(buf, buf[reqLen:n])
-		}
-		if n == len(buf) {
-			return
-		}
-	}
-}
-
-// contentLength returns the Content-Length of a request head, 0 if none.
-func contentLength(head []byte) int {
-	const k = "\r\nContent-Length: "
-	i := bytes.Index(head, []byte(k))
-	if i < 0 {
-		return 0
-	}
-	n := 0
-	for _, c := range head[i+len(k):] {
-		if c < '0' || c > '9' {
-			break
-		}
-		n = n*10 + int(c-'0')
-	}
-	return n
-}
 
 // benchWriter is an http.ResponseWriter and http.Flusher that keeps its
 // header map across requests, as the listener's does.
@@ -138,12 +56,13 @@ func (w *benchWriter) reset() {
 // allocations counted are the Forwarder's and the upstream pool's
 // (BenchmarkRoundTrip in upstream measures the latter alone).
 func BenchmarkServe(b *testing.B) {
-	be := newBenchBackend(b)
+	date := time.Now().UTC().Format(http.TimeFormat)
+	be := rawhttp.Backend(b, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nDate: "+date+"\r\nContent-Length: 2\r\n\r\nok")
 	pools := upstream.NewPools(upstream.PoolsOptions{})
 	b.Cleanup(pools.Close)
 	clusters := pools.Build([]upstream.ClusterSpec{
-		{Name: "outbound|9080|v1|reviews.default.svc.cluster.local", Endpoints: []upstream.EndpointSpec{{Address: be.addr()}}},
-		{Name: "outbound|9080|v2|reviews.default.svc.cluster.local", Endpoints: []upstream.EndpointSpec{{Address: be.addr()}}},
+		{Name: "outbound|9080|v1|reviews.default.svc.cluster.local", Endpoints: []upstream.EndpointSpec{{Address: be}}},
+		{Name: "outbound|9080|v2|reviews.default.svc.cluster.local", Endpoints: []upstream.EndpointSpec{{Address: be}}},
 	})
 	f := New(Options{Clusters: clusters})
 	const v1, v2 = "outbound|9080|v1|reviews.default.svc.cluster.local", "outbound|9080|v2|reviews.default.svc.cluster.local"

@@ -16,6 +16,7 @@ import (
 	"github.com/weftmesh/weft/internal/proxy/chain"
 	"github.com/weftmesh/weft/internal/proxy/forward"
 	"github.com/weftmesh/weft/internal/proxy/model"
+	"github.com/weftmesh/weft/internal/proxy/rawhttp"
 	"github.com/weftmesh/weft/internal/proxy/router"
 	"github.com/weftmesh/weft/internal/proxy/upstream"
 )
@@ -45,51 +46,6 @@ const benchResponse = "HTTP/1.1 200 OK\r\n" +
 	"Content-Length: 13\r\n" +
 	"\r\n" +
 	`{"rating":5}` + "\n"
-
-// rawBackend answers every request head (requests have no body) with resp.
-func rawBackend(tb testing.TB, resp string) string {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 16<<10)
-				out := []byte(resp)
-				n := 0
-				for {
-					m, err := c.Read(buf[n:])
-					if err != nil {
-						return
-					}
-					n += m
-					for {
-						i := bytes.Index(buf[:n], []byte("\r\n\r\n"))
-						if i < 0 {
-							break
-						}
-						if _, err := c.Write(out); err != nil {
-							return
-						}
-						n = copy(buf, buf[i+4:n])
-					}
-					if n == len(buf) {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
 
 // proxyTo starts a Manager whose one listener routes everything to a
 // cluster with the single endpoint backend, through the real Forwarder.
@@ -140,49 +96,14 @@ type rawClient struct {
 	body []byte
 }
 
-// atoi parses the decimal digits of b; -1 if there are none or others.
-func atoi(b []byte) int {
-	if len(b) == 0 {
-		return -1
-	}
-	n := 0
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return -1
-		}
-		n = n*10 + int(c-'0')
-	}
-	return n
-}
-
-// contentLength finds the Content-Length header of head (any case).
-func contentLength(head []byte) int {
-	const name = "content-length:"
-	for len(head) > 0 {
-		i := bytes.IndexByte(head, '\n')
-		if i < 0 {
-			return 0
-		}
-		head = head[i+1:]
-		if len(head) > len(name) && bytes.EqualFold(head[:len(name)], []byte(name)) {
-			v := head[len(name):]
-			if j := bytes.IndexByte(v, '\r'); j >= 0 {
-				v = v[:j]
-			}
-			return atoi(bytes.TrimSpace(v))
-		}
-	}
-	return 0
-}
-
 // readResponse reads one response and returns its status code and body
 // (valid until the next call).
 func (rc *rawClient) readResponse() (int, []byte, error) {
 	for {
 		if i := bytes.Index(rc.buf[:rc.n], []byte("\r\n\r\n")); i >= 0 {
 			head := rc.buf[:i+2]
-			code := atoi(head[9:12])
-			length := contentLength(head)
+			code := rawhttp.Atoi(head[9:12])
+			length := rawhttp.ContentLength(head)
 			if length < 0 {
 				return 0, nil, fmt.Errorf("bad response head %q", head)
 			}
@@ -217,7 +138,7 @@ func (rc *rawClient) readResponse() (int, []byte, error) {
 // upstream pool. Client and backend do not allocate in the loop (but for
 // the statuses and bodies checked), so allocs/op is the proxy's.
 func BenchmarkProxyH1(b *testing.B) {
-	addr := proxyTo(b, rawBackend(b, benchResponse))
+	addr := proxyTo(b, rawhttp.Backend(b, benchResponse))
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		b.Fatal(err)

@@ -1,0 +1,102 @@
+// Package rawhttp is test support for weft-proxy's benchmarks: an HTTP/1.1
+// backend that answers every request with fixed bytes and allocates nothing
+// per request, so that a benchmark's allocations are the proxy's, and the
+// byte-level helpers it and raw clients share.
+package rawhttp
+
+import (
+	"bytes"
+	"net"
+	"testing"
+)
+
+// Backend listens on a loopback port and answers every request on a
+// kept-alive connection with resp. It understands just enough HTTP for
+// what a proxy sends: a head, then a body of Content-Length bytes. It
+// returns the address; the listener closes when the test ends.
+func Backend(tb testing.TB, resp string) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { ln.Close() })
+	out := []byte(resp)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go serve(c, out)
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func serve(c net.Conn, resp []byte) {
+	defer c.Close()
+	buf := make([]byte, 64<<10)
+	n := 0
+	for {
+		m, err := c.Read(buf[n:])
+		if err != nil {
+			return
+		}
+		n += m
+		for {
+			end := bytes.Index(buf[:n], []byte("\r\n\r\n"))
+			if end < 0 {
+				break
+			}
+			reqLen := end + 4 + max(ContentLength(buf[:end]), 0)
+			if reqLen > n {
+				break
+			}
+			if _, err := c.Write(resp); err != nil {
+				return
+			}
+			n = copy(buf, buf[reqLen:n])
+		}
+		if n == len(buf) {
+			return // a request larger than the buffer: not for this backend
+		}
+	}
+}
+
+// ContentLength returns the Content-Length of a message head (the name in
+// any case), 0 when there is none and -1 when its value is not a number.
+func ContentLength(head []byte) int {
+	const name = "content-length:"
+	for len(head) > 0 {
+		i := bytes.IndexByte(head, '\n')
+		if i < 0 {
+			return 0
+		}
+		head = head[i+1:]
+		if len(head) > len(name) && bytes.EqualFold(head[:len(name)], []byte(name)) {
+			v := head[len(name):]
+			if j := bytes.IndexByte(v, '\r'); j >= 0 {
+				v = v[:j]
+			}
+			return Atoi(bytes.TrimSpace(v))
+		}
+	}
+	return 0
+}
+
+// Atoi parses the decimal digits of b without allocating; -1 if there are
+// none, or other bytes.
+func Atoi(b []byte) int {
+	if len(b) == 0 {
+		return -1
+	}
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return -1
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n
+}
