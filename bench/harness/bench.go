@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -308,6 +309,8 @@ func summarize(rr *rowRuns) Row {
 		})),
 		ProxyProcesses: 0,
 	}
+	row.P99Spread = spread(col(lat, func(r *runResult) float64 { return r.p99 }))
+	row.MaxRPSSpread = spread(col(rr.capacity, func(r *runResult) float64 { return r.qps }))
 	for _, r := range append(append([]*runResult(nil), lat...), rr.capacity...) {
 		row.Errors += r.errors
 	}
@@ -323,6 +326,14 @@ func summarize(rr *rowRuns) Row {
 		row.ProxyProcesses += len(p.pids)
 	}
 	return row
+}
+
+// spread returns the smallest and largest of xs.
+func spread(xs []float64) [2]float64 {
+	if len(xs) == 0 {
+		return [2]float64{}
+	}
+	return [2]float64{slices.Min(xs), slices.Max(xs)}
 }
 
 // addLatency fills in each row's latency added over the direct row.

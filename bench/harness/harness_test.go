@@ -127,7 +127,8 @@ func TestOwnProcess(t *testing.T) {
 func TestJSONShape(t *testing.T) {
 	rows := []Row{
 		{Name: "direct", P50ms: 0.1, P90ms: 0.2, P99ms: 0.3, AchievedQPS: 1000, MaxRPS: 30000},
-		{Name: "weft", P50ms: 0.4, P90ms: 0.7, P99ms: 2.3, AchievedQPS: 999, MaxRPS: 7000, CPUsPer1k: 0.37, RSSPeakMB: 33, RSSIdleMB: 25},
+		{Name: "weft", P50ms: 0.4, P90ms: 0.7, P99ms: 2.3, AchievedQPS: 999, MaxRPS: 7000, CPUsPer1k: 0.37, RSSPeakMB: 33, RSSIdleMB: 25,
+			P99Spread: [2]float64{2.1, 2.6}, MaxRPSSpread: [2]float64{6500, 7400}},
 	}
 	addLatency(rows)
 	if math.Abs(rows[1].AddedP99ms-2.0) > 1e-9 || math.Abs(rows[1].AddedP50ms-0.3) > 1e-9 {
@@ -172,6 +173,9 @@ func TestJSONShape(t *testing.T) {
 	}
 	var md strings.Builder
 	Markdown(&md, res)
+	if !strings.Contains(md.String(), "weft p99 2.100–2.600 ms, max rps 6500–7400") {
+		t.Errorf("markdown lacks the weft row's spread:\n%s", md.String())
+	}
 	if !strings.Contains(md.String(), "| weft | 0.400 | 0.700 | 2.300 |") {
 		t.Errorf("markdown lacks the weft row:\n%s", md.String())
 	}
@@ -180,8 +184,8 @@ func TestJSONShape(t *testing.T) {
 func TestJudge(t *testing.T) {
 	rows := []Row{
 		{Name: "direct", P99ms: 0.3},
-		{Name: "weft", P99ms: 0.6, MaxRPS: 15000, CPUsPer1k: 0.18, RSSPeakMB: 21, ProxyProcesses: 2},
-		{Name: "nginx", P99ms: 0.5, MaxRPS: 14000, CPUsPer1k: 0.14, RSSPeakMB: 18, ProxyProcesses: 2},
+		{Name: "weft", P99ms: 0.6, MaxRPS: 15000, CPUsPer1k: 0.18, RSSPeakMB: 21, ProxyProcesses: 2, PerProxy: make([]ProxyRSS, 2)},
+		{Name: "nginx", P99ms: 0.5, MaxRPS: 14000, CPUsPer1k: 0.14, RSSPeakMB: 18, ProxyProcesses: 6, PerProxy: make([]ProxyRSS, 2)},
 	}
 	addLatency(rows)
 	got := map[string]bool{}

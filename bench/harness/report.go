@@ -46,7 +46,7 @@ func judge(rows []Row) []Target {
 	if weft == nil {
 		return nil
 	}
-	perHop := weft.CPUsPer1k / float64(max(weft.ProxyProcesses, 1))
+	perHop := weft.CPUsPer1k / float64(max(len(weft.PerProxy), 1))
 	t := []Target{
 		{Name: "vCPU per 1000 rps, per proxy", Goal: "≤ 0.1", Weft: perHop, Met: perHop <= 0.1},
 		{Name: "RSS peak under load, MB", Goal: "≤ 20", Weft: weft.RSSPeakMB, Met: weft.RSSPeakMB <= 20},
@@ -90,22 +90,27 @@ type Settings struct {
 
 // Row is one row's medians over the repetitions.
 type Row struct {
-	Name           string  `json:"name"`
-	P50ms          float64 `json:"p50_ms"`
-	P90ms          float64 `json:"p90_ms"`
-	P99ms          float64 `json:"p99_ms"`
-	P999ms         float64 `json:"p999_ms"`
-	Maxms          float64 `json:"max_ms"`
-	AchievedQPS    float64 `json:"achieved_qps"`
-	MaxRPS         float64 `json:"max_rps"`
-	CPUsPer1k      float64 `json:"proxy_cpu_s_per_1k"`
-	RSSPeakMB      float64 `json:"proxy_rss_peak_mb"`
-	RSSIdleMB      float64 `json:"proxy_rss_idle_mb"`
-	AddedP50ms     float64 `json:"added_p50_ms"`
-	AddedP90ms     float64 `json:"added_p90_ms"`
-	AddedP99ms     float64 `json:"added_p99_ms"`
-	Errors         int64   `json:"errors"` // non-200 answers and socket errors, summed over all runs
-	ProxyProcesses int     `json:"proxy_processes"`
+	Name        string  `json:"name"`
+	P50ms       float64 `json:"p50_ms"`
+	P90ms       float64 `json:"p90_ms"`
+	P99ms       float64 `json:"p99_ms"`
+	P999ms      float64 `json:"p999_ms"`
+	Maxms       float64 `json:"max_ms"`
+	AchievedQPS float64 `json:"achieved_qps"`
+	MaxRPS      float64 `json:"max_rps"`
+	CPUsPer1k   float64 `json:"proxy_cpu_s_per_1k"`
+	RSSPeakMB   float64 `json:"proxy_rss_peak_mb"`
+	RSSIdleMB   float64 `json:"proxy_rss_idle_mb"`
+	AddedP50ms  float64 `json:"added_p50_ms"`
+	AddedP90ms  float64 `json:"added_p90_ms"`
+	AddedP99ms  float64 `json:"added_p99_ms"`
+	Errors      int64   `json:"errors"` // non-200 answers and socket errors, summed over all runs
+	// P99Spread and MaxRPSSpread are the smallest and largest p99 and max
+	// rps over the repetitions: how far apart the runs behind the medians
+	// were.
+	P99Spread      [2]float64 `json:"p99_ms_spread"`
+	MaxRPSSpread   [2]float64 `json:"max_rps_spread"`
+	ProxyProcesses int        `json:"proxy_processes"`
 	// PerProxy holds each proxy instance's RSS (peak, idle) in MB.
 	PerProxy []ProxyRSS `json:"per_proxy,omitempty"`
 }
@@ -200,6 +205,16 @@ func Markdown(w io.Writer, r *Result) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Proxy CPU is the user+system time of all of a row's proxy processes (both hops) during the latency run, per 1000 requests; at 1000 rps it equals vCPU per 1000 rps, and half of it is one proxy's share. RSS is per proxy instance (the larger of the two hops; an nginx or HAProxy instance counts its master and workers), peak sampled every 100 ms under load, idle after start-up.")
 	fmt.Fprintln(w)
+	var spreads []string
+	for _, row := range r.Rows {
+		if row.MaxRPSSpread[1] > 0 {
+			spreads = append(spreads, fmt.Sprintf("%s p99 %s–%s ms, max rps %.0f–%.0f", row.Name,
+				f2(row.P99Spread[0]), f2(row.P99Spread[1]), row.MaxRPSSpread[0], row.MaxRPSSpread[1]))
+		}
+	}
+	if len(spreads) > 0 {
+		fmt.Fprintf(w, "Spread over the repetitions (smallest–largest): %s.\n\n", strings.Join(spreads, "; "))
+	}
 	if len(r.Targets) > 0 {
 		fmt.Fprintln(w, "Targets for the weft row:")
 		fmt.Fprintln(w)
