@@ -234,6 +234,7 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *route
 		defer cancel()
 	}
 
+	h := r.Header
 	o := outboundPool.Get().(*outbound)
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 		// Without a body every attempt takes upstream's lean HTTP/1.1 path,
@@ -241,11 +242,15 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *route
 		// free again when forward returns. (net/http's Transport, used for
 		// bodies, may hold a request after RoundTrip: o is not reused then.)
 		defer func() {
+			// The request id slot is about to serve another request: the
+			// downstream header must not keep pointing at it.
+			if v := h["X-Request-Id"]; len(v) > 0 && &v[0] == &o.id[0] {
+				delete(h, "X-Request-Id")
+			}
 			*o = outbound{}
 			outboundPool.Put(o)
 		}()
 	}
-	h := r.Header
 	removeHopHeaders(h)
 	if _, ok := h["X-Forwarded-Proto"]; !ok {
 		if r.TLS != nil {

@@ -394,3 +394,28 @@ func TestSharedHeaderValues(t *testing.T) {
 		t.Errorf("second request sent X-Forwarded-Proto|User-Agent %q, want %q", g, "http|")
 	}
 }
+
+// TestRecycledRequestState: the state of a body-less request is reused by
+// the next one, so nothing of the first may keep pointing into it; the
+// generated request id must not change under the first request's header.
+func TestRecycledRequestState(t *testing.T) {
+	var ids []string
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ids = append(ids, r.Header.Get("X-Request-Id"))
+	}))
+	defer be.Close()
+	pools := upstream.NewPools(upstream.PoolsOptions{})
+	defer pools.Close()
+	f := New(Options{Clusters: pools.Build([]upstream.ClusterSpec{{Name: "c", Endpoints: []upstream.EndpointSpec{{Address: addrOf(be)}}}})})
+	route := &router.Route{Cluster: "c"}
+	first := httptest.NewRequest("GET", "http://reviews:9080/a", nil)
+	f.Serve(&chain.Exchange{W: httptest.NewRecorder(), R: first, Route: route})
+	kept := first.Header["X-Request-Id"]
+	f.Serve(&chain.Exchange{W: httptest.NewRecorder(), R: httptest.NewRequest("GET", "http://reviews:9080/b", nil), Route: route})
+	if len(ids) != 2 || ids[0] == "" || ids[0] == ids[1] {
+		t.Fatalf("upstream saw ids %q, want two different ones", ids)
+	}
+	if len(kept) > 0 && kept[0] != ids[0] {
+		t.Errorf("the first request's X-Request-Id changed to %q after the second request (was %q)", kept[0], ids[0])
+	}
+}
