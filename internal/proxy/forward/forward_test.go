@@ -399,9 +399,9 @@ func TestSharedHeaderValues(t *testing.T) {
 // the next one, so nothing of the first may keep pointing into it; the
 // generated request id must not change under the first request's header.
 func TestRecycledRequestState(t *testing.T) {
-	var ids []string
+	seen := make(chan string, 2)
 	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ids = append(ids, r.Header.Get("X-Request-Id"))
+		seen <- r.Header.Get("X-Request-Id")
 	}))
 	defer be.Close()
 	pools := upstream.NewPools(upstream.PoolsOptions{})
@@ -412,6 +412,15 @@ func TestRecycledRequestState(t *testing.T) {
 	f.Serve(&chain.Exchange{W: httptest.NewRecorder(), R: first, Route: route})
 	kept := first.Header["X-Request-Id"]
 	f.Serve(&chain.Exchange{W: httptest.NewRecorder(), R: httptest.NewRequest("GET", "http://reviews:9080/b", nil), Route: route})
+	var ids []string
+	for range 2 {
+		select {
+		case id := <-seen:
+			ids = append(ids, id)
+		default:
+			t.Fatalf("the backend saw %d of the 2 requests", len(ids))
+		}
+	}
 	if len(ids) != 2 || ids[0] == "" || ids[0] == ids[1] {
 		t.Fatalf("upstream saw ids %q, want two different ones", ids)
 	}
