@@ -107,29 +107,15 @@ func (b *bench) scaleRun(ctx context.Context, api *controlapi.Client, xdsAddr st
 	var overLimit atomic.Bool
 
 	var peak int64
-	stopSampling := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		tick := time.NewTicker(100 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			peak = max(peak, ctl.rss())
-			if peak > limit && !overLimit.Swap(true) {
-				cancel()
-			}
-			select {
-			case <-stopSampling:
-				return
-			case <-tick.C:
-			}
+	stopSampling := sampleEvery(100*time.Millisecond, func() {
+		peak = max(peak, ctl.rss())
+		if peak > limit && !overLimit.Swap(true) {
+			cancel()
 		}
-	}()
+	})
 	cpu0 := ctl.cpu()
 	defer func() {
-		close(stopSampling)
-		wg.Wait()
+		stopSampling()
 		run.RSSPeakMB = float64(peak) / mb
 		run.CPUSeconds = ctl.cpu() - cpu0
 		if overLimit.Load() {

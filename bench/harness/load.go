@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"sync"
 	"time"
 
 	"fortio.org/fortio/fhttp"
@@ -48,24 +47,11 @@ func (b *bench) load(ctx context.Context, t *target, qps float64, d time.Duratio
 	for i := range t.proxies {
 		cpu0 += t.proxies[i].cpu()
 	}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		tick := time.NewTicker(100 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			for i := range t.proxies {
-				res.peakRSS[i] = max(res.peakRSS[i], t.proxies[i].rss())
-			}
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
+	stopSampling := sampleEvery(100*time.Millisecond, func() {
+		for i := range t.proxies {
+			res.peakRSS[i] = max(res.peakRSS[i], t.proxies[i].rss())
 		}
-	}()
+	})
 	// Ctrl-C aborts the run early.
 	o.Stop = periodic.NewAborter()
 	done := make(chan struct{})
@@ -78,8 +64,7 @@ func (b *bench) load(ctx context.Context, t *target, qps float64, d time.Duratio
 	}()
 	r, err := fhttp.RunHTTPTest(o)
 	close(done)
-	close(stop)
-	wg.Wait()
+	stopSampling()
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", t.name, err)
 	}

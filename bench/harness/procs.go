@@ -166,3 +166,28 @@ func waitHTTP(ctx context.Context, p *proc, url string, host string, timeout tim
 }
 
 func status200(r *http.Response) bool { return r.StatusCode == http.StatusOK }
+
+// sampleEvery calls f at once and then every interval until the returned
+// stop is called; stop returns once f has run for the last time.
+func sampleEvery(interval time.Duration, f func()) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for {
+			f()
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		wg.Wait()
+	}
+}

@@ -83,13 +83,19 @@ func (r *RequestReader) ReadRequest(br *bufio.Reader) (*http.Request, error) {
 		return nil, err
 	}
 	req, err := r.read(br, st, line)
-	if err == io.EOF {
-		err = io.ErrUnexpectedEOF
-	}
 	if err != nil {
-		return nil, err
+		return nil, unexpectedEOF(err)
 	}
 	return req, nil
+}
+
+// unexpectedEOF reports an end of input inside a message head as
+// io.ErrUnexpectedEOF, as net/http does.
+func unexpectedEOF(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
 }
 
 func (r *RequestReader) read(br *bufio.Reader, st *requestState, line []byte) (*http.Request, error) {

@@ -2,7 +2,6 @@ package h1
 
 import (
 	"bufio"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -50,11 +49,8 @@ func (r *ResponseReader) ReadResponse(br *bufio.Reader, req *http.Request) (*htt
 	}
 	r.vals.fresh()
 	resp, err := r.read(br, st, req)
-	if err == io.EOF {
-		err = io.ErrUnexpectedEOF
-	}
 	if err != nil {
-		return nil, err
+		return nil, unexpectedEOF(err)
 	}
 	return resp, nil
 }
