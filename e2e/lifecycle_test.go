@@ -24,8 +24,11 @@ type upState struct {
 	Procs         []struct {
 		Name         string `json:"name"`
 		Role         string `json:"role"`
+		Service      string `json:"service"`
+		Version      string `json:"version"`
 		PID          int    `json:"pid"`
 		OutboundPort int    `json:"outboundPort"`
+		AdminPort    int    `json:"adminPort"`
 	} `json:"procs"`
 }
 

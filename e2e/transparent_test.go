@@ -102,9 +102,16 @@ func (m *mesh) sidecarStat(service, version, metric string) float64 {
 	m.t.Helper()
 	h := m.inside(service, version)
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: h.Dial}}
-	resp, err := client.Get("http://127.0.0.1:15000/stats/prometheus")
+	return scrapeStat(m.t, client, "http://127.0.0.1:15000/stats/prometheus", metric)
+}
+
+// scrapeStat reads one sample (metric with its labels, as written) from a
+// Prometheus text page; 0 when the page does not have it.
+func scrapeStat(t *testing.T, client *http.Client, url, metric string) float64 {
+	t.Helper()
+	resp, err := client.Get(url)
 	if err != nil {
-		m.t.Fatalf("stats of %s %s: %v", service, version, err)
+		t.Fatalf("stats: %v", err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)

@@ -119,19 +119,84 @@ func TestParseKind(t *testing.T) {
 }
 
 func TestUnsupportedFieldsWarn(t *testing.T) {
-	rs, err := Decode("faults.yaml", []byte(`apiVersion: networking.istio.io/v1
+	// vs wraps HTTP routes (YAML list items at two spaces) into a
+	// VirtualService named ratings.
+	vs := func(http string) string {
+		return `apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: ratings}
 spec:
   hosts: [ratings]
   http:
-  - fault:
+` + http
+	}
+	const warnPrefix = "Warning [WEFT0001] (VirtualService default/ratings) "
+	const suffix = " is not supported by Weft yet: it is stored but has no effect"
+	tests := []struct {
+		name string
+		in   string
+		want []string
+	}{
+		{"translated route features", vs(`  - fault:
       delay: {percentage: {value: 100}, fixedDelay: 7s}
+      abort: {percentage: {value: 10}, grpcStatus: UNAVAILABLE}
+    rewrite: {uri: /v2, authority: ratings.internal}
+    headers:
+      request: {set: {x-a: "1"}, add: {x-b: "2"}, remove: [x-c]}
+      response: {set: {x-d: "4"}, remove: [server]}
+    mirror: {host: ratings, subset: shadow}
+    mirrorPercentage: {value: 5}
+    mirrors:
+    - destination: {host: reviews}
+      percentage: {value: 1}
     route:
     - destination: {host: ratings}
-  - route:
+      headers: {request: {set: {x-e: "5"}}}
+  - match: [{uri: {prefix: /re}}]
+    rewrite:
+      uriRegexRewrite: {match: "^/re/(.*)", rewrite: /\\1}
+    mirrorPercent: 50
+    mirror: {host: reviews}
+    route:
     - destination: {host: ratings}
----
+  - match: [{uri: {exact: /old}}]
+    redirect: {uri: /new, authority: new.example.com, derivePort: FROM_REQUEST_PORT, redirectCode: 308}
+  - match: [{uri: {exact: /teapot}}]
+    headers: {response: {set: {content-type: text/plain}}}
+    directResponse: {status: 418, body: {string: teapot}}
+`), nil},
+		{"untranslated parts of faults", vs(`  - fault:
+      delay: {percentage: {value: 1}, exponentialDelay: 1s}
+      abort: {percentage: {value: 1}, http2Error: CANCEL}
+    route:
+    - destination: {host: ratings}
+`), []string{
+			warnPrefix + "spec.http[0].fault.delay.exponentialDelay: an exponential fault delay" + suffix,
+			warnPrefix + "spec.http[0].fault.abort.http2Error: an HTTP/2 error fault abort" + suffix,
+		}},
+		{"redirect code Envoy cannot send", vs(`  - redirect: {uri: /x, redirectCode: 304}
+`), []string{
+			warnPrefix + "spec.http[0].redirect.redirectCode: redirect code 304 (Envoy sends 301, 302, 303, 307 and 308)" + suffix,
+		}},
+		{"rewrite and mirrors of a route that forwards nothing", vs(`  - match: [{uri: {exact: /a}}]
+    route:
+    - destination: {host: ratings}
+  - redirect: {uri: /x}
+    rewrite: {uri: /y}
+    mirror: {host: reviews}
+  - directResponse: {status: 200}
+    mirrors:
+    - destination: {host: reviews}
+`), []string{
+			warnPrefix + "spec.http[1].rewrite: HTTP rewrite on a redirect or directResponse route" + suffix,
+			warnPrefix + "spec.http[1].mirror: HTTP mirror on a redirect or directResponse route" + suffix,
+			warnPrefix + "spec.http[2].mirrors: HTTP mirrors on a redirect or directResponse route" + suffix,
+		}},
+		{"cors, delegate and a DestinationRule", vs(`  - corsPolicy: {allowOrigins: [{exact: "https://example.com"}]}
+    route:
+    - destination: {host: ratings}
+  - delegate: {name: ratings-delegate}
+`) + `---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: ratings}
@@ -139,30 +204,48 @@ spec:
   host: ratings
   trafficPolicy:
     outlierDetection: {consecutive5xxErrors: 1}
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: plain}
-spec:
-  hosts: [reviews]
-  http:
-  - route:
-    - destination: {host: reviews}
-`))
-	if err != nil {
-		t.Fatal(err)
+`, []string{
+			warnPrefix + "spec.http[0].corsPolicy: HTTP corsPolicy" + suffix,
+			warnPrefix + "spec.http[1].delegate: HTTP delegate" + suffix,
+			"Warning [WEFT0001] (DestinationRule default/ratings) spec.trafficPolicy.outlierDetection: outlierDetection" + suffix,
+		}},
 	}
-	var got []string
-	for _, r := range rs {
-		for _, w := range Unsupported(r) {
-			got = append(got, w.String())
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rs, err := Decode("a.yaml", []byte(tt.in))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, r := range rs {
+				for _, w := range Unsupported(r) {
+					got = append(got, w.String())
+				}
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+			}
+		})
+	}
+}
+
+func TestGRPCStatusCode(t *testing.T) {
+	tests := []struct {
+		name string
+		code uint32
+		ok   bool
+	}{
+		{"OK", 0, true},
+		{"UNAVAILABLE", 14, true},
+		{"UNAUTHENTICATED", 16, true},
+		{"unavailable", 0, false},
+		{"14", 0, false},
+		{"", 0, false},
+	}
+	for _, tt := range tests {
+		code, ok := GRPCStatusCode(tt.name)
+		if code != tt.code || ok != tt.ok {
+			t.Errorf("GRPCStatusCode(%q) = %d, %v; want %d, %v", tt.name, code, ok, tt.code, tt.ok)
 		}
-	}
-	want := []string{
-		"Warning [WEFT0001] (VirtualService default/ratings) spec.http[0].fault: HTTP fault is not supported by Weft yet: it is stored but has no effect",
-		"Warning [WEFT0001] (DestinationRule default/ratings) spec.trafficPolicy.outlierDetection: outlierDetection is not supported by Weft yet: it is stored but has no effect",
-	}
-	if strings.Join(got, "\n") != strings.Join(want, "\n") {
-		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

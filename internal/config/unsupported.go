@@ -1,6 +1,8 @@
 package config
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 
 	networking "istio.io/api/networking/v1alpha3"
@@ -25,21 +27,34 @@ func Unsupported(r *Resource) []Warning {
 	case *networking.VirtualService:
 		for i, h := range spec.GetHttp() {
 			p := index("spec.http", i)
-			for _, f := range []struct {
-				set  bool
-				name string
-			}{
-				{h.GetFault() != nil, "fault"},
-				{h.GetMirror() != nil || len(h.GetMirrors()) > 0, "mirror"},
-				{h.GetRewrite() != nil, "rewrite"},
-				{h.GetRedirect() != nil, "redirect"},
-				{h.GetDirectResponse() != nil, "directResponse"},
-				{h.GetHeaders() != nil, "headers"},
-				{h.GetCorsPolicy() != nil, "corsPolicy"},
-				{h.GetDelegate() != nil, "delegate"},
-			} {
-				if f.set {
-					warn(p+"."+f.name, "HTTP "+f.name)
+			if h.GetCorsPolicy() != nil {
+				warn(p+".corsPolicy", "HTTP corsPolicy")
+			}
+			if h.GetDelegate() != nil {
+				warn(p+".delegate", "HTTP delegate")
+			}
+			if h.GetFault().GetDelay().GetExponentialDelay() != nil {
+				warn(p+".fault.delay.exponentialDelay", "an exponential fault delay")
+			}
+			if h.GetFault().GetAbort().GetHttp2Error() != "" {
+				warn(p+".fault.abort.http2Error", "an HTTP/2 error fault abort")
+			}
+			if r := h.GetRedirect(); r != nil && !slices.Contains(redirectCodes, r.GetRedirectCode()) {
+				warn(p+".redirect.redirectCode", fmt.Sprintf("redirect code %d (Envoy sends 301, 302, 303, 307 and 308)", r.GetRedirectCode()))
+			}
+			if h.GetRedirect() != nil || h.GetDirectResponse() != nil {
+				// Nothing is forwarded, so there is nothing to rewrite or mirror.
+				for _, f := range []struct {
+					set  bool
+					name string
+				}{
+					{h.GetRewrite() != nil, "rewrite"},
+					{h.GetMirror() != nil, "mirror"},
+					{len(h.GetMirrors()) > 0, "mirrors"},
+				} {
+					if f.set {
+						warn(p+"."+f.name, "HTTP "+f.name+" on a redirect or directResponse route")
+					}
 				}
 			}
 		}
@@ -87,4 +102,26 @@ func Unsupported(r *Resource) []Warning {
 		}
 	}
 	return out
+}
+
+// redirectCodes are the redirect codes Envoy can send; 0 means 301.
+var redirectCodes = []uint32{0, 301, 302, 303, 307, 308}
+
+// grpcStatusNames are the gRPC status names Istio accepts in
+// fault.abort.grpcStatus, indexed by their code.
+var grpcStatusNames = []string{
+	"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+	"ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+	"ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+	"UNAUTHENTICATED",
+}
+
+// GRPCStatusCode returns the code of a gRPC status name as Istio's
+// fault.abort.grpcStatus spells it ("UNAVAILABLE" is 14).
+func GRPCStatusCode(name string) (uint32, bool) {
+	i := slices.Index(grpcStatusNames, name)
+	if i < 0 {
+		return 0, false
+	}
+	return uint32(i), true
 }

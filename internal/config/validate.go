@@ -8,7 +8,9 @@ import (
 	"regexp/syntax"
 	"slices"
 	"strings"
+	"time"
 
+	"golang.org/x/net/http/httpguts"
 	networking "istio.io/api/networking/v1alpha3"
 )
 
@@ -297,27 +299,110 @@ func (v *validator) httpRoute(path string, h *networking.HTTPRoute) {
 			v.port(path+".redirect.port", p.Port, false)
 		}
 	}
-	if d := h.DirectResponse; d != nil && (d.Status < 200 || d.Status > 599) {
-		v.errorf(path+".directResponse.status", "status %d must be between 200 and 599", d.Status)
+	if r := h.Redirect; r != nil && r.RedirectCode != 0 && (r.RedirectCode < 300 || r.RedirectCode > 399) {
+		v.errorf(path+".redirect.redirectCode", "%d is not a redirect code: it must be 3xx", r.RedirectCode)
+	}
+	if d := h.DirectResponse; d != nil {
+		if d.Status < 200 || d.Status > 599 {
+			v.errorf(path+".directResponse.status", "status %d must be between 200 and 599", d.Status)
+		}
+		if n := len(d.GetBody().GetString_()) + len(d.GetBody().GetBytes()); n > maxDirectResponseBody {
+			v.errorf(path+".directResponse.body", "body of %d bytes is larger than the limit of %d (1 MiB)", n, maxDirectResponseBody)
+		}
 	}
 	if h.Mirror != nil {
 		v.destination(path+".mirror", h.Mirror)
 	}
 	v.percent(path+".mirrorPercentage", h.MirrorPercentage)
+	if p := h.GetMirrorPercent(); p != nil && p.Value > 100 {
+		v.errorf(path+".mirrorPercent", "percentage %d must be between 0 and 100", p.Value)
+	}
 	for i, m := range h.Mirrors {
 		v.destination(index(path+".mirrors", i)+".destination", m.Destination)
 		v.percent(index(path+".mirrors", i)+".percentage", m.Percentage)
 	}
 	if f := h.Fault; f != nil {
-		if d := f.Delay; d != nil {
-			if d.Percent < 0 || d.Percent > 100 {
-				v.errorf(path+".fault.delay.percent", "percentage %d must be between 0 and 100", d.Percent)
+		v.fault(path+".fault", f)
+	}
+	v.headers(path+".headers", h.Headers)
+	for k, rd := range h.Route {
+		v.headers(index(path+".route", k)+".headers", rd.Headers)
+	}
+}
+
+// maxDirectResponseBody is the largest directResponse body Istio accepts.
+const maxDirectResponseBody = 1 << 20
+
+// fault checks an HTTP fault as Istio does: a delay or an abort, a delay
+// of at least 1ms, an abort with an HTTP status of 200-599 or a known gRPC
+// status.
+func (v *validator) fault(path string, f *networking.HTTPFaultInjection) {
+	if f.Delay == nil && f.Abort == nil {
+		v.errorf(path, "needs a delay or an abort")
+	}
+	if d := f.Delay; d != nil {
+		if d.Percent < 0 || d.Percent > 100 {
+			v.errorf(path+".delay.percent", "percentage %d must be between 0 and 100", d.Percent)
+		}
+		v.percent(path+".delay.percentage", d.Percentage)
+		switch t := d.HttpDelayType.(type) {
+		case *networking.HTTPFaultInjection_Delay_FixedDelay:
+			if t.FixedDelay.AsDuration() < time.Millisecond {
+				v.errorf(path+".delay.fixedDelay", "%v is too short: a delay must be at least 1ms", t.FixedDelay.AsDuration())
 			}
-			v.percent(path+".fault.delay.percentage", d.Percentage)
+		case *networking.HTTPFaultInjection_Delay_ExponentialDelay:
+		default:
+			v.errorf(path+".delay", "fixedDelay is required")
 		}
-		if a := f.Abort; a != nil {
-			v.percent(path+".fault.abort.percentage", a.Percentage)
+	}
+	if a := f.Abort; a != nil {
+		v.percent(path+".abort.percentage", a.Percentage)
+		switch t := a.ErrorType.(type) {
+		case *networking.HTTPFaultInjection_Abort_HttpStatus:
+			if t.HttpStatus < 200 || t.HttpStatus > 599 {
+				v.errorf(path+".abort.httpStatus", "status %d must be between 200 and 599", t.HttpStatus)
+			}
+		case *networking.HTTPFaultInjection_Abort_GrpcStatus:
+			if _, ok := GRPCStatusCode(t.GrpcStatus); !ok {
+				v.errorf(path+".abort.grpcStatus", "%q is not a gRPC status name (such as UNAVAILABLE or NOT_FOUND)", t.GrpcStatus)
+			}
+		case *networking.HTTPFaultInjection_Abort_Http2Error:
+		default:
+			v.errorf(path+".abort", "httpStatus or grpcStatus is required")
 		}
+	}
+}
+
+// headers checks the header names of header operations: valid field names,
+// and no pseudo-headers.
+func (v *validator) headers(path string, h *networking.Headers) {
+	check := func(p string, ops *networking.Headers_HeaderOperations) {
+		if ops == nil {
+			return
+		}
+		names := func(kind string, m map[string]string) {
+			for _, name := range slices.Sorted(maps.Keys(m)) {
+				v.headerName(p+"."+kind, name)
+			}
+		}
+		names("set", ops.Set)
+		names("add", ops.Add)
+		for i, name := range ops.Remove {
+			v.headerName(index(p+".remove", i), name)
+		}
+	}
+	check(path+".request", h.GetRequest())
+	check(path+".response", h.GetResponse())
+}
+
+func (v *validator) headerName(path, name string) {
+	switch {
+	case name == "":
+		v.errorf(path, "header name is empty")
+	case strings.HasPrefix(name, ":"):
+		v.errorf(path, "%q: pseudo-headers cannot be changed", name)
+	case !httpguts.ValidHeaderFieldName(name):
+		v.errorf(path, "%q is not a valid header name", name)
 	}
 }
 

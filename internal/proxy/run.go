@@ -108,7 +108,8 @@ func Run(ctx context.Context, o Options) error {
 		}
 		return true, ""
 	}
-	adm := admin.New(admin.Options{Logger: log, Ready: ready, Resources: compiler.Resources, Quit: cancel, Stats: pools.Stats, Listeners: listeners.Stats, Pprof: o.Pprof})
+	adm := admin.New(admin.Options{Logger: log, Ready: ready, Resources: compiler.Resources, Quit: cancel, Stats: pools.Stats, Listeners: listeners.Stats,
+		Faults: compiler.FaultStats, Mirrors: compiler.MirrorStats, Pprof: o.Pprof})
 
 	var wg sync.WaitGroup
 	wg.Add(3)

@@ -62,12 +62,13 @@ func (t *translator) gatewayListener(port uint32) *listenerv3.Listener {
 // gatewayRouteName is the RDS name of a gateway port: http.PORT.
 func gatewayRouteName(port uint32) string { return fmt.Sprintf("http.%d", port) }
 
-// hcm is an HTTP connection manager whose only HTTP filter is the router.
-// The stat prefix is the listener name with "|" replaced by "_".
+// hcm is an HTTP connection manager whose HTTP filters are fault
+// injection (configured per route) and the router. The stat prefix is the
+// listener name with "|" replaced by "_".
 func hcm(listenerName string) *hcmv3.HttpConnectionManager {
 	return &hcmv3.HttpConnectionManager{
 		StatPrefix: strings.ReplaceAll(listenerName, "|", "_"),
-		HttpFilters: []*hcmv3.HttpFilter{{
+		HttpFilters: []*hcmv3.HttpFilter{faultFilter(), {
 			Name:       wellknown.Router,
 			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})},
 		}},

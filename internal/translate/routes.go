@@ -10,7 +10,9 @@ import (
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	"istio.io/api/networking/v1alpha3"
@@ -69,6 +71,7 @@ func (t *translator) outboundRoutes(name string, only uint32) *routev3.RouteConf
 		}
 	}
 	sortVirtualHosts(rc.VirtualHosts)
+	limitDirectResponses(rc)
 	return rc
 }
 
@@ -165,6 +168,7 @@ func (t *translator) gatewayRoutes(port uint32, servers []gatewayServer) *routev
 		}
 	}
 	sortVirtualHosts(rc.VirtualHosts)
+	limitDirectResponses(rc)
 	return rc
 }
 
@@ -194,26 +198,57 @@ func (t *translator) defaultRoute(host string, port uint32) *routev3.Route {
 func (t *translator) vsRoutes(vs *virtualService, ctx routeContext) []*routev3.Route {
 	var out []*routev3.Route
 	for _, hr := range vs.spec.GetHttp() {
-		action := t.routeAction(hr, vs.res.Namespace, ctx.port)
-		if action == nil {
-			continue // redirect, direct response and delegate are not supported yet
+		tmpl := t.httpRoute(hr, vs.res.Namespace, ctx.port)
+		if tmpl == nil {
+			continue
 		}
+		tmpl.Name = hr.GetName()
 		if len(hr.GetMatch()) == 0 {
-			out = append(out, &routev3.Route{Name: hr.GetName(), Match: prefixMatch("/"), Action: &routev3.Route_Route{Route: action}})
+			tmpl.Match = prefixMatch("/")
+			out = append(out, tmpl)
 			continue
 		}
 		for _, m := range hr.GetMatch() {
 			if !t.matchApplies(m, vs.res.Namespace, ctx) {
 				continue
 			}
-			out = append(out, &routev3.Route{
-				Name:   hr.GetName(),
-				Match:  routeMatch(m),
-				Action: &routev3.Route_Route{Route: proto.CloneOf(action)},
-			})
+			r := proto.CloneOf(tmpl)
+			r.Match = routeMatch(m)
+			out = append(out, r)
 		}
 	}
 	return out
+}
+
+// httpRoute translates everything an Istio HTTP route does but its name
+// and match: its action (forward, redirect or direct response), its header
+// operations and its fault injection. It returns nil when Envoy cannot act
+// on the route: no destination, or a redirect code Envoy cannot send.
+// delegate is not supported yet.
+func (t *translator) httpRoute(hr *v1alpha3.HTTPRoute, vsNamespace string, vhostPort uint32) *routev3.Route {
+	r := &routev3.Route{}
+	ops := headerOperations(hr.GetHeaders())
+	ops.applyToRoute(r)
+	switch {
+	case hr.GetRedirect() != nil:
+		ra := redirectAction(hr.GetRedirect(), vhostPort)
+		if ra == nil {
+			return nil
+		}
+		r.Action = &routev3.Route_Redirect{Redirect: ra}
+	case hr.GetDirectResponse() != nil:
+		r.Action = &routev3.Route_DirectResponse{DirectResponse: directResponseAction(hr.GetDirectResponse())}
+	default:
+		action := t.routeAction(hr, vsNamespace, vhostPort, r, ops.authority)
+		if action == nil {
+			return nil
+		}
+		r.Action = &routev3.Route_Route{Route: action}
+	}
+	if f := routeFault(hr.GetFault()); f != nil {
+		r.TypedPerFilterConfig = map[string]*anypb.Any{wellknown.Fault: mustAny(f)}
+	}
+	return r
 }
 
 // matchApplies reports whether an Istio match can apply on this virtual
@@ -309,12 +344,15 @@ func stringMatcher(sm *v1alpha3.StringMatch) *matcherv3.StringMatcher {
 	return nil
 }
 
-// routeAction builds the action of an Istio route, or nil when the route
-// has no destination.
-func (t *translator) routeAction(hr *v1alpha3.HTTPRoute, vsNamespace string, vhostPort uint32) *routev3.RouteAction {
+// routeAction builds the forwarding action of an Istio route, or nil when
+// the route has no destination. authority is the host the route's header
+// operations set. The headers of a single destination go on r, as in
+// Istio; those of weighted destinations on their weighted_clusters entry.
+func (t *translator) routeAction(hr *v1alpha3.HTTPRoute, vsNamespace string, vhostPort uint32, r *routev3.Route, authority string) *routev3.RouteAction {
 	type weighted struct {
-		key    clusterKey
-		weight uint32
+		key     clusterKey
+		weight  uint32
+		headers *v1alpha3.Headers
 	}
 	var dests []weighted
 	var total uint32
@@ -323,7 +361,7 @@ func (t *translator) routeAction(hr *v1alpha3.HTTPRoute, vsNamespace string, vho
 			continue
 		}
 		w := uint32(max(d.GetWeight(), 0))
-		dests = append(dests, weighted{t.destination(d.GetDestination(), vsNamespace, vhostPort), w})
+		dests = append(dests, weighted{t.destination(d.GetDestination(), vsNamespace, vhostPort), w, d.GetHeaders()})
 		total += w
 	}
 	if total > 0 {
@@ -337,11 +375,31 @@ func (t *translator) routeAction(hr *v1alpha3.HTTPRoute, vsNamespace string, vho
 	if hr.GetTimeout() != nil {
 		action.Timeout = durationpb.New(hr.GetTimeout().AsDuration())
 	}
+	if rw := hr.GetRewrite(); rw != nil {
+		if rr := rw.GetUriRegexRewrite(); rr != nil {
+			action.RegexRewrite = &matcherv3.RegexMatchAndSubstitute{
+				Pattern:      &matcherv3.RegexMatcher{Regex: rr.GetMatch()},
+				Substitution: rr.GetRewrite(),
+			}
+		} else if rw.GetUri() != "" {
+			action.PrefixRewrite = rw.GetUri()
+		}
+		authority = cmp.Or(rw.GetAuthority(), authority)
+	}
+	if authority != "" {
+		action.HostRewriteSpecifier = &routev3.RouteAction_HostRewriteLiteral{HostRewriteLiteral: authority}
+	}
+	action.RequestMirrorPolicies = t.mirrorPolicies(hr, vsNamespace, vhostPort)
 	for _, d := range dests {
 		t.refs[d.key] = true
 	}
 	if len(dests) == 1 {
 		action.ClusterSpecifier = &routev3.RouteAction_Cluster{Cluster: dests[0].key.name()}
+		ops := headerOperations(dests[0].headers)
+		ops.applyToRoute(r)
+		if ops.authority != "" && action.HostRewriteSpecifier == nil {
+			action.HostRewriteSpecifier = &routev3.RouteAction_HostRewriteLiteral{HostRewriteLiteral: ops.authority}
+		}
 		return action
 	}
 	wc := &routev3.WeightedCluster{}
@@ -350,7 +408,9 @@ func (t *translator) routeAction(hr *v1alpha3.HTTPRoute, vsNamespace string, vho
 		if total == 0 {
 			w = 1 // no weights at all: split evenly
 		}
-		wc.Clusters = append(wc.Clusters, &routev3.WeightedCluster_ClusterWeight{Name: d.key.name(), Weight: wrapperspb.UInt32(w)})
+		cw := &routev3.WeightedCluster_ClusterWeight{Name: d.key.name(), Weight: wrapperspb.UInt32(w)}
+		headerOperations(d.headers).applyToCluster(cw)
+		wc.Clusters = append(wc.Clusters, cw)
 	}
 	action.ClusterSpecifier = &routev3.RouteAction_WeightedClusters{WeightedClusters: wc}
 	return action

@@ -262,6 +262,21 @@ func TestConsistentAndValid(t *testing.T) {
 			}
 			for _, r := range res.Routes {
 				all = append(all, r)
+				for _, vh := range r.GetVirtualHosts() {
+					for _, rt := range vh.GetRoutes() {
+						for name, a := range rt.GetTypedPerFilterConfig() {
+							m, err := a.UnmarshalNew()
+							if err != nil {
+								t.Fatalf("route %s/%s/%s: %s: %v", r.Name, vh.Name, rt.Name, name, err)
+							}
+							v, ok := m.(validator)
+							if !ok {
+								t.Fatalf("route %s/%s/%s: %s: %T has no validator", r.Name, vh.Name, rt.Name, name, m)
+							}
+							all = append(all, v)
+						}
+					}
+				}
 			}
 			for _, c := range res.Clusters {
 				all = append(all, c)

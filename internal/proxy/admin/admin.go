@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/weftmesh/weft/internal/proxy/fault"
+	"github.com/weftmesh/weft/internal/proxy/forward"
 	"github.com/weftmesh/weft/internal/proxy/listener"
 	"github.com/weftmesh/weft/internal/proxy/model"
 	"github.com/weftmesh/weft/internal/proxy/upstream"
@@ -31,6 +33,10 @@ type Options struct {
 	// Listeners returns the listener counters for /stats/prometheus; may be
 	// nil.
 	Listeners func() listener.Stats
+	// Faults returns the fault filter counters by connection manager stat
+	// prefix, and Mirrors the request mirroring counters; both may be nil.
+	Faults  func() map[string]fault.Stats
+	Mirrors func() forward.MirrorStats
 	// Pprof serves runtime/pprof's profiles under /debug/pprof/.
 	Pprof bool
 }

@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/weftmesh/weft/internal/proxy/fault"
+	"github.com/weftmesh/weft/internal/proxy/forward"
 	"github.com/weftmesh/weft/internal/proxy/listener"
 	"github.com/weftmesh/weft/internal/proxy/upstream"
 )
@@ -78,5 +80,47 @@ func (s *Server) prometheus(w http.ResponseWriter, _ *http.Request) {
 	WritePrometheus(w, stats)
 	if s.opts.Listeners != nil {
 		WriteListenerPrometheus(w, s.opts.Listeners())
+	}
+	if s.opts.Faults != nil {
+		WriteFaultPrometheus(w, s.opts.Faults())
+	}
+	if s.opts.Mirrors != nil {
+		WriteMirrorPrometheus(w, s.opts.Mirrors())
+	}
+}
+
+// WriteFaultPrometheus writes the fault filter counters in Prometheus text
+// format, with Envoy's names (http.PREFIX.fault.*) labelled by the
+// connection manager's stat prefix.
+func WriteFaultPrometheus(w io.Writer, stats map[string]fault.Stats) {
+	prefixes := make([]string, 0, len(stats))
+	for p := range stats {
+		prefixes = append(prefixes, p)
+	}
+	sort.Strings(prefixes)
+	metric := func(name, kind, help string, v func(fault.Stats) int64) {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, kind)
+		for _, p := range prefixes {
+			fmt.Fprintf(w, "%s{envoy_http_conn_manager_prefix=\"%s\"} %d\n", name, labelEscaper.Replace(p), v(stats[p]))
+		}
+	}
+	metric("envoy_http_fault_delays_injected", "counter", "Requests delayed by fault injection.", func(s fault.Stats) int64 { return int64(s.DelaysInjected) })
+	metric("envoy_http_fault_aborts_injected", "counter", "Requests aborted by fault injection.", func(s fault.Stats) int64 { return int64(s.AbortsInjected) })
+	metric("envoy_http_fault_faults_overflow", "counter", "Faults not injected because max_active_faults were active.", func(s fault.Stats) int64 { return int64(s.FaultsOverflow) })
+	metric("envoy_http_fault_active_faults", "gauge", "Faults in progress.", func(s fault.Stats) int64 { return s.ActiveFaults })
+}
+
+// WriteMirrorPrometheus writes the request mirroring counters.
+func WriteMirrorPrometheus(w io.Writer, st forward.MirrorStats) {
+	for _, m := range []struct {
+		name, kind, help string
+		v                int64
+	}{
+		{"weft_mirror_requests_sent_total", "counter", "Shadow requests that got a response.", int64(st.Sent)},
+		{"weft_mirror_requests_failed_total", "counter", "Shadow requests sent that got no response.", int64(st.Failed)},
+		{"weft_mirror_requests_dropped_total", "counter", "Shadow requests not sent (too many in flight, no endpoint, or a streamed body).", int64(st.Dropped)},
+		{"weft_mirror_requests_in_flight", "gauge", "Shadow requests in progress.", st.InFlight},
+	} {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %d\n", m.name, m.help, m.name, m.kind, m.name, m.v)
 	}
 }

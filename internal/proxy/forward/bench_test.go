@@ -77,6 +77,21 @@ func BenchmarkServe(b *testing.B) {
 		BackOffMax:               250 * time.Millisecond,
 	}
 	weighted := mustCompileRoute(b, v1, v2)
+	// Istio's headers.request.set and headers.response.set on a route.
+	headerSet, err := compileTable(b, `
+name: http_proxy
+virtual_hosts:
+- name: vh
+  domains: ["*"]
+  routes:
+  - match: {prefix: /}
+    request_headers_to_add: [{header: {key: x-canary, value: "false"}, append_action: OVERWRITE_IF_EXISTS_OR_ADD}]
+    response_headers_to_add: [{header: {key: x-served-by, value: weft}, append_action: OVERWRITE_IF_EXISTS_OR_ADD}]
+    route: {cluster: "`+v1+`", timeout: 0s}
+`).Select(httptest.NewRequest("GET", "http://reviews:9080/", nil))
+	if err != nil {
+		b.Fatal(err)
+	}
 	get := "GET /reviews/0 HTTP/1.1\r\nHost: reviews:9080\r\nUser-Agent: Go-http-client/1.1\r\nAccept: application/json\r\nAccept-Encoding: gzip\r\n\r\n"
 	cases := []struct {
 		name  string
@@ -88,6 +103,7 @@ func BenchmarkServe(b *testing.B) {
 		{"keep-alive", &router.Route{Cluster: v1}, strings.Replace(get, "Accept:", "Connection: keep-alive\r\nAccept:", 1)},
 		{"istio-retry", &router.Route{Cluster: v1, Retry: istioRetry}, get},
 		{"weighted", weighted, get},
+		{"header-set", headerSet, get},
 		{"timeout", &router.Route{Cluster: v1, Timeout: 15 * time.Second}, get},
 		{"post-retry", &router.Route{Cluster: v1, Retry: istioRetry}, "POST /reviews HTTP/1.1\r\nHost: reviews:9080\r\nContent-Type: application/json\r\nContent-Length: 27\r\n\r\n{\"reviewer\":\"x\",\"stars\":5}\n"},
 	}

@@ -1,7 +1,21 @@
 // Package forward is the last handler of weft-proxy's HTTP chain: it sends
 // the request to the route's cluster, picking an endpoint with the cluster's
 // load balancer, honouring the route's timeout and retry policy, and streams
-// the response back.
+// the response back. It also answers redirect and direct_response routes
+// itself, applies the route's header mutations (request ones before the
+// request goes upstream; response ones to the upstream's response, to
+// direct responses, redirects and the errors it answers for a route), its
+// prefix or regex path rewrite, and copies requests to the route's mirror
+// clusters.
+//
+// Mirroring: a request whose body is empty or was buffered (a known length
+// up to MaxRetryBody) is copied, headers deep-copied, to each mirror
+// cluster it falls in the share of, with "-shadow" appended to its host.
+// Each shadow runs on its own goroutine with a context of its own (the
+// route timeout, else DefaultMirrorTimeout); its response is discarded and
+// it never delays or fails the request. At most MaxMirrors shadows are in
+// flight per MirrorCounters (one set per proxy); more are dropped and
+// counted (MirrorStats).
 package forward
 
 import (
@@ -37,16 +51,28 @@ type Options struct {
 	// belongs to.
 	Clusters map[string]*upstream.Cluster
 	Logger   *slog.Logger
-	// MaxRetryBody overrides DefaultMaxRetryBody.
+	// MaxRetryBody overrides DefaultMaxRetryBody. It also bounds the
+	// bodies buffered for mirroring.
 	MaxRetryBody int64
+	// MaxMirrors overrides DefaultMaxMirrors.
+	MaxMirrors int
+	// MirrorTimeout overrides DefaultMirrorTimeout.
+	MirrorTimeout time.Duration
+	// Mirrors receive the shadow request counts; defaults to counters of
+	// the Forwarder's own.
+	Mirrors *MirrorCounters
 }
 
-// Forwarder forwards requests upstream. It is immutable and safe for
-// concurrent use.
+// Forwarder forwards requests upstream. It is immutable but for its
+// counters, and safe for concurrent use.
 type Forwarder struct {
 	clusters     map[string]*upstream.Cluster
 	log          *slog.Logger
 	maxRetryBody int64
+
+	mirrors       *MirrorCounters
+	maxMirrors    int64
+	mirrorTimeout time.Duration
 }
 
 var _ chain.Handler = (*Forwarder)(nil)
@@ -59,7 +85,17 @@ func New(o Options) *Forwarder {
 	if o.MaxRetryBody == 0 {
 		o.MaxRetryBody = DefaultMaxRetryBody
 	}
-	return &Forwarder{clusters: o.Clusters, log: o.Logger, maxRetryBody: o.MaxRetryBody}
+	if o.MaxMirrors == 0 {
+		o.MaxMirrors = DefaultMaxMirrors
+	}
+	if o.MirrorTimeout == 0 {
+		o.MirrorTimeout = DefaultMirrorTimeout
+	}
+	if o.Mirrors == nil {
+		o.Mirrors = new(MirrorCounters)
+	}
+	return &Forwarder{clusters: o.Clusters, log: o.Logger, maxRetryBody: o.MaxRetryBody,
+		mirrors: o.Mirrors, maxMirrors: int64(o.MaxMirrors), mirrorTimeout: o.MirrorTimeout}
 }
 
 // hopHeaders are removed before forwarding in either direction (RFC 9110
@@ -136,12 +172,31 @@ func asciiEqualFold(s, t string) bool {
 // plain answers with a short text/plain message; msg is the message without
 // its final newline.
 func plain(w http.ResponseWriter, code int, msg string) {
+	plainFor(w, code, msg, nil, nil)
+}
+
+// plainFor is plain for an answer on behalf of route (and the weighted
+// cluster picked, when not nil), whose response header mutations apply, as
+// they do in Envoy to the router's local replies.
+func plainFor(w http.ResponseWriter, code int, msg string, route *router.Route, wc *router.WeightedCluster) {
 	h := w.Header()
 	h["Content-Type"] = valTextPlain
 	h["X-Content-Type-Options"] = valNosniff
+	responseHeaders(h, route, wc)
 	w.WriteHeader(code)
 	io.WriteString(w, msg)
 	io.WriteString(w, "\n")
+}
+
+// responseHeaders applies the response header mutations of the weighted
+// cluster picked (when not nil), then the route's (when not nil).
+func responseHeaders(h http.Header, route *router.Route, wc *router.WeightedCluster) {
+	if wc != nil {
+		wc.ResponseHeaders.Apply(h, nil)
+	}
+	if route != nil {
+		route.ResponseHeaders.Apply(h, nil)
+	}
 }
 
 // Serve forwards x upstream, or answers it when no route or no upstream can
@@ -164,13 +219,23 @@ func (f *Forwarder) Serve(x *chain.Exchange) {
 		if d.Body != "" {
 			w.Header()["Content-Type"] = valTextPlain
 		}
+		route.ResponseHeaders.Apply(w.Header(), nil)
 		w.WriteHeader(d.Status)
 		io.WriteString(w, d.Body)
 		return
 	}
+	if rd := route.Redirect; rd != nil {
+		h := w.Header()
+		h["Location"] = []string{route.RedirectLocation(r)}
+		route.ResponseHeaders.Apply(h, nil)
+		w.WriteHeader(rd.Code)
+		return
+	}
+	var wc *router.WeightedCluster
 	name := route.Cluster
 	if len(route.Weighted) > 0 {
-		name = route.PickCluster(rand.Uint64())
+		wc = route.PickWeighted(rand.Uint64())
+		name = wc.Name
 	}
 	cl := f.clusters[name]
 	if cl != nil && cl.OriginalDst() {
@@ -178,21 +243,21 @@ func (f *Forwarder) Serve(x *chain.Exchange) {
 		// was going before iptables redirected it.
 		if !x.OriginalDst.IsValid() {
 			cl.Stats().Observe(http.StatusServiceUnavailable)
-			plain(w, http.StatusServiceUnavailable, "no healthy upstream for cluster "+name+": the connection has no original destination")
+			plainFor(w, http.StatusServiceUnavailable, "no healthy upstream for cluster "+name+": the connection has no original destination", route, wc)
 			return
 		}
 		ep := cl.EndpointFor(x.OriginalDst.String())
-		f.forward(w, r, route, cl, func(*upstream.Endpoint) *upstream.Endpoint { return ep })
+		f.forward(w, r, route, wc, cl, func(*upstream.Endpoint) *upstream.Endpoint { return ep })
 		return
 	}
 	if cl == nil || len(cl.Endpoints()) == 0 {
 		if cl != nil {
 			cl.Stats().Observe(http.StatusServiceUnavailable)
 		}
-		plain(w, http.StatusServiceUnavailable, "no healthy upstream for cluster "+name)
+		plainFor(w, http.StatusServiceUnavailable, "no healthy upstream for cluster "+name, route, wc)
 		return
 	}
-	f.forward(w, r, route, cl, cl.Pick)
+	f.forward(w, r, route, wc, cl, cl.Pick)
 }
 
 // attemptErr classifies a failed attempt.
@@ -225,8 +290,8 @@ func (o *outbound) getBody() (io.ReadCloser, error) {
 }
 
 // forward sends r to endpoints chosen by pick, which is given the endpoint
-// of the failed attempt to avoid.
-func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *router.Route, cl *upstream.Cluster, pick func(avoid *upstream.Endpoint) *upstream.Endpoint) {
+// of the failed attempt to avoid; wc is the weighted cluster picked, or nil.
+func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *router.Route, wc *router.WeightedCluster, cl *upstream.Cluster, pick func(avoid *upstream.Endpoint) *upstream.Endpoint) {
 	ctx := r.Context()
 	if route.Timeout > 0 {
 		var cancel context.CancelFunc
@@ -267,25 +332,39 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *route
 		// Keep Go's client from adding its own User-Agent.
 		h["User-Agent"] = valEmpty
 	}
+	// Envoy's order: the weighted cluster's mutations and host rewrite,
+	// then the route's (and its virtual host's and route configuration's)
+	// mutations and host rewrite.
 	host := r.Host
+	if wc != nil {
+		wc.RequestHeaders.Apply(h, &host)
+		if wc.HostRewrite != "" {
+			host = wc.HostRewrite
+		}
+	}
+	route.RequestHeaders.Apply(h, &host)
 	if route.HostRewrite != "" {
 		host = route.HostRewrite
 	}
 	path, rawPath := r.URL.Path, r.URL.RawPath
-	if route.PrefixRewrite != "" {
+	if route.PrefixRewrite != "" || route.RegexRewrite != nil {
 		path, rawPath = rewritePrefix(route, path, rawPath)
 	}
 
 	pol := policyOf(route)
-	// A body can be replayed when it is empty or small enough to buffer.
+	// A body can be replayed (and mirrored) when it is empty or small
+	// enough to buffer.
 	replayable := r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0
-	if !replayable && pol.retries > 0 && r.ContentLength > 0 && r.ContentLength <= f.maxRetryBody {
+	if !replayable && (pol.retries > 0 || len(route.Mirrors) > 0) && r.ContentLength > 0 && r.ContentLength <= f.maxRetryBody {
 		b := make([]byte, r.ContentLength)
 		if _, err := io.ReadFull(r.Body, b); err != nil {
 			plain(w, http.StatusBadRequest, "reading request body: "+err.Error())
 			return
 		}
 		o.body, replayable = b, true
+	}
+	if len(route.Mirrors) > 0 {
+		f.mirror(r, route, h, host, path, rawPath, o.body, replayable)
 	}
 	retries := pol.retries
 	if !replayable {
@@ -366,7 +445,7 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *route
 				return // the client went away
 			}
 			if ctx.Err() != nil {
-				f.timedOut(w, cl)
+				f.timedOut(w, cl, route, wc)
 				return
 			}
 			lastErr = classify(err)
@@ -383,7 +462,7 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *route
 				}
 				continue
 			}
-			f.fail(w, cl, ep, lastErr)
+			f.fail(w, cl, ep, lastErr, route, wc)
 			return
 		}
 		if attempt < retries && pol.retryOnResponse(resp) {
@@ -401,7 +480,7 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *route
 			continue
 		}
 		cl.Stats().Observe(resp.StatusCode)
-		f.respond(ctx, w, resp)
+		f.respond(ctx, w, resp, route, wc)
 		ep.End()
 		if acancel != nil {
 			acancel()
@@ -410,23 +489,23 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *route
 	}
 	// The backoff sleep ended because the deadline or the client did.
 	if r.Context().Err() == nil {
-		f.timedOut(w, cl)
+		f.timedOut(w, cl, route, wc)
 	}
 }
 
-func (f *Forwarder) timedOut(w http.ResponseWriter, cl *upstream.Cluster) {
+func (f *Forwarder) timedOut(w http.ResponseWriter, cl *upstream.Cluster, route *router.Route, wc *router.WeightedCluster) {
 	cl.Stats().Timeout()
 	cl.Stats().Observe(http.StatusGatewayTimeout)
-	plain(w, http.StatusGatewayTimeout, "upstream request timeout")
+	plainFor(w, http.StatusGatewayTimeout, "upstream request timeout", route, wc)
 }
 
-func (f *Forwarder) fail(w http.ResponseWriter, cl *upstream.Cluster, ep *upstream.Endpoint, e attemptErr) {
+func (f *Forwarder) fail(w http.ResponseWriter, cl *upstream.Cluster, ep *upstream.Endpoint, e attemptErr, route *router.Route, wc *router.WeightedCluster) {
 	cl.Stats().Observe(http.StatusServiceUnavailable)
 	what := "upstream reset before response"
 	if e.connect {
 		what = "upstream connect error"
 	}
-	plain(w, http.StatusServiceUnavailable, what+": cluster "+cl.Name()+" endpoint "+ep.Address()+": "+e.reason)
+	plainFor(w, http.StatusServiceUnavailable, what+": cluster "+cl.Name()+" endpoint "+ep.Address()+": "+e.reason, route, wc)
 }
 
 // bufPool holds the buffers responses are copied through.
@@ -435,13 +514,14 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }
 // respond streams resp to w. Once the status line is written nothing can be
 // retried; a failure mid-body aborts the downstream connection so the client
 // sees a truncated response rather than a complete-looking one.
-func (f *Forwarder) respond(ctx context.Context, w http.ResponseWriter, resp *http.Response) {
+func (f *Forwarder) respond(ctx context.Context, w http.ResponseWriter, resp *http.Response, route *router.Route, wc *router.WeightedCluster) {
 	defer resp.Body.Close()
 	removeHopHeaders(resp.Header)
 	dst := w.Header()
 	for k, v := range resp.Header {
 		dst[k] = v
 	}
+	responseHeaders(dst, route, wc)
 	w.WriteHeader(resp.StatusCode)
 	// A response of unknown length may be a stream (server-sent events, a
 	// long poll): flush every chunk as it arrives.

@@ -28,6 +28,8 @@ const (
 	typeRouter    = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
 	nameHCM       = "envoy.filters.network.http_connection_manager"
 	nameRouter    = "envoy.filters.http.router"
+	nameFault     = router.FaultFilterName
+	typeFault     = router.FaultTypeURL
 	nameRawBuffer = "envoy.transport_sockets.raw_buffer"
 	nameTCPProxy  = "envoy.filters.network.tcp_proxy"
 	typeTCPProxy  = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
@@ -67,6 +69,13 @@ type compiledChain struct {
 	http   bool
 	rds    string
 	inline *router.Table
+	// fault is set when the HTTP filters include the fault filter, whose
+	// own configuration is faultDefault (nil when it injects nothing).
+	fault        bool
+	faultDefault *router.Fault
+	// statPrefix is the connection manager's stat_prefix, which labels its
+	// fault counters.
+	statPrefix string
 	// tcp_proxy: the cluster.
 	tcpCluster string
 }
@@ -260,12 +269,17 @@ func compileHCM(c *compiledChain, tc *anypb.Any, field string) error {
 		return fmt.Errorf("%s: %w", field, err)
 	}
 	c.http = true
+	c.statPrefix = hcm.GetStatPrefix()
 	for i, hf := range hcm.GetHttpFilters() {
 		tu := hf.GetTypedConfig().GetTypeUrl()
 		switch {
 		case tu == typeRouter || (tu == "" && hf.GetName() == nameRouter):
 			if i != len(hcm.GetHttpFilters())-1 {
 				return fmt.Errorf("%s.http_filters[%d]: %s must be the last filter", field, i, nameRouter)
+			}
+		case tu == typeFault || (tu == "" && hf.GetName() == nameFault):
+			if err := compileFaultFilter(c, hf, fmt.Sprintf("%s.http_filters[%d]", field, i)); err != nil {
+				return err
 			}
 		case hf.GetIsOptional() || hf.GetDisabled():
 			// Envoy skips optional filters it does not know.
@@ -287,6 +301,34 @@ func compileHCM(c *compiledChain, tc *anypb.Any, field string) error {
 		c.inline = t
 	default:
 		return fmt.Errorf("%s: only rds and route_config are supported (scoped_routes is not)", field)
+	}
+	return nil
+}
+
+// compileFaultFilter compiles the fault injection filter of an HTTP
+// connection manager into c.
+func compileFaultFilter(c *compiledChain, hf *hcmv3.HttpFilter, field string) error {
+	switch {
+	case c.fault:
+		return fmt.Errorf("%s: a second %s is not supported", field, nameFault)
+	case hf.GetName() != nameFault:
+		// Routes configure the filter under its name; weft-proxy reads
+		// theirs under the well-known one.
+		return fmt.Errorf("%s: the fault filter must be named %s, not %q", field, nameFault, hf.GetName())
+	case hf.GetDisabled():
+		return fmt.Errorf("%s.disabled: a fault filter disabled by default is not supported", field)
+	case hf.GetConfigDiscovery() != nil:
+		return fmt.Errorf("%s.config_discovery is not supported", field)
+	}
+	c.fault = true
+	if tc := hf.GetTypedConfig(); tc != nil {
+		f, err := router.CompileFault(tc)
+		if err != nil {
+			return fmt.Errorf("%s.typed_config: %w", field, err)
+		}
+		if f.Delay != nil || f.Abort != nil {
+			c.faultDefault = f
+		}
 	}
 	return nil
 }

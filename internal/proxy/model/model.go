@@ -36,6 +36,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/weftmesh/weft/internal/proxy/chain"
+	"github.com/weftmesh/weft/internal/proxy/fault"
 	"github.com/weftmesh/weft/internal/proxy/forward"
 	"github.com/weftmesh/weft/internal/proxy/router"
 	"github.com/weftmesh/weft/internal/proxy/upstream"
@@ -95,7 +96,9 @@ type FilterChain struct {
 	// RouteConfig names the route configuration (RDS or inline).
 	RouteConfig string
 	Routes      *router.Table
-	// Chain handles every HTTP request the chain accepts.
+	// Chain handles every HTTP request the chain accepts: the fault filter
+	// (a *fault.Filter, whose Stats the admin server can read) when the
+	// HTTP connection manager has one, then the forwarder.
 	Chain chain.Handler
 
 	// TCPCluster is the tcp_proxy cluster.
@@ -204,9 +207,43 @@ type Compiler struct {
 	edsNames  []string
 	rdsNames  []string
 	pending   string
+
+	// mirrors and faults are the counters of every version's forwarder
+	// and fault filters (by connection manager stat prefix), so that they
+	// count on across versions. faults is guarded by statsMu.
+	mirrors *forward.MirrorCounters
+	statsMu sync.Mutex
+	faults  map[string]*fault.Counters
 }
 
 var _ xdsclient.Handler = (*Compiler)(nil)
+
+// MirrorStats returns the counts of shadow requests (request mirroring).
+func (c *Compiler) MirrorStats() forward.MirrorStats { return c.mirrors.Stats() }
+
+// FaultStats returns the fault filter counts by connection manager stat
+// prefix.
+func (c *Compiler) FaultStats() map[string]fault.Stats {
+	c.statsMu.Lock()
+	defer c.statsMu.Unlock()
+	out := make(map[string]fault.Stats, len(c.faults))
+	for prefix, fc := range c.faults {
+		out[prefix] = fc.Stats()
+	}
+	return out
+}
+
+// faultCounters returns the fault counters of a connection manager.
+func (c *Compiler) faultCounters(statPrefix string) *fault.Counters {
+	c.statsMu.Lock()
+	defer c.statsMu.Unlock()
+	fc := c.faults[statPrefix]
+	if fc == nil {
+		fc = new(fault.Counters)
+		c.faults[statPrefix] = fc
+	}
+	return fc
+}
 
 // New returns a Compiler with nothing accepted yet.
 func New(o Options) *Compiler {
@@ -230,6 +267,8 @@ func New(o Options) *Compiler {
 		routes:    map[string]entry[*router.Table]{},
 		endpoints: map[string]entry[[]upstream.EndpointSpec]{},
 		pending:   "waiting for clusters and listeners",
+		mirrors:   new(forward.MirrorCounters),
+		faults:    map[string]*fault.Counters{},
 	}
 }
 
@@ -417,7 +456,7 @@ func (c *Compiler) build() {
 		specs = append(specs, s)
 	}
 	m := &Model{Clusters: c.opts.Pools.Build(specs), Versions: maps.Clone(c.versions)}
-	fwd := forward.New(forward.Options{Clusters: m.Clusters, Logger: c.log})
+	fwd := forward.New(forward.Options{Clusters: m.Clusters, Logger: c.log, Mirrors: c.mirrors})
 	for _, e := range c.listeners {
 		cl := e.comp
 		l := &Listener{Name: cl.name, Address: cl.address, NoBind: !cl.bind, UseOriginalDst: cl.origDst,
@@ -428,6 +467,10 @@ func (c *Compiler) build() {
 				fc.RouteConfig, fc.Routes, fc.Chain = cc.routeConfigName(), cc.inline, fwd
 				if fc.Routes == nil {
 					fc.Routes = c.routes[cc.rds].comp
+				}
+				if cc.fault {
+					fc.Chain = fault.New(fault.Options{Next: fwd, Default: cc.faultDefault, Logger: c.log,
+						Counters: c.faultCounters(cc.statPrefix)})
 				}
 			}
 			return fc

@@ -133,11 +133,11 @@ func TestCompileEndpointsHealthAndPriority(t *testing.T) {
 func TestCompileRejectsWithPreciseMessage(t *testing.T) {
 	tcpListener := xdstest.RDSListener("tcp", "127.0.0.1:1", "x")
 	tcpListener.FilterChains[0].Filters[0].ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: anys(t, &wrapperspb.StringValue{})[0]}
-	withFault := xdstest.RDSListener("fault", "127.0.0.1:2", "x")
+	withLua := xdstest.RDSListener("lua", "127.0.0.1:2", "x")
 	hcm := &hcmv3.HttpConnectionManager{}
-	withFault.FilterChains[0].Filters[0].GetTypedConfig().UnmarshalTo(hcm)
-	hcm.HttpFilters = append([]*hcmv3.HttpFilter{{Name: "envoy.filters.http.fault", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: anys(t, &wrapperspb.StringValue{})[0]}}}, hcm.HttpFilters...)
-	withFault.FilterChains[0].Filters[0].ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: anys(t, hcm)[0]}
+	withLua.FilterChains[0].Filters[0].GetTypedConfig().UnmarshalTo(hcm)
+	hcm.HttpFilters = append([]*hcmv3.HttpFilter{{Name: "envoy.filters.http.lua", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: anys(t, &wrapperspb.StringValue{})[0]}}}, hcm.HttpFilters...)
+	withLua.FilterChains[0].Filters[0].ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: anys(t, hcm)[0]}
 	origDst := xdstest.EDSCluster("passthrough")
 	origDst.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST}
 	pipe := xdstest.CLA(cRev, "10.0.0.1:1")
@@ -164,8 +164,8 @@ func TestCompileRejectsWithPreciseMessage(t *testing.T) {
 			[]string{"name is empty"}},
 		{"listener without HTTP connection manager", xdsclient.TypeListener, []proto.Message{tcpListener},
 			[]string{`Listener "tcp"`, "filter_chains[0].filters[0]", "http_connection_manager"}},
-		{"unsupported HTTP filter", xdsclient.TypeListener, []proto.Message{withFault},
-			[]string{`Listener "fault"`, "http_filters[0]", "envoy.filters.http.fault", "not supported"}},
+		{"unsupported HTTP filter", xdsclient.TypeListener, []proto.Message{withLua},
+			[]string{`Listener "lua"`, "http_filters[0]", "envoy.filters.http.lua", "not supported"}},
 		{"two listeners on one address", xdsclient.TypeListener, []proto.Message{xdstest.RDSListener("a", "127.0.0.1:5", "x"), xdstest.RDSListener("b", "127.0.0.1:5", "x")},
 			[]string{`Listener "b"`, "127.0.0.1:5", `"a"`}},
 		{"bad regex in inline route", xdsclient.TypeListener, []proto.Message{xdstest.InlineListener("in", "127.0.0.1:6",

@@ -13,6 +13,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
@@ -49,9 +50,15 @@ func compileTable(rc *routev3.RouteConfiguration) (*Table, error) {
 	if w := rc.GetMaxDirectResponseBodySizeBytes(); w != nil {
 		maxBody = w.GetValue()
 	}
+	sc, err := compileScope(rc.GetRequestHeadersToAdd(), rc.GetRequestHeadersToRemove(), rc.GetResponseHeadersToAdd(), rc.GetResponseHeadersToRemove(),
+		rc.GetTypedPerFilterConfig(), rc.GetRequestMirrorPolicies(), nil)
+	if err != nil {
+		return nil, err
+	}
+	sc.mostSpecificWins = rc.GetMostSpecificHeaderMutationsWins()
 	idx := newDomainIndex()
 	for i, pb := range rc.GetVirtualHosts() {
-		if err := compileVirtualHost(pb, idx, maxBody); err != nil {
+		if err := compileVirtualHost(pb, idx, maxBody, sc); err != nil {
 			if pb.GetName() == "" {
 				return nil, fmt.Errorf("virtual host %d: %w", i, err)
 			}
@@ -69,7 +76,52 @@ func compileTable(rc *routev3.RouteConfiguration) (*Table, error) {
 	}, nil
 }
 
-func compileVirtualHost(pb *routev3.VirtualHost, idx *domainIndex, maxBody uint32) error {
+// scope is what a route inherits from its virtual host and route
+// configuration.
+type scope struct {
+	// rc and vh are the header mutations of the route configuration and
+	// of the virtual host.
+	rc, vh           compiledLevels
+	mostSpecificWins bool
+	fault            *Fault
+	mirrors          []Mirror
+}
+
+// compileScope compiles the header mutations, fault filter configuration
+// and mirror policies of a route configuration (parent nil) or of a virtual
+// host (parent its route configuration's scope), inheriting the fault and
+// mirror policies the level does not set.
+func compileScope(reqAdd []*corev3.HeaderValueOption, reqRemove []string, respAdd []*corev3.HeaderValueOption, respRemove []string,
+	perFilter map[string]*anypb.Any, mirrors []*routev3.RouteAction_RequestMirrorPolicy, parent *scope) (*scope, error) {
+	lv, err := compileLevels(headerSources{reqAdd: reqAdd, reqRemove: reqRemove, respAdd: respAdd, respRemove: respRemove})
+	if err != nil {
+		return nil, err
+	}
+	sc := &scope{}
+	if parent != nil {
+		*sc = *parent
+		sc.vh = lv
+	} else {
+		sc.rc = lv
+	}
+	f, err := perFilterFault(perFilter)
+	if err != nil {
+		return nil, err
+	}
+	if f != nil {
+		sc.fault = f
+	}
+	ms, err := compileMirrors(mirrors)
+	if err != nil {
+		return nil, err
+	}
+	if len(ms) > 0 {
+		sc.mirrors = ms
+	}
+	return sc, nil
+}
+
+func compileVirtualHost(pb *routev3.VirtualHost, idx *domainIndex, maxBody uint32, rcScope *scope) error {
 	if pb.GetMatcher() != nil {
 		return errors.New("matcher (a match tree instead of routes) is not supported")
 	}
@@ -93,9 +145,14 @@ func compileVirtualHost(pb *routev3.VirtualHost, idx *domainIndex, maxBody uint3
 	if pb.GetRetryPolicyTypedConfig() != nil {
 		return errors.New("retry_policy_typed_config is not supported")
 	}
+	sc, err := compileScope(pb.GetRequestHeadersToAdd(), pb.GetRequestHeadersToRemove(), pb.GetResponseHeadersToAdd(), pb.GetResponseHeadersToRemove(),
+		pb.GetTypedPerFilterConfig(), pb.GetRequestMirrorPolicies(), rcScope)
+	if err != nil {
+		return err
+	}
 	vh := &virtualHost{name: pb.GetName(), routes: make([]*Route, 0, len(pb.GetRoutes()))}
 	for i, rpb := range pb.GetRoutes() {
-		r, err := compileRoute(rpb, vh.name, vhRetry, maxBody)
+		r, err := compileRoute(rpb, vh.name, vhRetry, maxBody, sc)
 		if err != nil {
 			if rpb.GetName() == "" {
 				return fmt.Errorf("route %d: %w", i, err)
@@ -112,17 +169,38 @@ func compileVirtualHost(pb *routev3.VirtualHost, idx *domainIndex, maxBody uint3
 	return nil
 }
 
-func compileRoute(pb *routev3.Route, vhName string, vhRetry *RetryPolicy, maxBody uint32) (*Route, error) {
+func compileRoute(pb *routev3.Route, vhName string, vhRetry *RetryPolicy, maxBody uint32, sc *scope) (*Route, error) {
 	r := &Route{Name: pb.GetName(), VirtualHost: vhName}
 	m, err := compileMatch(pb.GetMatch())
 	if err != nil {
 		return nil, err
 	}
 	r.match = m
+	lv, err := compileLevels(headerSources{reqAdd: pb.GetRequestHeadersToAdd(), reqRemove: pb.GetRequestHeadersToRemove(),
+		respAdd: pb.GetResponseHeadersToAdd(), respRemove: pb.GetResponseHeadersToRemove()})
+	if err != nil {
+		return nil, err
+	}
+	if sc.mostSpecificWins {
+		r.RequestHeaders = mutations(sc.rc.req, sc.vh.req, lv.req)
+		r.ResponseHeaders = mutations(sc.rc.resp, sc.vh.resp, lv.resp)
+	} else {
+		r.RequestHeaders = mutations(lv.req, sc.vh.req, sc.rc.req)
+		r.ResponseHeaders = mutations(lv.resp, sc.vh.resp, sc.rc.resp)
+	}
+	if r.Fault, err = perFilterFault(pb.GetTypedPerFilterConfig()); err != nil {
+		return nil, err
+	}
+	if r.Fault == nil {
+		r.Fault = sc.fault
+	}
 	switch a := pb.GetAction().(type) {
 	case *routev3.Route_Route:
 		if err := compileAction(a.Route, r, vhRetry); err != nil {
 			return nil, fmt.Errorf("route: %w", err)
+		}
+		if len(r.Mirrors) == 0 {
+			r.Mirrors = sc.mirrors
 		}
 	case *routev3.Route_DirectResponse:
 		d, err := compileDirect(a.DirectResponse, maxBody)
@@ -131,13 +209,17 @@ func compileRoute(pb *routev3.Route, vhName string, vhRetry *RetryPolicy, maxBod
 		}
 		r.Direct = d
 	case *routev3.Route_Redirect:
-		return nil, errors.New("redirect action is not supported")
+		rd, err := compileRedirect(a.Redirect)
+		if err != nil {
+			return nil, fmt.Errorf("redirect: %w", err)
+		}
+		r.Redirect = rd
 	case *routev3.Route_FilterAction:
 		return nil, errors.New("filter_action is not supported")
 	case *routev3.Route_NonForwardingAction:
 		return nil, errors.New("non_forwarding_action is not supported")
 	case nil:
-		return nil, errors.New("no action: one of route or direct_response is required")
+		return nil, errors.New("no action: one of route, redirect or direct_response is required")
 	default:
 		return nil, fmt.Errorf("unsupported action %T", a)
 	}
@@ -386,9 +468,21 @@ func compileAction(a *routev3.RouteAction, r *Route, vhRetry *RetryPolicy) error
 	}
 
 	r.PrefixRewrite = a.GetPrefixRewrite()
+	if rr := a.GetRegexRewrite(); rr != nil {
+		if r.PrefixRewrite != "" {
+			return errors.New("prefix_rewrite and regex_rewrite are both set; only one may be")
+		}
+		var err error
+		if r.RegexRewrite, err = compileRegexRewrite(rr); err != nil {
+			return fmt.Errorf("regex_rewrite: %w", err)
+		}
+	}
+	ms, err := compileMirrors(a.GetRequestMirrorPolicies())
+	if err != nil {
+		return err
+	}
+	r.Mirrors = ms
 	switch {
-	case a.GetRegexRewrite() != nil:
-		return errors.New("regex_rewrite is not supported")
 	case a.GetPathRewritePolicy() != nil:
 		return errors.New("path_rewrite_policy is not supported")
 	case a.GetPathRewrite() != "":
@@ -445,9 +539,26 @@ func compileWeighted(pb *routev3.WeightedCluster, r *Route) error {
 		if c.GetName() == "" {
 			return fmt.Errorf("clusters[%d]: name is empty", i)
 		}
+		if _, ok := c.GetTypedPerFilterConfig()[FaultFilterName]; ok {
+			return fmt.Errorf("clusters[%d]: typed_per_filter_config[%s] is not supported on a weighted cluster", i, FaultFilterName)
+		}
 		w := c.GetWeight().GetValue()
 		total += uint64(w)
-		r.Weighted = append(r.Weighted, WeightedCluster{Name: c.GetName(), Weight: w})
+		wc := WeightedCluster{Name: c.GetName(), Weight: w}
+		switch hr := c.GetHostRewriteSpecifier().(type) {
+		case *routev3.WeightedCluster_ClusterWeight_HostRewriteLiteral:
+			wc.HostRewrite = hr.HostRewriteLiteral
+		case nil:
+		default:
+			return fmt.Errorf("clusters[%d]: host rewrite %T is not supported (only host_rewrite_literal)", i, hr)
+		}
+		lv, err := compileLevels(headerSources{reqAdd: c.GetRequestHeadersToAdd(), reqRemove: c.GetRequestHeadersToRemove(),
+			respAdd: c.GetResponseHeadersToAdd(), respRemove: c.GetResponseHeadersToRemove()})
+		if err != nil {
+			return fmt.Errorf("clusters[%d]: %w", i, err)
+		}
+		wc.RequestHeaders, wc.ResponseHeaders = mutations(lv.req), mutations(lv.resp)
+		r.Weighted = append(r.Weighted, wc)
 		r.cumulative = append(r.cumulative, total)
 	}
 	if total == 0 {

@@ -146,7 +146,7 @@ func TestPickClusterBands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []WeightedCluster{{"v1", 70}, {"idle", 0}, {"v2", 20}, {"v3", 10}}
+	want := []WeightedCluster{{Name: "v1", Weight: 70}, {Name: "idle", Weight: 0}, {Name: "v2", Weight: 20}, {Name: "v3", Weight: 10}}
 	if !reflect.DeepEqual(r.Weighted, want) {
 		t.Errorf("Weighted = %v, want %v", r.Weighted, want)
 	}
@@ -228,11 +228,24 @@ virtual_hosts:
   - match: {prefix: /}
     route: {weighted_clusters: {clusters: [{name: a, weight: 4294967295}, {name: b, weight: 1}]}}`),
 			`...weighted_clusters: sum of weights 4294967296 exceeds 4294967295`},
-		{"redirect", vh(`
+		{"redirect response code", vh(`
   - name: r
     match: {prefix: /}
-    redirect: {host_redirect: example.com}`),
-			`...route 0 ("r"): redirect action is not supported`},
+    redirect: {host_redirect: example.com, response_code: 9}`),
+			`...route 0 ("r"): redirect: response_code 9 is not supported`},
+		{"redirect path_rewrite", vh(`
+  - name: r
+    match: {prefix: /}
+    redirect: {path_rewrite: "/x"}`),
+			`...route 0 ("r"): redirect: path_rewrite is not supported`},
+		{"redirect bad scheme", vh(`
+  - match: {prefix: /}
+    redirect: {scheme_redirect: "ht tp"}`),
+			`...redirect: scheme_redirect "ht tp" is not a URI scheme`},
+		{"redirect regex substitution", vh(`
+  - match: {prefix: /}
+    redirect: {regex_rewrite: {pattern: {regex: "^/(a)"}, substitution: '/\2'}}`),
+			`...redirect: regex_rewrite: substitution "/\\2": \2 refers to a group the pattern does not have (it has 1)`},
 		{"no action", vh(`
   - match: {prefix: /}`),
 			`...route 0: no action`},
@@ -256,10 +269,151 @@ virtual_hosts:
   - match: {prefix: /}
     route: {cluster_header: x-cluster}`),
 			`...route: cluster_header "x-cluster" is not supported`},
-		{"regex rewrite", vh(`
+		{"prefix and regex rewrite", vh(`
   - match: {prefix: /}
-    route: {cluster: c, regex_rewrite: {pattern: {regex: "a"}, substitution: b}}`),
-			`...route 0: route: regex_rewrite is not supported`},
+    route: {cluster: c, prefix_rewrite: /x, regex_rewrite: {pattern: {regex: "a"}, substitution: b}}`),
+			`...route 0: route: prefix_rewrite and regex_rewrite are both set; only one may be`},
+		{"regex rewrite bad pattern", vh(`
+  - match: {prefix: /}
+    route: {cluster: c, regex_rewrite: {pattern: {regex: "a("}, substitution: b}}`),
+			"...route 0: route: regex_rewrite: pattern \"a(\": error parsing regexp: missing closing ): `a(`"},
+		{"regex rewrite bad escape", vh(`
+  - match: {prefix: /}
+    route: {cluster: c, regex_rewrite: {pattern: {regex: "a"}, substitution: '\n'}}`),
+			`...regex_rewrite: substitution "\\n": a backslash must be followed by a digit or a backslash`},
+		{"fault header abort", vh(`
+  - name: f
+    match: {prefix: /}
+    route: {cluster: c}
+    typed_per_filter_config:
+      envoy.filters.http.fault:
+        "@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault
+        abort: {header_abort: {}, percentage: {numerator: 1}}`),
+			`...route 0 ("f"): typed_per_filter_config[envoy.filters.http.fault]: abort.header_abort is not supported`},
+		{"fault header delay", vh(`
+  - match: {prefix: /}
+    route: {cluster: c}
+    typed_per_filter_config:
+      envoy.filters.http.fault:
+        "@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault
+        delay: {header_delay: {}}`),
+			`...typed_per_filter_config[envoy.filters.http.fault]: delay.header_delay is not supported`},
+		{"fault upstream cluster", vh(`
+  - match: {prefix: /}
+    route: {cluster: c}
+    typed_per_filter_config:
+      envoy.filters.http.fault:
+        "@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault
+        upstream_cluster: c
+        abort: {http_status: 503, percentage: {numerator: 1}}`),
+			`...typed_per_filter_config[envoy.filters.http.fault]: upstream_cluster "c" is not supported`},
+		{"fault headers", vh(`
+  - match: {prefix: /}
+    route: {cluster: c}
+    typed_per_filter_config:
+      envoy.filters.http.fault:
+        "@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault
+        headers: [{name: x}]
+        abort: {http_status: 503}`),
+			`...typed_per_filter_config[envoy.filters.http.fault]: headers is not supported`},
+		{"fault rate limit", vh(`
+  - match: {prefix: /}
+    route: {cluster: c}
+    typed_per_filter_config:
+      envoy.filters.http.fault:
+        "@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault
+        response_rate_limit: {fixed_limit: {limit_kbps: 1}}`),
+			`...typed_per_filter_config[envoy.filters.http.fault]: response_rate_limit is not supported`},
+		{"fault downstream nodes", vh(`
+  - match: {prefix: /}
+    route: {cluster: c}
+    typed_per_filter_config:
+      envoy.filters.http.fault:
+        "@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault
+        downstream_nodes: [a]`),
+			`...typed_per_filter_config[envoy.filters.http.fault]: downstream_nodes is not supported`},
+		{"fault status out of range", vh(`
+  - match: {prefix: /}
+    route: {cluster: c}
+    typed_per_filter_config:
+      envoy.filters.http.fault:
+        "@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault
+        abort: {http_status: 600}`),
+			`...typed_per_filter_config[envoy.filters.http.fault]: abort.http_status 600: must be between 200 and 599`},
+		{"fault zero delay", vh(`
+  - match: {prefix: /}
+    route: {cluster: c}
+    typed_per_filter_config:
+      envoy.filters.http.fault:
+        "@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault
+        delay: {fixed_delay: 0s}`),
+			`...typed_per_filter_config[envoy.filters.http.fault]: delay.fixed_delay 0s: must be greater than zero`},
+		{"fault config of another type", vh(`
+  - match: {prefix: /}
+    route: {cluster: c}
+    typed_per_filter_config:
+      envoy.filters.http.fault:
+        "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig
+        config: {"@type": type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate}`),
+			`...typed_per_filter_config[envoy.filters.http.fault].config: type type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate, want type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault`},
+		{"fault on a weighted cluster", vh(`
+  - match: {prefix: /}
+    route:
+      weighted_clusters:
+        clusters:
+        - name: a
+          weight: 1
+          typed_per_filter_config:
+            envoy.filters.http.fault: {"@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault}`),
+			`...weighted_clusters: clusters[0]: typed_per_filter_config[envoy.filters.http.fault] is not supported on a weighted cluster`},
+		{"hop-by-hop header", vh(`
+  - match: {prefix: /}
+    route: {cluster: c}
+    request_headers_to_add: [{header: {key: x-ok, value: "1"}}, {header: {key: Connection, value: close}}]`),
+			`...route 0: request_headers_to_add[1]: header.key "Connection": hop-by-hop and framing headers cannot be modified`},
+		{"pseudo-header", vh(`
+  - match: {prefix: /}
+    route: {cluster: c}
+    request_headers_to_add: [{header: {key: ":path", value: /x}}]`),
+			`...route 0: request_headers_to_add[0]: header.key ":path": pseudo-headers cannot be modified`},
+		{"authority on a response", vh(`
+  - match: {prefix: /}
+    route: {cluster: c}
+    response_headers_to_add: [{header: {key: ":authority", value: x}}]`),
+			`...route 0: response_headers_to_add[0]: header.key ":authority": pseudo-headers cannot be modified`},
+		{"remove host", vh(`
+  - match: {prefix: /}
+    route: {cluster: c}
+    request_headers_to_remove: [Host]`),
+			`...route 0: request_headers_to_remove[0]: "Host" may not be removed`},
+		{"format command", vh(`
+  - match: {prefix: /}
+    route: {cluster: c}
+    request_headers_to_add: [{header: {key: x-client, value: "%DOWNSTREAM_REMOTE_ADDRESS%"}}]`),
+			`...route 0: request_headers_to_add[0]: header.value "%DOWNSTREAM_REMOTE_ADDRESS%": format commands (%NAME%) are not supported by weft-proxy`},
+		{"append and append_action", vh(`
+  - match: {prefix: /}
+    route: {cluster: c}
+    response_headers_to_add: [{header: {key: x, value: "1"}, append: false, append_action: ADD_IF_ABSENT}]`),
+			`...response_headers_to_add[0]: append and append_action are both set; use append_action only`},
+		{"bad header name", vh(`
+  - match: {prefix: /}
+    route: {cluster: c}
+    request_headers_to_add: [{header: {key: "x y", value: "1"}}]`),
+			`...request_headers_to_add[0]: header.key "x y" is not a valid header name`},
+		{"newline in value", vh(`
+  - match: {prefix: /}
+    route: {cluster: c}
+    request_headers_to_add: [{header: {key: x, value: "a\r\nb: c"}}]`),
+			`...request_headers_to_add[0]: header.value "a\r\nb: c": CR, LF and NUL are not allowed in a header value`},
+		{"mirror cluster header", vh(`
+  - match: {prefix: /}
+    route: {cluster: c, request_mirror_policies: [{cluster_header: x-mirror}]}`),
+			`...route 0: route: request_mirror_policies[0].cluster_header is not supported`},
+		{"mirror without cluster", vh(`
+  - match: {prefix: /}
+    route: {cluster: c, request_mirror_policies: [{runtime_fraction: {default_value: {numerator: 5}}}]}`),
+			`...route 0: route: request_mirror_policies[0].cluster is empty`},
 		{"negative timeout", vh(`
   - match: {prefix: /}
     route: {cluster: c, timeout: -1s}`),
@@ -300,6 +454,20 @@ virtual_hosts:
   domains: ["*"]
   retry_policy: {retry_on: "sometimes"}`,
 			`route config http_proxy: virtual host "a": retry_policy: retry_on: unknown retry condition "sometimes"`},
+		{"virtual host header mutation", `
+name: http_proxy
+virtual_hosts:
+- name: a
+  domains: ["*"]
+  response_headers_to_remove: [":status"]`,
+			`route config http_proxy: virtual host "a": response_headers_to_remove[0]: ":status" may not be removed (pseudo-headers and host cannot be modified)`},
+		{"route config fault", `
+name: http_proxy
+typed_per_filter_config:
+  envoy.filters.http.fault:
+    "@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault
+    abort: {grpc_status: 14, percentage: {numerator: 1, denominator: 7}}`,
+			`route config http_proxy: typed_per_filter_config[envoy.filters.http.fault]: abort.percentage: denominator 7 is not supported`},
 		{"vhds", `
 name: http_proxy
 vhds: {config_source: {ads: {}}}`,

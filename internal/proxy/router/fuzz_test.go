@@ -5,6 +5,7 @@ import (
 	"hash/fnv"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 )
 
@@ -88,6 +89,52 @@ func FuzzSelect(f *testing.F) {
 		}
 		if again, err := tbl.Select(req); err != nil || again != r {
 			t.Fatalf("Select is not deterministic: %v then %v, %v", r, again, err)
+		}
+	})
+}
+
+// redirectFuzzConfig has a redirect and a regex rewrite that read the
+// request's host and path.
+const redirectFuzzConfig = `
+name: fuzz
+virtual_hosts:
+- name: vh
+  domains: ["*"]
+  routes:
+  - match: {prefix: /old}
+    redirect: {https_redirect: true, prefix_rewrite: /new, strip_query: true}
+  - match: {prefix: /}
+    redirect: {port_redirect: 8443, regex_rewrite: {pattern: {regex: "/([a-z]+)/"}, substitution: '/\1-x/'}}
+`
+
+// FuzzRedirect builds Location headers from arbitrary hosts and request
+// targets: it must not panic, and the parts the redirect sets must be there.
+func FuzzRedirect(f *testing.F) {
+	tbl := mustCompile(f, redirectFuzzConfig)
+	f.Add("shop:80", "/old/a?b=c")
+	f.Fuzz(func(t *testing.T, host, target string) {
+		u, err := url.ParseRequestURI(target)
+		if err != nil {
+			u = &url.URL{Path: target}
+		}
+		req := &http.Request{Method: "GET", Host: host, URL: u, Header: http.Header{}, RequestURI: target}
+		r, err := tbl.Select(req)
+		if err != nil {
+			return
+		}
+		loc := r.RedirectLocation(req)
+		switch {
+		case r.Redirect.Scheme == "https":
+			// strip_query: the Location ends with the rewritten path.
+			path := r.match.rewrite(newRequestView(req).path, r.Redirect.PrefixRewrite, r.Redirect.RegexRewrite)
+			rest, ok := strings.CutPrefix(loc, "https://")
+			if !ok || !strings.HasSuffix(rest, path) {
+				t.Fatalf("Location %q for host %q target %q", loc, host, target)
+			}
+		default:
+			if !strings.HasPrefix(loc, "http://") || !strings.Contains(loc, ":8443/") {
+				t.Fatalf("Location %q for host %q target %q has no port 8443", loc, host, target)
+			}
 		}
 	})
 }

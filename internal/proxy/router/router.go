@@ -16,9 +16,16 @@
 // Anything in the configuration that changes which route is chosen or where
 // the request goes, and that this package cannot honour, is a Compile error
 // whose text names the route configuration, virtual host, route and field,
-// because it is sent back to the control plane as the NACK message. Fields
-// that only decorate a request (header mutations, CORS, mirrors, hash
-// policies, per-filter config, metadata, decorators, stats) are ignored here.
+// because it is sent back to the control plane as the NACK message.
+//
+// Besides choosing the route, Compile prepares what the handlers do with it:
+// redirects (Route.Redirect, Route.RedirectLocation), path rewrites
+// (prefix_rewrite, regex_rewrite), header mutations of every level
+// (HeaderMutations), request mirror policies (Mirror) and the fault
+// filter's per-route configuration (typed_per_filter_config under
+// FaultFilterName, inherited from the virtual host and route
+// configuration). Other decorations (CORS, hash policies, other filters'
+// per-filter config, metadata, decorators, stats) are ignored.
 package router
 
 import (
@@ -74,7 +81,7 @@ type Route struct {
 	// VirtualHost is the name of the virtual host the route belongs to.
 	VirtualHost string
 
-	// Exactly one of Cluster, Weighted and Direct is set.
+	// Exactly one of Cluster, Weighted, Direct and Redirect is set.
 
 	// Cluster is the upstream cluster of a route.cluster action.
 	Cluster string
@@ -83,6 +90,8 @@ type Route struct {
 	Weighted []WeightedCluster
 	// Direct is the response of a direct_response action.
 	Direct *DirectResponse
+	// Redirect is a redirect action.
+	Redirect *Redirect
 
 	// Timeout is the whole-request upstream timeout; 0 means none. As in
 	// Envoy, a route action without a timeout field gets 15s; Weft's
@@ -93,8 +102,24 @@ type Route struct {
 	Retry RetryPolicy
 	// PrefixRewrite replaces the matched path prefix (route.prefix_rewrite).
 	PrefixRewrite string
+	// RegexRewrite rewrites the path (route.regex_rewrite); never set
+	// together with PrefixRewrite.
+	RegexRewrite *RegexRewrite
 	// HostRewrite replaces the Host / :authority (route.host_rewrite_literal).
 	HostRewrite string
+
+	// RequestHeaders and ResponseHeaders are the header mutations of the
+	// route, its virtual host and its route configuration, in Envoy's
+	// order; a picked weighted cluster's own are applied before them.
+	RequestHeaders, ResponseHeaders HeaderMutations
+	// Mirrors are the request mirror policies (the route's, else the
+	// virtual host's, else the route configuration's).
+	Mirrors []Mirror
+	// Fault is the fault filter's configuration for the route (its own
+	// typed_per_filter_config, else its virtual host's, else its route
+	// configuration's); nil when none of them has one, in which case the
+	// filter's own configuration applies.
+	Fault *Fault
 
 	match routeMatch
 	// cumulative[i] is the sum of Weighted[0..i].Weight; total is the last.
@@ -106,6 +131,12 @@ type Route struct {
 type WeightedCluster struct {
 	Name   string
 	Weight uint32
+	// HostRewrite is the entry's host_rewrite_literal; the route's, when
+	// set, wins over it.
+	HostRewrite string
+	// RequestHeaders and ResponseHeaders are the entry's own header
+	// mutations, applied before the route's when the entry is picked.
+	RequestHeaders, ResponseHeaders HeaderMutations
 }
 
 // DirectResponse is a response the proxy sends itself (direct_response).
@@ -127,13 +158,22 @@ func (r *Route) PickCluster(rnd uint64) string {
 	if r.total == 0 {
 		return r.Cluster
 	}
+	return r.PickWeighted(rnd).Name
+}
+
+// PickWeighted returns the weighted_clusters entry for a request given a
+// uniformly random number rnd, or nil when the route has none.
+func (r *Route) PickWeighted(rnd uint64) *WeightedCluster {
+	if r.total == 0 {
+		return nil
+	}
 	x := rnd % r.total
 	for i, upper := range r.cumulative {
 		if x < upper {
-			return r.Weighted[i].Name
+			return &r.Weighted[i]
 		}
 	}
-	return r.Weighted[len(r.Weighted)-1].Name // unreachable: x < total
+	return &r.Weighted[len(r.Weighted)-1] // unreachable: x < total
 }
 
 // Select finds the virtual host for the request's host and the first route
@@ -235,22 +275,11 @@ func (v *requestView) pathWithQuery() string {
 	return v.path + "?" + v.query
 }
 
-// RewritePath applies the route's prefix_rewrite to path (without its
-// query), as Envoy does: the matched prefix of a prefix or
+// RewritePath applies the route's prefix_rewrite or regex_rewrite to path
+// (without its query), as Envoy does: the matched prefix of a prefix or
 // path_separated_prefix route, the whole path of an exact or regex route, is
-// replaced. A path the route did not match is returned as it is.
+// replaced by prefix_rewrite; every match of regex_rewrite's pattern is
+// substituted. A path a prefix route did not match is returned as it is.
 func (r *Route) RewritePath(path string) string {
-	if r.PrefixRewrite == "" {
-		return path
-	}
-	m := &r.match
-	switch m.kind {
-	case pathPrefix, pathSeparatedPrefix:
-		if !hasPrefix(path, m.path, m.caseSensitive) {
-			return path
-		}
-		return r.PrefixRewrite + path[len(m.path):]
-	default:
-		return r.PrefixRewrite
-	}
+	return r.match.rewrite(path, r.PrefixRewrite, r.RegexRewrite)
 }

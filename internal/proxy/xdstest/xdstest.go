@@ -17,6 +17,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -150,11 +151,13 @@ func socket(addr string) *corev3.Address {
 		Address: h, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: p}}}}
 }
 
-func hcmListener(name, addr string, hcm *hcmv3.HttpConnectionManager) *listenerv3.Listener {
-	hcm.HttpFilters = []*hcmv3.HttpFilter{{
+// hcmListener is a listener whose one filter chain is hcm, with filters
+// and then the router as its HTTP filters.
+func hcmListener(name, addr string, hcm *hcmv3.HttpConnectionManager, filters ...*hcmv3.HttpFilter) *listenerv3.Listener {
+	hcm.HttpFilters = append(append([]*hcmv3.HttpFilter(nil), filters...), &hcmv3.HttpFilter{
 		Name:       "envoy.filters.http.router",
 		ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustMarshal(&routerv3.Router{})},
-	}}
+	})
 	return &listenerv3.Listener{
 		Name:    name,
 		Address: socket(addr),
@@ -173,8 +176,9 @@ func mustMarshal(m proto.Message) *anypb.Any {
 	return a
 }
 
-// RDSListener is a listener whose HTTP connection manager uses RDS routeConfig.
-func RDSListener(name, addr, routeConfig string) *listenerv3.Listener {
+// RDSListener is a listener whose HTTP connection manager uses RDS
+// routeConfig; filters (FaultFilter, ...) run before the router.
+func RDSListener(name, addr, routeConfig string, filters ...*hcmv3.HttpFilter) *listenerv3.Listener {
 	return hcmListener(name, addr, &hcmv3.HttpConnectionManager{
 		StatPrefix: name,
 		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
@@ -182,7 +186,30 @@ func RDSListener(name, addr, routeConfig string) *listenerv3.Listener {
 			ConfigSource:    &corev3.ConfigSource{ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}}},
 		}},
 		HttpProtocolOptions: &corev3.Http1ProtocolOptions{AllowAbsoluteUrl: wrapperspb.Bool(true)},
-	})
+	}, filters...)
+}
+
+// FaultFilter is the fault injection HTTP filter with its own
+// configuration f (an empty HTTPFault when nil), as the control plane puts
+// it before the router.
+func FaultFilter(f *faultv3.HTTPFault) *hcmv3.HttpFilter {
+	if f == nil {
+		f = &faultv3.HTTPFault{}
+	}
+	return &hcmv3.HttpFilter{
+		Name:       "envoy.filters.http.fault",
+		ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustMarshal(f)},
+	}
+}
+
+// WithFault sets route's fault filter configuration
+// (typed_per_filter_config) to f.
+func WithFault(route *routev3.Route, f *faultv3.HTTPFault) *routev3.Route {
+	if route.TypedPerFilterConfig == nil {
+		route.TypedPerFilterConfig = map[string]*anypb.Any{}
+	}
+	route.TypedPerFilterConfig["envoy.filters.http.fault"] = mustMarshal(f)
+	return route
 }
 
 // InlineListener is a listener with an inline route configuration.
