@@ -266,3 +266,70 @@ spec:
 		t.Errorf("GET /productpage has x-served-by %q: only the /books route sets it", resp.Header.Get("X-Served-By"))
 	}
 }
+
+// TestCORSAtTheGateway lets a browser on another origin call the product
+// API: the gateway answers the preflight itself and marks the answer to the
+// real request.
+func TestCORSAtTheGateway(t *testing.T) {
+	m := startMesh(t)
+	m.applyYAML(`
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: bookinfo
+spec:
+  hosts:
+  - "*"
+  gateways:
+  - bookinfo-gateway
+  http:
+  - match:
+    - uri:
+        prefix: /api/v1/products
+    corsPolicy:
+      allowOrigins:
+      - exact: https://shop.example.com
+      allowMethods:
+      - GET
+      - POST
+      allowHeaders:
+      - x-client
+      maxAge: 24h
+    route:
+    - destination:
+        host: productpage
+        port:
+          number: 9080
+`)
+	do := func(method, origin string, hdr map[string]string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(method, m.gateway+"/api/v1/products", nil)
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := (&http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil}}).Do(req)
+		if err != nil {
+			t.Fatalf("%s with origin %q: %v", method, origin, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+
+	pre := do(http.MethodOptions, "https://shop.example.com", map[string]string{"Access-Control-Request-Method": "POST"})
+	if pre.StatusCode != http.StatusOK || pre.Header.Get("Access-Control-Allow-Origin") != "https://shop.example.com" ||
+		!strings.Contains(pre.Header.Get("Access-Control-Allow-Methods"), "POST") || pre.Header.Get("Access-Control-Max-Age") != "86400" {
+		t.Errorf("preflight from an allowed origin: %s %v; want 200 allowing the origin, POST, max age 86400", pre.Status, pre.Header)
+	}
+	get := do(http.MethodGet, "https://shop.example.com", nil)
+	if get.StatusCode != http.StatusOK || get.Header.Get("Access-Control-Allow-Origin") != "https://shop.example.com" {
+		t.Errorf("GET from an allowed origin: %s, Access-Control-Allow-Origin %q", get.Status, get.Header.Get("Access-Control-Allow-Origin"))
+	}
+	other := do(http.MethodGet, "https://evil.example.com", nil)
+	if got := other.Header.Get("Access-Control-Allow-Origin"); got != "" {
+		t.Errorf("GET from another origin got Access-Control-Allow-Origin %q; the browser must not let it read the answer", got)
+	}
+}

@@ -131,6 +131,7 @@ spec:
 ` + http
 	}
 	const warnPrefix = "Warning [WEFT0001] (VirtualService default/ratings) "
+	const drPrefix = "Warning [WEFT0001] (DestinationRule default/ratings) "
 	const suffix = " is not supported by Weft yet: it is stored but has no effect"
 	tests := []struct {
 		name string
@@ -192,22 +193,68 @@ spec:
 			warnPrefix + "spec.http[1].mirror: HTTP mirror on a redirect or directResponse route" + suffix,
 			warnPrefix + "spec.http[2].mirrors: HTTP mirrors on a redirect or directResponse route" + suffix,
 		}},
-		{"cors, delegate and a DestinationRule", vs(`  - corsPolicy: {allowOrigins: [{exact: "https://example.com"}]}
+		{"cors is translated, delegate is not", vs(`  - corsPolicy:
+      allowOrigins: [{exact: "https://example.com"}]
+      allowOrigin: ["https://old.example.com"]
+      allowMethods: [GET]
+      maxAge: 24h
+      unmatchedPreflights: IGNORE
     route:
     - destination: {host: ratings}
   - delegate: {name: ratings-delegate}
-`) + `---
-apiVersion: networking.istio.io/v1
+`), []string{
+			warnPrefix + "spec.http[1].delegate: HTTP delegate" + suffix,
+		}},
+		{"translated DestinationRule traffic policies", `apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: ratings}
 spec:
   host: ratings
   trafficPolicy:
-    outlierDetection: {consecutive5xxErrors: 1}
+    connectionPool:
+      tcp: {maxConnections: 10, connectTimeout: 250ms, idleTimeout: 1m}
+      http: {http1MaxPendingRequests: 1, http2MaxRequests: 2, maxRequestsPerConnection: 3, maxRetries: 4, idleTimeout: 5s}
+    outlierDetection: {consecutive5xxErrors: 1, consecutiveGatewayErrors: 2, interval: 1s, baseEjectionTime: 3m, maxEjectionPercent: 100, minHealthPercent: 10}
+    portLevelSettings:
+    - port: {number: 9080}
+      connectionPool: {http: {http2MaxRequests: 7}}
+      outlierDetection: {consecutive5xxErrors: 0}
+  subsets:
+  - name: v1
+    labels: {version: v1}
+    trafficPolicy:
+      outlierDetection: {consecutiveGatewayErrors: 9}
+`, nil},
+		{"untranslated parts of DestinationRule traffic policies", `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: ratings}
+spec:
+  host: ratings
+  trafficPolicy:
+    connectionPool:
+      tcp: {tcpKeepalive: {time: 10s}, maxConnectionDuration: 1h}
+      http: {h2UpgradePolicy: UPGRADE, maxConcurrentStreams: 10, http2KeepAlive: {interval: 10s}}
+    outlierDetection: {consecutiveErrors: 5, splitExternalLocalOriginErrors: true, consecutiveLocalOriginFailures: 3}
+    portLevelSettings:
+    - port: {number: 9080}
+      loadBalancer: {consistentHash: {httpHeaderName: x-user}}
+      tls: {mode: ISTIO_MUTUAL}
+  subsets:
+  - name: v1
+    labels: {version: v1}
+    trafficPolicy:
+      connectionPool: {http: {useClientProtocol: true}}
 `, []string{
-			warnPrefix + "spec.http[0].corsPolicy: HTTP corsPolicy" + suffix,
-			warnPrefix + "spec.http[1].delegate: HTTP delegate" + suffix,
-			"Warning [WEFT0001] (DestinationRule default/ratings) spec.trafficPolicy.outlierDetection: outlierDetection" + suffix,
+			drPrefix + "spec.trafficPolicy.connectionPool.tcp.maxConnectionDuration: connectionPool.tcp.maxConnectionDuration" + suffix,
+			drPrefix + "spec.trafficPolicy.outlierDetection.splitExternalLocalOriginErrors: outlierDetection.splitExternalLocalOriginErrors" + suffix,
+			drPrefix + "spec.trafficPolicy.connectionPool.tcp.tcpKeepalive: connectionPool.tcp.tcpKeepalive" + suffix,
+			drPrefix + "spec.trafficPolicy.connectionPool.http.h2UpgradePolicy: connectionPool.http.h2UpgradePolicy" + suffix,
+			drPrefix + "spec.trafficPolicy.connectionPool.http.maxConcurrentStreams: connectionPool.http.maxConcurrentStreams" + suffix,
+			drPrefix + "spec.trafficPolicy.connectionPool.http.http2KeepAlive: connectionPool.http.http2KeepAlive" + suffix,
+			drPrefix + "spec.trafficPolicy.outlierDetection.consecutiveErrors: the deprecated outlierDetection.consecutiveErrors (Istio ignores it too; use consecutive5xxErrors or consecutiveGatewayErrors)" + suffix,
+			drPrefix + "spec.trafficPolicy.portLevelSettings[0].tls: client TLS settings" + suffix,
+			drPrefix + "spec.trafficPolicy.portLevelSettings[0].loadBalancer.consistentHash: consistent-hash load balancing" + suffix,
+			drPrefix + "spec.subsets[0].trafficPolicy.connectionPool.http.useClientProtocol: connectionPool.http.useClientProtocol" + suffix,
 		}},
 	}
 	for _, tt := range tests {

@@ -27,9 +27,6 @@ func Unsupported(r *Resource) []Warning {
 	case *networking.VirtualService:
 		for i, h := range spec.GetHttp() {
 			p := index("spec.http", i)
-			if h.GetCorsPolicy() != nil {
-				warn(p+".corsPolicy", "HTTP corsPolicy")
-			}
 			if h.GetDelegate() != nil {
 				warn(p+".delegate", "HTTP delegate")
 			}
@@ -68,26 +65,54 @@ func Unsupported(r *Resource) []Warning {
 			warn("spec.exportTo", "exportTo")
 		}
 	case *networking.DestinationRule:
-		policy := func(path string, tp *networking.TrafficPolicy) {
-			if tp == nil {
-				return
+		policy := func(path string, cp *networking.ConnectionPoolSettings, od *networking.OutlierDetection,
+			lb *networking.LoadBalancerSettings, tls *networking.ClientTLSSettings) {
+			if cp.GetTcp().GetMaxConnectionDuration() != nil {
+				warn(path+".connectionPool.tcp.maxConnectionDuration", "connectionPool.tcp.maxConnectionDuration")
 			}
-			if tp.GetConnectionPool() != nil {
-				warn(path+".connectionPool", "connectionPool")
+			if od.GetSplitExternalLocalOriginErrors() {
+				warn(path+".outlierDetection.splitExternalLocalOriginErrors", "outlierDetection.splitExternalLocalOriginErrors")
 			}
-			if tp.GetOutlierDetection() != nil {
-				warn(path+".outlierDetection", "outlierDetection")
+			if cp.GetTcp().GetTcpKeepalive() != nil {
+				warn(path+".connectionPool.tcp.tcpKeepalive", "connectionPool.tcp.tcpKeepalive")
 			}
-			if tp.GetTls() != nil {
+			if h := cp.GetHttp(); h != nil {
+				if h.GetH2UpgradePolicy() != networking.ConnectionPoolSettings_HTTPSettings_DEFAULT {
+					warn(path+".connectionPool.http.h2UpgradePolicy", "connectionPool.http.h2UpgradePolicy")
+				}
+				if h.GetUseClientProtocol() {
+					warn(path+".connectionPool.http.useClientProtocol", "connectionPool.http.useClientProtocol")
+				}
+				if h.GetMaxConcurrentStreams() != 0 {
+					warn(path+".connectionPool.http.maxConcurrentStreams", "connectionPool.http.maxConcurrentStreams")
+				}
+				if h.GetHttp2KeepAlive() != nil {
+					warn(path+".connectionPool.http.http2KeepAlive", "connectionPool.http.http2KeepAlive")
+				}
+			}
+			if od.GetConsecutiveErrors() != 0 { //nolint:staticcheck // deprecated, and ignored as in Istio
+				warn(path+".outlierDetection.consecutiveErrors",
+					"the deprecated outlierDetection.consecutiveErrors (Istio ignores it too; use consecutive5xxErrors or consecutiveGatewayErrors)")
+			}
+			if tls != nil {
 				warn(path+".tls", "client TLS settings")
 			}
-			if tp.GetLoadBalancer().GetConsistentHash() != nil {
+			if lb.GetConsistentHash() != nil {
 				warn(path+".loadBalancer.consistentHash", "consistent-hash load balancing")
 			}
 		}
-		policy("spec.trafficPolicy", spec.GetTrafficPolicy())
+		trafficPolicy := func(path string, tp *networking.TrafficPolicy) {
+			if tp == nil {
+				return
+			}
+			policy(path, tp.GetConnectionPool(), tp.GetOutlierDetection(), tp.GetLoadBalancer(), tp.GetTls())
+			for i, pl := range tp.GetPortLevelSettings() {
+				policy(index(path+".portLevelSettings", i), pl.GetConnectionPool(), pl.GetOutlierDetection(), pl.GetLoadBalancer(), pl.GetTls())
+			}
+		}
+		trafficPolicy("spec.trafficPolicy", spec.GetTrafficPolicy())
 		for i, s := range spec.GetSubsets() {
-			policy(index("spec.subsets", i)+".trafficPolicy", s.GetTrafficPolicy())
+			trafficPolicy(index("spec.subsets", i)+".trafficPolicy", s.GetTrafficPolicy())
 		}
 		if len(spec.GetExportTo()) > 0 {
 			warn("spec.exportTo", "exportTo")

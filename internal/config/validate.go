@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"golang.org/x/net/http/httpguts"
+	"google.golang.org/protobuf/types/known/durationpb"
 	networking "istio.io/api/networking/v1alpha3"
 )
 
@@ -324,6 +325,9 @@ func (v *validator) httpRoute(path string, h *networking.HTTPRoute) {
 	if f := h.Fault; f != nil {
 		v.fault(path+".fault", f)
 	}
+	if c := h.CorsPolicy; c != nil {
+		v.cors(path+".corsPolicy", c)
+	}
 	v.headers(path+".headers", h.Headers)
 	for k, rd := range h.Route {
 		v.headers(index(path+".route", k)+".headers", rd.Headers)
@@ -433,13 +437,146 @@ func (v *validator) trafficPolicy(path string, tp *networking.TrafficPolicy) {
 	if tp == nil {
 		return
 	}
+	v.connectionPool(path+".connectionPool", tp.ConnectionPool)
+	v.outlierDetection(path+".outlierDetection", tp.OutlierDetection)
 	for i, pl := range tp.PortLevelSettings {
 		p := index(path+".portLevelSettings", i)
+		v.connectionPool(p+".connectionPool", pl.ConnectionPool)
+		v.outlierDetection(p+".outlierDetection", pl.OutlierDetection)
 		if pl.Port == nil {
 			v.errorf(p+".port", "required")
 			continue
 		}
 		v.port(p+".port.number", pl.Port.Number, true)
+	}
+}
+
+// duration checks a duration as Istio does: at least 1ms, in whole
+// milliseconds. nil is fine (unset).
+func (v *validator) duration(path string, d *durationpb.Duration) {
+	if d == nil {
+		return
+	}
+	switch dur := d.AsDuration(); {
+	case dur < time.Millisecond:
+		v.errorf(path, "%v is too short: it must be at least 1ms", dur)
+	case dur%time.Millisecond != 0:
+		v.errorf(path, "%v is too precise: durations are in whole milliseconds", dur)
+	}
+}
+
+// nonNegative checks an integer field Istio requires to be 0 or more.
+func (v *validator) nonNegative(path string, n int32) {
+	if n < 0 {
+		v.errorf(path, "%d must not be negative", n)
+	}
+}
+
+// connectionPool checks connection pool settings as Istio does: tcp or
+// http set, no negative limits, durations of at least 1ms, and no
+// useClientProtocol with an h2UpgradePolicy of UPGRADE.
+func (v *validator) connectionPool(path string, cp *networking.ConnectionPoolSettings) {
+	if cp == nil {
+		return
+	}
+	if cp.Tcp == nil && cp.Http == nil {
+		v.errorf(path, "needs tcp or http settings")
+	}
+	if h := cp.Http; h != nil {
+		p := path + ".http"
+		v.nonNegative(p+".http1MaxPendingRequests", h.Http1MaxPendingRequests)
+		v.nonNegative(p+".http2MaxRequests", h.Http2MaxRequests)
+		v.nonNegative(p+".maxRequestsPerConnection", h.MaxRequestsPerConnection)
+		v.nonNegative(p+".maxRetries", h.MaxRetries)
+		v.nonNegative(p+".maxConcurrentStreams", h.MaxConcurrentStreams)
+		v.duration(p+".idleTimeout", h.IdleTimeout)
+		if h.H2UpgradePolicy == networking.ConnectionPoolSettings_HTTPSettings_UPGRADE && h.UseClientProtocol {
+			v.errorf(p+".useClientProtocol", "must not be true when h2UpgradePolicy is UPGRADE")
+		}
+	}
+	if tcp := cp.Tcp; tcp != nil {
+		p := path + ".tcp"
+		v.nonNegative(p+".maxConnections", tcp.MaxConnections)
+		v.duration(p+".connectTimeout", tcp.ConnectTimeout)
+		v.duration(p+".maxConnectionDuration", tcp.MaxConnectionDuration)
+		v.duration(p+".idleTimeout", tcp.IdleTimeout)
+		if ka := tcp.TcpKeepalive; ka != nil {
+			v.duration(p+".tcpKeepalive.time", ka.Time)
+			v.duration(p+".tcpKeepalive.interval", ka.Interval)
+		}
+	}
+}
+
+// outlierDetection checks outlier detection as Istio does: durations of at
+// least 1ms, percentages in 0..100, and consecutiveLocalOriginFailures only
+// with splitExternalLocalOriginErrors.
+func (v *validator) outlierDetection(path string, od *networking.OutlierDetection) {
+	if od == nil {
+		return
+	}
+	v.duration(path+".interval", od.Interval)
+	v.duration(path+".baseEjectionTime", od.BaseEjectionTime)
+	if !od.SplitExternalLocalOriginErrors && od.ConsecutiveLocalOriginFailures.GetValue() > 0 {
+		v.errorf(path+".consecutiveLocalOriginFailures", "needs splitExternalLocalOriginErrors: true")
+	}
+	for _, f := range []struct {
+		name string
+		val  int32
+	}{{"maxEjectionPercent", od.MaxEjectionPercent}, {"minHealthPercent", od.MinHealthPercent}} {
+		if f.val < 0 || f.val > 100 {
+			v.errorf(path+"."+f.name, "percentage %d must be between 0 and 100", f.val)
+		}
+	}
+}
+
+// httpMethods are the methods Istio accepts in corsPolicy.allowMethods.
+var httpMethods = []string{"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "TRACE", "CONNECT", "PATCH"}
+
+// cors checks a CORS policy as Istio does: origins with a value (and a
+// valid regex), known methods, valid header names ("*" allowed), and a
+// maxAge of whole seconds.
+func (v *validator) cors(path string, c *networking.CorsPolicy) {
+	for i, o := range c.AllowOrigins {
+		p := index(path+".allowOrigins", i)
+		switch t := o.GetMatchType().(type) {
+		case *networking.StringMatch_Exact:
+			if t.Exact == "" {
+				v.errorf(p+".exact", "must not be empty")
+			}
+		case *networking.StringMatch_Prefix:
+			if t.Prefix == "" {
+				v.errorf(p+".prefix", "must not be empty")
+			}
+		case *networking.StringMatch_Regex:
+			if t.Regex == "" {
+				v.errorf(p+".regex", "must not be empty")
+			} else {
+				v.regex(p+".regex", t.Regex)
+			}
+		default:
+			v.errorf(p, "needs exact, prefix or regex")
+		}
+	}
+	for i, m := range c.AllowMethods {
+		if !slices.Contains(httpMethods, m) {
+			v.errorf(index(path+".allowMethods", i), "%q is not a supported HTTP method (%s)", m, strings.Join(httpMethods, ", "))
+		}
+	}
+	for _, hs := range []struct {
+		name  string
+		names []string
+	}{{"allowHeaders", c.AllowHeaders}, {"exposeHeaders", c.ExposeHeaders}} {
+		for i, name := range hs.names {
+			if name != "*" {
+				v.headerName(index(path+"."+hs.name, i), name)
+			}
+		}
+	}
+	if c.MaxAge != nil {
+		v.duration(path+".maxAge", c.MaxAge)
+		if c.MaxAge.Nanos != 0 {
+			v.errorf(path+".maxAge", "%v is too precise: maxAge is in whole seconds", c.MaxAge.AsDuration())
+		}
 	}
 }
 

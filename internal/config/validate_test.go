@@ -52,6 +52,28 @@ func TestValidateAccepts(t *testing.T) {
   trafficPolicy:
     portLevelSettings: [{port: {number: 9080}, loadBalancer: {simple: LEAST_REQUEST}}]
 `},
+		{KindDestinationRule, `  host: reviews
+  trafficPolicy:
+    connectionPool:
+      tcp: {maxConnections: 100, connectTimeout: 30ms, maxConnectionDuration: 1h, tcpKeepalive: {time: 7200s, interval: 75s}}
+      http: {http1MaxPendingRequests: 1, http2MaxRequests: 1000, maxRequestsPerConnection: 10, maxRetries: 3, idleTimeout: 1m}
+    outlierDetection: {consecutive5xxErrors: 7, interval: 5m, baseEjectionTime: 15m, maxEjectionPercent: 100, minHealthPercent: 0}
+  subsets:
+  - name: v1
+    trafficPolicy:
+      outlierDetection: {splitExternalLocalOriginErrors: true, consecutiveLocalOriginFailures: 3}
+`},
+		{KindVirtualService, `  hosts: [ratings]
+  http:
+  - corsPolicy:
+      allowOrigins: [{exact: "https://example.com"}, {regex: "https://.*[.]example[.]org"}]
+      allowMethods: [GET, POST, PATCH]
+      allowHeaders: ["*"]
+      exposeHeaders: [x-custom-header]
+      maxAge: 24h
+      allowCredentials: false
+    route: [{destination: {host: ratings}}]
+`},
 		{KindGateway, `  servers:
   - port: {number: 443, name: https, protocol: https}
     hosts: ["prod/*.example.com"]
@@ -186,6 +208,16 @@ func TestValidateRejects(t *testing.T) {
 			"spec.http[0].match[0].gateways[0]", "gateway name must not be empty"},
 		{"fault percent", KindVirtualService, "  hosts: [a]\n  http: [{fault: {delay: {percent: 120, fixedDelay: 1s}}, route: [{destination: {host: a}}]}]\n",
 			"spec.http[0].fault.delay.percent", "percentage 120 must be between 0 and 100"},
+		{"cors empty origin", KindVirtualService, "  hosts: [a]\n  http: [{corsPolicy: {allowOrigins: [{exact: \"\"}]}, route: [{destination: {host: a}}]}]\n",
+			"spec.http[0].corsPolicy.allowOrigins[0].exact", "must not be empty"},
+		{"cors origin regex", KindVirtualService, "  hosts: [a]\n  http: [{corsPolicy: {allowOrigins: [{regex: \"(x\"}]}, route: [{destination: {host: a}}]}]\n",
+			"spec.http[0].corsPolicy.allowOrigins[0].regex", `invalid regex "(x": missing closing )`},
+		{"cors method", KindVirtualService, "  hosts: [a]\n  http: [{corsPolicy: {allowMethods: [GET, get]}, route: [{destination: {host: a}}]}]\n",
+			"spec.http[0].corsPolicy.allowMethods[1]", `"get" is not a supported HTTP method (GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, CONNECT, PATCH)`},
+		{"cors header", KindVirtualService, "  hosts: [a]\n  http: [{corsPolicy: {exposeHeaders: [\"x y\"]}, route: [{destination: {host: a}}]}]\n",
+			"spec.http[0].corsPolicy.exposeHeaders[0]", `"x y" is not a valid header name`},
+		{"cors max age", KindVirtualService, "  hosts: [a]\n  http: [{corsPolicy: {maxAge: 1.5s}, route: [{destination: {host: a}}]}]\n",
+			"spec.http[0].corsPolicy.maxAge", "1.5s is too precise: maxAge is in whole seconds"},
 		{"tcp weights", KindVirtualService, "  hosts: [a]\n  tcp: [{route: [{destination: {host: a}, weight: 10}, {destination: {host: b}, weight: 10}]}]\n",
 			"spec.tcp[0].route", "weights sum to 20, want 100"},
 		{"tcp without route", KindVirtualService, "  hosts: [a]\n  tcp: [{match: [{port: 1}]}]\n",
@@ -202,6 +234,26 @@ func TestValidateRejects(t *testing.T) {
 			"spec.subsets[2].name", `duplicate subset name "v1"`},
 		{"dr port level port", KindDestinationRule, "  host: a\n  trafficPolicy: {portLevelSettings: [{port: {number: 0}}]}\n",
 			"spec.trafficPolicy.portLevelSettings[0].port.number", "required"},
+		{"dr empty connection pool", KindDestinationRule, "  host: a\n  trafficPolicy: {connectionPool: {}}\n",
+			"spec.trafficPolicy.connectionPool", "needs tcp or http settings"},
+		{"dr negative max connections", KindDestinationRule, "  host: a\n  trafficPolicy: {connectionPool: {tcp: {maxConnections: -1}}}\n",
+			"spec.trafficPolicy.connectionPool.tcp.maxConnections", "-1 must not be negative"},
+		{"dr negative pending requests in a subset", KindDestinationRule, "  host: a\n  subsets: [{name: v1, trafficPolicy: {connectionPool: {http: {http1MaxPendingRequests: -5}}}}]\n",
+			"spec.subsets[0].trafficPolicy.connectionPool.http.http1MaxPendingRequests", "-5 must not be negative"},
+		{"dr connect timeout too short", KindDestinationRule, "  host: a\n  trafficPolicy: {connectionPool: {tcp: {connectTimeout: 0.0001s}}}\n",
+			"spec.trafficPolicy.connectionPool.tcp.connectTimeout", "100µs is too short: it must be at least 1ms"},
+		{"dr idle timeout precision", KindDestinationRule, "  host: a\n  trafficPolicy: {connectionPool: {http: {idleTimeout: 1.0005s}}}\n",
+			"spec.trafficPolicy.connectionPool.http.idleTimeout", "1.0005s is too precise: durations are in whole milliseconds"},
+		{"dr client protocol with upgrade", KindDestinationRule, "  host: a\n  trafficPolicy: {connectionPool: {http: {h2UpgradePolicy: UPGRADE, useClientProtocol: true}}}\n",
+			"spec.trafficPolicy.connectionPool.http.useClientProtocol", "must not be true when h2UpgradePolicy is UPGRADE"},
+		{"dr ejection percent at port level", KindDestinationRule, "  host: a\n  trafficPolicy: {portLevelSettings: [{port: {number: 80}, outlierDetection: {maxEjectionPercent: 101}}]}\n",
+			"spec.trafficPolicy.portLevelSettings[0].outlierDetection.maxEjectionPercent", "percentage 101 must be between 0 and 100"},
+		{"dr min health percent", KindDestinationRule, "  host: a\n  trafficPolicy: {outlierDetection: {minHealthPercent: -1}}\n",
+			"spec.trafficPolicy.outlierDetection.minHealthPercent", "percentage -1 must be between 0 and 100"},
+		{"dr ejection interval", KindDestinationRule, "  host: a\n  trafficPolicy: {outlierDetection: {interval: 0s}}\n",
+			"spec.trafficPolicy.outlierDetection.interval", "0s is too short: it must be at least 1ms"},
+		{"dr local origin failures without split", KindDestinationRule, "  host: a\n  trafficPolicy: {outlierDetection: {consecutiveLocalOriginFailures: 2}}\n",
+			"spec.trafficPolicy.outlierDetection.consecutiveLocalOriginFailures", "needs splitExternalLocalOriginErrors: true"},
 
 		// Gateway.
 		{"gw no servers", KindGateway, "  selector: {istio: ingressgateway}\n",

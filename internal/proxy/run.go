@@ -109,7 +109,7 @@ func Run(ctx context.Context, o Options) error {
 		return true, ""
 	}
 	adm := admin.New(admin.Options{Logger: log, Ready: ready, Resources: compiler.Resources, Quit: cancel, Stats: pools.Stats, Listeners: listeners.Stats,
-		Faults: compiler.FaultStats, Mirrors: compiler.MirrorStats, Pprof: o.Pprof})
+		Faults: compiler.FaultStats, Cors: compiler.CorsStats, Mirrors: compiler.MirrorStats, Pprof: o.Pprof})
 
 	var wg sync.WaitGroup
 	wg.Add(3)

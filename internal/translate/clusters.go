@@ -30,28 +30,40 @@ func (t *translator) outbound() ([]*clusterv3.Cluster, []*endpointv3.ClusterLoad
 	return append(slices.Clone(t.shared.clusters), clusters...), append(slices.Clone(t.shared.endpoints), endpoints...)
 }
 
-// lbPolicy is the load balancer of a cluster. The most specific setting
-// wins: the subset's port-level, the subset's, the rule's port-level, the
-// rule's; then Istio's default.
-func (t *translator) lbPolicy(k clusterKey) clusterv3.Cluster_LbPolicy {
-	dr, ok := t.drs[k.host]
-	if !ok {
-		return defaultLbPolicy
+// outboundCluster is the EDS cluster k with the DestinationRule policy
+// that applies to it (see trafficPolicy): load balancer, connection pool
+// and outlier detection.
+func (t *translator) outboundCluster(k clusterKey) *clusterv3.Cluster {
+	tp := t.trafficPolicy(k)
+	c := &clusterv3.Cluster{
+		Name:                 k.name(),
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+		EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource()},
+		LbPolicy:             lbPolicy(tp),
 	}
-	var policies []*v1alpha3.TrafficPolicy
-	if k.subset != "" {
-		policies = append(policies, dr.subset(k.subset).GetTrafficPolicy())
-	}
-	policies = append(policies, dr.spec.GetTrafficPolicy())
-	for _, tp := range policies {
-		for _, pl := range tp.GetPortLevelSettings() {
-			if pl.GetPort().GetNumber() == k.port && pl.GetLoadBalancer().GetLbPolicy() != nil {
-				return simpleLb(pl.GetLoadBalancer())
+	applyConnectionPool(c, tp.GetConnectionPool(), t.portProtocol(k.host, k.port))
+	applyOutlierDetection(c, tp.GetOutlierDetection())
+	return c
+}
+
+// portProtocol is the declared protocol of a service port, "" when the
+// port or the service is unknown.
+func (t *translator) portProtocol(host string, port uint32) string {
+	if svc := t.snap.Service(host); svc != nil {
+		for _, p := range svc.Ports {
+			if p.Number == port {
+				return p.Protocol
 			}
 		}
-		if tp.GetLoadBalancer().GetLbPolicy() != nil {
-			return simpleLb(tp.GetLoadBalancer())
-		}
+	}
+	return ""
+}
+
+// lbPolicy is the load balancer of a cluster's merged traffic policy, or
+// Istio's default.
+func lbPolicy(tp *v1alpha3.TrafficPolicy) clusterv3.Cluster_LbPolicy {
+	if tp.GetLoadBalancer().GetLbPolicy() != nil {
+		return simpleLb(tp.GetLoadBalancer())
 	}
 	return defaultLbPolicy
 }
@@ -75,7 +87,8 @@ func simpleLb(lb *v1alpha3.LoadBalancerSettings) clusterv3.Cluster_LbPolicy {
 func inboundClusterName(port uint32) string { return fmt.Sprintf("inbound|%d||", port) }
 
 // inboundClusters are the static clusters of a sidecar's local
-// application, one per workload port, at 127.0.0.1:targetPort.
+// application, one per workload port, at 127.0.0.1:targetPort, with
+// Istio's default connect timeout and circuit breakers.
 func (t *translator) inboundClusters() []*clusterv3.Cluster {
 	var out []*clusterv3.Cluster
 	for _, p := range t.proxy.Ports {
@@ -84,7 +97,7 @@ func (t *translator) inboundClusters() []*clusterv3.Cluster {
 			target = p.Port
 		}
 		name := inboundClusterName(p.Port)
-		out = append(out, &clusterv3.Cluster{
+		c := &clusterv3.Cluster{
 			Name:                 name,
 			ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
 			LoadAssignment: &endpointv3.ClusterLoadAssignment{
@@ -93,7 +106,11 @@ func (t *translator) inboundClusters() []*clusterv3.Cluster {
 					LbEndpoints: []*endpointv3.LbEndpoint{lbEndpoint("127.0.0.1", target, 0)},
 				}},
 			},
-		})
+		}
+		// Istio's defaults: a DestinationRule's connectionPool applies
+		// only to outbound clusters here.
+		applyConnectionPool(c, nil, "")
+		out = append(out, c)
 	}
 	return out
 }

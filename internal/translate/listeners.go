@@ -63,12 +63,12 @@ func (t *translator) gatewayListener(port uint32) *listenerv3.Listener {
 func gatewayRouteName(port uint32) string { return fmt.Sprintf("http.%d", port) }
 
 // hcm is an HTTP connection manager whose HTTP filters are fault
-// injection (configured per route) and the router. The stat prefix is the
+// injection and CORS (both configured per route) and the router. The stat prefix is the
 // listener name with "|" replaced by "_".
 func hcm(listenerName string) *hcmv3.HttpConnectionManager {
 	return &hcmv3.HttpConnectionManager{
 		StatPrefix: strings.ReplaceAll(listenerName, "|", "_"),
-		HttpFilters: []*hcmv3.HttpFilter{faultFilter(), {
+		HttpFilters: []*hcmv3.HttpFilter{faultFilter(), corsFilter(), {
 			Name:       wellknown.Router,
 			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})},
 		}},

@@ -222,7 +222,7 @@ func (t *translator) vsRoutes(vs *virtualService, ctx routeContext) []*routev3.R
 
 // httpRoute translates everything an Istio HTTP route does but its name
 // and match: its action (forward, redirect or direct response), its header
-// operations and its fault injection. It returns nil when Envoy cannot act
+// operations, its fault injection and its CORS policy. It returns nil when Envoy cannot act
 // on the route: no destination, or a redirect code Envoy cannot send.
 // delegate is not supported yet.
 func (t *translator) httpRoute(hr *v1alpha3.HTTPRoute, vsNamespace string, vhostPort uint32) *routev3.Route {
@@ -246,9 +246,20 @@ func (t *translator) httpRoute(hr *v1alpha3.HTTPRoute, vsNamespace string, vhost
 		r.Action = &routev3.Route_Route{Route: action}
 	}
 	if f := routeFault(hr.GetFault()); f != nil {
-		r.TypedPerFilterConfig = map[string]*anypb.Any{wellknown.Fault: mustAny(f)}
+		perFilter(r)[wellknown.Fault] = mustAny(f)
+	}
+	if c := routeCors(hr.GetCorsPolicy()); c != nil {
+		perFilter(r)[wellknown.CORS] = mustAny(c)
 	}
 	return r
+}
+
+// perFilter returns r's typed_per_filter_config, creating it if need be.
+func perFilter(r *routev3.Route) map[string]*anypb.Any {
+	if r.TypedPerFilterConfig == nil {
+		r.TypedPerFilterConfig = map[string]*anypb.Any{}
+	}
+	return r.TypedPerFilterConfig
 }
 
 // matchApplies reports whether an Istio match can apply on this virtual

@@ -113,12 +113,7 @@ func (t *translator) buildClusters(keys map[clusterKey]bool) ([]*clusterv3.Clust
 	clusters := make([]*clusterv3.Cluster, 0, len(sorted))
 	endpoints := make([]*endpointv3.ClusterLoadAssignment, 0, len(sorted))
 	for _, k := range sorted {
-		clusters = append(clusters, &clusterv3.Cluster{
-			Name:                 k.name(),
-			ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
-			EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource()},
-			LbPolicy:             t.lbPolicy(k),
-		})
+		clusters = append(clusters, t.outboundCluster(k))
 		endpoints = append(endpoints, t.loadAssignment(k))
 	}
 	return clusters, endpoints

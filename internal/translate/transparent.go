@@ -217,12 +217,13 @@ func tcpProxyChain(name, cluster string) *listenerv3.FilterChain {
 // passthroughClusters are the clusters transparent listeners fall back to.
 func passthroughClusters() []*clusterv3.Cluster {
 	originalDst := func(name string) *clusterv3.Cluster {
-		return &clusterv3.Cluster{
+		c := &clusterv3.Cluster{
 			Name:                 name,
 			ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST},
 			LbPolicy:             clusterv3.Cluster_CLUSTER_PROVIDED,
-			ConnectTimeout:       durationpb.New(10 * time.Second),
 		}
+		applyConnectionPool(c, nil, "") // Istio's defaults, as for every cluster
+		return c
 	}
 	return []*clusterv3.Cluster{
 		originalDst(passthroughCluster),
@@ -230,7 +231,7 @@ func passthroughClusters() []*clusterv3.Cluster {
 		{
 			Name:                 blackHoleCluster,
 			ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
-			ConnectTimeout:       durationpb.New(10 * time.Second),
+			ConnectTimeout:       durationpb.New(defaultConnectTimeout),
 		},
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/weftmesh/weft/internal/proxy/cors"
 	"github.com/weftmesh/weft/internal/proxy/fault"
 	"github.com/weftmesh/weft/internal/proxy/forward"
 	"github.com/weftmesh/weft/internal/proxy/listener"
@@ -33,9 +34,11 @@ type Options struct {
 	// Listeners returns the listener counters for /stats/prometheus; may be
 	// nil.
 	Listeners func() listener.Stats
-	// Faults returns the fault filter counters by connection manager stat
-	// prefix, and Mirrors the request mirroring counters; both may be nil.
+	// Faults and Cors return the HTTP filters' counters by connection
+	// manager stat prefix, and Mirrors the request mirroring counters; all
+	// may be nil.
 	Faults  func() map[string]fault.Stats
+	Cors    func() map[string]cors.Stats
 	Mirrors func() forward.MirrorStats
 	// Pprof serves runtime/pprof's profiles under /debug/pprof/.
 	Pprof bool

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/weftmesh/weft/internal/proxy/cors"
 	"github.com/weftmesh/weft/internal/proxy/fault"
 	"github.com/weftmesh/weft/internal/proxy/forward"
 	"github.com/weftmesh/weft/internal/proxy/listener"
@@ -46,6 +47,20 @@ func WritePrometheus(w io.Writer, stats map[string]upstream.StatsSnapshot) {
 	counter("envoy_cluster_upstream_cx_none_healthy", "Connections closed because the cluster had no endpoint for them.", func(s upstream.StatsSnapshot) uint64 { return s.CxNoneHealthy })
 	counter("envoy_cluster_upstream_cx_tx_bytes_total", "Bytes tcp_proxy sent upstream.", func(s upstream.StatsSnapshot) uint64 { return s.TxBytes })
 	counter("envoy_cluster_upstream_cx_rx_bytes_total", "Bytes tcp_proxy received from upstream.", func(s upstream.StatsSnapshot) uint64 { return s.RxBytes })
+	counter("envoy_cluster_upstream_rq_pending_overflow", "Requests refused by the max_pending_requests or max_requests circuit breaker.", func(s upstream.StatsSnapshot) uint64 { return s.PendingOverflow })
+	counter("envoy_cluster_upstream_cx_overflow", "Times the max_connections circuit breaker made a request wait for a connection.", func(s upstream.StatsSnapshot) uint64 { return s.CxOverflow })
+	counter("envoy_cluster_upstream_rq_retry_overflow", "Retries not attempted because of the max_retries circuit breaker.", func(s upstream.StatsSnapshot) uint64 { return s.RetryOverflow })
+	counter("envoy_cluster_outlier_detection_ejections_enforced_total", "Outlier ejections enforced.", func(s upstream.StatsSnapshot) uint64 { return s.EjectionsEnforced })
+	counter("envoy_cluster_outlier_detection_ejections_enforced_consecutive_5xx", "Consecutive 5xx ejections enforced.", func(s upstream.StatsSnapshot) uint64 { return s.EjectionsEnforced5xx })
+	counter("envoy_cluster_outlier_detection_ejections_detected_consecutive_5xx", "Consecutive 5xx outliers detected (enforced or not).", func(s upstream.StatsSnapshot) uint64 { return s.EjectionsDetected5xx })
+	counter("envoy_cluster_outlier_detection_ejections_enforced_consecutive_gateway_failure", "Consecutive gateway failure ejections enforced.", func(s upstream.StatsSnapshot) uint64 { return s.EjectionsEnforcedGatewayFailure })
+	counter("envoy_cluster_outlier_detection_ejections_detected_consecutive_gateway_failure", "Consecutive gateway failure outliers detected (enforced or not).", func(s upstream.StatsSnapshot) uint64 { return s.EjectionsDetectedGatewayFailure })
+	counter("envoy_cluster_outlier_detection_ejections_overflow", "Ejections not made because of max_ejection_percent.", func(s upstream.StatsSnapshot) uint64 { return s.EjectionsOverflow })
+	counter("envoy_cluster_lb_healthy_panic", "Load balancer picks made in panic mode (too few healthy endpoints).", func(s upstream.StatsSnapshot) uint64 { return s.LBHealthyPanic })
+	fmt.Fprint(w, "# HELP envoy_cluster_outlier_detection_ejections_active Endpoints ejected now.\n# TYPE envoy_cluster_outlier_detection_ejections_active gauge\n")
+	for _, n := range names {
+		fmt.Fprintf(w, "envoy_cluster_outlier_detection_ejections_active{envoy_cluster_name=\"%s\"} %d\n", labelEscaper.Replace(n), stats[n].EjectionsActive)
+	}
 }
 
 // WriteListenerPrometheus writes listener counters in Prometheus text
@@ -84,6 +99,9 @@ func (s *Server) prometheus(w http.ResponseWriter, _ *http.Request) {
 	if s.opts.Faults != nil {
 		WriteFaultPrometheus(w, s.opts.Faults())
 	}
+	if s.opts.Cors != nil {
+		WriteCorsPrometheus(w, s.opts.Cors())
+	}
 	if s.opts.Mirrors != nil {
 		WriteMirrorPrometheus(w, s.opts.Mirrors())
 	}
@@ -108,6 +126,29 @@ func WriteFaultPrometheus(w io.Writer, stats map[string]fault.Stats) {
 	metric("envoy_http_fault_aborts_injected", "counter", "Requests aborted by fault injection.", func(s fault.Stats) int64 { return int64(s.AbortsInjected) })
 	metric("envoy_http_fault_faults_overflow", "counter", "Faults not injected because max_active_faults were active.", func(s fault.Stats) int64 { return int64(s.FaultsOverflow) })
 	metric("envoy_http_fault_active_faults", "gauge", "Faults in progress.", func(s fault.Stats) int64 { return s.ActiveFaults })
+}
+
+// WriteCorsPrometheus writes the CORS filter counters in Prometheus text
+// format, with Envoy's names (http.PREFIX.cors.*) labelled by the
+// connection manager's stat prefix.
+func WriteCorsPrometheus(w io.Writer, stats map[string]cors.Stats) {
+	prefixes := make([]string, 0, len(stats))
+	for p := range stats {
+		prefixes = append(prefixes, p)
+	}
+	sort.Strings(prefixes)
+	for _, m := range []struct {
+		name, help string
+		v          func(cors.Stats) uint64
+	}{
+		{"envoy_http_cors_origin_valid", "Requests whose Origin a CORS policy allowed.", func(s cors.Stats) uint64 { return s.OriginValid }},
+		{"envoy_http_cors_origin_invalid", "Requests whose Origin a CORS policy did not allow.", func(s cors.Stats) uint64 { return s.OriginInvalid }},
+	} {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n", m.name, m.help, m.name)
+		for _, p := range prefixes {
+			fmt.Fprintf(w, "%s{envoy_http_conn_manager_prefix=\"%s\"} %d\n", m.name, labelEscaper.Replace(p), m.v(stats[p]))
+		}
+	}
 }
 
 // WriteMirrorPrometheus writes the request mirroring counters.

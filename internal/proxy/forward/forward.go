@@ -115,6 +115,7 @@ var (
 	valEmpty     = []string{""}
 	valTextPlain = []string{"text/plain; charset=utf-8"}
 	valNosniff   = []string{"nosniff"}
+	valTrue      = []string{"true"}
 )
 
 func removeHopHeaders(h http.Header) {
@@ -374,7 +375,11 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *route
 	var (
 		tried   *upstream.Endpoint
 		lastErr attemptErr
+		// retrying holds one of the cluster's max_retries from the first
+		// retry until the request ends.
+		retrying bool
 	)
+	defer endRetry(cl, &retrying)
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			if !sleepBackoff(ctx, attempt, pol) {
@@ -382,6 +387,12 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *route
 			}
 		}
 		ep := pick(tried)
+		if ep == nil {
+			// Every endpoint is ejected and panic mode is off.
+			cl.Stats().Observe(http.StatusServiceUnavailable)
+			plainFor(w, http.StatusServiceUnavailable, "no healthy upstream for cluster "+cl.Name(), route, wc)
+			return
+		}
 		tried = ep
 		// A retry gets a URL and body reader of its own: the transport may
 		// still hold the previous attempt's request.
@@ -433,10 +444,16 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *route
 			out = req.WithContext(actx)
 		}
 
-		ep.Begin()
+		if err := ep.BeginRequest(); err != nil {
+			if acancel != nil {
+				acancel()
+			}
+			f.overflow(w, cl, err, route, wc)
+			return
+		}
 		resp, err := ep.RoundTrip(out)
 		if err != nil {
-			ep.End()
+			ep.EndRequest()
 			perTryExpired := acancel != nil && actx.Err() != nil && ctx.Err() == nil
 			if acancel != nil {
 				acancel()
@@ -444,18 +461,27 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *route
 			if r.Context().Err() != nil {
 				return // the client went away
 			}
+			if oe := (*upstream.OverflowError)(nil); errors.As(err, &oe) {
+				// Never retried, never held against the endpoint.
+				f.overflow(w, cl, oe, route, wc)
+				return
+			}
 			if ctx.Err() != nil {
+				ep.Report(http.StatusGatewayTimeout)
 				f.timedOut(w, cl, route, wc)
 				return
 			}
 			lastErr = classify(err)
 			if perTryExpired {
 				lastErr = attemptErr{reason: "per-try timeout"}
+				ep.Report(http.StatusGatewayTimeout)
+			} else {
+				ep.Report(http.StatusServiceUnavailable)
 			}
 			if lastErr.connect {
 				cl.Stats().ConnectFail()
 			}
-			if attempt < retries && pol.retryOnError(lastErr, perTryExpired) {
+			if attempt < retries && pol.retryOnError(lastErr, perTryExpired) && mayRetry(cl, &retrying) {
 				cl.Stats().Retry()
 				if f.log.Enabled(ctx, slog.LevelDebug) {
 					f.log.Debug("retrying", "cluster", cl.Name(), "endpoint", ep.Address(), "err", lastErr.reason)
@@ -465,11 +491,12 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *route
 			f.fail(w, cl, ep, lastErr, route, wc)
 			return
 		}
-		if attempt < retries && pol.retryOnResponse(resp) {
+		ep.Report(resp.StatusCode)
+		if attempt < retries && pol.retryOnResponse(resp) && mayRetry(cl, &retrying) {
 			// Discard a small error body so the connection can be reused.
 			io.CopyN(io.Discard, resp.Body, 4<<10)
 			resp.Body.Close()
-			ep.End()
+			ep.EndRequest()
 			if acancel != nil {
 				acancel()
 			}
@@ -481,7 +508,7 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *route
 		}
 		cl.Stats().Observe(resp.StatusCode)
 		f.respond(ctx, w, resp, route, wc)
-		ep.End()
+		ep.EndRequest()
 		if acancel != nil {
 			acancel()
 		}
@@ -491,6 +518,32 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *route
 	if r.Context().Err() == nil {
 		f.timedOut(w, cl, route, wc)
 	}
+}
+
+// mayRetry claims one of the cluster's max_retries for the request's first
+// retry; later retries of the same request reuse it. It returns false (and
+// the request gives up with what it has) when max_retries requests are
+// retrying already.
+func mayRetry(cl *upstream.Cluster, retrying *bool) bool {
+	if !*retrying {
+		*retrying = cl.BeginRetry()
+	}
+	return *retrying
+}
+
+// endRetry releases what mayRetry claimed.
+func endRetry(cl *upstream.Cluster, retrying *bool) {
+	if *retrying {
+		cl.EndRetry()
+	}
+}
+
+// overflow answers a request a circuit breaker refused, as Envoy does: 503
+// with x-envoy-overloaded, never retried.
+func (f *Forwarder) overflow(w http.ResponseWriter, cl *upstream.Cluster, err error, route *router.Route, wc *router.WeightedCluster) {
+	cl.Stats().Observe(http.StatusServiceUnavailable)
+	w.Header()["X-Envoy-Overloaded"] = valTrue
+	plainFor(w, http.StatusServiceUnavailable, "upstream connect error or disconnect/reset before headers. reset reason: overflow: "+err.Error(), route, wc)
 }
 
 func (f *Forwarder) timedOut(w http.ResponseWriter, cl *upstream.Cluster, route *router.Route, wc *router.WeightedCluster) {

@@ -140,8 +140,11 @@ func (f *Forwarder) sendShadow(cl *upstream.Cluster, s *shadow) {
 		req.ContentLength = int64(len(s.body))
 		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(s.body)), nil }
 	}
-	ep.Begin()
-	defer ep.End()
+	if err := ep.BeginRequest(); err != nil {
+		m.dropped.Add(1) // the cluster's max_requests are in flight
+		return
+	}
+	defer ep.EndRequest()
 	resp, err := ep.RoundTrip(req)
 	if err != nil {
 		m.failed.Add(1)

@@ -17,6 +17,7 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	dnsfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/udp/dns_filter/v3"
+	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/weftmesh/weft/internal/proxy/router"
@@ -30,6 +31,8 @@ const (
 	nameRouter    = "envoy.filters.http.router"
 	nameFault     = router.FaultFilterName
 	typeFault     = router.FaultTypeURL
+	nameCors      = router.CorsFilterName
+	typeCors      = router.CorsTypeURL
 	nameRawBuffer = "envoy.transport_sockets.raw_buffer"
 	nameTCPProxy  = "envoy.filters.network.tcp_proxy"
 	typeTCPProxy  = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
@@ -69,15 +72,38 @@ type compiledChain struct {
 	http   bool
 	rds    string
 	inline *router.Table
-	// fault is set when the HTTP filters include the fault filter, whose
-	// own configuration is faultDefault (nil when it injects nothing).
-	fault        bool
-	faultDefault *router.Fault
+	// filters are the HTTP filters before the router, in order.
+	filters []httpFilter
 	// statPrefix is the connection manager's stat_prefix, which labels its
 	// fault counters.
 	statPrefix string
 	// tcp_proxy: the cluster.
 	tcpCluster string
+}
+
+// httpFilter is a compiled HTTP filter other than the router.
+type httpFilter struct {
+	kind filterKind
+	// faultDefault is a fault filter's own configuration; nil when it
+	// injects nothing.
+	faultDefault *router.Fault
+}
+
+type filterKind uint8
+
+const (
+	filterFault filterKind = iota + 1
+	filterCors
+)
+
+// has reports whether the chain has a filter of kind k.
+func (c *compiledChain) has(k filterKind) bool {
+	for _, f := range c.filters {
+		if f.kind == k {
+			return true
+		}
+	}
+	return false
 }
 
 // routeConfigName is the name of the route configuration the chain uses.
@@ -281,6 +307,10 @@ func compileHCM(c *compiledChain, tc *anypb.Any, field string) error {
 			if err := compileFaultFilter(c, hf, fmt.Sprintf("%s.http_filters[%d]", field, i)); err != nil {
 				return err
 			}
+		case tu == typeCors || (tu == "" && hf.GetName() == nameCors):
+			if err := compileCorsFilter(c, hf, fmt.Sprintf("%s.http_filters[%d]", field, i)); err != nil {
+				return err
+			}
 		case hf.GetIsOptional() || hf.GetDisabled():
 			// Envoy skips optional filters it does not know.
 		default:
@@ -309,7 +339,7 @@ func compileHCM(c *compiledChain, tc *anypb.Any, field string) error {
 // connection manager into c.
 func compileFaultFilter(c *compiledChain, hf *hcmv3.HttpFilter, field string) error {
 	switch {
-	case c.fault:
+	case c.has(filterFault):
 		return fmt.Errorf("%s: a second %s is not supported", field, nameFault)
 	case hf.GetName() != nameFault:
 		// Routes configure the filter under its name; weft-proxy reads
@@ -320,16 +350,37 @@ func compileFaultFilter(c *compiledChain, hf *hcmv3.HttpFilter, field string) er
 	case hf.GetConfigDiscovery() != nil:
 		return fmt.Errorf("%s.config_discovery is not supported", field)
 	}
-	c.fault = true
+	out := httpFilter{kind: filterFault}
 	if tc := hf.GetTypedConfig(); tc != nil {
 		f, err := router.CompileFault(tc)
 		if err != nil {
 			return fmt.Errorf("%s.typed_config: %w", field, err)
 		}
 		if f.Delay != nil || f.Abort != nil {
-			c.faultDefault = f
+			out.faultDefault = f
 		}
 	}
+	c.filters = append(c.filters, out)
+	return nil
+}
+
+// compileCorsFilter compiles the CORS filter of an HTTP connection manager
+// into c. Its own configuration (envoy.extensions.filters.http.cors.v3.Cors)
+// has nothing weft-proxy uses: the policies are per route.
+func compileCorsFilter(c *compiledChain, hf *hcmv3.HttpFilter, field string) error {
+	switch {
+	case c.has(filterCors):
+		return fmt.Errorf("%s: a second %s is not supported", field, nameCors)
+	case hf.GetName() != nameCors:
+		// Routes configure the filter under its name; weft-proxy reads
+		// theirs under the well-known one.
+		return fmt.Errorf("%s: the CORS filter must be named %s, not %q", field, nameCors, hf.GetName())
+	case hf.GetDisabled():
+		return fmt.Errorf("%s.disabled: a CORS filter disabled by default is not supported", field)
+	case hf.GetConfigDiscovery() != nil:
+		return fmt.Errorf("%s.config_discovery is not supported", field)
+	}
+	c.filters = append(c.filters, httpFilter{kind: filterCors})
 	return nil
 }
 
@@ -474,7 +525,203 @@ func compileCluster(c *clusterv3.Cluster) (*compiledCluster, error) {
 	default:
 		return nil, fmt.Errorf("type %s: not supported by weft-proxy (use EDS, STATIC, STRICT_DNS or LOGICAL_DNS)", t)
 	}
+	if err := compileCircuitBreakers(c, &out.spec); err != nil {
+		return nil, err
+	}
+	if err := compileHTTPProtocolOptions(c, &out.spec); err != nil {
+		return nil, err
+	}
+	if err := compileOutlierDetection(c, &out.spec); err != nil {
+		return nil, err
+	}
+	if t := c.GetCommonLbConfig().GetHealthyPanicThreshold(); t != nil {
+		v := t.GetValue()
+		if v < 0 || v > 100 {
+			return nil, fmt.Errorf("common_lb_config.healthy_panic_threshold %g: must be a percentage from 0 to 100", v)
+		}
+		out.spec.HealthyPanicThreshold = &v
+	}
 	return out, nil
+}
+
+// compileCircuitBreakers reads circuit_breakers.thresholds. Only priority
+// DEFAULT applies: weft-proxy has no high priority routes, so HIGH
+// thresholds are accepted and, as in Envoy for a proxy without such
+// routes, never used.
+func compileCircuitBreakers(c *clusterv3.Cluster, spec *upstream.ClusterSpec) error {
+	cb := c.GetCircuitBreakers()
+	if cb == nil {
+		return nil
+	}
+	if len(cb.GetPerHostThresholds()) > 0 {
+		return fmt.Errorf("circuit_breakers.per_host_thresholds: not supported by weft-proxy")
+	}
+	seen := map[corev3.RoutingPriority]bool{}
+	for i, t := range cb.GetThresholds() {
+		field := fmt.Sprintf("circuit_breakers.thresholds[%d]", i)
+		if seen[t.GetPriority()] {
+			return fmt.Errorf("%s: a second threshold for priority %s", field, t.GetPriority())
+		}
+		seen[t.GetPriority()] = true
+		switch {
+		case t.GetRetryBudget() != nil:
+			return fmt.Errorf("%s.retry_budget: not supported by weft-proxy, use max_retries", field)
+		case t.GetMaxConnectionPools() != nil:
+			return fmt.Errorf("%s.max_connection_pools: not supported by weft-proxy", field)
+		}
+		if t.GetPriority() != corev3.RoutingPriority_DEFAULT {
+			continue
+		}
+		v := upstream.DefaultCircuitBreakers()
+		if x := t.GetMaxConnections(); x != nil {
+			v.MaxConnections = x.GetValue()
+		}
+		if x := t.GetMaxPendingRequests(); x != nil {
+			v.MaxPendingRequests = x.GetValue()
+		}
+		if x := t.GetMaxRequests(); x != nil {
+			v.MaxRequests = x.GetValue()
+		}
+		if x := t.GetMaxRetries(); x != nil {
+			v.MaxRetries = x.GetValue()
+		}
+		spec.CircuitBreakers = &v
+	}
+	return nil
+}
+
+// Key and type of the upstream HTTP protocol options.
+const (
+	nameHTTPProtocolOptions = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+	typeHTTPProtocolOptions = "type.googleapis.com/" + nameHTTPProtocolOptions
+)
+
+// compileHTTPProtocolOptions reads the upstream HTTP protocol options'
+// common_http_protocol_options (and the deprecated Cluster field
+// max_requests_per_connection). weft-proxy speaks HTTP/1.1 upstream
+// whichever protocol the options choose; other extension protocol options
+// are ignored, as before.
+func compileHTTPProtocolOptions(c *clusterv3.Cluster, spec *upstream.ClusterSpec) error {
+	if x := c.GetMaxRequestsPerConnection(); x != nil {
+		spec.MaxRequestsPerConnection = x.GetValue()
+	}
+	a := c.GetTypedExtensionProtocolOptions()[nameHTTPProtocolOptions]
+	if a == nil {
+		return nil
+	}
+	field := fmt.Sprintf("typed_extension_protocol_options[%q]", nameHTTPProtocolOptions)
+	if a.GetTypeUrl() != typeHTTPProtocolOptions {
+		return fmt.Errorf("%s: type %s, want %s", field, a.GetTypeUrl(), typeHTTPProtocolOptions)
+	}
+	o := &upstreamhttpv3.HttpProtocolOptions{}
+	if err := a.UnmarshalTo(o); err != nil {
+		return fmt.Errorf("%s: %w", field, err)
+	}
+	co := o.GetCommonHttpProtocolOptions()
+	if co == nil {
+		return nil
+	}
+	field += ".common_http_protocol_options"
+	switch {
+	case co.GetMaxConnectionDuration() != nil:
+		return fmt.Errorf("%s.max_connection_duration: not supported by weft-proxy", field)
+	case co.GetMaxStreamDuration() != nil:
+		return fmt.Errorf("%s.max_stream_duration: not supported by weft-proxy", field)
+	case co.GetMaxHeadersCount() != nil:
+		return fmt.Errorf("%s.max_headers_count: not supported by weft-proxy", field)
+	}
+	if d := co.GetIdleTimeout(); d != nil {
+		if err := d.CheckValid(); err != nil || d.AsDuration() < 0 {
+			return fmt.Errorf("%s.idle_timeout: must be a duration of 0 or more", field)
+		}
+		spec.IdleTimeout = d.AsDuration()
+		if spec.IdleTimeout == 0 {
+			spec.IdleTimeout = -1 // 0s disables the timeout in Envoy
+		}
+	}
+	if x := co.GetMaxRequestsPerConnection(); x != nil {
+		spec.MaxRequestsPerConnection = x.GetValue()
+	}
+	return nil
+}
+
+// compileOutlierDetection reads outlier_detection: the consecutive 5xx and
+// gateway failure detectors. Success rate and failure percentage
+// detection are not implemented: a configuration that enforces them is
+// rejected (enforcing_success_rate defaults to 100, so it must be set to 0,
+// as Istio does).
+func compileOutlierDetection(c *clusterv3.Cluster, spec *upstream.ClusterSpec) error {
+	od := c.GetOutlierDetection()
+	if od == nil {
+		return nil
+	}
+	if c.GetType() == clusterv3.Cluster_ORIGINAL_DST {
+		return fmt.Errorf("outlier_detection: not supported on an ORIGINAL_DST cluster")
+	}
+	const f = "outlier_detection"
+	v := upstream.DefaultOutlierDetection()
+	switch {
+	case od.GetSplitExternalLocalOriginErrors():
+		return fmt.Errorf("%s.split_external_local_origin_errors: not supported by weft-proxy", f)
+	case od.GetEnforcingSuccessRate() == nil || od.GetEnforcingSuccessRate().GetValue() > 0:
+		return fmt.Errorf("%s.enforcing_success_rate: success rate ejection is not supported by weft-proxy; set it to 0 (it defaults to 100)", f)
+	case od.GetEnforcingFailurePercentage().GetValue() > 0:
+		return fmt.Errorf("%s.enforcing_failure_percentage: failure percentage ejection is not supported by weft-proxy; set it to 0", f)
+	case od.GetDetectDegradedHosts().GetValue():
+		return fmt.Errorf("%s.detect_degraded_hosts: not supported by weft-proxy", f)
+	}
+	if x := od.GetConsecutive_5Xx(); x != nil {
+		v.Consecutive5xx = x.GetValue()
+	}
+	if x := od.GetConsecutiveGatewayFailure(); x != nil {
+		v.ConsecutiveGatewayFailure = x.GetValue()
+	}
+	for _, p := range []struct {
+		name string
+		x    interface{ GetValue() uint32 }
+		dst  *uint32
+		ok   bool
+	}{
+		{"enforcing_consecutive_5xx", od.GetEnforcingConsecutive_5Xx(), &v.Enforcing5xx, od.GetEnforcingConsecutive_5Xx() != nil},
+		{"enforcing_consecutive_gateway_failure", od.GetEnforcingConsecutiveGatewayFailure(), &v.EnforcingGatewayFailure, od.GetEnforcingConsecutiveGatewayFailure() != nil},
+		{"max_ejection_percent", od.GetMaxEjectionPercent(), &v.MaxEjectionPercent, od.GetMaxEjectionPercent() != nil},
+	} {
+		if !p.ok {
+			continue
+		}
+		if p.x.GetValue() > 100 {
+			return fmt.Errorf("%s.%s %d: must be a percentage from 0 to 100", f, p.name, p.x.GetValue())
+		}
+		*p.dst = p.x.GetValue()
+	}
+	for _, d := range []struct {
+		name string
+		x    interface {
+			CheckValid() error
+			AsDuration() time.Duration
+		}
+		dst *time.Duration
+		ok  bool
+	}{
+		{"interval", od.GetInterval(), &v.Interval, od.GetInterval() != nil},
+		{"base_ejection_time", od.GetBaseEjectionTime(), &v.BaseEjectionTime, od.GetBaseEjectionTime() != nil},
+		{"max_ejection_time", od.GetMaxEjectionTime(), &v.MaxEjectionTime, od.GetMaxEjectionTime() != nil},
+		{"max_ejection_time_jitter", od.GetMaxEjectionTimeJitter(), &v.MaxEjectionTimeJitter, od.GetMaxEjectionTimeJitter() != nil},
+	} {
+		if !d.ok {
+			continue
+		}
+		if err := d.x.CheckValid(); err != nil || d.x.AsDuration() < 0 {
+			return fmt.Errorf("%s.%s: must be a duration of 0 or more", f, d.name)
+		}
+		*d.dst = d.x.AsDuration()
+	}
+	if v.Interval <= 0 {
+		return fmt.Errorf("%s.interval: must be positive", f)
+	}
+	v.AlwaysEjectOneHost = od.GetAlwaysEjectOneHost().GetValue()
+	spec.Outlier = &v
+	return nil
 }
 
 // compileCLA compiles one ClusterLoadAssignment into its usable endpoints.

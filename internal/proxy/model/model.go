@@ -36,6 +36,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/weftmesh/weft/internal/proxy/chain"
+	"github.com/weftmesh/weft/internal/proxy/cors"
 	"github.com/weftmesh/weft/internal/proxy/fault"
 	"github.com/weftmesh/weft/internal/proxy/forward"
 	"github.com/weftmesh/weft/internal/proxy/router"
@@ -96,9 +97,9 @@ type FilterChain struct {
 	// RouteConfig names the route configuration (RDS or inline).
 	RouteConfig string
 	Routes      *router.Table
-	// Chain handles every HTTP request the chain accepts: the fault filter
-	// (a *fault.Filter, whose Stats the admin server can read) when the
-	// HTTP connection manager has one, then the forwarder.
+	// Chain handles every HTTP request the chain accepts: the connection
+	// manager's HTTP filters (fault injection, CORS) in their order, then
+	// the forwarder.
 	Chain chain.Handler
 
 	// TCPCluster is the tcp_proxy cluster.
@@ -208,12 +209,14 @@ type Compiler struct {
 	rdsNames  []string
 	pending   string
 
-	// mirrors and faults are the counters of every version's forwarder
-	// and fault filters (by connection manager stat prefix), so that they
-	// count on across versions. faults is guarded by statsMu.
+	// mirrors, faults and cors are the counters of every version's
+	// forwarder and HTTP filters (by connection manager stat prefix), so
+	// that they count on across versions. faults and cors are guarded by
+	// statsMu.
 	mirrors *forward.MirrorCounters
 	statsMu sync.Mutex
 	faults  map[string]*fault.Counters
+	cors    map[string]*cors.Counters
 }
 
 var _ xdsclient.Handler = (*Compiler)(nil)
@@ -229,6 +232,45 @@ func (c *Compiler) FaultStats() map[string]fault.Stats {
 	out := make(map[string]fault.Stats, len(c.faults))
 	for prefix, fc := range c.faults {
 		out[prefix] = fc.Stats()
+	}
+	return out
+}
+
+// httpChain builds a filter chain's HTTP handlers in http_filters order,
+// the first filter outermost, ending in the forwarder.
+func (c *Compiler) httpChain(cc *compiledChain, fwd chain.Handler) chain.Handler {
+	h := fwd
+	for i := len(cc.filters) - 1; i >= 0; i-- {
+		switch f := cc.filters[i]; f.kind {
+		case filterFault:
+			h = fault.New(fault.Options{Next: h, Default: f.faultDefault, Logger: c.log, Counters: c.faultCounters(cc.statPrefix)})
+		case filterCors:
+			h = cors.New(cors.Options{Next: h, Logger: c.log, Counters: c.corsCounters(cc.statPrefix)})
+		}
+	}
+	return h
+}
+
+// corsCounters returns the CORS counters of a connection manager.
+func (c *Compiler) corsCounters(statPrefix string) *cors.Counters {
+	c.statsMu.Lock()
+	defer c.statsMu.Unlock()
+	cc := c.cors[statPrefix]
+	if cc == nil {
+		cc = new(cors.Counters)
+		c.cors[statPrefix] = cc
+	}
+	return cc
+}
+
+// CorsStats returns the CORS filter counts by connection manager stat
+// prefix.
+func (c *Compiler) CorsStats() map[string]cors.Stats {
+	c.statsMu.Lock()
+	defer c.statsMu.Unlock()
+	out := make(map[string]cors.Stats, len(c.cors))
+	for prefix, cc := range c.cors {
+		out[prefix] = cc.Stats()
 	}
 	return out
 }
@@ -269,6 +311,7 @@ func New(o Options) *Compiler {
 		pending:   "waiting for clusters and listeners",
 		mirrors:   new(forward.MirrorCounters),
 		faults:    map[string]*fault.Counters{},
+		cors:      map[string]*cors.Counters{},
 	}
 }
 
@@ -468,10 +511,7 @@ func (c *Compiler) build() {
 				if fc.Routes == nil {
 					fc.Routes = c.routes[cc.rds].comp
 				}
-				if cc.fault {
-					fc.Chain = fault.New(fault.Options{Next: fwd, Default: cc.faultDefault, Logger: c.log,
-						Counters: c.faultCounters(cc.statPrefix)})
-				}
+				fc.Chain = c.httpChain(cc, fwd)
 			}
 			return fc
 		}

@@ -84,6 +84,7 @@ type scope struct {
 	rc, vh           compiledLevels
 	mostSpecificWins bool
 	fault            *Fault
+	cors             *CorsPolicy
 	mirrors          []Mirror
 }
 
@@ -111,6 +112,11 @@ func compileScope(reqAdd []*corev3.HeaderValueOption, reqRemove []string, respAd
 	if f != nil {
 		sc.fault = f
 	}
+	cp, err := perFilterCors(perFilter)
+	if err != nil {
+		return nil, err
+	}
+	sc.cors = mergeCors(cp, sc.cors)
 	ms, err := compileMirrors(mirrors)
 	if err != nil {
 		return nil, err
@@ -194,6 +200,11 @@ func compileRoute(pb *routev3.Route, vhName string, vhRetry *RetryPolicy, maxBod
 	if r.Fault == nil {
 		r.Fault = sc.fault
 	}
+	cp, err := perFilterCors(pb.GetTypedPerFilterConfig())
+	if err != nil {
+		return nil, err
+	}
+	r.Cors = mergeCors(cp, sc.cors)
 	switch a := pb.GetAction().(type) {
 	case *routev3.Route_Route:
 		if err := compileAction(a.Route, r, vhRetry); err != nil {
@@ -541,6 +552,9 @@ func compileWeighted(pb *routev3.WeightedCluster, r *Route) error {
 		}
 		if _, ok := c.GetTypedPerFilterConfig()[FaultFilterName]; ok {
 			return fmt.Errorf("clusters[%d]: typed_per_filter_config[%s] is not supported on a weighted cluster", i, FaultFilterName)
+		}
+		if _, ok := c.GetTypedPerFilterConfig()[CorsFilterName]; ok {
+			return fmt.Errorf("clusters[%d]: typed_per_filter_config[%s] is not supported on a weighted cluster", i, CorsFilterName)
 		}
 		w := c.GetWeight().GetValue()
 		total += uint64(w)

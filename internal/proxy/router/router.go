@@ -21,11 +21,12 @@
 // Besides choosing the route, Compile prepares what the handlers do with it:
 // redirects (Route.Redirect, Route.RedirectLocation), path rewrites
 // (prefix_rewrite, regex_rewrite), header mutations of every level
-// (HeaderMutations), request mirror policies (Mirror) and the fault
-// filter's per-route configuration (typed_per_filter_config under
-// FaultFilterName, inherited from the virtual host and route
-// configuration). Other decorations (CORS, hash policies, other filters'
-// per-filter config, metadata, decorators, stats) are ignored.
+// (HeaderMutations), request mirror policies (Mirror) and the fault and
+// CORS filters' per-route configuration (typed_per_filter_config under
+// FaultFilterName and CorsFilterName, inherited from the virtual host and
+// route configuration). Other decorations (the deprecated cors fields of
+// virtual hosts and routes, hash policies, other filters' per-filter
+// config, metadata, decorators, stats) are ignored.
 package router
 
 import (
@@ -120,6 +121,12 @@ type Route struct {
 	// configuration's); nil when none of them has one, in which case the
 	// filter's own configuration applies.
 	Fault *Fault
+	// Cors is the CORS filter's policy for the route: its own
+	// typed_per_filter_config merged over its virtual host's and route
+	// configuration's; nil when none of them has one. Either way, as when
+	// a FilterConfig disables the filter (Enabled and Shadow 0), the
+	// filter does nothing.
+	Cors *CorsPolicy
 
 	match routeMatch
 	// cumulative[i] is the sum of Weighted[0..i].Weight; total is the last.

@@ -28,15 +28,32 @@ import (
 //
 // mu guards idle and the reaper timer; a connection in use belongs to the
 // request using it.
+//
+// Circuit breaking: cb counts the cluster's open connections (reserved
+// before a dial, released when a connection closes); a request that finds
+// no idle connection and cannot open one (max_connections) waits as a
+// pending request, unless max_pending_requests already wait. Waiters
+// register (nwait, notify under wmu) before they re-check, and put and
+// close wake them after they change the state, so no wake-up is lost.
+// Without waiters, waking costs one atomic load.
 type h1Pool struct {
 	dial        func(ctx context.Context) (net.Conn, error)
 	maxIdle     int
 	idleTimeout time.Duration
+	// maxUses closes a connection after that many requests; 0: no limit
+	// (max_requests_per_connection).
+	maxUses uint32
+	cb      *breaker
+	open    atomic.Int64 // this endpoint's open connections
 
 	mu     sync.Mutex
 	idle   []*h1Conn // most recently used last
 	reaper *time.Timer
 	closed bool
+
+	nwait  atomic.Int64
+	wmu    sync.Mutex
+	notify chan struct{}
 }
 
 type h1Conn struct {
@@ -45,6 +62,8 @@ type h1Conn struct {
 	bw     *bufio.Writer
 	idleAt time.Time
 	reused bool
+	pool   *h1Pool
+	uses   uint32
 	// rw writes requests and rr reads responses, keeping their buffers,
 	// caches and the Response from one exchange to the next.
 	rw h1.RequestWriter
@@ -80,6 +99,103 @@ var (
 // connection is checked with a non-blocking peek before it is used (for
 // requests that could not be retried on a fresh connection).
 func (p *h1Pool) get(ctx context.Context, probe bool) (*h1Conn, error) {
+	if pc := p.takeIdle(probe); pc != nil {
+		return pc, nil
+	}
+	if !p.reserve() {
+		pc, err := p.wait(ctx, probe)
+		if pc != nil || err != nil {
+			return pc, err
+		}
+	}
+	c, err := p.dial(ctx)
+	if err != nil {
+		p.gone()
+		return nil, err
+	}
+	c = sockio.New(c)
+	br := brPool.Get().(*bufio.Reader)
+	br.Reset(c)
+	bw := bwPool.Get().(*bufio.Writer)
+	bw.Reset(c)
+	return &h1Conn{c: c, br: br, bw: bw, pool: p, interrupt: func() { c.SetDeadline(aLongTimeAgo) }}, nil
+}
+
+// reserve counts a connection about to be dialled against the cluster's
+// max_connections. As in Envoy, an endpoint without any connection may
+// always open one, so that its waiting requests make progress.
+func (p *h1Pool) reserve() bool {
+	cb := p.cb
+	for {
+		n := cb.conns.Load()
+		if n >= cb.maxConns.Load() && p.open.Load() > 0 {
+			return false
+		}
+		if cb.conns.CompareAndSwap(n, n+1) {
+			p.open.Add(1)
+			return true
+		}
+	}
+}
+
+// gone releases what reserve counted, when a connection closes (or its
+// dial failed), and wakes waiting requests.
+func (p *h1Pool) gone() {
+	p.open.Add(-1)
+	p.cb.conns.Add(-1)
+	p.wake()
+}
+
+// wake wakes the requests waiting for a connection, if any.
+func (p *h1Pool) wake() {
+	if p.nwait.Load() == 0 {
+		return
+	}
+	p.wmu.Lock()
+	if p.notify != nil {
+		close(p.notify)
+		p.notify = nil
+	}
+	p.wmu.Unlock()
+}
+
+// wait queues the request as pending until an idle connection comes back
+// (returned) or one may be opened (nil, nil). It fails at once when
+// max_pending_requests are already waiting.
+func (p *h1Pool) wait(ctx context.Context, probe bool) (*h1Conn, error) {
+	cb := p.cb
+	if cb.pending.Add(1) > cb.maxPending.Load() {
+		cb.pending.Add(-1)
+		cb.stats.pendingOverflow.Add(1)
+		return nil, cb.overflow(LimitMaxPendingRequests, &cb.maxPending)
+	}
+	defer cb.pending.Add(-1)
+	cb.stats.cxOverflow.Add(1)
+	for {
+		p.wmu.Lock()
+		p.nwait.Add(1)
+		if p.notify == nil {
+			p.notify = make(chan struct{})
+		}
+		ch := p.notify
+		p.wmu.Unlock()
+		pc := p.takeIdle(probe)
+		if pc != nil || p.reserve() {
+			p.nwait.Add(-1)
+			return pc, nil
+		}
+		select {
+		case <-ch:
+			p.nwait.Add(-1)
+		case <-ctx.Done():
+			p.nwait.Add(-1)
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// takeIdle returns an idle connection, or nil.
+func (p *h1Pool) takeIdle(probe bool) *h1Conn {
 	p.mu.Lock()
 	now := time.Now()
 	for n := len(p.idle); n > 0; n = len(p.idle) {
@@ -89,21 +205,12 @@ func (p *h1Pool) get(ctx context.Context, probe bool) (*h1Conn, error) {
 		if now.Sub(pc.idleAt) < p.idleTimeout && pc.br.Buffered() == 0 && !(probe && peerClosed(pc.c)) {
 			p.mu.Unlock()
 			pc.reused = true
-			return pc, nil
+			return pc
 		}
 		pc.close()
 	}
 	p.mu.Unlock()
-	c, err := p.dial(ctx)
-	if err != nil {
-		return nil, err
-	}
-	c = sockio.New(c)
-	br := brPool.Get().(*bufio.Reader)
-	br.Reset(c)
-	bw := bwPool.Get().(*bufio.Writer)
-	bw.Reset(c)
-	return &h1Conn{c: c, br: br, bw: bw, interrupt: func() { c.SetDeadline(aLongTimeAgo) }}, nil
+	return nil
 }
 
 // put returns pc to the pool, or closes it when the pool is full or closed.
@@ -120,6 +227,7 @@ func (p *h1Pool) put(pc *h1Conn) {
 		p.reaper = time.AfterFunc(p.idleTimeout, p.reap)
 	}
 	p.mu.Unlock()
+	p.wake()
 }
 
 // reap closes connections idle longer than the idle timeout, and re-arms
@@ -170,6 +278,7 @@ func (pc *h1Conn) close() {
 	pc.bw.Reset(nil)
 	bwPool.Put(pc.bw)
 	pc.br, pc.bw = nil, nil
+	pc.pool.gone()
 }
 
 // aLongTimeAgo is a deadline in the past: it makes blocked reads and writes
@@ -274,7 +383,8 @@ func (p *h1Pool) exchange(pc *h1Conn, req *http.Request) (*http.Response, error)
 		pc.last = b
 	}
 	b.rc, b.pc, b.pool, b.stop, b.resp = resp.Body, pc, p, stop, resp
-	b.keep = !resp.Close && !req.Close && resp.StatusCode != http.StatusSwitchingProtocols
+	pc.uses++
+	b.keep = !resp.Close && !req.Close && resp.StatusCode != http.StatusSwitchingProtocols && (p.maxUses == 0 || pc.uses < p.maxUses)
 	b.closed.Store(false)
 	resp.Body = b
 	return resp, nil

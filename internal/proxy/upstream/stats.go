@@ -10,6 +10,12 @@ type Stats struct {
 	classes                                [6]atomic.Uint64 // by status/100
 	cxTotal, cxNoneHealthy                 atomic.Uint64
 	txBytes, rxBytes                       atomic.Uint64
+	// Circuit breakers.
+	pendingOverflow, cxOverflow, retryOverflow atomic.Uint64
+	// Outlier detection and load balancing.
+	odEnforced, odEnforced5xx, odEnforcedGw, odDetected5xx, odDetectedGw, odOverflow atomic.Uint64
+	odActive                                                                         atomic.Int64
+	lbHealthyPanic                                                                   atomic.Uint64
 }
 
 // Observe counts a finished request by the status code sent downstream
@@ -52,12 +58,31 @@ type StatsSnapshot struct {
 	// CxTotal, CxNoneHealthy, TxBytes and RxBytes count tcp_proxy
 	// connections.
 	CxTotal, CxNoneHealthy, TxBytes, RxBytes uint64
+	// PendingOverflow counts requests refused by max_pending_requests or
+	// max_requests, CxOverflow requests that found max_connections open
+	// and had to wait, RetryOverflow retries not attempted because of
+	// max_retries (Envoy's upstream_rq_pending_overflow,
+	// upstream_cx_overflow, upstream_rq_retry_overflow).
+	PendingOverflow, CxOverflow, RetryOverflow uint64
+	// Outlier detection: ejections enforced (in all, and by detector),
+	// detected (enforced or not), refused by max_ejection_percent, and
+	// the endpoints ejected now.
+	EjectionsEnforced, EjectionsEnforced5xx, EjectionsEnforcedGatewayFailure uint64
+	EjectionsDetected5xx, EjectionsDetectedGatewayFailure, EjectionsOverflow uint64
+	EjectionsActive                                                          int64
+	// LBHealthyPanic counts picks made among all endpoints because too few
+	// were healthy (healthy_panic_threshold).
+	LBHealthyPanic uint64
 }
 
 // Snapshot copies the counters.
 func (s *Stats) Snapshot() StatsSnapshot {
 	out := StatsSnapshot{Total: s.total.Load(), Retries: s.retries.Load(), Timeouts: s.timeouts.Load(), ConnectFails: s.connectFails.Load(),
-		CxTotal: s.cxTotal.Load(), CxNoneHealthy: s.cxNoneHealthy.Load(), TxBytes: s.txBytes.Load(), RxBytes: s.rxBytes.Load()}
+		CxTotal: s.cxTotal.Load(), CxNoneHealthy: s.cxNoneHealthy.Load(), TxBytes: s.txBytes.Load(), RxBytes: s.rxBytes.Load(),
+		PendingOverflow: s.pendingOverflow.Load(), CxOverflow: s.cxOverflow.Load(), RetryOverflow: s.retryOverflow.Load(),
+		EjectionsEnforced: s.odEnforced.Load(), EjectionsEnforced5xx: s.odEnforced5xx.Load(), EjectionsEnforcedGatewayFailure: s.odEnforcedGw.Load(),
+		EjectionsDetected5xx: s.odDetected5xx.Load(), EjectionsDetectedGatewayFailure: s.odDetectedGw.Load(), EjectionsOverflow: s.odOverflow.Load(),
+		EjectionsActive: s.odActive.Load(), LBHealthyPanic: s.lbHealthyPanic.Load()}
 	for i := range s.classes {
 		out.Classes[i] = s.classes[i].Load()
 	}

@@ -1,12 +1,27 @@
 // Package upstream holds weft-proxy's clusters: their endpoints, load
-// balancers and HTTP/1.1 keep-alive connection pools.
+// balancers, HTTP/1.1 keep-alive connection pools, circuit breakers and
+// outlier detection, with Envoy's semantics.
 //
 // A Cluster is immutable once built; a configuration change builds new
-// Clusters through Pools.Build, which hands the new clusters the same
-// *Endpoint (and so the same connection pool and in-flight counter) for every
-// endpoint address that is still present. Picking an endpoint takes no lock:
-// round robin is an atomic counter, least request reads atomic in-flight
-// counts.
+// Clusters through Pools.Build, which hands the new cluster the same
+// *Endpoint (and so the same connection pool, in-flight counter and outlier
+// detection state) for every endpoint address the cluster still has with
+// the same connection settings. As in Envoy, each cluster has endpoints
+// (and connection pools) of its own. A cluster's Stats, circuit breaker
+// counters and outlier detector likewise live as long as its name.
+// Picking an endpoint takes no lock: round robin is an atomic counter,
+// least request reads atomic in-flight counts, and skipping ejected
+// endpoints reads atomic flags.
+//
+// Circuit breakers (CircuitBreakers) are counted per cluster with atomics:
+// Endpoint.BeginRequest (max_requests), the lean pool's connection
+// reservation and pending queue (max_connections, max_pending_requests) and
+// Cluster.BeginRetry (max_retries). Requests with large or streamed bodies,
+// which take net/http's Transport, honour max_requests but are not counted
+// against max_connections.
+//
+// Outlier detection (OutlierDetection) has one detector per cluster with
+// one timer that returns ejected endpoints; see detector.
 package upstream
 
 import (
@@ -14,6 +29,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -66,6 +82,21 @@ type ClusterSpec struct {
 	// CLUSTER_PROVIDED): it has no configured endpoints and connects to
 	// each connection's original destination (see Cluster.EndpointFor).
 	OriginalDst bool
+	// CircuitBreakers are the cluster's thresholds; nil means Envoy's
+	// defaults (DefaultCircuitBreakers).
+	CircuitBreakers *CircuitBreakers
+	// MaxRequestsPerConnection closes an upstream connection after that
+	// many requests; 0 means no limit.
+	MaxRequestsPerConnection uint32
+	// IdleTimeout closes pooled connections idle that long; 0 means the
+	// Pools' IdleConnTimeout, negative means never.
+	IdleTimeout time.Duration
+	// Outlier enables outlier detection; nil disables it.
+	Outlier *OutlierDetection
+	// HealthyPanicThreshold is the percentage of healthy (not ejected)
+	// endpoints under which the load balancer picks among all of them;
+	// nil means DefaultPanicThreshold, 0 disables panic mode.
+	HealthyPanicThreshold *float64
 }
 
 // Endpoint is one upstream address with its connection pool. Endpoints are
@@ -77,6 +108,19 @@ type Endpoint struct {
 	h1        *h1Pool
 	dialer    *net.Dialer
 	inflight  atomic.Int64
+	cb        *breaker
+	// od is the endpoint's outlier detection state, nil when its cluster
+	// has none.
+	od  *hostState
+	set endpointSettings
+}
+
+// endpointSettings are what an Endpoint is built with; a configuration
+// that changes them gets a new Endpoint.
+type endpointSettings struct {
+	connectTimeout, idleTimeout time.Duration
+	maxUses                     uint32
+	outlier                     bool
 }
 
 // Dial opens a new TCP connection to the endpoint (for tcp_proxy), bounded
@@ -97,6 +141,36 @@ func (e *Endpoint) Begin() { e.inflight.Add(1) }
 
 // End undoes Begin.
 func (e *Endpoint) End() { e.inflight.Add(-1) }
+
+// BeginRequest is Begin for an HTTP request, subject to the cluster's
+// max_requests circuit breaker: when max_requests are in flight it begins
+// nothing and returns an *OverflowError. Call EndRequest when done.
+func (e *Endpoint) BeginRequest() error {
+	if err := e.cb.beginRequest(); err != nil {
+		return err
+	}
+	e.inflight.Add(1)
+	return nil
+}
+
+// EndRequest undoes BeginRequest.
+func (e *Endpoint) EndRequest() {
+	e.inflight.Add(-1)
+	e.cb.endRequest()
+}
+
+// Report tells outlier detection the status of a response from the
+// endpoint. Local failures report what Envoy maps them to (with
+// split_external_local_origin_errors false): 503 for a connect failure or
+// reset, 504 for a timeout. Without outlier detection it does nothing.
+func (e *Endpoint) Report(code int) {
+	if h := e.od; h != nil {
+		h.report(code)
+	}
+}
+
+// Ejected reports whether outlier detection has ejected the endpoint.
+func (e *Endpoint) Ejected() bool { return e.od != nil && e.od.ejected.Load() }
 
 // RoundTrip sends one request over the endpoint's connection pool. The
 // request's URL must already point at the endpoint. Requests without a body
@@ -131,7 +205,20 @@ type Cluster struct {
 	stats      *Stats
 	// orig is set for ORIGINAL_DST clusters.
 	orig *origDst
+	cb   *breaker
+	// od is the outlier detector (nil without outlier detection) and
+	// panic the healthy panic threshold in percent.
+	od    *detector
+	panic float64
 }
+
+// BeginRetry claims one of the cluster's max_retries for a request about
+// to retry; it returns false, counting a retry overflow, when max_retries
+// requests are retrying already. Call EndRetry once the request is done.
+func (c *Cluster) BeginRetry() bool { return c.cb.beginRetry() }
+
+// EndRetry undoes a successful BeginRetry.
+func (c *Cluster) EndRetry() { c.cb.endRetry() }
 
 // OriginalDst reports whether c is an ORIGINAL_DST cluster, whose endpoint
 // is each connection's original destination (EndpointFor), not Pick.
@@ -201,7 +288,57 @@ func (c *Cluster) Endpoints() []*Endpoint { return c.endpoints }
 // Pick chooses an endpoint with the cluster's load balancer, avoiding avoid
 // (the endpoint a failed attempt used) when there is another one. It returns
 // nil when the cluster has no endpoints.
+//
+// With outlier detection, ejected endpoints are skipped unless fewer than
+// the healthy panic threshold of the endpoints are healthy (panic mode:
+// pick among all of them, as Envoy does); with panic mode disabled and
+// every endpoint ejected, Pick returns nil.
 func (c *Cluster) Pick(avoid *Endpoint) *Endpoint {
+	if c.od != nil && c.od.active.Load() > 0 {
+		if e, ok := c.pickHealthy(avoid); ok {
+			return e
+		}
+	}
+	return c.pickAny(avoid)
+}
+
+// pickHealthy picks among endpoints that are not ejected. ok is false in
+// panic mode, when the caller picks among all.
+func (c *Cluster) pickHealthy(avoid *Endpoint) (e *Endpoint, ok bool) {
+	n := len(c.endpoints)
+	healthy := 0
+	for _, x := range c.endpoints {
+		if !x.Ejected() {
+			healthy++
+		}
+	}
+	if healthy == n {
+		return nil, false
+	}
+	if float64(healthy)*100 < c.panic*float64(n) {
+		c.stats.lbHealthyPanic.Add(1)
+		return nil, false
+	}
+	if healthy == 0 {
+		return nil, true
+	}
+	// The load balancer's own choice, while it lands on a healthy
+	// endpoint; then the first healthy one from a random start.
+	for range 2 * n {
+		if x := c.pick(); !x.Ejected() && (x != avoid || healthy == 1) {
+			return x, true
+		}
+	}
+	start := rand.IntN(n)
+	for i := range n {
+		if x := c.endpoints[(start+i)%n]; !x.Ejected() && (x != avoid || healthy == 1) {
+			return x, true
+		}
+	}
+	return nil, true
+}
+
+func (c *Cluster) pickAny(avoid *Endpoint) *Endpoint {
 	n := len(c.endpoints)
 	switch n {
 	case 0:
@@ -315,19 +452,20 @@ type PoolsOptions struct {
 }
 
 type poolKey struct {
-	addr           string
-	connectTimeout time.Duration
+	cluster, addr string
 }
 
 // Pools owns every endpoint's connection pool across configuration versions.
 // Build is called by one goroutine at a time (the compile step); clusters it
 // returns are used concurrently without touching Pools.
 type Pools struct {
-	opts  PoolsOptions
-	mu    sync.Mutex
-	eps   map[poolKey]*Endpoint
-	stats map[string]*Stats // by cluster name
-	orig  map[string]*origDst
+	opts      PoolsOptions
+	mu        sync.Mutex
+	eps       map[poolKey]*Endpoint
+	stats     map[string]*Stats // by cluster name
+	orig      map[string]*origDst
+	breakers  map[string]*breaker
+	detectors map[string]*detector
 }
 
 // NewPools returns an empty set of pools.
@@ -341,50 +479,102 @@ func NewPools(o PoolsOptions) *Pools {
 	if o.IdleConnTimeout == 0 {
 		o.IdleConnTimeout = 90 * time.Second
 	}
-	return &Pools{opts: o, eps: map[poolKey]*Endpoint{}, stats: map[string]*Stats{}, orig: map[string]*origDst{}}
+	return &Pools{opts: o, eps: map[poolKey]*Endpoint{}, stats: map[string]*Stats{}, orig: map[string]*origDst{},
+		breakers: map[string]*breaker{}, detectors: map[string]*detector{}}
 }
 
 // Build turns specs into clusters, reusing the endpoint (and its open
-// connections) of every address already known with the same settings.
-// Endpoints no cluster uses any more have their idle connections closed; a
-// request still in flight on one finishes normally.
+// connections and outlier detection state) of every address a cluster
+// already had with the same settings. Endpoints no cluster uses any more
+// have their idle connections closed; a request still in flight on one
+// finishes normally.
 func (p *Pools) Build(specs []ClusterSpec) map[string]*Cluster {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	used := make(map[poolKey]bool, len(p.eps))
 	out := make(map[string]*Cluster, len(specs))
 	for _, s := range specs {
-		ct := s.ConnectTimeout
-		if ct <= 0 {
-			ct = DefaultConnectTimeout
+		set := endpointSettings{connectTimeout: s.ConnectTimeout, idleTimeout: s.IdleTimeout, maxUses: s.MaxRequestsPerConnection, outlier: s.Outlier != nil}
+		if set.connectTimeout <= 0 {
+			set.connectTimeout = DefaultConnectTimeout
+		}
+		switch {
+		case set.idleTimeout == 0:
+			set.idleTimeout = p.opts.IdleConnTimeout
+		case set.idleTimeout < 0:
+			set.idleTimeout = math.MaxInt64
 		}
 		st := p.stats[s.Name]
 		if st == nil {
 			st = &Stats{}
 			p.stats[s.Name] = st
 		}
-		c := &Cluster{name: s.Name, policy: s.LB, endpoints: make([]*Endpoint, 0, len(s.Endpoints)), stats: st}
+		cb := p.breakers[s.Name]
+		if cb == nil {
+			cb = &breaker{name: s.Name, stats: st}
+			p.breakers[s.Name] = cb
+		}
+		if s.CircuitBreakers != nil {
+			cb.set(*s.CircuitBreakers)
+		} else {
+			cb.set(DefaultCircuitBreakers())
+		}
+		c := &Cluster{name: s.Name, policy: s.LB, endpoints: make([]*Endpoint, 0, len(s.Endpoints)), stats: st, cb: cb, panic: DefaultPanicThreshold}
+		if s.HealthyPanicThreshold != nil {
+			c.panic = *s.HealthyPanicThreshold
+		}
+		var d *detector
+		if s.Outlier != nil && !s.OriginalDst {
+			d = p.detectors[s.Name]
+			if d == nil {
+				d = &detector{stats: st}
+				p.detectors[s.Name] = d
+			}
+			c.od = d
+		}
 		if s.OriginalDst {
 			o := p.orig[s.Name]
 			if o == nil {
+				oset := set
+				oset.outlier = false
 				o = &origDst{eps: map[string]*Endpoint{}, new: func(addr string) *Endpoint {
-					return p.newEndpoint(poolKey{addr: addr, connectTimeout: ct})
+					return p.newEndpoint(addr, oset, cb)
 				}}
 				p.orig[s.Name] = o
 			}
 			c.orig = o
 		}
 		weights := make([]uint32, 0, len(s.Endpoints))
+		var hosts []*hostState
 		for _, es := range s.Endpoints {
-			k := poolKey{addr: es.Address, connectTimeout: ct}
+			k := poolKey{cluster: s.Name, addr: es.Address}
 			e := p.eps[k]
-			if e == nil {
-				e = p.newEndpoint(k)
+			if e != nil && used[k] {
+				// The same address twice in one cluster: one endpoint.
+			} else if e == nil || e.set != set {
+				old := e
+				e = p.newEndpoint(es.Address, set, cb)
+				if d != nil {
+					if old != nil && old.od != nil && old.od.d == d {
+						e.od = old.od // keep its ejection state
+					} else {
+						e.od = &hostState{d: d}
+					}
+				}
+				if old != nil {
+					old.closeIdle(true)
+				}
 				p.eps[k] = e
+			}
+			if d != nil && !used[k] {
+				hosts = append(hosts, e.od)
 			}
 			used[k] = true
 			c.endpoints = append(c.endpoints, e)
 			weights = append(weights, max(es.Weight, 1))
+		}
+		if d != nil {
+			d.update(*s.Outlier, hosts)
 		}
 		c.buildWeights(weights)
 		out[s.Name] = c
@@ -392,6 +582,13 @@ func (p *Pools) Build(specs []ClusterSpec) map[string]*Cluster {
 	for name := range p.stats {
 		if out[name] == nil {
 			delete(p.stats, name)
+			delete(p.breakers, name)
+		}
+	}
+	for name, d := range p.detectors {
+		if c := out[name]; c == nil || c.od != d {
+			d.close()
+			delete(p.detectors, name)
 		}
 	}
 	for name, o := range p.orig {
@@ -432,26 +629,33 @@ func (p *Pools) Close() {
 	}
 }
 
-func (p *Pools) newEndpoint(k poolKey) *Endpoint {
-	d := &net.Dialer{Timeout: k.connectTimeout, KeepAlive: 30 * time.Second}
+func (p *Pools) newEndpoint(addr string, set endpointSettings, cb *breaker) *Endpoint {
+	d := &net.Dialer{Timeout: set.connectTimeout, KeepAlive: 30 * time.Second}
+	idle := set.idleTimeout
+	if idle == math.MaxInt64 {
+		idle = 0 // the Transport's "no limit"
+	}
 	t := &http.Transport{
 		// Never use HTTP_PROXY from the environment: it usually points at
 		// this proxy.
 		Proxy: nil,
 		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return d.DialContext(ctx, network, k.addr)
+			return d.DialContext(ctx, network, addr)
 		},
 		MaxIdleConnsPerHost: p.opts.MaxIdleConnsPerEndpoint,
-		IdleConnTimeout:     p.opts.IdleConnTimeout,
+		IdleConnTimeout:     idle,
+		DisableKeepAlives:   set.maxUses == 1,
 		// Pass Content-Encoding through untouched.
 		DisableCompression: true,
 		// HTTP/1.1 only for now; an empty map disables HTTP/2 upgrade.
 		TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{},
 	}
 	h1 := &h1Pool{
-		dial:        func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", k.addr) },
+		dial:        func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) },
 		maxIdle:     p.opts.MaxIdleConnsPerEndpoint,
-		idleTimeout: p.opts.IdleConnTimeout,
+		idleTimeout: set.idleTimeout,
+		maxUses:     set.maxUses,
+		cb:          cb,
 	}
-	return &Endpoint{addr: k.addr, transport: t, h1: h1, dialer: d}
+	return &Endpoint{addr: addr, transport: t, h1: h1, dialer: d, cb: cb, set: set}
 }

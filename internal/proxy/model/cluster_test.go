@@ -1,0 +1,124 @@
+package model
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/weftmesh/weft/internal/proxy/upstream"
+	"github.com/weftmesh/weft/internal/proxy/xdstest"
+)
+
+// istioCluster is a cluster as Istio translates a DestinationRule with
+// connectionPool and outlierDetection.
+func istioCluster(t *testing.T) *clusterv3.Cluster {
+	c := xdstest.EDSCluster(cRev)
+	c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
+		MaxConnections: wrapperspb.UInt32(1), MaxPendingRequests: wrapperspb.UInt32(2), MaxRequests: wrapperspb.UInt32(3), MaxRetries: wrapperspb.UInt32(4),
+	}}}
+	po, err := anypb.New(&upstreamhttpv3.HttpProtocolOptions{
+		CommonHttpProtocolOptions: &corev3.HttpProtocolOptions{IdleTimeout: durationpb.New(7 * time.Second), MaxRequestsPerConnection: wrapperspb.UInt32(5)},
+		UpstreamProtocolOptions: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig{
+			ProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_HttpProtocolOptions{HttpProtocolOptions: &corev3.Http1ProtocolOptions{}}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.TypedExtensionProtocolOptions = map[string]*anypb.Any{nameHTTPProtocolOptions: po}
+	c.OutlierDetection = &clusterv3.OutlierDetection{
+		Consecutive_5Xx: wrapperspb.UInt32(6), Interval: durationpb.New(time.Second), BaseEjectionTime: durationpb.New(2 * time.Second),
+		MaxEjectionPercent: wrapperspb.UInt32(40), EnforcingSuccessRate: wrapperspb.UInt32(0),
+		ConsecutiveGatewayFailure: wrapperspb.UInt32(0), EnforcingConsecutiveGatewayFailure: wrapperspb.UInt32(100),
+	}
+	c.CommonLbConfig = &clusterv3.Cluster_CommonLbConfig{HealthyPanicThreshold: &typev3.Percent{Value: 25}}
+	return c
+}
+
+func TestCompileClusterResilience(t *testing.T) {
+	cc, err := compileCluster(istioCluster(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := cc.spec
+	if want := (upstream.CircuitBreakers{MaxConnections: 1, MaxPendingRequests: 2, MaxRequests: 3, MaxRetries: 4}); s.CircuitBreakers == nil || *s.CircuitBreakers != want {
+		t.Errorf("circuit breakers %+v, want %+v", s.CircuitBreakers, want)
+	}
+	if s.IdleTimeout != 7*time.Second || s.MaxRequestsPerConnection != 5 {
+		t.Errorf("idle timeout %v, max requests per connection %d", s.IdleTimeout, s.MaxRequestsPerConnection)
+	}
+	want := upstream.DefaultOutlierDetection()
+	want.Consecutive5xx, want.Interval, want.BaseEjectionTime, want.MaxEjectionPercent = 6, time.Second, 2*time.Second, 40
+	want.ConsecutiveGatewayFailure, want.EnforcingGatewayFailure = 0, 100
+	if s.Outlier == nil || *s.Outlier != want {
+		t.Errorf("outlier detection %+v, want %+v", s.Outlier, want)
+	}
+	if s.HealthyPanicThreshold == nil || *s.HealthyPanicThreshold != 25 {
+		t.Errorf("healthy panic threshold %v", s.HealthyPanicThreshold)
+	}
+	// Defaults: a bare threshold and outlier_detection with only
+	// enforcing_success_rate 0.
+	c := xdstest.EDSCluster(cRev)
+	c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{}, {Priority: corev3.RoutingPriority_HIGH, MaxRequests: wrapperspb.UInt32(1)}}}
+	c.OutlierDetection = &clusterv3.OutlierDetection{EnforcingSuccessRate: wrapperspb.UInt32(0)}
+	cc, err = compileCluster(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *cc.spec.CircuitBreakers != upstream.DefaultCircuitBreakers() || *cc.spec.Outlier != upstream.DefaultOutlierDetection() {
+		t.Errorf("defaults: %+v %+v", cc.spec.CircuitBreakers, cc.spec.Outlier)
+	}
+}
+
+func TestCompileClusterResilienceRejected(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(c *clusterv3.Cluster)
+		want   []string
+	}{
+		{"success rate enforced by default", func(c *clusterv3.Cluster) { c.OutlierDetection.EnforcingSuccessRate = nil },
+			[]string{"outlier_detection.enforcing_success_rate", "set it to 0"}},
+		{"failure percentage", func(c *clusterv3.Cluster) { c.OutlierDetection.EnforcingFailurePercentage = wrapperspb.UInt32(10) },
+			[]string{"outlier_detection.enforcing_failure_percentage", "not supported"}},
+		{"split local origin errors", func(c *clusterv3.Cluster) { c.OutlierDetection.SplitExternalLocalOriginErrors = true },
+			[]string{"split_external_local_origin_errors"}},
+		{"percent over 100", func(c *clusterv3.Cluster) { c.OutlierDetection.MaxEjectionPercent = wrapperspb.UInt32(101) },
+			[]string{"max_ejection_percent 101", "0 to 100"}},
+		{"zero interval", func(c *clusterv3.Cluster) { c.OutlierDetection.Interval = durationpb.New(0) },
+			[]string{"outlier_detection.interval", "positive"}},
+		{"retry budget", func(c *clusterv3.Cluster) {
+			c.CircuitBreakers.Thresholds[0].RetryBudget = &clusterv3.CircuitBreakers_Thresholds_RetryBudget{}
+		}, []string{"circuit_breakers.thresholds[0].retry_budget", "max_retries"}},
+		{"two DEFAULT thresholds", func(c *clusterv3.Cluster) {
+			c.CircuitBreakers.Thresholds = append(c.CircuitBreakers.Thresholds, &clusterv3.CircuitBreakers_Thresholds{})
+		}, []string{"thresholds[1]", "second threshold", "DEFAULT"}},
+		{"max connection duration", func(c *clusterv3.Cluster) {
+			po, _ := anypb.New(&upstreamhttpv3.HttpProtocolOptions{CommonHttpProtocolOptions: &corev3.HttpProtocolOptions{MaxConnectionDuration: durationpb.New(time.Second)}})
+			c.TypedExtensionProtocolOptions[nameHTTPProtocolOptions] = po
+		}, []string{nameHTTPProtocolOptions, "common_http_protocol_options.max_connection_duration", "not supported"}},
+		{"panic threshold over 100", func(c *clusterv3.Cluster) { c.CommonLbConfig.HealthyPanicThreshold.Value = 150 },
+			[]string{"healthy_panic_threshold 150"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := istioCluster(t)
+			tc.mutate(c)
+			_, err := compileCluster(c)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,120 @@
+package upstream
+
+import (
+	"strconv"
+	"sync/atomic"
+)
+
+// Envoy's default circuit breaker thresholds (priority DEFAULT).
+const (
+	DefaultMaxConnections     = 1024
+	DefaultMaxPendingRequests = 1024
+	DefaultMaxRequests        = 1024
+	DefaultMaxRetries         = 3
+)
+
+// CircuitBreakers are a cluster's circuit breaker thresholds
+// (circuit_breakers.thresholds with priority DEFAULT), which bound the
+// cluster as a whole, across its endpoints. A nil *CircuitBreakers in a
+// ClusterSpec means Envoy's defaults.
+type CircuitBreakers struct {
+	// MaxConnections bounds the cluster's open upstream connections. As in
+	// Envoy, each endpoint may still open its first connection, so that
+	// requests queued for it can always make progress.
+	MaxConnections uint32
+	// MaxPendingRequests bounds the requests waiting for a connection.
+	MaxPendingRequests uint32
+	// MaxRequests bounds the requests in flight.
+	MaxRequests uint32
+	// MaxRetries bounds the requests retrying at once.
+	MaxRetries uint32
+}
+
+// DefaultCircuitBreakers returns Envoy's defaults.
+func DefaultCircuitBreakers() CircuitBreakers {
+	return CircuitBreakers{MaxConnections: DefaultMaxConnections, MaxPendingRequests: DefaultMaxPendingRequests,
+		MaxRequests: DefaultMaxRequests, MaxRetries: DefaultMaxRetries}
+}
+
+// Limit names a circuit breaker threshold, as Envoy's configuration does.
+type Limit int
+
+// The circuit breaker thresholds.
+const (
+	LimitMaxConnections Limit = iota
+	LimitMaxPendingRequests
+	LimitMaxRequests
+	LimitMaxRetries
+)
+
+func (l Limit) String() string {
+	switch l {
+	case LimitMaxConnections:
+		return "max_connections"
+	case LimitMaxPendingRequests:
+		return "max_pending_requests"
+	case LimitMaxRequests:
+		return "max_requests"
+	case LimitMaxRetries:
+		return "max_retries"
+	}
+	return "Limit(" + strconv.Itoa(int(l)) + ")"
+}
+
+// OverflowError is returned when a circuit breaker refuses a request
+// (Envoy's reset reason "overflow"). It is never retried.
+type OverflowError struct {
+	Cluster string
+	Limit   Limit
+	Value   uint32
+}
+
+func (e *OverflowError) Error() string {
+	return "cluster " + e.Cluster + " reached its circuit breaker " + e.Limit.String() + " (" + strconv.FormatUint(uint64(e.Value), 10) + ")"
+}
+
+// breaker is a cluster's circuit breaker state. It lives, like the
+// cluster's Stats, for as long as a cluster of its name exists, so requests
+// in flight across a configuration change still count; the limits are
+// replaced by each Build. Lock-free.
+type breaker struct {
+	name                                      string
+	stats                                     *Stats
+	maxConns, maxPending, maxReqs, maxRetries atomic.Int64
+	conns, pending, reqs, retries             atomic.Int64
+}
+
+func (b *breaker) set(cb CircuitBreakers) {
+	b.maxConns.Store(int64(cb.MaxConnections))
+	b.maxPending.Store(int64(cb.MaxPendingRequests))
+	b.maxReqs.Store(int64(cb.MaxRequests))
+	b.maxRetries.Store(int64(cb.MaxRetries))
+}
+
+func (b *breaker) overflow(l Limit, max *atomic.Int64) *OverflowError {
+	return &OverflowError{Cluster: b.name, Limit: l, Value: uint32(max.Load())}
+}
+
+// beginRequest claims one of max_requests.
+func (b *breaker) beginRequest() error {
+	if b.reqs.Add(1) > b.maxReqs.Load() {
+		b.reqs.Add(-1)
+		b.stats.pendingOverflow.Add(1) // Envoy counts max_requests overflows here too
+		return b.overflow(LimitMaxRequests, &b.maxReqs)
+	}
+	return nil
+}
+
+func (b *breaker) endRequest() { b.reqs.Add(-1) }
+
+// beginRetry claims one of max_retries, counting an overflow.
+func (b *breaker) beginRetry() bool {
+	if b.retries.Add(1) > b.maxRetries.Load() {
+		b.retries.Add(-1)
+		b.stats.retryOverflow.Add(1)
+		return false
+	}
+	return true
+}
+
+func (b *breaker) endRetry() { b.retries.Add(-1) }

@@ -1,0 +1,230 @@
+package translate
+
+import (
+	"math"
+	"strings"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+	"istio.io/api/networking/v1alpha3"
+)
+
+// defaultConnectTimeout is Istio's mesh-wide connectTimeout, which every
+// cluster gets unless a DestinationRule sets connectionPool.tcp.connectTimeout.
+const defaultConnectTimeout = 10 * time.Second
+
+// httpProtocolOptionsName is the key of Envoy's upstream HTTP protocol
+// options in a cluster's typed_extension_protocol_options.
+const httpProtocolOptionsName = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+// trafficPolicy is the policy that applies to cluster k, merged as Istio
+// merges it: a port-level setting of the rule replaces the rule's policy
+// for that port (its connectionPool, loadBalancer, outlierDetection and tls;
+// what it leaves out is not inherited); a subset's connectionPool,
+// loadBalancer, outlierDetection and tls each replace the rule's; a
+// subset's port-level setting replaces all four, set or not. nil means no
+// DestinationRule applies.
+func (t *translator) trafficPolicy(k clusterKey) *v1alpha3.TrafficPolicy {
+	dr, ok := t.drs[k.host]
+	if !ok {
+		return nil
+	}
+	var subset *v1alpha3.TrafficPolicy
+	if k.subset != "" {
+		subset = dr.subset(k.subset).GetTrafficPolicy()
+	}
+	return mergeTrafficPolicy(dr.spec.GetTrafficPolicy(), subset, k.port)
+}
+
+// mergeTrafficPolicy merges a DestinationRule's policy and a subset's for
+// one port; see trafficPolicy. The result holds no port-level settings.
+func mergeTrafficPolicy(rule, subset *v1alpha3.TrafficPolicy, port uint32) *v1alpha3.TrafficPolicy {
+	merged, _ := forPort(rule, port)
+	if subset == nil {
+		return merged
+	}
+	sub, portLevel := forPort(subset, port)
+	if merged == nil {
+		return sub
+	}
+	if sub.GetConnectionPool() != nil || portLevel {
+		merged.ConnectionPool = sub.GetConnectionPool()
+	}
+	if sub.GetLoadBalancer() != nil || portLevel {
+		merged.LoadBalancer = sub.GetLoadBalancer()
+	}
+	if sub.GetOutlierDetection() != nil || portLevel {
+		merged.OutlierDetection = sub.GetOutlierDetection()
+	}
+	if sub.GetTls() != nil || portLevel {
+		merged.Tls = sub.GetTls()
+	}
+	return merged
+}
+
+// forPort returns a shallow copy of the parts of tp that apply on port:
+// its first port-level setting for the port (and true) if it has one, else
+// its own. It never modifies tp.
+func forPort(tp *v1alpha3.TrafficPolicy, port uint32) (*v1alpha3.TrafficPolicy, bool) {
+	if tp == nil {
+		return nil, false
+	}
+	for _, pl := range tp.GetPortLevelSettings() {
+		if pl.GetPort() != nil && pl.GetPort().GetNumber() == port {
+			return &v1alpha3.TrafficPolicy{
+				ConnectionPool:   pl.GetConnectionPool(),
+				LoadBalancer:     pl.GetLoadBalancer(),
+				OutlierDetection: pl.GetOutlierDetection(),
+				Tls:              pl.GetTls(),
+			}, true
+		}
+	}
+	return &v1alpha3.TrafficPolicy{
+		ConnectionPool:   tp.GetConnectionPool(),
+		LoadBalancer:     tp.GetLoadBalancer(),
+		OutlierDetection: tp.GetOutlierDetection(),
+		Tls:              tp.GetTls(),
+	}, false
+}
+
+// defaultThresholds are the circuit breaker thresholds Istio gives every
+// cluster, so that Envoy's defaults (1024 connections, pending and active
+// requests, 3 retries) never apply silently.
+func defaultThresholds() *clusterv3.CircuitBreakers_Thresholds {
+	return &clusterv3.CircuitBreakers_Thresholds{
+		MaxConnections:     wrapperspb.UInt32(math.MaxUint32),
+		MaxPendingRequests: wrapperspb.UInt32(math.MaxUint32),
+		MaxRequests:        wrapperspb.UInt32(math.MaxUint32),
+		MaxRetries:         wrapperspb.UInt32(math.MaxUint32),
+		TrackRemaining:     true,
+	}
+}
+
+// applyConnectionPool sets the connect timeout, the circuit breakers and
+// the upstream HTTP options of c from a DestinationRule's connectionPool,
+// as Istio does. With no connectionPool (nil), c gets Istio's defaults.
+// Zero means "not set" for every integer field, as in Istio. protocol is
+// the service port's protocol, which picks the HTTP version Envoy uses
+// upstream when HTTP options have to be emitted.
+//
+// Not translated (config.Unsupported warns): tcp.tcpKeepalive,
+// http.h2UpgradePolicy, http.useClientProtocol, http.maxConcurrentStreams
+// and http.http2KeepAlive.
+func applyConnectionPool(c *clusterv3.Cluster, cp *v1alpha3.ConnectionPoolSettings, protocol string) {
+	th := defaultThresholds()
+	c.ConnectTimeout = durationpb.New(defaultConnectTimeout)
+	common := &corev3.HttpProtocolOptions{}
+	if h := cp.GetHttp(); h != nil {
+		if h.GetHttp2MaxRequests() > 0 {
+			th.MaxRequests = wrapperspb.UInt32(uint32(h.GetHttp2MaxRequests()))
+		}
+		if h.GetHttp1MaxPendingRequests() > 0 {
+			th.MaxPendingRequests = wrapperspb.UInt32(uint32(h.GetHttp1MaxPendingRequests()))
+		}
+		if h.GetMaxRetries() > 0 {
+			th.MaxRetries = wrapperspb.UInt32(uint32(h.GetMaxRetries()))
+		}
+		if h.GetMaxRequestsPerConnection() > 0 {
+			common.MaxRequestsPerConnection = wrapperspb.UInt32(uint32(h.GetMaxRequestsPerConnection()))
+		}
+		if h.GetIdleTimeout() != nil {
+			common.IdleTimeout = proto.CloneOf(h.GetIdleTimeout())
+		}
+	}
+	if tcp := cp.GetTcp(); tcp != nil {
+		if tcp.GetConnectTimeout() != nil {
+			c.ConnectTimeout = proto.CloneOf(tcp.GetConnectTimeout())
+		}
+		if tcp.GetMaxConnections() > 0 {
+			th.MaxConnections = wrapperspb.UInt32(uint32(tcp.GetMaxConnections()))
+		}
+		if common.IdleTimeout == nil && tcp.GetIdleTimeout() != nil {
+			common.IdleTimeout = proto.CloneOf(tcp.GetIdleTimeout())
+		}
+	}
+	c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{th}}
+	if common.IdleTimeout == nil && common.MaxRequestsPerConnection == nil {
+		return
+	}
+	opts := &upstreamhttpv3.HttpProtocolOptions{CommonHttpProtocolOptions: common}
+	setUpstreamProtocol(opts, protocol)
+	c.TypedExtensionProtocolOptions = map[string]*anypb.Any{httpProtocolOptionsName: mustAny(opts)}
+}
+
+// setUpstreamProtocol sets the HTTP version that HttpProtocolOptions must
+// name (Envoy requires one): HTTP/2 for ports declared HTTP2, GRPC
+// or GRPC-WEB, the client's own for ports that declare no protocol (they
+// are sniffed), HTTP/1.1 otherwise, as Istio does.
+func setUpstreamProtocol(o *upstreamhttpv3.HttpProtocolOptions, protocol string) {
+	switch strings.ToUpper(protocol) {
+	case "HTTP2", "GRPC", "GRPC-WEB":
+		o.UpstreamProtocolOptions = &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig{
+			ProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}},
+		}}
+	case "":
+		o.UpstreamProtocolOptions = &upstreamhttpv3.HttpProtocolOptions_UseDownstreamProtocolConfig{UseDownstreamProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_UseDownstreamHttpConfig{
+			HttpProtocolOptions:  &corev3.Http1ProtocolOptions{},
+			Http2ProtocolOptions: &corev3.Http2ProtocolOptions{},
+		}}
+	default:
+		o.UpstreamProtocolOptions = &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig{
+			ProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_HttpProtocolOptions{HttpProtocolOptions: &corev3.Http1ProtocolOptions{}},
+		}}
+	}
+}
+
+// applyOutlierDetection sets c's outlier detection from a DestinationRule's
+// outlierDetection, as Istio does; nil leaves c without one.
+//
+// Success-rate ejection is off (enforcing_success_rate 0). A consecutive
+// error count of 0 is sent with enforcement 0, which disables that kind of
+// ejection; any other count is enforced at 100%. Local-origin failures are
+// split out only when splitExternalLocalOriginErrors is set. minHealthPercent
+// becomes the healthy panic threshold, 0 (Envoy's panic mode off) when
+// unset. The deprecated consecutiveErrors is ignored, as Istio ignores it.
+func applyOutlierDetection(c *clusterv3.Cluster, od *v1alpha3.OutlierDetection) {
+	if od == nil {
+		return
+	}
+	out := &clusterv3.OutlierDetection{EnforcingSuccessRate: wrapperspb.UInt32(0)}
+	enforcing := func(n uint32) *wrapperspb.UInt32Value {
+		if n > 0 {
+			return wrapperspb.UInt32(100)
+		}
+		return wrapperspb.UInt32(0)
+	}
+	if e := od.GetConsecutive_5XxErrors(); e != nil {
+		out.Consecutive_5Xx = wrapperspb.UInt32(e.GetValue())
+		out.EnforcingConsecutive_5Xx = enforcing(e.GetValue())
+	}
+	if e := od.GetConsecutiveGatewayErrors(); e != nil {
+		out.ConsecutiveGatewayFailure = wrapperspb.UInt32(e.GetValue())
+		out.EnforcingConsecutiveGatewayFailure = enforcing(e.GetValue())
+	}
+	if od.GetInterval() != nil {
+		out.Interval = proto.CloneOf(od.GetInterval())
+	}
+	if od.GetBaseEjectionTime() != nil {
+		out.BaseEjectionTime = proto.CloneOf(od.GetBaseEjectionTime())
+	}
+	if od.GetMaxEjectionPercent() > 0 {
+		out.MaxEjectionPercent = wrapperspb.UInt32(uint32(od.GetMaxEjectionPercent()))
+	}
+	// splitExternalLocalOriginErrors and consecutiveLocalOriginFailures are
+	// not translated (weft-proxy does not split local-origin errors); the
+	// config package warns about them.
+	c.OutlierDetection = out
+	if p := od.GetMinHealthPercent(); p >= 0 {
+		if c.CommonLbConfig == nil {
+			c.CommonLbConfig = &clusterv3.Cluster_CommonLbConfig{}
+		}
+		c.CommonLbConfig.HealthyPanicThreshold = &typev3.Percent{Value: float64(p)}
+	}
+}
