@@ -49,8 +49,8 @@ const DefaultPanicThreshold = 50
 // detector (not per endpoint) returns ejected hosts.
 //
 // mu guards cfg, hosts, timer and every host's ejection bookkeeping; it is
-// taken when a host reaches a threshold, on each interval and by Build,
-// never for an ordinary request. active and each host's ejected flag are
+// taken for a failed request (a 5xx or a local failure), on each interval
+// and by Build, never for a successful request. active and each host's ejected flag are
 // read lock-free by the load balancer.
 type detector struct {
 	stats  *Stats
