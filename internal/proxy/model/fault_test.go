@@ -95,6 +95,31 @@ func TestFaultFilterChain(t *testing.T) {
 	if _, ok := c.Current().Listeners[0].FilterChains[0].Chain.(*fault.Filter); ok {
 		t.Error("a listener without the fault filter got one")
 	}
+
+	// With the filter but no fault anywhere (neither its own config nor a
+	// route's), the filter has nothing to do and is left out; a route
+	// that gains a fault brings it back.
+	if err := c.Apply(xdsclient.TypeListener, "3", anys(t, xdstest.RDSListener("outbound", "127.0.0.1:15001", "http_proxy", xdstest.FaultFilter(&faultv3.HTTPFault{})))); err != nil {
+		t.Fatal(err)
+	}
+	plain := xdstest.RouteConfig("http_proxy", xdstest.VirtualHost("v", []string{"*"}, xdstest.PrefixRoute("/", cIn)))
+	if err := c.Apply(xdsclient.TypeRoute, "3", anys(t, plain)); err != nil {
+		t.Fatal(err)
+	}
+	if ch := c.Current().Listeners[0].FilterChains[0].Chain; isFault(ch) {
+		t.Errorf("chain is %T with no fault configured anywhere, want the forwarder alone", ch)
+	}
+	if err := c.Apply(xdsclient.TypeRoute, "4", anys(t, routes)); err != nil {
+		t.Fatal(err)
+	}
+	if ch := c.Current().Listeners[0].FilterChains[0].Chain; !isFault(ch) {
+		t.Errorf("chain is %T after a route got a fault, want the fault filter first", ch)
+	}
+}
+
+func isFault(h chain.Handler) bool {
+	_, ok := h.(*fault.Filter)
+	return ok
 }
 
 func TestFaultFilterRejected(t *testing.T) {

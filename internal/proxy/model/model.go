@@ -237,15 +237,21 @@ func (c *Compiler) FaultStats() map[string]fault.Stats {
 }
 
 // httpChain builds a filter chain's HTTP handlers in http_filters order,
-// the first filter outermost, ending in the forwarder.
-func (c *Compiler) httpChain(cc *compiledChain, fwd chain.Handler) chain.Handler {
+// the first filter outermost, ending in the forwarder. A filter that has
+// nothing to do with this version's routes (no route injects a fault or has
+// a CORS policy) is left out: it would only cost every request a call.
+func (c *Compiler) httpChain(cc *compiledChain, routes *router.Table, fwd chain.Handler) chain.Handler {
 	h := fwd
 	for i := len(cc.filters) - 1; i >= 0; i-- {
 		switch f := cc.filters[i]; f.kind {
 		case filterFault:
-			h = fault.New(fault.Options{Next: h, Default: f.faultDefault, Logger: c.log, Counters: c.faultCounters(cc.statPrefix)})
+			if f.faultDefault != nil || (routes != nil && routes.HasFaults()) {
+				h = fault.New(fault.Options{Next: h, Default: f.faultDefault, Logger: c.log, Counters: c.faultCounters(cc.statPrefix)})
+			}
 		case filterCors:
-			h = cors.New(cors.Options{Next: h, Logger: c.log, Counters: c.corsCounters(cc.statPrefix)})
+			if routes != nil && routes.HasCors() {
+				h = cors.New(cors.Options{Next: h, Logger: c.log, Counters: c.corsCounters(cc.statPrefix)})
+			}
 		}
 	}
 	return h
@@ -511,7 +517,7 @@ func (c *Compiler) build() {
 				if fc.Routes == nil {
 					fc.Routes = c.routes[cc.rds].comp
 				}
-				fc.Chain = c.httpChain(cc, fwd)
+				fc.Chain = c.httpChain(cc, fc.Routes, fwd)
 			}
 			return fc
 		}

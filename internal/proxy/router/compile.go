@@ -57,15 +57,23 @@ func compileTable(rc *routev3.RouteConfiguration) (*Table, error) {
 	}
 	sc.mostSpecificWins = rc.GetMostSpecificHeaderMutationsWins()
 	idx := newDomainIndex()
+	var faults, cors bool
 	for i, pb := range rc.GetVirtualHosts() {
-		if err := compileVirtualHost(pb, idx, maxBody, sc); err != nil {
+		vh, err := compileVirtualHost(pb, idx, maxBody, sc)
+		if err != nil {
 			if pb.GetName() == "" {
 				return nil, fmt.Errorf("virtual host %d: %w", i, err)
 			}
 			return nil, fmt.Errorf("virtual host %q: %w", pb.GetName(), err)
 		}
+		for _, r := range vh.routes {
+			faults = faults || r.Fault != nil
+			cors = cors || r.Cors != nil
+		}
 	}
 	return &Table{
+		faults:           faults,
+		cors:             cors,
 		name:             rc.GetName(),
 		exact:            idx.exact,
 		suffixes:         sortedGroups(idx.suffixes),
@@ -127,52 +135,52 @@ func compileScope(reqAdd []*corev3.HeaderValueOption, reqRemove []string, respAd
 	return sc, nil
 }
 
-func compileVirtualHost(pb *routev3.VirtualHost, idx *domainIndex, maxBody uint32, rcScope *scope) error {
+func compileVirtualHost(pb *routev3.VirtualHost, idx *domainIndex, maxBody uint32, rcScope *scope) (*virtualHost, error) {
 	if pb.GetMatcher() != nil {
-		return errors.New("matcher (a match tree instead of routes) is not supported")
+		return nil, errors.New("matcher (a match tree instead of routes) is not supported")
 	}
 	if pb.GetRequireTls() != routev3.VirtualHost_NONE {
-		return fmt.Errorf("require_tls %s is not supported", pb.GetRequireTls())
+		return nil, fmt.Errorf("require_tls %s is not supported", pb.GetRequireTls())
 	}
 	if pb.GetName() == "" {
-		return errors.New("name is empty")
+		return nil, errors.New("name is empty")
 	}
 	if len(pb.GetDomains()) == 0 {
-		return errors.New("domains: at least one domain is required")
+		return nil, errors.New("domains: at least one domain is required")
 	}
 	var vhRetry *RetryPolicy
 	if p := pb.GetRetryPolicy(); p != nil {
 		rp, err := compileRetry(p)
 		if err != nil {
-			return fmt.Errorf("retry_policy: %w", err)
+			return nil, fmt.Errorf("retry_policy: %w", err)
 		}
 		vhRetry = &rp
 	}
 	if pb.GetRetryPolicyTypedConfig() != nil {
-		return errors.New("retry_policy_typed_config is not supported")
+		return nil, errors.New("retry_policy_typed_config is not supported")
 	}
 	sc, err := compileScope(pb.GetRequestHeadersToAdd(), pb.GetRequestHeadersToRemove(), pb.GetResponseHeadersToAdd(), pb.GetResponseHeadersToRemove(),
 		pb.GetTypedPerFilterConfig(), pb.GetRequestMirrorPolicies(), rcScope)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	vh := &virtualHost{name: pb.GetName(), routes: make([]*Route, 0, len(pb.GetRoutes()))}
 	for i, rpb := range pb.GetRoutes() {
 		r, err := compileRoute(rpb, vh.name, vhRetry, maxBody, sc)
 		if err != nil {
 			if rpb.GetName() == "" {
-				return fmt.Errorf("route %d: %w", i, err)
+				return nil, fmt.Errorf("route %d: %w", i, err)
 			}
-			return fmt.Errorf("route %d (%q): %w", i, rpb.GetName(), err)
+			return nil, fmt.Errorf("route %d (%q): %w", i, rpb.GetName(), err)
 		}
 		vh.routes = append(vh.routes, r)
 	}
 	for _, d := range pb.GetDomains() {
 		if err := idx.add(vh, d); err != nil {
-			return fmt.Errorf("domains: %w", err)
+			return nil, fmt.Errorf("domains: %w", err)
 		}
 	}
-	return nil
+	return vh, nil
 }
 
 func compileRoute(pb *routev3.Route, vhName string, vhRetry *RetryPolicy, maxBody uint32, sc *scope) (*Route, error) {

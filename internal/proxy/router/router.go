@@ -62,7 +62,17 @@ type Table struct {
 
 	ignorePort       bool
 	ignorePathParams bool
+
+	// faults and cors say whether any route has a fault injection or CORS
+	// policy: a chain may leave out a filter that has nothing to do.
+	faults, cors bool
 }
+
+// HasFaults reports whether any route of the table injects faults.
+func (t *Table) HasFaults() bool { return t.faults }
+
+// HasCors reports whether any route of the table has a CORS policy.
+func (t *Table) HasCors() bool { return t.cors }
 
 type wildcardGroup struct {
 	n     int
