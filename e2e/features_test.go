@@ -333,3 +333,38 @@ spec:
 		t.Errorf("GET from another origin got Access-Control-Allow-Origin %q; the browser must not let it read the answer", got)
 	}
 }
+
+// TestConsistentHashSticksUsers hashes reviews' load balancing on the
+// end-user header that productpage passes on: a logged-in user keeps
+// meeting the same reviews version, and users as a whole still spread.
+func TestConsistentHashSticksUsers(t *testing.T) {
+	m := startMesh(t)
+	m.applyYAML(`
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: reviews
+spec:
+  host: reviews
+  trafficPolicy:
+    loadBalancer:
+      consistentHash:
+        httpHeaderName: end-user
+`)
+	seen := map[string]bool{}
+	for i := 0; i < 12; i++ {
+		name := fmt.Sprintf("reader%d", i)
+		u := m.user()
+		u.login(name)
+		got := u.versions(5)
+		if len(got) != 1 {
+			t.Errorf("%s met reviews versions %v; with consistent hashing on end-user one version should answer every request", name, got)
+		}
+		for v := range got {
+			seen[v] = true
+		}
+	}
+	if len(seen) < 2 {
+		t.Errorf("12 users all met reviews %v: consistent hashing should still spread users over the versions", seen)
+	}
+}

@@ -215,15 +215,20 @@ spec:
       tcp: {maxConnections: 10, connectTimeout: 250ms, idleTimeout: 1m}
       http: {http1MaxPendingRequests: 1, http2MaxRequests: 2, maxRequestsPerConnection: 3, maxRetries: 4, idleTimeout: 5s}
     outlierDetection: {consecutive5xxErrors: 1, consecutiveGatewayErrors: 2, interval: 1s, baseEjectionTime: 3m, maxEjectionPercent: 100, minHealthPercent: 10}
+    loadBalancer: {consistentHash: {httpHeaderName: x-user, ringHash: {minimumRingSize: 4096}}}
     portLevelSettings:
     - port: {number: 9080}
       connectionPool: {http: {http2MaxRequests: 7}}
       outlierDetection: {consecutive5xxErrors: 0}
+      loadBalancer: {consistentHash: {httpQueryParameterName: shard, maglev: {tableSize: 65537}}}
+    - port: {number: 9090}
+      loadBalancer: {consistentHash: {useSourceIp: true, minimumRingSize: 2048}}
   subsets:
   - name: v1
     labels: {version: v1}
     trafficPolicy:
       outlierDetection: {consecutiveGatewayErrors: 9}
+      loadBalancer: {consistentHash: {httpCookie: {name: session, path: /, ttl: 3600s}, maglev: {}}}
 `, nil},
 		{"untranslated parts of DestinationRule traffic policies", `apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -237,13 +242,17 @@ spec:
     outlierDetection: {consecutiveErrors: 5, splitExternalLocalOriginErrors: true, consecutiveLocalOriginFailures: 3}
     portLevelSettings:
     - port: {number: 9080}
-      loadBalancer: {consistentHash: {httpHeaderName: x-user}}
+      loadBalancer:
+        consistentHash:
+          httpCookie: {name: session, ttl: 60s, attributes: [{name: SameSite, value: Strict}]}
+        localityLbSetting: {enabled: true}
       tls: {mode: ISTIO_MUTUAL}
   subsets:
   - name: v1
     labels: {version: v1}
     trafficPolicy:
       connectionPool: {http: {useClientProtocol: true}}
+      loadBalancer: {simple: ROUND_ROBIN, warmupDurationSecs: 30s}
 `, []string{
 			drPrefix + "spec.trafficPolicy.connectionPool.tcp.maxConnectionDuration: connectionPool.tcp.maxConnectionDuration" + suffix,
 			drPrefix + "spec.trafficPolicy.outlierDetection.splitExternalLocalOriginErrors: outlierDetection.splitExternalLocalOriginErrors" + suffix,
@@ -253,8 +262,10 @@ spec:
 			drPrefix + "spec.trafficPolicy.connectionPool.http.http2KeepAlive: connectionPool.http.http2KeepAlive" + suffix,
 			drPrefix + "spec.trafficPolicy.outlierDetection.consecutiveErrors: the deprecated outlierDetection.consecutiveErrors (Istio ignores it too; use consecutive5xxErrors or consecutiveGatewayErrors)" + suffix,
 			drPrefix + "spec.trafficPolicy.portLevelSettings[0].tls: client TLS settings" + suffix,
-			drPrefix + "spec.trafficPolicy.portLevelSettings[0].loadBalancer.consistentHash: consistent-hash load balancing" + suffix,
+			drPrefix + "spec.trafficPolicy.portLevelSettings[0].loadBalancer.consistentHash.httpCookie.attributes: consistent-hash cookie attributes" + suffix,
+			drPrefix + "spec.trafficPolicy.portLevelSettings[0].loadBalancer.localityLbSetting: loadBalancer.localityLbSetting" + suffix,
 			drPrefix + "spec.subsets[0].trafficPolicy.connectionPool.http.useClientProtocol: connectionPool.http.useClientProtocol" + suffix,
+			drPrefix + "spec.subsets[0].trafficPolicy.loadBalancer.warmupDurationSecs: loadBalancer.warmupDurationSecs" + suffix,
 		}},
 	}
 	for _, tt := range tests {

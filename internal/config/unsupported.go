@@ -97,8 +97,21 @@ func Unsupported(r *Resource) []Warning {
 			if tls != nil {
 				warn(path+".tls", "client TLS settings")
 			}
-			if lb.GetConsistentHash() != nil {
-				warn(path+".loadBalancer.consistentHash", "consistent-hash load balancing")
+			if len(lb.GetConsistentHash().GetHttpCookie().GetAttributes()) > 0 {
+				warn(path+".loadBalancer.consistentHash.httpCookie.attributes", "consistent-hash cookie attributes")
+			}
+			for _, f := range []struct {
+				set  bool
+				name string
+			}{
+				{lb.GetLocalityLbSetting() != nil, "localityLbSetting"},
+				{lb.GetZoneAwareLbSetting() != nil, "zoneAwareLbSetting"},
+				{lb.GetWarmupDurationSecs() != nil, "warmupDurationSecs"},
+				{lb.GetWarmup() != nil, "warmup"},
+			} {
+				if f.set {
+					warn(path+".loadBalancer."+f.name, "loadBalancer."+f.name)
+				}
 			}
 		}
 		trafficPolicy := func(path string, tp *networking.TrafficPolicy) {

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"maps"
+	"math/big"
 	"net/netip"
 	"regexp"
 	"regexp/syntax"
@@ -433,16 +434,37 @@ func (v *validator) destinationRule(dr *networking.DestinationRule) {
 	}
 }
 
+// loadBalancer checks a consistent-hash load balancer: a key, and a
+// Maglev table size that is prime (Envoy rejects any other).
+func (v *validator) loadBalancer(path string, lb *networking.LoadBalancerSettings) {
+	ch := lb.GetConsistentHash()
+	if ch == nil {
+		return
+	}
+	p := path + ".consistentHash"
+	if ch.GetHashKey() == nil {
+		v.errorf(p, "a hash key is required: httpHeaderName, httpCookie, useSourceIp or httpQueryParameterName")
+	}
+	if c := ch.GetHttpCookie(); c != nil && c.GetName() == "" {
+		v.errorf(p+".httpCookie.name", "required")
+	}
+	if n := ch.GetMaglev().GetTableSize(); n != 0 && !big.NewInt(int64(n)).ProbablyPrime(0) {
+		v.errorf(p+".maglev.tableSize", "%d is not a prime number (65537 is the default)", n)
+	}
+}
+
 func (v *validator) trafficPolicy(path string, tp *networking.TrafficPolicy) {
 	if tp == nil {
 		return
 	}
 	v.connectionPool(path+".connectionPool", tp.ConnectionPool)
 	v.outlierDetection(path+".outlierDetection", tp.OutlierDetection)
+	v.loadBalancer(path+".loadBalancer", tp.LoadBalancer)
 	for i, pl := range tp.PortLevelSettings {
 		p := index(path+".portLevelSettings", i)
 		v.connectionPool(p+".connectionPool", pl.ConnectionPool)
 		v.outlierDetection(p+".outlierDetection", pl.OutlierDetection)
+		v.loadBalancer(p+".loadBalancer", pl.LoadBalancer)
 		if pl.Port == nil {
 			v.errorf(p+".port", "required")
 			continue

@@ -6,6 +6,7 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 	"istio.io/api/networking/v1alpha3"
 )
 
@@ -39,8 +40,8 @@ func (t *translator) outboundCluster(k clusterKey) *clusterv3.Cluster {
 		Name:                 k.name(),
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
 		EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource()},
-		LbPolicy:             lbPolicy(tp),
 	}
+	applyLoadBalancer(c, tp.GetLoadBalancer())
 	applyConnectionPool(c, tp.GetConnectionPool(), t.portProtocol(k.host, k.port))
 	applyOutlierDetection(c, tp.GetOutlierDetection())
 	return c
@@ -59,17 +60,57 @@ func (t *translator) portProtocol(host string, port uint32) string {
 	return ""
 }
 
-// lbPolicy is the load balancer of a cluster's merged traffic policy, or
-// Istio's default.
-func lbPolicy(tp *v1alpha3.TrafficPolicy) clusterv3.Cluster_LbPolicy {
-	if tp.GetLoadBalancer().GetLbPolicy() != nil {
-		return simpleLb(tp.GetLoadBalancer())
+// applyLoadBalancer sets c's load balancer from a cluster's merged
+// loadBalancer settings, as Istio does: a simple load balancer maps to
+// Envoy's, and nil (or UNSPECIFIED) gets Istio's default. A consistentHash
+// makes the cluster MAGLEV (maglev.tableSize in maglev_lb_config, Envoy's
+// default table when it is 0) or RING_HASH (ringHash.minimumRingSize in
+// ring_hash_lb_config, Envoy's default when it is 0). With neither
+// algorithm named, Istio's older form, it is RING_HASH with the deprecated
+// minimumRingSize, or 1024 when that is 0. The hash key goes on the routes
+// to the cluster (see hashPolicy).
+func applyLoadBalancer(c *clusterv3.Cluster, lb *v1alpha3.LoadBalancerSettings) {
+	c.LbPolicy = simpleLb(lb)
+	ch := lb.GetConsistentHash()
+	if ch == nil {
+		return
 	}
-	return defaultLbPolicy
+	switch {
+	case ch.GetMaglev() != nil:
+		c.LbPolicy = clusterv3.Cluster_MAGLEV
+		if n := ch.GetMaglev().GetTableSize(); n != 0 {
+			c.LbConfig = &clusterv3.Cluster_MaglevLbConfig_{MaglevLbConfig: &clusterv3.Cluster_MaglevLbConfig{
+				TableSize: wrapperspb.UInt64(n),
+			}}
+		}
+	case ch.GetRingHash() != nil:
+		c.LbPolicy = clusterv3.Cluster_RING_HASH
+		if n := ch.GetRingHash().GetMinimumRingSize(); n != 0 {
+			c.LbConfig = ringHashConfig(n)
+		}
+	default:
+		c.LbPolicy = clusterv3.Cluster_RING_HASH
+		n := ch.GetMinimumRingSize() //nolint:staticcheck // deprecated, still honoured as in Istio
+		if n == 0 {
+			n = defaultMinimumRingSize
+		}
+		c.LbConfig = ringHashConfig(n)
+	}
 }
 
-// simpleLb maps Istio's simple load balancers to Envoy's. Consistent hash
-// and PASSTHROUGH are not supported yet and get the default.
+// defaultMinimumRingSize is the ring size Istio sets when a consistentHash
+// names no algorithm and no (deprecated) minimumRingSize; it is Envoy's own
+// default.
+const defaultMinimumRingSize = 1024
+
+func ringHashConfig(minSize uint64) *clusterv3.Cluster_RingHashLbConfig_ {
+	return &clusterv3.Cluster_RingHashLbConfig_{RingHashLbConfig: &clusterv3.Cluster_RingHashLbConfig{
+		MinimumRingSize: wrapperspb.UInt64(minSize),
+	}}
+}
+
+// simpleLb maps Istio's simple load balancers to Envoy's. PASSTHROUGH is
+// not supported yet and gets the default, as do nil and UNSPECIFIED.
 func simpleLb(lb *v1alpha3.LoadBalancerSettings) clusterv3.Cluster_LbPolicy {
 	switch lb.GetSimple() {
 	case v1alpha3.LoadBalancerSettings_ROUND_ROBIN:

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -118,4 +119,87 @@ func TestOutlierDetectionZeroDisables(t *testing.T) {
 
 func outboundTestCluster() *clusterv3.Cluster {
 	return &clusterv3.Cluster{Name: "outbound|9080||reviews.default.svc.cluster.local"}
+}
+
+// TestApplyLoadBalancer checks the load balancer a cluster gets from its
+// merged loadBalancer settings, consistent hash included, with Istio's
+// defaults where a size is left out.
+func TestApplyLoadBalancer(t *testing.T) {
+	hash := func(ch *v1alpha3.LoadBalancerSettings_ConsistentHashLB) *v1alpha3.LoadBalancerSettings {
+		ch.HashKey = &v1alpha3.LoadBalancerSettings_ConsistentHashLB_HttpHeaderName{HttpHeaderName: "x-user"}
+		return &v1alpha3.LoadBalancerSettings{LbPolicy: &v1alpha3.LoadBalancerSettings_ConsistentHash{ConsistentHash: ch}}
+	}
+	ring := func(n uint64) *clusterv3.Cluster {
+		return &clusterv3.Cluster{LbConfig: &clusterv3.Cluster_RingHashLbConfig_{RingHashLbConfig: &clusterv3.Cluster_RingHashLbConfig{MinimumRingSize: wrapperspb.UInt64(n)}}}
+	}
+	tests := []struct {
+		name   string
+		lb     *v1alpha3.LoadBalancerSettings
+		policy clusterv3.Cluster_LbPolicy
+		config *clusterv3.Cluster // its lb_config is wanted; nil: none
+	}{
+		{"no settings: Istio's default", nil, clusterv3.Cluster_LEAST_REQUEST, nil},
+		{"simple", &v1alpha3.LoadBalancerSettings{LbPolicy: &v1alpha3.LoadBalancerSettings_Simple{Simple: v1alpha3.LoadBalancerSettings_RANDOM}},
+			clusterv3.Cluster_RANDOM, nil},
+		{"no algorithm, no size: ring of 1024", hash(&v1alpha3.LoadBalancerSettings_ConsistentHashLB{}), clusterv3.Cluster_RING_HASH, ring(1024)},
+		{"no algorithm, deprecated size", hash(&v1alpha3.LoadBalancerSettings_ConsistentHashLB{MinimumRingSize: 2048}), clusterv3.Cluster_RING_HASH, ring(2048)},
+		{"ringHash without size: Envoy's default", hash(&v1alpha3.LoadBalancerSettings_ConsistentHashLB{
+			HashAlgorithm: &v1alpha3.LoadBalancerSettings_ConsistentHashLB_RingHash_{RingHash: &v1alpha3.LoadBalancerSettings_ConsistentHashLB_RingHash{}},
+		}), clusterv3.Cluster_RING_HASH, nil},
+		{"ringHash size wins over the deprecated one", hash(&v1alpha3.LoadBalancerSettings_ConsistentHashLB{
+			MinimumRingSize: 2048,
+			HashAlgorithm:   &v1alpha3.LoadBalancerSettings_ConsistentHashLB_RingHash_{RingHash: &v1alpha3.LoadBalancerSettings_ConsistentHashLB_RingHash{MinimumRingSize: 8}},
+		}), clusterv3.Cluster_RING_HASH, ring(8)},
+		{"maglev without size: Envoy's default", hash(&v1alpha3.LoadBalancerSettings_ConsistentHashLB{
+			HashAlgorithm: &v1alpha3.LoadBalancerSettings_ConsistentHashLB_Maglev{Maglev: &v1alpha3.LoadBalancerSettings_ConsistentHashLB_MagLev{}},
+		}), clusterv3.Cluster_MAGLEV, nil},
+		{"maglev table size", hash(&v1alpha3.LoadBalancerSettings_ConsistentHashLB{
+			HashAlgorithm: &v1alpha3.LoadBalancerSettings_ConsistentHashLB_Maglev{Maglev: &v1alpha3.LoadBalancerSettings_ConsistentHashLB_MagLev{TableSize: 251}},
+		}), clusterv3.Cluster_MAGLEV, &clusterv3.Cluster{LbConfig: &clusterv3.Cluster_MaglevLbConfig_{MaglevLbConfig: &clusterv3.Cluster_MaglevLbConfig{TableSize: wrapperspb.UInt64(251)}}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &clusterv3.Cluster{}
+			applyLoadBalancer(c, tt.lb)
+			want := &clusterv3.Cluster{LbPolicy: tt.policy}
+			if tt.config != nil {
+				want.LbConfig = tt.config.LbConfig
+			}
+			if !proto.Equal(c, want) {
+				t.Errorf("got %v, want %v", c, want)
+			}
+		})
+	}
+}
+
+// TestHashPolicy checks the route hash key of each consistentHash form.
+func TestHashPolicy(t *testing.T) {
+	type ch = v1alpha3.LoadBalancerSettings_ConsistentHashLB
+	type hp = routev3.RouteAction_HashPolicy
+	tests := []struct {
+		name string
+		in   *ch
+		want *hp
+	}{
+		{"no key", &ch{}, nil},
+		{"header", &ch{HashKey: &v1alpha3.LoadBalancerSettings_ConsistentHashLB_HttpHeaderName{HttpHeaderName: "x-user"}},
+			&hp{PolicySpecifier: &routev3.RouteAction_HashPolicy_Header_{Header: &routev3.RouteAction_HashPolicy_Header{HeaderName: "x-user"}}}},
+		{"cookie without ttl: Envoy never sets it", &ch{HashKey: &v1alpha3.LoadBalancerSettings_ConsistentHashLB_HttpCookie{
+			HttpCookie: &v1alpha3.LoadBalancerSettings_ConsistentHashLB_HTTPCookie{Name: "s"}}},
+			&hp{PolicySpecifier: &routev3.RouteAction_HashPolicy_Cookie_{Cookie: &routev3.RouteAction_HashPolicy_Cookie{Name: "s"}}}},
+		{"session cookie: path and a 0s ttl", &ch{HashKey: &v1alpha3.LoadBalancerSettings_ConsistentHashLB_HttpCookie{
+			HttpCookie: &v1alpha3.LoadBalancerSettings_ConsistentHashLB_HTTPCookie{Name: "s", Path: "/app", Ttl: durationpb.New(0)}}},
+			&hp{PolicySpecifier: &routev3.RouteAction_HashPolicy_Cookie_{Cookie: &routev3.RouteAction_HashPolicy_Cookie{Name: "s", Path: "/app", Ttl: durationpb.New(0)}}}},
+		{"source IP", &ch{HashKey: &v1alpha3.LoadBalancerSettings_ConsistentHashLB_UseSourceIp{UseSourceIp: true}},
+			&hp{PolicySpecifier: &routev3.RouteAction_HashPolicy_ConnectionProperties_{ConnectionProperties: &routev3.RouteAction_HashPolicy_ConnectionProperties{SourceIp: true}}}},
+		{"query parameter", &ch{HashKey: &v1alpha3.LoadBalancerSettings_ConsistentHashLB_HttpQueryParameterName{HttpQueryParameterName: "shard"}},
+			&hp{PolicySpecifier: &routev3.RouteAction_HashPolicy_QueryParameter_{QueryParameter: &routev3.RouteAction_HashPolicy_QueryParameter{Name: "shard"}}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := hashPolicy(tt.in); !proto.Equal(got, tt.want) {
+				t.Errorf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
 }

@@ -188,6 +188,7 @@ func (t *translator) defaultRoute(host string, port uint32) *routev3.Route {
 			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: k.name()},
 			Timeout:          noTimeout(),
 			RetryPolicy:      defaultRetryPolicy(),
+			HashPolicy:       t.hashPolicies(k),
 		}},
 	}
 }
@@ -403,6 +404,7 @@ func (t *translator) routeAction(hr *v1alpha3.HTTPRoute, vsNamespace string, vho
 	action.RequestMirrorPolicies = t.mirrorPolicies(hr, vsNamespace, vhostPort)
 	for _, d := range dests {
 		t.refs[d.key] = true
+		action.HashPolicy = append(action.HashPolicy, t.hashPolicies(d.key)...)
 	}
 	if len(dests) == 1 {
 		action.ClusterSpecifier = &routev3.RouteAction_Cluster{Cluster: dests[0].key.name()}
@@ -425,6 +427,48 @@ func (t *translator) routeAction(hr *v1alpha3.HTTPRoute, vsNamespace string, vho
 	}
 	action.ClusterSpecifier = &routev3.RouteAction_WeightedClusters{WeightedClusters: wc}
 	return action
+}
+
+// hashPolicies is the hash policy of the routes to cluster k: its merged
+// DestinationRule policy's consistentHash key (see trafficPolicy and
+// hashPolicy), or none. A route with weighted destinations gets one entry
+// per destination whose cluster hashes, in order, as Istio emits them
+// (Envoy combines them into one hash).
+func (t *translator) hashPolicies(k clusterKey) []*routev3.RouteAction_HashPolicy {
+	if hp := hashPolicy(t.trafficPolicy(k).GetLoadBalancer().GetConsistentHash()); hp != nil {
+		return []*routev3.RouteAction_HashPolicy{hp}
+	}
+	return nil
+}
+
+// hashPolicy converts a consistentHash key into Envoy's route hash policy,
+// as Istio does: httpHeaderName hashes a header, httpCookie a cookie (which
+// Envoy sets with path and ttl when the request has none and ttl is given),
+// useSourceIp the client's address, httpQueryParameterName a query
+// parameter. nil when ch is nil or names no key. Cookie attributes are not
+// translated (config.Unsupported warns).
+func hashPolicy(ch *v1alpha3.LoadBalancerSettings_ConsistentHashLB) *routev3.RouteAction_HashPolicy {
+	switch key := ch.GetHashKey().(type) {
+	case *v1alpha3.LoadBalancerSettings_ConsistentHashLB_HttpHeaderName:
+		return &routev3.RouteAction_HashPolicy{PolicySpecifier: &routev3.RouteAction_HashPolicy_Header_{
+			Header: &routev3.RouteAction_HashPolicy_Header{HeaderName: key.HttpHeaderName},
+		}}
+	case *v1alpha3.LoadBalancerSettings_ConsistentHashLB_HttpCookie:
+		c := &routev3.RouteAction_HashPolicy_Cookie{Name: key.HttpCookie.GetName(), Path: key.HttpCookie.GetPath()}
+		if ttl := key.HttpCookie.GetTtl(); ttl != nil {
+			c.Ttl = durationpb.New(ttl.AsDuration())
+		}
+		return &routev3.RouteAction_HashPolicy{PolicySpecifier: &routev3.RouteAction_HashPolicy_Cookie_{Cookie: c}}
+	case *v1alpha3.LoadBalancerSettings_ConsistentHashLB_UseSourceIp:
+		return &routev3.RouteAction_HashPolicy{PolicySpecifier: &routev3.RouteAction_HashPolicy_ConnectionProperties_{
+			ConnectionProperties: &routev3.RouteAction_HashPolicy_ConnectionProperties{SourceIp: key.UseSourceIp},
+		}}
+	case *v1alpha3.LoadBalancerSettings_ConsistentHashLB_HttpQueryParameterName:
+		return &routev3.RouteAction_HashPolicy{PolicySpecifier: &routev3.RouteAction_HashPolicy_QueryParameter_{
+			QueryParameter: &routev3.RouteAction_HashPolicy_QueryParameter{Name: key.HttpQueryParameterName},
+		}}
+	}
+	return nil
 }
 
 // destination resolves an Istio destination to its cluster. Without a

@@ -6,7 +6,10 @@
 // request goes upstream; response ones to the upstream's response, to
 // direct responses, redirects and the errors it answers for a route), its
 // prefix or regex path rewrite, and copies requests to the route's mirror
-// clusters.
+// clusters. For a RING_HASH or MAGLEV cluster it hashes the request with
+// the route's hash policies (router.Route.Hash) and picks with that hash
+// (upstream.Cluster.PickHash); a request without a hash value is balanced
+// at random, as in Envoy.
 //
 // Mirroring: a request whose body is empty or was buffered (a known length
 // up to MaxRetryBody) is copied, headers deep-copied, to each mirror
@@ -30,6 +33,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -248,7 +252,7 @@ func (f *Forwarder) Serve(x *chain.Exchange) {
 			return
 		}
 		ep := cl.EndpointFor(x.OriginalDst.String())
-		f.forward(w, r, route, wc, cl, func(*upstream.Endpoint) *upstream.Endpoint { return ep })
+		f.forward(w, r, route, wc, cl, func(*upstream.Endpoint) *upstream.Endpoint { return ep }, "")
 		return
 	}
 	if cl == nil || len(cl.Endpoints()) == 0 {
@@ -258,7 +262,15 @@ func (f *Forwarder) Serve(x *chain.Exchange) {
 		plainFor(w, http.StatusServiceUnavailable, "no healthy upstream for cluster "+name, route, wc)
 		return
 	}
-	f.forward(w, r, route, wc, cl, cl.Pick)
+	if cl.HashBased() && len(route.HashPolicies) > 0 {
+		// RING_HASH / MAGLEV: the route's hash policies choose the
+		// endpoint; without a hash value the cluster picks at random.
+		if h, ok, setCookie := route.Hash(r); ok {
+			f.forward(w, r, route, wc, cl, func(avoid *upstream.Endpoint) *upstream.Endpoint { return cl.PickHash(h, avoid) }, setCookie)
+			return
+		}
+	}
+	f.forward(w, r, route, wc, cl, cl.Pick, "")
 }
 
 // attemptErr classifies a failed attempt.
@@ -292,7 +304,9 @@ func (o *outbound) getBody() (io.ReadCloser, error) {
 
 // forward sends r to endpoints chosen by pick, which is given the endpoint
 // of the failed attempt to avoid; wc is the weighted cluster picked, or nil.
-func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *router.Route, wc *router.WeightedCluster, cl *upstream.Cluster, pick func(avoid *upstream.Endpoint) *upstream.Endpoint) {
+// setCookie, when not empty, is a Set-Cookie value a hash policy generated,
+// added to the upstream's response.
+func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *router.Route, wc *router.WeightedCluster, cl *upstream.Cluster, pick func(avoid *upstream.Endpoint) *upstream.Endpoint, setCookie string) {
 	ctx := r.Context()
 	if route.Timeout > 0 {
 		var cancel context.CancelFunc
@@ -507,7 +521,7 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *route
 			continue
 		}
 		cl.Stats().Observe(resp.StatusCode)
-		f.respond(ctx, w, resp, route, wc)
+		f.respond(ctx, w, resp, route, wc, setCookie)
 		ep.EndRequest()
 		if acancel != nil {
 			acancel()
@@ -567,12 +581,16 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }
 // respond streams resp to w. Once the status line is written nothing can be
 // retried; a failure mid-body aborts the downstream connection so the client
 // sees a truncated response rather than a complete-looking one.
-func (f *Forwarder) respond(ctx context.Context, w http.ResponseWriter, resp *http.Response, route *router.Route, wc *router.WeightedCluster) {
+func (f *Forwarder) respond(ctx context.Context, w http.ResponseWriter, resp *http.Response, route *router.Route, wc *router.WeightedCluster, setCookie string) {
 	defer resp.Body.Close()
 	removeHopHeaders(resp.Header)
 	dst := w.Header()
 	for k, v := range resp.Header {
 		dst[k] = v
+	}
+	if setCookie != "" {
+		// A new slice: the upstream's may be shared.
+		dst["Set-Cookie"] = append(slices.Clip(dst["Set-Cookie"]), setCookie)
 	}
 	responseHeaders(dst, route, wc)
 	w.WriteHeader(resp.StatusCode)

@@ -487,6 +487,10 @@ func compileCluster(c *clusterv3.Cluster) (*compiledCluster, error) {
 		out.spec.LB = upstream.LeastRequest
 	case clusterv3.Cluster_RANDOM:
 		out.spec.LB = upstream.Random
+	case clusterv3.Cluster_RING_HASH, clusterv3.Cluster_MAGLEV:
+		if err := compileHashLB(c, &out.spec); err != nil {
+			return nil, err
+		}
 	default:
 		out.spec.LB = upstream.RoundRobin
 		out.lbWarning = fmt.Sprintf("lb_policy %s is not supported by weft-proxy; using ROUND_ROBIN", p)
@@ -542,6 +546,50 @@ func compileCluster(c *clusterv3.Cluster) (*compiledCluster, error) {
 		out.spec.HealthyPanicThreshold = &v
 	}
 	return out, nil
+}
+
+// compileHashLB reads a RING_HASH cluster's ring_hash_lb_config or a
+// MAGLEV cluster's maglev_lb_config, with Envoy's defaults (ring of 1024 to
+// 8M entries; Maglev table of 65537 entries, which must be prime).
+// weft-proxy places endpoints with its own hash function whichever
+// hash_function is configured: a key always maps to the same endpoint in
+// weft-proxy, though not necessarily to the one Envoy would choose.
+func compileHashLB(c *clusterv3.Cluster, spec *upstream.ClusterSpec) error {
+	var field string
+	if c.GetLbPolicy() == clusterv3.Cluster_RING_HASH {
+		spec.LB, field = upstream.RingHash, "ring_hash_lb_config"
+		if c.GetMaglevLbConfig() != nil {
+			return fmt.Errorf("maglev_lb_config: set on a RING_HASH cluster (use ring_hash_lb_config)")
+		}
+		rc := c.GetRingHashLbConfig()
+		spec.Hash.MinRingSize = upstream.DefaultMinRingSize
+		if x := rc.GetMinimumRingSize(); x != nil {
+			spec.Hash.MinRingSize = x.GetValue()
+			if spec.Hash.MinRingSize == 0 {
+				return fmt.Errorf("%s.minimum_ring_size: must be at least 1", field)
+			}
+		}
+		spec.Hash.MaxRingSize = upstream.DefaultMaxRingSize
+		if x := rc.GetMaximumRingSize(); x != nil {
+			spec.Hash.MaxRingSize = x.GetValue()
+			if spec.Hash.MaxRingSize == 0 {
+				return fmt.Errorf("%s.maximum_ring_size: must be at least 1", field)
+			}
+		}
+	} else {
+		spec.LB, field = upstream.Maglev, "maglev_lb_config"
+		if c.GetRingHashLbConfig() != nil {
+			return fmt.Errorf("ring_hash_lb_config: set on a MAGLEV cluster (use maglev_lb_config)")
+		}
+		spec.Hash.TableSize = upstream.DefaultMaglevTableSize
+		if x := c.GetMaglevLbConfig().GetTableSize(); x != nil {
+			spec.Hash.TableSize = x.GetValue()
+		}
+	}
+	if err := upstream.CheckHashConfig(spec.LB, spec.Hash); err != nil {
+		return fmt.Errorf("lb_policy %s: %s.%w", c.GetLbPolicy(), field, err)
+	}
+	return nil
 }
 
 // compileCircuitBreakers reads circuit_breakers.thresholds. Only priority

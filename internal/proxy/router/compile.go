@@ -501,6 +501,9 @@ func compileAction(a *routev3.RouteAction, r *Route, vhRetry *RetryPolicy) error
 		return err
 	}
 	r.Mirrors = ms
+	if r.HashPolicies, err = compileHashPolicies(a.GetHashPolicy()); err != nil {
+		return err
+	}
 	switch {
 	case a.GetPathRewritePolicy() != nil:
 		return errors.New("path_rewrite_policy is not supported")

@@ -24,9 +24,10 @@
 // (HeaderMutations), request mirror policies (Mirror) and the fault and
 // CORS filters' per-route configuration (typed_per_filter_config under
 // FaultFilterName and CorsFilterName, inherited from the virtual host and
-// route configuration). Other decorations (the deprecated cors fields of
-// virtual hosts and routes, hash policies, other filters' per-filter
-// config, metadata, decorators, stats) are ignored.
+// route configuration) and hash policies (route.hash_policy, see
+// Route.Hash). Other decorations (the deprecated cors fields of virtual
+// hosts and routes, other filters' per-filter config, metadata,
+// decorators, stats) are ignored.
 package router
 
 import (
@@ -137,6 +138,9 @@ type Route struct {
 	// a FilterConfig disables the filter (Enabled and Shadow 0), the
 	// filter does nothing.
 	Cors *CorsPolicy
+	// HashPolicies are route.hash_policy, in order: what a RING_HASH or
+	// MAGLEV cluster balances by (see Route.Hash).
+	HashPolicies []HashPolicy
 
 	match routeMatch
 	// cumulative[i] is the sum of Weighted[0..i].Weight; total is the last.

@@ -10,8 +10,9 @@
 // (and connection pools) of its own. A cluster's Stats, circuit breaker
 // counters and outlier detector likewise live as long as its name.
 // Picking an endpoint takes no lock: round robin is an atomic counter,
-// least request reads atomic in-flight counts, and skipping ejected
-// endpoints reads atomic flags.
+// least request reads atomic in-flight counts, ring hash and Maglev
+// (PickHash, hash.go) look the request's hash up in a table built per
+// endpoint set, and skipping ejected endpoints reads atomic flags.
 //
 // Circuit breakers (CircuitBreakers) are counted per cluster with atomics:
 // Endpoint.BeginRequest (max_requests), the lean pool's connection
@@ -47,6 +48,10 @@ const (
 	RoundRobin LBPolicy = iota
 	LeastRequest
 	Random
+	// RingHash and Maglev are consistent hash balancers: a request's hash
+	// (Cluster.PickHash) picks the endpoint; see hash.go.
+	RingHash
+	Maglev
 )
 
 func (p LBPolicy) String() string {
@@ -57,6 +62,10 @@ func (p LBPolicy) String() string {
 		return "LEAST_REQUEST"
 	case Random:
 		return "RANDOM"
+	case RingHash:
+		return "RING_HASH"
+	case Maglev:
+		return "MAGLEV"
 	}
 	return fmt.Sprintf("LBPolicy(%d)", int(p))
 }
@@ -97,6 +106,9 @@ type ClusterSpec struct {
 	// endpoints under which the load balancer picks among all of them;
 	// nil means DefaultPanicThreshold, 0 disables panic mode.
 	HealthyPanicThreshold *float64
+	// Hash holds the ring or table settings of a RingHash or Maglev
+	// cluster (see CheckHashConfig).
+	Hash HashConfig
 }
 
 // Endpoint is one upstream address with its connection pool. Endpoints are
@@ -210,6 +222,8 @@ type Cluster struct {
 	// panic the healthy panic threshold in percent.
 	od    *detector
 	panic float64
+	// hash is the ring or Maglev table of a RingHash or Maglev cluster.
+	hash *hashTable
 }
 
 // BeginRetry claims one of the cluster's max_retries for a request about
@@ -376,6 +390,8 @@ func (c *Cluster) pick() *Endpoint {
 			return b
 		}
 		return a
+	case RingHash, Maglev:
+		return c.pickHashRandom()
 	case Random:
 		if c.cumulative != nil {
 			x := rand.Uint64N(c.cumulative[len(c.cumulative)-1])
@@ -466,6 +482,9 @@ type Pools struct {
 	orig      map[string]*origDst
 	breakers  map[string]*breaker
 	detectors map[string]*detector
+	// hashes are the RingHash and Maglev clusters' tables, kept while a
+	// cluster's endpoint set and settings do not change.
+	hashes map[string]*hashTable
 }
 
 // NewPools returns an empty set of pools.
@@ -480,7 +499,7 @@ func NewPools(o PoolsOptions) *Pools {
 		o.IdleConnTimeout = 90 * time.Second
 	}
 	return &Pools{opts: o, eps: map[poolKey]*Endpoint{}, stats: map[string]*Stats{}, orig: map[string]*origDst{},
-		breakers: map[string]*breaker{}, detectors: map[string]*detector{}}
+		breakers: map[string]*breaker{}, detectors: map[string]*detector{}, hashes: map[string]*hashTable{}}
 }
 
 // Build turns specs into clusters, reusing the endpoint (and its open
@@ -545,6 +564,7 @@ func (p *Pools) Build(specs []ClusterSpec) map[string]*Cluster {
 			c.orig = o
 		}
 		weights := make([]uint32, 0, len(s.Endpoints))
+		var addrs []string
 		var hosts []*hostState
 		for _, es := range s.Endpoints {
 			k := poolKey{cluster: s.Name, addr: es.Address}
@@ -572,17 +592,32 @@ func (p *Pools) Build(specs []ClusterSpec) map[string]*Cluster {
 			used[k] = true
 			c.endpoints = append(c.endpoints, e)
 			weights = append(weights, max(es.Weight, 1))
+			addrs = append(addrs, es.Address)
 		}
 		if d != nil {
 			d.update(*s.Outlier, hosts)
 		}
-		c.buildWeights(weights)
+		if (s.LB == RingHash || s.LB == Maglev) && !s.OriginalDst {
+			t := p.hashes[s.Name]
+			if t == nil || !t.same(s.LB, s.Hash, addrs, weights) {
+				t = newHashTable(s.LB, s.Hash, addrs, weights)
+				p.hashes[s.Name] = t
+			}
+			c.hash = t
+		} else {
+			c.buildWeights(weights)
+		}
 		out[s.Name] = c
 	}
 	for name := range p.stats {
 		if out[name] == nil {
 			delete(p.stats, name)
 			delete(p.breakers, name)
+		}
+	}
+	for name, t := range p.hashes {
+		if c := out[name]; c == nil || c.hash != t {
+			delete(p.hashes, name)
 		}
 	}
 	for name, d := range p.detectors {
