@@ -10,6 +10,8 @@ import (
 	"time"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+
+	"github.com/weftmesh/weft/internal/proxy/keyhash"
 )
 
 // HashKind says what a hash policy hashes.
@@ -134,21 +136,21 @@ func (r *Route) Hash(req *http.Request) (h uint64, ok bool, setCookie string) {
 		case HashCookie:
 			var s string
 			if s, found = cookieValue(req.Header["Cookie"], p.Name); found {
-				v = hashString(s)
+				v = keyhash.String(s, 0)
 			} else if p.HasTTL && setCookie == "" {
 				s = strconv.FormatUint(rand.Uint64(), 16)
-				v, found = hashString(s), true
+				v, found = keyhash.String(s, 0), true
 				setCookie = makeSetCookie(p, s)
 			}
 		case HashSourceIP:
 			if ip := sourceIP(req.RemoteAddr); ip != "" {
-				v, found = hashString(ip), true
+				v, found = keyhash.String(ip, 0), true
 			}
 		case HashQueryParameter:
 			if req.URL != nil {
 				var s string
 				if s, found = rawQueryParam(req.URL.RawQuery, p.Name); found {
-					v = hashString(s)
+					v = keyhash.String(s, 0)
 				}
 			}
 		}
@@ -189,21 +191,21 @@ func hashHeader(req *http.Request, name string) (uint64, bool) {
 		if req.Host == "" {
 			return 0, false
 		}
-		return hashString(req.Host), true
+		return keyhash.String(req.Host, 0), true
 	}
 	vs := req.Header[name]
 	switch len(vs) {
 	case 0:
 		return 0, false
 	case 1:
-		return hashString(vs[0]), true
+		return keyhash.String(vs[0], 0), true
 	}
 	// Order-independent, as Envoy sorts the values before hashing them.
 	var h uint64
 	for _, v := range vs {
-		h += hashString(v)
+		h += keyhash.String(v, 0)
 	}
-	return mix64(h), true
+	return keyhash.Mix64(h), true
 }
 
 // cookieValue finds cookie name in Cookie header lines without allocating.
@@ -245,23 +247,4 @@ func sourceIP(addr string) string {
 		addr = addr[:i]
 	}
 	return strings.TrimSuffix(strings.TrimPrefix(addr, "["), "]")
-}
-
-func hashString(s string) uint64 {
-	h := uint64(14695981039346656037)
-	for i := 0; i < len(s); i++ {
-		h ^= uint64(s[i])
-		h *= 1099511628211
-	}
-	return mix64(h)
-}
-
-// mix64 is MurmurHash3's fmix64 finalizer.
-func mix64(h uint64) uint64 {
-	h ^= h >> 33
-	h *= 0xff51afd7ed558ccd
-	h ^= h >> 33
-	h *= 0xc4ceb9fe1a85ec53
-	h ^= h >> 33
-	return h
 }

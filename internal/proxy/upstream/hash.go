@@ -23,6 +23,8 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+
+	"github.com/weftmesh/weft/internal/proxy/keyhash"
 )
 
 // Envoy's defaults and limits for ring_hash_lb_config and maglev_lb_config.
@@ -90,28 +92,6 @@ func isPrime(n uint64) bool {
 		}
 	}
 	return true
-}
-
-// HashString hashes s (FNV-1a 64 and a finalizer); it is what the hash
-// tables place endpoint addresses with.
-func HashString(s string, seed uint64) uint64 {
-	h := uint64(14695981039346656037) ^ seed
-	for i := 0; i < len(s); i++ {
-		h ^= uint64(s[i])
-		h *= 1099511628211
-	}
-	return Mix64(h)
-}
-
-// Mix64 is a 64-bit finalizer (MurmurHash3's fmix64): every input bit
-// affects every output bit.
-func Mix64(h uint64) uint64 {
-	h ^= h >> 33
-	h *= 0xff51afd7ed558ccd
-	h ^= h >> 33
-	h *= 0xc4ceb9fe1a85ec53
-	h ^= h >> 33
-	return h
 }
 
 // hashTable is a built ring or Maglev table over a cluster's endpoints
@@ -200,7 +180,7 @@ func (t *hashTable) buildRing(minSize, maxSize uint64) {
 		target += scale * float64(t.weights[i]) / total
 		for j := uint64(0); cur < target; j++ {
 			key = strconv.AppendUint(append(append(key[:0], a...), '_'), j, 10)
-			entries = append(entries, entry{HashString(string(key), 0), uint32(i)})
+			entries = append(entries, entry{keyhash.String(string(key), 0), uint32(i)})
 			cur++
 		}
 	}
@@ -232,8 +212,8 @@ func (t *hashTable) buildMaglev(m uint64) {
 	target := make([]uint64, n)
 	var maxW uint64
 	for i, a := range t.addrs {
-		offset[i] = HashString(a, 0) % m
-		skip[i] = HashString(a, 1)%(m-1) + 1
+		offset[i] = keyhash.String(a, 0) % m
+		skip[i] = keyhash.String(a, 1)%(m-1) + 1
 		maxW = max(maxW, uint64(t.weights[i]))
 	}
 	const free = math.MaxUint32

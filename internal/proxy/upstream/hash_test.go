@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/weftmesh/weft/internal/proxy/keyhash"
 )
 
 var hashPolicies = []LBPolicy{RingHash, Maglev}
@@ -12,7 +14,7 @@ func threeEndpoints() []EndpointSpec {
 	return []EndpointSpec{{Address: "10.0.0.1:80"}, {Address: "10.0.0.2:80"}, {Address: "10.0.0.3:80"}}
 }
 
-func keyHash(i int) uint64 { return HashString(fmt.Sprintf("user-%d", i), 0) }
+func keyHash(i int) uint64 { return keyhash.String(fmt.Sprintf("user-%d", i), 0) }
 
 func TestPickHashSameKeySameEndpoint(t *testing.T) {
 	for _, lb := range hashPolicies {
