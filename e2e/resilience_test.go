@@ -111,9 +111,11 @@ spec:
 	waitFor(t, "the first request to reach the slow service", func() bool { return arrived.Load() == 1 })
 	wg.Add(1)
 	go get(1)
-	// The second request waits in the sidecar for the one connection;
-	// give it time to get there.
-	time.Sleep(300 * time.Millisecond)
+	// The second request waits in the sidecar for the one connection: the
+	// sidecar counts it as a connection overflow.
+	waitFor(t, "the second request to wait for a connection", func() bool {
+		return m.adminStat("productpage", "v1", `envoy_cluster_upstream_cx_overflow{envoy_cluster_name="outbound|80||slow.example.com"}`) >= 1
+	})
 
 	start := time.Now()
 	resp, err := client.Get("http://slow.example.com/")
