@@ -173,15 +173,7 @@ func (f *Filter) apply(x *chain.Exchange, p *router.CorsPolicy, origin []string)
 }
 
 // roll reports whether a request falls in a share of p millionths.
-func (f *Filter) roll(p uint32) bool {
-	switch {
-	case p >= router.Million:
-		return true
-	case p == 0:
-		return false
-	}
-	return f.rand()%router.Million < uint64(p)
-}
+func (f *Filter) roll(p uint32) bool { return router.InShare(p, f.rand) }
 
 // preflight answers a preflight request. The header values are the
 // policy's shared slices or the request's own, which outlive the response

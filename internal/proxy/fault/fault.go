@@ -160,15 +160,7 @@ func (f *Filter) inject(x *chain.Exchange, ft *router.Fault) {
 }
 
 // roll reports whether a request falls in a share of p millionths.
-func (f *Filter) roll(p uint32) bool {
-	switch {
-	case p >= router.Million:
-		return true
-	case p == 0:
-		return false
-	}
-	return f.rand()%router.Million < uint64(p)
-}
+func (f *Filter) roll(p uint32) bool { return router.InShare(p, f.rand) }
 
 // Header values of aborts, shared by every response: a handler changing
 // a header replaces its value slice (see package chain).

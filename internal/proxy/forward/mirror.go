@@ -79,7 +79,7 @@ func (f *Forwarder) mirror(r *http.Request, route *router.Route, h http.Header, 
 	m := f.mirrors
 	for i := range route.Mirrors {
 		mp := &route.Mirrors[i]
-		if mp.Percent < router.Million && (mp.Percent == 0 || rand.Uint64N(router.Million) >= uint64(mp.Percent)) {
+		if !router.InShare(mp.Percent, rand.Uint64) {
 			continue
 		}
 		cl := f.clusters[mp.Cluster]

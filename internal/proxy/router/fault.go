@@ -28,6 +28,19 @@ const (
 // requests is stored in millionths, so 1_000_000 means every request.
 const Million = 1_000_000
 
+// InShare reports whether a request falls in a share of p millionths,
+// drawing from rnd (uniformly distributed) only when the share is neither
+// none nor all.
+func InShare(p uint32, rnd func() uint64) bool {
+	switch {
+	case p >= Million:
+		return true
+	case p == 0:
+		return false
+	}
+	return rnd()%Million < uint64(p)
+}
+
 // DefaultFaultAbortBody is the body of an abort (Envoy's text) when the
 // configuration gives none.
 const DefaultFaultAbortBody = "fault filter abort"
