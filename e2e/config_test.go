@@ -3,6 +3,7 @@ package e2e
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -148,5 +149,28 @@ spec:
 	}
 	if got := m.user().versions(10); got["v1"] != 10 {
 		t.Errorf("versions after a NACKed change = %v, want the old all-v1 routes", got)
+	}
+}
+
+// TestProxyConfigShowsWhatWasSent reads a sidecar's routes, clusters and
+// endpoints back from the control plane after a weighted split.
+func TestProxyConfigShowsWhatWasSent(t *testing.T) {
+	m := startMesh(t)
+	m.applyWait("destination-rule-all.yaml", "virtual-service-reviews-90-10.yaml")
+	routes := m.mustWeft("proxy-config", "routes", "productpage")
+	if !strings.Contains(routes, "outbound|9080|v1|reviews.default.svc.cluster.local 90%") ||
+		!strings.Contains(routes, "outbound|9080|v2|reviews.default.svc.cluster.local 10%") {
+		t.Errorf("proxy-config routes does not show the 90/10 split:\n%s", routes)
+	}
+	clusters := m.mustWeft("proxy-config", "clusters", "productpage")
+	if !regexp.MustCompile(`reviews\.default\.svc\.cluster\.local\s+9080\s+v3\s+outbound\s+EDS`).MatchString(clusters) {
+		t.Errorf("proxy-config clusters lacks reviews' v3 subset cluster:\n%s", clusters)
+	}
+	if eps := m.mustWeft("pc", "endpoints", "productpage"); strings.Count(eps, "outbound|9080||reviews.default.svc.cluster.local") != 3 {
+		t.Errorf("proxy-config endpoints should list reviews' three endpoints:\n%s", eps)
+	}
+	out, code := m.weft("proxy-config", "routes", "nosuch")
+	if code == 0 || !strings.Contains(out, "productpage-") {
+		t.Errorf("an unknown proxy: exit %d, %q; want an error that lists the proxies", code, out)
 	}
 }

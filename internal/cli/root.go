@@ -1,6 +1,7 @@
 // Package cli implements the weft command: the control plane (weft control),
 // the local mesh (weft up, weft down) and the commands that read and write
-// configuration (weft apply, get, delete, proxy-status).
+// configuration (weft apply, get, delete) and show what proxies were sent
+// (weft proxy-status, proxy-config).
 package cli
 
 import (

@@ -8,6 +8,10 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"strconv"
+	"strings"
+
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/weftmesh/weft/internal/config"
 	"github.com/weftmesh/weft/internal/controlapi"
@@ -38,6 +42,7 @@ func newAPI(opts apiOptions) http.Handler {
 		writeJSON(w, http.StatusOK, a.xds.Status())
 	})
 	mux.HandleFunc("GET /api/v1/sync", a.sync)
+	mux.HandleFunc("GET /api/v1/proxy-config", a.proxyConfig)
 	if opts.pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
@@ -208,6 +213,58 @@ func (a *api) sync(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, a.xds.Sync(rev, 0))
+}
+
+// proxyConfigTypes maps the type names of GET /api/v1/proxy-config to
+// xDS type URLs.
+var proxyConfigTypes = map[string]string{
+	"listeners": resourcev3.ListenerType,
+	"routes":    resourcev3.RouteType,
+	"clusters":  resourcev3.ClusterType,
+	"endpoints": resourcev3.EndpointType,
+}
+
+// proxyConfig answers ?proxy=ID&type=listeners|routes|clusters|endpoints
+// with the resources of that type in the proxy's current snapshot.
+func (a *api) proxyConfig(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	id, typ := q.Get("proxy"), q.Get("type")
+	url, ok := proxyConfigTypes[typ]
+	if !ok {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("type %q: want listeners, routes, clusters or endpoints", typ))
+		return
+	}
+	if id == "" {
+		writeError(w, http.StatusBadRequest, "proxy: want the node ID of a connected proxy")
+		return
+	}
+	res, err := a.xds.Resources(id, url)
+	if errors.Is(err, xdsserver.ErrUnknownProxy) {
+		var known []string
+		for _, p := range a.xds.Status() {
+			known = append(known, p.ID)
+		}
+		msg := fmt.Sprintf("proxy %q is not connected", id)
+		if len(known) > 0 {
+			msg += "; connected proxies: " + strings.Join(known, ", ")
+		}
+		writeError(w, http.StatusNotFound, msg)
+		return
+	}
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	out := controlapi.ProxyConfig{Proxy: id, Type: typ, Version: res.Version, Resources: []json.RawMessage{}}
+	for _, item := range res.Resources {
+		b, err := protojson.Marshal(item)
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, fmt.Sprintf("encode %s of proxy %s: %v", typ, id, err))
+			return
+		}
+		out.Resources = append(out.Resources, b)
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func decodeFiles(files []controlapi.File) ([]*config.Resource, []controlapi.ConfigError) {

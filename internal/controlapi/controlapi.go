@@ -178,6 +178,29 @@ func (c *Client) ProxyStatus(ctx context.Context) ([]xdsserver.ProxyStatus, erro
 	return out, c.do(ctx, http.MethodGet, "/api/v1/proxy-status", nil, &out)
 }
 
+// ProxyConfig is the answer to GET /api/v1/proxy-config: the resources of
+// one type in the snapshot the control plane holds for one proxy.
+type ProxyConfig struct {
+	Proxy   string `json:"proxy"`   // the proxy's node ID
+	Type    string `json:"type"`    // listeners, routes, clusters or endpoints
+	Version string `json:"version"` // empty before the proxy's first push
+	// Resources are protojson-encoded Anys ("@type" and the resource's
+	// fields), sorted by name.
+	Resources []json.RawMessage `json:"resources"`
+}
+
+// ProxyConfig returns the resources of type typ (listeners, routes,
+// clusters or endpoints) that the control plane holds for the proxy with
+// node ID proxy.
+func (c *Client) ProxyConfig(ctx context.Context, proxy, typ string) (*ProxyConfig, error) {
+	q := url.Values{"proxy": {proxy}, "type": {typ}}
+	var out ProxyConfig
+	if err := c.do(ctx, http.MethodGet, "/api/v1/proxy-config?"+q.Encode(), nil, &out); err != nil {
+		return nil, fmt.Errorf("%s of proxy %s: %w", typ, proxy, err)
+	}
+	return &out, nil
+}
+
 // Sync reports whether every proxy has ACKed store revision rev.
 func (c *Client) Sync(ctx context.Context, rev int64) (*xdsserver.SyncReport, error) {
 	var out xdsserver.SyncReport
