@@ -307,3 +307,128 @@ func TestGRPCStatusCode(t *testing.T) {
 		}
 	}
 }
+
+func TestAnalyzeMesh(t *testing.T) {
+	const vs = "apiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+	const dr = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\n"
+	const gw = "apiVersion: networking.istio.io/v1\nkind: Gateway\n"
+	// route writes HTTP routes, one per match list ("" for no match), all
+	// to reviews.
+	route := func(matches ...string) string {
+		s := "  http:\n"
+		for _, m := range matches {
+			if m != "" {
+				s += "  - match: " + m + "\n    route: [{destination: {host: reviews}}]\n"
+			} else {
+				s += "  - route: [{destination: {host: reviews}}]\n"
+			}
+		}
+		return s
+	}
+	reviews := Service{Hostname: "reviews.default.svc.cluster.local", Workloads: []Workload{
+		{Namespace: "default", Name: "reviews-v1", Labels: map[string]string{"app": "reviews", "version": "v1"}},
+		{Namespace: "default", Name: "reviews-v2", Labels: map[string]string{"app": "reviews", "version": "v2"}},
+	}}
+	ingress := Workload{Namespace: "istio-system", Name: "ingressgateway", Labels: map[string]string{"istio": "ingressgateway"}}
+	tests := []struct {
+		name string
+		in   string
+		want []string
+	}{
+		{"all well", vs + "metadata: {name: reviews}\nspec:\n  hosts: [reviews]\n" + route(`[{uri: {prefix: /v2}}]`, ""), nil},
+		{"typo'd host", vs + `metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - route: [{destination: {host: reviewz}, weight: 50}, {destination: {host: reviewz, port: {number: 9080}}, weight: 50}]
+    mirror: {host: ratings.prod.svc.cluster.local}
+`, []string{
+			`Warning [IST0101] (VirtualService default/reviews) Referenced host not found: "reviewz"`,
+			`Warning [IST0101] (VirtualService default/reviews) Referenced host not found: "ratings.prod.svc.cluster.local"`,
+		}},
+		{"host from a ServiceEntry, wildcard or not", `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ext}
+spec:
+  hosts: [httpbin.org, "*.example.com"]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: DNS
+---
+` + vs + `metadata: {name: ext}
+spec:
+  hosts: [httpbin.org]
+  http:
+  - route: [{destination: {host: httpbin.org}, weight: 50}, {destination: {host: api.example.com}, weight: 25}, {destination: {host: example.org}, weight: 25}]
+`, []string{
+			`Warning [IST0101] (VirtualService default/ext) Referenced host not found: "example.org"`,
+		}},
+		{"subset that selects no workload", dr + `metadata: {name: reviews}
+spec:
+  host: reviews
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v3, labels: {version: v3, app: reviews}}
+  - {name: all}
+`, []string{
+			`Info [WEFT0002] (DestinationRule default/reviews) spec.subsets[1].labels: subset "v3" selects no workload of host reviews.default.svc.cluster.local: none of its 2 workloads has the labels app=reviews,version=v3`,
+		}},
+		{"subsets of a host without workloads are not judged", dr + "metadata: {name: ratings}\nspec:\n  host: ratings\n  subsets: [{name: v9, labels: {version: v9}}]\n", nil},
+		{"gateway selector", gw + `metadata: {name: bookinfo}
+spec:
+  selector: {istio: ingressgateway}
+  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ["*"]}]
+---
+` + gw + `metadata: {name: typo, namespace: web}
+spec:
+  selector: {istio: ingresgateway}
+  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ["*"]}]
+`, []string{
+			`Warning [IST0101] (Gateway web/typo) Referenced selector not found: "istio=ingresgateway"`,
+		}},
+		{"two VirtualServices for one host on the mesh gateway", vs + "metadata: {name: reviews}\nspec:\n  hosts: [reviews]\n" + route("") +
+			"---\n" + vs + "metadata: {name: custom, namespace: team}\nspec:\n  hosts: [reviews.default.svc.cluster.local]\n  gateways: [mesh, istio-system/gw]\n  http: [{route: [{destination: {host: reviews.default.svc.cluster.local}}]}]\n" +
+			"---\n" + vs + "metadata: {name: edge}\nspec:\n  hosts: [reviews]\n  gateways: [bookinfo-gateway]\n" + route(""),
+			[]string{
+				`Warning [IST0109] (VirtualService default/reviews) The VirtualServices default/reviews,team/custom associated with mesh gateway define the same host reviews.default.svc.cluster.local which can lead to undefined behavior. This can be fixed by merging the conflicting VirtualServices into a single resource.`,
+				`Warning [IST0109] (VirtualService team/custom) The VirtualServices default/reviews,team/custom associated with mesh gateway define the same host reviews.default.svc.cluster.local which can lead to undefined behavior. This can be fixed by merging the conflicting VirtualServices into a single resource.`,
+			}},
+		{"a route without a match makes later routes unreachable", vs + "metadata: {name: reviews}\nspec:\n  hosts: [reviews]\n" + route("", `[{uri: {prefix: /v2}}]`), []string{
+			`Warning [IST0130] (VirtualService default/reviews) VirtualService rule #1 not used (rule #0 has no match and takes every request; only the last rule can have no matches).`,
+		}},
+		{"prefix / shadows every later route", vs + "metadata: {name: reviews}\nspec:\n  hosts: [reviews]\n" + route(`[{uri: {prefix: /}}]`, `[{uri: {exact: /v2}, headers: {end-user: {exact: jason}}}]`, ""), []string{
+			`Info [IST0131] (VirtualService default/reviews) VirtualService rule #1 match #0 is not used (overlaps a match in rule #0).`,
+			`Info [IST0131] (VirtualService default/reviews) VirtualService rule #2 is not used (rule #0 match #0 takes every request).`,
+		}},
+		{"duplicate and covered matches", vs + "metadata: {name: reviews}\nspec:\n  hosts: [reviews]\n" + route(
+			`[{name: a, headers: {end-user: {exact: jason}}}, {uri: {prefix: /api}}]`,
+			`[{headers: {end-user: {exact: jason}}}, {uri: {prefix: /apis}}, {uri: {prefix: /v2}}, {uri: {prefix: /api}, ignoreUriCase: true}]`,
+			`[{headers: {end-user: {exact: kim}}}]`, ""), []string{
+			`Info [IST0131] (VirtualService default/reviews) VirtualService rule #1 match #0 is not used (duplicates a match in rule #0).`,
+			`Info [IST0131] (VirtualService default/reviews) VirtualService rule #1 match #1 is not used (overlaps a match in rule #0).`,
+		}},
+		{"unsupported fields", vs + "metadata: {name: reviews}\nspec:\n  hosts: [reviews]\n  exportTo: [.]\n" + route(""), []string{
+			`Warning [WEFT0001] (VirtualService default/reviews) spec.exportTo: exportTo is not supported by Weft yet: it is stored but has no effect`,
+		}},
+		{"undefined subset, sorted by resource", vs + "metadata: {name: zeta}\nspec:\n  hosts: [zeta.example.com]\n  http:\n  - route: [{destination: {host: reviews, subset: v9}}]\n" +
+			"---\n" + gw + "metadata: {name: gw}\nspec:\n  selector: {app: none}\n  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: [\"*\"]}]\n",
+			[]string{
+				`Warning [IST0101] (Gateway default/gw) Referenced selector not found: "app=none"`,
+				`Warning [IST0101] (VirtualService default/zeta) spec.http[0].route[0].destination: referenced subset "v9" of host reviews.default.svc.cluster.local is not defined by any DestinationRule`,
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rs, err := Decode("a.yaml", []byte(tt.in))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, w := range AnalyzeMesh(MeshOptions{Resources: rs, Services: []Service{reviews}, Gateways: []Workload{ingress}}) {
+				got = append(got, w.String())
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("warnings:\n got %q\nwant %q", got, tt.want)
+			}
+		})
+	}
+}

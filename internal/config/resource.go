@@ -96,3 +96,14 @@ func ParseKind(s string) (Kind, error) {
 	}
 	return "", fmt.Errorf("unknown kind %q: use one of %s", s, strings.Join(names, ", "))
 }
+
+// OfKind returns the resources of kind k, in order.
+func OfKind(all []*Resource, k Kind) []*Resource {
+	var out []*Resource
+	for _, r := range all {
+		if r.Kind == k {
+			out = append(out, r)
+		}
+	}
+	return out
+}

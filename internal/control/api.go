@@ -42,6 +42,7 @@ func newAPI(opts apiOptions) http.Handler {
 		writeJSON(w, http.StatusOK, a.xds.Status())
 	})
 	mux.HandleFunc("GET /api/v1/sync", a.sync)
+	mux.HandleFunc("GET /api/v1/workloads", a.workloads)
 	mux.HandleFunc("GET /api/v1/proxy-config", a.proxyConfig)
 	if opts.pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -213,6 +214,22 @@ func (a *api) sync(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, a.xds.Sync(rev, 0))
+}
+
+// workloads lists the proxies in the registry with their labels, for
+// weft analyze.
+func (a *api) workloads(w http.ResponseWriter, _ *http.Request) {
+	out := []controlapi.Workload{}
+	if a.reg != nil {
+		_, ws := a.reg.Workloads()
+		for _, wl := range ws {
+			m := wl.Meta
+			out = append(out, controlapi.Workload{
+				Type: m.Type, Namespace: m.Namespace, Name: m.WorkloadName, Service: m.Service, Labels: m.Labels,
+			})
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // proxyConfigTypes maps the type names of GET /api/v1/proxy-config to

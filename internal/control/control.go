@@ -213,15 +213,7 @@ func (p *pusher) push() error {
 		return fmt.Errorf("read config: %w", err)
 	}
 	regRev, workloads := p.reg.Workloads()
-	var ses, wes []*config.Resource
-	for _, r := range resources {
-		switch r.Kind {
-		case config.KindServiceEntry:
-			ses = append(ses, r)
-		case config.KindWorkloadEntry:
-			wes = append(wes, r)
-		}
-	}
+	ses, wes := config.OfKind(resources, config.KindServiceEntry), config.OfKind(resources, config.KindWorkloadEntry)
 	if regRev != p.savedRegistry {
 		if err := saveWorkloads(p.dataDir, workloads); err != nil {
 			p.log.Warn("saving the registry failed; a restart will wait for proxies to reconnect", "err", err)

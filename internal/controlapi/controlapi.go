@@ -178,6 +178,26 @@ func (c *Client) ProxyStatus(ctx context.Context) ([]xdsserver.ProxyStatus, erro
 	return out, c.do(ctx, http.MethodGet, "/api/v1/proxy-status", nil, &out)
 }
 
+// Workload is one proxy in the control plane's registry, as
+// GET /api/v1/workloads lists it.
+type Workload struct {
+	Type      string            `json:"type"` // sidecar or router (a gateway)
+	Namespace string            `json:"namespace"`
+	Name      string            `json:"name"`
+	Service   string            `json:"service,omitempty"` // empty for gateways
+	Labels    map[string]string `json:"labels,omitempty"`
+}
+
+// Workloads lists the proxies in the registry, connected or within their
+// grace period.
+func (c *Client) Workloads(ctx context.Context) ([]Workload, error) {
+	var out []Workload
+	if err := c.do(ctx, http.MethodGet, "/api/v1/workloads", nil, &out); err != nil {
+		return nil, fmt.Errorf("list workloads: %w", err)
+	}
+	return out, nil
+}
+
 // ProxyConfig is the answer to GET /api/v1/proxy-config: the resources of
 // one type in the snapshot the control plane holds for one proxy.
 type ProxyConfig struct {
