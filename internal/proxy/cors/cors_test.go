@@ -10,14 +10,11 @@ import (
 	"testing"
 	"time"
 
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	"google.golang.org/protobuf/encoding/protojson"
-	"sigs.k8s.io/yaml"
-
 	"github.com/weftmesh/weft/internal/proxy/chain"
 	"github.com/weftmesh/weft/internal/proxy/forward"
 	"github.com/weftmesh/weft/internal/proxy/router"
 	"github.com/weftmesh/weft/internal/proxy/upstream"
+	"github.com/weftmesh/weft/internal/proxy/xdstest"
 )
 
 const policyType = `"@type": type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy`
@@ -103,15 +100,7 @@ func newBackend(t *testing.T) *backend {
 // does.
 func front(t *testing.T, config, addr string, f func(next chain.Handler) *Filter) *httptest.Server {
 	t.Helper()
-	j, err := yaml.YAMLToJSON([]byte(config))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc := &routev3.RouteConfiguration{}
-	if err := protojson.Unmarshal(j, rc); err != nil {
-		t.Fatal(err)
-	}
-	tbl, err := router.Compile(rc)
+	tbl, err := router.Compile(xdstest.RouteConfigYAML(t, config))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -391,14 +380,8 @@ func TestWrapper(t *testing.T) {
 // policy compiles a policy allowing https://app.example.com.
 func policy(tb testing.TB) *router.CorsPolicy {
 	tb.Helper()
-	j, _ := yaml.YAMLToJSON([]byte(`{` + policyType + `, allow_origin_string_match: [{exact: "https://app.example.com"}], expose_headers: x-a}`))
-	rc := &routev3.RouteConfiguration{}
-	cfg := `{"name":"rc","virtual_hosts":[{"name":"vh","domains":["*"],"routes":[{"match":{"prefix":"/"},"route":{"cluster":"c"},` +
-		`"typed_per_filter_config":{"envoy.filters.http.cors":` + string(j) + `}}]}]}`
-	if err := protojson.Unmarshal([]byte(cfg), rc); err != nil {
-		tb.Fatal(err)
-	}
-	tbl, err := router.Compile(rc)
+	tbl, err := router.Compile(xdstest.RouteConfigYAML(tb, `{name: rc, virtual_hosts: [{name: vh, domains: ["*"], routes: [{match: {prefix: /}, route: {cluster: c},
+  typed_per_filter_config: {envoy.filters.http.cors: {`+policyType+`, allow_origin_string_match: [{exact: "https://app.example.com"}], expose_headers: x-a}}}]}]}`))
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -12,24 +12,13 @@ import (
 	"github.com/weftmesh/weft/internal/proxy/chain"
 	"github.com/weftmesh/weft/internal/proxy/router"
 	"github.com/weftmesh/weft/internal/proxy/upstream"
-
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	"google.golang.org/protobuf/encoding/protojson"
-	"sigs.k8s.io/yaml"
+	"github.com/weftmesh/weft/internal/proxy/xdstest"
 )
 
 // compileTable compiles a RouteConfiguration written as YAML.
 func compileTable(t testing.TB, y string) *router.Table {
 	t.Helper()
-	j, err := yaml.YAMLToJSON([]byte(y))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc := &routev3.RouteConfiguration{}
-	if err := protojson.Unmarshal(j, rc); err != nil {
-		t.Fatal(err)
-	}
-	tbl, err := router.Compile(rc)
+	tbl, err := router.Compile(xdstest.RouteConfigYAML(t, y))
 	if err != nil {
 		t.Fatal(err)
 	}

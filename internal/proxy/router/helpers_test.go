@@ -11,22 +11,14 @@ import (
 	// Registers PreviousHostsPredicate so that test YAML can carry it in an
 	// Any, as Istio's default retry policy does.
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
-	"google.golang.org/protobuf/encoding/protojson"
-	"sigs.k8s.io/yaml"
+
+	"github.com/weftmesh/weft/internal/proxy/xdstest"
 )
 
 // parseConfig decodes an Envoy RouteConfiguration written as YAML.
 func parseConfig(tb testing.TB, y string) *routev3.RouteConfiguration {
 	tb.Helper()
-	j, err := yaml.YAMLToJSON([]byte(y))
-	if err != nil {
-		tb.Fatalf("yaml: %v\n%s", err, y)
-	}
-	rc := &routev3.RouteConfiguration{}
-	if err := protojson.Unmarshal(j, rc); err != nil {
-		tb.Fatalf("protojson: %v\n%s", err, y)
-	}
-	return rc
+	return xdstest.RouteConfigYAML(tb, y)
 }
 
 func mustCompile(tb testing.TB, y string) *Table {

@@ -27,10 +27,12 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+	"sigs.k8s.io/yaml"
 )
 
 // Server is an in-process ADS server.
@@ -294,4 +296,19 @@ func CLA(cluster string, addrs ...string) *endpointv3.ClusterLoadAssignment {
 		})
 	}
 	return &endpointv3.ClusterLoadAssignment{ClusterName: cluster, Endpoints: []*endpointv3.LocalityLbEndpoints{lle}}
+}
+
+// RouteConfigYAML decodes an Envoy RouteConfiguration written as YAML
+// (Envoy's field names), failing the test on a typo.
+func RouteConfigYAML(tb testing.TB, y string) *routev3.RouteConfiguration {
+	tb.Helper()
+	j, err := yaml.YAMLToJSON([]byte(y))
+	if err != nil {
+		tb.Fatalf("yaml: %v\n%s", err, y)
+	}
+	rc := &routev3.RouteConfiguration{}
+	if err := protojson.Unmarshal(j, rc); err != nil {
+		tb.Fatalf("protojson: %v\n%s", err, y)
+	}
+	return rc
 }
