@@ -146,7 +146,7 @@ func (b *bench) scaleRun(ctx context.Context, api *controlapi.Client, xdsAddr st
 			WorkloadName: fmt.Sprintf("adsclient-%d-%04d", round, i), ServiceAccount: "adsclient", IP: "127.0.0.1",
 			Labels: map[string]string{"app": "adsclient"}, OutboundPort: 15001,
 		}
-		c := &adsClient{node: meta.Node(), want: want, full: full, changed: changed, start: start}
+		c := &adsClient{node: &corev3.Node{Id: meta.ID(), Cluster: meta.Service, Metadata: meta.Struct(), UserAgentName: "weftbench"}, want: want, full: full, changed: changed, start: start}
 		clients.Add(1)
 		go func() {
 			defer clients.Done()

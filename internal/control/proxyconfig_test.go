@@ -3,6 +3,7 @@ package control
 import (
 	"context"
 	"encoding/json"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"net"
 	"net/http/httptest"
 	"strings"
@@ -57,7 +58,7 @@ func TestAPIProxyConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := stream.Send(&discoverygrpc.DiscoveryRequest{Node: meta.Node(), TypeUrl: resourcev3.ClusterType}); err != nil {
+	if err := stream.Send(&discoverygrpc.DiscoveryRequest{Node: &corev3.Node{Id: meta.ID(), Metadata: meta.Struct()}, TypeUrl: resourcev3.ClusterType}); err != nil {
 		t.Fatal(err)
 	}
 	cds, err := stream.Recv()

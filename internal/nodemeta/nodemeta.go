@@ -5,7 +5,8 @@
 // WORKLOAD_NAME, INSTANCE_IPS) and WEFT_* otherwise.
 //
 // Both binaries import this package, so it must stay tiny: it depends only on
-// the Envoy core proto and structpb.
+// structpb, and works with the Node type of either side (go-control-plane's
+// in the control plane, weft-proxy's own trimmed one in the proxy).
 package nodemeta
 
 import (
@@ -14,7 +15,6 @@ import (
 	"strconv"
 	"strings"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -84,8 +84,18 @@ func (m Metadata) ID() string {
 	return fmt.Sprintf("%s~%s~%s.%s~%s.svc.cluster.local", m.Type, m.IP, m.WorkloadName, m.Namespace, m.Namespace)
 }
 
-// Node builds the xDS node a proxy sends.
-func (m Metadata) Node() *corev3.Node {
+// UserAgent is the user_agent_name of weft-proxy's xDS node.
+const UserAgent = "weft-proxy"
+
+// Node is what the control plane reads of an xDS envoy.config.core.v3.Node.
+type Node interface {
+	GetId() string
+	GetMetadata() *structpb.Struct
+}
+
+// Struct builds the metadata of the xDS node a proxy sends; the node's id
+// is ID, its cluster the service and its user_agent_name UserAgent.
+func (m Metadata) Struct() *structpb.Struct {
 	labels := map[string]any{}
 	for k, v := range m.Labels {
 		labels[k] = v
@@ -118,14 +128,15 @@ func (m Metadata) Node() *corev3.Node {
 		// Only strings, numbers, lists and maps go in above.
 		panic(fmt.Sprintf("nodemeta: building struct: %v", err))
 	}
-	return &corev3.Node{Id: m.ID(), Cluster: m.Service, Metadata: st, UserAgentName: "weft-proxy"}
+	return st
 }
 
 // FromNode reads the metadata a proxy sent. Missing keys stay zero; a node
 // ID that is not type~ip~name~domain is an error.
-func FromNode(n *corev3.Node) (Metadata, error) {
+func FromNode(n Node) (Metadata, error) {
 	var m Metadata
-	if n == nil {
+	// A nil *Node in n reads as empty.
+	if n == nil || n.GetId() == "" && n.GetMetadata() == nil {
 		return m, fmt.Errorf("node is missing from the first discovery request")
 	}
 	parts := strings.Split(n.GetId(), "~")

@@ -17,7 +17,7 @@ func TestRoundTrip(t *testing.T) {
 		PortMap:          map[uint32]uint32{80: 8080},
 		InterceptionMode: InterceptionRedirect,
 	}
-	n := in.Node()
+	n := &corev3.Node{Id: in.ID(), Metadata: in.Struct()}
 	if got, want := n.Id, "sidecar~127.0.0.1~reviews-v2-abcde.default~default.svc.cluster.local"; got != want {
 		t.Errorf("id = %q, want %q", got, want)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/weftmesh/weft/internal/proxy/model"
 	"github.com/weftmesh/weft/internal/proxy/origdst"
 	"github.com/weftmesh/weft/internal/proxy/upstream"
+	corev3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/core/v3"
 	"github.com/weftmesh/weft/internal/proxy/xdsclient"
 )
 
@@ -80,7 +81,7 @@ func Run(ctx context.Context, o Options) error {
 	listeners := listener.New(listener.Options{Logger: log, DrainTimeout: o.DrainTimeout, OriginalDst: originalDst, Namespace: o.Meta.Namespace})
 	compiler := model.New(model.Options{Logger: log, Pools: pools, PortMap: o.Meta.PortMap, Publish: listeners.Apply})
 	client, err := xdsclient.New(xdsclient.Options{
-		Address: o.XDSAddress, Node: o.Meta.Node(), Handler: compiler, Logger: log,
+		Address: o.XDSAddress, Node: &corev3.Node{Id: o.Meta.ID(), Cluster: o.Meta.Service, Metadata: o.Meta.Struct(), UserAgentName: nodemeta.UserAgent}, Handler: compiler, Logger: log,
 		MinBackoff: o.MinBackoff, MaxBackoff: o.MaxBackoff,
 	})
 	if err != nil {

@@ -2,6 +2,7 @@ package xdsserver
 
 import (
 	"context"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"net"
 	"testing"
 	"time"
@@ -45,7 +46,7 @@ func dial(t *testing.T, addr string, meta nodemeta.Metadata) *adsClient {
 
 func (c *adsClient) send(req *discoverygrpc.DiscoveryRequest) {
 	c.t.Helper()
-	req.Node = c.meta.Node()
+	req.Node = &corev3.Node{Id: c.meta.ID(), Cluster: c.meta.Service, Metadata: c.meta.Struct(), UserAgentName: nodemeta.UserAgent}
 	if err := c.stream.Send(req); err != nil {
 		c.t.Fatalf("send: %v", err)
 	}

@@ -5,17 +5,21 @@ import (
 	"encoding/json"
 	"fmt"
 
-	// Registered so that config dumps can print the router filter's and
-	// the HTTP inspector's typed_config inside listeners.
-	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
-	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/http_inspector/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/weftmesh/weft/internal/proxy/model"
+	"github.com/weftmesh/weft/internal/proxy/xdsapi"
 	"github.com/weftmesh/weft/internal/proxy/xdsclient"
+
+	// Registered so that config dumps can print the typed_config of the
+	// router filter, the HTTP inspector and the previous-hosts retry
+	// predicate, which weft-proxy recognises by type URL alone.
+	_ "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/extensions/filters/http/router/v3"
+	_ "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/extensions/filters/listener/http_inspector/v3"
+	_ "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/extensions/retry/host/previous_hosts/v3"
 )
 
 // The /config_dump envelope is Envoy's envoy.admin.v3.ConfigDump, written
@@ -75,7 +79,7 @@ type dynamicListener struct {
 
 // protoJSON prints m with proto field names.
 func protoJSON(m proto.Message) (json.RawMessage, error) {
-	return protojson.MarshalOptions{UseProtoNames: true}.Marshal(m)
+	return protojson.MarshalOptions{UseProtoNames: true, Resolver: xdsapi.Types}.Marshal(m)
 }
 
 // jsonString prints s as protojson prints a string field; "" is nil, an

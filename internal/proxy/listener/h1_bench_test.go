@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/weftmesh/weft/internal/proxy/chain"
@@ -19,6 +18,7 @@ import (
 	"github.com/weftmesh/weft/internal/proxy/rawhttp"
 	"github.com/weftmesh/weft/internal/proxy/router"
 	"github.com/weftmesh/weft/internal/proxy/upstream"
+	routev3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/route/v3"
 )
 
 // The end-to-end proxy path in one process: a raw client writes a fixed

@@ -12,8 +12,7 @@ import (
 	"github.com/weftmesh/weft/internal/proxy/chain"
 	"github.com/weftmesh/weft/internal/proxy/model"
 	"github.com/weftmesh/weft/internal/proxy/router"
-
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	routev3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/route/v3"
 )
 
 func freeAddr(t *testing.T) string {

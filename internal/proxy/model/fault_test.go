@@ -7,15 +7,15 @@ import (
 	"strings"
 	"testing"
 
-	commonfaultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/common/fault/v3"
-	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
-	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
-	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/weftmesh/weft/internal/proxy/chain"
 	"github.com/weftmesh/weft/internal/proxy/fault"
+	commonfaultv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/extensions/filters/common/fault/v3"
+	faultv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/extensions/filters/http/fault/v3"
+	hcmv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/extensions/filters/network/http_connection_manager/v3"
+	typev3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/type/v3"
 	"github.com/weftmesh/weft/internal/proxy/xdsclient"
 	"github.com/weftmesh/weft/internal/proxy/xdstest"
 )

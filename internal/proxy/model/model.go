@@ -28,10 +28,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
@@ -41,6 +37,10 @@ import (
 	"github.com/weftmesh/weft/internal/proxy/forward"
 	"github.com/weftmesh/weft/internal/proxy/router"
 	"github.com/weftmesh/weft/internal/proxy/upstream"
+	clusterv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/cluster/v3"
+	endpointv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/endpoint/v3"
+	listenerv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/listener/v3"
+	routev3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/route/v3"
 	"github.com/weftmesh/weft/internal/proxy/xdsclient"
 )
 

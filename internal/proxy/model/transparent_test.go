@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
-	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	"google.golang.org/protobuf/proto"
 
+	listenerv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/listener/v3"
 	"github.com/weftmesh/weft/internal/proxy/xdsclient"
 	"github.com/weftmesh/weft/internal/proxy/xdstest"
 )

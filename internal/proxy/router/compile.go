@@ -10,11 +10,12 @@ import (
 	"strings"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	corev3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/core/v3"
+	routev3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/route/v3"
+	matcherv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/type/matcher/v3"
 )
 
 // defaultRouteTimeout is Envoy's route timeout when route.timeout is unset.

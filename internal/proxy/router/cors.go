@@ -4,9 +4,10 @@ import (
 	"errors"
 	"fmt"
 
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	routev3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/route/v3"
+	corsv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/extensions/filters/http/cors/v3"
 )
 
 // CorsFilterName is the name of Envoy's CORS HTTP filter, and the key of

@@ -5,12 +5,13 @@ import (
 	"fmt"
 	"time"
 
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	commonfaultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/common/fault/v3"
-	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
-	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	routev3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/route/v3"
+	commonfaultv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/extensions/filters/common/fault/v3"
+	faultv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/extensions/filters/http/fault/v3"
+	typev3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/type/v3"
 )
 
 // FaultFilterName is the name of Envoy's fault injection HTTP filter, and

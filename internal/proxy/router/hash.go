@@ -9,9 +9,8 @@ import (
 	"strings"
 	"time"
 
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-
 	"github.com/weftmesh/weft/internal/proxy/keyhash"
+	routev3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/route/v3"
 )
 
 // HashKind says what a hash policy hashes.

@@ -6,7 +6,7 @@ import (
 	"net/http"
 	"strings"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	corev3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/core/v3"
 )
 
 // HeaderMutations are compiled request_headers_to_add/_remove (or the

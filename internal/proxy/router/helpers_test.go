@@ -7,11 +7,10 @@ import (
 	"strings"
 	"testing"
 
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	routev3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/route/v3"
 	// Registers PreviousHostsPredicate so that test YAML can carry it in an
 	// Any, as Istio's default retry policy does.
-	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
-
+	_ "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/extensions/retry/host/previous_hosts/v3"
 	"github.com/weftmesh/weft/internal/proxy/xdstest"
 )
 

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	routev3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/route/v3"
 )
 
 // RetryOn is a set of retry conditions, Envoy's x-envoy-retry-on and

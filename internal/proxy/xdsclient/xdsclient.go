@@ -26,14 +26,15 @@ import (
 	"sync"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	corev3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/core/v3"
+	discoveryv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/service/discovery/v3"
 )
 
 // Type URLs of the resources weft-proxy consumes.
@@ -218,6 +219,12 @@ func describe(err error) string {
 	return fmt.Sprintf("%s: %s", st.Code(), msg)
 }
 
+// The ADS method. weft-proxy's xDS types are messages only, so the stream is
+// opened here rather than through generated service code.
+const adsMethod = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
+
+var adsStream = grpc.StreamDesc{StreamName: "StreamAggregatedResources", ServerStreams: true, ClientStreams: true}
+
 // stream runs one connection and stream; got reports whether any response
 // arrived.
 func (c *Client) stream(ctx context.Context) (got bool, err error) {
@@ -229,10 +236,11 @@ func (c *Client) stream(ctx context.Context) (got bool, err error) {
 	defer conn.Close()
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	s, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(sctx)
+	cs, err := conn.NewStream(sctx, &adsStream, adsMethod)
 	if err != nil {
 		return false, err
 	}
+	s := &grpc.GenericClientStream[discoveryv3.DiscoveryRequest, discoveryv3.DiscoveryResponse]{ClientStream: cs}
 	for _, st := range c.state {
 		st.nonce, st.sent, st.rejected, st.nackDelay = "", false, "", 0
 	}

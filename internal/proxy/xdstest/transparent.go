@@ -4,16 +4,17 @@ import (
 	"sort"
 	"time"
 
-	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	dnsv3 "github.com/envoyproxy/go-control-plane/envoy/data/dns/v3"
-	httpinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/http_inspector/v3"
-	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
-	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
-	dnsfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/udp/dns_filter/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	clusterv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/cluster/v3"
+	corev3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/core/v3"
+	listenerv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/listener/v3"
+	dnsv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/data/dns/v3"
+	httpinspectorv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/extensions/filters/listener/http_inspector/v3"
+	hcmv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/extensions/filters/network/http_connection_manager/v3"
+	tcpproxyv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/extensions/filters/network/tcp_proxy/v3"
+	dnsfilterv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/extensions/filters/udp/dns_filter/v3"
 )
 
 // Transparent mode resources, shaped as docs/xds.md's "Transparent mode"

@@ -12,16 +12,13 @@ import (
 	"testing"
 	"time"
 
-	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
-	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
-	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	// The server side is go-control-plane's, with its own (full) types:
+	// Set converts weft-proxy's trimmed resources into them.
+	_ "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -29,10 +26,22 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	"sigs.k8s.io/yaml"
+
+	"github.com/weftmesh/weft/internal/proxy/xdsapi"
+	clusterv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/cluster/v3"
+	corev3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/core/v3"
+	endpointv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/endpoint/v3"
+	listenerv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/listener/v3"
+	routev3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/route/v3"
+	faultv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/extensions/filters/http/fault/v3"
+	routerv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/extensions/filters/network/http_connection_manager/v3"
+	matcherv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/type/matcher/v3"
 )
 
 // Server is an in-process ADS server.
@@ -117,10 +126,10 @@ func (s *Server) ACKs() []*discoveryv3.DiscoveryRequest {
 func (s *Server) Set(id, version string, r Resources) {
 	s.t.Helper()
 	snap, err := cachev3.NewSnapshot(version, map[resource.Type][]types.Resource{
-		resource.ClusterType:  r.Clusters,
-		resource.EndpointType: r.Endpoints,
-		resource.ListenerType: r.Listeners,
-		resource.RouteType:    r.Routes,
+		resource.ClusterType:  s.full(r.Clusters),
+		resource.EndpointType: s.full(r.Endpoints),
+		resource.ListenerType: s.full(r.Listeners),
+		resource.RouteType:    s.full(r.Routes),
 	})
 	if err != nil {
 		s.t.Fatalf("snapshot: %v", err)
@@ -128,6 +137,30 @@ func (s *Server) Set(id, version string, r Resources) {
 	if err := s.Cache.SetSnapshot(context.Background(), id, snap); err != nil {
 		s.t.Fatalf("set snapshot: %v", err)
 	}
+}
+
+// full re-decodes weft-proxy's trimmed resources as go-control-plane's
+// types of the same names, which its cache needs (it reads names through a
+// type switch). The bytes on the wire are the same.
+func (s *Server) full(rs []types.Resource) []types.Resource {
+	s.t.Helper()
+	out := make([]types.Resource, len(rs))
+	for i, r := range rs {
+		b, err := proto.Marshal(r)
+		if err != nil {
+			s.t.Fatalf("marshal %T: %v", r, err)
+		}
+		mt, err := protoregistry.GlobalTypes.FindMessageByName(r.ProtoReflect().Descriptor().FullName())
+		if err != nil {
+			s.t.Fatalf("go-control-plane type of %T: %v", r, err)
+		}
+		m := mt.New().Interface()
+		if err := proto.Unmarshal(b, m); err != nil {
+			s.t.Fatalf("unmarshal %T: %v", r, err)
+		}
+		out[i] = m
+	}
+	return out
 }
 
 // Resources is one snapshot's content.
@@ -307,7 +340,7 @@ func RouteConfigYAML(tb testing.TB, y string) *routev3.RouteConfiguration {
 		tb.Fatalf("yaml: %v\n%s", err, y)
 	}
 	rc := &routev3.RouteConfiguration{}
-	if err := protojson.Unmarshal(j, rc); err != nil {
+	if err := (protojson.UnmarshalOptions{Resolver: xdsapi.Types}).Unmarshal(j, rc); err != nil {
 		tb.Fatalf("protojson: %v\n%s", err, y)
 	}
 	return rc
