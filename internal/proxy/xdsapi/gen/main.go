@@ -2,9 +2,10 @@
 // trimmed to the messages and fields weft-proxy's code names.
 //
 // It reads the descriptors go-control-plane registers, keeps a message when
-// its Go name appears in weft-proxy's sources (internal/proxy, tests and
-// test data included) or when a kept field refers to it, and keeps a field
-// when its Go name, getter, proto name or JSON name appears there. Options
+// weft-proxy's sources (internal/proxy, tests and test data included) name
+// its Go type or when a kept field refers to it, and keeps a field when they
+// name its Go field, getter, proto name or JSON name, as a selector or as a
+// key in a Go literal, YAML or JSON. Options
 // (validation rules, annotations) are dropped; names, numbers, types and
 // oneofs are Envoy's, so the wire format is unchanged. protoc-gen-go's own
 // generator then writes the Go code, and the result registers in
@@ -87,11 +88,14 @@ func run(root string, check bool) error {
 	return write(filepath.Join(root, apiDir), files, check)
 }
 
-// wordRE matches identifiers, and so proto and JSON field names in YAML.
-var wordRE = regexp.MustCompile(`[A-Za-z_][A-Za-z0-9_]*`)
+// nameRE finds the places a source names a message or field: a selector
+// (routev3.RouteAction, r.GetTimeout(), r.Timeout), or a key in a Go
+// composite literal, YAML or JSON (Timeout: d, timeout: 1s, "timeout": ...).
+// A word in prose or in a string does not count.
+var nameRE = regexp.MustCompile(`\.([A-Za-z_][A-Za-z0-9_]*)|([A-Za-z_][A-Za-z0-9_]*)"?[ \t]*:[^:=]`)
 
-// scanWords returns every identifier-like word in the files under dir,
-// leaving out skip (the generated code, which names everything it keeps).
+// scanWords returns the names used in the files under dir, leaving out
+// skip (the generated code, which names everything it keeps).
 func scanWords(dir, skip string) (map[string]bool, error) {
 	words := map[string]bool{}
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
@@ -113,8 +117,8 @@ func scanWords(dir, skip string) (map[string]bool, error) {
 		if err != nil {
 			return err
 		}
-		for _, w := range wordRE.FindAll(b, -1) {
-			words[string(w)] = true
+		for _, m := range nameRE.FindAllSubmatch(b, -1) {
+			words[string(m[1])+string(m[2])] = true
 		}
 		return nil
 	})

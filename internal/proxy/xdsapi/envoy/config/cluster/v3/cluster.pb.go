@@ -137,52 +137,6 @@ func (Cluster_LbPolicy) EnumDescriptor() ([]byte, []int) {
 	return file_envoy_config_cluster_v3_cluster_proto_rawDescGZIP(), []int{0, 1}
 }
 
-type Cluster_RingHashLbConfig_HashFunction int32
-
-const (
-	Cluster_RingHashLbConfig_XX_HASH       Cluster_RingHashLbConfig_HashFunction = 0
-	Cluster_RingHashLbConfig_MURMUR_HASH_2 Cluster_RingHashLbConfig_HashFunction = 1
-)
-
-// Enum value maps for Cluster_RingHashLbConfig_HashFunction.
-var (
-	Cluster_RingHashLbConfig_HashFunction_name = map[int32]string{
-		0: "XX_HASH",
-		1: "MURMUR_HASH_2",
-	}
-	Cluster_RingHashLbConfig_HashFunction_value = map[string]int32{
-		"XX_HASH":       0,
-		"MURMUR_HASH_2": 1,
-	}
-)
-
-func (x Cluster_RingHashLbConfig_HashFunction) Enum() *Cluster_RingHashLbConfig_HashFunction {
-	p := new(Cluster_RingHashLbConfig_HashFunction)
-	*p = x
-	return p
-}
-
-func (x Cluster_RingHashLbConfig_HashFunction) String() string {
-	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
-}
-
-func (Cluster_RingHashLbConfig_HashFunction) Descriptor() protoreflect.EnumDescriptor {
-	return file_envoy_config_cluster_v3_cluster_proto_enumTypes[2].Descriptor()
-}
-
-func (Cluster_RingHashLbConfig_HashFunction) Type() protoreflect.EnumType {
-	return &file_envoy_config_cluster_v3_cluster_proto_enumTypes[2]
-}
-
-func (x Cluster_RingHashLbConfig_HashFunction) Number() protoreflect.EnumNumber {
-	return protoreflect.EnumNumber(x)
-}
-
-// Deprecated: Use Cluster_RingHashLbConfig_HashFunction.Descriptor instead.
-func (Cluster_RingHashLbConfig_HashFunction) EnumDescriptor() ([]byte, []int) {
-	return file_envoy_config_cluster_v3_cluster_proto_rawDescGZIP(), []int{0, 3, 0}
-}
-
 type Cluster struct {
 	state                  protoimpl.MessageState          `protogen:"open.v1"`
 	TransportSocketMatches []*Cluster_TransportSocketMatch `protobuf:"bytes,43,rep,name=transport_socket_matches,json=transportSocketMatches,proto3" json:"transport_socket_matches,omitempty"`
@@ -620,10 +574,9 @@ func (x *Cluster_EdsClusterConfig) GetServiceName() string {
 }
 
 type Cluster_RingHashLbConfig struct {
-	state           protoimpl.MessageState                `protogen:"open.v1"`
-	MinimumRingSize *wrapperspb.UInt64Value               `protobuf:"bytes,1,opt,name=minimum_ring_size,json=minimumRingSize,proto3" json:"minimum_ring_size,omitempty"`
-	HashFunction    Cluster_RingHashLbConfig_HashFunction `protobuf:"varint,3,opt,name=hash_function,json=hashFunction,proto3,enum=envoy.config.cluster.v3.Cluster_RingHashLbConfig_HashFunction" json:"hash_function,omitempty"`
-	MaximumRingSize *wrapperspb.UInt64Value               `protobuf:"bytes,4,opt,name=maximum_ring_size,json=maximumRingSize,proto3" json:"maximum_ring_size,omitempty"`
+	state           protoimpl.MessageState  `protogen:"open.v1"`
+	MinimumRingSize *wrapperspb.UInt64Value `protobuf:"bytes,1,opt,name=minimum_ring_size,json=minimumRingSize,proto3" json:"minimum_ring_size,omitempty"`
+	MaximumRingSize *wrapperspb.UInt64Value `protobuf:"bytes,4,opt,name=maximum_ring_size,json=maximumRingSize,proto3" json:"maximum_ring_size,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -663,13 +616,6 @@ func (x *Cluster_RingHashLbConfig) GetMinimumRingSize() *wrapperspb.UInt64Value 
 		return x.MinimumRingSize
 	}
 	return nil
-}
-
-func (x *Cluster_RingHashLbConfig) GetHashFunction() Cluster_RingHashLbConfig_HashFunction {
-	if x != nil {
-		return x.HashFunction
-	}
-	return Cluster_RingHashLbConfig_XX_HASH
 }
 
 func (x *Cluster_RingHashLbConfig) GetMaximumRingSize() *wrapperspb.UInt64Value {
@@ -807,7 +753,7 @@ var File_envoy_config_cluster_v3_cluster_proto protoreflect.FileDescriptor
 
 const file_envoy_config_cluster_v3_cluster_proto_rawDesc = "" +
 	"\n" +
-	"%envoy/config/cluster/v3/cluster.proto\x12\x17envoy.config.cluster.v3\x1a-envoy/config/cluster/v3/circuit_breaker.proto\x1a$envoy/config/cluster/v3/filter.proto\x1a/envoy/config/cluster/v3/outlier_detection.proto\x1a\"envoy/config/core/v3/address.proto\x1a\x1fenvoy/config/core/v3/base.proto\x1a(envoy/config/core/v3/config_source.proto\x1a$envoy/config/core/v3/extension.proto\x1a'envoy/config/core/v3/health_check.proto\x1a#envoy/config/core/v3/protocol.proto\x1a'envoy/config/endpoint/v3/endpoint.proto\x1a$envoy/type/matcher/v3/metadata.proto\x1a\x1benvoy/type/v3/percent.proto\x1a\x19google/protobuf/any.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1egoogle/protobuf/wrappers.proto\x1a!xds/type/matcher/v3/matcher.proto\"\xb3\x18\n" +
+	"%envoy/config/cluster/v3/cluster.proto\x12\x17envoy.config.cluster.v3\x1a-envoy/config/cluster/v3/circuit_breaker.proto\x1a$envoy/config/cluster/v3/filter.proto\x1a/envoy/config/cluster/v3/outlier_detection.proto\x1a\"envoy/config/core/v3/address.proto\x1a\x1fenvoy/config/core/v3/base.proto\x1a(envoy/config/core/v3/config_source.proto\x1a$envoy/config/core/v3/extension.proto\x1a'envoy/config/core/v3/health_check.proto\x1a#envoy/config/core/v3/protocol.proto\x1a'envoy/config/endpoint/v3/endpoint.proto\x1a$envoy/type/matcher/v3/metadata.proto\x1a\x1benvoy/type/v3/percent.proto\x1a\x19google/protobuf/any.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1egoogle/protobuf/wrappers.proto\x1a!xds/type/matcher/v3/matcher.proto\"\x9e\x17\n" +
 	"\aCluster\x12o\n" +
 	"\x18transport_socket_matches\x18+ \x03(\v25.envoy.config.cluster.v3.Cluster.TransportSocketMatchR\x16transportSocketMatches\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12D\n" +
@@ -841,14 +787,10 @@ const file_envoy_config_cluster_v3_cluster_proto_rawDesc = "" +
 	"\x10EdsClusterConfig\x12A\n" +
 	"\n" +
 	"eds_config\x18\x01 \x01(\v2\".envoy.config.core.v3.ConfigSourceR\tedsConfig\x12!\n" +
-	"\fservice_name\x18\x02 \x01(\tR\vserviceName\x1a\xbb\x02\n" +
+	"\fservice_name\x18\x02 \x01(\tR\vserviceName\x1a\xa6\x01\n" +
 	"\x10RingHashLbConfig\x12H\n" +
-	"\x11minimum_ring_size\x18\x01 \x01(\v2\x1c.google.protobuf.UInt64ValueR\x0fminimumRingSize\x12c\n" +
-	"\rhash_function\x18\x03 \x01(\x0e2>.envoy.config.cluster.v3.Cluster.RingHashLbConfig.HashFunctionR\fhashFunction\x12H\n" +
-	"\x11maximum_ring_size\x18\x04 \x01(\v2\x1c.google.protobuf.UInt64ValueR\x0fmaximumRingSize\".\n" +
-	"\fHashFunction\x12\v\n" +
-	"\aXX_HASH\x10\x00\x12\x11\n" +
-	"\rMURMUR_HASH_2\x10\x01\x1aM\n" +
+	"\x11minimum_ring_size\x18\x01 \x01(\v2\x1c.google.protobuf.UInt64ValueR\x0fminimumRingSize\x12H\n" +
+	"\x11maximum_ring_size\x18\x04 \x01(\v2\x1c.google.protobuf.UInt64ValueR\x0fmaximumRingSize\x1aM\n" +
 	"\x0eMaglevLbConfig\x12;\n" +
 	"\n" +
 	"table_size\x18\x01 \x01(\v2\x1c.google.protobuf.UInt64ValueR\ttableSize\x1a\x15\n" +
@@ -891,73 +833,71 @@ func file_envoy_config_cluster_v3_cluster_proto_rawDescGZIP() []byte {
 	return file_envoy_config_cluster_v3_cluster_proto_rawDescData
 }
 
-var file_envoy_config_cluster_v3_cluster_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_envoy_config_cluster_v3_cluster_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_envoy_config_cluster_v3_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_envoy_config_cluster_v3_cluster_proto_goTypes = []any{
-	(Cluster_DiscoveryType)(0),                 // 0: envoy.config.cluster.v3.Cluster.DiscoveryType
-	(Cluster_LbPolicy)(0),                      // 1: envoy.config.cluster.v3.Cluster.LbPolicy
-	(Cluster_RingHashLbConfig_HashFunction)(0), // 2: envoy.config.cluster.v3.Cluster.RingHashLbConfig.HashFunction
-	(*Cluster)(nil),                            // 3: envoy.config.cluster.v3.Cluster
-	(*Cluster_TransportSocketMatch)(nil),       // 4: envoy.config.cluster.v3.Cluster.TransportSocketMatch
-	(*Cluster_CustomClusterType)(nil),          // 5: envoy.config.cluster.v3.Cluster.CustomClusterType
-	(*Cluster_EdsClusterConfig)(nil),           // 6: envoy.config.cluster.v3.Cluster.EdsClusterConfig
-	(*Cluster_RingHashLbConfig)(nil),           // 7: envoy.config.cluster.v3.Cluster.RingHashLbConfig
-	(*Cluster_MaglevLbConfig)(nil),             // 8: envoy.config.cluster.v3.Cluster.MaglevLbConfig
-	(*Cluster_OriginalDstLbConfig)(nil),        // 9: envoy.config.cluster.v3.Cluster.OriginalDstLbConfig
-	(*Cluster_CommonLbConfig)(nil),             // 10: envoy.config.cluster.v3.Cluster.CommonLbConfig
-	nil,                                        // 11: envoy.config.cluster.v3.Cluster.TypedExtensionProtocolOptionsEntry
-	(*durationpb.Duration)(nil),                // 12: google.protobuf.Duration
-	(*v3.ClusterLoadAssignment)(nil),           // 13: envoy.config.endpoint.v3.ClusterLoadAssignment
-	(*wrapperspb.UInt32Value)(nil),             // 14: google.protobuf.UInt32Value
-	(*CircuitBreakers)(nil),                    // 15: envoy.config.cluster.v3.CircuitBreakers
-	(*v31.HttpProtocolOptions)(nil),            // 16: envoy.config.core.v3.HttpProtocolOptions
-	(*v31.Http1ProtocolOptions)(nil),           // 17: envoy.config.core.v3.Http1ProtocolOptions
-	(*OutlierDetection)(nil),                   // 18: envoy.config.cluster.v3.OutlierDetection
-	(*v31.TransportSocket)(nil),                // 19: envoy.config.core.v3.TransportSocket
-	(*v31.Metadata)(nil),                       // 20: envoy.config.core.v3.Metadata
-	(*Filter)(nil),                             // 21: envoy.config.cluster.v3.Filter
-	(*structpb.Struct)(nil),                    // 22: google.protobuf.Struct
-	(*anypb.Any)(nil),                          // 23: google.protobuf.Any
-	(*v31.ConfigSource)(nil),                   // 24: envoy.config.core.v3.ConfigSource
-	(*wrapperspb.UInt64Value)(nil),             // 25: google.protobuf.UInt64Value
-	(*v32.Percent)(nil),                        // 26: envoy.type.v3.Percent
+	(Cluster_DiscoveryType)(0),           // 0: envoy.config.cluster.v3.Cluster.DiscoveryType
+	(Cluster_LbPolicy)(0),                // 1: envoy.config.cluster.v3.Cluster.LbPolicy
+	(*Cluster)(nil),                      // 2: envoy.config.cluster.v3.Cluster
+	(*Cluster_TransportSocketMatch)(nil), // 3: envoy.config.cluster.v3.Cluster.TransportSocketMatch
+	(*Cluster_CustomClusterType)(nil),    // 4: envoy.config.cluster.v3.Cluster.CustomClusterType
+	(*Cluster_EdsClusterConfig)(nil),     // 5: envoy.config.cluster.v3.Cluster.EdsClusterConfig
+	(*Cluster_RingHashLbConfig)(nil),     // 6: envoy.config.cluster.v3.Cluster.RingHashLbConfig
+	(*Cluster_MaglevLbConfig)(nil),       // 7: envoy.config.cluster.v3.Cluster.MaglevLbConfig
+	(*Cluster_OriginalDstLbConfig)(nil),  // 8: envoy.config.cluster.v3.Cluster.OriginalDstLbConfig
+	(*Cluster_CommonLbConfig)(nil),       // 9: envoy.config.cluster.v3.Cluster.CommonLbConfig
+	nil,                                  // 10: envoy.config.cluster.v3.Cluster.TypedExtensionProtocolOptionsEntry
+	(*durationpb.Duration)(nil),          // 11: google.protobuf.Duration
+	(*v3.ClusterLoadAssignment)(nil),     // 12: envoy.config.endpoint.v3.ClusterLoadAssignment
+	(*wrapperspb.UInt32Value)(nil),       // 13: google.protobuf.UInt32Value
+	(*CircuitBreakers)(nil),              // 14: envoy.config.cluster.v3.CircuitBreakers
+	(*v31.HttpProtocolOptions)(nil),      // 15: envoy.config.core.v3.HttpProtocolOptions
+	(*v31.Http1ProtocolOptions)(nil),     // 16: envoy.config.core.v3.Http1ProtocolOptions
+	(*OutlierDetection)(nil),             // 17: envoy.config.cluster.v3.OutlierDetection
+	(*v31.TransportSocket)(nil),          // 18: envoy.config.core.v3.TransportSocket
+	(*v31.Metadata)(nil),                 // 19: envoy.config.core.v3.Metadata
+	(*Filter)(nil),                       // 20: envoy.config.cluster.v3.Filter
+	(*structpb.Struct)(nil),              // 21: google.protobuf.Struct
+	(*anypb.Any)(nil),                    // 22: google.protobuf.Any
+	(*v31.ConfigSource)(nil),             // 23: envoy.config.core.v3.ConfigSource
+	(*wrapperspb.UInt64Value)(nil),       // 24: google.protobuf.UInt64Value
+	(*v32.Percent)(nil),                  // 25: envoy.type.v3.Percent
 }
 var file_envoy_config_cluster_v3_cluster_proto_depIdxs = []int32{
-	4,  // 0: envoy.config.cluster.v3.Cluster.transport_socket_matches:type_name -> envoy.config.cluster.v3.Cluster.TransportSocketMatch
+	3,  // 0: envoy.config.cluster.v3.Cluster.transport_socket_matches:type_name -> envoy.config.cluster.v3.Cluster.TransportSocketMatch
 	0,  // 1: envoy.config.cluster.v3.Cluster.type:type_name -> envoy.config.cluster.v3.Cluster.DiscoveryType
-	5,  // 2: envoy.config.cluster.v3.Cluster.cluster_type:type_name -> envoy.config.cluster.v3.Cluster.CustomClusterType
-	6,  // 3: envoy.config.cluster.v3.Cluster.eds_cluster_config:type_name -> envoy.config.cluster.v3.Cluster.EdsClusterConfig
-	12, // 4: envoy.config.cluster.v3.Cluster.connect_timeout:type_name -> google.protobuf.Duration
+	4,  // 2: envoy.config.cluster.v3.Cluster.cluster_type:type_name -> envoy.config.cluster.v3.Cluster.CustomClusterType
+	5,  // 3: envoy.config.cluster.v3.Cluster.eds_cluster_config:type_name -> envoy.config.cluster.v3.Cluster.EdsClusterConfig
+	11, // 4: envoy.config.cluster.v3.Cluster.connect_timeout:type_name -> google.protobuf.Duration
 	1,  // 5: envoy.config.cluster.v3.Cluster.lb_policy:type_name -> envoy.config.cluster.v3.Cluster.LbPolicy
-	13, // 6: envoy.config.cluster.v3.Cluster.load_assignment:type_name -> envoy.config.endpoint.v3.ClusterLoadAssignment
-	14, // 7: envoy.config.cluster.v3.Cluster.max_requests_per_connection:type_name -> google.protobuf.UInt32Value
-	15, // 8: envoy.config.cluster.v3.Cluster.circuit_breakers:type_name -> envoy.config.cluster.v3.CircuitBreakers
-	16, // 9: envoy.config.cluster.v3.Cluster.common_http_protocol_options:type_name -> envoy.config.core.v3.HttpProtocolOptions
-	17, // 10: envoy.config.cluster.v3.Cluster.http_protocol_options:type_name -> envoy.config.core.v3.Http1ProtocolOptions
-	11, // 11: envoy.config.cluster.v3.Cluster.typed_extension_protocol_options:type_name -> envoy.config.cluster.v3.Cluster.TypedExtensionProtocolOptionsEntry
-	18, // 12: envoy.config.cluster.v3.Cluster.outlier_detection:type_name -> envoy.config.cluster.v3.OutlierDetection
-	7,  // 13: envoy.config.cluster.v3.Cluster.ring_hash_lb_config:type_name -> envoy.config.cluster.v3.Cluster.RingHashLbConfig
-	8,  // 14: envoy.config.cluster.v3.Cluster.maglev_lb_config:type_name -> envoy.config.cluster.v3.Cluster.MaglevLbConfig
-	9,  // 15: envoy.config.cluster.v3.Cluster.original_dst_lb_config:type_name -> envoy.config.cluster.v3.Cluster.OriginalDstLbConfig
-	10, // 16: envoy.config.cluster.v3.Cluster.common_lb_config:type_name -> envoy.config.cluster.v3.Cluster.CommonLbConfig
-	19, // 17: envoy.config.cluster.v3.Cluster.transport_socket:type_name -> envoy.config.core.v3.TransportSocket
-	20, // 18: envoy.config.cluster.v3.Cluster.metadata:type_name -> envoy.config.core.v3.Metadata
-	21, // 19: envoy.config.cluster.v3.Cluster.filters:type_name -> envoy.config.cluster.v3.Filter
-	22, // 20: envoy.config.cluster.v3.Cluster.TransportSocketMatch.match:type_name -> google.protobuf.Struct
-	19, // 21: envoy.config.cluster.v3.Cluster.TransportSocketMatch.transport_socket:type_name -> envoy.config.core.v3.TransportSocket
-	23, // 22: envoy.config.cluster.v3.Cluster.CustomClusterType.typed_config:type_name -> google.protobuf.Any
-	24, // 23: envoy.config.cluster.v3.Cluster.EdsClusterConfig.eds_config:type_name -> envoy.config.core.v3.ConfigSource
-	25, // 24: envoy.config.cluster.v3.Cluster.RingHashLbConfig.minimum_ring_size:type_name -> google.protobuf.UInt64Value
-	2,  // 25: envoy.config.cluster.v3.Cluster.RingHashLbConfig.hash_function:type_name -> envoy.config.cluster.v3.Cluster.RingHashLbConfig.HashFunction
-	25, // 26: envoy.config.cluster.v3.Cluster.RingHashLbConfig.maximum_ring_size:type_name -> google.protobuf.UInt64Value
-	25, // 27: envoy.config.cluster.v3.Cluster.MaglevLbConfig.table_size:type_name -> google.protobuf.UInt64Value
-	26, // 28: envoy.config.cluster.v3.Cluster.CommonLbConfig.healthy_panic_threshold:type_name -> envoy.type.v3.Percent
-	23, // 29: envoy.config.cluster.v3.Cluster.TypedExtensionProtocolOptionsEntry.value:type_name -> google.protobuf.Any
-	30, // [30:30] is the sub-list for method output_type
-	30, // [30:30] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	12, // 6: envoy.config.cluster.v3.Cluster.load_assignment:type_name -> envoy.config.endpoint.v3.ClusterLoadAssignment
+	13, // 7: envoy.config.cluster.v3.Cluster.max_requests_per_connection:type_name -> google.protobuf.UInt32Value
+	14, // 8: envoy.config.cluster.v3.Cluster.circuit_breakers:type_name -> envoy.config.cluster.v3.CircuitBreakers
+	15, // 9: envoy.config.cluster.v3.Cluster.common_http_protocol_options:type_name -> envoy.config.core.v3.HttpProtocolOptions
+	16, // 10: envoy.config.cluster.v3.Cluster.http_protocol_options:type_name -> envoy.config.core.v3.Http1ProtocolOptions
+	10, // 11: envoy.config.cluster.v3.Cluster.typed_extension_protocol_options:type_name -> envoy.config.cluster.v3.Cluster.TypedExtensionProtocolOptionsEntry
+	17, // 12: envoy.config.cluster.v3.Cluster.outlier_detection:type_name -> envoy.config.cluster.v3.OutlierDetection
+	6,  // 13: envoy.config.cluster.v3.Cluster.ring_hash_lb_config:type_name -> envoy.config.cluster.v3.Cluster.RingHashLbConfig
+	7,  // 14: envoy.config.cluster.v3.Cluster.maglev_lb_config:type_name -> envoy.config.cluster.v3.Cluster.MaglevLbConfig
+	8,  // 15: envoy.config.cluster.v3.Cluster.original_dst_lb_config:type_name -> envoy.config.cluster.v3.Cluster.OriginalDstLbConfig
+	9,  // 16: envoy.config.cluster.v3.Cluster.common_lb_config:type_name -> envoy.config.cluster.v3.Cluster.CommonLbConfig
+	18, // 17: envoy.config.cluster.v3.Cluster.transport_socket:type_name -> envoy.config.core.v3.TransportSocket
+	19, // 18: envoy.config.cluster.v3.Cluster.metadata:type_name -> envoy.config.core.v3.Metadata
+	20, // 19: envoy.config.cluster.v3.Cluster.filters:type_name -> envoy.config.cluster.v3.Filter
+	21, // 20: envoy.config.cluster.v3.Cluster.TransportSocketMatch.match:type_name -> google.protobuf.Struct
+	18, // 21: envoy.config.cluster.v3.Cluster.TransportSocketMatch.transport_socket:type_name -> envoy.config.core.v3.TransportSocket
+	22, // 22: envoy.config.cluster.v3.Cluster.CustomClusterType.typed_config:type_name -> google.protobuf.Any
+	23, // 23: envoy.config.cluster.v3.Cluster.EdsClusterConfig.eds_config:type_name -> envoy.config.core.v3.ConfigSource
+	24, // 24: envoy.config.cluster.v3.Cluster.RingHashLbConfig.minimum_ring_size:type_name -> google.protobuf.UInt64Value
+	24, // 25: envoy.config.cluster.v3.Cluster.RingHashLbConfig.maximum_ring_size:type_name -> google.protobuf.UInt64Value
+	24, // 26: envoy.config.cluster.v3.Cluster.MaglevLbConfig.table_size:type_name -> google.protobuf.UInt64Value
+	25, // 27: envoy.config.cluster.v3.Cluster.CommonLbConfig.healthy_panic_threshold:type_name -> envoy.type.v3.Percent
+	22, // 28: envoy.config.cluster.v3.Cluster.TypedExtensionProtocolOptionsEntry.value:type_name -> google.protobuf.Any
+	29, // [29:29] is the sub-list for method output_type
+	29, // [29:29] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_envoy_config_cluster_v3_cluster_proto_init() }
@@ -981,7 +921,7 @@ func file_envoy_config_cluster_v3_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			FileRegistry:  xdsapi.Files,
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_envoy_config_cluster_v3_cluster_proto_rawDesc), len(file_envoy_config_cluster_v3_cluster_proto_rawDesc)),
-			NumEnums:      3,
+			NumEnums:      2,
 			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,

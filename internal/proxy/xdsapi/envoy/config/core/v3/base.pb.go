@@ -111,51 +111,7 @@ func (x HeaderValueOption_HeaderAppendAction) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use HeaderValueOption_HeaderAppendAction.Descriptor instead.
 func (HeaderValueOption_HeaderAppendAction) EnumDescriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{7, 0}
-}
-
-type Locality struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Zone          string                 `protobuf:"bytes,2,opt,name=zone,proto3" json:"zone,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *Locality) Reset() {
-	*x = Locality{}
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[0]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *Locality) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*Locality) ProtoMessage() {}
-
-func (x *Locality) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[0]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use Locality.ProtoReflect.Descriptor instead.
-func (*Locality) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{0}
-}
-
-func (x *Locality) GetZone() string {
-	if x != nil {
-		return x.Zone
-	}
-	return ""
+	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{6, 0}
 }
 
 type BuildVersion struct {
@@ -168,7 +124,7 @@ type BuildVersion struct {
 
 func (x *BuildVersion) Reset() {
 	*x = BuildVersion{}
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[1]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -180,7 +136,7 @@ func (x *BuildVersion) String() string {
 func (*BuildVersion) ProtoMessage() {}
 
 func (x *BuildVersion) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[1]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -193,7 +149,7 @@ func (x *BuildVersion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BuildVersion.ProtoReflect.Descriptor instead.
 func (*BuildVersion) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{1}
+	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{0}
 }
 
 func (x *BuildVersion) GetVersion() *v3.SemanticVersion {
@@ -221,7 +177,7 @@ type Extension struct {
 
 func (x *Extension) Reset() {
 	*x = Extension{}
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[2]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -233,7 +189,7 @@ func (x *Extension) String() string {
 func (*Extension) ProtoMessage() {}
 
 func (x *Extension) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[2]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -246,7 +202,7 @@ func (x *Extension) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Extension.ProtoReflect.Descriptor instead.
 func (*Extension) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{2}
+	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *Extension) GetName() string {
@@ -275,7 +231,6 @@ type Node struct {
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	Cluster       string                 `protobuf:"bytes,2,opt,name=cluster,proto3" json:"cluster,omitempty"`
 	Metadata      *structpb.Struct       `protobuf:"bytes,3,opt,name=metadata,proto3" json:"metadata,omitempty"`
-	Locality      *Locality              `protobuf:"bytes,4,opt,name=locality,proto3" json:"locality,omitempty"`
 	UserAgentName string                 `protobuf:"bytes,6,opt,name=user_agent_name,json=userAgentName,proto3" json:"user_agent_name,omitempty"`
 	Extensions    []*Extension           `protobuf:"bytes,9,rep,name=extensions,proto3" json:"extensions,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -284,7 +239,7 @@ type Node struct {
 
 func (x *Node) Reset() {
 	*x = Node{}
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[3]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -296,7 +251,7 @@ func (x *Node) String() string {
 func (*Node) ProtoMessage() {}
 
 func (x *Node) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[3]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -309,7 +264,7 @@ func (x *Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Node.ProtoReflect.Descriptor instead.
 func (*Node) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{3}
+	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Node) GetId() string {
@@ -329,13 +284,6 @@ func (x *Node) GetCluster() string {
 func (x *Node) GetMetadata() *structpb.Struct {
 	if x != nil {
 		return x.Metadata
-	}
-	return nil
-}
-
-func (x *Node) GetLocality() *Locality {
-	if x != nil {
-		return x.Locality
 	}
 	return nil
 }
@@ -362,7 +310,7 @@ type Metadata struct {
 
 func (x *Metadata) Reset() {
 	*x = Metadata{}
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[4]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -374,7 +322,7 @@ func (x *Metadata) String() string {
 func (*Metadata) ProtoMessage() {}
 
 func (x *Metadata) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[4]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -387,7 +335,7 @@ func (x *Metadata) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Metadata.ProtoReflect.Descriptor instead.
 func (*Metadata) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{4}
+	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{3}
 }
 
 type QueryParameter struct {
@@ -400,7 +348,7 @@ type QueryParameter struct {
 
 func (x *QueryParameter) Reset() {
 	*x = QueryParameter{}
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[5]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -412,7 +360,7 @@ func (x *QueryParameter) String() string {
 func (*QueryParameter) ProtoMessage() {}
 
 func (x *QueryParameter) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[5]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -425,7 +373,7 @@ func (x *QueryParameter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryParameter.ProtoReflect.Descriptor instead.
 func (*QueryParameter) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{5}
+	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *QueryParameter) GetKey() string {
@@ -453,7 +401,7 @@ type HeaderValue struct {
 
 func (x *HeaderValue) Reset() {
 	*x = HeaderValue{}
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[6]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -465,7 +413,7 @@ func (x *HeaderValue) String() string {
 func (*HeaderValue) ProtoMessage() {}
 
 func (x *HeaderValue) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[6]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -478,7 +426,7 @@ func (x *HeaderValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeaderValue.ProtoReflect.Descriptor instead.
 func (*HeaderValue) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{6}
+	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *HeaderValue) GetKey() string {
@@ -514,7 +462,7 @@ type HeaderValueOption struct {
 
 func (x *HeaderValueOption) Reset() {
 	*x = HeaderValueOption{}
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[7]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -526,7 +474,7 @@ func (x *HeaderValueOption) String() string {
 func (*HeaderValueOption) ProtoMessage() {}
 
 func (x *HeaderValueOption) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[7]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -539,7 +487,7 @@ func (x *HeaderValueOption) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeaderValueOption.ProtoReflect.Descriptor instead.
 func (*HeaderValueOption) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{7}
+	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *HeaderValueOption) GetHeader() *HeaderValue {
@@ -574,7 +522,6 @@ type DataSource struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Specifier:
 	//
-	//	*DataSource_Filename
 	//	*DataSource_InlineBytes
 	//	*DataSource_InlineString
 	Specifier     isDataSource_Specifier `protobuf_oneof:"specifier"`
@@ -584,7 +531,7 @@ type DataSource struct {
 
 func (x *DataSource) Reset() {
 	*x = DataSource{}
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[8]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -596,7 +543,7 @@ func (x *DataSource) String() string {
 func (*DataSource) ProtoMessage() {}
 
 func (x *DataSource) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[8]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -609,7 +556,7 @@ func (x *DataSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataSource.ProtoReflect.Descriptor instead.
 func (*DataSource) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{8}
+	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DataSource) GetSpecifier() isDataSource_Specifier {
@@ -617,15 +564,6 @@ func (x *DataSource) GetSpecifier() isDataSource_Specifier {
 		return x.Specifier
 	}
 	return nil
-}
-
-func (x *DataSource) GetFilename() string {
-	if x != nil {
-		if x, ok := x.Specifier.(*DataSource_Filename); ok {
-			return x.Filename
-		}
-	}
-	return ""
 }
 
 func (x *DataSource) GetInlineBytes() []byte {
@@ -650,10 +588,6 @@ type isDataSource_Specifier interface {
 	isDataSource_Specifier()
 }
 
-type DataSource_Filename struct {
-	Filename string `protobuf:"bytes,1,opt,name=filename,proto3,oneof"`
-}
-
 type DataSource_InlineBytes struct {
 	InlineBytes []byte `protobuf:"bytes,2,opt,name=inline_bytes,json=inlineBytes,proto3,oneof"`
 }
@@ -661,8 +595,6 @@ type DataSource_InlineBytes struct {
 type DataSource_InlineString struct {
 	InlineString string `protobuf:"bytes,3,opt,name=inline_string,json=inlineString,proto3,oneof"`
 }
-
-func (*DataSource_Filename) isDataSource_Specifier() {}
 
 func (*DataSource_InlineBytes) isDataSource_Specifier() {}
 
@@ -682,7 +614,7 @@ type RetryPolicy struct {
 
 func (x *RetryPolicy) Reset() {
 	*x = RetryPolicy{}
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[9]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -694,7 +626,7 @@ func (x *RetryPolicy) String() string {
 func (*RetryPolicy) ProtoMessage() {}
 
 func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[9]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -707,7 +639,7 @@ func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryPolicy.ProtoReflect.Descriptor instead.
 func (*RetryPolicy) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{9}
+	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RetryPolicy) GetRetryBackOff() *BackoffStrategy {
@@ -765,7 +697,7 @@ type TransportSocket struct {
 
 func (x *TransportSocket) Reset() {
 	*x = TransportSocket{}
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[10]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -777,7 +709,7 @@ func (x *TransportSocket) String() string {
 func (*TransportSocket) ProtoMessage() {}
 
 func (x *TransportSocket) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[10]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -790,7 +722,7 @@ func (x *TransportSocket) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransportSocket.ProtoReflect.Descriptor instead.
 func (*TransportSocket) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{10}
+	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *TransportSocket) GetName() string {
@@ -836,7 +768,7 @@ type RuntimeFractionalPercent struct {
 
 func (x *RuntimeFractionalPercent) Reset() {
 	*x = RuntimeFractionalPercent{}
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[11]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -848,7 +780,7 @@ func (x *RuntimeFractionalPercent) String() string {
 func (*RuntimeFractionalPercent) ProtoMessage() {}
 
 func (x *RuntimeFractionalPercent) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[11]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -861,7 +793,7 @@ func (x *RuntimeFractionalPercent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RuntimeFractionalPercent.ProtoReflect.Descriptor instead.
 func (*RuntimeFractionalPercent) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{11}
+	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RuntimeFractionalPercent) GetDefaultValue() *v3.FractionalPercent {
@@ -891,7 +823,7 @@ type RetryPolicy_RetryPriority struct {
 
 func (x *RetryPolicy_RetryPriority) Reset() {
 	*x = RetryPolicy_RetryPriority{}
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[12]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -903,7 +835,7 @@ func (x *RetryPolicy_RetryPriority) String() string {
 func (*RetryPolicy_RetryPriority) ProtoMessage() {}
 
 func (x *RetryPolicy_RetryPriority) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[12]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -916,7 +848,7 @@ func (x *RetryPolicy_RetryPriority) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryPolicy_RetryPriority.ProtoReflect.Descriptor instead.
 func (*RetryPolicy_RetryPriority) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{9, 0}
+	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{8, 0}
 }
 
 func (x *RetryPolicy_RetryPriority) GetName() string {
@@ -965,7 +897,7 @@ type RetryPolicy_RetryHostPredicate struct {
 
 func (x *RetryPolicy_RetryHostPredicate) Reset() {
 	*x = RetryPolicy_RetryHostPredicate{}
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[13]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -977,7 +909,7 @@ func (x *RetryPolicy_RetryHostPredicate) String() string {
 func (*RetryPolicy_RetryHostPredicate) ProtoMessage() {}
 
 func (x *RetryPolicy_RetryHostPredicate) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[13]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -990,7 +922,7 @@ func (x *RetryPolicy_RetryHostPredicate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryPolicy_RetryHostPredicate.ProtoReflect.Descriptor instead.
 func (*RetryPolicy_RetryHostPredicate) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{9, 1}
+	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{8, 1}
 }
 
 func (x *RetryPolicy_RetryHostPredicate) GetName() string {
@@ -1030,21 +962,18 @@ var File_envoy_config_core_v3_base_proto protoreflect.FileDescriptor
 
 const file_envoy_config_core_v3_base_proto_rawDesc = "" +
 	"\n" +
-	"\x1fenvoy/config/core/v3/base.proto\x12\x14envoy.config.core.v3\x1a\"envoy/config/core/v3/address.proto\x1a\"envoy/config/core/v3/backoff.proto\x1a\x1benvoy/type/v3/percent.proto\x1a$envoy/type/v3/semantic_version.proto\x1a\x19google/protobuf/any.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1egoogle/protobuf/wrappers.proto\"\x1e\n" +
-	"\bLocality\x12\x12\n" +
-	"\x04zone\x18\x02 \x01(\tR\x04zone\"}\n" +
+	"\x1fenvoy/config/core/v3/base.proto\x12\x14envoy.config.core.v3\x1a\"envoy/config/core/v3/address.proto\x1a\"envoy/config/core/v3/backoff.proto\x1a\x1benvoy/type/v3/percent.proto\x1a$envoy/type/v3/semantic_version.proto\x1a\x19google/protobuf/any.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1egoogle/protobuf/wrappers.proto\"}\n" +
 	"\fBuildVersion\x128\n" +
 	"\aversion\x18\x01 \x01(\v2\x1e.envoy.type.v3.SemanticVersionR\aversion\x123\n" +
 	"\bmetadata\x18\x02 \x01(\v2\x17.google.protobuf.StructR\bmetadata\"y\n" +
 	"\tExtension\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12<\n" +
 	"\aversion\x18\x04 \x01(\v2\".envoy.config.core.v3.BuildVersionR\aversion\x12\x1a\n" +
-	"\bdisabled\x18\x05 \x01(\bR\bdisabled\"\x8a\x02\n" +
+	"\bdisabled\x18\x05 \x01(\bR\bdisabled\"\xce\x01\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\acluster\x18\x02 \x01(\tR\acluster\x123\n" +
-	"\bmetadata\x18\x03 \x01(\v2\x17.google.protobuf.StructR\bmetadata\x12:\n" +
-	"\blocality\x18\x04 \x01(\v2\x1e.envoy.config.core.v3.LocalityR\blocality\x12&\n" +
+	"\bmetadata\x18\x03 \x01(\v2\x17.google.protobuf.StructR\bmetadata\x12&\n" +
 	"\x0fuser_agent_name\x18\x06 \x01(\tR\ruserAgentName\x12?\n" +
 	"\n" +
 	"extensions\x18\t \x03(\v2\x1f.envoy.config.core.v3.ExtensionR\n" +
@@ -1067,10 +996,9 @@ const file_envoy_config_core_v3_base_proto_rawDesc = "" +
 	"\x17APPEND_IF_EXISTS_OR_ADD\x10\x00\x12\x11\n" +
 	"\rADD_IF_ABSENT\x10\x01\x12\x1e\n" +
 	"\x1aOVERWRITE_IF_EXISTS_OR_ADD\x10\x02\x12\x17\n" +
-	"\x13OVERWRITE_IF_EXISTS\x10\x03\"\x83\x01\n" +
+	"\x13OVERWRITE_IF_EXISTS\x10\x03\"e\n" +
 	"\n" +
-	"DataSource\x12\x1c\n" +
-	"\bfilename\x18\x01 \x01(\tH\x00R\bfilename\x12#\n" +
+	"DataSource\x12#\n" +
 	"\finline_bytes\x18\x02 \x01(\fH\x00R\vinlineBytes\x12%\n" +
 	"\rinline_string\x18\x03 \x01(\tH\x00R\finlineStringB\v\n" +
 	"\tspecifier\"\xa1\x05\n" +
@@ -1115,55 +1043,53 @@ func file_envoy_config_core_v3_base_proto_rawDescGZIP() []byte {
 }
 
 var file_envoy_config_core_v3_base_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_envoy_config_core_v3_base_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_envoy_config_core_v3_base_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_envoy_config_core_v3_base_proto_goTypes = []any{
 	(RoutingPriority)(0),                      // 0: envoy.config.core.v3.RoutingPriority
 	(HeaderValueOption_HeaderAppendAction)(0), // 1: envoy.config.core.v3.HeaderValueOption.HeaderAppendAction
-	(*Locality)(nil),                          // 2: envoy.config.core.v3.Locality
-	(*BuildVersion)(nil),                      // 3: envoy.config.core.v3.BuildVersion
-	(*Extension)(nil),                         // 4: envoy.config.core.v3.Extension
-	(*Node)(nil),                              // 5: envoy.config.core.v3.Node
-	(*Metadata)(nil),                          // 6: envoy.config.core.v3.Metadata
-	(*QueryParameter)(nil),                    // 7: envoy.config.core.v3.QueryParameter
-	(*HeaderValue)(nil),                       // 8: envoy.config.core.v3.HeaderValue
-	(*HeaderValueOption)(nil),                 // 9: envoy.config.core.v3.HeaderValueOption
-	(*DataSource)(nil),                        // 10: envoy.config.core.v3.DataSource
-	(*RetryPolicy)(nil),                       // 11: envoy.config.core.v3.RetryPolicy
-	(*TransportSocket)(nil),                   // 12: envoy.config.core.v3.TransportSocket
-	(*RuntimeFractionalPercent)(nil),          // 13: envoy.config.core.v3.RuntimeFractionalPercent
-	(*RetryPolicy_RetryPriority)(nil),         // 14: envoy.config.core.v3.RetryPolicy.RetryPriority
-	(*RetryPolicy_RetryHostPredicate)(nil),    // 15: envoy.config.core.v3.RetryPolicy.RetryHostPredicate
-	(*v3.SemanticVersion)(nil),                // 16: envoy.type.v3.SemanticVersion
-	(*structpb.Struct)(nil),                   // 17: google.protobuf.Struct
-	(*wrapperspb.BoolValue)(nil),              // 18: google.protobuf.BoolValue
-	(*BackoffStrategy)(nil),                   // 19: envoy.config.core.v3.BackoffStrategy
-	(*wrapperspb.UInt32Value)(nil),            // 20: google.protobuf.UInt32Value
-	(*anypb.Any)(nil),                         // 21: google.protobuf.Any
-	(*v3.FractionalPercent)(nil),              // 22: envoy.type.v3.FractionalPercent
+	(*BuildVersion)(nil),                      // 2: envoy.config.core.v3.BuildVersion
+	(*Extension)(nil),                         // 3: envoy.config.core.v3.Extension
+	(*Node)(nil),                              // 4: envoy.config.core.v3.Node
+	(*Metadata)(nil),                          // 5: envoy.config.core.v3.Metadata
+	(*QueryParameter)(nil),                    // 6: envoy.config.core.v3.QueryParameter
+	(*HeaderValue)(nil),                       // 7: envoy.config.core.v3.HeaderValue
+	(*HeaderValueOption)(nil),                 // 8: envoy.config.core.v3.HeaderValueOption
+	(*DataSource)(nil),                        // 9: envoy.config.core.v3.DataSource
+	(*RetryPolicy)(nil),                       // 10: envoy.config.core.v3.RetryPolicy
+	(*TransportSocket)(nil),                   // 11: envoy.config.core.v3.TransportSocket
+	(*RuntimeFractionalPercent)(nil),          // 12: envoy.config.core.v3.RuntimeFractionalPercent
+	(*RetryPolicy_RetryPriority)(nil),         // 13: envoy.config.core.v3.RetryPolicy.RetryPriority
+	(*RetryPolicy_RetryHostPredicate)(nil),    // 14: envoy.config.core.v3.RetryPolicy.RetryHostPredicate
+	(*v3.SemanticVersion)(nil),                // 15: envoy.type.v3.SemanticVersion
+	(*structpb.Struct)(nil),                   // 16: google.protobuf.Struct
+	(*wrapperspb.BoolValue)(nil),              // 17: google.protobuf.BoolValue
+	(*BackoffStrategy)(nil),                   // 18: envoy.config.core.v3.BackoffStrategy
+	(*wrapperspb.UInt32Value)(nil),            // 19: google.protobuf.UInt32Value
+	(*anypb.Any)(nil),                         // 20: google.protobuf.Any
+	(*v3.FractionalPercent)(nil),              // 21: envoy.type.v3.FractionalPercent
 }
 var file_envoy_config_core_v3_base_proto_depIdxs = []int32{
-	16, // 0: envoy.config.core.v3.BuildVersion.version:type_name -> envoy.type.v3.SemanticVersion
-	17, // 1: envoy.config.core.v3.BuildVersion.metadata:type_name -> google.protobuf.Struct
-	3,  // 2: envoy.config.core.v3.Extension.version:type_name -> envoy.config.core.v3.BuildVersion
-	17, // 3: envoy.config.core.v3.Node.metadata:type_name -> google.protobuf.Struct
-	2,  // 4: envoy.config.core.v3.Node.locality:type_name -> envoy.config.core.v3.Locality
-	4,  // 5: envoy.config.core.v3.Node.extensions:type_name -> envoy.config.core.v3.Extension
-	8,  // 6: envoy.config.core.v3.HeaderValueOption.header:type_name -> envoy.config.core.v3.HeaderValue
-	18, // 7: envoy.config.core.v3.HeaderValueOption.append:type_name -> google.protobuf.BoolValue
-	1,  // 8: envoy.config.core.v3.HeaderValueOption.append_action:type_name -> envoy.config.core.v3.HeaderValueOption.HeaderAppendAction
-	19, // 9: envoy.config.core.v3.RetryPolicy.retry_back_off:type_name -> envoy.config.core.v3.BackoffStrategy
-	20, // 10: envoy.config.core.v3.RetryPolicy.num_retries:type_name -> google.protobuf.UInt32Value
-	14, // 11: envoy.config.core.v3.RetryPolicy.retry_priority:type_name -> envoy.config.core.v3.RetryPolicy.RetryPriority
-	15, // 12: envoy.config.core.v3.RetryPolicy.retry_host_predicate:type_name -> envoy.config.core.v3.RetryPolicy.RetryHostPredicate
-	21, // 13: envoy.config.core.v3.TransportSocket.typed_config:type_name -> google.protobuf.Any
-	22, // 14: envoy.config.core.v3.RuntimeFractionalPercent.default_value:type_name -> envoy.type.v3.FractionalPercent
-	21, // 15: envoy.config.core.v3.RetryPolicy.RetryPriority.typed_config:type_name -> google.protobuf.Any
-	21, // 16: envoy.config.core.v3.RetryPolicy.RetryHostPredicate.typed_config:type_name -> google.protobuf.Any
-	17, // [17:17] is the sub-list for method output_type
-	17, // [17:17] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	15, // 0: envoy.config.core.v3.BuildVersion.version:type_name -> envoy.type.v3.SemanticVersion
+	16, // 1: envoy.config.core.v3.BuildVersion.metadata:type_name -> google.protobuf.Struct
+	2,  // 2: envoy.config.core.v3.Extension.version:type_name -> envoy.config.core.v3.BuildVersion
+	16, // 3: envoy.config.core.v3.Node.metadata:type_name -> google.protobuf.Struct
+	3,  // 4: envoy.config.core.v3.Node.extensions:type_name -> envoy.config.core.v3.Extension
+	7,  // 5: envoy.config.core.v3.HeaderValueOption.header:type_name -> envoy.config.core.v3.HeaderValue
+	17, // 6: envoy.config.core.v3.HeaderValueOption.append:type_name -> google.protobuf.BoolValue
+	1,  // 7: envoy.config.core.v3.HeaderValueOption.append_action:type_name -> envoy.config.core.v3.HeaderValueOption.HeaderAppendAction
+	18, // 8: envoy.config.core.v3.RetryPolicy.retry_back_off:type_name -> envoy.config.core.v3.BackoffStrategy
+	19, // 9: envoy.config.core.v3.RetryPolicy.num_retries:type_name -> google.protobuf.UInt32Value
+	13, // 10: envoy.config.core.v3.RetryPolicy.retry_priority:type_name -> envoy.config.core.v3.RetryPolicy.RetryPriority
+	14, // 11: envoy.config.core.v3.RetryPolicy.retry_host_predicate:type_name -> envoy.config.core.v3.RetryPolicy.RetryHostPredicate
+	20, // 12: envoy.config.core.v3.TransportSocket.typed_config:type_name -> google.protobuf.Any
+	21, // 13: envoy.config.core.v3.RuntimeFractionalPercent.default_value:type_name -> envoy.type.v3.FractionalPercent
+	20, // 14: envoy.config.core.v3.RetryPolicy.RetryPriority.typed_config:type_name -> google.protobuf.Any
+	20, // 15: envoy.config.core.v3.RetryPolicy.RetryHostPredicate.typed_config:type_name -> google.protobuf.Any
+	16, // [16:16] is the sub-list for method output_type
+	16, // [16:16] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_envoy_config_core_v3_base_proto_init() }
@@ -1173,18 +1099,17 @@ func file_envoy_config_core_v3_base_proto_init() {
 	}
 	file_envoy_config_core_v3_address_proto_init()
 	file_envoy_config_core_v3_backoff_proto_init()
-	file_envoy_config_core_v3_base_proto_msgTypes[8].OneofWrappers = []any{
-		(*DataSource_Filename)(nil),
+	file_envoy_config_core_v3_base_proto_msgTypes[7].OneofWrappers = []any{
 		(*DataSource_InlineBytes)(nil),
 		(*DataSource_InlineString)(nil),
 	}
-	file_envoy_config_core_v3_base_proto_msgTypes[10].OneofWrappers = []any{
+	file_envoy_config_core_v3_base_proto_msgTypes[9].OneofWrappers = []any{
 		(*TransportSocket_TypedConfig)(nil),
 	}
-	file_envoy_config_core_v3_base_proto_msgTypes[12].OneofWrappers = []any{
+	file_envoy_config_core_v3_base_proto_msgTypes[11].OneofWrappers = []any{
 		(*RetryPolicy_RetryPriority_TypedConfig)(nil),
 	}
-	file_envoy_config_core_v3_base_proto_msgTypes[13].OneofWrappers = []any{
+	file_envoy_config_core_v3_base_proto_msgTypes[12].OneofWrappers = []any{
 		(*RetryPolicy_RetryHostPredicate_TypedConfig)(nil),
 	}
 	type x struct{}
@@ -1194,7 +1119,7 @@ func file_envoy_config_core_v3_base_proto_init() {
 			FileRegistry:  xdsapi.Files,
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_envoy_config_core_v3_base_proto_rawDesc), len(file_envoy_config_core_v3_base_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   14,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

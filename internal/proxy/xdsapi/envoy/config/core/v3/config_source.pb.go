@@ -51,49 +51,12 @@ func (*AggregatedConfigSource) Descriptor() ([]byte, []int) {
 	return file_envoy_config_core_v3_config_source_proto_rawDescGZIP(), []int{0}
 }
 
-type SelfConfigSource struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *SelfConfigSource) Reset() {
-	*x = SelfConfigSource{}
-	mi := &file_envoy_config_core_v3_config_source_proto_msgTypes[1]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *SelfConfigSource) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*SelfConfigSource) ProtoMessage() {}
-
-func (x *SelfConfigSource) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_config_source_proto_msgTypes[1]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use SelfConfigSource.ProtoReflect.Descriptor instead.
-func (*SelfConfigSource) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_config_source_proto_rawDescGZIP(), []int{1}
-}
-
 type ConfigSource struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to ConfigSourceSpecifier:
 	//
 	//	*ConfigSource_Path
 	//	*ConfigSource_Ads
-	//	*ConfigSource_Self
 	ConfigSourceSpecifier isConfigSource_ConfigSourceSpecifier `protobuf_oneof:"config_source_specifier"`
 	unknownFields         protoimpl.UnknownFields
 	sizeCache             protoimpl.SizeCache
@@ -101,7 +64,7 @@ type ConfigSource struct {
 
 func (x *ConfigSource) Reset() {
 	*x = ConfigSource{}
-	mi := &file_envoy_config_core_v3_config_source_proto_msgTypes[2]
+	mi := &file_envoy_config_core_v3_config_source_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -113,7 +76,7 @@ func (x *ConfigSource) String() string {
 func (*ConfigSource) ProtoMessage() {}
 
 func (x *ConfigSource) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_config_source_proto_msgTypes[2]
+	mi := &file_envoy_config_core_v3_config_source_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -126,7 +89,7 @@ func (x *ConfigSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigSource.ProtoReflect.Descriptor instead.
 func (*ConfigSource) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_config_source_proto_rawDescGZIP(), []int{2}
+	return file_envoy_config_core_v3_config_source_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *ConfigSource) GetConfigSourceSpecifier() isConfigSource_ConfigSourceSpecifier {
@@ -154,15 +117,6 @@ func (x *ConfigSource) GetAds() *AggregatedConfigSource {
 	return nil
 }
 
-func (x *ConfigSource) GetSelf() *SelfConfigSource {
-	if x != nil {
-		if x, ok := x.ConfigSourceSpecifier.(*ConfigSource_Self); ok {
-			return x.Self
-		}
-	}
-	return nil
-}
-
 type isConfigSource_ConfigSourceSpecifier interface {
 	isConfigSource_ConfigSourceSpecifier()
 }
@@ -175,15 +129,9 @@ type ConfigSource_Ads struct {
 	Ads *AggregatedConfigSource `protobuf:"bytes,3,opt,name=ads,proto3,oneof"`
 }
 
-type ConfigSource_Self struct {
-	Self *SelfConfigSource `protobuf:"bytes,5,opt,name=self,proto3,oneof"`
-}
-
 func (*ConfigSource_Path) isConfigSource_ConfigSourceSpecifier() {}
 
 func (*ConfigSource_Ads) isConfigSource_ConfigSourceSpecifier() {}
-
-func (*ConfigSource_Self) isConfigSource_ConfigSourceSpecifier() {}
 
 type ExtensionConfigSource struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -194,7 +142,7 @@ type ExtensionConfigSource struct {
 
 func (x *ExtensionConfigSource) Reset() {
 	*x = ExtensionConfigSource{}
-	mi := &file_envoy_config_core_v3_config_source_proto_msgTypes[3]
+	mi := &file_envoy_config_core_v3_config_source_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -206,7 +154,7 @@ func (x *ExtensionConfigSource) String() string {
 func (*ExtensionConfigSource) ProtoMessage() {}
 
 func (x *ExtensionConfigSource) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_config_source_proto_msgTypes[3]
+	mi := &file_envoy_config_core_v3_config_source_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -219,7 +167,7 @@ func (x *ExtensionConfigSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtensionConfigSource.ProtoReflect.Descriptor instead.
 func (*ExtensionConfigSource) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_config_source_proto_rawDescGZIP(), []int{3}
+	return file_envoy_config_core_v3_config_source_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ExtensionConfigSource) GetConfigSource() *ConfigSource {
@@ -234,12 +182,10 @@ var File_envoy_config_core_v3_config_source_proto protoreflect.FileDescriptor
 const file_envoy_config_core_v3_config_source_proto_rawDesc = "" +
 	"\n" +
 	"(envoy/config/core/v3/config_source.proto\x12\x14envoy.config.core.v3\x1a\x1fenvoy/config/core/v3/base.proto\x1a$envoy/config/core/v3/extension.proto\x1a\x19google/protobuf/any.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1egoogle/protobuf/wrappers.proto\"\x18\n" +
-	"\x16AggregatedConfigSource\"\x12\n" +
-	"\x10SelfConfigSource\"\xbf\x01\n" +
+	"\x16AggregatedConfigSource\"\x81\x01\n" +
 	"\fConfigSource\x12\x14\n" +
 	"\x04path\x18\x01 \x01(\tH\x00R\x04path\x12@\n" +
-	"\x03ads\x18\x03 \x01(\v2,.envoy.config.core.v3.AggregatedConfigSourceH\x00R\x03ads\x12<\n" +
-	"\x04self\x18\x05 \x01(\v2&.envoy.config.core.v3.SelfConfigSourceH\x00R\x04selfB\x19\n" +
+	"\x03ads\x18\x03 \x01(\v2,.envoy.config.core.v3.AggregatedConfigSourceH\x00R\x03adsB\x19\n" +
 	"\x17config_source_specifier\"`\n" +
 	"\x15ExtensionConfigSource\x12G\n" +
 	"\rconfig_source\x18\x01 \x01(\v2\".envoy.config.core.v3.ConfigSourceR\fconfigSourceBLZJgithub.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/core/v3;corev3b\x06proto3"
@@ -256,22 +202,20 @@ func file_envoy_config_core_v3_config_source_proto_rawDescGZIP() []byte {
 	return file_envoy_config_core_v3_config_source_proto_rawDescData
 }
 
-var file_envoy_config_core_v3_config_source_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_envoy_config_core_v3_config_source_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_envoy_config_core_v3_config_source_proto_goTypes = []any{
 	(*AggregatedConfigSource)(nil), // 0: envoy.config.core.v3.AggregatedConfigSource
-	(*SelfConfigSource)(nil),       // 1: envoy.config.core.v3.SelfConfigSource
-	(*ConfigSource)(nil),           // 2: envoy.config.core.v3.ConfigSource
-	(*ExtensionConfigSource)(nil),  // 3: envoy.config.core.v3.ExtensionConfigSource
+	(*ConfigSource)(nil),           // 1: envoy.config.core.v3.ConfigSource
+	(*ExtensionConfigSource)(nil),  // 2: envoy.config.core.v3.ExtensionConfigSource
 }
 var file_envoy_config_core_v3_config_source_proto_depIdxs = []int32{
 	0, // 0: envoy.config.core.v3.ConfigSource.ads:type_name -> envoy.config.core.v3.AggregatedConfigSource
-	1, // 1: envoy.config.core.v3.ConfigSource.self:type_name -> envoy.config.core.v3.SelfConfigSource
-	2, // 2: envoy.config.core.v3.ExtensionConfigSource.config_source:type_name -> envoy.config.core.v3.ConfigSource
-	3, // [3:3] is the sub-list for method output_type
-	3, // [3:3] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	1, // 1: envoy.config.core.v3.ExtensionConfigSource.config_source:type_name -> envoy.config.core.v3.ConfigSource
+	2, // [2:2] is the sub-list for method output_type
+	2, // [2:2] is the sub-list for method input_type
+	2, // [2:2] is the sub-list for extension type_name
+	2, // [2:2] is the sub-list for extension extendee
+	0, // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_envoy_config_core_v3_config_source_proto_init() }
@@ -281,10 +225,9 @@ func file_envoy_config_core_v3_config_source_proto_init() {
 	}
 	file_envoy_config_core_v3_base_proto_init()
 	file_envoy_config_core_v3_extension_proto_init()
-	file_envoy_config_core_v3_config_source_proto_msgTypes[2].OneofWrappers = []any{
+	file_envoy_config_core_v3_config_source_proto_msgTypes[1].OneofWrappers = []any{
 		(*ConfigSource_Path)(nil),
 		(*ConfigSource_Ads)(nil),
-		(*ConfigSource_Self)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -293,7 +236,7 @@ func file_envoy_config_core_v3_config_source_proto_init() {
 			FileRegistry:  xdsapi.Files,
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_envoy_config_core_v3_config_source_proto_rawDesc), len(file_envoy_config_core_v3_config_source_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -73,7 +73,6 @@ type Listener struct {
 	ListenerFilters                  []*ListenerFilter      `protobuf:"bytes,9,rep,name=listener_filters,json=listenerFilters,proto3" json:"listener_filters,omitempty"`
 	ListenerFiltersTimeout           *durationpb.Duration   `protobuf:"bytes,15,opt,name=listener_filters_timeout,json=listenerFiltersTimeout,proto3" json:"listener_filters_timeout,omitempty"`
 	ContinueOnListenerFiltersTimeout bool                   `protobuf:"varint,17,opt,name=continue_on_listener_filters_timeout,json=continueOnListenerFiltersTimeout,proto3" json:"continue_on_listener_filters_timeout,omitempty"`
-	Transparent                      *wrapperspb.BoolValue  `protobuf:"bytes,10,opt,name=transparent,proto3" json:"transparent,omitempty"`
 	BindToPort                       *wrapperspb.BoolValue  `protobuf:"bytes,26,opt,name=bind_to_port,json=bindToPort,proto3" json:"bind_to_port,omitempty"`
 	unknownFields                    protoimpl.UnknownFields
 	sizeCache                        protoimpl.SizeCache
@@ -186,13 +185,6 @@ func (x *Listener) GetContinueOnListenerFiltersTimeout() bool {
 	return false
 }
 
-func (x *Listener) GetTransparent() *wrapperspb.BoolValue {
-	if x != nil {
-		return x.Transparent
-	}
-	return nil
-}
-
 func (x *Listener) GetBindToPort() *wrapperspb.BoolValue {
 	if x != nil {
 		return x.BindToPort
@@ -206,7 +198,7 @@ const file_envoy_config_listener_v3_listener_proto_rawDesc = "" +
 	"\n" +
 	"'envoy/config/listener/v3/listener.proto\x12\x18envoy.config.listener.v3\x1a\"envoy/config/core/v3/address.proto\x1a\x1fenvoy/config/core/v3/base.proto\x1a(envoy/config/core/v3/config_source.proto\x1a$envoy/config/core/v3/extension.proto\x1a2envoy/config/listener/v3/listener_components.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1egoogle/protobuf/wrappers.proto\x1a!xds/type/matcher/v3/matcher.proto\"L\n" +
 	"\x11AdditionalAddress\x127\n" +
-	"\aaddress\x18\x01 \x01(\v2\x1d.envoy.config.core.v3.AddressR\aaddress\"\xf5\x06\n" +
+	"\aaddress\x18\x01 \x01(\v2\x1d.envoy.config.core.v3.AddressR\aaddress\"\xb7\x06\n" +
 	"\bListener\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x127\n" +
 	"\aaddress\x18\x02 \x01(\v2\x1d.envoy.config.core.v3.AddressR\aaddress\x12^\n" +
@@ -220,8 +212,6 @@ const file_envoy_config_listener_v3_listener_proto_rawDesc = "" +
 	"\x10listener_filters\x18\t \x03(\v2(.envoy.config.listener.v3.ListenerFilterR\x0flistenerFilters\x12S\n" +
 	"\x18listener_filters_timeout\x18\x0f \x01(\v2\x19.google.protobuf.DurationR\x16listenerFiltersTimeout\x12N\n" +
 	"$continue_on_listener_filters_timeout\x18\x11 \x01(\bR continueOnListenerFiltersTimeout\x12<\n" +
-	"\vtransparent\x18\n" +
-	" \x01(\v2\x1a.google.protobuf.BoolValueR\vtransparent\x12<\n" +
 	"\fbind_to_port\x18\x1a \x01(\v2\x1a.google.protobuf.BoolValueR\n" +
 	"bindToPortBTZRgithub.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/listener/v3;listenerv3b\x06proto3"
 
@@ -258,13 +248,12 @@ var file_envoy_config_listener_v3_listener_proto_depIdxs = []int32{
 	5,  // 6: envoy.config.listener.v3.Listener.metadata:type_name -> envoy.config.core.v3.Metadata
 	6,  // 7: envoy.config.listener.v3.Listener.listener_filters:type_name -> envoy.config.listener.v3.ListenerFilter
 	7,  // 8: envoy.config.listener.v3.Listener.listener_filters_timeout:type_name -> google.protobuf.Duration
-	4,  // 9: envoy.config.listener.v3.Listener.transparent:type_name -> google.protobuf.BoolValue
-	4,  // 10: envoy.config.listener.v3.Listener.bind_to_port:type_name -> google.protobuf.BoolValue
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	4,  // 9: envoy.config.listener.v3.Listener.bind_to_port:type_name -> google.protobuf.BoolValue
+	10, // [10:10] is the sub-list for method output_type
+	10, // [10:10] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_envoy_config_listener_v3_listener_proto_init() }

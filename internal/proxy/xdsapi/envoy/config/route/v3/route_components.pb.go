@@ -337,13 +337,11 @@ type Route struct {
 	//	*Route_NonForwardingAction
 	Action                  isRoute_Action           `protobuf_oneof:"action"`
 	Metadata                *v31.Metadata            `protobuf:"bytes,4,opt,name=metadata,proto3" json:"metadata,omitempty"`
-	Decorator               *Decorator               `protobuf:"bytes,5,opt,name=decorator,proto3" json:"decorator,omitempty"`
 	TypedPerFilterConfig    map[string]*anypb.Any    `protobuf:"bytes,13,rep,name=typed_per_filter_config,json=typedPerFilterConfig,proto3" json:"typed_per_filter_config,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	RequestHeadersToAdd     []*v31.HeaderValueOption `protobuf:"bytes,9,rep,name=request_headers_to_add,json=requestHeadersToAdd,proto3" json:"request_headers_to_add,omitempty"`
 	RequestHeadersToRemove  []string                 `protobuf:"bytes,12,rep,name=request_headers_to_remove,json=requestHeadersToRemove,proto3" json:"request_headers_to_remove,omitempty"`
 	ResponseHeadersToAdd    []*v31.HeaderValueOption `protobuf:"bytes,10,rep,name=response_headers_to_add,json=responseHeadersToAdd,proto3" json:"response_headers_to_add,omitempty"`
 	ResponseHeadersToRemove []string                 `protobuf:"bytes,11,rep,name=response_headers_to_remove,json=responseHeadersToRemove,proto3" json:"response_headers_to_remove,omitempty"`
-	Tracing                 *Tracing                 `protobuf:"bytes,15,opt,name=tracing,proto3" json:"tracing,omitempty"`
 	StatPrefix              string                   `protobuf:"bytes,19,opt,name=stat_prefix,json=statPrefix,proto3" json:"stat_prefix,omitempty"`
 	unknownFields           protoimpl.UnknownFields
 	sizeCache               protoimpl.SizeCache
@@ -452,13 +450,6 @@ func (x *Route) GetMetadata() *v31.Metadata {
 	return nil
 }
 
-func (x *Route) GetDecorator() *Decorator {
-	if x != nil {
-		return x.Decorator
-	}
-	return nil
-}
-
 func (x *Route) GetTypedPerFilterConfig() map[string]*anypb.Any {
 	if x != nil {
 		return x.TypedPerFilterConfig
@@ -490,13 +481,6 @@ func (x *Route) GetResponseHeadersToAdd() []*v31.HeaderValueOption {
 func (x *Route) GetResponseHeadersToRemove() []string {
 	if x != nil {
 		return x.ResponseHeadersToRemove
-	}
-	return nil
-}
-
-func (x *Route) GetTracing() *Tracing {
-	if x != nil {
-		return x.Tracing
 	}
 	return nil
 }
@@ -548,7 +532,6 @@ type WeightedCluster struct {
 	// Types that are valid to be assigned to RandomValueSpecifier:
 	//
 	//	*WeightedCluster_HeaderName
-	//	*WeightedCluster_UseHashPolicy
 	RandomValueSpecifier isWeightedCluster_RandomValueSpecifier `protobuf_oneof:"random_value_specifier"`
 	unknownFields        protoimpl.UnknownFields
 	sizeCache            protoimpl.SizeCache
@@ -607,15 +590,6 @@ func (x *WeightedCluster) GetHeaderName() string {
 	return ""
 }
 
-func (x *WeightedCluster) GetUseHashPolicy() *wrapperspb.BoolValue {
-	if x != nil {
-		if x, ok := x.RandomValueSpecifier.(*WeightedCluster_UseHashPolicy); ok {
-			return x.UseHashPolicy
-		}
-	}
-	return nil
-}
-
 type isWeightedCluster_RandomValueSpecifier interface {
 	isWeightedCluster_RandomValueSpecifier()
 }
@@ -624,18 +598,11 @@ type WeightedCluster_HeaderName struct {
 	HeaderName string `protobuf:"bytes,4,opt,name=header_name,json=headerName,proto3,oneof"`
 }
 
-type WeightedCluster_UseHashPolicy struct {
-	UseHashPolicy *wrapperspb.BoolValue `protobuf:"bytes,5,opt,name=use_hash_policy,json=useHashPolicy,proto3,oneof"`
-}
-
 func (*WeightedCluster_HeaderName) isWeightedCluster_RandomValueSpecifier() {}
 
-func (*WeightedCluster_UseHashPolicy) isWeightedCluster_RandomValueSpecifier() {}
-
 type ClusterSpecifierPlugin struct {
-	state         protoimpl.MessageState    `protogen:"open.v1"`
-	Extension     *v31.TypedExtensionConfig `protobuf:"bytes,1,opt,name=extension,proto3" json:"extension,omitempty"`
-	IsOptional    bool                      `protobuf:"varint,2,opt,name=is_optional,json=isOptional,proto3" json:"is_optional,omitempty"`
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	IsOptional    bool                   `protobuf:"varint,2,opt,name=is_optional,json=isOptional,proto3" json:"is_optional,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -668,13 +635,6 @@ func (x *ClusterSpecifierPlugin) ProtoReflect() protoreflect.Message {
 // Deprecated: Use ClusterSpecifierPlugin.ProtoReflect.Descriptor instead.
 func (*ClusterSpecifierPlugin) Descriptor() ([]byte, []int) {
 	return file_envoy_config_route_v3_route_components_proto_rawDescGZIP(), []int{4}
-}
-
-func (x *ClusterSpecifierPlugin) GetExtension() *v31.TypedExtensionConfig {
-	if x != nil {
-		return x.Extension
-	}
-	return nil
 }
 
 func (x *ClusterSpecifierPlugin) GetIsOptional() bool {
@@ -1764,94 +1724,6 @@ func (*NonForwardingAction) Descriptor() ([]byte, []int) {
 	return file_envoy_config_route_v3_route_components_proto_rawDescGZIP(), []int{11}
 }
 
-type Decorator struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Operation     string                 `protobuf:"bytes,1,opt,name=operation,proto3" json:"operation,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *Decorator) Reset() {
-	*x = Decorator{}
-	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[12]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *Decorator) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*Decorator) ProtoMessage() {}
-
-func (x *Decorator) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[12]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use Decorator.ProtoReflect.Descriptor instead.
-func (*Decorator) Descriptor() ([]byte, []int) {
-	return file_envoy_config_route_v3_route_components_proto_rawDescGZIP(), []int{12}
-}
-
-func (x *Decorator) GetOperation() string {
-	if x != nil {
-		return x.Operation
-	}
-	return ""
-}
-
-type Tracing struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Operation     string                 `protobuf:"bytes,5,opt,name=operation,proto3" json:"operation,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *Tracing) Reset() {
-	*x = Tracing{}
-	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[13]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *Tracing) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*Tracing) ProtoMessage() {}
-
-func (x *Tracing) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[13]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use Tracing.ProtoReflect.Descriptor instead.
-func (*Tracing) Descriptor() ([]byte, []int) {
-	return file_envoy_config_route_v3_route_components_proto_rawDescGZIP(), []int{13}
-}
-
-func (x *Tracing) GetOperation() string {
-	if x != nil {
-		return x.Operation
-	}
-	return ""
-}
-
 type HeaderMatcher struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -1874,7 +1746,7 @@ type HeaderMatcher struct {
 
 func (x *HeaderMatcher) Reset() {
 	*x = HeaderMatcher{}
-	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[14]
+	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1886,7 +1758,7 @@ func (x *HeaderMatcher) String() string {
 func (*HeaderMatcher) ProtoMessage() {}
 
 func (x *HeaderMatcher) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[14]
+	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1899,7 +1771,7 @@ func (x *HeaderMatcher) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeaderMatcher.ProtoReflect.Descriptor instead.
 func (*HeaderMatcher) Descriptor() ([]byte, []int) {
-	return file_envoy_config_route_v3_route_components_proto_rawDescGZIP(), []int{14}
+	return file_envoy_config_route_v3_route_components_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *HeaderMatcher) GetName() string {
@@ -2068,7 +1940,7 @@ type QueryParameterMatcher struct {
 
 func (x *QueryParameterMatcher) Reset() {
 	*x = QueryParameterMatcher{}
-	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[15]
+	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2080,7 +1952,7 @@ func (x *QueryParameterMatcher) String() string {
 func (*QueryParameterMatcher) ProtoMessage() {}
 
 func (x *QueryParameterMatcher) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[15]
+	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2093,7 +1965,7 @@ func (x *QueryParameterMatcher) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryParameterMatcher.ProtoReflect.Descriptor instead.
 func (*QueryParameterMatcher) Descriptor() ([]byte, []int) {
-	return file_envoy_config_route_v3_route_components_proto_rawDescGZIP(), []int{15}
+	return file_envoy_config_route_v3_route_components_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *QueryParameterMatcher) GetName() string {
@@ -2155,7 +2027,7 @@ type CookieMatcher struct {
 
 func (x *CookieMatcher) Reset() {
 	*x = CookieMatcher{}
-	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[16]
+	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2167,7 +2039,7 @@ func (x *CookieMatcher) String() string {
 func (*CookieMatcher) ProtoMessage() {}
 
 func (x *CookieMatcher) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[16]
+	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2180,7 +2052,7 @@ func (x *CookieMatcher) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CookieMatcher.ProtoReflect.Descriptor instead.
 func (*CookieMatcher) Descriptor() ([]byte, []int) {
-	return file_envoy_config_route_v3_route_components_proto_rawDescGZIP(), []int{16}
+	return file_envoy_config_route_v3_route_components_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CookieMatcher) GetName() string {
@@ -2215,7 +2087,7 @@ type FilterConfig struct {
 
 func (x *FilterConfig) Reset() {
 	*x = FilterConfig{}
-	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[17]
+	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2227,7 +2099,7 @@ func (x *FilterConfig) String() string {
 func (*FilterConfig) ProtoMessage() {}
 
 func (x *FilterConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[17]
+	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2240,7 +2112,7 @@ func (x *FilterConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FilterConfig.ProtoReflect.Descriptor instead.
 func (*FilterConfig) Descriptor() ([]byte, []int) {
-	return file_envoy_config_route_v3_route_components_proto_rawDescGZIP(), []int{17}
+	return file_envoy_config_route_v3_route_components_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *FilterConfig) GetConfig() *anypb.Any {
@@ -2284,7 +2156,7 @@ type WeightedCluster_ClusterWeight struct {
 
 func (x *WeightedCluster_ClusterWeight) Reset() {
 	*x = WeightedCluster_ClusterWeight{}
-	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[20]
+	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2296,7 +2168,7 @@ func (x *WeightedCluster_ClusterWeight) String() string {
 func (*WeightedCluster_ClusterWeight) ProtoMessage() {}
 
 func (x *WeightedCluster_ClusterWeight) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[20]
+	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2403,7 +2275,7 @@ type RouteMatch_GrpcRouteMatchOptions struct {
 
 func (x *RouteMatch_GrpcRouteMatchOptions) Reset() {
 	*x = RouteMatch_GrpcRouteMatchOptions{}
-	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[22]
+	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2415,7 +2287,7 @@ func (x *RouteMatch_GrpcRouteMatchOptions) String() string {
 func (*RouteMatch_GrpcRouteMatchOptions) ProtoMessage() {}
 
 func (x *RouteMatch_GrpcRouteMatchOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[22]
+	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2439,7 +2311,7 @@ type RouteMatch_TlsContextMatchOptions struct {
 
 func (x *RouteMatch_TlsContextMatchOptions) Reset() {
 	*x = RouteMatch_TlsContextMatchOptions{}
-	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[23]
+	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2451,7 +2323,7 @@ func (x *RouteMatch_TlsContextMatchOptions) String() string {
 func (*RouteMatch_TlsContextMatchOptions) ProtoMessage() {}
 
 func (x *RouteMatch_TlsContextMatchOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[23]
+	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2475,7 +2347,7 @@ type RouteMatch_ConnectMatcher struct {
 
 func (x *RouteMatch_ConnectMatcher) Reset() {
 	*x = RouteMatch_ConnectMatcher{}
-	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[24]
+	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2487,7 +2359,7 @@ func (x *RouteMatch_ConnectMatcher) String() string {
 func (*RouteMatch_ConnectMatcher) ProtoMessage() {}
 
 func (x *RouteMatch_ConnectMatcher) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[24]
+	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2518,7 +2390,7 @@ type RouteAction_RequestMirrorPolicy struct {
 
 func (x *RouteAction_RequestMirrorPolicy) Reset() {
 	*x = RouteAction_RequestMirrorPolicy{}
-	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[25]
+	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2530,7 +2402,7 @@ func (x *RouteAction_RequestMirrorPolicy) String() string {
 func (*RouteAction_RequestMirrorPolicy) ProtoMessage() {}
 
 func (x *RouteAction_RequestMirrorPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[25]
+	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2612,7 +2484,7 @@ type RouteAction_HashPolicy struct {
 
 func (x *RouteAction_HashPolicy) Reset() {
 	*x = RouteAction_HashPolicy{}
-	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[26]
+	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2624,7 +2496,7 @@ func (x *RouteAction_HashPolicy) String() string {
 func (*RouteAction_HashPolicy) ProtoMessage() {}
 
 func (x *RouteAction_HashPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[26]
+	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2742,7 +2614,7 @@ type RouteAction_MaxStreamDuration struct {
 
 func (x *RouteAction_MaxStreamDuration) Reset() {
 	*x = RouteAction_MaxStreamDuration{}
-	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[27]
+	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2754,7 +2626,7 @@ func (x *RouteAction_MaxStreamDuration) String() string {
 func (*RouteAction_MaxStreamDuration) ProtoMessage() {}
 
 func (x *RouteAction_MaxStreamDuration) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[27]
+	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2787,7 +2659,7 @@ type RouteAction_HashPolicy_Header struct {
 
 func (x *RouteAction_HashPolicy_Header) Reset() {
 	*x = RouteAction_HashPolicy_Header{}
-	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[28]
+	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2799,7 +2671,7 @@ func (x *RouteAction_HashPolicy_Header) String() string {
 func (*RouteAction_HashPolicy_Header) ProtoMessage() {}
 
 func (x *RouteAction_HashPolicy_Header) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[28]
+	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2839,7 +2711,7 @@ type RouteAction_HashPolicy_CookieAttribute struct {
 
 func (x *RouteAction_HashPolicy_CookieAttribute) Reset() {
 	*x = RouteAction_HashPolicy_CookieAttribute{}
-	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[29]
+	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2851,7 +2723,7 @@ func (x *RouteAction_HashPolicy_CookieAttribute) String() string {
 func (*RouteAction_HashPolicy_CookieAttribute) ProtoMessage() {}
 
 func (x *RouteAction_HashPolicy_CookieAttribute) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[29]
+	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2893,7 +2765,7 @@ type RouteAction_HashPolicy_Cookie struct {
 
 func (x *RouteAction_HashPolicy_Cookie) Reset() {
 	*x = RouteAction_HashPolicy_Cookie{}
-	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[30]
+	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2905,7 +2777,7 @@ func (x *RouteAction_HashPolicy_Cookie) String() string {
 func (*RouteAction_HashPolicy_Cookie) ProtoMessage() {}
 
 func (x *RouteAction_HashPolicy_Cookie) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[30]
+	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2958,7 +2830,7 @@ type RouteAction_HashPolicy_ConnectionProperties struct {
 
 func (x *RouteAction_HashPolicy_ConnectionProperties) Reset() {
 	*x = RouteAction_HashPolicy_ConnectionProperties{}
-	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[31]
+	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2970,7 +2842,7 @@ func (x *RouteAction_HashPolicy_ConnectionProperties) String() string {
 func (*RouteAction_HashPolicy_ConnectionProperties) ProtoMessage() {}
 
 func (x *RouteAction_HashPolicy_ConnectionProperties) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[31]
+	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3002,7 +2874,7 @@ type RouteAction_HashPolicy_QueryParameter struct {
 
 func (x *RouteAction_HashPolicy_QueryParameter) Reset() {
 	*x = RouteAction_HashPolicy_QueryParameter{}
-	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[32]
+	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3014,7 +2886,7 @@ func (x *RouteAction_HashPolicy_QueryParameter) String() string {
 func (*RouteAction_HashPolicy_QueryParameter) ProtoMessage() {}
 
 func (x *RouteAction_HashPolicy_QueryParameter) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[32]
+	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3046,7 +2918,7 @@ type RouteAction_HashPolicy_FilterState struct {
 
 func (x *RouteAction_HashPolicy_FilterState) Reset() {
 	*x = RouteAction_HashPolicy_FilterState{}
-	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[33]
+	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3058,7 +2930,7 @@ func (x *RouteAction_HashPolicy_FilterState) String() string {
 func (*RouteAction_HashPolicy_FilterState) ProtoMessage() {}
 
 func (x *RouteAction_HashPolicy_FilterState) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[33]
+	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3094,7 +2966,7 @@ type RetryPolicy_RetryPriority struct {
 
 func (x *RetryPolicy_RetryPriority) Reset() {
 	*x = RetryPolicy_RetryPriority{}
-	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[34]
+	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3106,7 +2978,7 @@ func (x *RetryPolicy_RetryPriority) String() string {
 func (*RetryPolicy_RetryPriority) ProtoMessage() {}
 
 func (x *RetryPolicy_RetryPriority) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[34]
+	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3168,7 +3040,7 @@ type RetryPolicy_RetryHostPredicate struct {
 
 func (x *RetryPolicy_RetryHostPredicate) Reset() {
 	*x = RetryPolicy_RetryHostPredicate{}
-	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[35]
+	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3180,7 +3052,7 @@ func (x *RetryPolicy_RetryHostPredicate) String() string {
 func (*RetryPolicy_RetryHostPredicate) ProtoMessage() {}
 
 func (x *RetryPolicy_RetryHostPredicate) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[35]
+	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3239,7 +3111,7 @@ type RetryPolicy_RetryBackOff struct {
 
 func (x *RetryPolicy_RetryBackOff) Reset() {
 	*x = RetryPolicy_RetryBackOff{}
-	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[36]
+	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3251,7 +3123,7 @@ func (x *RetryPolicy_RetryBackOff) String() string {
 func (*RetryPolicy_RetryBackOff) ProtoMessage() {}
 
 func (x *RetryPolicy_RetryBackOff) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[36]
+	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3290,7 +3162,7 @@ type RetryPolicy_RateLimitedRetryBackOff struct {
 
 func (x *RetryPolicy_RateLimitedRetryBackOff) Reset() {
 	*x = RetryPolicy_RateLimitedRetryBackOff{}
-	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[37]
+	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3302,7 +3174,7 @@ func (x *RetryPolicy_RateLimitedRetryBackOff) String() string {
 func (*RetryPolicy_RateLimitedRetryBackOff) ProtoMessage() {}
 
 func (x *RetryPolicy_RateLimitedRetryBackOff) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[37]
+	mi := &file_envoy_config_route_v3_route_components_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3356,7 +3228,7 @@ const file_envoy_config_route_v3_route_components_proto_rawDesc = "" +
 	"\rEXTERNAL_ONLY\x10\x01\x12\a\n" +
 	"\x03ALL\x10\x02\"<\n" +
 	"\fFilterAction\x12,\n" +
-	"\x06action\x18\x01 \x01(\v2\x14.google.protobuf.AnyR\x06action\"\xc0\t\n" +
+	"\x06action\x18\x01 \x01(\v2\x14.google.protobuf.AnyR\x06action\"\xc6\b\n" +
 	"\x05Route\x12\x12\n" +
 	"\x04name\x18\x0e \x01(\tR\x04name\x127\n" +
 	"\x05match\x18\x01 \x01(\v2!.envoy.config.route.v3.RouteMatchR\x05match\x12:\n" +
@@ -3365,26 +3237,23 @@ const file_envoy_config_route_v3_route_components_proto_rawDesc = "" +
 	"\x0fdirect_response\x18\a \x01(\v2+.envoy.config.route.v3.DirectResponseActionH\x00R\x0edirectResponse\x12J\n" +
 	"\rfilter_action\x18\x11 \x01(\v2#.envoy.config.route.v3.FilterActionH\x00R\ffilterAction\x12`\n" +
 	"\x15non_forwarding_action\x18\x12 \x01(\v2*.envoy.config.route.v3.NonForwardingActionH\x00R\x13nonForwardingAction\x12:\n" +
-	"\bmetadata\x18\x04 \x01(\v2\x1e.envoy.config.core.v3.MetadataR\bmetadata\x12>\n" +
-	"\tdecorator\x18\x05 \x01(\v2 .envoy.config.route.v3.DecoratorR\tdecorator\x12m\n" +
+	"\bmetadata\x18\x04 \x01(\v2\x1e.envoy.config.core.v3.MetadataR\bmetadata\x12m\n" +
 	"\x17typed_per_filter_config\x18\r \x03(\v26.envoy.config.route.v3.Route.TypedPerFilterConfigEntryR\x14typedPerFilterConfig\x12\\\n" +
 	"\x16request_headers_to_add\x18\t \x03(\v2'.envoy.config.core.v3.HeaderValueOptionR\x13requestHeadersToAdd\x129\n" +
 	"\x19request_headers_to_remove\x18\f \x03(\tR\x16requestHeadersToRemove\x12^\n" +
 	"\x17response_headers_to_add\x18\n" +
 	" \x03(\v2'.envoy.config.core.v3.HeaderValueOptionR\x14responseHeadersToAdd\x12;\n" +
-	"\x1aresponse_headers_to_remove\x18\v \x03(\tR\x17responseHeadersToRemove\x128\n" +
-	"\atracing\x18\x0f \x01(\v2\x1e.envoy.config.route.v3.TracingR\atracing\x12\x1f\n" +
+	"\x1aresponse_headers_to_remove\x18\v \x03(\tR\x17responseHeadersToRemove\x12\x1f\n" +
 	"\vstat_prefix\x18\x13 \x01(\tR\n" +
 	"statPrefix\x1a]\n" +
 	"\x19TypedPerFilterConfigEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12*\n" +
 	"\x05value\x18\x02 \x01(\v2\x14.google.protobuf.AnyR\x05value:\x028\x01B\b\n" +
-	"\x06action\"\xd4\a\n" +
+	"\x06action\"\x8e\a\n" +
 	"\x0fWeightedCluster\x12P\n" +
 	"\bclusters\x18\x01 \x03(\v24.envoy.config.route.v3.WeightedCluster.ClusterWeightR\bclusters\x12!\n" +
 	"\vheader_name\x18\x04 \x01(\tH\x00R\n" +
-	"headerName\x12D\n" +
-	"\x0fuse_hash_policy\x18\x05 \x01(\v2\x1a.google.protobuf.BoolValueH\x00R\ruseHashPolicy\x1a\xeb\x05\n" +
+	"headerName\x1a\xeb\x05\n" +
 	"\rClusterWeight\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12%\n" +
 	"\x0ecluster_header\x18\f \x01(\tR\rclusterHeader\x124\n" +
@@ -3400,9 +3269,8 @@ const file_envoy_config_route_v3_route_components_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12*\n" +
 	"\x05value\x18\x02 \x01(\v2\x14.google.protobuf.AnyR\x05value:\x028\x01B\x18\n" +
 	"\x16host_rewrite_specifierB\x18\n" +
-	"\x16random_value_specifier\"\x83\x01\n" +
-	"\x16ClusterSpecifierPlugin\x12H\n" +
-	"\textension\x18\x01 \x01(\v2*.envoy.config.core.v3.TypedExtensionConfigR\textension\x12\x1f\n" +
+	"\x16random_value_specifier\"9\n" +
+	"\x16ClusterSpecifierPlugin\x12\x1f\n" +
 	"\vis_optional\x18\x02 \x01(\bR\n" +
 	"isOptional\"\x86\t\n" +
 	"\n" +
@@ -3562,11 +3430,7 @@ const file_envoy_config_route_v3_route_components_proto_rawDesc = "" +
 	"\x04body\x18\x02 \x01(\v2 .envoy.config.core.v3.DataSourceR\x04body\x12O\n" +
 	"\vbody_format\x18\x03 \x01(\v2..envoy.config.core.v3.SubstitutionFormatStringR\n" +
 	"bodyFormat\"\x15\n" +
-	"\x13NonForwardingAction\")\n" +
-	"\tDecorator\x12\x1c\n" +
-	"\toperation\x18\x01 \x01(\tR\toperation\"'\n" +
-	"\aTracing\x12\x1c\n" +
-	"\toperation\x18\x05 \x01(\tR\toperation\"\xb9\x04\n" +
+	"\x13NonForwardingAction\"\xb9\x04\n" +
 	"\rHeaderMatcher\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
 	"\vexact_match\x18\x04 \x01(\tH\x00R\n" +
@@ -3611,7 +3475,7 @@ func file_envoy_config_route_v3_route_components_proto_rawDescGZIP() []byte {
 }
 
 var file_envoy_config_route_v3_route_components_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_envoy_config_route_v3_route_components_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_envoy_config_route_v3_route_components_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_envoy_config_route_v3_route_components_proto_goTypes = []any{
 	(VirtualHost_TlsRequirementType)(0),                 // 0: envoy.config.route.v3.VirtualHost.TlsRequirementType
 	(RedirectAction_RedirectResponseCode)(0),            // 1: envoy.config.route.v3.RedirectAction.RedirectResponseCode
@@ -3627,161 +3491,155 @@ var file_envoy_config_route_v3_route_components_proto_goTypes = []any{
 	(*RedirectAction)(nil),                              // 11: envoy.config.route.v3.RedirectAction
 	(*DirectResponseAction)(nil),                        // 12: envoy.config.route.v3.DirectResponseAction
 	(*NonForwardingAction)(nil),                         // 13: envoy.config.route.v3.NonForwardingAction
-	(*Decorator)(nil),                                   // 14: envoy.config.route.v3.Decorator
-	(*Tracing)(nil),                                     // 15: envoy.config.route.v3.Tracing
-	(*HeaderMatcher)(nil),                               // 16: envoy.config.route.v3.HeaderMatcher
-	(*QueryParameterMatcher)(nil),                       // 17: envoy.config.route.v3.QueryParameterMatcher
-	(*CookieMatcher)(nil),                               // 18: envoy.config.route.v3.CookieMatcher
-	(*FilterConfig)(nil),                                // 19: envoy.config.route.v3.FilterConfig
-	nil,                                                 // 20: envoy.config.route.v3.VirtualHost.TypedPerFilterConfigEntry
-	nil,                                                 // 21: envoy.config.route.v3.Route.TypedPerFilterConfigEntry
-	(*WeightedCluster_ClusterWeight)(nil),               // 22: envoy.config.route.v3.WeightedCluster.ClusterWeight
-	nil,                                                 // 23: envoy.config.route.v3.WeightedCluster.ClusterWeight.TypedPerFilterConfigEntry
-	(*RouteMatch_GrpcRouteMatchOptions)(nil),            // 24: envoy.config.route.v3.RouteMatch.GrpcRouteMatchOptions
-	(*RouteMatch_TlsContextMatchOptions)(nil),           // 25: envoy.config.route.v3.RouteMatch.TlsContextMatchOptions
-	(*RouteMatch_ConnectMatcher)(nil),                   // 26: envoy.config.route.v3.RouteMatch.ConnectMatcher
-	(*RouteAction_RequestMirrorPolicy)(nil),             // 27: envoy.config.route.v3.RouteAction.RequestMirrorPolicy
-	(*RouteAction_HashPolicy)(nil),                      // 28: envoy.config.route.v3.RouteAction.HashPolicy
-	(*RouteAction_MaxStreamDuration)(nil),               // 29: envoy.config.route.v3.RouteAction.MaxStreamDuration
-	(*RouteAction_HashPolicy_Header)(nil),               // 30: envoy.config.route.v3.RouteAction.HashPolicy.Header
-	(*RouteAction_HashPolicy_CookieAttribute)(nil),      // 31: envoy.config.route.v3.RouteAction.HashPolicy.CookieAttribute
-	(*RouteAction_HashPolicy_Cookie)(nil),               // 32: envoy.config.route.v3.RouteAction.HashPolicy.Cookie
-	(*RouteAction_HashPolicy_ConnectionProperties)(nil), // 33: envoy.config.route.v3.RouteAction.HashPolicy.ConnectionProperties
-	(*RouteAction_HashPolicy_QueryParameter)(nil),       // 34: envoy.config.route.v3.RouteAction.HashPolicy.QueryParameter
-	(*RouteAction_HashPolicy_FilterState)(nil),          // 35: envoy.config.route.v3.RouteAction.HashPolicy.FilterState
-	(*RetryPolicy_RetryPriority)(nil),                   // 36: envoy.config.route.v3.RetryPolicy.RetryPriority
-	(*RetryPolicy_RetryHostPredicate)(nil),              // 37: envoy.config.route.v3.RetryPolicy.RetryHostPredicate
-	(*RetryPolicy_RetryBackOff)(nil),                    // 38: envoy.config.route.v3.RetryPolicy.RetryBackOff
-	(*RetryPolicy_RateLimitedRetryBackOff)(nil),         // 39: envoy.config.route.v3.RetryPolicy.RateLimitedRetryBackOff
-	(*v3.Matcher)(nil),                                  // 40: xds.type.matcher.v3.Matcher
-	(*v31.HeaderValueOption)(nil),                       // 41: envoy.config.core.v3.HeaderValueOption
-	(*anypb.Any)(nil),                                   // 42: google.protobuf.Any
-	(*v31.Metadata)(nil),                                // 43: envoy.config.core.v3.Metadata
+	(*HeaderMatcher)(nil),                               // 14: envoy.config.route.v3.HeaderMatcher
+	(*QueryParameterMatcher)(nil),                       // 15: envoy.config.route.v3.QueryParameterMatcher
+	(*CookieMatcher)(nil),                               // 16: envoy.config.route.v3.CookieMatcher
+	(*FilterConfig)(nil),                                // 17: envoy.config.route.v3.FilterConfig
+	nil,                                                 // 18: envoy.config.route.v3.VirtualHost.TypedPerFilterConfigEntry
+	nil,                                                 // 19: envoy.config.route.v3.Route.TypedPerFilterConfigEntry
+	(*WeightedCluster_ClusterWeight)(nil),               // 20: envoy.config.route.v3.WeightedCluster.ClusterWeight
+	nil,                                                 // 21: envoy.config.route.v3.WeightedCluster.ClusterWeight.TypedPerFilterConfigEntry
+	(*RouteMatch_GrpcRouteMatchOptions)(nil),            // 22: envoy.config.route.v3.RouteMatch.GrpcRouteMatchOptions
+	(*RouteMatch_TlsContextMatchOptions)(nil),           // 23: envoy.config.route.v3.RouteMatch.TlsContextMatchOptions
+	(*RouteMatch_ConnectMatcher)(nil),                   // 24: envoy.config.route.v3.RouteMatch.ConnectMatcher
+	(*RouteAction_RequestMirrorPolicy)(nil),             // 25: envoy.config.route.v3.RouteAction.RequestMirrorPolicy
+	(*RouteAction_HashPolicy)(nil),                      // 26: envoy.config.route.v3.RouteAction.HashPolicy
+	(*RouteAction_MaxStreamDuration)(nil),               // 27: envoy.config.route.v3.RouteAction.MaxStreamDuration
+	(*RouteAction_HashPolicy_Header)(nil),               // 28: envoy.config.route.v3.RouteAction.HashPolicy.Header
+	(*RouteAction_HashPolicy_CookieAttribute)(nil),      // 29: envoy.config.route.v3.RouteAction.HashPolicy.CookieAttribute
+	(*RouteAction_HashPolicy_Cookie)(nil),               // 30: envoy.config.route.v3.RouteAction.HashPolicy.Cookie
+	(*RouteAction_HashPolicy_ConnectionProperties)(nil), // 31: envoy.config.route.v3.RouteAction.HashPolicy.ConnectionProperties
+	(*RouteAction_HashPolicy_QueryParameter)(nil),       // 32: envoy.config.route.v3.RouteAction.HashPolicy.QueryParameter
+	(*RouteAction_HashPolicy_FilterState)(nil),          // 33: envoy.config.route.v3.RouteAction.HashPolicy.FilterState
+	(*RetryPolicy_RetryPriority)(nil),                   // 34: envoy.config.route.v3.RetryPolicy.RetryPriority
+	(*RetryPolicy_RetryHostPredicate)(nil),              // 35: envoy.config.route.v3.RetryPolicy.RetryHostPredicate
+	(*RetryPolicy_RetryBackOff)(nil),                    // 36: envoy.config.route.v3.RetryPolicy.RetryBackOff
+	(*RetryPolicy_RateLimitedRetryBackOff)(nil),         // 37: envoy.config.route.v3.RetryPolicy.RateLimitedRetryBackOff
+	(*v3.Matcher)(nil),                                  // 38: xds.type.matcher.v3.Matcher
+	(*v31.HeaderValueOption)(nil),                       // 39: envoy.config.core.v3.HeaderValueOption
+	(*anypb.Any)(nil),                                   // 40: google.protobuf.Any
+	(*v31.Metadata)(nil),                                // 41: envoy.config.core.v3.Metadata
+	(*v32.RegexMatcher)(nil),                            // 42: envoy.type.matcher.v3.RegexMatcher
+	(*v31.TypedExtensionConfig)(nil),                    // 43: envoy.config.core.v3.TypedExtensionConfig
 	(*wrapperspb.BoolValue)(nil),                        // 44: google.protobuf.BoolValue
-	(*v31.TypedExtensionConfig)(nil),                    // 45: envoy.config.core.v3.TypedExtensionConfig
-	(*v32.RegexMatcher)(nil),                            // 46: envoy.type.matcher.v3.RegexMatcher
-	(*v31.RuntimeFractionalPercent)(nil),                // 47: envoy.config.core.v3.RuntimeFractionalPercent
-	(*v32.MetadataMatcher)(nil),                         // 48: envoy.type.matcher.v3.MetadataMatcher
-	(*v32.FilterStateMatcher)(nil),                      // 49: envoy.type.matcher.v3.FilterStateMatcher
-	(*v32.StringMatcher)(nil),                           // 50: envoy.type.matcher.v3.StringMatcher
-	(*v32.RegexMatchAndSubstitute)(nil),                 // 51: envoy.type.matcher.v3.RegexMatchAndSubstitute
-	(*durationpb.Duration)(nil),                         // 52: google.protobuf.Duration
-	(v31.RoutingPriority)(0),                            // 53: envoy.config.core.v3.RoutingPriority
-	(*wrapperspb.UInt32Value)(nil),                      // 54: google.protobuf.UInt32Value
-	(*v31.DataSource)(nil),                              // 55: envoy.config.core.v3.DataSource
-	(*v31.SubstitutionFormatString)(nil),                // 56: envoy.config.core.v3.SubstitutionFormatString
-	(*v33.Int64Range)(nil),                              // 57: envoy.type.v3.Int64Range
-	(*v34.HeaderMutation)(nil),                          // 58: envoy.config.common.mutation_rules.v3.HeaderMutation
+	(*v31.RuntimeFractionalPercent)(nil),                // 45: envoy.config.core.v3.RuntimeFractionalPercent
+	(*v32.MetadataMatcher)(nil),                         // 46: envoy.type.matcher.v3.MetadataMatcher
+	(*v32.FilterStateMatcher)(nil),                      // 47: envoy.type.matcher.v3.FilterStateMatcher
+	(*v32.StringMatcher)(nil),                           // 48: envoy.type.matcher.v3.StringMatcher
+	(*v32.RegexMatchAndSubstitute)(nil),                 // 49: envoy.type.matcher.v3.RegexMatchAndSubstitute
+	(*durationpb.Duration)(nil),                         // 50: google.protobuf.Duration
+	(v31.RoutingPriority)(0),                            // 51: envoy.config.core.v3.RoutingPriority
+	(*wrapperspb.UInt32Value)(nil),                      // 52: google.protobuf.UInt32Value
+	(*v31.DataSource)(nil),                              // 53: envoy.config.core.v3.DataSource
+	(*v31.SubstitutionFormatString)(nil),                // 54: envoy.config.core.v3.SubstitutionFormatString
+	(*v33.Int64Range)(nil),                              // 55: envoy.type.v3.Int64Range
+	(*v34.HeaderMutation)(nil),                          // 56: envoy.config.common.mutation_rules.v3.HeaderMutation
 }
 var file_envoy_config_route_v3_route_components_proto_depIdxs = []int32{
-	4,   // 0: envoy.config.route.v3.VirtualHost.routes:type_name -> envoy.config.route.v3.Route
-	40,  // 1: envoy.config.route.v3.VirtualHost.matcher:type_name -> xds.type.matcher.v3.Matcher
-	0,   // 2: envoy.config.route.v3.VirtualHost.require_tls:type_name -> envoy.config.route.v3.VirtualHost.TlsRequirementType
-	41,  // 3: envoy.config.route.v3.VirtualHost.request_headers_to_add:type_name -> envoy.config.core.v3.HeaderValueOption
-	41,  // 4: envoy.config.route.v3.VirtualHost.response_headers_to_add:type_name -> envoy.config.core.v3.HeaderValueOption
-	8,   // 5: envoy.config.route.v3.VirtualHost.cors:type_name -> envoy.config.route.v3.CorsPolicy
-	20,  // 6: envoy.config.route.v3.VirtualHost.typed_per_filter_config:type_name -> envoy.config.route.v3.VirtualHost.TypedPerFilterConfigEntry
-	10,  // 7: envoy.config.route.v3.VirtualHost.retry_policy:type_name -> envoy.config.route.v3.RetryPolicy
-	42,  // 8: envoy.config.route.v3.VirtualHost.retry_policy_typed_config:type_name -> google.protobuf.Any
-	27,  // 9: envoy.config.route.v3.VirtualHost.request_mirror_policies:type_name -> envoy.config.route.v3.RouteAction.RequestMirrorPolicy
-	43,  // 10: envoy.config.route.v3.VirtualHost.metadata:type_name -> envoy.config.core.v3.Metadata
-	42,  // 11: envoy.config.route.v3.FilterAction.action:type_name -> google.protobuf.Any
-	7,   // 12: envoy.config.route.v3.Route.match:type_name -> envoy.config.route.v3.RouteMatch
-	9,   // 13: envoy.config.route.v3.Route.route:type_name -> envoy.config.route.v3.RouteAction
-	11,  // 14: envoy.config.route.v3.Route.redirect:type_name -> envoy.config.route.v3.RedirectAction
-	12,  // 15: envoy.config.route.v3.Route.direct_response:type_name -> envoy.config.route.v3.DirectResponseAction
-	3,   // 16: envoy.config.route.v3.Route.filter_action:type_name -> envoy.config.route.v3.FilterAction
-	13,  // 17: envoy.config.route.v3.Route.non_forwarding_action:type_name -> envoy.config.route.v3.NonForwardingAction
-	43,  // 18: envoy.config.route.v3.Route.metadata:type_name -> envoy.config.core.v3.Metadata
-	14,  // 19: envoy.config.route.v3.Route.decorator:type_name -> envoy.config.route.v3.Decorator
-	21,  // 20: envoy.config.route.v3.Route.typed_per_filter_config:type_name -> envoy.config.route.v3.Route.TypedPerFilterConfigEntry
-	41,  // 21: envoy.config.route.v3.Route.request_headers_to_add:type_name -> envoy.config.core.v3.HeaderValueOption
-	41,  // 22: envoy.config.route.v3.Route.response_headers_to_add:type_name -> envoy.config.core.v3.HeaderValueOption
-	15,  // 23: envoy.config.route.v3.Route.tracing:type_name -> envoy.config.route.v3.Tracing
-	22,  // 24: envoy.config.route.v3.WeightedCluster.clusters:type_name -> envoy.config.route.v3.WeightedCluster.ClusterWeight
-	44,  // 25: envoy.config.route.v3.WeightedCluster.use_hash_policy:type_name -> google.protobuf.BoolValue
-	45,  // 26: envoy.config.route.v3.ClusterSpecifierPlugin.extension:type_name -> envoy.config.core.v3.TypedExtensionConfig
-	46,  // 27: envoy.config.route.v3.RouteMatch.safe_regex:type_name -> envoy.type.matcher.v3.RegexMatcher
-	26,  // 28: envoy.config.route.v3.RouteMatch.connect_matcher:type_name -> envoy.config.route.v3.RouteMatch.ConnectMatcher
-	45,  // 29: envoy.config.route.v3.RouteMatch.path_match_policy:type_name -> envoy.config.core.v3.TypedExtensionConfig
-	44,  // 30: envoy.config.route.v3.RouteMatch.case_sensitive:type_name -> google.protobuf.BoolValue
-	47,  // 31: envoy.config.route.v3.RouteMatch.runtime_fraction:type_name -> envoy.config.core.v3.RuntimeFractionalPercent
-	16,  // 32: envoy.config.route.v3.RouteMatch.headers:type_name -> envoy.config.route.v3.HeaderMatcher
-	17,  // 33: envoy.config.route.v3.RouteMatch.query_parameters:type_name -> envoy.config.route.v3.QueryParameterMatcher
-	18,  // 34: envoy.config.route.v3.RouteMatch.cookies:type_name -> envoy.config.route.v3.CookieMatcher
-	24,  // 35: envoy.config.route.v3.RouteMatch.grpc:type_name -> envoy.config.route.v3.RouteMatch.GrpcRouteMatchOptions
-	25,  // 36: envoy.config.route.v3.RouteMatch.tls_context:type_name -> envoy.config.route.v3.RouteMatch.TlsContextMatchOptions
-	48,  // 37: envoy.config.route.v3.RouteMatch.dynamic_metadata:type_name -> envoy.type.matcher.v3.MetadataMatcher
-	49,  // 38: envoy.config.route.v3.RouteMatch.filter_state:type_name -> envoy.type.matcher.v3.FilterStateMatcher
-	50,  // 39: envoy.config.route.v3.CorsPolicy.allow_origin_string_match:type_name -> envoy.type.matcher.v3.StringMatcher
-	44,  // 40: envoy.config.route.v3.CorsPolicy.allow_credentials:type_name -> google.protobuf.BoolValue
-	47,  // 41: envoy.config.route.v3.CorsPolicy.filter_enabled:type_name -> envoy.config.core.v3.RuntimeFractionalPercent
-	47,  // 42: envoy.config.route.v3.CorsPolicy.shadow_enabled:type_name -> envoy.config.core.v3.RuntimeFractionalPercent
-	44,  // 43: envoy.config.route.v3.CorsPolicy.allow_private_network_access:type_name -> google.protobuf.BoolValue
-	44,  // 44: envoy.config.route.v3.CorsPolicy.forward_not_matching_preflights:type_name -> google.protobuf.BoolValue
-	5,   // 45: envoy.config.route.v3.RouteAction.weighted_clusters:type_name -> envoy.config.route.v3.WeightedCluster
-	6,   // 46: envoy.config.route.v3.RouteAction.inline_cluster_specifier_plugin:type_name -> envoy.config.route.v3.ClusterSpecifierPlugin
-	51,  // 47: envoy.config.route.v3.RouteAction.regex_rewrite:type_name -> envoy.type.matcher.v3.RegexMatchAndSubstitute
-	45,  // 48: envoy.config.route.v3.RouteAction.path_rewrite_policy:type_name -> envoy.config.core.v3.TypedExtensionConfig
-	44,  // 49: envoy.config.route.v3.RouteAction.auto_host_rewrite:type_name -> google.protobuf.BoolValue
-	52,  // 50: envoy.config.route.v3.RouteAction.timeout:type_name -> google.protobuf.Duration
-	52,  // 51: envoy.config.route.v3.RouteAction.idle_timeout:type_name -> google.protobuf.Duration
-	10,  // 52: envoy.config.route.v3.RouteAction.retry_policy:type_name -> envoy.config.route.v3.RetryPolicy
-	42,  // 53: envoy.config.route.v3.RouteAction.retry_policy_typed_config:type_name -> google.protobuf.Any
-	27,  // 54: envoy.config.route.v3.RouteAction.request_mirror_policies:type_name -> envoy.config.route.v3.RouteAction.RequestMirrorPolicy
-	53,  // 55: envoy.config.route.v3.RouteAction.priority:type_name -> envoy.config.core.v3.RoutingPriority
-	28,  // 56: envoy.config.route.v3.RouteAction.hash_policy:type_name -> envoy.config.route.v3.RouteAction.HashPolicy
-	8,   // 57: envoy.config.route.v3.RouteAction.cors:type_name -> envoy.config.route.v3.CorsPolicy
-	29,  // 58: envoy.config.route.v3.RouteAction.max_stream_duration:type_name -> envoy.config.route.v3.RouteAction.MaxStreamDuration
-	54,  // 59: envoy.config.route.v3.RetryPolicy.num_retries:type_name -> google.protobuf.UInt32Value
-	52,  // 60: envoy.config.route.v3.RetryPolicy.per_try_timeout:type_name -> google.protobuf.Duration
-	52,  // 61: envoy.config.route.v3.RetryPolicy.per_try_idle_timeout:type_name -> google.protobuf.Duration
-	36,  // 62: envoy.config.route.v3.RetryPolicy.retry_priority:type_name -> envoy.config.route.v3.RetryPolicy.RetryPriority
-	37,  // 63: envoy.config.route.v3.RetryPolicy.retry_host_predicate:type_name -> envoy.config.route.v3.RetryPolicy.RetryHostPredicate
-	45,  // 64: envoy.config.route.v3.RetryPolicy.retry_options_predicates:type_name -> envoy.config.core.v3.TypedExtensionConfig
-	38,  // 65: envoy.config.route.v3.RetryPolicy.retry_back_off:type_name -> envoy.config.route.v3.RetryPolicy.RetryBackOff
-	39,  // 66: envoy.config.route.v3.RetryPolicy.rate_limited_retry_back_off:type_name -> envoy.config.route.v3.RetryPolicy.RateLimitedRetryBackOff
-	16,  // 67: envoy.config.route.v3.RetryPolicy.retriable_headers:type_name -> envoy.config.route.v3.HeaderMatcher
-	16,  // 68: envoy.config.route.v3.RetryPolicy.retriable_request_headers:type_name -> envoy.config.route.v3.HeaderMatcher
-	51,  // 69: envoy.config.route.v3.RedirectAction.regex_rewrite:type_name -> envoy.type.matcher.v3.RegexMatchAndSubstitute
-	1,   // 70: envoy.config.route.v3.RedirectAction.response_code:type_name -> envoy.config.route.v3.RedirectAction.RedirectResponseCode
-	55,  // 71: envoy.config.route.v3.DirectResponseAction.body:type_name -> envoy.config.core.v3.DataSource
-	56,  // 72: envoy.config.route.v3.DirectResponseAction.body_format:type_name -> envoy.config.core.v3.SubstitutionFormatString
-	46,  // 73: envoy.config.route.v3.HeaderMatcher.safe_regex_match:type_name -> envoy.type.matcher.v3.RegexMatcher
-	57,  // 74: envoy.config.route.v3.HeaderMatcher.range_match:type_name -> envoy.type.v3.Int64Range
-	50,  // 75: envoy.config.route.v3.HeaderMatcher.string_match:type_name -> envoy.type.matcher.v3.StringMatcher
-	50,  // 76: envoy.config.route.v3.QueryParameterMatcher.string_match:type_name -> envoy.type.matcher.v3.StringMatcher
-	50,  // 77: envoy.config.route.v3.CookieMatcher.string_match:type_name -> envoy.type.matcher.v3.StringMatcher
-	42,  // 78: envoy.config.route.v3.FilterConfig.config:type_name -> google.protobuf.Any
-	42,  // 79: envoy.config.route.v3.VirtualHost.TypedPerFilterConfigEntry.value:type_name -> google.protobuf.Any
-	42,  // 80: envoy.config.route.v3.Route.TypedPerFilterConfigEntry.value:type_name -> google.protobuf.Any
-	54,  // 81: envoy.config.route.v3.WeightedCluster.ClusterWeight.weight:type_name -> google.protobuf.UInt32Value
-	41,  // 82: envoy.config.route.v3.WeightedCluster.ClusterWeight.request_headers_to_add:type_name -> envoy.config.core.v3.HeaderValueOption
-	41,  // 83: envoy.config.route.v3.WeightedCluster.ClusterWeight.response_headers_to_add:type_name -> envoy.config.core.v3.HeaderValueOption
-	23,  // 84: envoy.config.route.v3.WeightedCluster.ClusterWeight.typed_per_filter_config:type_name -> envoy.config.route.v3.WeightedCluster.ClusterWeight.TypedPerFilterConfigEntry
-	42,  // 85: envoy.config.route.v3.WeightedCluster.ClusterWeight.TypedPerFilterConfigEntry.value:type_name -> google.protobuf.Any
-	47,  // 86: envoy.config.route.v3.RouteAction.RequestMirrorPolicy.runtime_fraction:type_name -> envoy.config.core.v3.RuntimeFractionalPercent
-	44,  // 87: envoy.config.route.v3.RouteAction.RequestMirrorPolicy.trace_sampled:type_name -> google.protobuf.BoolValue
-	58,  // 88: envoy.config.route.v3.RouteAction.RequestMirrorPolicy.request_headers_mutations:type_name -> envoy.config.common.mutation_rules.v3.HeaderMutation
-	30,  // 89: envoy.config.route.v3.RouteAction.HashPolicy.header:type_name -> envoy.config.route.v3.RouteAction.HashPolicy.Header
-	32,  // 90: envoy.config.route.v3.RouteAction.HashPolicy.cookie:type_name -> envoy.config.route.v3.RouteAction.HashPolicy.Cookie
-	33,  // 91: envoy.config.route.v3.RouteAction.HashPolicy.connection_properties:type_name -> envoy.config.route.v3.RouteAction.HashPolicy.ConnectionProperties
-	34,  // 92: envoy.config.route.v3.RouteAction.HashPolicy.query_parameter:type_name -> envoy.config.route.v3.RouteAction.HashPolicy.QueryParameter
-	35,  // 93: envoy.config.route.v3.RouteAction.HashPolicy.filter_state:type_name -> envoy.config.route.v3.RouteAction.HashPolicy.FilterState
-	52,  // 94: envoy.config.route.v3.RouteAction.MaxStreamDuration.max_stream_duration:type_name -> google.protobuf.Duration
-	51,  // 95: envoy.config.route.v3.RouteAction.HashPolicy.Header.regex_rewrite:type_name -> envoy.type.matcher.v3.RegexMatchAndSubstitute
-	52,  // 96: envoy.config.route.v3.RouteAction.HashPolicy.Cookie.ttl:type_name -> google.protobuf.Duration
-	31,  // 97: envoy.config.route.v3.RouteAction.HashPolicy.Cookie.attributes:type_name -> envoy.config.route.v3.RouteAction.HashPolicy.CookieAttribute
-	42,  // 98: envoy.config.route.v3.RetryPolicy.RetryPriority.typed_config:type_name -> google.protobuf.Any
-	42,  // 99: envoy.config.route.v3.RetryPolicy.RetryHostPredicate.typed_config:type_name -> google.protobuf.Any
-	52,  // 100: envoy.config.route.v3.RetryPolicy.RetryBackOff.base_interval:type_name -> google.protobuf.Duration
-	52,  // 101: envoy.config.route.v3.RetryPolicy.RetryBackOff.max_interval:type_name -> google.protobuf.Duration
-	52,  // 102: envoy.config.route.v3.RetryPolicy.RateLimitedRetryBackOff.max_interval:type_name -> google.protobuf.Duration
-	103, // [103:103] is the sub-list for method output_type
-	103, // [103:103] is the sub-list for method input_type
-	103, // [103:103] is the sub-list for extension type_name
-	103, // [103:103] is the sub-list for extension extendee
-	0,   // [0:103] is the sub-list for field type_name
+	4,  // 0: envoy.config.route.v3.VirtualHost.routes:type_name -> envoy.config.route.v3.Route
+	38, // 1: envoy.config.route.v3.VirtualHost.matcher:type_name -> xds.type.matcher.v3.Matcher
+	0,  // 2: envoy.config.route.v3.VirtualHost.require_tls:type_name -> envoy.config.route.v3.VirtualHost.TlsRequirementType
+	39, // 3: envoy.config.route.v3.VirtualHost.request_headers_to_add:type_name -> envoy.config.core.v3.HeaderValueOption
+	39, // 4: envoy.config.route.v3.VirtualHost.response_headers_to_add:type_name -> envoy.config.core.v3.HeaderValueOption
+	8,  // 5: envoy.config.route.v3.VirtualHost.cors:type_name -> envoy.config.route.v3.CorsPolicy
+	18, // 6: envoy.config.route.v3.VirtualHost.typed_per_filter_config:type_name -> envoy.config.route.v3.VirtualHost.TypedPerFilterConfigEntry
+	10, // 7: envoy.config.route.v3.VirtualHost.retry_policy:type_name -> envoy.config.route.v3.RetryPolicy
+	40, // 8: envoy.config.route.v3.VirtualHost.retry_policy_typed_config:type_name -> google.protobuf.Any
+	25, // 9: envoy.config.route.v3.VirtualHost.request_mirror_policies:type_name -> envoy.config.route.v3.RouteAction.RequestMirrorPolicy
+	41, // 10: envoy.config.route.v3.VirtualHost.metadata:type_name -> envoy.config.core.v3.Metadata
+	40, // 11: envoy.config.route.v3.FilterAction.action:type_name -> google.protobuf.Any
+	7,  // 12: envoy.config.route.v3.Route.match:type_name -> envoy.config.route.v3.RouteMatch
+	9,  // 13: envoy.config.route.v3.Route.route:type_name -> envoy.config.route.v3.RouteAction
+	11, // 14: envoy.config.route.v3.Route.redirect:type_name -> envoy.config.route.v3.RedirectAction
+	12, // 15: envoy.config.route.v3.Route.direct_response:type_name -> envoy.config.route.v3.DirectResponseAction
+	3,  // 16: envoy.config.route.v3.Route.filter_action:type_name -> envoy.config.route.v3.FilterAction
+	13, // 17: envoy.config.route.v3.Route.non_forwarding_action:type_name -> envoy.config.route.v3.NonForwardingAction
+	41, // 18: envoy.config.route.v3.Route.metadata:type_name -> envoy.config.core.v3.Metadata
+	19, // 19: envoy.config.route.v3.Route.typed_per_filter_config:type_name -> envoy.config.route.v3.Route.TypedPerFilterConfigEntry
+	39, // 20: envoy.config.route.v3.Route.request_headers_to_add:type_name -> envoy.config.core.v3.HeaderValueOption
+	39, // 21: envoy.config.route.v3.Route.response_headers_to_add:type_name -> envoy.config.core.v3.HeaderValueOption
+	20, // 22: envoy.config.route.v3.WeightedCluster.clusters:type_name -> envoy.config.route.v3.WeightedCluster.ClusterWeight
+	42, // 23: envoy.config.route.v3.RouteMatch.safe_regex:type_name -> envoy.type.matcher.v3.RegexMatcher
+	24, // 24: envoy.config.route.v3.RouteMatch.connect_matcher:type_name -> envoy.config.route.v3.RouteMatch.ConnectMatcher
+	43, // 25: envoy.config.route.v3.RouteMatch.path_match_policy:type_name -> envoy.config.core.v3.TypedExtensionConfig
+	44, // 26: envoy.config.route.v3.RouteMatch.case_sensitive:type_name -> google.protobuf.BoolValue
+	45, // 27: envoy.config.route.v3.RouteMatch.runtime_fraction:type_name -> envoy.config.core.v3.RuntimeFractionalPercent
+	14, // 28: envoy.config.route.v3.RouteMatch.headers:type_name -> envoy.config.route.v3.HeaderMatcher
+	15, // 29: envoy.config.route.v3.RouteMatch.query_parameters:type_name -> envoy.config.route.v3.QueryParameterMatcher
+	16, // 30: envoy.config.route.v3.RouteMatch.cookies:type_name -> envoy.config.route.v3.CookieMatcher
+	22, // 31: envoy.config.route.v3.RouteMatch.grpc:type_name -> envoy.config.route.v3.RouteMatch.GrpcRouteMatchOptions
+	23, // 32: envoy.config.route.v3.RouteMatch.tls_context:type_name -> envoy.config.route.v3.RouteMatch.TlsContextMatchOptions
+	46, // 33: envoy.config.route.v3.RouteMatch.dynamic_metadata:type_name -> envoy.type.matcher.v3.MetadataMatcher
+	47, // 34: envoy.config.route.v3.RouteMatch.filter_state:type_name -> envoy.type.matcher.v3.FilterStateMatcher
+	48, // 35: envoy.config.route.v3.CorsPolicy.allow_origin_string_match:type_name -> envoy.type.matcher.v3.StringMatcher
+	44, // 36: envoy.config.route.v3.CorsPolicy.allow_credentials:type_name -> google.protobuf.BoolValue
+	45, // 37: envoy.config.route.v3.CorsPolicy.filter_enabled:type_name -> envoy.config.core.v3.RuntimeFractionalPercent
+	45, // 38: envoy.config.route.v3.CorsPolicy.shadow_enabled:type_name -> envoy.config.core.v3.RuntimeFractionalPercent
+	44, // 39: envoy.config.route.v3.CorsPolicy.allow_private_network_access:type_name -> google.protobuf.BoolValue
+	44, // 40: envoy.config.route.v3.CorsPolicy.forward_not_matching_preflights:type_name -> google.protobuf.BoolValue
+	5,  // 41: envoy.config.route.v3.RouteAction.weighted_clusters:type_name -> envoy.config.route.v3.WeightedCluster
+	6,  // 42: envoy.config.route.v3.RouteAction.inline_cluster_specifier_plugin:type_name -> envoy.config.route.v3.ClusterSpecifierPlugin
+	49, // 43: envoy.config.route.v3.RouteAction.regex_rewrite:type_name -> envoy.type.matcher.v3.RegexMatchAndSubstitute
+	43, // 44: envoy.config.route.v3.RouteAction.path_rewrite_policy:type_name -> envoy.config.core.v3.TypedExtensionConfig
+	44, // 45: envoy.config.route.v3.RouteAction.auto_host_rewrite:type_name -> google.protobuf.BoolValue
+	50, // 46: envoy.config.route.v3.RouteAction.timeout:type_name -> google.protobuf.Duration
+	50, // 47: envoy.config.route.v3.RouteAction.idle_timeout:type_name -> google.protobuf.Duration
+	10, // 48: envoy.config.route.v3.RouteAction.retry_policy:type_name -> envoy.config.route.v3.RetryPolicy
+	40, // 49: envoy.config.route.v3.RouteAction.retry_policy_typed_config:type_name -> google.protobuf.Any
+	25, // 50: envoy.config.route.v3.RouteAction.request_mirror_policies:type_name -> envoy.config.route.v3.RouteAction.RequestMirrorPolicy
+	51, // 51: envoy.config.route.v3.RouteAction.priority:type_name -> envoy.config.core.v3.RoutingPriority
+	26, // 52: envoy.config.route.v3.RouteAction.hash_policy:type_name -> envoy.config.route.v3.RouteAction.HashPolicy
+	8,  // 53: envoy.config.route.v3.RouteAction.cors:type_name -> envoy.config.route.v3.CorsPolicy
+	27, // 54: envoy.config.route.v3.RouteAction.max_stream_duration:type_name -> envoy.config.route.v3.RouteAction.MaxStreamDuration
+	52, // 55: envoy.config.route.v3.RetryPolicy.num_retries:type_name -> google.protobuf.UInt32Value
+	50, // 56: envoy.config.route.v3.RetryPolicy.per_try_timeout:type_name -> google.protobuf.Duration
+	50, // 57: envoy.config.route.v3.RetryPolicy.per_try_idle_timeout:type_name -> google.protobuf.Duration
+	34, // 58: envoy.config.route.v3.RetryPolicy.retry_priority:type_name -> envoy.config.route.v3.RetryPolicy.RetryPriority
+	35, // 59: envoy.config.route.v3.RetryPolicy.retry_host_predicate:type_name -> envoy.config.route.v3.RetryPolicy.RetryHostPredicate
+	43, // 60: envoy.config.route.v3.RetryPolicy.retry_options_predicates:type_name -> envoy.config.core.v3.TypedExtensionConfig
+	36, // 61: envoy.config.route.v3.RetryPolicy.retry_back_off:type_name -> envoy.config.route.v3.RetryPolicy.RetryBackOff
+	37, // 62: envoy.config.route.v3.RetryPolicy.rate_limited_retry_back_off:type_name -> envoy.config.route.v3.RetryPolicy.RateLimitedRetryBackOff
+	14, // 63: envoy.config.route.v3.RetryPolicy.retriable_headers:type_name -> envoy.config.route.v3.HeaderMatcher
+	14, // 64: envoy.config.route.v3.RetryPolicy.retriable_request_headers:type_name -> envoy.config.route.v3.HeaderMatcher
+	49, // 65: envoy.config.route.v3.RedirectAction.regex_rewrite:type_name -> envoy.type.matcher.v3.RegexMatchAndSubstitute
+	1,  // 66: envoy.config.route.v3.RedirectAction.response_code:type_name -> envoy.config.route.v3.RedirectAction.RedirectResponseCode
+	53, // 67: envoy.config.route.v3.DirectResponseAction.body:type_name -> envoy.config.core.v3.DataSource
+	54, // 68: envoy.config.route.v3.DirectResponseAction.body_format:type_name -> envoy.config.core.v3.SubstitutionFormatString
+	42, // 69: envoy.config.route.v3.HeaderMatcher.safe_regex_match:type_name -> envoy.type.matcher.v3.RegexMatcher
+	55, // 70: envoy.config.route.v3.HeaderMatcher.range_match:type_name -> envoy.type.v3.Int64Range
+	48, // 71: envoy.config.route.v3.HeaderMatcher.string_match:type_name -> envoy.type.matcher.v3.StringMatcher
+	48, // 72: envoy.config.route.v3.QueryParameterMatcher.string_match:type_name -> envoy.type.matcher.v3.StringMatcher
+	48, // 73: envoy.config.route.v3.CookieMatcher.string_match:type_name -> envoy.type.matcher.v3.StringMatcher
+	40, // 74: envoy.config.route.v3.FilterConfig.config:type_name -> google.protobuf.Any
+	40, // 75: envoy.config.route.v3.VirtualHost.TypedPerFilterConfigEntry.value:type_name -> google.protobuf.Any
+	40, // 76: envoy.config.route.v3.Route.TypedPerFilterConfigEntry.value:type_name -> google.protobuf.Any
+	52, // 77: envoy.config.route.v3.WeightedCluster.ClusterWeight.weight:type_name -> google.protobuf.UInt32Value
+	39, // 78: envoy.config.route.v3.WeightedCluster.ClusterWeight.request_headers_to_add:type_name -> envoy.config.core.v3.HeaderValueOption
+	39, // 79: envoy.config.route.v3.WeightedCluster.ClusterWeight.response_headers_to_add:type_name -> envoy.config.core.v3.HeaderValueOption
+	21, // 80: envoy.config.route.v3.WeightedCluster.ClusterWeight.typed_per_filter_config:type_name -> envoy.config.route.v3.WeightedCluster.ClusterWeight.TypedPerFilterConfigEntry
+	40, // 81: envoy.config.route.v3.WeightedCluster.ClusterWeight.TypedPerFilterConfigEntry.value:type_name -> google.protobuf.Any
+	45, // 82: envoy.config.route.v3.RouteAction.RequestMirrorPolicy.runtime_fraction:type_name -> envoy.config.core.v3.RuntimeFractionalPercent
+	44, // 83: envoy.config.route.v3.RouteAction.RequestMirrorPolicy.trace_sampled:type_name -> google.protobuf.BoolValue
+	56, // 84: envoy.config.route.v3.RouteAction.RequestMirrorPolicy.request_headers_mutations:type_name -> envoy.config.common.mutation_rules.v3.HeaderMutation
+	28, // 85: envoy.config.route.v3.RouteAction.HashPolicy.header:type_name -> envoy.config.route.v3.RouteAction.HashPolicy.Header
+	30, // 86: envoy.config.route.v3.RouteAction.HashPolicy.cookie:type_name -> envoy.config.route.v3.RouteAction.HashPolicy.Cookie
+	31, // 87: envoy.config.route.v3.RouteAction.HashPolicy.connection_properties:type_name -> envoy.config.route.v3.RouteAction.HashPolicy.ConnectionProperties
+	32, // 88: envoy.config.route.v3.RouteAction.HashPolicy.query_parameter:type_name -> envoy.config.route.v3.RouteAction.HashPolicy.QueryParameter
+	33, // 89: envoy.config.route.v3.RouteAction.HashPolicy.filter_state:type_name -> envoy.config.route.v3.RouteAction.HashPolicy.FilterState
+	50, // 90: envoy.config.route.v3.RouteAction.MaxStreamDuration.max_stream_duration:type_name -> google.protobuf.Duration
+	49, // 91: envoy.config.route.v3.RouteAction.HashPolicy.Header.regex_rewrite:type_name -> envoy.type.matcher.v3.RegexMatchAndSubstitute
+	50, // 92: envoy.config.route.v3.RouteAction.HashPolicy.Cookie.ttl:type_name -> google.protobuf.Duration
+	29, // 93: envoy.config.route.v3.RouteAction.HashPolicy.Cookie.attributes:type_name -> envoy.config.route.v3.RouteAction.HashPolicy.CookieAttribute
+	40, // 94: envoy.config.route.v3.RetryPolicy.RetryPriority.typed_config:type_name -> google.protobuf.Any
+	40, // 95: envoy.config.route.v3.RetryPolicy.RetryHostPredicate.typed_config:type_name -> google.protobuf.Any
+	50, // 96: envoy.config.route.v3.RetryPolicy.RetryBackOff.base_interval:type_name -> google.protobuf.Duration
+	50, // 97: envoy.config.route.v3.RetryPolicy.RetryBackOff.max_interval:type_name -> google.protobuf.Duration
+	50, // 98: envoy.config.route.v3.RetryPolicy.RateLimitedRetryBackOff.max_interval:type_name -> google.protobuf.Duration
+	99, // [99:99] is the sub-list for method output_type
+	99, // [99:99] is the sub-list for method input_type
+	99, // [99:99] is the sub-list for extension type_name
+	99, // [99:99] is the sub-list for extension extendee
+	0,  // [0:99] is the sub-list for field type_name
 }
 
 func init() { file_envoy_config_route_v3_route_components_proto_init() }
@@ -3798,7 +3656,6 @@ func file_envoy_config_route_v3_route_components_proto_init() {
 	}
 	file_envoy_config_route_v3_route_components_proto_msgTypes[3].OneofWrappers = []any{
 		(*WeightedCluster_HeaderName)(nil),
-		(*WeightedCluster_UseHashPolicy)(nil),
 	}
 	file_envoy_config_route_v3_route_components_proto_msgTypes[5].OneofWrappers = []any{
 		(*RouteMatch_Prefix)(nil),
@@ -3829,7 +3686,7 @@ func file_envoy_config_route_v3_route_components_proto_init() {
 		(*RedirectAction_RegexRewrite)(nil),
 		(*RedirectAction_PathRewrite)(nil),
 	}
-	file_envoy_config_route_v3_route_components_proto_msgTypes[14].OneofWrappers = []any{
+	file_envoy_config_route_v3_route_components_proto_msgTypes[12].OneofWrappers = []any{
 		(*HeaderMatcher_ExactMatch)(nil),
 		(*HeaderMatcher_SafeRegexMatch)(nil),
 		(*HeaderMatcher_RangeMatch)(nil),
@@ -3839,24 +3696,24 @@ func file_envoy_config_route_v3_route_components_proto_init() {
 		(*HeaderMatcher_ContainsMatch)(nil),
 		(*HeaderMatcher_StringMatch)(nil),
 	}
-	file_envoy_config_route_v3_route_components_proto_msgTypes[15].OneofWrappers = []any{
+	file_envoy_config_route_v3_route_components_proto_msgTypes[13].OneofWrappers = []any{
 		(*QueryParameterMatcher_StringMatch)(nil),
 		(*QueryParameterMatcher_PresentMatch)(nil),
 	}
-	file_envoy_config_route_v3_route_components_proto_msgTypes[20].OneofWrappers = []any{
+	file_envoy_config_route_v3_route_components_proto_msgTypes[18].OneofWrappers = []any{
 		(*WeightedCluster_ClusterWeight_HostRewriteLiteral)(nil),
 	}
-	file_envoy_config_route_v3_route_components_proto_msgTypes[26].OneofWrappers = []any{
+	file_envoy_config_route_v3_route_components_proto_msgTypes[24].OneofWrappers = []any{
 		(*RouteAction_HashPolicy_Header_)(nil),
 		(*RouteAction_HashPolicy_Cookie_)(nil),
 		(*RouteAction_HashPolicy_ConnectionProperties_)(nil),
 		(*RouteAction_HashPolicy_QueryParameter_)(nil),
 		(*RouteAction_HashPolicy_FilterState_)(nil),
 	}
-	file_envoy_config_route_v3_route_components_proto_msgTypes[34].OneofWrappers = []any{
+	file_envoy_config_route_v3_route_components_proto_msgTypes[32].OneofWrappers = []any{
 		(*RetryPolicy_RetryPriority_TypedConfig)(nil),
 	}
-	file_envoy_config_route_v3_route_components_proto_msgTypes[35].OneofWrappers = []any{
+	file_envoy_config_route_v3_route_components_proto_msgTypes[33].OneofWrappers = []any{
 		(*RetryPolicy_RetryHostPredicate_TypedConfig)(nil),
 	}
 	type x struct{}
@@ -3866,7 +3723,7 @@ func file_envoy_config_route_v3_route_components_proto_init() {
 			FileRegistry:  xdsapi.Files,
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_envoy_config_route_v3_route_components_proto_rawDesc), len(file_envoy_config_route_v3_route_components_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   38,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

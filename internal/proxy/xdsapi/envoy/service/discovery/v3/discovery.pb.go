@@ -104,7 +104,6 @@ type DiscoveryResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	VersionInfo   string                 `protobuf:"bytes,1,opt,name=version_info,json=versionInfo,proto3" json:"version_info,omitempty"`
 	Resources     []*anypb.Any           `protobuf:"bytes,2,rep,name=resources,proto3" json:"resources,omitempty"`
-	Canary        bool                   `protobuf:"varint,3,opt,name=canary,proto3" json:"canary,omitempty"`
 	TypeUrl       string                 `protobuf:"bytes,4,opt,name=type_url,json=typeUrl,proto3" json:"type_url,omitempty"`
 	Nonce         string                 `protobuf:"bytes,5,opt,name=nonce,proto3" json:"nonce,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -155,13 +154,6 @@ func (x *DiscoveryResponse) GetResources() []*anypb.Any {
 	return nil
 }
 
-func (x *DiscoveryResponse) GetCanary() bool {
-	if x != nil {
-		return x.Canary
-	}
-	return false
-}
-
 func (x *DiscoveryResponse) GetTypeUrl() string {
 	if x != nil {
 		return x.TypeUrl
@@ -179,7 +171,6 @@ func (x *DiscoveryResponse) GetNonce() string {
 type Resource struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
-	Aliases       []string               `protobuf:"bytes,4,rep,name=aliases,proto3" json:"aliases,omitempty"`
 	Version       string                 `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
 	Resource      *anypb.Any             `protobuf:"bytes,2,opt,name=resource,proto3" json:"resource,omitempty"`
 	Ttl           *durationpb.Duration   `protobuf:"bytes,6,opt,name=ttl,proto3" json:"ttl,omitempty"`
@@ -225,13 +216,6 @@ func (x *Resource) GetName() string {
 	return ""
 }
 
-func (x *Resource) GetAliases() []string {
-	if x != nil {
-		return x.Aliases
-	}
-	return nil
-}
-
 func (x *Resource) GetVersion() string {
 	if x != nil {
 		return x.Version
@@ -271,16 +255,14 @@ const file_envoy_service_discovery_v3_discovery_proto_rawDesc = "" +
 	"\x0eresource_names\x18\x03 \x03(\tR\rresourceNames\x12\x19\n" +
 	"\btype_url\x18\x04 \x01(\tR\atypeUrl\x12%\n" +
 	"\x0eresponse_nonce\x18\x05 \x01(\tR\rresponseNonce\x125\n" +
-	"\ferror_detail\x18\x06 \x01(\v2\x12.google.rpc.StatusR\verrorDetail\"\xb3\x01\n" +
+	"\ferror_detail\x18\x06 \x01(\v2\x12.google.rpc.StatusR\verrorDetail\"\x9b\x01\n" +
 	"\x11DiscoveryResponse\x12!\n" +
 	"\fversion_info\x18\x01 \x01(\tR\vversionInfo\x122\n" +
-	"\tresources\x18\x02 \x03(\v2\x14.google.protobuf.AnyR\tresources\x12\x16\n" +
-	"\x06canary\x18\x03 \x01(\bR\x06canary\x12\x19\n" +
+	"\tresources\x18\x02 \x03(\v2\x14.google.protobuf.AnyR\tresources\x12\x19\n" +
 	"\btype_url\x18\x04 \x01(\tR\atypeUrl\x12\x14\n" +
-	"\x05nonce\x18\x05 \x01(\tR\x05nonce\"\xed\x01\n" +
+	"\x05nonce\x18\x05 \x01(\tR\x05nonce\"\xd3\x01\n" +
 	"\bResource\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12\x18\n" +
-	"\aaliases\x18\x04 \x03(\tR\aaliases\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x120\n" +
 	"\bresource\x18\x02 \x01(\v2\x14.google.protobuf.AnyR\bresource\x12+\n" +
 	"\x03ttl\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x12:\n" +

@@ -26,14 +26,11 @@ type HttpConnectionManager struct {
 	//
 	//	*HttpConnectionManager_Rds
 	//	*HttpConnectionManager_RouteConfig
-	//	*HttpConnectionManager_ScopedRoutes
 	RouteSpecifier            isHttpConnectionManager_RouteSpecifier `protobuf_oneof:"route_specifier"`
 	HttpFilters               []*HttpFilter                          `protobuf:"bytes,5,rep,name=http_filters,json=httpFilters,proto3" json:"http_filters,omitempty"`
-	Tracing                   *HttpConnectionManager_Tracing         `protobuf:"bytes,7,opt,name=tracing,proto3" json:"tracing,omitempty"`
 	CommonHttpProtocolOptions *v3.HttpProtocolOptions                `protobuf:"bytes,35,opt,name=common_http_protocol_options,json=commonHttpProtocolOptions,proto3" json:"common_http_protocol_options,omitempty"`
 	HttpProtocolOptions       *v3.Http1ProtocolOptions               `protobuf:"bytes,8,opt,name=http_protocol_options,json=httpProtocolOptions,proto3" json:"http_protocol_options,omitempty"`
 	DrainTimeout              *durationpb.Duration                   `protobuf:"bytes,12,opt,name=drain_timeout,json=drainTimeout,proto3" json:"drain_timeout,omitempty"`
-	Via                       string                                 `protobuf:"bytes,22,opt,name=via,proto3" json:"via,omitempty"`
 	unknownFields             protoimpl.UnknownFields
 	sizeCache                 protoimpl.SizeCache
 }
@@ -100,25 +97,9 @@ func (x *HttpConnectionManager) GetRouteConfig() *v31.RouteConfiguration {
 	return nil
 }
 
-func (x *HttpConnectionManager) GetScopedRoutes() *ScopedRoutes {
-	if x != nil {
-		if x, ok := x.RouteSpecifier.(*HttpConnectionManager_ScopedRoutes); ok {
-			return x.ScopedRoutes
-		}
-	}
-	return nil
-}
-
 func (x *HttpConnectionManager) GetHttpFilters() []*HttpFilter {
 	if x != nil {
 		return x.HttpFilters
-	}
-	return nil
-}
-
-func (x *HttpConnectionManager) GetTracing() *HttpConnectionManager_Tracing {
-	if x != nil {
-		return x.Tracing
 	}
 	return nil
 }
@@ -144,13 +125,6 @@ func (x *HttpConnectionManager) GetDrainTimeout() *durationpb.Duration {
 	return nil
 }
 
-func (x *HttpConnectionManager) GetVia() string {
-	if x != nil {
-		return x.Via
-	}
-	return ""
-}
-
 type isHttpConnectionManager_RouteSpecifier interface {
 	isHttpConnectionManager_RouteSpecifier()
 }
@@ -163,15 +137,9 @@ type HttpConnectionManager_RouteConfig struct {
 	RouteConfig *v31.RouteConfiguration `protobuf:"bytes,4,opt,name=route_config,json=routeConfig,proto3,oneof"`
 }
 
-type HttpConnectionManager_ScopedRoutes struct {
-	ScopedRoutes *ScopedRoutes `protobuf:"bytes,31,opt,name=scoped_routes,json=scopedRoutes,proto3,oneof"`
-}
-
 func (*HttpConnectionManager_Rds) isHttpConnectionManager_RouteSpecifier() {}
 
 func (*HttpConnectionManager_RouteConfig) isHttpConnectionManager_RouteSpecifier() {}
-
-func (*HttpConnectionManager_ScopedRoutes) isHttpConnectionManager_RouteSpecifier() {}
 
 type Rds struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
@@ -225,50 +193,6 @@ func (x *Rds) GetRouteConfigName() string {
 	return ""
 }
 
-type ScopedRoutes struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *ScopedRoutes) Reset() {
-	*x = ScopedRoutes{}
-	mi := &file_envoy_extensions_filters_network_http_connection_manager_v3_http_connection_manager_proto_msgTypes[2]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *ScopedRoutes) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*ScopedRoutes) ProtoMessage() {}
-
-func (x *ScopedRoutes) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_extensions_filters_network_http_connection_manager_v3_http_connection_manager_proto_msgTypes[2]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use ScopedRoutes.ProtoReflect.Descriptor instead.
-func (*ScopedRoutes) Descriptor() ([]byte, []int) {
-	return file_envoy_extensions_filters_network_http_connection_manager_v3_http_connection_manager_proto_rawDescGZIP(), []int{2}
-}
-
-func (x *ScopedRoutes) GetName() string {
-	if x != nil {
-		return x.Name
-	}
-	return ""
-}
-
 type HttpFilter struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -285,7 +209,7 @@ type HttpFilter struct {
 
 func (x *HttpFilter) Reset() {
 	*x = HttpFilter{}
-	mi := &file_envoy_extensions_filters_network_http_connection_manager_v3_http_connection_manager_proto_msgTypes[3]
+	mi := &file_envoy_extensions_filters_network_http_connection_manager_v3_http_connection_manager_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -297,7 +221,7 @@ func (x *HttpFilter) String() string {
 func (*HttpFilter) ProtoMessage() {}
 
 func (x *HttpFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_extensions_filters_network_http_connection_manager_v3_http_connection_manager_proto_msgTypes[3]
+	mi := &file_envoy_extensions_filters_network_http_connection_manager_v3_http_connection_manager_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -310,7 +234,7 @@ func (x *HttpFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HttpFilter.ProtoReflect.Descriptor instead.
 func (*HttpFilter) Descriptor() ([]byte, []int) {
-	return file_envoy_extensions_filters_network_http_connection_manager_v3_http_connection_manager_proto_rawDescGZIP(), []int{3}
+	return file_envoy_extensions_filters_network_http_connection_manager_v3_http_connection_manager_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *HttpFilter) GetName() string {
@@ -375,84 +299,24 @@ func (*HttpFilter_TypedConfig) isHttpFilter_ConfigType() {}
 
 func (*HttpFilter_ConfigDiscovery) isHttpFilter_ConfigType() {}
 
-type HttpConnectionManager_Tracing struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Verbose       bool                   `protobuf:"varint,6,opt,name=verbose,proto3" json:"verbose,omitempty"`
-	Operation     string                 `protobuf:"bytes,11,opt,name=operation,proto3" json:"operation,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *HttpConnectionManager_Tracing) Reset() {
-	*x = HttpConnectionManager_Tracing{}
-	mi := &file_envoy_extensions_filters_network_http_connection_manager_v3_http_connection_manager_proto_msgTypes[4]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *HttpConnectionManager_Tracing) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*HttpConnectionManager_Tracing) ProtoMessage() {}
-
-func (x *HttpConnectionManager_Tracing) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_extensions_filters_network_http_connection_manager_v3_http_connection_manager_proto_msgTypes[4]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use HttpConnectionManager_Tracing.ProtoReflect.Descriptor instead.
-func (*HttpConnectionManager_Tracing) Descriptor() ([]byte, []int) {
-	return file_envoy_extensions_filters_network_http_connection_manager_v3_http_connection_manager_proto_rawDescGZIP(), []int{0, 0}
-}
-
-func (x *HttpConnectionManager_Tracing) GetVerbose() bool {
-	if x != nil {
-		return x.Verbose
-	}
-	return false
-}
-
-func (x *HttpConnectionManager_Tracing) GetOperation() string {
-	if x != nil {
-		return x.Operation
-	}
-	return ""
-}
-
 var File_envoy_extensions_filters_network_http_connection_manager_v3_http_connection_manager_proto protoreflect.FileDescriptor
 
 const file_envoy_extensions_filters_network_http_connection_manager_v3_http_connection_manager_proto_rawDesc = "" +
 	"\n" +
-	"Yenvoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto\x12;envoy.extensions.filters.network.http_connection_manager.v3\x1a\"envoy/config/core/v3/address.proto\x1a\x1fenvoy/config/core/v3/base.proto\x1a(envoy/config/core/v3/config_source.proto\x1a$envoy/config/core/v3/extension.proto\x1a#envoy/config/core/v3/protocol.proto\x1a5envoy/config/core/v3/substitution_format_string.proto\x1a!envoy/config/route/v3/route.proto\x1a\x1benvoy/type/v3/percent.proto\x1a\x19google/protobuf/any.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1egoogle/protobuf/wrappers.proto\x1a!xds/type/matcher/v3/matcher.proto\"\xa6\a\n" +
+	"Yenvoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto\x12;envoy.extensions.filters.network.http_connection_manager.v3\x1a\"envoy/config/core/v3/address.proto\x1a\x1fenvoy/config/core/v3/base.proto\x1a(envoy/config/core/v3/config_source.proto\x1a$envoy/config/core/v3/extension.proto\x1a#envoy/config/core/v3/protocol.proto\x1a5envoy/config/core/v3/substitution_format_string.proto\x1a!envoy/config/route/v3/route.proto\x1a\x1benvoy/type/v3/percent.proto\x1a\x19google/protobuf/any.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1egoogle/protobuf/wrappers.proto\x1a!xds/type/matcher/v3/matcher.proto\"\xe9\x04\n" +
 	"\x15HttpConnectionManager\x12\x1f\n" +
 	"\vstat_prefix\x18\x02 \x01(\tR\n" +
 	"statPrefix\x12T\n" +
 	"\x03rds\x18\x03 \x01(\v2@.envoy.extensions.filters.network.http_connection_manager.v3.RdsH\x00R\x03rds\x12N\n" +
-	"\froute_config\x18\x04 \x01(\v2).envoy.config.route.v3.RouteConfigurationH\x00R\vrouteConfig\x12p\n" +
-	"\rscoped_routes\x18\x1f \x01(\v2I.envoy.extensions.filters.network.http_connection_manager.v3.ScopedRoutesH\x00R\fscopedRoutes\x12j\n" +
-	"\fhttp_filters\x18\x05 \x03(\v2G.envoy.extensions.filters.network.http_connection_manager.v3.HttpFilterR\vhttpFilters\x12t\n" +
-	"\atracing\x18\a \x01(\v2Z.envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.TracingR\atracing\x12j\n" +
+	"\froute_config\x18\x04 \x01(\v2).envoy.config.route.v3.RouteConfigurationH\x00R\vrouteConfig\x12j\n" +
+	"\fhttp_filters\x18\x05 \x03(\v2G.envoy.extensions.filters.network.http_connection_manager.v3.HttpFilterR\vhttpFilters\x12j\n" +
 	"\x1ccommon_http_protocol_options\x18# \x01(\v2).envoy.config.core.v3.HttpProtocolOptionsR\x19commonHttpProtocolOptions\x12^\n" +
 	"\x15http_protocol_options\x18\b \x01(\v2*.envoy.config.core.v3.Http1ProtocolOptionsR\x13httpProtocolOptions\x12>\n" +
-	"\rdrain_timeout\x18\f \x01(\v2\x19.google.protobuf.DurationR\fdrainTimeout\x12\x10\n" +
-	"\x03via\x18\x16 \x01(\tR\x03via\x1aA\n" +
-	"\aTracing\x12\x18\n" +
-	"\averbose\x18\x06 \x01(\bR\averbose\x12\x1c\n" +
-	"\toperation\x18\v \x01(\tR\toperationB\x11\n" +
+	"\rdrain_timeout\x18\f \x01(\v2\x19.google.protobuf.DurationR\fdrainTimeoutB\x11\n" +
 	"\x0froute_specifier\"z\n" +
 	"\x03Rds\x12G\n" +
 	"\rconfig_source\x18\x01 \x01(\v2\".envoy.config.core.v3.ConfigSourceR\fconfigSource\x12*\n" +
-	"\x11route_config_name\x18\x02 \x01(\tR\x0frouteConfigName\"\"\n" +
-	"\fScopedRoutes\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"\x81\x02\n" +
+	"\x11route_config_name\x18\x02 \x01(\tR\x0frouteConfigName\"\x81\x02\n" +
 	"\n" +
 	"HttpFilter\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x129\n" +
@@ -475,38 +339,34 @@ func file_envoy_extensions_filters_network_http_connection_manager_v3_http_conne
 	return file_envoy_extensions_filters_network_http_connection_manager_v3_http_connection_manager_proto_rawDescData
 }
 
-var file_envoy_extensions_filters_network_http_connection_manager_v3_http_connection_manager_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_envoy_extensions_filters_network_http_connection_manager_v3_http_connection_manager_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_envoy_extensions_filters_network_http_connection_manager_v3_http_connection_manager_proto_goTypes = []any{
-	(*HttpConnectionManager)(nil),         // 0: envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-	(*Rds)(nil),                           // 1: envoy.extensions.filters.network.http_connection_manager.v3.Rds
-	(*ScopedRoutes)(nil),                  // 2: envoy.extensions.filters.network.http_connection_manager.v3.ScopedRoutes
-	(*HttpFilter)(nil),                    // 3: envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter
-	(*HttpConnectionManager_Tracing)(nil), // 4: envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.Tracing
-	(*v31.RouteConfiguration)(nil),        // 5: envoy.config.route.v3.RouteConfiguration
-	(*v3.HttpProtocolOptions)(nil),        // 6: envoy.config.core.v3.HttpProtocolOptions
-	(*v3.Http1ProtocolOptions)(nil),       // 7: envoy.config.core.v3.Http1ProtocolOptions
-	(*durationpb.Duration)(nil),           // 8: google.protobuf.Duration
-	(*v3.ConfigSource)(nil),               // 9: envoy.config.core.v3.ConfigSource
-	(*anypb.Any)(nil),                     // 10: google.protobuf.Any
-	(*v3.ExtensionConfigSource)(nil),      // 11: envoy.config.core.v3.ExtensionConfigSource
+	(*HttpConnectionManager)(nil),    // 0: envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+	(*Rds)(nil),                      // 1: envoy.extensions.filters.network.http_connection_manager.v3.Rds
+	(*HttpFilter)(nil),               // 2: envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter
+	(*v31.RouteConfiguration)(nil),   // 3: envoy.config.route.v3.RouteConfiguration
+	(*v3.HttpProtocolOptions)(nil),   // 4: envoy.config.core.v3.HttpProtocolOptions
+	(*v3.Http1ProtocolOptions)(nil),  // 5: envoy.config.core.v3.Http1ProtocolOptions
+	(*durationpb.Duration)(nil),      // 6: google.protobuf.Duration
+	(*v3.ConfigSource)(nil),          // 7: envoy.config.core.v3.ConfigSource
+	(*anypb.Any)(nil),                // 8: google.protobuf.Any
+	(*v3.ExtensionConfigSource)(nil), // 9: envoy.config.core.v3.ExtensionConfigSource
 }
 var file_envoy_extensions_filters_network_http_connection_manager_v3_http_connection_manager_proto_depIdxs = []int32{
-	1,  // 0: envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.rds:type_name -> envoy.extensions.filters.network.http_connection_manager.v3.Rds
-	5,  // 1: envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.route_config:type_name -> envoy.config.route.v3.RouteConfiguration
-	2,  // 2: envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.scoped_routes:type_name -> envoy.extensions.filters.network.http_connection_manager.v3.ScopedRoutes
-	3,  // 3: envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.http_filters:type_name -> envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter
-	4,  // 4: envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.tracing:type_name -> envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.Tracing
-	6,  // 5: envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.common_http_protocol_options:type_name -> envoy.config.core.v3.HttpProtocolOptions
-	7,  // 6: envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.http_protocol_options:type_name -> envoy.config.core.v3.Http1ProtocolOptions
-	8,  // 7: envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.drain_timeout:type_name -> google.protobuf.Duration
-	9,  // 8: envoy.extensions.filters.network.http_connection_manager.v3.Rds.config_source:type_name -> envoy.config.core.v3.ConfigSource
-	10, // 9: envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter.typed_config:type_name -> google.protobuf.Any
-	11, // 10: envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter.config_discovery:type_name -> envoy.config.core.v3.ExtensionConfigSource
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	1, // 0: envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.rds:type_name -> envoy.extensions.filters.network.http_connection_manager.v3.Rds
+	3, // 1: envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.route_config:type_name -> envoy.config.route.v3.RouteConfiguration
+	2, // 2: envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.http_filters:type_name -> envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter
+	4, // 3: envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.common_http_protocol_options:type_name -> envoy.config.core.v3.HttpProtocolOptions
+	5, // 4: envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.http_protocol_options:type_name -> envoy.config.core.v3.Http1ProtocolOptions
+	6, // 5: envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.drain_timeout:type_name -> google.protobuf.Duration
+	7, // 6: envoy.extensions.filters.network.http_connection_manager.v3.Rds.config_source:type_name -> envoy.config.core.v3.ConfigSource
+	8, // 7: envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter.typed_config:type_name -> google.protobuf.Any
+	9, // 8: envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter.config_discovery:type_name -> envoy.config.core.v3.ExtensionConfigSource
+	9, // [9:9] is the sub-list for method output_type
+	9, // [9:9] is the sub-list for method input_type
+	9, // [9:9] is the sub-list for extension type_name
+	9, // [9:9] is the sub-list for extension extendee
+	0, // [0:9] is the sub-list for field type_name
 }
 
 func init() {
@@ -519,9 +379,8 @@ func file_envoy_extensions_filters_network_http_connection_manager_v3_http_conne
 	file_envoy_extensions_filters_network_http_connection_manager_v3_http_connection_manager_proto_msgTypes[0].OneofWrappers = []any{
 		(*HttpConnectionManager_Rds)(nil),
 		(*HttpConnectionManager_RouteConfig)(nil),
-		(*HttpConnectionManager_ScopedRoutes)(nil),
 	}
-	file_envoy_extensions_filters_network_http_connection_manager_v3_http_connection_manager_proto_msgTypes[3].OneofWrappers = []any{
+	file_envoy_extensions_filters_network_http_connection_manager_v3_http_connection_manager_proto_msgTypes[2].OneofWrappers = []any{
 		(*HttpFilter_TypedConfig)(nil),
 		(*HttpFilter_ConfigDiscovery)(nil),
 	}
@@ -532,7 +391,7 @@ func file_envoy_extensions_filters_network_http_connection_manager_v3_http_conne
 			FileRegistry:  xdsapi.Files,
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_envoy_extensions_filters_network_http_connection_manager_v3_http_connection_manager_proto_rawDesc), len(file_envoy_extensions_filters_network_http_connection_manager_v3_http_connection_manager_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
