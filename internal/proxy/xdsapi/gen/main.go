@@ -2,8 +2,9 @@
 // trimmed to the messages and fields weft-proxy's code names.
 //
 // It reads the descriptors go-control-plane registers, keeps a message when
-// weft-proxy's sources (internal/proxy, tests and test data included) name
-// its Go type or when a kept field refers to it, and keeps a field when they
+// the sources of weft-proxy and of the control plane's translation
+// (internal/proxy and internal/translate, tests and test data included)
+// name its Go type or when a kept field refers to it, and keeps a field when they
 // name its Go field, getter, proto name or JSON name, as a selector or as a
 // key in a Go literal, YAML or JSON. Options
 // (validation rules, annotations) are dropped; names, numbers, types and
@@ -77,9 +78,11 @@ func main() {
 }
 
 func run(root string, check bool) error {
-	words, err := scanWords(filepath.Join(root, "internal/proxy"), filepath.Join(root, apiDir))
-	if err != nil {
-		return err
+	words := map[string]bool{}
+	for _, dir := range scanned {
+		if err := scanWords(words, filepath.Join(root, dir), filepath.Join(root, apiDir)); err != nil {
+			return err
+		}
 	}
 	files, err := generate(words)
 	if err != nil {
@@ -94,11 +97,15 @@ func run(root string, check bool) error {
 // A word in prose or in a string does not count.
 var nameRE = regexp.MustCompile(`\.([A-Za-z_][A-Za-z0-9_]*)|([A-Za-z_][A-Za-z0-9_]*)"?[ \t]*:[^:=]`)
 
-// scanWords returns the names used in the files under dir, leaving out
-// skip (the generated code, which names everything it keeps).
-func scanWords(dir, skip string) (map[string]bool, error) {
-	words := map[string]bool{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+// scanned are the trees whose names decide what is kept: weft-proxy, which
+// reads the fields, and the control plane's translation, which writes them,
+// so that /config_dump shows all that weft's control plane sends.
+var scanned = []string{"internal/proxy", "internal/translate"}
+
+// scanWords adds the names used in the files under dir to words, leaving
+// out skip (the generated code, which names everything it keeps).
+func scanWords(words map[string]bool, dir, skip string) error {
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -122,7 +129,6 @@ func scanWords(dir, skip string) (map[string]bool, error) {
 		}
 		return nil
 	})
-	return words, err
 }
 
 // trimmed reports whether a file is regenerated here. Well-known types,

@@ -76,6 +76,7 @@ type CircuitBreakers_Thresholds struct {
 	MaxRequests        *wrapperspb.UInt32Value                 `protobuf:"bytes,4,opt,name=max_requests,json=maxRequests,proto3" json:"max_requests,omitempty"`
 	MaxRetries         *wrapperspb.UInt32Value                 `protobuf:"bytes,5,opt,name=max_retries,json=maxRetries,proto3" json:"max_retries,omitempty"`
 	RetryBudget        *CircuitBreakers_Thresholds_RetryBudget `protobuf:"bytes,8,opt,name=retry_budget,json=retryBudget,proto3" json:"retry_budget,omitempty"`
+	TrackRemaining     bool                                    `protobuf:"varint,6,opt,name=track_remaining,json=trackRemaining,proto3" json:"track_remaining,omitempty"`
 	MaxConnectionPools *wrapperspb.UInt32Value                 `protobuf:"bytes,7,opt,name=max_connection_pools,json=maxConnectionPools,proto3" json:"max_connection_pools,omitempty"`
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
@@ -153,6 +154,13 @@ func (x *CircuitBreakers_Thresholds) GetRetryBudget() *CircuitBreakers_Threshold
 	return nil
 }
 
+func (x *CircuitBreakers_Thresholds) GetTrackRemaining() bool {
+	if x != nil {
+		return x.TrackRemaining
+	}
+	return false
+}
+
 func (x *CircuitBreakers_Thresholds) GetMaxConnectionPools() *wrapperspb.UInt32Value {
 	if x != nil {
 		return x.MaxConnectionPools
@@ -200,12 +208,12 @@ var File_envoy_config_cluster_v3_circuit_breaker_proto protoreflect.FileDescript
 
 const file_envoy_config_cluster_v3_circuit_breaker_proto_rawDesc = "" +
 	"\n" +
-	"-envoy/config/cluster/v3/circuit_breaker.proto\x12\x17envoy.config.cluster.v3\x1a\x1fenvoy/config/core/v3/base.proto\x1a\x1benvoy/type/v3/percent.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1egoogle/protobuf/wrappers.proto\"\xf7\x05\n" +
+	"-envoy/config/cluster/v3/circuit_breaker.proto\x12\x17envoy.config.cluster.v3\x1a\x1fenvoy/config/core/v3/base.proto\x1a\x1benvoy/type/v3/percent.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1egoogle/protobuf/wrappers.proto\"\xa0\x06\n" +
 	"\x0fCircuitBreakers\x12S\n" +
 	"\n" +
 	"thresholds\x18\x01 \x03(\v23.envoy.config.cluster.v3.CircuitBreakers.ThresholdsR\n" +
 	"thresholds\x12c\n" +
-	"\x13per_host_thresholds\x18\x02 \x03(\v23.envoy.config.cluster.v3.CircuitBreakers.ThresholdsR\x11perHostThresholds\x1a\xa9\x04\n" +
+	"\x13per_host_thresholds\x18\x02 \x03(\v23.envoy.config.cluster.v3.CircuitBreakers.ThresholdsR\x11perHostThresholds\x1a\xd2\x04\n" +
 	"\n" +
 	"Thresholds\x12A\n" +
 	"\bpriority\x18\x01 \x01(\x0e2%.envoy.config.core.v3.RoutingPriorityR\bpriority\x12E\n" +
@@ -214,7 +222,8 @@ const file_envoy_config_cluster_v3_circuit_breaker_proto_rawDesc = "" +
 	"\fmax_requests\x18\x04 \x01(\v2\x1c.google.protobuf.UInt32ValueR\vmaxRequests\x12=\n" +
 	"\vmax_retries\x18\x05 \x01(\v2\x1c.google.protobuf.UInt32ValueR\n" +
 	"maxRetries\x12b\n" +
-	"\fretry_budget\x18\b \x01(\v2?.envoy.config.cluster.v3.CircuitBreakers.Thresholds.RetryBudgetR\vretryBudget\x12N\n" +
+	"\fretry_budget\x18\b \x01(\v2?.envoy.config.cluster.v3.CircuitBreakers.Thresholds.RetryBudgetR\vretryBudget\x12'\n" +
+	"\x0ftrack_remaining\x18\x06 \x01(\bR\x0etrackRemaining\x12N\n" +
 	"\x14max_connection_pools\x18\a \x01(\v2\x1c.google.protobuf.UInt32ValueR\x12maxConnectionPools\x1a\r\n" +
 	"\vRetryBudgetBRZPgithub.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/cluster/v3;clusterv3b\x06proto3"
 

@@ -154,6 +154,7 @@ type Cluster struct {
 	CircuitBreakers               *CircuitBreakers               `protobuf:"bytes,10,opt,name=circuit_breakers,json=circuitBreakers,proto3" json:"circuit_breakers,omitempty"`
 	CommonHttpProtocolOptions     *v31.HttpProtocolOptions       `protobuf:"bytes,29,opt,name=common_http_protocol_options,json=commonHttpProtocolOptions,proto3" json:"common_http_protocol_options,omitempty"`
 	HttpProtocolOptions           *v31.Http1ProtocolOptions      `protobuf:"bytes,13,opt,name=http_protocol_options,json=httpProtocolOptions,proto3" json:"http_protocol_options,omitempty"`
+	Http2ProtocolOptions          *v31.Http2ProtocolOptions      `protobuf:"bytes,14,opt,name=http2_protocol_options,json=http2ProtocolOptions,proto3" json:"http2_protocol_options,omitempty"`
 	TypedExtensionProtocolOptions map[string]*anypb.Any          `protobuf:"bytes,36,rep,name=typed_extension_protocol_options,json=typedExtensionProtocolOptions,proto3" json:"typed_extension_protocol_options,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	OutlierDetection              *OutlierDetection              `protobuf:"bytes,19,opt,name=outlier_detection,json=outlierDetection,proto3" json:"outlier_detection,omitempty"`
 	// Types that are valid to be assigned to LbConfig:
@@ -291,6 +292,13 @@ func (x *Cluster) GetCommonHttpProtocolOptions() *v31.HttpProtocolOptions {
 func (x *Cluster) GetHttpProtocolOptions() *v31.Http1ProtocolOptions {
 	if x != nil {
 		return x.HttpProtocolOptions
+	}
+	return nil
+}
+
+func (x *Cluster) GetHttp2ProtocolOptions() *v31.Http2ProtocolOptions {
+	if x != nil {
+		return x.Http2ProtocolOptions
 	}
 	return nil
 }
@@ -670,9 +678,10 @@ func (x *Cluster_MaglevLbConfig) GetTableSize() *wrapperspb.UInt64Value {
 }
 
 type Cluster_OriginalDstLbConfig struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	HttpHeaderName string                 `protobuf:"bytes,2,opt,name=http_header_name,json=httpHeaderName,proto3" json:"http_header_name,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Cluster_OriginalDstLbConfig) Reset() {
@@ -703,6 +712,13 @@ func (x *Cluster_OriginalDstLbConfig) ProtoReflect() protoreflect.Message {
 // Deprecated: Use Cluster_OriginalDstLbConfig.ProtoReflect.Descriptor instead.
 func (*Cluster_OriginalDstLbConfig) Descriptor() ([]byte, []int) {
 	return file_envoy_config_cluster_v3_cluster_proto_rawDescGZIP(), []int{0, 5}
+}
+
+func (x *Cluster_OriginalDstLbConfig) GetHttpHeaderName() string {
+	if x != nil {
+		return x.HttpHeaderName
+	}
+	return ""
 }
 
 type Cluster_CommonLbConfig struct {
@@ -753,7 +769,7 @@ var File_envoy_config_cluster_v3_cluster_proto protoreflect.FileDescriptor
 
 const file_envoy_config_cluster_v3_cluster_proto_rawDesc = "" +
 	"\n" +
-	"%envoy/config/cluster/v3/cluster.proto\x12\x17envoy.config.cluster.v3\x1a-envoy/config/cluster/v3/circuit_breaker.proto\x1a$envoy/config/cluster/v3/filter.proto\x1a/envoy/config/cluster/v3/outlier_detection.proto\x1a\"envoy/config/core/v3/address.proto\x1a\x1fenvoy/config/core/v3/base.proto\x1a(envoy/config/core/v3/config_source.proto\x1a$envoy/config/core/v3/extension.proto\x1a'envoy/config/core/v3/health_check.proto\x1a#envoy/config/core/v3/protocol.proto\x1a'envoy/config/endpoint/v3/endpoint.proto\x1a$envoy/type/matcher/v3/metadata.proto\x1a\x1benvoy/type/v3/percent.proto\x1a\x19google/protobuf/any.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1egoogle/protobuf/wrappers.proto\x1a!xds/type/matcher/v3/matcher.proto\"\x9e\x17\n" +
+	"%envoy/config/cluster/v3/cluster.proto\x12\x17envoy.config.cluster.v3\x1a-envoy/config/cluster/v3/circuit_breaker.proto\x1a$envoy/config/cluster/v3/filter.proto\x1a/envoy/config/cluster/v3/outlier_detection.proto\x1a\"envoy/config/core/v3/address.proto\x1a\x1fenvoy/config/core/v3/base.proto\x1a(envoy/config/core/v3/config_source.proto\x1a$envoy/config/core/v3/extension.proto\x1a'envoy/config/core/v3/health_check.proto\x1a#envoy/config/core/v3/protocol.proto\x1a'envoy/config/endpoint/v3/endpoint.proto\x1a$envoy/type/matcher/v3/metadata.proto\x1a\x1benvoy/type/v3/percent.proto\x1a\x19google/protobuf/any.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1egoogle/protobuf/wrappers.proto\x1a!xds/type/matcher/v3/matcher.proto\"\xaa\x18\n" +
 	"\aCluster\x12o\n" +
 	"\x18transport_socket_matches\x18+ \x03(\v25.envoy.config.cluster.v3.Cluster.TransportSocketMatchR\x16transportSocketMatches\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12D\n" +
@@ -767,7 +783,8 @@ const file_envoy_config_cluster_v3_cluster_proto_rawDesc = "" +
 	"\x10circuit_breakers\x18\n" +
 	" \x01(\v2(.envoy.config.cluster.v3.CircuitBreakersR\x0fcircuitBreakers\x12j\n" +
 	"\x1ccommon_http_protocol_options\x18\x1d \x01(\v2).envoy.config.core.v3.HttpProtocolOptionsR\x19commonHttpProtocolOptions\x12^\n" +
-	"\x15http_protocol_options\x18\r \x01(\v2*.envoy.config.core.v3.Http1ProtocolOptionsR\x13httpProtocolOptions\x12\x8c\x01\n" +
+	"\x15http_protocol_options\x18\r \x01(\v2*.envoy.config.core.v3.Http1ProtocolOptionsR\x13httpProtocolOptions\x12`\n" +
+	"\x16http2_protocol_options\x18\x0e \x01(\v2*.envoy.config.core.v3.Http2ProtocolOptionsR\x14http2ProtocolOptions\x12\x8c\x01\n" +
 	" typed_extension_protocol_options\x18$ \x03(\v2C.envoy.config.cluster.v3.Cluster.TypedExtensionProtocolOptionsEntryR\x1dtypedExtensionProtocolOptions\x12V\n" +
 	"\x11outlier_detection\x18\x13 \x01(\v2).envoy.config.cluster.v3.OutlierDetectionR\x10outlierDetection\x12b\n" +
 	"\x13ring_hash_lb_config\x18\x17 \x01(\v21.envoy.config.cluster.v3.Cluster.RingHashLbConfigH\x01R\x10ringHashLbConfig\x12[\n" +
@@ -793,8 +810,9 @@ const file_envoy_config_cluster_v3_cluster_proto_rawDesc = "" +
 	"\x11maximum_ring_size\x18\x04 \x01(\v2\x1c.google.protobuf.UInt64ValueR\x0fmaximumRingSize\x1aM\n" +
 	"\x0eMaglevLbConfig\x12;\n" +
 	"\n" +
-	"table_size\x18\x01 \x01(\v2\x1c.google.protobuf.UInt64ValueR\ttableSize\x1a\x15\n" +
-	"\x13OriginalDstLbConfig\x1a`\n" +
+	"table_size\x18\x01 \x01(\v2\x1c.google.protobuf.UInt64ValueR\ttableSize\x1a?\n" +
+	"\x13OriginalDstLbConfig\x12(\n" +
+	"\x10http_header_name\x18\x02 \x01(\tR\x0ehttpHeaderName\x1a`\n" +
 	"\x0eCommonLbConfig\x12N\n" +
 	"\x17healthy_panic_threshold\x18\x01 \x01(\v2\x16.envoy.type.v3.PercentR\x15healthyPanicThreshold\x1af\n" +
 	"\"TypedExtensionProtocolOptionsEntry\x12\x10\n" +
@@ -853,15 +871,16 @@ var file_envoy_config_cluster_v3_cluster_proto_goTypes = []any{
 	(*CircuitBreakers)(nil),              // 14: envoy.config.cluster.v3.CircuitBreakers
 	(*v31.HttpProtocolOptions)(nil),      // 15: envoy.config.core.v3.HttpProtocolOptions
 	(*v31.Http1ProtocolOptions)(nil),     // 16: envoy.config.core.v3.Http1ProtocolOptions
-	(*OutlierDetection)(nil),             // 17: envoy.config.cluster.v3.OutlierDetection
-	(*v31.TransportSocket)(nil),          // 18: envoy.config.core.v3.TransportSocket
-	(*v31.Metadata)(nil),                 // 19: envoy.config.core.v3.Metadata
-	(*Filter)(nil),                       // 20: envoy.config.cluster.v3.Filter
-	(*structpb.Struct)(nil),              // 21: google.protobuf.Struct
-	(*anypb.Any)(nil),                    // 22: google.protobuf.Any
-	(*v31.ConfigSource)(nil),             // 23: envoy.config.core.v3.ConfigSource
-	(*wrapperspb.UInt64Value)(nil),       // 24: google.protobuf.UInt64Value
-	(*v32.Percent)(nil),                  // 25: envoy.type.v3.Percent
+	(*v31.Http2ProtocolOptions)(nil),     // 17: envoy.config.core.v3.Http2ProtocolOptions
+	(*OutlierDetection)(nil),             // 18: envoy.config.cluster.v3.OutlierDetection
+	(*v31.TransportSocket)(nil),          // 19: envoy.config.core.v3.TransportSocket
+	(*v31.Metadata)(nil),                 // 20: envoy.config.core.v3.Metadata
+	(*Filter)(nil),                       // 21: envoy.config.cluster.v3.Filter
+	(*structpb.Struct)(nil),              // 22: google.protobuf.Struct
+	(*anypb.Any)(nil),                    // 23: google.protobuf.Any
+	(*v31.ConfigSource)(nil),             // 24: envoy.config.core.v3.ConfigSource
+	(*wrapperspb.UInt64Value)(nil),       // 25: google.protobuf.UInt64Value
+	(*v32.Percent)(nil),                  // 26: envoy.type.v3.Percent
 }
 var file_envoy_config_cluster_v3_cluster_proto_depIdxs = []int32{
 	3,  // 0: envoy.config.cluster.v3.Cluster.transport_socket_matches:type_name -> envoy.config.cluster.v3.Cluster.TransportSocketMatch
@@ -875,29 +894,30 @@ var file_envoy_config_cluster_v3_cluster_proto_depIdxs = []int32{
 	14, // 8: envoy.config.cluster.v3.Cluster.circuit_breakers:type_name -> envoy.config.cluster.v3.CircuitBreakers
 	15, // 9: envoy.config.cluster.v3.Cluster.common_http_protocol_options:type_name -> envoy.config.core.v3.HttpProtocolOptions
 	16, // 10: envoy.config.cluster.v3.Cluster.http_protocol_options:type_name -> envoy.config.core.v3.Http1ProtocolOptions
-	10, // 11: envoy.config.cluster.v3.Cluster.typed_extension_protocol_options:type_name -> envoy.config.cluster.v3.Cluster.TypedExtensionProtocolOptionsEntry
-	17, // 12: envoy.config.cluster.v3.Cluster.outlier_detection:type_name -> envoy.config.cluster.v3.OutlierDetection
-	6,  // 13: envoy.config.cluster.v3.Cluster.ring_hash_lb_config:type_name -> envoy.config.cluster.v3.Cluster.RingHashLbConfig
-	7,  // 14: envoy.config.cluster.v3.Cluster.maglev_lb_config:type_name -> envoy.config.cluster.v3.Cluster.MaglevLbConfig
-	8,  // 15: envoy.config.cluster.v3.Cluster.original_dst_lb_config:type_name -> envoy.config.cluster.v3.Cluster.OriginalDstLbConfig
-	9,  // 16: envoy.config.cluster.v3.Cluster.common_lb_config:type_name -> envoy.config.cluster.v3.Cluster.CommonLbConfig
-	18, // 17: envoy.config.cluster.v3.Cluster.transport_socket:type_name -> envoy.config.core.v3.TransportSocket
-	19, // 18: envoy.config.cluster.v3.Cluster.metadata:type_name -> envoy.config.core.v3.Metadata
-	20, // 19: envoy.config.cluster.v3.Cluster.filters:type_name -> envoy.config.cluster.v3.Filter
-	21, // 20: envoy.config.cluster.v3.Cluster.TransportSocketMatch.match:type_name -> google.protobuf.Struct
-	18, // 21: envoy.config.cluster.v3.Cluster.TransportSocketMatch.transport_socket:type_name -> envoy.config.core.v3.TransportSocket
-	22, // 22: envoy.config.cluster.v3.Cluster.CustomClusterType.typed_config:type_name -> google.protobuf.Any
-	23, // 23: envoy.config.cluster.v3.Cluster.EdsClusterConfig.eds_config:type_name -> envoy.config.core.v3.ConfigSource
-	24, // 24: envoy.config.cluster.v3.Cluster.RingHashLbConfig.minimum_ring_size:type_name -> google.protobuf.UInt64Value
-	24, // 25: envoy.config.cluster.v3.Cluster.RingHashLbConfig.maximum_ring_size:type_name -> google.protobuf.UInt64Value
-	24, // 26: envoy.config.cluster.v3.Cluster.MaglevLbConfig.table_size:type_name -> google.protobuf.UInt64Value
-	25, // 27: envoy.config.cluster.v3.Cluster.CommonLbConfig.healthy_panic_threshold:type_name -> envoy.type.v3.Percent
-	22, // 28: envoy.config.cluster.v3.Cluster.TypedExtensionProtocolOptionsEntry.value:type_name -> google.protobuf.Any
-	29, // [29:29] is the sub-list for method output_type
-	29, // [29:29] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	17, // 11: envoy.config.cluster.v3.Cluster.http2_protocol_options:type_name -> envoy.config.core.v3.Http2ProtocolOptions
+	10, // 12: envoy.config.cluster.v3.Cluster.typed_extension_protocol_options:type_name -> envoy.config.cluster.v3.Cluster.TypedExtensionProtocolOptionsEntry
+	18, // 13: envoy.config.cluster.v3.Cluster.outlier_detection:type_name -> envoy.config.cluster.v3.OutlierDetection
+	6,  // 14: envoy.config.cluster.v3.Cluster.ring_hash_lb_config:type_name -> envoy.config.cluster.v3.Cluster.RingHashLbConfig
+	7,  // 15: envoy.config.cluster.v3.Cluster.maglev_lb_config:type_name -> envoy.config.cluster.v3.Cluster.MaglevLbConfig
+	8,  // 16: envoy.config.cluster.v3.Cluster.original_dst_lb_config:type_name -> envoy.config.cluster.v3.Cluster.OriginalDstLbConfig
+	9,  // 17: envoy.config.cluster.v3.Cluster.common_lb_config:type_name -> envoy.config.cluster.v3.Cluster.CommonLbConfig
+	19, // 18: envoy.config.cluster.v3.Cluster.transport_socket:type_name -> envoy.config.core.v3.TransportSocket
+	20, // 19: envoy.config.cluster.v3.Cluster.metadata:type_name -> envoy.config.core.v3.Metadata
+	21, // 20: envoy.config.cluster.v3.Cluster.filters:type_name -> envoy.config.cluster.v3.Filter
+	22, // 21: envoy.config.cluster.v3.Cluster.TransportSocketMatch.match:type_name -> google.protobuf.Struct
+	19, // 22: envoy.config.cluster.v3.Cluster.TransportSocketMatch.transport_socket:type_name -> envoy.config.core.v3.TransportSocket
+	23, // 23: envoy.config.cluster.v3.Cluster.CustomClusterType.typed_config:type_name -> google.protobuf.Any
+	24, // 24: envoy.config.cluster.v3.Cluster.EdsClusterConfig.eds_config:type_name -> envoy.config.core.v3.ConfigSource
+	25, // 25: envoy.config.cluster.v3.Cluster.RingHashLbConfig.minimum_ring_size:type_name -> google.protobuf.UInt64Value
+	25, // 26: envoy.config.cluster.v3.Cluster.RingHashLbConfig.maximum_ring_size:type_name -> google.protobuf.UInt64Value
+	25, // 27: envoy.config.cluster.v3.Cluster.MaglevLbConfig.table_size:type_name -> google.protobuf.UInt64Value
+	26, // 28: envoy.config.cluster.v3.Cluster.CommonLbConfig.healthy_panic_threshold:type_name -> envoy.type.v3.Percent
+	23, // 29: envoy.config.cluster.v3.Cluster.TypedExtensionProtocolOptionsEntry.value:type_name -> google.protobuf.Any
+	30, // [30:30] is the sub-list for method output_type
+	30, // [30:30] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_envoy_config_cluster_v3_cluster_proto_init() }

@@ -209,6 +209,42 @@ func (*SocketAddress_PortValue) isSocketAddress_PortSpecifier() {}
 
 func (*SocketAddress_NamedPort) isSocketAddress_PortSpecifier() {}
 
+type TcpKeepalive struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TcpKeepalive) Reset() {
+	*x = TcpKeepalive{}
+	mi := &file_envoy_config_core_v3_address_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TcpKeepalive) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TcpKeepalive) ProtoMessage() {}
+
+func (x *TcpKeepalive) ProtoReflect() protoreflect.Message {
+	mi := &file_envoy_config_core_v3_address_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TcpKeepalive.ProtoReflect.Descriptor instead.
+func (*TcpKeepalive) Descriptor() ([]byte, []int) {
+	return file_envoy_config_core_v3_address_proto_rawDescGZIP(), []int{2}
+}
+
 type Address struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Address:
@@ -222,7 +258,7 @@ type Address struct {
 
 func (x *Address) Reset() {
 	*x = Address{}
-	mi := &file_envoy_config_core_v3_address_proto_msgTypes[2]
+	mi := &file_envoy_config_core_v3_address_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -234,7 +270,7 @@ func (x *Address) String() string {
 func (*Address) ProtoMessage() {}
 
 func (x *Address) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_address_proto_msgTypes[2]
+	mi := &file_envoy_config_core_v3_address_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -247,7 +283,7 @@ func (x *Address) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Address.ProtoReflect.Descriptor instead.
 func (*Address) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_address_proto_rawDescGZIP(), []int{2}
+	return file_envoy_config_core_v3_address_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Address) GetAddress() isAddress_Address {
@@ -299,7 +335,7 @@ type CidrRange struct {
 
 func (x *CidrRange) Reset() {
 	*x = CidrRange{}
-	mi := &file_envoy_config_core_v3_address_proto_msgTypes[3]
+	mi := &file_envoy_config_core_v3_address_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -311,7 +347,7 @@ func (x *CidrRange) String() string {
 func (*CidrRange) ProtoMessage() {}
 
 func (x *CidrRange) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_address_proto_msgTypes[3]
+	mi := &file_envoy_config_core_v3_address_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -324,7 +360,7 @@ func (x *CidrRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CidrRange.ProtoReflect.Descriptor instead.
 func (*CidrRange) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_address_proto_rawDescGZIP(), []int{3}
+	return file_envoy_config_core_v3_address_proto_rawDescGZIP(), []int{4}
 }
 
 var File_envoy_config_core_v3_address_proto protoreflect.FileDescriptor
@@ -345,7 +381,8 @@ const file_envoy_config_core_v3_address_proto_rawDesc = "" +
 	"\bProtocol\x12\a\n" +
 	"\x03TCP\x10\x00\x12\a\n" +
 	"\x03UDP\x10\x01B\x10\n" +
-	"\x0eport_specifier\"\x94\x01\n" +
+	"\x0eport_specifier\"\x0e\n" +
+	"\fTcpKeepalive\"\x94\x01\n" +
 	"\aAddress\x12L\n" +
 	"\x0esocket_address\x18\x01 \x01(\v2#.envoy.config.core.v3.SocketAddressH\x00R\rsocketAddress\x120\n" +
 	"\x04pipe\x18\x02 \x01(\v2\x1a.envoy.config.core.v3.PipeH\x00R\x04pipeB\t\n" +
@@ -365,13 +402,14 @@ func file_envoy_config_core_v3_address_proto_rawDescGZIP() []byte {
 }
 
 var file_envoy_config_core_v3_address_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_envoy_config_core_v3_address_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_envoy_config_core_v3_address_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_envoy_config_core_v3_address_proto_goTypes = []any{
 	(SocketAddress_Protocol)(0), // 0: envoy.config.core.v3.SocketAddress.Protocol
 	(*Pipe)(nil),                // 1: envoy.config.core.v3.Pipe
 	(*SocketAddress)(nil),       // 2: envoy.config.core.v3.SocketAddress
-	(*Address)(nil),             // 3: envoy.config.core.v3.Address
-	(*CidrRange)(nil),           // 4: envoy.config.core.v3.CidrRange
+	(*TcpKeepalive)(nil),        // 3: envoy.config.core.v3.TcpKeepalive
+	(*Address)(nil),             // 4: envoy.config.core.v3.Address
+	(*CidrRange)(nil),           // 5: envoy.config.core.v3.CidrRange
 }
 var file_envoy_config_core_v3_address_proto_depIdxs = []int32{
 	0, // 0: envoy.config.core.v3.SocketAddress.protocol:type_name -> envoy.config.core.v3.SocketAddress.Protocol
@@ -394,7 +432,7 @@ func file_envoy_config_core_v3_address_proto_init() {
 		(*SocketAddress_PortValue)(nil),
 		(*SocketAddress_NamedPort)(nil),
 	}
-	file_envoy_config_core_v3_address_proto_msgTypes[2].OneofWrappers = []any{
+	file_envoy_config_core_v3_address_proto_msgTypes[3].OneofWrappers = []any{
 		(*Address_SocketAddress)(nil),
 		(*Address_Pipe)(nil),
 	}
@@ -405,7 +443,7 @@ func file_envoy_config_core_v3_address_proto_init() {
 			FileRegistry:  xdsapi.Files,
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_envoy_config_core_v3_address_proto_rawDesc), len(file_envoy_config_core_v3_address_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   4,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

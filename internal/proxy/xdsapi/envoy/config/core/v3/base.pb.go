@@ -111,7 +111,67 @@ func (x HeaderValueOption_HeaderAppendAction) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use HeaderValueOption_HeaderAppendAction.Descriptor instead.
 func (HeaderValueOption_HeaderAppendAction) EnumDescriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{6, 0}
+	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{7, 0}
+}
+
+type Locality struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Region        string                 `protobuf:"bytes,1,opt,name=region,proto3" json:"region,omitempty"`
+	Zone          string                 `protobuf:"bytes,2,opt,name=zone,proto3" json:"zone,omitempty"`
+	SubZone       string                 `protobuf:"bytes,3,opt,name=sub_zone,json=subZone,proto3" json:"sub_zone,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Locality) Reset() {
+	*x = Locality{}
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Locality) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Locality) ProtoMessage() {}
+
+func (x *Locality) ProtoReflect() protoreflect.Message {
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Locality.ProtoReflect.Descriptor instead.
+func (*Locality) Descriptor() ([]byte, []int) {
+	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *Locality) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *Locality) GetZone() string {
+	if x != nil {
+		return x.Zone
+	}
+	return ""
+}
+
+func (x *Locality) GetSubZone() string {
+	if x != nil {
+		return x.SubZone
+	}
+	return ""
 }
 
 type BuildVersion struct {
@@ -124,7 +184,7 @@ type BuildVersion struct {
 
 func (x *BuildVersion) Reset() {
 	*x = BuildVersion{}
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[0]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -136,7 +196,7 @@ func (x *BuildVersion) String() string {
 func (*BuildVersion) ProtoMessage() {}
 
 func (x *BuildVersion) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[0]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -149,7 +209,7 @@ func (x *BuildVersion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BuildVersion.ProtoReflect.Descriptor instead.
 func (*BuildVersion) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{0}
+	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *BuildVersion) GetVersion() *v3.SemanticVersion {
@@ -177,7 +237,7 @@ type Extension struct {
 
 func (x *Extension) Reset() {
 	*x = Extension{}
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[1]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -189,7 +249,7 @@ func (x *Extension) String() string {
 func (*Extension) ProtoMessage() {}
 
 func (x *Extension) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[1]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -202,7 +262,7 @@ func (x *Extension) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Extension.ProtoReflect.Descriptor instead.
 func (*Extension) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{1}
+	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Extension) GetName() string {
@@ -231,6 +291,7 @@ type Node struct {
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	Cluster       string                 `protobuf:"bytes,2,opt,name=cluster,proto3" json:"cluster,omitempty"`
 	Metadata      *structpb.Struct       `protobuf:"bytes,3,opt,name=metadata,proto3" json:"metadata,omitempty"`
+	Locality      *Locality              `protobuf:"bytes,4,opt,name=locality,proto3" json:"locality,omitempty"`
 	UserAgentName string                 `protobuf:"bytes,6,opt,name=user_agent_name,json=userAgentName,proto3" json:"user_agent_name,omitempty"`
 	Extensions    []*Extension           `protobuf:"bytes,9,rep,name=extensions,proto3" json:"extensions,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -239,7 +300,7 @@ type Node struct {
 
 func (x *Node) Reset() {
 	*x = Node{}
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[2]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -251,7 +312,7 @@ func (x *Node) String() string {
 func (*Node) ProtoMessage() {}
 
 func (x *Node) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[2]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -264,7 +325,7 @@ func (x *Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Node.ProtoReflect.Descriptor instead.
 func (*Node) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{2}
+	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Node) GetId() string {
@@ -284,6 +345,13 @@ func (x *Node) GetCluster() string {
 func (x *Node) GetMetadata() *structpb.Struct {
 	if x != nil {
 		return x.Metadata
+	}
+	return nil
+}
+
+func (x *Node) GetLocality() *Locality {
+	if x != nil {
+		return x.Locality
 	}
 	return nil
 }
@@ -310,7 +378,7 @@ type Metadata struct {
 
 func (x *Metadata) Reset() {
 	*x = Metadata{}
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[3]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -322,7 +390,7 @@ func (x *Metadata) String() string {
 func (*Metadata) ProtoMessage() {}
 
 func (x *Metadata) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[3]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -335,7 +403,7 @@ func (x *Metadata) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Metadata.ProtoReflect.Descriptor instead.
 func (*Metadata) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{3}
+	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{4}
 }
 
 type QueryParameter struct {
@@ -348,7 +416,7 @@ type QueryParameter struct {
 
 func (x *QueryParameter) Reset() {
 	*x = QueryParameter{}
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[4]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -360,7 +428,7 @@ func (x *QueryParameter) String() string {
 func (*QueryParameter) ProtoMessage() {}
 
 func (x *QueryParameter) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[4]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -373,7 +441,7 @@ func (x *QueryParameter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryParameter.ProtoReflect.Descriptor instead.
 func (*QueryParameter) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{4}
+	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *QueryParameter) GetKey() string {
@@ -401,7 +469,7 @@ type HeaderValue struct {
 
 func (x *HeaderValue) Reset() {
 	*x = HeaderValue{}
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[5]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -413,7 +481,7 @@ func (x *HeaderValue) String() string {
 func (*HeaderValue) ProtoMessage() {}
 
 func (x *HeaderValue) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[5]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -426,7 +494,7 @@ func (x *HeaderValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeaderValue.ProtoReflect.Descriptor instead.
 func (*HeaderValue) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{5}
+	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *HeaderValue) GetKey() string {
@@ -462,7 +530,7 @@ type HeaderValueOption struct {
 
 func (x *HeaderValueOption) Reset() {
 	*x = HeaderValueOption{}
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[6]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -474,7 +542,7 @@ func (x *HeaderValueOption) String() string {
 func (*HeaderValueOption) ProtoMessage() {}
 
 func (x *HeaderValueOption) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[6]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -487,7 +555,7 @@ func (x *HeaderValueOption) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeaderValueOption.ProtoReflect.Descriptor instead.
 func (*HeaderValueOption) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{6}
+	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *HeaderValueOption) GetHeader() *HeaderValue {
@@ -531,7 +599,7 @@ type DataSource struct {
 
 func (x *DataSource) Reset() {
 	*x = DataSource{}
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[7]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -543,7 +611,7 @@ func (x *DataSource) String() string {
 func (*DataSource) ProtoMessage() {}
 
 func (x *DataSource) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[7]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -556,7 +624,7 @@ func (x *DataSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataSource.ProtoReflect.Descriptor instead.
 func (*DataSource) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{7}
+	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DataSource) GetSpecifier() isDataSource_Specifier {
@@ -614,7 +682,7 @@ type RetryPolicy struct {
 
 func (x *RetryPolicy) Reset() {
 	*x = RetryPolicy{}
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[8]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -626,7 +694,7 @@ func (x *RetryPolicy) String() string {
 func (*RetryPolicy) ProtoMessage() {}
 
 func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[8]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -639,7 +707,7 @@ func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryPolicy.ProtoReflect.Descriptor instead.
 func (*RetryPolicy) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{8}
+	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RetryPolicy) GetRetryBackOff() *BackoffStrategy {
@@ -697,7 +765,7 @@ type TransportSocket struct {
 
 func (x *TransportSocket) Reset() {
 	*x = TransportSocket{}
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[9]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -709,7 +777,7 @@ func (x *TransportSocket) String() string {
 func (*TransportSocket) ProtoMessage() {}
 
 func (x *TransportSocket) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[9]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -722,7 +790,7 @@ func (x *TransportSocket) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransportSocket.ProtoReflect.Descriptor instead.
 func (*TransportSocket) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{9}
+	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TransportSocket) GetName() string {
@@ -768,7 +836,7 @@ type RuntimeFractionalPercent struct {
 
 func (x *RuntimeFractionalPercent) Reset() {
 	*x = RuntimeFractionalPercent{}
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[10]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -780,7 +848,7 @@ func (x *RuntimeFractionalPercent) String() string {
 func (*RuntimeFractionalPercent) ProtoMessage() {}
 
 func (x *RuntimeFractionalPercent) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[10]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -793,7 +861,7 @@ func (x *RuntimeFractionalPercent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RuntimeFractionalPercent.ProtoReflect.Descriptor instead.
 func (*RuntimeFractionalPercent) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{10}
+	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RuntimeFractionalPercent) GetDefaultValue() *v3.FractionalPercent {
@@ -823,7 +891,7 @@ type RetryPolicy_RetryPriority struct {
 
 func (x *RetryPolicy_RetryPriority) Reset() {
 	*x = RetryPolicy_RetryPriority{}
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[11]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -835,7 +903,7 @@ func (x *RetryPolicy_RetryPriority) String() string {
 func (*RetryPolicy_RetryPriority) ProtoMessage() {}
 
 func (x *RetryPolicy_RetryPriority) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[11]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -848,7 +916,7 @@ func (x *RetryPolicy_RetryPriority) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryPolicy_RetryPriority.ProtoReflect.Descriptor instead.
 func (*RetryPolicy_RetryPriority) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{8, 0}
+	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{9, 0}
 }
 
 func (x *RetryPolicy_RetryPriority) GetName() string {
@@ -897,7 +965,7 @@ type RetryPolicy_RetryHostPredicate struct {
 
 func (x *RetryPolicy_RetryHostPredicate) Reset() {
 	*x = RetryPolicy_RetryHostPredicate{}
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[12]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -909,7 +977,7 @@ func (x *RetryPolicy_RetryHostPredicate) String() string {
 func (*RetryPolicy_RetryHostPredicate) ProtoMessage() {}
 
 func (x *RetryPolicy_RetryHostPredicate) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[12]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -922,7 +990,7 @@ func (x *RetryPolicy_RetryHostPredicate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryPolicy_RetryHostPredicate.ProtoReflect.Descriptor instead.
 func (*RetryPolicy_RetryHostPredicate) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{8, 1}
+	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{9, 1}
 }
 
 func (x *RetryPolicy_RetryHostPredicate) GetName() string {
@@ -962,18 +1030,23 @@ var File_envoy_config_core_v3_base_proto protoreflect.FileDescriptor
 
 const file_envoy_config_core_v3_base_proto_rawDesc = "" +
 	"\n" +
-	"\x1fenvoy/config/core/v3/base.proto\x12\x14envoy.config.core.v3\x1a\"envoy/config/core/v3/address.proto\x1a\"envoy/config/core/v3/backoff.proto\x1a\x1benvoy/type/v3/percent.proto\x1a$envoy/type/v3/semantic_version.proto\x1a\x19google/protobuf/any.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1egoogle/protobuf/wrappers.proto\"}\n" +
+	"\x1fenvoy/config/core/v3/base.proto\x12\x14envoy.config.core.v3\x1a\"envoy/config/core/v3/address.proto\x1a\"envoy/config/core/v3/backoff.proto\x1a\x1benvoy/type/v3/percent.proto\x1a$envoy/type/v3/semantic_version.proto\x1a\x19google/protobuf/any.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1egoogle/protobuf/wrappers.proto\"Q\n" +
+	"\bLocality\x12\x16\n" +
+	"\x06region\x18\x01 \x01(\tR\x06region\x12\x12\n" +
+	"\x04zone\x18\x02 \x01(\tR\x04zone\x12\x19\n" +
+	"\bsub_zone\x18\x03 \x01(\tR\asubZone\"}\n" +
 	"\fBuildVersion\x128\n" +
 	"\aversion\x18\x01 \x01(\v2\x1e.envoy.type.v3.SemanticVersionR\aversion\x123\n" +
 	"\bmetadata\x18\x02 \x01(\v2\x17.google.protobuf.StructR\bmetadata\"y\n" +
 	"\tExtension\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12<\n" +
 	"\aversion\x18\x04 \x01(\v2\".envoy.config.core.v3.BuildVersionR\aversion\x12\x1a\n" +
-	"\bdisabled\x18\x05 \x01(\bR\bdisabled\"\xce\x01\n" +
+	"\bdisabled\x18\x05 \x01(\bR\bdisabled\"\x8a\x02\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\acluster\x18\x02 \x01(\tR\acluster\x123\n" +
-	"\bmetadata\x18\x03 \x01(\v2\x17.google.protobuf.StructR\bmetadata\x12&\n" +
+	"\bmetadata\x18\x03 \x01(\v2\x17.google.protobuf.StructR\bmetadata\x12:\n" +
+	"\blocality\x18\x04 \x01(\v2\x1e.envoy.config.core.v3.LocalityR\blocality\x12&\n" +
 	"\x0fuser_agent_name\x18\x06 \x01(\tR\ruserAgentName\x12?\n" +
 	"\n" +
 	"extensions\x18\t \x03(\v2\x1f.envoy.config.core.v3.ExtensionR\n" +
@@ -1043,53 +1116,55 @@ func file_envoy_config_core_v3_base_proto_rawDescGZIP() []byte {
 }
 
 var file_envoy_config_core_v3_base_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_envoy_config_core_v3_base_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_envoy_config_core_v3_base_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_envoy_config_core_v3_base_proto_goTypes = []any{
 	(RoutingPriority)(0),                      // 0: envoy.config.core.v3.RoutingPriority
 	(HeaderValueOption_HeaderAppendAction)(0), // 1: envoy.config.core.v3.HeaderValueOption.HeaderAppendAction
-	(*BuildVersion)(nil),                      // 2: envoy.config.core.v3.BuildVersion
-	(*Extension)(nil),                         // 3: envoy.config.core.v3.Extension
-	(*Node)(nil),                              // 4: envoy.config.core.v3.Node
-	(*Metadata)(nil),                          // 5: envoy.config.core.v3.Metadata
-	(*QueryParameter)(nil),                    // 6: envoy.config.core.v3.QueryParameter
-	(*HeaderValue)(nil),                       // 7: envoy.config.core.v3.HeaderValue
-	(*HeaderValueOption)(nil),                 // 8: envoy.config.core.v3.HeaderValueOption
-	(*DataSource)(nil),                        // 9: envoy.config.core.v3.DataSource
-	(*RetryPolicy)(nil),                       // 10: envoy.config.core.v3.RetryPolicy
-	(*TransportSocket)(nil),                   // 11: envoy.config.core.v3.TransportSocket
-	(*RuntimeFractionalPercent)(nil),          // 12: envoy.config.core.v3.RuntimeFractionalPercent
-	(*RetryPolicy_RetryPriority)(nil),         // 13: envoy.config.core.v3.RetryPolicy.RetryPriority
-	(*RetryPolicy_RetryHostPredicate)(nil),    // 14: envoy.config.core.v3.RetryPolicy.RetryHostPredicate
-	(*v3.SemanticVersion)(nil),                // 15: envoy.type.v3.SemanticVersion
-	(*structpb.Struct)(nil),                   // 16: google.protobuf.Struct
-	(*wrapperspb.BoolValue)(nil),              // 17: google.protobuf.BoolValue
-	(*BackoffStrategy)(nil),                   // 18: envoy.config.core.v3.BackoffStrategy
-	(*wrapperspb.UInt32Value)(nil),            // 19: google.protobuf.UInt32Value
-	(*anypb.Any)(nil),                         // 20: google.protobuf.Any
-	(*v3.FractionalPercent)(nil),              // 21: envoy.type.v3.FractionalPercent
+	(*Locality)(nil),                          // 2: envoy.config.core.v3.Locality
+	(*BuildVersion)(nil),                      // 3: envoy.config.core.v3.BuildVersion
+	(*Extension)(nil),                         // 4: envoy.config.core.v3.Extension
+	(*Node)(nil),                              // 5: envoy.config.core.v3.Node
+	(*Metadata)(nil),                          // 6: envoy.config.core.v3.Metadata
+	(*QueryParameter)(nil),                    // 7: envoy.config.core.v3.QueryParameter
+	(*HeaderValue)(nil),                       // 8: envoy.config.core.v3.HeaderValue
+	(*HeaderValueOption)(nil),                 // 9: envoy.config.core.v3.HeaderValueOption
+	(*DataSource)(nil),                        // 10: envoy.config.core.v3.DataSource
+	(*RetryPolicy)(nil),                       // 11: envoy.config.core.v3.RetryPolicy
+	(*TransportSocket)(nil),                   // 12: envoy.config.core.v3.TransportSocket
+	(*RuntimeFractionalPercent)(nil),          // 13: envoy.config.core.v3.RuntimeFractionalPercent
+	(*RetryPolicy_RetryPriority)(nil),         // 14: envoy.config.core.v3.RetryPolicy.RetryPriority
+	(*RetryPolicy_RetryHostPredicate)(nil),    // 15: envoy.config.core.v3.RetryPolicy.RetryHostPredicate
+	(*v3.SemanticVersion)(nil),                // 16: envoy.type.v3.SemanticVersion
+	(*structpb.Struct)(nil),                   // 17: google.protobuf.Struct
+	(*wrapperspb.BoolValue)(nil),              // 18: google.protobuf.BoolValue
+	(*BackoffStrategy)(nil),                   // 19: envoy.config.core.v3.BackoffStrategy
+	(*wrapperspb.UInt32Value)(nil),            // 20: google.protobuf.UInt32Value
+	(*anypb.Any)(nil),                         // 21: google.protobuf.Any
+	(*v3.FractionalPercent)(nil),              // 22: envoy.type.v3.FractionalPercent
 }
 var file_envoy_config_core_v3_base_proto_depIdxs = []int32{
-	15, // 0: envoy.config.core.v3.BuildVersion.version:type_name -> envoy.type.v3.SemanticVersion
-	16, // 1: envoy.config.core.v3.BuildVersion.metadata:type_name -> google.protobuf.Struct
-	2,  // 2: envoy.config.core.v3.Extension.version:type_name -> envoy.config.core.v3.BuildVersion
-	16, // 3: envoy.config.core.v3.Node.metadata:type_name -> google.protobuf.Struct
-	3,  // 4: envoy.config.core.v3.Node.extensions:type_name -> envoy.config.core.v3.Extension
-	7,  // 5: envoy.config.core.v3.HeaderValueOption.header:type_name -> envoy.config.core.v3.HeaderValue
-	17, // 6: envoy.config.core.v3.HeaderValueOption.append:type_name -> google.protobuf.BoolValue
-	1,  // 7: envoy.config.core.v3.HeaderValueOption.append_action:type_name -> envoy.config.core.v3.HeaderValueOption.HeaderAppendAction
-	18, // 8: envoy.config.core.v3.RetryPolicy.retry_back_off:type_name -> envoy.config.core.v3.BackoffStrategy
-	19, // 9: envoy.config.core.v3.RetryPolicy.num_retries:type_name -> google.protobuf.UInt32Value
-	13, // 10: envoy.config.core.v3.RetryPolicy.retry_priority:type_name -> envoy.config.core.v3.RetryPolicy.RetryPriority
-	14, // 11: envoy.config.core.v3.RetryPolicy.retry_host_predicate:type_name -> envoy.config.core.v3.RetryPolicy.RetryHostPredicate
-	20, // 12: envoy.config.core.v3.TransportSocket.typed_config:type_name -> google.protobuf.Any
-	21, // 13: envoy.config.core.v3.RuntimeFractionalPercent.default_value:type_name -> envoy.type.v3.FractionalPercent
-	20, // 14: envoy.config.core.v3.RetryPolicy.RetryPriority.typed_config:type_name -> google.protobuf.Any
-	20, // 15: envoy.config.core.v3.RetryPolicy.RetryHostPredicate.typed_config:type_name -> google.protobuf.Any
-	16, // [16:16] is the sub-list for method output_type
-	16, // [16:16] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	16, // 0: envoy.config.core.v3.BuildVersion.version:type_name -> envoy.type.v3.SemanticVersion
+	17, // 1: envoy.config.core.v3.BuildVersion.metadata:type_name -> google.protobuf.Struct
+	3,  // 2: envoy.config.core.v3.Extension.version:type_name -> envoy.config.core.v3.BuildVersion
+	17, // 3: envoy.config.core.v3.Node.metadata:type_name -> google.protobuf.Struct
+	2,  // 4: envoy.config.core.v3.Node.locality:type_name -> envoy.config.core.v3.Locality
+	4,  // 5: envoy.config.core.v3.Node.extensions:type_name -> envoy.config.core.v3.Extension
+	8,  // 6: envoy.config.core.v3.HeaderValueOption.header:type_name -> envoy.config.core.v3.HeaderValue
+	18, // 7: envoy.config.core.v3.HeaderValueOption.append:type_name -> google.protobuf.BoolValue
+	1,  // 8: envoy.config.core.v3.HeaderValueOption.append_action:type_name -> envoy.config.core.v3.HeaderValueOption.HeaderAppendAction
+	19, // 9: envoy.config.core.v3.RetryPolicy.retry_back_off:type_name -> envoy.config.core.v3.BackoffStrategy
+	20, // 10: envoy.config.core.v3.RetryPolicy.num_retries:type_name -> google.protobuf.UInt32Value
+	14, // 11: envoy.config.core.v3.RetryPolicy.retry_priority:type_name -> envoy.config.core.v3.RetryPolicy.RetryPriority
+	15, // 12: envoy.config.core.v3.RetryPolicy.retry_host_predicate:type_name -> envoy.config.core.v3.RetryPolicy.RetryHostPredicate
+	21, // 13: envoy.config.core.v3.TransportSocket.typed_config:type_name -> google.protobuf.Any
+	22, // 14: envoy.config.core.v3.RuntimeFractionalPercent.default_value:type_name -> envoy.type.v3.FractionalPercent
+	21, // 15: envoy.config.core.v3.RetryPolicy.RetryPriority.typed_config:type_name -> google.protobuf.Any
+	21, // 16: envoy.config.core.v3.RetryPolicy.RetryHostPredicate.typed_config:type_name -> google.protobuf.Any
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_envoy_config_core_v3_base_proto_init() }
@@ -1099,17 +1174,17 @@ func file_envoy_config_core_v3_base_proto_init() {
 	}
 	file_envoy_config_core_v3_address_proto_init()
 	file_envoy_config_core_v3_backoff_proto_init()
-	file_envoy_config_core_v3_base_proto_msgTypes[7].OneofWrappers = []any{
+	file_envoy_config_core_v3_base_proto_msgTypes[8].OneofWrappers = []any{
 		(*DataSource_InlineBytes)(nil),
 		(*DataSource_InlineString)(nil),
 	}
-	file_envoy_config_core_v3_base_proto_msgTypes[9].OneofWrappers = []any{
+	file_envoy_config_core_v3_base_proto_msgTypes[10].OneofWrappers = []any{
 		(*TransportSocket_TypedConfig)(nil),
 	}
-	file_envoy_config_core_v3_base_proto_msgTypes[11].OneofWrappers = []any{
+	file_envoy_config_core_v3_base_proto_msgTypes[12].OneofWrappers = []any{
 		(*RetryPolicy_RetryPriority_TypedConfig)(nil),
 	}
-	file_envoy_config_core_v3_base_proto_msgTypes[12].OneofWrappers = []any{
+	file_envoy_config_core_v3_base_proto_msgTypes[13].OneofWrappers = []any{
 		(*RetryPolicy_RetryHostPredicate_TypedConfig)(nil),
 	}
 	type x struct{}
@@ -1119,7 +1194,7 @@ func file_envoy_config_core_v3_base_proto_init() {
 			FileRegistry:  xdsapi.Files,
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_envoy_config_core_v3_base_proto_rawDesc), len(file_envoy_config_core_v3_base_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   13,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -15,6 +15,55 @@ import (
 	unsafe "unsafe"
 )
 
+type ApiVersion int32
+
+const (
+	ApiVersion_AUTO ApiVersion = 0
+	ApiVersion_V2   ApiVersion = 1
+	ApiVersion_V3   ApiVersion = 2
+)
+
+// Enum value maps for ApiVersion.
+var (
+	ApiVersion_name = map[int32]string{
+		0: "AUTO",
+		1: "V2",
+		2: "V3",
+	}
+	ApiVersion_value = map[string]int32{
+		"AUTO": 0,
+		"V2":   1,
+		"V3":   2,
+	}
+)
+
+func (x ApiVersion) Enum() *ApiVersion {
+	p := new(ApiVersion)
+	*p = x
+	return p
+}
+
+func (x ApiVersion) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ApiVersion) Descriptor() protoreflect.EnumDescriptor {
+	return file_envoy_config_core_v3_config_source_proto_enumTypes[0].Descriptor()
+}
+
+func (ApiVersion) Type() protoreflect.EnumType {
+	return &file_envoy_config_core_v3_config_source_proto_enumTypes[0]
+}
+
+func (x ApiVersion) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ApiVersion.Descriptor instead.
+func (ApiVersion) EnumDescriptor() ([]byte, []int) {
+	return file_envoy_config_core_v3_config_source_proto_rawDescGZIP(), []int{0}
+}
+
 type AggregatedConfigSource struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -58,6 +107,7 @@ type ConfigSource struct {
 	//	*ConfigSource_Path
 	//	*ConfigSource_Ads
 	ConfigSourceSpecifier isConfigSource_ConfigSourceSpecifier `protobuf_oneof:"config_source_specifier"`
+	ResourceApiVersion    ApiVersion                           `protobuf:"varint,6,opt,name=resource_api_version,json=resourceApiVersion,proto3,enum=envoy.config.core.v3.ApiVersion" json:"resource_api_version,omitempty"`
 	unknownFields         protoimpl.UnknownFields
 	sizeCache             protoimpl.SizeCache
 }
@@ -115,6 +165,13 @@ func (x *ConfigSource) GetAds() *AggregatedConfigSource {
 		}
 	}
 	return nil
+}
+
+func (x *ConfigSource) GetResourceApiVersion() ApiVersion {
+	if x != nil {
+		return x.ResourceApiVersion
+	}
+	return ApiVersion_AUTO
 }
 
 type isConfigSource_ConfigSourceSpecifier interface {
@@ -182,13 +239,19 @@ var File_envoy_config_core_v3_config_source_proto protoreflect.FileDescriptor
 const file_envoy_config_core_v3_config_source_proto_rawDesc = "" +
 	"\n" +
 	"(envoy/config/core/v3/config_source.proto\x12\x14envoy.config.core.v3\x1a\x1fenvoy/config/core/v3/base.proto\x1a$envoy/config/core/v3/extension.proto\x1a\x19google/protobuf/any.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1egoogle/protobuf/wrappers.proto\"\x18\n" +
-	"\x16AggregatedConfigSource\"\x81\x01\n" +
+	"\x16AggregatedConfigSource\"\xd5\x01\n" +
 	"\fConfigSource\x12\x14\n" +
 	"\x04path\x18\x01 \x01(\tH\x00R\x04path\x12@\n" +
-	"\x03ads\x18\x03 \x01(\v2,.envoy.config.core.v3.AggregatedConfigSourceH\x00R\x03adsB\x19\n" +
+	"\x03ads\x18\x03 \x01(\v2,.envoy.config.core.v3.AggregatedConfigSourceH\x00R\x03ads\x12R\n" +
+	"\x14resource_api_version\x18\x06 \x01(\x0e2 .envoy.config.core.v3.ApiVersionR\x12resourceApiVersionB\x19\n" +
 	"\x17config_source_specifier\"`\n" +
 	"\x15ExtensionConfigSource\x12G\n" +
-	"\rconfig_source\x18\x01 \x01(\v2\".envoy.config.core.v3.ConfigSourceR\fconfigSourceBLZJgithub.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/core/v3;corev3b\x06proto3"
+	"\rconfig_source\x18\x01 \x01(\v2\".envoy.config.core.v3.ConfigSourceR\fconfigSource*&\n" +
+	"\n" +
+	"ApiVersion\x12\b\n" +
+	"\x04AUTO\x10\x00\x12\x06\n" +
+	"\x02V2\x10\x01\x12\x06\n" +
+	"\x02V3\x10\x02BLZJgithub.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/core/v3;corev3b\x06proto3"
 
 var (
 	file_envoy_config_core_v3_config_source_proto_rawDescOnce sync.Once
@@ -202,20 +265,23 @@ func file_envoy_config_core_v3_config_source_proto_rawDescGZIP() []byte {
 	return file_envoy_config_core_v3_config_source_proto_rawDescData
 }
 
+var file_envoy_config_core_v3_config_source_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_envoy_config_core_v3_config_source_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_envoy_config_core_v3_config_source_proto_goTypes = []any{
-	(*AggregatedConfigSource)(nil), // 0: envoy.config.core.v3.AggregatedConfigSource
-	(*ConfigSource)(nil),           // 1: envoy.config.core.v3.ConfigSource
-	(*ExtensionConfigSource)(nil),  // 2: envoy.config.core.v3.ExtensionConfigSource
+	(ApiVersion)(0),                // 0: envoy.config.core.v3.ApiVersion
+	(*AggregatedConfigSource)(nil), // 1: envoy.config.core.v3.AggregatedConfigSource
+	(*ConfigSource)(nil),           // 2: envoy.config.core.v3.ConfigSource
+	(*ExtensionConfigSource)(nil),  // 3: envoy.config.core.v3.ExtensionConfigSource
 }
 var file_envoy_config_core_v3_config_source_proto_depIdxs = []int32{
-	0, // 0: envoy.config.core.v3.ConfigSource.ads:type_name -> envoy.config.core.v3.AggregatedConfigSource
-	1, // 1: envoy.config.core.v3.ExtensionConfigSource.config_source:type_name -> envoy.config.core.v3.ConfigSource
-	2, // [2:2] is the sub-list for method output_type
-	2, // [2:2] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	1, // 0: envoy.config.core.v3.ConfigSource.ads:type_name -> envoy.config.core.v3.AggregatedConfigSource
+	0, // 1: envoy.config.core.v3.ConfigSource.resource_api_version:type_name -> envoy.config.core.v3.ApiVersion
+	2, // 2: envoy.config.core.v3.ExtensionConfigSource.config_source:type_name -> envoy.config.core.v3.ConfigSource
+	3, // [3:3] is the sub-list for method output_type
+	3, // [3:3] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_envoy_config_core_v3_config_source_proto_init() }
@@ -235,13 +301,14 @@ func file_envoy_config_core_v3_config_source_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			FileRegistry:  xdsapi.Files,
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_envoy_config_core_v3_config_source_proto_rawDesc), len(file_envoy_config_core_v3_config_source_proto_rawDesc)),
-			NumEnums:      0,
+			NumEnums:      1,
 			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
 		GoTypes:           file_envoy_config_core_v3_config_source_proto_goTypes,
 		DependencyIndexes: file_envoy_config_core_v3_config_source_proto_depIdxs,
+		EnumInfos:         file_envoy_config_core_v3_config_source_proto_enumTypes,
 		MessageInfos:      file_envoy_config_core_v3_config_source_proto_msgTypes,
 		TypeRegistry:      xdsapi.Types,
 	}.Build()

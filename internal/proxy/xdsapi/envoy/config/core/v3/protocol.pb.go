@@ -136,6 +136,50 @@ func (x *Http1ProtocolOptions) GetAllowAbsoluteUrl() *wrapperspb.BoolValue {
 	return nil
 }
 
+type Http2ProtocolOptions struct {
+	state                protoimpl.MessageState  `protogen:"open.v1"`
+	MaxConcurrentStreams *wrapperspb.UInt32Value `protobuf:"bytes,2,opt,name=max_concurrent_streams,json=maxConcurrentStreams,proto3" json:"max_concurrent_streams,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *Http2ProtocolOptions) Reset() {
+	*x = Http2ProtocolOptions{}
+	mi := &file_envoy_config_core_v3_protocol_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Http2ProtocolOptions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Http2ProtocolOptions) ProtoMessage() {}
+
+func (x *Http2ProtocolOptions) ProtoReflect() protoreflect.Message {
+	mi := &file_envoy_config_core_v3_protocol_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Http2ProtocolOptions.ProtoReflect.Descriptor instead.
+func (*Http2ProtocolOptions) Descriptor() ([]byte, []int) {
+	return file_envoy_config_core_v3_protocol_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Http2ProtocolOptions) GetMaxConcurrentStreams() *wrapperspb.UInt32Value {
+	if x != nil {
+		return x.MaxConcurrentStreams
+	}
+	return nil
+}
+
 var File_envoy_config_core_v3_protocol_proto protoreflect.FileDescriptor
 
 const file_envoy_config_core_v3_protocol_proto_rawDesc = "" +
@@ -148,7 +192,9 @@ const file_envoy_config_core_v3_protocol_proto_rawDesc = "" +
 	"\x13max_stream_duration\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x11maxStreamDuration\x12[\n" +
 	"\x1bmax_requests_per_connection\x18\x06 \x01(\v2\x1c.google.protobuf.UInt32ValueR\x18maxRequestsPerConnection\"`\n" +
 	"\x14Http1ProtocolOptions\x12H\n" +
-	"\x12allow_absolute_url\x18\x01 \x01(\v2\x1a.google.protobuf.BoolValueR\x10allowAbsoluteUrlBLZJgithub.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/core/v3;corev3b\x06proto3"
+	"\x12allow_absolute_url\x18\x01 \x01(\v2\x1a.google.protobuf.BoolValueR\x10allowAbsoluteUrl\"j\n" +
+	"\x14Http2ProtocolOptions\x12R\n" +
+	"\x16max_concurrent_streams\x18\x02 \x01(\v2\x1c.google.protobuf.UInt32ValueR\x14maxConcurrentStreamsBLZJgithub.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/core/v3;corev3b\x06proto3"
 
 var (
 	file_envoy_config_core_v3_protocol_proto_rawDescOnce sync.Once
@@ -162,26 +208,28 @@ func file_envoy_config_core_v3_protocol_proto_rawDescGZIP() []byte {
 	return file_envoy_config_core_v3_protocol_proto_rawDescData
 }
 
-var file_envoy_config_core_v3_protocol_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_envoy_config_core_v3_protocol_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_envoy_config_core_v3_protocol_proto_goTypes = []any{
 	(*HttpProtocolOptions)(nil),    // 0: envoy.config.core.v3.HttpProtocolOptions
 	(*Http1ProtocolOptions)(nil),   // 1: envoy.config.core.v3.Http1ProtocolOptions
-	(*durationpb.Duration)(nil),    // 2: google.protobuf.Duration
-	(*wrapperspb.UInt32Value)(nil), // 3: google.protobuf.UInt32Value
-	(*wrapperspb.BoolValue)(nil),   // 4: google.protobuf.BoolValue
+	(*Http2ProtocolOptions)(nil),   // 2: envoy.config.core.v3.Http2ProtocolOptions
+	(*durationpb.Duration)(nil),    // 3: google.protobuf.Duration
+	(*wrapperspb.UInt32Value)(nil), // 4: google.protobuf.UInt32Value
+	(*wrapperspb.BoolValue)(nil),   // 5: google.protobuf.BoolValue
 }
 var file_envoy_config_core_v3_protocol_proto_depIdxs = []int32{
-	2, // 0: envoy.config.core.v3.HttpProtocolOptions.idle_timeout:type_name -> google.protobuf.Duration
-	2, // 1: envoy.config.core.v3.HttpProtocolOptions.max_connection_duration:type_name -> google.protobuf.Duration
-	3, // 2: envoy.config.core.v3.HttpProtocolOptions.max_headers_count:type_name -> google.protobuf.UInt32Value
-	2, // 3: envoy.config.core.v3.HttpProtocolOptions.max_stream_duration:type_name -> google.protobuf.Duration
-	3, // 4: envoy.config.core.v3.HttpProtocolOptions.max_requests_per_connection:type_name -> google.protobuf.UInt32Value
-	4, // 5: envoy.config.core.v3.Http1ProtocolOptions.allow_absolute_url:type_name -> google.protobuf.BoolValue
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	3, // 0: envoy.config.core.v3.HttpProtocolOptions.idle_timeout:type_name -> google.protobuf.Duration
+	3, // 1: envoy.config.core.v3.HttpProtocolOptions.max_connection_duration:type_name -> google.protobuf.Duration
+	4, // 2: envoy.config.core.v3.HttpProtocolOptions.max_headers_count:type_name -> google.protobuf.UInt32Value
+	3, // 3: envoy.config.core.v3.HttpProtocolOptions.max_stream_duration:type_name -> google.protobuf.Duration
+	4, // 4: envoy.config.core.v3.HttpProtocolOptions.max_requests_per_connection:type_name -> google.protobuf.UInt32Value
+	5, // 5: envoy.config.core.v3.Http1ProtocolOptions.allow_absolute_url:type_name -> google.protobuf.BoolValue
+	4, // 6: envoy.config.core.v3.Http2ProtocolOptions.max_concurrent_streams:type_name -> google.protobuf.UInt32Value
+	7, // [7:7] is the sub-list for method output_type
+	7, // [7:7] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_envoy_config_core_v3_protocol_proto_init() }
@@ -197,7 +245,7 @@ func file_envoy_config_core_v3_protocol_proto_init() {
 			FileRegistry:  xdsapi.Files,
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_envoy_config_core_v3_protocol_proto_rawDesc), len(file_envoy_config_core_v3_protocol_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

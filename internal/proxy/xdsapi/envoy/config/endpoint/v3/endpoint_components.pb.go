@@ -17,6 +17,7 @@ import (
 type Endpoint struct {
 	state               protoimpl.MessageState        `protogen:"open.v1"`
 	Address             *v3.Address                   `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	Hostname            string                        `protobuf:"bytes,3,opt,name=hostname,proto3" json:"hostname,omitempty"`
 	AdditionalAddresses []*Endpoint_AdditionalAddress `protobuf:"bytes,4,rep,name=additional_addresses,json=additionalAddresses,proto3" json:"additional_addresses,omitempty"`
 	unknownFields       protoimpl.UnknownFields
 	sizeCache           protoimpl.SizeCache
@@ -57,6 +58,13 @@ func (x *Endpoint) GetAddress() *v3.Address {
 		return x.Address
 	}
 	return nil
+}
+
+func (x *Endpoint) GetHostname() string {
+	if x != nil {
+		return x.Hostname
+	}
+	return ""
 }
 
 func (x *Endpoint) GetAdditionalAddresses() []*Endpoint_AdditionalAddress {
@@ -174,6 +182,7 @@ func (*LbEndpoint_EndpointName) isLbEndpoint_HostIdentifier() {}
 
 type LocalityLbEndpoints struct {
 	state               protoimpl.MessageState  `protogen:"open.v1"`
+	Locality            *v3.Locality            `protobuf:"bytes,1,opt,name=locality,proto3" json:"locality,omitempty"`
 	Metadata            *v3.Metadata            `protobuf:"bytes,9,opt,name=metadata,proto3" json:"metadata,omitempty"`
 	LbEndpoints         []*LbEndpoint           `protobuf:"bytes,2,rep,name=lb_endpoints,json=lbEndpoints,proto3" json:"lb_endpoints,omitempty"`
 	LoadBalancingWeight *wrapperspb.UInt32Value `protobuf:"bytes,3,opt,name=load_balancing_weight,json=loadBalancingWeight,proto3" json:"load_balancing_weight,omitempty"`
@@ -210,6 +219,13 @@ func (x *LocalityLbEndpoints) ProtoReflect() protoreflect.Message {
 // Deprecated: Use LocalityLbEndpoints.ProtoReflect.Descriptor instead.
 func (*LocalityLbEndpoints) Descriptor() ([]byte, []int) {
 	return file_envoy_config_endpoint_v3_endpoint_components_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *LocalityLbEndpoints) GetLocality() *v3.Locality {
+	if x != nil {
+		return x.Locality
+	}
+	return nil
 }
 
 func (x *LocalityLbEndpoints) GetMetadata() *v3.Metadata {
@@ -288,9 +304,10 @@ var File_envoy_config_endpoint_v3_endpoint_components_proto protoreflect.FileDes
 
 const file_envoy_config_endpoint_v3_endpoint_components_proto_rawDesc = "" +
 	"\n" +
-	"2envoy/config/endpoint/v3/endpoint_components.proto\x12\x18envoy.config.endpoint.v3\x1a\"envoy/config/core/v3/address.proto\x1a\x1fenvoy/config/core/v3/base.proto\x1a(envoy/config/core/v3/config_source.proto\x1a'envoy/config/core/v3/health_check.proto\x1a\x1egoogle/protobuf/wrappers.proto\"\xfa\x01\n" +
+	"2envoy/config/endpoint/v3/endpoint_components.proto\x12\x18envoy.config.endpoint.v3\x1a\"envoy/config/core/v3/address.proto\x1a\x1fenvoy/config/core/v3/base.proto\x1a(envoy/config/core/v3/config_source.proto\x1a'envoy/config/core/v3/health_check.proto\x1a\x1egoogle/protobuf/wrappers.proto\"\x96\x02\n" +
 	"\bEndpoint\x127\n" +
-	"\aaddress\x18\x01 \x01(\v2\x1d.envoy.config.core.v3.AddressR\aaddress\x12g\n" +
+	"\aaddress\x18\x01 \x01(\v2\x1d.envoy.config.core.v3.AddressR\aaddress\x12\x1a\n" +
+	"\bhostname\x18\x03 \x01(\tR\bhostname\x12g\n" +
 	"\x14additional_addresses\x18\x04 \x03(\v24.envoy.config.endpoint.v3.Endpoint.AdditionalAddressR\x13additionalAddresses\x1aL\n" +
 	"\x11AdditionalAddress\x127\n" +
 	"\aaddress\x18\x01 \x01(\v2\x1d.envoy.config.core.v3.AddressR\aaddress\"\xdf\x02\n" +
@@ -301,8 +318,9 @@ const file_envoy_config_endpoint_v3_endpoint_components_proto_rawDesc = "" +
 	"\rhealth_status\x18\x02 \x01(\x0e2\".envoy.config.core.v3.HealthStatusR\fhealthStatus\x12:\n" +
 	"\bmetadata\x18\x03 \x01(\v2\x1e.envoy.config.core.v3.MetadataR\bmetadata\x12P\n" +
 	"\x15load_balancing_weight\x18\x04 \x01(\v2\x1c.google.protobuf.UInt32ValueR\x13loadBalancingWeightB\x11\n" +
-	"\x0fhost_identifier\"\x88\x02\n" +
+	"\x0fhost_identifier\"\xc4\x02\n" +
 	"\x13LocalityLbEndpoints\x12:\n" +
+	"\blocality\x18\x01 \x01(\v2\x1e.envoy.config.core.v3.LocalityR\blocality\x12:\n" +
 	"\bmetadata\x18\t \x01(\v2\x1e.envoy.config.core.v3.MetadataR\bmetadata\x12G\n" +
 	"\flb_endpoints\x18\x02 \x03(\v2$.envoy.config.endpoint.v3.LbEndpointR\vlbEndpoints\x12P\n" +
 	"\x15load_balancing_weight\x18\x03 \x01(\v2\x1c.google.protobuf.UInt32ValueR\x13loadBalancingWeight\x12\x1a\n" +
@@ -330,6 +348,7 @@ var file_envoy_config_endpoint_v3_endpoint_components_proto_goTypes = []any{
 	(v3.HealthStatus)(0),               // 5: envoy.config.core.v3.HealthStatus
 	(*v3.Metadata)(nil),                // 6: envoy.config.core.v3.Metadata
 	(*wrapperspb.UInt32Value)(nil),     // 7: google.protobuf.UInt32Value
+	(*v3.Locality)(nil),                // 8: envoy.config.core.v3.Locality
 }
 var file_envoy_config_endpoint_v3_endpoint_components_proto_depIdxs = []int32{
 	4,  // 0: envoy.config.endpoint.v3.Endpoint.address:type_name -> envoy.config.core.v3.Address
@@ -338,15 +357,16 @@ var file_envoy_config_endpoint_v3_endpoint_components_proto_depIdxs = []int32{
 	5,  // 3: envoy.config.endpoint.v3.LbEndpoint.health_status:type_name -> envoy.config.core.v3.HealthStatus
 	6,  // 4: envoy.config.endpoint.v3.LbEndpoint.metadata:type_name -> envoy.config.core.v3.Metadata
 	7,  // 5: envoy.config.endpoint.v3.LbEndpoint.load_balancing_weight:type_name -> google.protobuf.UInt32Value
-	6,  // 6: envoy.config.endpoint.v3.LocalityLbEndpoints.metadata:type_name -> envoy.config.core.v3.Metadata
-	1,  // 7: envoy.config.endpoint.v3.LocalityLbEndpoints.lb_endpoints:type_name -> envoy.config.endpoint.v3.LbEndpoint
-	7,  // 8: envoy.config.endpoint.v3.LocalityLbEndpoints.load_balancing_weight:type_name -> google.protobuf.UInt32Value
-	4,  // 9: envoy.config.endpoint.v3.Endpoint.AdditionalAddress.address:type_name -> envoy.config.core.v3.Address
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	8,  // 6: envoy.config.endpoint.v3.LocalityLbEndpoints.locality:type_name -> envoy.config.core.v3.Locality
+	6,  // 7: envoy.config.endpoint.v3.LocalityLbEndpoints.metadata:type_name -> envoy.config.core.v3.Metadata
+	1,  // 8: envoy.config.endpoint.v3.LocalityLbEndpoints.lb_endpoints:type_name -> envoy.config.endpoint.v3.LbEndpoint
+	7,  // 9: envoy.config.endpoint.v3.LocalityLbEndpoints.load_balancing_weight:type_name -> google.protobuf.UInt32Value
+	4,  // 10: envoy.config.endpoint.v3.Endpoint.AdditionalAddress.address:type_name -> envoy.config.core.v3.Address
+	11, // [11:11] is the sub-list for method output_type
+	11, // [11:11] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_envoy_config_endpoint_v3_endpoint_components_proto_init() }

@@ -19,6 +19,7 @@ import (
 type AdditionalAddress struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Address       *v3.Address            `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	TcpKeepalive  *v3.TcpKeepalive       `protobuf:"bytes,3,opt,name=tcp_keepalive,json=tcpKeepalive,proto3" json:"tcp_keepalive,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -60,6 +61,13 @@ func (x *AdditionalAddress) GetAddress() *v3.Address {
 	return nil
 }
 
+func (x *AdditionalAddress) GetTcpKeepalive() *v3.TcpKeepalive {
+	if x != nil {
+		return x.TcpKeepalive
+	}
+	return nil
+}
+
 type Listener struct {
 	state                            protoimpl.MessageState `protogen:"open.v1"`
 	Name                             string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -74,6 +82,7 @@ type Listener struct {
 	ListenerFiltersTimeout           *durationpb.Duration   `protobuf:"bytes,15,opt,name=listener_filters_timeout,json=listenerFiltersTimeout,proto3" json:"listener_filters_timeout,omitempty"`
 	ContinueOnListenerFiltersTimeout bool                   `protobuf:"varint,17,opt,name=continue_on_listener_filters_timeout,json=continueOnListenerFiltersTimeout,proto3" json:"continue_on_listener_filters_timeout,omitempty"`
 	BindToPort                       *wrapperspb.BoolValue  `protobuf:"bytes,26,opt,name=bind_to_port,json=bindToPort,proto3" json:"bind_to_port,omitempty"`
+	TcpKeepalive                     *v3.TcpKeepalive       `protobuf:"bytes,37,opt,name=tcp_keepalive,json=tcpKeepalive,proto3" json:"tcp_keepalive,omitempty"`
 	unknownFields                    protoimpl.UnknownFields
 	sizeCache                        protoimpl.SizeCache
 }
@@ -192,13 +201,21 @@ func (x *Listener) GetBindToPort() *wrapperspb.BoolValue {
 	return nil
 }
 
+func (x *Listener) GetTcpKeepalive() *v3.TcpKeepalive {
+	if x != nil {
+		return x.TcpKeepalive
+	}
+	return nil
+}
+
 var File_envoy_config_listener_v3_listener_proto protoreflect.FileDescriptor
 
 const file_envoy_config_listener_v3_listener_proto_rawDesc = "" +
 	"\n" +
-	"'envoy/config/listener/v3/listener.proto\x12\x18envoy.config.listener.v3\x1a\"envoy/config/core/v3/address.proto\x1a\x1fenvoy/config/core/v3/base.proto\x1a(envoy/config/core/v3/config_source.proto\x1a$envoy/config/core/v3/extension.proto\x1a2envoy/config/listener/v3/listener_components.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1egoogle/protobuf/wrappers.proto\x1a!xds/type/matcher/v3/matcher.proto\"L\n" +
+	"'envoy/config/listener/v3/listener.proto\x12\x18envoy.config.listener.v3\x1a\"envoy/config/core/v3/address.proto\x1a\x1fenvoy/config/core/v3/base.proto\x1a(envoy/config/core/v3/config_source.proto\x1a$envoy/config/core/v3/extension.proto\x1a2envoy/config/listener/v3/listener_components.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1egoogle/protobuf/wrappers.proto\x1a!xds/type/matcher/v3/matcher.proto\"\x95\x01\n" +
 	"\x11AdditionalAddress\x127\n" +
-	"\aaddress\x18\x01 \x01(\v2\x1d.envoy.config.core.v3.AddressR\aaddress\"\xb7\x06\n" +
+	"\aaddress\x18\x01 \x01(\v2\x1d.envoy.config.core.v3.AddressR\aaddress\x12G\n" +
+	"\rtcp_keepalive\x18\x03 \x01(\v2\".envoy.config.core.v3.TcpKeepaliveR\ftcpKeepalive\"\x80\a\n" +
 	"\bListener\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x127\n" +
 	"\aaddress\x18\x02 \x01(\v2\x1d.envoy.config.core.v3.AddressR\aaddress\x12^\n" +
@@ -213,7 +230,8 @@ const file_envoy_config_listener_v3_listener_proto_rawDesc = "" +
 	"\x18listener_filters_timeout\x18\x0f \x01(\v2\x19.google.protobuf.DurationR\x16listenerFiltersTimeout\x12N\n" +
 	"$continue_on_listener_filters_timeout\x18\x11 \x01(\bR continueOnListenerFiltersTimeout\x12<\n" +
 	"\fbind_to_port\x18\x1a \x01(\v2\x1a.google.protobuf.BoolValueR\n" +
-	"bindToPortBTZRgithub.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/listener/v3;listenerv3b\x06proto3"
+	"bindToPort\x12G\n" +
+	"\rtcp_keepalive\x18% \x01(\v2\".envoy.config.core.v3.TcpKeepaliveR\ftcpKeepaliveBTZRgithub.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/listener/v3;listenerv3b\x06proto3"
 
 var (
 	file_envoy_config_listener_v3_listener_proto_rawDescOnce sync.Once
@@ -232,28 +250,31 @@ var file_envoy_config_listener_v3_listener_proto_goTypes = []any{
 	(*AdditionalAddress)(nil),    // 0: envoy.config.listener.v3.AdditionalAddress
 	(*Listener)(nil),             // 1: envoy.config.listener.v3.Listener
 	(*v3.Address)(nil),           // 2: envoy.config.core.v3.Address
-	(*FilterChain)(nil),          // 3: envoy.config.listener.v3.FilterChain
-	(*wrapperspb.BoolValue)(nil), // 4: google.protobuf.BoolValue
-	(*v3.Metadata)(nil),          // 5: envoy.config.core.v3.Metadata
-	(*ListenerFilter)(nil),       // 6: envoy.config.listener.v3.ListenerFilter
-	(*durationpb.Duration)(nil),  // 7: google.protobuf.Duration
+	(*v3.TcpKeepalive)(nil),      // 3: envoy.config.core.v3.TcpKeepalive
+	(*FilterChain)(nil),          // 4: envoy.config.listener.v3.FilterChain
+	(*wrapperspb.BoolValue)(nil), // 5: google.protobuf.BoolValue
+	(*v3.Metadata)(nil),          // 6: envoy.config.core.v3.Metadata
+	(*ListenerFilter)(nil),       // 7: envoy.config.listener.v3.ListenerFilter
+	(*durationpb.Duration)(nil),  // 8: google.protobuf.Duration
 }
 var file_envoy_config_listener_v3_listener_proto_depIdxs = []int32{
 	2,  // 0: envoy.config.listener.v3.AdditionalAddress.address:type_name -> envoy.config.core.v3.Address
-	2,  // 1: envoy.config.listener.v3.Listener.address:type_name -> envoy.config.core.v3.Address
-	0,  // 2: envoy.config.listener.v3.Listener.additional_addresses:type_name -> envoy.config.listener.v3.AdditionalAddress
-	3,  // 3: envoy.config.listener.v3.Listener.filter_chains:type_name -> envoy.config.listener.v3.FilterChain
-	4,  // 4: envoy.config.listener.v3.Listener.use_original_dst:type_name -> google.protobuf.BoolValue
-	3,  // 5: envoy.config.listener.v3.Listener.default_filter_chain:type_name -> envoy.config.listener.v3.FilterChain
-	5,  // 6: envoy.config.listener.v3.Listener.metadata:type_name -> envoy.config.core.v3.Metadata
-	6,  // 7: envoy.config.listener.v3.Listener.listener_filters:type_name -> envoy.config.listener.v3.ListenerFilter
-	7,  // 8: envoy.config.listener.v3.Listener.listener_filters_timeout:type_name -> google.protobuf.Duration
-	4,  // 9: envoy.config.listener.v3.Listener.bind_to_port:type_name -> google.protobuf.BoolValue
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	3,  // 1: envoy.config.listener.v3.AdditionalAddress.tcp_keepalive:type_name -> envoy.config.core.v3.TcpKeepalive
+	2,  // 2: envoy.config.listener.v3.Listener.address:type_name -> envoy.config.core.v3.Address
+	0,  // 3: envoy.config.listener.v3.Listener.additional_addresses:type_name -> envoy.config.listener.v3.AdditionalAddress
+	4,  // 4: envoy.config.listener.v3.Listener.filter_chains:type_name -> envoy.config.listener.v3.FilterChain
+	5,  // 5: envoy.config.listener.v3.Listener.use_original_dst:type_name -> google.protobuf.BoolValue
+	4,  // 6: envoy.config.listener.v3.Listener.default_filter_chain:type_name -> envoy.config.listener.v3.FilterChain
+	6,  // 7: envoy.config.listener.v3.Listener.metadata:type_name -> envoy.config.core.v3.Metadata
+	7,  // 8: envoy.config.listener.v3.Listener.listener_filters:type_name -> envoy.config.listener.v3.ListenerFilter
+	8,  // 9: envoy.config.listener.v3.Listener.listener_filters_timeout:type_name -> google.protobuf.Duration
+	5,  // 10: envoy.config.listener.v3.Listener.bind_to_port:type_name -> google.protobuf.BoolValue
+	3,  // 11: envoy.config.listener.v3.Listener.tcp_keepalive:type_name -> envoy.config.core.v3.TcpKeepalive
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_envoy_config_listener_v3_listener_proto_init() }

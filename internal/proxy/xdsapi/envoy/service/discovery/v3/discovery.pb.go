@@ -104,6 +104,7 @@ type DiscoveryResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	VersionInfo   string                 `protobuf:"bytes,1,opt,name=version_info,json=versionInfo,proto3" json:"version_info,omitempty"`
 	Resources     []*anypb.Any           `protobuf:"bytes,2,rep,name=resources,proto3" json:"resources,omitempty"`
+	Canary        bool                   `protobuf:"varint,3,opt,name=canary,proto3" json:"canary,omitempty"`
 	TypeUrl       string                 `protobuf:"bytes,4,opt,name=type_url,json=typeUrl,proto3" json:"type_url,omitempty"`
 	Nonce         string                 `protobuf:"bytes,5,opt,name=nonce,proto3" json:"nonce,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -152,6 +153,13 @@ func (x *DiscoveryResponse) GetResources() []*anypb.Any {
 		return x.Resources
 	}
 	return nil
+}
+
+func (x *DiscoveryResponse) GetCanary() bool {
+	if x != nil {
+		return x.Canary
+	}
+	return false
 }
 
 func (x *DiscoveryResponse) GetTypeUrl() string {
@@ -255,10 +263,11 @@ const file_envoy_service_discovery_v3_discovery_proto_rawDesc = "" +
 	"\x0eresource_names\x18\x03 \x03(\tR\rresourceNames\x12\x19\n" +
 	"\btype_url\x18\x04 \x01(\tR\atypeUrl\x12%\n" +
 	"\x0eresponse_nonce\x18\x05 \x01(\tR\rresponseNonce\x125\n" +
-	"\ferror_detail\x18\x06 \x01(\v2\x12.google.rpc.StatusR\verrorDetail\"\x9b\x01\n" +
+	"\ferror_detail\x18\x06 \x01(\v2\x12.google.rpc.StatusR\verrorDetail\"\xb3\x01\n" +
 	"\x11DiscoveryResponse\x12!\n" +
 	"\fversion_info\x18\x01 \x01(\tR\vversionInfo\x122\n" +
-	"\tresources\x18\x02 \x03(\v2\x14.google.protobuf.AnyR\tresources\x12\x19\n" +
+	"\tresources\x18\x02 \x03(\v2\x14.google.protobuf.AnyR\tresources\x12\x16\n" +
+	"\x06canary\x18\x03 \x01(\bR\x06canary\x12\x19\n" +
 	"\btype_url\x18\x04 \x01(\tR\atypeUrl\x12\x14\n" +
 	"\x05nonce\x18\x05 \x01(\tR\x05nonce\"\xd3\x01\n" +
 	"\bResource\x12\x12\n" +

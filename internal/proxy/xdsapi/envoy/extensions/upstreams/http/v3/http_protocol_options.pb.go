@@ -21,6 +21,7 @@ type HttpProtocolOptions struct {
 	// Types that are valid to be assigned to UpstreamProtocolOptions:
 	//
 	//	*HttpProtocolOptions_ExplicitHttpConfig_
+	//	*HttpProtocolOptions_UseDownstreamProtocolConfig
 	UpstreamProtocolOptions isHttpProtocolOptions_UpstreamProtocolOptions `protobuf_oneof:"upstream_protocol_options"`
 	HttpFilters             []*v31.HttpFilter                             `protobuf:"bytes,6,rep,name=http_filters,json=httpFilters,proto3" json:"http_filters,omitempty"`
 	OutlierDetection        *HttpProtocolOptions_OutlierDetection         `protobuf:"bytes,8,opt,name=outlier_detection,json=outlierDetection,proto3" json:"outlier_detection,omitempty"`
@@ -84,6 +85,15 @@ func (x *HttpProtocolOptions) GetExplicitHttpConfig() *HttpProtocolOptions_Expli
 	return nil
 }
 
+func (x *HttpProtocolOptions) GetUseDownstreamProtocolConfig() *HttpProtocolOptions_UseDownstreamHttpConfig {
+	if x != nil {
+		if x, ok := x.UpstreamProtocolOptions.(*HttpProtocolOptions_UseDownstreamProtocolConfig); ok {
+			return x.UseDownstreamProtocolConfig
+		}
+	}
+	return nil
+}
+
 func (x *HttpProtocolOptions) GetHttpFilters() []*v31.HttpFilter {
 	if x != nil {
 		return x.HttpFilters
@@ -127,13 +137,21 @@ type HttpProtocolOptions_ExplicitHttpConfig_ struct {
 	ExplicitHttpConfig *HttpProtocolOptions_ExplicitHttpConfig `protobuf:"bytes,3,opt,name=explicit_http_config,json=explicitHttpConfig,proto3,oneof"`
 }
 
+type HttpProtocolOptions_UseDownstreamProtocolConfig struct {
+	UseDownstreamProtocolConfig *HttpProtocolOptions_UseDownstreamHttpConfig `protobuf:"bytes,4,opt,name=use_downstream_protocol_config,json=useDownstreamProtocolConfig,proto3,oneof"`
+}
+
 func (*HttpProtocolOptions_ExplicitHttpConfig_) isHttpProtocolOptions_UpstreamProtocolOptions() {}
+
+func (*HttpProtocolOptions_UseDownstreamProtocolConfig) isHttpProtocolOptions_UpstreamProtocolOptions() {
+}
 
 type HttpProtocolOptions_ExplicitHttpConfig struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to ProtocolConfig:
 	//
 	//	*HttpProtocolOptions_ExplicitHttpConfig_HttpProtocolOptions
+	//	*HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions
 	ProtocolConfig isHttpProtocolOptions_ExplicitHttpConfig_ProtocolConfig `protobuf_oneof:"protocol_config"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
@@ -185,6 +203,15 @@ func (x *HttpProtocolOptions_ExplicitHttpConfig) GetHttpProtocolOptions() *v3.Ht
 	return nil
 }
 
+func (x *HttpProtocolOptions_ExplicitHttpConfig) GetHttp2ProtocolOptions() *v3.Http2ProtocolOptions {
+	if x != nil {
+		if x, ok := x.ProtocolConfig.(*HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions); ok {
+			return x.Http2ProtocolOptions
+		}
+	}
+	return nil
+}
+
 type isHttpProtocolOptions_ExplicitHttpConfig_ProtocolConfig interface {
 	isHttpProtocolOptions_ExplicitHttpConfig_ProtocolConfig()
 }
@@ -193,7 +220,66 @@ type HttpProtocolOptions_ExplicitHttpConfig_HttpProtocolOptions struct {
 	HttpProtocolOptions *v3.Http1ProtocolOptions `protobuf:"bytes,1,opt,name=http_protocol_options,json=httpProtocolOptions,proto3,oneof"`
 }
 
+type HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions struct {
+	Http2ProtocolOptions *v3.Http2ProtocolOptions `protobuf:"bytes,2,opt,name=http2_protocol_options,json=http2ProtocolOptions,proto3,oneof"`
+}
+
 func (*HttpProtocolOptions_ExplicitHttpConfig_HttpProtocolOptions) isHttpProtocolOptions_ExplicitHttpConfig_ProtocolConfig() {
+}
+
+func (*HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions) isHttpProtocolOptions_ExplicitHttpConfig_ProtocolConfig() {
+}
+
+type HttpProtocolOptions_UseDownstreamHttpConfig struct {
+	state                protoimpl.MessageState   `protogen:"open.v1"`
+	HttpProtocolOptions  *v3.Http1ProtocolOptions `protobuf:"bytes,1,opt,name=http_protocol_options,json=httpProtocolOptions,proto3" json:"http_protocol_options,omitempty"`
+	Http2ProtocolOptions *v3.Http2ProtocolOptions `protobuf:"bytes,2,opt,name=http2_protocol_options,json=http2ProtocolOptions,proto3" json:"http2_protocol_options,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *HttpProtocolOptions_UseDownstreamHttpConfig) Reset() {
+	*x = HttpProtocolOptions_UseDownstreamHttpConfig{}
+	mi := &file_envoy_extensions_upstreams_http_v3_http_protocol_options_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HttpProtocolOptions_UseDownstreamHttpConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HttpProtocolOptions_UseDownstreamHttpConfig) ProtoMessage() {}
+
+func (x *HttpProtocolOptions_UseDownstreamHttpConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_envoy_extensions_upstreams_http_v3_http_protocol_options_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HttpProtocolOptions_UseDownstreamHttpConfig.ProtoReflect.Descriptor instead.
+func (*HttpProtocolOptions_UseDownstreamHttpConfig) Descriptor() ([]byte, []int) {
+	return file_envoy_extensions_upstreams_http_v3_http_protocol_options_proto_rawDescGZIP(), []int{0, 1}
+}
+
+func (x *HttpProtocolOptions_UseDownstreamHttpConfig) GetHttpProtocolOptions() *v3.Http1ProtocolOptions {
+	if x != nil {
+		return x.HttpProtocolOptions
+	}
+	return nil
+}
+
+func (x *HttpProtocolOptions_UseDownstreamHttpConfig) GetHttp2ProtocolOptions() *v3.Http2ProtocolOptions {
+	if x != nil {
+		return x.Http2ProtocolOptions
+	}
+	return nil
 }
 
 type HttpProtocolOptions_OutlierDetection struct {
@@ -204,7 +290,7 @@ type HttpProtocolOptions_OutlierDetection struct {
 
 func (x *HttpProtocolOptions_OutlierDetection) Reset() {
 	*x = HttpProtocolOptions_OutlierDetection{}
-	mi := &file_envoy_extensions_upstreams_http_v3_http_protocol_options_proto_msgTypes[2]
+	mi := &file_envoy_extensions_upstreams_http_v3_http_protocol_options_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -216,7 +302,7 @@ func (x *HttpProtocolOptions_OutlierDetection) String() string {
 func (*HttpProtocolOptions_OutlierDetection) ProtoMessage() {}
 
 func (x *HttpProtocolOptions_OutlierDetection) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_extensions_upstreams_http_v3_http_protocol_options_proto_msgTypes[2]
+	mi := &file_envoy_extensions_upstreams_http_v3_http_protocol_options_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -229,27 +315,32 @@ func (x *HttpProtocolOptions_OutlierDetection) ProtoReflect() protoreflect.Messa
 
 // Deprecated: Use HttpProtocolOptions_OutlierDetection.ProtoReflect.Descriptor instead.
 func (*HttpProtocolOptions_OutlierDetection) Descriptor() ([]byte, []int) {
-	return file_envoy_extensions_upstreams_http_v3_http_protocol_options_proto_rawDescGZIP(), []int{0, 1}
+	return file_envoy_extensions_upstreams_http_v3_http_protocol_options_proto_rawDescGZIP(), []int{0, 2}
 }
 
 var File_envoy_extensions_upstreams_http_v3_http_protocol_options_proto protoreflect.FileDescriptor
 
 const file_envoy_extensions_upstreams_http_v3_http_protocol_options_proto_rawDesc = "" +
 	"\n" +
-	">envoy/extensions/upstreams/http/v3/http_protocol_options.proto\x12\"envoy.extensions.upstreams.http.v3\x1a$envoy/config/core/v3/extension.proto\x1a#envoy/config/core/v3/protocol.proto\x1a,envoy/config/route/v3/route_components.proto\x1aYenvoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto\"\xa8\a\n" +
+	">envoy/extensions/upstreams/http/v3/http_protocol_options.proto\x12\"envoy.extensions.upstreams.http.v3\x1a$envoy/config/core/v3/extension.proto\x1a#envoy/config/core/v3/protocol.proto\x1a,envoy/config/route/v3/route_components.proto\x1aYenvoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto\"\x83\v\n" +
 	"\x13HttpProtocolOptions\x12j\n" +
 	"\x1ccommon_http_protocol_options\x18\x01 \x01(\v2).envoy.config.core.v3.HttpProtocolOptionsR\x19commonHttpProtocolOptions\x12~\n" +
-	"\x14explicit_http_config\x18\x03 \x01(\v2J.envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfigH\x00R\x12explicitHttpConfig\x12j\n" +
+	"\x14explicit_http_config\x18\x03 \x01(\v2J.envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfigH\x00R\x12explicitHttpConfig\x12\x96\x01\n" +
+	"\x1euse_downstream_protocol_config\x18\x04 \x01(\v2O.envoy.extensions.upstreams.http.v3.HttpProtocolOptions.UseDownstreamHttpConfigH\x00R\x1buseDownstreamProtocolConfig\x12j\n" +
 	"\fhttp_filters\x18\x06 \x03(\v2G.envoy.extensions.filters.network.http_connection_manager.v3.HttpFilterR\vhttpFilters\x12u\n" +
 	"\x11outlier_detection\x18\b \x01(\v2H.envoy.extensions.upstreams.http.v3.HttpProtocolOptions.OutlierDetectionR\x10outlierDetection\x12n\n" +
 	"\x17request_mirror_policies\x18\t \x03(\v26.envoy.config.route.v3.RouteAction.RequestMirrorPolicyR\x15requestMirrorPolicies\x12N\n" +
 	"\vhash_policy\x18\n" +
 	" \x03(\v2-.envoy.config.route.v3.RouteAction.HashPolicyR\n" +
 	"hashPolicy\x12E\n" +
-	"\fretry_policy\x18\v \x01(\v2\".envoy.config.route.v3.RetryPolicyR\vretryPolicy\x1a\x89\x01\n" +
+	"\fretry_policy\x18\v \x01(\v2\".envoy.config.route.v3.RetryPolicyR\vretryPolicy\x1a\xed\x01\n" +
 	"\x12ExplicitHttpConfig\x12`\n" +
-	"\x15http_protocol_options\x18\x01 \x01(\v2*.envoy.config.core.v3.Http1ProtocolOptionsH\x00R\x13httpProtocolOptionsB\x11\n" +
-	"\x0fprotocol_config\x1a\x12\n" +
+	"\x15http_protocol_options\x18\x01 \x01(\v2*.envoy.config.core.v3.Http1ProtocolOptionsH\x00R\x13httpProtocolOptions\x12b\n" +
+	"\x16http2_protocol_options\x18\x02 \x01(\v2*.envoy.config.core.v3.Http2ProtocolOptionsH\x00R\x14http2ProtocolOptionsB\x11\n" +
+	"\x0fprotocol_config\x1a\xdb\x01\n" +
+	"\x17UseDownstreamHttpConfig\x12^\n" +
+	"\x15http_protocol_options\x18\x01 \x01(\v2*.envoy.config.core.v3.Http1ProtocolOptionsR\x13httpProtocolOptions\x12`\n" +
+	"\x16http2_protocol_options\x18\x02 \x01(\v2*.envoy.config.core.v3.Http2ProtocolOptionsR\x14http2ProtocolOptions\x1a\x12\n" +
 	"\x10OutlierDetectionB\x1b\n" +
 	"\x19upstream_protocol_optionsBZZXgithub.com/weftmesh/weft/internal/proxy/xdsapi/envoy/extensions/upstreams/http/v3;httpv3b\x06proto3"
 
@@ -265,32 +356,38 @@ func file_envoy_extensions_upstreams_http_v3_http_protocol_options_proto_rawDesc
 	return file_envoy_extensions_upstreams_http_v3_http_protocol_options_proto_rawDescData
 }
 
-var file_envoy_extensions_upstreams_http_v3_http_protocol_options_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_envoy_extensions_upstreams_http_v3_http_protocol_options_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_envoy_extensions_upstreams_http_v3_http_protocol_options_proto_goTypes = []any{
-	(*HttpProtocolOptions)(nil),                    // 0: envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-	(*HttpProtocolOptions_ExplicitHttpConfig)(nil), // 1: envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig
-	(*HttpProtocolOptions_OutlierDetection)(nil),   // 2: envoy.extensions.upstreams.http.v3.HttpProtocolOptions.OutlierDetection
-	(*v3.HttpProtocolOptions)(nil),                 // 3: envoy.config.core.v3.HttpProtocolOptions
-	(*v31.HttpFilter)(nil),                         // 4: envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter
-	(*v32.RouteAction_RequestMirrorPolicy)(nil),    // 5: envoy.config.route.v3.RouteAction.RequestMirrorPolicy
-	(*v32.RouteAction_HashPolicy)(nil),             // 6: envoy.config.route.v3.RouteAction.HashPolicy
-	(*v32.RetryPolicy)(nil),                        // 7: envoy.config.route.v3.RetryPolicy
-	(*v3.Http1ProtocolOptions)(nil),                // 8: envoy.config.core.v3.Http1ProtocolOptions
+	(*HttpProtocolOptions)(nil),                         // 0: envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+	(*HttpProtocolOptions_ExplicitHttpConfig)(nil),      // 1: envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig
+	(*HttpProtocolOptions_UseDownstreamHttpConfig)(nil), // 2: envoy.extensions.upstreams.http.v3.HttpProtocolOptions.UseDownstreamHttpConfig
+	(*HttpProtocolOptions_OutlierDetection)(nil),        // 3: envoy.extensions.upstreams.http.v3.HttpProtocolOptions.OutlierDetection
+	(*v3.HttpProtocolOptions)(nil),                      // 4: envoy.config.core.v3.HttpProtocolOptions
+	(*v31.HttpFilter)(nil),                              // 5: envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter
+	(*v32.RouteAction_RequestMirrorPolicy)(nil),         // 6: envoy.config.route.v3.RouteAction.RequestMirrorPolicy
+	(*v32.RouteAction_HashPolicy)(nil),                  // 7: envoy.config.route.v3.RouteAction.HashPolicy
+	(*v32.RetryPolicy)(nil),                             // 8: envoy.config.route.v3.RetryPolicy
+	(*v3.Http1ProtocolOptions)(nil),                     // 9: envoy.config.core.v3.Http1ProtocolOptions
+	(*v3.Http2ProtocolOptions)(nil),                     // 10: envoy.config.core.v3.Http2ProtocolOptions
 }
 var file_envoy_extensions_upstreams_http_v3_http_protocol_options_proto_depIdxs = []int32{
-	3, // 0: envoy.extensions.upstreams.http.v3.HttpProtocolOptions.common_http_protocol_options:type_name -> envoy.config.core.v3.HttpProtocolOptions
-	1, // 1: envoy.extensions.upstreams.http.v3.HttpProtocolOptions.explicit_http_config:type_name -> envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig
-	4, // 2: envoy.extensions.upstreams.http.v3.HttpProtocolOptions.http_filters:type_name -> envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter
-	2, // 3: envoy.extensions.upstreams.http.v3.HttpProtocolOptions.outlier_detection:type_name -> envoy.extensions.upstreams.http.v3.HttpProtocolOptions.OutlierDetection
-	5, // 4: envoy.extensions.upstreams.http.v3.HttpProtocolOptions.request_mirror_policies:type_name -> envoy.config.route.v3.RouteAction.RequestMirrorPolicy
-	6, // 5: envoy.extensions.upstreams.http.v3.HttpProtocolOptions.hash_policy:type_name -> envoy.config.route.v3.RouteAction.HashPolicy
-	7, // 6: envoy.extensions.upstreams.http.v3.HttpProtocolOptions.retry_policy:type_name -> envoy.config.route.v3.RetryPolicy
-	8, // 7: envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig.http_protocol_options:type_name -> envoy.config.core.v3.Http1ProtocolOptions
-	8, // [8:8] is the sub-list for method output_type
-	8, // [8:8] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	4,  // 0: envoy.extensions.upstreams.http.v3.HttpProtocolOptions.common_http_protocol_options:type_name -> envoy.config.core.v3.HttpProtocolOptions
+	1,  // 1: envoy.extensions.upstreams.http.v3.HttpProtocolOptions.explicit_http_config:type_name -> envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig
+	2,  // 2: envoy.extensions.upstreams.http.v3.HttpProtocolOptions.use_downstream_protocol_config:type_name -> envoy.extensions.upstreams.http.v3.HttpProtocolOptions.UseDownstreamHttpConfig
+	5,  // 3: envoy.extensions.upstreams.http.v3.HttpProtocolOptions.http_filters:type_name -> envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter
+	3,  // 4: envoy.extensions.upstreams.http.v3.HttpProtocolOptions.outlier_detection:type_name -> envoy.extensions.upstreams.http.v3.HttpProtocolOptions.OutlierDetection
+	6,  // 5: envoy.extensions.upstreams.http.v3.HttpProtocolOptions.request_mirror_policies:type_name -> envoy.config.route.v3.RouteAction.RequestMirrorPolicy
+	7,  // 6: envoy.extensions.upstreams.http.v3.HttpProtocolOptions.hash_policy:type_name -> envoy.config.route.v3.RouteAction.HashPolicy
+	8,  // 7: envoy.extensions.upstreams.http.v3.HttpProtocolOptions.retry_policy:type_name -> envoy.config.route.v3.RetryPolicy
+	9,  // 8: envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig.http_protocol_options:type_name -> envoy.config.core.v3.Http1ProtocolOptions
+	10, // 9: envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig.http2_protocol_options:type_name -> envoy.config.core.v3.Http2ProtocolOptions
+	9,  // 10: envoy.extensions.upstreams.http.v3.HttpProtocolOptions.UseDownstreamHttpConfig.http_protocol_options:type_name -> envoy.config.core.v3.Http1ProtocolOptions
+	10, // 11: envoy.extensions.upstreams.http.v3.HttpProtocolOptions.UseDownstreamHttpConfig.http2_protocol_options:type_name -> envoy.config.core.v3.Http2ProtocolOptions
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_envoy_extensions_upstreams_http_v3_http_protocol_options_proto_init() }
@@ -300,9 +397,11 @@ func file_envoy_extensions_upstreams_http_v3_http_protocol_options_proto_init() 
 	}
 	file_envoy_extensions_upstreams_http_v3_http_protocol_options_proto_msgTypes[0].OneofWrappers = []any{
 		(*HttpProtocolOptions_ExplicitHttpConfig_)(nil),
+		(*HttpProtocolOptions_UseDownstreamProtocolConfig)(nil),
 	}
 	file_envoy_extensions_upstreams_http_v3_http_protocol_options_proto_msgTypes[1].OneofWrappers = []any{
 		(*HttpProtocolOptions_ExplicitHttpConfig_HttpProtocolOptions)(nil),
+		(*HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -311,7 +410,7 @@ func file_envoy_extensions_upstreams_http_v3_http_protocol_options_proto_init() 
 			FileRegistry:  xdsapi.Files,
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_envoy_extensions_upstreams_http_v3_http_protocol_options_proto_rawDesc), len(file_envoy_extensions_upstreams_http_v3_http_protocol_options_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   3,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
