@@ -390,19 +390,26 @@ func (k *keeper) trimMessages(scope protoreflect.FullName, ms []*descriptorpb.De
 		m.Field = slices.DeleteFunc(m.Field, func(f *descriptorpb.FieldDescriptorProto) bool {
 			return !k.fields[fn.Append(protoreflect.Name(f.GetName()))]
 		})
-		// Renumber oneof indexes over the oneofs that still have fields.
+		// Renumber oneof indexes over the oneofs that still have fields,
+		// keeping their order: the synthetic oneofs of proto3 optional
+		// fields must stay after the real ones.
 		used := map[int32]int32{}
-		var oneofs []*descriptorpb.OneofDescriptorProto
 		for _, f := range m.Field {
-			if f.OneofIndex == nil {
-				continue
+			if f.OneofIndex != nil {
+				used[f.GetOneofIndex()] = 0
 			}
-			i := f.GetOneofIndex()
-			if _, ok := used[i]; !ok {
-				used[i] = int32(len(oneofs))
-				oneofs = append(oneofs, &descriptorpb.OneofDescriptorProto{Name: m.OneofDecl[i].Name})
+		}
+		var oneofs []*descriptorpb.OneofDescriptorProto
+		for i, o := range m.OneofDecl {
+			if _, ok := used[int32(i)]; ok {
+				used[int32(i)] = int32(len(oneofs))
+				oneofs = append(oneofs, &descriptorpb.OneofDescriptorProto{Name: o.Name})
 			}
-			f.OneofIndex = proto.Int32(used[i])
+		}
+		for _, f := range m.Field {
+			if f.OneofIndex != nil {
+				f.OneofIndex = proto.Int32(used[f.GetOneofIndex()])
+			}
 		}
 		m.OneofDecl = oneofs
 		for _, f := range m.Field {
