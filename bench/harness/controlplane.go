@@ -11,16 +11,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/weftmesh/weft/internal/controlapi"
 	"github.com/weftmesh/weft/internal/nodemeta"
@@ -215,7 +209,8 @@ type change struct{ cluster, vhost string }
 
 // adsClient is a minimal state-of-the-world ADS client: wildcard CDS and
 // LDS, then EDS and RDS for the names they reference; it ACKs every
-// response. It keeps only resource names, not the resources.
+// response. It reads only resource names from the wire (leanxds.go), and
+// keeps nothing else.
 type adsClient struct {
 	node    *corev3.Node
 	want    change
@@ -279,17 +274,13 @@ func (c *adsClient) handle(resp *discoveryv3.DiscoveryResponse) error {
 		c.clusters = map[string]bool{}
 		var eds []string
 		for _, a := range resp.GetResources() {
-			var cl clusterv3.Cluster
-			if err := proto.Unmarshal(a.GetValue(), &cl); err != nil {
+			name, edsName, err := clusterNames(a.GetValue())
+			if err != nil {
 				return fmt.Errorf("decode cluster: %w", err)
 			}
-			c.clusters[cl.GetName()] = true
-			if cl.GetType() == clusterv3.Cluster_EDS {
-				name := cl.GetEdsClusterConfig().GetServiceName()
-				if name == "" {
-					name = cl.GetName()
-				}
-				eds = append(eds, name)
+			c.clusters[name] = true
+			if edsName != "" {
+				eds = append(eds, edsName)
 			}
 		}
 		slices.Sort(eds)
@@ -297,22 +288,9 @@ func (c *adsClient) handle(resp *discoveryv3.DiscoveryResponse) error {
 	case typeListener:
 		var rds []string
 		for _, a := range resp.GetResources() {
-			var l listenerv3.Listener
-			if err := proto.Unmarshal(a.GetValue(), &l); err != nil {
+			var err error
+			if rds, err = listenerRoutes(a.GetValue(), rds); err != nil {
 				return fmt.Errorf("decode listener: %w", err)
-			}
-			for _, fc := range l.GetFilterChains() {
-				for _, f := range fc.GetFilters() {
-					var hcm hcmv3.HttpConnectionManager
-					if f.GetTypedConfig().MessageIs(&hcm) {
-						if err := f.GetTypedConfig().UnmarshalTo(&hcm); err != nil {
-							return fmt.Errorf("decode listener %s: %w", l.GetName(), err)
-						}
-						if n := hcm.GetRds().GetRouteConfigName(); n != "" {
-							rds = append(rds, n)
-						}
-					}
-				}
 			}
 		}
 		slices.Sort(rds)
@@ -320,22 +298,22 @@ func (c *adsClient) handle(resp *discoveryv3.DiscoveryResponse) error {
 	case typeEndpoint:
 		c.eds = map[string]bool{}
 		for _, a := range resp.GetResources() {
-			var cla endpointv3.ClusterLoadAssignment
-			if err := proto.Unmarshal(a.GetValue(), &cla); err != nil {
+			name, err := lastString(a.GetValue(), claClusterName)
+			if err != nil {
 				return fmt.Errorf("decode endpoints: %w", err)
 			}
-			c.eds[cla.GetClusterName()] = true
+			c.eds[name] = true
 		}
 	case typeRoute:
 		c.rds, c.vhosts = map[string]bool{}, map[string]bool{}
 		for _, a := range resp.GetResources() {
-			var rc routev3.RouteConfiguration
-			if err := proto.Unmarshal(a.GetValue(), &rc); err != nil {
+			name, vhosts, err := routeNames(a.GetValue())
+			if err != nil {
 				return fmt.Errorf("decode routes: %w", err)
 			}
-			c.rds[rc.GetName()] = true
-			for _, vh := range rc.GetVirtualHosts() {
-				c.vhosts[vh.GetName()] = true
+			c.rds[name] = true
+			for _, vh := range vhosts {
+				c.vhosts[vh] = true
 			}
 		}
 	default:
