@@ -240,6 +240,9 @@ spec:
       tcp: {tcpKeepalive: {time: 10s}, maxConnectionDuration: 1h}
       http: {h2UpgradePolicy: UPGRADE, maxConcurrentStreams: 10, http2KeepAlive: {interval: 10s}}
     outlierDetection: {consecutiveErrors: 5, splitExternalLocalOriginErrors: true, consecutiveLocalOriginFailures: 3}
+    tunnel: {protocol: CONNECT, targetHost: 10.0.0.1, targetPort: 8080}
+    proxyProtocol: {version: V2}
+    retryBudget: {percent: 20, minRetryConcurrency: 3}
     portLevelSettings:
     - port: {number: 9080}
       loadBalancer:
@@ -261,6 +264,9 @@ spec:
 			drPrefix + "spec.trafficPolicy.connectionPool.http.maxConcurrentStreams: connectionPool.http.maxConcurrentStreams" + suffix,
 			drPrefix + "spec.trafficPolicy.connectionPool.http.http2KeepAlive: connectionPool.http.http2KeepAlive" + suffix,
 			drPrefix + "spec.trafficPolicy.outlierDetection.consecutiveErrors: the deprecated outlierDetection.consecutiveErrors (Istio ignores it too; use consecutive5xxErrors or consecutiveGatewayErrors)" + suffix,
+			drPrefix + "spec.trafficPolicy.tunnel: trafficPolicy.tunnel" + suffix,
+			drPrefix + "spec.trafficPolicy.proxyProtocol: trafficPolicy.proxyProtocol" + suffix,
+			drPrefix + "spec.trafficPolicy.retryBudget: trafficPolicy.retryBudget" + suffix,
 			drPrefix + "spec.trafficPolicy.portLevelSettings[0].tls: client TLS settings" + suffix,
 			drPrefix + "spec.trafficPolicy.portLevelSettings[0].loadBalancer.consistentHash.httpCookie.attributes: consistent-hash cookie attributes" + suffix,
 			drPrefix + "spec.trafficPolicy.portLevelSettings[0].loadBalancer.localityLbSetting: loadBalancer.localityLbSetting" + suffix,

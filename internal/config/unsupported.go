@@ -119,6 +119,18 @@ func Unsupported(r *Resource) []Warning {
 				return
 			}
 			policy(path, tp.GetConnectionPool(), tp.GetOutlierDetection(), tp.GetLoadBalancer(), tp.GetTls())
+			for _, f := range []struct {
+				set  bool
+				name string
+			}{
+				{tp.GetTunnel() != nil, "tunnel"},
+				{tp.GetProxyProtocol() != nil, "proxyProtocol"},
+				{tp.GetRetryBudget() != nil, "retryBudget"},
+			} {
+				if f.set {
+					warn(path+"."+f.name, "trafficPolicy."+f.name)
+				}
+			}
 			for i, pl := range tp.GetPortLevelSettings() {
 				policy(index(path+".portLevelSettings", i), pl.GetConnectionPool(), pl.GetOutlierDetection(), pl.GetLoadBalancer(), pl.GetTls())
 			}
