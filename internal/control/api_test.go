@@ -6,10 +6,14 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/weftmesh/weft/internal/controlapi"
+	"github.com/weftmesh/weft/internal/nodemeta"
+	"github.com/weftmesh/weft/internal/registry"
 	"github.com/weftmesh/weft/internal/store"
 	"github.com/weftmesh/weft/internal/xdsserver"
 )
@@ -128,5 +132,45 @@ func TestAPIPprofOnlyWhenEnabled(t *testing.T) {
 		if resp.StatusCode != tc.want {
 			t.Errorf("pprof=%v: GET /debug/pprof/heap = %d, want %d", tc.pprof, resp.StatusCode, tc.want)
 		}
+	}
+}
+
+// TestAPIWorkloads lists the registry's proxies, sidecars and gateways, as
+// weft analyze reads them.
+func TestAPIWorkloads(t *testing.T) {
+	st, err := store.Open(store.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	reg := registry.New(registry.Options{Logger: discard()})
+	srv := httptest.NewServer(newAPI(apiOptions{log: discard(), store: st, xds: xdsserver.New(xdsserver.Options{}), reg: reg}))
+	t.Cleanup(srv.Close)
+	c := controlapi.NewClient(strings.TrimPrefix(srv.URL, "http://"))
+	ctx := context.Background()
+
+	got, err := c.Workloads(ctx)
+	if err != nil || got == nil || len(got) != 0 {
+		t.Fatalf("empty registry: workloads = %#v, %v; want an empty list", got, err)
+	}
+
+	reviews := nodemeta.Metadata{Type: nodemeta.TypeSidecar, Namespace: "default", Service: "reviews",
+		WorkloadName: "reviews-v2", IP: "10.0.0.2", Labels: map[string]string{"app": "reviews", "version": "v2"}}
+	gw := nodemeta.Metadata{Type: nodemeta.TypeRouter, Namespace: "istio-system", WorkloadName: "ingressgateway",
+		IP: "10.0.0.9", Labels: map[string]string{"istio": "ingressgateway"}}
+	reg.Connect(reviews.ID(), reviews)
+	reg.Connect(gw.ID(), gw)
+
+	got, err = c.Workloads(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.SortFunc(got, func(a, b controlapi.Workload) int { return strings.Compare(a.Name, b.Name) })
+	want := []controlapi.Workload{
+		{Type: "router", Namespace: "istio-system", Name: "ingressgateway", Labels: map[string]string{"istio": "ingressgateway"}},
+		{Type: "sidecar", Namespace: "default", Name: "reviews-v2", Service: "reviews", Labels: map[string]string{"app": "reviews", "version": "v2"}},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("workloads = %+v\nwant %+v", got, want)
 	}
 }
