@@ -80,8 +80,9 @@ func Run(ctx context.Context, o Options) error {
 	pools := upstream.NewPools(upstream.PoolsOptions{Logger: log})
 	listeners := listener.New(listener.Options{Logger: log, DrainTimeout: o.DrainTimeout, OriginalDst: originalDst, Namespace: o.Meta.Namespace})
 	compiler := model.New(model.Options{Logger: log, Pools: pools, PortMap: o.Meta.PortMap, Publish: listeners.Apply})
+	node := &corev3.Node{Id: o.Meta.ID(), Cluster: o.Meta.Service, Metadata: o.Meta.Struct(), UserAgentName: nodemeta.UserAgent}
 	client, err := xdsclient.New(xdsclient.Options{
-		Address: o.XDSAddress, Node: &corev3.Node{Id: o.Meta.ID(), Cluster: o.Meta.Service, Metadata: o.Meta.Struct(), UserAgentName: nodemeta.UserAgent}, Handler: compiler, Logger: log,
+		Address: o.XDSAddress, Node: node, Handler: compiler, Logger: log,
 		MinBackoff: o.MinBackoff, MaxBackoff: o.MaxBackoff,
 	})
 	if err != nil {
