@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"fortio.org/log"
+
+	"github.com/weftmesh/weft/internal/proxy"
 )
 
 // Options configures a bench run.
@@ -441,7 +443,8 @@ func (b *bench) settings(ctx context.Context) Settings {
 // weftProxySettings describes the sidecars' runtime settings: their
 // defaults unless the environment or -proxy-args say otherwise.
 func weftProxySettings(extra []string) string {
-	desc := "defaults (--concurrency 1, --gc-percent 25)"
+	desc := fmt.Sprintf("defaults (--concurrency %d, --gc-percent %d)",
+		min(proxy.DefaultSidecarConcurrency, runtime.NumCPU()), proxy.DefaultGCPercent)
 	if v := os.Getenv("GOMAXPROCS"); v != "" {
 		desc += ", GOMAXPROCS=" + v + " from the environment"
 	}

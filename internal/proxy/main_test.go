@@ -3,6 +3,7 @@ package proxy
 import (
 	"io"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -57,6 +58,8 @@ func TestParseArgs(t *testing.T) {
 }
 
 func TestParseArgsRuntimeSettings(t *testing.T) {
+	// A sidecar's default: two threads, or one on a single CPU.
+	sidecar := min(DefaultSidecarConcurrency, runtime.GOMAXPROCS(0))
 	tests := []struct {
 		name         string
 		args         []string
@@ -64,21 +67,26 @@ func TestParseArgsRuntimeSettings(t *testing.T) {
 		wantGC       int
 		wantMemLimit int64
 		gomaxprocs   string
+		cpus         int // the process's GOMAXPROCS during the test; 0: as it is
 		wantProcs    int
 	}{
-		{"defaults", nil, "", DefaultGCPercent, -1, "", DefaultSidecarConcurrency},
-		{"GOGC in the environment wins over the default", nil, "200", -1, -1, "", DefaultSidecarConcurrency},
-		{"flags", []string{"--gc-percent", "30", "--memory-limit", "64MiB", "--concurrency", "3"}, "200", 30, 64 << 20, "2", 3},
-		{"plain bytes", []string{"--memory-limit", "1000000"}, "", DefaultGCPercent, 1000000, "", DefaultSidecarConcurrency},
-		{"GiB", []string{"--memory-limit", "2GiB"}, "", DefaultGCPercent, 2 << 30, "", DefaultSidecarConcurrency},
-		{"GOMAXPROCS in the environment wins over the default", nil, "", DefaultGCPercent, -1, "2", 0},
-		{"concurrency 0 is one per CPU", []string{"--concurrency", "0"}, "", DefaultGCPercent, -1, "", 0},
-		{"a router uses every CPU", []string{"--type", "router"}, "", DefaultGCPercent, -1, "", 0},
+		{"defaults", nil, "", DefaultGCPercent, -1, "", 0, sidecar},
+		{"GOGC in the environment wins over the default", nil, "200", -1, -1, "", 0, sidecar},
+		{"flags", []string{"--gc-percent", "30", "--memory-limit", "64MiB", "--concurrency", "3"}, "200", 30, 64 << 20, "2", 0, 3},
+		{"plain bytes", []string{"--memory-limit", "1000000"}, "", DefaultGCPercent, 1000000, "", 0, sidecar},
+		{"GiB", []string{"--memory-limit", "2GiB"}, "", DefaultGCPercent, 2 << 30, "", 0, sidecar},
+		{"GOMAXPROCS in the environment wins over the default", nil, "", DefaultGCPercent, -1, "2", 0, 0},
+		{"concurrency 0 is one per CPU", []string{"--concurrency", "0"}, "", DefaultGCPercent, -1, "", 0, 0},
+		{"a router uses every CPU", []string{"--type", "router"}, "", DefaultGCPercent, -1, "", 0, 0},
+		{"a sidecar on one CPU gets one thread", nil, "", DefaultGCPercent, -1, "", 1, 1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("GOGC", tc.gogc)
 			t.Setenv("GOMAXPROCS", tc.gomaxprocs)
+			if tc.cpus > 0 {
+				defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(tc.cpus))
+			}
 			c, err := parseArgs(tc.args, io.Discard)
 			if err != nil {
 				t.Fatal(err)

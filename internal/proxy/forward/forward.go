@@ -132,8 +132,41 @@ func removeHopHeaders(h http.Header) {
 			}
 		}
 	}
-	for _, k := range hopHeaders {
-		delete(h, k)
+	if len(h) > len(hopHeaders) {
+		for _, k := range hopHeaders {
+			delete(h, k)
+		}
+		return
+	}
+	// A head as small as most: one pass over its keys costs less than a
+	// hashed delete per hop-by-hop name.
+	for k := range h {
+		if isHopHeader(k) {
+			delete(h, k)
+		}
+	}
+}
+
+// isHopHeader reports whether k is one of hopHeaders.
+func isHopHeader(k string) bool {
+	switch k {
+	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+		"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
+		return true
+	}
+	return false
+}
+
+// copyEndToEnd copies the headers of src, an upstream response's, to dst
+// but for the hop-by-hop ones, which it may remove from src.
+func copyEndToEnd(dst, src http.Header) {
+	if _, ok := src["Connection"]; ok {
+		removeHopHeaders(src) // and the headers it names
+	}
+	for k, v := range src {
+		if !isHopHeader(k) {
+			dst[k] = v
+		}
 	}
 }
 
@@ -583,11 +616,8 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }
 // sees a truncated response rather than a complete-looking one.
 func (f *Forwarder) respond(ctx context.Context, w http.ResponseWriter, resp *http.Response, route *router.Route, wc *router.WeightedCluster, setCookie string) {
 	defer resp.Body.Close()
-	removeHopHeaders(resp.Header)
 	dst := w.Header()
-	for k, v := range resp.Header {
-		dst[k] = v
-	}
+	copyEndToEnd(dst, resp.Header)
 	if setCookie != "" {
 		// A new slice: the upstream's may be shared.
 		dst["Set-Cookie"] = append(slices.Clip(dst["Set-Cookie"]), setCookie)

@@ -358,6 +358,27 @@ func TestRemoveHopHeaders(t *testing.T) {
 			if keys := slices.Sorted(maps.Keys(got)); !slices.Equal(keys, slices.Sorted(slices.Values(tt.want))) {
 				t.Errorf("headers left %q, want %q", keys, tt.want)
 			}
+			// A head with fewer fields than there are hop-by-hop names
+			// takes the other path.
+			got, want = base(tt.connection...), base(tt.connection...)
+			for _, h := range []http.Header{got, want} {
+				delete(h, "Accept")
+				delete(h, "X-Request-Id")
+			}
+			if len(got) > len(hopHeaders) {
+				t.Fatalf("the small head has %d fields", len(got))
+			}
+			removeHopHeaders(got)
+			reference(want)
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("small head: got %v, want %v (as http.Header.Del)", got, want)
+			}
+			// What a response passes on.
+			src, dst := base(tt.connection...), http.Header{}
+			copyEndToEnd(dst, src)
+			if keys := slices.Sorted(maps.Keys(dst)); !slices.Equal(keys, slices.Sorted(slices.Values(tt.want))) {
+				t.Errorf("copied %q, want %q", keys, tt.want)
+			}
 			if !tt.allocFree {
 				return
 			}

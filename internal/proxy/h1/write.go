@@ -23,9 +23,15 @@ import (
 // host, no client trace. Other requests are written by Request.Write. The
 // zero value is ready to use.
 type RequestWriter struct {
-	keys []string
-	body io.LimitedReader
-	num  [20]byte // a local array would escape through bw.Write
+	fields []field
+	body   io.LimitedReader
+	num    [20]byte // a local array would escape through bw.Write
+}
+
+// field is a header field with its values, as a map entry of http.Header.
+type field struct {
+	name   string
+	values []string
 }
 
 // Write writes req to bw, and its body, which it closes; it does not
@@ -122,7 +128,7 @@ func (w *RequestWriter) write(bw *bufio.Writer, req *http.Request) error {
 	}
 	if ua != "" {
 		bw.WriteString("User-Agent: ")
-		writeValue(bw, ua)
+		WriteValue(bw, ua)
 		bw.WriteString("\r\n")
 	}
 
@@ -137,28 +143,28 @@ func (w *RequestWriter) write(bw *bufio.Writer, req *http.Request) error {
 		bw.WriteString("\r\n")
 	}
 
-	keys := w.keys[:0]
-	for k := range h {
+	fields := w.fields[:0]
+	for k, vs := range h {
 		switch k {
 		case "Host", "User-Agent", "Content-Length", "Transfer-Encoding", "Trailer":
 			continue
 		}
-		keys = append(keys, k)
+		fields = append(fields, field{k, vs})
 	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		if !httpguts.ValidHeaderFieldName(k) {
+	slices.SortFunc(fields, func(a, b field) int { return strings.Compare(a.name, b.name) })
+	for _, f := range fields {
+		if !httpguts.ValidHeaderFieldName(f.name) {
 			continue // as net/http: dropped
 		}
-		for _, v := range h[k] {
-			bw.WriteString(k)
+		for _, v := range f.values {
+			bw.WriteString(f.name)
 			bw.WriteString(": ")
-			writeValue(bw, v)
+			WriteValue(bw, v)
 			bw.WriteString("\r\n")
 		}
 	}
-	clear(keys)
-	w.keys = keys[:0]
+	clear(fields)
+	w.fields = fields[:0]
 	if _, err := bw.WriteString("\r\n"); err != nil {
 		return err
 	}
@@ -213,22 +219,29 @@ func inMemory(r io.Reader) bool {
 	return false
 }
 
-// writeValue writes a header value as net/http does: CR and LF become
-// spaces and surrounding whitespace is dropped.
-func writeValue(bw *bufio.Writer, v string) {
-	v = strings.Trim(v, " \t\r\n")
-	if strings.ContainsAny(v, "\r\n") {
-		for i := 0; i < len(v); i++ {
-			c := v[i]
-			if c == '\r' || c == '\n' {
-				c = ' '
-			}
-			bw.WriteByte(c)
-		}
+// WriteValue writes a header field value as net/http does in requests and
+// responses alike: CR and LF become spaces, and surrounding spaces, tabs,
+// CRs and LFs are dropped.
+func WriteValue(bw *bufio.Writer, v string) {
+	// The common value needs neither, which two vectorized scans and two
+	// byte tests tell faster than a trim with a cutset does.
+	if n := len(v); n > 0 && !trimmed(v[0]) && !trimmed(v[n-1]) &&
+		strings.IndexByte(v, '\n') < 0 && strings.IndexByte(v, '\r') < 0 {
+		bw.WriteString(v)
 		return
 	}
-	bw.WriteString(v)
+	v = strings.Trim(v, " \t\r\n")
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c == '\r' || c == '\n' {
+			c = ' '
+		}
+		bw.WriteByte(c)
+	}
 }
+
+// trimmed reports whether WriteValue drops c at either end of a value.
+func trimmed(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
 
 func containsCTL(s string) bool {
 	for i := 0; i < len(s); i++ {

@@ -50,6 +50,7 @@ var writeCases = []writeCase{
 	{name: "empty User-Agent means none", req: newReq("GET", "http://h/", http.Header{"User-Agent": {""}, "X-B": {"2"}, "X-A": {"1"}}, 0)},
 	{name: "only the first User-Agent", req: newReq("GET", "http://h/", http.Header{"User-Agent": {" ua/1\r\n", "ua/2"}}, 0)},
 	{name: "values sanitized", req: newReq("GET", "http://h/", http.Header{"X-A": {"  a\r\nb\tc ", "\r\n", ""}, "X-Multi": {"1", "2"}}, 0)},
+	{name: "values sanitized inside or at one end", req: newReq("GET", "http://h/", http.Header{"X-A": {"a\rb", "a\nb", "\ta", "a\n", " ", "plain"}}, 0)},
 	{name: "invalid names dropped, excluded ones ignored", req: newReq("GET", "http://h/", http.Header{
 		"Bad Name": {"x"}, "Host": {"other"}, "Content-Length": {"99"}, "Transfer-Encoding": {"chunked"}, "Trailer": {"X"}, "Ok": {"y"}}, 0)},
 	{name: "POST without body sends a zero length", req: newReq("POST", "http://h/p", nil, 0)},

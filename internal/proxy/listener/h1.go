@@ -416,25 +416,48 @@ func (w *h1Writer) FlushError() error {
 // Header map first, so that a response allocates nothing.
 func (w *h1Writer) commit(length int) {
 	w.committed = true
-	h := w.header
 	code := w.status
 	req := w.req
 	w.bodyless = req.Method == http.MethodHead || code < 200 || code == http.StatusNoContent || code == http.StatusNotModified
-	if hasToken(h["Connection"], "close") || req.Close {
+	bw := w.bw
+	bw.WriteString("HTTP/1.1 ")
+	bw.Write(strconv.AppendInt(w.num[:0], int64(code), 10))
+	bw.WriteByte(' ')
+	bw.WriteString(http.StatusText(code))
+	bw.WriteString("\r\n")
+	// One pass over the handler's headers writes those the server passes
+	// on as they are and sets aside those it may replace.
+	var conn, cl, te []string
+	hasCL, hasTE, hasDate := false, false, false
+	for k, vs := range w.header {
+		switch k {
+		case "Connection":
+			conn = vs
+			continue
+		case "Content-Length":
+			cl, hasCL = vs, true
+			continue
+		case "Transfer-Encoding":
+			te, hasTE = vs, true
+			continue
+		case "Date":
+			hasDate = true
+		}
+		writeField(bw, k, vs)
+	}
+	if hasToken(conn, "close") || req.Close {
 		w.closeConn = true
 	}
 	// What replaces the handler's values of these headers, if anything.
 	setLength := -1
-	setConn := ""
-	_, hasCL := h["Content-Length"]
 	switch {
 	case code < 200 || code == http.StatusNoContent || code == http.StatusNotModified:
-		delete(h, "Transfer-Encoding")
+		hasTE = false
 		if code != http.StatusNotModified {
-			delete(h, "Content-Length")
+			hasCL = false
 		}
 	case hasCL:
-		delete(h, "Transfer-Encoding")
+		hasTE = false
 	case length >= 0 && !(req.Method == http.MethodHead && length == 0):
 		setLength = length
 	case req.Method == http.MethodHead:
@@ -443,6 +466,7 @@ func (w *h1Writer) commit(length int) {
 	default:
 		w.closeConn = true // HTTP/1.0 without a length: the close ends the body
 	}
+	setConn := ""
 	if !req.ProtoAtLeast(1, 1) && !w.closeConn {
 		// An HTTP/1.0 client keeps the connection only when it asked to,
 		// which req.Close records: the handler may have removed the
@@ -453,45 +477,29 @@ func (w *h1Writer) commit(length int) {
 			w.closeConn = true
 		}
 	}
-	if w.closeConn && !hasToken(h["Connection"], "close") {
+	if w.closeConn && !hasToken(conn, "close") {
 		setConn = "close"
 	}
-	_, hasDate := h["Date"]
-	bw := w.bw
-	bw.WriteString("HTTP/1.1 ")
-	bw.Write(strconv.AppendInt(w.num[:0], int64(code), 10))
-	bw.WriteByte(' ')
-	bw.WriteString(http.StatusText(code))
-	bw.WriteString("\r\n")
-	for k, vs := range h {
-		switch {
-		case setLength >= 0 && k == "Content-Length",
-			w.chunked && k == "Transfer-Encoding",
-			setConn != "" && k == "Connection":
-			continue // replaced below
-		}
-		for _, v := range vs {
-			bw.WriteString(k)
-			bw.WriteString(": ")
-			if strings.ContainsAny(v, "\r\n") {
-				v = strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
-			}
-			bw.WriteString(v)
-			bw.WriteString("\r\n")
-		}
-	}
-	if setLength >= 0 {
+	switch {
+	case setLength >= 0:
 		bw.WriteString("Content-Length: ")
 		bw.Write(strconv.AppendInt(w.num[:0], int64(setLength), 10))
 		bw.WriteString("\r\n")
+	case hasCL:
+		writeField(bw, "Content-Length", cl)
 	}
-	if w.chunked {
+	switch {
+	case w.chunked:
 		bw.WriteString("Transfer-Encoding: chunked\r\n")
+	case hasTE:
+		writeField(bw, "Transfer-Encoding", te)
 	}
 	if setConn != "" {
 		bw.WriteString("Connection: ")
 		bw.WriteString(setConn)
 		bw.WriteString("\r\n")
+	} else {
+		writeField(bw, "Connection", conn)
 	}
 	if !hasDate {
 		bw.WriteString("Date: ")
@@ -505,6 +513,16 @@ func (w *h1Writer) commit(length int) {
 	if len(w.pend) > 0 {
 		w.writeBody(w.pend)
 		w.pend = w.pend[:0]
+	}
+}
+
+// writeField writes a header field, one line per value.
+func writeField(bw *bufio.Writer, name string, values []string) {
+	for _, v := range values {
+		bw.WriteString(name)
+		bw.WriteString(": ")
+		h1.WriteValue(bw, v)
+		bw.WriteString("\r\n")
 	}
 }
 

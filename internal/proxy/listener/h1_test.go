@@ -54,6 +54,18 @@ func testHandler(x *chain.Exchange) {
 		io.WriteString(w, strings.Repeat("b", 10000))
 	case "/empty":
 		w.WriteHeader(http.StatusNoContent)
+	case "/not-modified":
+		w.Header().Set("Content-Length", "10")
+		w.Header().Set("Transfer-Encoding", "chunked")
+		w.Header().Set("Date", "Tue, 01 Jan 2030 00:00:00 GMT")
+		w.WriteHeader(http.StatusNotModified)
+	case "/sized":
+		w.Header().Set("Content-Length", "2")
+		w.Header().Set("Transfer-Encoding", "chunked")
+		io.WriteString(w, "hi")
+	case "/unsafe-value":
+		w.Header()["X-Odd"] = []string{" a\r\nb\t"}
+		io.WriteString(w, "hi")
 	default:
 		w.Header().Set("X-Host", r.Host)
 		io.WriteString(w, "hi")
@@ -102,6 +114,15 @@ func TestLeanServerFraming(t *testing.T) {
 		{"204 has no length", exchange{
 			send: "GET /empty HTTP/1.1\r\nHost: x\r\n\r\n",
 			want: []wantResp{{code: 204, header: map[string]string{"Content-Length": "", "Transfer-Encoding": ""}}}, open: true}},
+		{"304 keeps its Content-Length and Date, not Transfer-Encoding", exchange{
+			send: "GET /not-modified HTTP/1.1\r\nHost: x\r\n\r\nGET /a HTTP/1.1\r\nHost: x\r\n\r\n",
+			want: []wantResp{{code: 304, header: map[string]string{"Content-Length": "10", "Date": "Tue, 01 Jan 2030 00:00:00 GMT"}}, {code: 200, body: "hi"}}, open: true}},
+		{"the handler's Content-Length wins over its Transfer-Encoding", exchange{
+			send: "GET /sized HTTP/1.1\r\nHost: x\r\n\r\nGET /a HTTP/1.1\r\nHost: x\r\n\r\n",
+			want: []wantResp{{code: 200, body: "hi", header: map[string]string{"Content-Length": "2"}}, {code: 200, body: "hi"}}, open: true}},
+		{"CR and LF in a value become spaces, the ends are trimmed", exchange{
+			send: "GET /unsafe-value HTTP/1.1\r\nHost: x\r\n\r\n",
+			want: []wantResp{{code: 200, body: "hi", header: map[string]string{"X-Odd": "a  b"}}}, open: true}},
 		{"POST body echoed, then next request", exchange{
 			send: "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhelloGET /a HTTP/1.1\r\nHost: x\r\n\r\n",
 			want: []wantResp{{code: 200, body: "hello"}, {code: 200, body: "hi"}}, open: true}},
