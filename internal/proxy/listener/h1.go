@@ -150,11 +150,67 @@ func (cs *h1Conns) shutdown(ctx context.Context) error {
 	return nil
 }
 
+// connContext is a lean connection's context, the context of each of its
+// requests. It ends with the connection (or at shutdown), and then
+// interrupts the upstream exchange in flight (upstream.Interrupter), which
+// context.AfterFunc would do at the cost of two allocations and its
+// parent's lock per request.
+type connContext struct {
+	context.Context
+	cancel  context.CancelFunc
+	mu      sync.Mutex
+	ended   bool
+	watched interface{ Interrupt() }
+}
+
+var _ upstream.Interrupter = (*connContext)(nil)
+
+func newConnContext(parent context.Context) *connContext {
+	c := &connContext{}
+	c.Context, c.cancel = context.WithCancel(parent)
+	return c
+}
+
+// Watch implements upstream.Interrupter.
+func (c *connContext) Watch(x interface{ Interrupt() }) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ended || c.watched != nil {
+		return false
+	}
+	c.watched = x
+	return true
+}
+
+// Unwatch implements upstream.Interrupter.
+func (c *connContext) Unwatch(x interface{ Interrupt() }) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.watched == x {
+		c.watched = nil
+	}
+	return !c.ended
+}
+
+// end cancels the context and interrupts what it watches.
+func (c *connContext) end() {
+	c.cancel()
+	c.mu.Lock()
+	c.ended = true
+	x := c.watched
+	c.watched = nil
+	c.mu.Unlock()
+	if x != nil {
+		x.Interrupt()
+	}
+}
+
 // serveH1 serves HTTP/1.x requests on c until the client closes it, a
 // response cannot be kept alive, the idle timeout passes or the socket
 // stops.
 func (s *socket) serveH1(c net.Conn, info *connInfo) {
-	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), connInfoKey{}, info))
+	ctx := newConnContext(context.WithValue(context.Background(), connInfoKey{}, info))
+	cancel := ctx.end
 	hc := &h1Conn{c: c, cancel: cancel}
 	hc.idle.Store(true)
 	if !s.h1.add(hc) {

@@ -51,6 +51,13 @@ const benchResponse = "HTTP/1.1 200 OK\r\n" +
 // cluster with the single endpoint backend, through the real Forwarder.
 func proxyTo(tb testing.TB, backend string) string {
 	tb.Helper()
+	_, addr := proxyManager(tb, backend)
+	return addr
+}
+
+// proxyManager is proxyTo that also returns the Manager.
+func proxyManager(tb testing.TB, backend string) (*Manager, string) {
+	tb.Helper()
 	table, err := router.Compile(&routev3.RouteConfiguration{Name: "rc", VirtualHosts: []*routev3.VirtualHost{{
 		Name: "all", Domains: []string{"*"},
 		Routes: []*routev3.Route{{
@@ -84,7 +91,7 @@ func proxyTo(tb testing.TB, backend string) string {
 	if m.Addr("l") == "" {
 		tb.Fatalf("listener not bound: %v", m.Pending())
 	}
-	return addr
+	return m, addr
 }
 
 // rawClient reads responses with a fixed buffer: it finds the head's end
@@ -138,21 +145,7 @@ func (rc *rawClient) readResponse() (int, []byte, error) {
 // upstream pool. Client and backend do not allocate in the loop (but for
 // the statuses and bodies checked), so allocs/op is the proxy's.
 func BenchmarkProxyH1(b *testing.B) {
-	addr := proxyTo(b, rawhttp.Backend(b, benchResponse))
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	rc := &rawClient{c: c, buf: make([]byte, 16<<10)}
-	req := []byte(benchRequest)
-	// Warm up: the first request dials upstream.
-	for range 3 {
-		c.Write(req)
-		if code, body, err := rc.readResponse(); err != nil || code != 200 || string(body) != `{"rating":5}`+"\n" {
-			b.Fatalf("warm-up: %d %q %v", code, body, err)
-		}
-	}
+	c, rc, req := rawProxied(b)
 	b.ReportAllocs()
 	user0, sys0 := cpuTime()
 	n := 0
@@ -172,6 +165,43 @@ func BenchmarkProxyH1(b *testing.B) {
 	user1, sys1 := cpuTime()
 	b.ReportMetric(float64(user1-user0)/float64(n), "user-ns/op")
 	b.ReportMetric(float64(sys1-sys0)/float64(n), "sys-ns/op")
+}
+
+// rawProxied connects a raw client to a proxy in front of a raw backend,
+// and warms the path up (the first request dials upstream). The client
+// sends req.
+func rawProxied(tb testing.TB) (c net.Conn, rc *rawClient, req []byte) {
+	addr := proxyTo(tb, rawhttp.Backend(tb, benchResponse))
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	rc = &rawClient{c: c, buf: make([]byte, 16<<10)}
+	req = []byte(benchRequest)
+	for range 3 {
+		c.Write(req)
+		if code, body, err := rc.readResponse(); err != nil || code != 200 || string(body) != `{"rating":5}`+"\n" {
+			tb.Fatalf("warm-up: %d %q %v", code, body, err)
+		}
+	}
+	return c, rc, req
+}
+
+// TestProxiedRequestAllocations holds the proxy's allocations per proxied
+// request (both directions) to what BenchmarkProxyH1 reports: the request's
+// header value slab and its X-Request-Id.
+func TestProxiedRequestAllocations(t *testing.T) {
+	c, rc, req := rawProxied(t)
+	n := testing.AllocsPerRun(500, func() {
+		c.Write(req)
+		if code, _, err := rc.readResponse(); err != nil || code != 200 {
+			t.Fatalf("%d %v", code, err)
+		}
+	})
+	if n > 2 {
+		t.Errorf("%.0f allocations per proxied request, want at most 2", n)
+	}
 }
 
 // cpuTime returns the user and system CPU time the process used.

@@ -2,6 +2,7 @@ package listener
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -170,5 +171,52 @@ func TestProxiedHTTP10KeepAlive(t *testing.T) {
 				t.Fatalf("second response %q", b)
 			}
 		})
+	}
+}
+
+// TestShutdownInterruptsStuckUpstream: a request whose upstream does not
+// answer keeps its connection through the drain; when the drain time is
+// up, shutdown ends the request upstream as well (the backend sees its
+// connection go), rather than leaving the exchange blocked on it.
+func TestShutdownInterruptsStuckUpstream(t *testing.T) {
+	started, gone, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		select {
+		case <-r.Context().Done():
+			close(gone)
+		case <-done: // the test failed
+		}
+	}))
+	defer backend.Close()
+	defer close(done)
+	m, addr := proxyManager(t, strings.TrimPrefix(backend.URL, "http://"))
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /stuck HTTP/1.1\r\nHost: h\r\n\r\n")
+	select {
+	case <-started:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the request did not reach the backend")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	shut := make(chan error, 1)
+	go func() { shut <- m.Shutdown(ctx) }()
+	select {
+	case err := <-shut:
+		if err == nil || !strings.Contains(err.Error(), "requests in flight") {
+			t.Errorf("Shutdown = %v; want it to report the request it cut off", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Shutdown did not return: the exchange upstream was not interrupted")
+	}
+	select {
+	case <-gone:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the backend's request was not ended by the shutdown")
 	}
 }

@@ -72,9 +72,58 @@ type h1Conn struct {
 	// released when that body is read to its end, but the Response (and
 	// last itself) are reused only once the reader has also closed it.
 	last *h1Body
-	// interrupt makes blocked reads and writes on c return (for
-	// context.AfterFunc).
+	// interrupt is Interrupt, bound once for context.AfterFunc.
 	interrupt func()
+}
+
+// Interrupt makes blocked reads and writes on the connection return.
+func (pc *h1Conn) Interrupt() { pc.c.SetDeadline(aLongTimeAgo) }
+
+// Interrupter is a context that can interrupt an exchange when it ends
+// without what context.AfterFunc costs per request (two allocations, and a
+// lock and a map insert and delete in the parent context). The lean
+// HTTP/1.1 server's per-connection context is one: a connection serves one
+// request at a time, so it needs to watch one exchange at a time.
+type Interrupter interface {
+	context.Context
+	// Watch arranges for x.Interrupt to be called when the context ends.
+	// It returns false, and does nothing, when the context has ended or
+	// already watches something.
+	Watch(x interface{ Interrupt() }) bool
+	// Unwatch stops watching x. It returns false when the context ended
+	// while watching x: x.Interrupt was, or is being, called.
+	Unwatch(x interface{ Interrupt() }) bool
+}
+
+// watch interrupts an exchange's blocked reads and writes when the
+// request's context ends: through the context when it is an Interrupter
+// free to take the exchange, through context.AfterFunc otherwise.
+type watch struct {
+	ir   Interrupter
+	pc   *h1Conn
+	stop func() bool
+}
+
+func watchExchange(ctx context.Context, pc *h1Conn) watch {
+	if ctx.Done() == nil {
+		return watch{}
+	}
+	if ir, ok := ctx.(Interrupter); ok && ir.Watch(pc) {
+		return watch{ir: ir, pc: pc}
+	}
+	return watch{stop: context.AfterFunc(ctx, pc.interrupt)}
+}
+
+// end stops watching. It returns false when the context ended and
+// interrupted the exchange (or is interrupting it).
+func (w watch) end() bool {
+	switch {
+	case w.ir != nil:
+		return w.ir.Unwatch(w.pc)
+	case w.stop != nil:
+		return w.stop()
+	}
+	return true
 }
 
 // MaxLeanBody is the largest request body the lean path sends; larger ones
@@ -118,7 +167,9 @@ func (p *h1Pool) get(ctx context.Context, probe bool) (*h1Conn, error) {
 	br.Reset(c)
 	bw := bwPool.Get().(*bufio.Writer)
 	bw.Reset(c)
-	return &h1Conn{c: c, br: br, bw: bw, pool: p, interrupt: func() { c.SetDeadline(aLongTimeAgo) }}, nil
+	pc := &h1Conn{c: c, br: br, bw: bw, pool: p}
+	pc.interrupt = pc.Interrupt
+	return pc, nil
 }
 
 // reserve counts a connection about to be dialled against the cluster's
@@ -326,17 +377,14 @@ func rewindable(req *http.Request) bool {
 
 func (p *h1Pool) exchange(pc *h1Conn, req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
-	var stop func() bool
-	if ctx.Done() != nil {
-		stop = context.AfterFunc(ctx, pc.interrupt)
-	}
+	w := watchExchange(ctx, pc)
 	if pc.last != nil && !pc.last.closed.Load() {
 		// The last response may still be in use: leave it to its reader.
 		pc.rr.Detach()
 		pc.last = nil
 	}
 	fail := func(err error) (*http.Response, error) {
-		if stop != nil && !stop() {
+		if !w.end() {
 			// The context ended and interrupted the exchange: say so, as
 			// net/http's Transport does.
 			err = ctx.Err()
@@ -382,7 +430,7 @@ func (p *h1Pool) exchange(pc *h1Conn, req *http.Request) (*http.Response, error)
 		b = new(h1Body)
 		pc.last = b
 	}
-	b.rc, b.pc, b.pool, b.stop, b.resp = resp.Body, pc, p, stop, resp
+	b.rc, b.pc, b.pool, b.watch, b.resp = resp.Body, pc, p, w, resp
 	pc.uses++
 	b.keep = !resp.Close && !req.Close && resp.StatusCode != http.StatusSwitchingProtocols && (p.maxUses == 0 || pc.uses < p.maxUses)
 	b.closed.Store(false)
@@ -394,12 +442,12 @@ func (p *h1Pool) exchange(pc *h1Conn, req *http.Request) (*http.Response, error)
 // when the body is closed before that. Once closed, neither it nor its
 // Response may be used: the connection's next exchange reuses them.
 type h1Body struct {
-	rc   io.ReadCloser
-	resp *http.Response
-	pc   *h1Conn
-	pool *h1Pool
-	stop func() bool
-	keep bool
+	rc    io.ReadCloser
+	resp  *http.Response
+	pc    *h1Conn
+	pool  *h1Pool
+	watch watch
+	keep  bool
 	// closed is set by Close, after which nothing reads the body or the
 	// response any more.
 	closed atomic.Bool
@@ -437,7 +485,7 @@ func (b *h1Body) release(eof bool) {
 	pc := b.pc
 	b.pc = nil
 	reuse := eof && b.keep
-	if b.stop != nil && !b.stop() {
+	if !b.watch.end() {
 		reuse = false // the deadline was, or is being, set
 	}
 	if reuse {

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -272,5 +273,108 @@ func TestLeanPoolKeepsUnclosedResponses(t *testing.T) {
 	third.Body.Close()
 	if got := conns.Load(); got != 1 {
 		t.Errorf("backend saw %d connections, want 1", got)
+	}
+}
+
+// testInterrupter is an Interrupter whose Watch takes an exchange only when
+// free is set; it records what it was asked.
+type testInterrupter struct {
+	context.Context
+	free              bool
+	mu                sync.Mutex
+	watched           interface{ Interrupt() }
+	watches, unwatchs int
+}
+
+func (c *testInterrupter) Watch(x interface{ Interrupt() }) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.free || c.watched != nil || c.Err() != nil {
+		return false
+	}
+	c.watched = x
+	c.watches++
+	return true
+}
+
+func (c *testInterrupter) Unwatch(x interface{ Interrupt() }) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.watched == x {
+		c.watched = nil
+	}
+	c.unwatchs++
+	return c.Err() == nil
+}
+
+// end cancels the context, as the lean server's connection context does,
+// and interrupts what it watches.
+func (c *testInterrupter) end(cancel context.CancelFunc) {
+	cancel()
+	c.mu.Lock()
+	x := c.watched
+	c.watched = nil
+	c.mu.Unlock()
+	if x != nil {
+		x.Interrupt()
+	}
+}
+
+// TestLeanPoolInterrupterContext: a request whose context is an Interrupter
+// is watched by it (no context.AfterFunc), released when the exchange ends,
+// and interrupted when the context ends; a context that will not take the
+// exchange still ends it, through context.AfterFunc.
+func TestLeanPoolInterrupterContext(t *testing.T) {
+	release := make(chan struct{})
+	s, conns := countingServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}
+		io.WriteString(w, "ok")
+	})
+	defer close(release)
+	ep := endpointFor(t, strings.TrimPrefix(s.URL, "http://"), PoolsOptions{})
+	roundTrip := func(ctx context.Context, path string) (string, error) {
+		req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+ep.Address()+path, nil)
+		resp, err := ep.RoundTrip(req)
+		if err != nil {
+			return "", err
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return string(b), err
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ir := &testInterrupter{Context: ctx, free: true}
+	if body, err := roundTrip(ir, "/"); err != nil || body != "ok" {
+		t.Fatalf("request: %q %v", body, err)
+	}
+	if ir.watches != 1 || ir.unwatchs != 1 || ir.watched != nil {
+		t.Fatalf("watched %d times, unwatched %d, still watching %v; want once each, nothing left", ir.watches, ir.unwatchs, ir.watched)
+	}
+
+	for _, free := range []bool{true, false} {
+		ctx, cancel := context.WithCancel(context.Background())
+		ir := &testInterrupter{Context: ctx, free: free}
+		time.AfterFunc(50*time.Millisecond, func() { ir.end(cancel) })
+		_, err := roundTrip(ir, "/slow")
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("free %v: err = %v; want the context's error", free, err)
+		}
+		if want := map[bool]int{true: 1, false: 0}[free]; ir.watches != want {
+			t.Errorf("free %v: watched %d times, want %d", free, ir.watches, want)
+		}
+	}
+	// The interrupted connections were not reused.
+	if body, err := roundTrip(context.Background(), "/"); err != nil || body != "ok" {
+		t.Fatalf("next request: %q %v", body, err)
+	}
+	if got := conns.Load(); got != 3 {
+		t.Errorf("backend saw %d connections, want 3", got)
 	}
 }
