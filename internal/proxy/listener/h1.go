@@ -242,8 +242,16 @@ func (s *socket) serveH1(c net.Conn, info *connInfo) {
 	var rr h1.RequestReader
 	rr.SetContext(ctx)
 	idle := s.m.opts.IdleTimeout
+	// The idle timeout is re-armed only once it has run down by a 64th of
+	// its length, not for every request of a busy connection (each re-arm
+	// moves a runtime timer): a connection may be closed that much before
+	// it has been idle for the whole timeout.
+	var deadline time.Time
 	for first := true; ; first = false {
-		c.SetReadDeadline(time.Now().Add(idle))
+		if now := time.Now(); deadline.Sub(now) < idle-idle/64 {
+			deadline = now.Add(idle)
+			c.SetReadDeadline(deadline)
+		}
 		if _, err := br.Peek(1); err != nil {
 			return
 		}

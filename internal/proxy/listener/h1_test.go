@@ -18,7 +18,13 @@ import (
 // serving starts a Manager with one listener whose chain is h.
 func serving(t *testing.T, h func(x *chain.Exchange)) (*Manager, string) {
 	t.Helper()
-	m := New(Options{})
+	return servingWith(t, Options{}, h)
+}
+
+// servingWith is serving with a Manager built from o.
+func servingWith(t *testing.T, o Options, h func(x *chain.Exchange)) (*Manager, string) {
+	t.Helper()
+	m := New(o)
 	addr := freeAddr(t)
 	l := answering(t, "l", addr, "")
 	l.FilterChains[0].Chain = chain.HandlerFunc(h)
@@ -285,5 +291,41 @@ func BenchmarkLeanServer(b *testing.B) {
 			b.Fatal(err)
 		}
 		io.Copy(io.Discard, resp.Body)
+	}
+}
+
+// TestLeanServerIdleTimeout: a connection that keeps sending requests,
+// each within the idle timeout of the last, stays open for longer than the
+// timeout; once it stops, the server closes it.
+func TestLeanServerIdleTimeout(t *testing.T) {
+	const idle = 300 * time.Millisecond
+	_, addr := servingWith(t, Options{IdleTimeout: idle}, testHandler)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	start := time.Now()
+	var idleFrom time.Time // the last response
+	for i := 0; time.Since(start) < 3*idle; i++ {
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(c, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+			t.Fatalf("request %d, %v after the first: %v", i, time.Since(start), err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d, %v after the first: %v (closed while in use?)", i, time.Since(start), err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		idleFrom = time.Now()
+		time.Sleep(idle / 3)
+	}
+	c.SetReadDeadline(time.Now().Add(10 * idle))
+	if n, err := br.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("idle connection: read %d, %v; want the server to close it (EOF)", n, err)
+	}
+	if d := time.Since(idleFrom); d < idle-idle/64-50*time.Millisecond {
+		t.Errorf("closed after %v idle, before the idle timeout (%v)", d, idle)
 	}
 }
