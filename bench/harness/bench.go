@@ -243,6 +243,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	addLatency(res.Rows)
 	res.Targets = judge(res.Rows)
+	res.Paired = pair(res.Rows)
 
 	// Stop the data plane before the control plane run, so that it has the
 	// machine to itself.
@@ -311,8 +312,10 @@ func summarize(rr *rowRuns) Row {
 		})),
 		ProxyProcesses: 0,
 	}
-	row.P99Spread = spread(col(lat, func(r *runResult) float64 { return r.p99 }))
-	row.MaxRPSSpread = spread(col(rr.capacity, func(r *runResult) float64 { return r.qps }))
+	row.P99Runs = col(lat, func(r *runResult) float64 { return r.p99 })
+	row.MaxRPSRuns = col(rr.capacity, func(r *runResult) float64 { return r.qps })
+	row.P99Spread = spread(row.P99Runs)
+	row.MaxRPSSpread = spread(row.MaxRPSRuns)
 	for _, r := range append(append([]*runResult(nil), lat...), rr.capacity...) {
 		row.Errors += r.errors
 	}

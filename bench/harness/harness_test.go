@@ -250,3 +250,32 @@ func TestConfigs(t *testing.T) {
 		}
 	}
 }
+
+// TestPaired compares weft with nginx repetition by repetition: a drift
+// that moves both rows (here, repetition 2 is slower for both) leaves the
+// ratio where it is.
+func TestPaired(t *testing.T) {
+	rows := []Row{
+		{Name: "direct", MaxRPSRuns: []float64{40000, 30000, 40000}, P99Runs: []float64{0.2, 0.3, 0.2}},
+		{Name: "weft", MaxRPSRuns: []float64{9000, 6300, 8100}, P99Runs: []float64{0.50, 0.70, 0.45}},
+		{Name: "nginx", MaxRPSRuns: []float64{10000, 7000, 9000}, P99Runs: []float64{0.45, 0.60, 0.50}},
+	}
+	p := pair(rows)
+	if p == nil {
+		t.Fatal("no paired figures for a run with weft and nginx rows")
+	}
+	if math.Abs(p.MaxRPSRatio-0.9) > 1e-9 || p.MaxRPSRatioSpread != [2]float64{0.9, 0.9} {
+		t.Errorf("max rps ratio %v (%v), want 0.9 in every repetition", p.MaxRPSRatio, p.MaxRPSRatioSpread)
+	}
+	if math.Abs(p.P99DiffMs-0.05) > 1e-9 || math.Abs(p.P99DiffMsSpread[0]+0.05) > 1e-9 || math.Abs(p.P99DiffMsSpread[1]-0.1) > 1e-9 {
+		t.Errorf("p99 difference %v (%v), want 0.05 (-0.05 to 0.1)", p.P99DiffMs, p.P99DiffMsSpread)
+	}
+	var md strings.Builder
+	Markdown(&md, &Result{Rows: rows, Paired: p})
+	if !strings.Contains(md.String(), "weft's max rps is 0.900 of nginx's (0.900–0.900)") {
+		t.Errorf("the report does not give the paired ratio:\n%s", md.String())
+	}
+	if pair(rows[:2]) != nil {
+		t.Error("paired figures without an nginx row")
+	}
+}

@@ -18,8 +18,57 @@ type Result struct {
 	// Targets are issue 4's goals for the weft row, judged against this
 	// run (absent when the weft or nginx row was not run).
 	Targets []Target `json:"targets,omitempty"`
+	// Paired compares weft with nginx repetition by repetition (absent
+	// when either row was not run).
+	Paired *Paired `json:"paired,omitempty"`
 	// Notes are things a reader must know, e.g. a row that was skipped.
 	Notes []string `json:"notes,omitempty"`
+}
+
+// Paired compares the weft row with the nginx row within each repetition,
+// whose runs are minutes apart: on a machine whose speed drifts (other
+// tenants, other work), the ratio of two rows in the same repetition is
+// steadier than either row's figure.
+type Paired struct {
+	// MaxRPSRatio is weft's max rps over nginx's: the median over the
+	// repetitions, then the smallest and largest.
+	MaxRPSRatio       float64    `json:"max_rps_ratio"`
+	MaxRPSRatioSpread [2]float64 `json:"max_rps_ratio_spread"`
+	// P99DiffMs is weft's p99 minus nginx's, in ms, the same way.
+	P99DiffMs       float64    `json:"p99_diff_ms"`
+	P99DiffMsSpread [2]float64 `json:"p99_diff_ms_spread"`
+}
+
+// pair computes Paired from the per-repetition figures of rows.
+func pair(rows []Row) *Paired {
+	var weft, nginx *Row
+	for i := range rows {
+		switch rows[i].Name {
+		case "weft":
+			weft = &rows[i]
+		case "nginx":
+			nginx = &rows[i]
+		}
+	}
+	if weft == nil || nginx == nil {
+		return nil
+	}
+	var ratios, diffs []float64
+	for i := range min(len(weft.MaxRPSRuns), len(nginx.MaxRPSRuns)) {
+		if nginx.MaxRPSRuns[i] > 0 {
+			ratios = append(ratios, weft.MaxRPSRuns[i]/nginx.MaxRPSRuns[i])
+		}
+	}
+	for i := range min(len(weft.P99Runs), len(nginx.P99Runs)) {
+		diffs = append(diffs, weft.P99Runs[i]-nginx.P99Runs[i])
+	}
+	if len(ratios) == 0 || len(diffs) == 0 {
+		return nil
+	}
+	return &Paired{
+		MaxRPSRatio: Median(ratios), MaxRPSRatioSpread: spread(ratios),
+		P99DiffMs: Median(diffs), P99DiffMsSpread: spread(diffs),
+	}
 }
 
 // Target is one performance goal and where this run stands.
@@ -108,9 +157,13 @@ type Row struct {
 	// P99Spread and MaxRPSSpread are the smallest and largest p99 and max
 	// rps over the repetitions: how far apart the runs behind the medians
 	// were.
-	P99Spread      [2]float64 `json:"p99_ms_spread"`
-	MaxRPSSpread   [2]float64 `json:"max_rps_spread"`
-	ProxyProcesses int        `json:"proxy_processes"`
+	P99Spread    [2]float64 `json:"p99_ms_spread"`
+	MaxRPSSpread [2]float64 `json:"max_rps_spread"`
+	// P99Runs and MaxRPSRuns are each repetition's p99 and max rps, in
+	// the order the repetitions ran.
+	P99Runs        []float64 `json:"p99_ms_runs,omitempty"`
+	MaxRPSRuns     []float64 `json:"max_rps_runs,omitempty"`
+	ProxyProcesses int       `json:"proxy_processes"`
 	// PerProxy holds each proxy instance's RSS (peak, idle) in MB.
 	PerProxy []ProxyRSS `json:"per_proxy,omitempty"`
 }
@@ -214,6 +267,10 @@ func Markdown(w io.Writer, r *Result) {
 	}
 	if len(spreads) > 0 {
 		fmt.Fprintf(w, "Spread over the repetitions (smallest–largest): %s.\n\n", strings.Join(spreads, "; "))
+	}
+	if p := r.Paired; p != nil {
+		fmt.Fprintf(w, "Paired by repetition (weft against nginx in the same repetition): weft's max rps is %s of nginx's (%s–%s), weft's p99 minus nginx's is %+.3f ms (%+.3f to %+.3f); medians over the repetitions, then smallest–largest.\n\n",
+			f2(p.MaxRPSRatio), f2(p.MaxRPSRatioSpread[0]), f2(p.MaxRPSRatioSpread[1]), p.P99DiffMs, p.P99DiffMsSpread[0], p.P99DiffMsSpread[1])
 	}
 	if len(r.Targets) > 0 {
 		fmt.Fprintln(w, "Targets for the weft row:")
