@@ -215,7 +215,7 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&c.opts.Pprof, "pprof", false, "serve Go profiles (CPU, heap, goroutines, ...) under /debug/pprof/ on the admin API")
 	fs.StringVar(&logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
 	fs.IntVar(&c.gcPercent, "gc-percent", -1, fmt.Sprintf("garbage collection target `percent` (as GOGC; 0 or less: GOGC, or %d when GOGC is unset)", DefaultGCPercent))
-	concurrency := fs.Int("concurrency", -1, fmt.Sprintf("worker `threads` (GOMAXPROCS); 0: one per CPU (default: GOMAXPROCS if set, else %d for a sidecar (at most one per CPU) and one per CPU for a router)", DefaultSidecarConcurrency))
+	concurrency := fs.Int("concurrency", -1, fmt.Sprintf("worker `threads` (GOMAXPROCS); 0: one per CPU (default: GOMAXPROCS if set; else %d for a sidecar, or as many as there are CPUs if fewer; one per CPU for a router)", DefaultSidecarConcurrency))
 	memLimit := fs.String("memory-limit", "", "soft memory `limit` for the Go runtime, e.g. 64MiB (as GOMEMLIMIT; default GOMEMLIMIT, or none)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
