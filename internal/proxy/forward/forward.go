@@ -148,14 +148,7 @@ func removeHopHeaders(h http.Header) {
 }
 
 // isHopHeader reports whether k is one of hopHeaders.
-func isHopHeader(k string) bool {
-	switch k {
-	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
-		"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
-		return true
-	}
-	return false
-}
+func isHopHeader(k string) bool { return slices.Contains(hopHeaders, k) }
 
 // copyEndToEnd copies the headers of src, an upstream response's, to dst
 // but for the hop-by-hop ones, which it may remove from src.

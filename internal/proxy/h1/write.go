@@ -128,7 +128,7 @@ func (w *RequestWriter) write(bw *bufio.Writer, req *http.Request) error {
 	}
 	if ua != "" {
 		bw.WriteString("User-Agent: ")
-		WriteValue(bw, ua)
+		writeValue(bw, ua)
 		bw.WriteString("\r\n")
 	}
 
@@ -156,12 +156,7 @@ func (w *RequestWriter) write(bw *bufio.Writer, req *http.Request) error {
 		if !httpguts.ValidHeaderFieldName(f.name) {
 			continue // as net/http: dropped
 		}
-		for _, v := range f.values {
-			bw.WriteString(f.name)
-			bw.WriteString(": ")
-			WriteValue(bw, v)
-			bw.WriteString("\r\n")
-		}
+		WriteField(bw, f.name, f.values)
 	}
 	clear(fields)
 	w.fields = fields[:0]
@@ -219,10 +214,21 @@ func inMemory(r io.Reader) bool {
 	return false
 }
 
-// WriteValue writes a header field value as net/http does in requests and
+// WriteField writes a header field, one line per value, each value as
+// writeValue writes it.
+func WriteField(bw *bufio.Writer, name string, values []string) {
+	for _, v := range values {
+		bw.WriteString(name)
+		bw.WriteString(": ")
+		writeValue(bw, v)
+		bw.WriteString("\r\n")
+	}
+}
+
+// writeValue writes a header field value as net/http does in requests and
 // responses alike: CR and LF become spaces, and surrounding spaces, tabs,
 // CRs and LFs are dropped.
-func WriteValue(bw *bufio.Writer, v string) {
+func writeValue(bw *bufio.Writer, v string) {
 	// The common value needs neither, which two vectorized scans and two
 	// byte tests tell faster than a trim with a cutset does.
 	if n := len(v); n > 0 && !trimmed(v[0]) && !trimmed(v[n-1]) &&
@@ -240,7 +246,7 @@ func WriteValue(bw *bufio.Writer, v string) {
 	}
 }
 
-// trimmed reports whether WriteValue drops c at either end of a value.
+// trimmed reports whether writeValue drops c at either end of a value.
 func trimmed(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
 
 func containsCTL(s string) bool {

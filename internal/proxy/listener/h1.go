@@ -507,7 +507,7 @@ func (w *h1Writer) commit(length int) {
 		case "Date":
 			hasDate = true
 		}
-		writeField(bw, k, vs)
+		h1.WriteField(bw, k, vs)
 	}
 	if hasToken(conn, "close") || req.Close {
 		w.closeConn = true
@@ -550,20 +550,20 @@ func (w *h1Writer) commit(length int) {
 		bw.Write(strconv.AppendInt(w.num[:0], int64(setLength), 10))
 		bw.WriteString("\r\n")
 	case hasCL:
-		writeField(bw, "Content-Length", cl)
+		h1.WriteField(bw, "Content-Length", cl)
 	}
 	switch {
 	case w.chunked:
 		bw.WriteString("Transfer-Encoding: chunked\r\n")
 	case hasTE:
-		writeField(bw, "Transfer-Encoding", te)
+		h1.WriteField(bw, "Transfer-Encoding", te)
 	}
 	if setConn != "" {
 		bw.WriteString("Connection: ")
 		bw.WriteString(setConn)
 		bw.WriteString("\r\n")
 	} else {
-		writeField(bw, "Connection", conn)
+		h1.WriteField(bw, "Connection", conn)
 	}
 	if !hasDate {
 		bw.WriteString("Date: ")
@@ -577,16 +577,6 @@ func (w *h1Writer) commit(length int) {
 	if len(w.pend) > 0 {
 		w.writeBody(w.pend)
 		w.pend = w.pend[:0]
-	}
-}
-
-// writeField writes a header field, one line per value.
-func writeField(bw *bufio.Writer, name string, values []string) {
-	for _, v := range values {
-		bw.WriteString(name)
-		bw.WriteString(": ")
-		h1.WriteValue(bw, v)
-		bw.WriteString("\r\n")
 	}
 }
 
