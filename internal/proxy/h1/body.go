@@ -228,7 +228,7 @@ func (cr *chunkedReader) beginChunk() {
 		return
 	}
 	cr.excess += int64(len(line)) + 2
-	line = bytes.TrimRight(line, " \t")
+	line = trimRight(line)
 	line, _, _ = bytes.Cut(line, []byte{';'})
 	cr.n, cr.err = parseHexUint(line)
 	if cr.err != nil {

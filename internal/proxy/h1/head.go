@@ -107,44 +107,81 @@ func (r *headReader) skipSpace() int {
 	return n
 }
 
+// present records which of the header fields that the framing rules
+// read a head holds, so that those rules skip the map lookups for the
+// others: most heads hold none of them but Content-Length.
+type present uint8
+
+const (
+	hasHost present = 1 << iota
+	hasContentLength
+	hasTransferEncoding
+	hasTrailer
+	hasConnection
+	hasPragma
+)
+
+// note returns p with key's bit set, if key is one of the fields present
+// records.
+func (p present) note(key string) present {
+	switch key {
+	case "Host":
+		return p | hasHost
+	case "Content-Length":
+		return p | hasContentLength
+	case "Transfer-Encoding":
+		return p | hasTransferEncoding
+	case "Trailer":
+		return p | hasTrailer
+	case "Connection":
+		return p | hasConnection
+	case "Pragma":
+		return p | hasPragma
+	}
+	return p
+}
+
 // readHeader reads header fields up to the blank line that ends the head
 // into h, which must be empty, as textproto.Reader.ReadMIMEHeader does,
-// taking the value slices from s.
-func (r *headReader) readHeader(h http.Header, s *slab) error {
+// taking the value slices from s. It says which of the fields present
+// records the head holds.
+func (r *headReader) readHeader(h http.Header, s *slab) (present, error) {
+	var seen present
 	// The first line cannot start with a leading space.
 	if buf, err := r.br.Peek(1); err == nil && (buf[0] == ' ' || buf[0] == '\t') {
 		line, err := r.readLineLimit(80)
 		if err != nil {
-			return err
+			return 0, err
 		}
-		return textproto.ProtocolError(fmt.Sprintf("malformed MIME header initial line: %q", line))
+		return 0, textproto.ProtocolError(fmt.Sprintf("malformed MIME header initial line: %q", line))
 	}
 	for i := 0; ; i++ {
 		kv, err := r.readContinuedLine()
 		if len(kv) == 0 {
-			return err
+			return seen, err
 		}
 		k, v, ok := bytes.Cut(kv, []byte{':'})
 		if !ok {
-			return textproto.ProtocolError(fmt.Sprintf("malformed MIME header line: %q", kv))
+			return 0, textproto.ProtocolError(fmt.Sprintf("malformed MIME header line: %q", kv))
 		}
 		key, ok := r.canonicalKey(i, k)
 		if !ok {
-			return textproto.ProtocolError(fmt.Sprintf("malformed MIME header line: %q", kv))
+			return 0, textproto.ProtocolError(fmt.Sprintf("malformed MIME header line: %q", kv))
 		}
 		for _, c := range v {
 			if !validHeaderValueByte(c) {
-				return textproto.ProtocolError(fmt.Sprintf("malformed MIME header line: %q", kv))
+				return 0, textproto.ProtocolError(fmt.Sprintf("malformed MIME header line: %q", kv))
 			}
 		}
-		value := r.vals.intern(i, key, bytes.TrimLeft(v, " \t"))
+		value := r.vals.intern(i, key, trimLeft(v))
+		seen = seen.note(key)
 		if vv := h[key]; vv == nil {
 			h[key] = s.one(value)
 		} else {
 			h[key] = append(vv, value)
 		}
 		if err != nil {
-			return err
+			return seen, err
 		}
 	}
 }
@@ -195,9 +232,29 @@ func (r *headReader) canonicalKey(i int, a []byte) (string, bool) {
 	return key, true
 }
 
-// trim returns s without leading and trailing spaces and tabs.
+// trim returns s without leading and trailing spaces and tabs. It is
+// bytes.Trim(s, " \t") without building a cutset per call, which showed
+// in profiles of the request path.
 func trim(s []byte) []byte {
-	return bytes.Trim(s, " \t")
+	return trimRight(trimLeft(s))
+}
+
+// trimLeft returns s without leading spaces and tabs.
+func trimLeft(s []byte) []byte {
+	i := 0
+	for i < len(s) && (s[i] == ' ' || s[i] == '\t') {
+		i++
+	}
+	return s[i:]
+}
+
+// trimRight returns s without trailing spaces and tabs.
+func trimRight(s []byte) []byte {
+	i := len(s)
+	for i > 0 && (s[i-1] == ' ' || s[i-1] == '\t') {
+		i--
+	}
+	return s[:i]
 }
 
 func isASCIILetter(b byte) bool {

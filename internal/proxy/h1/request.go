@@ -131,25 +131,28 @@ func (r *RequestReader) read(br *bufio.Reader, st *requestState, line []byte) (*
 	req.URL = &st.url
 
 	h := st.header
-	if err := r.head.readHeader(h, &r.vals); err != nil {
+	seen, err := r.head.readHeader(h, &r.vals)
+	if err != nil {
 		return nil, err
 	}
 	req.Header = h
-	if len(h["Host"]) > 1 {
+	var hosts []string
+	if seen&hasHost != 0 {
+		hosts = h["Host"]
+	}
+	if len(hosts) > 1 {
 		return nil, errors.New("too many Host headers")
 	}
 	// An absolute-form target's host wins over the Host header (RFC 9112
 	// section 3.2.2).
 	req.Host = req.URL.Host
-	if req.Host == "" {
-		if v := h["Host"]; len(v) > 0 {
-			req.Host = v[0]
-		}
+	if req.Host == "" && len(hosts) > 0 {
+		req.Host = hosts[0]
 	}
-	fixPragmaCacheControl(h, &r.vals)
-	req.Close = shouldClose(req.ProtoMajor, req.ProtoMinor, h, false)
+	fixPragmaCacheControl(h, seen, &r.vals)
+	req.Close = shouldClose(req.ProtoMajor, req.ProtoMinor, h, seen, false)
 
-	f, err := readFraming(h, &r.vals, false, 200, req.Method, req.ProtoMajor, req.ProtoMinor, req.Close)
+	f, err := readFraming(h, seen, &r.vals, false, 200, req.Method, req.ProtoMajor, req.ProtoMinor, req.Close)
 	if err != nil {
 		return nil, err
 	}

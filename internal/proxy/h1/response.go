@@ -84,18 +84,19 @@ func (r *ResponseReader) read(br *bufio.Reader, st *responseState, req *http.Req
 	}
 
 	h := st.header
-	if err := r.head.readHeader(h, &r.vals); err != nil {
+	seen, err := r.head.readHeader(h, &r.vals)
+	if err != nil {
 		return nil, err
 	}
 	resp.Header = h
-	fixPragmaCacheControl(h, &r.vals)
+	fixPragmaCacheControl(h, seen, &r.vals)
 
 	method := "GET"
 	if req != nil {
 		method = req.Method
 	}
-	closing := shouldClose(resp.ProtoMajor, resp.ProtoMinor, h, true)
-	f, err := readFraming(h, &r.vals, true, resp.StatusCode, method, resp.ProtoMajor, resp.ProtoMinor, closing)
+	closing := shouldClose(resp.ProtoMajor, resp.ProtoMinor, h, seen, true)
+	f, err := readFraming(h, seen, &r.vals, true, resp.StatusCode, method, resp.ProtoMajor, resp.ProtoMinor, closing)
 	if err != nil {
 		return nil, err
 	}

@@ -61,14 +61,16 @@ func (e *unsupportedTEError) Error() string { return e.err }
 // reads Transfer-Encoding (removing it), validates and deduplicates
 // Content-Length, and decides the body length, the Close flag and the
 // declared trailers. For a response, method is the request's method. close
-// is the Close flag as computed from the head.
-func readFraming(h http.Header, s *slab, isResponse bool, status int, method string, major, minor int, close bool) (framing, error) {
+// is the Close flag as computed from the head; seen says which framing
+// fields the head holds.
+func readFraming(h http.Header, seen present, s *slab, isResponse bool, status int, method string, major, minor int, close bool) (framing, error) {
 	f := framing{close: close}
 	if major == 0 && minor == 0 {
 		major, minor = 1, 1
 	}
 	// Transfer-Encoding: only a single "chunked" is supported (HTTP/1.1+).
-	if raw, present := h["Transfer-Encoding"]; present {
+	if seen&hasTransferEncoding != 0 {
+		raw := h["Transfer-Encoding"]
 		delete(h, "Transfer-Encoding")
 		if major > 1 || major == 1 && minor >= 1 {
 			if len(raw) != 1 {
@@ -81,19 +83,23 @@ func readFraming(h http.Header, s *slab, isResponse bool, status int, method str
 		}
 	}
 
-	n, err := fixLength(h, s, isResponse, status, method, f.chunked)
+	n, err := fixLength(h, seen, s, isResponse, status, method, f.chunked)
 	if err != nil {
 		return f, err
 	}
 	f.length = n
 	f.contentLength = n
 	if isResponse && method == "HEAD" {
-		if f.contentLength, err = parseContentLength(h["Content-Length"]); err != nil {
+		var lens []string
+		if seen&hasContentLength != 0 {
+			lens = h["Content-Length"]
+		}
+		if f.contentLength, err = parseContentLength(lens); err != nil {
 			return f, err
 		}
 	}
 
-	if f.trailer, err = fixTrailer(h, f.chunked); err != nil {
+	if f.trailer, err = fixTrailer(h, f.chunked && seen&hasTrailer != 0); err != nil {
 		return f, err
 	}
 	if isResponse && n == -1 && !f.chunked && bodyAllowedForStatus(status) {
@@ -105,8 +111,11 @@ func readFraming(h http.Header, s *slab, isResponse bool, status int, method str
 // fixLength is net/http's: the body length from Content-Length, the
 // status and the method (RFC 9112 section 6.3), rejecting conflicting or
 // invalid Content-Length values.
-func fixLength(h http.Header, s *slab, isResponse bool, status int, method string, chunked bool) (int64, error) {
-	contentLens := h["Content-Length"]
+func fixLength(h http.Header, seen present, s *slab, isResponse bool, status int, method string, chunked bool) (int64, error) {
+	var contentLens []string
+	if seen&hasContentLength != 0 {
+		contentLens = h["Content-Length"]
+	}
 	if len(contentLens) > 1 {
 		// Identical duplicates are folded into one; different ones are
 		// a smuggling attempt.
@@ -162,12 +171,13 @@ func parseContentLength(cl []string) (int64, error) {
 }
 
 // fixTrailer returns the trailers a chunked message declares, removing the
-// Trailer header; a message that is not chunked keeps it.
-func fixTrailer(h http.Header, chunked bool) (http.Header, error) {
-	vv, ok := h["Trailer"]
-	if !ok || !chunked {
+// Trailer header; a message that is not chunked keeps it. declared is
+// whether the message is chunked and has a Trailer header.
+func fixTrailer(h http.Header, declared bool) (http.Header, error) {
+	if !declared {
 		return nil, nil
 	}
+	vv := h["Trailer"]
 	delete(h, "Trailer")
 	trailer := make(http.Header)
 	var err error
@@ -202,11 +212,14 @@ func fixTrailer(h http.Header, chunked bool) (http.Header, error) {
 
 // shouldClose reports whether the connection closes after the message;
 // for a response with Connection: close, that header is removed.
-func shouldClose(major, minor int, h http.Header, removeCloseHeader bool) bool {
+func shouldClose(major, minor int, h http.Header, seen present, removeCloseHeader bool) bool {
 	if major < 1 {
 		return true
 	}
-	conv := h["Connection"]
+	var conv []string
+	if seen&hasConnection != 0 {
+		conv = h["Connection"]
+	}
 	hasClose := httpguts.HeaderValuesContainsToken(conv, "close")
 	if major == 1 && minor == 0 {
 		return hasClose || !httpguts.HeaderValuesContainsToken(conv, "keep-alive")
@@ -219,8 +232,11 @@ func shouldClose(major, minor int, h http.Header, removeCloseHeader bool) bool {
 
 // fixPragmaCacheControl treats Pragma: no-cache as Cache-Control: no-cache
 // (RFC 7234 section 5.4), as net/http does.
-func fixPragmaCacheControl(h http.Header, s *slab) {
-	if hp, ok := h["Pragma"]; ok && len(hp) > 0 && hp[0] == "no-cache" {
+func fixPragmaCacheControl(h http.Header, seen present, s *slab) {
+	if seen&hasPragma == 0 {
+		return
+	}
+	if hp := h["Pragma"]; len(hp) > 0 && hp[0] == "no-cache" {
 		if _, ok := h["Cache-Control"]; !ok {
 			h["Cache-Control"] = s.one("no-cache")
 		}
