@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"reflect"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -143,15 +142,21 @@ func (w *RequestWriter) write(bw *bufio.Writer, req *http.Request) error {
 		bw.WriteString("\r\n")
 	}
 
+	// Sorted by insertion as the map yields them: a head has a handful of
+	// fields, for which this costs less than a sort afterwards.
 	fields := w.fields[:0]
 	for k, vs := range h {
 		switch k {
 		case "Host", "User-Agent", "Content-Length", "Transfer-Encoding", "Trailer":
 			continue
 		}
-		fields = append(fields, field{k, vs})
+		fields = append(fields, field{})
+		i := len(fields) - 1
+		for ; i > 0 && fields[i-1].name > k; i-- {
+			fields[i] = fields[i-1]
+		}
+		fields[i] = field{k, vs}
 	}
-	slices.SortFunc(fields, func(a, b field) int { return strings.Compare(a.name, b.name) })
 	for _, f := range fields {
 		if !httpguts.ValidHeaderFieldName(f.name) {
 			continue // as net/http: dropped
