@@ -167,11 +167,38 @@ func BenchmarkProxyH1(b *testing.B) {
 	b.ReportMetric(float64(sys1-sys0)/float64(n), "sys-ns/op")
 }
 
+// BenchmarkRelayFloor is BenchmarkProxyH1 through rawhttp.Relay instead of
+// the proxy: the same client, backend and loopback sockets, and a relay of
+// the same shape that only frames messages. Its user-ns/op is the floor;
+// what BenchmarkProxyH1 spends above it is the proxy's work per request.
+func BenchmarkRelayFloor(b *testing.B) {
+	c, rc, req := rawClientTo(b, rawhttp.Relay(b, rawhttp.Backend(b, benchResponse)))
+	user0, sys0 := cpuTime()
+	n := 0
+	for b.Loop() {
+		if _, err := c.Write(req); err != nil {
+			b.Fatal(err)
+		}
+		if code, _, err := rc.readResponse(); err != nil || code != 200 {
+			b.Fatalf("%d %v", code, err)
+		}
+		n++
+	}
+	user1, sys1 := cpuTime()
+	b.ReportMetric(float64(user1-user0)/float64(n), "user-ns/op")
+	b.ReportMetric(float64(sys1-sys0)/float64(n), "sys-ns/op")
+}
+
 // rawProxied connects a raw client to a proxy in front of a raw backend,
 // and warms the path up (the first request dials upstream). The client
 // sends req.
 func rawProxied(tb testing.TB) (c net.Conn, rc *rawClient, req []byte) {
-	addr := proxyTo(tb, rawhttp.Backend(tb, benchResponse))
+	return rawClientTo(tb, proxyTo(tb, rawhttp.Backend(tb, benchResponse)))
+}
+
+// rawClientTo connects a raw client to addr, a proxy or relay in front of a
+// raw backend, and warms the path up.
+func rawClientTo(tb testing.TB, addr string) (c net.Conn, rc *rawClient, req []byte) {
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		tb.Fatal(err)

@@ -1,11 +1,13 @@
 // Package rawhttp is test support for weft-proxy's benchmarks: an HTTP/1.1
 // backend that answers every request with fixed bytes and allocates nothing
-// per request, so that a benchmark's allocations are the proxy's, and the
-// byte-level helpers it and raw clients share.
+// per request, so that a benchmark's allocations are the proxy's; a relay
+// that is the floor any proxy of weft-proxy's shape can reach; and the
+// byte-level helpers they and raw clients share.
 package rawhttp
 
 import (
 	"bytes"
+	"errors"
 	"net"
 	"testing"
 )
@@ -33,6 +35,81 @@ func Backend(tb testing.TB, resp string) string {
 	}()
 	return ln.Addr().String()
 }
+
+// Relay listens on a loopback port and relays every request of a kept-alive
+// connection to upstream over a connection of its own, and the response
+// back, with nothing but framing: it finds the end of each head and reads
+// Content-Length bodies, and changes no byte. It has weft-proxy's shape (a
+// goroutine per connection, Go's netpoller, one write per head) without
+// any of its work, so a benchmark through it measures the floor for that
+// shape on the machine. It returns the address; the listener closes when
+// the test ends.
+func Relay(tb testing.TB, upstream string) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go relay(c, upstream)
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func relay(c net.Conn, upstream string) {
+	defer c.Close()
+	u, err := net.Dial("tcp", upstream)
+	if err != nil {
+		return
+	}
+	defer u.Close()
+	in, out := make([]byte, 64<<10), make([]byte, 64<<10)
+	for {
+		n, err := readMessage(c, in)
+		if err != nil {
+			return
+		}
+		if _, err := u.Write(in[:n]); err != nil {
+			return
+		}
+		if n, err = readMessage(u, out); err != nil {
+			return
+		}
+		if _, err := c.Write(out[:n]); err != nil {
+			return
+		}
+	}
+}
+
+// readMessage reads one message (a head and its Content-Length body) of a
+// peer that sends one at a time into buf, and returns its length.
+func readMessage(c net.Conn, buf []byte) (int, error) {
+	n := 0
+	for {
+		m, err := c.Read(buf[n:])
+		if err != nil {
+			return 0, err
+		}
+		n += m
+		if end := bytes.Index(buf[:n], []byte("\r\n\r\n")); end >= 0 {
+			if total := end + 4 + max(ContentLength(buf[:end]), 0); n >= total {
+				return total, nil
+			}
+		}
+		if n == len(buf) {
+			return 0, errTooLarge
+		}
+	}
+}
+
+var errTooLarge = errors.New("rawhttp: message larger than the buffer")
 
 func serve(c net.Conn, resp []byte) {
 	defer c.Close()
