@@ -1,14 +1,20 @@
 package harness
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"maps"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/weftmesh/weft/internal/config"
 )
@@ -277,5 +283,29 @@ func TestPaired(t *testing.T) {
 	}
 	if pair(rows[:2]) != nil {
 		t.Error("paired figures without an nginx row")
+	}
+}
+
+// TestLoadCanceled: cancelling the context (Ctrl-C) ends a load run early
+// with the context's error, against a real server. fortio clears the
+// options' aborter once the run starts; aborting through it crashed the
+// harness, which then left nginx's workers running.
+func TestLoadCanceled(t *testing.T) {
+	var served atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		served.Add(1)
+		w.Write([]byte("ok"))
+	}))
+	defer srv.Close()
+	b := &bench{opts: Options{Connections: 2}}
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(300*time.Millisecond, cancel)
+	// 100 rps for 20 s would be 2000 requests.
+	_, err := b.load(ctx, &target{name: "test", url: srv.URL + "/"}, 100, 20*time.Second)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("load returned %v, want context.Canceled", err)
+	}
+	if n := served.Load(); n >= 1000 {
+		t.Errorf("the server saw %d requests: the run did not stop when its context ended", n)
 	}
 }

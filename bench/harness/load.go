@@ -52,13 +52,16 @@ func (b *bench) load(ctx context.Context, t *target, qps float64, d time.Duratio
 			res.peakRSS[i] = max(res.peakRSS[i], t.proxies[i].rss())
 		}
 	})
-	// Ctrl-C aborts the run early.
-	o.Stop = periodic.NewAborter()
+	// Ctrl-C aborts the run early. fortio's runner keeps its own copy of
+	// the options and clears o.Stop once it has started, so the aborter is
+	// held here.
+	stop := periodic.NewAborter()
+	o.Stop = stop
 	done := make(chan struct{})
 	go func() {
 		select {
 		case <-ctx.Done():
-			o.Stop.Abort(false)
+			stop.Abort(false)
 		case <-done:
 		}
 	}()
