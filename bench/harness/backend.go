@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/weftmesh/weft/internal/proxy/rawhttp"
 )
 
 // BodyBytes is the size of every response body in the bench.
@@ -34,6 +36,23 @@ func ServeBackend(ctx context.Context, addr string) error {
 	}()
 	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("backend: %w", err)
+	}
+	return nil
+}
+
+// serveRelay serves one hop of the go-relay row: rawhttp's featureless
+// relay on addr, to upstream, until ctx ends.
+func serveRelay(ctx context.Context, addr, upstream string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("relay: %w", err)
+	}
+	go func() {
+		<-ctx.Done()
+		ln.Close()
+	}()
+	if err := rawhttp.ServeRelay(ln, upstream); err != nil && ctx.Err() == nil {
+		return fmt.Errorf("relay: %w", err)
 	}
 	return nil
 }

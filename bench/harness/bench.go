@@ -49,7 +49,7 @@ type Options struct {
 	// ControlServices and ControlEndpoints size the synthetic registry
 	// (default 1000 and 10).
 	ControlServices, ControlEndpoints int
-	// Rows to run (default direct, weft, nginx, haproxy).
+	// Rows to run (default direct, weft, nginx, haproxy, go-relay).
 	Rows []string
 	// ProxyArgs are appended to both weft-proxy command lines (for
 	// experiments, e.g. --concurrency 2).
@@ -110,7 +110,7 @@ func (o *Options) defaults() {
 		o.ControlEndpoints = 10
 	}
 	if len(o.Rows) == 0 {
-		o.Rows = []string{"direct", "weft", "nginx", "haproxy"}
+		o.Rows = []string{"direct", "weft", "nginx", "haproxy", "go-relay"}
 	}
 }
 
@@ -176,8 +176,10 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			t, err = b.setupWeft(ctx)
 		case "nginx", "haproxy":
 			t, err = b.setupPair(ctx, name)
+		case "go-relay":
+			t, err = b.setupRelay(ctx)
 		default:
-			return nil, fmt.Errorf("unknown row %q: want direct, weft, nginx or haproxy", name)
+			return nil, fmt.Errorf("unknown row %q: want direct, weft, nginx, haproxy or go-relay", name)
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -243,7 +245,8 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	addLatency(res.Rows)
 	res.Targets = judge(res.Rows)
-	res.Paired = pair(res.Rows)
+	res.Paired = pair(res.Rows, "nginx")
+	res.PairedFloor = pair(res.Rows, "go-relay")
 
 	// Stop the data plane before the control plane run, so that it has the
 	// machine to itself.

@@ -210,6 +210,13 @@ func TestJudge(t *testing.T) {
 	if judge(rows[:1]) != nil {
 		t.Error("targets judged without a weft row")
 	}
+	// Without the direct row there is no added latency to judge (it would
+	// read 0 for both rows, and "met").
+	for _, tg := range judge(rows[1:]) {
+		if tg.Name == "added p99, ms" {
+			t.Errorf("added p99 judged without a direct row: %+v", tg)
+		}
+	}
 }
 
 // TestServiceEntries checks that the control plane run's synthetic services
@@ -266,7 +273,7 @@ func TestPaired(t *testing.T) {
 		{Name: "weft", MaxRPSRuns: []float64{9000, 6300, 8100}, P99Runs: []float64{0.50, 0.70, 0.45}},
 		{Name: "nginx", MaxRPSRuns: []float64{10000, 7000, 9000}, P99Runs: []float64{0.45, 0.60, 0.50}},
 	}
-	p := pair(rows)
+	p := pair(rows, "nginx")
 	if p == nil {
 		t.Fatal("no paired figures for a run with weft and nginx rows")
 	}
@@ -281,8 +288,19 @@ func TestPaired(t *testing.T) {
 	if !strings.Contains(md.String(), "weft's max rps is 0.900 of nginx's (0.900–0.900)") {
 		t.Errorf("the report does not give the paired ratio:\n%s", md.String())
 	}
-	if pair(rows[:2]) != nil {
+	if pair(rows[:2], "nginx") != nil {
 		t.Error("paired figures without an nginx row")
+	}
+	// The same against the go-relay floor, reported on a line of its own.
+	floor := append(rows[:2:2], Row{Name: "go-relay", MaxRPSRuns: []float64{12000, 8400, 10800}, P99Runs: []float64{0.40, 0.55, 0.40}})
+	pf := pair(floor, "go-relay")
+	if pf == nil || math.Abs(pf.MaxRPSRatio-0.75) > 1e-9 {
+		t.Fatalf("paired against go-relay = %+v, want a max rps ratio of 0.75", pf)
+	}
+	md.Reset()
+	Markdown(&md, &Result{Rows: floor, PairedFloor: pf})
+	if !strings.Contains(md.String(), "weft's max rps is 0.750 of go-relay's (0.750–0.750)") {
+		t.Errorf("the report does not give the ratio to the floor:\n%s", md.String())
 	}
 }
 

@@ -21,46 +21,50 @@ type Result struct {
 	// Paired compares weft with nginx repetition by repetition (absent
 	// when either row was not run).
 	Paired *Paired `json:"paired,omitempty"`
+	// PairedFloor compares weft with the go-relay row, the floor for a Go
+	// proxy of weft-proxy's shape, the same way.
+	PairedFloor *Paired `json:"paired_go_relay,omitempty"`
 	// Notes are things a reader must know, e.g. a row that was skipped.
 	Notes []string `json:"notes,omitempty"`
 }
 
-// Paired compares the weft row with the nginx row within each repetition,
-// whose runs are minutes apart: on a machine whose speed drifts (other
-// tenants, other work), the ratio of two rows in the same repetition is
-// steadier than either row's figure.
+// Paired compares the weft row with another (nginx, or the go-relay floor)
+// within each repetition, whose runs are minutes apart: on a machine whose
+// speed drifts (other tenants, other work), the ratio of two rows in the
+// same repetition is steadier than either row's figure.
 type Paired struct {
-	// MaxRPSRatio is weft's max rps over nginx's: the median over the
-	// repetitions, then the smallest and largest.
+	// MaxRPSRatio is weft's max rps over the other row's: the median over
+	// the repetitions, then the smallest and largest.
 	MaxRPSRatio       float64    `json:"max_rps_ratio"`
 	MaxRPSRatioSpread [2]float64 `json:"max_rps_ratio_spread"`
-	// P99DiffMs is weft's p99 minus nginx's, in ms, the same way.
+	// P99DiffMs is weft's p99 minus the other row's, in ms, the same way.
 	P99DiffMs       float64    `json:"p99_diff_ms"`
 	P99DiffMsSpread [2]float64 `json:"p99_diff_ms_spread"`
 }
 
-// pair computes Paired from the per-repetition figures of rows.
-func pair(rows []Row) *Paired {
-	var weft, nginx *Row
+// pair computes Paired for the weft row against the row named base from
+// the per-repetition figures of rows.
+func pair(rows []Row, base string) *Paired {
+	var weft, baseRow *Row
 	for i := range rows {
 		switch rows[i].Name {
 		case "weft":
 			weft = &rows[i]
-		case "nginx":
-			nginx = &rows[i]
+		case base:
+			baseRow = &rows[i]
 		}
 	}
-	if weft == nil || nginx == nil {
+	if weft == nil || baseRow == nil {
 		return nil
 	}
 	var ratios, diffs []float64
-	for i := range min(len(weft.MaxRPSRuns), len(nginx.MaxRPSRuns)) {
-		if nginx.MaxRPSRuns[i] > 0 {
-			ratios = append(ratios, weft.MaxRPSRuns[i]/nginx.MaxRPSRuns[i])
+	for i := range min(len(weft.MaxRPSRuns), len(baseRow.MaxRPSRuns)) {
+		if baseRow.MaxRPSRuns[i] > 0 {
+			ratios = append(ratios, weft.MaxRPSRuns[i]/baseRow.MaxRPSRuns[i])
 		}
 	}
-	for i := range min(len(weft.P99Runs), len(nginx.P99Runs)) {
-		diffs = append(diffs, weft.P99Runs[i]-nginx.P99Runs[i])
+	for i := range min(len(weft.P99Runs), len(baseRow.P99Runs)) {
+		diffs = append(diffs, weft.P99Runs[i]-baseRow.P99Runs[i])
 	}
 	if len(ratios) == 0 || len(diffs) == 0 {
 		return nil
@@ -84,12 +88,15 @@ type Target struct {
 // max rps at least the nginx pair's.
 func judge(rows []Row) []Target {
 	var weft, nginx *Row
+	hasDirect := false
 	for i := range rows {
 		switch rows[i].Name {
 		case "weft":
 			weft = &rows[i]
 		case "nginx":
 			nginx = &rows[i]
+		case "direct":
+			hasDirect = true
 		}
 	}
 	if weft == nil {
@@ -101,9 +108,11 @@ func judge(rows []Row) []Target {
 		{Name: "RSS peak under load, MB", Goal: "≤ 20", Weft: weft.RSSPeakMB, Met: weft.RSSPeakMB <= 20},
 	}
 	if nginx != nil {
-		t = append(t,
-			Target{Name: "added p99, ms", Goal: fmt.Sprintf("≤ nginx's %s", f2(nginx.AddedP99ms)), Weft: weft.AddedP99ms, Met: weft.AddedP99ms <= nginx.AddedP99ms},
-			Target{Name: "max rps", Goal: fmt.Sprintf("≥ nginx's %.0f", nginx.MaxRPS), Weft: weft.MaxRPS, Met: weft.MaxRPS >= nginx.MaxRPS})
+		// Added latency needs the direct row to add to.
+		if hasDirect {
+			t = append(t, Target{Name: "added p99, ms", Goal: fmt.Sprintf("≤ nginx's %s", f2(nginx.AddedP99ms)), Weft: weft.AddedP99ms, Met: weft.AddedP99ms <= nginx.AddedP99ms})
+		}
+		t = append(t, Target{Name: "max rps", Goal: fmt.Sprintf("≥ nginx's %.0f", nginx.MaxRPS), Weft: weft.MaxRPS, Met: weft.MaxRPS >= nginx.MaxRPS})
 	}
 	return t
 }
@@ -258,6 +267,12 @@ func Markdown(w io.Writer, r *Result) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Proxy CPU is the user+system time of all of a row's proxy processes (both hops) during the latency run, per 1000 requests; at 1000 rps it equals vCPU per 1000 rps, and half of it is one proxy's share. RSS is per proxy instance (the larger of the two hops; an nginx or HAProxy instance counts its master and workers), peak sampled every 100 ms under load, idle after start-up.")
 	fmt.Fprintln(w)
+	for _, row := range r.Rows {
+		if row.Name == "go-relay" {
+			fmt.Fprintln(w, "go-relay is a featureless relay of weft-proxy's shape (a goroutine per connection on Go's netpoller; it frames messages and changes no byte), run as two `weftbench relay` processes: the floor for a Go proxy on this machine. Its RSS is weftbench's (fortio linked in), not a figure to compare.")
+			fmt.Fprintln(w)
+		}
+	}
 	var spreads []string
 	for _, row := range r.Rows {
 		if row.MaxRPSSpread[1] > 0 {
@@ -268,9 +283,14 @@ func Markdown(w io.Writer, r *Result) {
 	if len(spreads) > 0 {
 		fmt.Fprintf(w, "Spread over the repetitions (smallest–largest): %s.\n\n", strings.Join(spreads, "; "))
 	}
-	if p := r.Paired; p != nil {
-		fmt.Fprintf(w, "Paired by repetition (weft against nginx in the same repetition): weft's max rps is %s of nginx's (%s–%s), weft's p99 minus nginx's is %+.3f ms (%+.3f to %+.3f); medians over the repetitions, then smallest–largest.\n\n",
-			f2(p.MaxRPSRatio), f2(p.MaxRPSRatioSpread[0]), f2(p.MaxRPSRatioSpread[1]), p.P99DiffMs, p.P99DiffMsSpread[0], p.P99DiffMsSpread[1])
+	for _, pb := range []struct {
+		p    *Paired
+		base string
+	}{{r.Paired, "nginx"}, {r.PairedFloor, "go-relay"}} {
+		if p := pb.p; p != nil {
+			fmt.Fprintf(w, "Paired by repetition (weft against %[1]s in the same repetition): weft's max rps is %[2]s of %[1]s's (%[3]s–%[4]s), weft's p99 minus %[1]s's is %+.3[5]f ms (%+.3[6]f to %+.3[7]f); medians over the repetitions, then smallest–largest.\n\n",
+				pb.base, f2(p.MaxRPSRatio), f2(p.MaxRPSRatioSpread[0]), f2(p.MaxRPSRatioSpread[1]), p.P99DiffMs, p.P99DiffMsSpread[0], p.P99DiffMsSpread[1])
+		}
 	}
 	if len(r.Targets) > 0 {
 		fmt.Fprintln(w, "Targets for the weft row:")

@@ -256,6 +256,34 @@ func (b *bench) setupPair(ctx context.Context, kind string) (*target, error) {
 	return t, nil
 }
 
+// setupRelay starts two featureless relays (rawhttp.Relay, each a
+// `weftbench relay` process), client → server → backend: a Go proxy of
+// weft-proxy's shape (a goroutine per connection on Go's netpoller) that
+// does no work but framing, the floor for weft's row on this machine.
+func (b *bench) setupRelay(ctx context.Context) (*target, error) {
+	ports, err := freePorts(2)
+	if err != nil {
+		return nil, err
+	}
+	clientPort, serverPort := ports[0], ports[1]
+	t := &target{name: "go-relay", url: fmt.Sprintf("http://127.0.0.1:%d/", clientPort)}
+	for _, hop := range []struct {
+		name             string
+		listen, upstream int
+	}{{"server", serverPort, b.backendPort}, {"client", clientPort, serverPort}} {
+		p, err := b.procs.start("go-relay-"+hop.name, nil, b.opts.Self, "relay",
+			fmt.Sprintf("127.0.0.1:%d", hop.listen), fmt.Sprintf("127.0.0.1:%d", hop.upstream))
+		if err != nil {
+			return nil, err
+		}
+		if err := waitHTTP(ctx, p, fmt.Sprintf("http://127.0.0.1:%d/", hop.listen), "", 10*time.Second, status200); err != nil {
+			return nil, fmt.Errorf("go-relay %s: %w", hop.name, err)
+		}
+		t.proxies = append([]proxyInst{{name: hop.name, pid: p.pid()}}, t.proxies...)
+	}
+	return t, nil
+}
+
 func (b *bench) setupDirect(ctx context.Context) (*target, error) {
 	t := &target{name: "direct", url: fmt.Sprintf("http://127.0.0.1:%d/", b.backendPort)}
 	return t, waitHTTP(ctx, nil, t.url, "", 10*time.Second, func(r *http.Response) bool { return r.StatusCode == 200 })

@@ -51,16 +51,20 @@ func Relay(tb testing.TB, upstream string) string {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go relay(c, upstream)
-		}
-	}()
+	go ServeRelay(ln, upstream)
 	return ln.Addr().String()
+}
+
+// ServeRelay is Relay on ln, until ln is closed; weftbench's go-relay row
+// runs it as a process of its own.
+func ServeRelay(ln net.Listener, upstream string) error {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		go relay(c, upstream)
+	}
 }
 
 func relay(c net.Conn, upstream string) {
