@@ -41,9 +41,11 @@ func (s *procSet) start(name string, env []string, argv ...string) (*proc, error
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Env = append(os.Environ(), env...)
-	// Its own group, so stop reaches nginx's and HAProxy's workers too, and
-	// dead with the harness if the harness is killed outright.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	// Its own group, so stop reaches nginx's and HAProxy's workers too. If
+	// the harness is killed outright, the process gets SIGTERM: an nginx
+	// master killed with SIGKILL would leave its workers running, one told
+	// to terminate stops them first.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("start %s (%s): %w", name, argv[0], err)
