@@ -150,6 +150,43 @@ func removeHopHeaders(h http.Header) {
 // isHopHeader reports whether k is one of hopHeaders.
 func isHopHeader(k string) bool { return slices.Contains(hopHeaders, k) }
 
+// headerAdopter is a ResponseWriter (the lean HTTP/1.1 server's) that can
+// take a header map as its response's.
+type headerAdopter interface{ AdoptHeader(h http.Header) }
+
+// headerTaker is a response body (the lean upstream client's) that can give
+// its response's header map up for good, taking another in exchange.
+type headerTaker interface {
+	TakeHeader(h http.Header) (http.Header, bool)
+}
+
+// adoptHeader hands resp's header map, less its hop-by-hop fields, to w as
+// its response header, and w's own empty map to resp's connection in
+// exchange, when both sides allow it and nothing has set a header on w
+// yet: one map changes hands instead of every field being copied. It
+// reports whether it did; if not, the caller copies.
+func adoptHeader(w http.ResponseWriter, resp *http.Response) bool {
+	a, ok := w.(headerAdopter)
+	if !ok {
+		return false
+	}
+	t, ok := resp.Body.(headerTaker)
+	if !ok {
+		return false
+	}
+	own := w.Header()
+	if len(own) > 0 {
+		return false
+	}
+	h, ok := t.TakeHeader(own)
+	if !ok {
+		return false
+	}
+	removeHopHeaders(h)
+	a.AdoptHeader(h)
+	return true
+}
+
 // copyEndToEnd copies the headers of src, an upstream response's, to dst
 // but for the hop-by-hop ones, which it may remove from src.
 func copyEndToEnd(dst, src http.Header) {
@@ -609,8 +646,10 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }
 // sees a truncated response rather than a complete-looking one.
 func (f *Forwarder) respond(ctx context.Context, w http.ResponseWriter, resp *http.Response, route *router.Route, wc *router.WeightedCluster, setCookie string) {
 	defer resp.Body.Close()
+	if !adoptHeader(w, resp) {
+		copyEndToEnd(w.Header(), resp.Header)
+	}
 	dst := w.Header()
-	copyEndToEnd(dst, resp.Header)
 	if setCookie != "" {
 		// A new slice: the upstream's may be shared.
 		dst["Set-Cookie"] = append(slices.Clip(dst["Set-Cookie"]), setCookie)

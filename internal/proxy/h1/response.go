@@ -34,6 +34,16 @@ func (r *ResponseReader) Detach() {
 	r.st = nil
 }
 
+// TakeHeader gives up the Header of the response last returned, which the
+// caller may keep for good, and reads the next responses into h instead
+// (which ReadResponse clears first). A proxy hands an upstream response's
+// map to its downstream writer this way rather than copy every field.
+func (r *ResponseReader) TakeHeader(h http.Header) http.Header {
+	old := r.st.header
+	r.st.header = h
+	return old
+}
+
 // ReadResponse reads the next response from br, for req (whose method
 // decides whether the response has a body; nil means GET). The Response,
 // its Header and Body belong to r and are overwritten by the next call,

@@ -404,6 +404,11 @@ func (w *h1Writer) reset(req *http.Request) {
 
 func (w *h1Writer) Header() http.Header { return w.header }
 
+// AdoptHeader makes h the response's header, in place of the map Header
+// returned, which the caller takes: the Forwarder hands over an upstream
+// response's map this way instead of copying its fields into the writer's.
+func (w *h1Writer) AdoptHeader(h http.Header) { w.header = h }
+
 func (w *h1Writer) WriteHeader(code int) {
 	if w.status != 0 {
 		return

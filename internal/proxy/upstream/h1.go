@@ -464,6 +464,18 @@ func (b *h1Body) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// TakeHeader gives the caller the response's Header map for good and the
+// connection h to read its next responses into (see
+// h1.ResponseReader.TakeHeader). It reports false, and takes nothing, once
+// the exchange has ended (the body was read to its end or closed), when
+// the connection may already be serving another request.
+func (b *h1Body) TakeHeader(h http.Header) (http.Header, bool) {
+	if b.pc == nil || b.resp == nil {
+		return nil, false
+	}
+	return b.pc.rr.TakeHeader(h), true
+}
+
 func (b *h1Body) Close() error {
 	if b.pc != nil {
 		b.release(false)
