@@ -18,22 +18,33 @@ import (
 // returns the address; the listener closes when the test ends.
 func Backend(tb testing.TB, resp string) string {
 	tb.Helper()
+	out := []byte(resp)
+	return listen(tb, func(c net.Conn) { serve(c, out) })
+}
+
+// listen serves every connection to a loopback port with conn, on a
+// goroutine of its own, until the test ends; it returns the address.
+func listen(tb testing.TB, conn func(net.Conn)) string {
+	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { ln.Close() })
-	out := []byte(resp)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go serve(c, out)
-		}
-	}()
+	go accept(ln, conn)
 	return ln.Addr().String()
+}
+
+// accept serves every connection ln accepts with conn, on a goroutine of
+// its own, until ln is closed.
+func accept(ln net.Listener, conn func(net.Conn)) error {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		go conn(c)
+	}
 }
 
 // Relay listens on a loopback port and relays every request of a kept-alive
@@ -46,25 +57,13 @@ func Backend(tb testing.TB, resp string) string {
 // the test ends.
 func Relay(tb testing.TB, upstream string) string {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { ln.Close() })
-	go ServeRelay(ln, upstream)
-	return ln.Addr().String()
+	return listen(tb, func(c net.Conn) { relay(c, upstream) })
 }
 
 // ServeRelay is Relay on ln, until ln is closed; weftbench's go-relay row
 // runs it as a process of its own.
 func ServeRelay(ln net.Listener, upstream string) error {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return err
-		}
-		go relay(c, upstream)
-	}
+	return accept(ln, func(c net.Conn) { relay(c, upstream) })
 }
 
 func relay(c net.Conn, upstream string) {
