@@ -141,7 +141,9 @@ func TestLeanPoolReplacesConnectionClosedWhileIdle(t *testing.T) {
 	}
 }
 
-func TestLeanPoolContextCancelAbortsAndDiscards(t *testing.T) {
+// slowEndpoint is an endpoint of a counting server that answers "ok" at
+// once, but to /slow only when the request's context ends or the test does.
+func slowEndpoint(t *testing.T) (*Endpoint, *atomic.Int32) {
 	release := make(chan struct{})
 	s, conns := countingServer(t, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
@@ -152,8 +154,12 @@ func TestLeanPoolContextCancelAbortsAndDiscards(t *testing.T) {
 		}
 		io.WriteString(w, "ok")
 	})
-	defer close(release)
-	ep := endpointFor(t, strings.TrimPrefix(s.URL, "http://"), PoolsOptions{})
+	t.Cleanup(func() { close(release) })
+	return endpointFor(t, strings.TrimPrefix(s.URL, "http://"), PoolsOptions{}), conns
+}
+
+func TestLeanPoolContextCancelAbortsAndDiscards(t *testing.T) {
+	ep, conns := slowEndpoint(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+ep.Address()+"/slow", nil)
@@ -325,18 +331,7 @@ func (c *testInterrupter) end(cancel context.CancelFunc) {
 // and interrupted when the context ends; a context that will not take the
 // exchange still ends it, through context.AfterFunc.
 func TestLeanPoolInterrupterContext(t *testing.T) {
-	release := make(chan struct{})
-	s, conns := countingServer(t, func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/slow" {
-			select {
-			case <-release:
-			case <-r.Context().Done():
-			}
-		}
-		io.WriteString(w, "ok")
-	})
-	defer close(release)
-	ep := endpointFor(t, strings.TrimPrefix(s.URL, "http://"), PoolsOptions{})
+	ep, conns := slowEndpoint(t)
 	roundTrip := func(ctx context.Context, path string) (string, error) {
 		req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+ep.Address()+path, nil)
 		resp, err := ep.RoundTrip(req)
