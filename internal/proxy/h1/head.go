@@ -146,6 +146,9 @@ func (p present) note(key string) present {
 // taking the value slices from s. It says which of the fields present
 // records the head holds.
 func (r *headReader) readHeader(h http.Header, s *slab) (present, error) {
+	if seen, ok := r.readBufferedHeader(h, s); ok {
+		return seen, nil
+	}
 	var seen present
 	// The first line cannot start with a leading space.
 	if buf, err := r.br.Peek(1); err == nil && (buf[0] == ' ' || buf[0] == '\t') {
@@ -184,6 +187,71 @@ func (r *headReader) readHeader(h http.Header, s *slab) (present, error) {
 			return seen, err
 		}
 	}
+}
+
+// readBufferedHeader is readHeader for the common head: wholly in the read
+// buffer already, one line per field, every field valid. It finds the
+// lines in the buffered bytes in one pass instead of reading them one by
+// one, and consumes the head only when it read all of it. Anything else
+// (a head still arriving, obs-fold, a malformed line) it leaves, with h
+// empty again, to readHeader's line-by-line reading, which also reports
+// the errors.
+func (r *headReader) readBufferedHeader(h http.Header, s *slab) (present, bool) {
+	buf, _ := r.br.Peek(r.br.Buffered())
+	var seen present
+	for i, pos := 0, 0; ; i++ {
+		j := bytes.IndexByte(buf[pos:], '\n')
+		if j < 0 {
+			break
+		}
+		next := pos + j + 1
+		line := buf[pos : next-1]
+		if n := len(line); n > 0 && line[n-1] == '\r' {
+			line = line[:n-1]
+		}
+		if len(line) == 0 {
+			r.br.Discard(next)
+			return seen, true
+		}
+		if !isASCIILetter(line[0]) {
+			break // a first line that starts with a space is an error
+		}
+		// A field continues on the next line unless that line starts
+		// another field (a letter) or ends the head, as readContinuedLine
+		// decides.
+		if next >= len(buf) || !(isASCIILetter(buf[next]) || buf[next] == '\n' || buf[next] == '\r') {
+			break
+		}
+		line = trim(line)
+		k, v, ok := bytes.Cut(line, []byte{':'})
+		if !ok {
+			break
+		}
+		key, ok := r.canonicalKey(i, k)
+		if !ok {
+			break
+		}
+		valid := true
+		for _, c := range v {
+			if !validHeaderValueByte(c) {
+				valid = false
+				break
+			}
+		}
+		if !valid {
+			break
+		}
+		value := r.vals.intern(i, key, trimLeft(v))
+		seen = seen.note(key)
+		if vv := h[key]; vv == nil {
+			h[key] = s.one(value)
+		} else {
+			h[key] = append(vv, value)
+		}
+		pos = next
+	}
+	clear(h)
+	return 0, false
 }
 
 // canonicalKey returns the canonical form of header name a, the i-th of
