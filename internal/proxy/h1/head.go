@@ -163,26 +163,11 @@ func (r *headReader) readHeader(h http.Header, s *slab) (present, error) {
 		if len(kv) == 0 {
 			return seen, err
 		}
-		k, v, ok := bytes.Cut(kv, []byte{':'})
+		key, ok := r.addField(h, s, i, kv)
 		if !ok {
 			return 0, textproto.ProtocolError(fmt.Sprintf("malformed MIME header line: %q", kv))
 		}
-		key, ok := r.canonicalKey(i, k)
-		if !ok {
-			return 0, textproto.ProtocolError(fmt.Sprintf("malformed MIME header line: %q", kv))
-		}
-		for _, c := range v {
-			if !validHeaderValueByte(c) {
-				return 0, textproto.ProtocolError(fmt.Sprintf("malformed MIME header line: %q", kv))
-			}
-		}
-		value := r.vals.intern(i, key, trimLeft(v))
 		seen = seen.note(key)
-		if vv := h[key]; vv == nil {
-			h[key] = s.one(value)
-		} else {
-			h[key] = append(vv, value)
-		}
 		if err != nil {
 			return seen, err
 		}
@@ -222,36 +207,42 @@ func (r *headReader) readBufferedHeader(h http.Header, s *slab) (present, bool) 
 		if next >= len(buf) || !(isASCIILetter(buf[next]) || buf[next] == '\n' || buf[next] == '\r') {
 			break
 		}
-		line = trim(line)
-		k, v, ok := bytes.Cut(line, []byte{':'})
+		key, ok := r.addField(h, s, i, trim(line))
 		if !ok {
 			break
 		}
-		key, ok := r.canonicalKey(i, k)
-		if !ok {
-			break
-		}
-		valid := true
-		for _, c := range v {
-			if !validHeaderValueByte(c) {
-				valid = false
-				break
-			}
-		}
-		if !valid {
-			break
-		}
-		value := r.vals.intern(i, key, trimLeft(v))
 		seen = seen.note(key)
-		if vv := h[key]; vv == nil {
-			h[key] = s.one(value)
-		} else {
-			h[key] = append(vv, value)
-		}
 		pos = next
 	}
 	clear(h)
 	return 0, false
+}
+
+// addField adds kv, the i-th field line of its head (trimmed, obs-folds
+// joined), to h, taking the value slices from s, and returns its canonical
+// name; it reports false, and adds nothing, for a line that is not a
+// valid field.
+func (r *headReader) addField(h http.Header, s *slab, i int, kv []byte) (string, bool) {
+	k, v, ok := bytes.Cut(kv, []byte{':'})
+	if !ok {
+		return "", false
+	}
+	key, ok := r.canonicalKey(i, k)
+	if !ok {
+		return "", false
+	}
+	for _, c := range v {
+		if !validHeaderValueByte(c) {
+			return "", false
+		}
+	}
+	value := r.vals.intern(i, key, trimLeft(v))
+	if vv := h[key]; vv == nil {
+		h[key] = s.one(value)
+	} else {
+		h[key] = append(vv, value)
+	}
+	return key, true
 }
 
 // canonicalKey returns the canonical form of header name a, the i-th of
