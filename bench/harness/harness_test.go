@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"maps"
 	"math"
 	"net/http"
@@ -325,5 +326,22 @@ func TestLoadCanceled(t *testing.T) {
 	}
 	if n := served.Load(); n >= 1000 {
 		t.Errorf("the server saw %d requests: the run did not stop when its context ended", n)
+	}
+}
+
+// TestParseFlagsRejectsArguments: a subcommand given the wrong arguments
+// (or any stray word) is an error that names the subcommands, not the
+// start of a whole bench.
+func TestParseFlagsRejectsArguments(t *testing.T) {
+	for _, args := range [][]string{{"relay", "127.0.0.1:1"}, {"backend"}, {"-reps", "1", "extra"}} {
+		var stderr strings.Builder
+		if _, err := parseFlags(args, &stderr); err == nil {
+			t.Errorf("parseFlags(%q) accepted the arguments", args)
+		} else if !strings.Contains(stderr.String(), "relay ADDR UPSTREAM") {
+			t.Errorf("parseFlags(%q) said %q; want the subcommands named", args, stderr.String())
+		}
+	}
+	if _, err := parseFlags([]string{"-reps", "1", "-rows", "weft"}, io.Discard); err != nil {
+		t.Errorf("flags only: %v", err)
 	}
 }

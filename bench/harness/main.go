@@ -71,6 +71,12 @@ func parseFlags(args []string, stderr io.Writer) (*Options, error) {
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
+	if fs.NArg() > 0 {
+		// A subcommand with the wrong arguments would otherwise start a
+		// whole bench.
+		fmt.Fprintf(stderr, "weftbench: unexpected argument %q: the bench takes only flags; the subcommands are `backend ADDR` and `relay ADDR UPSTREAM`\n", fs.Arg(0))
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
 	o.Rows = strings.Split(rows, ",")
 	o.ProxyArgs = strings.Fields(*proxyArgs)
 	switch cpClients {
