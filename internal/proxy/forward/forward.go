@@ -41,6 +41,7 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/internal/proxy/chain"
+	"github.com/weftmesh/weft/internal/proxy/h1"
 	"github.com/weftmesh/weft/internal/proxy/router"
 	"github.com/weftmesh/weft/internal/proxy/upstream"
 )
@@ -148,7 +149,14 @@ func removeHopHeaders(h http.Header) {
 }
 
 // isHopHeader reports whether k is one of hopHeaders.
-func isHopHeader(k string) bool { return slices.Contains(hopHeaders, k) }
+func isHopHeader(k string) bool {
+	switch k {
+	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+		"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
+		return true
+	}
+	return false
+}
 
 // headerAdopter is a ResponseWriter (the lean HTTP/1.1 server's) that can
 // take a header map as its response's.
@@ -185,6 +193,50 @@ func adoptHeader(w http.ResponseWriter, resp *http.Response) bool {
 	removeHopHeaders(h)
 	a.AdoptHeader(h)
 	return true
+}
+
+// fieldsAdopter is a ResponseWriter (the lean HTTP/1.1 server's) that can
+// take header fields as they are, without a map.
+type fieldsAdopter interface{ AdoptFields(fields []h1.Field) }
+
+// passFields hands the header fields of resp to w as they are, when resp's
+// Header does not hold them (see upstream.RoundTripLazy), w takes fields,
+// and nothing would change them: no hop-by-hop field, no header set on w
+// yet, no response header mutation and no cookie to add. It reports
+// whether it did; if not, resp's Header is to be loaded and used.
+func passFields(w http.ResponseWriter, resp *http.Response, route *router.Route, wc *router.WeightedCluster, setCookie string) bool {
+	fields, ok := upstream.ResponseFields(resp)
+	if !ok || setCookie != "" || route != nil && !route.ResponseHeaders.Empty() || wc != nil && !wc.ResponseHeaders.Empty() {
+		return false
+	}
+	a, ok := w.(fieldsAdopter)
+	if !ok || len(w.Header()) > 0 {
+		return false
+	}
+	for i := range fields {
+		if isHopHeader(fields[i].Name) {
+			return false
+		}
+	}
+	a.AdoptFields(fields)
+	return true
+}
+
+// responseValue returns the first value of resp's header field key (in
+// canonical form), also when resp's Header does not hold its fields.
+func responseValue(resp *http.Response, key string) string {
+	if fields, ok := upstream.ResponseFields(resp); ok {
+		for i := range fields {
+			if fields[i].Name == key {
+				return fields[i].Value
+			}
+		}
+		return ""
+	}
+	if v := resp.Header[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 // copyEndToEnd copies the headers of src, an upstream response's, to dst
@@ -528,7 +580,9 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *route
 			f.overflow(w, cl, err, route, wc)
 			return
 		}
-		resp, err := ep.RoundTrip(out)
+		// The response's fields stay out of its Header until respond
+		// knows whether it passes them on as they are.
+		resp, err := ep.RoundTripLazy(out)
 		if err != nil {
 			ep.EndRequest()
 			perTryExpired := acancel != nil && actx.Err() != nil && ctx.Err() == nil
@@ -646,15 +700,18 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }
 // sees a truncated response rather than a complete-looking one.
 func (f *Forwarder) respond(ctx context.Context, w http.ResponseWriter, resp *http.Response, route *router.Route, wc *router.WeightedCluster, setCookie string) {
 	defer resp.Body.Close()
-	if !adoptHeader(w, resp) {
-		copyEndToEnd(w.Header(), resp.Header)
+	if !passFields(w, resp, route, wc, setCookie) {
+		upstream.LoadHeader(resp)
+		if !adoptHeader(w, resp) {
+			copyEndToEnd(w.Header(), resp.Header)
+		}
+		dst := w.Header()
+		if setCookie != "" {
+			// A new slice: the upstream's may be shared.
+			dst["Set-Cookie"] = append(slices.Clip(dst["Set-Cookie"]), setCookie)
+		}
+		responseHeaders(dst, route, wc)
 	}
-	dst := w.Header()
-	if setCookie != "" {
-		// A new slice: the upstream's may be shared.
-		dst["Set-Cookie"] = append(slices.Clip(dst["Set-Cookie"]), setCookie)
-	}
-	responseHeaders(dst, route, wc)
 	w.WriteHeader(resp.StatusCode)
 	// A response of unknown length may be a stream (server-sent events, a
 	// long poll): flush every chunk as it arrives.

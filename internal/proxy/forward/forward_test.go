@@ -80,15 +80,18 @@ func TestRetries(t *testing.T) {
 		chunked      bool
 		wantCode     int
 		wantAttempts int32
+		grpcStatus   string // the failing answers' Grpc-Status (a trailers-only gRPC response)
 	}{
-		{"5xx retried until success", retry(router.RetryOn5xx, 2), 2, 503, nil, false, 200, 3},
-		{"retries exhausted gives the last response", retry(router.RetryOn5xx, 2), 9, 503, nil, false, 503, 3},
-		{"no policy, no retry", router.RetryPolicy{}, 9, 503, nil, false, 503, 1},
-		{"retriable status code", retry(router.RetryOnRetriableStatusCodes, 1, 418), 1, 418, nil, false, 200, 2},
-		{"gateway-error ignores 500", retry(router.RetryOnGatewayError, 3), 9, 500, nil, false, 500, 1},
-		{"gateway-error retries 502", retry(router.RetryOnGatewayError, 3), 1, 502, nil, false, 200, 2},
-		{"small body is replayed", retry(router.RetryOn5xx, 1), 1, 503, strings.NewReader("hello"), false, 200, 2},
-		{"streamed body is not retried", retry(router.RetryOn5xx, 3), 9, 503, strings.NewReader("hello"), true, 503, 1},
+		{"5xx retried until success", retry(router.RetryOn5xx, 2), 2, 503, nil, false, 200, 3, ""},
+		{"retries exhausted gives the last response", retry(router.RetryOn5xx, 2), 9, 503, nil, false, 503, 3, ""},
+		{"no policy, no retry", router.RetryPolicy{}, 9, 503, nil, false, 503, 1, ""},
+		{"retriable status code", retry(router.RetryOnRetriableStatusCodes, 1, 418), 1, 418, nil, false, 200, 2, ""},
+		{"gateway-error ignores 500", retry(router.RetryOnGatewayError, 3), 9, 500, nil, false, 500, 1, ""},
+		{"gateway-error retries 502", retry(router.RetryOnGatewayError, 3), 1, 502, nil, false, 200, 2, ""},
+		{"small body is replayed", retry(router.RetryOn5xx, 1), 1, 503, strings.NewReader("hello"), false, 200, 2, ""},
+		{"streamed body is not retried", retry(router.RetryOn5xx, 3), 9, 503, strings.NewReader("hello"), true, 503, 1, ""},
+		{"grpc unavailable retried", retry(router.RetryOnUnavailable, 2), 2, 200, nil, false, 200, 3, "14"},
+		{"grpc status not retried unless asked", retry(router.RetryOnUnavailable, 2), 9, 200, nil, false, 200, 1, "13"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -96,6 +99,9 @@ func TestRetries(t *testing.T) {
 			be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				b, _ := io.ReadAll(r.Body)
 				if int(n.Add(1)) <= tc.failFirst {
+					if tc.grpcStatus != "" {
+						w.Header().Set("Grpc-Status", tc.grpcStatus)
+					}
 					w.WriteHeader(tc.failCode)
 					return
 				}

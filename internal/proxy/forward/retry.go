@@ -73,7 +73,7 @@ func (p policy) retryOnResponse(resp *http.Response) bool {
 	case p.on.Has(router.RetryOnRetriableStatusCodes) && slices.Contains(p.codes, uint32(c)):
 		return true
 	}
-	if gs := resp.Header.Get("Grpc-Status"); gs != "" {
+	if gs := responseValue(resp, "Grpc-Status"); gs != "" {
 		if cond, ok := grpcConds[gs]; ok && p.on.Has(cond) {
 			return true
 		}

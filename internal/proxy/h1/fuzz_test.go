@@ -29,14 +29,17 @@ const maxFuzzBody = 64 << 10
 // size and whether the source returns one byte at a time come from mode,
 // so that heads straddle buffer refills in different ways.
 func fuzzReaders(data []byte, mode uint16) (*bufio.Reader, *bufio.Reader) {
+	return fuzzReader(data, mode), fuzzReader(data, mode)
+}
+
+// fuzzReader is one of fuzzReaders' readers.
+func fuzzReader(data []byte, mode uint16) *bufio.Reader {
 	size := []int{16, 64, 4096, 257}[mode&3]
-	src := func() io.Reader {
-		if mode&4 != 0 {
-			return iotest.OneByteReader(bytes.NewReader(data))
-		}
-		return bytes.NewReader(data)
+	var src io.Reader = bytes.NewReader(data)
+	if mode&4 != 0 {
+		src = iotest.OneByteReader(src)
 	}
-	return bufio.NewReaderSize(src(), size), bufio.NewReaderSize(src(), size)
+	return bufio.NewReaderSize(src, size)
 }
 
 // sameError requires both parsers to fail alike: same message, and the
@@ -135,20 +138,40 @@ func FuzzResponseHead(f *testing.F) {
 }
 
 // checkResponses reads up to three responses to a GET or HEAD from data
-// with both parsers.
+// with both parsers, ours with and without Lazy (whose Header must be
+// empty or complete, and complete once loaded).
 func checkResponses(t *testing.T, data []byte, head bool, mode uint16) {
+	t.Run("eager", func(t *testing.T) { checkResponsesWith(t, data, head, mode, false) })
+	t.Run("lazy", func(t *testing.T) { checkResponsesWith(t, data, head, mode, true) })
+}
+
+func checkResponsesWith(t *testing.T, data []byte, head bool, mode uint16, lazy bool) {
 	std, ours := fuzzReaders(data, mode)
 	req := &http.Request{Method: "GET"}
 	if head {
 		req.Method = "HEAD"
 	}
-	var rr ResponseReader
+	rr := ResponseReader{Lazy: lazy}
 	for i := 0; i < 3; i++ {
 		want, werr := http.ReadResponse(std, req)
 		got, gerr := rr.ReadResponse(ours, req)
 		sameError(t, "response", werr, gerr)
 		if werr != nil {
 			return
+		}
+		if fields, ok := rr.Fields(); ok {
+			if len(got.Header) != 0 {
+				t.Fatalf("response %d: unloaded, but the Header holds %s", i, show(got.Header))
+			}
+			// The fields in order are the values in order.
+			h := http.Header{}
+			for _, f := range fields {
+				h[f.Name] = append(h[f.Name], f.Value)
+			}
+			if !reflect.DeepEqual(want.Header, h) {
+				t.Fatalf("response %d: Fields: net/http %s, ours %s", i, show(want.Header), show(fields))
+			}
+			rr.LoadHeader()
 		}
 		for _, c := range []struct {
 			name      string

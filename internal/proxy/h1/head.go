@@ -22,7 +22,13 @@ type headReader struct {
 	long []byte // a line longer than the bufio buffer
 	keys keyCache
 	vals valueCache
+	// fields receives the fields of a head read without a map (see
+	// readHeader); reused from one head to the next.
+	fields []Field
 }
+
+// Field is a header field as read: its canonical name and its value.
+type Field struct{ Name, Value string }
 
 // readLine returns the next line without its line ending (CRLF or LF), as
 // textproto.Reader.readLineSlice does. The slice is valid until the next
@@ -143,9 +149,11 @@ func (p present) note(key string) present {
 
 // readHeader reads header fields up to the blank line that ends the head
 // into h, which must be empty, as textproto.Reader.ReadMIMEHeader does,
-// taking the value slices from s. It says which of the fields present
-// records the head holds.
+// taking the value slices from s; with h nil, into r.fields instead, in
+// the order they arrive. It says which of the fields present records the
+// head holds.
 func (r *headReader) readHeader(h http.Header, s *slab) (present, error) {
+	r.fields = r.fields[:0]
 	if seen, ok := r.readBufferedHeader(h, s); ok {
 		return seen, nil
 	}
@@ -215,13 +223,14 @@ func (r *headReader) readBufferedHeader(h http.Header, s *slab) (present, bool) 
 		pos = next
 	}
 	clear(h)
+	r.fields = r.fields[:0]
 	return 0, false
 }
 
 // addField adds kv, the i-th field line of its head (trimmed, obs-folds
-// joined), to h, taking the value slices from s, and returns its canonical
-// name; it reports false, and adds nothing, for a line that is not a
-// valid field.
+// joined), to h, taking the value slices from s (or to r.fields when h is
+// nil), and returns its canonical name; it reports false, and adds
+// nothing, for a line that is not a valid field.
 func (r *headReader) addField(h http.Header, s *slab, i int, kv []byte) (string, bool) {
 	k, v, ok := bytes.Cut(kv, []byte{':'})
 	if !ok {
@@ -237,6 +246,10 @@ func (r *headReader) addField(h http.Header, s *slab, i int, kv []byte) (string,
 		}
 	}
 	value := r.vals.intern(i, key, trimLeft(v))
+	if h == nil {
+		r.fields = append(r.fields, Field{key, value})
+		return key, true
+	}
 	if vv := h[key]; vv == nil {
 		h[key] = s.one(value)
 	} else {

@@ -152,7 +152,7 @@ func (r *RequestReader) read(br *bufio.Reader, st *requestState, line []byte) (*
 	fixPragmaCacheControl(h, seen, &r.vals)
 	req.Close = shouldClose(req.ProtoMajor, req.ProtoMinor, h, seen, false)
 
-	f, err := readFraming(h, seen, &r.vals, false, 200, req.Method, req.ProtoMajor, req.ProtoMinor, req.Close)
+	f, err := readFraming(h, seen, contentLengths(h, seen), &r.vals, false, 200, req.Method, req.ProtoMajor, req.ProtoMinor, req.Close)
 	if err != nil {
 		return nil, err
 	}

@@ -14,11 +14,24 @@ import (
 // Header value slices are new for every response (one allocation for all
 // of them), so that a caller may keep them, e.g. by copying them into
 // another Header; the Response, its Header map and its Body are reused.
+//
+// With Lazy set, a response whose fields the framing rules leave as they
+// are (no Transfer-Encoding, Connection, Trailer or Pragma, at most one
+// Content-Length: what most responses are) comes with its Header empty:
+// its fields are those Fields returns, in the order they arrived, until
+// LoadHeader puts them into the Header. A proxy that passes the fields on
+// as they are saves building the map, and the map's allocation.
 type ResponseReader struct {
+	Lazy bool
+
 	head   headReader
 	st     *responseState
 	status string // the last status line, reused when repeated
 	vals   slab
+	// unloaded is set while the last response's fields are in head.fields
+	// rather than its Header.
+	unloaded bool
+	cl       [1]string // the Content-Length of an unloaded response
 }
 
 type responseState struct {
@@ -31,6 +44,7 @@ type responseState struct {
 // Detach gives up the response last returned: the caller may keep it and
 // its Header, and the next ReadResponse fills new ones.
 func (r *ResponseReader) Detach() {
+	r.LoadHeader()
 	r.st = nil
 }
 
@@ -39,9 +53,42 @@ func (r *ResponseReader) Detach() {
 // (which ReadResponse clears first). A proxy hands an upstream response's
 // map to its downstream writer this way rather than copy every field.
 func (r *ResponseReader) TakeHeader(h http.Header) http.Header {
+	r.LoadHeader()
 	old := r.st.header
 	r.st.header = h
 	return old
+}
+
+// Fields returns the header fields of the response last read, in the
+// order they arrived, when Lazy left its Header empty; ok is false when
+// the Header holds them. The slice belongs to r: it is valid until the next
+// ReadResponse, and must not be modified.
+func (r *ResponseReader) Fields() (fields []Field, ok bool) {
+	if !r.unloaded {
+		return nil, false
+	}
+	return r.head.fields, true
+}
+
+// LoadHeader puts the fields of the response last read into its Header,
+// if Lazy left them out.
+func (r *ResponseReader) LoadHeader() {
+	if !r.unloaded {
+		return
+	}
+	r.unloaded = false
+	r.load(r.st.header)
+}
+
+// load adds the fields in head.fields to h.
+func (r *ResponseReader) load(h http.Header) {
+	for _, f := range r.head.fields {
+		if vv := h[f.Name]; vv == nil {
+			h[f.Name] = r.vals.one(f.Value)
+		} else {
+			h[f.Name] = append(vv, f.Value)
+		}
+	}
 }
 
 // ReadResponse reads the next response from br, for req (whose method
@@ -57,12 +104,38 @@ func (r *ResponseReader) ReadResponse(br *bufio.Reader, req *http.Request) (*htt
 	} else {
 		clear(st.header)
 	}
+	r.unloaded = false
 	r.vals.fresh()
 	resp, err := r.read(br, st, req)
 	if err != nil {
+		r.unloaded = false
 		return nil, unexpectedEOF(err)
 	}
 	return resp, nil
+}
+
+// unloadedLength reports whether a head read into head.fields, with the
+// fields seen, may stay out of the Header: the framing rules read nothing
+// of it but one Content-Length, and rewrite nothing. It also returns that
+// Content-Length, as the framing rules take it.
+func (r *ResponseReader) unloadedLength(seen present) ([]string, bool) {
+	if seen&^(hasHost|hasContentLength) != 0 {
+		return nil, false
+	}
+	if seen&hasContentLength == 0 {
+		return nil, true
+	}
+	n := 0
+	for _, f := range r.head.fields {
+		if f.Name == "Content-Length" {
+			r.cl[0] = f.Value
+			n++
+		}
+	}
+	if n > 1 {
+		return nil, false // folded into one, or refused, with the map's help
+	}
+	return r.cl[:], true
 }
 
 func (r *ResponseReader) read(br *bufio.Reader, st *responseState, req *http.Request) (*http.Response, error) {
@@ -94,11 +167,24 @@ func (r *ResponseReader) read(br *bufio.Reader, st *responseState, req *http.Req
 	}
 
 	h := st.header
-	seen, err := r.head.readHeader(h, &r.vals)
-	if err != nil {
-		return nil, err
-	}
 	resp.Header = h
+	var seen present
+	var lens []string
+	if r.Lazy {
+		if seen, err = r.head.readHeader(nil, nil); err != nil {
+			return nil, err
+		}
+		if lens, r.unloaded = r.unloadedLength(seen); !r.unloaded {
+			// The framing rules read and may rewrite the fields.
+			r.load(h)
+			lens = contentLengths(h, seen)
+		}
+	} else {
+		if seen, err = r.head.readHeader(h, &r.vals); err != nil {
+			return nil, err
+		}
+		lens = contentLengths(h, seen)
+	}
 	fixPragmaCacheControl(h, seen, &r.vals)
 
 	method := "GET"
@@ -106,7 +192,7 @@ func (r *ResponseReader) read(br *bufio.Reader, st *responseState, req *http.Req
 		method = req.Method
 	}
 	closing := shouldClose(resp.ProtoMajor, resp.ProtoMinor, h, seen, true)
-	f, err := readFraming(h, seen, &r.vals, true, resp.StatusCode, method, resp.ProtoMajor, resp.ProtoMinor, closing)
+	f, err := readFraming(h, seen, lens, &r.vals, true, resp.StatusCode, method, resp.ProtoMajor, resp.ProtoMinor, closing)
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -71,6 +72,53 @@ func TestReadResponseRepeatedHeadersAllocateOnce(t *testing.T) {
 	// One allocation: the header values' slices, new for every response.
 	if n := testing.AllocsPerRun(100, read); n != 1 {
 		t.Errorf("ReadResponse allocates %v times per repeated response, want 1", n)
+	}
+}
+
+// TestLazyResponse: a Lazy reader leaves a plain response's fields out of
+// its Header, in arrival order, without allocating; a response whose
+// framing fields the rules rewrite is loaded as usual.
+func TestLazyResponse(t *testing.T) {
+	br := bufio.NewReaderSize(&repeat{msg: []byte(keepAliveResponse)}, 4096)
+	rr := ResponseReader{Lazy: true}
+	req := &http.Request{Method: "GET"}
+	buf := make([]byte, 16)
+	want := []Field{{"Content-Type", "application/json"}, {"Server", "envoy"}, {"X-Upstream-Thing", "1"}, {"Content-Length", "2"}}
+	read := func() {
+		resp, err := rr.ReadResponse(br, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fields, ok := rr.Fields()
+		if !ok || len(resp.Header) != 0 || !slices.Equal(fields, want) {
+			t.Fatalf("Fields() = %v, %v with Header %v; want %v and an empty Header", fields, ok, resp.Header, want)
+		}
+		if n, _ := io.ReadFull(resp.Body, buf[:2]); n != 2 || resp.ContentLength != 2 {
+			t.Fatalf("read %d of a body of length %d", n, resp.ContentLength)
+		}
+	}
+	read()
+	if n := testing.AllocsPerRun(100, read); n != 0 {
+		t.Errorf("a lazy ReadResponse allocates %v times per repeated response, want 0", n)
+	}
+	resp, err := rr.ReadResponse(br, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rr.LoadHeader()
+	if _, ok := rr.Fields(); ok || resp.Header.Get("Server") != "envoy" || resp.Header.Get("Content-Length") != "2" {
+		t.Fatalf("after LoadHeader: Fields ok %v, Header %v", ok, resp.Header)
+	}
+	io.ReadFull(resp.Body, buf[:2])
+
+	chunked := "HTTP/1.1 200 OK\r\nServer: envoy\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
+	rr = ResponseReader{Lazy: true}
+	resp, err = rr.ReadResponse(bufio.NewReader(strings.NewReader(chunked)), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := rr.Fields(); ok || resp.Header.Get("Server") != "envoy" || resp.ContentLength != -1 {
+		t.Fatalf("chunked: Fields ok %v, Header %v, length %d; want the Header loaded", ok, resp.Header, resp.ContentLength)
 	}
 }
 

@@ -62,8 +62,9 @@ func (e *unsupportedTEError) Error() string { return e.err }
 // Content-Length, and decides the body length, the Close flag and the
 // declared trailers. For a response, method is the request's method. close
 // is the Close flag as computed from the head; seen says which framing
-// fields the head holds.
-func readFraming(h http.Header, seen present, s *slab, isResponse bool, status int, method string, major, minor int, close bool) (framing, error) {
+// fields the head holds, and lens its Content-Length values (nil without
+// one).
+func readFraming(h http.Header, seen present, lens []string, s *slab, isResponse bool, status int, method string, major, minor int, close bool) (framing, error) {
 	f := framing{close: close}
 	if major == 0 && minor == 0 {
 		major, minor = 1, 1
@@ -83,17 +84,13 @@ func readFraming(h http.Header, seen present, s *slab, isResponse bool, status i
 		}
 	}
 
-	n, err := fixLength(h, seen, s, isResponse, status, method, f.chunked)
+	n, err := fixLength(h, lens, s, isResponse, status, method, f.chunked)
 	if err != nil {
 		return f, err
 	}
 	f.length = n
 	f.contentLength = n
 	if isResponse && method == "HEAD" {
-		var lens []string
-		if seen&hasContentLength != 0 {
-			lens = h["Content-Length"]
-		}
 		if f.contentLength, err = parseContentLength(lens); err != nil {
 			return f, err
 		}
@@ -110,12 +107,9 @@ func readFraming(h http.Header, seen present, s *slab, isResponse bool, status i
 
 // fixLength is net/http's: the body length from Content-Length, the
 // status and the method (RFC 9112 section 6.3), rejecting conflicting or
-// invalid Content-Length values.
-func fixLength(h http.Header, seen present, s *slab, isResponse bool, status int, method string, chunked bool) (int64, error) {
-	var contentLens []string
-	if seen&hasContentLength != 0 {
-		contentLens = h["Content-Length"]
-	}
+// invalid Content-Length values; contentLens are the Content-Length values
+// of h.
+func fixLength(h http.Header, contentLens []string, s *slab, isResponse bool, status int, method string, chunked bool) (int64, error) {
 	if len(contentLens) > 1 {
 		// Identical duplicates are folded into one; different ones are
 		// a smuggling attempt.
@@ -228,6 +222,15 @@ func shouldClose(major, minor int, h http.Header, seen present, removeCloseHeade
 		delete(h, "Connection")
 	}
 	return hasClose
+}
+
+// contentLengths returns the Content-Length values of h, a head with the
+// fields seen.
+func contentLengths(h http.Header, seen present) []string {
+	if seen&hasContentLength == 0 {
+		return nil
+	}
+	return h["Content-Length"]
 }
 
 // fixPragmaCacheControl treats Pragma: no-cache as Cache-Control: no-cache

@@ -223,11 +223,17 @@ func inMemory(r io.Reader) bool {
 // writeValue writes it.
 func WriteField(bw *bufio.Writer, name string, values []string) {
 	for _, v := range values {
-		bw.WriteString(name)
-		bw.WriteString(": ")
-		writeValue(bw, v)
-		bw.WriteString("\r\n")
+		WriteLine(bw, name, v)
 	}
+}
+
+// WriteLine writes one header field line, its value as writeValue writes
+// it.
+func WriteLine(bw *bufio.Writer, name, value string) {
+	bw.WriteString(name)
+	bw.WriteString(": ")
+	writeValue(bw, value)
+	bw.WriteString("\r\n")
 }
 
 // writeValue writes a header field value as net/http does in requests and

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -376,6 +377,8 @@ func badRequest(c net.Conn, bw *bufio.Writer, err error) {
 type h1Writer struct {
 	bw     *bufio.Writer
 	header http.Header
+	// fields are header fields written after header's (see AdoptFields).
+	fields []h1.Field
 	req    *http.Request
 
 	status    int  // 0 until WriteHeader
@@ -395,6 +398,8 @@ var _ http.Flusher = (*h1Writer)(nil)
 
 func (w *h1Writer) reset(req *http.Request) {
 	clear(w.header)
+	clear(w.fields) // let go of the strings
+	w.fields = w.fields[:0]
 	w.req = req
 	w.status = 0
 	w.committed, w.chunked, w.closeConn, w.bodyless = false, false, false, false
@@ -408,6 +413,14 @@ func (w *h1Writer) Header() http.Header { return w.header }
 // returned, which the caller takes: the Forwarder hands over an upstream
 // response's map this way instead of copying its fields into the writer's.
 func (w *h1Writer) AdoptHeader(h http.Header) { w.header = h }
+
+// AdoptFields adds fields to the response's header, as they are, after
+// those of the Header map: the Forwarder passes on an upstream response's
+// fields this way when nothing changes them, instead of building a map.
+// The writer keeps a copy.
+func (w *h1Writer) AdoptFields(fields []h1.Field) {
+	w.fields = append(w.fields[:0], fields...)
+}
 
 func (w *h1Writer) WriteHeader(code int) {
 	if w.status != 0 {
@@ -514,6 +527,32 @@ func (w *h1Writer) commit(length int) {
 		}
 		h1.WriteField(bw, k, vs)
 	}
+	if len(w.fields) > 0 {
+		// The same for adopted fields, setting aside values in slices
+		// over arrays of one while one value is all there is.
+		var connA, clA, teA [1]string
+		fconn, fcl, fte := connA[:0], clA[:0], teA[:0]
+		for i := range w.fields {
+			f := &w.fields[i]
+			switch f.Name {
+			case "Connection":
+				fconn = append(fconn, f.Value)
+				continue
+			case "Content-Length":
+				fcl = append(fcl, f.Value)
+				continue
+			case "Transfer-Encoding":
+				fte = append(fte, f.Value)
+				continue
+			case "Date":
+				hasDate = true
+			}
+			h1.WriteLine(bw, f.Name, f.Value)
+		}
+		conn = merge(conn, fconn)
+		cl, hasCL = merge(cl, fcl), hasCL || len(fcl) > 0
+		te, hasTE = merge(te, fte), hasTE || len(fte) > 0
+	}
 	if hasToken(conn, "close") || req.Close {
 		w.closeConn = true
 	}
@@ -583,6 +622,18 @@ func (w *h1Writer) commit(length int) {
 		w.writeBody(w.pend)
 		w.pend = w.pend[:0]
 	}
+}
+
+// merge returns the values of a followed by those of b, without writing
+// into either's array.
+func merge(a, b []string) []string {
+	switch {
+	case len(b) == 0:
+		return a
+	case len(a) == 0:
+		return b
+	}
+	return append(slices.Clip(a), b...)
 }
 
 // dateCache holds the Date header value of the current second.

@@ -38,8 +38,10 @@ const benchRequest = "GET /api/v1/reviews/42?verbose=1 HTTP/1.1\r\n" +
 	"X-Custom-Tenant: acme\r\n" +
 	"\r\n"
 
-// benchResponse is the backend's fixed answer.
+// benchResponse is the backend's fixed answer, with a Date as net/http
+// and Envoy send.
 const benchResponse = "HTTP/1.1 200 OK\r\n" +
+	"Date: Sun, 22 Nov 2026 13:00:00 GMT\r\n" +
 	"Content-Type: application/json\r\n" +
 	"Server: raw\r\n" +
 	"Cache-Control: no-store\r\n" +
@@ -58,14 +60,24 @@ func proxyTo(tb testing.TB, backend string) string {
 // proxyManager is proxyTo that also returns the Manager.
 func proxyManager(tb testing.TB, backend string) (*Manager, string) {
 	tb.Helper()
+	return proxyManagerWith(tb, backend, nil)
+}
+
+// proxyManagerWith is proxyManager with its one route changed by edit
+// (when not nil) before it is compiled.
+func proxyManagerWith(tb testing.TB, backend string, edit func(*routev3.Route)) (*Manager, string) {
+	tb.Helper()
+	route := &routev3.Route{
+		Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+		// No route timeout, as Weft's control plane configures a route
+		// whose user set none.
+		Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: "c"}, Timeout: durationpb.New(0)}},
+	}
+	if edit != nil {
+		edit(route)
+	}
 	table, err := router.Compile(&routev3.RouteConfiguration{Name: "rc", VirtualHosts: []*routev3.VirtualHost{{
-		Name: "all", Domains: []string{"*"},
-		Routes: []*routev3.Route{{
-			Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
-			// No route timeout, as Weft's control plane configures a route
-			// whose user set none.
-			Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: "c"}, Timeout: durationpb.New(0)}},
-		}},
+		Name: "all", Domains: []string{"*"}, Routes: []*routev3.Route{route},
 	}}})
 	if err != nil {
 		tb.Fatal(err)
@@ -209,8 +221,9 @@ func rawClientTo(tb testing.TB, addr string) (c net.Conn, rc *rawClient, req []b
 }
 
 // TestProxiedRequestAllocations holds the proxy's allocations per proxied
-// request (both directions) to what BenchmarkProxyH1 reports: the request's
-// header value slab and its X-Request-Id.
+// request (both directions) to what BenchmarkProxyH1 reports: its
+// X-Request-Id. (The response's fields pass through without a map, and so
+// without the header value slab a map's values take.)
 func TestProxiedRequestAllocations(t *testing.T) {
 	c, rc, req := rawProxied(t)
 	n := testing.AllocsPerRun(500, func() {
@@ -219,8 +232,8 @@ func TestProxiedRequestAllocations(t *testing.T) {
 			t.Fatalf("%d %v", code, err)
 		}
 	})
-	if n > 2 {
-		t.Errorf("%.0f allocations per proxied request, want at most 2", n)
+	if n > 1 {
+		t.Errorf("%.0f allocations per proxied request, want at most 1", n)
 	}
 }
 

@@ -8,9 +8,14 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/weftmesh/weft/internal/proxy/rawhttp"
+	corev3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/core/v3"
+	routev3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/route/v3"
 )
 
 // echoBackend answers every request with its method, path, body and the
@@ -226,4 +231,76 @@ func TestShutdownInterruptsStuckUpstream(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the backend's request was not ended by the shutdown")
 	}
+}
+
+// TestProxiedResponseFields: an upstream response's end-to-end fields
+// reach the client as the upstream sent them, in their order, repeated
+// ones included; its hop-by-hop fields do not; and a route's response
+// header mutations still apply.
+func TestProxiedResponseFields(t *testing.T) {
+	const date = "Date: Sun, 22 Nov 2026 13:00:00 GMT\r\n"
+	plain := "Content-Type: text/plain\r\nX-B: 2\r\nSet-Cookie: a=1\r\nX-A: 1\r\nSet-Cookie: b=2\r\n" + date
+	mutate := func(r *routev3.Route) {
+		r.ResponseHeadersToAdd = []*corev3.HeaderValueOption{{Header: &corev3.HeaderValue{Key: "x-added", Value: "yes"}}}
+		r.ResponseHeadersToRemove = []string{"x-b"}
+	}
+	for _, tc := range []struct {
+		name   string
+		fields string // the upstream's, but for Content-Length
+		edit   func(*routev3.Route)
+		// want is the head the client gets, less its status line, when
+		// ordered; else the fields it holds, in any order.
+		want    string
+		ordered bool
+	}{
+		{"passed on as sent", plain, nil, plain + "Content-Length: 2\r\n", true},
+		{"hop-by-hop removed", "X-B: 2\r\nKeep-Alive: timeout=5\r\nX-A: 1\r\nUpgrade: h2c\r\n" + date,
+			nil, "X-B: 2\r\nX-A: 1\r\n" + date + "Content-Length: 2\r\n", false},
+		{"Connection options removed", "X-B: 2\r\nConnection: x-a\r\nX-A: 1\r\n" + date,
+			nil, "X-B: 2\r\n" + date + "Content-Length: 2\r\n", false},
+		{"mutations applied", plain, mutate,
+			"Content-Type: text/plain\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nX-A: 1\r\nX-Added: yes\r\n" + date + "Content-Length: 2\r\n", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			backend := rawhttp.Backend(t, "HTTP/1.1 200 OK\r\n"+tc.fields+"Content-Length: 2\r\n\r\nok")
+			_, addr := proxyManagerWith(t, backend, tc.edit)
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			br := bufio.NewReader(c)
+			for i := range 2 { // the second on a reused upstream connection
+				io.WriteString(c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+				var head strings.Builder
+				status, err := br.ReadString('\n')
+				for err == nil {
+					var line string
+					if line, err = br.ReadString('\n'); line == "\r\n" {
+						break
+					}
+					head.WriteString(line)
+				}
+				body := make([]byte, 2)
+				if _, err := io.ReadFull(br, body); err != nil || status != "HTTP/1.1 200 OK\r\n" || string(body) != "ok" {
+					t.Fatalf("response %d: %q %q %v", i, status, body, err)
+				}
+				got := head.String()
+				if !tc.ordered {
+					got, tc.want = sortedLines(got), sortedLines(tc.want)
+				}
+				if got != tc.want {
+					t.Fatalf("response %d head:\n%s\nwant:\n%s", i, got, tc.want)
+				}
+			}
+		})
+	}
+}
+
+// sortedLines returns the lines of s in sorted order.
+func sortedLines(s string) string {
+	lines := strings.SplitAfter(s, "\r\n")
+	slices.Sort(lines)
+	return strings.Join(lines, "")
 }

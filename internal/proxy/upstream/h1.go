@@ -339,13 +339,15 @@ var aLongTimeAgo = time.Unix(1, 0)
 // roundTrip sends req over a pooled connection. A reused connection that
 // the server closed while it was idle (no byte of response) is replaced by a
 // fresh one once, as net/http does.
-func (p *h1Pool) roundTrip(req *http.Request) (*http.Response, error) {
+// roundTrip sends req on a pooled connection; lazy leaves the response's
+// header fields out of its Header when it can (see RoundTripLazy).
+func (p *h1Pool) roundTrip(req *http.Request, lazy bool) (*http.Response, error) {
 	for try := 0; ; try++ {
 		pc, err := p.get(req.Context(), !rewindable(req))
 		if err != nil {
 			return nil, err
 		}
-		resp, err := p.exchange(pc, req)
+		resp, err := p.exchange(pc, req, lazy)
 		if err == nil {
 			return resp, nil
 		}
@@ -375,7 +377,7 @@ func rewindable(req *http.Request) bool {
 	return req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
 }
 
-func (p *h1Pool) exchange(pc *h1Conn, req *http.Request) (*http.Response, error) {
+func (p *h1Pool) exchange(pc *h1Conn, req *http.Request, lazy bool) (*http.Response, error) {
 	ctx := req.Context()
 	w := watchExchange(ctx, pc)
 	if pc.last != nil && !pc.last.closed.Load() {
@@ -412,6 +414,7 @@ func (p *h1Pool) exchange(pc *h1Conn, req *http.Request) (*http.Response, error)
 			}
 		}
 		var err error
+		pc.rr.Lazy = lazy
 		resp, err = pc.rr.ReadResponse(pc.br, req)
 		if err != nil {
 			if errors.Is(err, io.EOF) {

@@ -38,6 +38,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/weftmesh/weft/internal/proxy/h1"
 )
 
 // LBPolicy is a cluster's load balancing policy.
@@ -191,9 +193,41 @@ func (e *Endpoint) Ejected() bool { return e.od != nil && e.od.ejected.Load() }
 // The response body must be read to EOF or closed.
 func (e *Endpoint) RoundTrip(req *http.Request) (*http.Response, error) {
 	if leanOK(req) {
-		return e.h1.roundTrip(req)
+		return e.h1.roundTrip(req, false)
 	}
 	return e.transport.RoundTrip(req)
+}
+
+// RoundTripLazy is RoundTrip for a caller that passes the response's
+// header fields on as they are: the lean HTTP/1.1 client leaves them out of
+// the response's Header when it can (see h1.ResponseReader.Lazy). The
+// caller reads them with ResponseFields, or calls LoadHeader before it
+// reads the Header, and does either before it reads the body.
+func (e *Endpoint) RoundTripLazy(req *http.Request) (*http.Response, error) {
+	if leanOK(req) {
+		return e.h1.roundTrip(req, true)
+	}
+	return e.transport.RoundTrip(req)
+}
+
+// ResponseFields returns the header fields of resp, a response of
+// RoundTripLazy, in the order they arrived, when they are not in its
+// Header; ok is false when the Header holds them. The slice is valid until
+// the body is read or closed, and must not be modified.
+func ResponseFields(resp *http.Response) (fields []h1.Field, ok bool) {
+	b, isLean := resp.Body.(*h1Body)
+	if !isLean || b.pc == nil {
+		return nil, false
+	}
+	return b.pc.rr.Fields()
+}
+
+// LoadHeader puts the header fields of resp, a response of RoundTripLazy,
+// into its Header, if they are not there yet.
+func LoadHeader(resp *http.Response) {
+	if b, isLean := resp.Body.(*h1Body); isLean && b.pc != nil {
+		b.pc.rr.LoadHeader()
+	}
 }
 
 // closeIdle closes the endpoint's idle connections; final also stops it
