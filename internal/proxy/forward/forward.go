@@ -39,6 +39,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/weftmesh/weft/internal/proxy/chain"
 	"github.com/weftmesh/weft/internal/proxy/h1"
@@ -400,8 +401,10 @@ type outbound struct {
 	// req and url are the first attempt's request and its URL.
 	req http.Request
 	url url.URL
-	// id is the X-Request-Id header value, when the Forwarder made one.
-	id [1]string
+	// id is the X-Request-Id header value, when the Forwarder made one,
+	// and ids makes them; ids outlives the request, with o in the pool.
+	id  [1]string
+	ids requestIDs
 	// body is the buffered request body of a retriable request, and br the
 	// first attempt's reader over it.
 	body []byte
@@ -442,7 +445,7 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *route
 			if v := h["X-Request-Id"]; len(v) > 0 && &v[0] == &o.id[0] {
 				delete(h, "X-Request-Id")
 			}
-			*o = outbound{}
+			*o = outbound{ids: o.ids}
 			outboundPool.Put(o)
 		}()
 	}
@@ -455,7 +458,7 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *route
 		}
 	}
 	if _, ok := h["X-Request-Id"]; !ok {
-		o.id[0] = newRequestID()
+		o.id[0] = o.ids.next()
 		h["X-Request-Id"] = o.id[:]
 	}
 	if _, ok := h["User-Agent"]; !ok {
@@ -796,8 +799,23 @@ func sleepBackoff(ctx context.Context, attempt int, p policy) bool {
 	}
 }
 
-// newRequestID returns a random UUID (version 4), as Envoy generates.
-func newRequestID() string {
+// requestIDs hands out X-Request-Id values cut from a buffer it fills
+// front to back, so that a request's id costs no allocation of its own.
+// No byte of a buffer is written twice: a string cut from it stays as it
+// is for as long as anything holds it.
+type requestIDs struct{ buf []byte }
+
+// idsPerBuffer is how many ids a buffer holds.
+const idsPerBuffer = 64
+
+// next returns a new random UUID (version 4), as Envoy generates.
+func (ids *requestIDs) next() string {
+	const n = 36
+	if len(ids.buf) < n {
+		ids.buf = make([]byte, n*idsPerBuffer)
+	}
+	s := ids.buf[:n:n]
+	ids.buf = ids.buf[n:]
 	var b [16]byte
 	a, c := rand.Uint64(), rand.Uint64()
 	for i := range 8 {
@@ -807,7 +825,6 @@ func newRequestID() string {
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
 	const hex = "0123456789abcdef"
-	var s [36]byte
 	j := 0
 	for i, x := range b {
 		if i == 4 || i == 6 || i == 8 || i == 10 {
@@ -817,5 +834,5 @@ func newRequestID() string {
 		s[j], s[j+1] = hex[x>>4], hex[x&0xf]
 		j += 2
 	}
-	return string(s[:])
+	return unsafe.String(&s[0], n)
 }

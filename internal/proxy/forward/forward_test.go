@@ -300,12 +300,19 @@ func TestLocalAnswers(t *testing.T) {
 	}
 }
 
+// TestRequestIDIsUUID: ids are random UUIDs, and one stays as it was made
+// while later ones are cut from the same buffer and from new ones.
 func TestRequestIDIsUUID(t *testing.T) {
+	var ids requestIDs
+	var made, copies []string
+	for range 3*idsPerBuffer + 1 {
+		id := ids.next()
+		made, copies = append(made, id), append(copies, strings.Clone(id))
+	}
 	seen := map[string]bool{}
-	for range 100 {
-		id := newRequestID()
-		if !uuidRE.MatchString(id) || seen[id] {
-			t.Fatalf("bad or repeated id %q", id)
+	for i, id := range made {
+		if !uuidRE.MatchString(id) || seen[id] || id != copies[i] {
+			t.Fatalf("id %d: %q, made as %q: bad, repeated or changed", i, id, copies[i])
 		}
 		seen[id] = true
 	}

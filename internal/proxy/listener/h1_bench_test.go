@@ -221,9 +221,10 @@ func rawClientTo(tb testing.TB, addr string) (c net.Conn, rc *rawClient, req []b
 }
 
 // TestProxiedRequestAllocations holds the proxy's allocations per proxied
-// request (both directions) to what BenchmarkProxyH1 reports: its
-// X-Request-Id. (The response's fields pass through without a map, and so
-// without the header value slab a map's values take.)
+// request (both directions) to what BenchmarkProxyH1 reports: none, but
+// for a buffer of X-Request-Id values now and then. (The response's fields
+// pass through without a map, and so without the header value slab a map's
+// values take.)
 func TestProxiedRequestAllocations(t *testing.T) {
 	c, rc, req := rawProxied(t)
 	n := testing.AllocsPerRun(500, func() {
@@ -232,8 +233,8 @@ func TestProxiedRequestAllocations(t *testing.T) {
 			t.Fatalf("%d %v", code, err)
 		}
 	})
-	if n > 1 {
-		t.Errorf("%.0f allocations per proxied request, want at most 1", n)
+	if n > 0.1 {
+		t.Errorf("%.2f allocations per proxied request, want none (but a buffer of request ids now and then)", n)
 	}
 }
 
