@@ -318,11 +318,13 @@ func Run(ctx context.Context, opts Options) error {
 	if err := waitFor(readyCtx, gwChild, page, func(ctx context.Context) error { return httpOK(ctx, http.DefaultTransport, page) }); err != nil {
 		return err
 	}
+	// The summary goes out before the state says ready, so that whoever
+	// waits for the state (a detached parent, a test) finds it printed.
 	s.st.Ready = true
+	PrintSummary(opts.Out, s.st, opts.DataDir, opts.Command)
 	if err := writeState(opts.DataDir, s.st); err != nil {
 		return err
 	}
-	PrintSummary(opts.Out, s.st, opts.DataDir, opts.Command)
 	s.log.Info("mesh is up; Ctrl-C stops it")
 
 	// 4. Supervise until told to stop.
