@@ -318,6 +318,20 @@ func TestRequestIDIsUUID(t *testing.T) {
 	}
 }
 
+// TestIsHopHeader: the switch agrees with the list.
+func TestIsHopHeader(t *testing.T) {
+	for _, k := range hopHeaders {
+		if !isHopHeader(k) {
+			t.Errorf("isHopHeader(%q) = false", k)
+		}
+	}
+	for _, k := range []string{"Content-Type", "Connections", "te", "X-Request-Id", ""} {
+		if isHopHeader(k) {
+			t.Errorf("isHopHeader(%q) = true", k)
+		}
+	}
+}
+
 // TestRemoveHopHeaders checks that the hop-by-hop headers and those the
 // Connection header names are removed exactly as http.Header.Del would
 // remove them, and without allocating for the usual Connection options.
