@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/textproto"
+	"unsafe"
 )
 
 // errMessageTooLarge is textproto's error for an overlong line it quotes.
@@ -406,10 +407,24 @@ func (c *keyCache) store(i int, raw, key string) {
 	}
 }
 
-// valueCache interns header values by header name and content.
+// valueCache interns header values by header name and content. A value
+// that changes from one message to the next in the same place (a request
+// id, a trace context) is cut from a block of bytes it shares with the
+// next such values, rather than allocated on its own.
 type valueCache struct {
-	e [maxCached]struct{ key, val string }
+	e     [maxCached]struct{ key, val string }
+	block []byte // the unused rest of the current block
 }
+
+// valueBlock is the size of the blocks changing values are cut from, and
+// maxBlockValue the longest value cut from one. Each byte of a block is
+// written once, before the string over it is made, so a string cut from
+// it stays as it is for as long as anything holds it (and holds the block
+// with it: a connection keeps its current block and about one more).
+const (
+	valueBlock    = 512
+	maxBlockValue = 64
+)
 
 // intern returns a string equal to b, the value of header key at position
 // i of its head, reusing one the connection saw for the same key.
@@ -421,8 +436,17 @@ func (c *valueCache) intern(i int, key string, b []byte) string {
 		return string(b)
 	}
 	if i < maxCached {
-		if e := &c.e[i]; e.key == key && e.val == string(b) {
-			return e.val
+		if e := &c.e[i]; e.key == key {
+			if e.val == string(b) {
+				return e.val
+			}
+			if len(b) <= maxBlockValue {
+				// The same field in the same place with a new value:
+				// one that changes with every message, which no other
+				// place holds.
+				e.val = c.cut(b)
+				return e.val
+			}
 		}
 	}
 	for j := range c.e {
@@ -434,6 +458,18 @@ func (c *valueCache) intern(i int, key string, b []byte) string {
 	if i < maxCached {
 		c.e[i].key, c.e[i].val = key, s
 	}
+	return s
+}
+
+// cut returns a string equal to b, at most maxBlockValue bytes long, cut
+// from the current block.
+func (c *valueCache) cut(b []byte) string {
+	if len(c.block) < len(b) {
+		c.block = make([]byte, valueBlock)
+	}
+	n := copy(c.block, b)
+	s := unsafe.String(&c.block[0], n)
+	c.block = c.block[n:]
 	return s
 }
 

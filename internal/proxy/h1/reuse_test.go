@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"slices"
@@ -72,6 +73,39 @@ func TestReadResponseRepeatedHeadersAllocateOnce(t *testing.T) {
 	// One allocation: the header values' slices, new for every response.
 	if n := testing.AllocsPerRun(100, read); n != 1 {
 		t.Errorf("ReadResponse allocates %v times per repeated response, want 1", n)
+	}
+}
+
+// TestChangingValues: a value that changes with every request (a request
+// id) is not allocated for each, and every value read stays as it was
+// read while later ones are cut from the same block and from new ones.
+func TestChangingValues(t *testing.T) {
+	var in bytes.Buffer
+	const n = 400
+	for i := range n {
+		fmt.Fprintf(&in, "GET / HTTP/1.1\r\nHost: h\r\nX-Request-Id: %036d\r\nAccept: */*\r\n\r\n", i)
+	}
+	br := bufio.NewReader(&in)
+	var rr RequestReader
+	rr.SetContext(context.Background())
+	var got []string
+	read := func() {
+		req, err := rr.ReadRequest(br)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, req.Header.Get("X-Request-Id"))
+	}
+	read()
+	read()
+	got = slices.Grow(got, n)
+	if a := testing.AllocsPerRun(n/2, read); a != 0 {
+		t.Errorf("%v allocations per request whose X-Request-Id changes, want less than one", a)
+	}
+	for i, id := range got {
+		if want := fmt.Sprintf("%036d", i); id != want {
+			t.Fatalf("request %d's X-Request-Id is %q, want %q (read wrong, or changed after)", i, id, want)
+		}
 	}
 }
 
