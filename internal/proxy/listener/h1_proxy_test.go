@@ -18,6 +18,19 @@ import (
 	routev3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/route/v3"
 )
 
+// dialClient connects to addr for the rest of the test, with a deadline
+// that ends a hung exchange.
+func dialClient(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	return c, bufio.NewReader(c)
+}
+
 // echoBackend answers every request with its method, path, body and the
 // X-Val header, and counts nothing: it is what the proxied requests look
 // like upstream.
@@ -40,13 +53,7 @@ func echoBackend(t *testing.T) string {
 // upstream client closes once sent).
 func TestProxiedRequestsOnOneConnection(t *testing.T) {
 	addr := proxyTo(t, echoBackend(t))
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	br := bufio.NewReader(c)
+	c, br := dialClient(t, addr)
 	big := strings.Repeat("b", 70<<10) // too large for the lean upstream path
 	steps := []struct {
 		send, want string
@@ -152,13 +159,7 @@ func TestProxiedHTTP10KeepAlive(t *testing.T) {
 		{"default", "", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(10 * time.Second))
-			br := bufio.NewReader(c)
+			c, br := dialClient(t, addr)
 			io.WriteString(c, "GET /a HTTP/1.0\r\nHost: h\r\nX-Val: x\r\n"+tc.header+"\r\n")
 			resp, err := http.ReadResponse(br, nil)
 			if err != nil {
@@ -264,13 +265,7 @@ func TestProxiedResponseFields(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			backend := rawhttp.Backend(t, "HTTP/1.1 200 OK\r\n"+tc.fields+"Content-Length: 2\r\n\r\nok")
 			_, addr := proxyManagerWith(t, backend, tc.edit)
-			c, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(10 * time.Second))
-			br := bufio.NewReader(c)
+			c, br := dialClient(t, addr)
 			for i := range 2 { // the second on a reused upstream connection
 				io.WriteString(c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
 				var head strings.Builder

@@ -168,14 +168,8 @@ func TestLeanServerFraming(t *testing.T) {
 	_, addr := serving(t, testHandler)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(5 * time.Second))
+			c, br := dialClient(t, addr)
 			go io.WriteString(c, tc.send)
-			br := bufio.NewReader(c)
 			for i, want := range tc.want {
 				req := &http.Request{Method: "GET"}
 				if want.method != "" {
@@ -238,13 +232,8 @@ func TestLeanServerHandsH2CToHTTP2(t *testing.T) {
 
 func TestLeanServerShutdownClosesIdleConnectionsAtOnce(t *testing.T) {
 	m, addr := serving(t, testHandler)
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c, br := dialClient(t, addr)
 	io.WriteString(c, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
-	br := bufio.NewReader(c)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
 		t.Fatal(err)
