@@ -251,12 +251,18 @@ func (r *headReader) addField(h http.Header, s *slab, i int, kv []byte) (string,
 		r.fields = append(r.fields, Field{key, value})
 		return key, true
 	}
+	addValue(h, s, key, value)
+	return key, true
+}
+
+// addValue adds value to the values of key in h, taking the slice of a
+// first value from s.
+func addValue(h http.Header, s *slab, key, value string) {
 	if vv := h[key]; vv == nil {
 		h[key] = s.one(value)
 	} else {
 		h[key] = append(vv, value)
 	}
-	return key, true
 }
 
 // canonicalKey returns the canonical form of header name a, the i-th of

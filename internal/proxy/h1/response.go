@@ -83,11 +83,7 @@ func (r *ResponseReader) LoadHeader() {
 // load adds the fields in head.fields to h.
 func (r *ResponseReader) load(h http.Header) {
 	for _, f := range r.head.fields {
-		if vv := h[f.Name]; vv == nil {
-			h[f.Name] = r.vals.one(f.Value)
-		} else {
-			h[f.Name] = append(vv, f.Value)
-		}
+		addValue(h, &r.vals, f.Name, f.Value)
 	}
 }
 

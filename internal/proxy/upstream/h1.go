@@ -338,9 +338,8 @@ var aLongTimeAgo = time.Unix(1, 0)
 
 // roundTrip sends req over a pooled connection. A reused connection that
 // the server closed while it was idle (no byte of response) is replaced by a
-// fresh one once, as net/http does.
-// roundTrip sends req on a pooled connection; lazy leaves the response's
-// header fields out of its Header when it can (see RoundTripLazy).
+// fresh one once, as net/http does. lazy leaves the response's header
+// fields out of its Header when it can (see RoundTripLazy).
 func (p *h1Pool) roundTrip(req *http.Request, lazy bool) (*http.Response, error) {
 	for try := 0; ; try++ {
 		pc, err := p.get(req.Context(), !rewindable(req))
