@@ -65,8 +65,8 @@ xds-types:
 .PHONY: bench bench-quick
 bench: build
 	$(GO) build -o bin/weftbench ./bench/cmd/weftbench
-	./bin/weftbench -profile bin/weft-client.pprof
+	./bin/weftbench -profile bin/weft-client.pprof -profile-server bin/weft-server.pprof
 
 bench-quick: build
 	$(GO) build -o bin/weftbench ./bench/cmd/weftbench
-	./bin/weftbench -quick -profile bin/weft-client.pprof
+	./bin/weftbench -quick -profile bin/weft-client.pprof -profile-server bin/weft-server.pprof

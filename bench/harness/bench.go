@@ -54,10 +54,10 @@ type Options struct {
 	// ProxyArgs are appended to both weft-proxy command lines (for
 	// experiments, e.g. --concurrency 2).
 	ProxyArgs []string
-	// ProfilePath, when set, receives a CPU profile of the weft row's
-	// client sidecar, taken during an extra capacity run after the measured
-	// ones.
-	ProfilePath string
+	// ProfilePath and ServerProfilePath, when set, receive CPU profiles of
+	// the weft row's client and server sidecars, taken during an extra
+	// capacity run after the measured ones.
+	ProfilePath, ServerProfilePath string
 }
 
 func (o *Options) defaults() {
@@ -227,17 +227,35 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	// kept: profiling costs the sidecar CPU and memory (its RSS peak rose
 	// by about 1 MB while profiled).
 	for _, rr := range rows {
-		if rr.t.pprofURL == "" || opts.ProfilePath == "" {
+		var profiles []profile
+		for _, p := range []profile{
+			{"client sidecar", rr.t.pprofURL, opts.ProfilePath},
+			{"server sidecar", rr.t.serverPprofURL, opts.ServerProfilePath},
+		} {
+			if p.url != "" && p.path != "" {
+				profiles = append(profiles, p)
+			}
+		}
+		if len(profiles) == 0 {
 			continue
 		}
 		b.log.Info("profiled capacity run (not measured)", "row", rr.t.name, "duration", opts.CapacityDuration)
-		prof := make(chan error, 1)
-		go func() { prof <- fetchProfile(ctx, rr.t.pprofURL, opts.CapacityDuration, opts.ProfilePath) }()
+		errs := make(chan error, len(profiles))
+		for _, p := range profiles {
+			go func() {
+				if err := fetchProfile(ctx, p.url, opts.CapacityDuration, p.path); err != nil {
+					err = fmt.Errorf("CPU profile of the %s %s failed: %w", rr.t.name, p.name, err)
+				}
+				errs <- err
+			}()
+		}
 		if _, err := b.load(ctx, rr.t, 0, opts.CapacityDuration); err != nil {
 			return nil, err
 		}
-		if err := <-prof; err != nil {
-			b.note("CPU profile of the weft client sidecar failed: " + err.Error())
+		for range profiles {
+			if err := <-errs; err != nil {
+				b.note(err.Error())
+			}
 		}
 	}
 	for _, rr := range rows {
@@ -364,6 +382,10 @@ func addLatency(rows []Row) {
 		rows[i].AddedP99ms = rows[i].P99ms - direct.P99ms
 	}
 }
+
+// profile is a CPU profile to take: of which process, from where, to
+// which file.
+type profile struct{ name, url, path string }
 
 // fetchProfile saves a CPU profile of d (at most 30s) from url.
 func fetchProfile(ctx context.Context, url string, d time.Duration, path string) error {

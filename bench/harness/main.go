@@ -65,6 +65,7 @@ func parseFlags(args []string, stderr io.Writer) (*Options, error) {
 	fs.DurationVar(&o.CapacityDuration, "capacity-duration", 0, "length of each capacity run (default 5s quick, 15s full)")
 	fs.StringVar(&rows, "rows", "direct,weft,nginx,haproxy,go-relay", "comma-separated `rows` to run")
 	fs.StringVar(&o.ProfilePath, "profile", "", "write a CPU profile of the weft client sidecar, taken during an extra (unmeasured) capacity run, to `file`")
+	fs.StringVar(&o.ServerProfilePath, "profile-server", "", "write a CPU profile of the weft server sidecar, taken during the same extra capacity run, to `file`")
 	fs.StringVar(&cpClients, "cp-clients", "", "comma-separated ADS client `counts` for the control plane run (default 100 quick, 100,1000 full; none to skip)")
 	proxyArgs := fs.String("proxy-args", "", "extra weft-proxy `flags` for both sidecars, e.g. \"--concurrency 2\"")
 	fs.BoolVar(&verbose, "v", true, "log progress to stderr")

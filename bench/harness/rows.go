@@ -18,8 +18,9 @@ type target struct {
 	url     string // what fortio connects to
 	host    string // Host header, when it differs from the URL's
 	proxies []proxyInst
-	// pprofURL is the client sidecar's CPU profile endpoint (weft row).
-	pprofURL string
+	// pprofURL and serverPprofURL are the client and server sidecars' CPU
+	// profile endpoints (weft row).
+	pprofURL, serverPprofURL string
 }
 
 // proxyInst is one proxy instance (a hop) of a row: a process and, for
@@ -80,7 +81,7 @@ func (b *bench) setupWeft(ctx context.Context) (*target, error) {
 		"--xds-address", xdsAddr, "--namespace", "default", "--service", "backend",
 		"--workload-name", "backend-v1-bench", "--labels", "app=backend,version=v1",
 		"--port", fmt.Sprintf("http:8080:%d:%d", b.backendPort, inbound),
-		"--outbound-port", strconv.Itoa(outS), "--admin-port", strconv.Itoa(admS), "--log-level", "warn"}, b.opts.ProxyArgs...)...)
+		"--outbound-port", strconv.Itoa(outS), "--admin-port", strconv.Itoa(admS), "--log-level", "warn", "--pprof"}, b.opts.ProxyArgs...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -101,8 +102,9 @@ func (b *bench) setupWeft(ctx context.Context) (*target, error) {
 	}
 	t := &target{
 		name: "weft", url: fmt.Sprintf("http://127.0.0.1:%d/", out), host: "backend:8080",
-		proxies:  []proxyInst{{name: "client sidecar", pid: cli.pid()}, {name: "server sidecar", pid: srv.pid()}},
-		pprofURL: fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile", admC),
+		proxies:        []proxyInst{{name: "client sidecar", pid: cli.pid()}, {name: "server sidecar", pid: srv.pid()}},
+		pprofURL:       fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile", admC),
+		serverPprofURL: fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile", admS),
 	}
 	// Ready means configured; wait until the route to backend works end to end.
 	if err := waitHTTP(ctx, cli, t.url, t.host, 30*time.Second, status200); err != nil {
