@@ -160,6 +160,22 @@ func TestRequestWriterWritesWhatRequestWriteDoes(t *testing.T) {
 	}
 }
 
+// TestRequestWriterAcrossRequests writes every case with one writer, in
+// turn, as a connection does: what it remembers of one head must not
+// change how it writes the next.
+func TestRequestWriterAcrossRequests(t *testing.T) {
+	var w RequestWriter
+	for range 2 {
+		for _, c := range writeCases {
+			want, _, _, wantErr := written(c, func(bw *bufio.Writer, r *http.Request) error { return r.Write(bw) })
+			got, _, _, gotErr := written(c, w.Write)
+			if (wantErr == nil) != (gotErr == nil) || wantErr == nil && got != want {
+				t.Fatalf("%s: wrote\n%q (%v)\nwant (Request.Write)\n%q (%v)", c.name, got, gotErr, want, wantErr)
+			}
+		}
+	}
+}
+
 func TestRequestWriterDoesNotAllocate(t *testing.T) {
 	u, _ := url.Parse("http://10.0.0.1:9080/api/v1/reviews/42?verbose=1")
 	req := &http.Request{Method: "GET", URL: u, Host: "reviews:9080", Header: http.Header{
