@@ -425,8 +425,11 @@ type valueCache struct {
 // valueBlock is the size of the blocks changing values are cut from, and
 // maxBlockValue the longest value cut from one. Each byte of a block is
 // written once, before the string over it is made, so a string cut from
-// it stays as it is for as long as anything holds it (and holds the block
-// with it: a connection keeps its current block and about one more).
+// it stays as it is for as long as anything holds it, and holds the block
+// with it. A connection keeps its current block alive, and each block a
+// cached value was cut from: values that change with every message come
+// from the last block or two, but a field that changed once and then kept
+// its value keeps its older block, so maxCached blocks (16 KB) at worst.
 const (
 	valueBlock    = 512
 	maxBlockValue = 64
