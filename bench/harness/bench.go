@@ -472,7 +472,7 @@ func (b *bench) settings(ctx context.Context) Settings {
 // defaults unless the environment or -proxy-args say otherwise.
 func weftProxySettings(extra []string) string {
 	desc := fmt.Sprintf("defaults (--concurrency %d, --gc-percent %d)",
-		min(proxy.DefaultSidecarConcurrency, runtime.NumCPU()), proxy.DefaultGCPercent)
+		proxy.DefaultSidecarConcurrency, proxy.DefaultGCPercent)
 	if v := os.Getenv("GOMAXPROCS"); v != "" {
 		desc += ", GOMAXPROCS=" + v + " from the environment"
 	}

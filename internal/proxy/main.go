@@ -129,16 +129,15 @@ type config struct {
 const DefaultGCPercent = 25
 
 // DefaultSidecarConcurrency is a sidecar's --concurrency when neither the
-// flag nor GOMAXPROCS says otherwise, and the CPUs the process may use
-// (Go's default GOMAXPROCS, which follows a container's CPU limit) are
-// more. Istio's sidecars default to two worker threads as well. With one
-// thread a sidecar is a serial stage between its client and its server:
-// under load, requests bunch up in it while another CPU has nothing to
-// run (the bench saw 14-16 % of the CPUs idle at capacity against nginx's
-// 5-6 %). A second thread fills much of that gap, for no measurable CPU
-// per request at 1000 rps (docs/performance.md has the figures). A
-// gateway uses every CPU.
-const DefaultSidecarConcurrency = 2
+// flag nor GOMAXPROCS says otherwise. A sidecar carries one workload's
+// traffic on CPUs it shares with that workload, so what counts is CPU per
+// request, and one thread spends the least: a second one is woken to steal
+// work on nearly every request, and mostly finds none (futex wake-ups,
+// spinning, an extra epoll_pwait). Paired with nginx in the bench, one
+// thread both used less CPU per request and carried more at capacity than
+// two (docs/performance.md, round 6). Linkerd's sidecars default to one
+// worker as well. A gateway uses every CPU.
+const DefaultSidecarConcurrency = 1
 
 // parseSize parses a byte count as GOMEMLIMIT does: a number with an
 // optional B, KiB, MiB, GiB or TiB suffix.
@@ -215,7 +214,7 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&c.opts.Pprof, "pprof", false, "serve Go profiles (CPU, heap, goroutines, ...) under /debug/pprof/ on the admin API")
 	fs.StringVar(&logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
 	fs.IntVar(&c.gcPercent, "gc-percent", -1, fmt.Sprintf("garbage collection target `percent` (as GOGC; 0 or less: GOGC, or %d when GOGC is unset)", DefaultGCPercent))
-	concurrency := fs.Int("concurrency", -1, fmt.Sprintf("worker `threads` (GOMAXPROCS); 0: one per CPU (default: GOMAXPROCS if set; else %d for a sidecar, or as many as there are CPUs if fewer; one per CPU for a router)", DefaultSidecarConcurrency))
+	concurrency := fs.Int("concurrency", -1, fmt.Sprintf("worker `threads` (GOMAXPROCS); 0: one per CPU (default: GOMAXPROCS if set; else %d for a sidecar, one per CPU for a router)", DefaultSidecarConcurrency))
 	memLimit := fs.String("memory-limit", "", "soft memory `limit` for the Go runtime, e.g. 64MiB (as GOMEMLIMIT; default GOMEMLIMIT, or none)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -256,7 +255,7 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 	case *concurrency > 0:
 		c.procs = *concurrency
 	case *concurrency < 0 && os.Getenv("GOMAXPROCS") == "" && m.Type == nodemeta.TypeSidecar:
-		c.procs = min(DefaultSidecarConcurrency, runtime.GOMAXPROCS(0))
+		c.procs = DefaultSidecarConcurrency
 	}
 	c.memLimit = -1
 	if *memLimit != "" {

@@ -58,8 +58,7 @@ func TestParseArgs(t *testing.T) {
 }
 
 func TestParseArgsRuntimeSettings(t *testing.T) {
-	// A sidecar's default: two threads, or one on a single CPU.
-	sidecar := min(DefaultSidecarConcurrency, runtime.GOMAXPROCS(0))
+	sidecar := DefaultSidecarConcurrency
 	tests := []struct {
 		name         string
 		args         []string
