@@ -195,6 +195,37 @@ func TestTransparentTCP(t *testing.T) {
 	if got := string(first) + rest; got != "220 weft greeter ready\r\n" {
 		t.Errorf("greeting = %q", got)
 	}
+
+	// Istio's tcp.maxConnections holds opaque TCP too: with one allowed
+	// and g open, the client's sidecar closes a second connection at once.
+	m.applyYAML(`
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: greeter
+spec:
+  host: greeter.default.svc.cluster.local
+  trafficPolicy:
+    connectionPool:
+      tcp:
+        maxConnections: 1
+`)
+	g2 := dialService(t, client, "greeter.default.svc.cluster.local", 9001)
+	if b, err := io.ReadAll(g2); err != nil || len(b) != 0 {
+		t.Errorf("a second connection while one is open read %q, %v; want it closed with nothing (maxConnections 1)", b, err)
+	}
+	g2.Close()
+	const overflow = `envoy_cluster_upstream_cx_overflow{envoy_cluster_name="outbound|9001||greeter.default.svc.cluster.local"}`
+	if n := m.sidecarStat("productpage", "v1", overflow); n != 1 {
+		t.Errorf("%s = %v, want 1", overflow, n)
+	}
+	g.Close()
+	waitFor(t, "a connection to get through once the first has closed", func() bool {
+		g3 := dialService(t, client, "greeter.default.svc.cluster.local", 9001)
+		defer g3.Close()
+		line, _ := bufio.NewReader(g3).ReadString('\n')
+		return line == "220 weft greeter ready\r\n"
+	})
 }
 
 // TestTransparentDNS resolves every name form Kubernetes allows, through

@@ -48,7 +48,7 @@ func WritePrometheus(w io.Writer, stats map[string]upstream.StatsSnapshot) {
 	counter("envoy_cluster_upstream_cx_tx_bytes_total", "Bytes tcp_proxy sent upstream.", func(s upstream.StatsSnapshot) uint64 { return s.TxBytes })
 	counter("envoy_cluster_upstream_cx_rx_bytes_total", "Bytes tcp_proxy received from upstream.", func(s upstream.StatsSnapshot) uint64 { return s.RxBytes })
 	counter("envoy_cluster_upstream_rq_pending_overflow", "Requests refused by the max_pending_requests or max_requests circuit breaker.", func(s upstream.StatsSnapshot) uint64 { return s.PendingOverflow })
-	counter("envoy_cluster_upstream_cx_overflow", "Times the max_connections circuit breaker made a request wait for a connection.", func(s upstream.StatsSnapshot) uint64 { return s.CxOverflow })
+	counter("envoy_cluster_upstream_cx_overflow", "Times the max_connections circuit breaker refused a TCP connection or made a request wait for a connection.", func(s upstream.StatsSnapshot) uint64 { return s.CxOverflow })
 	counter("envoy_cluster_upstream_rq_retry_overflow", "Retries not attempted because of the max_retries circuit breaker.", func(s upstream.StatsSnapshot) uint64 { return s.RetryOverflow })
 	counter("envoy_cluster_outlier_detection_ejections_enforced_total", "Outlier ejections enforced.", func(s upstream.StatsSnapshot) uint64 { return s.EjectionsEnforced })
 	counter("envoy_cluster_outlier_detection_ejections_enforced_consecutive_5xx", "Consecutive 5xx ejections enforced.", func(s upstream.StatsSnapshot) uint64 { return s.EjectionsEnforced5xx })

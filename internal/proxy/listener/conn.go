@@ -174,7 +174,7 @@ var exchangePool = sync.Pool{New: func() any { return new(chain.Exchange) }}
 // proxyTCP is Envoy's tcp_proxy: it connects to an endpoint of the cluster
 // (the original destination for an ORIGINAL_DST cluster) and copies bytes
 // both ways, passing half-closes on, until both directions have ended. It
-// closes down.
+// closes down, at once when the cluster's max_connections are open.
 func (m *Manager) proxyTCP(down net.Conn, clusterName, listener string, origDst netip.AddrPort) {
 	defer down.Close()
 	ix := m.cur.Load()
@@ -183,6 +183,11 @@ func (m *Manager) proxyTCP(down net.Conn, clusterName, listener string, origDst 
 		m.log.Warn("tcp_proxy: cluster not found; closing the connection", "listener", listener, "cluster", clusterName)
 		return
 	}
+	if err := cl.BeginConnection(); err != nil {
+		m.log.Info("tcp_proxy: circuit breaker open; closing the connection", "listener", listener, "cluster", clusterName, "err", err)
+		return
+	}
+	defer cl.EndConnection()
 	var ep *upstream.Endpoint
 	if cl.OriginalDst() {
 		if origDst.IsValid() {

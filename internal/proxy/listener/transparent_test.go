@@ -295,6 +295,37 @@ func TestTCPProxyPassesHalfClose(t *testing.T) {
 	}, "PassthroughCluster counted 1 connection, 5 bytes each way")
 }
 
+func TestTCPProxyMaxConnections(t *testing.T) {
+	// Istio's connectionPool.tcp.maxConnections: 1. The second connection
+	// is closed at once, without reaching the server, while the first
+	// is open; once the first has closed, a new one gets through.
+	srv := tcpServer(t, greeter)
+	f := transparent(t, "PassthroughCluster", nil, []upstream.ClusterSpec{{Name: "PassthroughCluster", OriginalDst: true,
+		CircuitBreakers: &upstream.CircuitBreakers{MaxConnections: 1, MaxPendingRequests: 1, MaxRequests: 1, MaxRetries: 1}}})
+	f.setDst(srv)
+	first := f.dial(t)
+	if got, _ := readLine(t, first); got != "220 greetings\r\n" {
+		t.Fatalf("first connection got %q, want the greeting", got)
+	}
+	second := f.dial(t)
+	if b, err := io.ReadAll(second); err != nil || len(b) != 0 {
+		t.Fatalf("second connection read %q, %v; want it closed with nothing (max_connections reached)", b, err)
+	}
+	stats := func() upstream.StatsSnapshot { return f.m.Current().Clusters["PassthroughCluster"].Stats().Snapshot() }
+	if st := stats(); st.CxOverflow != 1 || st.CxTotal != 1 {
+		t.Errorf("after the refused connection: cx_overflow %d, connections %d; want 1 and 1", st.CxOverflow, st.CxTotal)
+	}
+	first.Close()
+	waitFor(t, func() bool {
+		third := f.dial(t)
+		defer third.Close()
+		third.SetReadDeadline(time.Now().Add(time.Second))
+		buf := make([]byte, 64)
+		n, _ := third.Read(buf)
+		return string(buf[:n]) == "220 greetings\r\n"
+	}, "a connection made after the first closed gets through")
+}
+
 func TestBlackHoleRefusesAndCounts(t *testing.T) {
 	f := transparent(t, BlackHoleCluster, nil, []upstream.ClusterSpec{{Name: BlackHoleCluster}})
 	f.setDst("192.0.2.7:443")

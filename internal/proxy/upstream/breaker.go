@@ -95,6 +95,18 @@ func (b *breaker) overflow(l Limit, max *atomic.Int64) *OverflowError {
 	return &OverflowError{Cluster: b.name, Limit: l, Value: uint32(max.Load())}
 }
 
+// beginConnection claims one of max_connections, with no exception for
+// an endpoint's first connection (which only a pool that queues requests
+// needs).
+func (b *breaker) beginConnection() error {
+	if b.conns.Add(1) > b.maxConns.Load() {
+		b.conns.Add(-1)
+		b.stats.cxOverflow.Add(1)
+		return b.overflow(LimitMaxConnections, &b.maxConns)
+	}
+	return nil
+}
+
 // beginRequest claims one of max_requests.
 func (b *breaker) beginRequest() error {
 	if b.reqs.Add(1) > b.maxReqs.Load() {

@@ -60,7 +60,7 @@ type StatsSnapshot struct {
 	CxTotal, CxNoneHealthy, TxBytes, RxBytes uint64
 	// PendingOverflow counts requests refused by max_pending_requests or
 	// max_requests, CxOverflow requests that found max_connections open
-	// and had to wait, RetryOverflow retries not attempted because of
+	// and had to wait and TCP connections it refused, RetryOverflow retries not attempted because of
 	// max_retries (Envoy's upstream_rq_pending_overflow,
 	// upstream_cx_overflow, upstream_rq_retry_overflow).
 	PendingOverflow, CxOverflow, RetryOverflow uint64

@@ -268,6 +268,17 @@ func (c *Cluster) BeginRetry() bool { return c.cb.beginRetry() }
 // EndRetry undoes a successful BeginRetry.
 func (c *Cluster) EndRetry() { c.cb.endRetry() }
 
+// BeginConnection claims one of the cluster's max_connections for a
+// connection a TCP proxy is about to open, as Envoy's tcp_proxy asks the
+// cluster's resource manager: when max_connections are open already (the
+// HTTP pools' included), it counts an upstream_cx_overflow and returns an
+// *OverflowError, and the connection must not be made. Call
+// EndConnection once the claimed connection has closed.
+func (c *Cluster) BeginConnection() error { return c.cb.beginConnection() }
+
+// EndConnection undoes a successful BeginConnection.
+func (c *Cluster) EndConnection() { c.cb.conns.Add(-1) }
+
 // OriginalDst reports whether c is an ORIGINAL_DST cluster, whose endpoint
 // is each connection's original destination (EndpointFor), not Pick.
 func (c *Cluster) OriginalDst() bool { return c.orig != nil }
