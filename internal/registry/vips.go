@@ -11,10 +11,12 @@ import (
 const DefaultVIPRange = "240.240.0.0/16"
 
 // VIPs allocates a stable virtual IP to each service. A host keeps its VIP
-// for the allocator's life, even while its service is gone, so that clients
-// and DNS caches never see it change; Save and the restore argument of
-// NewVIPs carry the assignments across restarts. VIPs is not safe for
-// concurrent use: the control plane's push loop owns it.
+// while the range has room, even while its service is gone, so that
+// clients and DNS caches never see it change; only when every address is
+// taken are the VIPs of hosts without a service given back for reuse. Save
+// and the restore argument of NewVIPs carry the assignments across
+// restarts. VIPs is not safe for concurrent use: the control plane's push
+// loop owns it.
 type VIPs struct {
 	prefix   netip.Prefix
 	byHost   map[string]netip.Addr
@@ -47,11 +49,14 @@ func NewVIPs(prefix string, restore map[string]string) (*VIPs, error) {
 
 // Assign sets the VIP of every service that has none of its own, allocating
 // for new hosts in host order so that the result does not depend on map
-// order. It returns an error only when the range is exhausted; services
-// past that point get no VIP.
+// order. When the range is full, it first takes back the VIPs of hosts that
+// are not among services. It returns an error only when the services alone
+// need more addresses than the range has; services past that point get no
+// VIP.
 func (v *VIPs) Assign(services []*Service) error {
 	sorted := append([]*Service(nil), services...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Hostname < sorted[j].Hostname })
+	reclaimed := false
 	for _, svc := range sorted {
 		if svc.VIP != "" {
 			continue // a ServiceEntry address
@@ -59,7 +64,13 @@ func (v *VIPs) Assign(services []*Service) error {
 		a, ok := v.byHost[svc.Hostname]
 		if !ok {
 			var err error
-			if a, err = v.allocate(); err != nil {
+			a, err = v.allocate()
+			if err != nil && !reclaimed {
+				v.reclaim(services)
+				reclaimed = true
+				a, err = v.allocate()
+			}
+			if err != nil {
 				return fmt.Errorf("allocate a VIP for %s: %w", svc.Hostname, err)
 			}
 			v.byHost[svc.Hostname], v.used[a], v.modified = a, true, true
@@ -67,6 +78,21 @@ func (v *VIPs) Assign(services []*Service) error {
 		svc.VIP = a.String()
 	}
 	return nil
+}
+
+// reclaim frees the VIPs of hosts that have no service among services.
+func (v *VIPs) reclaim(services []*Service) {
+	present := make(map[string]bool, len(services))
+	for _, svc := range services {
+		present[svc.Hostname] = true
+	}
+	for h, a := range v.byHost {
+		if !present[h] {
+			delete(v.byHost, h)
+			delete(v.used, a)
+			v.modified = true
+		}
+	}
 }
 
 func (v *VIPs) allocate() (netip.Addr, error) {

@@ -62,3 +62,40 @@ func TestVIPRangeExhausted(t *testing.T) {
 		t.Error("a bad range was accepted")
 	}
 }
+
+func TestVIPsReclaimedOnlyWhenTheRangeIsFull(t *testing.T) {
+	v, err := NewVIPs("10.0.0.0/29", nil) // .1 to .6 usable
+	if err != nil {
+		t.Fatal(err)
+	}
+	var first []*Service
+	for _, h := range []string{"a", "b", "c", "d", "e", "f"} {
+		first = append(first, &Service{Hostname: h})
+	}
+	if err := v.Assign(first); err != nil {
+		t.Fatal(err)
+	}
+	// a to e go away; f stays, g is new. The range is full, so the gone
+	// hosts' VIPs are taken back; f keeps its own.
+	f, g := &Service{Hostname: "f"}, &Service{Hostname: "g"}
+	if err := v.Assign([]*Service{f, g}); err != nil {
+		t.Fatalf("a full range with 5 gone hosts: %v", err)
+	}
+	if f.VIP != first[5].VIP {
+		t.Errorf("f's VIP moved from %s to %s", first[5].VIP, f.VIP)
+	}
+	if g.VIP == "" || g.VIP == f.VIP {
+		t.Errorf("g got VIP %q (f has %s)", g.VIP, f.VIP)
+	}
+	if saved, changed := v.Save(); !changed || len(saved) != 2 {
+		t.Errorf("Save after reclaiming = %v, %v; want f and g only", saved, changed)
+	}
+	// While there is room, a gone host keeps its VIP.
+	h := &Service{Hostname: "h"}
+	v.Assign([]*Service{h})
+	f2 := &Service{Hostname: "f"}
+	v.Assign([]*Service{f2, h})
+	if f2.VIP != f.VIP {
+		t.Errorf("f came back with %s, want its VIP %s", f2.VIP, f.VIP)
+	}
+}
