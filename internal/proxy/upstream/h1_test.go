@@ -373,3 +373,66 @@ func TestLeanPoolInterrupterContext(t *testing.T) {
 		t.Errorf("backend saw %d connections, want 3", got)
 	}
 }
+
+func TestTCPConnectionsCountAgainstMaxConnections(t *testing.T) {
+	// max_connections 2: a request holds one connection, a TCP proxy
+	// connection the other, so a second request waits; when the TCP
+	// connection ends, the waiting request gets the freed slot at once.
+	release := make(chan struct{})
+	defer close(release)
+	var arrived atomic.Int32
+	s, _ := countingServer(t, func(w http.ResponseWriter, r *http.Request) {
+		arrived.Add(1)
+		if r.URL.Path == "/slow" {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}
+		io.WriteString(w, "ok")
+	})
+	p := NewPools(PoolsOptions{})
+	t.Cleanup(p.Close)
+	c := p.Build([]ClusterSpec{{Name: "c", Endpoints: []EndpointSpec{{Address: strings.TrimPrefix(s.URL, "http://")}},
+		CircuitBreakers: &CircuitBreakers{MaxConnections: 2, MaxPendingRequests: 10, MaxRequests: 10, MaxRetries: 1}}})["c"]
+	ep := c.Pick(nil)
+	go get(t, ep, "GET", "/slow", nil)
+	waitUntil(t, func() bool { return arrived.Load() == 1 }, "the slow request to arrive")
+
+	if err := c.BeginConnection(); err != nil {
+		t.Fatalf("BeginConnection with one of two connections open: %v", err)
+	}
+	var oe *OverflowError
+	if err := c.BeginConnection(); !errors.As(err, &oe) || oe.Limit != LimitMaxConnections {
+		t.Fatalf("BeginConnection with both open = %v, want a max_connections overflow", err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := get(t, ep, "GET", "/fast", nil)
+		done <- err
+	}()
+	waitUntil(t, func() bool { return c.Stats().Snapshot().CxOverflow == 2 }, "the second request to wait for a connection")
+	select {
+	case err := <-done:
+		t.Fatalf("the second request finished (%v) while both connections were taken", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	c.EndConnection()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("second request: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the second request still waits after the TCP connection ended")
+	}
+}
+
+func waitUntil(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}

@@ -276,8 +276,15 @@ func (c *Cluster) EndRetry() { c.cb.endRetry() }
 // EndConnection once the claimed connection has closed.
 func (c *Cluster) BeginConnection() error { return c.cb.beginConnection() }
 
-// EndConnection undoes a successful BeginConnection.
-func (c *Cluster) EndConnection() { c.cb.conns.Add(-1) }
+// EndConnection undoes a successful BeginConnection, and wakes the HTTP
+// requests of the cluster's endpoints that wait for a connection (on a
+// port served both ways, the freed one may be theirs).
+func (c *Cluster) EndConnection() {
+	c.cb.conns.Add(-1)
+	for _, e := range c.endpoints {
+		e.h1.wake()
+	}
+}
 
 // OriginalDst reports whether c is an ORIGINAL_DST cluster, whose endpoint
 // is each connection's original destination (EndpointFor), not Pick.
