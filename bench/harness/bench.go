@@ -206,7 +206,11 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	res.Settings = b.settings(ctx) // versions of anything just installed
 
 	for rep := range opts.Reps {
-		for _, rr := range rows {
+		// Each repetition starts one row later, so that no row always
+		// follows the same one (or the machine's state after it): with as
+		// many repetitions as rows, each row runs once in each position.
+		order := rotated(rows, rep)
+		for _, rr := range order {
 			b.log.Info("latency run", "rep", rep+1, "of", opts.Reps, "row", rr.t.name, "qps", opts.LatencyQPS, "duration", opts.LatencyDuration)
 			r, err := b.load(ctx, rr.t, opts.LatencyQPS, opts.LatencyDuration)
 			if err != nil {
@@ -214,7 +218,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			}
 			rr.latency = append(rr.latency, r)
 		}
-		for _, rr := range rows {
+		for _, rr := range order {
 			b.log.Info("capacity run", "rep", rep+1, "of", opts.Reps, "row", rr.t.name, "duration", opts.CapacityDuration)
 			r, err := b.load(ctx, rr.t, 0, opts.CapacityDuration)
 			if err != nil {
@@ -381,6 +385,16 @@ func addLatency(rows []Row) {
 		rows[i].AddedP90ms = rows[i].P90ms - direct.P90ms
 		rows[i].AddedP99ms = rows[i].P99ms - direct.P99ms
 	}
+}
+
+// rotated returns s starting at its (k mod len(s))-th element, wrapping
+// around.
+func rotated[T any](s []T, k int) []T {
+	if len(s) == 0 {
+		return nil
+	}
+	k %= len(s)
+	return append(append(make([]T, 0, len(s)), s[k:]...), s[:k]...)
 }
 
 // profile is a CPU profile to take: of which process, from where, to

@@ -345,3 +345,27 @@ func TestParseFlagsRejectsArguments(t *testing.T) {
 		t.Errorf("flags only: %v", err)
 	}
 }
+
+func TestRotatedPutsEachRowInEachPosition(t *testing.T) {
+	rows := []string{"direct", "weft", "nginx", "haproxy", "go-relay"}
+	position := map[string]map[int]bool{}
+	for rep := range len(rows) {
+		for i, r := range rotated(rows, rep) {
+			if position[r] == nil {
+				position[r] = map[int]bool{}
+			}
+			position[r][i] = true
+		}
+	}
+	for _, r := range rows {
+		if len(position[r]) != len(rows) {
+			t.Errorf("over %d repetitions %s ran in positions %v, want every one", len(rows), r, position[r])
+		}
+	}
+	if got := rotated(rows, 6); got[0] != "weft" || got[4] != "direct" || len(got) != 5 {
+		t.Errorf("rotated(rows, 6) = %v, want it to start at weft and wrap", got)
+	}
+	if rows[0] != "direct" {
+		t.Errorf("rotated changed its argument: %v", rows)
+	}
+}

@@ -247,7 +247,7 @@ func Markdown(w io.Writer, r *Result) {
 	s := r.Settings
 	fmt.Fprintf(w, "# Weft bench (%s)\n\n", s.Mode)
 	fmt.Fprintf(w, "%s · %d CPUs (%s) · kernel %s · %s · weft %s\n\n", s.Date, s.CPUs, s.CPUModel, s.Kernel, s.GoVersion, s.WeftRev)
-	fmt.Fprintf(w, "Load: %s, HTTP/1.1 keep-alive, %d B body, %d connections; latency run %.0f rps (uniform, no catch-up) for %.0fs, capacity run at max rate for %.0fs; rows interleaved over %d repetitions, medians shown.\n\n",
+	fmt.Fprintf(w, "Load: %s, HTTP/1.1 keep-alive, %d B body, %d connections; latency run %.0f rps (uniform, no catch-up) for %.0fs, capacity run at max rate for %.0fs; rows interleaved over %d repetitions, each starting one row later than the one before, medians shown.\n\n",
 		s.LoadGenerator, s.BodyBytes, s.Connections, s.LatencyQPS, s.LatencySeconds, s.CapacitySeconds, s.Reps)
 	fmt.Fprintf(w, "Settings: weft-proxy %s · backend and load generator GOMAXPROCS=%s GOGC=%s · nginx worker_processes %s · haproxy nbthread %s · CPU pinning: %s · %s · %s\n\n",
 		s.WeftProxy, s.GOMAXPROCS, s.GOGC, s.NginxWorkers, s.HAProxyThreads, s.CPUPinning, s.NginxVersion, s.HAProxyVersion)
