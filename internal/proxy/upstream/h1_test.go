@@ -141,9 +141,10 @@ func TestLeanPoolReplacesConnectionClosedWhileIdle(t *testing.T) {
 	}
 }
 
-// slowEndpoint is an endpoint of a counting server that answers "ok" at
-// once, but to /slow only when the request's context ends or the test does.
-func slowEndpoint(t *testing.T) (*Endpoint, *atomic.Int32) {
+// slowServer is a counting server that answers "ok" at once, but to /slow
+// only when the request's context ends or the test does. It returns the
+// server's host:port.
+func slowServer(t *testing.T) (string, *atomic.Int32) {
 	release := make(chan struct{})
 	s, conns := countingServer(t, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
@@ -155,7 +156,13 @@ func slowEndpoint(t *testing.T) (*Endpoint, *atomic.Int32) {
 		io.WriteString(w, "ok")
 	})
 	t.Cleanup(func() { close(release) })
-	return endpointFor(t, strings.TrimPrefix(s.URL, "http://"), PoolsOptions{}), conns
+	return strings.TrimPrefix(s.URL, "http://"), conns
+}
+
+// slowEndpoint is an endpoint of a slowServer.
+func slowEndpoint(t *testing.T) (*Endpoint, *atomic.Int32) {
+	addr, conns := slowServer(t)
+	return endpointFor(t, addr, PoolsOptions{}), conns
 }
 
 func TestLeanPoolContextCancelAbortsAndDiscards(t *testing.T) {
@@ -378,26 +385,14 @@ func TestTCPConnectionsCountAgainstMaxConnections(t *testing.T) {
 	// max_connections 2: a request holds one connection, a TCP proxy
 	// connection the other, so a second request waits; when the TCP
 	// connection ends, the waiting request gets the freed slot at once.
-	release := make(chan struct{})
-	defer close(release)
-	var arrived atomic.Int32
-	s, _ := countingServer(t, func(w http.ResponseWriter, r *http.Request) {
-		arrived.Add(1)
-		if r.URL.Path == "/slow" {
-			select {
-			case <-release:
-			case <-r.Context().Done():
-			}
-		}
-		io.WriteString(w, "ok")
-	})
+	addr, conns := slowServer(t)
 	p := NewPools(PoolsOptions{})
 	t.Cleanup(p.Close)
-	c := p.Build([]ClusterSpec{{Name: "c", Endpoints: []EndpointSpec{{Address: strings.TrimPrefix(s.URL, "http://")}},
+	c := p.Build([]ClusterSpec{{Name: "c", Endpoints: []EndpointSpec{{Address: addr}},
 		CircuitBreakers: &CircuitBreakers{MaxConnections: 2, MaxPendingRequests: 10, MaxRequests: 10, MaxRetries: 1}}})["c"]
 	ep := c.Pick(nil)
 	go get(t, ep, "GET", "/slow", nil)
-	waitUntil(t, func() bool { return arrived.Load() == 1 }, "the slow request to arrive")
+	waitUntil(t, func() bool { return conns.Load() == 1 }, "the slow request's connection to open")
 
 	if err := c.BeginConnection(); err != nil {
 		t.Fatalf("BeginConnection with one of two connections open: %v", err)
