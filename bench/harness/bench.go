@@ -328,6 +328,7 @@ func summarize(rr *rowRuns) Row {
 		P999ms:      Median(col(lat, func(r *runResult) float64 { return r.p999 })),
 		Maxms:       Median(col(lat, func(r *runResult) float64 { return r.max })),
 		AchievedQPS: Median(col(lat, func(r *runResult) float64 { return r.qps })),
+		Over1msPct:  Median(col(lat, func(r *runResult) float64 { return r.over1ms })),
 		MaxRPS:      Median(col(rr.capacity, func(r *runResult) float64 { return r.qps })),
 		CPUsPer1k: Median(col(lat, func(r *runResult) float64 {
 			if r.requests == 0 {

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"fortio.org/fortio/stats"
+
 	"github.com/weftmesh/weft/internal/config"
 )
 
@@ -134,7 +136,7 @@ func TestOwnProcess(t *testing.T) {
 func TestJSONShape(t *testing.T) {
 	rows := []Row{
 		{Name: "direct", P50ms: 0.1, P90ms: 0.2, P99ms: 0.3, AchievedQPS: 1000, MaxRPS: 30000},
-		{Name: "weft", P50ms: 0.4, P90ms: 0.7, P99ms: 2.3, AchievedQPS: 999, MaxRPS: 7000, CPUsPer1k: 0.37, RSSPeakMB: 33, RSSIdleMB: 25,
+		{Name: "weft", P50ms: 0.4, P90ms: 0.7, P99ms: 2.3, AchievedQPS: 999, MaxRPS: 7000, CPUsPer1k: 0.37, RSSPeakMB: 33, RSSIdleMB: 25, Over1msPct: 1.25,
 			P99Spread: [2]float64{2.1, 2.6}, MaxRPSSpread: [2]float64{6500, 7400}},
 	}
 	addLatency(rows)
@@ -182,6 +184,12 @@ func TestJSONShape(t *testing.T) {
 	Markdown(&md, res)
 	if !strings.Contains(md.String(), "weft p99 2.100–2.600 ms, max rps 6500–7400") {
 		t.Errorf("markdown lacks the weft row's spread:\n%s", md.String())
+	}
+	if !strings.Contains(md.String(), "slower than 1 ms in the latency runs (median share over the repetitions): direct 0.00 %; weft 1.25 %.") {
+		t.Errorf("markdown lacks the share of slow requests:\n%s", md.String())
+	}
+	if w := gotRows[1].(map[string]any); w["over_1ms_pct"] != 1.25 {
+		t.Errorf("weft row over_1ms_pct = %v, want 1.25", w["over_1ms_pct"])
 	}
 	if !strings.Contains(md.String(), "| weft | 0.400 | 0.700 | 2.300 |") {
 		t.Errorf("markdown lacks the weft row:\n%s", md.String())
@@ -367,5 +375,29 @@ func TestRotatedPutsEachRowInEachPosition(t *testing.T) {
 	}
 	if rows[0] != "direct" {
 		t.Errorf("rotated changed its argument: %v", rows)
+	}
+}
+
+func TestShareAbove(t *testing.T) {
+	// 1000 samples: 900 under 0.5 ms, 60 in 0.8–1.2 ms (half of them above
+	// 1 ms), 40 in 2–3 ms.
+	h := &stats.HistogramData{Count: 1000, Data: []stats.Bucket{
+		{Interval: stats.Interval{Start: 0.0001, End: 0.0005}, Count: 900},
+		{Interval: stats.Interval{Start: 0.0008, End: 0.0012}, Count: 60},
+		{Interval: stats.Interval{Start: 0.002, End: 0.003}, Count: 40},
+	}}
+	for _, c := range []struct{ sec, want float64 }{
+		{0.001, 7},     // 30 + 40 of 1000
+		{0.0005, 10},   // everything from the second bucket on
+		{0.0025, 2},    // half the last bucket
+		{0.004, 0},     // nothing that slow
+		{0.00005, 100}, // everything
+	} {
+		if got := shareAbove(h, c.sec); math.Abs(got-c.want) > 1e-9 {
+			t.Errorf("shareAbove(%v s) = %v %%, want %v %%", c.sec, got, c.want)
+		}
+	}
+	if got := shareAbove(&stats.HistogramData{}, 0.001); got != 0 {
+		t.Errorf("shareAbove(empty) = %v, want 0", got)
 	}
 }

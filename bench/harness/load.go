@@ -8,12 +8,14 @@ import (
 
 	"fortio.org/fortio/fhttp"
 	"fortio.org/fortio/periodic"
+	"fortio.org/fortio/stats"
 )
 
 // runResult is one load run of one row.
 type runResult struct {
 	p50, p90, p99, p999, max float64 // ms
 	qps                      float64
+	over1ms                  float64 // share of requests slower than 1 ms, in %
 	requests                 int64
 	errors                   int64
 	cpuSeconds               float64 // proxies' CPU over the run, all hops
@@ -83,6 +85,7 @@ func (b *bench) load(ctx context.Context, t *target, qps float64, d time.Duratio
 	res.errors = h.Count - r.RetCodes[200]
 	res.qps = r.ActualQPS
 	res.max = h.Max * 1000
+	res.over1ms = shareAbove(h, 0.001)
 	for _, p := range h.Percentiles {
 		v := p.Value * 1000
 		switch p.Percentile {
@@ -97,4 +100,22 @@ func (b *bench) load(ctx context.Context, t *target, qps float64, d time.Duratio
 		}
 	}
 	return res, nil
+}
+
+// shareAbove is the share of h's samples slower than sec seconds, in %. A
+// bucket that straddles sec counts in proportion to its part above it.
+func shareAbove(h *stats.HistogramData, sec float64) float64 {
+	if h == nil || h.Count == 0 {
+		return 0
+	}
+	var n float64
+	for _, b := range h.Data {
+		switch {
+		case b.Start >= sec:
+			n += float64(b.Count)
+		case b.End > sec && b.End > b.Start:
+			n += float64(b.Count) * (b.End - sec) / (b.End - b.Start)
+		}
+	}
+	return 100 * n / float64(h.Count)
 }

@@ -162,7 +162,11 @@ type Row struct {
 	AddedP50ms  float64 `json:"added_p50_ms"`
 	AddedP90ms  float64 `json:"added_p90_ms"`
 	AddedP99ms  float64 `json:"added_p99_ms"`
-	Errors      int64   `json:"errors"` // non-200 answers and socket errors, summed over all runs
+	// Over1msPct is the share of the latency runs' requests slower than
+	// 1 ms, in %: how often the tail happens, where p99 says only how far
+	// out it lies.
+	Over1msPct float64 `json:"over_1ms_pct"`
+	Errors     int64   `json:"errors"` // non-200 answers and socket errors, summed over all runs
 	// P99Spread and MaxRPSSpread are the smallest and largest p99 and max
 	// rps over the repetitions: how far apart the runs behind the medians
 	// were.
@@ -282,6 +286,13 @@ func Markdown(w io.Writer, r *Result) {
 	}
 	if len(spreads) > 0 {
 		fmt.Fprintf(w, "Spread over the repetitions (smallest–largest): %s.\n\n", strings.Join(spreads, "; "))
+	}
+	var slow []string
+	for _, row := range r.Rows {
+		slow = append(slow, fmt.Sprintf("%s %.2f %%", row.Name, row.Over1msPct))
+	}
+	if len(slow) > 0 {
+		fmt.Fprintf(w, "Requests slower than 1 ms in the latency runs (median share over the repetitions): %s.\n\n", strings.Join(slow, "; "))
 	}
 	for _, pb := range []struct {
 		p    *Paired
