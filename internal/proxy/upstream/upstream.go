@@ -515,7 +515,8 @@ type PoolsOptions struct {
 	// MaxIdleConnsPerEndpoint bounds idle keep-alive connections kept per
 	// endpoint; 0 means 256.
 	MaxIdleConnsPerEndpoint int
-	// IdleConnTimeout closes keep-alive connections idle this long; 0 means 90s.
+	// IdleConnTimeout closes keep-alive connections idle this long; 0 means
+	// DefaultIdleTimeout.
 	IdleConnTimeout time.Duration
 }
 
@@ -539,6 +540,14 @@ type Pools struct {
 	hashes map[string]*hashTable
 }
 
+// DefaultIdleTimeout is how long a pooled upstream connection may sit idle
+// when the cluster sets no idle_timeout: Envoy's default, and the one
+// Istio documents for a DestinationRule's connectionPool idleTimeout. A
+// server that closes an idle connection sooner costs nothing more than a
+// redial: a request that finds its reused connection closed before any byte
+// came back is sent again on a new one.
+const DefaultIdleTimeout = time.Hour
+
 // NewPools returns an empty set of pools.
 func NewPools(o PoolsOptions) *Pools {
 	if o.Logger == nil {
@@ -548,7 +557,7 @@ func NewPools(o PoolsOptions) *Pools {
 		o.MaxIdleConnsPerEndpoint = 256
 	}
 	if o.IdleConnTimeout == 0 {
-		o.IdleConnTimeout = 90 * time.Second
+		o.IdleConnTimeout = DefaultIdleTimeout
 	}
 	return &Pools{opts: o, eps: map[poolKey]*Endpoint{}, stats: map[string]*Stats{}, orig: map[string]*origDst{},
 		breakers: map[string]*breaker{}, detectors: map[string]*detector{}, hashes: map[string]*hashTable{}}

@@ -152,3 +152,25 @@ func TestBuildKeepsPoolsOfUnchangedEndpoints(t *testing.T) {
 		t.Errorf("endpoint with other connection settings shares the pool")
 	}
 }
+
+// A cluster without idle_timeout keeps idle connections for Envoy's hour,
+// not net/http's 90 s; one that sets it, or the pools' option, wins.
+func TestIdleTimeoutDefaultsToAnHour(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		pools PoolsOptions
+		spec  time.Duration
+		want  time.Duration
+	}{
+		{"unset", PoolsOptions{}, 0, time.Hour},
+		{"cluster idle_timeout", PoolsOptions{}, 5 * time.Second, 5 * time.Second},
+		{"pools option", PoolsOptions{IdleConnTimeout: time.Minute}, 0, time.Minute},
+	} {
+		p := NewPools(c.pools)
+		ep := p.Build([]ClusterSpec{{Name: "c", IdleTimeout: c.spec, Endpoints: []EndpointSpec{{Address: "127.0.0.1:1"}}}})["c"].Pick(nil)
+		if ep.h1.idleTimeout != c.want || ep.transport.IdleConnTimeout != c.want {
+			t.Errorf("%s: idle timeout = %v (lean pool) and %v (Transport), want %v", c.name, ep.h1.idleTimeout, ep.transport.IdleConnTimeout, c.want)
+		}
+		p.Close()
+	}
+}
