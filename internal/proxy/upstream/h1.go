@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -44,7 +45,11 @@ type h1Pool struct {
 	// (max_requests_per_connection).
 	maxUses uint32
 	cb      *breaker
-	open    atomic.Int64 // this endpoint's open connections
+	open    atomic.Int64 // this endpoint's open connections, the Transport's included
+	// transportOpen counts the open connections of the endpoint's
+	// net/http Transport, and closeTransportIdle closes its idle ones.
+	transportOpen      atomic.Int64
+	closeTransportIdle func()
 
 	mu     sync.Mutex
 	idle   []*h1Conn // most recently used last
@@ -212,8 +217,27 @@ func (p *h1Pool) wake() {
 
 // wait queues the request as pending until an idle connection comes back
 // (returned) or one may be opened (nil, nil). It fails at once when
-// max_pending_requests are already waiting.
+// max_pending_requests are already waiting. Idle connections of the
+// Transport hold slots this pool cannot use; they are closed to free them.
 func (p *h1Pool) wait(ctx context.Context, probe bool) (*h1Conn, error) {
+	return p.waitFor(ctx, func() (*h1Conn, bool) {
+		if pc := p.takeIdle(probe); pc != nil {
+			return pc, true
+		}
+		if p.reserve() {
+			return nil, true
+		}
+		if p.transportOpen.Load() > 0 && p.closeTransportIdle != nil {
+			p.closeTransportIdle() // a closed one wakes this wait
+		}
+		return nil, false
+	})
+}
+
+// waitFor waits as a pending request until try succeeds; try runs once
+// before each wait, after the waiter is registered, so a wake-up between
+// the two is not lost.
+func (p *h1Pool) waitFor(ctx context.Context, try func() (*h1Conn, bool)) (*h1Conn, error) {
 	cb := p.cb
 	if cb.pending.Add(1) > cb.maxPending.Load() {
 		cb.pending.Add(-1)
@@ -230,8 +254,7 @@ func (p *h1Pool) wait(ctx context.Context, probe bool) (*h1Conn, error) {
 		}
 		ch := p.notify
 		p.wmu.Unlock()
-		pc := p.takeIdle(probe)
-		if pc != nil || p.reserve() {
+		if pc, ok := try(); ok {
 			p.nwait.Add(-1)
 			return pc, nil
 		}
@@ -243,6 +266,57 @@ func (p *h1Pool) wait(ctx context.Context, probe bool) (*h1Conn, error) {
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// dialForTransport opens a connection for the endpoint's net/http
+// Transport, which carries the requests the lean pool does not take (bodies
+// large or of unknown length). It counts against the cluster's
+// max_connections like the pool's own connections: at the limit it waits
+// as a pending request, closing one of the pool's idle connections if there
+// is one (the Transport cannot use them). The Transport dials apart from
+// the request's cancellation, so the wait is bounded by the connect
+// timeout; past it the request fails as a max_connections overflow.
+func (p *h1Pool) dialForTransport(ctx context.Context, connectTimeout time.Duration) (net.Conn, error) {
+	if !p.reserve() {
+		wctx, cancel := context.WithTimeout(ctx, connectTimeout)
+		_, err := p.waitFor(wctx, func() (*h1Conn, bool) {
+			if pc := p.takeIdle(false); pc != nil {
+				pc.close()
+			}
+			return nil, p.reserve()
+		})
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+				err = fmt.Errorf("no connection free within the connect timeout (%v): %w", connectTimeout, p.cb.overflow(LimitMaxConnections, &p.cb.maxConns))
+			}
+			return nil, err
+		}
+	}
+	c, err := p.dial(ctx)
+	if err != nil {
+		p.gone()
+		return nil, err
+	}
+	p.transportOpen.Add(1)
+	return &transportConn{Conn: c, pool: p}, nil
+}
+
+// transportConn is a connection of the Transport: closing it releases its
+// max_connections slot.
+type transportConn struct {
+	net.Conn
+	pool *h1Pool
+	once sync.Once
+}
+
+func (c *transportConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() {
+		c.pool.transportOpen.Add(-1)
+		c.pool.gone()
+	})
+	return err
 }
 
 // takeIdle returns an idle connection, or nil.

@@ -431,3 +431,107 @@ func waitUntil(t *testing.T, cond func() bool, what string) {
 		}
 	}
 }
+
+// postStream sends a body of unknown length, which goes through the
+// endpoint's net/http Transport rather than the lean pool.
+func postStream(ctx context.Context, ep *Endpoint, path string) (int, error) {
+	req, _ := http.NewRequestWithContext(ctx, "POST", "http://"+ep.Address()+path, io.NopCloser(strings.NewReader("streamed")))
+	req.ContentLength = -1
+	resp, err := ep.RoundTrip(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, err
+}
+
+func TestTransportConnectionsCountAgainstMaxConnections(t *testing.T) {
+	newCluster := func(t *testing.T, addr string, connectTimeout time.Duration) *Cluster {
+		p := NewPools(PoolsOptions{})
+		t.Cleanup(p.Close)
+		return p.Build([]ClusterSpec{{Name: "c", ConnectTimeout: connectTimeout, Endpoints: []EndpointSpec{{Address: addr}},
+			CircuitBreakers: &CircuitBreakers{MaxConnections: 1, MaxPendingRequests: 10, MaxRequests: 10, MaxRetries: 1}}})["c"]
+	}
+	finishes := func(t *testing.T, done <-chan error, what string) {
+		t.Helper()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s still waits", what)
+		}
+	}
+	waits := func(t *testing.T, c *Cluster, done <-chan error, what string) {
+		t.Helper()
+		waitUntil(t, func() bool { return c.Stats().Snapshot().CxOverflow == 1 }, what+" to wait for a connection")
+		select {
+		case err := <-done:
+			t.Fatalf("%s finished (%v) while the only connection was taken", what, err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+
+	t.Run("a streamed request holds the slot", func(t *testing.T) {
+		addr, conns := slowServer(t)
+		c := newCluster(t, addr, 0)
+		ep := c.Pick(nil)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go postStream(ctx, ep, "/slow")
+		waitUntil(t, func() bool { return conns.Load() == 1 }, "the streamed request's connection to open")
+		done := make(chan error, 1)
+		go func() { _, _, err := get(t, ep, "GET", "/fast", nil); done <- err }()
+		waits(t, c, done, "a lean request")
+		cancel() // the Transport closes the streamed request's connection
+		finishes(t, done, "the lean request after the streamed one ended")
+	})
+
+	t.Run("a lean request holds the slot", func(t *testing.T) {
+		addr, conns := slowServer(t)
+		c := newCluster(t, addr, 0)
+		ep := c.Pick(nil)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+ep.Address()+"/slow", nil)
+		go ep.RoundTrip(req)
+		waitUntil(t, func() bool { return conns.Load() == 1 }, "the lean request's connection to open")
+		done := make(chan error, 1)
+		go func() { _, err := postStream(context.Background(), ep, "/fast"); done <- err }()
+		waits(t, c, done, "a streamed request")
+		cancel()
+		finishes(t, done, "the streamed request after the lean one ended")
+	})
+
+	t.Run("idle connections of one pool give way to the other", func(t *testing.T) {
+		addr, conns := slowServer(t)
+		ep := newCluster(t, addr, 0).Pick(nil)
+		for i, send := range []func() error{
+			func() error { _, _, err := get(t, ep, "GET", "/", nil); return err },
+			func() error { _, err := postStream(context.Background(), ep, "/"); return err },
+			func() error { _, _, err := get(t, ep, "GET", "/", nil); return err },
+		} {
+			done := make(chan error, 1)
+			go func() { done <- send() }()
+			finishes(t, done, fmt.Sprintf("request %d, with the other pool's connection idle", i+1))
+		}
+		if got := conns.Load(); got != 3 {
+			t.Errorf("backend saw %d connections, want 3 (each idle one closed for the next)", got)
+		}
+	})
+
+	t.Run("a streamed request waits no longer than the connect timeout", func(t *testing.T) {
+		addr, conns := slowServer(t)
+		c := newCluster(t, addr, 100*time.Millisecond)
+		ep := c.Pick(nil)
+		go get(t, ep, "GET", "/slow", nil)
+		waitUntil(t, func() bool { return conns.Load() == 1 }, "the lean request's connection to open")
+		_, err := postStream(context.Background(), ep, "/fast")
+		var oe *OverflowError
+		if !errors.As(err, &oe) || oe.Limit != LimitMaxConnections {
+			t.Fatalf("streamed request at the limit = %v, want a max_connections overflow", err)
+		}
+	})
+}

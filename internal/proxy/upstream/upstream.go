@@ -731,12 +731,21 @@ func (p *Pools) newEndpoint(addr string, set endpointSettings, cb *breaker) *End
 	if idle == math.MaxInt64 {
 		idle = 0 // the Transport's "no limit"
 	}
+	h1 := &h1Pool{
+		dial:        func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) },
+		maxIdle:     p.opts.MaxIdleConnsPerEndpoint,
+		idleTimeout: set.idleTimeout,
+		maxUses:     set.maxUses,
+		cb:          cb,
+	}
 	t := &http.Transport{
 		// Never use HTTP_PROXY from the environment: it usually points at
 		// this proxy.
 		Proxy: nil,
-		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return d.DialContext(ctx, network, addr)
+		// The Transport's connections count against the cluster's
+		// max_connections as the lean pool's do.
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return h1.dialForTransport(ctx, set.connectTimeout)
 		},
 		MaxIdleConnsPerHost: p.opts.MaxIdleConnsPerEndpoint,
 		IdleConnTimeout:     idle,
@@ -746,12 +755,6 @@ func (p *Pools) newEndpoint(addr string, set endpointSettings, cb *breaker) *End
 		// HTTP/1.1 only for now; an empty map disables HTTP/2 upgrade.
 		TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{},
 	}
-	h1 := &h1Pool{
-		dial:        func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) },
-		maxIdle:     p.opts.MaxIdleConnsPerEndpoint,
-		idleTimeout: set.idleTimeout,
-		maxUses:     set.maxUses,
-		cb:          cb,
-	}
+	h1.closeTransportIdle = t.CloseIdleConnections
 	return &Endpoint{addr: addr, transport: t, h1: h1, dialer: d, cb: cb, set: set}
 }
