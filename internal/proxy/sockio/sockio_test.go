@@ -206,3 +206,106 @@ func TestZeroAllocs(t *testing.T) {
 		t.Fatalf("a write and a read allocate %.1f times, want 0", allocs)
 	}
 }
+
+// A held write leaves with the next Read, which then returns the answer.
+func TestHeldWriteLeavesWithTheRead(t *testing.T) {
+	c, peer := pair(t)
+	c.(*Conn).HoldNextWrite()
+	if n, err := c.Write([]byte("request")); n != 7 || err != nil {
+		t.Fatalf("held Write = %d, %v; want 7, nil", n, err)
+	}
+	peer.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	buf := make([]byte, 64)
+	if n, err := peer.Read(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the peer read %q (%v) before the Read that sends it", buf[:n], err)
+	}
+	peer.SetReadDeadline(time.Time{})
+	go func() {
+		n, err := io.ReadFull(peer, buf[:7])
+		if err == nil && string(buf[:n]) == "request" {
+			peer.Write([]byte("answer"))
+		}
+	}()
+	got := make([]byte, 64)
+	n, err := c.Read(got)
+	if err != nil || string(got[:n]) != "answer" {
+		t.Fatalf("Read after a held write = %q, %v; want answer", got[:n], err)
+	}
+
+	// The hold is over: the next write leaves at once.
+	if _, err := c.Write([]byte("next")); err != nil {
+		t.Fatal(err)
+	}
+	peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := io.ReadFull(peer, buf[:4]); err != nil || string(buf[:n]) != "next" {
+		t.Fatalf("the peer read %q, %v after an ordinary write; want next", buf[:n], err)
+	}
+}
+
+// A held write larger than the socket buffers is finished the ordinary
+// way, and the answer still arrives.
+func TestHeldWriteLargerThanTheSendBuffer(t *testing.T) {
+	c, peer := pair(t)
+	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<18) // 4 MiB
+	go func() {
+		got := make([]byte, len(big))
+		if _, err := io.ReadFull(peer, got); err == nil && bytes.Equal(got, big) {
+			peer.Write([]byte("all of it"))
+		} else {
+			peer.Write([]byte("short"))
+		}
+	}()
+	c.(*Conn).HoldNextWrite()
+	if _, err := c.Write(big); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 64)
+	n, err := c.Read(got)
+	if err != nil || string(got[:n]) != "all of it" {
+		t.Fatalf("Read = %q, %v; want the peer's answer to all 4 MiB", got[:n], err)
+	}
+}
+
+// A held write to a peer that reset the connection fails the Read.
+func TestHeldWriteToAResetPeer(t *testing.T) {
+	c, peer := pair(t)
+	peer.(*net.TCPConn).SetLinger(0) // close with a reset
+	peer.Close()
+	time.Sleep(20 * time.Millisecond) // let the reset arrive
+	c.(*Conn).HoldNextWrite()
+	if _, err := c.Write([]byte("request")); err != nil {
+		t.Fatalf("held Write: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Read(make([]byte, 64))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		var oe *net.OpError
+		if !errors.As(err, &oe) {
+			t.Fatalf("Read after a held write to a reset peer = %v; want a *net.OpError", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Read after a held write to a reset peer still waits")
+	}
+}
+
+// HoldNextWrite with no Write before the Read ends at that Read.
+func TestHoldEndsAtTheNextRead(t *testing.T) {
+	c, peer := pair(t)
+	c.(*Conn).HoldNextWrite()
+	peer.Write([]byte("hi"))
+	buf := make([]byte, 8)
+	if n, err := c.Read(buf); err != nil || string(buf[:n]) != "hi" {
+		t.Fatalf("Read = %q, %v", buf[:n], err)
+	}
+	if _, err := c.Write([]byte("sent")); err != nil {
+		t.Fatal(err)
+	}
+	peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := io.ReadFull(peer, buf[:4]); err != nil || string(buf[:n]) != "sent" {
+		t.Fatalf("the peer read %q, %v; want the write after the Read to leave at once", buf[:n], err)
+	}
+}
