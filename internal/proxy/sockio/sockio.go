@@ -10,7 +10,10 @@
 // of its CPU. The sockets are non-blocking, so a read or write never waits
 // in the kernel: sockio makes them without the bookkeeping, as an event
 // loop would, and parks in the netpoller only on EAGAIN (through
-// syscall.RawConn, which also honours deadlines).
+// syscall.RawConn, which also honours deadlines). For a request and its
+// answer, HoldNextWrite goes one step further: the request leaves from
+// inside the read that waits for the answer, which then waits without
+// first finding the socket empty.
 package sockio
 
 import (
