@@ -158,13 +158,15 @@ func TestProxyConfigShowsWhatWasSent(t *testing.T) {
 	m := startMesh(t)
 	m.applyWait("destination-rule-all.yaml", "virtual-service-reviews-90-10.yaml")
 	routes := m.mustWeft("proxy-config", "routes", "productpage")
-	if !strings.Contains(routes, "outbound|9080|v1|reviews.default.svc.cluster.local 90%") ||
-		!strings.Contains(routes, "outbound|9080|v2|reviews.default.svc.cluster.local 10%") {
-		t.Errorf("proxy-config routes does not show the 90/10 split:\n%s", routes)
+	if !regexp.MustCompile(`outbound\|9080\|v1\|reviews\.default\.svc\.cluster\.local 90%, outbound\|9080\|v2\|reviews\.default\.svc\.cluster\.local 10%\s+reviews\.default\n`).MatchString(routes) {
+		t.Errorf("proxy-config routes does not show the 90/10 split from VirtualService reviews.default:\n%s", routes)
+	}
+	if !regexp.MustCompile(`outbound\|9080\|\|ratings\.default\.svc\.cluster\.local\s+-\n`).MatchString(routes) {
+		t.Errorf("proxy-config routes should show ratings' default route with no VirtualService:\n%s", routes)
 	}
 	clusters := m.mustWeft("proxy-config", "clusters", "productpage")
-	if !regexp.MustCompile(`reviews\.default\.svc\.cluster\.local\s+9080\s+v3\s+outbound\s+EDS`).MatchString(clusters) {
-		t.Errorf("proxy-config clusters lacks reviews' v3 subset cluster:\n%s", clusters)
+	if !regexp.MustCompile(`reviews\.default\.svc\.cluster\.local\s+9080\s+v3\s+outbound\s+EDS\s+reviews\.default\n`).MatchString(clusters) {
+		t.Errorf("proxy-config clusters lacks reviews' v3 subset cluster from DestinationRule reviews.default:\n%s", clusters)
 	}
 	if eps := m.mustWeft("pc", "endpoints", "productpage"); strings.Count(eps, "outbound|9080||reviews.default.svc.cluster.local") != 3 {
 		t.Errorf("proxy-config endpoints should list reviews' three endpoints:\n%s", eps)

@@ -190,12 +190,12 @@ func only[T proto.Message](msgs []proto.Message) []T {
 
 // clusterRow is a cluster's name split as Istio names clusters:
 // DIRECTION|PORT|SUBSET|HOST.
-type clusterRow struct{ fqdn, port, subset, direction, typ string }
+type clusterRow struct{ fqdn, port, subset, direction, typ, dr string }
 
 func printClusters(w io.Writer, clusters []*clusterv3.Cluster) {
 	rows := make([]clusterRow, 0, len(clusters))
 	for _, c := range clusters {
-		r := clusterRow{fqdn: c.GetName(), port: "-", subset: "-", direction: "-", typ: c.GetType().String()}
+		r := clusterRow{fqdn: c.GetName(), port: "-", subset: "-", direction: "-", typ: c.GetType().String(), dr: configName(c.GetMetadata())}
 		if ct := c.GetClusterType(); ct != nil {
 			r.typ = ct.GetName()
 		}
@@ -222,10 +222,22 @@ func printClusters(w io.Writer, clusters []*clusterv3.Cluster) {
 		}
 		return a.direction < b.direction
 	})
-	fmt.Fprintln(w, "SERVICE FQDN\tPORT\tSUBSET\tDIRECTION\tTYPE")
+	fmt.Fprintln(w, "SERVICE FQDN\tPORT\tSUBSET\tDIRECTION\tTYPE\tDESTINATION RULE")
 	for _, r := range rows {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", r.fqdn, r.port, r.subset, r.direction, r.typ)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", r.fqdn, r.port, r.subset, r.direction, r.typ, r.dr)
 	}
+}
+
+// configName is the Istio resource that m (a cluster's or a route's
+// metadata) says shaped it, in filter_metadata.istio.config, as istioctl
+// prints it: NAME.NAMESPACE; "-" for none.
+func configName(m *corev3.Metadata) string {
+	// /apis/GROUP/VERSION/namespaces/NAMESPACE/KIND/NAME
+	parts := strings.Split(m.GetFilterMetadata()["istio"].GetFields()["config"].GetStringValue(), "/")
+	if len(parts) != 8 || parts[1] != "apis" || parts[4] != "namespaces" {
+		return "-"
+	}
+	return parts[7] + "." + parts[5]
 }
 
 func printListeners(w io.Writer, listeners []*listenerv3.Listener) {
@@ -284,7 +296,7 @@ func describeFilter(f *listenerv3.Filter) (typ, route string) {
 }
 
 func printRoutes(w io.Writer, configs []*routev3.RouteConfiguration) {
-	fmt.Fprintln(w, "NAME\tDOMAINS\tMATCH\tACTION")
+	fmt.Fprintln(w, "NAME\tDOMAINS\tMATCH\tACTION\tVIRTUAL SERVICE")
 	for _, rc := range configs {
 		for _, vh := range rc.GetVirtualHosts() {
 			domains := vh.GetDomains()
@@ -296,7 +308,7 @@ func printRoutes(w io.Writer, configs []*routev3.RouteConfiguration) {
 				}
 			}
 			for _, r := range vh.GetRoutes() {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", rc.GetName(), dom, describeMatch(r.GetMatch()), describeAction(r))
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", rc.GetName(), dom, describeMatch(r.GetMatch()), describeAction(r), configName(r.GetMetadata()))
 			}
 		}
 	}

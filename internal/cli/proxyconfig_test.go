@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/weftmesh/weft/internal/controlapi"
@@ -43,6 +44,17 @@ func filter(t *testing.T, name string, m proto.Message) *listenerv3.Filter {
 	return &listenerv3.Filter{Name: name, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(t, m)}}
 }
 
+// istioConfig is metadata naming the Istio resource at path, as Istio and
+// weft control put it on clusters and routes.
+func istioConfig(t *testing.T, path string) *corev3.Metadata {
+	t.Helper()
+	st, err := structpb.NewStruct(map[string]any{"config": path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"istio": st}}
+}
+
 // fakeProxyConfig is what a control plane with two proxies holds for
 // reviews-v1-abcde.default, by type.
 func fakeProxyConfig(t *testing.T) map[string][]proto.Message {
@@ -53,7 +65,8 @@ func fakeProxyConfig(t *testing.T) map[string][]proto.Message {
 	return map[string][]proto.Message{
 		"clusters": {
 			&clusterv3.Cluster{Name: "inbound|9080||", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC}},
-			&clusterv3.Cluster{Name: "outbound|9080|v2|" + reviews, ClusterDiscoveryType: eds},
+			&clusterv3.Cluster{Name: "outbound|9080|v2|" + reviews, ClusterDiscoveryType: eds, Metadata: istioConfig(t,
+				"/apis/networking.istio.io/v1/namespaces/default/destination-rule/reviews")},
 			&clusterv3.Cluster{Name: "outbound|9080||" + reviews, ClusterDiscoveryType: eds},
 			&clusterv3.Cluster{Name: "PassthroughCluster", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST}},
 		},
@@ -73,7 +86,8 @@ func fakeProxyConfig(t *testing.T) map[string][]proto.Message {
 				Name:    reviews + ":9080",
 				Domains: []string{reviews + ":9080", "reviews.default.svc:9080", "reviews.default:9080", "reviews:9080"},
 				Routes: []*routev3.Route{
-					{Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}, Headers: []*routev3.HeaderMatcher{headerMatch}},
+					{Metadata: istioConfig(t, "/apis/networking.istio.io/v1/namespaces/default/virtual-service/reviews-split"),
+						Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}, Headers: []*routev3.HeaderMatcher{headerMatch}},
 						Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_WeightedClusters{
 							WeightedClusters: &routev3.WeightedCluster{Clusters: []*routev3.WeightedCluster_ClusterWeight{
 								{Name: "outbound|9080|v2|" + reviews, Weight: wrapperspb.UInt32(90)},
@@ -143,11 +157,11 @@ func TestProxyConfig(t *testing.T) {
 		fail bool
 	}{
 		{name: "clusters", args: []string{"clusters", "reviews-v1-abcde.default"}, want: `
-SERVICE FQDN                        PORT   SUBSET   DIRECTION   TYPE
-                                    9080   -        inbound     STATIC
-PassthroughCluster                  -      -        -           ORIGINAL_DST
-reviews.default.svc.cluster.local   9080   -        outbound    EDS
-reviews.default.svc.cluster.local   9080   v2       outbound    EDS
+SERVICE FQDN                        PORT   SUBSET   DIRECTION   TYPE           DESTINATION RULE
+                                    9080   -        inbound     STATIC         -
+PassthroughCluster                  -      -        -           ORIGINAL_DST   -
+reviews.default.svc.cluster.local   9080   -        outbound    EDS            -
+reviews.default.svc.cluster.local   9080   v2       outbound    EDS            reviews.default
 `},
 		{name: "listeners", args: []string{"listeners", "reviews-v1"}, want: `
 NAME              ADDRESS:PORT      TYPE   ROUTE
@@ -156,11 +170,11 @@ outbound          127.0.0.1:20003   HTTP   http_proxy
 virtualOutbound   0.0.0.0:15001     TCP    cluster: PassthroughCluster
 `},
 		{name: "routes", args: []string{"routes", "reviews-v1-abcde"}, want: `
-NAME         DOMAINS                                          MATCH            ACTION
-http_proxy   reviews.default.svc.cluster.local:9080 +3 more   /* (1 header)    outbound|9080|v2|reviews.default.svc.cluster.local 90%, outbound|9080|v3|reviews.default.svc.cluster.local 10%
-http_proxy   reviews.default.svc.cluster.local:9080 +3 more   /old             redirect 301 path=/new
-http_proxy   reviews.default.svc.cluster.local:9080 +3 more   regex /down/.*   direct response 503
-http_proxy   reviews.default.svc.cluster.local:9080 +3 more   /*               outbound|9080||reviews.default.svc.cluster.local
+NAME         DOMAINS                                          MATCH            ACTION                                                                                                           VIRTUAL SERVICE
+http_proxy   reviews.default.svc.cluster.local:9080 +3 more   /* (1 header)    outbound|9080|v2|reviews.default.svc.cluster.local 90%, outbound|9080|v3|reviews.default.svc.cluster.local 10%   reviews-split.default
+http_proxy   reviews.default.svc.cluster.local:9080 +3 more   /old             redirect 301 path=/new                                                                                           -
+http_proxy   reviews.default.svc.cluster.local:9080 +3 more   regex /down/.*   direct response 503                                                                                              -
+http_proxy   reviews.default.svc.cluster.local:9080 +3 more   /*               outbound|9080||reviews.default.svc.cluster.local                                                                 -
 `},
 		{name: "endpoints", args: []string{"endpoints", "reviews-v1-abcde.default"}, want: `
 ENDPOINT          CLUSTER                                            WEIGHT

@@ -33,7 +33,7 @@ func (t *translator) outbound() ([]*clusterv3.Cluster, []*endpointv3.ClusterLoad
 
 // outboundCluster is the EDS cluster k with the DestinationRule policy
 // that applies to it (see trafficPolicy): load balancer, connection pool
-// and outlier detection.
+// and outlier detection, and the rule's name in its metadata.
 func (t *translator) outboundCluster(k clusterKey) *clusterv3.Cluster {
 	tp := t.trafficPolicy(k)
 	c := &clusterv3.Cluster{
@@ -44,6 +44,9 @@ func (t *translator) outboundCluster(k clusterKey) *clusterv3.Cluster {
 	applyLoadBalancer(c, tp.GetLoadBalancer())
 	applyConnectionPool(c, tp.GetConnectionPool(), t.portProtocol(k.host, k.port))
 	applyOutlierDetection(c, tp.GetOutlierDetection())
+	if dr, ok := t.drs[k.host]; ok {
+		c.Metadata = configMetadata("destination-rule", dr.res, k.subset)
+	}
 	return c
 }
 

@@ -204,6 +204,7 @@ func (t *translator) vsRoutes(vs *virtualService, ctx routeContext) []*routev3.R
 			continue
 		}
 		tmpl.Name = hr.GetName()
+		tmpl.Metadata = configMetadata("virtual-service", vs.res, "")
 		if len(hr.GetMatch()) == 0 {
 			tmpl.Match = prefixMatch("/")
 			out = append(out, tmpl)

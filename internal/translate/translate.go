@@ -20,6 +20,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/structpb"
 	"istio.io/api/networking/v1alpha3"
 
 	"github.com/weftmesh/weft/internal/config"
@@ -337,6 +338,21 @@ func adsSource() *corev3.ConfigSource {
 		ResourceApiVersion:    corev3.ApiVersion_V3,
 		ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
 	}
+}
+
+// configMetadata is the metadata Istio puts on what a DestinationRule or
+// VirtualService shaped (a cluster, a route), and istioctl's proxy-config
+// reads: filter_metadata.istio.config is the resource's path, in which
+// kind is Istio's segment (destination-rule, virtual-service), and subset,
+// when set, the cluster's DestinationRule subset.
+func configMetadata(kind string, r *config.Resource, subset string) *corev3.Metadata {
+	fields := map[string]*structpb.Value{
+		"config": structpb.NewStringValue("/apis/networking.istio.io/v1/namespaces/" + r.Namespace + "/" + kind + "/" + r.Name),
+	}
+	if subset != "" {
+		fields["subset"] = structpb.NewStringValue(subset)
+	}
+	return &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"istio": {Fields: fields}}}
 }
 
 // mustAny packs m into an Any. Marshalling a well-formed generated message

@@ -371,9 +371,10 @@ func (x *Node) GetExtensions() []*Extension {
 }
 
 type Metadata struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state          protoimpl.MessageState      `protogen:"open.v1"`
+	FilterMetadata map[string]*structpb.Struct `protobuf:"bytes,1,rep,name=filter_metadata,json=filterMetadata,proto3" json:"filter_metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Metadata) Reset() {
@@ -404,6 +405,13 @@ func (x *Metadata) ProtoReflect() protoreflect.Message {
 // Deprecated: Use Metadata.ProtoReflect.Descriptor instead.
 func (*Metadata) Descriptor() ([]byte, []int) {
 	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Metadata) GetFilterMetadata() map[string]*structpb.Struct {
+	if x != nil {
+		return x.FilterMetadata
+	}
+	return nil
 }
 
 type QueryParameter struct {
@@ -891,7 +899,7 @@ type RetryPolicy_RetryPriority struct {
 
 func (x *RetryPolicy_RetryPriority) Reset() {
 	*x = RetryPolicy_RetryPriority{}
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[12]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -903,7 +911,7 @@ func (x *RetryPolicy_RetryPriority) String() string {
 func (*RetryPolicy_RetryPriority) ProtoMessage() {}
 
 func (x *RetryPolicy_RetryPriority) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[12]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -965,7 +973,7 @@ type RetryPolicy_RetryHostPredicate struct {
 
 func (x *RetryPolicy_RetryHostPredicate) Reset() {
 	*x = RetryPolicy_RetryHostPredicate{}
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[13]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -977,7 +985,7 @@ func (x *RetryPolicy_RetryHostPredicate) String() string {
 func (*RetryPolicy_RetryHostPredicate) ProtoMessage() {}
 
 func (x *RetryPolicy_RetryHostPredicate) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[13]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1050,9 +1058,12 @@ const file_envoy_config_core_v3_base_proto_rawDesc = "" +
 	"\x0fuser_agent_name\x18\x06 \x01(\tR\ruserAgentName\x12?\n" +
 	"\n" +
 	"extensions\x18\t \x03(\v2\x1f.envoy.config.core.v3.ExtensionR\n" +
-	"extensions\"\n" +
-	"\n" +
-	"\bMetadata\"8\n" +
+	"extensions\"\xc3\x01\n" +
+	"\bMetadata\x12[\n" +
+	"\x0ffilter_metadata\x18\x01 \x03(\v22.envoy.config.core.v3.Metadata.FilterMetadataEntryR\x0efilterMetadata\x1aZ\n" +
+	"\x13FilterMetadataEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12-\n" +
+	"\x05value\x18\x02 \x01(\v2\x17.google.protobuf.StructR\x05value:\x028\x01\"8\n" +
 	"\x0eQueryParameter\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value\"R\n" +
@@ -1116,7 +1127,7 @@ func file_envoy_config_core_v3_base_proto_rawDescGZIP() []byte {
 }
 
 var file_envoy_config_core_v3_base_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_envoy_config_core_v3_base_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_envoy_config_core_v3_base_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_envoy_config_core_v3_base_proto_goTypes = []any{
 	(RoutingPriority)(0),                      // 0: envoy.config.core.v3.RoutingPriority
 	(HeaderValueOption_HeaderAppendAction)(0), // 1: envoy.config.core.v3.HeaderValueOption.HeaderAppendAction
@@ -1132,39 +1143,42 @@ var file_envoy_config_core_v3_base_proto_goTypes = []any{
 	(*RetryPolicy)(nil),                       // 11: envoy.config.core.v3.RetryPolicy
 	(*TransportSocket)(nil),                   // 12: envoy.config.core.v3.TransportSocket
 	(*RuntimeFractionalPercent)(nil),          // 13: envoy.config.core.v3.RuntimeFractionalPercent
-	(*RetryPolicy_RetryPriority)(nil),         // 14: envoy.config.core.v3.RetryPolicy.RetryPriority
-	(*RetryPolicy_RetryHostPredicate)(nil),    // 15: envoy.config.core.v3.RetryPolicy.RetryHostPredicate
-	(*v3.SemanticVersion)(nil),                // 16: envoy.type.v3.SemanticVersion
-	(*structpb.Struct)(nil),                   // 17: google.protobuf.Struct
-	(*wrapperspb.BoolValue)(nil),              // 18: google.protobuf.BoolValue
-	(*BackoffStrategy)(nil),                   // 19: envoy.config.core.v3.BackoffStrategy
-	(*wrapperspb.UInt32Value)(nil),            // 20: google.protobuf.UInt32Value
-	(*anypb.Any)(nil),                         // 21: google.protobuf.Any
-	(*v3.FractionalPercent)(nil),              // 22: envoy.type.v3.FractionalPercent
+	nil,                                       // 14: envoy.config.core.v3.Metadata.FilterMetadataEntry
+	(*RetryPolicy_RetryPriority)(nil),         // 15: envoy.config.core.v3.RetryPolicy.RetryPriority
+	(*RetryPolicy_RetryHostPredicate)(nil),    // 16: envoy.config.core.v3.RetryPolicy.RetryHostPredicate
+	(*v3.SemanticVersion)(nil),                // 17: envoy.type.v3.SemanticVersion
+	(*structpb.Struct)(nil),                   // 18: google.protobuf.Struct
+	(*wrapperspb.BoolValue)(nil),              // 19: google.protobuf.BoolValue
+	(*BackoffStrategy)(nil),                   // 20: envoy.config.core.v3.BackoffStrategy
+	(*wrapperspb.UInt32Value)(nil),            // 21: google.protobuf.UInt32Value
+	(*anypb.Any)(nil),                         // 22: google.protobuf.Any
+	(*v3.FractionalPercent)(nil),              // 23: envoy.type.v3.FractionalPercent
 }
 var file_envoy_config_core_v3_base_proto_depIdxs = []int32{
-	16, // 0: envoy.config.core.v3.BuildVersion.version:type_name -> envoy.type.v3.SemanticVersion
-	17, // 1: envoy.config.core.v3.BuildVersion.metadata:type_name -> google.protobuf.Struct
+	17, // 0: envoy.config.core.v3.BuildVersion.version:type_name -> envoy.type.v3.SemanticVersion
+	18, // 1: envoy.config.core.v3.BuildVersion.metadata:type_name -> google.protobuf.Struct
 	3,  // 2: envoy.config.core.v3.Extension.version:type_name -> envoy.config.core.v3.BuildVersion
-	17, // 3: envoy.config.core.v3.Node.metadata:type_name -> google.protobuf.Struct
+	18, // 3: envoy.config.core.v3.Node.metadata:type_name -> google.protobuf.Struct
 	2,  // 4: envoy.config.core.v3.Node.locality:type_name -> envoy.config.core.v3.Locality
 	4,  // 5: envoy.config.core.v3.Node.extensions:type_name -> envoy.config.core.v3.Extension
-	8,  // 6: envoy.config.core.v3.HeaderValueOption.header:type_name -> envoy.config.core.v3.HeaderValue
-	18, // 7: envoy.config.core.v3.HeaderValueOption.append:type_name -> google.protobuf.BoolValue
-	1,  // 8: envoy.config.core.v3.HeaderValueOption.append_action:type_name -> envoy.config.core.v3.HeaderValueOption.HeaderAppendAction
-	19, // 9: envoy.config.core.v3.RetryPolicy.retry_back_off:type_name -> envoy.config.core.v3.BackoffStrategy
-	20, // 10: envoy.config.core.v3.RetryPolicy.num_retries:type_name -> google.protobuf.UInt32Value
-	14, // 11: envoy.config.core.v3.RetryPolicy.retry_priority:type_name -> envoy.config.core.v3.RetryPolicy.RetryPriority
-	15, // 12: envoy.config.core.v3.RetryPolicy.retry_host_predicate:type_name -> envoy.config.core.v3.RetryPolicy.RetryHostPredicate
-	21, // 13: envoy.config.core.v3.TransportSocket.typed_config:type_name -> google.protobuf.Any
-	22, // 14: envoy.config.core.v3.RuntimeFractionalPercent.default_value:type_name -> envoy.type.v3.FractionalPercent
-	21, // 15: envoy.config.core.v3.RetryPolicy.RetryPriority.typed_config:type_name -> google.protobuf.Any
-	21, // 16: envoy.config.core.v3.RetryPolicy.RetryHostPredicate.typed_config:type_name -> google.protobuf.Any
-	17, // [17:17] is the sub-list for method output_type
-	17, // [17:17] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	14, // 6: envoy.config.core.v3.Metadata.filter_metadata:type_name -> envoy.config.core.v3.Metadata.FilterMetadataEntry
+	8,  // 7: envoy.config.core.v3.HeaderValueOption.header:type_name -> envoy.config.core.v3.HeaderValue
+	19, // 8: envoy.config.core.v3.HeaderValueOption.append:type_name -> google.protobuf.BoolValue
+	1,  // 9: envoy.config.core.v3.HeaderValueOption.append_action:type_name -> envoy.config.core.v3.HeaderValueOption.HeaderAppendAction
+	20, // 10: envoy.config.core.v3.RetryPolicy.retry_back_off:type_name -> envoy.config.core.v3.BackoffStrategy
+	21, // 11: envoy.config.core.v3.RetryPolicy.num_retries:type_name -> google.protobuf.UInt32Value
+	15, // 12: envoy.config.core.v3.RetryPolicy.retry_priority:type_name -> envoy.config.core.v3.RetryPolicy.RetryPriority
+	16, // 13: envoy.config.core.v3.RetryPolicy.retry_host_predicate:type_name -> envoy.config.core.v3.RetryPolicy.RetryHostPredicate
+	22, // 14: envoy.config.core.v3.TransportSocket.typed_config:type_name -> google.protobuf.Any
+	23, // 15: envoy.config.core.v3.RuntimeFractionalPercent.default_value:type_name -> envoy.type.v3.FractionalPercent
+	18, // 16: envoy.config.core.v3.Metadata.FilterMetadataEntry.value:type_name -> google.protobuf.Struct
+	22, // 17: envoy.config.core.v3.RetryPolicy.RetryPriority.typed_config:type_name -> google.protobuf.Any
+	22, // 18: envoy.config.core.v3.RetryPolicy.RetryHostPredicate.typed_config:type_name -> google.protobuf.Any
+	19, // [19:19] is the sub-list for method output_type
+	19, // [19:19] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_envoy_config_core_v3_base_proto_init() }
@@ -1181,10 +1195,10 @@ func file_envoy_config_core_v3_base_proto_init() {
 	file_envoy_config_core_v3_base_proto_msgTypes[10].OneofWrappers = []any{
 		(*TransportSocket_TypedConfig)(nil),
 	}
-	file_envoy_config_core_v3_base_proto_msgTypes[12].OneofWrappers = []any{
+	file_envoy_config_core_v3_base_proto_msgTypes[13].OneofWrappers = []any{
 		(*RetryPolicy_RetryPriority_TypedConfig)(nil),
 	}
-	file_envoy_config_core_v3_base_proto_msgTypes[13].OneofWrappers = []any{
+	file_envoy_config_core_v3_base_proto_msgTypes[14].OneofWrappers = []any{
 		(*RetryPolicy_RetryHostPredicate_TypedConfig)(nil),
 	}
 	type x struct{}
@@ -1194,7 +1208,7 @@ func file_envoy_config_core_v3_base_proto_init() {
 			FileRegistry:  xdsapi.Files,
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_envoy_config_core_v3_base_proto_rawDesc), len(file_envoy_config_core_v3_base_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   14,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -10,7 +10,7 @@ import (
 	v3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/type/v3"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
-	_ "google.golang.org/protobuf/types/known/structpb"
+	structpb "google.golang.org/protobuf/types/known/structpb"
 	wrapperspb "google.golang.org/protobuf/types/known/wrapperspb"
 	reflect "reflect"
 	sync "sync"
@@ -140,6 +140,7 @@ type HTTPFault struct {
 	DownstreamNodes   []string                `protobuf:"bytes,5,rep,name=downstream_nodes,json=downstreamNodes,proto3" json:"downstream_nodes,omitempty"`
 	MaxActiveFaults   *wrapperspb.UInt32Value `protobuf:"bytes,6,opt,name=max_active_faults,json=maxActiveFaults,proto3" json:"max_active_faults,omitempty"`
 	ResponseRateLimit *v31.FaultRateLimit     `protobuf:"bytes,7,opt,name=response_rate_limit,json=responseRateLimit,proto3" json:"response_rate_limit,omitempty"`
+	FilterMetadata    *structpb.Struct        `protobuf:"bytes,16,opt,name=filter_metadata,json=filterMetadata,proto3" json:"filter_metadata,omitempty"`
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
 }
@@ -223,6 +224,13 @@ func (x *HTTPFault) GetResponseRateLimit() *v31.FaultRateLimit {
 	return nil
 }
 
+func (x *HTTPFault) GetFilterMetadata() *structpb.Struct {
+	if x != nil {
+		return x.FilterMetadata
+	}
+	return nil
+}
+
 type FaultAbort_HeaderAbort struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -277,7 +285,7 @@ const file_envoy_extensions_filters_http_fault_v3_fault_proto_rawDesc = "" +
 	"\rresponse_body\x18\x06 \x01(\tR\fresponseBody\x1a\r\n" +
 	"\vHeaderAbortB\f\n" +
 	"\n" +
-	"error_type\"\xeb\x03\n" +
+	"error_type\"\xad\x04\n" +
 	"\tHTTPFault\x12J\n" +
 	"\x05delay\x18\x01 \x01(\v24.envoy.extensions.filters.common.fault.v3.FaultDelayR\x05delay\x12H\n" +
 	"\x05abort\x18\x02 \x01(\v22.envoy.extensions.filters.http.fault.v3.FaultAbortR\x05abort\x12)\n" +
@@ -285,7 +293,8 @@ const file_envoy_extensions_filters_http_fault_v3_fault_proto_rawDesc = "" +
 	"\aheaders\x18\x04 \x03(\v2$.envoy.config.route.v3.HeaderMatcherR\aheaders\x12)\n" +
 	"\x10downstream_nodes\x18\x05 \x03(\tR\x0fdownstreamNodes\x12H\n" +
 	"\x11max_active_faults\x18\x06 \x01(\v2\x1c.google.protobuf.UInt32ValueR\x0fmaxActiveFaults\x12h\n" +
-	"\x13response_rate_limit\x18\a \x01(\v28.envoy.extensions.filters.common.fault.v3.FaultRateLimitR\x11responseRateLimitB_Z]github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/extensions/filters/http/fault/v3;faultv3b\x06proto3"
+	"\x13response_rate_limit\x18\a \x01(\v28.envoy.extensions.filters.common.fault.v3.FaultRateLimitR\x11responseRateLimit\x12@\n" +
+	"\x0ffilter_metadata\x18\x10 \x01(\v2\x17.google.protobuf.StructR\x0efilterMetadataB_Z]github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/extensions/filters/http/fault/v3;faultv3b\x06proto3"
 
 var (
 	file_envoy_extensions_filters_http_fault_v3_fault_proto_rawDescOnce sync.Once
@@ -309,6 +318,7 @@ var file_envoy_extensions_filters_http_fault_v3_fault_proto_goTypes = []any{
 	(*v32.HeaderMatcher)(nil),      // 5: envoy.config.route.v3.HeaderMatcher
 	(*wrapperspb.UInt32Value)(nil), // 6: google.protobuf.UInt32Value
 	(*v31.FaultRateLimit)(nil),     // 7: envoy.extensions.filters.common.fault.v3.FaultRateLimit
+	(*structpb.Struct)(nil),        // 8: google.protobuf.Struct
 }
 var file_envoy_extensions_filters_http_fault_v3_fault_proto_depIdxs = []int32{
 	2, // 0: envoy.extensions.filters.http.fault.v3.FaultAbort.header_abort:type_name -> envoy.extensions.filters.http.fault.v3.FaultAbort.HeaderAbort
@@ -318,11 +328,12 @@ var file_envoy_extensions_filters_http_fault_v3_fault_proto_depIdxs = []int32{
 	5, // 4: envoy.extensions.filters.http.fault.v3.HTTPFault.headers:type_name -> envoy.config.route.v3.HeaderMatcher
 	6, // 5: envoy.extensions.filters.http.fault.v3.HTTPFault.max_active_faults:type_name -> google.protobuf.UInt32Value
 	7, // 6: envoy.extensions.filters.http.fault.v3.HTTPFault.response_rate_limit:type_name -> envoy.extensions.filters.common.fault.v3.FaultRateLimit
-	7, // [7:7] is the sub-list for method output_type
-	7, // [7:7] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	8, // 7: envoy.extensions.filters.http.fault.v3.HTTPFault.filter_metadata:type_name -> google.protobuf.Struct
+	8, // [8:8] is the sub-list for method output_type
+	8, // [8:8] is the sub-list for method input_type
+	8, // [8:8] is the sub-list for extension type_name
+	8, // [8:8] is the sub-list for extension extendee
+	0, // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_envoy_extensions_filters_http_fault_v3_fault_proto_init() }
