@@ -80,11 +80,17 @@ func (v *VIPs) Assign(services []*Service) error {
 	return nil
 }
 
-// reclaim frees the VIPs of hosts that have no service among services.
+// reclaim frees the VIPs of hosts that no longer need one: those with no
+// service among services, and those whose ServiceEntry now gives an
+// address of its own. Assign has already set the VIPs of the services
+// before the one it could not place, so a service needs its allocated VIP
+// when its VIP is unset or is that allocated VIP.
 func (v *VIPs) reclaim(services []*Service) {
 	present := make(map[string]bool, len(services))
 	for _, svc := range services {
-		present[svc.Hostname] = true
+		if a, ok := v.byHost[svc.Hostname]; svc.VIP == "" || ok && svc.VIP == a.String() {
+			present[svc.Hostname] = true
+		}
 	}
 	for h, a := range v.byHost {
 		if !present[h] {

@@ -99,3 +99,40 @@ func TestVIPsReclaimedOnlyWhenTheRangeIsFull(t *testing.T) {
 		t.Errorf("f came back with %s, want its VIP %s", f2.VIP, f.VIP)
 	}
 }
+
+// A host whose ServiceEntry now has an address of its own gives its
+// allocated VIP back once the range is full.
+func TestVIPReclaimedFromAHostWithItsOwnAddress(t *testing.T) {
+	v, err := NewVIPs("10.0.0.0/29", nil) // .1 to .6 usable
+	if err != nil {
+		t.Fatal(err)
+	}
+	var svcs []*Service
+	for _, h := range []string{"a", "b", "c", "d", "e", "f"} {
+		svcs = append(svcs, &Service{Hostname: h})
+	}
+	if err := v.Assign(svcs); err != nil {
+		t.Fatal(err)
+	}
+	aVIP := svcs[0].VIP
+	// a now has its own address; g is new and the range is full.
+	next := []*Service{{Hostname: "a", VIP: "192.168.7.7"}}
+	for _, h := range []string{"b", "c", "d", "e", "f"} {
+		next = append(next, &Service{Hostname: h})
+	}
+	g := &Service{Hostname: "g"}
+	if err := v.Assign(append(next, g)); err != nil {
+		t.Fatalf("a full range in which a no longer needs its VIP: %v", err)
+	}
+	if g.VIP != aVIP {
+		t.Errorf("g got %s, want a's old VIP %s", g.VIP, aVIP)
+	}
+	if next[0].VIP != "192.168.7.7" {
+		t.Errorf("a's own address became %s", next[0].VIP)
+	}
+	for i, s := range next[1:] {
+		if s.VIP != svcs[i+1].VIP {
+			t.Errorf("%s's VIP moved from %s to %s", s.Hostname, svcs[i+1].VIP, s.VIP)
+		}
+	}
+}
