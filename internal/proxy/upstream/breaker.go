@@ -82,6 +82,9 @@ type breaker struct {
 	stats                                     *Stats
 	maxConns, maxPending, maxReqs, maxRetries atomic.Int64
 	conns, pending, reqs, retries             atomic.Int64
+	// latest is the newest Cluster built with this breaker, whose
+	// endpoints a closing TCP connection wakes.
+	latest atomic.Pointer[Cluster]
 }
 
 func (b *breaker) set(cb CircuitBreakers) {

@@ -535,3 +535,39 @@ func TestTransportConnectionsCountAgainstMaxConnections(t *testing.T) {
 		}
 	})
 }
+
+// A TCP connection that began under an older configuration of the cluster
+// wakes, when it ends, the requests waiting in the newest one's endpoints.
+func TestEndConnectionWakesTheNewestConfiguration(t *testing.T) {
+	addr, conns := slowServer(t)
+	p := NewPools(PoolsOptions{})
+	t.Cleanup(p.Close)
+	spec := func(idle time.Duration) []ClusterSpec {
+		return []ClusterSpec{{Name: "c", IdleTimeout: idle, Endpoints: []EndpointSpec{{Address: addr}},
+			CircuitBreakers: &CircuitBreakers{MaxConnections: 2, MaxPendingRequests: 10, MaxRequests: 10, MaxRetries: 1}}}
+	}
+	old := p.Build(spec(time.Minute))["c"]
+	if err := old.BeginConnection(); err != nil {
+		t.Fatal(err)
+	}
+	// New settings: a new endpoint (and pool) for the same address.
+	c := p.Build(spec(2 * time.Minute))["c"]
+	ep := c.Pick(nil)
+	go get(t, ep, "GET", "/slow", nil)
+	waitUntil(t, func() bool { return conns.Load() == 1 }, "the slow request's connection to open")
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := get(t, ep, "GET", "/fast", nil)
+		done <- err
+	}()
+	waitUntil(t, func() bool { return c.Stats().Snapshot().CxOverflow == 1 }, "the second request to wait for a connection")
+	old.EndConnection()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("second request: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the request in the new configuration still waits after the old configuration's TCP connection ended")
+	}
+}

@@ -278,10 +278,17 @@ func (c *Cluster) BeginConnection() error { return c.cb.beginConnection() }
 
 // EndConnection undoes a successful BeginConnection, and wakes the HTTP
 // requests of the cluster's endpoints that wait for a connection (on a
-// port served both ways, the freed one may be theirs).
+// port served both ways, the freed one may be theirs), in the cluster's
+// newest configuration.
 func (c *Cluster) EndConnection() {
 	c.cb.conns.Add(-1)
-	for _, e := range c.endpoints {
+	// The connection may have begun under an older configuration of the
+	// cluster: wake the endpoints of the newest.
+	latest := c.cb.latest.Load()
+	if latest == nil {
+		latest = c
+	}
+	for _, e := range latest.endpoints {
 		e.h1.wake()
 	}
 }
@@ -669,6 +676,7 @@ func (p *Pools) Build(specs []ClusterSpec) map[string]*Cluster {
 			c.buildWeights(weights)
 		}
 		out[s.Name] = c
+		cb.latest.Store(c)
 	}
 	for name := range p.stats {
 		if out[name] == nil {
