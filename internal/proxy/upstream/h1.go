@@ -67,6 +67,10 @@ type h1Conn struct {
 	bw     *bufio.Writer
 	idleAt time.Time
 	reused bool
+	// holdOK says the next request may leave from the read that waits
+	// for its response: the connection is new, or was idle less than
+	// holdWithin (see there).
+	holdOK bool
 	pool   *h1Pool
 	uses   uint32
 	// rw writes requests and rr reads responses, keeping their buffers,
@@ -172,7 +176,7 @@ func (p *h1Pool) get(ctx context.Context, probe bool) (*h1Conn, error) {
 	br.Reset(c)
 	bw := bwPool.Get().(*bufio.Writer)
 	bw.Reset(c)
-	pc := &h1Conn{c: c, br: br, bw: bw, pool: p}
+	pc := &h1Conn{c: c, br: br, bw: bw, pool: p, holdOK: true}
 	pc.interrupt = pc.Interrupt
 	return pc, nil
 }
@@ -330,6 +334,7 @@ func (p *h1Pool) takeIdle(probe bool) *h1Conn {
 		if now.Sub(pc.idleAt) < p.idleTimeout && pc.br.Buffered() == 0 && !(probe && peerClosed(pc.c)) {
 			p.mu.Unlock()
 			pc.reused = true
+			pc.holdOK = now.Sub(pc.idleAt) < holdWithin
 			return pc
 		}
 		pc.close()
@@ -482,7 +487,7 @@ func (p *h1Pool) exchange(pc *h1Conn, req *http.Request, lazy bool) (*http.Respo
 	if err := pc.rw.Write(pc.bw, req); err != nil {
 		return fail(err)
 	}
-	if sc, ok := pc.c.(*sockio.Conn); ok && (!pc.reused || time.Since(pc.idleAt) < holdWithin) {
+	if sc, ok := pc.c.(*sockio.Conn); ok && pc.holdOK {
 		sc.HoldNextWrite()
 	}
 	if err := pc.bw.Flush(); err != nil {

@@ -571,3 +571,30 @@ func TestEndConnectionWakesTheNewestConfiguration(t *testing.T) {
 		t.Fatal("the request in the new configuration still waits after the old configuration's TCP connection ended")
 	}
 }
+
+// Only a connection that is new or was idle briefly sends its request from
+// the read that waits for the answer (holdWithin).
+func TestHoldOnlyOnRecentlyUsedConnections(t *testing.T) {
+	addr, _ := slowServer(t)
+	ep := endpointFor(t, addr, PoolsOptions{})
+	if _, _, err := get(t, ep, "GET", "/", nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		idle time.Duration
+		want bool
+	}{{0, true}, {holdWithin + time.Second, false}} {
+		ep.h1.mu.Lock()
+		if len(ep.h1.idle) != 1 {
+			ep.h1.mu.Unlock()
+			t.Fatalf("%d idle connections, want 1", len(ep.h1.idle))
+		}
+		ep.h1.idle[0].idleAt = time.Now().Add(-c.idle)
+		ep.h1.mu.Unlock()
+		pc := ep.h1.takeIdle(false)
+		if pc == nil || pc.holdOK != c.want {
+			t.Fatalf("a connection idle %v: holdOK = %v, want %v", c.idle, pc != nil && pc.holdOK, c.want)
+		}
+		ep.h1.put(pc)
+	}
+}
