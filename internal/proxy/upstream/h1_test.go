@@ -598,3 +598,64 @@ func TestHoldOnlyOnRecentlyUsedConnections(t *testing.T) {
 		ep.h1.put(pc)
 	}
 }
+
+// closingServer answers one request per connection and then closes it,
+// without saying so (no Connection: close): the client keeps the
+// connection idle, and finds it closed when it sends the next request.
+func closingServer(t *testing.T) (string, *atomic.Int32) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var conns atomic.Int32
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go func() {
+				defer c.Close()
+				req, err := http.ReadRequest(bufio.NewReader(c))
+				if err != nil {
+					return
+				}
+				io.Copy(io.Discard, req.Body)
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			}()
+		}
+	}()
+	return ln.Addr().String(), &conns
+}
+
+// A request that finds its pooled connection closed by the server is sent
+// again on a new one: a rewindable request after the closed connection
+// fails (the request leaves from the read that waits for the answer, which
+// sees the server's reset), the other kind after a check before it is
+// sent.
+func TestRequestOnAConnectionTheServerClosedIsRetried(t *testing.T) {
+	addr, conns := closingServer(t)
+	ep := endpointFor(t, addr, PoolsOptions{})
+	for i := range 3 {
+		if code, body, err := get(t, ep, "GET", "/", nil); err != nil || code != 200 || body != "ok" {
+			t.Fatalf("GET %d: %d %q %v", i+1, code, body, err)
+		}
+		time.Sleep(20 * time.Millisecond) // let the server's FIN arrive
+	}
+	// A body without GetBody cannot be sent twice: the idle connection is
+	// checked first.
+	req, _ := http.NewRequest("POST", "http://"+addr+"/", io.NopCloser(strings.NewReader("once")))
+	req.ContentLength = 4
+	resp, err := ep.RoundTrip(req)
+	if err != nil {
+		t.Fatalf("POST without GetBody on a closed idle connection: %v", err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if got := conns.Load(); got != 4 {
+		t.Errorf("server saw %d connections, want 4 (one per request)", got)
+	}
+}
