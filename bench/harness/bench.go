@@ -176,10 +176,10 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			t, err = b.setupWeft(ctx)
 		case "nginx", "haproxy":
 			t, err = b.setupPair(ctx, name)
-		case "go-relay":
-			t, err = b.setupRelay(ctx)
+		case "go-relay", "go-epoll":
+			t, err = b.setupRelay(ctx, name)
 		default:
-			return nil, fmt.Errorf("unknown row %q: want direct, weft, nginx, haproxy or go-relay", name)
+			return nil, fmt.Errorf("unknown row %q: want direct, weft, nginx, haproxy, go-relay or go-epoll", name)
 		}
 		if err != nil {
 			if ctx.Err() != nil {

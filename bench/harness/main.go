@@ -15,13 +15,22 @@ import (
 )
 
 // Main is weftbench's command line; it returns the exit code.
-// `weftbench backend ADDR` serves the bench's backend, and `weftbench relay
-// ADDR UPSTREAM` one hop of the go-relay row.
+// `weftbench backend ADDR` serves the bench's backend, `weftbench relay
+// ADDR UPSTREAM` one hop of the go-relay row, and `weftbench epoll-relay
+// ADDR UPSTREAM` one of the go-epoll row.
 func Main(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if len(args) == 2 && args[0] == "backend" {
 		if err := ServeBackend(ctx, args[1]); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		return 0
+	}
+	if len(args) == 3 && args[0] == "epoll-relay" {
+		stop() // the event loop never returns: let SIGTERM end the process
+		if err := serveEpollRelay(args[1], args[2]); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
@@ -63,7 +72,7 @@ func parseFlags(args []string, stderr io.Writer) (*Options, error) {
 	fs.IntVar(&o.Reps, "reps", 0, "repetitions of each row (default 2 quick, 5 full)")
 	fs.DurationVar(&o.LatencyDuration, "latency-duration", 0, "length of each latency run (default 10s quick, 30s full)")
 	fs.DurationVar(&o.CapacityDuration, "capacity-duration", 0, "length of each capacity run (default 5s quick, 15s full)")
-	fs.StringVar(&rows, "rows", "direct,weft,nginx,haproxy,go-relay", "comma-separated `rows` to run")
+	fs.StringVar(&rows, "rows", "direct,weft,nginx,haproxy,go-relay", "comma-separated `rows` to run (go-epoll, an event-loop relay, on request)")
 	fs.StringVar(&o.ProfilePath, "profile", "", "write a CPU profile of the weft client sidecar, taken during an extra (unmeasured) capacity run, to `file`")
 	fs.StringVar(&o.ServerProfilePath, "profile-server", "", "write a CPU profile of the weft server sidecar, taken during the same extra capacity run, to `file`")
 	fs.StringVar(&cpClients, "cp-clients", "", "comma-separated ADS client `counts` for the control plane run (default 100 quick, 100,1000 full; none to skip)")

@@ -272,8 +272,12 @@ func Markdown(w io.Writer, r *Result) {
 	fmt.Fprintln(w, "Proxy CPU is the user+system time of all of a row's proxy processes (both hops) during the latency run, per 1000 requests; at 1000 rps it equals vCPU per 1000 rps, and half of it is one proxy's share. RSS is per proxy instance (the larger of the two hops; an nginx or HAProxy instance counts its master and workers), peak sampled every 100 ms under load, idle after start-up.")
 	fmt.Fprintln(w)
 	for _, row := range r.Rows {
-		if row.Name == "go-relay" {
+		switch row.Name {
+		case "go-relay":
 			fmt.Fprintln(w, "go-relay is a featureless relay of weft-proxy's shape (a goroutine per connection on Go's netpoller; it frames messages and changes no byte), run as two `weftbench relay` processes: the floor for a Go proxy on this machine. Its RSS is weftbench's (fortio linked in), not a figure to compare.")
+			fmt.Fprintln(w)
+		case "go-epoll":
+			fmt.Fprintln(w, "go-epoll is the same relay (without framing: bytes pass as they come) written as an event loop: one locked thread in epoll_wait, raw reads and writes, no goroutine per connection and no netpoller; two `weftbench epoll-relay` processes, GOMAXPROCS=1. The floor for a Go proxy that leaves the runtime's scheduler out of its data path. Its RSS is weftbench's.")
 			fmt.Fprintln(w)
 		}
 	}

@@ -262,24 +262,31 @@ func (b *bench) setupPair(ctx context.Context, kind string) (*target, error) {
 // `weftbench relay` process), client → server → backend: a Go proxy of
 // weft-proxy's shape (a goroutine per connection on Go's netpoller) that
 // does no work but framing, the floor for weft's row on this machine.
-func (b *bench) setupRelay(ctx context.Context) (*target, error) {
+//
+// The go-epoll row (kind go-epoll) is the same pair as event loops
+// (`weftbench epoll-relay`, see serveEpollRelay), each on one thread.
+func (b *bench) setupRelay(ctx context.Context, kind string) (*target, error) {
 	ports, err := freePorts(2)
 	if err != nil {
 		return nil, err
 	}
 	clientPort, serverPort := ports[0], ports[1]
-	t := &target{name: "go-relay", url: fmt.Sprintf("http://127.0.0.1:%d/", clientPort)}
+	t := &target{name: kind, url: fmt.Sprintf("http://127.0.0.1:%d/", clientPort)}
+	sub, env := "relay", []string(nil)
+	if kind == "go-epoll" {
+		sub, env = "epoll-relay", []string{"GOMAXPROCS=1"}
+	}
 	for _, hop := range []struct {
 		name             string
 		listen, upstream int
 	}{{"server", serverPort, b.backendPort}, {"client", clientPort, serverPort}} {
-		p, err := b.procs.start("go-relay-"+hop.name, nil, b.opts.Self, "relay",
+		p, err := b.procs.start(kind+"-"+hop.name, env, b.opts.Self, sub,
 			fmt.Sprintf("127.0.0.1:%d", hop.listen), fmt.Sprintf("127.0.0.1:%d", hop.upstream))
 		if err != nil {
 			return nil, err
 		}
 		if err := waitHTTP(ctx, p, fmt.Sprintf("http://127.0.0.1:%d/", hop.listen), "", 10*time.Second, status200); err != nil {
-			return nil, fmt.Errorf("go-relay %s: %w", hop.name, err)
+			return nil, fmt.Errorf("%s %s: %w", kind, hop.name, err)
 		}
 		t.proxies = append([]proxyInst{{name: hop.name, pid: p.pid()}}, t.proxies...)
 	}
