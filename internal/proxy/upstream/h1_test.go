@@ -572,6 +572,38 @@ func TestEndConnectionWakesTheNewestConfiguration(t *testing.T) {
 	}
 }
 
+// A TCP connection that ends frees a slot for requests waiting on an
+// ORIGINAL_DST cluster's destinations too, which are not configured
+// endpoints but made per destination.
+func TestEndConnectionWakesOriginalDestinations(t *testing.T) {
+	addr, conns := slowServer(t)
+	p := NewPools(PoolsOptions{})
+	t.Cleanup(p.Close)
+	c := p.Build([]ClusterSpec{{Name: "passthrough", OriginalDst: true,
+		CircuitBreakers: &CircuitBreakers{MaxConnections: 2, MaxPendingRequests: 10, MaxRequests: 10, MaxRetries: 1}}})["passthrough"]
+	if err := c.BeginConnection(); err != nil {
+		t.Fatal(err)
+	}
+	ep := c.EndpointFor(addr)
+	go get(t, ep, "GET", "/slow", nil)
+	waitUntil(t, func() bool { return conns.Load() == 1 }, "the slow request's connection to open")
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := get(t, ep, "GET", "/fast", nil)
+		done <- err
+	}()
+	waitUntil(t, func() bool { return c.Stats().Snapshot().CxOverflow == 1 }, "the second request to wait for a connection")
+	c.EndConnection()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("second request: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the request to an original destination still waits after a TCP connection of its cluster ended")
+	}
+}
+
 // Only a connection that is new or was idle briefly sends its request from
 // the read that waits for the answer (holdWithin).
 func TestHoldOnlyOnRecentlyUsedConnections(t *testing.T) {

@@ -277,11 +277,17 @@ func (c *Cluster) EndRetry() { c.cb.endRetry() }
 func (c *Cluster) BeginConnection() error { return c.cb.beginConnection() }
 
 // EndConnection undoes a successful BeginConnection, and wakes the HTTP
-// requests of the cluster's endpoints that wait for a connection (on a
-// port served both ways, the freed one may be theirs), in the cluster's
-// newest configuration.
+// requests of the cluster's endpoints (an ORIGINAL_DST cluster's
+// destinations included) that wait for a connection (on a port served
+// both ways, the freed one may be theirs), in the cluster's newest
+// configuration.
 func (c *Cluster) EndConnection() {
 	c.cb.conns.Add(-1)
+	if c.cb.pending.Load() == 0 {
+		// Nobody waits for a connection. One that starts waiting now
+		// tries after it registers, and finds the slot free.
+		return
+	}
 	// The connection may have begun under an older configuration of the
 	// cluster: wake the endpoints of the newest.
 	latest := c.cb.latest.Load()
@@ -290,6 +296,9 @@ func (c *Cluster) EndConnection() {
 	}
 	for _, e := range latest.endpoints {
 		e.h1.wake()
+	}
+	if latest.orig != nil {
+		latest.orig.wake()
 	}
 }
 
@@ -336,6 +345,16 @@ func (o *origDst) get(addr string) *Endpoint {
 	e := o.new(addr)
 	o.eps[addr] = e
 	return e
+}
+
+// wake wakes the requests waiting for a connection to any of the
+// destinations.
+func (o *origDst) wake() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, e := range o.eps {
+		e.h1.wake()
+	}
 }
 
 func (o *origDst) close() {
