@@ -536,23 +536,11 @@ func TestTransportConnectionsCountAgainstMaxConnections(t *testing.T) {
 	})
 }
 
-// A TCP connection that began under an older configuration of the cluster
-// wakes, when it ends, the requests waiting in the newest one's endpoints.
-func TestEndConnectionWakesTheNewestConfiguration(t *testing.T) {
-	addr, conns := slowServer(t)
-	p := NewPools(PoolsOptions{})
-	t.Cleanup(p.Close)
-	spec := func(idle time.Duration) []ClusterSpec {
-		return []ClusterSpec{{Name: "c", IdleTimeout: idle, Endpoints: []EndpointSpec{{Address: addr}},
-			CircuitBreakers: &CircuitBreakers{MaxConnections: 2, MaxPendingRequests: 10, MaxRequests: 10, MaxRetries: 1}}}
-	}
-	old := p.Build(spec(time.Minute))["c"]
-	if err := old.BeginConnection(); err != nil {
-		t.Fatal(err)
-	}
-	// New settings: a new endpoint (and pool) for the same address.
-	c := p.Build(spec(2 * time.Minute))["c"]
-	ep := c.Pick(nil)
+// endConnectionWakes fills the last slot of c (a TCP connection holds
+// another) with a slow request to ep, queues a second request to ep, and
+// checks that end, which ends the TCP connection, lets it through.
+func endConnectionWakes(t *testing.T, conns *atomic.Int32, c *Cluster, ep *Endpoint, end func(), stuck string) {
+	t.Helper()
 	go get(t, ep, "GET", "/slow", nil)
 	waitUntil(t, func() bool { return conns.Load() == 1 }, "the slow request's connection to open")
 	done := make(chan error, 1)
@@ -561,15 +549,36 @@ func TestEndConnectionWakesTheNewestConfiguration(t *testing.T) {
 		done <- err
 	}()
 	waitUntil(t, func() bool { return c.Stats().Snapshot().CxOverflow == 1 }, "the second request to wait for a connection")
-	old.EndConnection()
+	end()
 	select {
 	case err := <-done:
 		if err != nil {
 			t.Fatalf("second request: %v", err)
 		}
 	case <-time.After(5 * time.Second):
-		t.Fatal("the request in the new configuration still waits after the old configuration's TCP connection ended")
+		t.Fatal(stuck)
 	}
+}
+
+var twoConnections = &CircuitBreakers{MaxConnections: 2, MaxPendingRequests: 10, MaxRequests: 10, MaxRetries: 1}
+
+// A TCP connection that began under an older configuration of the cluster
+// wakes, when it ends, the requests waiting in the newest one's endpoints.
+func TestEndConnectionWakesTheNewestConfiguration(t *testing.T) {
+	addr, conns := slowServer(t)
+	p := NewPools(PoolsOptions{})
+	t.Cleanup(p.Close)
+	spec := func(idle time.Duration) []ClusterSpec {
+		return []ClusterSpec{{Name: "c", IdleTimeout: idle, Endpoints: []EndpointSpec{{Address: addr}}, CircuitBreakers: twoConnections}}
+	}
+	old := p.Build(spec(time.Minute))["c"]
+	if err := old.BeginConnection(); err != nil {
+		t.Fatal(err)
+	}
+	// New settings: a new endpoint (and pool) for the same address.
+	c := p.Build(spec(2 * time.Minute))["c"]
+	endConnectionWakes(t, conns, c, c.Pick(nil), old.EndConnection,
+		"the request in the new configuration still waits after the old configuration's TCP connection ended")
 }
 
 // A TCP connection that ends frees a slot for requests waiting on an
@@ -579,29 +588,12 @@ func TestEndConnectionWakesOriginalDestinations(t *testing.T) {
 	addr, conns := slowServer(t)
 	p := NewPools(PoolsOptions{})
 	t.Cleanup(p.Close)
-	c := p.Build([]ClusterSpec{{Name: "passthrough", OriginalDst: true,
-		CircuitBreakers: &CircuitBreakers{MaxConnections: 2, MaxPendingRequests: 10, MaxRequests: 10, MaxRetries: 1}}})["passthrough"]
+	c := p.Build([]ClusterSpec{{Name: "passthrough", OriginalDst: true, CircuitBreakers: twoConnections}})["passthrough"]
 	if err := c.BeginConnection(); err != nil {
 		t.Fatal(err)
 	}
-	ep := c.EndpointFor(addr)
-	go get(t, ep, "GET", "/slow", nil)
-	waitUntil(t, func() bool { return conns.Load() == 1 }, "the slow request's connection to open")
-	done := make(chan error, 1)
-	go func() {
-		_, _, err := get(t, ep, "GET", "/fast", nil)
-		done <- err
-	}()
-	waitUntil(t, func() bool { return c.Stats().Snapshot().CxOverflow == 1 }, "the second request to wait for a connection")
-	c.EndConnection()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("second request: %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the request to an original destination still waits after a TCP connection of its cluster ended")
-	}
+	endConnectionWakes(t, conns, c, c.EndpointFor(addr), c.EndConnection,
+		"the request to an original destination still waits after a TCP connection of its cluster ended")
 }
 
 // Only a connection that is new or was idle briefly sends its request from
