@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -317,4 +318,114 @@ func TestLeanServerIdleTimeout(t *testing.T) {
 	if d := time.Since(idleFrom); d < idle-idle/64-50*time.Millisecond {
 		t.Errorf("closed after %v idle, before the idle timeout (%v)", d, idle)
 	}
+}
+
+// TestLeanServerBetweenRequests sends a connection's second request in
+// the shapes a client may send it once the first was answered and the
+// server waits for the next: whole, with its head or body in pieces,
+// malformed, or followed by a third request (or the end of the stream)
+// while the second is still being served.
+func TestLeanServerBetweenRequests(t *testing.T) {
+	hold := make(chan struct{})
+	held := make(chan struct{}, 1)
+	_, addr := serving(t, func(x *chain.Exchange) {
+		if x.R.URL.Path == "/hold" {
+			held <- struct{}{}
+			<-hold
+		}
+		testHandler(x)
+	})
+	// Each step is written after the previous one, a pause apart, so
+	// that the server has read what came before (and waits) when it
+	// arrives; "" marks the end of the client's stream (half-close).
+	tests := []struct {
+		name  string
+		steps []string
+		// whileHeld is written while the server holds the second
+		// request (path /hold) in its handler.
+		whileHeld string
+		want      []wantResp
+		open      bool
+	}{
+		{"whole request",
+			[]string{"GET /a HTTP/1.1\r\nHost: two\r\n\r\n"}, "",
+			[]wantResp{{code: 200, body: "hi", header: map[string]string{"X-Host": "two"}}}, true},
+		{"head in pieces",
+			[]string{"GET /a HTTP/1.1\r\nHo", "st: two\r\n", "\r\n"}, "",
+			[]wantResp{{code: 200, body: "hi", header: map[string]string{"X-Host": "two"}}}, true},
+		{"body after the head",
+			[]string{"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhe", "llo"}, "",
+			[]wantResp{{code: 200, body: "hello"}}, true},
+		{"chunked body in pieces",
+			[]string{"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n", "0\r\n\r\n"}, "",
+			[]wantResp{{code: 200, body: "abc"}}, true},
+		{"malformed",
+			[]string{"GET /a HTTP/1.1\r\nHost x\r\n\r\n"}, "",
+			[]wantResp{{code: 400}}, false},
+		{"third request sent while the second is served",
+			[]string{"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n"}, "GET /a HTTP/1.1\r\nHost: three\r\n\r\n",
+			[]wantResp{{code: 200, body: "hi"}, {code: 200, body: "hi", header: map[string]string{"X-Host": "three"}}}, true},
+		{"stream ended while the second is served",
+			[]string{"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n"}, "",
+			[]wantResp{{code: 200, body: "hi"}}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, br := dialClient(t, addr)
+			io.WriteString(c, "GET /a HTTP/1.1\r\nHost: one\r\n\r\n")
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("first response: %v", err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			for _, s := range tc.steps {
+				time.Sleep(20 * time.Millisecond)
+				io.WriteString(c, s)
+			}
+			if strings.HasPrefix(tc.steps[0], "GET /hold") {
+				<-held
+				// The server read the request before it reached the
+				// handler; what comes now arrives after that read.
+				if tc.whileHeld != "" {
+					io.WriteString(c, tc.whileHeld)
+				} else {
+					c.(*net.TCPConn).CloseWrite()
+				}
+				time.Sleep(20 * time.Millisecond)
+				hold <- struct{}{}
+			}
+			for i, want := range tc.want {
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatalf("response %d after the first: %v", i, err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				if resp.StatusCode != want.code || (want.code < 300 && string(b) != want.body) {
+					t.Errorf("response %d after the first: %d %q, want %d %q", i, resp.StatusCode, b, want.code, want.body)
+				}
+				for k, v := range want.header {
+					if got := resp.Header.Get(k); got != v {
+						t.Errorf("response %d after the first: header %s = %q, want %q", i, k, got, v)
+					}
+				}
+			}
+			if tc.open {
+				c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+				if n, err := br.Read(make([]byte, 1)); n != 0 || !isTimeout(err) {
+					t.Errorf("after the answers: read %d, %v; want the connection open and quiet", n, err)
+				}
+				return
+			}
+			// The server must close the connection, not wait for more.
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if n, err := io.Copy(io.Discard, br); err != nil {
+				t.Errorf("after the answers: read %d more bytes, then %v; want the server to close the connection", n, err)
+			}
+		})
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
