@@ -194,6 +194,17 @@ func TestJSONShape(t *testing.T) {
 	if !strings.Contains(md.String(), "| weft | 0.400 | 0.700 | 2.300 |") {
 		t.Errorf("markdown lacks the weft row:\n%s", md.String())
 	}
+	if !strings.Contains(md.String(), "| 0.300 / 0.500 / 2.000 | 7000 |") {
+		t.Errorf("markdown lacks the weft row's added latency:\n%s", md.String())
+	}
+
+	// Without the direct row there is nothing to add to: the column says
+	// so instead of showing zeros.
+	md.Reset()
+	Markdown(&md, &Result{Settings: res.Settings, Rows: []Row{{Name: "weft", P50ms: 0.4, MaxRPS: 7000}}})
+	if !strings.Contains(md.String(), "| - | 7000 |") {
+		t.Errorf("markdown without a direct row shows added latency:\n%s", md.String())
+	}
 }
 
 func TestJudge(t *testing.T) {

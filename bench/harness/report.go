@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -257,11 +258,16 @@ func Markdown(w io.Writer, r *Result) {
 		s.WeftProxy, s.GOMAXPROCS, s.GOGC, s.NginxWorkers, s.HAProxyThreads, s.CPUPinning, s.NginxVersion, s.HAProxyVersion)
 	fmt.Fprintln(w, "| row | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | achieved qps | added p50 / p90 / p99 ms | max rps | proxy CPU s per 1k req | proxy RSS peak MB | proxy RSS idle MB | errors |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	// Added latency needs the direct row to add to; a run without it
+	// (-rows weft,nginx) shows none.
+	hasDirect := slices.ContainsFunc(r.Rows, func(row Row) bool { return row.Name == "direct" })
 	for _, row := range r.Rows {
 		added := "-"
 		cpu, peak, idle := "-", "-", "-"
 		if row.Name != "direct" {
-			added = fmt.Sprintf("%s / %s / %s", f2(row.AddedP50ms), f2(row.AddedP90ms), f2(row.AddedP99ms))
+			if hasDirect {
+				added = fmt.Sprintf("%s / %s / %s", f2(row.AddedP50ms), f2(row.AddedP90ms), f2(row.AddedP99ms))
+			}
 			cpu, peak, idle = f2(row.CPUsPer1k), f2(row.RSSPeakMB), f2(row.RSSIdleMB)
 		}
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %.0f | %s | %.0f | %s | %s | %s | %d |\n",
