@@ -125,7 +125,7 @@ type config struct {
 // buffers), and a proxied request allocates a few hundred bytes, so
 // collecting at 25% growth instead of Go's 100% keeps the heap, and so the
 // RSS under load, about 1.5 MB smaller for a capacity cost of about 2%
-// (docs/performance.md has the figures).
+// (docs/performance-log.md, rounds 1 and 2, has the figures).
 const DefaultGCPercent = 25
 
 // DefaultSidecarConcurrency is a sidecar's --concurrency when neither the
@@ -135,7 +135,7 @@ const DefaultGCPercent = 25
 // work on nearly every request, and mostly finds none (futex wake-ups,
 // spinning, an extra epoll_pwait). Paired with nginx in the bench, one
 // thread both used less CPU per request and carried more at capacity than
-// two (docs/performance.md, round 6). Linkerd's sidecars default to one
+// two (docs/performance-log.md, round 6). Linkerd's sidecars default to one
 // worker as well. A gateway uses every CPU.
 const DefaultSidecarConcurrency = 1
 
