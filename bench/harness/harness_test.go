@@ -230,6 +230,23 @@ func TestJudge(t *testing.T) {
 	if judge(rows[:1]) != nil {
 		t.Error("targets judged without a weft row")
 	}
+	// With per-repetition figures, the targets set against nginx also
+	// say how the two compared within each repetition.
+	rows[1].P99Runs, rows[2].P99Runs = []float64{0.6, 0.5, 0.7}, []float64{0.5, 0.6, 0.5}
+	rows[1].MaxRPSRuns, rows[2].MaxRPSRuns = []float64{15000, 14000, 13000}, []float64{14000, 14000, 13000}
+	paired := map[string]string{}
+	for _, tg := range judge(rows) {
+		paired[tg.Name] = tg.Paired
+	}
+	wantPaired := map[string]string{
+		"vCPU per 1000 rps, per proxy": "",
+		"RSS peak under load, MB":      "",
+		"added p99, ms":                "weft's p99 +0.100 ms from nginx's (-0.100 to +0.200)",
+		"max rps":                      "1.000 of nginx's (1.000–1.071)",
+	}
+	if !maps.Equal(paired, wantPaired) {
+		t.Errorf("paired = %v, want %v", paired, wantPaired)
+	}
 	// Without the direct row there is no added latency to judge (it would
 	// read 0 for both rows, and "met").
 	for _, tg := range judge(rows[1:]) {
