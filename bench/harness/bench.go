@@ -321,15 +321,16 @@ func summarize(rr *rowRuns) Row {
 	}
 	lat := rr.latency
 	row := Row{
-		Name:        rr.t.name,
-		P50ms:       Median(col(lat, func(r *runResult) float64 { return r.p50 })),
-		P90ms:       Median(col(lat, func(r *runResult) float64 { return r.p90 })),
-		P99ms:       Median(col(lat, func(r *runResult) float64 { return r.p99 })),
-		P999ms:      Median(col(lat, func(r *runResult) float64 { return r.p999 })),
-		Maxms:       Median(col(lat, func(r *runResult) float64 { return r.max })),
-		AchievedQPS: Median(col(lat, func(r *runResult) float64 { return r.qps })),
-		Over1msPct:  Median(col(lat, func(r *runResult) float64 { return r.over1ms })),
-		MaxRPS:      Median(col(rr.capacity, func(r *runResult) float64 { return r.qps })),
+		Name:            rr.t.name,
+		P50ms:           Median(col(lat, func(r *runResult) float64 { return r.p50 })),
+		P90ms:           Median(col(lat, func(r *runResult) float64 { return r.p90 })),
+		P99ms:           Median(col(lat, func(r *runResult) float64 { return r.p99 })),
+		P999ms:          Median(col(lat, func(r *runResult) float64 { return r.p999 })),
+		Maxms:           Median(col(lat, func(r *runResult) float64 { return r.max })),
+		AchievedQPS:     Median(col(lat, func(r *runResult) float64 { return r.qps })),
+		Over1msPct:      Median(col(lat, func(r *runResult) float64 { return r.over1ms })),
+		MaxRPS:          Median(col(rr.capacity, func(r *runResult) float64 { return r.qps })),
+		CapacityIdlePct: Median(col(rr.capacity, func(r *runResult) float64 { return r.idlePct })),
 		CPUsPer1k: Median(col(lat, func(r *runResult) float64 {
 			if r.requests == 0 {
 				return 0

@@ -113,6 +113,36 @@ func TestParseVmRSS(t *testing.T) {
 	}
 }
 
+func TestParseCPUTimes(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		want    cpuTimes
+		wantErr bool
+	}{
+		{"proc stat", "cpu  100 5 50 800 20 3 7 15 40 0\ncpu0 50 2 25 400 10 1 3 7 20 0\nintr 1 2 3\n", cpuTimes{total: 1000, idle: 820}, false},
+		{"older kernel, no steal", "cpu  100 5 50 800 20 3 7\n", cpuTimes{}, true},
+		{"not the cpu line", "intr 1 2 3 4 5 6 7 8 9\n", cpuTimes{}, true},
+		{"not a number", "cpu  100 5 50 x 20 3 7 15\n", cpuTimes{}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseCPUTimes([]byte(tt.in))
+			if (err != nil) != tt.wantErr || got != tt.want {
+				t.Errorf("parseCPUTimes = %+v, %v; want %+v, error %v", got, err, tt.want, tt.wantErr)
+			}
+		})
+	}
+	// 300 of 1000 more ticks idle: 30 %.
+	if got := idlePct(cpuTimes{total: 1000, idle: 820}, cpuTimes{total: 2000, idle: 1120}); math.Abs(got-30) > 1e-9 {
+		t.Errorf("idlePct = %v, want 30", got)
+	}
+	// The real file parses, with some time in it.
+	if c, ok := readCPUTimes(); !ok || c.total == 0 || c.idle > c.total {
+		t.Errorf("readCPUTimes = %+v, %v; want this machine's CPU times", c, ok)
+	}
+}
+
 // TestOwnProcess reads this test process's own /proc entries: the parsers
 // must agree with the real kernel format, not only with the samples above.
 func TestOwnProcess(t *testing.T) {
@@ -136,7 +166,7 @@ func TestOwnProcess(t *testing.T) {
 func TestJSONShape(t *testing.T) {
 	rows := []Row{
 		{Name: "direct", P50ms: 0.1, P90ms: 0.2, P99ms: 0.3, AchievedQPS: 1000, MaxRPS: 30000},
-		{Name: "weft", P50ms: 0.4, P90ms: 0.7, P99ms: 2.3, AchievedQPS: 999, MaxRPS: 7000, CPUsPer1k: 0.37, RSSPeakMB: 33, RSSIdleMB: 25, Over1msPct: 1.25,
+		{Name: "weft", P50ms: 0.4, P90ms: 0.7, P99ms: 2.3, AchievedQPS: 999, MaxRPS: 7000, CPUsPer1k: 0.37, RSSPeakMB: 33, RSSIdleMB: 25, Over1msPct: 1.25, CapacityIdlePct: 12.5,
 			P99Spread: [2]float64{2.1, 2.6}, MaxRPSSpread: [2]float64{6500, 7400}},
 	}
 	addLatency(rows)
@@ -193,6 +223,12 @@ func TestJSONShape(t *testing.T) {
 	}
 	if !strings.Contains(md.String(), "| weft | 0.400 | 0.700 | 2.300 |") {
 		t.Errorf("markdown lacks the weft row:\n%s", md.String())
+	}
+	if !strings.Contains(md.String(), "CPU time left idle during the capacity runs (the whole machine, median over the repetitions): direct 0.0 %; weft 12.5 %.") {
+		t.Errorf("markdown lacks the idle CPU of the capacity runs:\n%s", md.String())
+	}
+	if w := gotRows[1].(map[string]any); w["capacity_cpu_idle_pct"] != 12.5 {
+		t.Errorf("weft row capacity_cpu_idle_pct = %v, want 12.5", w["capacity_cpu_idle_pct"])
 	}
 	if !strings.Contains(md.String(), "| 0.300 / 0.500 / 2.000 | 7000 |") {
 		t.Errorf("markdown lacks the weft row's added latency:\n%s", md.String())

@@ -20,6 +20,7 @@ type runResult struct {
 	errors                   int64
 	cpuSeconds               float64 // proxies' CPU over the run, all hops
 	peakRSS                  []int64 // per proxy instance
+	idlePct                  float64 // the machine's CPUs idle over the run, in %; -1 unknown
 }
 
 // load runs fortio against t: qps > 0 is an open-loop run at that constant
@@ -44,7 +45,8 @@ func (b *bench) load(ctx context.Context, t *target, qps float64, d time.Duratio
 	}
 	o.AllowInitialErrors = true
 
-	res := &runResult{peakRSS: make([]int64, len(t.proxies))}
+	res := &runResult{peakRSS: make([]int64, len(t.proxies)), idlePct: -1}
+	machine0, machineOK := readCPUTimes()
 	cpu0 := 0.0
 	for i := range t.proxies {
 		cpu0 += t.proxies[i].cpu()
@@ -80,6 +82,9 @@ func (b *bench) load(ctx context.Context, t *target, qps float64, d time.Duratio
 		res.cpuSeconds += t.proxies[i].cpu()
 	}
 	res.cpuSeconds -= cpu0
+	if machine1, ok := readCPUTimes(); ok && machineOK {
+		res.idlePct = idlePct(machine0, machine1)
+	}
 	h := r.DurationHistogram
 	res.requests = h.Count
 	res.errors = h.Count - r.RetCodes[200]

@@ -136,3 +136,49 @@ func rssBytes(pid int) int64 {
 	}
 	return sum
 }
+
+// cpuTimes is the machine's CPU time from the first line of /proc/stat,
+// in ticks: all of it, and the part spent idle (idle and iowait).
+type cpuTimes struct{ total, idle uint64 }
+
+// parseCPUTimes parses the "cpu" line that /proc/stat starts with: user,
+// nice, system, idle, iowait, irq, softirq, steal (guest time is counted
+// in user already, so the fields after steal are left out).
+func parseCPUTimes(b []byte) (cpuTimes, error) {
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	f := strings.Fields(string(line))
+	if len(f) < 9 || f[0] != "cpu" {
+		return cpuTimes{}, fmt.Errorf("parse /proc/stat: first line %q: want \"cpu\" and at least 8 counters", line)
+	}
+	var t cpuTimes
+	for i, v := range f[1:9] {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return cpuTimes{}, fmt.Errorf("parse /proc/stat: counter %d %q: %w", i+1, v, err)
+		}
+		t.total += n
+		if i == 3 || i == 4 {
+			t.idle += n
+		}
+	}
+	return t, nil
+}
+
+// readCPUTimes reads the machine's CPU times; ok is false where /proc/stat
+// cannot be read (then no idle share is reported).
+func readCPUTimes() (cpuTimes, bool) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuTimes{}, false
+	}
+	t, err := parseCPUTimes(b)
+	return t, err == nil
+}
+
+// idlePct is the share of the CPUs' time spent idle between a and b, in %.
+func idlePct(a, b cpuTimes) float64 {
+	if b.total <= a.total {
+		return 0
+	}
+	return 100 * float64(b.idle-a.idle) / float64(b.total-a.total)
+}

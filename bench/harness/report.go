@@ -178,7 +178,14 @@ type Row struct {
 	// 1 ms, in %: how often the tail happens, where p99 says only how far
 	// out it lies.
 	Over1msPct float64 `json:"over_1ms_pct"`
-	Errors     int64   `json:"errors"` // non-200 answers and socket errors, summed over all runs
+	// CapacityIdlePct is the share of the machine's CPU time left idle
+	// during the row's capacity runs (median over the repetitions, from
+	// /proc/stat; -1 where it could not be read). The load generator,
+	// the backend and the proxies share the CPUs, so a row whose maximum
+	// rate is lower while it leaves more of them idle is held back by how
+	// its processes take turns, not by what each request costs.
+	CapacityIdlePct float64 `json:"capacity_cpu_idle_pct"`
+	Errors          int64   `json:"errors"` // non-200 answers and socket errors, summed over all runs
 	// P99Spread and MaxRPSSpread are the smallest and largest p99 and max
 	// rps over the repetitions: how far apart the runs behind the medians
 	// were.
@@ -314,6 +321,15 @@ func Markdown(w io.Writer, r *Result) {
 	}
 	if len(slow) > 0 {
 		fmt.Fprintf(w, "Requests slower than 1 ms in the latency runs (median share over the repetitions): %s.\n\n", strings.Join(slow, "; "))
+	}
+	var idle []string
+	for _, row := range r.Rows {
+		if row.CapacityIdlePct >= 0 {
+			idle = append(idle, fmt.Sprintf("%s %.1f %%", row.Name, row.CapacityIdlePct))
+		}
+	}
+	if len(idle) > 0 {
+		fmt.Fprintf(w, "CPU time left idle during the capacity runs (the whole machine, median over the repetitions): %s.\n\n", strings.Join(idle, "; "))
 	}
 	for _, pb := range []struct {
 		p    *Paired
