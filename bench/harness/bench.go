@@ -266,8 +266,8 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		res.Rows = append(res.Rows, summarize(rr))
 	}
 	addLatency(res.Rows)
-	res.Targets = judge(res.Rows)
 	res.Paired = pair(res.Rows, "nginx")
+	res.Targets = judge(res.Rows, res.Paired)
 	res.PairedFloor = pair(res.Rows, "go-relay")
 
 	// Stop the data plane before the control plane run, so that it has the
@@ -311,6 +311,16 @@ func (b *bench) note(s string) {
 const mb = 1 << 20
 
 // summarize takes the medians of a row's runs.
+// knownMedian is the median of the values that are known (>= 0), or -1
+// when none is.
+func knownMedian(xs []float64) float64 {
+	known := slices.DeleteFunc(slices.Clone(xs), func(x float64) bool { return x < 0 })
+	if len(known) == 0 {
+		return -1
+	}
+	return Median(known)
+}
+
 func summarize(rr *rowRuns) Row {
 	col := func(rs []*runResult, f func(*runResult) float64) []float64 {
 		out := make([]float64, len(rs))
@@ -330,7 +340,7 @@ func summarize(rr *rowRuns) Row {
 		AchievedQPS:     Median(col(lat, func(r *runResult) float64 { return r.qps })),
 		Over1msPct:      Median(col(lat, func(r *runResult) float64 { return r.over1ms })),
 		MaxRPS:          Median(col(rr.capacity, func(r *runResult) float64 { return r.qps })),
-		CapacityIdlePct: Median(col(rr.capacity, func(r *runResult) float64 { return r.idlePct })),
+		CapacityIdlePct: knownMedian(col(rr.capacity, func(r *runResult) float64 { return r.idlePct })),
 		CPUsPer1k: Median(col(lat, func(r *runResult) float64 {
 			if r.requests == 0 {
 				return 0

@@ -137,6 +137,13 @@ func TestParseCPUTimes(t *testing.T) {
 	if got := idlePct(cpuTimes{total: 1000, idle: 820}, cpuTimes{total: 2000, idle: 1120}); math.Abs(got-30) > 1e-9 {
 		t.Errorf("idlePct = %v, want 30", got)
 	}
+	// A run whose /proc/stat could not be read (-1) does not count.
+	if got := knownMedian([]float64{-1, 10, 30, -1, 20}); got != 20 {
+		t.Errorf("knownMedian = %v, want 20 (the unknown runs left out)", got)
+	}
+	if got := knownMedian([]float64{-1, -1}); got != -1 {
+		t.Errorf("knownMedian of nothing known = %v, want -1", got)
+	}
 	// The real file parses, with some time in it.
 	if c, ok := readCPUTimes(); !ok || c.total == 0 || c.idle > c.total {
 		t.Errorf("readCPUTimes = %+v, %v; want this machine's CPU times", c, ok)
@@ -251,7 +258,7 @@ func TestJudge(t *testing.T) {
 	}
 	addLatency(rows)
 	got := map[string]bool{}
-	for _, tg := range judge(rows) {
+	for _, tg := range judge(rows, nil) {
 		got[tg.Name] = tg.Met
 	}
 	want := map[string]bool{
@@ -263,7 +270,7 @@ func TestJudge(t *testing.T) {
 	if !maps.Equal(got, want) {
 		t.Errorf("judge = %v, want %v", got, want)
 	}
-	if judge(rows[:1]) != nil {
+	if judge(rows[:1], nil) != nil {
 		t.Error("targets judged without a weft row")
 	}
 	// With per-repetition figures, the targets set against nginx also
@@ -271,7 +278,7 @@ func TestJudge(t *testing.T) {
 	rows[1].P99Runs, rows[2].P99Runs = []float64{0.6, 0.5, 0.7}, []float64{0.5, 0.6, 0.5}
 	rows[1].MaxRPSRuns, rows[2].MaxRPSRuns = []float64{15000, 14000, 13000}, []float64{14000, 14000, 13000}
 	paired := map[string]string{}
-	for _, tg := range judge(rows) {
+	for _, tg := range judge(rows, pair(rows, "nginx")) {
 		paired[tg.Name] = tg.Paired
 	}
 	wantPaired := map[string]string{
@@ -285,7 +292,7 @@ func TestJudge(t *testing.T) {
 	}
 	// Without the direct row there is no added latency to judge (it would
 	// read 0 for both rows, and "met").
-	for _, tg := range judge(rows[1:]) {
+	for _, tg := range judge(rows[1:], pair(rows[1:], "nginx")) {
 		if tg.Name == "added p99, ms" {
 			t.Errorf("added p99 judged without a direct row: %+v", tg)
 		}

@@ -93,7 +93,10 @@ type Target struct {
 // judge evaluates the targets: added p99 no worse than the nginx pair's,
 // at most 0.1 vCPU per 1000 rps per proxy, RSS at most 20 MB under load,
 // max rps at least the nginx pair's.
-func judge(rows []Row) []Target {
+//
+// paired is weft against nginx within each repetition (pair), or nil; it
+// is shown beside the verdicts set against nginx and does not change them.
+func judge(rows []Row, paired *Paired) []Target {
 	var weft, nginx *Row
 	hasDirect := false
 	for i := range rows {
@@ -116,7 +119,7 @@ func judge(rows []Row) []Target {
 	}
 	if nginx != nil {
 		var p99Paired, rpsPaired string
-		if p := pair(rows, "nginx"); p != nil {
+		if p := paired; p != nil {
 			p99Paired = fmt.Sprintf("weft's p99 %+.3f ms from nginx's (%+.3f to %+.3f)", p.P99DiffMs, p.P99DiffMsSpread[0], p.P99DiffMsSpread[1])
 			rpsPaired = fmt.Sprintf("%.3f of nginx's (%.3f–%.3f)", p.MaxRPSRatio, p.MaxRPSRatioSpread[0], p.MaxRPSRatioSpread[1])
 		}
