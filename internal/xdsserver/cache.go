@@ -11,9 +11,10 @@ import (
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 )
 
-// wireCache is the state-of-the-world ADS cache behind go-control-plane's
-// server. It answers the same requests with the same resources as
-// go-control-plane's snapshot cache in ADS mode, but from wireSnapshots:
+// wireCache is the ADS cache behind go-control-plane's server, for both
+// state-of-the-world and incremental (delta) streams. It answers the same
+// requests with the same resources as go-control-plane's snapshot cache in
+// ADS mode, but from wireSnapshots:
 // resources serialized once per push and shared by every proxy, so a
 // response costs one copy of its bytes (gRPC's encoding) instead of a
 // marshal of every resource in it.
@@ -26,7 +27,13 @@ import (
 // resource of the snapshot, so a proxy learns of a new cluster's endpoints
 // after it has the cluster and asks for them.
 //
-// Incremental (delta) xDS and the REST fetch are not served.
+// A delta stream is sent only what it lacks: the resources it subscribes to
+// whose version differs from the one it was last sent (or reported on
+// connecting), and the names of those that are gone. Every delta response
+// carries the type's version as system_version_info, which is what the
+// server's status records; a snapshot that changes the type's version but
+// none of the stream's resources is answered with an empty response, so
+// the record still follows. The REST fetch is not served.
 type wireCache struct {
 	log *slog.Logger
 
@@ -43,12 +50,21 @@ type wireNode struct {
 	watches map[int64]wireWatch
 }
 
-// wireWatch is a request waiting for a snapshot with another version.
+// wireWatch is a request waiting for a snapshot with another version: a
+// state-of-the-world request (req, out) or an incremental one (dreq, dout).
 type wireWatch struct {
-	req *cachev3.Request
-	sub cachev3.Subscription
-	out chan cachev3.Response
+	typeURL string
+	sub     cachev3.Subscription
+	req     *cachev3.Request
+	out     chan cachev3.Response
+	dreq    *cachev3.DeltaRequest
+	dout    chan cachev3.DeltaResponse
 }
+
+// versionKey is the key, in a delta stream's map of the versions it was
+// sent, of the type's version (system_version_info) it was last sent. No
+// resource name holds a NUL byte.
+const versionKey = "\x00version"
 
 func newWireCache(log *slog.Logger) *wireCache {
 	return &wireCache{log: log, nodes: map[string]*wireNode{}}
@@ -75,7 +91,7 @@ func (c *wireCache) SetSnapshot(id string, snap *wireSnapshot) {
 		ids = append(ids, wid)
 	}
 	slices.SortFunc(ids, func(a, b int64) int {
-		ta, tb := typeIndex(n.watches[a].req.GetTypeUrl()), typeIndex(n.watches[b].req.GetTypeUrl())
+		ta, tb := typeIndex(n.watches[a].typeURL), typeIndex(n.watches[b].typeURL)
 		if ta != tb {
 			return ta - tb
 		}
@@ -83,8 +99,17 @@ func (c *wireCache) SetSnapshot(id string, snap *wireSnapshot) {
 	})
 	for _, wid := range ids {
 		w := n.watches[wid]
-		g := snap.group(w.req.GetTypeUrl())
-		if g == nil || g.version == w.req.GetVersionInfo() {
+		g := snap.group(w.typeURL)
+		if g == nil {
+			continue
+		}
+		if w.dreq != nil {
+			if c.respondDelta(w, g) {
+				delete(n.watches, wid)
+			}
+			continue
+		}
+		if g.version == w.req.GetVersionInfo() {
 			continue
 		}
 		c.respond(w, g)
@@ -106,13 +131,36 @@ func (c *wireCache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, 
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := c.node(id)
-	w := wireWatch{req: req, sub: sub, out: out}
+	w := wireWatch{typeURL: req.GetTypeUrl(), req: req, sub: sub, out: out}
 	if n.snap != nil {
 		if g := n.snap.group(req.GetTypeUrl()); g != nil && (req.GetVersionInfo() != g.version || unreturned(sub, g)) {
 			c.respond(w, g)
 			return func() {}, nil
 		}
 	}
+	return c.keep(id, n, w), nil
+}
+
+// CreateDeltaWatch answers req with what the stream lacks of the node's
+// snapshot, or keeps it until a snapshot changes something it subscribes
+// to.
+func (c *wireCache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subscription, out chan cachev3.DeltaResponse) (func(), error) {
+	id := req.GetNode().GetId()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.node(id)
+	w := wireWatch{typeURL: req.GetTypeUrl(), sub: sub, dreq: req, dout: out}
+	if n.snap != nil {
+		if g := n.snap.group(req.GetTypeUrl()); g != nil && c.respondDelta(w, g) {
+			return func() {}, nil
+		}
+	}
+	return c.keep(id, n, w), nil
+}
+
+// keep registers w as a watch of node id and returns its cancel function.
+// The caller holds c.mu.
+func (c *wireCache) keep(id string, n *wireNode, w wireWatch) func() {
 	c.lastID++
 	wid := c.lastID
 	n.watches[wid] = w
@@ -122,7 +170,7 @@ func (c *wireCache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, 
 		if n := c.nodes[id]; n != nil {
 			delete(n.watches, wid)
 		}
-	}, nil
+	}
 }
 
 // unreturned reports whether the stream subscribes to resources of g that
@@ -186,13 +234,61 @@ func (c *wireCache) respond(w wireWatch, g *wireGroup) {
 	}
 }
 
-// errNotServed answers the xDS variants Weft does not serve.
-var errNotServed = errors.New("weft serves state-of-the-world ADS only; incremental xDS and REST are not served")
-
-// CreateDeltaWatch refuses incremental xDS.
-func (c *wireCache) CreateDeltaWatch(*cachev3.DeltaRequest, cachev3.Subscription, chan cachev3.DeltaResponse) (func(), error) {
-	return nil, errNotServed
+// respondDelta sends w the resources of g it subscribes to and lacks, and
+// the names of those it was sent that g no longer has. It sends nothing,
+// and returns false, when the stream lacks nothing and was already told
+// g's version.
+func (c *wireCache) respondDelta(w wireWatch, g *wireGroup) bool {
+	sent := w.sub.ReturnedResources()
+	wildcard, subscribed := w.sub.IsWildcard(), w.sub.SubscribedResources()
+	var resources []*discoverygrpc.Resource
+	for i, name := range g.names {
+		if _, ok := subscribed[name]; !wildcard && !ok {
+			continue
+		}
+		if v, ok := sent[name]; ok && v == g.versions[i] {
+			continue
+		}
+		resources = append(resources, &discoverygrpc.Resource{Name: name, Version: g.versions[i], Resource: g.all[i]})
+	}
+	var removed []string
+	for name := range sent {
+		if _, ok := g.byName[name]; !ok && name != versionKey {
+			removed = append(removed, name)
+		}
+	}
+	if len(resources) == 0 && len(removed) == 0 && sent[versionKey] == g.version {
+		return false
+	}
+	slices.Sort(removed)
+	next := make(map[string]string, len(sent)+len(resources)+1)
+	for name, v := range sent {
+		next[name] = v
+	}
+	for _, r := range resources {
+		next[r.Name] = r.Version
+	}
+	for _, name := range removed {
+		delete(next, name)
+	}
+	next[versionKey] = g.version
+	// The stream's channel has room for a response per type, and a type
+	// has one watch at a time.
+	w.dout <- &cachev3.DeltaPassthroughResponse{
+		DeltaRequest:   w.dreq,
+		NextVersionMap: next,
+		DeltaDiscoveryResponse: &discoverygrpc.DeltaDiscoveryResponse{
+			SystemVersionInfo: g.version,
+			Resources:         resources,
+			RemovedResources:  removed,
+			TypeUrl:           w.typeURL,
+		},
+	}
+	return true
 }
+
+// errNotServed answers the xDS variant Weft does not serve.
+var errNotServed = errors.New("weft serves ADS over gRPC (state of the world or incremental); the REST variant is not served")
 
 // Fetch refuses the REST variant of xDS.
 func (c *wireCache) Fetch(context.Context, *cachev3.Request) (cachev3.Response, error) {

@@ -1,5 +1,6 @@
 // Package xdsserver serves the mesh's configuration to proxies over ADS
-// (xDS v3, state of the world) with go-control-plane's gRPC server, and
+// (xDS v3, state of the world or incremental) with go-control-plane's gRPC
+// server, and
 // tracks, per proxy and per resource type, which version was sent and which
 // was ACKed or NACKed. That record is what `weft proxy-status` shows and
 // what `weft apply --wait` waits on.
@@ -11,9 +12,16 @@
 // stream costs one copy of the bytes rather than a marshal of every
 // resource for every proxy.
 //
+// An incremental (delta) stream gets, on a change, only the resources that
+// changed and the names of those removed; a state-of-the-world stream gets
+// every resource of each type that changed. With a thousand services, that
+// is the difference between a few hundred bytes and about a megabyte per
+// proxy per change.
+//
 // Concurrency: go-control-plane runs one goroutine per stream and calls the
-// stream callbacks (onStreamRequest, onStreamResponse, onStreamClosed) and
-// the cache's CreateWatch from them. The push loop of the owner (package
+// stream callbacks (onStreamRequest, onDeltaRequest, onStreamResponse,
+// onDeltaResponse, onStreamClosed) and the cache's CreateWatch and
+// CreateDeltaWatch from them. The push loop of the owner (package
 // control) calls Push from a single goroutine. Server.mu guards the proxies
 // table and the latest push; it is held only to read or update that
 // bookkeeping, never while translating or calling into the cache, so a slow

@@ -16,6 +16,7 @@ import (
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
@@ -56,7 +57,7 @@ type Server struct {
 	mu      sync.Mutex
 	seq     int64 // of the latest push
 	current *push
-	streams map[int64]string // stream ID -> proxy ID
+	streams map[streamKey]string // -> proxy ID
 	proxies map[string]*proxyState
 }
 
@@ -77,13 +78,16 @@ func New(opts Options) *Server {
 		slots:           make(chan struct{}, opts.MaxInflight),
 		inflightTimeout: opts.InflightTimeout,
 		cache:           newWireCache(opts.Logger),
-		streams:         map[int64]string{},
+		streams:         map[streamKey]string{},
 		proxies:         map[string]*proxyState{},
 	}
 	s.xds = serverv3.NewServer(context.Background(), s.cache, serverv3.CallbackFuncs{
-		StreamRequestFunc:  s.onStreamRequest,
-		StreamResponseFunc: s.onStreamResponse,
-		StreamClosedFunc:   s.onStreamClosed,
+		StreamRequestFunc:       s.onStreamRequest,
+		StreamResponseFunc:      s.onStreamResponse,
+		StreamClosedFunc:        func(id int64, _ *corev3.Node) { s.onStreamClosed(streamKey{id: id}) },
+		StreamDeltaRequestFunc:  s.onDeltaRequest,
+		StreamDeltaResponseFunc: s.onDeltaResponse,
+		DeltaStreamClosedFunc:   func(id int64, _ *corev3.Node) { s.onStreamClosed(streamKey{id: id, delta: true}) },
 	})
 	return s
 }
@@ -320,61 +324,90 @@ func (cur *push) consistent(versions [4]string, typed [4][]types.Resource) error
 	return err
 }
 
+// streamKey names a stream: go-control-plane numbers state-of-the-world
+// and incremental streams apart.
+type streamKey struct {
+	id    int64
+	delta bool
+}
+
+// onStreamRequest records a state-of-the-world request: the proxy behind a
+// new stream, and the ACK or NACK a request carries.
 func (s *Server) onStreamRequest(stream int64, req *discoverygrpc.DiscoveryRequest) error {
+	rejected, err := s.onRequest(streamKey{id: stream}, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), req.GetErrorDetail(), req.GetVersionInfo())
+	if rejected != "" {
+		// The cache answers any request whose version differs from its
+		// own at once, so it would resend the rejected config in a loop.
+		// Like Istio, send nothing more until the config changes: the
+		// request names the rejected version as the one the proxy holds.
+		req.VersionInfo = rejected
+	}
+	return err
+}
+
+// onDeltaRequest records an incremental request. An ACK carries no
+// version: it accepts the one sent with its nonce. A NACK needs no
+// rewriting: the stream records what it was sent, so the cache does not
+// send a rejected resource again until it changes.
+func (s *Server) onDeltaRequest(stream int64, req *discoverygrpc.DeltaDiscoveryRequest) error {
+	_, err := s.onRequest(streamKey{id: stream, delta: true}, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), req.GetErrorDetail(), "")
+	return err
+}
+
+// onRequest registers the proxy behind a new stream and records what a
+// request says of the response its nonce names: a NACK (nack is set), or an
+// ACK of version held ("": of the version sent with the nonce). For a NACK
+// it returns the rejected version.
+func (s *Server) onRequest(key streamKey, node *corev3.Node, typeURL, nonce string, nack *statuspb.Status, held string) (rejected string, err error) {
 	s.mu.Lock()
-	id, known := s.streams[stream]
+	id, known := s.streams[key]
 	s.mu.Unlock()
 	if !known {
-		var err error
-		if id, err = s.register(stream, req.GetNode()); err != nil {
-			s.log.Warn("rejecting xDS stream", "stream", stream, "err", err)
-			return err
+		if id, err = s.register(key, node); err != nil {
+			s.log.Warn("rejecting xDS stream", "stream", key.id, "delta", key.delta, "err", err)
+			return "", err
 		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p := s.proxies[id]
 	if p == nil {
-		return nil
+		return "", nil
 	}
-	ts := p.typeState(req.GetTypeUrl())
+	ts := p.typeState(typeURL)
 	ts.subscribed = true
-	if req.GetResponseNonce() == "" {
-		return nil // initial request, or a resubscription after reconnect
+	if nonce == "" {
+		return "", nil // initial request, or a resubscription after reconnect
 	}
-	sentVersion, ok := ts.nonces[req.GetResponseNonce()]
+	sentVersion, ok := ts.nonces[nonce]
 	if !ok {
-		return nil // a nonce from before a reconnect or long superseded
+		return "", nil // a nonce from before a reconnect or long superseded
 	}
-	if d := req.GetErrorDetail(); d != nil {
-		ts.nack, ts.nackVersion, ts.nackAt = d.GetMessage(), sentVersion, time.Now()
-		s.log.Warn("proxy rejected config", "proxy", id, "type", shortType(req.GetTypeUrl()),
-			"version", sentVersion, "error", d.GetMessage())
-		// The cache answers any request whose version differs from its
-		// own at once, so it would resend the rejected config in a loop.
-		// Like Istio, send nothing more until the config changes: the
-		// request names the rejected version as the one the proxy holds.
-		req.VersionInfo = sentVersion
-		p.settleIfAnswered()
-		return nil
+	defer p.settleIfAnswered()
+	if nack != nil {
+		ts.nack, ts.nackVersion, ts.nackAt = nack.GetMessage(), sentVersion, time.Now()
+		s.log.Warn("proxy rejected config", "proxy", id, "type", shortType(typeURL), "version", sentVersion, "error", nack.GetMessage())
+		return sentVersion, nil
 	}
-	ts.acked, ts.ackedAt = req.GetVersionInfo(), time.Now()
+	if held == "" {
+		held = sentVersion
+	}
+	ts.acked, ts.ackedAt = held, time.Now()
 	if ts.acked == ts.nackVersion || ts.acked == sentVersion {
 		ts.nack, ts.nackVersion = "", ""
 	}
-	p.settleIfAnswered()
-	return nil
+	return "", nil
 }
 
 // register records the proxy behind a new stream and pushes it its config.
-func (s *Server) register(stream int64, node *corev3.Node) (string, error) {
+func (s *Server) register(key streamKey, node *corev3.Node) (string, error) {
 	meta, err := nodemeta.FromNode(node)
 	if err != nil {
 		return "", fmt.Errorf("register proxy: %w", err)
 	}
 	id := node.GetId()
 	s.mu.Lock()
-	s.streams[stream] = id
+	s.streams[key] = id
 	p := s.proxies[id]
 	if p == nil {
 		p = &proxyState{id: id, types: map[string]*typeState{}}
@@ -386,7 +419,7 @@ func (s *Server) register(stream int64, node *corev3.Node) (string, error) {
 	if s.reg != nil {
 		s.reg.Connect(id, meta)
 	}
-	s.log.Info("proxy connected", "proxy", id, "stream", stream)
+	s.log.Info("proxy connected", "proxy", id, "stream", key.id, "delta", key.delta)
 	// A proxy's first config takes a slot like a push does, so a crowd
 	// connecting at once is served MaxInflight at a time.
 	s.slots <- struct{}{}
@@ -394,25 +427,34 @@ func (s *Server) register(stream int64, node *corev3.Node) (string, error) {
 	return id, nil
 }
 
-func (s *Server) onStreamResponse(_ context.Context, stream int64, req *discoverygrpc.DiscoveryRequest, resp *discoverygrpc.DiscoveryResponse) {
+func (s *Server) onStreamResponse(_ context.Context, stream int64, _ *discoverygrpc.DiscoveryRequest, resp *discoverygrpc.DiscoveryResponse) {
+	s.onResponse(streamKey{id: stream}, resp.GetTypeUrl(), resp.GetNonce(), resp.GetVersionInfo())
+}
+
+func (s *Server) onDeltaResponse(stream int64, _ *discoverygrpc.DeltaDiscoveryRequest, resp *discoverygrpc.DeltaDiscoveryResponse) {
+	s.onResponse(streamKey{id: stream, delta: true}, resp.GetTypeUrl(), resp.GetNonce(), resp.GetSystemVersionInfo())
+}
+
+// onResponse records that version of typeURL went out with nonce.
+func (s *Server) onResponse(key streamKey, typeURL, nonce, version string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p := s.proxies[s.streams[stream]]
+	p := s.proxies[s.streams[key]]
 	if p == nil {
 		return
 	}
-	ts := p.typeState(resp.GetTypeUrl())
-	ts.sent, ts.sentAt = resp.GetVersionInfo(), time.Now()
+	ts := p.typeState(typeURL)
+	ts.sent, ts.sentAt = version, time.Now()
 	if len(ts.nonces) > 16 {
 		clear(ts.nonces) // only the latest few nonces can still be answered
 	}
-	ts.nonces[resp.GetNonce()] = resp.GetVersionInfo()
+	ts.nonces[nonce] = version
 }
 
-func (s *Server) onStreamClosed(stream int64, _ *corev3.Node) {
+func (s *Server) onStreamClosed(key streamKey) {
 	s.mu.Lock()
-	id, ok := s.streams[stream]
-	delete(s.streams, stream)
+	id, ok := s.streams[key]
+	delete(s.streams, key)
 	if ok {
 		if p := s.proxies[id]; p != nil {
 			if p.streams--; p.streams <= 0 {
@@ -424,7 +466,7 @@ func (s *Server) onStreamClosed(stream int64, _ *corev3.Node) {
 	}
 	s.mu.Unlock()
 	if ok {
-		s.log.Info("proxy disconnected", "proxy", id, "stream", stream)
+		s.log.Info("proxy disconnected", "proxy", id, "stream", key.id, "delta", key.delta)
 		if s.reg != nil {
 			s.reg.Disconnect(id)
 		}
