@@ -197,6 +197,7 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 		logLevel string
 	)
 	fs.StringVar(&c.opts.XDSAddress, "xds-address", "127.0.0.1:15010", "control plane ADS `address`")
+	fs.BoolVar(&c.opts.StateOfTheWorld, "xds-sotw", false, "use state-of-the-world xDS instead of incremental (delta), for a control plane that serves only that")
 	fs.StringVar(&m.Type, "type", nodemeta.TypeSidecar, "proxy `type`: sidecar or router (gateway)")
 	fs.StringVar(&m.Namespace, "namespace", "default", "workload `namespace`")
 	fs.StringVar(&m.Service, "service", "", "`name` of the service this workload belongs to")
@@ -308,7 +309,7 @@ func Main(args []string) int {
 	}
 	log := c.opts.Logger.With()
 	applyRuntime(c, log)
-	log.Info("starting weft-proxy", "type", c.opts.Meta.Type, "node", c.opts.Meta.ID(), "xds", c.opts.XDSAddress)
+	log.Info("starting weft-proxy", "type", c.opts.Meta.Type, "node", c.opts.Meta.ID(), "xds", c.opts.XDSAddress, "delta", !c.opts.StateOfTheWorld)
 	if len(c.child) == 0 {
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 		defer stop()

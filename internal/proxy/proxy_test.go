@@ -238,16 +238,18 @@ func TestProxyEndToEnd(t *testing.T) {
 			xdstest.RegexRoute("([", "outbound|9080||ratings.default.svc.cluster.local")))
 		bad.Routes = []types.Resource{rc}
 		xds.Set(meta.ID(), "v2", bad)
+		// The proxy speaks incremental xDS; its NACK names the response
+		// it rejects by nonce.
 		eventually(t, "NACK", func() string {
-			for _, n := range xds.NACKs() {
+			for _, n := range xds.DeltaRequests() {
 				if strings.Contains(n.GetErrorDetail().GetMessage(), "route config http_proxy") && strings.Contains(n.GetErrorDetail().GetMessage(), `safe_regex "(["`) {
-					if n.GetVersionInfo() != "v1" {
-						return fmt.Sprintf("NACK carries version %q, want last accepted v1", n.GetVersionInfo())
+					if n.GetResponseNonce() == "" {
+						return "NACK without the nonce of the response it rejects"
 					}
 					return ""
 				}
 			}
-			return fmt.Sprintf("no NACK naming the route configuration yet: %v", xds.NACKs())
+			return fmt.Sprintf("no NACK naming the route configuration yet: %v", xds.DeltaRequests())
 		})
 		if r := get(t, viaProxy, "http://reviews:9080/a"); r.code != 200 || !strings.HasPrefix(r.body, "reviews ") {
 			t.Errorf("after NACK: %d %q", r.code, r.body)

@@ -27,6 +27,10 @@ import (
 type Options struct {
 	// XDSAddress is the control plane's ADS address, host:port.
 	XDSAddress string
+	// StateOfTheWorld selects state-of-the-world xDS, for a control plane
+	// that does not serve incremental (delta) xDS; by default the proxy
+	// uses delta.
+	StateOfTheWorld bool
 	// Meta describes this proxy to the control plane.
 	Meta nodemeta.Metadata
 	// AdminAddress is where the admin API listens (loopback), e.g.
@@ -83,7 +87,7 @@ func Run(ctx context.Context, o Options) error {
 	node := &corev3.Node{Id: o.Meta.ID(), Cluster: o.Meta.Service, Metadata: o.Meta.Struct(), UserAgentName: nodemeta.UserAgent}
 	client, err := xdsclient.New(xdsclient.Options{
 		Address: o.XDSAddress, Node: node, Handler: compiler, Logger: log,
-		MinBackoff: o.MinBackoff, MaxBackoff: o.MaxBackoff,
+		MinBackoff: o.MinBackoff, MaxBackoff: o.MaxBackoff, Delta: !o.StateOfTheWorld,
 	})
 	if err != nil {
 		adminLn.Close()

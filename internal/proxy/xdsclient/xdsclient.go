@@ -1,6 +1,6 @@
-// Package xdsclient is weft-proxy's ADS client: one state-of-the-world
-// AggregatedDiscoveryService stream to the control plane, reconnected
-// forever with jittered exponential backoff.
+// Package xdsclient is weft-proxy's ADS client: one AggregatedDiscoveryService
+// stream to the control plane, incremental (delta) or state of the world,
+// reconnected forever with jittered exponential backoff.
 //
 // The client subscribes to clusters and listeners with a wildcard, then to
 // the endpoints and route configurations its Handler asks for. Every
@@ -75,6 +75,11 @@ type Options struct {
 	MinBackoff, MaxBackoff time.Duration
 	// DialOptions are added to the gRPC dial; the default is plaintext.
 	DialOptions []grpc.DialOption
+	// Delta selects incremental xDS (DeltaAggregatedResources): a change
+	// sends the proxy only the resources it changes. Otherwise the client
+	// uses state of the world, where every change of a type resends all of
+	// the type's resources.
+	Delta bool
 }
 
 // Status is the connection state, for readiness messages.
@@ -101,10 +106,13 @@ type Client struct {
 }
 
 type typeState struct {
-	version string   // last accepted version_info
+	version string   // last accepted version_info (delta: system_version_info)
 	nonce   string   // last response nonce on the current stream
 	names   []string // current subscription, non-wildcard types only
 	sent    bool     // a request for this type went out on the current stream
+
+	// held is what the Handler accepted, by name (delta only).
+	held map[string]held
 
 	// rejected is the version_info of the last NACKed response and
 	// nackDelay how long the next NACK of that same version waits (see
@@ -159,7 +167,13 @@ func (c *Client) Run(ctx context.Context) error {
 	backoff := c.opts.MinBackoff
 	failures := 0
 	for {
-		got, err := c.stream(ctx)
+		var got bool
+		var err error
+		if c.opts.Delta {
+			got, err = c.deltaStream(ctx)
+		} else {
+			got, err = c.stream(ctx)
+		}
 		if ctx.Err() != nil {
 			return nil
 		}

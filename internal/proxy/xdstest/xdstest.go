@@ -56,6 +56,9 @@ type Server struct {
 	all   []*discoveryv3.DiscoveryRequest
 	nacks []*discoveryv3.DiscoveryRequest
 	acks  []*discoveryv3.DiscoveryRequest
+	// The incremental streams' requests, and the responses sent on them.
+	deltas    []*discoveryv3.DeltaDiscoveryRequest
+	deltaResp []*discoveryv3.DeltaDiscoveryResponse
 }
 
 // Start starts a server on addr ("127.0.0.1:0" for any port) with an empty
@@ -90,6 +93,17 @@ func Start(t testing.TB, addr string, cache cachev3.SnapshotCache) *Server {
 			}
 			return nil
 		},
+		StreamDeltaRequestFunc: func(_ int64, r *discoveryv3.DeltaDiscoveryRequest) error {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			s.deltas = append(s.deltas, r)
+			return nil
+		},
+		StreamDeltaResponseFunc: func(_ int64, _ *discoveryv3.DeltaDiscoveryRequest, r *discoveryv3.DeltaDiscoveryResponse) {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			s.deltaResp = append(s.deltaResp, r)
+		},
 	}
 	srv := serverv3.NewServer(context.Background(), cache, cb)
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(s.grpc, srv)
@@ -120,6 +134,20 @@ func (s *Server) ACKs() []*discoveryv3.DiscoveryRequest {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]*discoveryv3.DiscoveryRequest(nil), s.acks...)
+}
+
+// DeltaRequests returns every incremental request received so far.
+func (s *Server) DeltaRequests() []*discoveryv3.DeltaDiscoveryRequest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*discoveryv3.DeltaDiscoveryRequest(nil), s.deltas...)
+}
+
+// DeltaResponses returns every incremental response sent so far.
+func (s *Server) DeltaResponses() []*discoveryv3.DeltaDiscoveryResponse {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*discoveryv3.DeltaDiscoveryResponse(nil), s.deltaResp...)
 }
 
 // Set installs a snapshot for node id.

@@ -176,6 +176,174 @@ func (x *DiscoveryResponse) GetNonce() string {
 	return ""
 }
 
+type DeltaDiscoveryRequest struct {
+	state                    protoimpl.MessageState `protogen:"open.v1"`
+	Node                     *v3.Node               `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	TypeUrl                  string                 `protobuf:"bytes,2,opt,name=type_url,json=typeUrl,proto3" json:"type_url,omitempty"`
+	ResourceNamesSubscribe   []string               `protobuf:"bytes,3,rep,name=resource_names_subscribe,json=resourceNamesSubscribe,proto3" json:"resource_names_subscribe,omitempty"`
+	ResourceNamesUnsubscribe []string               `protobuf:"bytes,4,rep,name=resource_names_unsubscribe,json=resourceNamesUnsubscribe,proto3" json:"resource_names_unsubscribe,omitempty"`
+	InitialResourceVersions  map[string]string      `protobuf:"bytes,5,rep,name=initial_resource_versions,json=initialResourceVersions,proto3" json:"initial_resource_versions,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	ResponseNonce            string                 `protobuf:"bytes,6,opt,name=response_nonce,json=responseNonce,proto3" json:"response_nonce,omitempty"`
+	ErrorDetail              *status.Status         `protobuf:"bytes,7,opt,name=error_detail,json=errorDetail,proto3" json:"error_detail,omitempty"`
+	unknownFields            protoimpl.UnknownFields
+	sizeCache                protoimpl.SizeCache
+}
+
+func (x *DeltaDiscoveryRequest) Reset() {
+	*x = DeltaDiscoveryRequest{}
+	mi := &file_envoy_service_discovery_v3_discovery_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeltaDiscoveryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeltaDiscoveryRequest) ProtoMessage() {}
+
+func (x *DeltaDiscoveryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_envoy_service_discovery_v3_discovery_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeltaDiscoveryRequest.ProtoReflect.Descriptor instead.
+func (*DeltaDiscoveryRequest) Descriptor() ([]byte, []int) {
+	return file_envoy_service_discovery_v3_discovery_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *DeltaDiscoveryRequest) GetNode() *v3.Node {
+	if x != nil {
+		return x.Node
+	}
+	return nil
+}
+
+func (x *DeltaDiscoveryRequest) GetTypeUrl() string {
+	if x != nil {
+		return x.TypeUrl
+	}
+	return ""
+}
+
+func (x *DeltaDiscoveryRequest) GetResourceNamesSubscribe() []string {
+	if x != nil {
+		return x.ResourceNamesSubscribe
+	}
+	return nil
+}
+
+func (x *DeltaDiscoveryRequest) GetResourceNamesUnsubscribe() []string {
+	if x != nil {
+		return x.ResourceNamesUnsubscribe
+	}
+	return nil
+}
+
+func (x *DeltaDiscoveryRequest) GetInitialResourceVersions() map[string]string {
+	if x != nil {
+		return x.InitialResourceVersions
+	}
+	return nil
+}
+
+func (x *DeltaDiscoveryRequest) GetResponseNonce() string {
+	if x != nil {
+		return x.ResponseNonce
+	}
+	return ""
+}
+
+func (x *DeltaDiscoveryRequest) GetErrorDetail() *status.Status {
+	if x != nil {
+		return x.ErrorDetail
+	}
+	return nil
+}
+
+type DeltaDiscoveryResponse struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	SystemVersionInfo string                 `protobuf:"bytes,1,opt,name=system_version_info,json=systemVersionInfo,proto3" json:"system_version_info,omitempty"`
+	Resources         []*Resource            `protobuf:"bytes,2,rep,name=resources,proto3" json:"resources,omitempty"`
+	TypeUrl           string                 `protobuf:"bytes,4,opt,name=type_url,json=typeUrl,proto3" json:"type_url,omitempty"`
+	RemovedResources  []string               `protobuf:"bytes,6,rep,name=removed_resources,json=removedResources,proto3" json:"removed_resources,omitempty"`
+	Nonce             string                 `protobuf:"bytes,5,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *DeltaDiscoveryResponse) Reset() {
+	*x = DeltaDiscoveryResponse{}
+	mi := &file_envoy_service_discovery_v3_discovery_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeltaDiscoveryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeltaDiscoveryResponse) ProtoMessage() {}
+
+func (x *DeltaDiscoveryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_envoy_service_discovery_v3_discovery_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeltaDiscoveryResponse.ProtoReflect.Descriptor instead.
+func (*DeltaDiscoveryResponse) Descriptor() ([]byte, []int) {
+	return file_envoy_service_discovery_v3_discovery_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *DeltaDiscoveryResponse) GetSystemVersionInfo() string {
+	if x != nil {
+		return x.SystemVersionInfo
+	}
+	return ""
+}
+
+func (x *DeltaDiscoveryResponse) GetResources() []*Resource {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
+}
+
+func (x *DeltaDiscoveryResponse) GetTypeUrl() string {
+	if x != nil {
+		return x.TypeUrl
+	}
+	return ""
+}
+
+func (x *DeltaDiscoveryResponse) GetRemovedResources() []string {
+	if x != nil {
+		return x.RemovedResources
+	}
+	return nil
+}
+
+func (x *DeltaDiscoveryResponse) GetNonce() string {
+	if x != nil {
+		return x.Nonce
+	}
+	return ""
+}
+
 type Resource struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
@@ -189,7 +357,7 @@ type Resource struct {
 
 func (x *Resource) Reset() {
 	*x = Resource{}
-	mi := &file_envoy_service_discovery_v3_discovery_proto_msgTypes[2]
+	mi := &file_envoy_service_discovery_v3_discovery_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -201,7 +369,7 @@ func (x *Resource) String() string {
 func (*Resource) ProtoMessage() {}
 
 func (x *Resource) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_service_discovery_v3_discovery_proto_msgTypes[2]
+	mi := &file_envoy_service_discovery_v3_discovery_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -214,7 +382,7 @@ func (x *Resource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resource.ProtoReflect.Descriptor instead.
 func (*Resource) Descriptor() ([]byte, []int) {
-	return file_envoy_service_discovery_v3_discovery_proto_rawDescGZIP(), []int{2}
+	return file_envoy_service_discovery_v3_discovery_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Resource) GetName() string {
@@ -269,6 +437,23 @@ const file_envoy_service_discovery_v3_discovery_proto_rawDesc = "" +
 	"\tresources\x18\x02 \x03(\v2\x14.google.protobuf.AnyR\tresources\x12\x16\n" +
 	"\x06canary\x18\x03 \x01(\bR\x06canary\x12\x19\n" +
 	"\btype_url\x18\x04 \x01(\tR\atypeUrl\x12\x14\n" +
+	"\x05nonce\x18\x05 \x01(\tR\x05nonce\"\x91\x04\n" +
+	"\x15DeltaDiscoveryRequest\x12.\n" +
+	"\x04node\x18\x01 \x01(\v2\x1a.envoy.config.core.v3.NodeR\x04node\x12\x19\n" +
+	"\btype_url\x18\x02 \x01(\tR\atypeUrl\x128\n" +
+	"\x18resource_names_subscribe\x18\x03 \x03(\tR\x16resourceNamesSubscribe\x12<\n" +
+	"\x1aresource_names_unsubscribe\x18\x04 \x03(\tR\x18resourceNamesUnsubscribe\x12\x8a\x01\n" +
+	"\x19initial_resource_versions\x18\x05 \x03(\v2N.envoy.service.discovery.v3.DeltaDiscoveryRequest.InitialResourceVersionsEntryR\x17initialResourceVersions\x12%\n" +
+	"\x0eresponse_nonce\x18\x06 \x01(\tR\rresponseNonce\x125\n" +
+	"\ferror_detail\x18\a \x01(\v2\x12.google.rpc.StatusR\verrorDetail\x1aJ\n" +
+	"\x1cInitialResourceVersionsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xea\x01\n" +
+	"\x16DeltaDiscoveryResponse\x12.\n" +
+	"\x13system_version_info\x18\x01 \x01(\tR\x11systemVersionInfo\x12B\n" +
+	"\tresources\x18\x02 \x03(\v2$.envoy.service.discovery.v3.ResourceR\tresources\x12\x19\n" +
+	"\btype_url\x18\x04 \x01(\tR\atypeUrl\x12+\n" +
+	"\x11removed_resources\x18\x06 \x03(\tR\x10removedResources\x12\x14\n" +
 	"\x05nonce\x18\x05 \x01(\tR\x05nonce\"\xd3\x01\n" +
 	"\bResource\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12\x18\n" +
@@ -289,29 +474,36 @@ func file_envoy_service_discovery_v3_discovery_proto_rawDescGZIP() []byte {
 	return file_envoy_service_discovery_v3_discovery_proto_rawDescData
 }
 
-var file_envoy_service_discovery_v3_discovery_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_envoy_service_discovery_v3_discovery_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_envoy_service_discovery_v3_discovery_proto_goTypes = []any{
-	(*DiscoveryRequest)(nil),    // 0: envoy.service.discovery.v3.DiscoveryRequest
-	(*DiscoveryResponse)(nil),   // 1: envoy.service.discovery.v3.DiscoveryResponse
-	(*Resource)(nil),            // 2: envoy.service.discovery.v3.Resource
-	(*v3.Node)(nil),             // 3: envoy.config.core.v3.Node
-	(*status.Status)(nil),       // 4: google.rpc.Status
-	(*anypb.Any)(nil),           // 5: google.protobuf.Any
-	(*durationpb.Duration)(nil), // 6: google.protobuf.Duration
-	(*v3.Metadata)(nil),         // 7: envoy.config.core.v3.Metadata
+	(*DiscoveryRequest)(nil),       // 0: envoy.service.discovery.v3.DiscoveryRequest
+	(*DiscoveryResponse)(nil),      // 1: envoy.service.discovery.v3.DiscoveryResponse
+	(*DeltaDiscoveryRequest)(nil),  // 2: envoy.service.discovery.v3.DeltaDiscoveryRequest
+	(*DeltaDiscoveryResponse)(nil), // 3: envoy.service.discovery.v3.DeltaDiscoveryResponse
+	(*Resource)(nil),               // 4: envoy.service.discovery.v3.Resource
+	nil,                            // 5: envoy.service.discovery.v3.DeltaDiscoveryRequest.InitialResourceVersionsEntry
+	(*v3.Node)(nil),                // 6: envoy.config.core.v3.Node
+	(*status.Status)(nil),          // 7: google.rpc.Status
+	(*anypb.Any)(nil),              // 8: google.protobuf.Any
+	(*durationpb.Duration)(nil),    // 9: google.protobuf.Duration
+	(*v3.Metadata)(nil),            // 10: envoy.config.core.v3.Metadata
 }
 var file_envoy_service_discovery_v3_discovery_proto_depIdxs = []int32{
-	3, // 0: envoy.service.discovery.v3.DiscoveryRequest.node:type_name -> envoy.config.core.v3.Node
-	4, // 1: envoy.service.discovery.v3.DiscoveryRequest.error_detail:type_name -> google.rpc.Status
-	5, // 2: envoy.service.discovery.v3.DiscoveryResponse.resources:type_name -> google.protobuf.Any
-	5, // 3: envoy.service.discovery.v3.Resource.resource:type_name -> google.protobuf.Any
-	6, // 4: envoy.service.discovery.v3.Resource.ttl:type_name -> google.protobuf.Duration
-	7, // 5: envoy.service.discovery.v3.Resource.metadata:type_name -> envoy.config.core.v3.Metadata
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	6,  // 0: envoy.service.discovery.v3.DiscoveryRequest.node:type_name -> envoy.config.core.v3.Node
+	7,  // 1: envoy.service.discovery.v3.DiscoveryRequest.error_detail:type_name -> google.rpc.Status
+	8,  // 2: envoy.service.discovery.v3.DiscoveryResponse.resources:type_name -> google.protobuf.Any
+	6,  // 3: envoy.service.discovery.v3.DeltaDiscoveryRequest.node:type_name -> envoy.config.core.v3.Node
+	5,  // 4: envoy.service.discovery.v3.DeltaDiscoveryRequest.initial_resource_versions:type_name -> envoy.service.discovery.v3.DeltaDiscoveryRequest.InitialResourceVersionsEntry
+	7,  // 5: envoy.service.discovery.v3.DeltaDiscoveryRequest.error_detail:type_name -> google.rpc.Status
+	4,  // 6: envoy.service.discovery.v3.DeltaDiscoveryResponse.resources:type_name -> envoy.service.discovery.v3.Resource
+	8,  // 7: envoy.service.discovery.v3.Resource.resource:type_name -> google.protobuf.Any
+	9,  // 8: envoy.service.discovery.v3.Resource.ttl:type_name -> google.protobuf.Duration
+	10, // 9: envoy.service.discovery.v3.Resource.metadata:type_name -> envoy.config.core.v3.Metadata
+	10, // [10:10] is the sub-list for method output_type
+	10, // [10:10] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_envoy_service_discovery_v3_discovery_proto_init() }
@@ -326,7 +518,7 @@ func file_envoy_service_discovery_v3_discovery_proto_init() {
 			FileRegistry:  xdsapi.Files,
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_envoy_service_discovery_v3_discovery_proto_rawDesc), len(file_envoy_service_discovery_v3_discovery_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   3,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
