@@ -3,6 +3,7 @@ package harness
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -75,23 +76,32 @@ func (b *bench) controlPlane(ctx context.Context) (*ControlPlane, error) {
 	time.Sleep(500 * time.Millisecond) // let the debounced push settle
 	ctlInst := proxyInst{name: "weft control", pid: ctl.pid(), pids: []int{ctl.pid()}}
 	cp.IdleRSSMB = float64(ctlInst.rss()) / mb
-	for i, n := range o.ControlClients {
-		run, err := b.scaleRun(ctx, api, xdsAddr, &ctlInst, n, i)
-		if err != nil {
-			if ctx.Err() != nil {
-				return cp, ctx.Err()
+	// Each count of clients runs with incremental xDS, which weft-proxy
+	// uses, then with state of the world, which any Envoy speaks.
+	round := 0
+	for _, n := range o.ControlClients {
+		for _, delta := range []bool{true, false} {
+			run, err := b.scaleRun(ctx, api, xdsAddr, &ctlInst, n, round, delta)
+			round++
+			if err != nil {
+				if ctx.Err() != nil {
+					return cp, ctx.Err()
+				}
+				run.Error = err.Error()
 			}
-			run.Error = err.Error()
+			cp.Runs = append(cp.Runs, run)
 		}
-		cp.Runs = append(cp.Runs, run)
 	}
 	return cp, nil
 }
 
 // scaleRun connects n ADS clients, waits for every one to hold a complete
 // config, then applies one new service and times its arrival everywhere.
-func (b *bench) scaleRun(ctx context.Context, api *controlapi.Client, xdsAddr string, ctl *proxyInst, n, round int) (run ScaleRun, err error) {
-	run.Clients = n
+func (b *bench) scaleRun(ctx context.Context, api *controlapi.Client, xdsAddr string, ctl *proxyInst, n, round int, delta bool) (run ScaleRun, err error) {
+	run.Clients, run.XDS = n, "sotw"
+	if delta {
+		run.XDS = "delta"
+	}
 	timeout := 60*time.Second + time.Duration(n)*300*time.Millisecond
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -140,7 +150,8 @@ func (b *bench) scaleRun(ctx context.Context, api *controlapi.Client, xdsAddr st
 			WorkloadName: fmt.Sprintf("adsclient-%d-%04d", round, i), ServiceAccount: "adsclient", IP: "127.0.0.1",
 			Labels: map[string]string{"app": "adsclient"}, OutboundPort: 15001,
 		}
-		c := &adsClient{node: &corev3.Node{Id: meta.ID(), Cluster: meta.Service, Metadata: meta.Struct(), UserAgentName: "weftbench"}, want: want, full: full, changed: changed, start: start}
+		c := &adsClient{node: &corev3.Node{Id: meta.ID(), Cluster: meta.Service, Metadata: meta.Struct(), UserAgentName: "weftbench"},
+			delta: delta, want: want, full: full, changed: changed, start: start}
 		clients.Add(1)
 		go func() {
 			defer clients.Done()
@@ -207,31 +218,46 @@ func (b *bench) scaleRun(ctx context.Context, api *controlapi.Client, xdsAddr st
 // change is what the one applied change must bring to every client.
 type change struct{ cluster, vhost string }
 
-// adsClient is a minimal state-of-the-world ADS client: wildcard CDS and
-// LDS, then EDS and RDS for the names they reference; it ACKs every
-// response. It reads only resource names from the wire (leanxds.go), and
-// keeps nothing else.
+// adsClient is a minimal ADS client, incremental (delta) or state of the
+// world: wildcard CDS and LDS, then EDS and RDS for the names they
+// reference; it ACKs every response. It reads only resource names from the
+// wire (leanxds.go), and keeps nothing else. Its bookkeeping costs in
+// proportion to what a response carries, so a delta client does little
+// work for a small change, as a real proxy would: the bench's clients share
+// the control plane's two cores.
 type adsClient struct {
 	node    *corev3.Node
+	delta   bool
 	want    change
 	full    chan<- time.Duration
 	changed chan<- time.Time
 	start   time.Time
 
-	stream    grpc.BidiStreamingClient[discoveryv3.DiscoveryRequest, discoveryv3.DiscoveryResponse]
-	sentNode  bool
-	version   map[string]string
-	nonce     map[string]string
-	names     map[string][]string // subscribed names, EDS and RDS
-	clusters  map[string]bool     // from the last CDS
-	edsWant   []string
-	rdsWant   []string
-	eds       map[string]bool // CLAs in the last EDS
-	rds       map[string]bool // route configs in the last RDS
-	vhosts    map[string]bool
-	fullSent  bool
-	changeHit bool
+	stream   grpc.BidiStreamingClient[discoveryv3.DiscoveryRequest, discoveryv3.DiscoveryResponse]
+	dstream  grpc.BidiStreamingClient[discoveryv3.DeltaDiscoveryRequest, discoveryv3.DeltaDiscoveryResponse]
+	sentNode bool
+	version  map[string]string // state of the world: the last version_info per type
+	nonce    map[string]string // state of the world: the last nonce per type
+	// held is what the client holds, by type and resource name: an EDS
+	// cluster's service name, a listener's route configurations, a route
+	// configuration's virtual hosts; nothing for a load assignment.
+	held map[string]map[string][]string
+	// refs counts the references to each name: load assignments and route
+	// configurations by the clusters and listeners held (by the type
+	// referenced), virtual hosts by the route configurations held
+	// (under typeVHost).
+	refs map[string]map[string]int
+	// touched are the EDS and RDS names whose references changed with the
+	// response being handled; subscribed, the names subscribed to.
+	touched    map[string][]string
+	subscribed map[string]map[string]bool
+	seen       map[string]bool // types with a response
+	fullSent   bool
+	changeHit  bool
 }
+
+// typeVHost keys the virtual hosts in adsClient.refs.
+const typeVHost = "vhost"
 
 func (c *adsClient) send(typ string, names []string) error {
 	req := &discoveryv3.DiscoveryRequest{TypeUrl: typ, VersionInfo: c.version[typ], ResponseNonce: c.nonce[typ], ResourceNames: names}
@@ -242,13 +268,62 @@ func (c *adsClient) send(typ string, names []string) error {
 	return c.stream.Send(req)
 }
 
+func (c *adsClient) sendDelta(req *discoveryv3.DeltaDiscoveryRequest) error {
+	if !c.sentNode {
+		req.Node = c.node
+		c.sentNode = true
+	}
+	return c.dstream.Send(req)
+}
+
 func (c *adsClient) run(ctx context.Context, conn *grpc.ClientConn) error {
+	c.version, c.nonce = map[string]string{}, map[string]string{}
+	c.held, c.refs = map[string]map[string][]string{}, map[string]map[string]int{}
+	c.touched, c.subscribed, c.seen = map[string][]string{}, map[string]map[string]bool{}, map[string]bool{}
+	for _, typ := range []string{typeCluster, typeListener, typeEndpoint, typeRoute} {
+		c.held[typ] = map[string][]string{}
+	}
+	for _, typ := range []string{typeEndpoint, typeRoute, typeVHost} {
+		c.refs[typ] = map[string]int{}
+		c.subscribed[typ] = map[string]bool{}
+	}
+	ads := discoveryv3.NewAggregatedDiscoveryServiceClient(conn)
 	var err error
-	c.stream, err = discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
-	if err != nil {
+	if c.delta {
+		if c.dstream, err = ads.DeltaAggregatedResources(ctx); err != nil {
+			return fmt.Errorf("open delta ADS stream: %w", err)
+		}
+		for _, typ := range []string{typeCluster, typeListener} {
+			if err := c.sendDelta(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: typ}); err != nil {
+				return err
+			}
+		}
+		for {
+			resp, err := c.dstream.Recv()
+			if err != nil {
+				return fmt.Errorf("delta ADS stream: %w", err)
+			}
+			typ := resp.GetTypeUrl()
+			for _, name := range resp.GetRemovedResources() {
+				c.drop(typ, name)
+			}
+			for _, r := range resp.GetResources() {
+				if err := c.hold(typ, r.GetResource().GetValue()); err != nil {
+					return err
+				}
+			}
+			if err := c.sendDelta(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: typ, ResponseNonce: resp.GetNonce()}); err != nil {
+				return err
+			}
+			if err := c.follow(); err != nil {
+				return err
+			}
+			c.check(typ)
+		}
+	}
+	if c.stream, err = ads.StreamAggregatedResources(ctx); err != nil {
 		return fmt.Errorf("open ADS stream: %w", err)
 	}
-	c.version, c.nonce, c.names = map[string]string{}, map[string]string{}, map[string][]string{}
 	if err := c.send(typeCluster, nil); err != nil {
 		return err
 	}
@@ -260,104 +335,172 @@ func (c *adsClient) run(ctx context.Context, conn *grpc.ClientConn) error {
 		if err != nil {
 			return fmt.Errorf("ADS stream: %w", err)
 		}
-		if err := c.handle(resp); err != nil {
+		// A state-of-the-world response replaces the type's resources.
+		typ := resp.GetTypeUrl()
+		old := c.held[typ]
+		c.held[typ] = map[string][]string{}
+		for _, a := range resp.GetResources() {
+			if err := c.hold(typ, a.GetValue()); err != nil {
+				return err
+			}
+		}
+		for _, refs := range old {
+			c.unref(typ, refs)
+		}
+		// ACK.
+		c.version[typ], c.nonce[typ] = resp.GetVersionInfo(), resp.GetNonce()
+		if err := c.send(typ, c.names(typ)); err != nil {
 			return err
 		}
-		c.check()
+		if err := c.follow(); err != nil {
+			return err
+		}
+		c.check(typ)
 	}
 }
 
-func (c *adsClient) handle(resp *discoveryv3.DiscoveryResponse) error {
-	typ := resp.GetTypeUrl()
+// hold decodes a resource of type typ (b, its encoding) and keeps the
+// names it references.
+func (c *adsClient) hold(typ string, b []byte) error {
+	var name string
+	var refs []string
+	var err error
 	switch typ {
 	case typeCluster:
-		c.clusters = map[string]bool{}
-		var eds []string
-		for _, a := range resp.GetResources() {
-			name, edsName, err := clusterNames(a.GetValue())
-			if err != nil {
-				return fmt.Errorf("decode cluster: %w", err)
-			}
-			c.clusters[name] = true
-			if edsName != "" {
-				eds = append(eds, edsName)
-			}
+		var eds string
+		name, eds, err = clusterNames(b)
+		if eds != "" {
+			refs = []string{eds}
 		}
-		slices.Sort(eds)
-		c.edsWant = eds
 	case typeListener:
-		var rds []string
-		for _, a := range resp.GetResources() {
-			var err error
-			if rds, err = listenerRoutes(a.GetValue(), rds); err != nil {
-				return fmt.Errorf("decode listener: %w", err)
-			}
+		if name, err = lastString(b, listenerName); err == nil {
+			refs, err = listenerRoutes(b, nil)
 		}
-		slices.Sort(rds)
-		c.rdsWant = slices.Compact(rds)
 	case typeEndpoint:
-		c.eds = map[string]bool{}
-		for _, a := range resp.GetResources() {
-			name, err := lastString(a.GetValue(), claClusterName)
-			if err != nil {
-				return fmt.Errorf("decode endpoints: %w", err)
-			}
-			c.eds[name] = true
-		}
+		name, err = lastString(b, claClusterName)
 	case typeRoute:
-		c.rds, c.vhosts = map[string]bool{}, map[string]bool{}
-		for _, a := range resp.GetResources() {
-			name, vhosts, err := routeNames(a.GetValue())
-			if err != nil {
-				return fmt.Errorf("decode routes: %w", err)
-			}
-			c.rds[name] = true
-			for _, vh := range vhosts {
-				c.vhosts[vh] = true
-			}
-		}
+		name, refs, err = routeNames(b)
 	default:
 		return fmt.Errorf("unexpected type %s", typ)
 	}
-	// ACK.
-	c.version[typ], c.nonce[typ] = resp.GetVersionInfo(), resp.GetNonce()
-	if err := c.send(typ, c.names[typ]); err != nil {
-		return err
+	if err != nil {
+		return fmt.Errorf("decode %s: %w", typ, err)
 	}
-	// Follow the names the wildcard types reference.
-	for _, dep := range []struct {
-		typ  string
-		want []string
-	}{{typeEndpoint, c.edsWant}, {typeRoute, c.rdsWant}} {
-		if len(dep.want) > 0 && !slices.Equal(dep.want, c.names[dep.typ]) {
-			c.names[dep.typ] = dep.want
-			if err := c.send(dep.typ, dep.want); err != nil {
+	if old, ok := c.held[typ][name]; ok {
+		c.unref(typ, old)
+	}
+	c.held[typ][name] = refs
+	c.ref(typ, refs)
+	return nil
+}
+
+// drop forgets a resource the control plane removed.
+func (c *adsClient) drop(typ, name string) {
+	if refs, ok := c.held[typ][name]; ok {
+		c.unref(typ, refs)
+		delete(c.held[typ], name)
+	}
+}
+
+// referenced is the type of the names a resource of typ references.
+func referenced(typ string) string {
+	switch typ {
+	case typeCluster:
+		return typeEndpoint
+	case typeListener:
+		return typeRoute
+	case typeRoute:
+		return typeVHost
+	}
+	return ""
+}
+
+func (c *adsClient) ref(typ string, names []string) {
+	rt := referenced(typ)
+	for _, n := range names {
+		if c.refs[rt][n]++; c.refs[rt][n] == 1 && rt != typeVHost {
+			c.touched[rt] = append(c.touched[rt], n)
+		}
+	}
+}
+
+func (c *adsClient) unref(typ string, names []string) {
+	rt := referenced(typ)
+	for _, n := range names {
+		if c.refs[rt][n]--; c.refs[rt][n] == 0 {
+			delete(c.refs[rt], n)
+			if rt != typeVHost {
+				c.touched[rt] = append(c.touched[rt], n)
+			}
+		}
+	}
+}
+
+// names is the sorted list of the names of typ (EDS, RDS) referenced.
+func (c *adsClient) names(typ string) []string {
+	if typ != typeEndpoint && typ != typeRoute {
+		return nil
+	}
+	return slices.Sorted(maps.Keys(c.refs[typ]))
+}
+
+// follow subscribes to the load assignments and route configurations that
+// gained their first reference, and drops those that lost their last.
+func (c *adsClient) follow() error {
+	for _, typ := range []string{typeEndpoint, typeRoute} {
+		var added, gone []string
+		for _, n := range c.touched[typ] {
+			switch wanted := c.refs[typ][n] > 0; {
+			case wanted && !c.subscribed[typ][n]:
+				c.subscribed[typ][n] = true
+				added = append(added, n)
+			case !wanted && c.subscribed[typ][n]:
+				delete(c.subscribed[typ], n)
+				gone = append(gone, n)
+			}
+		}
+		c.touched[typ] = c.touched[typ][:0]
+		if len(added) == 0 && len(gone) == 0 {
+			continue
+		}
+		for _, n := range gone {
+			c.drop(typ, n)
+		}
+		if !c.delta {
+			if err := c.send(typ, c.names(typ)); err != nil {
 				return err
 			}
+			continue
+		}
+		if err := c.sendDelta(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: typ, ResourceNamesSubscribe: added, ResourceNamesUnsubscribe: gone}); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-func covered(want []string, have map[string]bool) bool {
-	for _, n := range want {
-		if !have[n] {
-			return false
-		}
-	}
-	return true
-}
-
-// check reports, once each, a complete config and the arrival of the change.
-func (c *adsClient) check() {
-	if c.clusters == nil || c.version[typeListener] == "" || !covered(c.edsWant, c.eds) || !covered(c.rdsWant, c.rds) {
-		return
-	}
+// check reports, once each, a complete config and the arrival of the
+// change. Until the config is complete it walks every reference; after,
+// it looks up only the change.
+func (c *adsClient) check(typ string) {
+	c.seen[typ] = true
 	if !c.fullSent {
+		if !c.seen[typeCluster] || !c.seen[typeListener] {
+			return
+		}
+		for _, rt := range []string{typeEndpoint, typeRoute} {
+			for n := range c.refs[rt] {
+				if _, ok := c.held[rt][n]; !ok {
+					return
+				}
+			}
+		}
 		c.fullSent = true
 		c.full <- time.Since(c.start)
 	}
-	if !c.changeHit && c.clusters[c.want.cluster] && c.eds[c.want.cluster] && c.vhosts[c.want.vhost] {
+	_, hasCluster := c.held[typeCluster][c.want.cluster]
+	_, hasCLA := c.held[typeEndpoint][c.want.cluster]
+	if !c.changeHit && hasCluster && hasCLA && c.refs[typeVHost][c.want.vhost] > 0 {
 		c.changeHit = true
 		c.changed <- time.Now()
 	}

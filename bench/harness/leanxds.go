@@ -24,6 +24,7 @@ var (
 	clusterType        = fieldNum(&clusterv3.Cluster{}, "type")
 	clusterEDSConfig   = fieldNum(&clusterv3.Cluster{}, "eds_cluster_config")
 	edsServiceName     = fieldNum(&clusterv3.Cluster_EdsClusterConfig{}, "service_name")
+	listenerName       = fieldNum(&listenerv3.Listener{}, "name")
 	listenerChains     = fieldNum(&listenerv3.Listener{}, "filter_chains")
 	chainFilters       = fieldNum(&listenerv3.FilterChain{}, "filters")
 	filterTypedConfig  = fieldNum(&listenerv3.Filter{}, "typed_config")

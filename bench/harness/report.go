@@ -223,6 +223,9 @@ type ControlPlane struct {
 // ScaleRun is the control plane with Clients ADS clients connected.
 type ScaleRun struct {
 	Clients int `json:"clients"`
+	// XDS is the clients' protocol: "delta" (incremental, what weft-proxy
+	// uses) or "sotw" (state of the world).
+	XDS string `json:"xds"`
 	// FullPushSeconds: from the moment all clients dial until every one has
 	// ACKed a complete config (CDS, LDS, every EDS and RDS).
 	FullPushSeconds float64 `json:"full_push_s"`
@@ -376,13 +379,13 @@ func Markdown(w io.Writer, r *Result) {
 		if cp.Error != "" {
 			fmt.Fprintf(w, "Error: %s\n\n", cp.Error)
 		}
-		fmt.Fprintln(w, "| ADS clients | full push s | apply → all ACKed p50 ms | p99 ms | max ms | apply --wait ms | control RSS peak MB | control CPU s |")
-		fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
+		fmt.Fprintln(w, "| ADS clients | xDS | full push s | apply → all ACKed p50 ms | p99 ms | max ms | apply --wait ms | control RSS peak MB | control CPU s |")
+		fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|")
 		for _, run := range cp.Runs {
-			fmt.Fprintf(w, "| %d | %s | %s | %s | %s | %s | %s | %s |\n", run.Clients, f2(run.FullPushSeconds),
+			fmt.Fprintf(w, "| %d | %s | %s | %s | %s | %s | %s | %s | %s |\n", run.Clients, run.XDS, f2(run.FullPushSeconds),
 				f2(run.ApplyToAckP50ms), f2(run.ApplyToAckP99ms), f2(run.ApplyToAckMaxms), f2(run.ApplyWaitms), f2(run.RSSPeakMB), f2(run.CPUSeconds))
 			if run.Error != "" {
-				fmt.Fprintf(w, "\n%d clients: error: %s\n", run.Clients, run.Error)
+				fmt.Fprintf(w, "\n%d %s clients: error: %s\n", run.Clients, run.XDS, run.Error)
 			}
 		}
 		fmt.Fprintln(w)

@@ -38,10 +38,11 @@ type routesKey struct {
 	namespace string
 }
 
-// sharedRoutes is a route configuration and the clusters its routes use.
+// sharedRoutes is a route configuration and the clusters its routes use
+// that no service backs (the others are in Shared.keys already).
 type sharedRoutes struct {
-	rc   *routev3.RouteConfiguration
-	refs []clusterKey
+	rc    *routev3.RouteConfiguration
+	extra []clusterKey
 }
 
 // NewShared indexes s and builds its outbound clusters.
@@ -74,7 +75,9 @@ func NewShared(s *snapshot.Snapshot) *Shared {
 
 // routeConfig returns the outbound route configuration name (restricted
 // to port only, when set) for t's proxy's namespace, building it for the
-// first proxy of the namespace, and records the clusters it uses in t.refs.
+// first proxy of the namespace, and records in t.refs the clusters it uses
+// that no service backs. Recording every cluster would cost each proxy a
+// map insert per route, for clusters outbound() would find shared anyway.
 func (sh *Shared) routeConfig(t *translator, name string, only uint32) *routev3.RouteConfiguration {
 	k := routesKey{name: name, namespace: t.proxy.Namespace}
 	sh.mu.Lock()
@@ -86,7 +89,9 @@ func (sh *Shared) routeConfig(t *translator, name string, only uint32) *routev3.
 		rt := &translator{shared: sh, snap: t.snap, proxy: t.proxy, vss: t.vss, drs: t.drs, refs: map[clusterKey]bool{}}
 		r = &sharedRoutes{rc: rt.outboundRoutes(name, only)}
 		for k := range rt.refs {
-			r.refs = append(r.refs, k)
+			if !sh.keys[k] {
+				r.extra = append(r.extra, k)
+			}
 		}
 		sh.mu.Lock()
 		if prev := sh.routes[k]; prev != nil {
@@ -96,7 +101,7 @@ func (sh *Shared) routeConfig(t *translator, name string, only uint32) *routev3.
 		}
 		sh.mu.Unlock()
 	}
-	for _, k := range r.refs {
+	for _, k := range r.extra {
 		t.refs[k] = true
 	}
 	return r.rc

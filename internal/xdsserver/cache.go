@@ -40,6 +40,16 @@ type wireCache struct {
 	mu     sync.Mutex
 	lastID int64
 	nodes  map[string]*wireNode // by node ID
+	// diffs holds what changed between two groups, computed once for all
+	// the delta streams that go from the one to the other.
+	diffs map[[2]*wireGroup]*groupDiff
+}
+
+// groupDiff is what changed from one group to another: the indexes, in
+// the new group, of the resources added or changed, and the names removed.
+type groupDiff struct {
+	changed []int
+	removed []string
 }
 
 var _ cachev3.Cache = (*wireCache)(nil)
@@ -67,7 +77,7 @@ type wireWatch struct {
 const versionKey = "\x00version"
 
 func newWireCache(log *slog.Logger) *wireCache {
-	return &wireCache{log: log, nodes: map[string]*wireNode{}}
+	return &wireCache{log: log, nodes: map[string]*wireNode{}, diffs: map[[2]*wireGroup]*groupDiff{}}
 }
 
 func (c *wireCache) node(id string) *wireNode {
@@ -85,6 +95,7 @@ func (c *wireCache) SetSnapshot(id string, snap *wireSnapshot) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := c.node(id)
+	prev := n.snap
 	n.snap = snap
 	ids := make([]int64, 0, len(n.watches))
 	for wid := range n.watches {
@@ -104,7 +115,11 @@ func (c *wireCache) SetSnapshot(id string, snap *wireSnapshot) {
 			continue
 		}
 		if w.dreq != nil {
-			if c.respondDelta(w, g) {
+			var from *wireGroup
+			if prev != nil {
+				from = prev.group(w.typeURL)
+			}
+			if c.respondDelta(w, g, from) {
 				delete(n.watches, wid)
 			}
 			continue
@@ -151,7 +166,7 @@ func (c *wireCache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subs
 	n := c.node(id)
 	w := wireWatch{typeURL: req.GetTypeUrl(), sub: sub, dreq: req, dout: out}
 	if n.snap != nil {
-		if g := n.snap.group(req.GetTypeUrl()); g != nil && c.respondDelta(w, g) {
+		if g := n.snap.group(req.GetTypeUrl()); g != nil && c.respondDelta(w, g, nil) {
 			return func() {}, nil
 		}
 	}
@@ -238,29 +253,61 @@ func (c *wireCache) respond(w wireWatch, g *wireGroup) {
 // the names of those it was sent that g no longer has. It sends nothing,
 // and returns false, when the stream lacks nothing and was already told
 // g's version.
-func (c *wireCache) respondDelta(w wireWatch, g *wireGroup) bool {
+//
+// A stream that was told a group's version holds every resource of that
+// group it subscribed to. So when it was told g's own version, only the
+// names its request newly subscribes to can be missing (an ACK subscribes
+// to none); when it was told prev's, only what changed from prev to g
+// (worked out once for every stream). Otherwise, on a stream's first
+// request, every resource is compared with what the stream reports. The
+// cache's lock is held, and a push reaches every stream, so the common
+// cases must not cost in proportion to the config.
+func (c *wireCache) respondDelta(w wireWatch, g, prev *wireGroup) bool {
 	sent := w.sub.ReturnedResources()
 	wildcard, subscribed := w.sub.IsWildcard(), w.sub.SubscribedResources()
-	var resources []*discoverygrpc.Resource
-	for i, name := range g.names {
-		if _, ok := subscribed[name]; !wildcard && !ok {
-			continue
-		}
-		if v, ok := sent[name]; ok && v == g.versions[i] {
-			continue
-		}
-		resources = append(resources, &discoverygrpc.Resource{Name: name, Version: g.versions[i], Resource: g.all[i]})
+	wants := func(name string) bool {
+		_, ok := subscribed[name]
+		return wildcard || ok
 	}
+	var resources []*discoverygrpc.Resource
 	var removed []string
-	for name := range sent {
-		if _, ok := g.byName[name]; !ok && name != versionKey {
-			removed = append(removed, name)
+	lacks := func(i int) {
+		if v, ok := sent[g.names[i]]; (!ok || v != g.versions[i]) && wants(g.names[i]) {
+			resources = append(resources, g.resources[i])
 		}
+	}
+	subscribe := w.dreq.GetResourceNamesSubscribe()
+	switch told := sent[versionKey]; {
+	case told == g.version && !slices.Contains(subscribe, "*"):
+		for _, name := range subscribe {
+			if i, ok := slices.BinarySearch(g.names, name); ok {
+				lacks(i)
+			}
+		}
+	case prev != nil && told == prev.version:
+		d := c.diff(prev, g)
+		for _, i := range d.changed {
+			lacks(i)
+		}
+		for _, name := range d.removed {
+			if _, ok := sent[name]; ok {
+				removed = append(removed, name)
+			}
+		}
+	default:
+		for i := range g.names {
+			lacks(i)
+		}
+		for name := range sent {
+			if _, ok := g.byName[name]; !ok && name != versionKey {
+				removed = append(removed, name)
+			}
+		}
+		slices.Sort(removed)
 	}
 	if len(resources) == 0 && len(removed) == 0 && sent[versionKey] == g.version {
 		return false
 	}
-	slices.Sort(removed)
 	next := make(map[string]string, len(sent)+len(resources)+1)
 	for name, v := range sent {
 		next[name] = v
@@ -279,12 +326,44 @@ func (c *wireCache) respondDelta(w wireWatch, g *wireGroup) bool {
 		NextVersionMap: next,
 		DeltaDiscoveryResponse: &discoverygrpc.DeltaDiscoveryResponse{
 			SystemVersionInfo: g.version,
-			Resources:         resources,
+			Resources:         resources, // shared, read-only
 			RemovedResources:  removed,
 			TypeUrl:           w.typeURL,
 		},
 	}
 	return true
+}
+
+// diff returns what changed from group a to group b, computing it once.
+// The caller holds c.mu.
+func (c *wireCache) diff(a, b *wireGroup) *groupDiff {
+	key := [2]*wireGroup{a, b}
+	if d, ok := c.diffs[key]; ok {
+		return d
+	}
+	d := &groupDiff{}
+	i, j := 0, 0
+	for i < len(a.names) || j < len(b.names) {
+		switch {
+		case j == len(b.names) || (i < len(a.names) && a.names[i] < b.names[j]):
+			d.removed = append(d.removed, a.names[i])
+			i++
+		case i == len(a.names) || b.names[j] < a.names[i]:
+			d.changed = append(d.changed, j)
+			j++
+		default:
+			if a.versions[i] != b.versions[j] {
+				d.changed = append(d.changed, j)
+			}
+			i++
+			j++
+		}
+	}
+	if len(c.diffs) >= 256 {
+		clear(c.diffs) // pushes move on; old pairs are not asked for again
+	}
+	c.diffs[key] = d
+	return d
 }
 
 // errNotServed answers the xDS variant Weft does not serve.

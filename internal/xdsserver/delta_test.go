@@ -227,7 +227,15 @@ func TestDeltaSendsOnlyChanges(t *testing.T) {
 			t.Errorf("%s removed %v, want [%s]", shortType(typ), removed[typ], ratingsCluster)
 		}
 	}
-	waitFor(t, func() bool { return s.Sync(3, 0).Done })
+	for deadline := time.Now().Add(5 * time.Second); !s.Sync(3, 0).Done; {
+		if time.Now().After(deadline) {
+			t.Fatalf("not synced at revision 3 in 5s: %+v", s.Status())
+		}
+		if r := c.recvWithin(20 * time.Millisecond); r != nil {
+			t.Logf("then %s %v removed %v", shortType(r.TypeUrl), names(r), r.RemovedResources)
+			c.ack(r)
+		}
+	}
 	if st := s.Status(); len(st) != 1 || !st[0].Synced {
 		t.Errorf("status after the removal = %+v, want synced", st)
 	}

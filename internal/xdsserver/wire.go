@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 
+	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"google.golang.org/protobuf/proto"
@@ -41,11 +42,14 @@ func newWireResource(typeURL string, r types.Resource) (*wireResource, error) {
 // assignments, every sidecar of a namespace the same routes) share one
 // group. A group is immutable.
 type wireGroup struct {
-	version  string
-	names    []string     // sorted
-	all      []*anypb.Any // in the order of names
-	versions []string     // of each resource, for delta streams; in the order of names
-	byName   map[string]*anypb.Any
+	version string
+	names   []string     // sorted
+	all     []*anypb.Any // in the order of names
+	byName  map[string]*anypb.Any
+	// For delta streams, in the order of names: each resource's version,
+	// and the resource as a delta response carries it (shared, like all).
+	versions  []string
+	resources []*discoverygrpc.Resource
 }
 
 // wireVersion names a list of resources by a hash of their encodings, so
@@ -73,15 +77,17 @@ func newWireGroup(version string, items []*wireResource) *wireGroup {
 	})
 	sorted = slices.CompactFunc(sorted, func(a, b *wireResource) bool { return a.name == b.name })
 	g := &wireGroup{
-		version:  version,
-		names:    make([]string, len(sorted)),
-		all:      make([]*anypb.Any, len(sorted)),
-		versions: make([]string, len(sorted)),
-		byName:   make(map[string]*anypb.Any, len(sorted)),
+		version:   version,
+		names:     make([]string, len(sorted)),
+		all:       make([]*anypb.Any, len(sorted)),
+		byName:    make(map[string]*anypb.Any, len(sorted)),
+		versions:  make([]string, len(sorted)),
+		resources: make([]*discoverygrpc.Resource, len(sorted)),
 	}
 	for i, w := range sorted {
 		g.names[i], g.all[i], g.byName[w.name] = w.name, w.any, w.any
 		g.versions[i] = strconv.FormatUint(w.hash, 36)
+		g.resources[i] = &discoverygrpc.Resource{Name: w.name, Version: g.versions[i], Resource: w.any}
 	}
 	return g
 }
