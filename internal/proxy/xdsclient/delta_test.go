@@ -206,3 +206,27 @@ func TestDeltaReconnectReportsHeldVersions(t *testing.T) {
 		t.Errorf("first request after reconnect: node %q, initial versions %v; want the node and cluster a's version", first.GetNode().GetId(), first.GetInitialResourceVersions())
 	}
 }
+
+// TestDeltaFallsBackToStateOfTheWorld checks that a proxy pointed at a
+// control plane that serves only state of the world gets its config
+// anyway.
+func TestDeltaFallsBackToStateOfTheWorld(t *testing.T) {
+	xds := xdstest.StartStateOfTheWorldOnly(t, "127.0.0.1:0")
+	xds.Set(node.Id, "1", xdstest.Resources{Clusters: []types.Resource{xdstest.EDSCluster("a")}})
+	h := newFake()
+	startDelta(t, xds.Addr, h)
+	eventually(t, "config over state of the world", func() string {
+		if c := h.lastCount(TypeCluster); c != "1" {
+			return "CDS resources: " + c
+		}
+		return ""
+	})
+	eventually(t, "ACK", func() string {
+		for _, r := range xds.ACKs() {
+			if r.GetTypeUrl() == TypeCluster && r.GetVersionInfo() == "1" {
+				return ""
+			}
+		}
+		return "no state-of-the-world ACK of version 1"
+	})
+}

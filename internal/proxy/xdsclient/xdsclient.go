@@ -76,9 +76,10 @@ type Options struct {
 	// DialOptions are added to the gRPC dial; the default is plaintext.
 	DialOptions []grpc.DialOption
 	// Delta selects incremental xDS (DeltaAggregatedResources): a change
-	// sends the proxy only the resources it changes. Otherwise the client
-	// uses state of the world, where every change of a type resends all of
-	// the type's resources.
+	// sends the proxy only the resources it changes. Otherwise, or when the
+	// control plane answers that it does not implement it, the client uses
+	// state of the world, where every change of a type resends all of the
+	// type's resources.
 	Delta bool
 }
 
@@ -166,16 +167,27 @@ func (c *Client) setStatus(f func(*Status)) {
 func (c *Client) Run(ctx context.Context) error {
 	backoff := c.opts.MinBackoff
 	failures := 0
+	delta := c.opts.Delta
 	for {
 		var got bool
 		var err error
-		if c.opts.Delta {
+		if delta {
 			got, err = c.deltaStream(ctx)
 		} else {
 			got, err = c.stream(ctx)
 		}
 		if ctx.Err() != nil {
 			return nil
+		}
+		if delta && !got && status.Code(err) == codes.Unimplemented {
+			// A control plane that serves only state of the world. The
+			// versions held came from incremental responses; start over.
+			c.log.Warn("the control plane does not serve incremental xDS; using state of the world", "err", describe(err))
+			delta = false
+			for _, st := range c.state {
+				st.version, st.held = "", nil
+			}
+			continue
 		}
 		reason := describe(err)
 		c.setStatus(func(s *Status) { s.Connected = false; s.LastError = reason })

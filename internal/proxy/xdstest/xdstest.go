@@ -65,6 +65,30 @@ type Server struct {
 // cache, or with cache when non-nil.
 func Start(t testing.TB, addr string, cache cachev3.SnapshotCache) *Server {
 	t.Helper()
+	return start(t, addr, cache, false)
+}
+
+// StartStateOfTheWorldOnly starts a server, as Start does, that answers an
+// incremental stream with Unimplemented, as a control plane that serves
+// only state of the world does.
+func StartStateOfTheWorldOnly(t testing.TB, addr string) *Server {
+	t.Helper()
+	return start(t, addr, nil, true)
+}
+
+// sotwOnly serves the state-of-the-world method of an ADS server and
+// leaves the incremental one unimplemented.
+type sotwOnly struct {
+	discoveryv3.UnimplementedAggregatedDiscoveryServiceServer
+	ads serverv3.Server
+}
+
+func (s sotwOnly) StreamAggregatedResources(st discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesServer) error {
+	return s.ads.StreamAggregatedResources(st)
+}
+
+func start(t testing.TB, addr string, cache cachev3.SnapshotCache, onlySotW bool) *Server {
+	t.Helper()
 	var ln net.Listener
 	var err error
 	// The port may still be in TIME_WAIT handover after a restart.
@@ -106,7 +130,11 @@ func Start(t testing.TB, addr string, cache cachev3.SnapshotCache) *Server {
 		},
 	}
 	srv := serverv3.NewServer(context.Background(), cache, cb)
-	discoveryv3.RegisterAggregatedDiscoveryServiceServer(s.grpc, srv)
+	if onlySotW {
+		discoveryv3.RegisterAggregatedDiscoveryServiceServer(s.grpc, sotwOnly{ads: srv})
+	} else {
+		discoveryv3.RegisterAggregatedDiscoveryServiceServer(s.grpc, srv)
+	}
 	go s.grpc.Serve(ln)
 	t.Cleanup(s.Stop)
 	return s
