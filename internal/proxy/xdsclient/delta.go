@@ -9,7 +9,6 @@ import (
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	discoveryv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/service/discovery/v3"
@@ -39,18 +38,11 @@ type held struct {
 // (initial_resource_versions), so the control plane sends only what
 // changed meanwhile.
 func (c *Client) deltaStream(ctx context.Context) (got bool, err error) {
-	dopts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, c.opts.DialOptions...)
-	conn, err := grpc.NewClient(c.opts.Address, dopts...)
-	if err != nil {
-		return false, fmt.Errorf("dial %s: %w", c.opts.Address, err)
-	}
-	defer conn.Close()
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	cs, err := conn.NewStream(sctx, &deltaStream, deltaMethod)
+	cs, closeFn, err := c.open(ctx, &deltaStream, deltaMethod)
 	if err != nil {
 		return false, err
 	}
+	defer closeFn()
 	s := &grpc.GenericClientStream[discoveryv3.DeltaDiscoveryRequest, discoveryv3.DeltaDiscoveryResponse]{ClientStream: cs}
 	first := true
 	send := func(req *discoveryv3.DeltaDiscoveryRequest) error {

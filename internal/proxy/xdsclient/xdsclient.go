@@ -251,21 +251,33 @@ const adsMethod = "/envoy.service.discovery.v3.AggregatedDiscoveryService/Stream
 
 var adsStream = grpc.StreamDesc{StreamName: "StreamAggregatedResources", ServerStreams: true, ClientStreams: true}
 
-// stream runs one connection and stream; got reports whether any response
-// arrived.
-func (c *Client) stream(ctx context.Context) (got bool, err error) {
+// open dials the control plane and opens method on a new connection. The
+// stream ends with ctx, or when closeFn is called, which also closes the
+// connection.
+func (c *Client) open(ctx context.Context, desc *grpc.StreamDesc, method string) (cs grpc.ClientStream, closeFn func(), err error) {
 	dopts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, c.opts.DialOptions...)
 	conn, err := grpc.NewClient(c.opts.Address, dopts...)
 	if err != nil {
-		return false, fmt.Errorf("dial %s: %w", c.opts.Address, err)
+		return nil, nil, fmt.Errorf("dial %s: %w", c.opts.Address, err)
 	}
-	defer conn.Close()
 	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	cs, err := conn.NewStream(sctx, &adsStream, adsMethod)
+	closeFn = func() { cancel(); conn.Close() }
+	if cs, err = conn.NewStream(sctx, desc, method); err != nil {
+		closeFn()
+		return nil, nil, err
+	}
+	return cs, closeFn, nil
+}
+
+// stream runs one connection and stream; got reports whether any response
+// arrived.
+func (c *Client) stream(ctx context.Context) (got bool, err error) {
+	cs, closeFn, err := c.open(ctx, &adsStream, adsMethod)
 	if err != nil {
 		return false, err
 	}
+	defer closeFn()
+	sctx := cs.Context()
 	s := &grpc.GenericClientStream[discoveryv3.DiscoveryRequest, discoveryv3.DiscoveryResponse]{ClientStream: cs}
 	for _, st := range c.state {
 		st.nonce, st.sent, st.rejected, st.nackDelay = "", false, "", 0
