@@ -40,9 +40,6 @@ type wireCache struct {
 	mu     sync.Mutex
 	lastID int64
 	nodes  map[string]*wireNode // by node ID
-	// diffs holds what changed between two groups, computed once for all
-	// the delta streams that go from the one to the other.
-	diffs map[[2]*wireGroup]*groupDiff
 }
 
 // groupDiff is what changed from one group to another: the indexes, in
@@ -58,6 +55,9 @@ var _ cachev3.Cache = (*wireCache)(nil)
 type wireNode struct {
 	snap    *wireSnapshot
 	watches map[int64]wireWatch
+	// nacked holds the types whose last delta response the node rejected
+	// and that have not been sent again since.
+	nacked map[string]bool
 }
 
 // wireWatch is a request waiting for a snapshot with another version: a
@@ -77,13 +77,13 @@ type wireWatch struct {
 const versionKey = "\x00version"
 
 func newWireCache(log *slog.Logger) *wireCache {
-	return &wireCache{log: log, nodes: map[string]*wireNode{}, diffs: map[[2]*wireGroup]*groupDiff{}}
+	return &wireCache{log: log, nodes: map[string]*wireNode{}}
 }
 
 func (c *wireCache) node(id string) *wireNode {
 	n := c.nodes[id]
 	if n == nil {
-		n = &wireNode{watches: map[int64]wireWatch{}}
+		n = &wireNode{watches: map[int64]wireWatch{}, nacked: map[string]bool{}}
 		c.nodes[id] = n
 	}
 	return n
@@ -119,7 +119,7 @@ func (c *wireCache) SetSnapshot(id string, snap *wireSnapshot) {
 			if prev != nil {
 				from = prev.group(w.typeURL)
 			}
-			if c.respondDelta(w, g, from) {
+			if c.respondDelta(n, w, g, from) {
 				delete(n.watches, wid)
 			}
 			continue
@@ -165,8 +165,11 @@ func (c *wireCache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subs
 	defer c.mu.Unlock()
 	n := c.node(id)
 	w := wireWatch{typeURL: req.GetTypeUrl(), sub: sub, dreq: req, dout: out}
+	if req.GetErrorDetail() != nil {
+		n.nacked[w.typeURL] = true
+	}
 	if n.snap != nil {
-		if g := n.snap.group(req.GetTypeUrl()); g != nil && c.respondDelta(w, g, nil) {
+		if g := n.snap.group(req.GetTypeUrl()); g != nil && c.respondDelta(n, w, g, nil) {
 			return func() {}, nil
 		}
 	}
@@ -249,10 +252,10 @@ func (c *wireCache) respond(w wireWatch, g *wireGroup) {
 	}
 }
 
-// respondDelta sends w the resources of g it subscribes to and lacks, and
-// the names of those it was sent that g no longer has. It sends nothing,
-// and returns false, when the stream lacks nothing and was already told
-// g's version.
+// respondDelta sends w, a watch of node n, the resources of g it
+// subscribes to and lacks, and the names of those it was sent that g no
+// longer has. It sends nothing, and returns false, when the stream lacks
+// nothing and was already told g's version.
 //
 // A stream that was told a group's version holds every resource of that
 // group it subscribed to. So when it was told g's own version, only the
@@ -262,7 +265,13 @@ func (c *wireCache) respond(w wireWatch, g *wireGroup) {
 // request, every resource is compared with what the stream reports. The
 // cache's lock is held, and a push reaches every stream, so the common
 // cases must not cost in proportion to the config.
-func (c *wireCache) respondDelta(w wireWatch, g, prev *wireGroup) bool {
+//
+// The exception is a stream that rejected its last response of the type:
+// go-control-plane's server records what it sent, rejected or not, so the
+// record is not what the proxy holds. Its next response (at the next
+// change, or when it subscribes to more) carries every resource it
+// subscribes to, which the proxy either accepts whole or rejects again.
+func (c *wireCache) respondDelta(n *wireNode, w wireWatch, g, prev *wireGroup) bool {
 	sent := w.sub.ReturnedResources()
 	wildcard, subscribed := w.sub.IsWildcard(), w.sub.SubscribedResources()
 	wants := func(name string) bool {
@@ -277,8 +286,21 @@ func (c *wireCache) respondDelta(w wireWatch, g, prev *wireGroup) bool {
 		}
 	}
 	subscribe := w.dreq.GetResourceNamesSubscribe()
-	switch told := sent[versionKey]; {
-	case told == g.version && !slices.Contains(subscribe, "*"):
+	told := sent[versionKey]
+	// A wildcard stream that unsubscribes a name keeps it with no
+	// version, to be sent again; only a full comparison finds those.
+	fast := told == g.version && !slices.Contains(subscribe, "*") && !(wildcard && len(w.dreq.GetResourceNamesUnsubscribe()) > 0)
+	switch {
+	case n.nacked[w.typeURL] && (told != g.version || len(subscribe) > 0):
+		for i, name := range g.names {
+			if wants(name) {
+				resources = append(resources, g.resources[i])
+			}
+		}
+		removed = gone(sent, g)
+	case n.nacked[w.typeURL]:
+		return false // nothing new since the rejection: wait for a change
+	case fast:
 		for _, name := range subscribe {
 			if i, ok := slices.BinarySearch(g.names, name); ok {
 				lacks(i)
@@ -298,16 +320,12 @@ func (c *wireCache) respondDelta(w wireWatch, g, prev *wireGroup) bool {
 		for i := range g.names {
 			lacks(i)
 		}
-		for name := range sent {
-			if _, ok := g.byName[name]; !ok && name != versionKey {
-				removed = append(removed, name)
-			}
-		}
-		slices.Sort(removed)
+		removed = gone(sent, g)
 	}
-	if len(resources) == 0 && len(removed) == 0 && sent[versionKey] == g.version {
+	if len(resources) == 0 && len(removed) == 0 && told == g.version {
 		return false
 	}
+	delete(n.nacked, w.typeURL)
 	next := make(map[string]string, len(sent)+len(resources)+1)
 	for name, v := range sent {
 		next[name] = v
@@ -334,11 +352,22 @@ func (c *wireCache) respondDelta(w wireWatch, g, prev *wireGroup) bool {
 	return true
 }
 
+// gone returns, sorted, the names a stream was sent that g does not have.
+func gone(sent map[string]string, g *wireGroup) []string {
+	var removed []string
+	for name := range sent {
+		if _, ok := g.byName[name]; !ok && name != versionKey {
+			removed = append(removed, name)
+		}
+	}
+	slices.Sort(removed)
+	return removed
+}
+
 // diff returns what changed from group a to group b, computing it once.
 // The caller holds c.mu.
 func (c *wireCache) diff(a, b *wireGroup) *groupDiff {
-	key := [2]*wireGroup{a, b}
-	if d, ok := c.diffs[key]; ok {
+	if d, ok := b.diffs[a.version]; ok {
 		return d
 	}
 	d := &groupDiff{}
@@ -359,10 +388,12 @@ func (c *wireCache) diff(a, b *wireGroup) *groupDiff {
 			j++
 		}
 	}
-	if len(c.diffs) >= 256 {
-		clear(c.diffs) // pushes move on; old pairs are not asked for again
+	if b.diffs == nil || len(b.diffs) >= 16 {
+		// Streams come to b from the group before it, or from a few
+		// older ones; keyed by version, no older group stays alive.
+		b.diffs = map[string]*groupDiff{}
 	}
-	c.diffs[key] = d
+	b.diffs[a.version] = d
 	return d
 }
 

@@ -276,10 +276,13 @@ func TestDeltaNack(t *testing.T) {
 		}
 		c.ack(r)
 	}
+	// The next change resends every cluster: the server's record says the
+	// proxy holds ratings, but the proxy rejected it, and a response with
+	// only details would leave it without ratings yet ACKed.
 	s.Push(snapshot.New(3, 0, nil, []*registry.Service{ratingsService, detailsService}))
 	r := c.recv()
-	if r.TypeUrl != resourcev3.ClusterType || !slices.Contains(names(r), detailsCluster) {
-		t.Fatalf("after the next change got %s %v, want CDS with %s", shortType(r.TypeUrl), names(r), detailsCluster)
+	if r.TypeUrl != resourcev3.ClusterType || !slices.Contains(names(r), detailsCluster) || !slices.Contains(names(r), ratingsCluster) {
+		t.Fatalf("after the next change got %s %v, want CDS with %s and the rejected %s", shortType(r.TypeUrl), names(r), detailsCluster, ratingsCluster)
 	}
 	c.ack(r)
 	waitFor(t, func() bool { got := statusOf(t, s, "CDS"); return got.Status == Synced && got.Nack == "" })
@@ -308,4 +311,20 @@ func TestDeltaReconnectSendsOnlyWhatChanged(t *testing.T) {
 	c.ack(resp)
 	waitFor(t, func() bool { return statusOf(t, s, "CDS").Status == Synced })
 	c.quiet("after the ACK")
+}
+
+// TestDeltaWildcardUnsubscribe checks that a wildcard stream that
+// unsubscribes a name it also named explicitly is sent that resource
+// again: the wildcard still wants it.
+func TestDeltaWildcardUnsubscribe(t *testing.T) {
+	s, _, addr := startServer(t)
+	s.Push(snapshot.New(1, 0, nil, []*registry.Service{ratingsService}))
+	c := dialDelta(t, addr, reviewsV1)
+	c.send(&discoverygrpc.DeltaDiscoveryRequest{TypeUrl: resourcev3.ClusterType, ResourceNamesSubscribe: []string{"*", ratingsCluster}})
+	c.ack(c.recv())
+	c.send(&discoverygrpc.DeltaDiscoveryRequest{TypeUrl: resourcev3.ClusterType, ResourceNamesUnsubscribe: []string{ratingsCluster}})
+	r := c.recv()
+	if r.TypeUrl != resourcev3.ClusterType || !slices.Equal(names(r), []string{ratingsCluster}) {
+		t.Errorf("after unsubscribing a name on a wildcard stream got %s %v, want CDS with %s", shortType(r.TypeUrl), names(r), ratingsCluster)
+	}
 }

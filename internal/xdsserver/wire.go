@@ -50,6 +50,10 @@ type wireGroup struct {
 	// and the resource as a delta response carries it (shared, like all).
 	versions  []string
 	resources []*discoverygrpc.Resource
+	// diffs holds, by the version of the group a stream comes from, what
+	// changed between that group and this one (see wireCache.diff); it is
+	// the one mutable part of a group, guarded by wireCache.mu.
+	diffs map[string]*groupDiff
 }
 
 // wireVersion names a list of resources by a hash of their encodings, so

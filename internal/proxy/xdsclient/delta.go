@@ -29,14 +29,18 @@ type held struct {
 // deltaStream runs one connection and incremental stream; got reports
 // whether any response arrived.
 //
-// The client keeps, per type, the resources the Handler accepted. A
-// response is merged into them (its resources added or replaced, its
-// removed names dropped) and the Handler gets the whole merged set, as it
-// would from a state-of-the-world response; it is ACKed with its nonce, or
-// NACKed with error_detail, in which case the accepted set stays as it was.
-// On reconnecting, the client reports the versions it holds
+// The client keeps, per type, what the stream has received: every
+// response merged in (its resources added or replaced, its removed names
+// dropped), accepted or not, since a control plane sends the next change
+// as a difference from what it sent. The Handler gets that whole set, as
+// it would from a state-of-the-world response, and the response is ACKed
+// with its nonce, or NACKed with error_detail. A rejected resource thus
+// stays in the set, and every later response is rejected too, until the
+// control plane replaces or removes it: the proxy keeps its last accepted
+// config meanwhile and says why, as it does over state of the world. On
+// reconnecting, the client reports the versions it accepted
 // (initial_resource_versions), so the control plane sends only what
-// changed meanwhile.
+// differs from them.
 func (c *Client) deltaStream(ctx context.Context) (got bool, err error) {
 	cs, closeFn, err := c.open(ctx, &deltaStream, deltaMethod)
 	if err != nil {
@@ -52,12 +56,12 @@ func (c *Client) deltaStream(ctx context.Context) (got bool, err error) {
 		}
 		c.state[req.TypeUrl].sent = true
 		if err := s.Send(req); err != nil {
-			return fmt.Errorf("send %s request: %w", short(req.TypeUrl), err)
+			return fmt.Errorf("send %s request: %w", short(req.TypeUrl), sendError(err, s.Recv))
 		}
 		return nil
 	}
 	for _, st := range c.state {
-		st.sent = false
+		st.sent, st.received = false, nil
 	}
 	// Subscribe: wildcard types with an empty first request (Envoy's
 	// legacy wildcard, which every control plane understands); the others
@@ -93,6 +97,7 @@ func (c *Client) deltaStream(ctx context.Context) (got bool, err error) {
 			continue
 		}
 		next := st.merge(t, resp)
+		st.received = next
 		ack := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: t, ResponseNonce: resp.GetNonce()}
 		if aerr := c.opts.Handler.Apply(t, resp.GetSystemVersionInfo(), sortedAnys(next)); aerr != nil {
 			ack.ErrorDetail = &statuspb.Status{Code: int32(codes.InvalidArgument), Message: aerr.Error()}
@@ -120,6 +125,7 @@ func (c *Client) deltaStream(ctx context.Context) (got bool, err error) {
 				// The control plane sends no removal for a name the
 				// proxy unsubscribes from.
 				delete(ns.held, name)
+				delete(ns.received, name)
 			}
 			if !ns.sent && len(sub) == 0 {
 				continue
@@ -135,11 +141,15 @@ func (c *Client) deltaStream(ctx context.Context) (got bool, err error) {
 	}
 }
 
-// merge returns the type's accepted resources with resp applied. A
+// merge returns what the stream received of the type with resp applied. A
 // non-wildcard type keeps only the names it subscribes to: the control
 // plane may still answer a subscription the proxy has just dropped.
 func (st *typeState) merge(typeURL string, resp *discoveryv3.DeltaDiscoveryResponse) map[string]held {
-	next := maps.Clone(st.held)
+	base := st.received
+	if base == nil {
+		base = st.held // a new stream starts from what was accepted
+	}
+	next := maps.Clone(base)
 	if next == nil {
 		next = map[string]held{}
 	}

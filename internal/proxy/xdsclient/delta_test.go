@@ -230,3 +230,88 @@ func TestDeltaFallsBackToStateOfTheWorld(t *testing.T) {
 		return "no state-of-the-world ACK of version 1"
 	})
 }
+
+// TestDeltaNACKedResourceIsNotLost checks the sequence that would leave a
+// proxy without a resource yet ACKed: a response is rejected, and the next
+// change, sent as a difference from what the control plane sent, omits
+// the rejected resource. The client must keep rejecting until the control
+// plane replaces or removes it.
+func TestDeltaNACKedResourceIsNotLost(t *testing.T) {
+	xds := xdstest.Start(t, "127.0.0.1:0", nil)
+	xds.Set(node.Id, "1", xdstest.Resources{Clusters: []types.Resource{xdstest.EDSCluster("a")}})
+	h := newFake()
+	h.rejectNamed = "bad"
+	startDelta(t, xds.Addr, h)
+	eventually(t, "v1 accepted", func() string {
+		if c := h.lastCount(TypeCluster); c != "1" {
+			return "CDS resources: " + c
+		}
+		return ""
+	})
+	nacks := func() int {
+		n := 0
+		for _, r := range xds.DeltaRequests() {
+			if r.GetTypeUrl() == TypeCluster && r.GetErrorDetail() != nil {
+				n++
+			}
+		}
+		return n
+	}
+	xds.Set(node.Id, "2", xdstest.Resources{Clusters: []types.Resource{xdstest.EDSCluster("a"), xdstest.EDSCluster("bad")}})
+	eventually(t, "v2 NACKed", func() string {
+		if nacks() == 0 {
+			return "no NACK"
+		}
+		return ""
+	})
+	// v3 adds c; the server sends only c. The set still holds "bad".
+	xds.Set(node.Id, "3", xdstest.Resources{Clusters: []types.Resource{xdstest.EDSCluster("a"), xdstest.EDSCluster("bad"), xdstest.EDSCluster("c")}})
+	eventually(t, "v3 NACKed too", func() string {
+		if n := nacks(); n < 2 {
+			return fmt.Sprintf("%d NACKs", n)
+		}
+		return ""
+	})
+	for _, r := range xds.DeltaResponses() {
+		if r.GetTypeUrl() == TypeCluster && r.GetSystemVersionInfo() == "3" && len(r.GetResources()) != 1 {
+			t.Errorf("v3 carried %d clusters, want only the added one: the test needs a difference", len(r.GetResources()))
+		}
+	}
+	// v4 removes "bad": accepted, with a and c.
+	before := nacks()
+	xds.Set(node.Id, "4", xdstest.Resources{Clusters: []types.Resource{xdstest.EDSCluster("a"), xdstest.EDSCluster("c")}})
+	eventually(t, "v4 accepted", func() string {
+		if v := h.versions(TypeCluster); v[len(v)-1] != "4" || h.lastCount(TypeCluster) != "2" {
+			return fmt.Sprintf("last CDS version %s with %s clusters", v[len(v)-1], h.lastCount(TypeCluster))
+		}
+		return ""
+	})
+	if n := nacks(); n != before {
+		t.Errorf("v4 was NACKed")
+	}
+}
+
+// TestDeltaRetriedAfterFallback checks that a client that fell back to
+// state of the world tries incremental again when it reconnects, as it
+// would to a control plane upgraded meanwhile.
+func TestDeltaRetriedAfterFallback(t *testing.T) {
+	old := xdstest.StartStateOfTheWorldOnly(t, "127.0.0.1:0")
+	old.Set(node.Id, "1", xdstest.Resources{Clusters: []types.Resource{xdstest.EDSCluster("a")}})
+	h := newFake()
+	startDelta(t, old.Addr, h)
+	eventually(t, "config over state of the world", func() string {
+		if len(old.ACKs()) == 0 {
+			return "no ACK"
+		}
+		return ""
+	})
+	old.Stop()
+	upgraded := xdstest.Start(t, old.Addr, nil)
+	upgraded.Set(node.Id, "2", xdstest.Resources{Clusters: []types.Resource{xdstest.EDSCluster("a"), xdstest.EDSCluster("b")}})
+	eventually(t, "config over incremental xDS", func() string {
+		if len(upgraded.DeltaRequests()) == 0 || h.lastCount(TypeCluster) != "2" {
+			return fmt.Sprintf("%d delta requests, %s clusters", len(upgraded.DeltaRequests()), h.lastCount(TypeCluster))
+		}
+		return ""
+	})
+}

@@ -19,6 +19,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"slices"
@@ -112,8 +113,9 @@ type typeState struct {
 	names   []string // current subscription, non-wildcard types only
 	sent    bool     // a request for this type went out on the current stream
 
-	// held is what the Handler accepted, by name (delta only).
-	held map[string]held
+	// Delta only, by name: what the Handler accepted, and what the current
+	// stream has received, accepted or not (nil: the same as held).
+	held, received map[string]held
 
 	// rejected is the version_info of the last NACKed response and
 	// nackDelay how long the next NACK of that same version waits (see
@@ -179,7 +181,8 @@ func (c *Client) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if delta && !got && status.Code(err) == codes.Unimplemented {
+		switch {
+		case delta && !got && status.Code(err) == codes.Unimplemented:
 			// A control plane that serves only state of the world. The
 			// versions held came from incremental responses; start over.
 			c.log.Warn("the control plane does not serve incremental xDS; using state of the world", "err", describe(err))
@@ -188,6 +191,10 @@ func (c *Client) Run(ctx context.Context) error {
 				st.version, st.held = "", nil
 			}
 			continue
+		case !delta && got:
+			// Try incremental again on the next connection: the control
+			// plane may have been upgraded meanwhile.
+			delta = c.opts.Delta
 		}
 		reason := describe(err)
 		c.setStatus(func(s *Status) { s.Connected = false; s.LastError = reason })
@@ -213,6 +220,18 @@ func (c *Client) Run(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+}
+
+// sendError is why a send on a stream failed: gRPC reports a stream the
+// server ended as io.EOF on send, and its status on the next receive.
+func sendError[T any](err error, recv func() (T, error)) error {
+	if !errors.Is(err, io.EOF) {
+		return err
+	}
+	if _, rerr := recv(); rerr != nil {
+		return rerr
+	}
+	return err
 }
 
 // jitter spreads d uniformly over [d/2, 3d/2).
@@ -329,7 +348,7 @@ func (c *Client) stream(ctx context.Context) (got bool, err error) {
 			return nil
 		}
 		if err := s.Send(req); err != nil {
-			return fmt.Errorf("send %s request: %w", short(typeURL), err)
+			return fmt.Errorf("send %s request: %w", short(typeURL), sendError(err, s.Recv))
 		}
 		return nil
 	}

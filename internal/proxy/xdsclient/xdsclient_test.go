@@ -1,6 +1,7 @@
 package xdsclient
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -23,8 +24,11 @@ type fakeHandler struct {
 	applied map[string][]string // type → versions applied
 	names   map[string][]string // type → resource count per apply, as text
 	reject  map[string]bool
-	eds     []string
-	gotCDS  bool
+	// rejectNamed rejects any set holding a resource whose encoding
+	// contains it (a resource name, in the tests).
+	rejectNamed string
+	eds         []string
+	gotCDS      bool
 }
 
 func newFake() *fakeHandler {
@@ -38,6 +42,11 @@ func (h *fakeHandler) Apply(typeURL, version string, res []*anypb.Any) error {
 	h.names[typeURL] = append(h.names[typeURL], fmt.Sprint(len(res)))
 	if h.reject[typeURL] {
 		return errors.New("listener \"bad\": nope")
+	}
+	for _, a := range res {
+		if h.rejectNamed != "" && bytes.Contains(a.GetValue(), []byte(h.rejectNamed)) {
+			return fmt.Errorf("resource %q: nope", h.rejectNamed)
+		}
 	}
 	if typeURL == TypeCluster {
 		h.gotCDS = true
