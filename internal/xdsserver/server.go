@@ -331,6 +331,14 @@ type streamKey struct {
 	delta bool
 }
 
+// sentWith names a response by its stream and nonce: each stream numbers
+// its nonces from 1, and a proxy's old and new streams may overlap while
+// it reconnects.
+type sentWith struct {
+	stream streamKey
+	nonce  string
+}
+
 // onStreamRequest records a state-of-the-world request: the proxy behind a
 // new stream, and the ACK or NACK a request carries.
 func (s *Server) onStreamRequest(stream int64, req *discoverygrpc.DiscoveryRequest) error {
@@ -379,7 +387,7 @@ func (s *Server) onRequest(key streamKey, node *corev3.Node, typeURL, nonce stri
 	if nonce == "" {
 		return "", nil // initial request, or a resubscription after reconnect
 	}
-	sentVersion, ok := ts.nonces[nonce]
+	sentVersion, ok := ts.nonces[sentWith{key, nonce}]
 	if !ok {
 		return "", nil // a nonce from before a reconnect or long superseded
 	}
@@ -448,7 +456,7 @@ func (s *Server) onResponse(key streamKey, typeURL, nonce, version string) {
 	if len(ts.nonces) > 16 {
 		clear(ts.nonces) // only the latest few nonces can still be answered
 	}
-	ts.nonces[nonce] = version
+	ts.nonces[sentWith{key, nonce}] = version
 }
 
 func (s *Server) onStreamClosed(key streamKey) {

@@ -109,13 +109,13 @@ type typeState struct {
 	nack        string // the proxy's error for nackVersion
 	nackVersion string
 	nackAt      time.Time
-	nonces      map[string]string // nonce -> version sent with it
+	nonces      map[sentWith]string // the version sent with each recent response
 }
 
 func (p *proxyState) typeState(url string) *typeState {
 	ts := p.types[url]
 	if ts == nil {
-		ts = &typeState{nonces: map[string]string{}}
+		ts = &typeState{nonces: map[sentWith]string{}}
 		p.types[url] = ts
 	}
 	return ts
