@@ -56,8 +56,8 @@ func TestADSClients(t *testing.T) {
 				WorkloadName: "adsclient-0", ServiceAccount: "adsclient", IP: "127.0.0.1", OutboundPort: 15001}
 			full, changed := make(chan time.Duration, 1), make(chan time.Time, 1)
 			c := &adsClient{node: &corev3.Node{Id: meta.ID(), Cluster: meta.Service, Metadata: meta.Struct()}, delta: delta,
-				want:  change{cluster: "outbound|8080||change-0000.bench.svc.cluster.local", vhost: "change-0000.bench.svc.cluster.local:8080"},
-				full:  full, changed: changed, start: time.Now()}
+				want: change{cluster: "outbound|8080||change-0000.bench.svc.cluster.local", vhost: "change-0000.bench.svc.cluster.local:8080"},
+				full: full, changed: changed, start: time.Now()}
 			errs := make(chan error, 1)
 			go func() { errs <- c.run(ctx, conn) }()
 			select {
