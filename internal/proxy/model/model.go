@@ -16,8 +16,10 @@
 package model
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"maps"
 	"net/netip"
@@ -187,6 +189,7 @@ type Resources struct {
 type entry[T any] struct {
 	res  Resource
 	comp T
+	hash uint64 // of res.Any's encoding (anyHash)
 }
 
 // Compiler turns xDS responses into Models.
@@ -203,11 +206,14 @@ type Compiler struct {
 	// need not resend an unchanged resource when it is subscribed again.
 	routes    map[string]entry[*router.Table]
 	endpoints map[string]entry[[]upstream.EndpointSpec]
-	gotLDS    bool
-	gotCDS    bool
-	edsNames  []string
-	rdsNames  []string
-	pending   string
+	// byHash indexes each type's accepted resources by the hash of their
+	// encoding (see reuse).
+	byHash   map[string]map[uint64]string
+	gotLDS   bool
+	gotCDS   bool
+	edsNames []string
+	rdsNames []string
+	pending  string
 
 	// mirrors, faults and cors are the counters of every version's
 	// forwarder and HTTP filters (by connection manager stat prefix), so
@@ -314,6 +320,7 @@ func New(o Options) *Compiler {
 		clusters:  map[string]entry[*compiledCluster]{},
 		routes:    map[string]entry[*router.Table]{},
 		endpoints: map[string]entry[[]upstream.EndpointSpec]{},
+		byHash:    map[string]map[uint64]string{},
 		pending:   "waiting for clusters and listeners",
 		mirrors:   new(forward.MirrorCounters),
 		faults:    map[string]*fault.Counters{},
@@ -347,57 +354,94 @@ func (c *Compiler) Names(typeURL string) []string {
 
 // decode unpacks every resource of a response, checking type and name
 // uniqueness.
-func decode[M proto.Message](kind string, typeURL string, res []*anypb.Any, newM func() M, name func(M) string) ([]M, error) {
-	out := make([]M, 0, len(res))
-	seen := make(map[string]bool, len(res))
-	for i, a := range res {
-		if a.GetTypeUrl() != typeURL {
-			return nil, fmt.Errorf("%s response: resources[%d] has type %s", kind, i, a.GetTypeUrl())
-		}
-		m := newM()
-		if err := a.UnmarshalTo(m); err != nil {
-			return nil, fmt.Errorf("%s response: resources[%d]: %w", kind, i, err)
-		}
-		n := name(m)
-		if seen[n] {
-			return nil, fmt.Errorf("%s %q: sent twice in one response", kind, n)
-		}
-		seen[n] = true
-		out = append(out, m)
+// decodeOne decodes res[i], a, into m, checking its type.
+func decodeOne(kind, typeURL string, i int, a *anypb.Any, m proto.Message) error {
+	if a.GetTypeUrl() != typeURL {
+		return fmt.Errorf("%s response: resources[%d] has type %s", kind, i, a.GetTypeUrl())
 	}
-	return out, nil
+	if err := a.UnmarshalTo(m); err != nil {
+		return fmt.Errorf("%s response: resources[%d]: %w", kind, i, err)
+	}
+	return nil
+}
+
+// anyHash hashes a resource's encoding, to find it among the accepted.
+func anyHash(a *anypb.Any) uint64 {
+	return maphash.Bytes(anySeed, a.GetValue())
+}
+
+var anySeed = maphash.MakeSeed()
+
+// reuse returns the accepted entry whose resource is a, byte for byte
+// (found by h, the hash of a's encoding, in byHash), if there is one: an
+// unchanged resource is neither decoded nor compiled again. A response of
+// a type carries all of its resources, so without this a change to one
+// service of a thousand would decode and compile the other 999 too.
+func reuse[T any](accepted map[string]entry[T], byHash map[uint64]string, a *anypb.Any, h uint64) (entry[T], bool) {
+	name, ok := byHash[h]
+	if !ok {
+		return entry[T]{}, false
+	}
+	e, ok := accepted[name]
+	if !ok || e.res.Any != a && (e.res.Any.GetTypeUrl() != a.GetTypeUrl() || !bytes.Equal(e.res.Any.GetValue(), a.GetValue())) {
+		return entry[T]{}, false
+	}
+	return e, true
+}
+
+// index maps the hash of each accepted resource's encoding to its name.
+func index[T any](accepted map[string]entry[T]) map[uint64]string {
+	out := make(map[uint64]string, len(accepted))
+	for name, e := range accepted {
+		out[e.hash] = name
+	}
+	return out
 }
 
 // Apply implements xdsclient.Handler: it compiles a response and, if every
 // resource in it compiles, accepts it and publishes a new Model when the
-// accepted state is complete.
+// accepted state is complete. Resources unchanged since they were accepted
+// keep their compiled form (and the version they were accepted at).
 func (c *Compiler) Apply(typeURL, version string, res []*anypb.Any) error {
 	now := c.opts.Now()
 	mk := func(name string, a *anypb.Any) Resource {
 		return Resource{Name: name, Version: version, Updated: now, Any: a}
 	}
+	twice := func(kind, name string) error { return fmt.Errorf("%s %q: sent twice in one response", kind, name) }
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	byHash := c.byHash[typeURL]
 	switch typeURL {
 	case xdsclient.TypeListener:
-		ls, err := decode("Listener", typeURL, res, func() *listenerv3.Listener { return &listenerv3.Listener{} }, (*listenerv3.Listener).GetName)
-		if err != nil {
-			return err
-		}
-		next := make(map[string]entry[*compiledListener], len(ls))
+		next := make(map[string]entry[*compiledListener], len(res))
 		byAddr := map[string]string{}
-		for i, l := range ls {
-			cl, err := compileListener(l, c.opts.PortMap)
-			if err != nil {
-				return fmt.Errorf("Listener %q: %w", l.GetName(), err)
+		for i, a := range res {
+			h := anyHash(a)
+			e, ok := reuse(c.listeners, byHash, a, h)
+			if !ok {
+				l := &listenerv3.Listener{}
+				if err := decodeOne("Listener", typeURL, i, a, l); err != nil {
+					return err
+				}
+				if _, dup := next[l.GetName()]; dup {
+					return twice("Listener", l.GetName())
+				}
+				cl, err := compileListener(l, c.opts.PortMap)
+				if err != nil {
+					return fmt.Errorf("Listener %q: %w", l.GetName(), err)
+				}
+				e = entry[*compiledListener]{mk(cl.name, a), cl, h}
+			} else if _, dup := next[e.comp.name]; dup {
+				return twice("Listener", e.comp.name)
 			}
-			if other, ok := byAddr[cl.address]; ok {
-				return fmt.Errorf("Listener %q: address %s is also used by listener %q", l.GetName(), cl.address, other)
+			if other, ok := byAddr[e.comp.address]; ok {
+				return fmt.Errorf("Listener %q: address %s is also used by listener %q", e.comp.name, e.comp.address, other)
 			}
-			byAddr[cl.address] = cl.name
-			next[cl.name] = entry[*compiledListener]{mk(cl.name, res[i]), cl}
+			byAddr[e.comp.address] = e.comp.name
+			next[e.comp.name] = e
 		}
 		c.listeners, c.gotLDS = next, true
+		c.byHash[typeURL] = index(next)
 		c.rdsNames = c.rdsNames[:0:0]
 		for _, e := range next {
 			for _, ch := range e.comp.allChains() {
@@ -408,22 +452,33 @@ func (c *Compiler) Apply(typeURL, version string, res []*anypb.Any) error {
 		}
 		sort.Strings(c.rdsNames)
 	case xdsclient.TypeCluster:
-		cs, err := decode("Cluster", typeURL, res, func() *clusterv3.Cluster { return &clusterv3.Cluster{} }, (*clusterv3.Cluster).GetName)
-		if err != nil {
-			return err
-		}
-		next := make(map[string]entry[*compiledCluster], len(cs))
-		for i, cl := range cs {
-			cc, err := compileCluster(cl)
-			if err != nil {
-				return fmt.Errorf("Cluster %q: %w", cl.GetName(), err)
+		next := make(map[string]entry[*compiledCluster], len(res))
+		for i, a := range res {
+			h := anyHash(a)
+			e, ok := reuse(c.clusters, byHash, a, h)
+			if !ok {
+				cl := &clusterv3.Cluster{}
+				if err := decodeOne("Cluster", typeURL, i, a, cl); err != nil {
+					return err
+				}
+				if _, dup := next[cl.GetName()]; dup {
+					return twice("Cluster", cl.GetName())
+				}
+				cc, err := compileCluster(cl)
+				if err != nil {
+					return fmt.Errorf("Cluster %q: %w", cl.GetName(), err)
+				}
+				if cc.lbWarning != "" {
+					c.log.Warn("cluster uses an unsupported load balancer", "cluster", cl.GetName(), "detail", cc.lbWarning)
+				}
+				e = entry[*compiledCluster]{mk(cl.GetName(), a), cc, h}
+			} else if _, dup := next[e.res.Name]; dup {
+				return twice("Cluster", e.res.Name)
 			}
-			if cc.lbWarning != "" {
-				c.log.Warn("cluster uses an unsupported load balancer", "cluster", cl.GetName(), "detail", cc.lbWarning)
-			}
-			next[cl.GetName()] = entry[*compiledCluster]{mk(cl.GetName(), res[i]), cc}
+			next[e.res.Name] = e
 		}
 		c.clusters, c.gotCDS = next, true
+		c.byHash[typeURL] = index(next)
 		c.edsNames = c.edsNames[:0:0]
 		for _, e := range next {
 			if e.comp.eds != "" && !slices.Contains(c.edsNames, e.comp.eds) {
@@ -432,12 +487,25 @@ func (c *Compiler) Apply(typeURL, version string, res []*anypb.Any) error {
 		}
 		sort.Strings(c.edsNames)
 	case xdsclient.TypeRoute:
-		rcs, err := decode("RouteConfiguration", typeURL, res, func() *routev3.RouteConfiguration { return &routev3.RouteConfiguration{} }, (*routev3.RouteConfiguration).GetName)
-		if err != nil {
-			return err
-		}
 		next := maps.Clone(c.routes)
-		for i, rc := range rcs {
+		seen := make(map[string]bool, len(res))
+		for i, a := range res {
+			h := anyHash(a)
+			if e, ok := reuse(c.routes, byHash, a, h); ok {
+				if seen[e.res.Name] {
+					return twice("RouteConfiguration", e.res.Name)
+				}
+				seen[e.res.Name] = true
+				continue
+			}
+			rc := &routev3.RouteConfiguration{}
+			if err := decodeOne("RouteConfiguration", typeURL, i, a, rc); err != nil {
+				return err
+			}
+			if seen[rc.GetName()] {
+				return twice("RouteConfiguration", rc.GetName())
+			}
+			seen[rc.GetName()] = true
 			t, err := compileRoute(rc)
 			if err != nil {
 				if strings.HasPrefix(err.Error(), "route config "+rc.GetName()+":") {
@@ -445,23 +513,38 @@ func (c *Compiler) Apply(typeURL, version string, res []*anypb.Any) error {
 				}
 				return fmt.Errorf("RouteConfiguration %q: %w", rc.GetName(), err)
 			}
-			next[rc.GetName()] = entry[*router.Table]{mk(rc.GetName(), res[i]), t}
+			next[rc.GetName()] = entry[*router.Table]{mk(rc.GetName(), a), t, h}
 		}
 		c.routes = next
+		c.byHash[typeURL] = index(next)
 	case xdsclient.TypeEndpoint:
-		clas, err := decode("ClusterLoadAssignment", typeURL, res, func() *endpointv3.ClusterLoadAssignment { return &endpointv3.ClusterLoadAssignment{} }, (*endpointv3.ClusterLoadAssignment).GetClusterName)
-		if err != nil {
-			return err
-		}
 		next := maps.Clone(c.endpoints)
-		for i, cla := range clas {
+		seen := make(map[string]bool, len(res))
+		for i, a := range res {
+			h := anyHash(a)
+			if e, ok := reuse(c.endpoints, byHash, a, h); ok {
+				if seen[e.res.Name] {
+					return twice("ClusterLoadAssignment", e.res.Name)
+				}
+				seen[e.res.Name] = true
+				continue
+			}
+			cla := &endpointv3.ClusterLoadAssignment{}
+			if err := decodeOne("ClusterLoadAssignment", typeURL, i, a, cla); err != nil {
+				return err
+			}
+			if seen[cla.GetClusterName()] {
+				return twice("ClusterLoadAssignment", cla.GetClusterName())
+			}
+			seen[cla.GetClusterName()] = true
 			eps, err := compileCLA(cla)
 			if err != nil {
 				return fmt.Errorf("ClusterLoadAssignment %q: %w", cla.GetClusterName(), err)
 			}
-			next[cla.GetClusterName()] = entry[[]upstream.EndpointSpec]{mk(cla.GetClusterName(), res[i]), eps}
+			next[cla.GetClusterName()] = entry[[]upstream.EndpointSpec]{mk(cla.GetClusterName(), a), eps, h}
 		}
 		c.endpoints = next
+		c.byHash[typeURL] = index(next)
 	default:
 		return fmt.Errorf("weft-proxy does not handle resources of type %s", typeURL)
 	}

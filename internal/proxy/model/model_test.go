@@ -236,3 +236,56 @@ func TestPortMapRebindsWildcardListeners(t *testing.T) {
 		t.Errorf("unmapped port moved to %s", cl.address)
 	}
 }
+
+// TestApplyReusesUnchangedResources checks that a response is compiled
+// only where it changed: a resource whose encoding is the one accepted
+// keeps its compiled form and the version it was accepted at, whether it
+// comes as the same Any (incremental xDS) or as a new one with the same
+// bytes (state of the world).
+func TestApplyReusesUnchangedResources(t *testing.T) {
+	var got []*Model
+	c := newCompiler(&got)
+	const cOther = "outbound|9080||ratings.default.svc.cluster.local"
+	first := anys(t, xdstest.EDSCluster(cRev), xdstest.EDSCluster(cOther))
+	if err := c.Apply(xdsclient.TypeCluster, "1", first); err != nil {
+		t.Fatal(err)
+	}
+	rev, other := c.clusters[cRev].comp, c.clusters[cOther].comp
+	changed := xdstest.EDSCluster(cOther)
+	changed.LbPolicy = clusterv3.Cluster_RANDOM
+	if err := c.Apply(xdsclient.TypeCluster, "2", append([]*anypb.Any{first[0]}, anys(t, changed)...)); err != nil {
+		t.Fatal(err)
+	}
+	if c.clusters[cRev].comp != rev || c.clusters[cRev].res.Version != "1" {
+		t.Errorf("an unchanged cluster (same Any) was compiled again, or took the new version %q", c.clusters[cRev].res.Version)
+	}
+	if c.clusters[cOther].comp == other || c.clusters[cOther].res.Version != "2" {
+		t.Errorf("a changed cluster kept its old compiled form, or version %q", c.clusters[cOther].res.Version)
+	}
+	// The same bytes in new Anys, and a duplicate: still rejected.
+	again := anys(t, xdstest.EDSCluster(cRev), changed)
+	if err := c.Apply(xdsclient.TypeCluster, "3", again); err != nil {
+		t.Fatal(err)
+	}
+	if c.clusters[cRev].comp != rev {
+		t.Error("an unchanged cluster (equal bytes) was compiled again")
+	}
+	if err := c.Apply(xdsclient.TypeCluster, "4", append(again, anys(t, xdstest.EDSCluster(cRev))...)); err == nil || !strings.Contains(err.Error(), "sent twice") {
+		t.Errorf("a reused cluster sent twice: err = %v", err)
+	}
+	// Endpoints too.
+	cla := anys(t, xdstest.CLA(cRev, "10.0.0.1:15006"), xdstest.CLA(cOther, "10.0.0.2:15006"))
+	if err := c.Apply(xdsclient.TypeEndpoint, "1", cla); err != nil {
+		t.Fatal(err)
+	}
+	eps := c.endpoints[cRev].comp
+	if err := c.Apply(xdsclient.TypeEndpoint, "2", append(anys(t, xdstest.CLA(cRev, "10.0.0.1:15006")), anys(t, xdstest.CLA(cOther, "10.0.0.3:15006"))...)); err != nil {
+		t.Fatal(err)
+	}
+	if &c.endpoints[cRev].comp[0] != &eps[0] {
+		t.Error("unchanged endpoints were compiled again")
+	}
+	if got := c.endpoints[cOther].comp[0].Address; got != "10.0.0.3:15006" {
+		t.Errorf("changed endpoints compiled to %v", got)
+	}
+}
