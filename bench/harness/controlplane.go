@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -76,6 +77,14 @@ func (b *bench) controlPlane(ctx context.Context) (*ControlPlane, error) {
 	time.Sleep(500 * time.Millisecond) // let the debounced push settle
 	ctlInst := proxyInst{name: "weft control", pid: ctl.pid(), pids: []int{ctl.pid()}}
 	cp.IdleRSSMB = float64(ctlInst.rss()) / mb
+	sc, err := b.scaleSidecar(ctx, api, xdsAddr)
+	if err != nil {
+		if ctx.Err() != nil {
+			return cp, ctx.Err()
+		}
+		sc.Error = err.Error()
+	}
+	cp.Sidecar = sc
 	// Each count of clients runs with incremental xDS, which weft-proxy
 	// uses, then with state of the world, which any Envoy speaks.
 	round := 0
@@ -93,6 +102,54 @@ func (b *bench) controlPlane(ctx context.Context) (*ControlPlane, error) {
 		}
 	}
 	return cp, nil
+}
+
+// scaleSidecar starts one real weft-proxy sidecar in the mesh of the
+// control plane run, times its first config, and measures its memory and
+// the CPU it spends on a few changes. The lightweight clients of the runs
+// read only names; this is what a proxy that compiles its config pays.
+func (b *bench) scaleSidecar(ctx context.Context, api *controlapi.Client, xdsAddr string) (*ScaleSidecar, error) {
+	sc := &ScaleSidecar{}
+	ports, err := freePorts(2)
+	if err != nil {
+		return sc, err
+	}
+	start := time.Now()
+	px, err := b.procs.start("weft-proxy-scale", nil, b.proxyBin, "--xds-address", xdsAddr, "--namespace", "bench",
+		"--service", "sidecar", "--workload-name", "sidecar-bench", "--outbound-port", strconv.Itoa(ports[0]),
+		"--admin-port", strconv.Itoa(ports[1]), "--log-level", "warn")
+	if err != nil {
+		return sc, err
+	}
+	defer b.procs.stop(px)
+	if err := waitHTTP(ctx, px, fmt.Sprintf("http://127.0.0.1:%d/ready", ports[1]), "", 60*time.Second, status200); err != nil {
+		return sc, fmt.Errorf("weft-proxy: %w", err)
+	}
+	sc.ReadySeconds = time.Since(start).Seconds()
+	inst := proxyInst{name: "sidecar", pid: px.pid(), pids: []int{px.pid()}}
+	sc.RSSMB = float64(inst.rss()) / mb
+	cpu0 := inst.cpu()
+	const changes = 10
+	for i := range changes {
+		resp, err := api.Apply(ctx, controlapi.ApplyRequest{Files: []controlapi.File{{Name: "sidecar-change.yaml",
+			Content: serviceEntries("sidecar-change", i, 1, b.opts.ControlEndpoints)}}})
+		if err != nil {
+			return sc, fmt.Errorf("apply a change: %w", err)
+		}
+		for {
+			rep, err := api.Sync(ctx, resp.Revision)
+			if err == nil && rep.Done {
+				break
+			}
+			if ctx.Err() != nil {
+				return sc, ctx.Err()
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	sc.Changes = changes
+	sc.CPUPerChangeMs = (inst.cpu() - cpu0) * 1000 / changes
+	return sc, nil
 }
 
 // scaleRun connects n ADS clients, waits for every one to hold a complete

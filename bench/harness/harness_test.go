@@ -181,7 +181,9 @@ func TestJSONShape(t *testing.T) {
 		t.Errorf("added latency = %+v, want p50 0.3 and p99 2.0 over direct", rows[1])
 	}
 	path := filepath.Join(t.TempDir(), "out", "latest.json")
-	res := &Result{Settings: Settings{Mode: "quick", Reps: 2}, Rows: rows, ControlPlane: &ControlPlane{Services: 1000, Runs: []ScaleRun{{Clients: 100}}}}
+	res := &Result{Settings: Settings{Mode: "quick", Reps: 2}, Rows: rows, ControlPlane: &ControlPlane{Services: 1000,
+		Sidecar: &ScaleSidecar{ReadySeconds: 0.5, RSSMB: 34, CPUPerChangeMs: 18, Changes: 10},
+		Runs:    []ScaleRun{{Clients: 100, XDS: "delta"}}}}
 	if err := WriteJSON(path, res); err != nil {
 		t.Fatal(err)
 	}
@@ -239,6 +241,16 @@ func TestJSONShape(t *testing.T) {
 	}
 	if !strings.Contains(md.String(), "| 0.300 / 0.500 / 2.000 | 7000 |") {
 		t.Errorf("markdown lacks the weft row's added latency:\n%s", md.String())
+	}
+	if !strings.Contains(md.String(), "A weft-proxy sidecar in this mesh: ready in 0.50s, RSS 34.0 MB, 18.0 ms of CPU per change (10 changes") {
+		t.Errorf("markdown lacks the sidecar in the control plane's mesh:\n%s", md.String())
+	}
+	if !strings.Contains(md.String(), "| 100 | delta |") {
+		t.Errorf("markdown lacks the clients' protocol:\n%s", md.String())
+	}
+	cp, _ := got["controlplane"].(map[string]any)
+	if sc, _ := cp["sidecar"].(map[string]any); sc["cpu_per_change_ms"] != 18.0 || sc["rss_mb"] != 34.0 {
+		t.Errorf("controlplane.sidecar = %v", cp["sidecar"])
 	}
 
 	// Without the direct row there is nothing to add to: the column says

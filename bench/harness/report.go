@@ -212,12 +212,26 @@ type ProxyRSS struct {
 
 // ControlPlane is the synthetic control plane run.
 type ControlPlane struct {
-	Services        int        `json:"services"`
-	EndpointsPerSvc int        `json:"endpoints_per_service"`
-	RegisterSeconds float64    `json:"register_s"`
-	IdleRSSMB       float64    `json:"idle_rss_mb"` // after registering, before any client
-	Runs            []ScaleRun `json:"runs"`
-	Error           string     `json:"error,omitempty"`
+	Services        int     `json:"services"`
+	EndpointsPerSvc int     `json:"endpoints_per_service"`
+	RegisterSeconds float64 `json:"register_s"`
+	IdleRSSMB       float64 `json:"idle_rss_mb"` // after registering, before any client
+	// Sidecar is one real weft-proxy sidecar in this mesh.
+	Sidecar *ScaleSidecar `json:"sidecar,omitempty"`
+	Runs    []ScaleRun    `json:"runs"`
+	Error   string        `json:"error,omitempty"`
+}
+
+// ScaleSidecar is what a real sidecar (weft-proxy, incremental xDS) costs
+// in the control plane run's mesh.
+type ScaleSidecar struct {
+	ReadySeconds float64 `json:"ready_s"` // from start until it serves the whole config
+	RSSMB        float64 `json:"rss_mb"`  // with the whole config
+	// CPUPerChangeMs is its CPU time per applied change (one new service),
+	// from `weft apply` until it has ACKed, averaged over Changes.
+	CPUPerChangeMs float64 `json:"cpu_per_change_ms"`
+	Changes        int     `json:"changes"`
+	Error          string  `json:"error,omitempty"`
 }
 
 // ScaleRun is the control plane with Clients ADS clients connected.
@@ -378,6 +392,14 @@ func Markdown(w io.Writer, r *Result) {
 			cp.Services, cp.EndpointsPerSvc, cp.RegisterSeconds, f2(cp.IdleRSSMB))
 		if cp.Error != "" {
 			fmt.Fprintf(w, "Error: %s\n\n", cp.Error)
+		}
+		if sc := cp.Sidecar; sc != nil {
+			if sc.Error != "" {
+				fmt.Fprintf(w, "A weft-proxy sidecar in this mesh: error: %s\n\n", sc.Error)
+			} else {
+				fmt.Fprintf(w, "A weft-proxy sidecar in this mesh: ready in %.2fs, RSS %s MB, %s ms of CPU per change (%d changes, each one new service).\n\n",
+					sc.ReadySeconds, f2(sc.RSSMB), f2(sc.CPUPerChangeMs), sc.Changes)
+			}
 		}
 		fmt.Fprintln(w, "| ADS clients | xDS | full push s | apply → all ACKed p50 ms | p99 ms | max ms | apply --wait ms | control RSS peak MB | control CPU s |")
 		fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|")
