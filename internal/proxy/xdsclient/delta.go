@@ -85,11 +85,7 @@ func (c *Client) deltaStream(ctx context.Context) (got bool, err error) {
 		if err != nil {
 			return got, err
 		}
-		if !got {
-			got = true
-			c.log.Info("connected to control plane", "api", "delta")
-		}
-		c.setStatus(func(s *Status) { s.Connected = true; s.LastError = ""; s.Responses++ })
+		c.arrived(&got, "delta")
 		t := resp.GetTypeUrl()
 		st, ok := c.state[t]
 		if !ok {

@@ -222,6 +222,16 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 }
 
+// arrived records a response's arrival on a stream of kind api; the first
+// of the stream is logged, and got set.
+func (c *Client) arrived(got *bool, api string) {
+	if !*got {
+		*got = true
+		c.log.Info("connected to control plane", "api", api)
+	}
+	c.setStatus(func(s *Status) { s.Connected = true; s.LastError = ""; s.Responses++ })
+}
+
 // sendError is why a send on a stream failed: gRPC reports a stream the
 // server ended as io.EOF on send, and its status on the next receive.
 func sendError[T any](err error, recv func() (T, error)) error {
@@ -366,11 +376,7 @@ func (c *Client) stream(ctx context.Context) (got bool, err error) {
 		if err != nil {
 			return got, err
 		}
-		if !got {
-			got = true
-			c.log.Info("connected to control plane")
-		}
-		c.setStatus(func(s *Status) { s.Connected = true; s.LastError = ""; s.Responses++ })
+		c.arrived(&got, "sotw")
 		t := resp.GetTypeUrl()
 		st, ok := c.state[t]
 		if !ok {
