@@ -224,7 +224,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 	for _, bc := range []struct {
 		name string
 		rt   func(*http.Request) (*http.Response, error)
-	}{{"lean", ep.RoundTrip}, {"transport", ep.transport.RoundTrip}} {
+	}{{"lean", ep.RoundTrip}, {"transport", ep.httpTransport().RoundTrip}} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			buf := make([]byte, 4096)

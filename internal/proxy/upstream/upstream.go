@@ -117,8 +117,11 @@ type ClusterSpec struct {
 // shared by every cluster (and every configuration version) that has the
 // same address and connection settings.
 type Endpoint struct {
-	addr      string
-	transport *http.Transport
+	addr string
+	// transport carries the requests the lean pool does not take; it is
+	// made on first use (see httpTransport).
+	transport atomic.Pointer[http.Transport]
+	maxIdle   int
 	h1        *h1Pool
 	dialer    *net.Dialer
 	inflight  atomic.Int64
@@ -195,7 +198,7 @@ func (e *Endpoint) RoundTrip(req *http.Request) (*http.Response, error) {
 	if leanOK(req) {
 		return e.h1.roundTrip(req, false)
 	}
-	return e.transport.RoundTrip(req)
+	return e.httpTransport().RoundTrip(req)
 }
 
 // RoundTripLazy is RoundTrip for a caller that passes the response's
@@ -207,7 +210,7 @@ func (e *Endpoint) RoundTripLazy(req *http.Request) (*http.Response, error) {
 	if leanOK(req) {
 		return e.h1.roundTrip(req, true)
 	}
-	return e.transport.RoundTrip(req)
+	return e.httpTransport().RoundTrip(req)
 }
 
 // ResponseFields returns the header fields of resp, a response of
@@ -233,8 +236,53 @@ func LoadHeader(resp *http.Response) {
 // closeIdle closes the endpoint's idle connections; final also stops it
 // keeping connections (the endpoint is no longer used).
 func (e *Endpoint) closeIdle(final bool) {
-	e.transport.CloseIdleConnections()
+	e.closeTransportIdle()
 	e.h1.closeIdle(final)
+}
+
+// closeTransportIdle closes the idle connections of the endpoint's
+// Transport, if it has one.
+func (e *Endpoint) closeTransportIdle() {
+	if t := e.transport.Load(); t != nil {
+		t.CloseIdleConnections()
+	}
+}
+
+// httpTransport returns the endpoint's net/http Transport, making it on
+// first use. Most endpoints never need one (the lean pool carries every
+// request without a body or with a small one of known length), and in a
+// mesh of a thousand services with ten endpoints each, a Transport per
+// endpoint was a quarter of a sidecar's heap.
+func (e *Endpoint) httpTransport() *http.Transport {
+	if t := e.transport.Load(); t != nil {
+		return t
+	}
+	set, h1 := e.set, e.h1
+	idle := set.idleTimeout
+	if idle == math.MaxInt64 {
+		idle = 0 // the Transport's "no limit"
+	}
+	t := &http.Transport{
+		// Never use HTTP_PROXY from the environment: it usually points at
+		// this proxy.
+		Proxy: nil,
+		// The Transport's connections count against the cluster's
+		// max_connections as the lean pool's do.
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return h1.dialForTransport(ctx, set.connectTimeout)
+		},
+		MaxIdleConnsPerHost: e.maxIdle,
+		IdleConnTimeout:     idle,
+		DisableKeepAlives:   set.maxUses == 1,
+		// Pass Content-Encoding through untouched.
+		DisableCompression: true,
+		// HTTP/1.1 only for now; an empty map disables HTTP/2 upgrade.
+		TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{},
+	}
+	if !e.transport.CompareAndSwap(nil, t) {
+		return e.transport.Load() // another request made it first
+	}
+	return t
 }
 
 // Cluster is an immutable set of endpoints with a load balancer.
@@ -754,10 +802,6 @@ func (p *Pools) Close() {
 
 func (p *Pools) newEndpoint(addr string, set endpointSettings, cb *breaker) *Endpoint {
 	d := &net.Dialer{Timeout: set.connectTimeout, KeepAlive: 30 * time.Second}
-	idle := set.idleTimeout
-	if idle == math.MaxInt64 {
-		idle = 0 // the Transport's "no limit"
-	}
 	h1 := &h1Pool{
 		dial:        func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) },
 		maxIdle:     p.opts.MaxIdleConnsPerEndpoint,
@@ -765,23 +809,7 @@ func (p *Pools) newEndpoint(addr string, set endpointSettings, cb *breaker) *End
 		maxUses:     set.maxUses,
 		cb:          cb,
 	}
-	t := &http.Transport{
-		// Never use HTTP_PROXY from the environment: it usually points at
-		// this proxy.
-		Proxy: nil,
-		// The Transport's connections count against the cluster's
-		// max_connections as the lean pool's do.
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return h1.dialForTransport(ctx, set.connectTimeout)
-		},
-		MaxIdleConnsPerHost: p.opts.MaxIdleConnsPerEndpoint,
-		IdleConnTimeout:     idle,
-		DisableKeepAlives:   set.maxUses == 1,
-		// Pass Content-Encoding through untouched.
-		DisableCompression: true,
-		// HTTP/1.1 only for now; an empty map disables HTTP/2 upgrade.
-		TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{},
-	}
-	h1.closeTransportIdle = t.CloseIdleConnections
-	return &Endpoint{addr: addr, transport: t, h1: h1, dialer: d, cb: cb, set: set}
+	e := &Endpoint{addr: addr, maxIdle: p.opts.MaxIdleConnsPerEndpoint, h1: h1, dialer: d, cb: cb, set: set}
+	h1.closeTransportIdle = e.closeTransportIdle
+	return e
 }

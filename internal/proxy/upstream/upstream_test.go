@@ -168,8 +168,11 @@ func TestIdleTimeoutDefaultsToAnHour(t *testing.T) {
 	} {
 		p := NewPools(c.pools)
 		ep := p.Build([]ClusterSpec{{Name: "c", IdleTimeout: c.spec, Endpoints: []EndpointSpec{{Address: "127.0.0.1:1"}}}})["c"].Pick(nil)
-		if ep.h1.idleTimeout != c.want || ep.transport.IdleConnTimeout != c.want {
-			t.Errorf("%s: idle timeout = %v (lean pool) and %v (Transport), want %v", c.name, ep.h1.idleTimeout, ep.transport.IdleConnTimeout, c.want)
+		if ep.transport.Load() != nil {
+			t.Errorf("%s: the Transport was made before any request needed it", c.name)
+		}
+		if tr := ep.httpTransport(); ep.h1.idleTimeout != c.want || tr.IdleConnTimeout != c.want || ep.httpTransport() != tr {
+			t.Errorf("%s: idle timeout = %v (lean pool) and %v (Transport), want %v; or a second Transport", c.name, ep.h1.idleTimeout, tr.IdleConnTimeout, c.want)
 		}
 		p.Close()
 	}
