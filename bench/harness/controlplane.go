@@ -136,20 +136,27 @@ func (b *bench) scaleSidecar(ctx context.Context, api *controlapi.Client, xdsAdd
 		if err != nil {
 			return sc, fmt.Errorf("apply a change: %w", err)
 		}
-		for {
-			rep, err := api.Sync(ctx, resp.Revision)
-			if err == nil && rep.Done {
-				break
-			}
-			if ctx.Err() != nil {
-				return sc, ctx.Err()
-			}
-			time.Sleep(10 * time.Millisecond)
+		if err := waitSynced(ctx, api, resp.Revision); err != nil {
+			return sc, err
 		}
 	}
 	sc.Changes = changes
 	sc.CPUPerChangeMs = (inst.cpu() - cpu0) * 1000 / changes
 	return sc, nil
+}
+
+// waitSynced polls the control plane's sync report, as `weft apply --wait`
+// does but every 10 ms, until every proxy has answered revision rev.
+func waitSynced(ctx context.Context, api *controlapi.Client, rev int64) error {
+	for {
+		if rep, err := api.Sync(ctx, rev); err == nil && rep.Done {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // scaleRun connects n ADS clients, waits for every one to hold a complete
@@ -241,12 +248,8 @@ func (b *bench) scaleRun(ctx context.Context, api *controlapi.Client, xdsAddr st
 	// What `weft apply --wait` waits for.
 	waitDone := make(chan time.Duration, 1)
 	go func() {
-		for ctx.Err() == nil {
-			if rep, err := api.Sync(ctx, resp.Revision); err == nil && rep.Done {
-				waitDone <- time.Since(t0)
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
+		if waitSynced(ctx, api, resp.Revision) == nil {
+			waitDone <- time.Since(t0)
 		}
 	}()
 	var lat []float64
