@@ -35,12 +35,16 @@ type Options struct {
 	ResultsDir string
 	// JSONPath is where the JSON goes (default ResultsDir/latest.json).
 	JSONPath string
-	// Reps, LatencyDuration, CapacityDuration and Connections default by
-	// mode: quick 2 reps of 10s + 5s, full 5 reps of 30s + 15s; 16
-	// connections.
+	// Reps, LatencyDuration and CapacityDuration default by mode: quick
+	// 2 reps of 10s + 5s, full 5 reps of 30s + 15s.
 	Reps                              int
 	LatencyDuration, CapacityDuration time.Duration
-	Connections                       int
+	// Connections carry the latency run (default 16), and
+	// CapacityConnections the capacity run (default 64). A maximum rate
+	// needs enough requests in flight to keep every process of a row
+	// busy: at 16 connections the nginx pair on 2 CPUs carried about
+	// 26,000 rps, at 64 about 33,000 (docs/performance-log.md, round 11).
+	Connections, CapacityConnections int
 	// LatencyQPS is the latency run's constant rate (default 1000).
 	LatencyQPS float64
 	// ControlClients are the ADS client counts of the control plane run
@@ -93,6 +97,9 @@ func (o *Options) defaults() {
 	}
 	if o.Connections == 0 {
 		o.Connections = 16
+	}
+	if o.CapacityConnections == 0 {
+		o.CapacityConnections = 64
 	}
 	if o.LatencyQPS == 0 {
 		o.LatencyQPS = 1000
@@ -225,6 +232,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 				return nil, err
 			}
 			rr.capacity = append(rr.capacity, r)
+			b.log.Info("capacity run done", "row", rr.t.name, "rps", int(r.qps), "proxy_us_per_req", 1e6*r.cpuSeconds/float64(max(r.requests, 1)), "idle_pct", r.idlePct)
 		}
 	}
 	// The profile comes from an extra capacity run whose figures are not
@@ -484,7 +492,7 @@ func (b *bench) settings(ctx context.Context) Settings {
 		GOMAXPROCS: env("GOMAXPROCS", fmt.Sprintf("unset (Go default %d)", runtime.NumCPU())),
 		GOGC:       env("GOGC", "unset (100)"), CPUPinning: "none (every process may run on every CPU, the load generator included)",
 		Reps: o.Reps, LatencyQPS: o.LatencyQPS, LatencySeconds: o.LatencyDuration.Seconds(),
-		CapacitySeconds: o.CapacityDuration.Seconds(), Connections: o.Connections, BodyBytes: BodyBytes,
+		CapacitySeconds: o.CapacityDuration.Seconds(), Connections: o.Connections, CapacityConns: o.CapacityConnections, BodyBytes: BodyBytes,
 		LoadGenerator:  "fortio v1.75.3 library (fhttp fast client), in the weftbench process",
 		NginxWorkers:   "auto (= CPUs)",
 		HAProxyThreads: "default (= CPUs)",

@@ -7,12 +7,14 @@ import (
 	"io"
 	"maps"
 	"math"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -396,6 +398,40 @@ func TestPaired(t *testing.T) {
 	}
 }
 
+// TestLoadConnections: a latency run opens Connections connections and a
+// capacity run CapacityConnections, against a real server.
+func TestLoadConnections(t *testing.T) {
+	var mu sync.Mutex
+	conns := map[string]bool{}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok")) }))
+	srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			mu.Lock()
+			conns[c.RemoteAddr().String()] = true
+			mu.Unlock()
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	b := &bench{opts: Options{Connections: 2, CapacityConnections: 5}}
+	for _, tc := range []struct {
+		qps  float64
+		want int
+	}{{100, 2}, {0, 5}} {
+		mu.Lock()
+		clear(conns)
+		mu.Unlock()
+		if _, err := b.load(context.Background(), &target{name: "test", url: srv.URL + "/"}, tc.qps, 300*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		if len(conns) != tc.want {
+			t.Errorf("a run at %v qps opened %d connections, want %d", tc.qps, len(conns), tc.want)
+		}
+		mu.Unlock()
+	}
+}
+
 // TestLoadCanceled: cancelling the context (Ctrl-C) ends a load run early
 // with the context's error, against a real server. fortio clears the
 // options' aborter once the run starts; aborting through it crashed the
@@ -434,6 +470,10 @@ func TestParseFlagsRejectsArguments(t *testing.T) {
 	}
 	if _, err := parseFlags([]string{"-reps", "1", "-rows", "weft"}, io.Discard); err != nil {
 		t.Errorf("flags only: %v", err)
+	}
+	var stderr strings.Builder
+	if _, err := parseFlags([]string{"-capacity-connections", "-4"}, &stderr); err == nil || !strings.Contains(stderr.String(), "-capacity-connections -4") {
+		t.Errorf("a negative connection count: err %v, said %q", err, stderr.String())
 	}
 }
 

@@ -34,7 +34,7 @@ func (b *bench) load(ctx context.Context, t *target, qps float64, d time.Duratio
 		Resolution: 0.00001, Uniform: qps > 0, NoCatchUp: true, Out: io.Discard,
 	}
 	if qps <= 0 {
-		o.QPS = -1
+		o.QPS, o.NumThreads = -1, b.opts.CapacityConnections
 	}
 	o.HTTPOptions.Init(t.url)
 	o.HTTPReqTimeOut = 5 * time.Second

@@ -72,6 +72,8 @@ func parseFlags(args []string, stderr io.Writer) (*Options, error) {
 	fs.IntVar(&o.Reps, "reps", 0, "repetitions of each row (default 2 quick, 5 full)")
 	fs.DurationVar(&o.LatencyDuration, "latency-duration", 0, "length of each latency run (default 10s quick, 30s full)")
 	fs.DurationVar(&o.CapacityDuration, "capacity-duration", 0, "length of each capacity run (default 5s quick, 15s full)")
+	fs.IntVar(&o.Connections, "connections", 0, "`connections` of each latency run (default 16)")
+	fs.IntVar(&o.CapacityConnections, "capacity-connections", 0, "`connections` of each capacity run (default 64)")
 	fs.StringVar(&rows, "rows", "direct,weft,nginx,haproxy,go-relay", "comma-separated `rows` to run (go-epoll, an event-loop relay, on request)")
 	fs.StringVar(&o.ProfilePath, "profile", "", "write a CPU profile of the weft client sidecar, taken during an extra (unmeasured) capacity run, to `file`")
 	fs.StringVar(&o.ServerProfilePath, "profile-server", "", "write a CPU profile of the weft server sidecar, taken during the same extra capacity run, to `file`")
@@ -86,6 +88,10 @@ func parseFlags(args []string, stderr io.Writer) (*Options, error) {
 		// whole bench.
 		fmt.Fprintf(stderr, "weftbench: unexpected argument %q: the bench takes only flags; the subcommands are `backend ADDR` and `relay ADDR UPSTREAM`\n", fs.Arg(0))
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if o.Connections < 0 || o.CapacityConnections < 0 {
+		fmt.Fprintf(stderr, "weftbench: -connections %d, -capacity-connections %d: want a positive count, or 0 for the default\n", o.Connections, o.CapacityConnections)
+		return nil, fmt.Errorf("bad connection count")
 	}
 	o.Rows = strings.Split(rows, ",")
 	o.ProxyArgs = strings.Fields(*proxyArgs)

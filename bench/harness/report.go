@@ -147,7 +147,8 @@ type Settings struct {
 	LatencyQPS       float64 `json:"latency_qps"`
 	LatencySeconds   float64 `json:"latency_seconds"`
 	CapacitySeconds  float64 `json:"capacity_seconds"`
-	Connections      int     `json:"connections"`
+	Connections      int     `json:"connections"`          // of the latency run
+	CapacityConns    int     `json:"capacity_connections"` // of the capacity run
 	BodyBytes        int     `json:"body_bytes"`
 	LoadGenerator    string  `json:"load_generator"`
 	NginxWorkers     string  `json:"nginx_workers"`
@@ -290,8 +291,8 @@ func Markdown(w io.Writer, r *Result) {
 	s := r.Settings
 	fmt.Fprintf(w, "# Weft bench (%s)\n\n", s.Mode)
 	fmt.Fprintf(w, "%s · %d CPUs (%s) · kernel %s · %s · weft %s\n\n", s.Date, s.CPUs, s.CPUModel, s.Kernel, s.GoVersion, s.WeftRev)
-	fmt.Fprintf(w, "Load: %s, HTTP/1.1 keep-alive, %d B body, %d connections; latency run %.0f rps (uniform, no catch-up) for %.0fs, capacity run at max rate for %.0fs; rows interleaved over %d repetitions, each starting one row later than the one before, medians shown.\n\n",
-		s.LoadGenerator, s.BodyBytes, s.Connections, s.LatencyQPS, s.LatencySeconds, s.CapacitySeconds, s.Reps)
+	fmt.Fprintf(w, "Load: %s, HTTP/1.1 keep-alive, %d B body; latency run %.0f rps (uniform, no catch-up) over %d connections for %.0fs, capacity run at max rate over %d connections for %.0fs; rows interleaved over %d repetitions, each starting one row later than the one before, medians shown.\n\n",
+		s.LoadGenerator, s.BodyBytes, s.LatencyQPS, s.Connections, s.LatencySeconds, s.CapacityConns, s.CapacitySeconds, s.Reps)
 	fmt.Fprintf(w, "Settings: weft-proxy %s · backend and load generator GOMAXPROCS=%s GOGC=%s · nginx worker_processes %s · haproxy nbthread %s · CPU pinning: %s · %s · %s\n\n",
 		s.WeftProxy, s.GOMAXPROCS, s.GOGC, s.NginxWorkers, s.HAProxyThreads, s.CPUPinning, s.NginxVersion, s.HAProxyVersion)
 	fmt.Fprintln(w, "| row | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | achieved qps | added p50 / p90 / p99 ms | max rps | proxy CPU s per 1k req | proxy RSS peak MB | proxy RSS idle MB | errors |")
