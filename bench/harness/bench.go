@@ -255,7 +255,8 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		errs := make(chan error, len(profiles))
 		for _, p := range profiles {
 			go func() {
-				if err := fetchProfile(ctx, p.url, opts.CapacityDuration, p.path); err != nil {
+				err := fetchProfile(ctx, p.url, opts.CapacityDuration, p.path)
+				if err != nil {
 					err = fmt.Errorf("CPU profile of the %s %s failed: %w", rr.t.name, p.name, err)
 				}
 				errs <- err
@@ -436,6 +437,9 @@ func fetchProfile(ctx context.Context, url string, d time.Duration, path string)
 	if resp.StatusCode != 200 {
 		return fmt.Errorf("fetch profile: %s (is --pprof on?)", resp.Status)
 	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
 	f, err := os.Create(path)
 	if err != nil {
 		return err
@@ -505,8 +509,7 @@ func (b *bench) settings(ctx context.Context) Settings {
 // weftProxySettings describes the sidecars' runtime settings: their
 // defaults unless the environment or -proxy-args say otherwise.
 func weftProxySettings(extra []string) string {
-	desc := fmt.Sprintf("defaults (--concurrency %d, --gc-percent %d)",
-		proxy.DefaultSidecarConcurrency, proxy.DefaultGCPercent)
+	desc := fmt.Sprintf("defaults (--concurrency auto, --gc-percent %d)", proxy.DefaultGCPercent)
 	if v := os.Getenv("GOMAXPROCS"); v != "" {
 		desc += ", GOMAXPROCS=" + v + " from the environment"
 	}

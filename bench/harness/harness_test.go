@@ -524,3 +524,27 @@ func TestShareAbove(t *testing.T) {
 		t.Errorf("shareAbove(empty) = %v, want 0", got)
 	}
 }
+
+// TestFetchProfile: a profile lands at its path, its directory made if
+// need be, and a sidecar without --pprof is an error that says so.
+func TestFetchProfile(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/debug/pprof/profile" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write([]byte("profile"))
+	}))
+	defer srv.Close()
+	path := filepath.Join(t.TempDir(), "new", "client.pprof")
+	if err := fetchProfile(context.Background(), srv.URL+"/debug/pprof/profile", 2*time.Second, path); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(path); err != nil || string(b) != "profile" {
+		t.Errorf("profile file: %q, %v", b, err)
+	}
+	err := fetchProfile(context.Background(), srv.URL+"/other", 2*time.Second, path)
+	if err == nil || !strings.Contains(err.Error(), "is --pprof on?") {
+		t.Errorf("a 404 gave %v", err)
+	}
+}

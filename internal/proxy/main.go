@@ -21,6 +21,7 @@ import (
 
 	"github.com/weftmesh/weft/internal/iptables"
 	"github.com/weftmesh/weft/internal/nodemeta"
+	"github.com/weftmesh/weft/internal/proxy/procs"
 )
 
 // portList is the repeatable --port flag.
@@ -117,6 +118,9 @@ type config struct {
 	// procs is GOMAXPROCS (the number of threads running Go code at once);
 	// 0 leaves the runtime's own (from GOMAXPROCS, or the CPUs available).
 	procs int
+	// autoProcs fits GOMAXPROCS to the load instead, from one up to the
+	// runtime's own (package procs).
+	autoProcs bool
 }
 
 // DefaultGCPercent is weft-proxy's garbage collection target when neither
@@ -128,16 +132,14 @@ type config struct {
 // (docs/performance-log.md, rounds 1 and 2, has the figures).
 const DefaultGCPercent = 25
 
-// DefaultSidecarConcurrency is a sidecar's --concurrency when neither the
-// flag nor GOMAXPROCS says otherwise. A sidecar carries one workload's
-// traffic on CPUs it shares with that workload, so what counts is CPU per
-// request, and one thread spends the least: a second one is woken to steal
-// work on nearly every request, and mostly finds none (futex wake-ups,
-// spinning, an extra epoll_pwait). Paired with nginx in the bench, one
-// thread both used less CPU per request and carried more at capacity than
-// two (docs/performance-log.md, round 6). Linkerd's sidecars default to one
-// worker as well. A gateway uses every CPU.
-const DefaultSidecarConcurrency = 1
+// A sidecar's --concurrency defaults to auto (unless GOMAXPROCS is set):
+// one thread, and more while it is busy (package procs has the why). A
+// sidecar carries one workload's traffic on CPUs it shares with that
+// workload, so at the rates most sidecars carry what counts is CPU per
+// request, and one thread spends the least (docs/performance-log.md, round
+// 6); at high rates a second one lets the kernel spread a sidecar pair
+// over two CPUs (round 11). A gateway uses every CPU.
+const concurrencyAuto = "auto"
 
 // parseSize parses a byte count as GOMEMLIMIT does: a number with an
 // optional B, KiB, MiB, GiB or TiB suffix.
@@ -170,11 +172,20 @@ func applyRuntime(c *config, log *slog.Logger) {
 	if c.memLimit > 0 {
 		debug.SetMemoryLimit(c.memLimit)
 	}
-	if c.procs > 0 {
+	threads := ""
+	switch {
+	case c.autoProcs:
+		pc := procs.New(procs.Options{Logger: log})
+		threads = fmt.Sprintf("auto (1 to %d)", pc.Max())
+		go pc.Run(context.Background())
+	case c.procs > 0:
 		runtime.GOMAXPROCS(c.procs)
 	}
+	if threads == "" {
+		threads = strconv.Itoa(runtime.GOMAXPROCS(0))
+	}
 	// SetMemoryLimit with a negative value only reads the limit.
-	log.Debug("runtime settings", "GOMAXPROCS", runtime.GOMAXPROCS(0), "gc_percent", gc, "memory_limit", debug.SetMemoryLimit(-1))
+	log.Debug("runtime settings", "GOMAXPROCS", threads, "gc_percent", gc, "memory_limit", debug.SetMemoryLimit(-1))
 }
 
 func parseArgs(args []string, stderr io.Writer) (*config, error) {
@@ -215,7 +226,7 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&c.opts.Pprof, "pprof", false, "serve Go profiles (CPU, heap, goroutines, ...) under /debug/pprof/ on the admin API")
 	fs.StringVar(&logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
 	fs.IntVar(&c.gcPercent, "gc-percent", -1, fmt.Sprintf("garbage collection target `percent` (as GOGC; 0 or less: GOGC, or %d when GOGC is unset)", DefaultGCPercent))
-	concurrency := fs.Int("concurrency", -1, fmt.Sprintf("worker `threads` (GOMAXPROCS); 0: one per CPU (default: GOMAXPROCS if set; else %d for a sidecar, one per CPU for a router)", DefaultSidecarConcurrency))
+	concurrency := fs.String("concurrency", "", "worker `threads` (GOMAXPROCS): a count; 0: one per CPU; auto: one, and more up to one per CPU while the proxy is busy (default: GOMAXPROCS if set; else auto for a sidecar, one per CPU for a router)")
 	memLimit := fs.String("memory-limit", "", "soft memory `limit` for the Go runtime, e.g. 64MiB (as GOMEMLIMIT; default GOMEMLIMIT, or none)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -250,13 +261,17 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 			c.gcPercent = DefaultGCPercent
 		}
 	}
-	switch {
-	case *concurrency < -1:
-		return bad("--concurrency %d: want 0 (one per CPU) or more", *concurrency)
-	case *concurrency > 0:
-		c.procs = *concurrency
-	case *concurrency < 0 && os.Getenv("GOMAXPROCS") == "" && m.Type == nodemeta.TypeSidecar:
-		c.procs = DefaultSidecarConcurrency
+	switch *concurrency {
+	case concurrencyAuto:
+		c.autoProcs = true
+	case "":
+		c.autoProcs = os.Getenv("GOMAXPROCS") == "" && m.Type == nodemeta.TypeSidecar
+	default:
+		n, err := strconv.Atoi(*concurrency)
+		if err != nil || n < 0 {
+			return bad("--concurrency %q: want a thread count, 0 (one per CPU) or auto", *concurrency)
+		}
+		c.procs = n
 	}
 	c.memLimit = -1
 	if *memLimit != "" {

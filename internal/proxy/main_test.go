@@ -3,7 +3,6 @@ package proxy
 import (
 	"io"
 	"reflect"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -58,7 +57,6 @@ func TestParseArgs(t *testing.T) {
 }
 
 func TestParseArgsRuntimeSettings(t *testing.T) {
-	sidecar := DefaultSidecarConcurrency
 	tests := []struct {
 		name         string
 		args         []string
@@ -66,32 +64,31 @@ func TestParseArgsRuntimeSettings(t *testing.T) {
 		wantGC       int
 		wantMemLimit int64
 		gomaxprocs   string
-		cpus         int // the process's GOMAXPROCS during the test; 0: as it is
 		wantProcs    int
+		wantAuto     bool
 	}{
-		{"defaults", nil, "", DefaultGCPercent, -1, "", 0, sidecar},
-		{"GOGC in the environment wins over the default", nil, "200", -1, -1, "", 0, sidecar},
-		{"flags", []string{"--gc-percent", "30", "--memory-limit", "64MiB", "--concurrency", "3"}, "200", 30, 64 << 20, "2", 0, 3},
-		{"plain bytes", []string{"--memory-limit", "1000000"}, "", DefaultGCPercent, 1000000, "", 0, sidecar},
-		{"GiB", []string{"--memory-limit", "2GiB"}, "", DefaultGCPercent, 2 << 30, "", 0, sidecar},
-		{"GOMAXPROCS in the environment wins over the default", nil, "", DefaultGCPercent, -1, "2", 0, 0},
-		{"concurrency 0 is one per CPU", []string{"--concurrency", "0"}, "", DefaultGCPercent, -1, "", 0, 0},
-		{"a router uses every CPU", []string{"--type", "router"}, "", DefaultGCPercent, -1, "", 0, 0},
-		{"a sidecar on one CPU gets one thread", nil, "", DefaultGCPercent, -1, "", 1, 1},
+		{"defaults: a sidecar fits its threads to its load", nil, "", DefaultGCPercent, -1, "", 0, true},
+		{"GOGC in the environment wins over the default", nil, "200", -1, -1, "", 0, true},
+		{"flags", []string{"--gc-percent", "30", "--memory-limit", "64MiB", "--concurrency", "3"}, "200", 30, 64 << 20, "2", 3, false},
+		{"plain bytes", []string{"--memory-limit", "1000000"}, "", DefaultGCPercent, 1000000, "", 0, true},
+		{"GiB", []string{"--memory-limit", "2GiB"}, "", DefaultGCPercent, 2 << 30, "", 0, true},
+		{"GOMAXPROCS in the environment wins over the default", nil, "", DefaultGCPercent, -1, "2", 0, false},
+		{"concurrency auto wins over GOMAXPROCS", []string{"--concurrency", "auto"}, "", DefaultGCPercent, -1, "2", 0, true},
+		{"concurrency 0 is one per CPU", []string{"--concurrency", "0"}, "", DefaultGCPercent, -1, "", 0, false},
+		{"a router uses every CPU", []string{"--type", "router"}, "", DefaultGCPercent, -1, "", 0, false},
+		{"a router may fit its threads too", []string{"--type", "router", "--concurrency", "auto"}, "", DefaultGCPercent, -1, "", 0, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("GOGC", tc.gogc)
 			t.Setenv("GOMAXPROCS", tc.gomaxprocs)
-			if tc.cpus > 0 {
-				defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(tc.cpus))
-			}
 			c, err := parseArgs(tc.args, io.Discard)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if c.gcPercent != tc.wantGC || c.memLimit != tc.wantMemLimit || c.procs != tc.wantProcs {
-				t.Errorf("gc percent %d, memory limit %d, procs %d; want %d, %d, %d", c.gcPercent, c.memLimit, c.procs, tc.wantGC, tc.wantMemLimit, tc.wantProcs)
+			if c.gcPercent != tc.wantGC || c.memLimit != tc.wantMemLimit || c.procs != tc.wantProcs || c.autoProcs != tc.wantAuto {
+				t.Errorf("gc percent %d, memory limit %d, procs %d, auto %v; want %d, %d, %d, %v",
+					c.gcPercent, c.memLimit, c.procs, c.autoProcs, tc.wantGC, tc.wantMemLimit, tc.wantProcs, tc.wantAuto)
 			}
 		})
 	}
@@ -103,6 +100,8 @@ func TestParseArgsErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"--type", "gateway"}, `--type "gateway"`},
+		{[]string{"--concurrency", "many"}, `--concurrency "many": want a thread count, 0 (one per CPU) or auto`},
+		{[]string{"--concurrency", "-2"}, `--concurrency "-2"`},
 		{[]string{"--port", "http:9080"}, "NAME:PORT:TARGETPORT"},
 		{[]string{"--port", "http:x:1:2"}, `"x" is not a port number`},
 		{[]string{"--port-map", "80"}, "FROM=TO"},

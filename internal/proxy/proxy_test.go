@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -225,6 +226,7 @@ func TestProxyEndToEnd(t *testing.T) {
 			`envoy_cluster_upstream_rq_xx{envoy_response_code_class="2",envoy_cluster_name="outbound|9080||reviews.default.svc.cluster.local"} `,
 			`envoy_cluster_upstream_rq_xx{envoy_response_code_class="5",envoy_cluster_name="outbound|9080||empty.default.svc.cluster.local"} 1`,
 			"# TYPE envoy_cluster_upstream_rq_total counter",
+			fmt.Sprintf("\nenvoy_server_concurrency %d\n", runtime.GOMAXPROCS(0)),
 		} {
 			if !strings.Contains(r.body, want) {
 				t.Errorf("/stats/prometheus lacks %s\n%s", want, r.body)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"sort"
 	"strings"
 
@@ -105,6 +106,9 @@ func (s *Server) prometheus(w http.ResponseWriter, _ *http.Request) {
 	if s.opts.Mirrors != nil {
 		WriteMirrorPrometheus(w, s.opts.Mirrors())
 	}
+	// Envoy's server.concurrency: the threads running the proxy's Go code,
+	// which a sidecar fits to its load (package procs).
+	fmt.Fprintf(w, "# HELP envoy_server_concurrency Threads running the proxy's code (GOMAXPROCS).\n# TYPE envoy_server_concurrency gauge\nenvoy_server_concurrency %d\n", runtime.GOMAXPROCS(0))
 }
 
 // WriteFaultPrometheus writes the fault filter counters in Prometheus text
