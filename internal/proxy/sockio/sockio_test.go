@@ -309,3 +309,101 @@ func TestHoldEndsAtTheNextRead(t *testing.T) {
 		t.Fatalf("the peer read %q, %v; want the write after the Read to leave at once", buf[:n], err)
 	}
 }
+
+// WaitReadable sends a held write, returns once the answer is there, and
+// leaves the answer to the Read after it.
+func TestWaitReadableSendsTheHeldWriteAndWaits(t *testing.T) {
+	c, peer := pair(t)
+	s := c.(*Conn)
+	s.HoldNextWrite()
+	if _, err := c.Write([]byte("request")); err != nil {
+		t.Fatal(err)
+	}
+	answered := make(chan struct{})
+	go func() {
+		buf := make([]byte, 7)
+		if _, err := io.ReadFull(peer, buf); err == nil && string(buf) == "request" {
+			time.Sleep(20 * time.Millisecond) // WaitReadable must wait, not return at once
+			close(answered)
+			peer.Write([]byte("answer"))
+		}
+	}()
+	if err := s.WaitReadable(); err != nil {
+		t.Fatalf("WaitReadable: %v", err)
+	}
+	select {
+	case <-answered:
+	default:
+		t.Fatal("WaitReadable returned before the peer answered")
+	}
+	got := make([]byte, 64)
+	peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, err := c.Read(got)
+	if err != nil || string(got[:n]) != "answer" {
+		t.Fatalf("Read after WaitReadable = %q, %v; want answer", got[:n], err)
+	}
+}
+
+// With nothing held, WaitReadable returns at once when data is already
+// there, waits when it is not, and returns at the end of the stream.
+func TestWaitReadableWithoutAHeldWrite(t *testing.T) {
+	c, peer := pair(t)
+	s := c.(*Conn)
+	peer.Write([]byte("early"))
+	time.Sleep(20 * time.Millisecond) // let it arrive
+	done := make(chan error, 1)
+	go func() { done <- s.WaitReadable() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("WaitReadable waits though data is there")
+	}
+	buf := make([]byte, 8)
+	if n, err := c.Read(buf); err != nil || string(buf[:n]) != "early" {
+		t.Fatalf("Read = %q, %v", buf[:n], err)
+	}
+	go func() { done <- s.WaitReadable() }()
+	select {
+	case err := <-done:
+		t.Fatalf("WaitReadable returned (%v) with nothing to read", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	peer.Close()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("WaitReadable still waits after the peer closed")
+	}
+	if _, err := c.Read(buf); err != io.EOF {
+		t.Fatalf("Read after the peer closed = %v, want EOF", err)
+	}
+}
+
+// A held write to a peer that reset the connection fails WaitReadable
+// with a write error, and a deadline ends its wait.
+func TestWaitReadableErrors(t *testing.T) {
+	c, peer := pair(t)
+	peer.(*net.TCPConn).SetLinger(0)
+	peer.Close()
+	time.Sleep(20 * time.Millisecond)
+	s := c.(*Conn)
+	s.HoldNextWrite()
+	c.Write([]byte("request"))
+	err := s.WaitReadable()
+	var oe *net.OpError
+	if !errors.As(err, &oe) || oe.Op != "write" {
+		t.Fatalf("WaitReadable after a held write to a reset peer = %v; want a write *net.OpError", err)
+	}
+
+	c2, _ := pair(t)
+	c2.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	if err := c2.(*Conn).WaitReadable(); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("WaitReadable past its deadline = %v, want os.ErrDeadlineExceeded", err)
+	}
+}

@@ -622,3 +622,68 @@ func TestHoldOnlyOnRecentlyUsedConnections(t *testing.T) {
 		ep.h1.put(pc)
 	}
 }
+
+// TestLeanPoolHoldsNoBuffersWhileWaiting: a connection waiting for its
+// answer, and one idle in the pool, hold no read or write buffer (8 KB
+// each would otherwise stay with every connection), and exchanges still
+// carry request and response bodies larger than the buffers.
+func TestLeanPoolHoldsNoBuffersWhileWaiting(t *testing.T) {
+	big := strings.Repeat("0123456789abcdef", 1024) // 16 KB, four buffers' worth
+	s, _ := countingServer(t, func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if r.URL.Path == "/small" {
+			// One segment: an answer in several can leave the poller a
+			// wake-up for data already read, and the wait after it then
+			// reads (holding a buffer) to find nothing.
+			fmt.Fprint(w, "small")
+			return
+		}
+		fmt.Fprintf(w, "%d:%s", len(body), big)
+	})
+	var mu sync.Mutex
+	answered, holding := 0, 0
+	testHookAnswered = func(pc *h1Conn) {
+		mu.Lock()
+		answered++
+		if pc.br != nil || pc.bw != nil {
+			holding++
+		}
+		mu.Unlock()
+	}
+	t.Cleanup(func() { testHookAnswered = nil })
+	ep := endpointFor(t, s.Listener.Addr().String(), PoolsOptions{})
+	idleHolding := func() (n int) {
+		p := ep.h1
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for _, pc := range p.idle {
+			if pc.br != nil || pc.bw != nil {
+				n++
+			}
+		}
+		return n
+	}
+	for _, tc := range []struct {
+		method, path string
+		body         []byte
+		want         string
+	}{
+		{"POST", "/", []byte(big), fmt.Sprintf("%d:%s", len(big), big)},
+		{"GET", "/small", nil, "small"},
+		{"POST", "/", []byte(big), fmt.Sprintf("%d:%s", len(big), big)},
+		{"GET", "/small", nil, "small"},
+	} {
+		code, body, err := get(t, ep, tc.method, tc.path, tc.body)
+		if err != nil || code != 200 || body != tc.want {
+			t.Fatalf("%s %s: %d, %d bytes, %v", tc.method, tc.path, code, len(body), err)
+		}
+		if n := idleHolding(); n != 0 {
+			t.Fatalf("after %s %s, %d idle connections hold buffers", tc.method, tc.path, n)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if answered != 4 || holding != 0 {
+		t.Errorf("%d of %d connections held buffers while they waited for their answer, want none", holding, answered)
+	}
+}
