@@ -34,6 +34,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -612,6 +613,8 @@ type Pools struct {
 	// hashes are the RingHash and Maglev clusters' tables, kept while a
 	// cluster's endpoint set and settings do not change.
 	hashes map[string]*hashTable
+	// built is what the last Build made, by cluster name.
+	built map[string]*builtCluster
 }
 
 // DefaultIdleTimeout is how long a pooled upstream connection may sit idle
@@ -637,114 +640,46 @@ func NewPools(o PoolsOptions) *Pools {
 		breakers: map[string]*breaker{}, detectors: map[string]*detector{}, hashes: map[string]*hashTable{}}
 }
 
-// Build turns specs into clusters, reusing the endpoint (and its open
-// connections and outlier detection state) of every address a cluster
-// already had with the same settings. Endpoints no cluster uses any more
-// have their idle connections closed; a request still in flight on one
-// finishes normally.
+// Build turns specs into clusters. A cluster whose spec is the one it was
+// last built from is the same *Cluster again (its load balancer's state
+// included); in the others, every address the cluster already had with the
+// same settings keeps its endpoint (its open connections and outlier
+// detection state). Endpoints no cluster uses any more have their idle
+// connections closed; a request still in flight on one finishes normally.
+// The work is in proportion to the clusters that changed: in a sidecar of
+// a mesh of 1000 services, rebuilding every cluster on every change took
+// two fifths of the CPU the change cost it.
 func (p *Pools) Build(specs []ClusterSpec) map[string]*Cluster {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	used := make(map[poolKey]bool, len(p.eps))
+	used := map[poolKey]bool{}
 	out := make(map[string]*Cluster, len(specs))
+	next := make(map[string]*builtCluster, len(specs))
 	for _, s := range specs {
-		set := endpointSettings{connectTimeout: s.ConnectTimeout, idleTimeout: s.IdleTimeout, maxUses: s.MaxRequestsPerConnection, outlier: s.Outlier != nil}
-		if set.connectTimeout <= 0 {
-			set.connectTimeout = DefaultConnectTimeout
+		if b := p.built[s.Name]; b != nil && sameSpec(&b.spec, &s) {
+			out[s.Name] = b.c
+			next[s.Name] = b
+			continue
 		}
-		switch {
-		case set.idleTimeout == 0:
-			set.idleTimeout = p.opts.IdleConnTimeout
-		case set.idleTimeout < 0:
-			set.idleTimeout = math.MaxInt64
-		}
-		st := p.stats[s.Name]
-		if st == nil {
-			st = &Stats{}
-			p.stats[s.Name] = st
-		}
-		cb := p.breakers[s.Name]
-		if cb == nil {
-			cb = &breaker{name: s.Name, stats: st}
-			p.breakers[s.Name] = cb
-		}
-		if s.CircuitBreakers != nil {
-			cb.set(*s.CircuitBreakers)
-		} else {
-			cb.set(DefaultCircuitBreakers())
-		}
-		c := &Cluster{name: s.Name, policy: s.LB, endpoints: make([]*Endpoint, 0, len(s.Endpoints)), stats: st, cb: cb, panic: DefaultPanicThreshold}
-		if s.HealthyPanicThreshold != nil {
-			c.panic = *s.HealthyPanicThreshold
-		}
-		var d *detector
-		if s.Outlier != nil && !s.OriginalDst {
-			d = p.detectors[s.Name]
-			if d == nil {
-				d = &detector{stats: st}
-				p.detectors[s.Name] = d
-			}
-			c.od = d
-		}
-		if s.OriginalDst {
-			o := p.orig[s.Name]
-			if o == nil {
-				oset := set
-				oset.outlier = false
-				o = &origDst{eps: map[string]*Endpoint{}, new: func(addr string) *Endpoint {
-					return p.newEndpoint(addr, oset, cb)
-				}}
-				p.orig[s.Name] = o
-			}
-			c.orig = o
-		}
-		weights := make([]uint32, 0, len(s.Endpoints))
-		var addrs []string
-		var hosts []*hostState
-		for _, es := range s.Endpoints {
-			k := poolKey{cluster: s.Name, addr: es.Address}
-			e := p.eps[k]
-			if e != nil && used[k] {
-				// The same address twice in one cluster: one endpoint.
-			} else if e == nil || e.set != set {
-				old := e
-				e = p.newEndpoint(es.Address, set, cb)
-				if d != nil {
-					if old != nil && old.od != nil && old.od.d == d {
-						e.od = old.od // keep its ejection state
-					} else {
-						e.od = &hostState{d: d}
-					}
-				}
-				if old != nil {
-					old.closeIdle(true)
-				}
-				p.eps[k] = e
-			}
-			if d != nil && !used[k] {
-				hosts = append(hosts, e.od)
-			}
-			used[k] = true
-			c.endpoints = append(c.endpoints, e)
-			weights = append(weights, max(es.Weight, 1))
-			addrs = append(addrs, es.Address)
-		}
-		if d != nil {
-			d.update(*s.Outlier, hosts)
-		}
-		if (s.LB == RingHash || s.LB == Maglev) && !s.OriginalDst {
-			t := p.hashes[s.Name]
-			if t == nil || !t.same(s.LB, s.Hash, addrs, weights) {
-				t = newHashTable(s.LB, s.Hash, addrs, weights)
-				p.hashes[s.Name] = t
-			}
-			c.hash = t
-		} else {
-			c.buildWeights(weights)
-		}
+		c, keys := p.build(s, used)
+		s.Endpoints = slices.Clone(s.Endpoints)
 		out[s.Name] = c
-		cb.latest.Store(c)
+		next[s.Name] = &builtCluster{spec: s, c: c, keys: keys}
 	}
+	for name, b := range p.built {
+		if next[name] == b {
+			continue // unchanged: its endpoints are all in use
+		}
+		// Rebuilt or gone: a key carries its cluster's name, so only the
+		// new build of the same cluster can still use it.
+		for _, k := range b.keys {
+			if e := p.eps[k]; e != nil && !used[k] {
+				e.closeIdle(true)
+				delete(p.eps, k)
+			}
+		}
+	}
+	p.built = next
 	for name := range p.stats {
 		if out[name] == nil {
 			delete(p.stats, name)
@@ -768,13 +703,138 @@ func (p *Pools) Build(specs []ClusterSpec) map[string]*Cluster {
 			delete(p.orig, name)
 		}
 	}
-	for k, e := range p.eps {
-		if !used[k] {
-			e.closeIdle(true)
-			delete(p.eps, k)
-		}
-	}
 	return out
+}
+
+// builtCluster is a cluster as Build last made it: its spec (with its own
+// copy of the endpoints), the Cluster, and the keys of its endpoints.
+type builtCluster struct {
+	spec ClusterSpec
+	c    *Cluster
+	keys []poolKey
+}
+
+// sameSpec reports whether a and b build the same cluster.
+func sameSpec(a, b *ClusterSpec) bool {
+	return a.Name == b.Name && a.LB == b.LB && a.ConnectTimeout == b.ConnectTimeout &&
+		a.OriginalDst == b.OriginalDst && a.MaxRequestsPerConnection == b.MaxRequestsPerConnection &&
+		a.IdleTimeout == b.IdleTimeout && a.Hash == b.Hash &&
+		samePtr(a.CircuitBreakers, b.CircuitBreakers) && samePtr(a.Outlier, b.Outlier) &&
+		samePtr(a.HealthyPanicThreshold, b.HealthyPanicThreshold) &&
+		slices.Equal(a.Endpoints, b.Endpoints)
+}
+
+// samePtr reports whether a and b are both nil or point to equal values.
+func samePtr[T comparable](a, b *T) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
+}
+
+// build makes the cluster of s, marking the keys of the endpoints it uses
+// in used, and returns them.
+func (p *Pools) build(s ClusterSpec, used map[poolKey]bool) (*Cluster, []poolKey) {
+	set := endpointSettings{connectTimeout: s.ConnectTimeout, idleTimeout: s.IdleTimeout, maxUses: s.MaxRequestsPerConnection, outlier: s.Outlier != nil}
+	if set.connectTimeout <= 0 {
+		set.connectTimeout = DefaultConnectTimeout
+	}
+	switch {
+	case set.idleTimeout == 0:
+		set.idleTimeout = p.opts.IdleConnTimeout
+	case set.idleTimeout < 0:
+		set.idleTimeout = math.MaxInt64
+	}
+	st := p.stats[s.Name]
+	if st == nil {
+		st = &Stats{}
+		p.stats[s.Name] = st
+	}
+	cb := p.breakers[s.Name]
+	if cb == nil {
+		cb = &breaker{name: s.Name, stats: st}
+		p.breakers[s.Name] = cb
+	}
+	if s.CircuitBreakers != nil {
+		cb.set(*s.CircuitBreakers)
+	} else {
+		cb.set(DefaultCircuitBreakers())
+	}
+	c := &Cluster{name: s.Name, policy: s.LB, endpoints: make([]*Endpoint, 0, len(s.Endpoints)), stats: st, cb: cb, panic: DefaultPanicThreshold}
+	if s.HealthyPanicThreshold != nil {
+		c.panic = *s.HealthyPanicThreshold
+	}
+	var d *detector
+	if s.Outlier != nil && !s.OriginalDst {
+		d = p.detectors[s.Name]
+		if d == nil {
+			d = &detector{stats: st}
+			p.detectors[s.Name] = d
+		}
+		c.od = d
+	}
+	if s.OriginalDst {
+		o := p.orig[s.Name]
+		if o == nil {
+			oset := set
+			oset.outlier = false
+			o = &origDst{eps: map[string]*Endpoint{}, new: func(addr string) *Endpoint {
+				return p.newEndpoint(addr, oset, cb)
+			}}
+			p.orig[s.Name] = o
+		}
+		c.orig = o
+	}
+	weights := make([]uint32, 0, len(s.Endpoints))
+	keys := make([]poolKey, 0, len(s.Endpoints))
+	var addrs []string
+	var hosts []*hostState
+	for _, es := range s.Endpoints {
+		k := poolKey{cluster: s.Name, addr: es.Address}
+		e := p.eps[k]
+		if e != nil && used[k] {
+			// The same address twice in one cluster: one endpoint.
+		} else if e == nil || e.set != set {
+			old := e
+			e = p.newEndpoint(es.Address, set, cb)
+			if d != nil {
+				if old != nil && old.od != nil && old.od.d == d {
+					e.od = old.od // keep its ejection state
+				} else {
+					e.od = &hostState{d: d}
+				}
+			}
+			if old != nil {
+				old.closeIdle(true)
+			}
+			p.eps[k] = e
+		}
+		if !used[k] {
+			keys = append(keys, k)
+			if d != nil {
+				hosts = append(hosts, e.od)
+			}
+		}
+		used[k] = true
+		c.endpoints = append(c.endpoints, e)
+		weights = append(weights, max(es.Weight, 1))
+		addrs = append(addrs, es.Address)
+	}
+	if d != nil {
+		d.update(*s.Outlier, hosts)
+	}
+	if (s.LB == RingHash || s.LB == Maglev) && !s.OriginalDst {
+		t := p.hashes[s.Name]
+		if t == nil || !t.same(s.LB, s.Hash, addrs, weights) {
+			t = newHashTable(s.LB, s.Hash, addrs, weights)
+			p.hashes[s.Name] = t
+		}
+		c.hash = t
+	} else {
+		c.buildWeights(weights)
+	}
+	cb.latest.Store(c)
+	return c, keys
 }
 
 // Stats returns the counters of every current cluster, by name.

@@ -5,6 +5,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -175,5 +177,110 @@ func TestIdleTimeoutDefaultsToAnHour(t *testing.T) {
 			t.Errorf("%s: idle timeout = %v (lean pool) and %v (Transport), want %v; or a second Transport", c.name, ep.h1.idleTimeout, tr.IdleConnTimeout, c.want)
 		}
 		p.Close()
+	}
+}
+
+// TestBuildRebuildsOnlyChangedClusters: a cluster whose spec did not change
+// is the same Cluster after Build (its round robin position included); a
+// changed one is rebuilt, keeping the endpoints it still has; the
+// endpoints of a changed or removed cluster that nothing uses any more are
+// gone, and those of unchanged clusters stay.
+func TestBuildRebuildsOnlyChangedClusters(t *testing.T) {
+	p := NewPools(PoolsOptions{})
+	defer p.Close()
+	eps := func(addrs ...string) []EndpointSpec {
+		var out []EndpointSpec
+		for _, a := range addrs {
+			out = append(out, EndpointSpec{Address: a})
+		}
+		return out
+	}
+	a := []EndpointSpec{{Address: "a:1"}, {Address: "a:2"}}
+	v1 := p.Build([]ClusterSpec{{Name: "a", Endpoints: a}, {Name: "b", Endpoints: eps("b:1", "b:2")}, {Name: "c", Endpoints: eps("c:1")}})
+	v1["a"].Pick(nil)
+	// The compiler hands the same endpoints again, or equal ones.
+	v2 := p.Build([]ClusterSpec{{Name: "a", Endpoints: eps("a:1", "a:2")}, {Name: "b", Endpoints: eps("b:2", "b:3")}})
+	if v2["a"] != v1["a"] {
+		t.Error("an unchanged cluster was rebuilt")
+	}
+	if v2["b"] == v1["b"] {
+		t.Fatal("a changed cluster was not rebuilt")
+	}
+	if got := v2["b"].Endpoints()[0]; got != v1["b"].Endpoints()[1] {
+		t.Error("b:2 got a new endpoint though it stayed in its cluster")
+	}
+	if v2["c"] != nil {
+		t.Error("a removed cluster is still there")
+	}
+	for _, k := range []poolKey{{"b", "b:1"}, {"c", "c:1"}} {
+		if p.eps[k] != nil {
+			t.Errorf("endpoint %v outlived its cluster's change", k)
+		}
+	}
+	for _, k := range []poolKey{{"a", "a:1"}, {"a", "a:2"}, {"b", "b:2"}, {"b", "b:3"}} {
+		if p.eps[k] == nil {
+			t.Errorf("endpoint %v is gone though its cluster uses it", k)
+		}
+	}
+	// Changing the endpoints the last spec was built from, in place, is
+	// seen as a change: Build kept a copy.
+	a[1].Address = "a:9"
+	v3 := p.Build([]ClusterSpec{{Name: "a", Endpoints: a}})
+	if v3["a"] == v1["a"] || v3["a"].Endpoints()[1].Address() != "a:9" {
+		t.Error("a change to the endpoints' slice in place was missed")
+	}
+	if p.stats["b"] != nil || p.breakers["b"] != nil {
+		t.Error("a removed cluster's stats and breaker were kept")
+	}
+}
+
+// TestSameSpecSeesEveryField: a change to any field of a ClusterSpec makes
+// it another spec, so that Build never keeps a cluster whose settings
+// changed (a field added to ClusterSpec must be added to sameSpec).
+func TestSameSpecSeesEveryField(t *testing.T) {
+	base := ClusterSpec{Name: "c", Endpoints: []EndpointSpec{{Address: "a:1"}}, CircuitBreakers: &CircuitBreakers{MaxRequests: 1},
+		Outlier: &OutlierDetection{Consecutive5xx: 1}, HealthyPanicThreshold: new(float64)}
+	if !sameSpec(&base, &base) {
+		t.Fatal("a spec differs from itself")
+	}
+	typ := reflect.TypeOf(base)
+	for i := range typ.NumField() {
+		other := base
+		other.Endpoints = slices.Clone(base.Endpoints)
+		cb, od, pt := *base.CircuitBreakers, *base.Outlier, *base.HealthyPanicThreshold
+		other.CircuitBreakers, other.Outlier, other.HealthyPanicThreshold = &cb, &od, &pt
+		if !sameSpec(&base, &other) {
+			t.Fatal("a spec differs from an equal copy")
+		}
+		changeField(t, reflect.ValueOf(&other).Elem().Field(i))
+		if sameSpec(&base, &other) {
+			t.Errorf("sameSpec misses a change to ClusterSpec.%s", typ.Field(i).Name)
+		}
+	}
+}
+
+// changeField changes v, a field of a ClusterSpec, to another value.
+func changeField(t *testing.T, v reflect.Value) {
+	t.Helper()
+	switch v.Kind() {
+	case reflect.String:
+		v.SetString(v.String() + "x")
+	case reflect.Bool:
+		v.SetBool(!v.Bool())
+	case reflect.Int, reflect.Int64:
+		v.SetInt(v.Int() + 1)
+	case reflect.Uint32, reflect.Uint64:
+		v.SetUint(v.Uint() + 1)
+	case reflect.Slice:
+		e := v.Index(0)
+		changeField(t, e.Field(0))
+	case reflect.Pointer:
+		changeField(t, v.Elem())
+	case reflect.Float64:
+		v.SetFloat(v.Float() + 1)
+	case reflect.Struct:
+		changeField(t, v.Field(0))
+	default:
+		t.Fatalf("changeField does not know how to change a %s", v.Kind())
 	}
 }
