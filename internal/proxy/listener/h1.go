@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/internal/proxy/h1"
-	"github.com/weftmesh/weft/internal/proxy/sockio"
 	"github.com/weftmesh/weft/internal/proxy/upstream"
 )
 
@@ -91,10 +90,10 @@ type h1Conn struct {
 	c      net.Conn
 	idle   atomic.Bool // waiting for a request
 	cancel context.CancelFunc
-	// rr reads the connection's requests. It lives here, on the heap, not
-	// in serveH1's frame: its 2.5 KB there took the goroutine's stack past
-	// 8 KB, and a stack grows by doubling (16 KB per connection instead
-	// of 8 KB plus rr).
+	// rr reads the connection's requests. It lives here, on the heap with
+	// the connection, not in serveH1's frame, where its 2.5 KB sat under
+	// every call a request makes and brought the goroutine's stack nearer
+	// to doubling (8 to 16 KB).
 	rr h1.RequestReader
 }
 
@@ -226,36 +225,20 @@ func (s *socket) serveH1(c net.Conn, info *connInfo) {
 		return
 	}
 	lc := &limitedConn{Conn: c, remain: -1}
-	var (
-		br *bufio.Reader
-		bw *bufio.Writer
-	)
-	take := func() {
-		br = h1ReaderPool.Get().(*bufio.Reader)
-		br.Reset(lc)
-		bw = h1WriterPool.Get().(*bufio.Writer)
-		bw.Reset(c)
-	}
-	drop := func() {
-		br.Reset(nil)
-		h1ReaderPool.Put(br)
-		bw.Reset(nil)
-		h1WriterPool.Put(bw)
-		br, bw = nil, nil
-	}
-	take()
-	// On a socket, the connection waits for its next request holding no
-	// buffer (8 KB less per idle keep-alive connection).
-	sc, _ := c.(*sockio.Conn)
+	br := h1ReaderPool.Get().(*bufio.Reader)
+	br.Reset(lc)
+	bw := h1WriterPool.Get().(*bufio.Writer)
+	bw.Reset(c)
 	handedOff := false
 	defer func() {
 		cancel()
 		if !handedOff {
 			c.Close()
 		}
-		if br != nil {
-			drop()
-		}
+		br.Reset(nil)
+		h1ReaderPool.Put(br)
+		bw.Reset(nil)
+		h1WriterPool.Put(bw)
 		s.h1.remove(hc)
 	}()
 	remote := c.RemoteAddr().String()
@@ -274,14 +257,6 @@ func (s *socket) serveH1(c net.Conn, info *connInfo) {
 		if now := time.Now(); deadline.Sub(now) < idle-idle/64 {
 			deadline = now.Add(idle)
 			c.SetReadDeadline(deadline)
-		}
-		if sc != nil && !first && br.Buffered() == 0 {
-			drop()
-			if sc.WaitReadable() != nil {
-				return
-			}
-			take()
-			w.bw = bw
 		}
 		if _, err := br.Peek(1); err != nil {
 			return
