@@ -58,10 +58,6 @@ type call struct {
 	out    []byte
 	outErr bool
 	fnHeld func(fd uintptr) bool
-	// fnWait is waitReadable, bound; waited says it has waited once.
-	fnWait func(fd uintptr) bool
-	waited bool
-	peek   [1]byte
 }
 
 // New returns a Conn for c, or c itself when it has no file descriptor
@@ -78,7 +74,6 @@ func New(c net.Conn) net.Conn {
 	s := &Conn{Conn: c, rc: rc}
 	s.r.fn = s.r.read
 	s.r.fnHeld = s.r.writeThenRead
-	s.r.fnWait = s.r.waitReadable
 	s.w.fn = s.w.write
 	return s
 }
@@ -162,88 +157,6 @@ func (s *Conn) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	return n, nil
-}
-
-// WaitReadable sends what HoldNextWrite held, if anything, and waits until
-// the socket has something to read (data, the end of the stream, or an
-// error), without reading it: a caller can wait for an answer holding no
-// read buffer, and take one only once the answer is there. It waits as a
-// held Read does: after the netpoller has forgotten earlier readiness, and
-// without first finding the socket empty; with nothing held, a peek finds
-// out whether something is there already. The netpoller can wake it with
-// nothing to read; the Read that follows then waits as reads do.
-func (s *Conn) WaitReadable() error {
-	r := &s.r
-	r.mu.Lock()
-	s.hold.Store(false)
-	r.out, r.outErr, r.errno, r.waited, s.held = s.held, false, 0, false, nil
-	err := s.rc.Read(r.fnWait)
-	if rest := r.out; rest != nil && err == nil && !r.outErr {
-		// The send buffer was full: send the rest the ordinary way.
-		r.out = nil
-		r.mu.Unlock()
-		if _, err := s.Write(rest); err != nil {
-			return err
-		}
-		r.mu.Lock()
-		r.waited = false
-		err = s.rc.Read(r.fnWait)
-	}
-	errno, outErr := r.errno, r.outErr
-	r.out, r.outErr = nil, false
-	r.mu.Unlock()
-	if err != nil {
-		return s.opError("read", err)
-	}
-	if errno != 0 {
-		if outErr {
-			return s.opError("write", os.NewSyscallError("write", errno))
-		}
-		// A failed peek: the read that follows reports the error.
-	}
-	return nil
-}
-
-// waitReadable is WaitReadable's callback: it sends r.out first, then
-// returns false (wait) until the netpoller has woken it once.
-func (r *call) waitReadable(fd uintptr) bool {
-	if r.waited {
-		return true
-	}
-	for len(r.out) > 0 {
-		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&r.out[0])), uintptr(len(r.out)))
-		switch e {
-		case 0:
-			r.out = r.out[n:]
-		case syscall.EINTR:
-		case syscall.EAGAIN:
-			return true // the rest goes the ordinary way
-		default:
-			r.errno, r.outErr = e, true
-			return true
-		}
-	}
-	if r.out != nil {
-		// Sent: the answer cannot be there yet.
-		r.out = nil
-		r.waited = true
-		return false
-	}
-	for {
-		_, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&r.peek[0])), 1, syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
-		switch e {
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			r.waited = true
-			return false
-		case 0:
-			return true
-		default:
-			r.errno = e
-			return true
-		}
-	}
 }
 
 func (r *call) read(fd uintptr) bool {

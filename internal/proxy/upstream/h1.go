@@ -62,10 +62,7 @@ type h1Pool struct {
 }
 
 type h1Conn struct {
-	c net.Conn
-	// sc is c when it is a socket sockio reads (nil otherwise).
-	sc *sockio.Conn
-	// br and bw are nil while not in use (see reader).
+	c      net.Conn
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	idleAt time.Time
@@ -175,50 +172,13 @@ func (p *h1Pool) get(ctx context.Context, probe bool) (*h1Conn, error) {
 		return nil, err
 	}
 	c = sockio.New(c)
-	pc := &h1Conn{c: c, pool: p, holdOK: true}
-	pc.sc, _ = c.(*sockio.Conn)
+	br := brPool.Get().(*bufio.Reader)
+	br.Reset(c)
+	bw := bwPool.Get().(*bufio.Writer)
+	bw.Reset(c)
+	pc := &h1Conn{c: c, br: br, bw: bw, pool: p, holdOK: true}
 	pc.interrupt = pc.Interrupt
 	return pc, nil
-}
-
-// testHookAnswered, when set (by tests), sees each connection whose
-// answer has arrived, before it takes a read buffer.
-var testHookAnswered func(*h1Conn)
-
-// reader and writer return the connection's buffers, taking them from the
-// pools first if it holds none. A connection on a socket (sockio) holds
-// its write buffer only while it sends a request and its read buffer only
-// while a response arrives: one waiting for an answer, or idle in the
-// pool, holds neither (8 KB less per connection).
-func (pc *h1Conn) reader() *bufio.Reader {
-	if pc.br == nil {
-		pc.br = brPool.Get().(*bufio.Reader)
-		pc.br.Reset(pc.c)
-	}
-	return pc.br
-}
-
-func (pc *h1Conn) writer() *bufio.Writer {
-	if pc.bw == nil {
-		pc.bw = bwPool.Get().(*bufio.Writer)
-		pc.bw.Reset(pc.c)
-	}
-	return pc.bw
-}
-
-// dropBuffers gives the buffers back to the pools: the write buffer once
-// empty, the read buffer once it holds nothing more to read.
-func (pc *h1Conn) dropBuffers() {
-	if pc.bw != nil && pc.bw.Buffered() == 0 {
-		pc.bw.Reset(nil)
-		bwPool.Put(pc.bw)
-		pc.bw = nil
-	}
-	if pc.br != nil && pc.br.Buffered() == 0 {
-		pc.br.Reset(nil)
-		brPool.Put(pc.br)
-		pc.br = nil
-	}
 }
 
 // reserve counts a connection about to be dialled against the cluster's
@@ -371,7 +331,7 @@ func (p *h1Pool) takeIdle(probe bool) *h1Conn {
 		pc := p.idle[n-1]
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
-		if now.Sub(pc.idleAt) < p.idleTimeout && (pc.br == nil || pc.br.Buffered() == 0) && !(probe && peerClosed(pc.c)) {
+		if now.Sub(pc.idleAt) < p.idleTimeout && pc.br.Buffered() == 0 && !(probe && peerClosed(pc.c)) {
 			p.mu.Unlock()
 			pc.reused = true
 			pc.holdOK = now.Sub(pc.idleAt) < holdWithin
@@ -443,14 +403,10 @@ func (p *h1Pool) closeIdle(final bool) {
 
 func (pc *h1Conn) close() {
 	pc.c.Close()
-	if pc.br != nil {
-		pc.br.Reset(nil)
-		brPool.Put(pc.br)
-	}
-	if pc.bw != nil {
-		pc.bw.Reset(nil)
-		bwPool.Put(pc.bw)
-	}
+	pc.br.Reset(nil)
+	brPool.Put(pc.br)
+	pc.bw.Reset(nil)
+	bwPool.Put(pc.bw)
 	pc.br, pc.bw = nil, nil
 	pc.pool.gone()
 }
@@ -528,51 +484,31 @@ func (p *h1Pool) exchange(pc *h1Conn, req *http.Request, lazy bool) (*http.Respo
 		pc.close()
 		return nil, err
 	}
-	bw := pc.writer()
-	if err := pc.rw.Write(bw, req); err != nil {
+	if err := pc.rw.Write(pc.bw, req); err != nil {
 		return fail(err)
 	}
-	if pc.sc != nil && pc.holdOK {
-		pc.sc.HoldNextWrite()
+	if sc, ok := pc.c.(*sockio.Conn); ok && pc.holdOK {
+		sc.HoldNextWrite()
 	}
-	if err := bw.Flush(); err != nil {
+	if err := pc.bw.Flush(); err != nil {
 		if pc.reused {
 			err = staleErr{err}
 		}
 		return fail(err)
 	}
-	stale := func(err error) error {
-		if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
-			return staleErr{err}
-		}
-		return err
-	}
-	if pc.sc != nil {
-		// Wait for the answer holding no buffer (the held request leaves
-		// first).
-		err := pc.sc.WaitReadable()
-		pc.dropBuffers()
-		if testHookAnswered != nil {
-			testHookAnswered(pc)
-		}
-		if err != nil {
-			if pc.reused {
-				err = stale(err)
-			}
-			return fail(err)
-		}
-	}
-	br := pc.reader()
 	var resp *http.Response
 	for {
 		if pc.reused {
-			if _, err := br.Peek(1); err != nil {
-				return fail(stale(err))
+			if _, err := pc.br.Peek(1); err != nil {
+				if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+					err = staleErr{err}
+				}
+				return fail(err)
 			}
 		}
 		var err error
 		pc.rr.Lazy = lazy
-		resp, err = pc.rr.ReadResponse(br, req)
+		resp, err = pc.rr.ReadResponse(pc.br, req)
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
@@ -661,9 +597,6 @@ func (b *h1Body) release(eof bool) {
 		reuse = false // the deadline was, or is being, set
 	}
 	if reuse {
-		if pc.sc != nil {
-			pc.dropBuffers()
-		}
 		b.pool.put(pc)
 		return
 	}
