@@ -172,17 +172,14 @@ func applyRuntime(c *config, log *slog.Logger) {
 	if c.memLimit > 0 {
 		debug.SetMemoryLimit(c.memLimit)
 	}
-	threads := ""
-	switch {
-	case c.autoProcs:
+	if c.procs > 0 {
+		runtime.GOMAXPROCS(c.procs)
+	}
+	threads := strconv.Itoa(runtime.GOMAXPROCS(0))
+	if c.autoProcs {
 		pc := procs.New(procs.Options{Logger: log})
 		threads = fmt.Sprintf("auto (1 to %d)", pc.Max())
 		go pc.Run(context.Background())
-	case c.procs > 0:
-		runtime.GOMAXPROCS(c.procs)
-	}
-	if threads == "" {
-		threads = strconv.Itoa(runtime.GOMAXPROCS(0))
 	}
 	// SetMemoryLimit with a negative value only reads the limit.
 	log.Debug("runtime settings", "GOMAXPROCS", threads, "gc_percent", gc, "memory_limit", debug.SetMemoryLimit(-1))
