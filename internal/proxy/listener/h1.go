@@ -48,6 +48,8 @@ const maxDrain = 256 << 10
 var (
 	h1ReaderPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
 	h1WriterPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
+	// pendPool holds the buffers a response's body is held back in.
+	pendPool = sync.Pool{New: func() any { return new([pendMax]byte) }}
 )
 
 // limitedConn reads from a connection, failing with errHeadTooLarge once
@@ -227,8 +229,10 @@ func (s *socket) serveH1(c net.Conn, info *connInfo) {
 	lc := &limitedConn{Conn: c, remain: -1}
 	br := h1ReaderPool.Get().(*bufio.Reader)
 	br.Reset(lc)
-	bw := h1WriterPool.Get().(*bufio.Writer)
-	bw.Reset(c)
+	// The response writer takes its buffers from pools while it writes a
+	// response and gives them back after: a connection that waits for its
+	// next request, or for the upstream's answer, holds only br.
+	w := &h1Writer{conn: c, header: make(http.Header, 8)}
 	handedOff := false
 	defer func() {
 		cancel()
@@ -237,12 +241,10 @@ func (s *socket) serveH1(c net.Conn, info *connInfo) {
 		}
 		br.Reset(nil)
 		h1ReaderPool.Put(br)
-		bw.Reset(nil)
-		h1WriterPool.Put(bw)
+		w.release()
 		s.h1.remove(hc)
 	}()
 	remote := c.RemoteAddr().String()
-	w := &h1Writer{bw: bw, header: make(http.Header, 8)}
 	// The request (its Header, URL and Body) is read into the same objects
 	// for every request of the connection; see reuseOK.
 	rr := &hc.rr
@@ -281,11 +283,12 @@ func (s *socket) serveH1(c net.Conn, info *connInfo) {
 			err = errors.New("missing required Host header")
 		}
 		if err != nil {
-			badRequest(c, bw, err)
+			badRequest(c, w.buf(), err)
 			return
 		}
 		req.RemoteAddr = remote
 		if req.Body != http.NoBody && len(req.Header["Expect"]) > 0 && strings.EqualFold(req.Header.Get("Expect"), "100-continue") {
+			bw := w.buf()
 			bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
 			if bw.Flush() != nil {
 				return
@@ -297,7 +300,9 @@ func (s *socket) serveH1(c net.Conn, info *connInfo) {
 			return // the handler aborted the response
 		}
 		keep := w.finish()
-		if err := bw.Flush(); err != nil || !keep {
+		err = w.bw.Flush()
+		w.release()
+		if err != nil || !keep {
 			return
 		}
 		// Discard what the handler left of the request body (a body that
@@ -380,7 +385,12 @@ func badRequest(c net.Conn, bw *bufio.Writer, err error) {
 // single write; past that the body is sent chunked (HTTP/1.1) or until the
 // connection closes (HTTP/1.0).
 type h1Writer struct {
-	bw     *bufio.Writer
+	conn net.Conn
+	// bw is taken from h1WriterPool when the response starts (see buf),
+	// and pendBuf from pendPool when a body is held back; release gives
+	// both back.
+	bw      *bufio.Writer
+	pendBuf *[pendMax]byte
 	header http.Header
 	// fields are header fields written after header's (see AdoptFields).
 	fields []h1.Field
@@ -391,7 +401,7 @@ type h1Writer struct {
 	chunked   bool
 	closeConn bool
 	bodyless  bool // HEAD, 1xx, 204, 304
-	pend      []byte
+	pend      []byte // over pendBuf
 	err       error
 	num       [20]byte // formats numbers (a local array would escape through bw.Write)
 }
@@ -413,6 +423,44 @@ func (w *h1Writer) reset(req *http.Request) {
 }
 
 func (w *h1Writer) Header() http.Header { return w.header }
+
+// buf returns the buffer the response is written to, taking one from the
+// pool for the response's first byte.
+func (w *h1Writer) buf() *bufio.Writer {
+	if w.bw == nil {
+		w.bw = h1WriterPool.Get().(*bufio.Writer)
+		w.bw.Reset(w.conn)
+	}
+	return w.bw
+}
+
+// release gives the writer's buffers back once the response was flushed
+// (or the connection is done).
+func (w *h1Writer) release() {
+	if w.bw != nil {
+		w.bw.Reset(nil)
+		h1WriterPool.Put(w.bw)
+		w.bw = nil
+	}
+	if w.pendBuf != nil {
+		pendPool.Put(w.pendBuf)
+		w.pendBuf, w.pend = nil, nil
+	}
+}
+
+// hasLength reports whether the handler set a Content-Length, in the
+// Header map or among adopted fields.
+func (w *h1Writer) hasLength() bool {
+	if _, ok := w.header["Content-Length"]; ok {
+		return true
+	}
+	for i := range w.fields {
+		if w.fields[i].Name == "Content-Length" {
+			return true
+		}
+	}
+	return false
+}
 
 // AdoptHeader makes h the response's header, in place of the map Header
 // returned, which the caller takes: the Forwarder hands over an upstream
@@ -448,7 +496,13 @@ func (w *h1Writer) Write(p []byte) (int, error) {
 		return 0, w.err
 	}
 	if !w.committed {
-		if len(w.pend)+len(p) <= pendMax {
+		// The body is held back only to learn its length: with a
+		// Content-Length set, the head can go into the buffer now.
+		if len(w.pend)+len(p) <= pendMax && !w.hasLength() {
+			if w.pendBuf == nil {
+				w.pendBuf = pendPool.Get().(*[pendMax]byte)
+				w.pend = w.pendBuf[:0]
+			}
 			w.pend = append(w.pend, p...)
 			return len(p), nil
 		}
@@ -489,7 +543,7 @@ func (w *h1Writer) FlushError() error {
 	if w.err != nil {
 		return w.err
 	}
-	if err := w.bw.Flush(); err != nil {
+	if err := w.buf().Flush(); err != nil {
 		w.err = err
 		return err
 	}
@@ -506,7 +560,7 @@ func (w *h1Writer) commit(length int) {
 	code := w.status
 	req := w.req
 	w.bodyless = req.Method == http.MethodHead || code < 200 || code == http.StatusNoContent || code == http.StatusNotModified
-	bw := w.bw
+	bw := w.buf()
 	bw.WriteString("HTTP/1.1 ")
 	bw.Write(strconv.AppendInt(w.num[:0], int64(code), 10))
 	bw.WriteByte(' ')

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -428,4 +429,76 @@ func TestLeanServerBetweenRequests(t *testing.T) {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// TestIdleKeepAliveConnectionMemory measures the heap a keep-alive
+// connection holds while it waits for its next request. It keeps its read
+// buffer (4 KB) and its per-connection objects, but no write buffer and no
+// held-back body: those are taken from pools for a response and given back
+// once it is flushed.
+func TestIdleKeepAliveConnectionMemory(t *testing.T) {
+	_, addr := serving(t, func(x *chain.Exchange) {
+		io.WriteString(x.W, strings.Repeat("r", 1000)) // held back: no Content-Length
+	})
+	const conns = 200
+	heap := func() uint64 {
+		var ms runtime.MemStats
+		runtime.GC()
+		runtime.GC()
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	buf := make([]byte, 4096)
+	cs := make([]net.Conn, 0, conns)
+	// The first connection warms the pools and caches up.
+	for i := 0; i <= conns; i++ {
+		if i == 1 {
+			runtime.GC()
+		}
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		got := 0
+		for got < 1000 || !strings.HasSuffix(string(buf[:got]), "rrr") {
+			n, err := c.Read(buf[got:])
+			if err != nil {
+				t.Fatalf("connection %d: %v after %q", i, err, buf[:got])
+			}
+			got += n
+		}
+		if !strings.HasPrefix(string(buf[:got]), "HTTP/1.1 200 OK\r\n") {
+			t.Fatalf("connection %d: %q", i, buf[:got])
+		}
+		cs = append(cs, c)
+		if i == 0 {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	// Measure with the connections open, then after they are closed and
+	// the server has let go of them.
+	open := heap()
+	for _, c := range cs[1:] {
+		c.Close()
+	}
+	var closed uint64
+	for range 100 {
+		time.Sleep(20 * time.Millisecond)
+		if closed = heap(); closed < open {
+			if open-closed > conns*4<<10 {
+				break
+			}
+		}
+	}
+	per := (int64(open) - int64(closed)) / conns
+	t.Logf("heap per idle keep-alive connection (both ends): %d bytes", per)
+	if per < 4<<10 {
+		t.Fatalf("heap per idle connection %d bytes: less than its read buffer; the measurement is wrong", per)
+	}
+	if per > 11<<10 {
+		t.Errorf("heap per idle keep-alive connection is %d bytes, want at most 11 KB (read buffer 4 KB, connection objects; no write buffer)", per)
+	}
 }
