@@ -98,6 +98,15 @@ func requestRouting(t *testing.T, m *mesh) {
 		got := waitForAll(t, anon, []string{"v1", "v2", "v3"})
 		t.Logf("versions after delete: %v", got)
 	})
+
+	t.Run("the rules applied again route again", func(t *testing.T) {
+		// The sidecars dropped the subsets' clusters and endpoints with
+		// the rules; they must subscribe to them again.
+		m.applyWait("destination-rule-all.yaml", "virtual-service-all-v1.yaml")
+		if got := anon.versions(40); got["v1"] != 40 {
+			t.Fatalf("versions = %v, want all 40 from v1", got)
+		}
+	})
 }
 
 // waitForAll sends requests until every version has answered, in at most 90.

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +20,9 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 
 	"github.com/weftmesh/weft/internal/nodemeta"
+	clusterv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/cluster/v3"
+	endpointv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/endpoint/v3"
+	routev3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/route/v3"
 	"github.com/weftmesh/weft/internal/proxy/xdstest"
 )
 
@@ -333,5 +337,85 @@ func TestQuitQuitQuitDrainsAndStops(t *testing.T) {
 	}
 	if _, err := net.DialTimeout("tcp", inAddr, time.Second); err == nil {
 		t.Errorf("inbound listener still open after shutdown")
+	}
+}
+
+// TestClusterRemovedAndBack removes a service (its cluster, endpoints and
+// routes) and brings it back at another address, over both xDS protocols
+// against go-control-plane's snapshot cache. The proxy drops what it no
+// longer refers to, so it must subscribe again and use the new address,
+// never the old one.
+func TestClusterRemovedAndBack(t *testing.T) {
+	for _, sotw := range []bool{false, true} {
+		name := "delta"
+		if sotw {
+			name = "state of the world"
+		}
+		t.Run(name, func(t *testing.T) {
+			reviews, ratings, ratings2 := backend(t, "reviews"), backend(t, "ratings"), backend(t, "ratings-new")
+			addr := func(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }
+			outAddr, inAddr := freeAddr(t), freeAddr(t)
+			xds := xdstest.Start(t, "127.0.0.1:0", nil)
+			meta := testMeta()
+			ctx, cancel := context.WithCancel(context.Background())
+			runErr := make(chan error, 1)
+			go func() {
+				runErr <- Run(ctx, Options{XDSAddress: xds.Addr, Meta: meta, AdminAddress: freeAddr(t), DrainTimeout: time.Second,
+					Logger: testLogger(t), MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, StateOfTheWorld: sotw})
+			}()
+			t.Cleanup(func() {
+				cancel()
+				select {
+				case err := <-runErr:
+					if err != nil {
+						t.Errorf("Run: %v", err)
+					}
+				case <-time.After(5 * time.Second):
+					t.Errorf("Run did not return after cancel")
+				}
+			})
+			proxyURL, _ := url.Parse("http://" + outAddr)
+			viaProxy := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL)}}
+			expect := func(what string, code int, body string) {
+				t.Helper()
+				eventually(t, what, func() string {
+					resp, err := viaProxy.Get("http://ratings:9080/ratings/0")
+					if err != nil {
+						return err.Error()
+					}
+					defer resp.Body.Close()
+					b, _ := io.ReadAll(resp.Body)
+					if resp.StatusCode != code || !strings.HasPrefix(string(b), body) {
+						return fmt.Sprintf("got %d %q, want %d %q...", resp.StatusCode, b, code, body)
+					}
+					return ""
+				})
+			}
+
+			full := meshConfig(outAddr, inAddr, addr(reviews), addr(ratings))
+			xds.Set(meta.ID(), "v1", full)
+			expect("ratings with the first config", 200, "ratings host=")
+
+			// ratings goes: its virtual host, cluster and endpoints.
+			const rt = "outbound|9080||ratings.default.svc.cluster.local"
+			without := meshConfig(outAddr, inAddr, addr(reviews), addr(ratings))
+			rc := without.Routes[0].(*routev3.RouteConfiguration)
+			rc.VirtualHosts = slices.DeleteFunc(rc.VirtualHosts, func(vh *routev3.VirtualHost) bool { return strings.HasPrefix(vh.Name, "ratings.") || vh.Name == "split:9080" })
+			without.Clusters = slices.DeleteFunc(without.Clusters, func(r types.Resource) bool { return r.(*clusterv3.Cluster).Name == rt })
+			without.Endpoints = slices.DeleteFunc(without.Endpoints, func(r types.Resource) bool {
+				return r.(*endpointv3.ClusterLoadAssignment).ClusterName == rt
+			})
+			xds.Set(meta.ID(), "v2", without)
+			expect("ratings removed", http.StatusNotFound, "no virtual host")
+
+			// It comes back at another address.
+			xds.Set(meta.ID(), "v3", meshConfig(outAddr, inAddr, addr(reviews), addr(ratings2)))
+			expect("ratings back at its new address", 200, "ratings-new host=")
+			for i := range 20 {
+				if r := get(t, viaProxy, "http://ratings:9080/"); r.code != 200 || !strings.HasPrefix(r.body, "ratings-new ") {
+					t.Fatalf("request %d after ratings came back: %d %q; want only the new address", i, r.code, r.body)
+				}
+			}
+		})
 	}
 }

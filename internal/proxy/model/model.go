@@ -202,8 +202,11 @@ type Compiler struct {
 	versions  map[string]string
 	listeners map[string]entry[*compiledListener]
 	clusters  map[string]entry[*compiledCluster]
-	// routes and endpoints keep every name ever received: a control plane
-	// need not resend an unchanged resource when it is subscribed again.
+	// routes and endpoints keep what was received of the names the
+	// listeners and clusters refer to (rdsNames, edsNames): a response of
+	// these types need not carry every resource, and one no longer
+	// referred to is dropped, as Envoy drops it when it unsubscribes. A
+	// control plane sends it again when it is subscribed to again.
 	routes    map[string]entry[*router.Table]
 	endpoints map[string]entry[[]upstream.EndpointSpec]
 	// byHash indexes each type's accepted resources by the hash of their
@@ -398,6 +401,17 @@ func index[T any](accepted map[string]entry[T]) map[uint64]string {
 	return out
 }
 
+// prune drops the accepted resources whose names are not in names
+// (sorted), and reports whether it dropped any.
+func prune[T any](accepted map[string]entry[T], names []string) bool {
+	n := len(accepted)
+	maps.DeleteFunc(accepted, func(name string, _ entry[T]) bool {
+		_, ok := slices.BinarySearch(names, name)
+		return !ok
+	})
+	return len(accepted) != n
+}
+
 // Apply implements xdsclient.Handler: it compiles a response and, if every
 // resource in it compiles, accepts it and publishes a new Model when the
 // accepted state is complete. Resources unchanged since they were accepted
@@ -451,6 +465,9 @@ func (c *Compiler) Apply(typeURL, version string, res []*anypb.Any) error {
 			}
 		}
 		sort.Strings(c.rdsNames)
+		if prune(c.routes, c.rdsNames) {
+			c.byHash[xdsclient.TypeRoute] = index(c.routes)
+		}
 	case xdsclient.TypeCluster:
 		next := make(map[string]entry[*compiledCluster], len(res))
 		for i, a := range res {
@@ -486,6 +503,9 @@ func (c *Compiler) Apply(typeURL, version string, res []*anypb.Any) error {
 			}
 		}
 		sort.Strings(c.edsNames)
+		if prune(c.endpoints, c.edsNames) {
+			c.byHash[xdsclient.TypeEndpoint] = index(c.endpoints)
+		}
 	case xdsclient.TypeRoute:
 		next := maps.Clone(c.routes)
 		seen := make(map[string]bool, len(res))

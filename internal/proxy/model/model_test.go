@@ -289,3 +289,67 @@ func TestApplyReusesUnchangedResources(t *testing.T) {
 		t.Errorf("changed endpoints compiled to %v", got)
 	}
 }
+
+// TestDropsWhatIsNoLongerReferred checks that the endpoints of a cluster
+// that is gone, and a route configuration no listener uses any more, are
+// dropped: they take no memory, and when the cluster comes back its old
+// endpoints (whose addresses may be gone too) are not used; the proxy
+// waits for new ones, as Envoy does.
+func TestDropsWhatIsNoLongerReferred(t *testing.T) {
+	var got []*Model
+	c := newCompiler(&got)
+	const cOther = "outbound|9080||ratings.default.svc.cluster.local"
+	apply := func(typeURL string, ms ...proto.Message) {
+		t.Helper()
+		if err := c.Apply(typeURL, "v", anys(t, ms...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	both := []proto.Message{xdstest.EDSCluster(cRev), xdstest.EDSCluster(cOther)}
+	apply(xdsclient.TypeCluster, both...)
+	apply(xdsclient.TypeListener, xdstest.RDSListener("a", "127.0.0.1:15001", "routes-a"), xdstest.RDSListener("b", "127.0.0.1:15002", "routes-b"))
+	apply(xdsclient.TypeRoute,
+		xdstest.RouteConfig("routes-a", xdstest.VirtualHost("reviews", []string{"*"}, xdstest.PrefixRoute("/", cRev))),
+		xdstest.RouteConfig("routes-b", xdstest.VirtualHost("ratings", []string{"*"}, xdstest.PrefixRoute("/", cOther))))
+	apply(xdsclient.TypeEndpoint, xdstest.CLA(cRev, "10.0.0.1:15006"), xdstest.CLA(cOther, "10.0.0.2:15006"))
+	if c.Pending() != "" || len(c.endpoints) != 2 || len(c.routes) != 2 {
+		t.Fatalf("pending %q, %d endpoints, %d routes; want a model from 2 and 2", c.Pending(), len(c.endpoints), len(c.routes))
+	}
+
+	// The ratings cluster and listener b go: so do their endpoints and routes.
+	apply(xdsclient.TypeCluster, xdstest.EDSCluster(cRev))
+	apply(xdsclient.TypeListener, xdstest.RDSListener("a", "127.0.0.1:15001", "routes-a"))
+	if _, ok := c.endpoints[cOther]; ok || len(c.endpoints) != 1 {
+		t.Errorf("endpoints kept for %d clusters after %s went: %v", len(c.endpoints), cOther, c.Names(xdsclient.TypeEndpoint))
+	}
+	if _, ok := c.routes["routes-b"]; ok || len(c.routes) != 1 {
+		t.Errorf("%d route configurations kept after the only listener using routes-b went", len(c.routes))
+	}
+	if len(c.byHash[xdsclient.TypeEndpoint]) != 1 || len(c.byHash[xdsclient.TypeRoute]) != 1 {
+		t.Errorf("the reuse indexes still hold what was dropped: %d endpoints, %d routes",
+			len(c.byHash[xdsclient.TypeEndpoint]), len(c.byHash[xdsclient.TypeRoute]))
+	}
+	if c.Pending() != "" {
+		t.Fatalf("pending %q after removals", c.Pending())
+	}
+
+	// They come back: the proxy waits for their endpoints and routes
+	// instead of using the old ones.
+	published := len(got)
+	apply(xdsclient.TypeCluster, both...)
+	if p := c.Pending(); !strings.Contains(p, `endpoints of cluster "`+cOther+`"`) || len(got) != published {
+		t.Fatalf("cluster back: pending %q, published %d models; want it waiting for its endpoints", p, len(got)-published)
+	}
+	apply(xdsclient.TypeEndpoint, xdstest.CLA(cOther, "10.0.0.9:15006"))
+	apply(xdsclient.TypeListener, xdstest.RDSListener("a", "127.0.0.1:15001", "routes-a"), xdstest.RDSListener("b", "127.0.0.1:15002", "routes-b"))
+	if p := c.Pending(); !strings.Contains(p, `route configuration "routes-b"`) {
+		t.Fatalf("listener back: pending %q; want it waiting for routes-b", p)
+	}
+	apply(xdsclient.TypeRoute, xdstest.RouteConfig("routes-b", xdstest.VirtualHost("ratings", []string{"*"}, xdstest.PrefixRoute("/", cOther))))
+	if c.Pending() != "" {
+		t.Fatalf("pending %q", c.Pending())
+	}
+	if eps := c.Current().Clusters[cOther].Endpoints(); len(eps) != 1 || eps[0].Address() != "10.0.0.9:15006" {
+		t.Errorf("%s's endpoints after it came back: %v; want only the new 10.0.0.9:15006", cOther, eps)
+	}
+}
