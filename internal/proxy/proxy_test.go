@@ -400,7 +400,9 @@ func TestClusterRemovedAndBack(t *testing.T) {
 			const rt = "outbound|9080||ratings.default.svc.cluster.local"
 			without := meshConfig(outAddr, inAddr, addr(reviews), addr(ratings))
 			rc := without.Routes[0].(*routev3.RouteConfiguration)
-			rc.VirtualHosts = slices.DeleteFunc(rc.VirtualHosts, func(vh *routev3.VirtualHost) bool { return strings.HasPrefix(vh.Name, "ratings.") || vh.Name == "split:9080" })
+			rc.VirtualHosts = slices.DeleteFunc(rc.VirtualHosts, func(vh *routev3.VirtualHost) bool {
+				return strings.HasPrefix(vh.Name, "ratings.") || vh.Name == "split:9080"
+			})
 			without.Clusters = slices.DeleteFunc(without.Clusters, func(r types.Resource) bool { return r.(*clusterv3.Cluster).Name == rt })
 			without.Endpoints = slices.DeleteFunc(without.Endpoints, func(r types.Resource) bool {
 				return r.(*endpointv3.ClusterLoadAssignment).ClusterName == rt

@@ -391,7 +391,7 @@ type h1Writer struct {
 	// both back.
 	bw      *bufio.Writer
 	pendBuf *[pendMax]byte
-	header http.Header
+	header  http.Header
 	// fields are header fields written after header's (see AdoptFields).
 	fields []h1.Field
 	req    *http.Request
@@ -400,7 +400,7 @@ type h1Writer struct {
 	committed bool // the head is in bw
 	chunked   bool
 	closeConn bool
-	bodyless  bool // HEAD, 1xx, 204, 304
+	bodyless  bool   // HEAD, 1xx, 204, 304
 	pend      []byte // over pendBuf
 	err       error
 	num       [20]byte // formats numbers (a local array would escape through bw.Write)
