@@ -17,7 +17,6 @@ import (
 	corev3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/core/v3"
 	endpointv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/endpoint/v3"
 	listenerv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/listener/v3"
-	routev3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/route/v3"
 	hcmv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpproxyv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/extensions/filters/network/tcp_proxy/v3"
 	dnsfilterv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/extensions/filters/udp/dns_filter/v3"
@@ -451,12 +450,13 @@ func compileDNS(cfg *dnsfilterv3.DnsFilterConfig) (*DNSConfig, error) {
 	return out, nil
 }
 
-// compileRoute compiles one RouteConfiguration.
-func compileRoute(rc *routev3.RouteConfiguration) (*router.Table, error) {
-	if rc.GetName() == "" {
+// compileRoute compiles one RouteConfiguration, reusing what it can of
+// prev, the table of its accepted version (nil for a new one).
+func compileRoute(enc *router.Encoded, prev *router.Table) (*router.Table, error) {
+	if enc.Config.GetName() == "" {
 		return nil, fmt.Errorf("name is empty")
 	}
-	return router.Compile(rc)
+	return enc.Compile(prev)
 }
 
 // compileCluster compiles one Cluster.

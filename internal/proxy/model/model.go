@@ -42,7 +42,6 @@ import (
 	clusterv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/cluster/v3"
 	endpointv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/endpoint/v3"
 	listenerv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/listener/v3"
-	routev3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/route/v3"
 	"github.com/weftmesh/weft/internal/proxy/xdsclient"
 )
 
@@ -518,22 +517,28 @@ func (c *Compiler) Apply(typeURL, version string, res []*anypb.Any) error {
 				seen[e.res.Name] = true
 				continue
 			}
-			rc := &routev3.RouteConfiguration{}
-			if err := decodeOne("RouteConfiguration", typeURL, i, a, rc); err != nil {
-				return err
+			// Only the virtual hosts that changed since the accepted
+			// version are decoded and compiled.
+			if a.GetTypeUrl() != typeURL {
+				return fmt.Errorf("RouteConfiguration response: resources[%d] has type %s", i, a.GetTypeUrl())
 			}
-			if seen[rc.GetName()] {
-				return twice("RouteConfiguration", rc.GetName())
-			}
-			seen[rc.GetName()] = true
-			t, err := compileRoute(rc)
+			enc, err := router.Split(a.GetValue())
 			if err != nil {
-				if strings.HasPrefix(err.Error(), "route config "+rc.GetName()+":") {
+				return fmt.Errorf("RouteConfiguration response: resources[%d]: %w", i, err)
+			}
+			name := enc.Config.GetName()
+			if seen[name] {
+				return twice("RouteConfiguration", name)
+			}
+			seen[name] = true
+			t, err := compileRoute(enc, c.routes[name].comp)
+			if err != nil {
+				if strings.HasPrefix(err.Error(), "route config "+name+":") {
 					return err // the router already names it
 				}
-				return fmt.Errorf("RouteConfiguration %q: %w", rc.GetName(), err)
+				return fmt.Errorf("RouteConfiguration %q: %w", name, err)
 			}
-			next[rc.GetName()] = entry[*router.Table]{mk(rc.GetName(), a), t, h}
+			next[name] = entry[*router.Table]{mk(name, a), t, h}
 		}
 		c.routes = next
 		c.byHash[typeURL] = index(next)

@@ -41,6 +41,29 @@ func Compile(rc *routev3.RouteConfiguration) (*Table, error) {
 }
 
 func compileTable(rc *routev3.RouteConfiguration) (*Table, error) {
+	b, err := newTableBuilder(rc)
+	if err != nil {
+		return nil, err
+	}
+	for i, pb := range rc.GetVirtualHosts() {
+		if _, err := b.compile(i, pb); err != nil {
+			return nil, err
+		}
+	}
+	return b.table(rc), nil
+}
+
+// tableBuilder builds a Table one virtual host at a time.
+type tableBuilder struct {
+	sc          *scope
+	maxBody     uint32
+	idx         *domainIndex
+	faults, cor bool
+}
+
+// newTableBuilder checks and compiles what rc sets outside its virtual
+// hosts.
+func newTableBuilder(rc *routev3.RouteConfiguration) (*tableBuilder, error) {
 	if rc.GetVhds() != nil {
 		return nil, errors.New("vhds (on-demand virtual hosts) is not supported")
 	}
@@ -57,32 +80,50 @@ func compileTable(rc *routev3.RouteConfiguration) (*Table, error) {
 		return nil, err
 	}
 	sc.mostSpecificWins = rc.GetMostSpecificHeaderMutationsWins()
-	idx := newDomainIndex()
-	var faults, cors bool
-	for i, pb := range rc.GetVirtualHosts() {
-		vh, err := compileVirtualHost(pb, idx, maxBody, sc)
-		if err != nil {
-			if pb.GetName() == "" {
-				return nil, fmt.Errorf("virtual host %d: %w", i, err)
-			}
-			return nil, fmt.Errorf("virtual host %q: %w", pb.GetName(), err)
+	return &tableBuilder{sc: sc, maxBody: maxBody, idx: newDomainIndex()}, nil
+}
+
+// compile compiles virtual host i, pb, and adds it.
+func (b *tableBuilder) compile(i int, pb *routev3.VirtualHost) (*virtualHost, error) {
+	vh, err := compileVirtualHost(pb, b.maxBody, b.sc)
+	if err == nil {
+		err = b.add(vh)
+	}
+	if err != nil {
+		if pb.GetName() == "" {
+			return nil, fmt.Errorf("virtual host %d: %w", i, err)
 		}
-		for _, r := range vh.routes {
-			faults = faults || r.Fault != nil
-			cors = cors || r.Cors != nil
+		return nil, fmt.Errorf("virtual host %q: %w", pb.GetName(), err)
+	}
+	return vh, nil
+}
+
+// add adds a compiled virtual host: its domains must be free.
+func (b *tableBuilder) add(vh *virtualHost) error {
+	for _, d := range vh.domains {
+		if err := b.idx.add(vh, d); err != nil {
+			return fmt.Errorf("domains: %w", err)
 		}
 	}
+	for _, r := range vh.routes {
+		b.faults = b.faults || r.Fault != nil
+		b.cor = b.cor || r.Cors != nil
+	}
+	return nil
+}
+
+func (b *tableBuilder) table(rc *routev3.RouteConfiguration) *Table {
 	return &Table{
-		faults:           faults,
-		cors:             cors,
+		faults:           b.faults,
+		cors:             b.cor,
 		name:             rc.GetName(),
-		exact:            idx.exact,
-		suffixes:         sortedGroups(idx.suffixes),
-		prefixes:         sortedGroups(idx.prefixes),
-		fallback:         idx.fallback,
+		exact:            b.idx.exact,
+		suffixes:         sortedGroups(b.idx.suffixes),
+		prefixes:         sortedGroups(b.idx.prefixes),
+		fallback:         b.idx.fallback,
 		ignorePort:       rc.GetIgnorePortInHostMatching(),
 		ignorePathParams: rc.GetIgnorePathParametersInPathMatching(),
-	}, nil
+	}
 }
 
 // scope is what a route inherits from its virtual host and route
@@ -136,7 +177,7 @@ func compileScope(reqAdd []*corev3.HeaderValueOption, reqRemove []string, respAd
 	return sc, nil
 }
 
-func compileVirtualHost(pb *routev3.VirtualHost, idx *domainIndex, maxBody uint32, rcScope *scope) (*virtualHost, error) {
+func compileVirtualHost(pb *routev3.VirtualHost, maxBody uint32, rcScope *scope) (*virtualHost, error) {
 	if pb.GetMatcher() != nil {
 		return nil, errors.New("matcher (a match tree instead of routes) is not supported")
 	}
@@ -165,7 +206,7 @@ func compileVirtualHost(pb *routev3.VirtualHost, idx *domainIndex, maxBody uint3
 	if err != nil {
 		return nil, err
 	}
-	vh := &virtualHost{name: pb.GetName(), routes: make([]*Route, 0, len(pb.GetRoutes()))}
+	vh := &virtualHost{name: pb.GetName(), domains: pb.GetDomains(), routes: make([]*Route, 0, len(pb.GetRoutes()))}
 	for i, rpb := range pb.GetRoutes() {
 		r, err := compileRoute(rpb, vh.name, vhRetry, maxBody, sc)
 		if err != nil {
@@ -175,11 +216,6 @@ func compileVirtualHost(pb *routev3.VirtualHost, idx *domainIndex, maxBody uint3
 			return nil, fmt.Errorf("route %d (%q): %w", i, rpb.GetName(), err)
 		}
 		vh.routes = append(vh.routes, r)
-	}
-	for _, d := range pb.GetDomains() {
-		if err := idx.add(vh, d); err != nil {
-			return nil, fmt.Errorf("domains: %w", err)
-		}
 	}
 	return vh, nil
 }

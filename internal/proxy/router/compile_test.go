@@ -480,9 +480,14 @@ virtual_hosts:
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Compile(parseConfig(t, tt.config))
+			rc := parseConfig(t, tt.config)
+			_, err := Compile(rc)
 			if err == nil {
 				t.Fatalf("Compile succeeded, want error %q", tt.want)
+			}
+			// The encoded path (the proxy's) says the same.
+			if _, encErr := encode(t, rc).Compile(nil); encErr == nil || encErr.Error() != err.Error() {
+				t.Errorf("from the encoding: %v\nfrom the message: %v", encErr, err)
 			}
 			if part, ok := strings.CutPrefix(tt.want, "..."); ok {
 				if !strings.Contains(err.Error(), part) {

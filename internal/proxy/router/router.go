@@ -67,6 +67,10 @@ type Table struct {
 	// faults and cors say whether any route has a fault injection or CORS
 	// policy: a chain may leave out a filter that has nothing to do.
 	faults, cors bool
+
+	// enc is what the next version of the configuration may reuse, for a
+	// table compiled from an Encoded; nil otherwise.
+	enc *encoding
 }
 
 // HasFaults reports whether any route of the table injects faults.
@@ -81,8 +85,9 @@ type wildcardGroup struct {
 }
 
 type virtualHost struct {
-	name   string
-	routes []*Route
+	name    string
+	domains []string
+	routes  []*Route
 }
 
 // Route is one compiled route: what Select returns. It is shared by every
