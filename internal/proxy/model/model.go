@@ -400,15 +400,42 @@ func index[T any](accepted map[string]entry[T]) map[uint64]string {
 	return out
 }
 
-// prune drops the accepted resources whose names are not in names
-// (sorted), and reports whether it dropped any.
-func prune[T any](accepted map[string]entry[T], names []string) bool {
-	n := len(accepted)
-	maps.DeleteFunc(accepted, func(name string, _ entry[T]) bool {
-		_, ok := slices.BinarySearch(names, name)
-		return !ok
-	})
-	return len(accepted) != n
+// sortedSet sorts names and drops repeats (many clusters may share an EDS
+// service name, many listeners a route configuration).
+func sortedSet(names []string) []string {
+	slices.Sort(names)
+	return slices.Compact(names)
+}
+
+// prune drops the accepted resources of the names in was (sorted) that
+// are not in names (sorted), and reports whether it dropped any.
+func prune[T any](accepted map[string]entry[T], was, names []string) bool {
+	dropped := false
+	i := 0
+	for _, name := range was {
+		for i < len(names) && names[i] < name {
+			i++
+		}
+		if i == len(names) || names[i] != name {
+			if _, ok := accepted[name]; ok {
+				delete(accepted, name)
+				dropped = true
+			}
+		}
+	}
+	return dropped
+}
+
+// unreferred drops from accepted the resources of a response (seen) that
+// no cluster or listener refers to (names, sorted): a state-of-the-world
+// answer to a subscription the proxy has just dropped. They were checked
+// like the others.
+func unreferred[T any](accepted map[string]entry[T], seen map[string]bool, names []string) {
+	for name := range seen {
+		if _, ok := slices.BinarySearch(names, name); !ok {
+			delete(accepted, name)
+		}
+	}
 }
 
 // Apply implements xdsclient.Handler: it compiles a response and, if every
@@ -455,16 +482,17 @@ func (c *Compiler) Apply(typeURL, version string, res []*anypb.Any) error {
 		}
 		c.listeners, c.gotLDS = next, true
 		c.byHash[typeURL] = index(next)
-		c.rdsNames = c.rdsNames[:0:0]
+		was := c.rdsNames
+		c.rdsNames = nil
 		for _, e := range next {
 			for _, ch := range e.comp.allChains() {
-				if ch.rds != "" && !slices.Contains(c.rdsNames, ch.rds) {
+				if ch.rds != "" {
 					c.rdsNames = append(c.rdsNames, ch.rds)
 				}
 			}
 		}
-		sort.Strings(c.rdsNames)
-		if prune(c.routes, c.rdsNames) {
+		c.rdsNames = sortedSet(c.rdsNames)
+		if prune(c.routes, was, c.rdsNames) {
 			c.byHash[xdsclient.TypeRoute] = index(c.routes)
 		}
 	case xdsclient.TypeCluster:
@@ -495,14 +523,15 @@ func (c *Compiler) Apply(typeURL, version string, res []*anypb.Any) error {
 		}
 		c.clusters, c.gotCDS = next, true
 		c.byHash[typeURL] = index(next)
-		c.edsNames = c.edsNames[:0:0]
+		was := c.edsNames
+		c.edsNames = nil
 		for _, e := range next {
-			if e.comp.eds != "" && !slices.Contains(c.edsNames, e.comp.eds) {
+			if e.comp.eds != "" {
 				c.edsNames = append(c.edsNames, e.comp.eds)
 			}
 		}
-		sort.Strings(c.edsNames)
-		if prune(c.endpoints, c.edsNames) {
+		c.edsNames = sortedSet(c.edsNames)
+		if prune(c.endpoints, was, c.edsNames) {
 			c.byHash[xdsclient.TypeEndpoint] = index(c.endpoints)
 		}
 	case xdsclient.TypeRoute:
@@ -540,6 +569,7 @@ func (c *Compiler) Apply(typeURL, version string, res []*anypb.Any) error {
 			}
 			next[name] = entry[*router.Table]{mk(name, a), t, h}
 		}
+		unreferred(next, seen, c.rdsNames)
 		c.routes = next
 		c.byHash[typeURL] = index(next)
 	case xdsclient.TypeEndpoint:
@@ -568,6 +598,7 @@ func (c *Compiler) Apply(typeURL, version string, res []*anypb.Any) error {
 			}
 			next[cla.GetClusterName()] = entry[[]upstream.EndpointSpec]{mk(cla.GetClusterName(), a), eps, h}
 		}
+		unreferred(next, seen, c.edsNames)
 		c.endpoints = next
 		c.byHash[typeURL] = index(next)
 	default:

@@ -332,6 +332,19 @@ func TestDropsWhatIsNoLongerReferred(t *testing.T) {
 	if c.Pending() != "" {
 		t.Fatalf("pending %q after removals", c.Pending())
 	}
+	// A late answer to the dropped subscriptions is checked, not kept.
+	apply(xdsclient.TypeEndpoint, xdstest.CLA(cRev, "10.0.0.1:15006"), xdstest.CLA(cOther, "10.0.0.2:15006"))
+	apply(xdsclient.TypeRoute,
+		xdstest.RouteConfig("routes-a", xdstest.VirtualHost("reviews", []string{"*"}, xdstest.PrefixRoute("/", cRev))),
+		xdstest.RouteConfig("routes-b", xdstest.VirtualHost("ratings", []string{"*"}, xdstest.PrefixRoute("/", cOther))))
+	if len(c.endpoints) != 1 || len(c.routes) != 1 {
+		t.Errorf("a late answer for what is no longer referred to was kept: %d endpoints, %d routes", len(c.endpoints), len(c.routes))
+	}
+	bad := xdstest.CLA(cOther, "10.0.0.2:15006")
+	bad.Endpoints[0].LbEndpoints[0].LoadBalancingWeight = wrapperspb.UInt32(0)
+	if err := c.Apply(xdsclient.TypeEndpoint, "v", anys(t, xdstest.CLA(cRev, "10.0.0.1:15006"), bad)); err == nil {
+		t.Error("an invalid load assignment no cluster refers to was accepted")
+	}
 
 	// They come back: the proxy waits for their endpoints and routes
 	// instead of using the old ones.

@@ -41,7 +41,11 @@ func Compile(rc *routev3.RouteConfiguration) (*Table, error) {
 }
 
 func compileTable(rc *routev3.RouteConfiguration) (*Table, error) {
-	b, err := newTableBuilder(rc)
+	domains := 0
+	for _, vh := range rc.GetVirtualHosts() {
+		domains += len(vh.GetDomains())
+	}
+	b, err := newTableBuilder(rc, domains)
 	if err != nil {
 		return nil, err
 	}
@@ -62,8 +66,8 @@ type tableBuilder struct {
 }
 
 // newTableBuilder checks and compiles what rc sets outside its virtual
-// hosts.
-func newTableBuilder(rc *routev3.RouteConfiguration) (*tableBuilder, error) {
+// hosts, for a table of about domains domains.
+func newTableBuilder(rc *routev3.RouteConfiguration, domains int) (*tableBuilder, error) {
 	if rc.GetVhds() != nil {
 		return nil, errors.New("vhds (on-demand virtual hosts) is not supported")
 	}
@@ -80,7 +84,7 @@ func newTableBuilder(rc *routev3.RouteConfiguration) (*tableBuilder, error) {
 		return nil, err
 	}
 	sc.mostSpecificWins = rc.GetMostSpecificHeaderMutationsWins()
-	return &tableBuilder{sc: sc, maxBody: maxBody, idx: newDomainIndex()}, nil
+	return &tableBuilder{sc: sc, maxBody: maxBody, idx: newDomainIndex(domains)}, nil
 }
 
 // compile compiles virtual host i, pb, and adds it.

@@ -14,12 +14,13 @@ type domainIndex struct {
 	owner    map[string]string // lower-case domain -> virtual host name
 }
 
-func newDomainIndex() *domainIndex {
+// newDomainIndex returns an empty index sized for about domains domains.
+func newDomainIndex(domains int) *domainIndex {
 	return &domainIndex{
-		exact:    map[string]*virtualHost{},
+		exact:    make(map[string]*virtualHost, domains),
 		suffixes: map[int]map[string]*virtualHost{},
 		prefixes: map[int]map[string]*virtualHost{},
-		owner:    map[string]string{},
+		owner:    make(map[string]string, domains),
 	}
 }
 

@@ -84,7 +84,11 @@ func (e *Encoded) Compile(prev *Table) (*Table, error) {
 }
 
 func (e *Encoded) compile(prev *Table) (*Table, error) {
-	b, err := newTableBuilder(e.Config)
+	domains := 2 * len(e.vhosts)
+	if prev != nil {
+		domains = max(domains, len(prev.exact))
+	}
+	b, err := newTableBuilder(e.Config, domains)
 	if err != nil {
 		return nil, err
 	}
