@@ -111,20 +111,16 @@ func meshConfig(outAddr, inAddr, reviews, ratings string) xdstest.Resources {
 	}
 }
 
-func TestProxyEndToEnd(t *testing.T) {
-	reviews, ratings := backend(t, "reviews"), backend(t, "ratings")
-	reviewsAddr := strings.TrimPrefix(reviews.URL, "http://")
-	ratingsAddr := strings.TrimPrefix(ratings.URL, "http://")
-	outAddr, inAddr, adminAddr := freeAddr(t), freeAddr(t), freeAddr(t)
-
-	xds := xdstest.Start(t, "127.0.0.1:0", nil)
-	meta := testMeta()
+// runProxy runs weft-proxy with o (and the tests' logger, drain timeout
+// and reconnection back-off) until the test ends, and checks that it
+// stops cleanly then.
+func runProxy(t *testing.T, o Options) {
+	t.Helper()
+	o.Logger, o.DrainTimeout = testLogger(t), time.Second
+	o.MinBackoff, o.MaxBackoff = 20*time.Millisecond, 200*time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
 	runErr := make(chan error, 1)
-	go func() {
-		runErr <- Run(ctx, Options{XDSAddress: xds.Addr, Meta: meta, AdminAddress: adminAddr, DrainTimeout: time.Second,
-			Logger: testLogger(t), MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
-	}()
+	go func() { runErr <- Run(ctx, o) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -136,6 +132,17 @@ func TestProxyEndToEnd(t *testing.T) {
 			t.Errorf("Run did not return after cancel")
 		}
 	})
+}
+
+func TestProxyEndToEnd(t *testing.T) {
+	reviews, ratings := backend(t, "reviews"), backend(t, "ratings")
+	reviewsAddr := strings.TrimPrefix(reviews.URL, "http://")
+	ratingsAddr := strings.TrimPrefix(ratings.URL, "http://")
+	outAddr, inAddr, adminAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+
+	xds := xdstest.Start(t, "127.0.0.1:0", nil)
+	meta := testMeta()
+	runProxy(t, Options{XDSAddress: xds.Addr, Meta: meta, AdminAddress: adminAddr})
 	plainClient := &http.Client{Timeout: 5 * time.Second}
 	admin := "http://" + adminAddr
 
@@ -357,23 +364,7 @@ func TestClusterRemovedAndBack(t *testing.T) {
 			outAddr, inAddr := freeAddr(t), freeAddr(t)
 			xds := xdstest.Start(t, "127.0.0.1:0", nil)
 			meta := testMeta()
-			ctx, cancel := context.WithCancel(context.Background())
-			runErr := make(chan error, 1)
-			go func() {
-				runErr <- Run(ctx, Options{XDSAddress: xds.Addr, Meta: meta, AdminAddress: freeAddr(t), DrainTimeout: time.Second,
-					Logger: testLogger(t), MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, StateOfTheWorld: sotw})
-			}()
-			t.Cleanup(func() {
-				cancel()
-				select {
-				case err := <-runErr:
-					if err != nil {
-						t.Errorf("Run: %v", err)
-					}
-				case <-time.After(5 * time.Second):
-					t.Errorf("Run did not return after cancel")
-				}
-			})
+			runProxy(t, Options{XDSAddress: xds.Addr, Meta: meta, AdminAddress: freeAddr(t), StateOfTheWorld: sotw})
 			proxyURL, _ := url.Parse("http://" + outAddr)
 			viaProxy := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL)}}
 			expect := func(what string, code int, body string) {
