@@ -290,7 +290,9 @@ func (s *socket) serveH1(c net.Conn, info *connInfo) {
 		if req.Body != http.NoBody && len(req.Header["Expect"]) > 0 && strings.EqualFold(req.Header.Get("Expect"), "100-continue") {
 			bw := w.buf()
 			bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
-			if bw.Flush() != nil {
+			err := bw.Flush()
+			w.release()
+			if err != nil {
 				return
 			}
 		}
@@ -451,7 +453,7 @@ func (w *h1Writer) release() {
 // hasLength reports whether the handler set a Content-Length, in the
 // Header map or among adopted fields.
 func (w *h1Writer) hasLength() bool {
-	if _, ok := w.header["Content-Length"]; ok {
+	if len(w.header["Content-Length"]) > 0 {
 		return true
 	}
 	for i := range w.fields {
@@ -498,6 +500,9 @@ func (w *h1Writer) Write(p []byte) (int, error) {
 	if !w.committed {
 		// The body is held back only to learn its length: with a
 		// Content-Length set, the head can go into the buffer now.
+		if len(p) == 0 {
+			return 0, nil
+		}
 		if len(w.pend)+len(p) <= pendMax && !w.hasLength() {
 			if w.pendBuf == nil {
 				w.pendBuf = pendPool.Get().(*[pendMax]byte)
@@ -576,7 +581,7 @@ func (w *h1Writer) commit(length int) {
 			conn = vs
 			continue
 		case "Content-Length":
-			cl, hasCL = vs, true
+			cl, hasCL = vs, len(vs) > 0 // a key without a value sets no length
 			continue
 		case "Transfer-Encoding":
 			te, hasTE = vs, true
@@ -677,9 +682,10 @@ func (w *h1Writer) commit(length int) {
 	if err != nil {
 		w.err = err
 	}
-	if len(w.pend) > 0 {
+	if w.pendBuf != nil {
 		w.writeBody(w.pend)
-		w.pend = w.pend[:0]
+		pendPool.Put(w.pendBuf)
+		w.pendBuf, w.pend = nil, nil
 	}
 }
 

@@ -71,6 +71,9 @@ func testHandler(x *chain.Exchange) {
 		w.Header().Set("Content-Length", "2")
 		w.Header().Set("Transfer-Encoding", "chunked")
 		io.WriteString(w, "hi")
+	case "/empty-length":
+		w.Header()["Content-Length"] = nil
+		io.WriteString(w, "hi")
 	case "/unsafe-value":
 		w.Header()["X-Odd"] = []string{" a\r\nb\t"}
 		io.WriteString(w, "hi")
@@ -127,6 +130,9 @@ func TestLeanServerFraming(t *testing.T) {
 			want: []wantResp{{code: 304, header: map[string]string{"Content-Length": "10", "Date": "Tue, 01 Jan 2030 00:00:00 GMT"}}, {code: 200, body: "hi"}}, open: true}},
 		{"the handler's Content-Length wins over its Transfer-Encoding", exchange{
 			send: "GET /sized HTTP/1.1\r\nHost: x\r\n\r\nGET /a HTTP/1.1\r\nHost: x\r\n\r\n",
+			want: []wantResp{{code: 200, body: "hi", header: map[string]string{"Content-Length": "2"}}, {code: 200, body: "hi"}}, open: true}},
+		{"a Content-Length key without a value sets no length", exchange{
+			send: "GET /empty-length HTTP/1.1\r\nHost: x\r\n\r\nGET /a HTTP/1.1\r\nHost: x\r\n\r\n",
 			want: []wantResp{{code: 200, body: "hi", header: map[string]string{"Content-Length": "2"}}, {code: 200, body: "hi"}}, open: true}},
 		{"CR and LF in a value become spaces, the ends are trimmed", exchange{
 			send: "GET /unsafe-value HTTP/1.1\r\nHost: x\r\n\r\n",

@@ -426,16 +426,15 @@ func prune[T any](accepted map[string]entry[T], was, names []string) bool {
 	return dropped
 }
 
-// unreferred drops from accepted the resources of a response (seen) that
-// no cluster or listener refers to (names, sorted): a state-of-the-world
-// answer to a subscription the proxy has just dropped. They were checked
-// like the others.
-func unreferred[T any](accepted map[string]entry[T], seen map[string]bool, names []string) {
-	for name := range seen {
-		if _, ok := slices.BinarySearch(names, name); !ok {
-			delete(accepted, name)
-		}
-	}
+// referred reports whether name is among names (sorted), the route
+// configurations the listeners use or the EDS services the clusters do.
+// A resource of another name is a state-of-the-world answer to a
+// subscription the proxy has just dropped: it is neither checked nor kept,
+// as Envoy ignores what it does not watch (over delta, the client leaves
+// such resources out).
+func referred(names []string, name string) bool {
+	_, ok := slices.BinarySearch(names, name)
+	return ok
 }
 
 // Apply implements xdsclient.Handler: it compiles a response and, if every
@@ -556,6 +555,9 @@ func (c *Compiler) Apply(typeURL, version string, res []*anypb.Any) error {
 				return fmt.Errorf("RouteConfiguration response: resources[%d]: %w", i, err)
 			}
 			name := enc.Config.GetName()
+			if !referred(c.rdsNames, name) {
+				continue // see referred
+			}
 			if seen[name] {
 				return twice("RouteConfiguration", name)
 			}
@@ -569,7 +571,6 @@ func (c *Compiler) Apply(typeURL, version string, res []*anypb.Any) error {
 			}
 			next[name] = entry[*router.Table]{mk(name, a), t, h}
 		}
-		unreferred(next, seen, c.rdsNames)
 		c.routes = next
 		c.byHash[typeURL] = index(next)
 	case xdsclient.TypeEndpoint:
@@ -588,6 +589,9 @@ func (c *Compiler) Apply(typeURL, version string, res []*anypb.Any) error {
 			if err := decodeOne("ClusterLoadAssignment", typeURL, i, a, cla); err != nil {
 				return err
 			}
+			if !referred(c.edsNames, cla.GetClusterName()) {
+				continue // see referred
+			}
 			if seen[cla.GetClusterName()] {
 				return twice("ClusterLoadAssignment", cla.GetClusterName())
 			}
@@ -598,7 +602,6 @@ func (c *Compiler) Apply(typeURL, version string, res []*anypb.Any) error {
 			}
 			next[cla.GetClusterName()] = entry[[]upstream.EndpointSpec]{mk(cla.GetClusterName(), a), eps, h}
 		}
-		unreferred(next, seen, c.edsNames)
 		c.endpoints = next
 		c.byHash[typeURL] = index(next)
 	default:

@@ -186,16 +186,21 @@ func TestCompileRejectsWithPreciseMessage(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var got []*Model
 			c := newCompiler(&got)
-			// A complete, good configuration first.
+			// A complete, good configuration first, which refers to the
+			// route configuration and load assignment the cases break.
 			good := []struct {
 				typeURL string
-				m       proto.Message
+				ms      []proto.Message
 			}{
-				{xdsclient.TypeCluster, xdstest.StaticCluster(cIn, "127.0.0.1:9")},
-				{xdsclient.TypeListener, xdstest.InlineListener("inbound|9080", "127.0.0.1:7", xdstest.RouteConfig("inbound|9080", xdstest.VirtualHost("v", []string{"*"}, xdstest.PrefixRoute("/", cIn))))},
+				{xdsclient.TypeCluster, []proto.Message{xdstest.StaticCluster(cIn, "127.0.0.1:9"), xdstest.EDSCluster(cRev)}},
+				{xdsclient.TypeListener, []proto.Message{
+					xdstest.InlineListener("inbound|9080", "127.0.0.1:7", xdstest.RouteConfig("inbound|9080", xdstest.VirtualHost("v", []string{"*"}, xdstest.PrefixRoute("/", cIn)))),
+					xdstest.RDSListener("outbound", "127.0.0.1:8", "http_proxy")}},
+				{xdsclient.TypeRoute, []proto.Message{xdstest.RouteConfig("http_proxy", xdstest.VirtualHost("v", []string{"*"}, xdstest.PrefixRoute("/", cRev)))}},
+				{xdsclient.TypeEndpoint, []proto.Message{xdstest.CLA(cRev, "10.0.0.1:1")}},
 			}
 			for _, g := range good {
-				if err := c.Apply(g.typeURL, "good", anys(t, g.m)); err != nil {
+				if err := c.Apply(g.typeURL, "good", anys(t, g.ms...)); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -332,7 +337,8 @@ func TestDropsWhatIsNoLongerReferred(t *testing.T) {
 	if c.Pending() != "" {
 		t.Fatalf("pending %q after removals", c.Pending())
 	}
-	// A late answer to the dropped subscriptions is checked, not kept.
+	// A late answer to the dropped subscriptions is neither kept nor
+	// checked: an invalid resource in it does not fail the rest.
 	apply(xdsclient.TypeEndpoint, xdstest.CLA(cRev, "10.0.0.1:15006"), xdstest.CLA(cOther, "10.0.0.2:15006"))
 	apply(xdsclient.TypeRoute,
 		xdstest.RouteConfig("routes-a", xdstest.VirtualHost("reviews", []string{"*"}, xdstest.PrefixRoute("/", cRev))),
@@ -342,8 +348,11 @@ func TestDropsWhatIsNoLongerReferred(t *testing.T) {
 	}
 	bad := xdstest.CLA(cOther, "10.0.0.2:15006")
 	bad.Endpoints[0].LbEndpoints[0].LoadBalancingWeight = wrapperspb.UInt32(0)
-	if err := c.Apply(xdsclient.TypeEndpoint, "v", anys(t, xdstest.CLA(cRev, "10.0.0.1:15006"), bad)); err == nil {
-		t.Error("an invalid load assignment no cluster refers to was accepted")
+	if err := c.Apply(xdsclient.TypeEndpoint, "v", anys(t, xdstest.CLA(cRev, "10.0.0.7:15006"), bad)); err != nil {
+		t.Errorf("an invalid load assignment no cluster refers to failed the response: %v", err)
+	}
+	if eps := c.Current().Clusters[cRev].Endpoints(); len(eps) != 1 || eps[0].Address() != "10.0.0.7:15006" || len(c.endpoints) != 1 {
+		t.Errorf("after a response with an unreferred resource: %s has %v, %d load assignments kept", cRev, eps, len(c.endpoints))
 	}
 
 	// They come back: the proxy waits for their endpoints and routes
