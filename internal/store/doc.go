@@ -14,7 +14,9 @@
 //
 //   - Readers (Get, List, All) use bbolt read transactions and never block
 //     each other or writers; All reads the revision and every resource in one
-//     transaction, so what it returns is consistent.
+//     transaction, so what it returns is consistent. All keeps what it
+//     decoded (Store.decMu guards it, and serializes All calls) and hands
+//     out an unchanged resource again instead of decoding it anew.
 //   - Writers (Apply, Delete) take Store.writeMu, run one bbolt update
 //     transaction (all or nothing), publish the new revision in an atomic
 //     (read by Revision) and notify subscribers, all before releasing

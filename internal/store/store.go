@@ -69,6 +69,17 @@ type Store struct {
 	subMu  sync.Mutex
 	subs   map[*subscriber]struct{}
 	closed bool
+
+	// decoded is what All decoded, by database key: a resource whose
+	// stored bytes did not change is not decoded again. Guarded by decMu.
+	decMu   sync.Mutex
+	decoded map[string]decodedResource
+}
+
+// decodedResource is a stored resource's bytes and what they decode to.
+type decodedResource struct {
+	data []byte
+	r    *config.Resource
 }
 
 type subscriber struct {
@@ -336,22 +347,46 @@ func (s *Store) List(kind config.Kind, namespace string) ([]*config.Resource, er
 }
 
 // All returns every resource and the revision they were read at, in one
-// consistent read.
+// consistent read. A resource unchanged since the last All is the same
+// value as then: the control plane reads every resource for every push,
+// and a mesh of a thousand services would decode a thousand each time. The
+// resources are shared: callers must not modify them.
 func (s *Store) All() (rev int64, rs []*config.Resource, err error) {
+	s.decMu.Lock()
+	defer s.decMu.Unlock()
+	next := make(map[string]decodedResource, len(s.decoded))
 	err = s.db.View(func(tx *bolt.Tx) error {
 		if rev, err = readRevision(tx.Bucket(bucketMeta)); err != nil {
 			return err
 		}
-		rs, err = list(tx, "", "")
+		rs, err = listWith(tx, "", "", func(k, v []byte) (*config.Resource, error) {
+			d, ok := s.decoded[string(k)]
+			if !ok || !bytes.Equal(d.data, v) {
+				r, err := decodeStored(v)
+				if err != nil {
+					return nil, err
+				}
+				// bbolt's bytes are valid only in the transaction.
+				d = decodedResource{data: bytes.Clone(v), r: r}
+			}
+			next[string(k)] = d
+			return d.r, nil
+		})
 		return err
 	})
 	if err != nil {
 		return 0, nil, err
 	}
+	s.decoded = next
 	return rev, rs, nil
 }
 
 func list(tx *bolt.Tx, kind config.Kind, namespace string) ([]*config.Resource, error) {
+	return listWith(tx, kind, namespace, func(_, v []byte) (*config.Resource, error) { return decodeStored(v) })
+}
+
+// listWith is list with the decoding of each key and value given.
+func listWith(tx *bolt.Tx, kind config.Kind, namespace string, decode func(k, v []byte) (*config.Resource, error)) ([]*config.Resource, error) {
 	var out []*config.Resource
 	c := tx.Bucket(bucketResources).Cursor()
 	var prefix []byte
@@ -359,7 +394,7 @@ func list(tx *bolt.Tx, kind config.Kind, namespace string) ([]*config.Resource, 
 		prefix = []byte(string(kind) + "\x00")
 	}
 	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-		r, err := decodeStored(v)
+		r, err := decode(k, v)
 		if err != nil {
 			return nil, fmt.Errorf("read %q: %w", strings.ReplaceAll(string(k), "\x00", "/"), err)
 		}

@@ -367,3 +367,49 @@ func TestCloseClosesSubscriptions(t *testing.T) {
 	}
 	cancel()
 }
+
+// TestAllDecodesOnlyWhatChanged checks that All hands out the resources it
+// decoded before, unchanged, and decodes again only what was written since:
+// the control plane reads every resource for every push.
+func TestAllDecodesOnlyWhatChanged(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	if _, _, err := s.Apply([]*config.Resource{vs("default", "a", "a"), vs("default", "b", "b"), dr("default", "c", "c")}); err != nil {
+		t.Fatal(err)
+	}
+	byKey := func() map[string]*config.Resource {
+		t.Helper()
+		_, rs, err := s.All()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]*config.Resource{}
+		for _, r := range rs {
+			out[r.Key().String()] = r
+		}
+		return out
+	}
+	first := byKey()
+	second := byKey()
+	for k, r := range first {
+		if second[k] != r {
+			t.Errorf("%s was decoded again without a change", k)
+		}
+	}
+	if _, _, err := s.Apply([]*config.Resource{vs("default", "b", "b", "b2")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Delete([]config.Key{dr("default", "c", "c").Key()}); err != nil {
+		t.Fatal(err)
+	}
+	third := byKey()
+	if len(third) != 2 || len(s.decoded) != 2 {
+		t.Fatalf("after a delete: %d resources, %d kept decoded; want 2 and 2", len(third), len(s.decoded))
+	}
+	if third["VirtualService default/a"] != first["VirtualService default/a"] {
+		t.Error("an unchanged resource was decoded again after another one changed")
+	}
+	b := third["VirtualService default/b"]
+	if b == first["VirtualService default/b"] || !slices.Equal(b.Spec.(*networking.VirtualService).Hosts, []string{"b", "b2"}) || b.Generation != 2 {
+		t.Errorf("the changed resource: %+v, want the new hosts at generation 2", b)
+	}
+}
