@@ -298,7 +298,13 @@ func TestTransparentCaptureInNetns(t *testing.T) {
 	if !strings.Contains(stats, "weft_outbound_blocked_total 1") {
 		t.Errorf("blocked connection not counted:\n%s", stats)
 	}
-	if want := "blocked outbound connection to 10.77.0.3:8888 (REGISTRY_ONLY)"; !strings.Contains(logs.String(), want) {
-		t.Errorf("log lacks %q", want)
+	// The log line comes through the proxy's stderr pipe, which can lag
+	// behind the closed connection the client saw.
+	want := "blocked outbound connection to 10.77.0.3:8888 (REGISTRY_ONLY)"
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), want); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Errorf("log lacks %q", want)
+			break
+		}
 	}
 }
