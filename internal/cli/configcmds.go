@@ -314,7 +314,10 @@ func reportInvalid(g *globals, err error) error {
 func waitSynced(ctx context.Context, g *globals, c *controlapi.Client, rev int64, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	tick := time.NewTicker(100 * time.Millisecond)
+	// Ask often at first, since a small mesh ACKs a change within tens of
+	// milliseconds, then less and less: each report covers every proxy.
+	delay := 10 * time.Millisecond
+	tick := time.NewTimer(delay)
 	defer tick.Stop()
 	for {
 		rep, err := c.Sync(ctx, rev)
@@ -347,6 +350,8 @@ func waitSynced(ctx context.Context, g *globals, c *controlapi.Client, rev int64
 			}
 			return fmt.Errorf("timed out after %s waiting for revision %d; not yet ACKed by: %s", timeout, rev, strings.Join(late, ", "))
 		case <-tick.C:
+			delay = min(delay*3/2, 200*time.Millisecond)
+			tick.Reset(delay)
 		}
 	}
 }
