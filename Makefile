@@ -43,6 +43,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./internal/config/
 	$(GO) test -run '^$$' -fuzz FuzzSelect -fuzztime 30s ./internal/proxy/router/
 	$(GO) test -run '^$$' -fuzz FuzzRedirect -fuzztime 30s ./internal/proxy/router/
+	$(GO) test -run '^$$' -fuzz FuzzEncoded -fuzztime 30s ./internal/proxy/router/
 	$(GO) test -run '^$$' -fuzz FuzzDNSPacket -fuzztime 30s ./internal/proxy/dns/
 	$(GO) test -run '^$$' -fuzz FuzzApply -fuzztime 30s ./internal/proxy/model/
 	$(GO) test -run '^$$' -fuzz FuzzRequestHead -fuzztime 30s ./internal/proxy/h1/

@@ -7,6 +7,10 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	routev3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/route/v3"
 )
 
 // fuzzConfig exercises every matcher kind.
@@ -135,6 +139,66 @@ func FuzzRedirect(f *testing.F) {
 			if !strings.HasPrefix(loc, "http://") || !strings.Contains(loc, ":8443/") {
 				t.Fatalf("Location %q for host %q target %q has no port 8443", loc, host, target)
 			}
+		}
+	})
+}
+
+// FuzzEncoded compiles arbitrary RouteConfiguration encodings both ways:
+// decoded whole (Compile) and split on the wire (Split, Encoded.Compile),
+// from scratch and reusing the table of fuzzConfig. The three must accept
+// the same encodings, and the tables they build must pick the same virtual
+// host and route for a host and path.
+func FuzzEncoded(f *testing.F) {
+	seed := parseConfig(f, fuzzConfig)
+	prevEnc, err := proto.Marshal(seed)
+	if err != nil {
+		f.Fatal(err)
+	}
+	e, err := Split(prevEnc)
+	if err != nil {
+		f.Fatal(err)
+	}
+	prev, err := e.Compile(nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(prevEnc, "reviews:9080", "/reviews/1")
+	changed := proto.Clone(seed).(*routev3.RouteConfiguration)
+	changed.VirtualHosts[1].Domains = []string{"other", "*"}
+	changed.VirtualHosts = append(changed.VirtualHosts, parseConfig(f, redirectFuzzConfig).VirtualHosts[0])
+	if b, err := proto.Marshal(changed); err == nil {
+		f.Add(b, "x.reviews.svc", "/api/v1")
+	}
+	f.Fuzz(func(t *testing.T, b []byte, host, path string) {
+		rc := &routev3.RouteConfiguration{}
+		var whole *Table
+		wholeErr := proto.Unmarshal(b, rc)
+		if wholeErr == nil {
+			whole, wholeErr = Compile(rc)
+		}
+		var fresh, reused *Table
+		enc, splitErr := Split(b)
+		freshErr, reusedErr := splitErr, splitErr
+		if splitErr == nil {
+			fresh, freshErr = enc.Compile(nil)
+			reused, reusedErr = enc.Compile(prev)
+		}
+		if (wholeErr == nil) != (freshErr == nil) || (freshErr == nil) != (reusedErr == nil) {
+			t.Fatalf("decoded whole: %v; split: %v; split reusing: %v", wholeErr, freshErr, reusedErr)
+		}
+		if wholeErr != nil {
+			return
+		}
+		req := &http.Request{Method: "GET", Host: host, URL: &url.URL{Path: path}, Header: http.Header{}, RequestURI: path}
+		pick := func(tbl *Table) string {
+			r, err := tbl.Select(req)
+			if err != nil {
+				return "error: " + err.Error()
+			}
+			return r.VirtualHost + "/" + r.Name + "/" + r.Cluster
+		}
+		if a, b, c := pick(whole), pick(fresh), pick(reused); a != b || b != c {
+			t.Fatalf("host %q path %q: decoded whole %q, split %q, split reusing %q", host, path, a, b, c)
 		}
 	})
 }
