@@ -498,11 +498,11 @@ func (w *h1Writer) Write(p []byte) (int, error) {
 		return 0, w.err
 	}
 	if !w.committed {
-		// The body is held back only to learn its length: with a
-		// Content-Length set, the head can go into the buffer now.
 		if len(p) == 0 {
 			return 0, nil
 		}
+		// The body is held back only to learn its length: with a
+		// Content-Length set, the head can go into the buffer now.
 		if len(w.pend)+len(p) <= pendMax && !w.hasLength() {
 			if w.pendBuf == nil {
 				w.pendBuf = pendPool.Get().(*[pendMax]byte)

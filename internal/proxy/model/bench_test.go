@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"testing"
 
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	routev3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/route/v3"
@@ -22,49 +21,33 @@ func BenchmarkApplyOneNewService(b *testing.B) {
 	var clusters, clas []*anypb.Any
 	var vhs []*routev3.VirtualHost
 	add := func(i int) {
-		c, err := anypb.New(xdstest.EDSCluster(cluster(i)))
-		if err != nil {
-			b.Fatal(err)
-		}
 		addrs := make([]string, 10)
 		for j := range addrs {
 			addrs[j] = fmt.Sprintf("10.%d.%d.%d:9080", i/250, i%250, j+1)
 		}
-		e, err := anypb.New(xdstest.CLA(cluster(i), addrs...))
-		if err != nil {
-			b.Fatal(err)
-		}
+		clusters = append(clusters, anys(b, xdstest.EDSCluster(cluster(i)))...)
+		clas = append(clas, anys(b, xdstest.CLA(cluster(i), addrs...))...)
 		host := fmt.Sprintf("svc-%d.bench.svc.cluster.local", i)
-		clusters, clas = append(clusters, c), append(clas, e)
 		vhs = append(vhs, xdstest.VirtualHost(host+":9080", []string{host, host + ":9080", fmt.Sprintf("svc-%d", i)}, xdstest.PrefixRoute("/", cluster(i))))
 	}
-	routes := func() []*anypb.Any {
-		a, err := anypb.New(xdstest.RouteConfig("9080", vhs...))
-		if err != nil {
-			b.Fatal(err)
-		}
-		return []*anypb.Any{a}
-	}
-	for i := range services {
-		add(i)
+	type step struct {
+		typeURL string
+		res     []*anypb.Any
 	}
 	c := New(Options{})
-	apply := func(v string) {
-		for _, r := range []struct {
-			typeURL string
-			res     []*anypb.Any
-		}{
-			{xdsclient.TypeCluster, clusters},
-			{xdsclient.TypeEndpoint, clas},
-			{xdsclient.TypeListener, []*anypb.Any{mustAny(b, xdstest.RDSListener("0.0.0.0_9080", "127.0.0.1:0", "9080"))}},
-			{xdsclient.TypeRoute, routes()},
-		} {
-			if err := c.Apply(r.typeURL, v, r.res); err != nil {
+	apply := func(version string, steps ...step) {
+		for _, s := range steps {
+			if err := c.Apply(s.typeURL, version, s.res); err != nil {
 				b.Fatal(err)
 			}
 		}
 	}
-	apply("0")
+	for i := range services {
+		add(i)
+	}
+	apply("0", step{xdsclient.TypeCluster, clusters}, step{xdsclient.TypeEndpoint, clas},
+		step{xdsclient.TypeListener, anys(b, xdstest.RDSListener("0.0.0.0_9080", "127.0.0.1:0", "9080"))},
+		step{xdsclient.TypeRoute, anys(b, xdstest.RouteConfig("9080", vhs...))})
 	if c.Pending() != "" {
 		b.Fatal(c.Pending())
 	}
@@ -73,24 +56,8 @@ func BenchmarkApplyOneNewService(b *testing.B) {
 	for i := range b.N {
 		b.StopTimer()
 		add(services + i)
-		rs := routes()
+		routes := anys(b, xdstest.RouteConfig("9080", vhs...))
 		b.StartTimer()
-		v := fmt.Sprint(i + 1)
-		for _, r := range []struct {
-			typeURL string
-			res     []*anypb.Any
-		}{{xdsclient.TypeCluster, clusters}, {xdsclient.TypeEndpoint, clas}, {xdsclient.TypeRoute, rs}} {
-			if err := c.Apply(r.typeURL, v, r.res); err != nil {
-				b.Fatal(err)
-			}
-		}
+		apply(fmt.Sprint(i+1), step{xdsclient.TypeCluster, clusters}, step{xdsclient.TypeEndpoint, clas}, step{xdsclient.TypeRoute, routes})
 	}
-}
-
-func mustAny(tb testing.TB, m proto.Message) *anypb.Any {
-	a, err := anypb.New(m)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return a
 }

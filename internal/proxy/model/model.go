@@ -358,11 +358,19 @@ func (c *Compiler) Names(typeURL string) []string {
 // uniqueness.
 // decodeOne decodes res[i], a, into m, checking its type.
 func decodeOne(kind, typeURL string, i int, a *anypb.Any, m proto.Message) error {
-	if a.GetTypeUrl() != typeURL {
-		return fmt.Errorf("%s response: resources[%d] has type %s", kind, i, a.GetTypeUrl())
+	if err := checkType(kind, typeURL, i, a); err != nil {
+		return err
 	}
 	if err := a.UnmarshalTo(m); err != nil {
 		return fmt.Errorf("%s response: resources[%d]: %w", kind, i, err)
+	}
+	return nil
+}
+
+// checkType checks that res[i], a, is of the response's type.
+func checkType(kind, typeURL string, i int, a *anypb.Any) error {
+	if a.GetTypeUrl() != typeURL {
+		return fmt.Errorf("%s response: resources[%d] has type %s", kind, i, a.GetTypeUrl())
 	}
 	return nil
 }
@@ -547,8 +555,8 @@ func (c *Compiler) Apply(typeURL, version string, res []*anypb.Any) error {
 			}
 			// Only the virtual hosts that changed since the accepted
 			// version are decoded and compiled.
-			if a.GetTypeUrl() != typeURL {
-				return fmt.Errorf("RouteConfiguration response: resources[%d] has type %s", i, a.GetTypeUrl())
+			if err := checkType("RouteConfiguration", typeURL, i, a); err != nil {
+				return err
 			}
 			enc, err := router.Split(a.GetValue())
 			if err != nil {

@@ -18,7 +18,7 @@ import (
 	"github.com/weftmesh/weft/internal/proxy/xdstest"
 )
 
-func anys(t *testing.T, ms ...proto.Message) []*anypb.Any {
+func anys(t testing.TB, ms ...proto.Message) []*anypb.Any {
 	t.Helper()
 	out := make([]*anypb.Any, len(ms))
 	for i, m := range ms {

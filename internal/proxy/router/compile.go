@@ -59,10 +59,10 @@ func compileTable(rc *routev3.RouteConfiguration) (*Table, error) {
 
 // tableBuilder builds a Table one virtual host at a time.
 type tableBuilder struct {
-	sc          *scope
-	maxBody     uint32
-	idx         *domainIndex
-	faults, cor bool
+	sc           *scope
+	maxBody      uint32
+	idx          *domainIndex
+	faults, cors bool
 }
 
 // newTableBuilder checks and compiles what rc sets outside its virtual
@@ -111,7 +111,7 @@ func (b *tableBuilder) add(vh *virtualHost) error {
 	}
 	for _, r := range vh.routes {
 		b.faults = b.faults || r.Fault != nil
-		b.cor = b.cor || r.Cors != nil
+		b.cors = b.cors || r.Cors != nil
 	}
 	return nil
 }
@@ -119,7 +119,7 @@ func (b *tableBuilder) add(vh *virtualHost) error {
 func (b *tableBuilder) table(rc *routev3.RouteConfiguration) *Table {
 	return &Table{
 		faults:           b.faults,
-		cors:             b.cor,
+		cors:             b.cors,
 		name:             rc.GetName(),
 		exact:            b.idx.exact,
 		suffixes:         sortedGroups(b.idx.suffixes),
