@@ -145,17 +145,18 @@ func (b *bench) scaleSidecar(ctx context.Context, api *controlapi.Client, xdsAdd
 	return sc, nil
 }
 
-// waitSynced polls the control plane's sync report, as `weft apply --wait`
-// does but every 10 ms, until every proxy has answered revision rev.
+// waitSynced waits, as `weft apply --wait` does, until every proxy has
+// answered revision rev: the control plane answers the sync question when
+// the last proxy has.
 func waitSynced(ctx context.Context, api *controlapi.Client, rev int64) error {
 	for {
-		if rep, err := api.Sync(ctx, rev); err == nil && rep.Done {
+		if rep, err := api.SyncWait(ctx, rev, 10*time.Second); err == nil && rep.Done {
 			return nil
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond) // only after an error or a 10 s wait
 	}
 }
 

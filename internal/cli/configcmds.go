@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/weftmesh/weft/internal/controlapi"
+	"github.com/weftmesh/weft/internal/xdsserver"
 )
 
 func init() { commands = append(commands, newApplyCmd, newGetCmd, newDeleteCmd) }
@@ -309,49 +310,77 @@ func reportInvalid(g *globals, err error) error {
 	return exitError{code: 1}
 }
 
-// waitSynced polls until every connected proxy has ACKed revision rev, one
-// NACKs, or timeout passes.
+// waitSynced waits until every connected proxy has ACKed revision rev, one
+// NACKs, or timeout passes. The control plane holds each question until
+// the answer is yes (or a while has passed), so it returns as soon as the
+// last proxy answers.
 func waitSynced(ctx context.Context, g *globals, c *controlapi.Client, rev int64, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	// Ask often at first, since a small mesh ACKs a change within tens of
-	// milliseconds, then less and less: each report covers every proxy.
-	delay := 10 * time.Millisecond
-	tick := time.NewTimer(delay)
-	defer tick.Stop()
+	var rep *xdsserver.SyncReport
 	for {
-		rep, err := c.Sync(ctx, rev)
-		if err != nil && ctx.Err() == nil {
+		// Ask for less than the client's own deadline, and end a little
+		// before ours to report who is late.
+		wait := syncAskFor
+		if dl, ok := ctx.Deadline(); ok {
+			wait = min(wait, time.Until(dl)-syncMargin)
+		}
+		if wait <= 0 {
+			break
+		}
+		asked := time.Now()
+		r, err := c.SyncWait(ctx, rev, wait)
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
 			return err
 		}
-		if err == nil && rep.Done {
-			var nacks []string
-			for _, p := range rep.Proxies {
-				if p.Nack != "" {
-					nacks = append(nacks, fmt.Sprintf("  %s rejected the config: %s", p.ID, p.Nack))
-				}
-			}
-			if len(nacks) > 0 {
-				fmt.Fprintln(g.stderr, strings.Join(nacks, "\n"))
-				return fmt.Errorf("%d proxies rejected revision %d; they keep serving their last good config", len(nacks), rev)
-			}
-			fmt.Fprintf(g.stdout, "revision %d is ACKed by all %d proxies\n", rev, len(rep.Proxies))
-			return nil
+		rep = r
+		if rep.Done {
+			return reportSynced(g, rep, rev)
 		}
-		select {
-		case <-ctx.Done():
-			var late []string
-			if rep != nil {
-				for _, p := range rep.Proxies {
-					if !p.Synced && p.Nack == "" {
-						late = append(late, p.ID)
-					}
-				}
+		// A control plane that answers at once (one older than ?wait=)
+		// is asked again at most every 200 ms.
+		if rest := 200*time.Millisecond - time.Since(asked); rest > 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(rest):
 			}
-			return fmt.Errorf("timed out after %s waiting for revision %d; not yet ACKed by: %s", timeout, rev, strings.Join(late, ", "))
-		case <-tick.C:
-			delay = min(delay*3/2, 200*time.Millisecond)
-			tick.Reset(delay)
 		}
 	}
+	var late []string
+	if rep != nil {
+		for _, p := range rep.Proxies {
+			if !p.Synced && p.Nack == "" {
+				late = append(late, p.ID)
+			}
+		}
+	}
+	return fmt.Errorf("timed out after %s waiting for revision %d; not yet ACKed by: %s", timeout, rev, strings.Join(late, ", "))
+}
+
+// syncAskFor is how long one question of waitSynced may be held, well
+// under controlapi's 30-second client timeout; syncMargin is how much of
+// the last one waitSynced keeps to report who is late.
+const (
+	syncAskFor = 10 * time.Second
+	syncMargin = 20 * time.Millisecond
+)
+
+// reportSynced reports a done sync report: every proxy has ACKed
+// revision rev, or some rejected it.
+func reportSynced(g *globals, rep *xdsserver.SyncReport, rev int64) error {
+	var nacks []string
+	for _, p := range rep.Proxies {
+		if p.Nack != "" {
+			nacks = append(nacks, fmt.Sprintf("  %s rejected the config: %s", p.ID, p.Nack))
+		}
+	}
+	if len(nacks) > 0 {
+		fmt.Fprintln(g.stderr, strings.Join(nacks, "\n"))
+		return fmt.Errorf("%d proxies rejected revision %d; they keep serving their last good config", len(nacks), rev)
+	}
+	fmt.Fprintf(g.stdout, "revision %d is ACKed by all %d proxies\n", rev, len(rep.Proxies))
+	return nil
 }

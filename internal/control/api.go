@@ -1,6 +1,7 @@
 package control
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net/http/pprof"
 	"strconv"
 	"strings"
+	"time"
 
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -197,23 +199,44 @@ func (a *api) resources(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
+// maxSyncWait bounds ?wait= of GET /api/v1/sync.
+const maxSyncWait = time.Minute
+
 // sync reports whether every proxy has ACKed store revision ?revision=N,
-// or with ?current=true the config and the registry as they are now.
+// or with ?current=true the config and the registry as they are now. With
+// ?wait=10s it answers once the report is done (every proxy has ACKed, or
+// one has rejected the config) or after that long, whichever comes first.
 func (a *api) sync(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Query().Get("current") == "true" {
-		var regRev int64
+	q := r.URL.Query()
+	var wait time.Duration
+	if v := q.Get("wait"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 || d > maxSyncWait {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("wait must be a duration from 0s to %s, such as 10s; got %q", maxSyncWait, v))
+			return
+		}
+		wait = d
+	}
+	var rev, regRev int64
+	if q.Get("current") == "true" {
+		rev = a.store.Revision()
 		if a.reg != nil {
 			regRev = a.reg.Revision()
 		}
-		writeJSON(w, http.StatusOK, a.xds.Sync(a.store.Revision(), regRev))
+	} else {
+		var err error
+		if rev, err = strconv.ParseInt(q.Get("revision"), 10, 64); err != nil {
+			writeError(w, http.StatusBadRequest, "revision must be a number, or current=true")
+			return
+		}
+	}
+	if wait == 0 {
+		writeJSON(w, http.StatusOK, a.xds.Sync(rev, regRev))
 		return
 	}
-	rev, err := strconv.ParseInt(r.URL.Query().Get("revision"), 10, 64)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "revision must be a number, or current=true")
-		return
-	}
-	writeJSON(w, http.StatusOK, a.xds.Sync(rev, 0))
+	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	defer cancel()
+	writeJSON(w, http.StatusOK, a.xds.WaitSync(ctx, rev, regRev))
 }
 
 // workloads lists the proxies in the registry with their labels, for

@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/weftmesh/weft/internal/controlapi"
 	"github.com/weftmesh/weft/internal/nodemeta"
@@ -172,5 +174,25 @@ func TestAPIWorkloads(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("workloads = %+v\nwant %+v", got, want)
+	}
+}
+
+func TestAPISyncWait(t *testing.T) {
+	c := newTestAPI(t)
+	// No proxy connected: done at once, waiting or not.
+	rep, err := c.SyncWait(context.Background(), 1, 10*time.Second)
+	if err != nil || !rep.Done || rep.Revision != 1 {
+		t.Errorf("SyncWait with no proxies = %+v, %v; want done", rep, err)
+	}
+	for _, q := range []string{"revision=1&wait=banana", "revision=1&wait=2m", "revision=1&wait=-1s"} {
+		resp, err := http.Get(c.Base + "/api/v1/sync?" + q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "wait must be a duration from 0s to 1m0s") {
+			t.Errorf("GET /api/v1/sync?%s = %d %s, want 400 naming wait", q, resp.StatusCode, body)
+		}
 	}
 }

@@ -223,8 +223,19 @@ func (c *Client) ProxyConfig(ctx context.Context, proxy, typ string) (*ProxyConf
 
 // Sync reports whether every proxy has ACKed store revision rev.
 func (c *Client) Sync(ctx context.Context, rev int64) (*xdsserver.SyncReport, error) {
+	return c.SyncWait(ctx, rev, 0)
+}
+
+// SyncWait is Sync answered once every proxy has ACKed store revision rev
+// (or one has rejected it), or after wait (at most a minute), whichever
+// comes first; a wait of 0 answers at once.
+func (c *Client) SyncWait(ctx context.Context, rev int64, wait time.Duration) (*xdsserver.SyncReport, error) {
+	q := url.Values{"revision": {strconv.FormatInt(rev, 10)}}
+	if wait > 0 {
+		q.Set("wait", wait.String())
+	}
 	var out xdsserver.SyncReport
-	return &out, c.do(ctx, http.MethodGet, "/api/v1/sync?revision="+strconv.FormatInt(rev, 10), nil, &out)
+	return &out, c.do(ctx, http.MethodGet, "/api/v1/sync?"+q.Encode(), nil, &out)
 }
 
 // SyncCurrent reports whether every proxy has ACKed the config and the

@@ -59,6 +59,9 @@ type Server struct {
 	current *push
 	streams map[streamKey]string // -> proxy ID
 	proxies map[string]*proxyState
+	// syncWake, while a WaitSync waits, is closed at the next change to
+	// a proxy's push record or answers.
+	syncWake chan struct{}
 }
 
 // New returns a Server; call Serve to accept streams.
@@ -220,6 +223,7 @@ func (s *Server) pushTo(id string, cur *push) <-chan struct{} {
 	unchanged := p.push.seq != 0 && p.push.versions == versions
 	p.push = pushRecord{seq: cur.seq, configRevision: cur.snap.ConfigRevision,
 		registryRevision: cur.snap.RegistryRevision, versions: versions, at: time.Now()}
+	s.syncChanged()
 	var answered chan struct{}
 	if !unchanged {
 		p.settle() // the previous change is superseded
@@ -384,6 +388,7 @@ func (s *Server) onRequest(key streamKey, node *corev3.Node, typeURL, nonce stri
 	}
 	ts := p.typeState(typeURL)
 	ts.subscribed = true
+	s.syncChanged() // and for the ACK or NACK below: WaitSync looks once mu is released
 	if nonce == "" {
 		return "", nil // initial request, or a resubscription after reconnect
 	}
@@ -422,6 +427,7 @@ func (s *Server) register(key streamKey, node *corev3.Node) (string, error) {
 		s.proxies[id] = p
 	}
 	p.meta, p.connectedAt, p.streams = meta, time.Now(), p.streams+1
+	s.syncChanged()
 	cur := s.current
 	s.mu.Unlock()
 	if s.reg != nil {
@@ -453,6 +459,7 @@ func (s *Server) onResponse(key streamKey, typeURL, nonce, version string) {
 	}
 	ts := p.typeState(typeURL)
 	ts.sent, ts.sentAt = version, time.Now()
+	s.syncChanged()
 	if len(ts.nonces) > 16 {
 		clear(ts.nonces) // only the latest few nonces can still be answered
 	}
@@ -468,6 +475,7 @@ func (s *Server) onStreamClosed(key streamKey) {
 			if p.streams--; p.streams <= 0 {
 				p.settle()
 				delete(s.proxies, id)
+				s.syncChanged()
 				s.cache.ClearSnapshot(id)
 			}
 		}

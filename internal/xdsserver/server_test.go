@@ -382,3 +382,75 @@ func TestPushWindow(t *testing.T) {
 		t.Fatal("Push did not return")
 	}
 }
+
+// TestWaitSync: WaitSync answers when the last type is ACKed, when the
+// proxy rejects the config, or when its context ends, and not before.
+func TestWaitSync(t *testing.T) {
+	s, _, addr := startServer(t)
+	s.Push(snapshot.New(5, 0, nil, nil))
+	c := dial(t, addr, reviewsV1)
+
+	wait := func(rev int64, d time.Duration) <-chan SyncReport {
+		out := make(chan SyncReport, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), d)
+			defer cancel()
+			out <- s.WaitSync(ctx, rev, 0)
+		}()
+		return out
+	}
+	c.send(&discoverygrpc.DiscoveryRequest{TypeUrl: resourcev3.ClusterType})
+	cds := c.recv()
+	got := wait(5, 10*time.Second) // with no proxy connected it would be done at once
+	c.send(&discoverygrpc.DiscoveryRequest{TypeUrl: resourcev3.ClusterType, VersionInfo: cds.VersionInfo, ResponseNonce: cds.Nonce})
+	waitFor(t, func() bool { return statusOf(t, s, "CDS").Status == Synced })
+	c.send(&discoverygrpc.DiscoveryRequest{TypeUrl: resourcev3.ListenerType})
+	lds := c.recv()
+	select {
+	case rep := <-got:
+		t.Fatalf("WaitSync answered before LDS was ACKed: %+v", rep)
+	case <-time.After(50 * time.Millisecond):
+	}
+	c.send(&discoverygrpc.DiscoveryRequest{TypeUrl: resourcev3.ListenerType, VersionInfo: lds.VersionInfo, ResponseNonce: lds.Nonce})
+	select {
+	case rep := <-got:
+		if !rep.Done || len(rep.Proxies) != 1 || !rep.Proxies[0].Synced {
+			t.Errorf("WaitSync(5) after both ACKs = %+v, want done and synced", rep)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("WaitSync did not answer after the last ACK")
+	}
+
+	// A change the proxy rejects ends the wait too, with the rejection.
+	got = wait(6, 10*time.Second)
+	s.Push(snapshot.New(6, 0, nil, []*registry.Service{{
+		Hostname: "ratings.default.svc.cluster.local", Name: "ratings", Namespace: "default",
+		Ports: []registry.Port{{Name: "http", Number: 9080, Protocol: "HTTP"}},
+	}}))
+	cds = c.recv()
+	c.send(&discoverygrpc.DiscoveryRequest{TypeUrl: resourcev3.ClusterType, VersionInfo: lds.VersionInfo,
+		ResponseNonce: cds.Nonce, ErrorDetail: &status.Status{Code: 3, Message: "bad cluster"}})
+	select {
+	case rep := <-got:
+		if !rep.Done || rep.Proxies[0].Synced || rep.Proxies[0].Nack != "CDS: bad cluster" {
+			t.Errorf("WaitSync(6) after a NACK = %+v, want done with the NACK", rep)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("WaitSync did not answer after the NACK")
+	}
+
+	// A change the proxy has not answered: the wait ends with the context.
+	s.Push(snapshot.New(7, 0, nil, []*registry.Service{{
+		Hostname: "details.default.svc.cluster.local", Name: "details", Namespace: "default",
+		Ports: []registry.Port{{Name: "http", Number: 9080, Protocol: "HTTP"}},
+	}}))
+	c.recv()
+	select {
+	case rep := <-wait(7, 100*time.Millisecond):
+		if rep.Done || rep.Proxies[0].Synced {
+			t.Errorf("WaitSync(7) = %+v, want not done", rep)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("WaitSync did not end with its context")
+	}
+}

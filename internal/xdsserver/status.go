@@ -1,6 +1,7 @@
 package xdsserver
 
 import (
+	"context"
 	"sort"
 	"sync"
 	"time"
@@ -172,40 +173,74 @@ func (p *proxyState) status() ProxyStatus {
 		Synced:           p.push.seq != 0,
 	}
 	for _, url := range typeOrder {
-		ts := p.types[url]
-		want := p.push.version(url)
-		st := TypeStatus{Type: shortType(url), Want: want, Status: NotSent}
-		if ts != nil {
+		status, counts := p.typeSync(url)
+		st := TypeStatus{Type: shortType(url), Want: p.push.version(url), Status: status}
+		if ts := p.types[url]; ts != nil {
 			st.Sent, st.Acked, st.Nack, st.NackVersion = ts.sent, ts.acked, ts.nack, ts.nackVersion
-			switch {
-			case ts.sent == "":
-				st.Status = NotSent
-			case ts.acked == want && ts.sent == want:
-				st.Status = Synced
-			default:
-				st.Status = Stale
-			}
 		}
-		// A type the proxy never subscribed to (RDS for a gateway with no
-		// routes, say) does not hold the proxy back.
-		if st.Status != Synced && ts != nil && ts.subscribed {
+		if status != Synced && counts {
 			ps.Synced = false
-		}
-		if ts == nil && url != resourcev3.EndpointType && url != resourcev3.RouteType {
-			ps.Synced = false // CDS and LDS are always subscribed
 		}
 		ps.Types = append(ps.Types, st)
 	}
 	return ps
 }
 
+// typeSync is type url's state for the proxy (SYNCED, STALE or NOT SENT),
+// and whether the proxy is synced only once it is SYNCED: CDS and LDS
+// always, another type once the proxy has subscribed to it (a gateway
+// with no routes never asks for RDS, and is not held back by it).
+func (p *proxyState) typeSync(url string) (status string, counts bool) {
+	ts := p.types[url]
+	if ts == nil {
+		return NotSent, url == resourcev3.ClusterType || url == resourcev3.ListenerType
+	}
+	want := p.push.version(url)
+	switch {
+	case ts.sent == "":
+		status = NotSent
+	case ts.acked == want && ts.sent == want:
+		status = Synced
+	default:
+		status = Stale
+	}
+	return status, ts.subscribed
+}
+
+// synced says whether the proxy has ACKed the last push for every type
+// it uses (ProxyStatus.Synced).
+func (p *proxyState) synced() bool {
+	if p.push.seq == 0 {
+		return false
+	}
+	for _, url := range typeOrder {
+		if status, counts := p.typeSync(url); status != Synced && counts {
+			return false
+		}
+	}
+	return true
+}
+
+// answer is the proxy's part of a sync report at store revision rev and
+// registry revision regRev: whether it holds a config that includes both,
+// ACKed, and the type and text of its rejection of the config it was last
+// pushed, if it rejected it (the last such type in typeOrder).
+func (p *proxyState) answer(rev, regRev int64) (synced bool, nackType, nack string) {
+	synced = p.synced() && p.push.configRevision >= rev && p.push.registryRevision >= regRev
+	for _, url := range typeOrder {
+		if ts := p.types[url]; ts != nil && ts.nack != "" && ts.nackVersion == p.push.version(url) {
+			nackType, nack = shortType(url), ts.nack
+		}
+	}
+	return synced, nackType, nack
+}
+
 // SyncReport says whether every connected proxy has ACKed the config at a
 // store revision.
 type SyncReport struct {
-	Revision int64         `json:"revision"`
-	Done     bool          `json:"done"` // every proxy synced, or at least one NACKed
-	Proxies  []ProxySync   `json:"proxies"`
-	Status   []ProxyStatus `json:"-"`
+	Revision int64       `json:"revision"`
+	Done     bool        `json:"done"` // every proxy synced, or at least one NACKed
+	Proxies  []ProxySync `json:"proxies"`
 }
 
 // ProxySync is one proxy's part of a SyncReport.
@@ -216,23 +251,69 @@ type ProxySync struct {
 	Nack string `json:"nack,omitempty"`
 }
 
-// Sync reports, for each connected proxy, whether it has ACKed a config
-// that includes store revision rev and registry revision regRev (0 for
-// any): with the current revisions of both, whether every proxy has the
-// mesh as it is now.
+// Sync reports, for each connected proxy (sorted by ID), whether it has
+// ACKed a config that includes store revision rev and registry revision
+// regRev (0 for any): with the current revisions of both, whether every
+// proxy has the mesh as it is now.
 func (s *Server) Sync(rev, regRev int64) SyncReport {
-	rep := SyncReport{Revision: rev, Done: true}
-	for _, ps := range s.Status() {
-		px := ProxySync{ID: ps.ID, Synced: ps.Synced && ps.ConfigRevision >= rev && ps.RegistryRevision >= regRev}
-		for _, t := range ps.Types {
-			if t.Nack != "" && t.NackVersion == t.Want {
-				px.Nack = t.Type + ": " + t.Nack
-			}
-		}
-		if !px.Synced && px.Nack == "" {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rep := SyncReport{Revision: rev, Done: true, Proxies: make([]ProxySync, 0, len(s.proxies))}
+	for _, p := range s.proxies {
+		synced, typ, nack := p.answer(rev, regRev)
+		px := ProxySync{ID: p.id, Synced: synced}
+		if nack != "" {
+			px.Nack = typ + ": " + nack
+		} else if !synced {
 			rep.Done = false
 		}
 		rep.Proxies = append(rep.Proxies, px)
 	}
+	sort.Slice(rep.Proxies, func(i, j int) bool { return rep.Proxies[i].ID < rep.Proxies[j].ID })
 	return rep
+}
+
+// WaitSync is Sync once its report is done (every proxy has ACKed the
+// revisions, or rejected its config), or when ctx ends, whichever comes
+// first. It looks again at each change to what a proxy was pushed or has
+// answered, taking every change since its last look at once.
+func (s *Server) WaitSync(ctx context.Context, rev, regRev int64) SyncReport {
+	for {
+		s.mu.Lock()
+		done := s.syncDone(rev, regRev)
+		if !done && s.syncWake == nil {
+			s.syncWake = make(chan struct{})
+		}
+		wake := s.syncWake
+		s.mu.Unlock()
+		if done {
+			break
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return s.Sync(rev, regRev)
+		}
+	}
+	return s.Sync(rev, regRev)
+}
+
+// syncDone is Sync(rev, regRev).Done without the report. Call it with mu
+// held.
+func (s *Server) syncDone(rev, regRev int64) bool {
+	for _, p := range s.proxies {
+		if synced, _, nack := p.answer(rev, regRev); !synced && nack == "" {
+			return false
+		}
+	}
+	return true
+}
+
+// syncChanged wakes WaitSync's callers: something a sync report says may
+// have changed. Call it with mu held.
+func (s *Server) syncChanged() {
+	if s.syncWake != nil {
+		close(s.syncWake)
+		s.syncWake = nil
+	}
 }
