@@ -1,0 +1,717 @@
+package h2
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+
+	"golang.org/x/net/http2/hpack"
+)
+
+// ErrNotProcessed wraps the error of a request the server did not process
+// (it refused the stream, or its GOAWAY left the stream out): it is safe
+// to send again on another connection.
+var ErrNotProcessed = errors.New("http2: request not processed by the server")
+
+// ClientConn is one HTTP/2 connection to a server, carrying many requests
+// at once. Take a stream with Reserve, then RoundTrip.
+type ClientConn struct {
+	conn
+
+	mu         sync.Mutex
+	streams    map[uint32]*clientStream
+	nextID     uint32
+	maxStreams uint32 // the server's SETTINGS_MAX_CONCURRENT_STREAMS
+	reserved   int
+	goAway     bool  // no new streams: GOAWAY came, or the connection ended
+	err        error // why the connection ended
+	done       chan struct{}
+
+	// wake holds the streams whose response head arrived in the frames
+	// the read loop has not finished handling; they are woken together
+	// when it goes back to the socket, so that a response whose body
+	// came in the same read wakes its caller once, complete.
+	wake []*clientStream
+}
+
+// NewClientConn starts HTTP/2 on nc: it sends the preface and its
+// settings, and reads the server's frames on a goroutine of its own until
+// the connection ends.
+func NewClientConn(nc net.Conn) *ClientConn {
+	cc := &ClientConn{streams: map[uint32]*clientStream{}, nextID: 1, maxStreams: 100, done: make(chan struct{})}
+	cc.init(nc)
+	cc.beforeRead = cc.wakeAll
+	cc.wmu.Lock()
+	cc.pending = append(cc.pending, Preface...)
+	cc.pending = cc.appendOurSettings(cc.pending, settingEnablePush, 0)
+	cc.flushLocked()
+	cc.wmu.Unlock()
+	go cc.readLoop()
+	return cc
+}
+
+// Reserve takes a stream for one RoundTrip; false when the connection
+// cannot open another (the server's limit is reached, or it is going
+// away). A reservation RoundTrip will not use goes back with Unreserve.
+func (cc *ClientConn) Reserve() bool {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if cc.goAway || uint32(len(cc.streams)+cc.reserved) >= cc.maxStreams ||
+		cc.nextID+2*uint32(cc.reserved) >= 1<<31-1 {
+		return false
+	}
+	cc.reserved++
+	return true
+}
+
+// Unreserve gives back a reservation.
+func (cc *ClientConn) Unreserve() {
+	cc.mu.Lock()
+	cc.reserved--
+	cc.mu.Unlock()
+}
+
+// Active is the number of streams open or reserved.
+func (cc *ClientConn) Active() int {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	return len(cc.streams) + cc.reserved
+}
+
+// Usable reports whether the connection may still open streams.
+func (cc *ClientConn) Usable() bool {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	return !cc.goAway
+}
+
+// Done is closed when the connection has ended.
+func (cc *ClientConn) Done() <-chan struct{} { return cc.done }
+
+// Close ends the connection; requests in flight fail.
+func (cc *ClientConn) Close() error { return cc.nc.Close() }
+
+type clientStream struct {
+	cc    *ClientConn
+	id    uint32
+	req   *http.Request
+	ready chan struct{} // one value: resp or err is set
+	resp  *http.Response
+	err   error
+	body  pipe
+
+	sw   sendWindowFor // kept with wmu held
+	recv recvCredit
+	// The read loop's.
+	gotHead    bool
+	ended      bool // END_STREAM received
+	readySent  bool
+	trailer    http.Header
+	sentEnd    bool // END_STREAM sent (guarded by cc.mu)
+	forgotten  bool // removed from cc.streams (guarded by cc.mu)
+	bodyClosed bool
+}
+
+// RoundTrip sends req on a stream taken with Reserve and returns the
+// response once its head has arrived. The response's body must be read to
+// EOF or closed. A request the server did not process fails with an error
+// wrapping ErrNotProcessed.
+func (cc *ClientConn) RoundTrip(req *http.Request) (*http.Response, error) {
+	hasBody := req.Body != nil && req.Body != http.NoBody && req.ContentLength != 0
+	var arr [16]hpack.HeaderField
+	fields, err := requestFields(arr[:0], req)
+	if err != nil {
+		cc.Unreserve()
+		closeBody(req)
+		return nil, err
+	}
+	cs := &clientStream{cc: cc, req: req, ready: make(chan struct{}, 1)}
+	cs.body.init()
+	cs.recv.init()
+
+	cc.wmu.Lock()
+	cc.mu.Lock()
+	cc.reserved--
+	if cc.goAway || cc.werr != nil {
+		err := cc.err
+		cc.mu.Unlock()
+		cc.wmu.Unlock()
+		closeBody(req)
+		return nil, fmt.Errorf("%w: the connection is closing (%v)", ErrNotProcessed, err)
+	}
+	cs.id = cc.nextID
+	cc.nextID += 2
+	cc.streams[cs.id] = cs
+	cs.sentEnd = !hasBody
+	cc.mu.Unlock()
+	cs.sw.n = cc.peerInitialWindow
+	cc.appendHeaders(cs.id, fields, !hasBody)
+	cc.flushLocked()
+	cc.wmu.Unlock()
+
+	if hasBody {
+		if err := cs.sendBody(req); err != nil {
+			cs.reset(ErrCodeCancel)
+			return nil, err
+		}
+	}
+	if done := req.Context().Done(); done != nil {
+		select {
+		case <-cs.ready:
+		case <-done:
+			cs.reset(ErrCodeCancel)
+			return nil, req.Context().Err()
+		}
+	} else {
+		<-cs.ready
+	}
+	if cs.err != nil {
+		return nil, cs.err
+	}
+	return cs.resp, nil
+}
+
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		req.Body.Close()
+	}
+}
+
+var bodyBufs = sync.Pool{New: func() any { b := make([]byte, defaultMaxFrameSize); return &b }}
+
+// sendBody sends the request's body as DATA frames, and its trailers.
+func (cs *clientStream) sendBody(req *http.Request) error {
+	cc := cs.cc
+	defer req.Body.Close()
+	bp := bodyBufs.Get().(*[]byte)
+	defer bodyBufs.Put(bp)
+	buf := *bp
+	var sent int64
+	for {
+		n, rerr := req.Body.Read(buf)
+		sent += int64(n)
+		if rerr != nil && rerr != io.EOF {
+			return fmt.Errorf("http2: reading the request body: %w", rerr)
+		}
+		eof := rerr == io.EOF
+		if req.ContentLength > 0 && (sent > req.ContentLength || eof && sent < req.ContentLength) {
+			return fmt.Errorf("http2: request body of %d bytes, but its Content-Length is %d", sent, req.ContentLength)
+		}
+		var tr []hpack.HeaderField
+		if eof {
+			tr = trailerFields(req.Trailer)
+		}
+		cc.wmu.Lock()
+		var err error
+		if n > 0 || eof && tr == nil {
+			// (A body that ends on a read that brought nothing ends
+			// with an empty DATA frame carrying END_STREAM.)
+			err = cc.appendData(cs.id, &cs.sw, buf[:n], eof && tr == nil)
+		}
+		if err == nil && tr != nil {
+			cc.appendHeaders(cs.id, tr, true)
+		}
+		cc.flushLocked()
+		cc.wmu.Unlock()
+		if err != nil {
+			return err
+		}
+		if eof {
+			cc.mu.Lock()
+			cs.sentEnd = true
+			if cs.ended {
+				cc.forgetLocked(cs)
+			}
+			cc.mu.Unlock()
+			return nil
+		}
+	}
+}
+
+// reset ends the stream from this side with RST_STREAM.
+func (cs *clientStream) reset(code ErrCode) {
+	cc := cs.cc
+	cc.mu.Lock()
+	gone := cs.forgotten
+	cc.forgetLocked(cs)
+	cc.mu.Unlock()
+	if !gone {
+		cc.send(func(b []byte) []byte { return appendRSTStream(b, cs.id, code) })
+	}
+	cc.wmu.Lock()
+	cs.sw.reset = true
+	cc.flowCond.Broadcast()
+	cc.wmu.Unlock()
+	cs.body.end(StreamError{StreamID: cs.id, Code: code})
+}
+
+// forgetLocked removes the stream from the connection. Call it with mu
+// held.
+func (cc *ClientConn) forgetLocked(cs *clientStream) {
+	if !cs.forgotten {
+		cs.forgotten = true
+		delete(cc.streams, cs.id)
+	}
+}
+
+// clientBody is a response's body.
+type clientBody struct{ cs *clientStream }
+
+func (b clientBody) Read(p []byte) (int, error) {
+	n, err := b.cs.body.read(p)
+	b.cs.cc.giveBack(b.cs.id, &b.cs.recv, n)
+	return n, err
+}
+
+func (b clientBody) Close() error {
+	cs := b.cs
+	unread, ended := cs.body.close()
+	cs.cc.giveBack(cs.id, nil, unread)
+	if !ended {
+		cs.reset(ErrCodeCancel)
+	}
+	return nil
+}
+
+// readLoop handles the server's frames until the connection ends, then
+// fails what is in flight.
+func (cc *ClientConn) readLoop() {
+	err := cc.serve()
+	var ce connError
+	if errors.As(err, &ce) {
+		cc.send(func(b []byte) []byte { return appendGoAway(b, 0, ce.code, ce.msg) })
+	}
+	cc.nc.Close()
+	cc.wmu.Lock()
+	cc.failLocked(fmt.Errorf("http2: connection ended: %w", err))
+	cc.wmu.Unlock()
+	cc.mu.Lock()
+	cc.goAway = true
+	if cc.err == nil {
+		cc.err = err
+	}
+	streams := make([]*clientStream, 0, len(cc.streams))
+	for _, cs := range cc.streams {
+		streams = append(streams, cs)
+	}
+	cc.mu.Unlock()
+	cc.wakeAll()
+	for _, cs := range streams {
+		cs.fail(fmt.Errorf("http2: connection ended: %w", err))
+	}
+	close(cc.done)
+}
+
+// fail ends the stream with err: RoundTrip returns it if the head has not
+// arrived, the body's reader sees it otherwise.
+func (cs *clientStream) fail(err error) {
+	cs.cc.mu.Lock()
+	cs.cc.forgetLocked(cs)
+	cs.cc.mu.Unlock()
+	cs.body.end(err)
+	cs.cc.wmu.Lock()
+	cs.sw.reset = true
+	cs.cc.flowCond.Broadcast()
+	cs.cc.wmu.Unlock()
+	if !cs.readySent {
+		cs.readySent = true
+		cs.err = err
+		cs.ready <- struct{}{}
+	}
+}
+
+func (cc *ClientConn) wakeAll() {
+	for _, cs := range cc.wake {
+		if !cs.readySent {
+			cs.readySent = true
+			cs.ready <- struct{}{}
+		}
+	}
+	clear(cc.wake)
+	cc.wake = cc.wake[:0]
+}
+
+func (cc *ClientConn) stream(id uint32) *clientStream {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	return cc.streams[id]
+}
+
+// unknownStream checks a frame for a stream the client does not hold: one
+// it never opened is a protocol error, one it has finished with is
+// ignored.
+func (cc *ClientConn) unknownStream(h frameHeader) error {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if h.streamID%2 == 0 || h.streamID >= cc.nextID {
+		return protocolError("frame of type %d on stream %d, which the client never opened", h.typ, h.streamID)
+	}
+	return nil
+}
+
+func (cc *ClientConn) serve() error {
+	for {
+		h, p, err := cc.readFrame()
+		if err != nil {
+			return err
+		}
+		if cc.continuing() && h.typ != frameContinuation {
+			return protocolError("frame of type %d in the middle of a header block", h.typ)
+		}
+		switch h.typ {
+		case frameHeaders, frameContinuation:
+			head, done, err := cc.headerBlock(h, p)
+			if err != nil {
+				return err
+			}
+			if done {
+				if err := cc.onHeaders(head); err != nil {
+					return err
+				}
+			}
+		case frameData:
+			if err := cc.onData(h, p); err != nil {
+				return err
+			}
+		case frameRSTStream:
+			if len(p) != 4 {
+				return connError{code: ErrCodeFrameSize, msg: "RST_STREAM of the wrong size"}
+			}
+			if h.streamID == 0 {
+				return protocolError("RST_STREAM on stream 0")
+			}
+			cs := cc.stream(h.streamID)
+			if cs == nil {
+				if err := cc.unknownStream(h); err != nil {
+					return err
+				}
+				continue
+			}
+			code := ErrCode(binary.BigEndian.Uint32(p))
+			var serr error = StreamError{StreamID: h.streamID, Code: code, Remote: true}
+			if code == ErrCodeRefusedStream {
+				serr = fmt.Errorf("%w: %w", ErrNotProcessed, serr)
+			}
+			cs.fail(serr)
+		case frameGoAway:
+			if len(p) < 8 || h.streamID != 0 {
+				return protocolError("malformed GOAWAY")
+			}
+			cc.onGoAway(binary.BigEndian.Uint32(p)&(1<<31-1), ErrCode(binary.BigEndian.Uint32(p[4:])), string(p[8:]))
+		case framePushPromise:
+			return protocolError("PUSH_PROMISE, though the client's SETTINGS_ENABLE_PUSH is 0")
+		case frameWindowUpdate:
+			if h.streamID == 0 {
+				if err := cc.onCommon(h, p, cc.applySetting, cc.initialWindow); err != nil {
+					return err
+				}
+				continue
+			}
+			incr, err := windowIncrement(h, p)
+			cs := cc.stream(h.streamID)
+			if cs == nil {
+				if err := cc.unknownStream(h); err != nil {
+					return err
+				}
+				continue
+			}
+			var se StreamError
+			if errors.As(err, &se) {
+				cs.reset(se.Code)
+				continue
+			} else if err != nil {
+				return err
+			}
+			cc.wmu.Lock()
+			cs.sw.n += int64(incr)
+			over := cs.sw.n > maxWindow
+			cc.flowCond.Broadcast()
+			cc.wmu.Unlock()
+			if over {
+				cs.reset(ErrCodeFlowControl)
+			}
+		case frameSettings, framePing:
+			if err := cc.onCommon(h, p, cc.applySetting, cc.initialWindow); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// applySetting takes the server's settings this side acts on (with wmu
+// held).
+func (cc *ClientConn) applySetting(id uint16, v uint32) {
+	if id == settingMaxConcurrentStreams {
+		cc.mu.Lock()
+		cc.maxStreams = v
+		cc.mu.Unlock()
+	}
+}
+
+// initialWindow moves every open stream's send window by delta (with wmu
+// held).
+func (cc *ClientConn) initialWindow(delta int64) {
+	cc.mu.Lock()
+	for _, cs := range cc.streams {
+		cs.sw.n += delta
+	}
+	cc.mu.Unlock()
+}
+
+func (cc *ClientConn) onGoAway(last uint32, code ErrCode, debug string) {
+	cc.mu.Lock()
+	cc.goAway = true
+	if code != ErrCodeNo && cc.err == nil {
+		cc.err = fmt.Errorf("http2: the server sent GOAWAY: %s %q", code, debug)
+	}
+	var refused []*clientStream
+	for id, cs := range cc.streams {
+		if id > last {
+			refused = append(refused, cs)
+		}
+	}
+	cc.mu.Unlock()
+	for _, cs := range refused {
+		cs.fail(fmt.Errorf("%w: the server's GOAWAY ended at stream %d", ErrNotProcessed, last))
+	}
+}
+
+func (cc *ClientConn) onData(h frameHeader, p []byte) error {
+	data, pad, err := cc.takeData(h, p)
+	if err != nil {
+		return err
+	}
+	cs := cc.stream(h.streamID)
+	if cs == nil || !cs.gotHead {
+		cc.giveBack(h.streamID, nil, len(p))
+		if cs == nil {
+			return cc.unknownStream(h)
+		}
+		cs.reset(ErrCodeProtocol) // DATA before the response head
+		return nil
+	}
+	if !cs.recv.take(len(p)) {
+		cc.giveBack(h.streamID, nil, len(p))
+		cs.reset(ErrCodeFlowControl)
+		return nil
+	}
+	cc.giveBack(h.streamID, nil, pad)
+	if len(data) > 0 && !cs.body.write(data) {
+		cc.giveBack(h.streamID, nil, len(data)) // nobody reads it
+	}
+	if h.flags&flagEndStream != 0 {
+		cs.endStream()
+	}
+	return nil
+}
+
+// endStream records the server's END_STREAM.
+func (cs *clientStream) endStream() {
+	cs.ended = true
+	cs.cc.streamEnded(&cs.recv)
+	cs.body.end(nil)
+	cs.cc.mu.Lock()
+	if cs.sentEnd {
+		cs.cc.forgetLocked(cs)
+	}
+	cs.cc.mu.Unlock()
+}
+
+func (cc *ClientConn) onHeaders(h frameHeader) error {
+	cs := cc.stream(h.streamID)
+	if cs == nil {
+		return cc.unknownStream(h)
+	}
+	endStream := h.flags&flagEndStream != 0
+	if cc.tooLarge() {
+		cs.fail(fmt.Errorf("http2: response head larger than %d bytes", maxHeaderList))
+		cs.reset(ErrCodeCancel)
+		return nil
+	}
+	if cs.gotHead {
+		// Trailers.
+		if !endStream {
+			cs.reset(ErrCodeProtocol)
+			return nil
+		}
+		tr := make(http.Header, len(cc.fields))
+		for _, f := range cc.fields {
+			if f.IsPseudo() || !validFieldName(f.Name) {
+				cs.reset(ErrCodeProtocol)
+				return nil
+			}
+			k := http.CanonicalHeaderKey(f.Name)
+			tr[k] = append(tr[k], f.Value)
+		}
+		resp := cs.resp
+		cs.body.mu.Lock()
+		cs.body.onEOF = func() { resp.Trailer = tr }
+		cs.body.mu.Unlock()
+		cs.endStream()
+		return nil
+	}
+	resp, err := cs.response(cc.fields)
+	if err != nil {
+		cs.fail(err)
+		cs.reset(ErrCodeProtocol)
+		return nil
+	}
+	if resp == nil {
+		// An informational (1xx) head: the final one follows.
+		if endStream {
+			cs.reset(ErrCodeProtocol)
+		}
+		return nil
+	}
+	cs.gotHead = true
+	cs.resp = resp
+	if endStream {
+		resp.Body = http.NoBody
+		if resp.ContentLength < 0 {
+			resp.ContentLength = 0
+		}
+		cs.endStream()
+	} else {
+		resp.Body = clientBody{cs}
+	}
+	cc.wake = append(cc.wake, cs)
+	return nil
+}
+
+// response builds the response from a head's fields; nil for a 1xx head.
+func (cs *clientStream) response(fields []hpack.HeaderField) (*http.Response, error) {
+	code := -1
+	regular := 0
+	for _, f := range fields {
+		if !f.IsPseudo() {
+			regular++
+			continue
+		}
+		if regular > 0 || f.Name != ":status" || code != -1 {
+			return nil, fmt.Errorf("http2: malformed response head: pseudo-header %q", f.Name)
+		}
+		c, err := strconv.Atoi(f.Value)
+		if err != nil || len(f.Value) != 3 || c < 100 {
+			return nil, fmt.Errorf("http2: malformed response status %q", f.Value)
+		}
+		code = c
+	}
+	if code == -1 {
+		return nil, errors.New("http2: response head without :status")
+	}
+	if code < 200 {
+		return nil, nil
+	}
+	resp := &http.Response{
+		Status: strconv.Itoa(code) + " " + http.StatusText(code), StatusCode: code,
+		Proto: "HTTP/2.0", ProtoMajor: 2, Request: cs.req, ContentLength: -1,
+	}
+	h, err := header(fields, regular)
+	if err != nil {
+		return nil, err
+	}
+	resp.Header = h
+	if cl := h["Content-Length"]; len(cl) == 1 {
+		if n, err := strconv.ParseInt(cl[0], 10, 64); err == nil && n >= 0 {
+			resp.ContentLength = n
+		}
+	}
+	return resp, nil
+}
+
+// header builds the Header of a head's regular fields (n of them), with
+// one backing array for the values.
+func header(fields []hpack.HeaderField, n int) (http.Header, error) {
+	h := make(http.Header, n)
+	vals := make([]string, 0, n)
+	for _, f := range fields {
+		if f.IsPseudo() {
+			continue
+		}
+		if !validFieldName(f.Name) || connectionSpecific(f.Name) {
+			return nil, fmt.Errorf("http2: malformed header field %q", f.Name)
+		}
+		k := canonicalKey(f.Name)
+		if prev, ok := h[k]; ok {
+			h[k] = append(prev, f.Value)
+			continue
+		}
+		vals = append(vals, f.Value)
+		h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
+	}
+	return h, nil
+}
+
+// requestFields returns the fields of req's head, appended to dst.
+func requestFields(dst []hpack.HeaderField, req *http.Request) ([]hpack.HeaderField, error) {
+	method := req.Method
+	if method == "" {
+		method = http.MethodGet
+	}
+	host := req.Host
+	if host == "" && req.URL != nil {
+		host = req.URL.Host
+	}
+	if req.URL == nil {
+		return nil, errors.New("http2: request without a URL")
+	}
+	path := req.URL.RequestURI()
+	if method == http.MethodOptions && path == "" {
+		path = "*"
+	}
+	scheme := req.URL.Scheme
+	if scheme == "" {
+		scheme = "http"
+	}
+	dst = append(dst,
+		hpack.HeaderField{Name: ":method", Value: method},
+		hpack.HeaderField{Name: ":scheme", Value: scheme},
+		hpack.HeaderField{Name: ":authority", Value: host},
+		hpack.HeaderField{Name: ":path", Value: path})
+	for k, vs := range req.Header {
+		name := lowerKey(k)
+		if connectionSpecific(name) || name == "host" || name == "content-length" {
+			continue
+		}
+		if name == "te" {
+			for _, v := range vs {
+				if strings.EqualFold(v, "trailers") {
+					dst = append(dst, hpack.HeaderField{Name: "te", Value: "trailers"})
+				}
+			}
+			continue
+		}
+		if !validFieldName(name) {
+			return nil, fmt.Errorf("http2: invalid header field name %q", k)
+		}
+		for _, v := range vs {
+			dst = append(dst, hpack.HeaderField{Name: name, Value: v, Sensitive: volatile(name)})
+		}
+	}
+	if req.ContentLength > 0 {
+		dst = append(dst, hpack.HeaderField{Name: "content-length", Value: strconv.FormatInt(req.ContentLength, 10)})
+	}
+	return dst, nil
+}
+
+// trailerFields are the fields of a message's trailers, nil when it has
+// none.
+func trailerFields(tr http.Header) []hpack.HeaderField {
+	var out []hpack.HeaderField
+	for k, vs := range tr {
+		name := lowerKey(k)
+		if connectionSpecific(name) || !validFieldName(name) {
+			continue
+		}
+		for _, v := range vs {
+			out = append(out, hpack.HeaderField{Name: name, Value: v})
+		}
+	}
+	return out
+}
