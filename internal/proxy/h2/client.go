@@ -183,6 +183,7 @@ func closeBody(req *http.Request) {
 	}
 }
 
+// bodyBufs hold a frame's worth of body: *[]byte of that length.
 var bodyBufs = sync.Pool{New: func() any { b := make([]byte, defaultMaxFrameSize); return &b }}
 
 // sendBody sends the request's body as DATA frames, and its trailers.

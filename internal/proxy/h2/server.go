@@ -1,0 +1,798 @@
+package h2
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+
+	"golang.org/x/net/http2/hpack"
+)
+
+// ServerOptions configure ServeConn.
+type ServerOptions struct {
+	// Context is the parent of every request's context; when it ends the
+	// server sends GOAWAY and closes the connection once the streams in
+	// flight are done. Nil means context.Background().
+	Context context.Context
+	// MaxConcurrentStreams is announced to the client; 0 means 1000.
+	MaxConcurrentStreams uint32
+	// Logger reports handler panics; nil discards.
+	Logger *slog.Logger
+}
+
+// ServeConn serves the HTTP/2 connection nc (its client preface not yet
+// read) with h, one goroutine per stream, until the connection ends. The
+// handler's requests are HTTP/2.0 requests as net/http's server makes
+// them; its ResponseWriter also implements http.Flusher.
+func ServeConn(nc net.Conn, h http.Handler, o ServerOptions) error {
+	if o.Context == nil {
+		o.Context = context.Background()
+	}
+	if o.MaxConcurrentStreams == 0 {
+		o.MaxConcurrentStreams = 1000
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	sc := &serverConn{h: h, opts: o, streams: map[uint32]*serverStream{}, remote: nc.RemoteAddr().String()}
+	sc.init(nc)
+	stop := context.AfterFunc(o.Context, sc.shutdown)
+	defer stop()
+	err := sc.serve()
+	var ce connError
+	if errors.As(err, &ce) {
+		sc.send(func(b []byte) []byte { return appendGoAway(b, sc.lastIDNow(), ce.code, ce.msg) })
+	}
+	nc.Close()
+	sc.wmu.Lock()
+	sc.failLocked(fmt.Errorf("http2: connection ended: %w", err))
+	sc.wmu.Unlock()
+	sc.mu.Lock()
+	sc.closed = true
+	streams := make([]*serverStream, 0, len(sc.streams))
+	for _, st := range sc.streams {
+		streams = append(streams, st)
+	}
+	sc.mu.Unlock()
+	for _, st := range streams {
+		st.abort(fmt.Errorf("http2: connection ended: %w", err))
+	}
+	sc.handlers.Wait()
+	if ce, ok := err.(connError); ok || errors.Is(err, errShutdown) {
+		if ok {
+			return ce
+		}
+		return nil
+	}
+	return err
+}
+
+var errShutdown = errors.New("http2: server shut down")
+
+type serverConn struct {
+	conn
+	h        http.Handler
+	opts     ServerOptions
+	remote   string
+	handlers sync.WaitGroup
+
+	mu        sync.Mutex
+	streams   map[uint32]*serverStream
+	lastID    uint32
+	goingAway bool // GOAWAY sent: no new streams
+	closed    bool
+}
+
+type serverStream struct {
+	sc     *serverConn
+	id     uint32
+	req    *http.Request
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	body   pipe
+	recv   recvCredit
+	sw     sendWindowFor // kept with wmu held
+
+	// The read loop's.
+	gotEnd   bool  // the client's END_STREAM arrived
+	declared int64 // the request's Content-Length, -1 if none
+	received int64
+
+	sentEnd   bool // guarded by sc.mu
+	forgotten bool // guarded by sc.mu
+}
+
+func (sc *serverConn) lastIDNow() uint32 {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	return sc.lastID
+}
+
+// shutdown sends GOAWAY and closes the connection once no stream is left.
+func (sc *serverConn) shutdown() {
+	sc.mu.Lock()
+	if sc.goingAway {
+		sc.mu.Unlock()
+		return
+	}
+	sc.goingAway = true
+	last, idle := sc.lastID, len(sc.streams) == 0
+	sc.mu.Unlock()
+	sc.send(func(b []byte) []byte { return appendGoAway(b, last, ErrCodeNo, "") })
+	if idle {
+		sc.nc.Close()
+	}
+}
+
+func (sc *serverConn) serve() error {
+	if err := sc.readPreface(); err != nil {
+		return err
+	}
+	sc.wmu.Lock()
+	sc.pending = sc.appendOurSettings(sc.pending, settingMaxConcurrentStreams, sc.opts.MaxConcurrentStreams)
+	sc.flushLocked()
+	sc.wmu.Unlock()
+	first := true
+	for {
+		h, p, err := sc.readFrame()
+		if err != nil {
+			sc.mu.Lock()
+			away := sc.goingAway
+			sc.mu.Unlock()
+			if away {
+				return errShutdown
+			}
+			return err
+		}
+		if first && h.typ != frameSettings {
+			return protocolError("the client's first frame is of type %d, not SETTINGS", h.typ)
+		}
+		first = false
+		if sc.continuing() && h.typ != frameContinuation {
+			return protocolError("frame of type %d in the middle of a header block", h.typ)
+		}
+		switch h.typ {
+		case frameHeaders, frameContinuation:
+			head, done, err := sc.headerBlock(h, p)
+			if err != nil {
+				return err
+			}
+			if done {
+				if err := sc.onHeaders(head); err != nil {
+					return err
+				}
+			}
+		case frameData:
+			if err := sc.onData(h, p); err != nil {
+				return err
+			}
+		case frameRSTStream:
+			if len(p) != 4 {
+				return connError{code: ErrCodeFrameSize, msg: "RST_STREAM of the wrong size"}
+			}
+			if err := sc.checkStream(h); err != nil {
+				return err
+			}
+			if st := sc.stream(h.streamID); st != nil {
+				st.abort(StreamError{StreamID: h.streamID, Code: ErrCode(binary.BigEndian.Uint32(p)), Remote: true})
+			}
+		case frameWindowUpdate:
+			if h.streamID == 0 {
+				if err := sc.onCommon(h, p, sc.applySetting, sc.initialWindow); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := sc.checkStream(h); err != nil {
+				return err
+			}
+			incr, err := windowIncrement(h, p)
+			st := sc.stream(h.streamID)
+			if st == nil {
+				continue
+			}
+			if err != nil {
+				st.reset(ErrCodeProtocol)
+				continue
+			}
+			sc.wmu.Lock()
+			st.sw.n += int64(incr)
+			over := st.sw.n > maxWindow
+			sc.flowCond.Broadcast()
+			sc.wmu.Unlock()
+			if over {
+				st.reset(ErrCodeFlowControl)
+			}
+		case frameSettings, framePing:
+			if err := sc.onCommon(h, p, sc.applySetting, sc.initialWindow); err != nil {
+				return err
+			}
+		case framePushPromise:
+			return protocolError("PUSH_PROMISE from a client")
+		case framePriority:
+			if len(p) != 5 {
+				return connError{code: ErrCodeFrameSize, msg: "PRIORITY of the wrong size"}
+			}
+		case frameGoAway:
+			// The client opens no more streams; those in flight finish.
+		}
+	}
+}
+
+func (sc *serverConn) applySetting(uint16, uint32) {}
+
+func (sc *serverConn) initialWindow(delta int64) {
+	sc.mu.Lock()
+	for _, st := range sc.streams {
+		st.sw.n += delta
+	}
+	sc.mu.Unlock()
+}
+
+func (sc *serverConn) stream(id uint32) *serverStream {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	return sc.streams[id]
+}
+
+// checkStream rejects a frame for a stream the client has not opened.
+func (sc *serverConn) checkStream(h frameHeader) error {
+	if h.streamID == 0 {
+		return protocolError("frame of type %d on stream 0", h.typ)
+	}
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if h.streamID > sc.lastID {
+		return protocolError("frame of type %d on stream %d, which is idle", h.typ, h.streamID)
+	}
+	return nil
+}
+
+func (sc *serverConn) onHeaders(h frameHeader) error {
+	endStream := h.flags&flagEndStream != 0
+	if h.streamID%2 == 0 {
+		return protocolError("HEADERS on stream %d, an even number", h.streamID)
+	}
+	sc.mu.Lock()
+	st := sc.streams[h.streamID]
+	last, away := sc.lastID, sc.goingAway
+	if st == nil && h.streamID > last {
+		sc.lastID = h.streamID
+	}
+	active := len(sc.streams)
+	sc.mu.Unlock()
+	if st != nil {
+		return sc.onTrailers(st, endStream)
+	}
+	if h.streamID <= last {
+		return connError{code: ErrCodeStreamClosed, msg: fmt.Sprintf("HEADERS on stream %d, which is closed", h.streamID)}
+	}
+	if away {
+		return nil // above the GOAWAY's last stream: ignored
+	}
+	if uint32(active) >= sc.opts.MaxConcurrentStreams {
+		sc.send(func(b []byte) []byte { return appendRSTStream(b, h.streamID, ErrCodeRefusedStream) })
+		return nil
+	}
+	st = &serverStream{sc: sc, id: h.streamID, declared: -1}
+	st.body.init()
+	st.recv.init()
+	st.ctx, st.cancel = context.WithCancelCause(sc.opts.Context)
+	if sc.tooLarge() {
+		sc.register(st, endStream)
+		sc.handlers.Add(1)
+		go sc.run(st, nil, http.StatusRequestHeaderFieldsTooLarge)
+		return nil
+	}
+	req, err := st.request(sc.fields, endStream)
+	if err != nil {
+		st.cancel(err)
+		sc.send(func(b []byte) []byte { return appendRSTStream(b, h.streamID, ErrCodeProtocol) })
+		return nil
+	}
+	st.req = req
+	sc.register(st, endStream)
+	sc.handlers.Add(1)
+	go sc.run(st, req, 0)
+	return nil
+}
+
+func (sc *serverConn) register(st *serverStream, endStream bool) {
+	sc.wmu.Lock()
+	st.sw.n = sc.peerInitialWindow
+	sc.wmu.Unlock()
+	sc.mu.Lock()
+	sc.streams[st.id] = st
+	sc.mu.Unlock()
+	if endStream {
+		st.endStream()
+	}
+}
+
+// onTrailers takes the request's trailers.
+func (sc *serverConn) onTrailers(st *serverStream, endStream bool) error {
+	if !endStream || st.gotEnd {
+		st.reset(ErrCodeProtocol)
+		return nil
+	}
+	tr := make(http.Header, len(sc.fields))
+	for _, f := range sc.fields {
+		if f.IsPseudo() || !validFieldName(f.Name) {
+			st.reset(ErrCodeProtocol)
+			return nil
+		}
+		k := canonicalKey(f.Name)
+		tr[k] = append(tr[k], f.Value)
+	}
+	req := st.req
+	st.body.mu.Lock()
+	st.body.onEOF = func() {
+		for k := range req.Trailer {
+			req.Trailer[k] = tr[k]
+		}
+	}
+	st.body.mu.Unlock()
+	st.endStream()
+	return nil
+}
+
+// endStream records the client's END_STREAM.
+func (st *serverStream) endStream() {
+	st.gotEnd = true
+	st.sc.streamEnded(&st.recv)
+	st.body.end(nil)
+	st.sc.mu.Lock()
+	if st.sentEnd {
+		st.sc.forgetLocked(st)
+	}
+	st.sc.mu.Unlock()
+}
+
+func (sc *serverConn) onData(h frameHeader, p []byte) error {
+	data, pad, err := sc.takeData(h, p)
+	if err != nil {
+		return err
+	}
+	if err := sc.checkStream(h); err != nil {
+		return err
+	}
+	st := sc.stream(h.streamID)
+	if st == nil || st.gotEnd {
+		sc.giveBack(h.streamID, nil, len(p))
+		sc.send(func(b []byte) []byte { return appendRSTStream(b, h.streamID, ErrCodeStreamClosed) })
+		return nil
+	}
+	if !st.recv.take(len(p)) {
+		sc.giveBack(h.streamID, nil, len(p))
+		st.reset(ErrCodeFlowControl)
+		return nil
+	}
+	sc.giveBack(h.streamID, nil, pad)
+	st.received += int64(len(data))
+	end := h.flags&flagEndStream != 0
+	if st.declared >= 0 && (st.received > st.declared || end && st.received != st.declared) {
+		sc.giveBack(h.streamID, nil, len(data))
+		st.reset(ErrCodeProtocol)
+		return nil
+	}
+	if len(data) > 0 && !st.body.write(data) {
+		sc.giveBack(h.streamID, nil, len(data)) // the handler no longer reads
+	}
+	if end {
+		st.endStream()
+	}
+	return nil
+}
+
+// request builds the request of a stream's head.
+func (st *serverStream) request(fields []hpack.HeaderField, endStream bool) (*http.Request, error) {
+	var method, scheme, authority, path string
+	regular := 0
+	for _, f := range fields {
+		if !f.IsPseudo() {
+			regular++
+			continue
+		}
+		if regular > 0 {
+			return nil, fmt.Errorf("pseudo-header %q after a regular field", f.Name)
+		}
+		var dst *string
+		switch f.Name {
+		case ":method":
+			dst = &method
+		case ":scheme":
+			dst = &scheme
+		case ":authority":
+			dst = &authority
+		case ":path":
+			dst = &path
+		default:
+			return nil, fmt.Errorf("unknown pseudo-header %q", f.Name)
+		}
+		if *dst != "" {
+			return nil, fmt.Errorf("pseudo-header %q twice", f.Name)
+		}
+		*dst = f.Value
+	}
+	if method == "" || method != http.MethodConnect && (scheme == "" || path == "") {
+		return nil, errors.New("request head without :method, :scheme or :path")
+	}
+	h, err := header(fields, regular)
+	if err != nil {
+		return nil, err
+	}
+	if te := h["Te"]; len(te) > 0 && (len(te) > 1 || te[0] != "trailers") {
+		return nil, fmt.Errorf("te: %q", te)
+	}
+	if c := h["Cookie"]; len(c) > 1 {
+		h["Cookie"] = []string{strings.Join(c, "; ")}
+	}
+	if authority == "" {
+		authority = h.Get("Host")
+	}
+	var u *url.URL
+	switch {
+	case method == http.MethodConnect:
+		u = &url.URL{Host: authority}
+	case path == "*" && method == http.MethodOptions:
+		u = &url.URL{Path: "*"}
+	default:
+		if u, err = url.ParseRequestURI(path); err != nil {
+			return nil, fmt.Errorf(":path %q: %w", path, err)
+		}
+	}
+	req := &http.Request{
+		Method: method, URL: u, Proto: "HTTP/2.0", ProtoMajor: 2, Header: h, Host: authority,
+		RequestURI: path, RemoteAddr: st.sc.remote, ContentLength: -1, Body: http.NoBody,
+	}
+	if cl := h["Content-Length"]; len(cl) == 1 {
+		n, err := strconv.ParseInt(cl[0], 10, 64)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("content-length %q", cl[0])
+		}
+		req.ContentLength, st.declared = n, n
+	} else if len(cl) > 1 {
+		return nil, fmt.Errorf("content-length given %d times", len(cl))
+	}
+	if endStream {
+		if st.declared > 0 {
+			return nil, fmt.Errorf("content-length %d on a request without a body", st.declared)
+		}
+		req.ContentLength = 0
+	} else {
+		req.Body = serverBody{st}
+		if tr := h["Trailer"]; len(tr) > 0 {
+			req.Trailer = http.Header{}
+			for _, v := range tr {
+				for _, k := range strings.Split(v, ",") {
+					if k = strings.TrimSpace(k); k != "" {
+						req.Trailer[http.CanonicalHeaderKey(k)] = nil
+					}
+				}
+			}
+		}
+	}
+	return req.WithContext(st.ctx), nil
+}
+
+// serverBody is a request's body.
+type serverBody struct{ st *serverStream }
+
+func (b serverBody) Read(p []byte) (int, error) {
+	n, err := b.st.body.read(p)
+	b.st.sc.giveBack(b.st.id, &b.st.recv, n)
+	return n, err
+}
+
+func (b serverBody) Close() error {
+	unread, _ := b.st.body.close()
+	b.st.sc.giveBack(b.st.id, nil, unread)
+	return nil
+}
+
+// abort ends the stream without a response: the client reset it, or the
+// connection ended.
+func (st *serverStream) abort(err error) {
+	st.cancel(err)
+	st.body.end(err)
+	sc := st.sc
+	sc.wmu.Lock()
+	st.sw.reset = true
+	sc.flowCond.Broadcast()
+	sc.wmu.Unlock()
+	sc.mu.Lock()
+	sc.forgetLocked(st)
+	sc.mu.Unlock()
+}
+
+// reset ends the stream from this side with RST_STREAM.
+func (st *serverStream) reset(code ErrCode) {
+	st.sc.mu.Lock()
+	gone := st.forgotten
+	st.sc.mu.Unlock()
+	if !gone {
+		st.sc.send(func(b []byte) []byte { return appendRSTStream(b, st.id, code) })
+	}
+	st.abort(StreamError{StreamID: st.id, Code: code})
+}
+
+// forgetLocked removes a stream; after GOAWAY, the last one closes the
+// connection. Call it with mu held.
+func (sc *serverConn) forgetLocked(st *serverStream) {
+	if st.forgotten {
+		return
+	}
+	st.forgotten = true
+	delete(sc.streams, st.id)
+	if sc.goingAway && len(sc.streams) == 0 {
+		sc.nc.Close()
+	}
+}
+
+// run serves one stream with the handler (or answers it with status, when
+// its head was refused).
+func (sc *serverConn) run(st *serverStream, req *http.Request, status int) {
+	defer sc.handlers.Done()
+	rw := &responseWriter{st: st}
+	defer st.cancel(context.Canceled)
+	if req == nil {
+		rw.WriteHeader(status)
+		rw.finish()
+		return
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			if p != http.ErrAbortHandler {
+				sc.opts.Logger.Error("http2: handler panicked", "stream", st.id, "panic", fmt.Sprint(p))
+			}
+			st.reset(ErrCodeInternal)
+		}
+	}()
+	sc.h.ServeHTTP(rw, req)
+	rw.finish()
+}
+
+// responseWriter is a stream's http.ResponseWriter. The head goes out
+// with the first body bytes flushed (or at the end); the body is
+// buffered up to a frame's worth, so that a small response leaves as one
+// HEADERS and one DATA frame, with its Content-Length.
+type responseWriter struct {
+	st          *serverStream
+	h           http.Header
+	code        int
+	wroteHeader bool
+	sentHeader  bool
+	headEnded   bool // the head carried END_STREAM
+	done        bool
+	buf         []byte
+	err         error
+}
+
+func (rw *responseWriter) Header() http.Header {
+	if rw.h == nil {
+		rw.h = make(http.Header, 8)
+	}
+	return rw.h
+}
+
+func (rw *responseWriter) WriteHeader(code int) {
+	if rw.wroteHeader || rw.done {
+		return
+	}
+	if code < 100 || code > 999 {
+		panic(fmt.Sprintf("invalid WriteHeader code %v", code))
+	}
+	if code < 200 {
+		if code != http.StatusSwitchingProtocols {
+			rw.sendHead(code, false, false) // informational: 100, 103
+		}
+		return
+	}
+	rw.code, rw.wroteHeader = code, true
+}
+
+func (rw *responseWriter) Write(p []byte) (int, error) {
+	if !rw.wroteHeader {
+		rw.WriteHeader(http.StatusOK)
+	}
+	if rw.err != nil {
+		return 0, rw.err
+	}
+	if rw.done {
+		return 0, http.ErrHandlerTimeout
+	}
+	if rw.buf == nil {
+		rw.buf = (*bodyBufs.Get().(*[]byte))[:0:defaultMaxFrameSize]
+	}
+	n := len(p)
+	for len(p) > 0 {
+		k := copy(rw.buf[len(rw.buf):cap(rw.buf)], p)
+		rw.buf = rw.buf[:len(rw.buf)+k]
+		p = p[k:]
+		if len(rw.buf) == cap(rw.buf) {
+			if err := rw.sendData(false); err != nil {
+				return n - len(p), err
+			}
+		}
+	}
+	return n, nil
+}
+
+// Flush sends the head and the body written so far.
+func (rw *responseWriter) Flush() {
+	if !rw.wroteHeader {
+		rw.WriteHeader(http.StatusOK)
+	}
+	if rw.err == nil && !rw.done {
+		rw.sendData(false)
+	}
+}
+
+// sendData sends the head if it has not gone yet, then what is buffered;
+// end ends the stream with it.
+func (rw *responseWriter) sendData(end bool) error {
+	st, sc := rw.st, rw.st.sc
+	sc.wmu.Lock()
+	defer sc.wmu.Unlock()
+	if !rw.sentHeader {
+		rw.appendHead(rw.code, end && len(rw.buf) == 0, end)
+	}
+	if rw.sentHeader && (len(rw.buf) > 0 || end && !rw.headEnded) {
+		if err := sc.appendData(st.id, &st.sw, rw.buf, end); err != nil {
+			rw.err = err
+		}
+	}
+	rw.buf = rw.buf[:0]
+	sc.flushLocked()
+	return rw.err
+}
+
+// sendHead sends an informational head, or the final head (without a
+// body, ending the stream) when there is nothing else to send.
+func (rw *responseWriter) sendHead(code int, endStream, knownLength bool) {
+	sc := rw.st.sc
+	sc.wmu.Lock()
+	rw.appendHead(code, endStream, knownLength)
+	sc.flushLocked()
+	sc.wmu.Unlock()
+}
+
+// appendHead appends a HEADERS frame for status code with the header (a
+// final head adds a Content-Length when the whole body is known). Call it
+// with wmu held.
+func (rw *responseWriter) appendHead(code int, endStream, wholeBody bool) {
+	sc, st := rw.st.sc, rw.st
+	if sc.werr != nil || st.sw.reset {
+		rw.err = errStreamGone
+		return
+	}
+	var arr [16]hpack.HeaderField
+	fields := append(arr[:0], hpack.HeaderField{Name: ":status", Value: statusText(code)})
+	hasLength := false
+	for k, vs := range rw.h {
+		if strings.HasPrefix(k, http.TrailerPrefix) {
+			continue
+		}
+		name := lowerKey(k)
+		if connectionSpecific(name) || !validFieldName(name) {
+			continue
+		}
+		hasLength = hasLength || name == "content-length"
+		for _, v := range vs {
+			fields = append(fields, hpack.HeaderField{Name: name, Value: v, Sensitive: volatile(name)})
+		}
+	}
+	final := code >= 200
+	if final && wholeBody && !hasLength && code != http.StatusNoContent && code != http.StatusNotModified && !rw.hasTrailers() {
+		fields = append(fields, hpack.HeaderField{Name: "content-length", Value: strconv.Itoa(len(rw.buf))})
+	}
+	sc.appendHeaders(st.id, fields, endStream)
+	if final {
+		rw.sentHeader = true
+		rw.headEnded = endStream
+	}
+}
+
+// hasTrailers reports whether the handler set trailers.
+func (rw *responseWriter) hasTrailers() bool {
+	for k := range rw.h {
+		if strings.HasPrefix(k, http.TrailerPrefix) {
+			return true
+		}
+	}
+	return len(rw.h["Trailer"]) > 0
+}
+
+// trailers are the fields of the trailers the handler set: keys declared
+// in Trailer, and keys with http.TrailerPrefix.
+func (rw *responseWriter) trailers() []hpack.HeaderField {
+	tr := http.Header{}
+	for _, v := range rw.h["Trailer"] {
+		for _, k := range strings.Split(v, ",") {
+			k = http.CanonicalHeaderKey(strings.TrimSpace(k))
+			if vs, ok := rw.h[k]; ok {
+				tr[k] = vs
+			}
+		}
+	}
+	for k, vs := range rw.h {
+		if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok {
+			tr[http.CanonicalHeaderKey(name)] = vs
+		}
+	}
+	return trailerFields(tr)
+}
+
+// finish ends the response when the handler returns.
+func (rw *responseWriter) finish() {
+	if !rw.wroteHeader {
+		rw.WriteHeader(http.StatusOK)
+	}
+	st, sc := rw.st, rw.st.sc
+	if rw.err == nil {
+		if tr := rw.trailers(); len(tr) > 0 {
+			if rw.sendData(false) == nil {
+				sc.wmu.Lock()
+				if sc.werr == nil && !st.sw.reset {
+					sc.appendHeaders(st.id, tr, true)
+					sc.flushLocked()
+				}
+				sc.wmu.Unlock()
+			}
+		} else {
+			rw.sendData(true)
+		}
+	}
+	rw.done = true
+	if rw.buf != nil {
+		b := rw.buf[:cap(rw.buf)]
+		bodyBufs.Put(&b)
+		rw.buf = nil
+	}
+	sc.mu.Lock()
+	st.sentEnd = true
+	ended := st.gotEnd
+	if ended || rw.err != nil {
+		sc.forgetLocked(st)
+	}
+	sc.mu.Unlock()
+	if !ended && rw.err == nil {
+		// The response is complete before the request: ask the client
+		// to stop sending it (RFC 9113, section 8.1).
+		st.reset(ErrCodeNo)
+	}
+}
+
+func statusText(code int) string {
+	switch code {
+	case 200:
+		return "200"
+	case 204:
+		return "204"
+	case 301:
+		return "301"
+	case 302:
+		return "302"
+	case 304:
+		return "304"
+	case 400:
+		return "400"
+	case 403:
+		return "403"
+	case 404:
+		return "404"
+	case 500:
+		return "500"
+	case 503:
+		return "503"
+	}
+	return strconv.Itoa(code)
+}
