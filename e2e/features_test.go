@@ -368,3 +368,35 @@ spec:
 		t.Errorf("12 users all met reviews %v: consistent hashing should still spread users over the versions", seen)
 	}
 }
+
+// TestH2UpgradeBetweenSidecars: a DestinationRule with h2UpgradePolicy
+// UPGRADE makes productpage's sidecar speak HTTP/2 to reviews' sidecars,
+// which speak HTTP/1.1 to reviews itself: every page comes back whole, with
+// all three versions of reviews, and the sidecar counts HTTP/2 connections
+// to reviews and none to ratings, whose rule does not ask for it.
+func TestH2UpgradeBetweenSidecars(t *testing.T) {
+	m := startMesh(t)
+	m.applyYAML(`
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: reviews
+spec:
+  host: reviews
+  trafficPolicy:
+    connectionPool:
+      http:
+        h2UpgradePolicy: UPGRADE
+`)
+	const n = 30
+	got := m.user().versions(n)
+	if len(got) != 3 || got["v1"]+got["v2"]+got["v3"] != n {
+		t.Errorf("versions over HTTP/2 = %v, want all three among %d pages", got, n)
+	}
+	if h2 := m.adminStat("productpage", "v1", `envoy_cluster_upstream_cx_http2_total{envoy_cluster_name="outbound|9080||reviews.default.svc.cluster.local"}`); h2 < 1 {
+		t.Errorf("productpage's sidecar opened %v HTTP/2 connections to reviews, want at least 1", h2)
+	}
+	if h2 := m.adminStat("reviews", "v2", `envoy_cluster_upstream_cx_http2_total{envoy_cluster_name="outbound|9080||ratings.default.svc.cluster.local"}`); h2 != 0 {
+		t.Errorf("reviews' sidecar opened %v HTTP/2 connections to ratings, want none", h2)
+	}
+}

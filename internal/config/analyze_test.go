@@ -260,7 +260,6 @@ spec:
 			drPrefix + "spec.trafficPolicy.connectionPool.tcp.maxConnectionDuration: connectionPool.tcp.maxConnectionDuration" + suffix,
 			drPrefix + "spec.trafficPolicy.outlierDetection.splitExternalLocalOriginErrors: outlierDetection.splitExternalLocalOriginErrors" + suffix,
 			drPrefix + "spec.trafficPolicy.connectionPool.tcp.tcpKeepalive: connectionPool.tcp.tcpKeepalive" + suffix,
-			drPrefix + "spec.trafficPolicy.connectionPool.http.h2UpgradePolicy: connectionPool.http.h2UpgradePolicy" + suffix,
 			drPrefix + "spec.trafficPolicy.connectionPool.http.maxConcurrentStreams: connectionPool.http.maxConcurrentStreams" + suffix,
 			drPrefix + "spec.trafficPolicy.connectionPool.http.http2KeepAlive: connectionPool.http.http2KeepAlive" + suffix,
 			drPrefix + "spec.trafficPolicy.outlierDetection.consecutiveErrors: the deprecated outlierDetection.consecutiveErrors (Istio ignores it too; use consecutive5xxErrors or consecutiveGatewayErrors)" + suffix,
@@ -270,7 +269,6 @@ spec:
 			drPrefix + "spec.trafficPolicy.portLevelSettings[0].tls: client TLS settings" + suffix,
 			drPrefix + "spec.trafficPolicy.portLevelSettings[0].loadBalancer.consistentHash.httpCookie.attributes: consistent-hash cookie attributes" + suffix,
 			drPrefix + "spec.trafficPolicy.portLevelSettings[0].loadBalancer.localityLbSetting: loadBalancer.localityLbSetting" + suffix,
-			drPrefix + "spec.subsets[0].trafficPolicy.connectionPool.http.useClientProtocol: connectionPool.http.useClientProtocol" + suffix,
 			drPrefix + "spec.subsets[0].trafficPolicy.loadBalancer.warmupDurationSecs: loadBalancer.warmupDurationSecs" + suffix,
 		}},
 	}

@@ -77,12 +77,6 @@ func Unsupported(r *Resource) []Warning {
 				warn(path+".connectionPool.tcp.tcpKeepalive", "connectionPool.tcp.tcpKeepalive")
 			}
 			if h := cp.GetHttp(); h != nil {
-				if h.GetH2UpgradePolicy() != networking.ConnectionPoolSettings_HTTPSettings_DEFAULT {
-					warn(path+".connectionPool.http.h2UpgradePolicy", "connectionPool.http.h2UpgradePolicy")
-				}
-				if h.GetUseClientProtocol() {
-					warn(path+".connectionPool.http.useClientProtocol", "connectionPool.http.useClientProtocol")
-				}
 				if h.GetMaxConcurrentStreams() != 0 {
 					warn(path+".connectionPool.http.maxConcurrentStreams", "connectionPool.http.maxConcurrentStreams")
 				}

@@ -114,9 +114,10 @@ func defaultThresholds() *clusterv3.CircuitBreakers_Thresholds {
 // the service port's protocol, which picks the HTTP version Envoy uses
 // upstream when HTTP options have to be emitted.
 //
-// Not translated (config.Unsupported warns): tcp.tcpKeepalive,
-// http.h2UpgradePolicy, http.useClientProtocol, http.maxConcurrentStreams
-// and http.http2KeepAlive.
+// http.h2UpgradePolicy UPGRADE makes an HTTP port's cluster speak HTTP/2 to
+// its endpoints, and http.useClientProtocol the protocol each request came
+// in with, as in Istio. Not translated (config.Unsupported warns):
+// tcp.tcpKeepalive, http.maxConcurrentStreams and http.http2KeepAlive.
 func applyConnectionPool(c *clusterv3.Cluster, cp *v1alpha3.ConnectionPoolSettings, protocol string) {
 	th := defaultThresholds()
 	c.ConnectTimeout = durationpb.New(defaultConnectTimeout)
@@ -150,8 +151,15 @@ func applyConnectionPool(c *clusterv3.Cluster, cp *v1alpha3.ConnectionPoolSettin
 		}
 	}
 	c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{th}}
-	if common.IdleTimeout == nil && common.MaxRequestsPerConnection == nil {
-		return
+	switch h := cp.GetHttp(); {
+	case h.GetUseClientProtocol():
+		protocol = ""
+	case h.GetH2UpgradePolicy() == v1alpha3.ConnectionPoolSettings_HTTPSettings_UPGRADE && strings.EqualFold(protocol, "HTTP"):
+		protocol = "HTTP2"
+	default:
+		if common.IdleTimeout == nil && common.MaxRequestsPerConnection == nil {
+			return
+		}
 	}
 	opts := &upstreamhttpv3.HttpProtocolOptions{CommonHttpProtocolOptions: common}
 	setUpstreamProtocol(opts, protocol)

@@ -5,6 +5,7 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -199,6 +200,55 @@ func TestHashPolicy(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := hashPolicy(tt.in); !proto.Equal(got, tt.want) {
 				t.Errorf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestUpstreamProtocol checks the HTTP version a cluster's protocol options
+// name: HTTP/2 for an HTTP port whose DestinationRule asks for
+// h2UpgradePolicy UPGRADE, the client's for useClientProtocol, and none
+// (HTTP/1.1, Envoy's default) otherwise.
+func TestUpstreamProtocol(t *testing.T) {
+	httpPolicy := func(h *v1alpha3.ConnectionPoolSettings_HTTPSettings) *v1alpha3.ConnectionPoolSettings {
+		return &v1alpha3.ConnectionPoolSettings{Http: h}
+	}
+	upgrade := httpPolicy(&v1alpha3.ConnectionPoolSettings_HTTPSettings{H2UpgradePolicy: v1alpha3.ConnectionPoolSettings_HTTPSettings_UPGRADE})
+	for _, tc := range []struct {
+		name     string
+		cp       *v1alpha3.ConnectionPoolSettings
+		protocol string
+		want     string // "h2", "h1", "downstream" or "" (no options)
+	}{
+		{"no policy", nil, "HTTP", ""},
+		{"upgrade on an HTTP port", upgrade, "HTTP", "h2"},
+		{"upgrade on a TCP port", upgrade, "TCP", ""},
+		{"upgrade on an undeclared port", upgrade, "", ""},
+		{"do not upgrade", httpPolicy(&v1alpha3.ConnectionPoolSettings_HTTPSettings{H2UpgradePolicy: v1alpha3.ConnectionPoolSettings_HTTPSettings_DO_NOT_UPGRADE, MaxRequestsPerConnection: 5}), "HTTP", "h1"},
+		{"client protocol", httpPolicy(&v1alpha3.ConnectionPoolSettings_HTTPSettings{UseClientProtocol: true}), "HTTP", "downstream"},
+		{"gRPC port with options", httpPolicy(&v1alpha3.ConnectionPoolSettings_HTTPSettings{MaxRequestsPerConnection: 5}), "GRPC", "h2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &clusterv3.Cluster{}
+			applyConnectionPool(c, tc.cp, tc.protocol)
+			a := c.GetTypedExtensionProtocolOptions()[httpProtocolOptionsName]
+			got := ""
+			if a != nil {
+				o := &upstreamhttpv3.HttpProtocolOptions{}
+				if err := a.UnmarshalTo(o); err != nil {
+					t.Fatal(err)
+				}
+				switch {
+				case o.GetExplicitHttpConfig().GetHttp2ProtocolOptions() != nil:
+					got = "h2"
+				case o.GetExplicitHttpConfig().GetHttpProtocolOptions() != nil:
+					got = "h1"
+				case o.GetUseDownstreamProtocolConfig() != nil:
+					got = "downstream"
+				}
+			}
+			if got != tc.want {
+				t.Errorf("protocol options name %q, want %q", got, tc.want)
 			}
 		})
 	}

@@ -45,6 +45,7 @@ func WritePrometheus(w io.Writer, stats map[string]upstream.StatsSnapshot) {
 	counter("envoy_cluster_upstream_rq_timeout", "Requests that hit the route timeout.", func(s upstream.StatsSnapshot) uint64 { return s.Timeouts })
 	counter("envoy_cluster_upstream_cx_connect_fail", "Failed connection attempts.", func(s upstream.StatsSnapshot) uint64 { return s.ConnectFails })
 	counter("envoy_cluster_upstream_cx_total", "Upstream TCP connections opened by tcp_proxy.", func(s upstream.StatsSnapshot) uint64 { return s.CxTotal })
+	counter("envoy_cluster_upstream_cx_http2_total", "HTTP/2 connections opened to the cluster's endpoints.", func(s upstream.StatsSnapshot) uint64 { return s.CxHTTP2 })
 	counter("envoy_cluster_upstream_cx_none_healthy", "Connections closed because the cluster had no endpoint for them.", func(s upstream.StatsSnapshot) uint64 { return s.CxNoneHealthy })
 	counter("envoy_cluster_upstream_cx_tx_bytes_total", "Bytes tcp_proxy sent upstream.", func(s upstream.StatsSnapshot) uint64 { return s.TxBytes })
 	counter("envoy_cluster_upstream_cx_rx_bytes_total", "Bytes tcp_proxy received from upstream.", func(s upstream.StatsSnapshot) uint64 { return s.RxBytes })

@@ -33,7 +33,9 @@ func stdServer(t *testing.T, h http.HandlerFunc) string {
 }
 
 // leanServer serves h with this package's server on a loopback port.
-func leanServer(t *testing.T, h http.HandlerFunc) string {
+func leanServer(t *testing.T, h http.HandlerFunc) string { return leanServerB(t, h) }
+
+func leanServerB(t testing.TB, h http.HandlerFunc) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -68,7 +70,9 @@ var servers = []struct {
 	start func(*testing.T, http.HandlerFunc) string
 }{{"net/http", stdServer}, {"h2", leanServer}}
 
-func dialClient(t *testing.T, addr string) *ClientConn {
+func dialClient(t *testing.T, addr string) *ClientConn { return dialClientB(t, addr) }
+
+func dialClientB(t testing.TB, addr string) *ClientConn {
 	t.Helper()
 	nc, err := net.Dial("tcp", addr)
 	if err != nil {

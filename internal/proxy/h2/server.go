@@ -9,9 +9,11 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/net/http2/hpack"
 )
@@ -24,6 +26,9 @@ type ServerOptions struct {
 	Context context.Context
 	// MaxConcurrentStreams is announced to the client; 0 means 1000.
 	MaxConcurrentStreams uint32
+	// IdleTimeout, if positive, ends the connection (with GOAWAY) once
+	// it has carried no stream for that long.
+	IdleTimeout time.Duration
 	// Logger reports handler panics; nil discards.
 	Logger *slog.Logger
 }
@@ -46,6 +51,10 @@ func ServeConn(nc net.Conn, h http.Handler, o ServerOptions) error {
 	sc.init(nc)
 	stop := context.AfterFunc(o.Context, sc.shutdown)
 	defer stop()
+	if o.IdleTimeout > 0 {
+		sc.idle = time.AfterFunc(o.IdleTimeout, sc.idleShutdown)
+		defer sc.idle.Stop()
+	}
 	err := sc.serve()
 	var ce connError
 	if errors.As(err, &ce) {
@@ -57,6 +66,10 @@ func ServeConn(nc net.Conn, h http.Handler, o ServerOptions) error {
 	sc.wmu.Unlock()
 	sc.mu.Lock()
 	sc.closed = true
+	for _, w := range sc.workers {
+		close(w)
+	}
+	sc.workers = nil
 	streams := make([]*serverStream, 0, len(sc.streams))
 	for _, st := range sc.streams {
 		streams = append(streams, st)
@@ -89,6 +102,63 @@ type serverConn struct {
 	lastID    uint32
 	goingAway bool // GOAWAY sent: no new streams
 	closed    bool
+	idle      *time.Timer // runs idleShutdown; stopped while streams are open
+	// workers are goroutines that served a stream and wait for another:
+	// a stream runs on one of them if one is free, so that its stack,
+	// grown to what the handler needs, serves many streams.
+	workers []chan job
+}
+
+// job is a stream for a worker: its request, or the status to answer it
+// with when its head was refused.
+type job struct {
+	st     *serverStream
+	req    *http.Request
+	status int
+}
+
+// start runs the handler for a stream on a free worker, or a new one.
+func (sc *serverConn) start(j job) {
+	sc.handlers.Add(1)
+	sc.mu.Lock()
+	if n := len(sc.workers); n > 0 {
+		w := sc.workers[n-1]
+		sc.workers = sc.workers[:n-1]
+		sc.mu.Unlock()
+		w <- j
+		return
+	}
+	sc.mu.Unlock()
+	go sc.work(j)
+}
+
+// work runs jobs until the connection ends.
+func (sc *serverConn) work(j job) {
+	next := make(chan job, 1)
+	for {
+		sc.run(j.st, j.req, j.status)
+		sc.mu.Lock()
+		if sc.closed {
+			sc.mu.Unlock()
+			return
+		}
+		sc.workers = append(sc.workers, next)
+		sc.mu.Unlock()
+		var ok bool
+		if j, ok = <-next; !ok {
+			return
+		}
+	}
+}
+
+// idleShutdown shuts the connection down if it still carries no stream.
+func (sc *serverConn) idleShutdown() {
+	sc.mu.Lock()
+	busy := len(sc.streams) > 0
+	sc.mu.Unlock()
+	if !busy {
+		sc.shutdown()
+	}
 }
 
 type serverStream struct {
@@ -288,8 +358,7 @@ func (sc *serverConn) onHeaders(h frameHeader) error {
 	st.ctx, st.cancel = context.WithCancelCause(sc.opts.Context)
 	if sc.tooLarge() {
 		sc.register(st, endStream)
-		sc.handlers.Add(1)
-		go sc.run(st, nil, http.StatusRequestHeaderFieldsTooLarge)
+		sc.start(job{st: st, status: http.StatusRequestHeaderFieldsTooLarge})
 		return nil
 	}
 	req, err := st.request(sc.fields, endStream)
@@ -300,8 +369,7 @@ func (sc *serverConn) onHeaders(h frameHeader) error {
 	}
 	st.req = req
 	sc.register(st, endStream)
-	sc.handlers.Add(1)
-	go sc.run(st, req, 0)
+	sc.start(job{st: st, req: req})
 	return nil
 }
 
@@ -311,6 +379,9 @@ func (sc *serverConn) register(st *serverStream, endStream bool) {
 	sc.wmu.Unlock()
 	sc.mu.Lock()
 	sc.streams[st.id] = st
+	if sc.idle != nil && len(sc.streams) == 1 {
+		sc.idle.Stop()
+	}
 	sc.mu.Unlock()
 	if endStream {
 		st.endStream()
@@ -532,9 +603,30 @@ func (sc *serverConn) forgetLocked(st *serverStream) {
 	}
 	st.forgotten = true
 	delete(sc.streams, st.id)
-	if sc.goingAway && len(sc.streams) == 0 {
-		sc.nc.Close()
+	if len(sc.streams) > 0 {
+		return
 	}
+	if sc.goingAway {
+		go sc.closeAfterFlush() // (wmu comes before mu)
+	} else if sc.idle != nil {
+		sc.idle.Reset(sc.opts.IdleTimeout)
+	}
+}
+
+// closeAfterFlush writes out what is pending, then closes the connection.
+func (sc *serverConn) closeAfterFlush() {
+	sc.wmu.Lock()
+	for sc.flushing || len(sc.pending) > 0 && sc.werr == nil {
+		if !sc.flushing {
+			sc.flushLocked()
+			continue
+		}
+		sc.wmu.Unlock() // another goroutine is writing: let it finish
+		runtime.Gosched()
+		sc.wmu.Lock()
+	}
+	sc.wmu.Unlock()
+	sc.nc.Close()
 }
 
 // run serves one stream with the handler (or answers it with status, when

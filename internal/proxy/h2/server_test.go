@@ -233,7 +233,11 @@ func (rc *rawConn) expect(typ uint8, stream uint32) []byte {
 var getFields = []string{":method", "GET", ":scheme", "http", ":authority", "svc", ":path", "/"}
 
 func TestServerRejectsMalformed(t *testing.T) {
-	addr := leanServer(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	addr := leanServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if _, err := io.Copy(io.Discard, r.Body); err == nil {
+			io.WriteString(w, "ok")
+		}
+	})
 
 	for _, tc := range []struct {
 		name   string
@@ -338,5 +342,41 @@ func TestServerShutdown(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("ServeConn did not return after shutdown")
+	}
+}
+
+func TestServerIdleTimeout(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	served := make(chan error, 1)
+	go func() {
+		nc, err := ln.Accept()
+		if err != nil {
+			served <- err
+			return
+		}
+		served <- ServeConn(nc, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			time.Sleep(300 * time.Millisecond) // longer than the idle timeout
+			io.WriteString(w, "ok")
+		}), ServerOptions{IdleTimeout: 100 * time.Millisecond})
+	}()
+	rc := dialRaw(t, ln.Addr().String())
+	rc.write(rc.headers(1, flagEndStream, getFields...))
+	// A stream in flight keeps the connection; once it is done, the
+	// connection ends after the idle timeout, with GOAWAY.
+	rc.expect(frameData, 1)
+	if p := rc.expect(frameGoAway, 0); binary.BigEndian.Uint32(p) != 1 || ErrCode(binary.BigEndian.Uint32(p[4:])) != ErrCodeNo {
+		t.Errorf("GOAWAY last stream %d, %s; want 1, NO_ERROR", binary.BigEndian.Uint32(p), ErrCode(binary.BigEndian.Uint32(p[4:])))
+	}
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Errorf("ServeConn after its idle timeout = %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("ServeConn did not end after its idle timeout")
 	}
 }

@@ -122,3 +122,50 @@ func TestCompileClusterResilienceRejected(t *testing.T) {
 		})
 	}
 }
+
+// TestCompileClusterProtocol reads the HTTP version a cluster speaks
+// upstream from its protocol options, as Istio writes them.
+func TestCompileClusterProtocol(t *testing.T) {
+	explicit := func(h2 bool) *upstreamhttpv3.HttpProtocolOptions {
+		e := &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig{ProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_HttpProtocolOptions{HttpProtocolOptions: &corev3.Http1ProtocolOptions{}}}
+		if h2 {
+			e.ProtocolConfig = &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}}
+		}
+		return &upstreamhttpv3.HttpProtocolOptions{UpstreamProtocolOptions: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: e}}
+	}
+	downstream := &upstreamhttpv3.HttpProtocolOptions{UpstreamProtocolOptions: &upstreamhttpv3.HttpProtocolOptions_UseDownstreamProtocolConfig{
+		UseDownstreamProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_UseDownstreamHttpConfig{HttpProtocolOptions: &corev3.Http1ProtocolOptions{}, Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}}}}
+	for _, tc := range []struct {
+		name       string
+		opts       *upstreamhttpv3.HttpProtocolOptions
+		deprecated bool
+		want       upstream.Protocol
+	}{
+		{"no options", nil, false, upstream.HTTP1},
+		{"explicit HTTP/1.1", explicit(false), false, upstream.HTTP1},
+		{"explicit HTTP/2", explicit(true), false, upstream.HTTP2},
+		{"downstream's", downstream, false, upstream.Downstream},
+		{"deprecated http2_protocol_options", nil, true, upstream.HTTP2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := xdstest.EDSCluster(cRev)
+			if tc.opts != nil {
+				a, err := anypb.New(tc.opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				c.TypedExtensionProtocolOptions = map[string]*anypb.Any{nameHTTPProtocolOptions: a}
+			}
+			if tc.deprecated {
+				c.Http2ProtocolOptions = &corev3.Http2ProtocolOptions{}
+			}
+			cc, err := compileCluster(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cc.spec.Protocol != tc.want {
+				t.Errorf("protocol %s, want %s", cc.spec.Protocol, tc.want)
+			}
+		})
+	}
+}

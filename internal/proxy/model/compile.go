@@ -644,14 +644,18 @@ const (
 	typeHTTPProtocolOptions = "type.googleapis.com/" + nameHTTPProtocolOptions
 )
 
-// compileHTTPProtocolOptions reads the upstream HTTP protocol options'
-// common_http_protocol_options (and the deprecated Cluster field
-// max_requests_per_connection). weft-proxy speaks HTTP/1.1 upstream
-// whichever protocol the options choose; other extension protocol options
-// are ignored, as before.
+// compileHTTPProtocolOptions reads the upstream HTTP protocol options: the
+// protocol (explicit_http_config's HTTP/1.1 or HTTP/2, or
+// use_downstream_protocol_config) and common_http_protocol_options; and
+// the deprecated Cluster fields http2_protocol_options and
+// max_requests_per_connection. Other extension protocol options are
+// ignored.
 func compileHTTPProtocolOptions(c *clusterv3.Cluster, spec *upstream.ClusterSpec) error {
 	if x := c.GetMaxRequestsPerConnection(); x != nil {
 		spec.MaxRequestsPerConnection = x.GetValue()
+	}
+	if c.GetHttp2ProtocolOptions() != nil {
+		spec.Protocol = upstream.HTTP2
 	}
 	a := c.GetTypedExtensionProtocolOptions()[nameHTTPProtocolOptions]
 	if a == nil {
@@ -664,6 +668,14 @@ func compileHTTPProtocolOptions(c *clusterv3.Cluster, spec *upstream.ClusterSpec
 	o := &upstreamhttpv3.HttpProtocolOptions{}
 	if err := a.UnmarshalTo(o); err != nil {
 		return fmt.Errorf("%s: %w", field, err)
+	}
+	switch {
+	case o.GetExplicitHttpConfig().GetHttp2ProtocolOptions() != nil:
+		spec.Protocol = upstream.HTTP2
+	case o.GetExplicitHttpConfig().GetHttpProtocolOptions() != nil:
+		spec.Protocol = upstream.HTTP1
+	case o.GetUseDownstreamProtocolConfig() != nil:
+		spec.Protocol = upstream.Downstream
 	}
 	co := o.GetCommonHttpProtocolOptions()
 	if co == nil {

@@ -8,7 +8,7 @@ import "sync/atomic"
 type Stats struct {
 	total, retries, timeouts, connectFails atomic.Uint64
 	classes                                [6]atomic.Uint64 // by status/100
-	cxTotal, cxNoneHealthy                 atomic.Uint64
+	cxTotal, cxNoneHealthy, cxHTTP2        atomic.Uint64
 	txBytes, rxBytes                       atomic.Uint64
 	// Circuit breakers.
 	pendingOverflow, cxOverflow, retryOverflow atomic.Uint64
@@ -58,6 +58,9 @@ type StatsSnapshot struct {
 	// CxTotal, CxNoneHealthy, TxBytes and RxBytes count tcp_proxy
 	// connections.
 	CxTotal, CxNoneHealthy, TxBytes, RxBytes uint64
+	// CxHTTP2 counts the HTTP/2 connections opened to the cluster's
+	// endpoints (Envoy's upstream_cx_http2_total).
+	CxHTTP2 uint64
 	// PendingOverflow counts requests refused by max_pending_requests or
 	// max_requests, CxOverflow requests that found max_connections open
 	// and had to wait and TCP connections it refused, RetryOverflow retries not attempted because of
@@ -78,7 +81,7 @@ type StatsSnapshot struct {
 // Snapshot copies the counters.
 func (s *Stats) Snapshot() StatsSnapshot {
 	out := StatsSnapshot{Total: s.total.Load(), Retries: s.retries.Load(), Timeouts: s.timeouts.Load(), ConnectFails: s.connectFails.Load(),
-		CxTotal: s.cxTotal.Load(), CxNoneHealthy: s.cxNoneHealthy.Load(), TxBytes: s.txBytes.Load(), RxBytes: s.rxBytes.Load(),
+		CxTotal: s.cxTotal.Load(), CxNoneHealthy: s.cxNoneHealthy.Load(), CxHTTP2: s.cxHTTP2.Load(), TxBytes: s.txBytes.Load(), RxBytes: s.rxBytes.Load(),
 		PendingOverflow: s.pendingOverflow.Load(), CxOverflow: s.cxOverflow.Load(), RetryOverflow: s.retryOverflow.Load(),
 		EjectionsEnforced: s.odEnforced.Load(), EjectionsEnforced5xx: s.odEnforced5xx.Load(), EjectionsEnforcedGatewayFailure: s.odEnforcedGw.Load(),
 		EjectionsDetected5xx: s.odDetected5xx.Load(), EjectionsDetectedGatewayFailure: s.odDetectedGw.Load(), EjectionsOverflow: s.odOverflow.Load(),

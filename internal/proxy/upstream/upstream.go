@@ -112,6 +112,8 @@ type ClusterSpec struct {
 	// Hash holds the ring or table settings of a RingHash or Maglev
 	// cluster (see CheckHashConfig).
 	Hash HashConfig
+	// Protocol is the HTTP version spoken to the endpoints.
+	Protocol Protocol
 }
 
 // Endpoint is one upstream address with its connection pool. Endpoints are
@@ -124,6 +126,7 @@ type Endpoint struct {
 	transport atomic.Pointer[http.Transport]
 	maxIdle   int
 	h1        *h1Pool
+	h2        *h2Pool // nil unless the cluster may speak HTTP/2
 	dialer    *net.Dialer
 	inflight  atomic.Int64
 	cb        *breaker
@@ -139,6 +142,7 @@ type endpointSettings struct {
 	connectTimeout, idleTimeout time.Duration
 	maxUses                     uint32
 	outlier                     bool
+	protocol                    Protocol
 }
 
 // Dial opens a new TCP connection to the endpoint (for tcp_proxy), bounded
@@ -196,6 +200,9 @@ func (e *Endpoint) Ejected() bool { return e.od != nil && e.od.ejected.Load() }
 // runs on the caller's goroutine; others go through net/http's Transport.
 // The response body must be read to EOF or closed.
 func (e *Endpoint) RoundTrip(req *http.Request) (*http.Response, error) {
+	if e.h2 != nil && e.useH2(req) {
+		return e.h2.roundTrip(req)
+	}
 	if leanOK(req) {
 		return e.h1.roundTrip(req, false)
 	}
@@ -208,6 +215,9 @@ func (e *Endpoint) RoundTrip(req *http.Request) (*http.Response, error) {
 // caller reads them with ResponseFields, or calls LoadHeader before it
 // reads the Header, and does either before it reads the body.
 func (e *Endpoint) RoundTripLazy(req *http.Request) (*http.Response, error) {
+	if e.h2 != nil && e.useH2(req) {
+		return e.h2.roundTrip(req)
+	}
 	if leanOK(req) {
 		return e.h1.roundTrip(req, true)
 	}
@@ -239,6 +249,9 @@ func LoadHeader(resp *http.Response) {
 func (e *Endpoint) closeIdle(final bool) {
 	e.closeTransportIdle()
 	e.h1.closeIdle(final)
+	if e.h2 != nil {
+		e.h2.closeIdle(final)
+	}
 }
 
 // closeTransportIdle closes the idle connections of the endpoint's
@@ -718,7 +731,7 @@ type builtCluster struct {
 func sameSpec(a, b *ClusterSpec) bool {
 	return a.Name == b.Name && a.LB == b.LB && a.ConnectTimeout == b.ConnectTimeout &&
 		a.OriginalDst == b.OriginalDst && a.MaxRequestsPerConnection == b.MaxRequestsPerConnection &&
-		a.IdleTimeout == b.IdleTimeout && a.Hash == b.Hash &&
+		a.IdleTimeout == b.IdleTimeout && a.Hash == b.Hash && a.Protocol == b.Protocol &&
 		samePtr(a.CircuitBreakers, b.CircuitBreakers) && samePtr(a.Outlier, b.Outlier) &&
 		samePtr(a.HealthyPanicThreshold, b.HealthyPanicThreshold) &&
 		slices.Equal(a.Endpoints, b.Endpoints)
@@ -735,7 +748,7 @@ func samePtr[T comparable](a, b *T) bool {
 // build makes the cluster of s, marking the keys of the endpoints it uses
 // in used, and returns them.
 func (p *Pools) build(s ClusterSpec, used map[poolKey]bool) (*Cluster, []poolKey) {
-	set := endpointSettings{connectTimeout: s.ConnectTimeout, idleTimeout: s.IdleTimeout, maxUses: s.MaxRequestsPerConnection, outlier: s.Outlier != nil}
+	set := endpointSettings{connectTimeout: s.ConnectTimeout, idleTimeout: s.IdleTimeout, maxUses: s.MaxRequestsPerConnection, outlier: s.Outlier != nil, protocol: s.Protocol}
 	if set.connectTimeout <= 0 {
 		set.connectTimeout = DefaultConnectTimeout
 	}
@@ -871,5 +884,8 @@ func (p *Pools) newEndpoint(addr string, set endpointSettings, cb *breaker) *End
 	}
 	e := &Endpoint{addr: addr, maxIdle: p.opts.MaxIdleConnsPerEndpoint, h1: h1, dialer: d, cb: cb, set: set}
 	h1.closeTransportIdle = e.closeTransportIdle
+	if set.protocol != HTTP1 {
+		e.h2 = &h2Pool{e: e}
+	}
 	return e
 }

@@ -1,0 +1,155 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync"
+
+	"github.com/weftmesh/weft/internal/proxy/h2"
+)
+
+// Protocol is the HTTP version a cluster speaks to its endpoints, as the
+// cluster's upstream HTTP protocol options choose it.
+type Protocol uint8
+
+const (
+	// HTTP1 is HTTP/1.1 (explicit_http_config.http_protocol_options, or
+	// no options).
+	HTTP1 Protocol = iota
+	// HTTP2 is HTTP/2 over cleartext with prior knowledge
+	// (explicit_http_config.http2_protocol_options).
+	HTTP2
+	// Downstream is the version the request came in with
+	// (use_downstream_protocol_config).
+	Downstream
+)
+
+func (p Protocol) String() string {
+	switch p {
+	case HTTP2:
+		return "HTTP/2"
+	case Downstream:
+		return "the downstream's"
+	}
+	return "HTTP/1.1"
+}
+
+// useH2 reports whether req goes to the endpoint over HTTP/2. A request
+// that asks to switch protocols (Upgrade, as WebSocket does) or a CONNECT
+// keeps HTTP/1.1: HTTP/2 cannot carry either as such.
+func (e *Endpoint) useH2(req *http.Request) bool {
+	switch e.set.protocol {
+	case HTTP2:
+	case Downstream:
+		if req.ProtoMajor != 2 {
+			return false
+		}
+	default:
+		return false
+	}
+	return req.Method != http.MethodConnect && len(req.Header["Upgrade"]) == 0
+}
+
+// h2Pool holds an endpoint's HTTP/2 connections. Requests share a
+// connection up to the server's limit on concurrent streams; another one
+// is dialed (one at a time) when every connection is full.
+type h2Pool struct {
+	e *Endpoint
+
+	mu      sync.Mutex
+	conns   []*h2.ClientConn
+	dialing chan struct{} // closed when the dial in progress ends
+	closed  bool
+}
+
+// roundTrip sends req over one of the pool's connections. A request the
+// server did not process (its connection was going away) and that has no
+// body to resend goes once more, on another connection.
+func (p *h2Pool) roundTrip(req *http.Request) (*http.Response, error) {
+	for attempt := 0; ; attempt++ {
+		cc, err := p.get(req.Context())
+		if err != nil {
+			if req.Body != nil {
+				req.Body.Close()
+			}
+			return nil, err
+		}
+		resp, err := cc.RoundTrip(req)
+		if err != nil && attempt == 0 && errors.Is(err, h2.ErrNotProcessed) && (req.Body == nil || req.Body == http.NoBody) {
+			continue
+		}
+		return resp, err
+	}
+}
+
+// get returns a connection with a stream reserved for the caller.
+func (p *h2Pool) get(ctx context.Context) (*h2.ClientConn, error) {
+	for {
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			return nil, errEndpointClosed
+		}
+		for _, cc := range p.conns {
+			if cc.Reserve() {
+				p.mu.Unlock()
+				return cc, nil
+			}
+		}
+		if wait := p.dialing; wait != nil {
+			p.mu.Unlock()
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		done := make(chan struct{})
+		p.dialing = done
+		p.mu.Unlock()
+		nc, err := p.e.h1.dialForTransport(ctx, p.e.set.connectTimeout)
+		p.mu.Lock()
+		p.dialing = nil
+		close(done)
+		if err != nil {
+			p.mu.Unlock()
+			return nil, err
+		}
+		cc := h2.NewClientConn(nc)
+		p.e.cb.stats.cxHTTP2.Add(1)
+		p.conns = append(p.conns, cc)
+		p.mu.Unlock()
+		go p.forgetWhenDone(cc)
+	}
+}
+
+var errEndpointClosed = errors.New("the endpoint is no longer in use")
+
+func (p *h2Pool) forgetWhenDone(cc *h2.ClientConn) {
+	<-cc.Done()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, c := range p.conns {
+		if c == cc {
+			p.conns = append(p.conns[:i], p.conns[i+1:]...)
+			return
+		}
+	}
+}
+
+// closeIdle closes the connections that carry no stream; final also stops
+// the pool taking new requests.
+func (p *h2Pool) closeIdle(final bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if final {
+		p.closed = true
+	}
+	for _, cc := range p.conns {
+		if cc.Active() == 0 {
+			cc.Close()
+		}
+	}
+}

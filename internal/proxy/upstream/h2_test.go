@@ -1,0 +1,90 @@
+package upstream
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"testing"
+)
+
+// protoServer answers with the HTTP version each request came in with; it
+// speaks HTTP/1.1 and HTTP/2 with prior knowledge on the same port, as a
+// weft-proxy inbound listener does.
+func protoServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := new(http.Protocols)
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	srv := &http.Server{Protocols: p, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%s %s %d", r.Proto, r.Header.Get("X-Test"), len(b))
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
+func TestClusterProtocol(t *testing.T) {
+	addr := protoServer(t)
+	for _, tc := range []struct {
+		protocol  Protocol
+		reqMajor  int
+		upgrade   bool
+		wantProto string
+	}{
+		{HTTP1, 1, false, "HTTP/1.1"},
+		{HTTP2, 1, false, "HTTP/2.0"},
+		{HTTP2, 1, true, "HTTP/1.1"}, // an Upgrade request keeps HTTP/1.1
+		{Downstream, 1, false, "HTTP/1.1"},
+		{Downstream, 2, false, "HTTP/2.0"},
+	} {
+		t.Run(fmt.Sprintf("%s request HTTP/%d upgrade %v", tc.protocol, tc.reqMajor, tc.upgrade), func(t *testing.T) {
+			p := NewPools(PoolsOptions{})
+			t.Cleanup(p.Close)
+			c := p.Build([]ClusterSpec{{Name: "c", Protocol: tc.protocol, Endpoints: []EndpointSpec{{Address: addr}}}})["c"]
+			ep := c.Pick(nil)
+			var wg sync.WaitGroup
+			errs := make(chan error, 20)
+			for i := range 20 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
+					req.ProtoMajor = tc.reqMajor
+					req.Header.Set("X-Test", fmt.Sprint(i))
+					if tc.upgrade {
+						req.Header.Set("Upgrade", "websocket")
+					}
+					resp, err := ep.RoundTrip(req)
+					if err != nil {
+						errs <- err
+						return
+					}
+					b, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if want := fmt.Sprintf("%s %d 0", tc.wantProto, i); string(b) != want {
+						errs <- fmt.Errorf("answered %q, want %q", b, want)
+					}
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Error(err)
+			}
+			h2 := c.Stats().Snapshot().CxHTTP2
+			if tc.wantProto == "HTTP/2.0" && h2 != 1 {
+				t.Errorf("%d HTTP/2 connections for 20 concurrent requests, want 1 carrying them all", h2)
+			}
+			if tc.wantProto != "HTTP/2.0" && h2 != 0 {
+				t.Errorf("%d HTTP/2 connections, want none", h2)
+			}
+		})
+	}
+}
