@@ -610,7 +610,7 @@ func (cs *clientStream) response(fields []hpack.HeaderField) (*http.Response, er
 		return nil, nil
 	}
 	resp := &http.Response{
-		Status: strconv.Itoa(code) + " " + http.StatusText(code), StatusCode: code,
+		Status: statusLine(code), StatusCode: code,
 		Proto: "HTTP/2.0", ProtoMajor: 2, Request: cs.req, ContentLength: -1,
 	}
 	h, err := header(fields, regular)
@@ -715,4 +715,23 @@ func trailerFields(tr http.Header) []hpack.HeaderField {
 		}
 	}
 	return out
+}
+
+// statusLine is a response's Status as net/http writes it ("200 OK").
+func statusLine(code int) string {
+	switch code {
+	case 200:
+		return "200 OK"
+	case 204:
+		return "204 No Content"
+	case 304:
+		return "304 Not Modified"
+	case 404:
+		return "404 Not Found"
+	case 500:
+		return "500 Internal Server Error"
+	case 503:
+		return "503 Service Unavailable"
+	}
+	return strconv.Itoa(code) + " " + http.StatusText(code)
 }

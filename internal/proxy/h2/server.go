@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http2/hpack"
@@ -162,14 +163,14 @@ func (sc *serverConn) idleShutdown() {
 }
 
 type serverStream struct {
-	sc     *serverConn
-	id     uint32
-	req    *http.Request
-	ctx    context.Context
-	cancel context.CancelCauseFunc
-	body   pipe
-	recv   recvCredit
-	sw     sendWindowFor // kept with wmu held
+	sc   *serverConn
+	id   uint32
+	req  *http.Request
+	ctx  streamContext
+	rw   responseWriter
+	body pipe
+	recv recvCredit
+	sw   sendWindowFor // kept with wmu held
 
 	// The read loop's.
 	gotEnd   bool  // the client's END_STREAM arrived
@@ -355,7 +356,7 @@ func (sc *serverConn) onHeaders(h frameHeader) error {
 	st = &serverStream{sc: sc, id: h.streamID, declared: -1}
 	st.body.init()
 	st.recv.init()
-	st.ctx, st.cancel = context.WithCancelCause(sc.opts.Context)
+	st.ctx.parent = sc.opts.Context
 	if sc.tooLarge() {
 		sc.register(st, endStream)
 		sc.start(job{st: st, status: http.StatusRequestHeaderFieldsTooLarge})
@@ -363,7 +364,6 @@ func (sc *serverConn) onHeaders(h frameHeader) error {
 	}
 	req, err := st.request(sc.fields, endStream)
 	if err != nil {
-		st.cancel(err)
 		sc.send(func(b []byte) []byte { return appendRSTStream(b, h.streamID, ErrCodeProtocol) })
 		return nil
 	}
@@ -551,8 +551,55 @@ func (st *serverStream) request(fields []hpack.HeaderField, endStream bool) (*ht
 			}
 		}
 	}
-	return req.WithContext(st.ctx), nil
+	return req.WithContext(&st.ctx), nil
 }
+
+// streamContext is a request's context: it ends when the client resets
+// the stream, the connection ends, or the handler returns, and takes
+// values and deadline from the connection's context. It does not end with
+// the connection's context: that starts a graceful shutdown (GOAWAY), in
+// which the streams in flight finish. Done's channel is made only for a
+// caller that asks for it.
+type streamContext struct {
+	parent context.Context
+	mu     sync.Mutex
+	done   chan struct{}
+	err    error
+}
+
+func (c *streamContext) Deadline() (time.Time, bool) { return c.parent.Deadline() }
+func (c *streamContext) Value(key any) any           { return c.parent.Value(key) }
+
+func (c *streamContext) Done() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done == nil {
+		c.done = make(chan struct{})
+		if c.err != nil {
+			close(c.done)
+		}
+	}
+	return c.done
+}
+
+func (c *streamContext) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+func (c *streamContext) cancel() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err == nil {
+		c.err = context.Canceled
+		if c.done != nil {
+			close(c.done)
+		}
+	}
+}
+
+func (c *streamContext) String() string { return "h2.streamContext" }
 
 // serverBody is a request's body.
 type serverBody struct{ st *serverStream }
@@ -572,7 +619,7 @@ func (b serverBody) Close() error {
 // abort ends the stream without a response: the client reset it, or the
 // connection ended.
 func (st *serverStream) abort(err error) {
-	st.cancel(err)
+	st.ctx.cancel()
 	st.body.end(err)
 	sc := st.sc
 	sc.wmu.Lock()
@@ -633,8 +680,9 @@ func (sc *serverConn) closeAfterFlush() {
 // its head was refused).
 func (sc *serverConn) run(st *serverStream, req *http.Request, status int) {
 	defer sc.handlers.Done()
-	rw := &responseWriter{st: st}
-	defer st.cancel(context.Canceled)
+	rw := &st.rw
+	rw.st = st
+	defer st.ctx.cancel()
 	if req == nil {
 		rw.WriteHeader(status)
 		rw.finish()
@@ -784,7 +832,7 @@ func (rw *responseWriter) appendHead(code int, endStream, wholeBody bool) {
 	}
 	final := code >= 200
 	if final && wholeBody && !hasLength && code != http.StatusNoContent && code != http.StatusNotModified && !rw.hasTrailers() {
-		fields = append(fields, hpack.HeaderField{Name: "content-length", Value: strconv.Itoa(len(rw.buf))})
+		fields = append(fields, hpack.HeaderField{Name: "content-length", Value: lengths.get(len(rw.buf))})
 	}
 	sc.appendHeaders(st.id, fields, endStream)
 	if final {
@@ -887,4 +935,29 @@ func statusText(code int) string {
 		return "503"
 	}
 	return strconv.Itoa(code)
+}
+
+// lengths caches the text of recent Content-Length values: a service's
+// responses tend to repeat a few sizes. Lock-free: a miss replaces its
+// slot's entry.
+var lengths lengthCache
+
+type lengthCache [64]atomic.Pointer[lengthEntry]
+
+type lengthEntry struct {
+	n int
+	s string
+}
+
+func (c *lengthCache) get(n int) string {
+	if n < 100 {
+		return strconv.Itoa(n) // small numbers never allocate
+	}
+	slot := &c[n%len(c)]
+	if e := slot.Load(); e != nil && e.n == n {
+		return e.s
+	}
+	e := &lengthEntry{n: n, s: strconv.Itoa(n)}
+	slot.Store(e)
+	return e.s
 }
