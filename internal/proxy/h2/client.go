@@ -367,14 +367,8 @@ func (cc *ClientConn) serve() error {
 		}
 		switch h.typ {
 		case frameHeaders, frameContinuation:
-			head, done, err := cc.headerBlock(h, p)
-			if err != nil {
+			if err := cc.onHeaderFrame(h, p, cc.onHeaders); err != nil {
 				return err
-			}
-			if done {
-				if err := cc.onHeaders(head); err != nil {
-					return err
-				}
 			}
 		case frameData:
 			if err := cc.onData(h, p); err != nil {

@@ -472,6 +472,17 @@ func (c *conn) headerBlock(h frameHeader, p []byte) (head frameHeader, done bool
 	return head, true, c.decode(c.block)
 }
 
+// onHeaderFrame adds a HEADERS or CONTINUATION frame to the header block
+// being read, and hands a complete block (its fields in c.fields) to
+// handle with its HEADERS frame's header.
+func (c *conn) onHeaderFrame(h frameHeader, p []byte, handle func(frameHeader) error) error {
+	head, done, err := c.headerBlock(h, p)
+	if err != nil || !done {
+		return err
+	}
+	return handle(head)
+}
+
 // continuing reports whether a header block waits for CONTINUATION: no
 // other frame may come in between.
 func (c *conn) continuing() bool { return c.blockHead.streamID != 0 }

@@ -232,14 +232,8 @@ func (sc *serverConn) serve() error {
 		}
 		switch h.typ {
 		case frameHeaders, frameContinuation:
-			head, done, err := sc.headerBlock(h, p)
-			if err != nil {
+			if err := sc.onHeaderFrame(h, p, sc.onHeaders); err != nil {
 				return err
-			}
-			if done {
-				if err := sc.onHeaders(head); err != nil {
-					return err
-				}
 			}
 		case frameData:
 			if err := sc.onData(h, p); err != nil {

@@ -293,28 +293,15 @@ func TestServerRejectsMalformed(t *testing.T) {
 
 func TestServerShutdown(t *testing.T) {
 	release := make(chan struct{})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() {
-		nc, err := ln.Accept()
-		if err != nil {
-			served <- err
-			return
-		}
-		served <- ServeConn(nc, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			<-release
-			io.WriteString(w, "done")
-		}), ServerOptions{Context: ctx})
-	}()
+	addr, served := serveOne(t, func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		io.WriteString(w, "done")
+	}, ServerOptions{Context: ctx})
 	c := stdClient(t)
 	got := make(chan string, 1)
 	go func() {
-		resp, err := c.Get("http://" + ln.Addr().String() + "/")
+		resp, err := c.Get("http://" + addr + "/")
 		if err != nil {
 			got <- err.Error()
 			return
@@ -346,24 +333,11 @@ func TestServerShutdown(t *testing.T) {
 }
 
 func TestServerIdleTimeout(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	served := make(chan error, 1)
-	go func() {
-		nc, err := ln.Accept()
-		if err != nil {
-			served <- err
-			return
-		}
-		served <- ServeConn(nc, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			time.Sleep(300 * time.Millisecond) // longer than the idle timeout
-			io.WriteString(w, "ok")
-		}), ServerOptions{IdleTimeout: 100 * time.Millisecond})
-	}()
-	rc := dialRaw(t, ln.Addr().String())
+	addr, served := serveOne(t, func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(300 * time.Millisecond) // longer than the idle timeout
+		io.WriteString(w, "ok")
+	}, ServerOptions{IdleTimeout: 100 * time.Millisecond})
+	rc := dialRaw(t, addr)
 	rc.write(rc.headers(1, flagEndStream, getFields...))
 	// A stream in flight keeps the connection; once it is done, the
 	// connection ends after the idle timeout, with GOAWAY.
@@ -379,4 +353,25 @@ func TestServerIdleTimeout(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("ServeConn did not end after its idle timeout")
 	}
+}
+
+// serveOne serves the first connection to a loopback port with ServeConn;
+// what ServeConn returns arrives on served.
+func serveOne(t *testing.T, h http.HandlerFunc, o ServerOptions) (addr string, served <-chan error) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	out := make(chan error, 1)
+	go func() {
+		nc, err := ln.Accept()
+		if err != nil {
+			out <- err
+			return
+		}
+		out <- ServeConn(nc, h, o)
+	}()
+	return ln.Addr().String(), out
 }
