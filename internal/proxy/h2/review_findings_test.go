@@ -1,0 +1,430 @@
+package h2
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2/hpack"
+)
+
+// rawServer accepts one connection and hands a conn (preface read) to f.
+func rawServer(t *testing.T, f func(c *conn)) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		nc, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer nc.Close()
+		c := &conn{}
+		c.init(nc)
+		if err := c.readPreface(); err != nil {
+			return
+		}
+		f(c)
+	}()
+	return ln.Addr().String()
+}
+
+func writeRaw(c *conn, b []byte) { c.nc.Write(b) }
+
+// 1. A SETTINGS_INITIAL_WINDOW_SIZE decrease that makes a stream's send
+// window negative panics in appendData with wmu held.
+func TestReviewNegativeWindow(t *testing.T) {
+	addr := rawServer(t, func(c *conn) {
+		writeRaw(c, appendSettings(nil, settingInitialWindowSize, 10))
+		got := 0
+		for {
+			h, p, err := c.readFrame()
+			if err != nil {
+				return
+			}
+			if h.typ == frameData {
+				got += len(p)
+				if got >= 10 {
+					writeRaw(c, appendSettings(nil, settingInitialWindowSize, 0))
+				}
+			}
+		}
+	})
+	cc := dialClient(t, addr)
+	time.Sleep(100 * time.Millisecond) // SETTINGS applied
+	cc.Reserve()
+	panicked := make(chan any, 1)
+	go func() {
+		defer func() { panicked <- recover() }()
+		req, _ := http.NewRequest("POST", "http://x/", bytes.NewReader(make([]byte, 100)))
+		cc.RoundTrip(req)
+	}()
+	select {
+	case p := <-panicked:
+		t.Logf("RoundTrip panicked: %v", p)
+	case <-time.After(3 * time.Second):
+		t.Fatal("no panic")
+	}
+	locked := make(chan bool, 1)
+	go func() { locked <- !cc.wmu.TryLock() }()
+	if <-locked {
+		t.Errorf("wmu left locked after the panic: the connection is wedged")
+	}
+}
+
+// 2. The pipe never drops bytes already read while the reader lags, so its
+// buffer grows with the whole stream.
+func TestReviewPipeGrowth(t *testing.T) {
+	var p pipe
+	p.init()
+	chunk := make([]byte, 16<<10)
+	rb := make([]byte, 16<<10)
+	p.write(chunk)
+	p.write(chunk)
+	for i := 0; i < 6000; i++ { // ~100 MB through, never more than 32 KB unread
+		p.write(chunk)
+		p.read(rb)
+	}
+	t.Logf("unread %d bytes, buffer len %d, cap %d", len(p.buf)-p.r, len(p.buf), cap(p.buf))
+	if cap(p.buf) > 1<<20 {
+		t.Errorf("pipe holds %d MB for %d KB unread", cap(p.buf)>>20, (len(p.buf)-p.r)>>10)
+	}
+}
+
+// 3. A server that answers before reading the whole body and resets with
+// NO_ERROR (as this package's own server does): the client loses the
+// response.
+func TestReviewEarlyResponseLost(t *testing.T) {
+	addr := leanServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusRequestEntityTooLarge)
+	})
+	cc := dialClient(t, addr)
+	cc.Reserve()
+	req, _ := http.NewRequest("POST", "http://x/", bytes.NewReader(make([]byte, 20<<20)))
+	resp, err := cc.RoundTrip(req)
+	if err != nil {
+		t.Errorf("RoundTrip lost the 413 response: %v", err)
+		return
+	}
+	resp.Body.Close()
+}
+
+// 4. Full duplex: RoundTrip returns only after the whole request body is
+// sent, so a bidi stream deadlocks.
+func TestReviewFullDuplex(t *testing.T) {
+	addr := leanServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(200)
+		w.(http.Flusher).Flush()
+		buf := make([]byte, 100)
+		for {
+			n, err := r.Body.Read(buf)
+			if n > 0 {
+				w.Write(buf[:n])
+				w.(http.Flusher).Flush()
+			}
+			if err != nil {
+				return
+			}
+		}
+	})
+	cc := dialClient(t, addr)
+	cc.Reserve()
+	pr, pw := io.Pipe()
+	go pw.Write([]byte("ping")) // the client waits for "ping" back before it ends
+	req, _ := http.NewRequest("POST", "http://x/", pr)
+	req.ContentLength = -1
+	done := make(chan error, 1)
+	go func() {
+		resp, err := cc.RoundTrip(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Logf("RoundTrip returned %v", err)
+	case <-time.After(2 * time.Second):
+		t.Errorf("RoundTrip did not return the response head while the request body streams")
+		pw.Close()
+	}
+}
+
+// 5. A handler that returns without draining the request body leaks the
+// connection receive window: later uploads on the connection stall.
+func TestReviewConnWindowLeak(t *testing.T) {
+	addr := leanServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/drop" {
+			r.Body.Read(make([]byte, 1))
+			time.Sleep(200 * time.Millisecond) // let the body arrive
+			w.WriteHeader(503)
+			return
+		}
+		n, _ := io.Copy(io.Discard, r.Body)
+		io.WriteString(w, strings.Repeat("x", 0)+string(rune('0'+n%10)))
+	})
+	c := stdClient(t)
+	c.Timeout = 3 * time.Second
+	for i := 0; i < 6; i++ {
+		resp, err := c.Post("http://"+addr+"/drop", "x", bytes.NewReader(make([]byte, 4<<20)))
+		if err != nil {
+			t.Logf("drop %d: %v", i, err)
+			continue
+		}
+		resp.Body.Close()
+	}
+	resp, err := c.Post("http://"+addr+"/ok", "x", bytes.NewReader(make([]byte, 1<<20)))
+	if err != nil {
+		t.Errorf("a 1 MB upload after 6 dropped bodies: %v", err)
+		return
+	}
+	resp.Body.Close()
+}
+
+// 6. RoundTrip blocked on the send window ignores its context.
+func TestReviewCancelWhileSending(t *testing.T) {
+	addr := leanServer(t, func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done()
+	})
+	cc := dialClient(t, addr)
+	cc.Reserve()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "POST", "http://x/", bytes.NewReader(make([]byte, 8<<20)))
+	done := make(chan error, 1)
+	go func() { _, err := cc.RoundTrip(req); done <- err }()
+	select {
+	case err := <-done:
+		t.Logf("returned: %v", err)
+	case <-time.After(3 * time.Second):
+		t.Errorf("RoundTrip still blocked 3s after its context ended")
+		cc.Close()
+	}
+}
+
+// 7. A response body Read ignores the request's context.
+func TestReviewBodyReadIgnoresContext(t *testing.T) {
+	var handlerCtxEnded atomic.Bool
+	addr := leanServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(200)
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+		handlerCtxEnded.Store(true)
+	})
+	cc := dialClient(t, addr)
+	cc.Reserve()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://x/", nil)
+	resp, err := cc.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	done := make(chan error, 1)
+	go func() { _, err := resp.Body.Read(make([]byte, 10)); done <- err }()
+	select {
+	case err := <-done:
+		t.Logf("Read: %v", err)
+	case <-time.After(2 * time.Second):
+		t.Errorf("body Read blocked 2s after the request's context ended (handler ctx ended: %v)", handlerCtxEnded.Load())
+		resp.Body.Close()
+	}
+}
+
+// 8. A malformed response head: the client fails the stream but never
+// sends RST_STREAM.
+func TestReviewNoRSTOnMalformedHead(t *testing.T) {
+	gotRST := make(chan bool, 1)
+	addr := rawServer(t, func(c *conn) {
+		writeRaw(c, appendSettings(nil))
+		var buf bytes.Buffer
+		enc := hpack.NewEncoder(&buf)
+		for {
+			c.nc.SetReadDeadline(time.Now().Add(time.Second))
+			h, _, err := c.readFrame()
+			if err != nil {
+				gotRST <- false
+				return
+			}
+			if h.typ == frameHeaders {
+				enc.WriteField(hpack.HeaderField{Name: ":status", Value: "2000"})
+				writeRaw(c, append(appendFrameHeader(nil, buf.Len(), frameHeaders, flagEndHeaders, h.streamID), buf.Bytes()...))
+			}
+			if h.typ == frameRSTStream {
+				gotRST <- true
+				return
+			}
+		}
+	})
+	cc := dialClient(t, addr)
+	cc.Reserve()
+	req, _ := http.NewRequest("GET", "http://x/", nil)
+	_, err := cc.RoundTrip(req)
+	t.Logf("RoundTrip: %v", err)
+	if !<-gotRST {
+		t.Errorf("no RST_STREAM after a malformed response head: the server's stream stays open")
+	}
+}
+
+// 9. Trailers (HEADERS) arriving on a stream the server has reset are a
+// connection error that kills every other stream.
+func TestReviewTrailersAfterReset(t *testing.T) {
+	addr := leanServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			time.Sleep(500 * time.Millisecond)
+			io.WriteString(w, "slow done")
+			return
+		}
+		w.WriteHeader(400) // answers without reading: RST_STREAM(NO_ERROR)
+	})
+	rc := dialRaw(t, addr)
+	rc.write(rc.headers(1, flagEndStream, ":method", "GET", ":scheme", "http", ":authority", "a", ":path", "/slow"))
+	rc.write(rc.headers(3, 0, ":method", "POST", ":scheme", "http", ":authority", "a", ":path", "/"))
+	rc.expect(frameRSTStream, 3)
+	rc.write(rc.headers(3, flagEndStream, "grpc-status", "0")) // trailers crossing the reset
+	for {
+		h, p, err := rc.readFrame()
+		if err != nil {
+			t.Errorf("connection ended before stream 1 answered: %v", err)
+			return
+		}
+		if h.typ == frameGoAway {
+			t.Errorf("GOAWAY %s: stream 1 killed", ErrCode(binary.BigEndian.Uint32(p[4:])))
+			return
+		}
+		if h.typ == frameData && h.streamID == 1 {
+			return
+		}
+	}
+}
+
+// 10. CR/LF in :method and :authority reach the handler.
+func TestReviewPseudoHeaderValues(t *testing.T) {
+	got := make(chan *http.Request, 1)
+	addr := leanServer(t, func(w http.ResponseWriter, r *http.Request) { got <- r })
+	rc := dialRaw(t, addr)
+	rc.write(rc.headers(1, flagEndStream, ":method", "GET / HTTP/1.1\r\nX-Smuggled: 1\r\n\r\nGET", ":scheme", "http", ":authority", "a\r\nX-Evil: 1", ":path", "/", "x-v", "a\x00b"))
+	select {
+	case r := <-got:
+		t.Errorf("accepted: method %q host %q x-v %q", r.Method, r.Host, r.Header.Get("X-V"))
+	case <-time.After(time.Second):
+	}
+}
+
+// 11. Handlers of reset streams do not count against
+// MaxConcurrentStreams: rapid reset runs unbounded handlers.
+func TestReviewRapidReset(t *testing.T) {
+	var running, peak atomic.Int64
+	release := make(chan struct{})
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer ln.Close()
+	go func() {
+		nc, _ := ln.Accept()
+		ServeConn(nc, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			n := running.Add(1)
+			for {
+				p := peak.Load()
+				if n <= p || peak.CompareAndSwap(p, n) {
+					break
+				}
+			}
+			<-release // a handler busy upstream, slow to notice its context
+			running.Add(-1)
+		}), ServerOptions{MaxConcurrentStreams: 10})
+	}()
+	defer close(release)
+	rc := dialRaw(t, ln.Addr().String())
+	for id := uint32(1); id < 4000; id += 2 {
+		rc.write(append(rc.headers(id, flagEndStream, getFields...), appendRSTStream(nil, id, ErrCodeCancel)...))
+	}
+	time.Sleep(500 * time.Millisecond)
+	if peak.Load() > 10 {
+		t.Errorf("%d handlers at once with MaxConcurrentStreams 10", peak.Load())
+	}
+}
+
+var _ = errors.New
+
+// 4b. A streaming echo of a body larger than two stream windows: the
+// server blocks writing (the client reads nothing before RoundTrip
+// returns), so it stops reading, so sendBody blocks.
+func TestReviewStreamingEchoDeadlock(t *testing.T) {
+	addr := leanServer(t, func(w http.ResponseWriter, r *http.Request) { io.Copy(w, r.Body) })
+	cc := dialClient(t, addr)
+	cc.Reserve()
+	req, _ := http.NewRequest("POST", "http://x/", bytes.NewReader(make([]byte, 20<<20)))
+	done := make(chan error, 1)
+	go func() {
+		resp, err := cc.RoundTrip(req)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Logf("RoundTrip: %v", err)
+	case <-time.After(3 * time.Second):
+		t.Errorf("20 MB streaming echo deadlocked")
+		cc.Close()
+	}
+}
+
+// 12. Control frames queue without bound while the peer does not read.
+func TestReviewPingFlood(t *testing.T) {
+	addr := leanServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Write(make([]byte, 8<<20)) // blocks in Write: the client never reads
+	})
+	nc, _ := net.Dial("tcp", addr)
+	defer nc.Close()
+	nc.(*net.TCPConn).SetReadBuffer(4096)
+	var enc bytes.Buffer
+	e := hpack.NewEncoder(&enc)
+	for i := 0; i+1 < len(getFields); i += 2 {
+		e.WriteField(hpack.HeaderField{Name: getFields[i], Value: getFields[i+1]})
+	}
+	out := append([]byte(Preface), appendSettings(nil, settingInitialWindowSize, maxWindow)...)
+	out = appendWindowUpdate(out, 0, maxWindow-defaultWindow)
+	out = append(appendFrameHeader(out, enc.Len(), frameHeaders, flagEndHeaders|flagEndStream, 1), enc.Bytes()...)
+	nc.Write(out)
+	time.Sleep(200 * time.Millisecond)
+	var ms0, ms1 runtimeMem
+	ms0.read()
+	ping := append(appendFrameHeader(nil, 8, framePing, 0, 0), make([]byte, 8)...)
+	batch := bytes.Repeat(ping, 10000)
+	for i := 0; i < 300; i++ { // 3M PINGs, 51 MB
+		nc.SetWriteDeadline(time.Now().Add(2 * time.Second))
+		if _, err := nc.Write(batch); err != nil {
+			t.Logf("write stopped after %d batches: %v", i, err)
+			break
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	ms1.read()
+	t.Logf("server heap grew by %d MB while the client sent 3M PINGs and read nothing", (int64(ms1.HeapInuse)-int64(ms0.HeapInuse))>>20)
+}
+
+func TestReviewRaceEnded(t *testing.T) {
+	addr := leanServer(t, func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("hi")); w.(http.Flusher).Flush(); r.Body.Read(make([]byte, 100)) })
+	cc := dialClient(t, addr)
+	for i := 0; i < 500; i++ {
+		cc.Reserve()
+		req, _ := http.NewRequest("POST", "http://x/", struct{ io.Reader }{bytes.NewReader(make([]byte, 10))})
+		req.ContentLength = 10
+		resp, err := cc.RoundTrip(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+	}
+}
