@@ -30,8 +30,9 @@ func (p *pipe) write(b []byte) bool {
 	if p.closed {
 		return false
 	}
-	if p.r == len(p.buf) {
-		p.buf, p.r = p.buf[:0], 0
+	if p.r > 0 && (p.r == len(p.buf) || len(p.buf)+len(b) > cap(p.buf)) {
+		// Drop what the reader has taken before growing the buffer.
+		p.buf, p.r = p.buf[:copy(p.buf, p.buf[p.r:])], 0
 	}
 	p.buf = append(p.buf, b...)
 	p.cond.Signal()
@@ -62,11 +63,11 @@ func (p *pipe) read(b []byte) (int, error) {
 		p.r += n
 		return n, nil
 	}
-	if p.closed {
-		return 0, errBodyClosed
-	}
 	if p.err != nil {
 		return 0, p.err
+	}
+	if p.closed {
+		return 0, errBodyClosed
 	}
 	if f := p.onEOF; f != nil {
 		p.onEOF = nil

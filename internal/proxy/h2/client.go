@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 
+	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2/hpack"
 )
 
@@ -631,6 +632,9 @@ func header(fields []hpack.HeaderField, n int) (http.Header, error) {
 		}
 		if !validFieldName(f.Name) || connectionSpecific(f.Name) {
 			return nil, fmt.Errorf("http2: malformed header field %q", f.Name)
+		}
+		if !httpguts.ValidHeaderFieldValue(f.Value) {
+			return nil, fmt.Errorf("http2: invalid value of header field %q", f.Name)
 		}
 		k := canonicalKey(f.Name)
 		if prev, ok := h[k]; ok {

@@ -116,6 +116,7 @@ func (c *conn) flushLocked() {
 		c.pending = c.pending[:0]
 	}
 	c.flushing = false
+	c.flowCond.Broadcast() // for whoever waits for the writes to end
 }
 
 // failLocked records the connection's failure: writers stop, and anyone
@@ -181,7 +182,10 @@ func (c *conn) appendData(stream uint32, w *sendWindowFor, p []byte, endStream b
 		if w.reset {
 			return errStreamGone
 		}
-		n := int(min(int64(len(p)), c.sendWindow, w.n, int64(c.peerMaxFrame)))
+		// A window can be negative: the peer may lower its initial
+		// window below what a stream has already sent (RFC 9113,
+		// section 6.9.2).
+		n := int(max(0, min(int64(len(p)), c.sendWindow, w.n, int64(c.peerMaxFrame))))
 		if n == 0 && len(p) > 0 {
 			// Out of window: let what is pending go, then wait.
 			c.flushLocked()

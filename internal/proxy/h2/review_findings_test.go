@@ -71,14 +71,22 @@ func TestReviewNegativeWindow(t *testing.T) {
 	}()
 	select {
 	case p := <-panicked:
-		t.Logf("RoundTrip panicked: %v", p)
-	case <-time.After(3 * time.Second):
-		t.Fatal("no panic")
+		if p != nil {
+			t.Fatalf("RoundTrip panicked: %v", p)
+		}
+	case <-time.After(300 * time.Millisecond):
+		// Waiting for window, as it should.
 	}
 	locked := make(chan bool, 1)
-	go func() { locked <- !cc.wmu.TryLock() }()
+	go func() {
+		ok := cc.wmu.TryLock()
+		if ok {
+			cc.wmu.Unlock()
+		}
+		locked <- !ok
+	}()
 	if <-locked {
-		t.Errorf("wmu left locked after the panic: the connection is wedged")
+		t.Errorf("wmu held while the stream waits for window: the connection is wedged")
 	}
 }
 
@@ -317,7 +325,19 @@ func TestReviewPseudoHeaderValues(t *testing.T) {
 	select {
 	case r := <-got:
 		t.Errorf("accepted: method %q host %q x-v %q", r.Method, r.Host, r.Header.Get("X-V"))
-	case <-time.After(time.Second):
+	case <-time.After(300 * time.Millisecond):
+	}
+	if p := rc.expect(frameRSTStream, 1); ErrCode(binary.BigEndian.Uint32(p)) != ErrCodeProtocol {
+		t.Errorf("RST_STREAM %s, want PROTOCOL_ERROR", ErrCode(binary.BigEndian.Uint32(p)))
+	}
+	for _, f := range [][]string{
+		{":method", "GET", ":scheme", "http", ":authority", "a\r\nX-Evil: 1", ":path", "/"},
+		{":method", "GET", ":scheme", "http", ":authority", "a", ":path", "/ HTTP/1.1"},
+		{":method", "GET", ":scheme", "http", ":authority", "a", ":path", "/", "x-v", "a\x00b"},
+	} {
+		rc := dialRaw(t, addr)
+		rc.write(rc.headers(1, flagEndStream, f...))
+		rc.expect(frameRSTStream, 1)
 	}
 }
 
@@ -416,7 +436,11 @@ func TestReviewPingFlood(t *testing.T) {
 }
 
 func TestReviewRaceEnded(t *testing.T) {
-	addr := leanServer(t, func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("hi")); w.(http.Flusher).Flush(); r.Body.Read(make([]byte, 100)) })
+	addr := leanServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("hi"))
+		w.(http.Flusher).Flush()
+		r.Body.Read(make([]byte, 100))
+	})
 	cc := dialClient(t, addr)
 	for i := 0; i < 500; i++ {
 		cc.Reserve()

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2/hpack"
 )
 
@@ -490,6 +491,18 @@ func (st *serverStream) request(fields []hpack.HeaderField, endStream bool) (*ht
 	if method == "" || method != http.MethodConnect && (scheme == "" || path == "") {
 		return nil, errors.New("request head without :method, :scheme or :path")
 	}
+	// What an HTTP/1.1 upstream would read as more than these fields
+	// (CR, LF, spaces in a method) must not get that far.
+	switch {
+	case !httpguts.ValidHeaderFieldName(method):
+		return nil, fmt.Errorf(":method %q is not a token", method)
+	case authority != "" && !httpguts.ValidHostHeader(authority):
+		return nil, fmt.Errorf(":authority %q is not a valid host", authority)
+	case path != "" && !validPath(path):
+		return nil, fmt.Errorf(":path %q", path)
+	case !httpguts.ValidHeaderFieldValue(scheme):
+		return nil, fmt.Errorf(":scheme %q", scheme)
+	}
 	h, err := header(fields, regular)
 	if err != nil {
 		return nil, err
@@ -594,6 +607,20 @@ func (c *streamContext) cancel() {
 }
 
 func (c *streamContext) String() string { return "h2.streamContext" }
+
+// validPath reports whether a :path can go on an HTTP/1.1 request line:
+// it starts with "/" (or is "*") and holds no control character or space.
+func validPath(p string) bool {
+	if p != "*" && p[0] != '/' {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		if c := p[i]; c <= ' ' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
 
 // serverBody is a request's body.
 type serverBody struct{ st *serverStream }
