@@ -287,7 +287,7 @@ func (cc *ClientConn) readLoop() {
 	err := cc.serve()
 	var ce connError
 	if errors.As(err, &ce) {
-		cc.send(func(b []byte) []byte { return appendGoAway(b, 0, ce.code, ce.msg) })
+		cc.sendNow(func(b []byte) []byte { return appendGoAway(b, 0, ce.code, ce.msg) })
 	}
 	cc.nc.Close()
 	cc.wmu.Lock()
@@ -365,6 +365,9 @@ func (cc *ClientConn) serve() error {
 		}
 		if cc.continuing() && h.typ != frameContinuation {
 			return protocolError("frame of type %d in the middle of a header block", h.typ)
+		}
+		if err := cc.failed(); err != nil {
+			return err
 		}
 		switch h.typ {
 		case frameHeaders, frameContinuation:

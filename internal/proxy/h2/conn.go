@@ -40,9 +40,12 @@ type conn struct {
 	pending  []byte
 	spare    []byte
 	flushing bool
-	werr     error // the connection failed: nothing more is written
-	enc      *hpack.Encoder
-	encBuf   bytes.Buffer
+	// flushQueued is set while a goroutine of flushAsyncLocked waits to
+	// write.
+	flushQueued bool
+	werr        error // the connection failed: nothing more is written
+	enc         *hpack.Encoder
+	encBuf      bytes.Buffer
 	// sendWindow is what the peer lets us send on the connection, and
 	// peerInitialWindow what each new stream starts with.
 	sendWindow        int64
@@ -128,14 +131,60 @@ func (c *conn) failLocked(err error) {
 	c.flowCond.Broadcast()
 }
 
-// send appends frames built by build and flushes them.
+// maxQueued bounds what may wait to be written while the peer does not
+// read: past it the connection fails (a flood of PINGs or of frames that
+// each call for an RST_STREAM would otherwise grow it without end).
+const maxQueued = 4 << 20
+
+// send appends control frames built by build and has them written by a
+// goroutine of their own: the read loop, which sends most of them, must
+// never block on a write (the peer may be blocked writing to it).
 func (c *conn) send(build func(b []byte) []byte) {
+	c.wmu.Lock()
+	if c.werr == nil {
+		c.pending = build(c.pending)
+		c.flushAsyncLocked()
+	}
+	c.wmu.Unlock()
+}
+
+// sendNow is send writing at once, on this goroutine: for a GOAWAY before
+// the connection closes.
+func (c *conn) sendNow(build func(b []byte) []byte) {
 	c.wmu.Lock()
 	if c.werr == nil {
 		c.pending = build(c.pending)
 		c.flushLocked()
 	}
 	c.wmu.Unlock()
+}
+
+// flushAsyncLocked has a goroutine write out what is pending, unless a
+// write is already under way (it takes these frames too). Call it with
+// wmu held.
+func (c *conn) flushAsyncLocked() {
+	if len(c.pending) > maxQueued {
+		c.failLocked(connError{code: ErrCodeEnhanceYourCalm, msg: "the peer does not read what it asks for"})
+		return
+	}
+	if c.flushing || c.flushQueued {
+		return
+	}
+	c.flushQueued = true
+	go func() {
+		c.wmu.Lock()
+		c.flushQueued = false
+		c.flushLocked()
+		c.wmu.Unlock()
+	}()
+}
+
+// failed returns the connection's write failure, if any: the read loop
+// ends on it.
+func (c *conn) failed() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.werr
 }
 
 // appendHeaders appends the header block of fields as a HEADERS frame and
@@ -259,7 +308,7 @@ func (c *conn) giveBack(stream uint32, sc *recvCredit, n int) {
 		}
 	}
 	if flush {
-		c.flushLocked()
+		c.flushAsyncLocked()
 	}
 }
 
@@ -371,7 +420,7 @@ func (c *conn) onCommon(h frameHeader, p []byte, applySetting func(id uint16, v 
 		}
 		if c.werr == nil {
 			c.pending = appendFrameHeader(c.pending, 0, frameSettings, flagAck, 0)
-			c.flushLocked()
+			c.flushAsyncLocked()
 		}
 	case framePing:
 		if h.streamID != 0 {

@@ -60,7 +60,7 @@ func ServeConn(nc net.Conn, h http.Handler, o ServerOptions) error {
 	err := sc.serve()
 	var ce connError
 	if errors.As(err, &ce) {
-		sc.send(func(b []byte) []byte { return appendGoAway(b, sc.lastIDNow(), ce.code, ce.msg) })
+		sc.sendNow(func(b []byte) []byte { return appendGoAway(b, sc.lastIDNow(), ce.code, ce.msg) })
 	}
 	nc.Close()
 	sc.wmu.Lock()
@@ -109,6 +109,40 @@ type serverConn struct {
 	// a stream runs on one of them if one is free, so that its stack,
 	// grown to what the handler needs, serves many streams.
 	workers []chan job
+	// running counts the handlers at work, those of streams already
+	// reset included: it, not the open streams, is held to
+	// MaxConcurrentStreams, so resetting streams as fast as they are
+	// opened does not run handlers without bound.
+	running int
+	// resetIDs are streams this side reset: frames the client sent
+	// before it saw the RST_STREAM are ignored (RFC 9113, section 5.1).
+	resetIDs map[uint32]struct{}
+}
+
+// noteReset records that this side reset stream id. Call it with mu
+// held.
+func (sc *serverConn) noteResetLocked(id uint32) {
+	if sc.resetIDs == nil || len(sc.resetIDs) >= 1024 {
+		sc.resetIDs = make(map[uint32]struct{}) // forget the oldest all at once
+	}
+	sc.resetIDs[id] = struct{}{}
+}
+
+// wasReset reports whether this side reset stream id lately.
+func (sc *serverConn) wasReset(id uint32) bool {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	_, ok := sc.resetIDs[id]
+	return ok
+}
+
+// sendReset sends RST_STREAM for a stream that has no state here (or no
+// longer has).
+func (sc *serverConn) sendReset(id uint32, code ErrCode) {
+	sc.mu.Lock()
+	sc.noteResetLocked(id)
+	sc.mu.Unlock()
+	sc.send(func(b []byte) []byte { return appendRSTStream(b, id, code) })
 }
 
 // job is a stream for a worker: its request, or the status to answer it
@@ -119,10 +153,15 @@ type job struct {
 	status int
 }
 
+// maxIdleWorkers bounds the goroutines a connection keeps waiting for
+// streams.
+const maxIdleWorkers = 64
+
 // start runs the handler for a stream on a free worker, or a new one.
 func (sc *serverConn) start(j job) {
 	sc.handlers.Add(1)
 	sc.mu.Lock()
+	sc.running++
 	if n := len(sc.workers); n > 0 {
 		w := sc.workers[n-1]
 		sc.workers = sc.workers[:n-1]
@@ -140,7 +179,8 @@ func (sc *serverConn) work(j job) {
 	for {
 		sc.run(j.st, j.req, j.status)
 		sc.mu.Lock()
-		if sc.closed {
+		sc.running--
+		if sc.closed || len(sc.workers) >= maxIdleWorkers {
 			sc.mu.Unlock()
 			return
 		}
@@ -198,7 +238,7 @@ func (sc *serverConn) shutdown() {
 	sc.goingAway = true
 	last, idle := sc.lastID, len(sc.streams) == 0
 	sc.mu.Unlock()
-	sc.send(func(b []byte) []byte { return appendGoAway(b, last, ErrCodeNo, "") })
+	sc.sendNow(func(b []byte) []byte { return appendGoAway(b, last, ErrCodeNo, "") })
 	if idle {
 		sc.nc.Close()
 	}
@@ -230,6 +270,9 @@ func (sc *serverConn) serve() error {
 		first = false
 		if sc.continuing() && h.typ != frameContinuation {
 			return protocolError("frame of type %d in the middle of a header block", h.typ)
+		}
+		if err := sc.failed(); err != nil {
+			return err
 		}
 		switch h.typ {
 		case frameHeaders, frameContinuation:
@@ -333,19 +376,22 @@ func (sc *serverConn) onHeaders(h frameHeader) error {
 	if st == nil && h.streamID > last {
 		sc.lastID = h.streamID
 	}
-	active := len(sc.streams)
+	active := sc.running
 	sc.mu.Unlock()
 	if st != nil {
 		return sc.onTrailers(st, endStream)
 	}
 	if h.streamID <= last {
+		if sc.wasReset(h.streamID) {
+			return nil // sent before the client saw our RST_STREAM
+		}
 		return connError{code: ErrCodeStreamClosed, msg: fmt.Sprintf("HEADERS on stream %d, which is closed", h.streamID)}
 	}
 	if away {
 		return nil // above the GOAWAY's last stream: ignored
 	}
 	if uint32(active) >= sc.opts.MaxConcurrentStreams {
-		sc.send(func(b []byte) []byte { return appendRSTStream(b, h.streamID, ErrCodeRefusedStream) })
+		sc.sendReset(h.streamID, ErrCodeRefusedStream)
 		return nil
 	}
 	st = &serverStream{sc: sc, id: h.streamID, declared: -1}
@@ -359,7 +405,7 @@ func (sc *serverConn) onHeaders(h frameHeader) error {
 	}
 	req, err := st.request(sc.fields, endStream)
 	if err != nil {
-		sc.send(func(b []byte) []byte { return appendRSTStream(b, h.streamID, ErrCodeProtocol) })
+		sc.sendReset(h.streamID, ErrCodeProtocol)
 		return nil
 	}
 	st.req = req
@@ -433,7 +479,10 @@ func (sc *serverConn) onData(h frameHeader, p []byte) error {
 	st := sc.stream(h.streamID)
 	if st == nil || st.gotEnd {
 		sc.giveBack(h.streamID, nil, len(p))
-		sc.send(func(b []byte) []byte { return appendRSTStream(b, h.streamID, ErrCodeStreamClosed) })
+		if st == nil && sc.wasReset(h.streamID) {
+			return nil // sent before the client saw our RST_STREAM
+		}
+		sc.sendReset(h.streamID, ErrCodeStreamClosed)
 		return nil
 	}
 	if !st.recv.take(len(p)) {
@@ -658,7 +707,7 @@ func (st *serverStream) reset(code ErrCode) {
 	gone := st.forgotten
 	st.sc.mu.Unlock()
 	if !gone {
-		st.sc.send(func(b []byte) []byte { return appendRSTStream(b, st.id, code) })
+		st.sc.sendReset(st.id, code)
 	}
 	st.abort(StreamError{StreamID: st.id, Code: code})
 }
@@ -717,6 +766,10 @@ func (sc *serverConn) run(st *serverStream, req *http.Request, status int) {
 			st.reset(ErrCodeInternal)
 		}
 	}()
+	// What the handler left of the body is dropped, and its window given
+	// back, or the connection's window would shrink with every such
+	// request.
+	defer req.Body.Close()
 	sc.h.ServeHTTP(rw, req)
 	rw.finish()
 }
