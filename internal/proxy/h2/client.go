@@ -1,6 +1,7 @@
 package h2
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -112,7 +113,8 @@ type clientStream struct {
 	// The read loop's.
 	gotHead    bool
 	ended      bool // END_STREAM received
-	readySent  bool
+	readySent  bool // guarded by cc.mu
+	stopCtx    func() bool
 	trailer    http.Header
 	sentEnd    bool // END_STREAM sent (guarded by cc.mu)
 	forgotten  bool // removed from cc.streams (guarded by cc.mu)
@@ -156,26 +158,49 @@ func (cc *ClientConn) RoundTrip(req *http.Request) (*http.Response, error) {
 	cc.flushLocked()
 	cc.wmu.Unlock()
 
+	// The request's context ends the stream whenever it ends: while the
+	// head is awaited, the body sent, or the response's body read.
+	if ctx := req.Context(); ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, func() { cs.abort(ErrCodeCancel, ctx.Err()) })
+		cc.mu.Lock()
+		if cs.forgotten {
+			stop()
+		} else {
+			cs.stopCtx = stop
+		}
+		cc.mu.Unlock()
+	}
+	// The body goes out while the response is awaited and read, as a
+	// full-duplex stream (gRPC's, say) needs.
 	if hasBody {
-		if err := cs.sendBody(req); err != nil {
-			cs.reset(ErrCodeCancel)
-			return nil, err
-		}
+		go cs.writeBody(req)
 	}
-	if done := req.Context().Done(); done != nil {
-		select {
-		case <-cs.ready:
-		case <-done:
-			cs.reset(ErrCodeCancel)
-			return nil, req.Context().Err()
-		}
-	} else {
-		<-cs.ready
-	}
+	<-cs.ready
 	if cs.err != nil {
 		return nil, cs.err
 	}
 	return cs.resp, nil
+}
+
+// stopSending stops the request's body and forgets the stream.
+func (cs *clientStream) stopSending() {
+	cc := cs.cc
+	cc.mu.Lock()
+	cc.forgetLocked(cs)
+	cc.mu.Unlock()
+	cc.wmu.Lock()
+	cs.sw.reset = true
+	cc.flowCond.Broadcast()
+	cc.wmu.Unlock()
+}
+
+// writeBody sends the request's body; a failure to read or send it ends
+// the stream with the error.
+func (cs *clientStream) writeBody(req *http.Request) {
+	err := cs.sendBody(req)
+	if err != nil && !errors.Is(err, errStreamGone) {
+		cs.abort(ErrCodeCancel, err)
+	}
 }
 
 func closeBody(req *http.Request) {
@@ -237,20 +262,45 @@ func (cs *clientStream) sendBody(req *http.Request) error {
 }
 
 // reset ends the stream from this side with RST_STREAM.
-func (cs *clientStream) reset(code ErrCode) {
+func (cs *clientStream) reset(code ErrCode) { cs.abort(code, nil) }
+
+// fail ends the stream with err, without RST_STREAM (the server ended it,
+// or the connection did): RoundTrip returns err if the head has not
+// arrived, the body's reader sees it otherwise.
+func (cs *clientStream) fail(err error) { cs.abort(noReset, err) }
+
+// noReset, as abort's code, sends no RST_STREAM.
+const noReset ErrCode = 1<<32 - 1
+
+// abort ends the stream: it sends RST_STREAM with code (unless the stream
+// is already gone, or code is noReset), stops the body being sent, and
+// hands err (a StreamError with code when nil) to RoundTrip if the head
+// has not arrived, to the body's reader otherwise.
+func (cs *clientStream) abort(code ErrCode, err error) {
 	cc := cs.cc
+	if err == nil {
+		err = StreamError{StreamID: cs.id, Code: code}
+	}
 	cc.mu.Lock()
 	gone := cs.forgotten
 	cc.forgetLocked(cs)
+	signal := !cs.readySent
+	if signal {
+		cs.readySent = true
+		cs.err = err
+	}
 	cc.mu.Unlock()
-	if !gone {
+	if !gone && code != noReset {
 		cc.send(func(b []byte) []byte { return appendRSTStream(b, cs.id, code) })
 	}
 	cc.wmu.Lock()
 	cs.sw.reset = true
 	cc.flowCond.Broadcast()
 	cc.wmu.Unlock()
-	cs.body.end(StreamError{StreamID: cs.id, Code: code})
+	cs.body.end(err)
+	if signal {
+		cs.ready <- struct{}{}
+	}
 }
 
 // forgetLocked removes the stream from the connection. Call it with mu
@@ -258,6 +308,9 @@ func (cs *clientStream) reset(code ErrCode) {
 func (cc *ClientConn) forgetLocked(cs *clientStream) {
 	if !cs.forgotten {
 		cs.forgotten = true
+		if cs.stopCtx != nil {
+			cs.stopCtx()
+		}
 		delete(cc.streams, cs.id)
 	}
 }
@@ -310,28 +363,13 @@ func (cc *ClientConn) readLoop() {
 	close(cc.done)
 }
 
-// fail ends the stream with err: RoundTrip returns it if the head has not
-// arrived, the body's reader sees it otherwise.
-func (cs *clientStream) fail(err error) {
-	cs.cc.mu.Lock()
-	cs.cc.forgetLocked(cs)
-	cs.cc.mu.Unlock()
-	cs.body.end(err)
-	cs.cc.wmu.Lock()
-	cs.sw.reset = true
-	cs.cc.flowCond.Broadcast()
-	cs.cc.wmu.Unlock()
-	if !cs.readySent {
-		cs.readySent = true
-		cs.err = err
-		cs.ready <- struct{}{}
-	}
-}
-
 func (cc *ClientConn) wakeAll() {
 	for _, cs := range cc.wake {
-		if !cs.readySent {
-			cs.readySent = true
+		cc.mu.Lock()
+		signal := !cs.readySent
+		cs.readySent = true
+		cc.mu.Unlock()
+		if signal {
 			cs.ready <- struct{}{}
 		}
 	}
@@ -393,6 +431,13 @@ func (cc *ClientConn) serve() error {
 				continue
 			}
 			code := ErrCode(binary.BigEndian.Uint32(p))
+			if code == ErrCodeNo && cs.ended {
+				// A complete response before the whole request: the
+				// server asks for the rest of the body no more (RFC
+				// 9113, section 8.1). The response stands.
+				cs.stopSending()
+				continue
+			}
 			var serr error = StreamError{StreamID: h.streamID, Code: code, Remote: true}
 			if code == ErrCodeRefusedStream {
 				serr = fmt.Errorf("%w: %w", ErrNotProcessed, serr)
@@ -529,8 +574,7 @@ func (cc *ClientConn) onHeaders(h frameHeader) error {
 	}
 	endStream := h.flags&flagEndStream != 0
 	if cc.tooLarge() {
-		cs.fail(fmt.Errorf("http2: response head larger than %d bytes", maxHeaderList))
-		cs.reset(ErrCodeCancel)
+		cs.abort(ErrCodeCancel, fmt.Errorf("http2: response head larger than %d bytes", maxHeaderList))
 		return nil
 	}
 	if cs.gotHead {
@@ -557,8 +601,7 @@ func (cc *ClientConn) onHeaders(h frameHeader) error {
 	}
 	resp, err := cs.response(cc.fields)
 	if err != nil {
-		cs.fail(err)
-		cs.reset(ErrCodeProtocol)
+		cs.abort(ErrCodeProtocol, err)
 		return nil
 	}
 	if resp == nil {

@@ -41,8 +41,9 @@ type conn struct {
 	spare    []byte
 	flushing bool
 	// flushQueued is set while a goroutine of flushAsyncLocked waits to
-	// write.
+	// write; control counts the bytes of control frames in pending.
 	flushQueued bool
+	control     int
 	werr        error // the connection failed: nothing more is written
 	enc         *hpack.Encoder
 	encBuf      bytes.Buffer
@@ -107,6 +108,7 @@ func (c *conn) flushLocked() {
 	for len(c.pending) > 0 && c.werr == nil {
 		buf := c.pending
 		c.pending = c.spare[:0]
+		c.control = 0
 		c.wmu.Unlock()
 		_, err := c.nc.Write(buf)
 		c.wmu.Lock()
@@ -131,10 +133,12 @@ func (c *conn) failLocked(err error) {
 	c.flowCond.Broadcast()
 }
 
-// maxQueued bounds what may wait to be written while the peer does not
-// read: past it the connection fails (a flood of PINGs or of frames that
-// each call for an RST_STREAM would otherwise grow it without end).
-const maxQueued = 4 << 20
+// maxQueued bounds the control frames (SETTINGS and PING ACKs,
+// RST_STREAM, WINDOW_UPDATE) that may wait to be written while the peer
+// does not read: past it the connection fails (a flood of PINGs, or of
+// frames that each call for an RST_STREAM, would otherwise grow them
+// without end). DATA is bounded by the peer's flow-control windows.
+const maxQueued = 1 << 20
 
 // send appends control frames built by build and has them written by a
 // goroutine of their own: the read loop, which sends most of them, must
@@ -142,7 +146,9 @@ const maxQueued = 4 << 20
 func (c *conn) send(build func(b []byte) []byte) {
 	c.wmu.Lock()
 	if c.werr == nil {
+		n := len(c.pending)
 		c.pending = build(c.pending)
+		c.control += len(c.pending) - n
 		c.flushAsyncLocked()
 	}
 	c.wmu.Unlock()
@@ -163,7 +169,7 @@ func (c *conn) sendNow(build func(b []byte) []byte) {
 // write is already under way (it takes these frames too). Call it with
 // wmu held.
 func (c *conn) flushAsyncLocked() {
-	if len(c.pending) > maxQueued {
+	if c.control > maxQueued {
 		c.failLocked(connError{code: ErrCodeEnhanceYourCalm, msg: "the peer does not read what it asks for"})
 		return
 	}
