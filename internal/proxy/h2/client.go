@@ -557,14 +557,14 @@ func (cc *ClientConn) onData(h frameHeader, p []byte) error {
 
 // endStream records the server's END_STREAM.
 func (cs *clientStream) endStream() {
-	cs.ended = true
 	cs.cc.streamEnded(&cs.recv)
-	cs.body.end(nil)
 	cs.cc.mu.Lock()
+	cs.ended = true
 	if cs.sentEnd {
-		cs.cc.forgetLocked(cs)
+		cs.cc.forgetLocked(cs) // before the reader can see the end
 	}
 	cs.cc.mu.Unlock()
+	cs.body.end(nil)
 }
 
 func (cc *ClientConn) onHeaders(h frameHeader) error {

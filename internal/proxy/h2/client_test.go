@@ -224,6 +224,11 @@ func TestClientConcurrentStreams(t *testing.T) {
 			for err := range errs {
 				t.Error(err)
 			}
+			// (A stream is done once its body's last frame went out too,
+			// which the goroutine sending it notes a moment later.)
+			for deadline := time.Now().Add(2 * time.Second); cc.Active() != 0 && time.Now().Before(deadline); {
+				time.Sleep(time.Millisecond)
+			}
 			if n := cc.Active(); n != 0 {
 				t.Errorf("%d streams still open after every response was read", n)
 			}

@@ -458,14 +458,14 @@ func (sc *serverConn) onTrailers(st *serverStream, endStream bool) error {
 
 // endStream records the client's END_STREAM.
 func (st *serverStream) endStream() {
-	st.gotEnd = true
 	st.sc.streamEnded(&st.recv)
-	st.body.end(nil)
 	st.sc.mu.Lock()
+	st.gotEnd = true // (read by finish with mu held)
 	if st.sentEnd {
 		st.sc.forgetLocked(st)
 	}
 	st.sc.mu.Unlock()
+	st.body.end(nil)
 }
 
 func (sc *serverConn) onData(h frameHeader, p []byte) error {

@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"sync"
 
@@ -79,6 +80,9 @@ func (p *h2Pool) roundTrip(req *http.Request) (*http.Response, error) {
 		if err != nil && attempt == 0 && errors.Is(err, h2.ErrNotProcessed) && (req.Body == nil || req.Body == http.NoBody) {
 			continue
 		}
+		if err == nil {
+			resp.Body = &h2Body{ReadCloser: resp.Body, p: p}
+		}
 		return resp, err
 	}
 }
@@ -119,6 +123,11 @@ func (p *h2Pool) get(ctx context.Context) (*h2.ClientConn, error) {
 		}
 		cc := h2.NewClientConn(nc)
 		p.e.cb.stats.cxHTTP2.Add(1)
+		if p.closed {
+			p.mu.Unlock()
+			cc.Close()
+			return nil, errEndpointClosed
+		}
 		p.conns = append(p.conns, cc)
 		p.mu.Unlock()
 		go p.forgetWhenDone(cc)
@@ -152,4 +161,22 @@ func (p *h2Pool) closeIdle(final bool) {
 			cc.Close()
 		}
 	}
+}
+
+// h2Body is a response's body: once the pool is closed, closing it closes
+// the connections left without a stream.
+type h2Body struct {
+	io.ReadCloser
+	p *h2Pool
+}
+
+func (b *h2Body) Close() error {
+	err := b.ReadCloser.Close()
+	b.p.mu.Lock()
+	closed := b.p.closed
+	b.p.mu.Unlock()
+	if closed {
+		b.p.closeIdle(true)
+	}
+	return err
 }
