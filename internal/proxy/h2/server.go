@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -103,6 +102,7 @@ type serverConn struct {
 	streams   map[uint32]*serverStream
 	lastID    uint32
 	goingAway bool // GOAWAY sent: no new streams
+	opening   bool // onHeaders is opening a stream (see shutdown)
 	closed    bool
 	idle      *time.Timer // runs idleShutdown; stopped while streams are open
 	// workers are goroutines that served a stream and wait for another:
@@ -236,11 +236,23 @@ func (sc *serverConn) shutdown() {
 		return
 	}
 	sc.goingAway = true
-	last, idle := sc.lastID, len(sc.streams) == 0
+	last, idle := sc.lastID, len(sc.streams) == 0 && !sc.opening
 	sc.mu.Unlock()
 	sc.sendNow(func(b []byte) []byte { return appendGoAway(b, last, ErrCodeNo, "") })
 	if idle {
-		sc.nc.Close()
+		sc.closeAfterFlush()
+	}
+}
+
+// opened ends onHeaders' opening of a stream: after a GOAWAY, a
+// connection left without streams closes.
+func (sc *serverConn) opened() {
+	sc.mu.Lock()
+	sc.opening = false
+	idle := sc.goingAway && len(sc.streams) == 0
+	sc.mu.Unlock()
+	if idle {
+		go sc.closeAfterFlush()
 	}
 }
 
@@ -375,6 +387,13 @@ func (sc *serverConn) onHeaders(h frameHeader) error {
 	last, away := sc.lastID, sc.goingAway
 	if st == nil && h.streamID > last {
 		sc.lastID = h.streamID
+		if !away {
+			// Until the stream is registered (or refused), a shutdown
+			// must not take the connection for idle: its GOAWAY counts
+			// this stream in.
+			sc.opening = true
+			defer sc.opened()
+		}
 	}
 	active := sc.running
 	sc.mu.Unlock()
@@ -738,11 +757,17 @@ func (sc *serverConn) closeAfterFlush() {
 			sc.flushLocked()
 			continue
 		}
-		sc.wmu.Unlock() // another goroutine is writing: let it finish
-		runtime.Gosched()
-		sc.wmu.Lock()
+		sc.flowCond.Wait() // another goroutine is writing: flushLocked signals its end
 	}
 	sc.wmu.Unlock()
+	// Closing with the client's bytes unread would send a TCP reset,
+	// which may reach the client before the GOAWAY does: close the
+	// sending side, and the rest once the client closes (the read loop
+	// sees it) or a second has passed.
+	if cw, ok := sc.nc.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+		time.AfterFunc(time.Second, func() { sc.nc.Close() })
+		return
+	}
 	sc.nc.Close()
 }
 
