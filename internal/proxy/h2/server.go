@@ -176,8 +176,20 @@ func (sc *serverConn) start(j job) {
 // work runs jobs until the connection ends.
 func (sc *serverConn) work(j job) {
 	next := make(chan job, 1)
+	// The response header map serves each stream of this worker in turn:
+	// a handler may not use its ResponseWriter after it returns.
+	var h http.Header
 	for {
+		if h == nil {
+			h = make(http.Header, 8)
+		} else {
+			clear(h)
+		}
+		j.st.rw.h = h
 		sc.run(j.st, j.req, j.status)
+		if len(h) > 32 {
+			h = nil // an unusually large header is not kept
+		}
 		sc.mu.Lock()
 		sc.running--
 		if sc.closed || len(sc.workers) >= maxIdleWorkers {
