@@ -671,16 +671,21 @@ func (cs *clientStream) response(fields []hpack.HeaderField) (*http.Response, er
 // one backing array for the values.
 func header(fields []hpack.HeaderField, n int) (http.Header, error) {
 	h := make(http.Header, n)
-	vals := make([]string, 0, n)
+	return h, fillHeader(h, make([]string, 0, n), fields)
+}
+
+// fillHeader puts a head's regular fields into h (empty), the values of
+// single-valued fields taken from vals' backing array.
+func fillHeader(h http.Header, vals []string, fields []hpack.HeaderField) error {
 	for _, f := range fields {
 		if f.IsPseudo() {
 			continue
 		}
 		if !validFieldName(f.Name) || connectionSpecific(f.Name) {
-			return nil, fmt.Errorf("http2: malformed header field %q", f.Name)
+			return fmt.Errorf("http2: malformed header field %q", f.Name)
 		}
 		if !httpguts.ValidHeaderFieldValue(f.Value) {
-			return nil, fmt.Errorf("http2: invalid value of header field %q", f.Name)
+			return fmt.Errorf("http2: invalid value of header field %q", f.Name)
 		}
 		k := canonicalKey(f.Name)
 		if prev, ok := h[k]; ok {
@@ -690,7 +695,7 @@ func header(fields []hpack.HeaderField, n int) (http.Header, error) {
 		vals = append(vals, f.Value)
 		h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
 	}
-	return h, nil
+	return nil
 }
 
 // requestFields returns the fields of req's head, appended to dst.

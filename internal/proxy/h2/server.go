@@ -68,7 +68,7 @@ func ServeConn(nc net.Conn, h http.Handler, o ServerOptions) error {
 	sc.mu.Lock()
 	sc.closed = true
 	for _, w := range sc.workers {
-		close(w)
+		close(w.next)
 	}
 	sc.workers = nil
 	streams := make([]*serverStream, 0, len(sc.streams))
@@ -108,7 +108,7 @@ type serverConn struct {
 	// workers are goroutines that served a stream and wait for another:
 	// a stream runs on one of them if one is free, so that its stack,
 	// grown to what the handler needs, serves many streams.
-	workers []chan job
+	workers []*worker
 	// running counts the handlers at work, those of streams already
 	// reset included: it, not the open streams, is held to
 	// MaxConcurrentStreams, so resetting streams as fast as they are
@@ -157,52 +157,94 @@ type job struct {
 // streams.
 const maxIdleWorkers = 64
 
-// start runs the handler for a stream on a free worker, or a new one.
-func (sc *serverConn) start(j job) {
-	sc.handlers.Add(1)
+// worker is a goroutine that runs streams' handlers one after another,
+// with maps it reuses from one stream to the next: a handler may use
+// neither its request's Header nor its ResponseWriter's after it returns
+// (the forwarder's mirror copies the header it keeps).
+type worker struct {
+	next    chan job
+	started bool
+	reqH    http.Header
+	vals    []string // the request header's values
+	respH   http.Header
+}
+
+// takeWorker returns an idle worker, or a new one (started by start).
+func (sc *serverConn) takeWorker() *worker {
 	sc.mu.Lock()
-	sc.running++
+	defer sc.mu.Unlock()
 	if n := len(sc.workers); n > 0 {
 		w := sc.workers[n-1]
 		sc.workers = sc.workers[:n-1]
-		sc.mu.Unlock()
-		w <- j
-		return
+		return w
 	}
-	sc.mu.Unlock()
-	go sc.work(j)
+	return &worker{next: make(chan job, 1)}
 }
 
-// work runs jobs until the connection ends.
-func (sc *serverConn) work(j job) {
-	next := make(chan job, 1)
-	// The response header map serves each stream of this worker in turn:
-	// a handler may not use its ResponseWriter after it returns.
-	var h http.Header
+// idleLocked puts a worker back among the idle ones; false when the
+// connection has enough of them, or has ended (the worker then stops).
+// Call it with mu held.
+func (sc *serverConn) idleLocked(w *worker) bool {
+	if sc.closed || len(sc.workers) >= maxIdleWorkers {
+		return false
+	}
+	sc.workers = append(sc.workers, w)
+	return true
+}
+
+// start runs the handler for a stream on worker w.
+func (sc *serverConn) start(w *worker, j job) {
+	sc.handlers.Add(1)
+	sc.mu.Lock()
+	sc.running++
+	sc.mu.Unlock()
+	if !w.started {
+		w.started = true
+		go sc.work(w, j)
+		return
+	}
+	w.next <- j
+}
+
+// work runs w's jobs until the connection ends.
+func (sc *serverConn) work(w *worker, j job) {
 	for {
-		if h == nil {
-			h = make(http.Header, 8)
+		if w.respH == nil {
+			w.respH = make(http.Header, 8)
 		} else {
-			clear(h)
+			clear(w.respH)
 		}
-		j.st.rw.h = h
+		j.st.rw.h = w.respH
 		sc.run(j.st, j.req, j.status)
-		if len(h) > 32 {
-			h = nil // an unusually large header is not kept
+		if len(w.respH) > 32 || len(w.reqH) > 32 {
+			w.respH, w.reqH, w.vals = nil, nil, nil // unusually large ones are not kept
 		}
 		sc.mu.Lock()
 		sc.running--
-		if sc.closed || len(sc.workers) >= maxIdleWorkers {
-			sc.mu.Unlock()
+		idle := sc.idleLocked(w)
+		sc.mu.Unlock()
+		if !idle {
 			return
 		}
-		sc.workers = append(sc.workers, next)
-		sc.mu.Unlock()
 		var ok bool
-		if j, ok = <-next; !ok {
+		if j, ok = <-w.next; !ok {
 			return
 		}
 	}
+}
+
+// requestHeader returns w's request header map and values, emptied, for
+// the next stream's request.
+func (w *worker) requestHeader(n int) (http.Header, []string) {
+	if w.reqH == nil {
+		w.reqH = make(http.Header, max(n, 8))
+	} else {
+		clear(w.reqH)
+	}
+	if cap(w.vals) < n {
+		w.vals = make([]string, 0, max(n, 8))
+	}
+	return w.reqH, w.vals[:0]
 }
 
 // idleShutdown shuts the connection down if it still carries no stream.
@@ -429,19 +471,28 @@ func (sc *serverConn) onHeaders(h frameHeader) error {
 	st.body.init()
 	st.recv.init()
 	st.ctx.parent = sc.opts.Context
+	w := sc.takeWorker()
 	if sc.tooLarge() {
 		sc.register(st, endStream)
-		sc.start(job{st: st, status: http.StatusRequestHeaderFieldsTooLarge})
+		sc.start(w, job{st: st, status: http.StatusRequestHeaderFieldsTooLarge})
 		return nil
 	}
-	req, err := st.request(sc.fields, endStream)
+	req, err := st.request(sc.fields, endStream, w)
 	if err != nil {
+		if w.started {
+			sc.mu.Lock()
+			idle := sc.idleLocked(w)
+			sc.mu.Unlock()
+			if !idle {
+				close(w.next)
+			}
+		}
 		sc.sendReset(h.streamID, ErrCodeProtocol)
 		return nil
 	}
 	st.req = req
 	sc.register(st, endStream)
-	sc.start(job{st: st, req: req})
+	sc.start(w, job{st: st, req: req})
 	return nil
 }
 
@@ -539,7 +590,7 @@ func (sc *serverConn) onData(h frameHeader, p []byte) error {
 }
 
 // request builds the request of a stream's head.
-func (st *serverStream) request(fields []hpack.HeaderField, endStream bool) (*http.Request, error) {
+func (st *serverStream) request(fields []hpack.HeaderField, endStream bool, w *worker) (*http.Request, error) {
 	var method, scheme, authority, path string
 	regular := 0
 	for _, f := range fields {
@@ -583,8 +634,8 @@ func (st *serverStream) request(fields []hpack.HeaderField, endStream bool) (*ht
 	case !httpguts.ValidHeaderFieldValue(scheme):
 		return nil, fmt.Errorf(":scheme %q", scheme)
 	}
-	h, err := header(fields, regular)
-	if err != nil {
+	h, vals := w.requestHeader(regular)
+	if err := fillHeader(h, vals, fields); err != nil {
 		return nil, err
 	}
 	if te := h["Te"]; len(te) > 0 && (len(te) > 1 || te[0] != "trailers") {
@@ -603,6 +654,7 @@ func (st *serverStream) request(fields []hpack.HeaderField, endStream bool) (*ht
 	case path == "*" && method == http.MethodOptions:
 		u = &url.URL{Path: "*"}
 	default:
+		var err error
 		if u, err = url.ParseRequestURI(path); err != nil {
 			return nil, fmt.Errorf(":path %q: %w", path, err)
 		}
