@@ -704,6 +704,7 @@ type streamContext struct {
 	mu     sync.Mutex
 	done   chan struct{}
 	err    error
+	after  []func() // see AfterFunc
 }
 
 func (c *streamContext) Deadline() (time.Time, bool) { return c.parent.Deadline() }
@@ -735,6 +736,36 @@ func (c *streamContext) cancel() {
 		if c.done != nil {
 			close(c.done)
 		}
+		for _, f := range c.after {
+			if f != nil {
+				go f()
+			}
+		}
+		c.after = nil
+	}
+}
+
+// AfterFunc is what context.AfterFunc calls for a context that has it:
+// f runs, on a goroutine of its own, when the context ends. Without it,
+// context.AfterFunc (which the upstream side uses on every request, and
+// context.WithCancel too) would start a goroutine per call to watch Done.
+func (c *streamContext) AfterFunc(f func()) (stop func() bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		go f()
+		return func() bool { return false }
+	}
+	i := len(c.after)
+	c.after = append(c.after, f)
+	return func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.err != nil || c.after[i] == nil {
+			return false
+		}
+		c.after[i] = nil
+		return true
 	}
 }
 

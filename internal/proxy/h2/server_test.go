@@ -375,3 +375,40 @@ func serveOne(t *testing.T, h http.HandlerFunc, o ServerOptions) (addr string, s
 	}()
 	return ln.Addr().String(), out
 }
+
+// TestStreamContextAfterFunc: context.AfterFunc and WithCancel on a
+// request's context run and end with it, and stop as they should.
+func TestStreamContextAfterFunc(t *testing.T) {
+	c := &streamContext{parent: context.Background()}
+	ran := make(chan string, 3)
+	context.AfterFunc(c, func() { ran <- "a" })
+	stopB := context.AfterFunc(c, func() { ran <- "b" })
+	child, cancelChild := context.WithCancel(c)
+	defer cancelChild()
+	if !stopB() {
+		t.Error("stopping an AfterFunc before the end returned false")
+	}
+	c.cancel()
+	select {
+	case got := <-ran:
+		if got != "a" {
+			t.Errorf("ran %q, want a", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("AfterFunc did not run when the stream's context ended")
+	}
+	select {
+	case <-child.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("a context derived with WithCancel did not end with the stream's")
+	}
+	select {
+	case got := <-ran:
+		t.Errorf("a stopped AfterFunc ran: %q", got)
+	case <-time.After(50 * time.Millisecond):
+	}
+	context.AfterFunc(c, func() { ran <- "late" }) // after the end: runs at once
+	if got := <-ran; got != "late" {
+		t.Errorf("ran %q, want late", got)
+	}
+}
