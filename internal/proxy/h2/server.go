@@ -907,6 +907,7 @@ type responseWriter struct {
 	headEnded   bool // the head carried END_STREAM
 	done        bool
 	buf         []byte
+	bufp        *[]byte // what buf came from, for bodyBufs.Put
 	err         error
 }
 
@@ -944,7 +945,8 @@ func (rw *responseWriter) Write(p []byte) (int, error) {
 		return 0, http.ErrHandlerTimeout
 	}
 	if rw.buf == nil {
-		rw.buf = (*bodyBufs.Get().(*[]byte))[:0:defaultMaxFrameSize]
+		rw.bufp = bodyBufs.Get().(*[]byte)
+		rw.buf = (*rw.bufp)[:0:defaultMaxFrameSize]
 	}
 	n := len(p)
 	for len(p) > 0 {
@@ -1086,10 +1088,9 @@ func (rw *responseWriter) finish() {
 		}
 	}
 	rw.done = true
-	if rw.buf != nil {
-		b := rw.buf[:cap(rw.buf)]
-		bodyBufs.Put(&b)
-		rw.buf = nil
+	if rw.bufp != nil {
+		bodyBufs.Put(rw.bufp) // the pointer it came in: no allocation
+		rw.buf, rw.bufp = nil, nil
 	}
 	sc.mu.Lock()
 	st.sentEnd = true
