@@ -443,9 +443,12 @@ func (o *outbound) request(ctx context.Context, attempt int, r *http.Request, ad
 	req := http.Request{
 		Method:     r.Method,
 		URL:        u,
-		Proto:      "HTTP/1.1",
-		ProtoMajor: 1,
-		ProtoMinor: 1,
+		// The downstream's version: a cluster that uses the downstream's
+		// protocol reads it (the HTTP/1.1 writers send HTTP/1.1 lines
+		// whatever it says).
+		Proto:      r.Proto,
+		ProtoMajor: r.ProtoMajor,
+		ProtoMinor: r.ProtoMinor,
 		Header:     r.Header,
 		Host:       host,
 	}

@@ -1,7 +1,6 @@
 package listener
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"github.com/weftmesh/weft/internal/proxy/sockio"
@@ -13,7 +12,6 @@ import (
 	"sync/atomic"
 
 	"github.com/weftmesh/weft/internal/proxy/chain"
-	"github.com/weftmesh/weft/internal/proxy/h2"
 	"github.com/weftmesh/weft/internal/proxy/model"
 	"github.com/weftmesh/weft/internal/proxy/upstream"
 )
@@ -32,6 +30,12 @@ type connInfo struct {
 }
 
 type connInfoKey struct{}
+
+// httpConn carries connInfo to the http.Server's ConnContext.
+type httpConn struct {
+	net.Conn
+	info connInfo
+}
 
 func addrPort(a net.Addr) netip.AddrPort {
 	if ta, ok := a.(*net.TCPAddr); ok {
@@ -114,8 +118,7 @@ func (s *socket) handle(c net.Conn) {
 	if fc.HTTP() {
 		served = true
 		if protocol == ProtoH2C {
-			s.tcp.remove(c)
-			s.serveH2(conn, c, info)
+			s.queue.push(&httpConn{Conn: conn, info: info})
 			return
 		}
 		// HTTP/1.x (or not sniffed): the lean server, on this goroutine,
@@ -132,19 +135,8 @@ func (s *socket) handle(c net.Conn) {
 	m.proxyTCP(conn, fc.TCPCluster, l.Name, info.origDst)
 }
 
-// serveH2 serves an HTTP/2 connection (h2c with prior knowledge) whose
-// bytes come through conn (c underneath, which a shutdown closes).
-func (s *socket) serveH2(conn, c net.Conn, info connInfo) {
-	s.h2.add(c)
-	defer s.h2.remove(c)
-	ctx := context.WithValue(s.h2ctx, connInfoKey{}, &info)
-	err := h2.ServeConn(conn, s, h2.ServerOptions{Context: ctx, IdleTimeout: s.m.opts.IdleTimeout, Logger: s.m.log})
-	if err != nil {
-		s.m.log.Debug("HTTP/2 connection ended", "listener", info.listener, "remote", c.RemoteAddr().String(), "err", err)
-	}
-}
-
-// ServeHTTP serves the requests of HTTP/2 connections.
+// ServeHTTP serves requests that came through the socket's http.Server
+// (h2c).
 func (s *socket) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	info, _ := r.Context().Value(connInfoKey{}).(*connInfo)
 	s.serve(w, r, info)

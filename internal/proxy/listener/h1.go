@@ -264,10 +264,10 @@ func (s *socket) serveH1(c net.Conn, info *connInfo) {
 			return
 		}
 		if first && startsH2(br) {
-			// h2c with prior knowledge: package h2 serves it.
+			// h2c with prior knowledge: net/http's server speaks it.
 			buf, _ := br.Peek(br.Buffered())
 			handedOff = true
-			go s.serveH2(&replayConn{Conn: c, pending: append([]byte(nil), buf...)}, c, *info)
+			s.queue.push(&httpConn{Conn: &replayConn{Conn: c, pending: append([]byte(nil), buf...)}, info: *info})
 			return
 		}
 		if !s.h1.setIdle(hc, false) {

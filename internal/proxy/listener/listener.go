@@ -11,15 +11,14 @@
 // sniffs the first bytes); a filter chain is selected by destination port
 // and detected protocol; and the chain serves the connection, either as
 // HTTP (HTTP/1.x on the connection's goroutine by the lean server in h1.go,
-// h2c by package h2, a goroutine per stream) or as tcp_proxy.
+// h2c through the socket's http.Server) or as tcp_proxy.
 //
 // Concurrency: Apply is called by the compile step (one goroutine at a
 // time) and by the bind retry timer; mu serialises them and guards the socket
 // table. Each socket has an accept goroutine, one goroutine per connection
-// (classifying it, then serving it as HTTP/1.x or HTTP/2 or proxying it as
-// TCP), and one per HTTP/2 stream. h1Conns.mu guards the set of HTTP/1.x
-// connections and their idle flags, for shutdown. Connections read the
-// current model through
+// (classifying it, then serving it as HTTP/1.x or proxying it as TCP), and
+// its own http.Server goroutines for h2c connections. h1Conns.mu guards the
+// set of HTTP/1.x connections and their idle flags, for shutdown. Connections read the current model through
 // an atomic pointer, so a new version never waits for traffic and traffic
 // never takes the Manager's lock.
 package listener
@@ -30,6 +29,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"sort"
 	"sync"
@@ -119,16 +119,14 @@ type socket struct {
 	m    *Manager
 	addr string
 	ln   net.Listener
-	cur  atomic.Pointer[model.Listener]
-	tcp  connSet
-	// h1 holds the connections served by the lean HTTP/1.x server, h2
-	// those served by package h2 (h2c with prior knowledge), whose
-	// requests' contexts derive from h2ctx.
-	h1     h1Conns
-	h2     connSet
-	h2ctx  context.Context
-	h2stop context.CancelFunc
-	done   chan struct{} // closed when the accept loop returns
+	srv  *http.Server
+	// queue feeds connections whose filter chain is HTTP to srv.
+	queue *connQueue
+	cur   atomic.Pointer[model.Listener]
+	tcp   connSet
+	// h1 holds the connections served by the lean HTTP/1.x server.
+	h1   h1Conns
+	done chan struct{} // closed when the accept loop returns
 }
 
 // New returns a Manager with no sockets.
@@ -229,8 +227,27 @@ func (m *Manager) bind(addr string) (*socket, error) {
 		}
 		return nil, err
 	}
-	s := &socket{m: m, addr: addr, ln: ln, done: make(chan struct{})}
-	s.h2ctx, s.h2stop = context.WithCancel(context.Background())
+	s := &socket{m: m, addr: addr, ln: ln, queue: newConnQueue(ln.Addr()), done: make(chan struct{})}
+	protos := new(http.Protocols)
+	protos.SetHTTP1(true)
+	protos.SetUnencryptedHTTP2(true) // h2c with prior knowledge
+	s.srv = &http.Server{
+		Handler:     s,
+		IdleTimeout: m.opts.IdleTimeout,
+		Protocols:   protos,
+		ErrorLog:    slog.NewLogLogger(m.log.Handler(), slog.LevelDebug),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if hc, ok := c.(*httpConn); ok {
+				return context.WithValue(ctx, connInfoKey{}, &hc.info)
+			}
+			return ctx
+		},
+	}
+	go func() {
+		if err := s.srv.Serve(s.queue); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			m.log.Error("listener stopped", "address", addr, "err", err)
+		}
+	}()
 	go s.acceptLoop()
 	return s, nil
 }
@@ -262,8 +279,8 @@ func (s *socket) stop(ctx context.Context) error {
 	s.ln.Close()
 	<-s.done
 	var errs []error
-	s.h2stop() // each HTTP/2 connection sends GOAWAY and ends after its streams
-	if err := s.h2.wait(ctx); err != nil {
+	if err := s.srv.Shutdown(ctx); err != nil {
+		s.srv.Close()
 		errs = append(errs, err)
 	}
 	h1err := make(chan error, 1)
@@ -359,8 +376,8 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 // lifetime is bounded by the connect timeout and the drain, not a context.
 var contextBackground = context.Background()
 
-// connSet tracks a set of a socket's connections: those being inspected or
-// proxied as TCP, or those served as HTTP/2.
+// connSet tracks the connections of a socket that are not (yet) served by
+// its http.Server: being inspected or proxied as TCP.
 type connSet struct {
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
@@ -416,4 +433,42 @@ func drainOrClose(ctx context.Context, wg *sync.WaitGroup, closeAll func() int) 
 	n := closeAll()
 	<-done
 	return n, ctx.Err()
+}
+
+// connQueue is a net.Listener whose connections are pushed by the accept
+// loop (those whose filter chain is HTTP), for the socket's http.Server.
+type connQueue struct {
+	addr net.Addr
+	ch   chan net.Conn
+	done chan struct{}
+	once sync.Once
+}
+
+func newConnQueue(addr net.Addr) *connQueue {
+	return &connQueue{addr: addr, ch: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (q *connQueue) Accept() (net.Conn, error) {
+	select {
+	case c := <-q.ch:
+		return c, nil
+	case <-q.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (q *connQueue) Close() error {
+	q.once.Do(func() { close(q.done) })
+	return nil
+}
+
+func (q *connQueue) Addr() net.Addr { return q.addr }
+
+// push hands c to the http.Server; it closes c when the server is gone.
+func (q *connQueue) push(c net.Conn) {
+	select {
+	case q.ch <- c:
+	case <-q.done:
+		c.Close()
+	}
 }

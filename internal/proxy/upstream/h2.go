@@ -2,11 +2,9 @@ package upstream
 
 import (
 	"context"
-	"errors"
+	"math"
+	"net"
 	"net/http"
-	"sync"
-
-	"github.com/weftmesh/weft/internal/proxy/h2"
 )
 
 // Protocol is the HTTP version a cluster speaks to its endpoints, as the
@@ -51,105 +49,36 @@ func (e *Endpoint) useH2(req *http.Request) bool {
 	return req.Method != http.MethodConnect && len(req.Header["Upgrade"]) == 0
 }
 
-// h2Pool holds an endpoint's HTTP/2 connections. Requests share a
-// connection up to the server's limit on concurrent streams; another one
-// is dialed (one at a time) when every connection is full.
-type h2Pool struct {
-	e *Endpoint
-
-	mu      sync.Mutex
-	conns   []*h2.ClientConn
-	dialing chan struct{} // closed when the dial in progress ends
-	closed  bool
-}
-
-// roundTrip sends req over one of the pool's connections. A request the
-// server did not process (its connection was going away) and that has no
-// body to resend goes once more, on another connection.
-func (p *h2Pool) roundTrip(req *http.Request) (*http.Response, error) {
-	for attempt := 0; ; attempt++ {
-		cc, err := p.get(req.Context())
-		if err != nil {
-			if req.Body != nil {
-				req.Body.Close()
+// h2Transport returns the endpoint's HTTP/2 Transport (cleartext, prior
+// knowledge), making it on first use. Requests share its connection up to
+// the server's limit on concurrent streams; its connections count against
+// the cluster's max_connections as the lean pool's do.
+func (e *Endpoint) h2Transport() *http.Transport {
+	if t := e.transport2.Load(); t != nil {
+		return t
+	}
+	set, h1, stats := e.set, e.h1, e.cb.stats
+	idle := set.idleTimeout
+	if idle == math.MaxInt64 {
+		idle = 0 // the Transport's "no limit"
+	}
+	p := new(http.Protocols)
+	p.SetUnencryptedHTTP2(true)
+	t := &http.Transport{
+		Proxy: nil, // never HTTP_PROXY from the environment: it usually points here
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			c, err := h1.dialForTransport(ctx, set.connectTimeout)
+			if err == nil {
+				stats.cxHTTP2.Add(1)
 			}
-			return nil, err
-		}
-		resp, err := cc.RoundTrip(req)
-		if err != nil && attempt == 0 && errors.Is(err, h2.ErrNotProcessed) && (req.Body == nil || req.Body == http.NoBody) {
-			continue
-		}
-		return resp, err
+			return c, err
+		},
+		IdleConnTimeout:    idle,
+		DisableCompression: true, // pass Content-Encoding through untouched
+		Protocols:          p,
 	}
-}
-
-// get returns a connection with a stream reserved for the caller.
-func (p *h2Pool) get(ctx context.Context) (*h2.ClientConn, error) {
-	for {
-		p.mu.Lock()
-		if p.closed {
-			p.mu.Unlock()
-			return nil, errEndpointClosed
-		}
-		for _, cc := range p.conns {
-			if cc.Reserve() {
-				p.mu.Unlock()
-				return cc, nil
-			}
-		}
-		if wait := p.dialing; wait != nil {
-			p.mu.Unlock()
-			select {
-			case <-wait:
-				continue
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
-		}
-		done := make(chan struct{})
-		p.dialing = done
-		p.mu.Unlock()
-		nc, err := p.e.h1.dialForTransport(ctx, p.e.set.connectTimeout)
-		p.mu.Lock()
-		p.dialing = nil
-		close(done)
-		if err != nil {
-			p.mu.Unlock()
-			return nil, err
-		}
-		cc := h2.NewClientConn(nc)
-		p.e.cb.stats.cxHTTP2.Add(1)
-		p.conns = append(p.conns, cc)
-		p.mu.Unlock()
-		go p.forgetWhenDone(cc)
+	if !e.transport2.CompareAndSwap(nil, t) {
+		return e.transport2.Load() // another request made it first
 	}
-}
-
-var errEndpointClosed = errors.New("the endpoint is no longer in use")
-
-func (p *h2Pool) forgetWhenDone(cc *h2.ClientConn) {
-	<-cc.Done()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for i, c := range p.conns {
-		if c == cc {
-			p.conns = append(p.conns[:i], p.conns[i+1:]...)
-			return
-		}
-	}
-}
-
-// closeIdle closes the connections that carry no stream; final also stops
-// the pool taking new requests.
-func (p *h2Pool) closeIdle(final bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if final {
-		p.closed = true
-	}
-	for _, cc := range p.conns {
-		if cc.Active() == 0 {
-			cc.Close()
-		}
-	}
+	return t
 }

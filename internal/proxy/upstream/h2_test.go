@@ -50,10 +50,12 @@ func TestClusterProtocol(t *testing.T) {
 			c := p.Build([]ClusterSpec{{Name: "c", Protocol: tc.protocol, Endpoints: []EndpointSpec{{Address: addr}}}})["c"]
 			ep := c.Pick(nil)
 			var wg sync.WaitGroup
-			errs := make(chan error, 20)
-			for i := range 20 {
+			errs := make(chan error, 21)
+			// One request first, then twenty at once: over HTTP/2 they
+			// share its connection.
+			for i := range 21 {
 				wg.Add(1)
-				go func() {
+				send := func() {
 					defer wg.Done()
 					req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
 					req.ProtoMajor = tc.reqMajor
@@ -71,7 +73,12 @@ func TestClusterProtocol(t *testing.T) {
 					if want := fmt.Sprintf("%s %d 0", tc.wantProto, i); string(b) != want {
 						errs <- fmt.Errorf("answered %q, want %q", b, want)
 					}
-				}()
+				}
+				if i == 0 {
+					send()
+				} else {
+					go send()
+				}
 			}
 			wg.Wait()
 			close(errs)
@@ -80,7 +87,7 @@ func TestClusterProtocol(t *testing.T) {
 			}
 			h2 := c.Stats().Snapshot().CxHTTP2
 			if tc.wantProto == "HTTP/2.0" && h2 != 1 {
-				t.Errorf("%d HTTP/2 connections for 20 concurrent requests, want 1 carrying them all", h2)
+				t.Errorf("%d HTTP/2 connections for one request and then 20 at once, want 1 carrying them all", h2)
 			}
 			if tc.wantProto != "HTTP/2.0" && h2 != 0 {
 				t.Errorf("%d HTTP/2 connections, want none", h2)

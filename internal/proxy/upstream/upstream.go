@@ -125,11 +125,13 @@ type Endpoint struct {
 	// made on first use (see httpTransport).
 	transport atomic.Pointer[http.Transport]
 	maxIdle   int
-	h1        *h1Pool
-	h2        *h2Pool // nil unless the cluster may speak HTTP/2
-	dialer    *net.Dialer
-	inflight  atomic.Int64
-	cb        *breaker
+	// transport2 carries the requests that go over HTTP/2 (see useH2);
+	// made on first use (see h2Transport).
+	transport2 atomic.Pointer[http.Transport]
+	h1         *h1Pool
+	dialer     *net.Dialer
+	inflight   atomic.Int64
+	cb         *breaker
 	// od is the endpoint's outlier detection state, nil when its cluster
 	// has none.
 	od  *hostState
@@ -200,8 +202,8 @@ func (e *Endpoint) Ejected() bool { return e.od != nil && e.od.ejected.Load() }
 // runs on the caller's goroutine; others go through net/http's Transport.
 // The response body must be read to EOF or closed.
 func (e *Endpoint) RoundTrip(req *http.Request) (*http.Response, error) {
-	if e.h2 != nil && e.useH2(req) {
-		return e.h2.roundTrip(req)
+	if e.useH2(req) {
+		return e.h2Transport().RoundTrip(req)
 	}
 	if leanOK(req) {
 		return e.h1.roundTrip(req, false)
@@ -215,8 +217,8 @@ func (e *Endpoint) RoundTrip(req *http.Request) (*http.Response, error) {
 // caller reads them with ResponseFields, or calls LoadHeader before it
 // reads the Header, and does either before it reads the body.
 func (e *Endpoint) RoundTripLazy(req *http.Request) (*http.Response, error) {
-	if e.h2 != nil && e.useH2(req) {
-		return e.h2.roundTrip(req)
+	if e.useH2(req) {
+		return e.h2Transport().RoundTrip(req)
 	}
 	if leanOK(req) {
 		return e.h1.roundTrip(req, true)
@@ -249,15 +251,15 @@ func LoadHeader(resp *http.Response) {
 func (e *Endpoint) closeIdle(final bool) {
 	e.closeTransportIdle()
 	e.h1.closeIdle(final)
-	if e.h2 != nil {
-		e.h2.closeIdle(final)
-	}
 }
 
 // closeTransportIdle closes the idle connections of the endpoint's
-// Transport, if it has one.
+// Transports, if it has any.
 func (e *Endpoint) closeTransportIdle() {
 	if t := e.transport.Load(); t != nil {
+		t.CloseIdleConnections()
+	}
+	if t := e.transport2.Load(); t != nil {
 		t.CloseIdleConnections()
 	}
 }
@@ -884,8 +886,5 @@ func (p *Pools) newEndpoint(addr string, set endpointSettings, cb *breaker) *End
 	}
 	e := &Endpoint{addr: addr, maxIdle: p.opts.MaxIdleConnsPerEndpoint, h1: h1, dialer: d, cb: cb, set: set}
 	h1.closeTransportIdle = e.closeTransportIdle
-	if set.protocol != HTTP1 {
-		e.h2 = &h2Pool{e: e}
-	}
 	return e
 }
