@@ -29,6 +29,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"math/rand/v2"
@@ -128,10 +129,12 @@ type Endpoint struct {
 	// transport2 carries the requests that go over HTTP/2 (see useH2);
 	// made on first use (see h2Transport).
 	transport2 atomic.Pointer[http.Transport]
-	h1         *h1Pool
-	dialer     *net.Dialer
-	inflight   atomic.Int64
-	cb         *breaker
+	// retired is set once no configuration uses the endpoint.
+	retired  atomic.Bool
+	h1       *h1Pool
+	dialer   *net.Dialer
+	inflight atomic.Int64
+	cb       *breaker
 	// od is the endpoint's outlier detection state, nil when its cluster
 	// has none.
 	od  *hostState
@@ -203,12 +206,12 @@ func (e *Endpoint) Ejected() bool { return e.od != nil && e.od.ejected.Load() }
 // The response body must be read to EOF or closed.
 func (e *Endpoint) RoundTrip(req *http.Request) (*http.Response, error) {
 	if e.useH2(req) {
-		return e.h2Transport().RoundTrip(req)
+		return e.viaTransport(e.h2Transport(), req)
 	}
 	if leanOK(req) {
 		return e.h1.roundTrip(req, false)
 	}
-	return e.httpTransport().RoundTrip(req)
+	return e.viaTransport(e.httpTransport(), req)
 }
 
 // RoundTripLazy is RoundTrip for a caller that passes the response's
@@ -218,12 +221,12 @@ func (e *Endpoint) RoundTrip(req *http.Request) (*http.Response, error) {
 // reads the Header, and does either before it reads the body.
 func (e *Endpoint) RoundTripLazy(req *http.Request) (*http.Response, error) {
 	if e.useH2(req) {
-		return e.h2Transport().RoundTrip(req)
+		return e.viaTransport(e.h2Transport(), req)
 	}
 	if leanOK(req) {
 		return e.h1.roundTrip(req, true)
 	}
-	return e.httpTransport().RoundTrip(req)
+	return e.viaTransport(e.httpTransport(), req)
 }
 
 // ResponseFields returns the header fields of resp, a response of
@@ -249,8 +252,37 @@ func LoadHeader(resp *http.Response) {
 // closeIdle closes the endpoint's idle connections; final also stops it
 // keeping connections (the endpoint is no longer used).
 func (e *Endpoint) closeIdle(final bool) {
+	if final {
+		e.retired.Store(true)
+	}
 	e.closeTransportIdle()
 	e.h1.closeIdle(final)
+}
+
+// viaTransport sends req through one of the endpoint's Transports. Once
+// the endpoint is no longer used, a connection a response leaves idle is
+// closed when its body is: a Transport would otherwise keep it until its
+// idle timeout.
+func (e *Endpoint) viaTransport(t *http.Transport, req *http.Request) (*http.Response, error) {
+	resp, err := t.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = &transportBody{ReadCloser: resp.Body, e: e}
+	return resp, nil
+}
+
+type transportBody struct {
+	io.ReadCloser
+	e *Endpoint
+}
+
+func (b *transportBody) Close() error {
+	err := b.ReadCloser.Close()
+	if b.e.retired.Load() {
+		b.e.closeTransportIdle()
+	}
+	return err
 }
 
 // closeTransportIdle closes the idle connections of the endpoint's
