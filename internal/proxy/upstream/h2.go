@@ -73,7 +73,10 @@ func (e *Endpoint) h2Transport() *http.Transport {
 			}
 			return c, err
 		},
-		IdleConnTimeout:    idle,
+		IdleConnTimeout: idle,
+		// max_requests_per_connection 1 means a connection per request;
+		// other limits are not applied over HTTP/2 yet.
+		DisableKeepAlives:  set.maxUses == 1,
 		DisableCompression: true, // pass Content-Encoding through untouched
 		Protocols:          p,
 	}

@@ -266,6 +266,9 @@ func (e *Endpoint) closeIdle(final bool) {
 func (e *Endpoint) viaTransport(t *http.Transport, req *http.Request) (*http.Response, error) {
 	resp, err := t.RoundTrip(req)
 	if err != nil {
+		if e.retired.Load() {
+			e.closeTransportIdle() // what the failed request left idle
+		}
 		return nil, err
 	}
 	resp.Body = &transportBody{ReadCloser: resp.Body, e: e}
