@@ -79,6 +79,11 @@ func (e *Endpoint) h2Transport() *http.Transport {
 		DisableKeepAlives:  set.maxUses == 1,
 		DisableCompression: true, // pass Content-Encoding through untouched
 		Protocols:          p,
+		// One dial at a time: requests that find no connection wait for
+		// the one being dialed and share it, rather than each dialing
+		// its own (net/http's HTTP/2 over cleartext otherwise does). A
+		// connection whose streams are all in use still gets company.
+		MaxConnsPerHost: 1,
 	}
 	if !e.transport2.CompareAndSwap(nil, t) {
 		return e.transport2.Load() // another request made it first
