@@ -170,16 +170,13 @@ func (p *proxyState) status() ProxyStatus {
 		ID: p.id, Type: p.meta.Type, Namespace: p.meta.Namespace, Service: p.meta.Service,
 		Workload: p.meta.WorkloadName, ConnectedAt: p.connectedAt, ConfigRevision: p.push.configRevision,
 		RegistryRevision: p.push.registryRevision,
-		Synced:           p.push.seq != 0,
+		Synced:           p.synced(),
 	}
 	for _, url := range typeOrder {
-		status, counts := p.typeSync(url)
+		status, _ := p.typeSync(url)
 		st := TypeStatus{Type: shortType(url), Want: p.push.version(url), Status: status}
 		if ts := p.types[url]; ts != nil {
 			st.Sent, st.Acked, st.Nack, st.NackVersion = ts.sent, ts.acked, ts.nack, ts.nackVersion
-		}
-		if status != Synced && counts {
-			ps.Synced = false
 		}
 		ps.Types = append(ps.Types, st)
 	}
