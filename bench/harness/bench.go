@@ -58,6 +58,11 @@ type Options struct {
 	// ProxyArgs are appended to both weft-proxy command lines (for
 	// experiments, e.g. --concurrency 2).
 	ProxyArgs []string
+	// WeftH2 applies a DestinationRule with h2UpgradePolicy UPGRADE for
+	// the backend, so that the weft row's client sidecar speaks HTTP/2
+	// to the server sidecar (an experiment: weft's default, as Istio's,
+	// is HTTP/1.1).
+	WeftH2 bool
 	// ProfilePath and ServerProfilePath, when set, receive CPU profiles of
 	// the weft row's client and server sidecars, taken during an extra
 	// capacity run after the measured ones.
@@ -492,7 +497,7 @@ func (b *bench) settings(ctx context.Context) Settings {
 	return Settings{
 		Mode: mode, Date: time.Now().UTC().Format(time.RFC3339), CPUs: runtime.NumCPU(), CPUModel: cpuModel(),
 		Kernel:     strings.TrimSpace(string(kernel)),
-		WeftProxy:  weftProxySettings(o.ProxyArgs),
+		WeftProxy:  weftProxySettings(o.ProxyArgs, o.WeftH2),
 		GOMAXPROCS: env("GOMAXPROCS", fmt.Sprintf("unset (Go default %d)", runtime.NumCPU())),
 		GOGC:       env("GOGC", "unset (100)"), CPUPinning: "none (every process may run on every CPU, the load generator included)",
 		Reps: o.Reps, LatencyQPS: o.LatencyQPS, LatencySeconds: o.LatencyDuration.Seconds(),
@@ -508,7 +513,7 @@ func (b *bench) settings(ctx context.Context) Settings {
 
 // weftProxySettings describes the sidecars' runtime settings: their
 // defaults unless the environment or -proxy-args say otherwise.
-func weftProxySettings(extra []string) string {
+func weftProxySettings(extra []string, h2 bool) string {
 	desc := fmt.Sprintf("defaults (--concurrency auto, --gc-percent %d)", proxy.DefaultGCPercent)
 	if v := os.Getenv("GOMAXPROCS"); v != "" {
 		desc += ", GOMAXPROCS=" + v + " from the environment"
@@ -518,6 +523,9 @@ func weftProxySettings(extra []string) string {
 	}
 	if len(extra) > 0 {
 		desc += ", with " + strings.Join(extra, " ")
+	}
+	if h2 {
+		desc += "; HTTP/2 between the sidecars (DestinationRule h2UpgradePolicy: UPGRADE)"
 	}
 	return desc
 }

@@ -79,6 +79,7 @@ func parseFlags(args []string, stderr io.Writer) (*Options, error) {
 	fs.StringVar(&o.ServerProfilePath, "profile-server", "", "write a CPU profile of the weft server sidecar, taken during the same extra capacity run, to `file`")
 	fs.StringVar(&cpClients, "cp-clients", "", "comma-separated ADS client `counts` for the control plane run (default 100 quick, 100,1000 full; none to skip)")
 	proxyArgs := fs.String("proxy-args", "", "extra weft-proxy `flags` for both sidecars, e.g. \"--concurrency 2\"")
+	fs.BoolVar(&o.WeftH2, "weft-h2", false, "the weft row's sidecars speak HTTP/2 to each other (a DestinationRule with h2UpgradePolicy: UPGRADE)")
 	fs.BoolVar(&verbose, "v", true, "log progress to stderr")
 	if err := fs.Parse(args); err != nil {
 		return nil, err

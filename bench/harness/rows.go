@@ -3,6 +3,7 @@ package harness
 import (
 	"context"
 	"fmt"
+	"github.com/weftmesh/weft/internal/controlapi"
 	"net/http"
 	"os"
 	"os/exec"
@@ -106,12 +107,39 @@ func (b *bench) setupWeft(ctx context.Context) (*target, error) {
 		pprofURL:       fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile", admC),
 		serverPprofURL: fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile", admS),
 	}
+	if b.opts.WeftH2 {
+		api := controlapi.NewClient(apiAddr)
+		resp, err := api.Apply(ctx, controlapi.ApplyRequest{Files: []controlapi.File{{Name: "backend-h2.yaml", Content: backendH2}}})
+		if err != nil {
+			return nil, fmt.Errorf("weft row: apply the HTTP/2 DestinationRule: %w", err)
+		}
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err = waitSynced(wctx, api, resp.Revision)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("weft row: the sidecars did not ACK the HTTP/2 DestinationRule: %w", err)
+		}
+	}
 	// Ready means configured; wait until the route to backend works end to end.
 	if err := waitHTTP(ctx, cli, t.url, t.host, 30*time.Second, status200); err != nil {
 		return nil, fmt.Errorf("weft row: %w", err)
 	}
 	return t, nil
 }
+
+// backendH2 is the DestinationRule of -weft-h2.
+const backendH2 = `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: backend
+  namespace: default
+spec:
+  host: backend.default.svc.cluster.local
+  trafficPolicy:
+    connectionPool:
+      http:
+        h2UpgradePolicy: UPGRADE
+`
 
 // ensureInstalled installs Debian packages when bin is missing.
 func (b *bench) ensureInstalled(ctx context.Context, bin string, pkgs ...string) (string, error) {

@@ -349,6 +349,16 @@ func waitSynced(ctx context.Context, g *globals, c *controlapi.Client, rev int64
 			}
 		}
 	}
+	// The last held question may have ended with our deadline: ask once
+	// more, for an answer now, to name who is late.
+	qctx, qcancel := context.WithTimeout(context.Background(), 2*time.Second)
+	if r, err := c.SyncWait(qctx, rev, 0); err == nil {
+		rep = r
+	}
+	qcancel()
+	if rep != nil && rep.Done {
+		return reportSynced(g, rep, rev)
+	}
 	var late []string
 	if rep != nil {
 		for _, p := range rep.Proxies {

@@ -26,10 +26,13 @@ func syncServer(t *testing.T, answer func(n int, wait time.Duration) xdsserver.S
 			http.Error(w, "unexpected "+r.URL.String(), http.StatusBadRequest)
 			return
 		}
-		wait, err := time.ParseDuration(r.URL.Query().Get("wait"))
-		if err != nil {
-			http.Error(w, "no wait in "+r.URL.String(), http.StatusBadRequest)
-			return
+		var wait time.Duration
+		if v := r.URL.Query().Get("wait"); v != "" {
+			var err error
+			if wait, err = time.ParseDuration(v); err != nil {
+				http.Error(w, "bad wait in "+r.URL.String(), http.StatusBadRequest)
+				return
+			}
 		}
 		json.NewEncoder(w).Encode(answer(int(n.Add(1)), wait))
 	}))
@@ -60,6 +63,22 @@ func TestWaitSynced(t *testing.T) {
 		}
 		if got := out.String(); got != "revision 7 is ACKed by all 2 proxies\n" {
 			t.Errorf("printed %q", got)
+		}
+	})
+
+	t.Run("an answer later than the deadline", func(t *testing.T) {
+		// Held a little past what was asked (a slow control plane): the
+		// held questions miss the deadline; a last quick one still
+		// names who is late.
+		c := syncServer(t, func(_ int, wait time.Duration) xdsserver.SyncReport {
+			if wait > 0 {
+				time.Sleep(wait + 50*time.Millisecond)
+			}
+			return late
+		})
+		err := waitSynced(context.Background(), &globals{stdout: new(bytes.Buffer), stderr: new(bytes.Buffer)}, c, 7, 200*time.Millisecond)
+		if err == nil || !strings.HasSuffix(err.Error(), "not yet ACKed by: a.default") {
+			t.Errorf("waitSynced = %v, want a timeout naming a.default", err)
 		}
 	})
 

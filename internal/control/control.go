@@ -123,7 +123,10 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	errc := make(chan error, 3)
 	go func() { errc <- xds.Serve(ctx, xl) }()
-	api := &http.Server{Handler: newAPI(apiOptions{log: log, store: st, xds: xds, reg: reg, pprof: opts.Pprof}), ReadHeaderTimeout: 10 * time.Second}
+	api := &http.Server{Handler: newAPI(apiOptions{log: log, store: st, xds: xds, reg: reg, pprof: opts.Pprof}), ReadHeaderTimeout: 10 * time.Second,
+		// A question held by GET /api/v1/sync?wait= ends when the
+		// control plane stops, rather than holding up its shutdown.
+		BaseContext: func(net.Listener) context.Context { return ctx }}
 	go func() {
 		if err := api.Serve(al); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("serve API: %w", err)

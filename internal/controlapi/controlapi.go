@@ -227,8 +227,10 @@ func (c *Client) Sync(ctx context.Context, rev int64) (*xdsserver.SyncReport, er
 }
 
 // SyncWait is Sync answered once every proxy has ACKed store revision rev
-// (or one has rejected it), or after wait (at most a minute), whichever
-// comes first; a wait of 0 answers at once.
+// (or one has rejected it), or after wait, whichever comes first; a wait
+// of 0 answers at once. The control plane holds a question for at most a
+// minute, and the Client's HTTP timeout (30 s from NewClient) bounds it
+// too.
 func (c *Client) SyncWait(ctx context.Context, rev int64, wait time.Duration) (*xdsserver.SyncReport, error) {
 	q := url.Values{"revision": {strconv.FormatInt(rev, 10)}}
 	if wait > 0 {

@@ -439,6 +439,12 @@ func TestWaitSync(t *testing.T) {
 		t.Fatal("WaitSync did not answer after the NACK")
 	}
 
+	// A fix applied as revision 7 is not answered by the rejection of 6,
+	// before 7 reaches the proxy.
+	if rep := <-wait(7, 100*time.Millisecond); rep.Done || rep.Proxies[0].Nack != "" {
+		t.Errorf("WaitSync(7) before 7 was pushed = %+v, want not done and no NACK", rep)
+	}
+
 	// A change the proxy has not answered: the wait ends with the context.
 	s.Push(snapshot.New(7, 0, nil, []*registry.Service{{
 		Hostname: "details.default.svc.cluster.local", Name: "details", Namespace: "default",

@@ -170,16 +170,13 @@ func (p *proxyState) status() ProxyStatus {
 		ID: p.id, Type: p.meta.Type, Namespace: p.meta.Namespace, Service: p.meta.Service,
 		Workload: p.meta.WorkloadName, ConnectedAt: p.connectedAt, ConfigRevision: p.push.configRevision,
 		RegistryRevision: p.push.registryRevision,
-		Synced:           p.push.seq != 0,
+		Synced:           p.synced(),
 	}
 	for _, url := range typeOrder {
-		status, counts := p.typeSync(url)
+		status, _ := p.typeSync(url)
 		st := TypeStatus{Type: shortType(url), Want: p.push.version(url), Status: status}
 		if ts := p.types[url]; ts != nil {
 			st.Sent, st.Acked, st.Nack, st.NackVersion = ts.sent, ts.acked, ts.nack, ts.nackVersion
-		}
-		if status != Synced && counts {
-			ps.Synced = false
 		}
 		ps.Types = append(ps.Types, st)
 	}
@@ -224,9 +221,15 @@ func (p *proxyState) synced() bool {
 // answer is the proxy's part of a sync report at store revision rev and
 // registry revision regRev: whether it holds a config that includes both,
 // ACKed, and the type and text of its rejection of the config it was last
-// pushed, if it rejected it (the last such type in typeOrder).
+// pushed, if that config includes both and it rejected it (the last such
+// type in typeOrder).
 func (p *proxyState) answer(rev, regRev int64) (synced bool, nackType, nack string) {
-	synced = p.synced() && p.push.configRevision >= rev && p.push.registryRevision >= regRev
+	pushed := p.push.configRevision >= rev && p.push.registryRevision >= regRev
+	synced = p.synced() && pushed
+	if !pushed {
+		// A rejection of an earlier config is no answer to this one.
+		return synced, "", ""
+	}
 	for _, url := range typeOrder {
 		if ts := p.types[url]; ts != nil && ts.nack != "" && ts.nackVersion == p.push.version(url) {
 			nackType, nack = shortType(url), ts.nack
@@ -294,9 +297,20 @@ func (s *Server) WaitSync(ctx context.Context, rev, regRev int64) SyncReport {
 		case <-ctx.Done():
 			return s.Sync(rev, regRev)
 		}
+		// Each look walks every proxy with mu held: while a change
+		// reaches a thousand proxies, look at most every recheck, taking
+		// the ACKs of that time together.
+		select {
+		case <-time.After(recheck):
+		case <-ctx.Done():
+			return s.Sync(rev, regRev)
+		}
 	}
 	return s.Sync(rev, regRev)
 }
+
+// recheck is the shortest time between two looks of WaitSync.
+const recheck = 2 * time.Millisecond
 
 // syncDone is Sync(rev, regRev).Done without the report. Call it with mu
 // held.

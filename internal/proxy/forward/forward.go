@@ -441,11 +441,14 @@ func (o *outbound) request(ctx context.Context, attempt int, r *http.Request, ad
 	}
 	*u = url.URL{Scheme: "http", Host: address, Path: path, RawPath: rawPath, RawQuery: r.URL.RawQuery}
 	req := http.Request{
-		Method:     r.Method,
-		URL:        u,
-		Proto:      "HTTP/1.1",
-		ProtoMajor: 1,
-		ProtoMinor: 1,
+		Method: r.Method,
+		URL:    u,
+		// The downstream's version: a cluster that uses the downstream's
+		// protocol reads it (the HTTP/1.1 writers send HTTP/1.1 lines
+		// whatever it says).
+		Proto:      r.Proto,
+		ProtoMajor: r.ProtoMajor,
+		ProtoMinor: r.ProtoMinor,
 		Header:     r.Header,
 		Host:       host,
 	}

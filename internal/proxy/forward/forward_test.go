@@ -476,3 +476,29 @@ func TestRecycledRequestState(t *testing.T) {
 		t.Errorf("the first request's X-Request-Id changed to %q after the second request (was %q)", kept[0], ids[0])
 	}
 }
+
+// TestUpstreamProtocolFollowsTheDownstream: a cluster that uses the
+// downstream's protocol (Istio's useClientProtocol) sends an HTTP/2
+// request upstream over HTTP/2 and an HTTP/1.1 one over HTTP/1.1.
+func TestUpstreamProtocolFollowsTheDownstream(t *testing.T) {
+	be := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, r.Proto)
+	}))
+	be.Config.Protocols = new(http.Protocols)
+	be.Config.Protocols.SetHTTP1(true)
+	be.Config.Protocols.SetUnencryptedHTTP2(true)
+	be.Start()
+	defer be.Close()
+	pools := upstream.NewPools(upstream.PoolsOptions{})
+	defer pools.Close()
+	f := New(Options{Clusters: pools.Build([]upstream.ClusterSpec{{Name: "c", Protocol: upstream.Downstream, Endpoints: []upstream.EndpointSpec{{Address: addrOf(be)}}}})})
+	for _, major := range []int{1, 2} {
+		req := httptest.NewRequest("GET", "http://reviews:9080/", nil)
+		req.Proto, req.ProtoMajor, req.ProtoMinor = fmt.Sprintf("HTTP/%d.%d", major, 2-major), major, 2-major
+		w := httptest.NewRecorder()
+		f.Serve(&chain.Exchange{W: w, R: req, Route: &router.Route{Cluster: "c"}})
+		if want := fmt.Sprintf("HTTP/%d.%d", major, 2-major); w.Body.String() != want {
+			t.Errorf("an HTTP/%d request reached the upstream as %q, want %s", major, w.Body.String(), want)
+		}
+	}
+}

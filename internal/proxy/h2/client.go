@@ -34,6 +34,8 @@ type ClientConn struct {
 	goAway     bool  // no new streams: GOAWAY came, or the connection ended
 	err        error // why the connection ended
 	done       chan struct{}
+	settled    chan struct{} // closed at the server's first SETTINGS, or the end
+	seenFirst  bool          // the read loop's: settled is closed
 
 	// wake holds the streams whose response head arrived in the frames
 	// the read loop has not finished handling; they are woken together
@@ -46,7 +48,7 @@ type ClientConn struct {
 // settings, and reads the server's frames on a goroutine of its own until
 // the connection ends.
 func NewClientConn(nc net.Conn) *ClientConn {
-	cc := &ClientConn{streams: map[uint32]*clientStream{}, nextID: 1, maxStreams: 100, done: make(chan struct{})}
+	cc := &ClientConn{streams: map[uint32]*clientStream{}, nextID: 1, maxStreams: 100, done: make(chan struct{}), settled: make(chan struct{})}
 	cc.init(nc)
 	cc.beforeRead = cc.wakeAll
 	cc.wmu.Lock()
@@ -92,6 +94,12 @@ func (cc *ClientConn) Usable() bool {
 	defer cc.mu.Unlock()
 	return !cc.goAway
 }
+
+// Settled is closed once the server's first SETTINGS has been applied
+// (its limit on concurrent streams among them), or the connection has
+// ended. Reservations made before then count against a default of 100
+// streams, which the server may refuse.
+func (cc *ClientConn) Settled() <-chan struct{} { return cc.settled }
 
 // Done is closed when the connection has ended.
 func (cc *ClientConn) Done() <-chan struct{} { return cc.done }
@@ -360,6 +368,9 @@ func (cc *ClientConn) readLoop() {
 	for _, cs := range streams {
 		cs.fail(fmt.Errorf("http2: connection ended: %w", err))
 	}
+	if !cc.seenFirst {
+		close(cc.settled)
+	}
 	close(cc.done)
 }
 
@@ -483,6 +494,10 @@ func (cc *ClientConn) serve() error {
 		case frameSettings, framePing:
 			if err := cc.onCommon(h, p, cc.applySetting, cc.initialWindow); err != nil {
 				return err
+			}
+			if h.typ == frameSettings && h.flags&flagAck == 0 && !cc.seenFirst {
+				cc.seenFirst = true
+				close(cc.settled)
 			}
 		}
 	}

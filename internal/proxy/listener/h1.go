@@ -264,7 +264,9 @@ func (s *socket) serveH1(c net.Conn, info *connInfo) {
 			return
 		}
 		if first && startsH2(br) {
-			// h2c with prior knowledge: package h2 serves it.
+			// h2c with prior knowledge: package h2 serves it, with
+			// deadlines of its own (not the idle one set above).
+			c.SetReadDeadline(time.Time{})
 			buf, _ := br.Peek(br.Buffered())
 			handedOff = true
 			go s.serveH2(&replayConn{Conn: c, pending: append([]byte(nil), buf...)}, c, *info)

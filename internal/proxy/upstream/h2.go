@@ -3,9 +3,11 @@ package upstream
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/weftmesh/weft/internal/proxy/h2"
 )
@@ -113,7 +115,7 @@ func (p *h2Pool) get(ctx context.Context) (*h2.ClientConn, error) {
 		done := make(chan struct{})
 		p.dialing = done
 		p.mu.Unlock()
-		nc, err := p.e.h1.dialForTransport(ctx, p.e.set.connectTimeout)
+		cc, err := p.dial(ctx)
 		p.mu.Lock()
 		p.dialing = nil
 		close(done)
@@ -121,8 +123,6 @@ func (p *h2Pool) get(ctx context.Context) (*h2.ClientConn, error) {
 			p.mu.Unlock()
 			return nil, err
 		}
-		cc := h2.NewClientConn(nc)
-		p.e.cb.stats.cxHTTP2.Add(1)
 		if p.closed {
 			p.mu.Unlock()
 			cc.Close()
@@ -132,6 +132,33 @@ func (p *h2Pool) get(ctx context.Context) (*h2.ClientConn, error) {
 		p.mu.Unlock()
 		go p.forgetWhenDone(cc)
 	}
+}
+
+// dial opens a connection and waits for the server's settings, so that
+// the requests waiting for it are held to the server's limit on
+// concurrent streams rather than refused beyond it.
+func (p *h2Pool) dial(ctx context.Context) (*h2.ClientConn, error) {
+	nc, err := p.e.h1.dialForTransport(ctx, p.e.set.connectTimeout)
+	if err != nil {
+		return nil, err
+	}
+	cc := h2.NewClientConn(nc)
+	p.e.cb.stats.cxHTTP2.Add(1)
+	t := time.NewTimer(p.e.set.connectTimeout)
+	defer t.Stop()
+	select {
+	case <-cc.Settled():
+		if cc.Usable() {
+			return cc, nil
+		}
+		err = fmt.Errorf("the HTTP/2 connection to %s ended before the server's settings", p.e.addr)
+	case <-t.C:
+		err = fmt.Errorf("no HTTP/2 SETTINGS from %s within the connect timeout (%v): is it an HTTP/2 server?", p.e.addr, p.e.set.connectTimeout)
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	cc.Close()
+	return nil, err
 }
 
 var errEndpointClosed = errors.New("the endpoint is no longer in use")

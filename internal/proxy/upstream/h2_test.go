@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"sync"
 	"testing"
+	"time"
 )
 
 // protoServer answers with the HTTP version each request came in with; it
@@ -50,10 +51,12 @@ func TestClusterProtocol(t *testing.T) {
 			c := p.Build([]ClusterSpec{{Name: "c", Protocol: tc.protocol, Endpoints: []EndpointSpec{{Address: addr}}}})["c"]
 			ep := c.Pick(nil)
 			var wg sync.WaitGroup
-			errs := make(chan error, 20)
-			for i := range 20 {
+			errs := make(chan error, 21)
+			// One request first, then twenty at once: over HTTP/2 they
+			// share its connection.
+			for i := range 21 {
 				wg.Add(1)
-				go func() {
+				send := func() {
 					defer wg.Done()
 					req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
 					req.ProtoMajor = tc.reqMajor
@@ -71,7 +74,12 @@ func TestClusterProtocol(t *testing.T) {
 					if want := fmt.Sprintf("%s %d 0", tc.wantProto, i); string(b) != want {
 						errs <- fmt.Errorf("answered %q, want %q", b, want)
 					}
-				}()
+				}
+				if i == 0 {
+					send()
+				} else {
+					go send()
+				}
 			}
 			wg.Wait()
 			close(errs)
@@ -80,11 +88,81 @@ func TestClusterProtocol(t *testing.T) {
 			}
 			h2 := c.Stats().Snapshot().CxHTTP2
 			if tc.wantProto == "HTTP/2.0" && h2 != 1 {
-				t.Errorf("%d HTTP/2 connections for 20 concurrent requests, want 1 carrying them all", h2)
+				t.Errorf("%d HTTP/2 connections for one request and then 20 at once, want 1 carrying them all", h2)
 			}
 			if tc.wantProto != "HTTP/2.0" && h2 != 0 {
 				t.Errorf("%d HTTP/2 connections, want none", h2)
 			}
 		})
 	}
+}
+
+// TestHTTP2ConnectionsFollowDemand: ten requests at once to an endpoint
+// with no connection yet share one HTTP/2 connection (net/http would dial
+// one per request); a connection whose streams are all in use is joined by
+// another rather than making requests wait.
+func TestHTTP2ConnectionsFollowDemand(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := new(http.Protocols)
+	p.SetUnencryptedHTTP2(true)
+	hold := make(chan struct{})
+	srv := &http.Server{Protocols: p, HTTP2: &http.HTTP2Config{MaxConcurrentStreams: 10},
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/hold" {
+				<-hold
+			}
+			io.WriteString(w, "ok")
+		})}
+	go srv.Serve(ln)
+	defer srv.Close()
+	addr := ln.Addr().String()
+	burst := func(t *testing.T, c *Cluster, path string, n int) {
+		t.Helper()
+		var wg sync.WaitGroup
+		errs := make(chan error, n)
+		for range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				req, _ := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
+				resp, err := c.Pick(nil).RoundTrip(req)
+				if err != nil {
+					errs <- err
+					return
+				}
+				io.ReadAll(resp.Body)
+				resp.Body.Close()
+			}()
+		}
+		if path == "/hold" {
+			time.Sleep(200 * time.Millisecond)
+			close(hold)
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+	}
+	t.Run("cold burst", func(t *testing.T) {
+		pools := NewPools(PoolsOptions{})
+		defer pools.Close()
+		c := pools.Build([]ClusterSpec{{Name: "c", Protocol: HTTP2, Endpoints: []EndpointSpec{{Address: addr}}}})["c"]
+		burst(t, c, "/", 10) // as many as a connection's streams
+		if n := c.Stats().Snapshot().CxHTTP2; n != 1 {
+			t.Errorf("%d HTTP/2 connections for 10 requests at once, want 1", n)
+		}
+	})
+	t.Run("beyond the stream limit", func(t *testing.T) {
+		pools := NewPools(PoolsOptions{})
+		defer pools.Close()
+		c := pools.Build([]ClusterSpec{{Name: "c", Protocol: HTTP2, Endpoints: []EndpointSpec{{Address: addr}}}})["c"]
+		burst(t, c, "/hold", 30) // 30 held at once, 10 streams per connection
+		if n := c.Stats().Snapshot().CxHTTP2; n < 3 {
+			t.Errorf("%d HTTP/2 connections carried 30 requests held at once with 10 streams each, want at least 3", n)
+		}
+	})
 }

@@ -29,6 +29,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"math/rand/v2"
@@ -125,11 +126,13 @@ type Endpoint struct {
 	// made on first use (see httpTransport).
 	transport atomic.Pointer[http.Transport]
 	maxIdle   int
-	h1        *h1Pool
-	h2        *h2Pool // nil unless the cluster may speak HTTP/2
-	dialer    *net.Dialer
-	inflight  atomic.Int64
-	cb        *breaker
+	// retired is set once no configuration uses the endpoint.
+	retired  atomic.Bool
+	h1       *h1Pool
+	h2       *h2Pool // nil unless the cluster may speak HTTP/2
+	dialer   *net.Dialer
+	inflight atomic.Int64
+	cb       *breaker
 	// od is the endpoint's outlier detection state, nil when its cluster
 	// has none.
 	od  *hostState
@@ -206,7 +209,7 @@ func (e *Endpoint) RoundTrip(req *http.Request) (*http.Response, error) {
 	if leanOK(req) {
 		return e.h1.roundTrip(req, false)
 	}
-	return e.httpTransport().RoundTrip(req)
+	return e.viaTransport(e.httpTransport(), req)
 }
 
 // RoundTripLazy is RoundTrip for a caller that passes the response's
@@ -221,7 +224,7 @@ func (e *Endpoint) RoundTripLazy(req *http.Request) (*http.Response, error) {
 	if leanOK(req) {
 		return e.h1.roundTrip(req, true)
 	}
-	return e.httpTransport().RoundTrip(req)
+	return e.viaTransport(e.httpTransport(), req)
 }
 
 // ResponseFields returns the header fields of resp, a response of
@@ -247,6 +250,9 @@ func LoadHeader(resp *http.Response) {
 // closeIdle closes the endpoint's idle connections; final also stops it
 // keeping connections (the endpoint is no longer used).
 func (e *Endpoint) closeIdle(final bool) {
+	if final {
+		e.retired.Store(true)
+	}
 	e.closeTransportIdle()
 	e.h1.closeIdle(final)
 	if e.h2 != nil {
@@ -254,8 +260,37 @@ func (e *Endpoint) closeIdle(final bool) {
 	}
 }
 
+// viaTransport sends req through one of the endpoint's Transports. Once
+// the endpoint is no longer used, a connection a response leaves idle is
+// closed when its body is: a Transport would otherwise keep it until its
+// idle timeout.
+func (e *Endpoint) viaTransport(t *http.Transport, req *http.Request) (*http.Response, error) {
+	resp, err := t.RoundTrip(req)
+	if err != nil {
+		if e.retired.Load() {
+			e.closeTransportIdle() // what the failed request left idle
+		}
+		return nil, err
+	}
+	resp.Body = &transportBody{ReadCloser: resp.Body, e: e}
+	return resp, nil
+}
+
+type transportBody struct {
+	io.ReadCloser
+	e *Endpoint
+}
+
+func (b *transportBody) Close() error {
+	err := b.ReadCloser.Close()
+	if b.e.retired.Load() {
+		b.e.closeTransportIdle()
+	}
+	return err
+}
+
 // closeTransportIdle closes the idle connections of the endpoint's
-// Transport, if it has one.
+// Transports, if it has any.
 func (e *Endpoint) closeTransportIdle() {
 	if t := e.transport.Load(); t != nil {
 		t.CloseIdleConnections()
