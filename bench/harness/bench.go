@@ -237,7 +237,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 				return nil, err
 			}
 			rr.capacity = append(rr.capacity, r)
-			b.log.Info("capacity run done", "row", rr.t.name, "rps", int(r.qps), "proxy_us_per_req", 1e6*r.cpuSeconds/float64(max(r.requests, 1)), "idle_pct", r.idlePct)
+			b.log.Info("capacity run done", "row", rr.t.name, "rps", int(r.qps), "proxy_us_per_req", 1e6*r.cpuSeconds/float64(max(r.requests, 1)), "proxy_rw_syscalls_per_req", float64(r.syscalls)/float64(max(r.requests, 1)), "idle_pct", r.idlePct)
 		}
 	}
 	// The profile comes from an extra capacity run whose figures are not

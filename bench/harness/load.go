@@ -19,6 +19,7 @@ type runResult struct {
 	requests                 int64
 	errors                   int64
 	cpuSeconds               float64 // proxies' CPU over the run, all hops
+	syscalls                 uint64  // proxies' read and write system calls over the run, all hops
 	peakRSS                  []int64 // per proxy instance
 	idlePct                  float64 // the machine's CPUs idle over the run, in %; -1 unknown
 }
@@ -48,8 +49,10 @@ func (b *bench) load(ctx context.Context, t *target, qps float64, d time.Duratio
 	res := &runResult{peakRSS: make([]int64, len(t.proxies)), idlePct: -1}
 	machine0, machineOK := readCPUTimes()
 	cpu0 := 0.0
+	var sys0 uint64
 	for i := range t.proxies {
 		cpu0 += t.proxies[i].cpu()
+		sys0 += t.proxies[i].syscalls()
 	}
 	stopSampling := sampleEvery(100*time.Millisecond, func() {
 		for i := range t.proxies {
@@ -80,8 +83,10 @@ func (b *bench) load(ctx context.Context, t *target, qps float64, d time.Duratio
 	}
 	for i := range t.proxies {
 		res.cpuSeconds += t.proxies[i].cpu()
+		res.syscalls += t.proxies[i].syscalls()
 	}
 	res.cpuSeconds -= cpu0
+	res.syscalls -= sys0
 	if machine1, ok := readCPUTimes(); ok && machineOK {
 		res.idlePct = idlePct(machine0, machine1)
 	}

@@ -182,3 +182,21 @@ func idlePct(a, b cpuTimes) float64 {
 	}
 	return 100 * float64(b.idle-a.idle) / float64(b.total-a.total)
 }
+
+// readIOCalls is syscr plus syscw from /proc/PID/io: the read and write
+// system calls pid has made (0 when the file cannot be read).
+func readIOCalls(pid int) uint64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return 0
+	}
+	var n uint64
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ": ")
+		if ok && (k == "syscr" || k == "syscw") {
+			c, _ := strconv.ParseUint(v, 10, 64)
+			n += c
+		}
+	}
+	return n
+}

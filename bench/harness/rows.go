@@ -44,6 +44,16 @@ func (p *proxyInst) cpu() float64 {
 	return float64(ticks) / clockTicks
 }
 
+// syscalls is the read and write system calls made so far by the
+// instance's processes (syscr and syscw of /proc/PID/io).
+func (p *proxyInst) syscalls() uint64 {
+	var sum uint64
+	for _, q := range p.pids {
+		sum += readIOCalls(q)
+	}
+	return sum
+}
+
 func (p *proxyInst) rss() int64 {
 	var sum int64
 	for _, q := range p.pids {

@@ -644,15 +644,17 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *route
 		}
 		ep.Report(resp.StatusCode)
 		if attempt < retries && pol.retryOnResponse(resp) && mayRetry(cl, &retrying) {
+			if f.log.Enabled(ctx, slog.LevelDebug) {
+				f.log.Debug("retrying", "cluster", cl.Name(), "endpoint", ep.Address(), "status", resp.StatusCode)
+			}
 			// Discard a small error body so the connection can be reused.
+			// (The response is not to be touched once its body is closed:
+			// the upstream reuses it.)
 			io.CopyN(io.Discard, resp.Body, 4<<10)
 			resp.Body.Close()
 			ep.EndRequest()
 			if acancel != nil {
 				acancel()
-			}
-			if f.log.Enabled(ctx, slog.LevelDebug) {
-				f.log.Debug("retrying", "cluster", cl.Name(), "endpoint", ep.Address(), "status", resp.StatusCode)
 			}
 			cl.Stats().Retry()
 			continue

@@ -37,6 +37,13 @@ type ClientConn struct {
 	settled    chan struct{} // closed at the server's first SETTINGS, or the end
 	seenFirst  bool          // the read loop's: settled is closed
 
+	// free holds streams to reuse; retired those both sides are done
+	// with, which the read loop moves to free when it holds no stream
+	// (see release).
+	free, retired []*clientStream
+	// retiring: close the connection once its last stream ends.
+	retiring bool
+
 	// wake holds the streams whose response head arrived in the frames
 	// the read loop has not finished handling; they are woken together
 	// when it goes back to the socket, so that a response whose body
@@ -50,7 +57,7 @@ type ClientConn struct {
 func NewClientConn(nc net.Conn) *ClientConn {
 	cc := &ClientConn{streams: map[uint32]*clientStream{}, nextID: 1, maxStreams: 100, done: make(chan struct{}), settled: make(chan struct{})}
 	cc.init(nc)
-	cc.beforeRead = cc.wakeAll
+	cc.beforeRead = cc.quiesce
 	cc.wmu.Lock()
 	cc.pending = append(cc.pending, Preface...)
 	cc.pending = cc.appendOurSettings(cc.pending, settingEnablePush, 0)
@@ -101,6 +108,21 @@ func (cc *ClientConn) Usable() bool {
 // streams, which the server may refuse.
 func (cc *ClientConn) Settled() <-chan struct{} { return cc.settled }
 
+// Retire stops the connection taking streams and closes it once the
+// streams in flight have ended (at once if there are none).
+func (cc *ClientConn) Retire() {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	cc.goAway, cc.retiring = true, true
+	cc.closeIfDoneLocked()
+}
+
+func (cc *ClientConn) closeIfDoneLocked() {
+	if cc.retiring && len(cc.streams) == 0 && cc.reserved == 0 {
+		cc.nc.Close()
+	}
+}
+
 // Done is closed when the connection has ended.
 func (cc *ClientConn) Done() <-chan struct{} { return cc.done }
 
@@ -123,10 +145,70 @@ type clientStream struct {
 	ended      bool // END_STREAM received
 	readySent  bool // guarded by cc.mu
 	stopCtx    func() bool
+	watchedBy  interrupter // the request's context, watching the stream
 	trailer    http.Header
 	sentEnd    bool // END_STREAM sent (guarded by cc.mu)
 	forgotten  bool // removed from cc.streams (guarded by cc.mu)
 	bodyClosed bool
+
+	// A stream and its response serve one request after another (see
+	// release): respv is the response, hdr its header map.
+	respv http.Response
+	hdr   http.Header
+	// refs counts the connection and the caller while they hold the
+	// stream; noReuse is set when something else may still reach it (a
+	// context's callback, the goroutine sending the body). Both are
+	// guarded by cc.mu.
+	refs    int8
+	noReuse bool
+}
+
+// newStreamLocked returns a stream for req, reused when one is free. Call
+// it with mu held.
+func (cc *ClientConn) newStreamLocked(req *http.Request, hasBody bool) *clientStream {
+	var cs *clientStream
+	if n := len(cc.free); n > 0 {
+		cs = cc.free[n-1]
+		cc.free = cc.free[:n-1]
+		ready, hdr := cs.ready, cs.hdr
+		*cs = clientStream{ready: ready, hdr: hdr}
+	} else {
+		cs = &clientStream{ready: make(chan struct{}, 1)}
+	}
+	cs.cc, cs.req, cs.refs, cs.noReuse = cc, req, 2, hasBody
+	cs.body.init()
+	cs.recv.init()
+	return cs
+}
+
+// release drops a holder's claim on the stream (mu held): the
+// connection's when it forgets the stream, the caller's when it closes the
+// response's body or gets an error. Once both are done, and nothing else
+// may reach the stream, it is retired; the read loop frees it for reuse
+// when it next goes to the socket, holding no stream then (it looks
+// streams up and works on them outside mu).
+func (cc *ClientConn) releaseLocked(cs *clientStream) {
+	cs.refs--
+	if cs.refs == 0 && !cs.noReuse {
+		cc.retired = append(cc.retired, cs)
+	}
+}
+
+// quiesce runs as the read loop goes back to the socket: it wakes the
+// callers whose responses arrived and frees the retired streams.
+func (cc *ClientConn) quiesce() {
+	cc.wakeAll()
+	cc.mu.Lock()
+	if len(cc.retired) > 0 {
+		for _, cs := range cc.retired {
+			if len(cc.free) < maxFreeStreams {
+				cc.free = append(cc.free, cs)
+			}
+		}
+		clear(cc.retired)
+		cc.retired = cc.retired[:0]
+	}
+	cc.mu.Unlock()
 }
 
 // RoundTrip sends req on a stream taken with Reserve and returns the
@@ -142,20 +224,19 @@ func (cc *ClientConn) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, err
 	}
-	cs := &clientStream{cc: cc, req: req, ready: make(chan struct{}, 1)}
-	cs.body.init()
-	cs.recv.init()
 
 	cc.wmu.Lock()
 	cc.mu.Lock()
 	cc.reserved--
 	if cc.goAway || cc.werr != nil {
 		err := cc.err
+		cc.closeIfDoneLocked()
 		cc.mu.Unlock()
 		cc.wmu.Unlock()
 		closeBody(req)
 		return nil, fmt.Errorf("%w: the connection is closing (%v)", ErrNotProcessed, err)
 	}
+	cs := cc.newStreamLocked(req, hasBody)
 	cs.id = cc.nextID
 	cc.nextID += 2
 	cc.streams[cs.id] = cs
@@ -163,20 +244,13 @@ func (cc *ClientConn) RoundTrip(req *http.Request) (*http.Response, error) {
 	cc.mu.Unlock()
 	cs.sw.n = cc.peerInitialWindow
 	cc.appendHeaders(cs.id, fields, !hasBody)
-	cc.flushLocked()
+	cc.flushSoonLocked()
 	cc.wmu.Unlock()
 
 	// The request's context ends the stream whenever it ends: while the
 	// head is awaited, the body sent, or the response's body read.
-	if ctx := req.Context(); ctx.Done() != nil {
-		stop := context.AfterFunc(ctx, func() { cs.abort(ErrCodeCancel, ctx.Err()) })
-		cc.mu.Lock()
-		if cs.forgotten {
-			stop()
-		} else {
-			cs.stopCtx = stop
-		}
-		cc.mu.Unlock()
+	if ctx := req.Context(); ctx != context.Background() && ctx != context.TODO() {
+		cs.watchContext(ctx)
 	}
 	// The body goes out while the response is awaited and read, as a
 	// full-duplex stream (gRPC's, say) needs.
@@ -184,10 +258,61 @@ func (cc *ClientConn) RoundTrip(req *http.Request) (*http.Response, error) {
 		go cs.writeBody(req)
 	}
 	<-cs.ready
-	if cs.err != nil {
-		return nil, cs.err
+	if err := cs.err; err != nil {
+		cc.mu.Lock()
+		cc.releaseLocked(cs)
+		cc.mu.Unlock()
+		return nil, err
 	}
 	return cs.resp, nil
+}
+
+// interrupter is a context that calls Interrupt on what it watches when it
+// ends, without allocating (as upstream.Interrupter, which the lean
+// HTTP/1.1 server's connection contexts and this package's stream
+// contexts implement).
+type interrupter interface {
+	Watch(x interface{ Interrupt() }) bool
+	Unwatch(x interface{ Interrupt() }) bool
+}
+
+// watchContext has the stream end when ctx does.
+func (cs *clientStream) watchContext(ctx context.Context) {
+	cc := cs.cc
+	if ir, ok := ctx.(interrupter); ok && ir.Watch(cs) {
+		cc.mu.Lock()
+		if cs.forgotten {
+			if !ir.Unwatch(cs) {
+				cs.noReuse = true // Interrupt may be on its way
+			}
+		} else {
+			cs.watchedBy = ir
+		}
+		cc.mu.Unlock()
+		return
+	}
+	if ctx.Done() == nil {
+		return
+	}
+	stop := context.AfterFunc(ctx, func() { cs.abort(ErrCodeCancel, ctx.Err()) })
+	cc.mu.Lock()
+	if cs.forgotten {
+		if !stop() {
+			cs.noReuse = true // the function may be running
+		}
+	} else {
+		cs.stopCtx = stop
+	}
+	cc.mu.Unlock()
+}
+
+// Interrupt ends the stream: its request's context has ended.
+func (cs *clientStream) Interrupt() {
+	err := cs.req.Context().Err()
+	if err == nil {
+		err = context.Canceled
+	}
+	cs.abort(ErrCodeCancel, err)
 }
 
 // stopSending stops the request's body and forgets the stream.
@@ -316,10 +441,15 @@ func (cs *clientStream) abort(code ErrCode, err error) {
 func (cc *ClientConn) forgetLocked(cs *clientStream) {
 	if !cs.forgotten {
 		cs.forgotten = true
-		if cs.stopCtx != nil {
-			cs.stopCtx()
+		if cs.stopCtx != nil && !cs.stopCtx() {
+			cs.noReuse = true // the function may be running
+		}
+		if cs.watchedBy != nil && !cs.watchedBy.Unwatch(cs) {
+			cs.noReuse = true // Interrupt may be on its way
 		}
 		delete(cc.streams, cs.id)
+		cc.releaseLocked(cs)
+		cc.closeIfDoneLocked()
 	}
 }
 
@@ -334,11 +464,18 @@ func (b clientBody) Read(p []byte) (int, error) {
 
 func (b clientBody) Close() error {
 	cs := b.cs
+	if cs.bodyClosed {
+		return nil
+	}
+	cs.bodyClosed = true
 	unread, ended := cs.body.close()
 	cs.cc.giveBack(cs.id, nil, unread)
 	if !ended {
 		cs.reset(ErrCodeCancel)
 	}
+	cs.cc.mu.Lock()
+	cs.cc.releaseLocked(cs)
+	cs.cc.mu.Unlock()
 	return nil
 }
 
@@ -628,14 +765,14 @@ func (cc *ClientConn) onHeaders(h frameHeader) error {
 	}
 	cs.gotHead = true
 	cs.resp = resp
+	// Always a body of the stream's, also for a response without one:
+	// closing it is how the caller lets go of the stream.
+	resp.Body = clientBody{cs}
 	if endStream {
-		resp.Body = http.NoBody
 		if resp.ContentLength < 0 {
 			resp.ContentLength = 0
 		}
 		cs.endStream()
-	} else {
-		resp.Body = clientBody{cs}
 	}
 	cc.wake = append(cc.wake, cs)
 	return nil
@@ -665,15 +802,24 @@ func (cs *clientStream) response(fields []hpack.HeaderField) (*http.Response, er
 	if code < 200 {
 		return nil, nil
 	}
-	resp := &http.Response{
-		Status: statusLine(code), StatusCode: code,
-		Proto: "HTTP/2.0", ProtoMajor: 2, Request: cs.req, ContentLength: -1,
+	// The header map serves the stream's requests in turn (emptied); the
+	// values are new each time, as the caller may keep them.
+	h := cs.hdr
+	if h == nil {
+		h = make(http.Header, regular)
+		cs.hdr = h
+	} else {
+		clear(h)
 	}
-	h, err := header(fields, regular)
-	if err != nil {
+	if err := fillHeader(h, make([]string, 0, regular), fields); err != nil {
 		return nil, err
 	}
-	resp.Header = h
+	resp := &cs.respv
+	*resp = http.Response{
+		Status: statusLine(code), StatusCode: code,
+		Proto: "HTTP/2.0", ProtoMajor: 2, Request: cs.req, ContentLength: -1,
+		Header: h,
+	}
 	if cl := h["Content-Length"]; len(cl) == 1 {
 		if n, err := strconv.ParseInt(cl[0], 10, 64); err == nil && n >= 0 {
 			resp.ContentLength = n

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -123,6 +124,27 @@ func (c *conn) flushLocked() {
 	c.flushing = false
 	c.flowCond.Broadcast() // for whoever waits for the writes to end
 }
+
+// flushSoonLocked is flushLocked after letting the goroutines that are
+// ready to run go first: those that add frames meanwhile (other streams'
+// requests or responses, woken by the same poll) leave them to this
+// flush, so that many streams go out in one write. With nothing else
+// ready to run, the yield returns at once and the write is not delayed.
+// Call it with wmu held; it releases wmu while it yields and writes.
+func (c *conn) flushSoonLocked() {
+	if c.flushing {
+		return
+	}
+	c.flushing = true
+	c.wmu.Unlock()
+	runtime.Gosched()
+	c.wmu.Lock()
+	c.flushing = false
+	c.flushLocked()
+}
+
+// maxFreeStreams bounds the streams a connection keeps for reuse.
+const maxFreeStreams = 128
 
 // failLocked records the connection's failure: writers stop, and anyone
 // waiting for a send window wakes to see it.

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -50,6 +51,7 @@ func ServeConn(nc net.Conn, h http.Handler, o ServerOptions) error {
 	}
 	sc := &serverConn{h: h, opts: o, streams: map[uint32]*serverStream{}, remote: nc.RemoteAddr().String()}
 	sc.init(nc)
+	sc.beforeRead = sc.quiesce
 	stop := context.AfterFunc(o.Context, sc.shutdown)
 	defer stop()
 	if o.IdleTimeout > 0 {
@@ -60,8 +62,10 @@ func ServeConn(nc net.Conn, h http.Handler, o ServerOptions) error {
 	var ce connError
 	if errors.As(err, &ce) {
 		sc.sendNow(func(b []byte) []byte { return appendGoAway(b, sc.lastIDNow(), ce.code, ce.msg) })
+		lingerClose(nc)
+	} else {
+		nc.Close()
 	}
-	nc.Close()
 	sc.wmu.Lock()
 	sc.failLocked(fmt.Errorf("http2: connection ended: %w", err))
 	sc.wmu.Unlock()
@@ -117,6 +121,60 @@ type serverConn struct {
 	// resetIDs are streams this side reset: frames the client sent
 	// before it saw the RST_STREAM are ignored (RFC 9113, section 5.1).
 	resetIDs map[uint32]struct{}
+	// retired are streams that both the connection and their handler are
+	// done with; free those the read loop may reuse (see releaseLocked).
+	retired []*serverStream
+	free    []*serverStream // the read loop's
+}
+
+// newStream returns a stream for a request, reused when one is free. The
+// read loop calls it.
+func (sc *serverConn) newStream(id uint32) *serverStream {
+	var st *serverStream
+	if n := len(sc.free); n > 0 {
+		st = sc.free[n-1]
+		sc.free = sc.free[:n-1]
+		tmpl, gen := st.tmpl, st.ctx.gen
+		*st = serverStream{tmpl: tmpl}
+		st.ctx.gen = gen + 1
+	} else {
+		st = new(serverStream)
+		st.tmpl = *new(http.Request).WithContext(&st.ctx)
+	}
+	st.sc, st.id, st.declared, st.refs = sc, id, -1, 2
+	st.body.init()
+	st.recv.init()
+	st.ctx.parent = sc.opts.Context
+	return st
+}
+
+// releaseLocked drops a holder's claim on the stream (mu held): the
+// connection's when it forgets the stream, the handler's once it has
+// returned. A stream both are done with is retired, and the read loop
+// frees it for reuse when it next goes to the socket, holding no stream
+// then. A stream whose request had a body is not reused: something the
+// handler started may still read it.
+func (sc *serverConn) releaseLocked(st *serverStream) {
+	st.refs--
+	if st.refs == 0 && !st.noReuse {
+		sc.retired = append(sc.retired, st)
+	}
+}
+
+// quiesce runs as the read loop goes back to the socket: it frees the
+// retired streams.
+func (sc *serverConn) quiesce() {
+	sc.mu.Lock()
+	if len(sc.retired) > 0 {
+		for _, st := range sc.retired {
+			if len(sc.free) < maxFreeStreams {
+				sc.free = append(sc.free, st)
+			}
+		}
+		clear(sc.retired)
+		sc.retired = sc.retired[:0]
+	}
+	sc.mu.Unlock()
 }
 
 // noteReset records that this side reset stream id. Call it with mu
@@ -220,6 +278,7 @@ func (sc *serverConn) work(w *worker, j job) {
 			w.respH, w.reqH, w.vals = nil, nil, nil // unusually large ones are not kept
 		}
 		sc.mu.Lock()
+		sc.releaseLocked(j.st)
 		sc.running--
 		idle := sc.idleLocked(w)
 		sc.mu.Unlock()
@@ -261,6 +320,7 @@ type serverStream struct {
 	sc   *serverConn
 	id   uint32
 	req  *http.Request
+	url  url.URL // the request's, when its path needs no unescaping
 	ctx  streamContext
 	rw   responseWriter
 	body pipe
@@ -274,6 +334,12 @@ type serverStream struct {
 
 	sentEnd   bool // guarded by sc.mu
 	forgotten bool // guarded by sc.mu
+
+	// A stream serves one request after another (see releaseLocked):
+	// reqv is its request, made from tmpl, which carries ctx.
+	reqv, tmpl http.Request
+	refs       int8 // guarded by sc.mu
+	noReuse    bool // guarded by sc.mu
 }
 
 func (sc *serverConn) lastIDNow() uint32 {
@@ -467,10 +533,8 @@ func (sc *serverConn) onHeaders(h frameHeader) error {
 		sc.sendReset(h.streamID, ErrCodeRefusedStream)
 		return nil
 	}
-	st = &serverStream{sc: sc, id: h.streamID, declared: -1}
-	st.body.init()
-	st.recv.init()
-	st.ctx.parent = sc.opts.Context
+	st = sc.newStream(h.streamID)
+	st.noReuse = !endStream
 	w := sc.takeWorker()
 	if sc.tooLarge() {
 		sc.register(st, endStream)
@@ -655,14 +719,14 @@ func (st *serverStream) request(fields []hpack.HeaderField, endStream bool, w *w
 		u = &url.URL{Path: "*"}
 	default:
 		var err error
-		if u, err = url.ParseRequestURI(path); err != nil {
+		if u, err = requestURL(&st.url, path); err != nil {
 			return nil, fmt.Errorf(":path %q: %w", path, err)
 		}
 	}
-	req := &http.Request{
-		Method: method, URL: u, Proto: "HTTP/2.0", ProtoMajor: 2, Header: h, Host: authority,
-		RequestURI: path, RemoteAddr: st.sc.remote, ContentLength: -1, Body: http.NoBody,
-	}
+	req := &st.reqv
+	*req = st.tmpl
+	req.Method, req.URL, req.Proto, req.ProtoMajor, req.Header, req.Host = method, u, "HTTP/2.0", 2, h, authority
+	req.RequestURI, req.RemoteAddr, req.ContentLength, req.Body = path, st.sc.remote, -1, http.NoBody
 	if cl := h["Content-Length"]; len(cl) == 1 {
 		n, err := strconv.ParseInt(cl[0], 10, 64)
 		if err != nil || n < 0 {
@@ -690,7 +754,7 @@ func (st *serverStream) request(fields []hpack.HeaderField, endStream bool, w *w
 			}
 		}
 	}
-	return req.WithContext(&st.ctx), nil
+	return req, nil
 }
 
 // streamContext is a request's context: it ends when the client resets
@@ -705,6 +769,9 @@ type streamContext struct {
 	done   chan struct{}
 	err    error
 	after  []func() // see AfterFunc
+	gen    uint32   // which of the stream's requests the context is for
+	// watched is interrupted when the context ends (see Watch).
+	watched interface{ Interrupt() }
 }
 
 func (c *streamContext) Deadline() (time.Time, bool) { return c.parent.Deadline() }
@@ -730,19 +797,51 @@ func (c *streamContext) Err() error {
 
 func (c *streamContext) cancel() {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.err == nil {
-		c.err = context.Canceled
-		if c.done != nil {
-			close(c.done)
-		}
-		for _, f := range c.after {
-			if f != nil {
-				go f()
-			}
-		}
-		c.after = nil
+	if c.err != nil {
+		c.mu.Unlock()
+		return
 	}
+	c.err = context.Canceled
+	if c.done != nil {
+		close(c.done)
+	}
+	for _, f := range c.after {
+		if f != nil {
+			go f()
+		}
+	}
+	c.after = nil
+	x := c.watched
+	c.watched = nil
+	c.mu.Unlock()
+	if x != nil {
+		x.Interrupt()
+	}
+}
+
+// Watch arranges for x.Interrupt to be called when the context ends; false
+// when it has ended or already watches something. With Unwatch, it lets
+// the upstream side watch one exchange at a time for the request without
+// what context.AfterFunc allocates (upstream.Interrupter).
+func (c *streamContext) Watch(x interface{ Interrupt() }) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil || c.watched != nil {
+		return false
+	}
+	c.watched = x
+	return true
+}
+
+// Unwatch stops watching x; false when the context ended while it was
+// watched (x.Interrupt was, or is being, called).
+func (c *streamContext) Unwatch(x interface{ Interrupt() }) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.watched == x {
+		c.watched = nil
+	}
+	return c.err == nil
 }
 
 // AfterFunc is what context.AfterFunc calls for a context that has it:
@@ -756,12 +855,12 @@ func (c *streamContext) AfterFunc(f func()) (stop func() bool) {
 		go f()
 		return func() bool { return false }
 	}
-	i := len(c.after)
+	i, gen := len(c.after), c.gen
 	c.after = append(c.after, f)
 	return func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		if c.err != nil || c.after[i] == nil {
+		if c.gen != gen || c.err != nil || c.after[i] == nil {
 			return false
 		}
 		c.after[i] = nil
@@ -770,6 +869,19 @@ func (c *streamContext) AfterFunc(f func()) (stop func() bool) {
 }
 
 func (c *streamContext) String() string { return "h2.streamContext" }
+
+// requestURL is url.ParseRequestURI(path) for a path validPath accepts,
+// made in dst when the path needs no unescaping (most do).
+func requestURL(dst *url.URL, path string) (*url.URL, error) {
+	if strings.ContainsAny(path, "%#") {
+		return url.ParseRequestURI(path)
+	}
+	*dst = url.URL{Path: path}
+	if i := strings.IndexByte(path, '?'); i >= 0 {
+		dst.Path, dst.RawQuery, dst.ForceQuery = path[:i], path[i+1:], i == len(path)-1
+	}
+	return dst, nil
+}
 
 // validPath reports whether a :path can go on an HTTP/1.1 request line:
 // it starts with "/" (or is "*") and holds no control character or space.
@@ -834,6 +946,7 @@ func (sc *serverConn) forgetLocked(st *serverStream) {
 	}
 	st.forgotten = true
 	delete(sc.streams, st.id)
+	sc.releaseLocked(st)
 	if len(sc.streams) > 0 {
 		return
 	}
@@ -864,6 +977,24 @@ func (sc *serverConn) closeAfterFlush() {
 		return
 	}
 	sc.nc.Close()
+}
+
+// lingerClose closes nc after a GOAWAY: closing it with the client's
+// bytes unread would send a TCP reset, which may reach the client before
+// the GOAWAY does and take it away. So it closes the sending side, drops
+// what the client still sends, and closes the rest at the client's end of
+// the stream or after a second. Writes fail from here on.
+func lingerClose(nc net.Conn) {
+	cw, ok := nc.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		nc.Close()
+		return
+	}
+	go func() {
+		nc.SetReadDeadline(time.Now().Add(time.Second))
+		io.Copy(io.Discard, io.LimitReader(nc, 1<<20))
+		nc.Close()
+	}()
 }
 
 // run serves one stream with the handler (or answers it with status, when
@@ -987,7 +1118,7 @@ func (rw *responseWriter) sendData(end bool) error {
 		}
 	}
 	rw.buf = rw.buf[:0]
-	sc.flushLocked()
+	sc.flushSoonLocked()
 	return rw.err
 }
 

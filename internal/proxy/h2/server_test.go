@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -410,5 +411,17 @@ func TestStreamContextAfterFunc(t *testing.T) {
 	context.AfterFunc(c, func() { ran <- "late" }) // after the end: runs at once
 	if got := <-ran; got != "late" {
 		t.Errorf("ran %q, want late", got)
+	}
+}
+
+// requestURL must make what url.ParseRequestURI makes.
+func TestRequestURL(t *testing.T) {
+	for _, p := range []string{"/", "/a/b", "/a?b=c&d", "/a?", "/?", "//host/x", "/a%20b?c=%41", "/a#frag", "/a?b#c", "/a;b?c;d", "/a??b"} {
+		want, werr := url.ParseRequestURI(p)
+		var dst url.URL
+		got, gerr := requestURL(&dst, p)
+		if (werr != nil) != (gerr != nil) || werr == nil && *got != *want {
+			t.Errorf("requestURL(%q) = %#v, %v; url.ParseRequestURI: %#v, %v", p, got, gerr, want, werr)
+		}
 	}
 }

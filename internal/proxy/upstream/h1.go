@@ -114,11 +114,13 @@ type watch struct {
 }
 
 func watchExchange(ctx context.Context, pc *h1Conn) watch {
+	// An Interrupter first: asking it for Done may make it a channel.
+	ir, ok := ctx.(Interrupter)
+	if ok && ir.Watch(pc) {
+		return watch{ir: ir, pc: pc}
+	}
 	if ctx.Done() == nil {
 		return watch{}
-	}
-	if ir, ok := ctx.(Interrupter); ok && ir.Watch(pc) {
-		return watch{ir: ir, pc: pc}
 	}
 	return watch{stop: context.AfterFunc(ctx, pc.interrupt)}
 }

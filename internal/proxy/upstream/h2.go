@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"sync"
 	"time"
@@ -81,9 +80,6 @@ func (p *h2Pool) roundTrip(req *http.Request) (*http.Response, error) {
 		resp, err := cc.RoundTrip(req)
 		if err != nil && attempt == 0 && errors.Is(err, h2.ErrNotProcessed) && (req.Body == nil || req.Body == http.NoBody) {
 			continue
-		}
-		if err == nil {
-			resp.Body = &h2Body{ReadCloser: resp.Body, p: p}
 		}
 		return resp, err
 	}
@@ -184,26 +180,11 @@ func (p *h2Pool) closeIdle(final bool) {
 		p.closed = true
 	}
 	for _, cc := range p.conns {
-		if cc.Active() == 0 {
+		switch {
+		case final:
+			cc.Retire() // closes as its last stream ends
+		case cc.Active() == 0:
 			cc.Close()
 		}
 	}
-}
-
-// h2Body is a response's body: once the pool is closed, closing it closes
-// the connections left without a stream.
-type h2Body struct {
-	io.ReadCloser
-	p *h2Pool
-}
-
-func (b *h2Body) Close() error {
-	err := b.ReadCloser.Close()
-	b.p.mu.Lock()
-	closed := b.p.closed
-	b.p.mu.Unlock()
-	if closed {
-		b.p.closeIdle(true)
-	}
-	return err
 }
