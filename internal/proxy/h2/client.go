@@ -142,8 +142,10 @@ type clientStream struct {
 	recv recvCredit
 	// The read loop's.
 	gotHead    bool
-	ended      bool // END_STREAM received
-	readySent  bool // guarded by cc.mu
+	ended      bool  // END_STREAM received
+	declared   int64 // the response's Content-Length, -1 if none (or not for this body)
+	received   int64 // DATA bytes of the response's body so far
+	readySent  bool  // guarded by cc.mu
 	stopCtx    func() bool
 	watchedBy  interrupter // the request's context, watching the stream
 	trailer    http.Header
@@ -216,7 +218,9 @@ func (cc *ClientConn) quiesce() {
 // EOF or closed. A request the server did not process fails with an error
 // wrapping ErrNotProcessed.
 func (cc *ClientConn) RoundTrip(req *http.Request) (*http.Response, error) {
-	hasBody := req.Body != nil && req.Body != http.NoBody && req.ContentLength != 0
+	// As net/http has it, a Content-Length of 0 with a Body means one of
+	// unknown length.
+	hasBody := req.Body != nil && req.Body != http.NoBody
 	var arr [16]hpack.HeaderField
 	fields, err := requestFields(arr[:0], req)
 	if err != nil {
@@ -697,7 +701,11 @@ func (cc *ClientConn) onData(h frameHeader, p []byte) error {
 		cs.reset(ErrCodeFlowControl)
 		return nil
 	}
-	cc.giveBack(h.streamID, nil, pad)
+	cc.giveBack(h.streamID, &cs.recv, pad)
+	if cs.received += int64(len(data)); cs.declared >= 0 && cs.received > cs.declared {
+		cs.abort(ErrCodeProtocol, fmt.Errorf("http2: response body longer than its Content-Length (%d)", cs.declared))
+		return nil
+	}
 	if len(data) > 0 && !cs.body.write(data) {
 		cc.giveBack(h.streamID, nil, len(data)) // nobody reads it
 	}
@@ -709,6 +717,10 @@ func (cc *ClientConn) onData(h frameHeader, p []byte) error {
 
 // endStream records the server's END_STREAM.
 func (cs *clientStream) endStream() {
+	if cs.declared >= 0 && cs.received != cs.declared {
+		cs.abort(ErrCodeProtocol, fmt.Errorf("http2: response body of %d bytes, but its Content-Length is %d", cs.received, cs.declared))
+		return
+	}
 	cs.cc.streamEnded(&cs.recv)
 	cs.cc.mu.Lock()
 	cs.ended = true
@@ -765,6 +777,10 @@ func (cc *ClientConn) onHeaders(h frameHeader) error {
 	}
 	cs.gotHead = true
 	cs.resp = resp
+	cs.declared = resp.ContentLength
+	if cs.req.Method == http.MethodHead || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified {
+		cs.declared = -1 // a Content-Length that describes no body here
+	}
 	// Always a body of the stream's, also for a response without one:
 	// closing it is how the caller lets go of the stream.
 	resp.Body = clientBody{cs}

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2/hpack"
 )
 
 // stdServer serves h with net/http's HTTP/2 server, over cleartext with
@@ -279,5 +281,68 @@ func TestClientCancelAndClose(t *testing.T) {
 				t.Error("Reserve gave a stream on a closed connection")
 			}
 		})
+	}
+}
+
+// A response body that does not match its Content-Length ends with an
+// error, not io.EOF: a proxy must not pass on a truncated body as whole.
+func TestResponseContentLengthChecked(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		body string
+	}{{"shorter", "hi"}, {"longer", "hello, world"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := rawServer(t, func(c *conn) {
+				writeRaw(c, appendSettings(nil))
+				var buf bytes.Buffer
+				enc := hpack.NewEncoder(&buf)
+				for {
+					c.nc.SetReadDeadline(time.Now().Add(2 * time.Second))
+					h, _, err := c.readFrame()
+					if err != nil {
+						return
+					}
+					if h.typ == frameHeaders {
+						enc.WriteField(hpack.HeaderField{Name: ":status", Value: "200"})
+						enc.WriteField(hpack.HeaderField{Name: "content-length", Value: "5"})
+						out := append(appendFrameHeader(nil, buf.Len(), frameHeaders, flagEndHeaders, h.streamID), buf.Bytes()...)
+						out = append(appendFrameHeader(out, len(tc.body), frameData, flagEndStream, h.streamID), tc.body...)
+						writeRaw(c, out)
+					}
+				}
+			})
+			cc := dialClient(t, addr)
+			cc.Reserve()
+			req, _ := http.NewRequest("GET", "http://x/", nil)
+			resp, err := cc.RoundTrip(req)
+			if err != nil {
+				return // the body came with the head: the whole response failed
+			}
+			defer resp.Body.Close()
+			b, err := io.ReadAll(resp.Body)
+			if err == nil {
+				t.Errorf("read %q of a body whose Content-Length is 5, and no error", b)
+			}
+		})
+	}
+}
+
+// A request with a Body and a ContentLength of 0 has a body of unknown
+// length (as net/http has it): it is sent, not dropped.
+func TestZeroContentLengthMeansUnknown(t *testing.T) {
+	addr := leanServer(t, func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(w, r.Body)
+	})
+	cc := dialClient(t, addr)
+	cc.Reserve()
+	req, _ := http.NewRequest("POST", "http://x/", io.NopCloser(strings.NewReader("abc")))
+	req.ContentLength = 0
+	resp, err := cc.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if b, _ := io.ReadAll(resp.Body); string(b) != "abc" {
+		t.Errorf("the server got %q, want \"abc\"", b)
 	}
 }

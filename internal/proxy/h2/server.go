@@ -636,7 +636,7 @@ func (sc *serverConn) onData(h frameHeader, p []byte) error {
 		st.reset(ErrCodeFlowControl)
 		return nil
 	}
-	sc.giveBack(h.streamID, nil, pad)
+	sc.giveBack(h.streamID, &st.recv, pad)
 	st.received += int64(len(data))
 	end := h.flags&flagEndStream != 0
 	if st.declared >= 0 && (st.received > st.declared || end && st.received != st.declared) {

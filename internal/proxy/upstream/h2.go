@@ -61,7 +61,7 @@ type h2Pool struct {
 
 	mu      sync.Mutex
 	conns   []*h2.ClientConn
-	dialing chan struct{} // closed when the dial in progress ends
+	dialing *h2Dial // the dial in progress, if any
 	closed  bool
 }
 
@@ -99,22 +99,28 @@ func (p *h2Pool) get(ctx context.Context) (*h2.ClientConn, error) {
 				return cc, nil
 			}
 		}
-		if wait := p.dialing; wait != nil {
+		if d := p.dialing; d != nil {
 			p.mu.Unlock()
 			select {
-			case <-wait:
+			case <-d.done:
+				if d.err != nil && !d.abandoned {
+					// Those who waited for a dial that failed fail with
+					// it, rather than each dialing in turn.
+					return nil, d.err
+				}
 				continue
 			case <-ctx.Done():
 				return nil, ctx.Err()
 			}
 		}
-		done := make(chan struct{})
-		p.dialing = done
+		d := &h2Dial{done: make(chan struct{})}
+		p.dialing = d
 		p.mu.Unlock()
 		cc, err := p.dial(ctx)
 		p.mu.Lock()
 		p.dialing = nil
-		close(done)
+		d.err, d.abandoned = err, ctx.Err() != nil
+		close(d.done)
 		if err != nil {
 			p.mu.Unlock()
 			return nil, err
@@ -128,6 +134,14 @@ func (p *h2Pool) get(ctx context.Context) (*h2.ClientConn, error) {
 		p.mu.Unlock()
 		go p.forgetWhenDone(cc)
 	}
+}
+
+// h2Dial is a dial in progress: done is closed when it ends, with err
+// set if it failed.
+type h2Dial struct {
+	done      chan struct{}
+	err       error
+	abandoned bool // the dialing request's context ended: not the endpoint's fault
 }
 
 // dial opens a connection and waits for the server's settings, so that

@@ -166,3 +166,55 @@ func TestHTTP2ConnectionsFollowDemand(t *testing.T) {
 		}
 	})
 }
+
+// TestHTTP2FailedDialSharedByWaiters: requests that waited for a dial that
+// failed fail with it, rather than dialing one after another (each waiting
+// its connect timeout against an endpoint that never answers as HTTP/2).
+func TestHTTP2FailedDialSharedByWaiters(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 16)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c // read nothing, answer nothing
+		}
+	}()
+	pools := NewPools(PoolsOptions{})
+	defer pools.Close()
+	c := pools.Build([]ClusterSpec{{Name: "c", Protocol: HTTP2, ConnectTimeout: 300 * time.Millisecond,
+		Endpoints: []EndpointSpec{{Address: ln.Addr().String()}}}})["c"]
+	var wg sync.WaitGroup
+	errs := make(chan error, 5)
+	for range 5 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest(http.MethodGet, "http://"+ln.Addr().String()+"/", nil)
+			resp, err := c.Pick(nil).RoundTrip(req)
+			if err == nil {
+				resp.Body.Close()
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err == nil {
+			t.Error("a request to an endpoint that never sent its HTTP/2 settings succeeded")
+		}
+	}
+	if n := len(accepted); n != 1 {
+		t.Errorf("%d connections for 5 requests at once to an endpoint whose first dial failed, want 1", n)
+	}
+	for len(accepted) > 0 {
+		(<-accepted).Close()
+	}
+}
