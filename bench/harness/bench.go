@@ -67,6 +67,9 @@ type Options struct {
 	// the weft row's client and server sidecars, taken during an extra
 	// capacity run after the measured ones.
 	ProfilePath, ServerProfilePath string
+	// ProfileQPS is the rate of the profiled run; 0 runs it at the
+	// maximum rate, as a capacity run.
+	ProfileQPS float64
 }
 
 func (o *Options) defaults() {
@@ -256,7 +259,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		if len(profiles) == 0 {
 			continue
 		}
-		b.log.Info("profiled capacity run (not measured)", "row", rr.t.name, "duration", opts.CapacityDuration)
+		b.log.Info("profiled run (not measured)", "row", rr.t.name, "duration", opts.CapacityDuration, "qps", opts.ProfileQPS)
 		errs := make(chan error, len(profiles))
 		for _, p := range profiles {
 			go func() {
@@ -267,7 +270,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 				errs <- err
 			}()
 		}
-		if _, err := b.load(ctx, rr.t, 0, opts.CapacityDuration); err != nil {
+		if _, err := b.load(ctx, rr.t, opts.ProfileQPS, opts.CapacityDuration); err != nil {
 			return nil, err
 		}
 		for range profiles {

@@ -151,8 +151,8 @@ func (f *Forwarder) sendShadow(cl *upstream.Cluster, s *shadow) {
 		f.log.Debug("shadow request failed", "cluster", cl.Name(), "endpoint", ep.Address(), "err", classify(err).reason)
 		return
 	}
+	cl.Stats().Observe(resp.StatusCode) // (before Close: the upstream may reuse resp after it)
 	io.Copy(io.Discard, io.LimitReader(resp.Body, maxShadowDrain))
 	resp.Body.Close()
-	cl.Stats().Observe(resp.StatusCode)
 	m.sent.Add(1)
 }

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2/hpack"
@@ -145,6 +146,7 @@ type clientStream struct {
 	ended      bool  // END_STREAM received
 	declared   int64 // the response's Content-Length, -1 if none (or not for this body)
 	received   int64 // DATA bytes of the response's body so far
+	noContent  bool  // the response has no content (HEAD, 204, 304)
 	readySent  bool  // guarded by cc.mu
 	stopCtx    func() bool
 	watchedBy  interrupter // the request's context, watching the stream
@@ -153,28 +155,41 @@ type clientStream struct {
 	forgotten  bool // removed from cc.streams (guarded by cc.mu)
 	bodyClosed bool
 
-	// A stream and its response serve one request after another (see
-	// release): respv is the response, hdr its header map.
-	respv http.Response
-	hdr   http.Header
+	// A stream serves one request after another (see release): hdr is
+	// its responses' header map.
+	hdr http.Header
 	// refs counts the connection and the caller while they hold the
 	// stream; noReuse is set when something else may still reach it (a
 	// context's callback, the goroutine sending the body). Both are
 	// guarded by cc.mu.
 	refs    int8
 	noReuse bool
+	// use is the stream's use (which response it serves) in its high 32
+	// bits and the calls in progress on that response's body in its low
+	// 32 (see clientBody.enter).
+	use atomic.Uint64
 }
 
 // newStreamLocked returns a stream for req, reused when one is free. Call
 // it with mu held.
 func (cc *ClientConn) newStreamLocked(req *http.Request, hasBody bool) *clientStream {
 	var cs *clientStream
-	if n := len(cc.free); n > 0 {
+	for n := len(cc.free); n > 0 && cs == nil; n = len(cc.free) {
 		cs = cc.free[n-1]
 		cc.free = cc.free[:n-1]
+		// The next use, unless a call on a body of the last one is
+		// still in progress (a Read that Close woke, say): then it is
+		// left to the collector.
+		u := cs.use.Load()
+		if uint32(u) != 0 || !cs.use.CompareAndSwap(u, (u>>32+1)<<32) {
+			cs = nil
+			continue
+		}
 		ready, hdr := cs.ready, cs.hdr
 		*cs = clientStream{ready: ready, hdr: hdr}
-	} else {
+		cs.use.Store((u>>32 + 1) << 32)
+	}
+	if cs == nil {
 		cs = &clientStream{ready: make(chan struct{}, 1)}
 	}
 	cs.cc, cs.req, cs.refs, cs.noReuse = cc, req, 2, hasBody
@@ -215,8 +230,10 @@ func (cc *ClientConn) quiesce() {
 
 // RoundTrip sends req on a stream taken with Reserve and returns the
 // response once its head has arrived. The response's body must be read to
-// EOF or closed. A request the server did not process fails with an error
-// wrapping ErrNotProcessed.
+// EOF or closed; once it is closed, the Response's Header belongs to the
+// connection again, which uses the map for a later response (the body
+// then fails to Read, and closing it again does nothing). A request the
+// server did not process fails with an error wrapping ErrNotProcessed.
 func (cc *ClientConn) RoundTrip(req *http.Request) (*http.Response, error) {
 	// As net/http has it, a Content-Length of 0 with a Body means one of
 	// unknown length.
@@ -457,29 +474,63 @@ func (cc *ClientConn) forgetLocked(cs *clientStream) {
 	}
 }
 
-// clientBody is a response's body.
-type clientBody struct{ cs *clientStream }
+// clientBody is a response's body: one per response, naming the use of
+// the stream it belongs to, so that a body kept past Close (read or
+// closed again) fails or does nothing instead of reaching a later request
+// the stream serves.
+type clientBody struct {
+	cs  *clientStream
+	gen uint32
+}
 
-func (b clientBody) Read(p []byte) (int, error) {
-	n, err := b.cs.body.read(p)
-	b.cs.cc.giveBack(b.cs.id, &b.cs.recv, n)
+// enter admits a call on the body while the stream still serves its
+// response; the stream is not reused until the call exits.
+func (b *clientBody) enter() bool {
+	for {
+		u := b.cs.use.Load()
+		if uint32(u>>32) != b.gen {
+			return false
+		}
+		if b.cs.use.CompareAndSwap(u, u+1) {
+			return true
+		}
+	}
+}
+
+func (b *clientBody) exit() { b.cs.use.Add(^uint64(0)) }
+
+func (b *clientBody) Read(p []byte) (int, error) {
+	if !b.enter() {
+		return 0, errBodyClosed
+	}
+	defer b.exit()
+	cs := b.cs
+	n, err := cs.body.read(p)
+	cs.cc.giveBack(cs.id, &cs.recv, n)
 	return n, err
 }
 
-func (b clientBody) Close() error {
-	cs := b.cs
-	if cs.bodyClosed {
+func (b *clientBody) Close() error {
+	if !b.enter() {
 		return nil
 	}
+	defer b.exit()
+	cs, cc := b.cs, b.cs.cc
+	cc.mu.Lock()
+	closed := cs.bodyClosed
 	cs.bodyClosed = true
+	cc.mu.Unlock()
+	if closed {
+		return nil
+	}
 	unread, ended := cs.body.close()
-	cs.cc.giveBack(cs.id, nil, unread)
+	cc.giveBack(cs.id, nil, unread)
 	if !ended {
 		cs.reset(ErrCodeCancel)
 	}
-	cs.cc.mu.Lock()
-	cs.cc.releaseLocked(cs)
-	cs.cc.mu.Unlock()
+	cc.mu.Lock()
+	cc.releaseLocked(cs)
+	cc.mu.Unlock()
 	return nil
 }
 
@@ -702,6 +753,10 @@ func (cc *ClientConn) onData(h frameHeader, p []byte) error {
 		return nil
 	}
 	cc.giveBack(h.streamID, &cs.recv, pad)
+	if len(data) > 0 && cs.noContent {
+		cs.abort(ErrCodeProtocol, fmt.Errorf("http2: DATA in a response that has no content (%s, %d)", cs.req.Method, cs.resp.StatusCode))
+		return nil
+	}
 	if cs.received += int64(len(data)); cs.declared >= 0 && cs.received > cs.declared {
 		cs.abort(ErrCodeProtocol, fmt.Errorf("http2: response body longer than its Content-Length (%d)", cs.declared))
 		return nil
@@ -779,11 +834,13 @@ func (cc *ClientConn) onHeaders(h frameHeader) error {
 	cs.resp = resp
 	cs.declared = resp.ContentLength
 	if cs.req.Method == http.MethodHead || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified {
-		cs.declared = -1 // a Content-Length that describes no body here
+		// A response without content (RFC 9110, 6.4.1): its
+		// Content-Length describes none here, and DATA is malformed.
+		cs.declared, cs.noContent = -1, true
 	}
 	// Always a body of the stream's, also for a response without one:
 	// closing it is how the caller lets go of the stream.
-	resp.Body = clientBody{cs}
+	resp.Body = &clientBody{cs: cs, gen: uint32(cs.use.Load() >> 32)}
 	if endStream {
 		if resp.ContentLength < 0 {
 			resp.ContentLength = 0
@@ -830,8 +887,7 @@ func (cs *clientStream) response(fields []hpack.HeaderField) (*http.Response, er
 	if err := fillHeader(h, make([]string, 0, regular), fields); err != nil {
 		return nil, err
 	}
-	resp := &cs.respv
-	*resp = http.Response{
+	resp := &http.Response{
 		Status: statusLine(code), StatusCode: code,
 		Proto: "HTTP/2.0", ProtoMajor: 2, Request: cs.req, ContentLength: -1,
 		Header: h,

@@ -41,6 +41,8 @@ type conn struct {
 	pending  []byte
 	spare    []byte
 	flushing bool
+	// yielding is set while flushSoonLocked lets others add to pending.
+	yielding bool
 	// flushQueued is set while a goroutine of flushAsyncLocked waits to
 	// write; control counts the bytes of control frames in pending.
 	flushQueued bool
@@ -135,12 +137,12 @@ func (c *conn) flushSoonLocked() {
 	if c.flushing {
 		return
 	}
-	c.flushing = true
+	c.flushing, c.yielding = true, true
 	c.wmu.Unlock()
 	runtime.Gosched()
 	c.wmu.Lock()
-	c.flushing = false
-	c.flushLocked()
+	c.flushing, c.yielding = false, false
+	c.flushLocked() // (and wakes sendNow)
 }
 
 // maxFreeStreams bounds the streams a connection keeps for reuse.
@@ -182,6 +184,13 @@ func (c *conn) sendNow(build func(b []byte) []byte) {
 	c.wmu.Lock()
 	if c.werr == nil {
 		c.pending = build(c.pending)
+		// A writer that yields (flushSoonLocked) holds the flush for a
+		// moment: wait for it, so that the frame has gone out (or is
+		// being written) when this returns. (A write in progress is not
+		// waited for: it may block on a peer that does not read.)
+		for c.yielding && c.werr == nil {
+			c.flowCond.Wait()
+		}
 		c.flushLocked()
 	}
 	c.wmu.Unlock()

@@ -134,17 +134,16 @@ func (sc *serverConn) newStream(id uint32) *serverStream {
 	if n := len(sc.free); n > 0 {
 		st = sc.free[n-1]
 		sc.free = sc.free[:n-1]
-		tmpl, gen := st.tmpl, st.ctx.gen
-		*st = serverStream{tmpl: tmpl}
-		st.ctx.gen = gen + 1
+		*st = serverStream{}
 	} else {
 		st = new(serverStream)
-		st.tmpl = *new(http.Request).WithContext(&st.ctx)
 	}
 	st.sc, st.id, st.declared, st.refs = sc, id, -1, 2
 	st.body.init()
 	st.recv.init()
-	st.ctx.parent = sc.opts.Context
+	// A context of its own for every request: whoever kept one must see
+	// it ended, whatever the stream serves next.
+	st.ctx = &streamContext{parent: sc.opts.Context}
 	return st
 }
 
@@ -320,8 +319,8 @@ type serverStream struct {
 	sc   *serverConn
 	id   uint32
 	req  *http.Request
-	url  url.URL // the request's, when its path needs no unescaping
-	ctx  streamContext
+	url  url.URL        // the request's, when its path needs no unescaping
+	ctx  *streamContext // the request's
 	rw   responseWriter
 	body pipe
 	recv recvCredit
@@ -335,11 +334,9 @@ type serverStream struct {
 	sentEnd   bool // guarded by sc.mu
 	forgotten bool // guarded by sc.mu
 
-	// A stream serves one request after another (see releaseLocked):
-	// reqv is its request, made from tmpl, which carries ctx.
-	reqv, tmpl http.Request
-	refs       int8 // guarded by sc.mu
-	noReuse    bool // guarded by sc.mu
+	// A stream serves one request after another (see releaseLocked).
+	refs    int8 // guarded by sc.mu
+	noReuse bool // guarded by sc.mu
 }
 
 func (sc *serverConn) lastIDNow() uint32 {
@@ -723,10 +720,10 @@ func (st *serverStream) request(fields []hpack.HeaderField, endStream bool, w *w
 			return nil, fmt.Errorf(":path %q: %w", path, err)
 		}
 	}
-	req := &st.reqv
-	*req = st.tmpl
-	req.Method, req.URL, req.Proto, req.ProtoMajor, req.Header, req.Host = method, u, "HTTP/2.0", 2, h, authority
-	req.RequestURI, req.RemoteAddr, req.ContentLength, req.Body = path, st.sc.remote, -1, http.NoBody
+	req := &http.Request{
+		Method: method, URL: u, Proto: "HTTP/2.0", ProtoMajor: 2, Header: h, Host: authority,
+		RequestURI: path, RemoteAddr: st.sc.remote, ContentLength: -1, Body: http.NoBody,
+	}
 	if cl := h["Content-Length"]; len(cl) == 1 {
 		n, err := strconv.ParseInt(cl[0], 10, 64)
 		if err != nil || n < 0 {
@@ -754,7 +751,7 @@ func (st *serverStream) request(fields []hpack.HeaderField, endStream bool, w *w
 			}
 		}
 	}
-	return req, nil
+	return req.WithContext(st.ctx), nil
 }
 
 // streamContext is a request's context: it ends when the client resets
@@ -769,7 +766,6 @@ type streamContext struct {
 	done   chan struct{}
 	err    error
 	after  []func() // see AfterFunc
-	gen    uint32   // which of the stream's requests the context is for
 	// watched is interrupted when the context ends (see Watch).
 	watched interface{ Interrupt() }
 }
@@ -855,12 +851,12 @@ func (c *streamContext) AfterFunc(f func()) (stop func() bool) {
 		go f()
 		return func() bool { return false }
 	}
-	i, gen := len(c.after), c.gen
+	i := len(c.after)
 	c.after = append(c.after, f)
 	return func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		if c.gen != gen || c.err != nil || c.after[i] == nil {
+		if c.err != nil || c.after[i] == nil {
 			return false
 		}
 		c.after[i] = nil
@@ -1040,6 +1036,9 @@ type responseWriter struct {
 	buf         []byte
 	bufp        *[]byte // what buf came from, for bodyBufs.Put
 	err         error
+	// headBody counts what the handler wrote in answer to HEAD, which is
+	// not sent (RFC 9110, 9.3.2) but gives the Content-Length.
+	headBody int
 }
 
 func (rw *responseWriter) Header() http.Header {
@@ -1074,6 +1073,10 @@ func (rw *responseWriter) Write(p []byte) (int, error) {
 	}
 	if rw.done {
 		return 0, http.ErrHandlerTimeout
+	}
+	if rw.st.req != nil && rw.st.req.Method == http.MethodHead {
+		rw.headBody += len(p)
+		return len(p), nil
 	}
 	if rw.buf == nil {
 		rw.bufp = bodyBufs.Get().(*[]byte)
@@ -1159,7 +1162,9 @@ func (rw *responseWriter) appendHead(code int, endStream, wholeBody bool) {
 	}
 	final := code >= 200
 	if final && wholeBody && !hasLength && code != http.StatusNoContent && code != http.StatusNotModified && !rw.hasTrailers() {
-		fields = append(fields, hpack.HeaderField{Name: "content-length", Value: lengths.get(len(rw.buf))})
+		if n := len(rw.buf) + rw.headBody; n > 0 || rw.st.req == nil || rw.st.req.Method != http.MethodHead {
+			fields = append(fields, hpack.HeaderField{Name: "content-length", Value: lengths.get(n)})
+		}
 	}
 	sc.appendHeaders(st.id, fields, endStream)
 	if final {

@@ -115,21 +115,26 @@ func (s *socket) handle(c net.Conn) {
 		served = true
 		if protocol == ProtoH2C {
 			s.tcp.remove(c)
-			s.serveH2(conn, c, info)
+			s.serveH2(rawIO(conn), c, info)
 			return
 		}
 		// HTTP/1.x (or not sniffed): the lean server, on this goroutine,
 		// with raw socket I/O.
 		s.tcp.remove(c)
-		if rc, ok := conn.(*replayConn); ok {
-			rc.Conn = sockio.New(rc.Conn)
-		} else {
-			conn = sockio.New(conn)
-		}
-		s.serveH1(conn, &info)
+		s.serveH1(rawIO(conn), &info)
 		return
 	}
 	m.proxyTCP(conn, fc.TCPCluster, l.Name, info.origDst)
+}
+
+// rawIO has conn read and write the socket with raw system calls (package
+// sockio), keeping the bytes a sniffing replay holds in front.
+func rawIO(conn net.Conn) net.Conn {
+	if rc, ok := conn.(*replayConn); ok {
+		rc.Conn = sockio.New(rc.Conn)
+		return rc
+	}
+	return sockio.New(conn)
 }
 
 // serveH2 serves an HTTP/2 connection (h2c with prior knowledge) whose

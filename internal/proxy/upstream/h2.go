@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/internal/proxy/h2"
+	"github.com/weftmesh/weft/internal/proxy/sockio"
 )
 
 // Protocol is the HTTP version a cluster speaks to its endpoints, as the
@@ -152,7 +153,9 @@ func (p *h2Pool) dial(ctx context.Context) (*h2.ClientConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	cc := h2.NewClientConn(nc)
+	// Raw socket I/O, as the lean HTTP/1.1 path's: through net.Conn,
+	// every read and write wakes sysmon (see package sockio).
+	cc := h2.NewClientConn(sockio.New(nc))
 	p.e.cb.stats.cxHTTP2.Add(1)
 	t := time.NewTimer(p.e.set.connectTimeout)
 	defer t.Stop()

@@ -201,7 +201,9 @@ func (e *Endpoint) Ejected() bool { return e.od != nil && e.od.ejected.Load() }
 // request's URL must already point at the endpoint. Requests without a body
 // or with a small one of known length take the lean HTTP/1.1 pool, which
 // runs on the caller's goroutine; others go through net/http's Transport.
-// The response body must be read to EOF or closed.
+// The response body must be read to EOF or closed, and the Response (its
+// Header above all) is not to be used once its body is closed: the lean
+// HTTP/1.1 and HTTP/2 paths reuse them for later requests.
 func (e *Endpoint) RoundTrip(req *http.Request) (*http.Response, error) {
 	if e.h2 != nil && e.useH2(req) {
 		return e.h2.roundTrip(req)
