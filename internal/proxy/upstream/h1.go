@@ -316,6 +316,23 @@ type transportConn struct {
 	once sync.Once
 }
 
+// SyscallConn is the dialed connection's, so that package sockio can do
+// its reads and writes.
+func (c *transportConn) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, errors.New("no file descriptor")
+}
+
+// CloseWrite half-closes the dialed connection, when it can.
+func (c *transportConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Close()
+}
+
 func (c *transportConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() {
