@@ -58,11 +58,6 @@ type Options struct {
 	// ProxyArgs are appended to both weft-proxy command lines (for
 	// experiments, e.g. --concurrency 2).
 	ProxyArgs []string
-	// WeftH2 applies a DestinationRule with h2UpgradePolicy UPGRADE for
-	// the backend, so that the weft row's client sidecar speaks HTTP/2
-	// to the server sidecar (an experiment: weft's default, as Istio's,
-	// is HTTP/1.1).
-	WeftH2 bool
 	// ProfilePath and ServerProfilePath, when set, receive CPU profiles of
 	// the weft row's client and server sidecars, taken during an extra
 	// capacity run after the measured ones.
@@ -187,14 +182,14 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		switch name {
 		case "direct":
 			t, err = b.setupDirect(ctx)
-		case "weft":
-			t, err = b.setupWeft(ctx)
+		case "weft", "weft-h2":
+			t, err = b.setupWeft(ctx, name)
 		case "nginx", "haproxy":
 			t, err = b.setupPair(ctx, name)
 		case "go-relay", "go-epoll":
 			t, err = b.setupRelay(ctx, name)
 		default:
-			return nil, fmt.Errorf("unknown row %q: want direct, weft, nginx, haproxy, go-relay or go-epoll", name)
+			return nil, fmt.Errorf("unknown row %q: want direct, weft, weft-h2, nginx, haproxy, go-relay or go-epoll", name)
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -500,7 +495,7 @@ func (b *bench) settings(ctx context.Context) Settings {
 	return Settings{
 		Mode: mode, Date: time.Now().UTC().Format(time.RFC3339), CPUs: runtime.NumCPU(), CPUModel: cpuModel(),
 		Kernel:     strings.TrimSpace(string(kernel)),
-		WeftProxy:  weftProxySettings(o.ProxyArgs, o.WeftH2),
+		WeftProxy:  weftProxySettings(o.ProxyArgs),
 		GOMAXPROCS: env("GOMAXPROCS", fmt.Sprintf("unset (Go default %d)", runtime.NumCPU())),
 		GOGC:       env("GOGC", "unset (100)"), CPUPinning: "none (every process may run on every CPU, the load generator included)",
 		Reps: o.Reps, LatencyQPS: o.LatencyQPS, LatencySeconds: o.LatencyDuration.Seconds(),
@@ -516,7 +511,7 @@ func (b *bench) settings(ctx context.Context) Settings {
 
 // weftProxySettings describes the sidecars' runtime settings: their
 // defaults unless the environment or -proxy-args say otherwise.
-func weftProxySettings(extra []string, h2 bool) string {
+func weftProxySettings(extra []string) string {
 	desc := fmt.Sprintf("defaults (--concurrency auto, --gc-percent %d)", proxy.DefaultGCPercent)
 	if v := os.Getenv("GOMAXPROCS"); v != "" {
 		desc += ", GOMAXPROCS=" + v + " from the environment"
@@ -526,9 +521,6 @@ func weftProxySettings(extra []string, h2 bool) string {
 	}
 	if len(extra) > 0 {
 		desc += ", with " + strings.Join(extra, " ")
-	}
-	if h2 {
-		desc += "; HTTP/2 between the sidecars (DestinationRule h2UpgradePolicy: UPGRADE)"
 	}
 	return desc
 }

@@ -74,13 +74,12 @@ func parseFlags(args []string, stderr io.Writer) (*Options, error) {
 	fs.DurationVar(&o.CapacityDuration, "capacity-duration", 0, "length of each capacity run (default 5s quick, 15s full)")
 	fs.IntVar(&o.Connections, "connections", 0, "`connections` of each latency run (default 16)")
 	fs.IntVar(&o.CapacityConnections, "capacity-connections", 0, "`connections` of each capacity run (default 64)")
-	fs.StringVar(&rows, "rows", "direct,weft,nginx,haproxy,go-relay", "comma-separated `rows` to run (go-epoll, an event-loop relay, on request)")
+	fs.StringVar(&rows, "rows", "direct,weft,nginx,haproxy,go-relay", "comma-separated `rows` to run (on request: go-epoll, an event-loop relay; weft-h2, weft with HTTP/2 between its sidecars)")
 	fs.StringVar(&o.ProfilePath, "profile", "", "write a CPU profile of the weft client sidecar, taken during an extra (unmeasured) capacity run, to `file`")
 	fs.StringVar(&o.ServerProfilePath, "profile-server", "", "write a CPU profile of the weft server sidecar, taken during the same extra capacity run, to `file`")
 	fs.Float64Var(&o.ProfileQPS, "profile-qps", 0, "run the profiled run at this `rate` (requests per second over the latency run's connections) instead of the maximum")
 	fs.StringVar(&cpClients, "cp-clients", "", "comma-separated ADS client `counts` for the control plane run (default 100 quick, 100,1000 full; none to skip)")
 	proxyArgs := fs.String("proxy-args", "", "extra weft-proxy `flags` for both sidecars, e.g. \"--concurrency 2\"")
-	fs.BoolVar(&o.WeftH2, "weft-h2", false, "the weft row's sidecars speak HTTP/2 to each other (a DestinationRule with h2UpgradePolicy: UPGRADE)")
 	fs.BoolVar(&verbose, "v", true, "log progress to stderr")
 	if err := fs.Parse(args); err != nil {
 		return nil, err

@@ -68,27 +68,29 @@ func (p *proxyInst) rss() int64 {
 // registers service backend (port 8080) with the backend behind its inbound
 // listener; the client sidecar's explicit outbound listener is where the
 // load goes, with Host: backend:8080, as an app behind HTTP_PROXY would
-// send it.
-func (b *bench) setupWeft(ctx context.Context) (*target, error) {
+// send it. Row weft-h2 also applies a DestinationRule with
+// h2UpgradePolicy: UPGRADE, so that the sidecars speak HTTP/2 to each
+// other (weft's default, as Istio's, is HTTP/1.1).
+func (b *bench) setupWeft(ctx context.Context, name string) (*target, error) {
 	ports, err := freePorts(7)
 	if err != nil {
 		return nil, err
 	}
 	xds, api, out, inbound, admS, admC, outS := ports[0], ports[1], ports[2], ports[3], ports[4], ports[5], ports[6]
-	dataDir := filepath.Join(b.tmp, "weft-data")
+	dataDir := filepath.Join(b.tmp, name+"-data")
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
 		return nil, err
 	}
 	xdsAddr := fmt.Sprintf("127.0.0.1:%d", xds)
 	apiAddr := fmt.Sprintf("127.0.0.1:%d", api)
-	ctl, err := b.procs.start("weft-control", nil, b.weftBin, "control", "--data-dir", dataDir, "--xds-addr", xdsAddr, "--api-addr", apiAddr)
+	ctl, err := b.procs.start(name+"-control", nil, b.weftBin, "control", "--data-dir", dataDir, "--xds-addr", xdsAddr, "--api-addr", apiAddr)
 	if err != nil {
 		return nil, err
 	}
 	if err := waitHTTP(ctx, ctl, "http://"+apiAddr+"/ready", "", 30*time.Second, status200); err != nil {
 		return nil, fmt.Errorf("weft control: %w", err)
 	}
-	srv, err := b.procs.start("weft-proxy-server", nil, append([]string{b.proxyBin,
+	srv, err := b.procs.start(name+"-proxy-server", nil, append([]string{b.proxyBin,
 		"--xds-address", xdsAddr, "--namespace", "default", "--service", "backend",
 		"--workload-name", "backend-v1-bench", "--labels", "app=backend,version=v1",
 		"--port", fmt.Sprintf("http:8080:%d:%d", b.backendPort, inbound),
@@ -96,7 +98,7 @@ func (b *bench) setupWeft(ctx context.Context) (*target, error) {
 	if err != nil {
 		return nil, err
 	}
-	cli, err := b.procs.start("weft-proxy-client", nil, append([]string{b.proxyBin,
+	cli, err := b.procs.start(name+"-proxy-client", nil, append([]string{b.proxyBin,
 		"--xds-address", xdsAddr, "--namespace", "default", "--service", "client",
 		"--workload-name", "client-v1-bench", "--labels", "app=client,version=v1",
 		"--outbound-port", strconv.Itoa(out), "--admin-port", strconv.Itoa(admC), "--log-level", "warn", "--pprof"}, b.opts.ProxyArgs...)...)
@@ -112,32 +114,32 @@ func (b *bench) setupWeft(ctx context.Context) (*target, error) {
 		}
 	}
 	t := &target{
-		name: "weft", url: fmt.Sprintf("http://127.0.0.1:%d/", out), host: "backend:8080",
+		name: name, url: fmt.Sprintf("http://127.0.0.1:%d/", out), host: "backend:8080",
 		proxies:        []proxyInst{{name: "client sidecar", pid: cli.pid()}, {name: "server sidecar", pid: srv.pid()}},
 		pprofURL:       fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile", admC),
 		serverPprofURL: fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile", admS),
 	}
-	if b.opts.WeftH2 {
+	if name == "weft-h2" {
 		api := controlapi.NewClient(apiAddr)
 		resp, err := api.Apply(ctx, controlapi.ApplyRequest{Files: []controlapi.File{{Name: "backend-h2.yaml", Content: backendH2}}})
 		if err != nil {
-			return nil, fmt.Errorf("weft row: apply the HTTP/2 DestinationRule: %w", err)
+			return nil, fmt.Errorf("%s row: apply the HTTP/2 DestinationRule: %w", name, err)
 		}
 		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		err = waitSynced(wctx, api, resp.Revision)
 		cancel()
 		if err != nil {
-			return nil, fmt.Errorf("weft row: the sidecars did not ACK the HTTP/2 DestinationRule: %w", err)
+			return nil, fmt.Errorf("%s row: the sidecars did not ACK the HTTP/2 DestinationRule: %w", name, err)
 		}
 	}
 	// Ready means configured; wait until the route to backend works end to end.
 	if err := waitHTTP(ctx, cli, t.url, t.host, 30*time.Second, status200); err != nil {
-		return nil, fmt.Errorf("weft row: %w", err)
+		return nil, fmt.Errorf("%s row: %w", name, err)
 	}
 	return t, nil
 }
 
-// backendH2 is the DestinationRule of -weft-h2.
+// backendH2 is the DestinationRule of row weft-h2.
 const backendH2 = `apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata:
