@@ -44,6 +44,9 @@ type ClientConn struct {
 	free, retired []*clientStream
 	// retiring: close the connection once its last stream ends.
 	retiring bool
+	// maxUses, when not 0, is how many streams the connection opens
+	// before it retires (see SetMaxUses).
+	maxUses uint32
 
 	// wake holds the streams whose response head arrived in the frames
 	// the read loop has not finished handling; they are woken together
@@ -75,7 +78,8 @@ func (cc *ClientConn) Reserve() bool {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
 	if cc.goAway || uint32(len(cc.streams)+cc.reserved) >= cc.maxStreams ||
-		cc.nextID+2*uint32(cc.reserved) >= 1<<31-1 {
+		cc.nextID+2*uint32(cc.reserved) >= 1<<31-1 ||
+		cc.maxUses > 0 && cc.nextID/2+uint32(cc.reserved) >= cc.maxUses {
 		return false
 	}
 	cc.reserved++
@@ -108,6 +112,15 @@ func (cc *ClientConn) Usable() bool {
 // ended. Reservations made before then count against a default of 100
 // streams, which the server may refuse.
 func (cc *ClientConn) Settled() <-chan struct{} { return cc.settled }
+
+// SetMaxUses has the connection carry at most n requests (0: no limit):
+// the nth retires it, and it closes once that request ends (as Envoy's
+// max_requests_per_connection). Call it before the first Reserve.
+func (cc *ClientConn) SetMaxUses(n uint32) {
+	cc.mu.Lock()
+	cc.maxUses = n
+	cc.mu.Unlock()
+}
 
 // Retire stops the connection taking streams and closes it once the
 // streams in flight have ended (at once if there are none).
@@ -260,6 +273,9 @@ func (cc *ClientConn) RoundTrip(req *http.Request) (*http.Response, error) {
 	cs := cc.newStreamLocked(req, hasBody)
 	cs.id = cc.nextID
 	cc.nextID += 2
+	if cc.maxUses > 0 && cc.nextID/2 >= cc.maxUses {
+		cc.goAway, cc.retiring = true, true // the last it carries
+	}
 	cc.streams[cs.id] = cs
 	cs.sentEnd = !hasBody
 	cc.mu.Unlock()

@@ -137,13 +137,17 @@ func rawIO(conn net.Conn) net.Conn {
 	return sockio.New(conn)
 }
 
+// maxConcurrentStreams is what an HTTP/2 connection to a listener may
+// carry at once (as net/http's server; docs/resilience.md says so).
+const maxConcurrentStreams = 250
+
 // serveH2 serves an HTTP/2 connection (h2c with prior knowledge) whose
 // bytes come through conn (c underneath, which a shutdown closes).
 func (s *socket) serveH2(conn, c net.Conn, info connInfo) {
 	s.h2.add(c)
 	defer s.h2.remove(c)
 	ctx := context.WithValue(s.h2ctx, connInfoKey{}, &info)
-	err := h2.ServeConn(conn, s, h2.ServerOptions{Context: ctx, IdleTimeout: s.m.opts.IdleTimeout, Logger: s.m.log})
+	err := h2.ServeConn(conn, s, h2.ServerOptions{Context: ctx, IdleTimeout: s.m.opts.IdleTimeout, Logger: s.m.log, MaxConcurrentStreams: maxConcurrentStreams})
 	if err != nil {
 		s.m.log.Debug("HTTP/2 connection ended", "listener", info.listener, "remote", c.RemoteAddr().String(), "err", err)
 	}

@@ -156,6 +156,7 @@ func (p *h2Pool) dial(ctx context.Context) (*h2.ClientConn, error) {
 	// Raw socket I/O, as the lean HTTP/1.1 path's: through net.Conn,
 	// every read and write wakes sysmon (see package sockio).
 	cc := h2.NewClientConn(sockio.New(nc))
+	cc.SetMaxUses(p.e.set.maxUses)
 	p.e.cb.stats.cxHTTP2.Add(1)
 	t := time.NewTimer(p.e.set.connectTimeout)
 	defer t.Stop()

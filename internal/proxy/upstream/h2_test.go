@@ -218,3 +218,30 @@ func TestHTTP2FailedDialSharedByWaiters(t *testing.T) {
 		(<-accepted).Close()
 	}
 }
+
+// TestHTTP2MaxRequestsPerConnection: max_requests_per_connection holds
+// over HTTP/2 too: a connection carries that many requests, then closes.
+func TestHTTP2MaxRequestsPerConnection(t *testing.T) {
+	addr := protoServer(t)
+	for _, tc := range []struct{ max, requests, wantConns uint32 }{{1, 3, 3}, {2, 5, 3}, {0, 5, 1}} {
+		pools := NewPools(PoolsOptions{})
+		c := pools.Build([]ClusterSpec{{Name: "c", Protocol: HTTP2, MaxRequestsPerConnection: tc.max,
+			Endpoints: []EndpointSpec{{Address: addr}}}})["c"]
+		for i := range tc.requests {
+			req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
+			resp, err := c.Pick(nil).RoundTrip(req)
+			if err != nil {
+				t.Fatalf("max %d, request %d: %v", tc.max, i, err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if string(b[:8]) != "HTTP/2.0" {
+				t.Fatalf("max %d, request %d: %q, want HTTP/2.0", tc.max, i, b)
+			}
+		}
+		if n := c.Stats().Snapshot().CxHTTP2; n != uint64(tc.wantConns) {
+			t.Errorf("max_requests_per_connection %d: %d HTTP/2 connections for %d requests, want %d", tc.max, n, tc.requests, tc.wantConns)
+		}
+		pools.Close()
+	}
+}
