@@ -90,6 +90,7 @@ func (cc *ClientConn) Reserve() bool {
 func (cc *ClientConn) Unreserve() {
 	cc.mu.Lock()
 	cc.reserved--
+	cc.closeIfDoneLocked()
 	cc.mu.Unlock()
 }
 
@@ -179,8 +180,10 @@ type clientStream struct {
 	noReuse bool
 	// use is the stream's use (which response it serves) in its high 32
 	// bits and the calls in progress on that response's body in its low
-	// 32 (see clientBody.enter).
-	use atomic.Uint64
+	// 32 (see clientBody.enter). It is a word of its own, kept from one
+	// use to the next, which a body kept past its use reads (never the
+	// stream's other fields, which the next use resets).
+	use *atomic.Uint64
 }
 
 // newStreamLocked returns a stream for req, reused when one is free. Call
@@ -198,12 +201,10 @@ func (cc *ClientConn) newStreamLocked(req *http.Request, hasBody bool) *clientSt
 			cs = nil
 			continue
 		}
-		ready, hdr := cs.ready, cs.hdr
-		*cs = clientStream{ready: ready, hdr: hdr}
-		cs.use.Store((u>>32 + 1) << 32)
+		*cs = clientStream{ready: cs.ready, hdr: cs.hdr, use: cs.use}
 	}
 	if cs == nil {
-		cs = &clientStream{ready: make(chan struct{}, 1)}
+		cs = &clientStream{ready: make(chan struct{}, 1), use: new(atomic.Uint64)}
 	}
 	cs.cc, cs.req, cs.refs, cs.noReuse = cc, req, 2, hasBody
 	cs.body.init()
@@ -496,6 +497,7 @@ func (cc *ClientConn) forgetLocked(cs *clientStream) {
 // the stream serves.
 type clientBody struct {
 	cs  *clientStream
+	use *atomic.Uint64 // cs.use, read only through this
 	gen uint32
 }
 
@@ -503,17 +505,17 @@ type clientBody struct {
 // response; the stream is not reused until the call exits.
 func (b *clientBody) enter() bool {
 	for {
-		u := b.cs.use.Load()
+		u := b.use.Load()
 		if uint32(u>>32) != b.gen {
 			return false
 		}
-		if b.cs.use.CompareAndSwap(u, u+1) {
+		if b.use.CompareAndSwap(u, u+1) {
 			return true
 		}
 	}
 }
 
-func (b *clientBody) exit() { b.cs.use.Add(^uint64(0)) }
+func (b *clientBody) exit() { b.use.Add(^uint64(0)) }
 
 func (b *clientBody) Read(p []byte) (int, error) {
 	if !b.enter() {
@@ -770,10 +772,12 @@ func (cc *ClientConn) onData(h frameHeader, p []byte) error {
 	}
 	cc.giveBack(h.streamID, &cs.recv, pad)
 	if len(data) > 0 && cs.noContent {
+		cc.giveBack(h.streamID, nil, len(data)) // dropped: the connection's window back
 		cs.abort(ErrCodeProtocol, fmt.Errorf("http2: DATA in a response that has no content (%s, %d)", cs.req.Method, cs.resp.StatusCode))
 		return nil
 	}
 	if cs.received += int64(len(data)); cs.declared >= 0 && cs.received > cs.declared {
+		cc.giveBack(h.streamID, nil, len(data))
 		cs.abort(ErrCodeProtocol, fmt.Errorf("http2: response body longer than its Content-Length (%d)", cs.declared))
 		return nil
 	}
@@ -856,7 +860,7 @@ func (cc *ClientConn) onHeaders(h frameHeader) error {
 	}
 	// Always a body of the stream's, also for a response without one:
 	// closing it is how the caller lets go of the stream.
-	resp.Body = &clientBody{cs: cs, gen: uint32(cs.use.Load() >> 32)}
+	resp.Body = &clientBody{cs: cs, use: cs.use, gen: uint32(cs.use.Load() >> 32)}
 	if endStream {
 		if resp.ContentLength < 0 {
 			resp.ContentLength = 0

@@ -142,7 +142,8 @@ func (c *conn) flushSoonLocked() {
 	runtime.Gosched()
 	c.wmu.Lock()
 	c.flushing, c.yielding = false, false
-	c.flushLocked() // (and wakes sendNow)
+	c.flowCond.Broadcast() // sendNow waits for the yield only, not the write
+	c.flushLocked()
 }
 
 // maxFreeStreams bounds the streams a connection keeps for reuse.
