@@ -11,17 +11,18 @@
 // sniffs the first bytes); a filter chain is selected by destination port
 // and detected protocol; and the chain serves the connection, either as
 // HTTP (HTTP/1.x on the connection's goroutine by the lean server in h1.go,
-// h2c by package h2, a goroutine per stream) or as tcp_proxy.
+// h2c by package h2) or as tcp_proxy. Both HTTP servers read and write
+// the socket with raw system calls (package sockio).
 //
 // Concurrency: Apply is called by the compile step (one goroutine at a
 // time) and by the bind retry timer; mu serialises them and guards the socket
 // table. Each socket has an accept goroutine, one goroutine per connection
 // (classifying it, then serving it as HTTP/1.x or HTTP/2 or proxying it as
-// TCP), and one per HTTP/2 stream. h1Conns.mu guards the set of HTTP/1.x
-// connections and their idle flags, for shutdown. Connections read the
-// current model through
-// an atomic pointer, so a new version never waits for traffic and traffic
-// never takes the Manager's lock.
+// TCP), and, per HTTP/2 connection, worker goroutines that run its
+// streams (reused from stream to stream). h1Conns.mu guards the set of
+// HTTP/1.x connections and their idle flags, for shutdown. Connections
+// read the current model through an atomic pointer, so a new version
+// never waits for traffic and traffic never takes the Manager's lock.
 package listener
 
 import (
