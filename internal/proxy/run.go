@@ -42,7 +42,9 @@ type Options struct {
 	// DrainTimeout bounds how long shutdown waits for in-flight requests.
 	// Default 5s.
 	DrainTimeout time.Duration
-	Logger       *slog.Logger
+	// H2WhenBusy is upstream.PoolsOptions.H2WhenBusy (an experiment).
+	H2WhenBusy int64
+	Logger     *slog.Logger
 	// OnReady is called once, from its own goroutine, when the proxy first
 	// becomes ready (/ready would answer 200).
 	OnReady func()
@@ -81,7 +83,7 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}
 
-	pools := upstream.NewPools(upstream.PoolsOptions{Logger: log})
+	pools := upstream.NewPools(upstream.PoolsOptions{Logger: log, H2WhenBusy: o.H2WhenBusy})
 	listeners := listener.New(listener.Options{Logger: log, DrainTimeout: o.DrainTimeout, OriginalDst: originalDst, Namespace: o.Meta.Namespace})
 	compiler := model.New(model.Options{Logger: log, Pools: pools, PortMap: o.Meta.PortMap, Publish: listeners.Apply})
 	node := &corev3.Node{Id: o.Meta.ID(), Cluster: o.Meta.Service, Metadata: o.Meta.Struct(), UserAgentName: nodemeta.UserAgent}

@@ -54,6 +54,14 @@ func (e *Endpoint) useH2(req *http.Request) bool {
 	return req.Method != http.MethodConnect && len(req.Header["Upgrade"]) == 0
 }
 
+// quiet reports whether req, bound for HTTP/2, goes over HTTP/1.1
+// instead because few requests are in flight to the endpoint (see
+// PoolsOptions.H2WhenBusy; the count includes req when its caller
+// called BeginRequest).
+func (e *Endpoint) quiet(req *http.Request) bool {
+	return e.h2WhenBusy > 0 && e.set.protocol == HTTP2 && e.inflight.Load() <= e.h2WhenBusy && leanOK(req)
+}
+
 // h2Pool holds an endpoint's HTTP/2 connections. Requests share a
 // connection up to the server's limit on concurrent streams; another one
 // is dialed (one at a time) when every connection is full.

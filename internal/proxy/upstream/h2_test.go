@@ -245,3 +245,39 @@ func TestHTTP2MaxRequestsPerConnection(t *testing.T) {
 		pools.Close()
 	}
 }
+
+// TestH2WhenBusy: with PoolsOptions.H2WhenBusy, a request for an HTTP/2
+// cluster goes over HTTP/1.1 while few are in flight to its endpoint, and
+// over HTTP/2 once more are.
+func TestH2WhenBusy(t *testing.T) {
+	addr := protoServer(t)
+	pools := NewPools(PoolsOptions{H2WhenBusy: 2})
+	defer pools.Close()
+	c := pools.Build([]ClusterSpec{{Name: "c", Protocol: HTTP2, Endpoints: []EndpointSpec{{Address: addr}}}})["c"]
+	ep := c.Pick(nil)
+	for _, tc := range []struct {
+		others int
+		want   string
+	}{{0, "HTTP/1.1"}, {1, "HTTP/1.1"}, {2, "HTTP/2.0"}, {5, "HTTP/2.0"}} {
+		for range tc.others {
+			ep.Begin()
+		}
+		if err := ep.BeginRequest(); err != nil {
+			t.Fatal(err)
+		}
+		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
+		resp, err := ep.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		ep.EndRequest()
+		for range tc.others {
+			ep.End()
+		}
+		if got := string(b[:8]); got != tc.want {
+			t.Errorf("with %d other requests in flight: %s, want %s", tc.others, got, tc.want)
+		}
+	}
+}

@@ -132,7 +132,9 @@ type Endpoint struct {
 	h2       *h2Pool // nil unless the cluster may speak HTTP/2
 	dialer   *net.Dialer
 	inflight atomic.Int64
-	cb       *breaker
+	// h2WhenBusy is PoolsOptions.H2WhenBusy.
+	h2WhenBusy int64
+	cb         *breaker
 	// od is the endpoint's outlier detection state, nil when its cluster
 	// has none.
 	od  *hostState
@@ -205,7 +207,7 @@ func (e *Endpoint) Ejected() bool { return e.od != nil && e.od.ejected.Load() }
 // Header above all) is not to be used once its body is closed: the lean
 // HTTP/1.1 and HTTP/2 paths reuse them for later requests.
 func (e *Endpoint) RoundTrip(req *http.Request) (*http.Response, error) {
-	if e.h2 != nil && e.useH2(req) {
+	if e.h2 != nil && e.useH2(req) && !e.quiet(req) {
 		return e.h2.roundTrip(req)
 	}
 	if leanOK(req) {
@@ -220,7 +222,7 @@ func (e *Endpoint) RoundTrip(req *http.Request) (*http.Response, error) {
 // caller reads them with ResponseFields, or calls LoadHeader before it
 // reads the Header, and does either before it reads the body.
 func (e *Endpoint) RoundTripLazy(req *http.Request) (*http.Response, error) {
-	if e.h2 != nil && e.useH2(req) {
+	if e.h2 != nil && e.useH2(req) && !e.quiet(req) {
 		return e.h2.roundTrip(req)
 	}
 	if leanOK(req) {
@@ -643,6 +645,14 @@ type PoolsOptions struct {
 	// IdleConnTimeout closes keep-alive connections idle this long; 0 means
 	// DefaultIdleTimeout.
 	IdleConnTimeout time.Duration
+	// H2WhenBusy, when above 0, sends a request for an HTTP/2 cluster
+	// (explicit HTTP/2, as h2UpgradePolicy UPGRADE makes) over HTTP/1.1
+	// while no more than that many requests are in flight to its
+	// endpoint, and over HTTP/2 beyond: multiplexing pays when many
+	// requests share a connection and costs when one is alone. An
+	// experiment, for meshes whose HTTP/2 clusters are weft sidecars
+	// (which take both on one port); 0, the default, is always HTTP/2.
+	H2WhenBusy int64
 }
 
 type poolKey struct {
@@ -919,7 +929,7 @@ func (p *Pools) newEndpoint(addr string, set endpointSettings, cb *breaker) *End
 		maxUses:     set.maxUses,
 		cb:          cb,
 	}
-	e := &Endpoint{addr: addr, maxIdle: p.opts.MaxIdleConnsPerEndpoint, h1: h1, dialer: d, cb: cb, set: set}
+	e := &Endpoint{addr: addr, maxIdle: p.opts.MaxIdleConnsPerEndpoint, h1: h1, dialer: d, cb: cb, set: set, h2WhenBusy: p.opts.H2WhenBusy}
 	h1.closeTransportIdle = e.closeTransportIdle
 	if set.protocol != HTTP1 {
 		e.h2 = &h2Pool{e: e}
