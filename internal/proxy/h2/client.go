@@ -230,15 +230,7 @@ func (cc *ClientConn) releaseLocked(cs *clientStream) {
 func (cc *ClientConn) quiesce() {
 	cc.wakeAll()
 	cc.mu.Lock()
-	if len(cc.retired) > 0 {
-		for _, cs := range cc.retired {
-			if len(cc.free) < maxFreeStreams {
-				cc.free = append(cc.free, cs)
-			}
-		}
-		clear(cc.retired)
-		cc.retired = cc.retired[:0]
-	}
+	cc.free, cc.retired = freeRetired(cc.free, cc.retired)
 	cc.mu.Unlock()
 }
 

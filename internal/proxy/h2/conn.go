@@ -149,6 +149,18 @@ func (c *conn) flushSoonLocked() {
 // maxFreeStreams bounds the streams a connection keeps for reuse.
 const maxFreeStreams = 128
 
+// freeRetired moves retired streams to the free list (up to
+// maxFreeStreams; the rest go to the collector) and returns both lists.
+// The read loop calls it, with the lock that guards retired held.
+func freeRetired[S any](free, retired []S) ([]S, []S) {
+	if len(retired) == 0 {
+		return free, retired
+	}
+	free = append(free, retired[:min(len(retired), max(0, maxFreeStreams-len(free)))]...)
+	clear(retired)
+	return free, retired[:0]
+}
+
 // failLocked records the connection's failure: writers stop, and anyone
 // waiting for a send window wakes to see it.
 func (c *conn) failLocked(err error) {

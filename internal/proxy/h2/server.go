@@ -164,15 +164,7 @@ func (sc *serverConn) releaseLocked(st *serverStream) {
 // retired streams.
 func (sc *serverConn) quiesce() {
 	sc.mu.Lock()
-	if len(sc.retired) > 0 {
-		for _, st := range sc.retired {
-			if len(sc.free) < maxFreeStreams {
-				sc.free = append(sc.free, st)
-			}
-		}
-		clear(sc.retired)
-		sc.retired = sc.retired[:0]
-	}
+	sc.free, sc.retired = freeRetired(sc.free, sc.retired)
 	sc.mu.Unlock()
 }
 
