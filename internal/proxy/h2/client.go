@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2/hpack"
@@ -47,6 +48,10 @@ type ClientConn struct {
 	// maxUses, when not 0, is how many streams the connection opens
 	// before it retires (see SetMaxUses).
 	maxUses uint32
+	// idleTimeout, when not 0, retires the connection once it has carried
+	// no stream that long (see SetIdleTimeout); idle runs it.
+	idleTimeout time.Duration
+	idle        *time.Timer
 
 	// wake holds the streams whose response head arrived in the frames
 	// the read loop has not finished handling; they are woken together
@@ -83,6 +88,9 @@ func (cc *ClientConn) Reserve() bool {
 		return false
 	}
 	cc.reserved++
+	if cc.idle != nil && len(cc.streams) == 0 && cc.reserved == 1 {
+		cc.idle.Stop()
+	}
 	return true
 }
 
@@ -133,8 +141,37 @@ func (cc *ClientConn) Retire() {
 }
 
 func (cc *ClientConn) closeIfDoneLocked() {
-	if cc.retiring && len(cc.streams) == 0 && cc.reserved == 0 {
+	if len(cc.streams) > 0 || cc.reserved > 0 {
+		return
+	}
+	switch {
+	case cc.retiring:
 		cc.nc.Close()
+	case cc.idleTimeout > 0:
+		// Idle from now: retire unless a stream comes first.
+		if cc.idle == nil {
+			cc.idle = time.AfterFunc(cc.idleTimeout, cc.idleExpired)
+		} else {
+			cc.idle.Reset(cc.idleTimeout)
+		}
+	}
+}
+
+// SetIdleTimeout has the connection close once it has carried no stream
+// for d (0: never), as a pool's idle timeout does for HTTP/1.1
+// connections. Call it before the first Reserve.
+func (cc *ClientConn) SetIdleTimeout(d time.Duration) {
+	cc.mu.Lock()
+	cc.idleTimeout = d
+	cc.mu.Unlock()
+}
+
+func (cc *ClientConn) idleExpired() {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if len(cc.streams) == 0 && cc.reserved == 0 && !cc.retiring {
+		cc.goAway, cc.retiring = true, true
+		cc.closeIfDoneLocked()
 	}
 }
 
@@ -560,6 +597,9 @@ func (cc *ClientConn) readLoop() {
 	cc.goAway = true
 	if cc.err == nil {
 		cc.err = err
+	}
+	if cc.idle != nil {
+		cc.idle.Stop()
 	}
 	streams := make([]*clientStream, 0, len(cc.streams))
 	for _, cs := range cc.streams {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"sync"
 	"time"
@@ -165,6 +166,9 @@ func (p *h2Pool) dial(ctx context.Context) (*h2.ClientConn, error) {
 	// every read and write wakes sysmon (see package sockio).
 	cc := h2.NewClientConn(sockio.New(nc))
 	cc.SetMaxUses(p.e.set.maxUses)
+	if d := p.e.set.idleTimeout; d < math.MaxInt64 {
+		cc.SetIdleTimeout(d)
+	}
 	p.e.cb.stats.cxHTTP2.Add(1)
 	t := time.NewTimer(p.e.set.connectTimeout)
 	defer t.Stop()

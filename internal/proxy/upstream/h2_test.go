@@ -281,3 +281,35 @@ func TestH2WhenBusy(t *testing.T) {
 		}
 	}
 }
+
+// TestHTTP2IdleTimeout: an HTTP/2 connection that has carried no stream
+// for the cluster's idle timeout closes, as an HTTP/1.1 one does; the next
+// request dials a new one.
+func TestHTTP2IdleTimeout(t *testing.T) {
+	addr := protoServer(t)
+	get := func(c *Cluster) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
+		resp, err := c.Pick(nil).RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.ReadAll(resp.Body)
+		resp.Body.Close()
+	}
+	for _, tc := range []struct {
+		idle      time.Duration
+		wantConns uint64
+	}{{100 * time.Millisecond, 2}, {time.Hour, 1}} {
+		pools := NewPools(PoolsOptions{})
+		c := pools.Build([]ClusterSpec{{Name: "c", Protocol: HTTP2, IdleTimeout: tc.idle,
+			Endpoints: []EndpointSpec{{Address: addr}}}})["c"]
+		get(c)
+		time.Sleep(400 * time.Millisecond)
+		get(c)
+		if n := c.Stats().Snapshot().CxHTTP2; n != tc.wantConns {
+			t.Errorf("idle timeout %v, two requests 400ms apart: %d HTTP/2 connections, want %d", tc.idle, n, tc.wantConns)
+		}
+		pools.Close()
+	}
+}
