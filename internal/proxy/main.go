@@ -220,7 +220,7 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 	fs.UintVar(&adminP, "admin-port", 15000, "admin API `port` on 127.0.0.1")
 	fs.Var(pm, "port-map", "gateway port rebinding `FROM=TO` (repeatable), e.g. 80=8080")
 	fs.DurationVar(&c.opts.DrainTimeout, "drain-timeout", 5*time.Second, "how long shutdown waits for in-flight requests")
-	fs.Int64Var(&c.opts.H2WhenBusy, "h2-when-busy", 0, "experimental: HTTP/2 clusters take HTTP/1.1 while at most `n` requests are in flight to an endpoint (only where every HTTP/2 cluster is a weft sidecar; 0: always HTTP/2)")
+	fs.Int64Var(&c.opts.H2WhenBusy, "h2-when-busy", 0, "experimental: requests to an endpoint another mesh proxy serves go over HTTP/1.1 while at most `n` are in flight to it, over HTTP/2 beyond, whatever the cluster's protocol (0: the cluster's protocol)")
 	fs.BoolVar(&c.opts.Pprof, "pprof", false, "serve Go profiles (CPU, heap, goroutines, ...) under /debug/pprof/ on the admin API")
 	fs.StringVar(&logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
 	fs.IntVar(&c.gcPercent, "gc-percent", -1, fmt.Sprintf("garbage collection target `percent` (as GOGC; 0 or less: GOGC, or %d when GOGC is unset)", DefaultGCPercent))

@@ -137,3 +137,26 @@ func TestRestoredWorkloadsExpireUnlessTheyReconnect(t *testing.T) {
 		t.Fatalf("workloads = %+v, want only the one that reconnected", ws)
 	}
 }
+
+// TestEndpointSidecar: an endpoint is a mesh proxy's when its sidecar
+// registered it, or when its WorkloadEntry carries Istio's label for it.
+func TestEndpointSidecar(t *testing.T) {
+	we := func(name, addr string, labels map[string]string) *config.Resource {
+		return &config.Resource{Kind: config.KindWorkloadEntry, Meta: config.Meta{Namespace: "default", Name: name}, Spec: &networking.WorkloadEntry{
+			Address: addr, Labels: labels,
+		}}
+	}
+	svcs := Services([]Workload{{ID: "a", Meta: sidecar("reviews-v1-y", "reviews", "v1", 20000)}}, nil, []*config.Resource{
+		we("vm-mesh", "10.0.0.3", map[string]string{"app": "reviews", TLSModeLabel: "istio"}),
+		we("vm-plain", "10.0.0.4", map[string]string{"app": "reviews"}),
+	})
+	want := map[string]bool{"reviews-v1-y": true, "default/vm-mesh": true, "default/vm-plain": false}
+	if len(svcs) != 1 || len(svcs[0].Endpoints) != 3 {
+		t.Fatalf("services = %+v, want reviews with 3 endpoints", svcs)
+	}
+	for _, ep := range svcs[0].Endpoints {
+		if ep.Sidecar != want[ep.Workload] {
+			t.Errorf("endpoint %s: Sidecar %v, want %v", ep.Workload, ep.Sidecar, want[ep.Workload])
+		}
+	}
+}

@@ -36,7 +36,7 @@ func Services(workloads []Workload, serviceEntries, workloadEntries []*config.Re
 		}
 		ep := Endpoint{
 			Address: m.IP, Ports: map[uint32]uint32{}, Labels: m.Labels,
-			ServiceAccount: m.ServiceAccount, Workload: m.WorkloadName,
+			ServiceAccount: m.ServiceAccount, Workload: m.WorkloadName, Sidecar: true,
 		}
 		for _, p := range m.Ports {
 			addPort(svc, Port{Name: p.Name, Number: p.Port, Protocol: ProtocolFromName(p.Name)})
@@ -131,6 +131,7 @@ func entryEndpoint(svc *Service, we *networking.WorkloadEntry, name string) Endp
 		Address: we.GetAddress(), Ports: map[uint32]uint32{}, Labels: we.GetLabels(),
 		ServiceAccount: we.GetServiceAccount(), Workload: name,
 		Weight: we.GetWeight(), Locality: we.GetLocality(),
+		Sidecar: we.GetLabels()[TLSModeLabel] == "istio",
 	}
 	for _, p := range svc.Ports {
 		if n, ok := we.GetPorts()[p.Name]; ok && n != 0 {

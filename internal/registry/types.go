@@ -29,7 +29,15 @@ type Endpoint struct {
 	Workload string
 	Weight   uint32 // 0 means 1
 	Locality string
+	// Sidecar is true when a mesh proxy serves the endpoint's inbound
+	// traffic: it registered itself, or (a WorkloadEntry) its labels say
+	// so as Istio's do (security.istio.io/tlsMode: istio).
+	Sidecar bool
 }
+
+// TLSModeLabel marks a WorkloadEntry whose workload has a mesh proxy,
+// as Istio labels its workloads.
+const TLSModeLabel = "security.istio.io/tlsMode"
 
 // Service is a named set of endpoints behind one host name.
 type Service struct {

@@ -7,6 +7,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
@@ -34,7 +35,11 @@ func (t *translator) loadAssignment(k clusterKey) *endpointv3.ClusterLoadAssignm
 		if !ok || dial == 0 || ep.Address == "" || !hasLabels(ep.Labels, want) {
 			continue
 		}
-		byLocality[ep.Locality] = append(byLocality[ep.Locality], lbEndpoint(ep.Address, dial, ep.Weight))
+		le := lbEndpoint(ep.Address, dial, ep.Weight)
+		if ep.Sidecar {
+			le.Metadata = sidecarMetadata
+		}
+		byLocality[ep.Locality] = append(byLocality[ep.Locality], le)
 	}
 	for _, loc := range slices.Sorted(maps.Keys(byLocality)) {
 		cla.Endpoints = append(cla.Endpoints, &endpointv3.LocalityLbEndpoints{
@@ -44,6 +49,16 @@ func (t *translator) loadAssignment(k clusterKey) *endpointv3.ClusterLoadAssignm
 	}
 	return cla
 }
+
+// sidecarMetadata marks an endpoint served by a mesh proxy, as Istio's
+// control plane does (Envoy's transport socket matches read it): proxies
+// may speak to such an endpoint as to one of their own.
+var sidecarMetadata = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
+	SidecarMetadataKey: {Fields: map[string]*structpb.Value{"tlsMode": structpb.NewStringValue("istio")}},
+}}
+
+// SidecarMetadataKey is the filter_metadata key of sidecarMetadata.
+const SidecarMetadataKey = "envoy.transport_socket_match"
 
 // lbEndpoint is one endpoint; weight 0 leaves the weight unset.
 func lbEndpoint(ip string, port, weight uint32) *endpointv3.LbEndpoint {

@@ -828,7 +828,8 @@ func compileEndpoints(cla *endpointv3.ClusterLoadAssignment) ([]upstream.Endpoin
 					return nil, fmt.Errorf("%s.load_balancing_weight: must be at least 1", field)
 				}
 			}
-			out = append(out, upstream.EndpointSpec{Address: net.JoinHostPort(host, strconv.FormatUint(uint64(port), 10)), Weight: w})
+			out = append(out, upstream.EndpointSpec{Address: net.JoinHostPort(host, strconv.FormatUint(uint64(port), 10)), Weight: w,
+				Sidecar: le.GetMetadata().GetFilterMetadata()["envoy.transport_socket_match"].GetFields()["tlsMode"].GetStringValue() == "istio"})
 		}
 	}
 	return out, nil

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	clusterv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/cluster/v3"
@@ -127,6 +128,27 @@ func TestCompileEndpointsHealthAndPriority(t *testing.T) {
 	cla.Endpoints[0].LbEndpoints[0].HealthStatus = corev3.HealthStatus_DRAINING
 	if eps, _ = compileCLA(cla); len(eps) != 1 || eps[0].Address != "10.0.0.9:1" {
 		t.Errorf("with priority 0 all unhealthy, endpoints = %+v, want the priority-1 one", eps)
+	}
+}
+
+// TestCompileEndpointSidecar: an endpoint whose EDS metadata says a mesh
+// proxy serves it (envoy.transport_socket_match tlsMode: istio, as Istio's
+// control plane and weft's mark them) is compiled as one.
+func TestCompileEndpointSidecar(t *testing.T) {
+	cla := xdstest.CLA(cRev, "10.0.0.1:1", "10.0.0.2:1", "10.0.0.3:1")
+	meta := func(mode string) *corev3.Metadata {
+		return &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
+			"envoy.transport_socket_match": {Fields: map[string]*structpb.Value{"tlsMode": structpb.NewStringValue(mode)}},
+		}}
+	}
+	cla.Endpoints[0].LbEndpoints[0].Metadata = meta("istio")
+	cla.Endpoints[0].LbEndpoints[1].Metadata = meta("disabled")
+	eps, err := compileCLA(cla)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(eps) != 3 || !eps[0].Sidecar || eps[1].Sidecar || eps[2].Sidecar {
+		t.Errorf("endpoints = %+v, want only the first marked Sidecar", eps)
 	}
 }
 

@@ -45,6 +45,12 @@ func (p Protocol) String() string {
 func (e *Endpoint) useH2(req *http.Request) bool {
 	switch e.set.protocol {
 	case HTTP2:
+	case HTTP1:
+		// An endpoint a mesh proxy serves takes HTTP/2 too: while it is
+		// busy (see PoolsOptions.H2WhenBusy).
+		if !e.set.sidecar || e.inflight.Load() <= e.h2WhenBusy {
+			return false
+		}
 	case Downstream:
 		if req.ProtoMajor != 2 {
 			return false
@@ -60,7 +66,7 @@ func (e *Endpoint) useH2(req *http.Request) bool {
 // PoolsOptions.H2WhenBusy; the count includes req when its caller
 // called BeginRequest).
 func (e *Endpoint) quiet(req *http.Request) bool {
-	return e.h2WhenBusy > 0 && e.set.protocol == HTTP2 && e.inflight.Load() <= e.h2WhenBusy && leanOK(req)
+	return e.set.sidecar && e.set.protocol == HTTP2 && e.inflight.Load() <= e.h2WhenBusy && leanOK(req)
 }
 
 // h2Pool holds an endpoint's HTTP/2 connections. Requests share a

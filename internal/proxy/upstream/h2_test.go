@@ -247,14 +247,18 @@ func TestHTTP2MaxRequestsPerConnection(t *testing.T) {
 }
 
 // TestH2WhenBusy: with PoolsOptions.H2WhenBusy, a request for an HTTP/2
-// cluster goes over HTTP/1.1 while few are in flight to its endpoint, and
-// over HTTP/2 once more are.
+// cluster's endpoint that a mesh proxy serves goes over HTTP/1.1 while few
+// are in flight to it, and over HTTP/2 once more are; an endpoint not
+// marked so speaks HTTP/2 always (it may speak nothing else).
 func TestH2WhenBusy(t *testing.T) {
 	addr := protoServer(t)
 	pools := NewPools(PoolsOptions{H2WhenBusy: 2})
 	defer pools.Close()
-	c := pools.Build([]ClusterSpec{{Name: "c", Protocol: HTTP2, Endpoints: []EndpointSpec{{Address: addr}}}})["c"]
-	ep := c.Pick(nil)
+	cs := pools.Build([]ClusterSpec{
+		{Name: "c", Protocol: HTTP2, Endpoints: []EndpointSpec{{Address: addr, Sidecar: true}}},
+		{Name: "plain", Protocol: HTTP2, Endpoints: []EndpointSpec{{Address: addr}}},
+	})
+	ep := cs["c"].Pick(nil)
 	for _, tc := range []struct {
 		others int
 		want   string
@@ -279,6 +283,16 @@ func TestH2WhenBusy(t *testing.T) {
 		if got := string(b[:8]); got != tc.want {
 			t.Errorf("with %d other requests in flight: %s, want %s", tc.others, got, tc.want)
 		}
+	}
+	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
+	resp, err := cs["plain"].Pick(nil).RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if got := string(b[:8]); got != "HTTP/2.0" {
+		t.Errorf("an HTTP/2 cluster's endpoint not marked Sidecar, alone: %s, want HTTP/2.0", got)
 	}
 }
 
@@ -309,6 +323,48 @@ func TestHTTP2IdleTimeout(t *testing.T) {
 		get(c)
 		if n := c.Stats().Snapshot().CxHTTP2; n != tc.wantConns {
 			t.Errorf("idle timeout %v, two requests 400ms apart: %d HTTP/2 connections, want %d", tc.idle, n, tc.wantConns)
+		}
+		pools.Close()
+	}
+}
+
+// TestH2WhenBusyForSidecars: with PoolsOptions.H2WhenBusy, an HTTP/1.1
+// cluster's endpoint that a mesh proxy serves takes HTTP/2 while more than
+// that many requests are in flight to it; another endpoint never does.
+func TestH2WhenBusyForSidecars(t *testing.T) {
+	addr := protoServer(t)
+	for _, tc := range []struct {
+		sidecar  bool
+		busyWant string
+	}{{true, "HTTP/2.0"}, {false, "HTTP/1.1"}} {
+		pools := NewPools(PoolsOptions{H2WhenBusy: 2})
+		c := pools.Build([]ClusterSpec{{Name: "c", Endpoints: []EndpointSpec{{Address: addr, Sidecar: tc.sidecar}}}})["c"]
+		ep := c.Pick(nil)
+		for _, others := range []int{0, 5} {
+			for range others {
+				ep.Begin()
+			}
+			if err := ep.BeginRequest(); err != nil {
+				t.Fatal(err)
+			}
+			req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
+			resp, err := ep.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			ep.EndRequest()
+			for range others {
+				ep.End()
+			}
+			want := "HTTP/1.1"
+			if others > 0 {
+				want = tc.busyWant
+			}
+			if got := string(b[:8]); got != want {
+				t.Errorf("sidecar %v, %d other requests in flight: %s, want %s", tc.sidecar, others, got, want)
+			}
 		}
 		pools.Close()
 	}

@@ -83,6 +83,11 @@ type EndpointSpec struct {
 	Address string
 	// Weight is the load balancing weight; 0 means 1.
 	Weight uint32
+	// Sidecar marks an endpoint a mesh proxy serves (EDS metadata
+	// envoy.transport_socket_match tlsMode: istio), which takes HTTP/2
+	// with prior knowledge on its HTTP ports as well as HTTP/1.1 (see
+	// PoolsOptions.H2WhenBusy).
+	Sidecar bool
 }
 
 // ClusterSpec is a cluster as configured, ready to be built.
@@ -148,6 +153,9 @@ type endpointSettings struct {
 	maxUses                     uint32
 	outlier                     bool
 	protocol                    Protocol
+	// sidecar: a mesh proxy serves the endpoint (it takes HTTP/1.1 and
+	// HTTP/2 alike), and H2WhenBusy chooses between them.
+	sidecar bool
 }
 
 // Dial opens a new TCP connection to the endpoint (for tcp_proxy), bounded
@@ -645,13 +653,13 @@ type PoolsOptions struct {
 	// IdleConnTimeout closes keep-alive connections idle this long; 0 means
 	// DefaultIdleTimeout.
 	IdleConnTimeout time.Duration
-	// H2WhenBusy, when above 0, sends a request for an HTTP/2 cluster
-	// (explicit HTTP/2, as h2UpgradePolicy UPGRADE makes) over HTTP/1.1
-	// while no more than that many requests are in flight to its
-	// endpoint, and over HTTP/2 beyond: multiplexing pays when many
-	// requests share a connection and costs when one is alone. An
-	// experiment, for meshes whose HTTP/2 clusters are weft sidecars
-	// (which take both on one port); 0, the default, is always HTTP/2.
+	// H2WhenBusy, when above 0, chooses the HTTP version of a request to
+	// an endpoint a mesh proxy serves (EndpointSpec.Sidecar) by how many
+	// are in flight to it: at most that many, HTTP/1.1; more, HTTP/2, over
+	// one multiplexed connection (which pays when many requests share it
+	// and costs when one is alone), whether the cluster speaks HTTP/1.1 or
+	// HTTP/2. Other endpoints speak their cluster's protocol. 0, the
+	// default, leaves every endpoint to its cluster's protocol.
 	H2WhenBusy int64
 }
 
@@ -854,9 +862,9 @@ func (p *Pools) build(s ClusterSpec, used map[poolKey]bool) (*Cluster, []poolKey
 		e := p.eps[k]
 		if e != nil && used[k] {
 			// The same address twice in one cluster: one endpoint.
-		} else if e == nil || e.set != set {
+		} else if eset := set.forEndpoint(es, p.opts.H2WhenBusy); e == nil || e.set != eset {
 			old := e
-			e = p.newEndpoint(es.Address, set, cb)
+			e = p.newEndpoint(es.Address, eset, cb)
 			if d != nil {
 				if old != nil && old.od != nil && old.od.d == d {
 					e.od = old.od // keep its ejection state
@@ -931,8 +939,14 @@ func (p *Pools) newEndpoint(addr string, set endpointSettings, cb *breaker) *End
 	}
 	e := &Endpoint{addr: addr, maxIdle: p.opts.MaxIdleConnsPerEndpoint, h1: h1, dialer: d, cb: cb, set: set, h2WhenBusy: p.opts.H2WhenBusy}
 	h1.closeTransportIdle = e.closeTransportIdle
-	if set.protocol != HTTP1 {
+	if set.protocol != HTTP1 || set.sidecar {
 		e.h2 = &h2Pool{e: e}
 	}
 	return e
+}
+
+// forEndpoint is the cluster's settings for one of its endpoints.
+func (set endpointSettings) forEndpoint(es EndpointSpec, h2WhenBusy int64) endpointSettings {
+	set.sidecar = es.Sidecar && h2WhenBusy > 0
+	return set
 }
