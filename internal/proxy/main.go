@@ -253,6 +253,9 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 	if adminP == 0 || adminP > 65535 {
 		return bad("--admin-port %d is not a port number", adminP)
 	}
+	if c.opts.H2WhenBusy < 0 {
+		return bad("--h2-when-busy %d: want a count of requests in flight, or 0 (off)", c.opts.H2WhenBusy)
+	}
 	if c.gcPercent <= 0 {
 		c.gcPercent = -1
 		if os.Getenv("GOGC") == "" {

@@ -46,12 +46,16 @@ func TestParseArgs(t *testing.T) {
 		t.Errorf("child = %q", c.child)
 	}
 
+	if h, err := parseArgs([]string{"--h2-when-busy", "4"}, io.Discard); err != nil || h.opts.H2WhenBusy != 4 {
+		t.Errorf("--h2-when-busy 4: %v, H2WhenBusy %v", err, h)
+	}
+
 	d, err := parseArgs(nil, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if d.opts.XDSAddress != "127.0.0.1:15010" || d.opts.AdminAddress != "127.0.0.1:15000" || d.opts.Meta.OutboundPort != 15001 ||
-		d.opts.Meta.Namespace != "default" || d.opts.DrainTimeout != 5*time.Second || len(d.child) != 0 {
+		d.opts.Meta.Namespace != "default" || d.opts.DrainTimeout != 5*time.Second || len(d.child) != 0 || d.opts.H2WhenBusy != 0 {
 		t.Errorf("defaults = %+v", d.opts)
 	}
 }
@@ -111,6 +115,7 @@ func TestParseArgsErrors(t *testing.T) {
 		{[]string{"--log-level", "loud"}, "--log-level"},
 		{[]string{"--memory-limit", "lots"}, `--memory-limit "lots"`},
 		{[]string{"--memory-limit", "-5MiB"}, `--memory-limit "-5MiB"`},
+		{[]string{"--h2-when-busy", "-1"}, `--h2-when-busy -1: want a count of requests in flight, or 0 (off)`},
 	}
 	for _, tc := range tests {
 		var out strings.Builder

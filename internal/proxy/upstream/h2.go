@@ -41,14 +41,17 @@ func (p Protocol) String() string {
 
 // useH2 reports whether req goes to the endpoint over HTTP/2. A request
 // that asks to switch protocols (Upgrade, as WebSocket does) or a CONNECT
-// keeps HTTP/1.1: HTTP/2 cannot carry either as such.
+// keeps HTTP/1.1: HTTP/2 cannot carry either as such. An endpoint a mesh
+// proxy serves takes either, and with PoolsOptions.H2WhenBusy gets HTTP/2
+// only while it is busy, whatever its cluster speaks.
 func (e *Endpoint) useH2(req *http.Request) bool {
 	switch e.set.protocol {
 	case HTTP2:
+		if e.set.sidecar && !e.busy() && leanOK(req) {
+			return false
+		}
 	case HTTP1:
-		// An endpoint a mesh proxy serves takes HTTP/2 too: while it is
-		// busy (see PoolsOptions.H2WhenBusy).
-		if !e.set.sidecar || e.inflight.Load() <= e.h2WhenBusy {
+		if !e.set.sidecar || !e.busy() {
 			return false
 		}
 	case Downstream:
@@ -61,13 +64,10 @@ func (e *Endpoint) useH2(req *http.Request) bool {
 	return req.Method != http.MethodConnect && len(req.Header["Upgrade"]) == 0
 }
 
-// quiet reports whether req, bound for HTTP/2, goes over HTTP/1.1
-// instead because few requests are in flight to the endpoint (see
-// PoolsOptions.H2WhenBusy; the count includes req when its caller
+// busy reports whether more than PoolsOptions.H2WhenBusy requests are in
+// flight to the endpoint (the count includes the caller's own when it
 // called BeginRequest).
-func (e *Endpoint) quiet(req *http.Request) bool {
-	return e.set.sidecar && e.set.protocol == HTTP2 && e.inflight.Load() <= e.h2WhenBusy && leanOK(req)
-}
+func (e *Endpoint) busy() bool { return e.inflight.Load() > e.h2WhenBusy }
 
 // h2Pool holds an endpoint's HTTP/2 connections. Requests share a
 // connection up to the server's limit on concurrent streams; another one

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -29,6 +30,34 @@ func protoServer(t *testing.T) string {
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	return ln.Addr().String()
+}
+
+// protoOf sends one request through ep to protoServer at addr, with
+// others more requests counted in flight on ep, and returns the HTTP
+// version the server saw.
+func protoOf(t *testing.T, ep *Endpoint, addr string, others int) string {
+	t.Helper()
+	for range others {
+		ep.Begin()
+	}
+	defer func() {
+		for range others {
+			ep.End()
+		}
+	}()
+	if err := ep.BeginRequest(); err != nil {
+		t.Fatal(err)
+	}
+	defer ep.EndRequest()
+	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
+	resp, err := ep.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	proto, _, _ := strings.Cut(string(b), " ")
+	return proto
 }
 
 func TestClusterProtocol(t *testing.T) {
@@ -228,15 +257,8 @@ func TestHTTP2MaxRequestsPerConnection(t *testing.T) {
 		c := pools.Build([]ClusterSpec{{Name: "c", Protocol: HTTP2, MaxRequestsPerConnection: tc.max,
 			Endpoints: []EndpointSpec{{Address: addr}}}})["c"]
 		for i := range tc.requests {
-			req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
-			resp, err := c.Pick(nil).RoundTrip(req)
-			if err != nil {
-				t.Fatalf("max %d, request %d: %v", tc.max, i, err)
-			}
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if string(b[:8]) != "HTTP/2.0" {
-				t.Fatalf("max %d, request %d: %q, want HTTP/2.0", tc.max, i, b)
+			if got := protoOf(t, c.Pick(nil), addr, 0); got != "HTTP/2.0" {
+				t.Fatalf("max %d, request %d: %s, want HTTP/2.0", tc.max, i, got)
 			}
 		}
 		if n := c.Stats().Snapshot().CxHTTP2; n != uint64(tc.wantConns) {
@@ -263,35 +285,11 @@ func TestH2WhenBusy(t *testing.T) {
 		others int
 		want   string
 	}{{0, "HTTP/1.1"}, {1, "HTTP/1.1"}, {2, "HTTP/2.0"}, {5, "HTTP/2.0"}} {
-		for range tc.others {
-			ep.Begin()
-		}
-		if err := ep.BeginRequest(); err != nil {
-			t.Fatal(err)
-		}
-		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
-		resp, err := ep.RoundTrip(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		ep.EndRequest()
-		for range tc.others {
-			ep.End()
-		}
-		if got := string(b[:8]); got != tc.want {
+		if got := protoOf(t, ep, addr, tc.others); got != tc.want {
 			t.Errorf("with %d other requests in flight: %s, want %s", tc.others, got, tc.want)
 		}
 	}
-	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
-	resp, err := cs["plain"].Pick(nil).RoundTrip(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if got := string(b[:8]); got != "HTTP/2.0" {
+	if got := protoOf(t, cs["plain"].Pick(nil), addr, 0); got != "HTTP/2.0" {
 		t.Errorf("an HTTP/2 cluster's endpoint not marked Sidecar, alone: %s, want HTTP/2.0", got)
 	}
 }
@@ -301,16 +299,6 @@ func TestH2WhenBusy(t *testing.T) {
 // request dials a new one.
 func TestHTTP2IdleTimeout(t *testing.T) {
 	addr := protoServer(t)
-	get := func(c *Cluster) {
-		t.Helper()
-		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
-		resp, err := c.Pick(nil).RoundTrip(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.ReadAll(resp.Body)
-		resp.Body.Close()
-	}
 	for _, tc := range []struct {
 		idle      time.Duration
 		wantConns uint64
@@ -318,9 +306,9 @@ func TestHTTP2IdleTimeout(t *testing.T) {
 		pools := NewPools(PoolsOptions{})
 		c := pools.Build([]ClusterSpec{{Name: "c", Protocol: HTTP2, IdleTimeout: tc.idle,
 			Endpoints: []EndpointSpec{{Address: addr}}}})["c"]
-		get(c)
+		protoOf(t, c.Pick(nil), addr, 0)
 		time.Sleep(400 * time.Millisecond)
-		get(c)
+		protoOf(t, c.Pick(nil), addr, 0)
 		if n := c.Stats().Snapshot().CxHTTP2; n != tc.wantConns {
 			t.Errorf("idle timeout %v, two requests 400ms apart: %d HTTP/2 connections, want %d", tc.idle, n, tc.wantConns)
 		}
@@ -341,28 +329,11 @@ func TestH2WhenBusyForSidecars(t *testing.T) {
 		c := pools.Build([]ClusterSpec{{Name: "c", Endpoints: []EndpointSpec{{Address: addr, Sidecar: tc.sidecar}}}})["c"]
 		ep := c.Pick(nil)
 		for _, others := range []int{0, 5} {
-			for range others {
-				ep.Begin()
-			}
-			if err := ep.BeginRequest(); err != nil {
-				t.Fatal(err)
-			}
-			req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
-			resp, err := ep.RoundTrip(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			ep.EndRequest()
-			for range others {
-				ep.End()
-			}
 			want := "HTTP/1.1"
 			if others > 0 {
 				want = tc.busyWant
 			}
-			if got := string(b[:8]); got != want {
+			if got := protoOf(t, ep, addr, others); got != want {
 				t.Errorf("sidecar %v, %d other requests in flight: %s, want %s", tc.sidecar, others, got, want)
 			}
 		}

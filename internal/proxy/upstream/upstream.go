@@ -215,7 +215,7 @@ func (e *Endpoint) Ejected() bool { return e.od != nil && e.od.ejected.Load() }
 // Header above all) is not to be used once its body is closed: the lean
 // HTTP/1.1 and HTTP/2 paths reuse them for later requests.
 func (e *Endpoint) RoundTrip(req *http.Request) (*http.Response, error) {
-	if e.h2 != nil && e.useH2(req) && !e.quiet(req) {
+	if e.h2 != nil && e.useH2(req) {
 		return e.h2.roundTrip(req)
 	}
 	if leanOK(req) {
@@ -230,7 +230,7 @@ func (e *Endpoint) RoundTrip(req *http.Request) (*http.Response, error) {
 // caller reads them with ResponseFields, or calls LoadHeader before it
 // reads the Header, and does either before it reads the body.
 func (e *Endpoint) RoundTripLazy(req *http.Request) (*http.Response, error) {
-	if e.h2 != nil && e.useH2(req) && !e.quiet(req) {
+	if e.h2 != nil && e.useH2(req) {
 		return e.h2.roundTrip(req)
 	}
 	if leanOK(req) {
