@@ -8,6 +8,8 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	"istio.io/api/networking/v1alpha3"
+
+	"github.com/weftmesh/weft/internal/registry"
 )
 
 // defaultLbPolicy is Istio's load balancer when no DestinationRule says.
@@ -152,8 +154,9 @@ func (t *translator) inboundClusters() []*clusterv3.Cluster {
 			},
 		}
 		// Istio's defaults: a DestinationRule's connectionPool applies
-		// only to outbound clusters here.
-		applyConnectionPool(c, nil, "")
+		// only to outbound clusters here. The application is spoken to
+		// in its port's protocol: HTTP/2 for an http2 or grpc port.
+		applyConnectionPool(c, nil, registry.ProtocolFromName(p.Name))
 		out = append(out, c)
 	}
 	return out

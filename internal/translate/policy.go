@@ -112,7 +112,8 @@ func defaultThresholds() *clusterv3.CircuitBreakers_Thresholds {
 // as Istio does. With no connectionPool (nil), c gets Istio's defaults.
 // Zero means "not set" for every integer field, as in Istio. protocol is
 // the service port's protocol, which picks the HTTP version Envoy uses
-// upstream when HTTP options have to be emitted.
+// upstream when HTTP options have to be emitted; they always are for an
+// HTTP2, GRPC or GRPC-WEB port, whose endpoints speak only HTTP/2.
 //
 // http.h2UpgradePolicy UPGRADE makes an HTTP port's cluster speak HTTP/2 to
 // its endpoints, and http.useClientProtocol the protocol each request came
@@ -157,7 +158,7 @@ func applyConnectionPool(c *clusterv3.Cluster, cp *v1alpha3.ConnectionPoolSettin
 	case h.GetH2UpgradePolicy() == v1alpha3.ConnectionPoolSettings_HTTPSettings_UPGRADE && strings.EqualFold(protocol, "HTTP"):
 		protocol = "HTTP2"
 	default:
-		if common.IdleTimeout == nil && common.MaxRequestsPerConnection == nil {
+		if common.IdleTimeout == nil && common.MaxRequestsPerConnection == nil && !isHTTP2(protocol) {
 			return
 		}
 	}
@@ -166,17 +167,27 @@ func applyConnectionPool(c *clusterv3.Cluster, cp *v1alpha3.ConnectionPoolSettin
 	c.TypedExtensionProtocolOptions = map[string]*anypb.Any{httpProtocolOptionsName: mustAny(opts)}
 }
 
+// isHTTP2 reports whether a port protocol is one Istio always speaks
+// HTTP/2 for, upstream as downstream: HTTP2, GRPC and GRPC-WEB.
+func isHTTP2(protocol string) bool {
+	switch strings.ToUpper(protocol) {
+	case "HTTP2", "GRPC", "GRPC-WEB":
+		return true
+	}
+	return false
+}
+
 // setUpstreamProtocol sets the HTTP version that HttpProtocolOptions must
 // name (Envoy requires one): HTTP/2 for ports declared HTTP2, GRPC
 // or GRPC-WEB, the client's own for ports that declare no protocol (they
 // are sniffed), HTTP/1.1 otherwise, as Istio does.
 func setUpstreamProtocol(o *upstreamhttpv3.HttpProtocolOptions, protocol string) {
-	switch strings.ToUpper(protocol) {
-	case "HTTP2", "GRPC", "GRPC-WEB":
+	switch {
+	case isHTTP2(protocol):
 		o.UpstreamProtocolOptions = &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig{
 			ProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}},
 		}}
-	case "":
+	case protocol == "":
 		o.UpstreamProtocolOptions = &upstreamhttpv3.HttpProtocolOptions_UseDownstreamProtocolConfig{UseDownstreamProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_UseDownstreamHttpConfig{
 			HttpProtocolOptions:  &corev3.Http1ProtocolOptions{},
 			Http2ProtocolOptions: &corev3.Http2ProtocolOptions{},

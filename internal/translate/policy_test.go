@@ -207,8 +207,8 @@ func TestHashPolicy(t *testing.T) {
 
 // TestUpstreamProtocol checks the HTTP version a cluster's protocol options
 // name: HTTP/2 for an HTTP port whose DestinationRule asks for
-// h2UpgradePolicy UPGRADE, the client's for useClientProtocol, and none
-// (HTTP/1.1, Envoy's default) otherwise.
+// h2UpgradePolicy UPGRADE and for every HTTP2 or GRPC port, the client's
+// for useClientProtocol, and none (HTTP/1.1, Envoy's default) otherwise.
 func TestUpstreamProtocol(t *testing.T) {
 	httpPolicy := func(h *v1alpha3.ConnectionPoolSettings_HTTPSettings) *v1alpha3.ConnectionPoolSettings {
 		return &v1alpha3.ConnectionPoolSettings{Http: h}
@@ -227,6 +227,10 @@ func TestUpstreamProtocol(t *testing.T) {
 		{"do not upgrade", httpPolicy(&v1alpha3.ConnectionPoolSettings_HTTPSettings{H2UpgradePolicy: v1alpha3.ConnectionPoolSettings_HTTPSettings_DO_NOT_UPGRADE, MaxRequestsPerConnection: 5}), "HTTP", "h1"},
 		{"client protocol", httpPolicy(&v1alpha3.ConnectionPoolSettings_HTTPSettings{UseClientProtocol: true}), "HTTP", "downstream"},
 		{"gRPC port with options", httpPolicy(&v1alpha3.ConnectionPoolSettings_HTTPSettings{MaxRequestsPerConnection: 5}), "GRPC", "h2"},
+		{"gRPC port without a policy", nil, "GRPC", "h2"},
+		{"HTTP2 port without a policy", nil, "HTTP2", "h2"},
+		{"gRPC port, do not upgrade", httpPolicy(&v1alpha3.ConnectionPoolSettings_HTTPSettings{H2UpgradePolicy: v1alpha3.ConnectionPoolSettings_HTTPSettings_DO_NOT_UPGRADE}), "GRPC", "h2"},
+		{"gRPC port, client protocol", httpPolicy(&v1alpha3.ConnectionPoolSettings_HTTPSettings{UseClientProtocol: true}), "GRPC", "downstream"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := &clusterv3.Cluster{}

@@ -122,7 +122,24 @@ var (
 	valTextPlain = []string{"text/plain; charset=utf-8"}
 	valNosniff   = []string{"nosniff"}
 	valTrue      = []string{"true"}
+	valTrailers  = []string{"trailers"}
 )
+
+// acceptsTrailers reports whether TE field values name the "trailers"
+// option.
+func acceptsTrailers(te []string) bool {
+	for _, v := range te {
+		for v != "" {
+			var f string
+			f, v, _ = strings.Cut(v, ",")
+			f, _, _ = strings.Cut(f, ";")
+			if asciiEqualFold(strings.TrimSpace(f), "trailers") {
+				return true
+			}
+		}
+	}
+	return false
+}
 
 func removeHopHeaders(h http.Header) {
 	for _, v := range h["Connection"] {
@@ -510,7 +527,14 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *route
 			outboundPool.Put(o)
 		}()
 	}
+	// TE is hop-by-hop, but "TE: trailers" says the client takes trailers
+	// (gRPC sends it, and servers may refuse a request without it): it
+	// is passed on, as Envoy does, and any other TE value dropped.
+	teTrailers := len(h["Te"]) > 0 && acceptsTrailers(h["Te"])
 	removeHopHeaders(h)
+	if teTrailers {
+		h["Te"] = valTrailers
+	}
 	if _, ok := h["X-Forwarded-Proto"]; !ok {
 		if r.TLS != nil {
 			h["X-Forwarded-Proto"] = valHTTPS
@@ -756,6 +780,7 @@ func (f *Forwarder) respond(ctx context.Context, w http.ResponseWriter, resp *ht
 			}
 		}
 		if err == io.EOF {
+			passTrailers(w, resp.Trailer)
 			return
 		}
 		if err != nil {
@@ -765,6 +790,22 @@ func (f *Forwarder) respond(ctx context.Context, w http.ResponseWriter, resp *ht
 				f.log.Debug("upstream failed while streaming the response", "err", err)
 			}
 			panic(http.ErrAbortHandler)
+		}
+	}
+}
+
+// passTrailers sets an upstream response's trailers (known once its body
+// is read) on w as net/http's handlers declare trailers after the head:
+// keys prefixed with http.TrailerPrefix. gRPC's status travels this way.
+// A writer that cannot send trailers (the HTTP/1.1 server's) drops them.
+func passTrailers(w http.ResponseWriter, tr http.Header) {
+	if len(tr) == 0 {
+		return
+	}
+	dst := w.Header()
+	for k, vs := range tr {
+		if !isHopHeader(k) {
+			dst[http.TrailerPrefix+k] = vs
 		}
 	}
 }

@@ -502,3 +502,67 @@ func TestUpstreamProtocolFollowsTheDownstream(t *testing.T) {
 		}
 	}
 }
+
+// TestTrailersAndTE follows a gRPC-like exchange through the Forwarder
+// over HTTP/2 both ways: the client's "TE: trailers" reaches the upstream,
+// and the upstream's trailers reach the client after the body. From an
+// HTTP/1.1 client, which may send other TE options, only "trailers" is
+// passed on.
+func TestTrailersAndTE(t *testing.T) {
+	be := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Te-Seen", r.Header.Get("Te"))
+		w.Header().Set("Content-Type", "application/grpc")
+		w.WriteHeader(http.StatusOK)
+		io.WriteString(w, "message")
+		w.Header().Set(http.TrailerPrefix+"Grpc-Status", "5")
+		w.Header().Set(http.TrailerPrefix+"Grpc-Message", "no such thing")
+	}))
+	be.Config.Protocols = new(http.Protocols)
+	be.Config.Protocols.SetUnencryptedHTTP2(true)
+	be.Start()
+	defer be.Close()
+	pools := upstream.NewPools(upstream.PoolsOptions{})
+	defer pools.Close()
+	f := New(Options{Clusters: pools.Build([]upstream.ClusterSpec{{Name: "c", Protocol: upstream.HTTP2, Endpoints: []upstream.EndpointSpec{{Address: addrOf(be)}}}})})
+	fe := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.Serve(&chain.Exchange{W: w, R: r, Route: &router.Route{Cluster: "c"}, RouteConfig: "rc"})
+	}))
+	fe.Config.Protocols = new(http.Protocols)
+	fe.Config.Protocols.SetHTTP1(true)
+	fe.Config.Protocols.SetUnencryptedHTTP2(true)
+	fe.Start()
+	defer fe.Close()
+
+	for _, tc := range []struct {
+		h2       bool
+		te, want string
+	}{
+		{true, "trailers", "trailers"},
+		{false, "gzip;q=0.5, Trailers", "trailers"},
+		{false, "gzip", ""},
+	} {
+		tr := &http.Transport{Protocols: new(http.Protocols)}
+		tr.Protocols.SetHTTP1(!tc.h2)
+		tr.Protocols.SetUnencryptedHTTP2(tc.h2)
+		client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+		req, _ := http.NewRequest("POST", fe.URL+"/pkg.Service/Method", strings.NewReader("request"))
+		req.Header.Set("Te", tc.te)
+		req.Header.Set("Content-Type", "application/grpc")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("TE %q: %v", tc.te, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		tr.CloseIdleConnections()
+		if got := resp.Header.Get("X-Te-Seen"); got != tc.want {
+			t.Errorf("TE %q reached the upstream as %q, want %q", tc.te, got, tc.want)
+		}
+		if string(body) != "message" {
+			t.Errorf("TE %q: body %q, want %q", tc.te, body, "message")
+		}
+		if got, msg := resp.Trailer.Get("Grpc-Status"), resp.Trailer.Get("Grpc-Message"); tc.h2 && (got != "5" || msg != "no such thing") {
+			t.Errorf("trailers %v, want grpc-status 5 and its message: the upstream's trailers were not passed on", resp.Trailer)
+		}
+	}
+}

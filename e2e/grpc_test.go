@@ -1,0 +1,142 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+)
+
+// TestGRPCThroughSidecars calls a grpc-go server, which has a sidecar of
+// its own (a weft-proxy process declaring a grpc port), from a grpc-go
+// client through productpage's sidecar: a unary call, an error status, and
+// a server stream whose messages arrive one by one while the stream stays
+// open. gRPC needs HTTP/2 on every hop and its status arrives in trailers,
+// so each of these fails if a hop speaks HTTP/1.1 or drops trailers.
+func TestGRPCThroughSidecars(t *testing.T) {
+	m := startMesh(t)
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	hs := health.NewServer()
+	hs.SetServingStatus("weft.Echo", healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(srv, hs)
+	go srv.Serve(ln)
+	t.Cleanup(srv.Stop)
+	app := ln.Addr().(*net.TCPAddr).Port
+
+	// The server's sidecar: grpc-echo's port 7070 (named grpc, so the
+	// mesh speaks HTTP/2 to it) is the app's, and other sidecars reach it
+	// on listen.
+	ports := freePorts(t, 3)
+	listen, admin, outbound := ports[0], ports[1], ports[2]
+	ctx, cancel := context.WithCancel(context.Background())
+	sidecar := exec.CommandContext(ctx, filepath.Join(binDir, "weft-proxy"),
+		"--service", "grpc-echo", "--workload-name", "grpc-echo-v1", "--labels", "app=grpc-echo,version=v1",
+		"--port", fmt.Sprintf("grpc:7070:%d:%d", app, listen),
+		"--xds-address", fmt.Sprintf("127.0.0.1:%d", m.xdsPort),
+		"--admin-port", fmt.Sprint(admin), "--outbound-port", fmt.Sprint(outbound), "--log-level", "warn")
+	var logs syncBuffer
+	sidecar.Stdout, sidecar.Stderr = &logs, &logs
+	if err := sidecar.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		sidecar.Wait()
+		if t.Failed() {
+			t.Logf("grpc-echo's sidecar said:\n%s", logs.String())
+		}
+	})
+
+	// The client talks to productpage's sidecar as to the service itself
+	// (explicit mode: the sidecar routes by the request's authority).
+	var via int
+	for _, p := range readUpState(t, m.dataDir).Procs {
+		if strings.HasPrefix(p.Name, "productpage-") {
+			via = p.OutboundPort
+		}
+	}
+	conn, err := grpc.NewClient(fmt.Sprintf("passthrough:///127.0.0.1:%d", via),
+		grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithAuthority("grpc-echo:7070"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := healthpb.NewHealthClient(conn)
+	call := func(service string) (*healthpb.HealthCheckResponse, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return client.Check(ctx, &healthpb.HealthCheckRequest{Service: service})
+	}
+
+	// Until the control plane has told productpage's sidecar about the
+	// new workload, the call fails (no route, or no endpoint yet).
+	var lastErr error
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := call("weft.Echo")
+		if err == nil {
+			if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+				t.Fatalf("Check(weft.Echo) = %v, want SERVING", resp.GetStatus())
+			}
+			break
+		}
+		lastErr = err
+		if time.Now().After(deadline) {
+			t.Fatalf("no successful call through the sidecars within 20 s; last error: %v", lastErr)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// An error status travels in the response's trailers.
+	if _, err := call("no.such.Service"); status.Code(err) != codes.NotFound {
+		t.Errorf("Check(no.such.Service): %v; want the server's NotFound status", err)
+	}
+
+	// A server stream: each status change is a message, sent while the
+	// stream stays open.
+	wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer wcancel()
+	watch, err := client.Watch(wctx, &healthpb.HealthCheckRequest{Service: "weft.Echo"})
+	if err != nil {
+		t.Fatalf("Watch: %v", err)
+	}
+	for i, want := range []healthpb.HealthCheckResponse_ServingStatus{healthpb.HealthCheckResponse_SERVING, healthpb.HealthCheckResponse_NOT_SERVING} {
+		msg, err := watch.Recv()
+		if err != nil {
+			t.Fatalf("Watch message %d: %v", i+1, err)
+		}
+		if msg.GetStatus() != want {
+			t.Fatalf("Watch message %d: %v, want %v", i+1, msg.GetStatus(), want)
+		}
+		if i == 0 {
+			hs.SetServingStatus("weft.Echo", healthpb.HealthCheckResponse_NOT_SERVING)
+		}
+	}
+
+	// Both sidecars carried the calls: productpage's to the service,
+	// grpc-echo's to its application.
+	if got := m.adminStat("productpage", "v1", `envoy_cluster_upstream_rq_total{envoy_cluster_name="outbound|7070||grpc-echo.default.svc.cluster.local"}`); got < 3 {
+		t.Errorf("productpage's sidecar sent %v requests to grpc-echo, want at least 3", got)
+	}
+	stats := &http.Client{Timeout: 5 * time.Second}
+	if got := scrapeStat(t, stats, fmt.Sprintf("http://127.0.0.1:%d/stats/prometheus", admin), `envoy_cluster_upstream_rq_total{envoy_cluster_name="inbound|7070||"}`); got < 3 {
+		t.Errorf("grpc-echo's sidecar sent %v requests to its application, want at least 3", got)
+	}
+}
