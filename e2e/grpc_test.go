@@ -21,9 +21,9 @@ import (
 
 // TestGRPCThroughSidecars calls a grpc-go server, which has a sidecar of
 // its own (a weft-proxy process declaring a grpc port), from a grpc-go
-// client through productpage's sidecar: a unary call, an error status, and
-// a server stream whose messages arrive one by one while the stream stays
-// open. gRPC needs HTTP/2 on every hop and its status arrives in trailers,
+// client through productpage's sidecar: a unary call, an error status, a
+// server stream whose messages arrive one by one while the stream stays
+// open, and a call after the application stopped. gRPC needs HTTP/2 on every hop and its status arrives in trailers,
 // so each of these fails if a hop speaks HTTP/1.1 or drops trailers.
 func TestGRPCThroughSidecars(t *testing.T) {
 	m := startMesh(t)
@@ -128,6 +128,17 @@ func TestGRPCThroughSidecars(t *testing.T) {
 		if i == 0 {
 			hs.SetServingStatus("weft.Echo", healthpb.HealthCheckResponse_NOT_SERVING)
 		}
+	}
+
+	// With the application gone, the call fails as a gRPC status that
+	// says why: the sidecar's own answer is the status's message (grpc-go
+	// would otherwise report an unexpected HTTP status and content type).
+	srv.Stop()
+	_, err = call("weft.Echo")
+	// (A call that raced the sidecar's noticing the closed connection
+	// reads "upstream reset before response" instead.)
+	if st, _ := status.FromError(err); st.Code() != codes.Unavailable || !strings.HasPrefix(st.Message(), "upstream ") || !strings.Contains(st.Message(), "cluster inbound|7070||") {
+		t.Errorf("Check with the application stopped: %v; want UNAVAILABLE naming the upstream error and the inbound cluster", err)
 	}
 
 	// Both sidecars carried the calls: productpage's to the service,

@@ -123,6 +123,7 @@ var (
 	valNosniff   = []string{"nosniff"}
 	valTrue      = []string{"true"}
 	valTrailers  = []string{"trailers"}
+	valGRPC      = []string{"application/grpc"}
 )
 
 // acceptsTrailers reports whether TE field values name the "trailers"
@@ -309,21 +310,83 @@ func asciiEqualFold(s, t string) bool {
 
 // plain answers with a short text/plain message; msg is the message without
 // its final newline.
-func plain(w http.ResponseWriter, code int, msg string) {
-	plainFor(w, code, msg, nil, nil)
+func plain(w http.ResponseWriter, r *http.Request, code int, msg string) {
+	plainFor(w, r, code, msg, nil, nil)
 }
 
 // plainFor is plain for an answer on behalf of route (and the weighted
 // cluster picked, when not nil), whose response header mutations apply, as
 // they do in Envoy to the router's local replies.
-func plainFor(w http.ResponseWriter, code int, msg string, route *router.Route, wc *router.WeightedCluster) {
+//
+// A gRPC request (r's Content-Type application/grpc) is answered as gRPC
+// clients expect, as Envoy does: status 200 with no body, the HTTP status
+// mapped to a grpc-status and msg as the grpc-message. A gRPC client
+// shows those (UNAVAILABLE: no healthy upstream for cluster ...), where a
+// text/plain answer would only make it complain about the content type.
+func plainFor(w http.ResponseWriter, r *http.Request, code int, msg string, route *router.Route, wc *router.WeightedCluster) {
 	h := w.Header()
+	if isGRPC(r) {
+		h["Content-Type"] = valGRPC
+		h["Grpc-Status"] = []string{strconv.Itoa(grpcStatus(code))}
+		h["Grpc-Message"] = []string{grpcMessage(msg)}
+		responseHeaders(h, route, wc)
+		w.WriteHeader(http.StatusOK)
+		return
+	}
 	h["Content-Type"] = valTextPlain
 	h["X-Content-Type-Options"] = valNosniff
 	responseHeaders(h, route, wc)
 	w.WriteHeader(code)
 	io.WriteString(w, msg)
 	io.WriteString(w, "\n")
+}
+
+// isGRPC reports whether r is a gRPC request: Content-Type
+// application/grpc, alone or with a +format or parameters (gRPC-Web's
+// application/grpc-web is not).
+func isGRPC(r *http.Request) bool {
+	ct := r.Header["Content-Type"]
+	if len(ct) == 0 {
+		return false
+	}
+	rest, ok := strings.CutPrefix(ct[0], "application/grpc")
+	return ok && (rest == "" || rest[0] == '+' || rest[0] == ';')
+}
+
+// grpcStatus maps the HTTP status of a local reply to a gRPC status code,
+// as Envoy does (and as gRPC clients map HTTP statuses).
+func grpcStatus(code int) int {
+	switch code {
+	case http.StatusBadRequest:
+		return 13 // INTERNAL
+	case http.StatusUnauthorized:
+		return 16 // UNAUTHENTICATED
+	case http.StatusForbidden:
+		return 7 // PERMISSION_DENIED
+	case http.StatusNotFound:
+		return 12 // UNIMPLEMENTED
+	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return 14 // UNAVAILABLE
+	}
+	return 2 // UNKNOWN
+}
+
+// grpcMessage percent-encodes msg for grpc-message, as the gRPC protocol
+// asks: every byte outside printable ASCII, and '%'.
+func grpcMessage(msg string) string {
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(msg); i++ {
+		c := msg[i]
+		if c < 0x20 || c > 0x7e || c == '%' {
+			b.WriteByte('%')
+			b.WriteByte(hex[c>>4])
+			b.WriteByte(hex[c&15])
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
 }
 
 // responseHeaders applies the response header mutations of the weighted
@@ -345,11 +408,11 @@ func (f *Forwarder) Serve(x *chain.Exchange) {
 	if route == nil {
 		switch {
 		case errors.Is(x.RouteErr, router.ErrNoVirtualHost):
-			plain(w, http.StatusNotFound, "no virtual host for "+strconv.Quote(r.Host)+" in route config "+x.RouteConfig)
+			plain(w, r, http.StatusNotFound, "no virtual host for "+strconv.Quote(r.Host)+" in route config "+x.RouteConfig)
 		case x.RouteErr != nil:
-			plain(w, http.StatusNotFound, x.RouteErr.Error()+" in route config "+x.RouteConfig)
+			plain(w, r, http.StatusNotFound, x.RouteErr.Error()+" in route config "+x.RouteConfig)
 		default:
-			plain(w, http.StatusNotFound, "no route")
+			plain(w, r, http.StatusNotFound, "no route")
 		}
 		return
 	}
@@ -381,7 +444,7 @@ func (f *Forwarder) Serve(x *chain.Exchange) {
 		// was going before iptables redirected it.
 		if !x.OriginalDst.IsValid() {
 			cl.Stats().Observe(http.StatusServiceUnavailable)
-			plainFor(w, http.StatusServiceUnavailable, "no healthy upstream for cluster "+name+": the connection has no original destination", route, wc)
+			plainFor(w, r, http.StatusServiceUnavailable, "no healthy upstream for cluster "+name+": the connection has no original destination", route, wc)
 			return
 		}
 		ep := cl.EndpointFor(x.OriginalDst.String())
@@ -392,7 +455,7 @@ func (f *Forwarder) Serve(x *chain.Exchange) {
 		if cl != nil {
 			cl.Stats().Observe(http.StatusServiceUnavailable)
 		}
-		plainFor(w, http.StatusServiceUnavailable, "no healthy upstream for cluster "+name, route, wc)
+		plainFor(w, r, http.StatusServiceUnavailable, "no healthy upstream for cluster "+name, route, wc)
 		return
 	}
 	if cl.HashBased() && len(route.HashPolicies) > 0 {
@@ -576,7 +639,7 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *route
 	if !replayable && (pol.retries > 0 || len(route.Mirrors) > 0) && r.ContentLength > 0 && r.ContentLength <= f.maxRetryBody {
 		b := make([]byte, r.ContentLength)
 		if _, err := io.ReadFull(r.Body, b); err != nil {
-			plain(w, http.StatusBadRequest, "reading request body: "+err.Error())
+			plain(w, r, http.StatusBadRequest, "reading request body: "+err.Error())
 			return
 		}
 		o.body, replayable = b, true
@@ -607,7 +670,7 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *route
 		if ep == nil {
 			// Every endpoint is ejected and panic mode is off.
 			cl.Stats().Observe(http.StatusServiceUnavailable)
-			plainFor(w, http.StatusServiceUnavailable, "no healthy upstream for cluster "+cl.Name(), route, wc)
+			plainFor(w, r, http.StatusServiceUnavailable, "no healthy upstream for cluster "+cl.Name(), route, wc)
 			return
 		}
 		tried = ep
@@ -621,7 +684,7 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *route
 			if acancel != nil {
 				acancel()
 			}
-			f.overflow(w, cl, err, route, wc)
+			f.overflow(w, r, cl, err, route, wc)
 			return
 		}
 		// The response's fields stay out of its Header until respond
@@ -638,12 +701,12 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *route
 			}
 			if oe := (*upstream.OverflowError)(nil); errors.As(err, &oe) {
 				// Never retried, never held against the endpoint.
-				f.overflow(w, cl, oe, route, wc)
+				f.overflow(w, r, cl, oe, route, wc)
 				return
 			}
 			if ctx.Err() != nil {
 				ep.Report(http.StatusGatewayTimeout)
-				f.timedOut(w, cl, route, wc)
+				f.timedOut(w, r, cl, route, wc)
 				return
 			}
 			lastErr = classify(err)
@@ -663,7 +726,7 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *route
 				}
 				continue
 			}
-			f.fail(w, cl, ep, lastErr, route, wc)
+			f.fail(w, r, cl, ep, lastErr, route, wc)
 			return
 		}
 		ep.Report(resp.StatusCode)
@@ -693,7 +756,7 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *route
 	}
 	// The backoff sleep ended because the deadline or the client did.
 	if r.Context().Err() == nil {
-		f.timedOut(w, cl, route, wc)
+		f.timedOut(w, r, cl, route, wc)
 	}
 }
 
@@ -717,25 +780,25 @@ func endRetry(cl *upstream.Cluster, retrying *bool) {
 
 // overflow answers a request a circuit breaker refused, as Envoy does: 503
 // with x-envoy-overloaded, never retried.
-func (f *Forwarder) overflow(w http.ResponseWriter, cl *upstream.Cluster, err error, route *router.Route, wc *router.WeightedCluster) {
+func (f *Forwarder) overflow(w http.ResponseWriter, r *http.Request, cl *upstream.Cluster, err error, route *router.Route, wc *router.WeightedCluster) {
 	cl.Stats().Observe(http.StatusServiceUnavailable)
 	w.Header()["X-Envoy-Overloaded"] = valTrue
-	plainFor(w, http.StatusServiceUnavailable, "upstream connect error or disconnect/reset before headers. reset reason: overflow: "+err.Error(), route, wc)
+	plainFor(w, r, http.StatusServiceUnavailable, "upstream connect error or disconnect/reset before headers. reset reason: overflow: "+err.Error(), route, wc)
 }
 
-func (f *Forwarder) timedOut(w http.ResponseWriter, cl *upstream.Cluster, route *router.Route, wc *router.WeightedCluster) {
+func (f *Forwarder) timedOut(w http.ResponseWriter, r *http.Request, cl *upstream.Cluster, route *router.Route, wc *router.WeightedCluster) {
 	cl.Stats().Timeout()
 	cl.Stats().Observe(http.StatusGatewayTimeout)
-	plainFor(w, http.StatusGatewayTimeout, "upstream request timeout", route, wc)
+	plainFor(w, r, http.StatusGatewayTimeout, "upstream request timeout", route, wc)
 }
 
-func (f *Forwarder) fail(w http.ResponseWriter, cl *upstream.Cluster, ep *upstream.Endpoint, e attemptErr, route *router.Route, wc *router.WeightedCluster) {
+func (f *Forwarder) fail(w http.ResponseWriter, r *http.Request, cl *upstream.Cluster, ep *upstream.Endpoint, e attemptErr, route *router.Route, wc *router.WeightedCluster) {
 	cl.Stats().Observe(http.StatusServiceUnavailable)
 	what := "upstream reset before response"
 	if e.connect {
 		what = "upstream connect error"
 	}
-	plainFor(w, http.StatusServiceUnavailable, what+": cluster "+cl.Name()+" endpoint "+ep.Address()+": "+e.reason, route, wc)
+	plainFor(w, r, http.StatusServiceUnavailable, what+": cluster "+cl.Name()+" endpoint "+ep.Address()+": "+e.reason, route, wc)
 }
 
 // bufPool holds the buffers responses are copied through.

@@ -566,3 +566,51 @@ func TestTrailersAndTE(t *testing.T) {
 		}
 	}
 }
+
+// TestGRPCLocalReply checks that the Forwarder's own answers to a gRPC
+// request are gRPC statuses a gRPC client can show: 200, no body, the
+// cause in grpc-status and grpc-message.
+func TestGRPCLocalReply(t *testing.T) {
+	dead := deadAddr(t)
+	s := front(t, &router.Route{}, dead)
+	for _, tc := range []struct {
+		contentType string
+		grpc        bool
+	}{
+		{"application/grpc", true},
+		{"application/grpc+proto", true},
+		{"application/grpc-web", false},
+		{"text/plain", false},
+	} {
+		req := mustReq(t, "POST", s.URL+"/pkg.Service/Method")
+		req.Header.Set("Content-Type", tc.contentType)
+		code, body, h := do(t, req)
+		want := "upstream connect error: cluster c endpoint " + dead + ": connection refused"
+		if !tc.grpc {
+			if code != http.StatusServiceUnavailable || !strings.Contains(body, want) {
+				t.Errorf("%s: %d %q, want 503 %q", tc.contentType, code, body, want)
+			}
+			continue
+		}
+		if code != http.StatusOK || body != "" || h.Get("Content-Type") != "application/grpc" {
+			t.Errorf("%s: %d %q, Content-Type %q; want 200 with no body, application/grpc", tc.contentType, code, body, h.Get("Content-Type"))
+		}
+		if got := h.Get("Grpc-Status"); got != "14" {
+			t.Errorf("%s: grpc-status %q, want 14 (UNAVAILABLE)", tc.contentType, got)
+		}
+		if got := h.Get("Grpc-Message"); got != want {
+			t.Errorf("%s: grpc-message %q, want %q", tc.contentType, got, want)
+		}
+	}
+}
+
+func TestGRPCStatusAndMessage(t *testing.T) {
+	for code, want := range map[int]int{400: 13, 401: 16, 403: 7, 404: 12, 429: 14, 502: 14, 503: 14, 504: 14, 500: 2} {
+		if got := grpcStatus(code); got != want {
+			t.Errorf("grpcStatus(%d) = %d, want %d", code, got, want)
+		}
+	}
+	if got, want := grpcMessage("100% sure: ça\n"), "100%25 sure: %C3%A7a%0A"; got != want {
+		t.Errorf("grpcMessage = %q, want %q", got, want)
+	}
+}
