@@ -23,11 +23,11 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
-	"strconv"
 	"sync/atomic"
 	"time"
 
 	"github.com/weftmesh/weft/internal/proxy/chain"
+	"github.com/weftmesh/weft/internal/proxy/grpcreply"
 	"github.com/weftmesh/weft/internal/proxy/router"
 )
 
@@ -164,47 +164,18 @@ func (f *Filter) roll(p uint32) bool { return router.InShare(p, f.rand) }
 
 // Header values of aborts, shared by every response: a handler changing
 // a header replaces its value slice (see package chain).
-var (
-	valTextPlain = []string{"text/plain"}
-	valGRPC      = []string{"application/grpc"}
-)
+var valTextPlain = []string{"text/plain"}
 
 func abort(w http.ResponseWriter, a *router.FaultAbort) {
 	h := w.Header()
 	if a.GRPC {
-		h["Content-Type"] = valGRPC
-		h["Grpc-Status"] = []string{strconv.FormatUint(uint64(a.GRPCStatus), 10)}
-		h["Grpc-Message"] = []string{grpcMessage(a.Body)}
+		grpcreply.SetHeader(h, a.GRPCStatus, a.Body)
 		w.WriteHeader(http.StatusOK)
 		return
 	}
 	h["Content-Type"] = valTextPlain
 	w.WriteHeader(a.HTTPStatus)
 	io.WriteString(w, a.Body)
-}
-
-// grpcMessage percent-encodes a grpc-message value as the gRPC protocol
-// requires: bytes outside printable ASCII, and '%'.
-func grpcMessage(s string) string {
-	const hex = "0123456789ABCDEF"
-	var b []byte
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 0x20 && c <= 0x7e && c != '%' {
-			if b != nil {
-				b = append(b, c)
-			}
-			continue
-		}
-		if b == nil {
-			b = append(b, s[:i]...)
-		}
-		b = append(b, '%', hex[c>>4], hex[c&0xf])
-	}
-	if b == nil {
-		return s
-	}
-	return string(b)
 }
 
 func routeName(x *chain.Exchange) string {

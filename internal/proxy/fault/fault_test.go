@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -226,20 +225,5 @@ func TestNoFaultDoesNotAllocate(t *testing.T) {
 	x.Route.Fault = &router.Fault{Delay: delay(time.Hour, 0), Abort: httpAbort(503, 0)}
 	if n := testing.AllocsPerRun(100, func() { f.Serve(x) }); n != 0 {
 		t.Errorf("Serve allocates %.0f times for a fault that is not injected", n)
-	}
-}
-
-func TestGRPCMessage(t *testing.T) {
-	for in, want := range map[string]string{
-		"fault filter abort": "fault filter abort",
-		"100%":               "100%25",
-		"caf\u00e9\n":        "caf%C3%A9%0A",
-	} {
-		if got := grpcMessage(in); got != want {
-			t.Errorf("grpcMessage(%q) = %q, want %q", in, got, want)
-		}
-	}
-	if strings.Contains(grpcMessage("a%b"), "%b") {
-		t.Error("a bare % survived")
 	}
 }

@@ -42,6 +42,7 @@ import (
 	"unsafe"
 
 	"github.com/weftmesh/weft/internal/proxy/chain"
+	"github.com/weftmesh/weft/internal/proxy/grpcreply"
 	"github.com/weftmesh/weft/internal/proxy/h1"
 	"github.com/weftmesh/weft/internal/proxy/router"
 	"github.com/weftmesh/weft/internal/proxy/upstream"
@@ -123,7 +124,6 @@ var (
 	valNosniff   = []string{"nosniff"}
 	valTrue      = []string{"true"}
 	valTrailers  = []string{"trailers"}
-	valGRPC      = []string{"application/grpc"}
 )
 
 // acceptsTrailers reports whether TE field values name the "trailers"
@@ -325,10 +325,8 @@ func plain(w http.ResponseWriter, r *http.Request, code int, msg string) {
 // text/plain answer would only make it complain about the content type.
 func plainFor(w http.ResponseWriter, r *http.Request, code int, msg string, route *router.Route, wc *router.WeightedCluster) {
 	h := w.Header()
-	if isGRPC(r) {
-		h["Content-Type"] = valGRPC
-		h["Grpc-Status"] = []string{strconv.Itoa(grpcStatus(code))}
-		h["Grpc-Message"] = []string{grpcMessage(msg)}
+	if grpcreply.IsRequest(r) {
+		grpcreply.SetHeader(h, grpcreply.FromHTTP(code), msg)
 		responseHeaders(h, route, wc)
 		w.WriteHeader(http.StatusOK)
 		return
@@ -339,54 +337,6 @@ func plainFor(w http.ResponseWriter, r *http.Request, code int, msg string, rout
 	w.WriteHeader(code)
 	io.WriteString(w, msg)
 	io.WriteString(w, "\n")
-}
-
-// isGRPC reports whether r is a gRPC request: Content-Type
-// application/grpc, alone or with a +format or parameters (gRPC-Web's
-// application/grpc-web is not).
-func isGRPC(r *http.Request) bool {
-	ct := r.Header["Content-Type"]
-	if len(ct) == 0 {
-		return false
-	}
-	rest, ok := strings.CutPrefix(ct[0], "application/grpc")
-	return ok && (rest == "" || rest[0] == '+' || rest[0] == ';')
-}
-
-// grpcStatus maps the HTTP status of a local reply to a gRPC status code,
-// as Envoy does (and as gRPC clients map HTTP statuses).
-func grpcStatus(code int) int {
-	switch code {
-	case http.StatusBadRequest:
-		return 13 // INTERNAL
-	case http.StatusUnauthorized:
-		return 16 // UNAUTHENTICATED
-	case http.StatusForbidden:
-		return 7 // PERMISSION_DENIED
-	case http.StatusNotFound:
-		return 12 // UNIMPLEMENTED
-	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-		return 14 // UNAVAILABLE
-	}
-	return 2 // UNKNOWN
-}
-
-// grpcMessage percent-encodes msg for grpc-message, as the gRPC protocol
-// asks: every byte outside printable ASCII, and '%'.
-func grpcMessage(msg string) string {
-	const hex = "0123456789ABCDEF"
-	var b strings.Builder
-	for i := 0; i < len(msg); i++ {
-		c := msg[i]
-		if c < 0x20 || c > 0x7e || c == '%' {
-			b.WriteByte('%')
-			b.WriteByte(hex[c>>4])
-			b.WriteByte(hex[c&15])
-			continue
-		}
-		b.WriteByte(c)
-	}
-	return b.String()
 }
 
 // responseHeaders applies the response header mutations of the weighted

@@ -603,14 +603,3 @@ func TestGRPCLocalReply(t *testing.T) {
 		}
 	}
 }
-
-func TestGRPCStatusAndMessage(t *testing.T) {
-	for code, want := range map[int]int{400: 13, 401: 16, 403: 7, 404: 12, 429: 14, 502: 14, 503: 14, 504: 14, 500: 2} {
-		if got := grpcStatus(code); got != want {
-			t.Errorf("grpcStatus(%d) = %d, want %d", code, got, want)
-		}
-	}
-	if got, want := grpcMessage("100% sure: ça\n"), "100%25 sure: %C3%A7a%0A"; got != want {
-		t.Errorf("grpcMessage = %q, want %q", got, want)
-	}
-}
