@@ -130,6 +130,38 @@ func TestGRPCThroughSidecars(t *testing.T) {
 		}
 	}
 
+	// A ServiceEntry with a GRPC port, as docs/grpc.md shows it: the
+	// sidecar calls the endpoint, which has no sidecar, over HTTP/2.
+	m.applyYAML(fmt.Sprintf(`
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: inventory
+spec:
+  hosts:
+  - inventory.example.com
+  ports:
+  - number: 7070
+    name: grpc
+    protocol: GRPC
+  resolution: STATIC
+  endpoints:
+  - address: 127.0.0.1
+    ports:
+      grpc: %d
+`, app))
+	direct, err := grpc.NewClient(fmt.Sprintf("passthrough:///127.0.0.1:%d", via),
+		grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithAuthority("inventory.example.com:7070"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer direct.Close()
+	dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer dcancel()
+	if resp, err := healthpb.NewHealthClient(direct).Check(dctx, &healthpb.HealthCheckRequest{Service: "weft.Echo"}); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Errorf("Check through the ServiceEntry: %v, %v; want NOT_SERVING (set by the Watch above)", resp.GetStatus(), err)
+	}
+
 	// With the application gone, the call fails as a gRPC status that
 	// says why: the sidecar's own answer is the status's message (grpc-go
 	// would otherwise report an unexpected HTTP status and content type).
