@@ -310,22 +310,23 @@ func asciiEqualFold(s, t string) bool {
 
 // plain answers with a short text/plain message; msg is the message without
 // its final newline.
-func plain(w http.ResponseWriter, r *http.Request, code int, msg string) {
-	plainFor(w, r, code, msg, nil, nil)
+func plain(w http.ResponseWriter, grpc bool, code int, msg string) {
+	plainFor(w, grpc, code, msg, nil, nil)
 }
 
 // plainFor is plain for an answer on behalf of route (and the weighted
 // cluster picked, when not nil), whose response header mutations apply, as
 // they do in Envoy to the router's local replies.
 //
-// A gRPC request (r's Content-Type application/grpc) is answered as gRPC
+// A gRPC request (grpc, from grpcreply.IsRequest before any header
+// mutation) is answered as gRPC
 // clients expect, as Envoy does: status 200 with no body, the HTTP status
 // mapped to a grpc-status and msg as the grpc-message. A gRPC client
 // shows those (UNAVAILABLE: no healthy upstream for cluster ...), where a
 // text/plain answer would only make it complain about the content type.
-func plainFor(w http.ResponseWriter, r *http.Request, code int, msg string, route *router.Route, wc *router.WeightedCluster) {
+func plainFor(w http.ResponseWriter, grpc bool, code int, msg string, route *router.Route, wc *router.WeightedCluster) {
 	h := w.Header()
-	if grpcreply.IsRequest(r) {
+	if grpc {
 		grpcreply.SetHeader(h, grpcreply.FromHTTP(code), msg)
 		responseHeaders(h, route, wc)
 		w.WriteHeader(http.StatusOK)
@@ -358,11 +359,11 @@ func (f *Forwarder) Serve(x *chain.Exchange) {
 	if route == nil {
 		switch {
 		case errors.Is(x.RouteErr, router.ErrNoVirtualHost):
-			plain(w, r, http.StatusNotFound, "no virtual host for "+strconv.Quote(r.Host)+" in route config "+x.RouteConfig)
+			plain(w, grpcreply.IsRequest(r), http.StatusNotFound, "no virtual host for "+strconv.Quote(r.Host)+" in route config "+x.RouteConfig)
 		case x.RouteErr != nil:
-			plain(w, r, http.StatusNotFound, x.RouteErr.Error()+" in route config "+x.RouteConfig)
+			plain(w, grpcreply.IsRequest(r), http.StatusNotFound, x.RouteErr.Error()+" in route config "+x.RouteConfig)
 		default:
-			plain(w, r, http.StatusNotFound, "no route")
+			plain(w, grpcreply.IsRequest(r), http.StatusNotFound, "no route")
 		}
 		return
 	}
@@ -394,7 +395,7 @@ func (f *Forwarder) Serve(x *chain.Exchange) {
 		// was going before iptables redirected it.
 		if !x.OriginalDst.IsValid() {
 			cl.Stats().Observe(http.StatusServiceUnavailable)
-			plainFor(w, r, http.StatusServiceUnavailable, "no healthy upstream for cluster "+name+": the connection has no original destination", route, wc)
+			plainFor(w, grpcreply.IsRequest(r), http.StatusServiceUnavailable, "no healthy upstream for cluster "+name+": the connection has no original destination", route, wc)
 			return
 		}
 		ep := cl.EndpointFor(x.OriginalDst.String())
@@ -405,7 +406,7 @@ func (f *Forwarder) Serve(x *chain.Exchange) {
 		if cl != nil {
 			cl.Stats().Observe(http.StatusServiceUnavailable)
 		}
-		plainFor(w, r, http.StatusServiceUnavailable, "no healthy upstream for cluster "+name, route, wc)
+		plainFor(w, grpcreply.IsRequest(r), http.StatusServiceUnavailable, "no healthy upstream for cluster "+name, route, wc)
 		return
 	}
 	if cl.HashBased() && len(route.HashPolicies) > 0 {
@@ -544,6 +545,9 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *route
 	// (gRPC sends it, and servers may refuse a request without it): it
 	// is passed on, as Envoy does, and any other TE value dropped.
 	teTrailers := len(h["Te"]) > 0 && acceptsTrailers(h["Te"])
+	// Whether to answer as gRPC is decided before the route's header
+	// mutations can change the Content-Type.
+	grpc := grpcreply.IsRequest(r)
 	removeHopHeaders(h)
 	if teTrailers {
 		h["Te"] = valTrailers
@@ -589,7 +593,7 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *route
 	if !replayable && (pol.retries > 0 || len(route.Mirrors) > 0) && r.ContentLength > 0 && r.ContentLength <= f.maxRetryBody {
 		b := make([]byte, r.ContentLength)
 		if _, err := io.ReadFull(r.Body, b); err != nil {
-			plain(w, r, http.StatusBadRequest, "reading request body: "+err.Error())
+			plain(w, grpc, http.StatusBadRequest, "reading request body: "+err.Error())
 			return
 		}
 		o.body, replayable = b, true
@@ -620,7 +624,7 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *route
 		if ep == nil {
 			// Every endpoint is ejected and panic mode is off.
 			cl.Stats().Observe(http.StatusServiceUnavailable)
-			plainFor(w, r, http.StatusServiceUnavailable, "no healthy upstream for cluster "+cl.Name(), route, wc)
+			plainFor(w, grpc, http.StatusServiceUnavailable, "no healthy upstream for cluster "+cl.Name(), route, wc)
 			return
 		}
 		tried = ep
@@ -634,7 +638,7 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *route
 			if acancel != nil {
 				acancel()
 			}
-			f.overflow(w, r, cl, err, route, wc)
+			f.overflow(w, grpc, cl, err, route, wc)
 			return
 		}
 		// The response's fields stay out of its Header until respond
@@ -651,12 +655,12 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *route
 			}
 			if oe := (*upstream.OverflowError)(nil); errors.As(err, &oe) {
 				// Never retried, never held against the endpoint.
-				f.overflow(w, r, cl, oe, route, wc)
+				f.overflow(w, grpc, cl, oe, route, wc)
 				return
 			}
 			if ctx.Err() != nil {
 				ep.Report(http.StatusGatewayTimeout)
-				f.timedOut(w, r, cl, route, wc)
+				f.timedOut(w, grpc, cl, route, wc)
 				return
 			}
 			lastErr = classify(err)
@@ -676,7 +680,7 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *route
 				}
 				continue
 			}
-			f.fail(w, r, cl, ep, lastErr, route, wc)
+			f.fail(w, grpc, cl, ep, lastErr, route, wc)
 			return
 		}
 		ep.Report(resp.StatusCode)
@@ -706,7 +710,7 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *route
 	}
 	// The backoff sleep ended because the deadline or the client did.
 	if r.Context().Err() == nil {
-		f.timedOut(w, r, cl, route, wc)
+		f.timedOut(w, grpc, cl, route, wc)
 	}
 }
 
@@ -730,25 +734,25 @@ func endRetry(cl *upstream.Cluster, retrying *bool) {
 
 // overflow answers a request a circuit breaker refused, as Envoy does: 503
 // with x-envoy-overloaded, never retried.
-func (f *Forwarder) overflow(w http.ResponseWriter, r *http.Request, cl *upstream.Cluster, err error, route *router.Route, wc *router.WeightedCluster) {
+func (f *Forwarder) overflow(w http.ResponseWriter, grpc bool, cl *upstream.Cluster, err error, route *router.Route, wc *router.WeightedCluster) {
 	cl.Stats().Observe(http.StatusServiceUnavailable)
 	w.Header()["X-Envoy-Overloaded"] = valTrue
-	plainFor(w, r, http.StatusServiceUnavailable, "upstream connect error or disconnect/reset before headers. reset reason: overflow: "+err.Error(), route, wc)
+	plainFor(w, grpc, http.StatusServiceUnavailable, "upstream connect error or disconnect/reset before headers. reset reason: overflow: "+err.Error(), route, wc)
 }
 
-func (f *Forwarder) timedOut(w http.ResponseWriter, r *http.Request, cl *upstream.Cluster, route *router.Route, wc *router.WeightedCluster) {
+func (f *Forwarder) timedOut(w http.ResponseWriter, grpc bool, cl *upstream.Cluster, route *router.Route, wc *router.WeightedCluster) {
 	cl.Stats().Timeout()
 	cl.Stats().Observe(http.StatusGatewayTimeout)
-	plainFor(w, r, http.StatusGatewayTimeout, "upstream request timeout", route, wc)
+	plainFor(w, grpc, http.StatusGatewayTimeout, "upstream request timeout", route, wc)
 }
 
-func (f *Forwarder) fail(w http.ResponseWriter, r *http.Request, cl *upstream.Cluster, ep *upstream.Endpoint, e attemptErr, route *router.Route, wc *router.WeightedCluster) {
+func (f *Forwarder) fail(w http.ResponseWriter, grpc bool, cl *upstream.Cluster, ep *upstream.Endpoint, e attemptErr, route *router.Route, wc *router.WeightedCluster) {
 	cl.Stats().Observe(http.StatusServiceUnavailable)
 	what := "upstream reset before response"
 	if e.connect {
 		what = "upstream connect error"
 	}
-	plainFor(w, r, http.StatusServiceUnavailable, what+": cluster "+cl.Name()+" endpoint "+ep.Address()+": "+e.reason, route, wc)
+	plainFor(w, grpc, http.StatusServiceUnavailable, what+": cluster "+cl.Name()+" endpoint "+ep.Address()+": "+e.reason, route, wc)
 }
 
 // bufPool holds the buffers responses are copied through.

@@ -574,8 +574,8 @@ func TestGRPCLocalReply(t *testing.T) {
 	dead := deadAddr(t)
 	s := front(t, &router.Route{}, dead)
 	for _, tc := range []struct {
-		contentType string
-		grpc        bool
+		ctype string
+		grpc  bool
 	}{
 		{"application/grpc", true},
 		{"application/grpc+proto", true},
@@ -583,23 +583,23 @@ func TestGRPCLocalReply(t *testing.T) {
 		{"text/plain", false},
 	} {
 		req := mustReq(t, "POST", s.URL+"/pkg.Service/Method")
-		req.Header.Set("Content-Type", tc.contentType)
+		req.Header.Set("Content-Type", tc.ctype)
 		code, body, h := do(t, req)
 		want := "upstream connect error: cluster c endpoint " + dead + ": connection refused"
 		if !tc.grpc {
 			if code != http.StatusServiceUnavailable || !strings.Contains(body, want) {
-				t.Errorf("%s: %d %q, want 503 %q", tc.contentType, code, body, want)
+				t.Errorf("%s: %d %q, want 503 %q", tc.ctype, code, body, want)
 			}
 			continue
 		}
 		if code != http.StatusOK || body != "" || h.Get("Content-Type") != "application/grpc" {
-			t.Errorf("%s: %d %q, Content-Type %q; want 200 with no body, application/grpc", tc.contentType, code, body, h.Get("Content-Type"))
+			t.Errorf("%s: %d %q, Content-Type %q; want 200 with no body, application/grpc", tc.ctype, code, body, h.Get("Content-Type"))
 		}
 		if got := h.Get("Grpc-Status"); got != "14" {
-			t.Errorf("%s: grpc-status %q, want 14 (UNAVAILABLE)", tc.contentType, got)
+			t.Errorf("%s: grpc-status %q, want 14 (UNAVAILABLE)", tc.ctype, got)
 		}
 		if got := h.Get("Grpc-Message"); got != want {
-			t.Errorf("%s: grpc-message %q, want %q", tc.contentType, got, want)
+			t.Errorf("%s: grpc-message %q, want %q", tc.ctype, got, want)
 		}
 	}
 }

@@ -591,6 +591,12 @@ func (w *h1Writer) commit(length int) {
 		case "Date":
 			hasDate = true
 		}
+		if len(k) > len(http.TrailerPrefix) && k[:len(http.TrailerPrefix)] == http.TrailerPrefix {
+			// Trailers set as net/http's handlers set them (the
+			// Forwarder's, from an upstream's): this writer sends none,
+			// and they are no header field.
+			continue
+		}
 		h1.WriteField(bw, k, vs)
 	}
 	if len(w.fields) > 0 {

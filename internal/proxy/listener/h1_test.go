@@ -74,6 +74,12 @@ func testHandler(x *chain.Exchange) {
 	case "/empty-length":
 		w.Header()["Content-Length"] = nil
 		io.WriteString(w, "hi")
+	case "/trailers":
+		// As the Forwarder passes on an upstream's trailers, after a
+		// head it has not written yet.
+		w.Header().Set("Content-Length", "0")
+		w.WriteHeader(http.StatusOK)
+		w.Header()[http.TrailerPrefix+"Grpc-Status"] = []string{"5"}
 	case "/unsafe-value":
 		w.Header()["X-Odd"] = []string{" a\r\nb\t"}
 		io.WriteString(w, "hi")
@@ -134,6 +140,9 @@ func TestLeanServerFraming(t *testing.T) {
 		{"a Content-Length key without a value sets no length", exchange{
 			send: "GET /empty-length HTTP/1.1\r\nHost: x\r\n\r\nGET /a HTTP/1.1\r\nHost: x\r\n\r\n",
 			want: []wantResp{{code: 200, body: "hi", header: map[string]string{"Content-Length": "2"}}, {code: 200, body: "hi"}}, open: true}},
+		{"trailers the writer cannot send are not written as header lines", exchange{
+			send: "GET /trailers HTTP/1.1\r\nHost: x\r\nTE: trailers\r\n\r\nGET /a HTTP/1.1\r\nHost: x\r\n\r\n",
+			want: []wantResp{{code: 200, header: map[string]string{"Trailer": "", "Content-Length": "0"}}, {code: 200, body: "hi"}}, open: true}},
 		{"CR and LF in a value become spaces, the ends are trimmed", exchange{
 			send: "GET /unsafe-value HTTP/1.1\r\nHost: x\r\n\r\n",
 			want: []wantResp{{code: 200, body: "hi", header: map[string]string{"X-Odd": "a  b"}}}, open: true}},

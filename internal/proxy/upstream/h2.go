@@ -43,11 +43,14 @@ func (p Protocol) String() string {
 // that asks to switch protocols (Upgrade, as WebSocket does) or a CONNECT
 // keeps HTTP/1.1: HTTP/2 cannot carry either as such. An endpoint a mesh
 // proxy serves takes either, and with PoolsOptions.H2WhenBusy gets HTTP/2
-// only while it is busy, whatever its cluster speaks.
+// only while it is busy, whatever its cluster speaks (but for a request
+// that takes trailers on an HTTP/2 cluster).
 func (e *Endpoint) useH2(req *http.Request) bool {
 	switch e.set.protocol {
 	case HTTP2:
-		if e.set.sidecar && !e.busy() && leanOK(req) {
+		// A request that takes trailers (gRPC's "TE: trailers") stays on
+		// HTTP/2: the HTTP/1.1 writers send no trailers.
+		if e.set.sidecar && !e.busy() && leanOK(req) && len(req.Header["Te"]) == 0 {
 			return false
 		}
 	case HTTP1:

@@ -292,6 +292,23 @@ func TestH2WhenBusy(t *testing.T) {
 	if got := protoOf(t, cs["plain"].Pick(nil), addr, 0); got != "HTTP/2.0" {
 		t.Errorf("an HTTP/2 cluster's endpoint not marked Sidecar, alone: %s, want HTTP/2.0", got)
 	}
+	// A request that takes trailers (gRPC) stays on HTTP/2, alone too:
+	// over HTTP/1.1 its trailers would be lost.
+	if err := ep.BeginRequest(); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
+	req.Header.Set("Te", "trailers")
+	resp, err := ep.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	ep.EndRequest()
+	if !strings.HasPrefix(string(b), "HTTP/2.0") {
+		t.Errorf("a request with TE: trailers, alone: %.20s, want HTTP/2.0", b)
+	}
 }
 
 // TestHTTP2IdleTimeout: an HTTP/2 connection that has carried no stream
