@@ -23,7 +23,8 @@ import (
 // its own (a weft-proxy process declaring a grpc port), from a grpc-go
 // client through productpage's sidecar: a unary call, an error status, a
 // server stream whose messages arrive one by one while the stream stays
-// open, and a call after the application stopped. gRPC needs HTTP/2 on every hop and its status arrives in trailers,
+// open, a call through the ingress gateway, one through a ServiceEntry,
+// and a call after the application stopped. gRPC needs HTTP/2 on every hop and its status arrives in trailers,
 // so each of these fails if a hop speaks HTTP/1.1 or drops trailers.
 func TestGRPCThroughSidecars(t *testing.T) {
 	m := startMesh(t)
@@ -128,6 +129,41 @@ func TestGRPCThroughSidecars(t *testing.T) {
 		if i == 0 {
 			hs.SetServingStatus("weft.Echo", healthpb.HealthCheckResponse_NOT_SERVING)
 		}
+	}
+
+	// Through the ingress gateway, as a client outside the mesh calls:
+	// a VirtualService bound to the Bookinfo gateway routes a host to
+	// grpc-echo.
+	m.applyYAML(`
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: grpc-echo-ingress
+spec:
+  hosts:
+  - grpc.example.com
+  gateways:
+  - bookinfo-gateway
+  http:
+  - match:
+    - uri:
+        prefix: /grpc.health.v1.Health/
+    route:
+    - destination:
+        host: grpc-echo
+        port:
+          number: 7070
+`)
+	ingress, err := grpc.NewClient(fmt.Sprintf("passthrough:///127.0.0.1:%d", m.gwPort),
+		grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithAuthority("grpc.example.com"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ingress.Close()
+	gctx, gcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer gcancel()
+	if resp, err := healthpb.NewHealthClient(ingress).Check(gctx, &healthpb.HealthCheckRequest{Service: "weft.Echo"}); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Errorf("Check through the ingress gateway: %v, %v; want NOT_SERVING (set by the Watch above)", resp.GetStatus(), err)
 	}
 
 	// A ServiceEntry with a GRPC port, as docs/grpc.md shows it: the
