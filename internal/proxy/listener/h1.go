@@ -593,8 +593,8 @@ func (w *h1Writer) commit(length int) {
 		}
 		if len(k) > len(http.TrailerPrefix) && k[:len(http.TrailerPrefix)] == http.TrailerPrefix {
 			// Trailers set as net/http's handlers set them (the
-			// Forwarder's, from an upstream's): this writer sends none,
-			// and they are no header field.
+			// Forwarder's, from an upstream's): no header field; a
+			// chunked body ends with them (writeTrailers).
 			continue
 		}
 		h1.WriteField(bw, k, vs)
@@ -739,9 +739,23 @@ func (w *h1Writer) finish() bool {
 		w.commit(len(w.pend))
 	}
 	if w.chunked && w.err == nil {
-		_, w.err = w.bw.WriteString("0\r\n\r\n")
+		w.bw.WriteString("0\r\n")
+		w.writeTrailers()
+		_, w.err = w.bw.WriteString("\r\n")
 	}
 	return w.err == nil && !w.closeConn
+}
+
+// writeTrailers writes the trailers the handler set as net/http's handlers
+// do, with keys prefixed by http.TrailerPrefix (the Forwarder's, from an
+// upstream's trailers): a chunked body can end with them. A response with
+// a Content-Length has nowhere to put them; they are dropped.
+func (w *h1Writer) writeTrailers() {
+	for k, vs := range w.header {
+		if len(k) > len(http.TrailerPrefix) && k[:len(http.TrailerPrefix)] == http.TrailerPrefix {
+			h1.WriteField(w.bw, k[len(http.TrailerPrefix):], vs)
+		}
+	}
 }
 
 // hasToken reports whether a comma-separated header value list contains

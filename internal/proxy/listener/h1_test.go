@@ -80,6 +80,12 @@ func testHandler(x *chain.Exchange) {
 		w.Header().Set("Content-Length", "0")
 		w.WriteHeader(http.StatusOK)
 		w.Header()[http.TrailerPrefix+"Grpc-Status"] = []string{"5"}
+	case "/chunked-trailers":
+		io.WriteString(w, "one,")
+		w.(http.Flusher).Flush()
+		io.WriteString(w, "two")
+		w.Header()[http.TrailerPrefix+"Grpc-Status"] = []string{"0"}
+		w.Header()[http.TrailerPrefix+"X-Odd"] = []string{"a\r\nb"}
 	case "/unsafe-value":
 		w.Header()["X-Odd"] = []string{" a\r\nb\t"}
 		io.WriteString(w, "hi")
@@ -102,6 +108,7 @@ type wantResp struct {
 	header  map[string]string // "" value: must be absent
 	chunked bool
 	method  string
+	trailer map[string]string // read after the body
 }
 
 func TestLeanServerFraming(t *testing.T) {
@@ -143,6 +150,10 @@ func TestLeanServerFraming(t *testing.T) {
 		{"trailers the writer cannot send are not written as header lines", exchange{
 			send: "GET /trailers HTTP/1.1\r\nHost: x\r\nTE: trailers\r\n\r\nGET /a HTTP/1.1\r\nHost: x\r\n\r\n",
 			want: []wantResp{{code: 200, header: map[string]string{"Trailer": "", "Content-Length": "0"}}, {code: 200, body: "hi"}}, open: true}},
+		{"a chunked body ends with the handler's trailers", exchange{
+			send: "GET /chunked-trailers HTTP/1.1\r\nHost: x\r\nTE: trailers\r\n\r\nGET /a HTTP/1.1\r\nHost: x\r\n\r\n",
+			want: []wantResp{{code: 200, body: "one,two", chunked: true, header: map[string]string{"Trailer": ""},
+				trailer: map[string]string{"Grpc-Status": "0", "X-Odd": "a  b"}}, {code: 200, body: "hi"}}, open: true}},
 		{"CR and LF in a value become spaces, the ends are trimmed", exchange{
 			send: "GET /unsafe-value HTTP/1.1\r\nHost: x\r\n\r\n",
 			want: []wantResp{{code: 200, body: "hi", header: map[string]string{"X-Odd": "a  b"}}}, open: true}},
@@ -215,6 +226,11 @@ func TestLeanServerFraming(t *testing.T) {
 					}
 					if got := resp.Header.Get(k); got != v {
 						t.Errorf("response %d: header %s = %q, want %q", i, k, got, v)
+					}
+				}
+				for k, v := range want.trailer {
+					if got := resp.Trailer.Get(k); got != v {
+						t.Errorf("response %d: trailer %s = %q, want %q", i, k, got, v)
 					}
 				}
 				if resp.Header.Get("Date") == "" && want.code >= 200 && want.code < 400 {
