@@ -318,12 +318,12 @@ func plain(w http.ResponseWriter, grpc bool, code int, msg string) {
 // cluster picked, when not nil), whose response header mutations apply, as
 // they do in Envoy to the router's local replies.
 //
-// A gRPC request (grpc, from grpcreply.IsRequest before any header
-// mutation) is answered as gRPC
-// clients expect, as Envoy does: status 200 with no body, the HTTP status
-// mapped to a grpc-status and msg as the grpc-message. A gRPC client
-// shows those (UNAVAILABLE: no healthy upstream for cluster ...), where a
-// text/plain answer would only make it complain about the content type.
+// A gRPC request (grpc: grpcreply.IsRequest, asked before any header
+// mutation) is answered as gRPC clients expect, as Envoy does: status 200
+// with no body, the HTTP status mapped to a grpc-status and msg as the
+// grpc-message. A gRPC client shows those (UNAVAILABLE: no healthy
+// upstream for cluster ...), where a text/plain answer would only make it
+// complain about the content type.
 func plainFor(w http.ResponseWriter, grpc bool, code int, msg string, route *router.Route, wc *router.WeightedCluster) {
 	h := w.Header()
 	if grpc {
