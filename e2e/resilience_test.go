@@ -210,9 +210,12 @@ spec:
 		if err != nil {
 			t.Fatalf("request %d: %v", i, err)
 		}
-		io.Copy(io.Discard, resp.Body)
+		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		codes[resp.StatusCode]++
+		if resp.StatusCode == http.StatusNotFound {
+			t.Logf("request %d: 404 %q", i, b)
+		}
 	}
 	if n := badHits.Load(); n != 1 {
 		t.Errorf("the failing endpoint got %d requests; after its first 503 it should have been ejected", n)
