@@ -337,17 +337,49 @@ func (c *wireCache) respondDelta(n *wireNode, w wireWatch, g, prev *wireGroup) b
 		delete(next, name)
 	}
 	next[versionKey] = g.version
+	// The proxy holds g's version only once it holds every resource of
+	// g: a response that leaves out names the stream has not subscribed
+	// to yet (the load assignment of a cluster the proxy is about to
+	// learn of) says so, so that its ACK does not count as the proxy
+	// having g (see partialVersion).
+	version := g.version
+	if !wildcard && !subscribesAll(subscribed, g) {
+		version = partialVersion(g.version)
+	}
 	// The stream's channel has room for a response per type, and a type
 	// has one watch at a time.
 	w.dout <- &cachev3.DeltaPassthroughResponse{
 		DeltaRequest:   w.dreq,
 		NextVersionMap: next,
 		DeltaDiscoveryResponse: &discoverygrpc.DeltaDiscoveryResponse{
-			SystemVersionInfo: g.version,
+			SystemVersionInfo: version,
 			Resources:         resources, // shared, read-only
 			RemovedResources:  removed,
 			TypeUrl:           w.typeURL,
 		},
+	}
+	return true
+}
+
+// partialVersion is the system_version_info of a delta response for g
+// sent to a stream that does not subscribe to all of g's resources yet.
+// The proxy's record (proxy-status, apply --wait) compares what a proxy
+// ACKed with g's version, so an ACK of a partial response leaves the type
+// STALE until the proxy subscribes to the rest and is sent it, as it does
+// once it has the clusters or listeners that name them. Without this,
+// `weft apply --wait` could return while a proxy still waited for the
+// endpoints of a new cluster, serving the previous config.
+func partialVersion(v string) string { return v + "-partial" }
+
+// subscribesAll reports whether every resource of g is among subscribed.
+func subscribesAll(subscribed map[string]struct{}, g *wireGroup) bool {
+	if len(subscribed) < len(g.names) {
+		return false
+	}
+	for _, name := range g.names {
+		if _, ok := subscribed[name]; !ok {
+			return false
+		}
 	}
 	return true
 }
