@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -257,8 +258,9 @@ func (c *wireCache) respond(w wireWatch, g *wireGroup) {
 // longer has. It sends nothing, and returns false, when the stream lacks
 // nothing and was already told g's version.
 //
-// A stream that was told a group's version holds every resource of that
-// group it subscribed to. So when it was told g's own version, only the
+// A stream that was told a group's version (or its partial form) holds
+// every resource of that group it subscribed to. So when it was told g's
+// own version, only the
 // names its request newly subscribes to can be missing (an ACK subscribes
 // to none); when it was told prev's, only what changed from prev to g
 // (worked out once for every stream). Otherwise, on a stream's first
@@ -286,12 +288,16 @@ func (c *wireCache) respondDelta(n *wireNode, w wireWatch, g, prev *wireGroup) b
 		}
 	}
 	subscribe := w.dreq.GetResourceNamesSubscribe()
+	// told is the version the stream was last sent; base is the group
+	// version it names, also when told was partial: either way the stream
+	// holds every resource of that group it subscribed to.
 	told := sent[versionKey]
+	base := strings.TrimSuffix(told, partialSuffix)
 	// A wildcard stream that unsubscribes a name keeps it with no
 	// version, to be sent again; only a full comparison finds those.
-	fast := told == g.version && !slices.Contains(subscribe, "*") && !(wildcard && len(w.dreq.GetResourceNamesUnsubscribe()) > 0)
+	fast := base == g.version && !slices.Contains(subscribe, "*") && !(wildcard && len(w.dreq.GetResourceNamesUnsubscribe()) > 0)
 	switch {
-	case n.nacked[w.typeURL] && (told != g.version || len(subscribe) > 0):
+	case n.nacked[w.typeURL] && (base != g.version || len(subscribe) > 0):
 		for i, name := range g.names {
 			if wants(name) {
 				resources = append(resources, g.resources[i])
@@ -306,7 +312,7 @@ func (c *wireCache) respondDelta(n *wireNode, w wireWatch, g, prev *wireGroup) b
 				lacks(i)
 			}
 		}
-	case prev != nil && told == prev.version:
+	case prev != nil && base == prev.version:
 		d := c.diff(prev, g)
 		for _, i := range d.changed {
 			lacks(i)
@@ -322,7 +328,18 @@ func (c *wireCache) respondDelta(n *wireNode, w wireWatch, g, prev *wireGroup) b
 		}
 		removed = gone(sent, g)
 	}
-	if len(resources) == 0 && len(removed) == 0 && told == g.version {
+	// The proxy holds g's version only once it holds every resource of
+	// g: a response that leaves out names the stream has not subscribed
+	// to yet (the load assignment of a cluster the proxy is about to
+	// learn of) says so, so that its ACK does not count as the proxy
+	// having g (see partialVersion). The stream is told the full version
+	// once it subscribes to the rest, even with nothing left to send (a
+	// proxy that reported holding them when it connected).
+	version := g.version
+	if !wildcard && !subscribesAll(subscribed, g) {
+		version = partialVersion(g.version)
+	}
+	if len(resources) == 0 && len(removed) == 0 && told == version {
 		return false
 	}
 	delete(n.nacked, w.typeURL)
@@ -336,16 +353,7 @@ func (c *wireCache) respondDelta(n *wireNode, w wireWatch, g, prev *wireGroup) b
 	for _, name := range removed {
 		delete(next, name)
 	}
-	next[versionKey] = g.version
-	// The proxy holds g's version only once it holds every resource of
-	// g: a response that leaves out names the stream has not subscribed
-	// to yet (the load assignment of a cluster the proxy is about to
-	// learn of) says so, so that its ACK does not count as the proxy
-	// having g (see partialVersion).
-	version := g.version
-	if !wildcard && !subscribesAll(subscribed, g) {
-		version = partialVersion(g.version)
-	}
+	next[versionKey] = version
 	// The stream's channel has room for a response per type, and a type
 	// has one watch at a time.
 	w.dout <- &cachev3.DeltaPassthroughResponse{
@@ -369,7 +377,9 @@ func (c *wireCache) respondDelta(n *wireNode, w wireWatch, g, prev *wireGroup) b
 // once it has the clusters or listeners that name them. Without this,
 // `weft apply --wait` could return while a proxy still waited for the
 // endpoints of a new cluster, serving the previous config.
-func partialVersion(v string) string { return v + "-partial" }
+func partialVersion(v string) string { return v + partialSuffix }
+
+const partialSuffix = "-partial"
 
 // subscribesAll reports whether every resource of g is among subscribed.
 func subscribesAll(subscribed map[string]struct{}, g *wireGroup) bool {

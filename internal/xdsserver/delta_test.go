@@ -3,6 +3,7 @@ package xdsserver
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -336,4 +337,48 @@ func TestDeltaWildcardUnsubscribe(t *testing.T) {
 	if r.TypeUrl != resourcev3.ClusterType || !slices.Equal(names(r), []string{ratingsCluster}) {
 		t.Errorf("after unsubscribing a name on a wildcard stream got %s %v, want CDS with %s", shortType(r.TypeUrl), names(r), ratingsCluster)
 	}
+}
+
+// TestDeltaPartialThenWhole: an EDS stream that subscribes to only some of
+// the load assignments it should have is told a partial version (its ACK
+// does not make the proxy synced), and once it subscribes to the rest it
+// is told the whole version, also when it already holds them (it
+// reported them on connecting) and there is nothing to send.
+func TestDeltaPartialThenWhole(t *testing.T) {
+	s, _, addr := startServer(t)
+	s.Push(snapshot.New(1, 0, nil, []*registry.Service{ratingsService, detailsService}))
+	c := dialDelta(t, addr, reviewsV1)
+	held := map[string]string{}
+	for _, r := range c.subscribeAll([]string{ratingsCluster, detailsCluster})[resourcev3.EndpointType].Resources {
+		held[r.Name] = r.Version
+	}
+	if len(held) != 2 {
+		t.Fatalf("first EDS held %v, want both load assignments", held)
+	}
+	c.stream.CloseSend()
+	waitFor(t, func() bool { return len(s.Status()) == 0 })
+
+	// A reconnecting proxy that reports both but subscribes to one.
+	c = dialDelta(t, addr, reviewsV1)
+	c.send(&discoverygrpc.DeltaDiscoveryRequest{TypeUrl: resourcev3.EndpointType,
+		ResourceNamesSubscribe: []string{detailsCluster}, InitialResourceVersions: held})
+	first := c.recv()
+	if !strings.HasSuffix(first.SystemVersionInfo, partialSuffix) || len(first.Resources) != 0 {
+		t.Errorf("EDS subscribing to one of two held load assignments: version %q, %v; want a partial version and nothing to send",
+			first.SystemVersionInfo, names(first))
+	}
+	c.ack(first)
+	waitFor(t, func() bool { return statusOf(t, s, "EDS").Acked == first.SystemVersionInfo })
+	if got := statusOf(t, s, "EDS"); got.Status == Synced {
+		t.Errorf("EDS with one of two load assignments subscribed = %+v, want not SYNCED", got)
+	}
+	// It subscribes to the other, which it holds: nothing to send, but it
+	// is told the whole version.
+	c.send(&discoverygrpc.DeltaDiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResourceNamesSubscribe: []string{ratingsCluster}})
+	whole := c.recv()
+	if strings.HasSuffix(whole.SystemVersionInfo, partialSuffix) || len(whole.Resources) != 0 {
+		t.Errorf("after subscribing to both: version %q, %v; want the whole group's version and nothing to send", whole.SystemVersionInfo, names(whole))
+	}
+	c.ack(whole)
+	waitFor(t, func() bool { return statusOf(t, s, "EDS").Status == Synced })
 }

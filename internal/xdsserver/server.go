@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -398,7 +399,9 @@ func (s *Server) onRequest(key streamKey, node *corev3.Node, typeURL, nonce stri
 	}
 	defer p.settleIfAnswered()
 	if nack != nil {
-		ts.nack, ts.nackVersion, ts.nackAt = nack.GetMessage(), sentVersion, time.Now()
+		// A rejected partial response rejects the version it was part
+		// of: the proxy's record compares NACKs with the full version.
+		ts.nack, ts.nackVersion, ts.nackAt = nack.GetMessage(), strings.TrimSuffix(sentVersion, partialSuffix), time.Now()
 		s.log.Warn("proxy rejected config", "proxy", id, "type", shortType(typeURL), "version", sentVersion, "error", nack.GetMessage())
 		return sentVersion, nil
 	}

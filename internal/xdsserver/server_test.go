@@ -61,6 +61,31 @@ func (c *adsClient) recv() *discoverygrpc.DiscoveryResponse {
 	return resp
 }
 
+// namesOf returns the names of the resources of a response whose type is
+// requested by name (RDS, EDS), nil for the others.
+func namesOf(resp *discoverygrpc.DiscoveryResponse) []string {
+	if resp.TypeUrl != resourcev3.RouteType && resp.TypeUrl != resourcev3.EndpointType {
+		return nil
+	}
+	var out []string
+	for _, r := range resp.Resources {
+		m, err := r.UnmarshalNew()
+		if err == nil {
+			out = append(out, cachev3.GetResourceName(m))
+		}
+	}
+	return out
+}
+
+// ackType requests typ (the named resources; none for a wildcard type)
+// and ACKs the response, which it returns.
+func (c *adsClient) ackType(typ string, names ...string) *discoverygrpc.DiscoveryResponse {
+	c.send(&discoverygrpc.DiscoveryRequest{TypeUrl: typ, ResourceNames: names})
+	resp := c.recv()
+	c.send(&discoverygrpc.DiscoveryRequest{TypeUrl: typ, ResourceNames: names, VersionInfo: resp.VersionInfo, ResponseNonce: resp.Nonce})
+	return resp
+}
+
 func startServer(t *testing.T) (*Server, *registry.Registry, string) {
 	t.Helper()
 	reg := registry.New(registry.Options{Grace: time.Millisecond})
@@ -165,6 +190,11 @@ func TestAckNackTracking(t *testing.T) {
 	}
 }
 
+// TestSyncWaitsForEverySubscribedType: a proxy is synced once it has
+// ACKed every type it has resources of, a type it has not asked for yet
+// included (the sidecar's route configuration, which it asks for once it
+// has the listener that names it); a type with none (no services, so no
+// load assignments) does not hold it back.
 func TestSyncWaitsForEverySubscribedType(t *testing.T) {
 	s, _, addr := startServer(t)
 	s.Push(snapshot.New(5, 0, nil, nil))
@@ -177,6 +207,11 @@ func TestSyncWaitsForEverySubscribedType(t *testing.T) {
 		}
 		c.send(&discoverygrpc.DiscoveryRequest{TypeUrl: typ, VersionInfo: resp.VersionInfo, ResponseNonce: resp.Nonce})
 	}
+	waitFor(t, func() bool { return statusOf(t, s, "LDS").Status == Synced })
+	if rep := s.Sync(5, 0); rep.Done {
+		t.Fatalf("Sync done before the proxy asked for its route configuration: %+v", rep)
+	}
+	c.ackType(resourcev3.RouteType, "http_proxy")
 	waitFor(t, func() bool { return s.Sync(5, 0).Done })
 	if rep := s.Sync(6, 0); rep.Done {
 		t.Errorf("Sync(6) is done though revision 6 was never pushed: %+v", rep)
@@ -279,6 +314,8 @@ func TestUnchangedPushKeepsSync(t *testing.T) {
 	c.send(&discoverygrpc.DiscoveryRequest{TypeUrl: resourcev3.ClusterType})
 	cds := c.recv()
 	c.send(&discoverygrpc.DiscoveryRequest{TypeUrl: resourcev3.ClusterType, VersionInfo: cds.VersionInfo, ResponseNonce: cds.Nonce})
+	c.ackType(resourcev3.EndpointType, ratingsCluster)
+	c.ackType(resourcev3.RouteType, "http_proxy")
 	waitFor(t, func() bool { return s.Sync(1, 0).Done })
 
 	next := make(chan *discoverygrpc.DiscoveryResponse, 1)
@@ -338,11 +375,9 @@ func TestPushWindow(t *testing.T) {
 	for _, m := range []nodemeta.Metadata{metaA, metaB} {
 		// With one slot, b's first config waits for a to answer its own.
 		c := dial(t, l.Addr().String(), m)
-		for _, typ := range []string{resourcev3.ClusterType, resourcev3.ListenerType} {
-			c.send(&discoverygrpc.DiscoveryRequest{TypeUrl: typ})
-			resp := c.recv()
-			c.send(&discoverygrpc.DiscoveryRequest{TypeUrl: typ, VersionInfo: resp.VersionInfo, ResponseNonce: resp.Nonce})
-		}
+		c.ackType(resourcev3.ClusterType)
+		c.ackType(resourcev3.ListenerType)
+		c.ackType(resourcev3.RouteType, "http_proxy")
 		clients = append(clients, c)
 	}
 	waitFor(t, func() bool { return s.Sync(1, 0).Done })
@@ -367,7 +402,18 @@ func TestPushWindow(t *testing.T) {
 		t.Fatal("Push returned while a change was waiting for a slot")
 	case <-time.After(200 * time.Millisecond):
 	}
+	// a answers its change: the clusters, then whatever else it is sent
+	// (its route configuration changes too).
 	a.send(&discoverygrpc.DiscoveryRequest{TypeUrl: resourcev3.ClusterType, VersionInfo: cdsA.VersionInfo, ResponseNonce: cdsA.Nonce})
+	go func() {
+		for {
+			resp, err := a.stream.Recv()
+			if err != nil {
+				return
+			}
+			a.stream.Send(&discoverygrpc.DiscoveryRequest{TypeUrl: resp.TypeUrl, ResourceNames: namesOf(resp), VersionInfo: resp.VersionInfo, ResponseNonce: resp.Nonce})
+		}
+	}()
 	select {
 	case resp := <-fromB:
 		if resp.VersionInfo != cdsA.VersionInfo {
@@ -412,10 +458,18 @@ func TestWaitSync(t *testing.T) {
 	case <-time.After(50 * time.Millisecond):
 	}
 	c.send(&discoverygrpc.DiscoveryRequest{TypeUrl: resourcev3.ListenerType, VersionInfo: lds.VersionInfo, ResponseNonce: lds.Nonce})
+	c.send(&discoverygrpc.DiscoveryRequest{TypeUrl: resourcev3.RouteType, ResourceNames: []string{"http_proxy"}})
+	rds := c.recv()
+	select {
+	case rep := <-got:
+		t.Fatalf("WaitSync answered before RDS was ACKed: %+v", rep)
+	case <-time.After(50 * time.Millisecond):
+	}
+	c.send(&discoverygrpc.DiscoveryRequest{TypeUrl: resourcev3.RouteType, ResourceNames: []string{"http_proxy"}, VersionInfo: rds.VersionInfo, ResponseNonce: rds.Nonce})
 	select {
 	case rep := <-got:
 		if !rep.Done || len(rep.Proxies) != 1 || !rep.Proxies[0].Synced {
-			t.Errorf("WaitSync(5) after both ACKs = %+v, want done and synced", rep)
+			t.Errorf("WaitSync(5) after the three ACKs = %+v, want done and synced", rep)
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("WaitSync did not answer after the last ACK")

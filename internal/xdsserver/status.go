@@ -185,14 +185,17 @@ func (p *proxyState) status() ProxyStatus {
 
 // typeSync is type url's state for the proxy (SYNCED, STALE or NOT SENT),
 // and whether the proxy is synced only once it is SYNCED: CDS and LDS
-// always, another type once the proxy has subscribed to it (a gateway
-// with no routes never asks for RDS, and is not held back by it).
+// always, another type once the proxy has subscribed to it or has
+// resources of it to get (a gateway with no routes never asks for RDS,
+// and is not held back by it; one given its first routes is, until it has
+// asked for them and ACKed them).
 func (p *proxyState) typeSync(url string) (status string, counts bool) {
 	ts := p.types[url]
-	if ts == nil {
-		return NotSent, url == resourcev3.ClusterType || url == resourcev3.ListenerType
-	}
 	want := p.push.version(url)
+	has := want != "" && want != emptyGroupVersion
+	if ts == nil {
+		return NotSent, url == resourcev3.ClusterType || url == resourcev3.ListenerType || has
+	}
 	switch {
 	case ts.sent == "":
 		status = NotSent
@@ -201,8 +204,11 @@ func (p *proxyState) typeSync(url string) (status string, counts bool) {
 	default:
 		status = Stale
 	}
-	return status, ts.subscribed
+	return status, ts.subscribed || has
 }
+
+// emptyGroupVersion is the version of a group of no resources.
+var emptyGroupVersion = wireVersion(nil)
 
 // synced says whether the proxy has ACKed the last push for every type
 // it uses (ProxyStatus.Synced).
