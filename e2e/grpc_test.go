@@ -2,7 +2,10 @@ package e2e
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/binary"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os/exec"
@@ -17,6 +20,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 // TestGRPCThroughSidecars calls a grpc-go server, which has a sidecar of
@@ -44,12 +48,15 @@ func TestGRPCThroughSidecars(t *testing.T) {
 	// The server's sidecar: grpc-echo's port 7070 (named grpc, so the
 	// mesh speaks HTTP/2 to it) is the app's, and other sidecars reach it
 	// on listen.
-	ports := freePorts(t, 3)
-	listen, admin, outbound := ports[0], ports[1], ports[2]
+	ports := freePorts(t, 4)
+	listen, admin, outbound, listenWeb := ports[0], ports[1], ports[2], ports[3]
 	ctx, cancel := context.WithCancel(context.Background())
 	sidecar := exec.CommandContext(ctx, filepath.Join(binDir, "weft-proxy"),
 		"--service", "grpc-echo", "--workload-name", "grpc-echo-v1", "--labels", "app=grpc-echo,version=v1",
 		"--port", fmt.Sprintf("grpc:7070:%d:%d", app, listen),
+		// The same server for browsers: a gRPC-Web port, which its sidecar
+		// turns into gRPC.
+		"--port", fmt.Sprintf("grpc-web:7080:%d:%d", app, listenWeb),
 		"--xds-address", fmt.Sprintf("127.0.0.1:%d", m.xdsPort),
 		"--admin-port", fmt.Sprint(admin), "--outbound-port", fmt.Sprint(outbound), "--log-level", "warn")
 	var logs syncBuffer
@@ -130,6 +137,11 @@ func TestGRPCThroughSidecars(t *testing.T) {
 			hs.SetServingStatus("weft.Echo", healthpb.HealthCheckResponse_NOT_SERVING)
 		}
 	}
+
+	// A browser's gRPC-Web call (base64 text form, over HTTP/1.1) to the
+	// gRPC-Web port: grpc-echo's sidecar turns it into gRPC for the
+	// server and the answer, trailers included, back into gRPC-Web.
+	checkWeb(t, m.outboundClient(5*time.Second), "http://grpc-echo:7080/grpc.health.v1.Health/Check", "weft.Echo", healthpb.HealthCheckResponse_NOT_SERVING) // set by the Watch above
 
 	// Through the ingress gateway, as a client outside the mesh calls:
 	// a VirtualService bound to the Bookinfo gateway routes a host to
@@ -217,5 +229,50 @@ spec:
 	stats := &http.Client{Timeout: 5 * time.Second}
 	if got := scrapeStat(t, stats, fmt.Sprintf("http://127.0.0.1:%d/stats/prometheus", admin), `envoy_cluster_upstream_rq_total{envoy_cluster_name="inbound|7070||"}`); got < 3 {
 		t.Errorf("grpc-echo's sidecar sent %v requests to its application, want at least 3", got)
+	}
+}
+
+// checkWeb makes a gRPC-Web (text) Health.Check call with client and
+// checks the answer: one message with status want, then the trailer
+// message with grpc-status 0.
+func checkWeb(t *testing.T, client *http.Client, url, service string, want healthpb.HealthCheckResponse_ServingStatus) {
+	t.Helper()
+	msg, err := proto.Marshal(&healthpb.HealthCheckRequest{Service: service})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := append([]byte{0, 0, 0, 0, byte(len(msg))}, msg...)
+	req, _ := http.NewRequest("POST", url, strings.NewReader(base64.StdEncoding.EncodeToString(body)))
+	req.Header.Set("Content-Type", "application/grpc-web-text+proto")
+	req.Header.Set("X-Grpc-Web", "1")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("gRPC-Web call: %v", err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/grpc-web-text+proto" {
+		t.Fatalf("gRPC-Web call: %s, Content-Type %q, body %q; want 200 application/grpc-web-text+proto", resp.Status, resp.Header.Get("Content-Type"), raw)
+	}
+	dec, err := base64.StdEncoding.DecodeString(string(raw))
+	if err != nil {
+		t.Fatalf("gRPC-Web answer is not base64: %v (%q)", err, raw)
+	}
+	var got healthpb.HealthCheckResponse
+	var trailers string
+	for len(dec) >= 5 {
+		n := int(binary.BigEndian.Uint32(dec[1:5]))
+		if len(dec) < 5+n {
+			t.Fatalf("truncated gRPC-Web message: %q", dec)
+		}
+		if dec[0]&0x80 != 0 {
+			trailers = string(dec[5 : 5+n])
+		} else if err := proto.Unmarshal(dec[5:5+n], &got); err != nil {
+			t.Fatalf("gRPC-Web message: %v", err)
+		}
+		dec = dec[5+n:]
+	}
+	if got.GetStatus() != want || !strings.Contains(trailers, "grpc-status:0\r\n") {
+		t.Errorf("gRPC-Web Check(%s) = %v with trailers %q; want %v and grpc-status:0", service, got.GetStatus(), trailers, want)
 	}
 }

@@ -7,12 +7,14 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	grpcwebv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/grpc_web/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/weftmesh/weft/internal/nodemeta"
+	"github.com/weftmesh/weft/internal/registry"
 )
 
 // Route configuration names from docs/xds.md.
@@ -34,8 +36,7 @@ func outboundListener(port uint32) *listenerv3.Listener {
 // IP:listenPort and sends it to the local application.
 func (t *translator) inboundListener(p nodemeta.Port) *listenerv3.Listener {
 	name := fmt.Sprintf("inbound|%d", p.Port)
-	h := hcm(name)
-	h.RouteSpecifier = &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: inboundRoutes(p.Port)}
+	h := inboundHCM(name, p)
 	ip := t.proxy.IP
 	if ip == "" {
 		ip = "0.0.0.0"
@@ -45,6 +46,22 @@ func (t *translator) inboundListener(p nodemeta.Port) *listenerv3.Listener {
 		listen = p.Port
 	}
 	return listener(name, ip, listen, h)
+}
+
+// inboundHCM is the connection manager of a workload port: everything to
+// the local application, and for a port declared gRPC-Web (a name such as
+// grpc-web or grpc-web-api) Envoy's gRPC-Web filter first, as Istio adds
+// it, so that browsers' gRPC-Web calls reach the application as gRPC.
+func inboundHCM(name string, p nodemeta.Port) *hcmv3.HttpConnectionManager {
+	h := hcm(name)
+	h.RouteSpecifier = &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: inboundRoutes(p.Port)}
+	if registry.ProtocolFromName(p.Name) == "GRPC-WEB" {
+		h.HttpFilters = append([]*hcmv3.HttpFilter{{
+			Name:       wellknown.GRPCWeb,
+			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&grpcwebv3.GrpcWeb{})},
+		}}, h.HttpFilters...)
+	}
+	return h
 }
 
 // gatewayListener serves the Gateway servers on one port: 0.0.0.0:PORT, or

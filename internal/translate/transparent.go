@@ -141,9 +141,7 @@ func (t *translator) virtualInbound() *listenerv3.Listener {
 		name := fmt.Sprintf("inbound|%d", p.Port)
 		var chain *listenerv3.FilterChain
 		if kindOf(registry.ProtocolFromName(p.Name)) == portHTTP {
-			h := hcm(name)
-			h.RouteSpecifier = &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: inboundRoutes(p.Port)}
-			chain = hcmChain(name, h)
+			chain = hcmChain(name, inboundHCM(name, p))
 		} else {
 			// Undeclared inbound ports are proxied as TCP: the application
 			// speaks whatever it speaks.

@@ -21,6 +21,9 @@ import (
 	tcpproxyv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/extensions/filters/network/tcp_proxy/v3"
 	dnsfilterv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/extensions/filters/udp/dns_filter/v3"
 	upstreamhttpv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/extensions/upstreams/http/v3"
+	// The gRPC-Web filter's configuration has nothing weft-proxy reads; its
+	// type is linked so that /config_dump can print it.
+	_ "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/extensions/filters/http/grpc_web/v3"
 )
 
 const (
@@ -32,6 +35,8 @@ const (
 	typeFault     = router.FaultTypeURL
 	nameCors      = router.CorsFilterName
 	typeCors      = router.CorsTypeURL
+	nameGrpcWeb   = "envoy.filters.http.grpc_web"
+	typeGrpcWeb   = "type.googleapis.com/envoy.extensions.filters.http.grpc_web.v3.GrpcWeb"
 	nameRawBuffer = "envoy.transport_sockets.raw_buffer"
 	nameTCPProxy  = "envoy.filters.network.tcp_proxy"
 	typeTCPProxy  = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
@@ -93,6 +98,7 @@ type filterKind uint8
 const (
 	filterFault filterKind = iota + 1
 	filterCors
+	filterGrpcWeb
 )
 
 // has reports whether the chain has a filter of kind k.
@@ -310,6 +316,15 @@ func compileHCM(c *compiledChain, tc *anypb.Any, field string) error {
 			if err := compileCorsFilter(c, hf, fmt.Sprintf("%s.http_filters[%d]", field, i)); err != nil {
 				return err
 			}
+		case tu == typeGrpcWeb || (tu == "" && hf.GetName() == nameGrpcWeb):
+			switch {
+			case c.has(filterGrpcWeb):
+				return fmt.Errorf("%s.http_filters[%d]: a second %s is not supported", field, i, nameGrpcWeb)
+			case hf.GetDisabled():
+				return fmt.Errorf("%s.http_filters[%d].disabled: a gRPC-Web filter disabled by default is not supported", field, i)
+			}
+			// Its configuration has nothing weft-proxy uses.
+			c.filters = append(c.filters, httpFilter{kind: filterGrpcWeb})
 		case hf.GetIsOptional() || hf.GetDisabled():
 			// Envoy skips optional filters it does not know.
 		default:

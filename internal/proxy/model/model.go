@@ -37,6 +37,7 @@ import (
 	"github.com/weftmesh/weft/internal/proxy/cors"
 	"github.com/weftmesh/weft/internal/proxy/fault"
 	"github.com/weftmesh/weft/internal/proxy/forward"
+	"github.com/weftmesh/weft/internal/proxy/grpcweb"
 	"github.com/weftmesh/weft/internal/proxy/router"
 	"github.com/weftmesh/weft/internal/proxy/upstream"
 	clusterv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/cluster/v3"
@@ -260,6 +261,8 @@ func (c *Compiler) httpChain(cc *compiledChain, routes *router.Table, fwd chain.
 			if routes != nil && routes.HasCors() {
 				h = cors.New(cors.Options{Next: h, Logger: c.log, Counters: c.corsCounters(cc.statPrefix)})
 			}
+		case filterGrpcWeb:
+			h = grpcweb.New(h)
 		}
 	}
 	return h

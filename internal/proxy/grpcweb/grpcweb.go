@@ -1,0 +1,184 @@
+// Package grpcweb is weft-proxy's gRPC-Web filter, Envoy's
+// envoy.filters.http.grpc_web: it lets a browser's gRPC-Web client call a
+// gRPC server, by the gRPC-Web protocol
+// (https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-WEB.md).
+//
+// A request whose Content-Type is application/grpc-web (binary, "+proto"
+// and the like) or application/grpc-web-text (base64) goes on as a gRPC
+// request: Content-Type application/grpc with the same suffix, the body
+// decoded from base64 for the text form, no Content-Length, and
+// "TE: trailers". The response goes back as gRPC-Web: its Content-Type
+// application/grpc-web or application/grpc-web-text with the response's
+// suffix, its messages as they come (base64 for the text form), and its
+// trailers as a last message flagged 0x80 whose payload is the trailer
+// fields as "name:value\r\n" lines, since a browser cannot read HTTP
+// trailers. A trailers-only answer (grpc-status in the head, no body)
+// passes as it is. Other requests pass untouched.
+//
+// Like the other filters, a Filter is immutable and safe for concurrent
+// use; a request that is not gRPC-Web costs a header lookup.
+package grpcweb
+
+import (
+	"encoding/base64"
+	"encoding/binary"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+
+	"github.com/weftmesh/weft/internal/proxy/chain"
+)
+
+// Filter converts gRPC-Web exchanges to gRPC for Next.
+type Filter struct{ next chain.Handler }
+
+// New returns a Filter in front of next.
+func New(next chain.Handler) *Filter { return &Filter{next: next} }
+
+const (
+	ctWeb     = "application/grpc-web"
+	ctWebText = "application/grpc-web-text"
+	ctGRPC    = "application/grpc"
+)
+
+// valTrailers is shared by every converted request: a handler changing a
+// header replaces its value slice (see package chain).
+var valTrailers = []string{"trailers"}
+
+// Serve implements chain.Handler.
+func (f *Filter) Serve(x *chain.Exchange) {
+	r := x.R
+	ct := r.Header["Content-Type"]
+	if len(ct) == 0 || !strings.HasPrefix(ct[0], ctWeb) {
+		f.next.Serve(x)
+		return
+	}
+	text, suffix := false, ""
+	switch rest := ct[0][len(ctWeb):]; {
+	case strings.HasPrefix(rest, "-text"):
+		text, suffix = true, rest[len("-text"):]
+	default:
+		suffix = rest
+	}
+	if suffix != "" && suffix[0] != '+' && suffix[0] != ';' {
+		f.next.Serve(x) // application/grpc-webfoo: not ours
+		return
+	}
+	h := r.Header
+	h["Content-Type"] = []string{ctGRPC + suffix}
+	h["Te"] = valTrailers
+	delete(h, "Content-Length")
+	if text && r.Body != nil && r.Body != http.NoBody {
+		r.Body = textBody{io.NopCloser(base64.NewDecoder(base64.StdEncoding, r.Body)), r.Body}
+		r.ContentLength = -1
+	} else if text {
+		r.ContentLength = 0
+	}
+	w := &writer{ResponseWriter: x.W, text: text}
+	x.W = w
+	defer func() { x.W = w.ResponseWriter }()
+	f.next.Serve(x)
+	w.finish()
+}
+
+// textBody reads a base64 request body and closes the original.
+type textBody struct {
+	io.Reader
+	orig io.Closer
+}
+
+func (b textBody) Close() error { return b.orig.Close() }
+
+// writer turns a gRPC response into a gRPC-Web one.
+type writer struct {
+	http.ResponseWriter
+	text        bool
+	wroteHeader bool
+	enc         io.WriteCloser // base64 encoder over ResponseWriter (text)
+}
+
+func (w *writer) WriteHeader(code int) {
+	if w.wroteHeader {
+		return
+	}
+	if code >= 100 && code < 200 {
+		w.ResponseWriter.WriteHeader(code)
+		return
+	}
+	w.wroteHeader = true
+	h := w.Header()
+	if ct := h["Content-Type"]; len(ct) > 0 && strings.HasPrefix(ct[0], ctGRPC) {
+		base := ctWeb
+		if w.text {
+			base = ctWebText
+		}
+		h["Content-Type"] = []string{base + ct[0][len(ctGRPC):]}
+	}
+	// The body grows by the trailer message (and by base64).
+	delete(h, "Content-Length")
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *writer) Write(p []byte) (int, error) {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if !w.text {
+		return w.ResponseWriter.Write(p)
+	}
+	if w.enc == nil {
+		w.enc = base64.NewEncoder(base64.StdEncoding, w.ResponseWriter)
+	}
+	return w.enc.Write(p)
+}
+
+// Flush sends what has been written. In the text form, bytes that do not
+// yet make a whole base64 group wait for the next write.
+func (w *writer) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (w *writer) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// finish writes the trailers as the last message, once the handler is done.
+func (w *writer) finish() {
+	h := w.Header()
+	var names []string
+	for k := range h {
+		if strings.HasPrefix(k, http.TrailerPrefix) {
+			names = append(names, k)
+		}
+	}
+	if len(names) == 0 {
+		if w.enc != nil {
+			w.enc.Close()
+		}
+		return // a trailers-only answer, or no gRPC response at all
+	}
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	sort.Strings(names)
+	var block strings.Builder
+	for _, k := range names {
+		for _, v := range h[k] {
+			block.WriteString(strings.ToLower(k[len(http.TrailerPrefix):]))
+			block.WriteByte(':')
+			block.WriteString(v)
+			block.WriteString("\r\n")
+		}
+		delete(h, k) // sent as a message, not as HTTP trailers
+	}
+	var head [5]byte
+	head[0] = 0x80
+	binary.BigEndian.PutUint32(head[1:], uint32(block.Len()))
+	w.Write(head[:])
+	io.WriteString(w, block.String())
+	if w.enc != nil {
+		w.enc.Close()
+	}
+}
