@@ -254,9 +254,14 @@ func checkWeb(t *testing.T, client *http.Client, url, service string, want healt
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/grpc-web-text+proto" {
 		t.Fatalf("gRPC-Web call: %s, Content-Type %q, body %q; want 200 application/grpc-web-text+proto", resp.Status, resp.Header.Get("Content-Type"), raw)
 	}
-	dec, err := base64.StdEncoding.DecodeString(string(raw))
-	if err != nil {
-		t.Fatalf("gRPC-Web answer is not base64: %v (%q)", err, raw)
+	// The text is base64 chunks, each padded: four characters at a time.
+	var dec []byte
+	for i := 0; i+4 <= len(raw); i += 4 {
+		b, err := base64.StdEncoding.DecodeString(string(raw[i : i+4]))
+		if err != nil {
+			t.Fatalf("gRPC-Web answer is not base64: %v (%q)", err, raw)
+		}
+		dec = append(dec, b...)
 	}
 	var got healthpb.HealthCheckResponse
 	var trailers string

@@ -13,7 +13,9 @@
 // trailers as a last message flagged 0x80 whose payload is the trailer
 // fields as "name:value\r\n" lines, since a browser cannot read HTTP
 // trailers. A trailers-only answer (grpc-status in the head, no body)
-// passes as it is. Other requests pass untouched.
+// passes as it is, and an answer that is not gRPC (an error page) becomes
+// one, its HTTP status mapped to a grpc-status and its body the
+// grpc-message, as Envoy does. Other requests pass untouched.
 //
 // Like the other filters, a Filter is immutable and safe for concurrent
 // use; a request that is not gRPC-Web costs a header lookup.
@@ -28,6 +30,7 @@ import (
 	"strings"
 
 	"github.com/weftmesh/weft/internal/proxy/chain"
+	"github.com/weftmesh/weft/internal/proxy/grpcreply"
 )
 
 // Filter converts gRPC-Web exchanges to gRPC for Next.
@@ -44,7 +47,10 @@ const (
 
 // valTrailers is shared by every converted request: a handler changing a
 // header replaces its value slice (see package chain).
-var valTrailers = []string{"trailers"}
+var (
+	valTrailers = []string{"trailers"}
+	valIdentity = []string{"identity"}
+)
 
 // Serve implements chain.Handler.
 func (f *Filter) Serve(x *chain.Exchange) {
@@ -69,13 +75,20 @@ func (f *Filter) Serve(x *chain.Exchange) {
 	h["Content-Type"] = []string{ctGRPC + suffix}
 	h["Te"] = valTrailers
 	delete(h, "Content-Length")
+	if len(h["Grpc-Accept-Encoding"]) == 0 {
+		// A browser cannot decompress messages itself.
+		h["Grpc-Accept-Encoding"] = valIdentity
+	}
+	// The answer is text when the request is, or when the client asks
+	// for it (a binary request may).
+	textOut := text || (len(h["Accept"]) > 0 && strings.HasPrefix(h["Accept"][0], ctWebText))
 	if text && r.Body != nil && r.Body != http.NoBody {
 		r.Body = textBody{io.NopCloser(base64.NewDecoder(base64.StdEncoding, r.Body)), r.Body}
 		r.ContentLength = -1
 	} else if text {
 		r.ContentLength = 0
 	}
-	w := &writer{ResponseWriter: x.W, text: text}
+	w := &writer{ResponseWriter: x.W, text: textOut}
 	x.W = w
 	defer func() { x.W = w.ResponseWriter }()
 	f.next.Serve(x)
@@ -96,7 +109,16 @@ type writer struct {
 	text        bool
 	wroteHeader bool
 	enc         io.WriteCloser // base64 encoder over ResponseWriter (text)
+	// plain is set for an answer that is not gRPC (an error page): its
+	// status and the start of its body become a gRPC-Web trailers-only
+	// answer at finish, as Envoy makes them.
+	plain  bool
+	status int
+	body   []byte
 }
+
+// maxMessage bounds the grpc-message taken from a non-gRPC answer's body.
+const maxMessage = 16 << 10
 
 func (w *writer) WriteHeader(code int) {
 	if w.wroteHeader {
@@ -108,21 +130,34 @@ func (w *writer) WriteHeader(code int) {
 	}
 	w.wroteHeader = true
 	h := w.Header()
-	if ct := h["Content-Type"]; len(ct) > 0 && strings.HasPrefix(ct[0], ctGRPC) {
-		base := ctWeb
-		if w.text {
-			base = ctWebText
-		}
-		h["Content-Type"] = []string{base + ct[0][len(ctGRPC):]}
+	ct := h["Content-Type"]
+	if len(ct) == 0 || !strings.HasPrefix(ct[0], ctGRPC) {
+		w.plain, w.status = true, code
+		return // answered at finish
 	}
+	h["Content-Type"] = []string{w.webType() + ct[0][len(ctGRPC):]}
 	// The body grows by the trailer message (and by base64).
 	delete(h, "Content-Length")
 	w.ResponseWriter.WriteHeader(code)
 }
 
+// webType is the content type of the answer, without a suffix.
+func (w *writer) webType() string {
+	if w.text {
+		return ctWebText
+	}
+	return ctWeb
+}
+
 func (w *writer) Write(p []byte) (int, error) {
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
+	}
+	if w.plain {
+		if room := maxMessage - len(w.body); room > 0 {
+			w.body = append(w.body, p[:min(len(p), room)]...)
+		}
+		return len(p), nil
 	}
 	if !w.text {
 		return w.ResponseWriter.Write(p)
@@ -133,9 +168,17 @@ func (w *writer) Write(p []byte) (int, error) {
 	return w.enc.Write(p)
 }
 
-// Flush sends what has been written. In the text form, bytes that do not
-// yet make a whole base64 group wait for the next write.
+// Flush sends what has been written. In the text form that ends a base64
+// chunk (with padding, which the protocol allows between chunks), so that
+// a streamed message is not held back waiting for the next.
 func (w *writer) Flush() {
+	if w.plain {
+		return
+	}
+	if w.enc != nil {
+		w.enc.Close()
+		w.enc = nil
+	}
 	if f, ok := w.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}
@@ -147,6 +190,19 @@ func (w *writer) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // finish writes the trailers as the last message, once the handler is done.
 func (w *writer) finish() {
 	h := w.Header()
+	if w.plain {
+		// A trailers-only gRPC-Web answer saying what the error page said.
+		for k := range h {
+			if strings.HasPrefix(k, http.TrailerPrefix) {
+				delete(h, k)
+			}
+		}
+		delete(h, "Content-Length")
+		grpcreply.SetHeader(h, grpcreply.FromHTTP(w.status), string(w.body))
+		h["Content-Type"] = []string{w.webType()}
+		w.ResponseWriter.WriteHeader(http.StatusOK)
+		return
+	}
 	var names []string
 	for k := range h {
 		if strings.HasPrefix(k, http.TrailerPrefix) {

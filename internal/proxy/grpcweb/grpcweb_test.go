@@ -78,17 +78,81 @@ func TestGRPCWebBinaryAndText(t *testing.T) {
 			}
 			body := w.Body.Bytes()
 			if tc.text {
-				dec, err := base64.StdEncoding.DecodeString(string(body))
-				if err != nil {
-					t.Fatalf("text response is not base64: %v (%q)", err, body)
-				}
-				body = dec
+				body = decodeChunks(t, string(body))
 			}
 			want := append([]byte(msg), frame(0x80, "grpc-message:ok\r\ngrpc-status:0\r\n")...)
 			if !bytes.Equal(body, want) {
 				t.Errorf("response body %q, want the message then the trailer message %q", body, want)
 			}
 		})
+	}
+}
+
+// decodeChunks decodes base64 text made of padded chunks, as a gRPC-Web
+// text answer is: every group of four characters decodes on its own.
+func decodeChunks(t *testing.T, s string) []byte {
+	t.Helper()
+	if len(s)%4 != 0 {
+		t.Fatalf("base64 text of %d characters: %q", len(s), s)
+	}
+	var out []byte
+	for i := 0; i < len(s); i += 4 {
+		b, err := base64.StdEncoding.DecodeString(s[i : i+4])
+		if err != nil {
+			t.Fatalf("not base64 at %d: %v (%q)", i, err, s)
+		}
+		out = append(out, b...)
+	}
+	return out
+}
+
+// TestGRPCWebTextStreams: in the text form a flushed message reaches the
+// client whole, before the next one is written.
+func TestGRPCWebTextStreams(t *testing.T) {
+	msg := frame(0, "hello") // 10 bytes: not a whole number of base64 groups
+	var seen []byte
+	var w *httptest.ResponseRecorder
+	f := New(chain.HandlerFunc(func(x *chain.Exchange) {
+		x.W.Header().Set("Content-Type", "application/grpc")
+		x.W.Write(msg)
+		http.NewResponseController(x.W).Flush()
+		seen = decodeChunks(t, w.Body.String())
+		x.W.Header()[http.TrailerPrefix+"Grpc-Status"] = []string{"0"}
+	}))
+	r := httptest.NewRequest("POST", "/pkg.Service/Watch", strings.NewReader(base64.StdEncoding.EncodeToString(frame(0, ""))))
+	r.Header.Set("Content-Type", "application/grpc-web-text")
+	w = httptest.NewRecorder()
+	f.Serve(&chain.Exchange{W: w, R: r})
+	if !bytes.Equal(seen, msg) {
+		t.Errorf("after the flush the client had %q, want the whole message %q", seen, msg)
+	}
+	if got, want := decodeChunks(t, w.Body.String()), append(msg, frame(0x80, "grpc-status:0\r\n")...); !bytes.Equal(got, want) {
+		t.Errorf("whole answer %q, want %q", got, want)
+	}
+}
+
+// TestGRPCWebNonGRPCAnswer: an answer that is not gRPC (an error page)
+// becomes a trailers-only gRPC-Web answer saying what it said; a binary
+// request that accepts text gets text.
+func TestGRPCWebNonGRPCAnswer(t *testing.T) {
+	f := New(chain.HandlerFunc(func(x *chain.Exchange) {
+		x.W.Header().Set("Content-Type", "text/plain")
+		x.W.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(x.W, "upstream is down\n")
+	}))
+	r := httptest.NewRequest("POST", "/pkg.Service/Method", strings.NewReader(string(frame(0, ""))))
+	r.Header.Set("Content-Type", "application/grpc-web+proto")
+	r.Header.Set("Accept", "application/grpc-web-text")
+	w := httptest.NewRecorder()
+	f.Serve(&chain.Exchange{W: w, R: r})
+	h := w.Header()
+	if w.Code != http.StatusOK || h.Get("Content-Type") != "application/grpc-web-text" || h.Get("Grpc-Status") != "14" ||
+		h.Get("Grpc-Message") != "upstream is down%0A" || w.Body.Len() != 0 {
+		t.Errorf("got %d, Content-Type %q, grpc-status %q, grpc-message %q, body %q; want 200, grpc-web-text, 14, the page's text, no body",
+			w.Code, h.Get("Content-Type"), h.Get("Grpc-Status"), h.Get("Grpc-Message"), w.Body.Bytes())
+	}
+	if got := r.Header.Get("Grpc-Accept-Encoding"); got != "identity" {
+		t.Errorf("upstream request grpc-accept-encoding %q, want identity (a browser does not decompress)", got)
 	}
 }
 
