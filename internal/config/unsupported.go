@@ -139,7 +139,7 @@ func Unsupported(r *Resource) []Warning {
 	case *networking.Gateway:
 		for i, s := range spec.GetServers() {
 			switch strings.ToUpper(s.GetPort().GetProtocol()) {
-			case "HTTP", "HTTP2", "GRPC":
+			case "HTTP", "HTTP2", "GRPC", "GRPC-WEB":
 			default:
 				warn(index("spec.servers", i)+".port.protocol", "a "+s.GetPort().GetProtocol()+" gateway server")
 			}

@@ -56,20 +56,30 @@ func inboundHCM(name string, p nodemeta.Port) *hcmv3.HttpConnectionManager {
 	h := hcm(name)
 	h.RouteSpecifier = &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: inboundRoutes(p.Port)}
 	if registry.ProtocolFromName(p.Name) == "GRPC-WEB" {
-		h.HttpFilters = append([]*hcmv3.HttpFilter{{
-			Name:       wellknown.GRPCWeb,
-			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&grpcwebv3.GrpcWeb{})},
-		}}, h.HttpFilters...)
+		withGrpcWeb(h)
 	}
 	return h
 }
 
+// withGrpcWeb puts Envoy's gRPC-Web filter first among h's HTTP filters.
+func withGrpcWeb(h *hcmv3.HttpConnectionManager) {
+	h.HttpFilters = append([]*hcmv3.HttpFilter{{
+		Name:       wellknown.GRPCWeb,
+		ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&grpcwebv3.GrpcWeb{})},
+	}}, h.HttpFilters...)
+}
+
 // gatewayListener serves the Gateway servers on one port: 0.0.0.0:PORT, or
-// 127.0.0.1:PortMap[PORT] when the proxy remaps it.
-func (t *translator) gatewayListener(port uint32) *listenerv3.Listener {
+// 127.0.0.1:PortMap[PORT] when the proxy remaps it. With a GRPC-WEB server
+// among them, the gateway turns browsers' gRPC-Web calls into gRPC itself
+// (the filter leaves other requests alone).
+func (t *translator) gatewayListener(port uint32, grpcWeb bool) *listenerv3.Listener {
 	name := fmt.Sprintf("0.0.0.0_%d", port)
 	h := hcm(name)
 	h.RouteSpecifier = rds(gatewayRouteName(port))
+	if grpcWeb {
+		withGrpcWeb(h)
+	}
 	if mapped, ok := t.proxy.PortMap[port]; ok && mapped != 0 {
 		return listener(name, "127.0.0.1", mapped, h)
 	}

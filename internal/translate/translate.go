@@ -131,7 +131,8 @@ func (t *translator) gateway() ([]*listenerv3.Listener, []*routev3.RouteConfigur
 	var listeners []*listenerv3.Listener
 	var routes []*routev3.RouteConfiguration
 	for _, port := range slices.Sorted(maps.Keys(byPort)) {
-		listeners = append(listeners, t.gatewayListener(port))
+		grpcWeb := slices.ContainsFunc(byPort[port], func(s gatewayServer) bool { return s.grpcWeb })
+		listeners = append(listeners, t.gatewayListener(port, grpcWeb))
 		routes = append(routes, t.gatewayRoutes(port, byPort[port]))
 	}
 	return listeners, routes
@@ -143,6 +144,7 @@ type gatewayServer struct {
 	namespace string // the Gateway's namespace
 	port      uint32
 	hosts     []string // as written: host, ns/host, */host, ./host
+	grpcWeb   bool     // protocol GRPC-WEB
 }
 
 // gatewayServers lists the HTTP servers of the Gateways whose selector
@@ -156,8 +158,9 @@ func (t *translator) gatewayServers() []gatewayServer {
 			continue
 		}
 		for _, srv := range spec.GetServers() {
-			switch strings.ToUpper(srv.GetPort().GetProtocol()) {
-			case "HTTP", "HTTP2", "GRPC":
+			proto := strings.ToUpper(srv.GetPort().GetProtocol())
+			switch proto {
+			case "HTTP", "HTTP2", "GRPC", "GRPC-WEB":
 			default:
 				continue
 			}
@@ -169,6 +172,7 @@ func (t *translator) gatewayServers() []gatewayServer {
 				namespace: r.Namespace,
 				port:      srv.GetPort().GetNumber(),
 				hosts:     srv.GetHosts(),
+				grpcWeb:   proto == "GRPC-WEB",
 			})
 		}
 	}
