@@ -80,25 +80,14 @@ func TestGRPCThroughSidecars(t *testing.T) {
 			via = p.OutboundPort
 		}
 	}
-	conn, err := grpc.NewClient(fmt.Sprintf("passthrough:///127.0.0.1:%d", via),
-		grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithAuthority("grpc-echo:7070"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	client := healthpb.NewHealthClient(conn)
-	call := func(service string) (*healthpb.HealthCheckResponse, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		return client.Check(ctx, &healthpb.HealthCheckRequest{Service: service})
-	}
+	client := healthVia(t, via, "grpc-echo:7070")
 
 	// Until the control plane has told productpage's sidecar about the
 	// new workload, the call fails (no route, or no endpoint yet).
 	var lastErr error
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		resp, err := call("weft.Echo")
+		resp, err := check(client, "weft.Echo")
 		if err == nil {
 			if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 				t.Fatalf("Check(weft.Echo) = %v, want SERVING", resp.GetStatus())
@@ -113,7 +102,7 @@ func TestGRPCThroughSidecars(t *testing.T) {
 	}
 
 	// An error status travels in the response's trailers.
-	if _, err := call("no.such.Service"); status.Code(err) != codes.NotFound {
+	if _, err := check(client, "no.such.Service"); status.Code(err) != codes.NotFound {
 		t.Errorf("Check(no.such.Service): %v; want the server's NotFound status", err)
 	}
 
@@ -166,15 +155,7 @@ spec:
         port:
           number: 7070
 `)
-	ingress, err := grpc.NewClient(fmt.Sprintf("passthrough:///127.0.0.1:%d", m.gwPort),
-		grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithAuthority("grpc.example.com"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ingress.Close()
-	gctx, gcancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer gcancel()
-	if resp, err := healthpb.NewHealthClient(ingress).Check(gctx, &healthpb.HealthCheckRequest{Service: "weft.Echo"}); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+	if resp, err := check(healthVia(t, m.gwPort, "grpc.example.com"), "weft.Echo"); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
 		t.Errorf("Check through the ingress gateway: %v, %v; want NOT_SERVING (set by the Watch above)", resp.GetStatus(), err)
 	}
 
@@ -198,15 +179,7 @@ spec:
     ports:
       grpc: %d
 `, app))
-	direct, err := grpc.NewClient(fmt.Sprintf("passthrough:///127.0.0.1:%d", via),
-		grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithAuthority("inventory.example.com:7070"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer direct.Close()
-	dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer dcancel()
-	if resp, err := healthpb.NewHealthClient(direct).Check(dctx, &healthpb.HealthCheckRequest{Service: "weft.Echo"}); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+	if resp, err := check(healthVia(t, via, "inventory.example.com:7070"), "weft.Echo"); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
 		t.Errorf("Check through the ServiceEntry: %v, %v; want NOT_SERVING (set by the Watch above)", resp.GetStatus(), err)
 	}
 
@@ -214,7 +187,7 @@ spec:
 	// says why: the sidecar's own answer is the status's message (grpc-go
 	// would otherwise report an unexpected HTTP status and content type).
 	srv.Stop()
-	_, err = call("weft.Echo")
+	_, err = check(client, "weft.Echo")
 	// (A call that raced the sidecar's noticing the closed connection
 	// reads "upstream reset before response" instead.)
 	if st, _ := status.FromError(err); st.Code() != codes.Unavailable || !strings.HasPrefix(st.Message(), "upstream ") || !strings.Contains(st.Message(), "cluster inbound|7070||") {
@@ -280,4 +253,25 @@ func checkWeb(t *testing.T, client *http.Client, url, service string, want healt
 	if got.GetStatus() != want || !strings.Contains(trailers, "grpc-status:0\r\n") {
 		t.Errorf("gRPC-Web Check(%s) = %v with trailers %q; want %v and grpc-status:0", service, got.GetStatus(), trailers, want)
 	}
+}
+
+// healthVia is a Health client that dials 127.0.0.1:port and names
+// authority as the service, as a client of an explicit-mode sidecar or of
+// the gateway does; the connection closes when the test ends.
+func healthVia(t *testing.T, port int, authority string) healthpb.HealthClient {
+	t.Helper()
+	conn, err := grpc.NewClient(fmt.Sprintf("passthrough:///127.0.0.1:%d", port),
+		grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithAuthority(authority))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return healthpb.NewHealthClient(conn)
+}
+
+// check calls Health.Check for service, giving up after 5 s.
+func check(c healthpb.HealthClient, service string) (*healthpb.HealthCheckResponse, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return c.Check(ctx, &healthpb.HealthCheckRequest{Service: service})
 }

@@ -260,13 +260,14 @@ func (c *wireCache) respond(w wireWatch, g *wireGroup) {
 //
 // A stream that was told a group's version (or its partial form) holds
 // every resource of that group it subscribed to. So when it was told g's
-// own version, only the
-// names its request newly subscribes to can be missing (an ACK subscribes
-// to none); when it was told prev's, only what changed from prev to g
-// (worked out once for every stream). Otherwise, on a stream's first
-// request, every resource is compared with what the stream reports. The
-// cache's lock is held, and a push reaches every stream, so the common
-// cases must not cost in proportion to the config.
+// own version, only the names its request newly subscribes to can be
+// missing (an ACK subscribes to none); when it was told prev's, only what
+// changed from prev to g (worked out once for every stream). Otherwise,
+// on a stream's first request, every resource is compared with what the
+// stream reports. The cache's lock is held, and a push reaches every
+// stream, so the common cases must not cost in proportion to the config
+// (but for subscribesAll, a set lookup per name of g on each response
+// actually sent).
 //
 // The exception is a stream that rejected its last response of the type:
 // go-control-plane's server records what it sent, rejected or not, so the
@@ -292,7 +293,7 @@ func (c *wireCache) respondDelta(n *wireNode, w wireWatch, g, prev *wireGroup) b
 	// version it names, also when told was partial: either way the stream
 	// holds every resource of that group it subscribed to.
 	told := sent[versionKey]
-	base := strings.TrimSuffix(told, partialSuffix)
+	base := fullVersion(told)
 	// A wildcard stream that unsubscribes a name keeps it with no
 	// version, to be sent again; only a full comparison finds those.
 	fast := base == g.version && !slices.Contains(subscribe, "*") && !(wildcard && len(w.dreq.GetResourceNamesUnsubscribe()) > 0)
@@ -378,6 +379,9 @@ func (c *wireCache) respondDelta(n *wireNode, w wireWatch, g, prev *wireGroup) b
 // `weft apply --wait` could return while a proxy still waited for the
 // endpoints of a new cluster, serving the previous config.
 func partialVersion(v string) string { return v + partialSuffix }
+
+// fullVersion is the group version a sent version names, partial or not.
+func fullVersion(v string) string { return strings.TrimSuffix(v, partialSuffix) }
 
 const partialSuffix = "-partial"
 

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -401,7 +400,7 @@ func (s *Server) onRequest(key streamKey, node *corev3.Node, typeURL, nonce stri
 	if nack != nil {
 		// A rejected partial response rejects the version it was part
 		// of: the proxy's record compares NACKs with the full version.
-		ts.nack, ts.nackVersion, ts.nackAt = nack.GetMessage(), strings.TrimSuffix(sentVersion, partialSuffix), time.Now()
+		ts.nack, ts.nackVersion, ts.nackAt = nack.GetMessage(), fullVersion(sentVersion), time.Now()
 		s.log.Warn("proxy rejected config", "proxy", id, "type", shortType(typeURL), "version", sentVersion, "error", nack.GetMessage())
 		return sentVersion, nil
 	}

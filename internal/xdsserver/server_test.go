@@ -402,9 +402,11 @@ func TestPushWindow(t *testing.T) {
 		t.Fatal("Push returned while a change was waiting for a slot")
 	case <-time.After(200 * time.Millisecond):
 	}
-	// a answers its change: the clusters, then whatever else it is sent
-	// (its route configuration changes too).
+	// a answers its change as a proxy does: it ACKs the clusters, asks
+	// for the new cluster's load assignment, and ACKs whatever else it is
+	// sent (its route configuration changes too).
 	a.send(&discoverygrpc.DiscoveryRequest{TypeUrl: resourcev3.ClusterType, VersionInfo: cdsA.VersionInfo, ResponseNonce: cdsA.Nonce})
+	a.send(&discoverygrpc.DiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResourceNames: []string{ratingsCluster}})
 	go func() {
 		for {
 			resp, err := a.stream.Recv()

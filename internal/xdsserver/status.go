@@ -59,18 +59,17 @@ func (p *proxyState) settle() {
 }
 
 // settleIfAnswered ends the change in flight if the proxy has answered it:
-// CDS, LDS and every other type it subscribes to are ACKed, or NACKed, at
-// the pushed version.
+// every type that counts toward its sync (see typeSync) is ACKed, or
+// NACKed, at the pushed version.
 func (p *proxyState) settleIfAnswered() {
 	if p.answered == nil {
 		return
 	}
 	for i, url := range pushTypes {
-		ts := p.types[url]
-		always := url == resourcev3.ClusterType || url == resourcev3.ListenerType
-		if !always && (ts == nil || !ts.subscribed) {
+		if _, counts := p.typeSync(url); !counts {
 			continue
 		}
+		ts := p.types[url]
 		if ts == nil {
 			return
 		}

@@ -45,7 +45,7 @@ const (
 	ctGRPC    = "application/grpc"
 )
 
-// valTrailers is shared by every converted request: a handler changing a
+// Header values shared by every converted request: a handler changing a
 // header replaces its value slice (see package chain).
 var (
 	valTrailers = []string{"trailers"}
@@ -190,24 +190,22 @@ func (w *writer) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // finish writes the trailers as the last message, once the handler is done.
 func (w *writer) finish() {
 	h := w.Header()
+	var names []string
+	for k := range h {
+		if strings.HasPrefix(k, http.TrailerPrefix) {
+			names = append(names, k)
+		}
+	}
 	if w.plain {
 		// A trailers-only gRPC-Web answer saying what the error page said.
-		for k := range h {
-			if strings.HasPrefix(k, http.TrailerPrefix) {
-				delete(h, k)
-			}
+		for _, k := range names {
+			delete(h, k)
 		}
 		delete(h, "Content-Length")
 		grpcreply.SetHeader(h, grpcreply.FromHTTP(w.status), string(w.body))
 		h["Content-Type"] = []string{w.webType()}
 		w.ResponseWriter.WriteHeader(http.StatusOK)
 		return
-	}
-	var names []string
-	for k := range h {
-		if strings.HasPrefix(k, http.TrailerPrefix) {
-			names = append(names, k)
-		}
 	}
 	if len(names) == 0 {
 		if w.enc != nil {

@@ -591,7 +591,7 @@ func (w *h1Writer) commit(length int) {
 		case "Date":
 			hasDate = true
 		}
-		if len(k) > len(http.TrailerPrefix) && k[:len(http.TrailerPrefix)] == http.TrailerPrefix {
+		if strings.HasPrefix(k, http.TrailerPrefix) {
 			// Trailers set as net/http's handlers set them (the
 			// Forwarder's, from an upstream's): no header field; a
 			// chunked body ends with them (writeTrailers).
@@ -752,8 +752,8 @@ func (w *h1Writer) finish() bool {
 // a Content-Length has nowhere to put them; they are dropped.
 func (w *h1Writer) writeTrailers() {
 	for k, vs := range w.header {
-		if len(k) > len(http.TrailerPrefix) && k[:len(http.TrailerPrefix)] == http.TrailerPrefix {
-			h1.WriteField(w.bw, k[len(http.TrailerPrefix):], vs)
+		if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok && name != "" {
+			h1.WriteField(w.bw, name, vs)
 		}
 	}
 }

@@ -322,6 +322,8 @@ func compileHCM(c *compiledChain, tc *anypb.Any, field string) error {
 				return fmt.Errorf("%s.http_filters[%d]: a second %s is not supported", field, i, nameGrpcWeb)
 			case hf.GetDisabled():
 				return fmt.Errorf("%s.http_filters[%d].disabled: a gRPC-Web filter disabled by default is not supported", field, i)
+			case hf.GetConfigDiscovery() != nil:
+				return fmt.Errorf("%s.http_filters[%d].config_discovery is not supported", field, i)
 			}
 			// Its configuration has nothing weft-proxy uses.
 			c.filters = append(c.filters, httpFilter{kind: filterGrpcWeb})
