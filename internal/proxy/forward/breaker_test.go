@@ -1,6 +1,7 @@
 package forward
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -284,5 +285,73 @@ func TestOutlierDetectionPanicMode(t *testing.T) {
 				t.Errorf("lb_healthy_panic = %d", panics)
 			}
 		})
+	}
+}
+
+// With split_external_local_origin_errors, connect failures eject an
+// endpoint through the local origin detector (consecutive 5xx never sees
+// them) and a 5xx answer counts on its own; without it, they count as
+// 503s on the 5xx detector, as in Envoy.
+func TestOutlierDetectionLocalOrigin(t *testing.T) {
+	for _, split := range []bool{true, false} {
+		t.Run(fmt.Sprint("split=", split), func(t *testing.T) {
+			var ok atomic.Int32
+			ok.Store(200)
+			good := whoBackend(t, "good", &ok)
+			od := upstream.DefaultOutlierDetection()
+			od.Consecutive5xx, od.ConsecutiveGatewayFailure = 3, 3
+			od.SplitLocalOrigin, od.ConsecutiveLocalOriginFailure = split, 2
+			od.Interval, od.BaseEjectionTime, od.MaxEjectionPercent = time.Hour, time.Hour, 50
+			f := newCBFront(t, &router.Route{}, upstream.ClusterSpec{LB: upstream.RoundRobin, Outlier: &od,
+				Endpoints: []upstream.EndpointSpec{{Address: good}, {Address: deadAddr(t)}}})
+			// Round robin alternates: the dead endpoint fails its second
+			// connection within four requests, its third within six.
+			for range 4 {
+				f.get(t)
+			}
+			st := f.stats()
+			if split {
+				if st.EjectionsActive != 1 || st.EjectionsEnforcedLocalOriginFailure != 1 || st.EjectionsDetected5xx != 0 {
+					t.Fatalf("after two connect failures: ejected %d, local origin %d, 5xx detected %d; want 1, 1, 0",
+						st.EjectionsActive, st.EjectionsEnforcedLocalOriginFailure, st.EjectionsDetected5xx)
+				}
+			} else {
+				if st.EjectionsActive != 0 {
+					t.Fatalf("ejected after two connect failures, with consecutive5xx 3 and no split")
+				}
+				f.get(t)
+				f.get(t)
+				st = f.stats()
+				if st.EjectionsActive != 1 || st.EjectionsEnforced5xx != 1 || st.EjectionsDetectedLocalOriginFailure != 0 {
+					t.Fatalf("after three connect failures: ejected %d, 5xx %d, local origin detected %d; want 1, 1, 0",
+						st.EjectionsActive, st.EjectionsEnforced5xx, st.EjectionsDetectedLocalOriginFailure)
+				}
+			}
+			for i := range 6 {
+				if code, body, _ := f.get(t); code != 200 || body != "good" {
+					t.Fatalf("request %d with the dead endpoint ejected: %d %q", i, code, body)
+				}
+			}
+		})
+	}
+}
+
+// With the split, a 5xx answer is an external error: the 5xx detector
+// counts it, the local origin detector does not.
+func TestOutlierDetectionSplitCounts5xx(t *testing.T) {
+	var bad atomic.Int32
+	bad.Store(500)
+	b := whoBackend(t, "bad", &bad)
+	od := upstream.DefaultOutlierDetection()
+	od.Consecutive5xx, od.SplitLocalOrigin, od.ConsecutiveLocalOriginFailure = 2, true, 1
+	od.Interval, od.BaseEjectionTime, od.MaxEjectionPercent = time.Hour, time.Hour, 100
+	f := newCBFront(t, &router.Route{}, upstream.ClusterSpec{Outlier: &od, Endpoints: []upstream.EndpointSpec{{Address: b}}})
+	f.get(t)
+	if st := f.stats(); st.EjectionsActive != 0 {
+		t.Fatal("one 500 ejected the endpoint (consecutive5xx 2; local origin must not count answers)")
+	}
+	f.get(t)
+	if st := f.stats(); st.EjectionsEnforced5xx != 1 || st.EjectionsDetectedLocalOriginFailure != 0 {
+		t.Fatalf("after two 500s: 5xx ejections %d, local origin detected %d; want 1, 0", st.EjectionsEnforced5xx, st.EjectionsDetectedLocalOriginFailure)
 	}
 }

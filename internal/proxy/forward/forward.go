@@ -659,16 +659,16 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *route
 				return
 			}
 			if ctx.Err() != nil {
-				ep.Report(http.StatusGatewayTimeout)
+				ep.ReportLocal(upstream.TimedOut)
 				f.timedOut(w, grpc, cl, route, wc)
 				return
 			}
 			lastErr = classify(err)
 			if perTryExpired {
 				lastErr = attemptErr{reason: "per-try timeout"}
-				ep.Report(http.StatusGatewayTimeout)
+				ep.ReportLocal(upstream.TimedOut)
 			} else {
-				ep.Report(http.StatusServiceUnavailable)
+				ep.ReportLocal(upstream.ConnectFailed)
 			}
 			if lastErr.connect {
 				cl.Stats().ConnectFail()

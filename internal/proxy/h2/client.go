@@ -31,7 +31,10 @@ type ClientConn struct {
 	mu         sync.Mutex
 	streams    map[uint32]*clientStream
 	nextID     uint32
-	maxStreams uint32 // the server's SETTINGS_MAX_CONCURRENT_STREAMS
+	maxStreams uint32 // the server's SETTINGS_MAX_CONCURRENT_STREAMS, at most streamCap
+	// streamCap, when not 0, is this side's own limit on concurrent
+	// streams (see SetMaxConcurrentStreams).
+	streamCap uint32
 	reserved   int
 	goAway     bool  // no new streams: GOAWAY came, or the connection ended
 	err        error // why the connection ended
@@ -52,6 +55,11 @@ type ClientConn struct {
 	// no stream that long (see SetIdleTimeout); idle runs it.
 	idleTimeout time.Duration
 	idle        *time.Timer
+	// ping is the keepalive's state (see SetKeepalive), nil without one.
+	ping atomic.Pointer[keepalive]
+	// endErr, when set, is why this side ended the connection; the
+	// requests in flight fail with it.
+	endErr error
 
 	// wake holds the streams whose response head arrived in the frames
 	// the read loop has not finished handling; they are woken together
@@ -164,6 +172,107 @@ func (cc *ClientConn) SetIdleTimeout(d time.Duration) {
 	cc.mu.Lock()
 	cc.idleTimeout = d
 	cc.mu.Unlock()
+}
+
+// SetMaxConcurrentStreams caps the streams the connection carries at once
+// at n, below the server's own limit when that is higher (as Envoy's
+// max_concurrent_streams of a cluster's HTTP/2 options); 0 leaves the
+// server's. Call it before the first Reserve.
+func (cc *ClientConn) SetMaxConcurrentStreams(n uint32) {
+	cc.mu.Lock()
+	cc.streamCap = n
+	if n > 0 && cc.maxStreams > n {
+		cc.maxStreams = n
+	}
+	cc.mu.Unlock()
+}
+
+// keepalive sends a PING every interval and ends the connection when the
+// answer has not come within timeout and no other frame has either (a
+// connection busy with a large response may answer late, as in Envoy).
+type keepalive struct {
+	interval, timeout time.Duration
+	timer             *time.Timer
+	// frames counts the frames the read loop has read; waiting is set
+	// while a PING is unanswered, with sent the value of frames then and
+	// data its payload.
+	frames  atomic.Uint64
+	mu      sync.Mutex
+	waiting bool
+	sent    uint64
+	data    uint64
+}
+
+// SetKeepalive has the connection send a PING every interval and end,
+// failing its requests, when neither the answer nor any other frame has
+// come timeout after one (Envoy's connection_keepalive). It is a way to
+// find a peer that is gone without a word (a host that crashed, a
+// connection a middlebox dropped) before a request waits on it. Call it
+// once, before the first Reserve.
+func (cc *ClientConn) SetKeepalive(interval, timeout time.Duration) {
+	if interval <= 0 || timeout <= 0 {
+		return
+	}
+	k := &keepalive{interval: interval, timeout: timeout}
+	cc.ping.Store(k)
+	k.mu.Lock()
+	k.timer = time.AfterFunc(interval, cc.keepaliveTick)
+	k.mu.Unlock()
+}
+
+// keepaliveTick runs on the keepalive's timer: it sends a PING, or ends
+// the connection when the last one went unanswered.
+func (cc *ClientConn) keepaliveTick() {
+	k := cc.ping.Load()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	select {
+	case <-cc.done:
+		return
+	default:
+	}
+	if k.waiting {
+		if k.frames.Load() == k.sent {
+			cc.end(fmt.Errorf("http2: no answer to a keepalive PING within %v", k.timeout))
+			return
+		}
+		// Frames came, just not the answer yet: the connection lives.
+		k.sent = k.frames.Load()
+		k.timer.Reset(k.timeout)
+		return
+	}
+	k.data++
+	k.waiting, k.sent = true, k.frames.Load()
+	data := k.data
+	cc.send(func(b []byte) []byte {
+		return binary.BigEndian.AppendUint64(appendFrameHeader(b, 8, framePing, 0, 0), data)
+	})
+	k.timer.Reset(k.timeout)
+}
+
+// onPingAck takes the answer to a PING (a valid PING frame with ACK set).
+func (cc *ClientConn) onPingAck(p []byte) {
+	k := cc.ping.Load()
+	if k == nil {
+		return
+	}
+	k.mu.Lock()
+	if k.waiting && binary.BigEndian.Uint64(p) == k.data {
+		k.waiting = false
+		k.timer.Reset(k.interval)
+	}
+	k.mu.Unlock()
+}
+
+// end closes the connection from this side; the requests in flight fail
+// with err.
+func (cc *ClientConn) end(err error) {
+	cc.mu.Lock()
+	if cc.endErr == nil {
+		cc.endErr = err
+	}
+	cc.mu.Unlock()
+	cc.nc.Close()
 }
 
 func (cc *ClientConn) idleExpired() {
@@ -585,6 +694,16 @@ func (b *clientBody) Close() error {
 // fails what is in flight.
 func (cc *ClientConn) readLoop() {
 	err := cc.serve()
+	cc.mu.Lock()
+	if cc.endErr != nil {
+		err = cc.endErr
+	}
+	cc.mu.Unlock()
+	if k := cc.ping.Load(); k != nil {
+		k.mu.Lock()
+		k.timer.Stop()
+		k.mu.Unlock()
+	}
 	var ce connError
 	if errors.As(err, &ce) {
 		cc.sendNow(func(b []byte) []byte { return appendGoAway(b, 0, ce.code, ce.msg) })
@@ -653,6 +772,9 @@ func (cc *ClientConn) serve() error {
 		h, p, err := cc.readFrame()
 		if err != nil {
 			return err
+		}
+		if k := cc.ping.Load(); k != nil {
+			k.frames.Add(1)
 		}
 		if cc.continuing() && h.typ != frameContinuation {
 			return protocolError("frame of type %d in the middle of a header block", h.typ)
@@ -737,6 +859,9 @@ func (cc *ClientConn) serve() error {
 			if err := cc.onCommon(h, p, cc.applySetting, cc.initialWindow); err != nil {
 				return err
 			}
+			if h.typ == framePing && h.flags&flagAck != 0 {
+				cc.onPingAck(p)
+			}
 			if h.typ == frameSettings && h.flags&flagAck == 0 && !cc.seenFirst {
 				cc.seenFirst = true
 				close(cc.settled)
@@ -751,6 +876,9 @@ func (cc *ClientConn) applySetting(id uint16, v uint32) {
 	if id == settingMaxConcurrentStreams {
 		cc.mu.Lock()
 		cc.maxStreams = v
+		if cc.streamCap > 0 && v > cc.streamCap {
+			cc.maxStreams = cc.streamCap
+		}
 		cc.mu.Unlock()
 	}
 }

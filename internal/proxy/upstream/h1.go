@@ -44,16 +44,25 @@ type h1Pool struct {
 	// maxUses closes a connection after that many requests; 0: no limit
 	// (max_requests_per_connection).
 	maxUses uint32
-	cb      *breaker
-	open    atomic.Int64 // this endpoint's open connections, the Transport's included
+	// maxAge closes a connection that long after it was opened, once it
+	// is idle; 0: no limit (max_connection_duration).
+	maxAge time.Duration
+	cb     *breaker
+	open   atomic.Int64 // this endpoint's open connections, the Transport's included
 	// transportOpen counts the open connections of the endpoint's
 	// net/http Transport, and closeTransportIdle closes its idle ones.
 	transportOpen      atomic.Int64
 	closeTransportIdle func()
+	// transportExpired counts the Transport's open connections past
+	// maxAge.
+	transportExpired atomic.Int64
 
-	mu     sync.Mutex
-	idle   []*h1Conn // most recently used last
+	mu   sync.Mutex
+	idle []*h1Conn // most recently used last
+	// reaper closes idle connections as their deadline passes (see
+	// deadline); reapAt is when it fires.
 	reaper *time.Timer
+	reapAt time.Time
 	closed bool
 
 	nwait  atomic.Int64
@@ -66,7 +75,10 @@ type h1Conn struct {
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	idleAt time.Time
-	reused bool
+	// expires is when the connection reaches the pool's maxAge (zero
+	// without one).
+	expires time.Time
+	reused  bool
 	// holdOK says the next request may leave from the read that waits
 	// for its response: the connection is new, or was idle less than
 	// holdWithin (see there).
@@ -180,6 +192,9 @@ func (p *h1Pool) get(ctx context.Context, probe bool) (*h1Conn, error) {
 	bw.Reset(c)
 	pc := &h1Conn{c: c, br: br, bw: bw, pool: p, holdOK: true}
 	pc.interrupt = pc.Interrupt
+	if p.maxAge > 0 {
+		pc.expires = time.Now().Add(p.maxAge)
+	}
 	return pc, nil
 }
 
@@ -305,7 +320,11 @@ func (p *h1Pool) dialForTransport(ctx context.Context, connectTimeout time.Durat
 		return nil, err
 	}
 	p.transportOpen.Add(1)
-	return &transportConn{Conn: c, pool: p}, nil
+	tc := &transportConn{Conn: c, pool: p}
+	if p.maxAge > 0 {
+		tc.age = time.AfterFunc(p.maxAge, tc.expire)
+	}
+	return tc, nil
 }
 
 // transportConn is a connection of the Transport: closing it releases its
@@ -314,6 +333,28 @@ type transportConn struct {
 	net.Conn
 	pool *h1Pool
 	once sync.Once
+	// age fires at the pool's maxAge; state goes from open to expired
+	// then, and to closed at Close.
+	age   *time.Timer
+	state atomic.Int32
+}
+
+// The states of a transportConn.
+const (
+	tcOpen int32 = iota
+	tcExpired
+	tcClosed
+)
+
+// expire runs at the connection's maximum age. The Transport cannot be
+// told to drop one connection, so its idle ones are closed: this one now
+// if it is idle, else when a response body it carried is closed (see
+// transportBody), while transportExpired counts it.
+func (c *transportConn) expire() {
+	if c.state.CompareAndSwap(tcOpen, tcExpired) {
+		c.pool.transportExpired.Add(1)
+		c.pool.closeTransportIdle()
+	}
 }
 
 // SyscallConn is the dialed connection's, so that package sockio can do
@@ -336,6 +377,12 @@ func (c *transportConn) CloseWrite() error {
 func (c *transportConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() {
+		if c.age != nil {
+			c.age.Stop()
+		}
+		if c.state.Swap(tcClosed) == tcExpired {
+			c.pool.transportExpired.Add(-1)
+		}
 		c.pool.transportOpen.Add(-1)
 		c.pool.gone()
 	})
@@ -350,7 +397,8 @@ func (p *h1Pool) takeIdle(probe bool) *h1Conn {
 		pc := p.idle[n-1]
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
-		if now.Sub(pc.idleAt) < p.idleTimeout && pc.br.Buffered() == 0 && !(probe && peerClosed(pc.c)) {
+		if now.Sub(pc.idleAt) < p.idleTimeout && (p.maxAge == 0 || now.Before(pc.expires)) &&
+			pc.br.Buffered() == 0 && !(probe && peerClosed(pc.c)) {
 			p.mu.Unlock()
 			pc.reused = true
 			pc.holdOK = now.Sub(pc.idleAt) < holdWithin
@@ -362,24 +410,48 @@ func (p *h1Pool) takeIdle(probe bool) *h1Conn {
 	return nil
 }
 
-// put returns pc to the pool, or closes it when the pool is full or closed.
+// put returns pc to the pool, or closes it when the pool is full or
+// closed, or the connection has reached its maximum age.
 func (p *h1Pool) put(pc *h1Conn) {
 	pc.idleAt = time.Now()
+	d := p.deadline(pc)
 	p.mu.Lock()
-	if p.closed || len(p.idle) >= p.maxIdle {
+	if p.closed || len(p.idle) >= p.maxIdle || !pc.idleAt.Before(d) {
 		p.mu.Unlock()
 		pc.close()
 		return
 	}
 	p.idle = append(p.idle, pc)
-	if p.reaper == nil {
-		p.reaper = time.AfterFunc(p.idleTimeout, p.reap)
-	}
+	p.armReaperLocked(d, pc.idleAt)
 	p.mu.Unlock()
 	p.wake()
 }
 
-// reap closes connections idle longer than the idle timeout, and re-arms
+// deadline is when pc, idle, is to be closed: once idle for the idle
+// timeout, or at its maximum age if that comes first.
+func (p *h1Pool) deadline(pc *h1Conn) time.Time {
+	d := pc.idleAt.Add(p.idleTimeout)
+	if p.maxAge > 0 && pc.expires.Before(d) {
+		d = pc.expires
+	}
+	return d
+}
+
+// armReaperLocked has the reaper run at at, unless it runs sooner. Call
+// it with mu held.
+func (p *h1Pool) armReaperLocked(at, now time.Time) {
+	if p.reaper != nil {
+		if !at.Before(p.reapAt) || !p.reaper.Stop() {
+			// It runs soon enough; or it has fired, and its run, waiting
+			// for mu, arms the next.
+			return
+		}
+	}
+	p.reaper = time.AfterFunc(at.Sub(now), p.reap)
+	p.reapAt = at
+}
+
+// reap closes the idle connections whose deadline has passed, and re-arms
 // itself while connections remain idle.
 func (p *h1Pool) reap() {
 	p.mu.Lock()
@@ -387,17 +459,22 @@ func (p *h1Pool) reap() {
 	p.reaper = nil
 	now := time.Now()
 	keep := p.idle[:0]
+	var next time.Time
 	for _, pc := range p.idle {
-		if now.Sub(pc.idleAt) >= p.idleTimeout {
+		d := p.deadline(pc)
+		if !now.Before(d) {
 			pc.close()
 			continue
+		}
+		if next.IsZero() || d.Before(next) {
+			next = d
 		}
 		keep = append(keep, pc)
 	}
 	clear(p.idle[len(keep):])
 	p.idle = keep
 	if len(p.idle) > 0 && !p.closed {
-		p.reaper = time.AfterFunc(p.idleTimeout-now.Sub(p.idle[0].idleAt), p.reap)
+		p.armReaperLocked(next, now)
 	}
 }
 

@@ -151,7 +151,11 @@ func (p *h2Pool) get(ctx context.Context) (*h2.ClientConn, error) {
 		}
 		p.conns = append(p.conns, cc)
 		p.mu.Unlock()
-		go p.forgetWhenDone(cc)
+		var age *time.Timer
+		if d := p.e.set.maxAge; d > 0 {
+			age = time.AfterFunc(d, cc.Retire)
+		}
+		go p.forgetWhenDone(cc, age)
 	}
 }
 
@@ -178,6 +182,8 @@ func (p *h2Pool) dial(ctx context.Context) (*h2.ClientConn, error) {
 	if d := p.e.set.idleTimeout; d < math.MaxInt64 {
 		cc.SetIdleTimeout(d)
 	}
+	cc.SetMaxConcurrentStreams(p.e.set.http2.MaxConcurrentStreams)
+	cc.SetKeepalive(p.e.set.http2.PingInterval, p.e.set.http2.PingTimeout)
 	p.e.cb.stats.cxHTTP2.Add(1)
 	t := time.NewTimer(p.e.set.connectTimeout)
 	defer t.Stop()
@@ -198,8 +204,13 @@ func (p *h2Pool) dial(ctx context.Context) (*h2.ClientConn, error) {
 
 var errEndpointClosed = errors.New("the endpoint is no longer in use")
 
-func (p *h2Pool) forgetWhenDone(cc *h2.ClientConn) {
+// forgetWhenDone drops cc from the pool once it has ended, and stops its
+// maximum age's timer, if it has one.
+func (p *h2Pool) forgetWhenDone(cc *h2.ClientConn, age *time.Timer) {
 	<-cc.Done()
+	if age != nil {
+		age.Stop()
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for i, c := range p.conns {

@@ -8,16 +8,24 @@ import (
 )
 
 // OutlierDetection is a cluster's outlier_detection, with Envoy's meanings,
-// for the consecutive 5xx and consecutive gateway failure detectors (with
-// split_external_local_origin_errors false: a connect failure or reset
-// counts as a 503, a timeout as a 504). Use DefaultOutlierDetection for
-// Envoy's defaults.
+// for the consecutive 5xx, consecutive gateway failure and consecutive
+// local origin failure detectors. Use DefaultOutlierDetection for Envoy's
+// defaults.
 type OutlierDetection struct {
 	Consecutive5xx            uint32
 	ConsecutiveGatewayFailure uint32
+	// SplitLocalOrigin (split_external_local_origin_errors) counts the
+	// failures of requests that got no response (a connect failure, a
+	// reset, a timeout) on a detector of their own, with
+	// ConsecutiveLocalOriginFailure; the 5xx and gateway failure
+	// detectors then see only responses. Without it, a connect failure
+	// or reset counts as a 503 and a timeout as a 504.
+	SplitLocalOrigin              bool
+	ConsecutiveLocalOriginFailure uint32
 	// Enforcing* are the percent chances that a detection ejects the host.
-	Enforcing5xx            uint32
-	EnforcingGatewayFailure uint32
+	Enforcing5xx                uint32
+	EnforcingGatewayFailure     uint32
+	EnforcingLocalOriginFailure uint32
 	// Interval is how often ejected hosts are checked for their return
 	// (and ejection backoffs decay).
 	Interval time.Duration
@@ -36,6 +44,7 @@ type OutlierDetection struct {
 // DefaultOutlierDetection returns Envoy's defaults.
 func DefaultOutlierDetection() OutlierDetection {
 	return OutlierDetection{Consecutive5xx: 5, ConsecutiveGatewayFailure: 5, Enforcing5xx: 100, EnforcingGatewayFailure: 0,
+		ConsecutiveLocalOriginFailure: 5, EnforcingLocalOriginFailure: 100,
 		Interval: 10 * time.Second, BaseEjectionTime: 30 * time.Second, MaxEjectionTime: 300 * time.Second, MaxEjectionPercent: 10}
 }
 
@@ -55,6 +64,8 @@ const DefaultPanicThreshold = 50
 type detector struct {
 	stats  *Stats
 	active atomic.Int64 // hosts ejected now
+	// split is cfg.SplitLocalOrigin, read without mu.
+	split atomic.Bool
 
 	mu     sync.Mutex
 	cfg    OutlierDetection
@@ -68,6 +79,7 @@ type detector struct {
 type hostState struct {
 	d           *detector
 	c5xx, cgw   atomic.Uint32
+	clocal      atomic.Uint32 // consecutive local origin failures (split only)
 	ejected     atomic.Bool
 	ejectedAt   time.Time     // under d.mu
 	ejectFor    time.Duration // under d.mu
@@ -75,9 +87,11 @@ type hostState struct {
 	unejectedAt time.Time     // under d.mu
 }
 
-// report counts one result of a request to the host: an HTTP status, or
-// the status a local failure maps to.
+// report counts one response from the host by its status.
 func (h *hostState) report(code int) {
+	if h.clocal.Load() != 0 {
+		h.clocal.Store(0) // a response: the host is reachable
+	}
 	if code < 500 || code > 599 {
 		if h.c5xx.Load() != 0 {
 			h.c5xx.Store(0)
@@ -91,33 +105,73 @@ func (h *hostState) report(code int) {
 		return
 	}
 	if code == 502 || code == 503 || code == 504 {
-		h.d.counted(h, &h.cgw, false)
+		h.d.counted(h, &h.cgw, detectGateway)
 	} else if h.cgw.Load() != 0 {
 		h.cgw.Store(0)
 	}
-	h.d.counted(h, &h.c5xx, true)
+	h.d.counted(h, &h.c5xx, detect5xx)
 }
+
+// reportLocal counts a request to the host that got no response.
+func (h *hostState) reportLocal(f LocalFailure) {
+	if !h.d.split.Load() {
+		if f == TimedOut {
+			h.report(504)
+		} else {
+			h.report(503)
+		}
+		return
+	}
+	if !h.ejected.Load() {
+		h.d.counted(h, &h.clocal, detectLocal)
+	}
+}
+
+// LocalFailure is how a request to an endpoint failed without a response.
+type LocalFailure uint8
+
+const (
+	// ConnectFailed: no connection could be made, or it broke (a reset,
+	// an end of stream) before the response came.
+	ConnectFailed LocalFailure = iota
+	// TimedOut: no response came within the request's timeout.
+	TimedOut
+)
+
+// detection names a detector.
+type detection uint8
+
+const (
+	detect5xx detection = iota
+	detectGateway
+	detectLocal
+)
 
 // counted increments a consecutive-failure counter and runs the detection
 // when it reaches its threshold.
-func (d *detector) counted(h *hostState, ctr *atomic.Uint32, is5xx bool) {
+func (d *detector) counted(h *hostState, ctr *atomic.Uint32, kind detection) {
 	n := ctr.Add(1)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	threshold, enforcing := d.cfg.ConsecutiveGatewayFailure, d.cfg.EnforcingGatewayFailure
-	if is5xx {
+	var threshold, enforcing uint32
+	var detected, enforced *atomic.Uint64
+	switch kind {
+	case detect5xx:
 		threshold, enforcing = d.cfg.Consecutive5xx, d.cfg.Enforcing5xx
+		detected, enforced = &d.stats.odDetected5xx, &d.stats.odEnforced5xx
+	case detectGateway:
+		threshold, enforcing = d.cfg.ConsecutiveGatewayFailure, d.cfg.EnforcingGatewayFailure
+		detected, enforced = &d.stats.odDetectedGw, &d.stats.odEnforcedGw
+	default:
+		threshold, enforcing = d.cfg.ConsecutiveLocalOriginFailure, d.cfg.EnforcingLocalOriginFailure
+		detected, enforced = &d.stats.odDetectedLocal, &d.stats.odEnforcedLocal
 	}
 	if n < threshold || h.ejected.Load() || d.closed {
 		return
 	}
 	// Detected: start counting the next bout afresh.
 	ctr.Store(0)
-	if is5xx {
-		d.stats.odDetected5xx.Add(1)
-	} else {
-		d.stats.odDetectedGw.Add(1)
-	}
+	detected.Add(1)
 	if enforcing < 100 && uint32(rand.IntN(100)) >= enforcing {
 		return
 	}
@@ -127,11 +181,7 @@ func (d *detector) counted(h *hostState, ctr *atomic.Uint32, is5xx bool) {
 		return
 	}
 	d.eject(h, time.Now())
-	if is5xx {
-		d.stats.odEnforced5xx.Add(1)
-	} else {
-		d.stats.odEnforcedGw.Add(1)
-	}
+	enforced.Add(1)
 }
 
 // eject ejects h; d.mu is held.
@@ -149,6 +199,7 @@ func (d *detector) eject(h *hostState, now time.Time) {
 	h.ejected.Store(true)
 	h.c5xx.Store(0)
 	h.cgw.Store(0)
+	h.clocal.Store(0)
 	d.active.Add(1)
 	d.stats.odActive.Add(1)
 	d.stats.odEnforced.Add(1)
@@ -194,6 +245,7 @@ func (d *detector) uneject(h *hostState, now time.Time) {
 	h.unejectedAt = now
 	h.c5xx.Store(0)
 	h.cgw.Store(0)
+	h.clocal.Store(0)
 	d.active.Add(-1)
 	d.stats.odActive.Add(-1)
 }
@@ -215,6 +267,7 @@ func (d *detector) update(cfg OutlierDetection, hosts []*hostState) {
 	d.hosts = hosts
 	rearm := d.timer == nil || cfg.Interval != d.cfg.Interval
 	d.cfg = cfg
+	d.split.Store(cfg.SplitLocalOrigin)
 	if rearm {
 		d.arm()
 	}

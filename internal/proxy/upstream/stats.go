@@ -13,9 +13,10 @@ type Stats struct {
 	// Circuit breakers.
 	pendingOverflow, cxOverflow, retryOverflow atomic.Uint64
 	// Outlier detection and load balancing.
-	odEnforced, odEnforced5xx, odEnforcedGw, odDetected5xx, odDetectedGw, odOverflow atomic.Uint64
-	odActive                                                                         atomic.Int64
-	lbHealthyPanic                                                                   atomic.Uint64
+	odEnforced, odEnforced5xx, odEnforcedGw, odEnforcedLocal atomic.Uint64
+	odDetected5xx, odDetectedGw, odDetectedLocal, odOverflow atomic.Uint64
+	odActive                                                 atomic.Int64
+	lbHealthyPanic                                           atomic.Uint64
 }
 
 // Observe counts a finished request by the status code sent downstream
@@ -71,7 +72,9 @@ type StatsSnapshot struct {
 	// detected (enforced or not), refused by max_ejection_percent, and
 	// the endpoints ejected now.
 	EjectionsEnforced, EjectionsEnforced5xx, EjectionsEnforcedGatewayFailure uint64
+	EjectionsEnforcedLocalOriginFailure                                      uint64
 	EjectionsDetected5xx, EjectionsDetectedGatewayFailure, EjectionsOverflow uint64
+	EjectionsDetectedLocalOriginFailure                                      uint64
 	EjectionsActive                                                          int64
 	// LBHealthyPanic counts picks made among all endpoints because too few
 	// were healthy (healthy_panic_threshold).
@@ -85,6 +88,7 @@ func (s *Stats) Snapshot() StatsSnapshot {
 		PendingOverflow: s.pendingOverflow.Load(), CxOverflow: s.cxOverflow.Load(), RetryOverflow: s.retryOverflow.Load(),
 		EjectionsEnforced: s.odEnforced.Load(), EjectionsEnforced5xx: s.odEnforced5xx.Load(), EjectionsEnforcedGatewayFailure: s.odEnforcedGw.Load(),
 		EjectionsDetected5xx: s.odDetected5xx.Load(), EjectionsDetectedGatewayFailure: s.odDetectedGw.Load(), EjectionsOverflow: s.odOverflow.Load(),
+		EjectionsEnforcedLocalOriginFailure: s.odEnforcedLocal.Load(), EjectionsDetectedLocalOriginFailure: s.odDetectedLocal.Load(),
 		EjectionsActive: s.odActive.Load(), LBHealthyPanic: s.lbHealthyPanic.Load()}
 	for i := range s.classes {
 		out.Classes[i] = s.classes[i].Load()

@@ -120,6 +120,60 @@ type ClusterSpec struct {
 	Hash HashConfig
 	// Protocol is the HTTP version spoken to the endpoints.
 	Protocol Protocol
+	// TCPKeepalive, when set, has the endpoints' connections send TCP
+	// keepalive probes with its settings (upstream_connection_options);
+	// nil leaves weft-proxy's default: probes after 30 s idle, then every
+	// 15 s, up to the system's count.
+	TCPKeepalive *TCPKeepalive
+	// MaxConnectionDuration closes an HTTP connection to an endpoint that
+	// long after it was opened: at once if it carries no request, else
+	// once its requests have ended (max_connection_duration); 0 means no
+	// limit.
+	MaxConnectionDuration time.Duration
+	// HTTP2 holds the settings of HTTP/2 connections to the endpoints.
+	HTTP2 HTTP2Options
+}
+
+// TCPKeepalive are the TCP keepalive settings of a connection (Envoy's
+// tcp_keepalive). A zero field leaves the system's setting (on Linux,
+// net.ipv4.tcp_keepalive_time, _intvl and _probes).
+type TCPKeepalive struct {
+	// Probes unanswered before the connection is dropped.
+	Probes uint32
+	// Idle is how long the connection is idle before the first probe,
+	// Interval the time between probes.
+	Idle, Interval time.Duration
+}
+
+// dialer returns a dialer that applies k (nil: Go's default keepalive).
+func (k *TCPKeepalive) dialer(connectTimeout time.Duration) *net.Dialer {
+	d := &net.Dialer{Timeout: connectTimeout, KeepAlive: 30 * time.Second}
+	if k == nil {
+		return d
+	}
+	orSystem := func(v time.Duration) time.Duration {
+		if v == 0 {
+			return -1 // left as the system has it
+		}
+		return v
+	}
+	d.KeepAliveConfig = net.KeepAliveConfig{Enable: true, Idle: orSystem(k.Idle), Interval: orSystem(k.Interval), Count: -1}
+	if k.Probes > 0 {
+		d.KeepAliveConfig.Count = int(k.Probes)
+	}
+	return d
+}
+
+// HTTP2Options are the settings of a cluster's HTTP/2 connections (from
+// its http2_protocol_options).
+type HTTP2Options struct {
+	// MaxConcurrentStreams caps the requests one connection carries at
+	// once, below the server's own limit; 0 leaves the server's.
+	MaxConcurrentStreams uint32
+	// PingInterval and PingTimeout, when both are set, have each
+	// connection send a PING every PingInterval and close when no answer
+	// (nor any other frame) came within PingTimeout (connection_keepalive).
+	PingInterval, PingTimeout time.Duration
 }
 
 // Endpoint is one upstream address with its connection pool. Endpoints are
@@ -156,6 +210,11 @@ type endpointSettings struct {
 	// sidecar: a mesh proxy serves the endpoint (it takes HTTP/1.1 and
 	// HTTP/2 alike), and H2WhenBusy chooses between them.
 	sidecar bool
+	// keepalive is the cluster's TCPKeepalive, when keepaliveSet.
+	keepalive    TCPKeepalive
+	keepaliveSet bool
+	maxAge       time.Duration // MaxConnectionDuration
+	http2        HTTP2Options
 }
 
 // Dial opens a new TCP connection to the endpoint (for tcp_proxy), bounded
@@ -195,12 +254,20 @@ func (e *Endpoint) EndRequest() {
 }
 
 // Report tells outlier detection the status of a response from the
-// endpoint. Local failures report what Envoy maps them to (with
-// split_external_local_origin_errors false): 503 for a connect failure or
-// reset, 504 for a timeout. Without outlier detection it does nothing.
+// endpoint. Without outlier detection it does nothing.
 func (e *Endpoint) Report(code int) {
 	if h := e.od; h != nil {
 		h.report(code)
+	}
+}
+
+// ReportLocal tells outlier detection that a request to the endpoint got
+// no response. Unless the cluster splits local origin failures out
+// (OutlierDetection.SplitLocalOrigin), it counts as Envoy maps it: a 503
+// for a connect failure or reset, a 504 for a timeout.
+func (e *Endpoint) ReportLocal(f LocalFailure) {
+	if h := e.od; h != nil {
+		h.reportLocal(f)
 	}
 }
 
@@ -279,7 +346,7 @@ func (e *Endpoint) closeIdle(final bool) {
 func (e *Endpoint) viaTransport(t *http.Transport, req *http.Request) (*http.Response, error) {
 	resp, err := t.RoundTrip(req)
 	if err != nil {
-		if e.retired.Load() {
+		if e.retired.Load() || e.h1.transportExpired.Load() > 0 {
 			e.closeTransportIdle() // what the failed request left idle
 		}
 		return nil, err
@@ -295,7 +362,7 @@ type transportBody struct {
 
 func (b *transportBody) Close() error {
 	err := b.ReadCloser.Close()
-	if b.e.retired.Load() {
+	if b.e.retired.Load() || b.e.h1.transportExpired.Load() > 0 {
 		b.e.closeTransportIdle()
 	}
 	return err
@@ -787,6 +854,7 @@ func sameSpec(a, b *ClusterSpec) bool {
 	return a.Name == b.Name && a.LB == b.LB && a.ConnectTimeout == b.ConnectTimeout &&
 		a.OriginalDst == b.OriginalDst && a.MaxRequestsPerConnection == b.MaxRequestsPerConnection &&
 		a.IdleTimeout == b.IdleTimeout && a.Hash == b.Hash && a.Protocol == b.Protocol &&
+		a.MaxConnectionDuration == b.MaxConnectionDuration && a.HTTP2 == b.HTTP2 && samePtr(a.TCPKeepalive, b.TCPKeepalive) &&
 		samePtr(a.CircuitBreakers, b.CircuitBreakers) && samePtr(a.Outlier, b.Outlier) &&
 		samePtr(a.HealthyPanicThreshold, b.HealthyPanicThreshold) &&
 		slices.Equal(a.Endpoints, b.Endpoints)
@@ -803,7 +871,11 @@ func samePtr[T comparable](a, b *T) bool {
 // build makes the cluster of s, marking the keys of the endpoints it uses
 // in used, and returns them.
 func (p *Pools) build(s ClusterSpec, used map[poolKey]bool) (*Cluster, []poolKey) {
-	set := endpointSettings{connectTimeout: s.ConnectTimeout, idleTimeout: s.IdleTimeout, maxUses: s.MaxRequestsPerConnection, outlier: s.Outlier != nil, protocol: s.Protocol}
+	set := endpointSettings{connectTimeout: s.ConnectTimeout, idleTimeout: s.IdleTimeout, maxUses: s.MaxRequestsPerConnection, outlier: s.Outlier != nil, protocol: s.Protocol,
+		maxAge: s.MaxConnectionDuration, http2: s.HTTP2}
+	if s.TCPKeepalive != nil {
+		set.keepalive, set.keepaliveSet = *s.TCPKeepalive, true
+	}
 	if set.connectTimeout <= 0 {
 		set.connectTimeout = DefaultConnectTimeout
 	}
@@ -929,12 +1001,17 @@ func (p *Pools) Close() {
 }
 
 func (p *Pools) newEndpoint(addr string, set endpointSettings, cb *breaker) *Endpoint {
-	d := &net.Dialer{Timeout: set.connectTimeout, KeepAlive: 30 * time.Second}
+	var ka *TCPKeepalive
+	if set.keepaliveSet {
+		ka = &set.keepalive
+	}
+	d := ka.dialer(set.connectTimeout)
 	h1 := &h1Pool{
 		dial:        func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) },
 		maxIdle:     p.opts.MaxIdleConnsPerEndpoint,
 		idleTimeout: set.idleTimeout,
 		maxUses:     set.maxUses,
+		maxAge:      set.maxAge,
 		cb:          cb,
 	}
 	e := &Endpoint{addr: addr, maxIdle: p.opts.MaxIdleConnsPerEndpoint, h1: h1, dialer: d, cb: cb, set: set, h2WhenBusy: p.opts.H2WhenBusy}

@@ -239,7 +239,7 @@ func TestBuildRebuildsOnlyChangedClusters(t *testing.T) {
 // changed (a field added to ClusterSpec must be added to sameSpec).
 func TestSameSpecSeesEveryField(t *testing.T) {
 	base := ClusterSpec{Name: "c", Endpoints: []EndpointSpec{{Address: "a:1"}}, CircuitBreakers: &CircuitBreakers{MaxRequests: 1},
-		Outlier: &OutlierDetection{Consecutive5xx: 1}, HealthyPanicThreshold: new(float64)}
+		Outlier: &OutlierDetection{Consecutive5xx: 1}, HealthyPanicThreshold: new(float64), TCPKeepalive: &TCPKeepalive{}}
 	if !sameSpec(&base, &base) {
 		t.Fatal("a spec differs from itself")
 	}
@@ -247,8 +247,8 @@ func TestSameSpecSeesEveryField(t *testing.T) {
 	for i := range typ.NumField() {
 		other := base
 		other.Endpoints = slices.Clone(base.Endpoints)
-		cb, od, pt := *base.CircuitBreakers, *base.Outlier, *base.HealthyPanicThreshold
-		other.CircuitBreakers, other.Outlier, other.HealthyPanicThreshold = &cb, &od, &pt
+		cb, od, pt, ka := *base.CircuitBreakers, *base.Outlier, *base.HealthyPanicThreshold, *base.TCPKeepalive
+		other.CircuitBreakers, other.Outlier, other.HealthyPanicThreshold, other.TCPKeepalive = &cb, &od, &pt, &ka
 		if !sameSpec(&base, &other) {
 			t.Fatal("a spec differs from an equal copy")
 		}
