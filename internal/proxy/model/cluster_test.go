@@ -25,7 +25,8 @@ func istioCluster(t *testing.T) *clusterv3.Cluster {
 		MaxConnections: wrapperspb.UInt32(1), MaxPendingRequests: wrapperspb.UInt32(2), MaxRequests: wrapperspb.UInt32(3), MaxRetries: wrapperspb.UInt32(4),
 	}}}
 	po, err := anypb.New(&upstreamhttpv3.HttpProtocolOptions{
-		CommonHttpProtocolOptions: &corev3.HttpProtocolOptions{IdleTimeout: durationpb.New(7 * time.Second), MaxRequestsPerConnection: wrapperspb.UInt32(5)},
+		CommonHttpProtocolOptions: &corev3.HttpProtocolOptions{IdleTimeout: durationpb.New(7 * time.Second), MaxRequestsPerConnection: wrapperspb.UInt32(5),
+			MaxConnectionDuration: durationpb.New(9 * time.Second)},
 		UpstreamProtocolOptions: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig{
 			ProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_HttpProtocolOptions{HttpProtocolOptions: &corev3.Http1ProtocolOptions{}}}},
 	})
@@ -37,7 +38,10 @@ func istioCluster(t *testing.T) *clusterv3.Cluster {
 		Consecutive_5Xx: wrapperspb.UInt32(6), Interval: durationpb.New(time.Second), BaseEjectionTime: durationpb.New(2 * time.Second),
 		MaxEjectionPercent: wrapperspb.UInt32(40), EnforcingSuccessRate: wrapperspb.UInt32(0),
 		ConsecutiveGatewayFailure: wrapperspb.UInt32(0), EnforcingConsecutiveGatewayFailure: wrapperspb.UInt32(100),
+		SplitExternalLocalOriginErrors: true, ConsecutiveLocalOriginFailure: wrapperspb.UInt32(3), EnforcingConsecutiveLocalOriginFailure: wrapperspb.UInt32(100),
 	}
+	c.UpstreamConnectionOptions = &clusterv3.UpstreamConnectionOptions{TcpKeepalive: &corev3.TcpKeepalive{
+		KeepaliveProbes: wrapperspb.UInt32(4), KeepaliveTime: wrapperspb.UInt32(60), KeepaliveInterval: wrapperspb.UInt32(10)}}
 	c.CommonLbConfig = &clusterv3.Cluster_CommonLbConfig{HealthyPanicThreshold: &typev3.Percent{Value: 25}}
 	return c
 }
@@ -51,12 +55,16 @@ func TestCompileClusterResilience(t *testing.T) {
 	if want := (upstream.CircuitBreakers{MaxConnections: 1, MaxPendingRequests: 2, MaxRequests: 3, MaxRetries: 4}); s.CircuitBreakers == nil || *s.CircuitBreakers != want {
 		t.Errorf("circuit breakers %+v, want %+v", s.CircuitBreakers, want)
 	}
-	if s.IdleTimeout != 7*time.Second || s.MaxRequestsPerConnection != 5 {
-		t.Errorf("idle timeout %v, max requests per connection %d", s.IdleTimeout, s.MaxRequestsPerConnection)
+	if s.IdleTimeout != 7*time.Second || s.MaxRequestsPerConnection != 5 || s.MaxConnectionDuration != 9*time.Second {
+		t.Errorf("idle timeout %v, max requests per connection %d, max connection duration %v", s.IdleTimeout, s.MaxRequestsPerConnection, s.MaxConnectionDuration)
+	}
+	if want := (upstream.TCPKeepalive{Probes: 4, Idle: time.Minute, Interval: 10 * time.Second}); s.TCPKeepalive == nil || *s.TCPKeepalive != want {
+		t.Errorf("TCP keepalive %+v, want %+v", s.TCPKeepalive, want)
 	}
 	want := upstream.DefaultOutlierDetection()
 	want.Consecutive5xx, want.Interval, want.BaseEjectionTime, want.MaxEjectionPercent = 6, time.Second, 2*time.Second, 40
 	want.ConsecutiveGatewayFailure, want.EnforcingGatewayFailure = 0, 100
+	want.SplitLocalOrigin, want.ConsecutiveLocalOriginFailure = true, 3
 	if s.Outlier == nil || *s.Outlier != want {
 		t.Errorf("outlier detection %+v, want %+v", s.Outlier, want)
 	}
@@ -87,8 +95,13 @@ func TestCompileClusterResilienceRejected(t *testing.T) {
 			[]string{"outlier_detection.enforcing_success_rate", "set it to 0"}},
 		{"failure percentage", func(c *clusterv3.Cluster) { c.OutlierDetection.EnforcingFailurePercentage = wrapperspb.UInt32(10) },
 			[]string{"outlier_detection.enforcing_failure_percentage", "not supported"}},
-		{"split local origin errors", func(c *clusterv3.Cluster) { c.OutlierDetection.SplitExternalLocalOriginErrors = true },
-			[]string{"split_external_local_origin_errors"}},
+		{"local origin enforcing over 100", func(c *clusterv3.Cluster) {
+			c.OutlierDetection.EnforcingConsecutiveLocalOriginFailure = wrapperspb.UInt32(101)
+		}, []string{"enforcing_consecutive_local_origin_failure 101"}},
+		{"keepalive time 0", func(c *clusterv3.Cluster) { c.UpstreamConnectionOptions.TcpKeepalive.KeepaliveTime = wrapperspb.UInt32(0) },
+			[]string{"upstream_connection_options.tcp_keepalive.keepalive_time 0", "1 to 32767 seconds"}},
+		{"keepalive probes 200", func(c *clusterv3.Cluster) { c.UpstreamConnectionOptions.TcpKeepalive.KeepaliveProbes = wrapperspb.UInt32(200) },
+			[]string{"tcp_keepalive.keepalive_probes 200"}},
 		{"percent over 100", func(c *clusterv3.Cluster) { c.OutlierDetection.MaxEjectionPercent = wrapperspb.UInt32(101) },
 			[]string{"max_ejection_percent 101", "0 to 100"}},
 		{"zero interval", func(c *clusterv3.Cluster) { c.OutlierDetection.Interval = durationpb.New(0) },
@@ -99,10 +112,17 @@ func TestCompileClusterResilienceRejected(t *testing.T) {
 		{"two DEFAULT thresholds", func(c *clusterv3.Cluster) {
 			c.CircuitBreakers.Thresholds = append(c.CircuitBreakers.Thresholds, &clusterv3.CircuitBreakers_Thresholds{})
 		}, []string{"thresholds[1]", "second threshold", "DEFAULT"}},
-		{"max connection duration", func(c *clusterv3.Cluster) {
-			po, _ := anypb.New(&upstreamhttpv3.HttpProtocolOptions{CommonHttpProtocolOptions: &corev3.HttpProtocolOptions{MaxConnectionDuration: durationpb.New(time.Second)}})
+		{"negative max connection duration", func(c *clusterv3.Cluster) {
+			po, _ := anypb.New(&upstreamhttpv3.HttpProtocolOptions{CommonHttpProtocolOptions: &corev3.HttpProtocolOptions{MaxConnectionDuration: durationpb.New(-time.Second)}})
 			c.TypedExtensionProtocolOptions[nameHTTPProtocolOptions] = po
-		}, []string{nameHTTPProtocolOptions, "common_http_protocol_options.max_connection_duration", "not supported"}},
+		}, []string{nameHTTPProtocolOptions, "common_http_protocol_options.max_connection_duration", "0 or more"}},
+		{"HTTP/2 keepalive without a timeout", func(c *clusterv3.Cluster) {
+			c.TypedExtensionProtocolOptions[nameHTTPProtocolOptions] = h2Options(t, &corev3.Http2ProtocolOptions{
+				ConnectionKeepalive: &corev3.KeepaliveSettings{Interval: durationpb.New(time.Second)}})
+		}, []string{"explicit_http_config.http2_protocol_options.connection_keepalive.timeout", "required"}},
+		{"HTTP/2 max concurrent streams 0", func(c *clusterv3.Cluster) {
+			c.TypedExtensionProtocolOptions[nameHTTPProtocolOptions] = h2Options(t, &corev3.Http2ProtocolOptions{MaxConcurrentStreams: wrapperspb.UInt32(0)})
+		}, []string{"http2_protocol_options.max_concurrent_streams 0", "from 1"}},
 		{"panic threshold over 100", func(c *clusterv3.Cluster) { c.CommonLbConfig.HealthyPanicThreshold.Value = 150 },
 			[]string{"healthy_panic_threshold 150"}},
 	}
@@ -120,6 +140,35 @@ func TestCompileClusterResilienceRejected(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// h2Options is HTTP protocol options that speak HTTP/2 upstream with o.
+func h2Options(t *testing.T, o *corev3.Http2ProtocolOptions) *anypb.Any {
+	t.Helper()
+	po, err := anypb.New(&upstreamhttpv3.HttpProtocolOptions{
+		UpstreamProtocolOptions: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig{
+			ProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: o}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return po
+}
+
+// The HTTP/2 options weft-proxy acts on reach the cluster's spec.
+func TestCompileClusterHTTP2Options(t *testing.T) {
+	c := xdstest.EDSCluster(cRev)
+	c.TypedExtensionProtocolOptions = map[string]*anypb.Any{nameHTTPProtocolOptions: h2Options(t, &corev3.Http2ProtocolOptions{
+		MaxConcurrentStreams: wrapperspb.UInt32(8),
+		ConnectionKeepalive:  &corev3.KeepaliveSettings{Interval: durationpb.New(30 * time.Second), Timeout: durationpb.New(5 * time.Second)},
+	})}
+	cc, err := compileCluster(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := upstream.HTTP2Options{MaxConcurrentStreams: 8, PingInterval: 30 * time.Second, PingTimeout: 5 * time.Second}
+	if cc.spec.Protocol != upstream.HTTP2 || cc.spec.HTTP2 != want {
+		t.Errorf("protocol %v, HTTP/2 options %+v; want HTTP/2, %+v", cc.spec.Protocol, cc.spec.HTTP2, want)
 	}
 }
 

@@ -552,6 +552,9 @@ func compileCluster(c *clusterv3.Cluster) (*compiledCluster, error) {
 	if err := compileHTTPProtocolOptions(c, &out.spec); err != nil {
 		return nil, err
 	}
+	if err := compileTCPKeepalive(c, &out.spec); err != nil {
+		return nil, err
+	}
 	if err := compileOutlierDetection(c, &out.spec); err != nil {
 		return nil, err
 	}
@@ -671,8 +674,11 @@ func compileHTTPProtocolOptions(c *clusterv3.Cluster, spec *upstream.ClusterSpec
 	if x := c.GetMaxRequestsPerConnection(); x != nil {
 		spec.MaxRequestsPerConnection = x.GetValue()
 	}
-	if c.GetHttp2ProtocolOptions() != nil {
+	if h2 := c.GetHttp2ProtocolOptions(); h2 != nil {
 		spec.Protocol = upstream.HTTP2
+		if err := compileHTTP2Options(h2, "http2_protocol_options", &spec.HTTP2); err != nil {
+			return err
+		}
 	}
 	a := c.GetTypedExtensionProtocolOptions()[nameHTTPProtocolOptions]
 	if a == nil {
@@ -686,22 +692,35 @@ func compileHTTPProtocolOptions(c *clusterv3.Cluster, spec *upstream.ClusterSpec
 	if err := a.UnmarshalTo(o); err != nil {
 		return fmt.Errorf("%s: %w", field, err)
 	}
+	var h2 *corev3.Http2ProtocolOptions
+	var h2Field string
 	switch {
 	case o.GetExplicitHttpConfig().GetHttp2ProtocolOptions() != nil:
 		spec.Protocol = upstream.HTTP2
+		h2, h2Field = o.GetExplicitHttpConfig().GetHttp2ProtocolOptions(), ".explicit_http_config.http2_protocol_options"
 	case o.GetExplicitHttpConfig().GetHttpProtocolOptions() != nil:
 		spec.Protocol = upstream.HTTP1
 	case o.GetUseDownstreamProtocolConfig() != nil:
 		spec.Protocol = upstream.Downstream
+		h2, h2Field = o.GetUseDownstreamProtocolConfig().GetHttp2ProtocolOptions(), ".use_downstream_protocol_config.http2_protocol_options"
+	}
+	if h2 != nil {
+		if err := compileHTTP2Options(h2, field+h2Field, &spec.HTTP2); err != nil {
+			return err
+		}
 	}
 	co := o.GetCommonHttpProtocolOptions()
 	if co == nil {
 		return nil
 	}
 	field += ".common_http_protocol_options"
+	if d := co.GetMaxConnectionDuration(); d != nil {
+		if err := d.CheckValid(); err != nil || d.AsDuration() < 0 {
+			return fmt.Errorf("%s.max_connection_duration: must be a duration of 0 or more", field)
+		}
+		spec.MaxConnectionDuration = d.AsDuration() // 0: no limit, as unset
+	}
 	switch {
-	case co.GetMaxConnectionDuration() != nil:
-		return fmt.Errorf("%s.max_connection_duration: not supported by weft-proxy", field)
 	case co.GetMaxStreamDuration() != nil:
 		return fmt.Errorf("%s.max_stream_duration: not supported by weft-proxy", field)
 	case co.GetMaxHeadersCount() != nil:
@@ -722,6 +741,70 @@ func compileHTTPProtocolOptions(c *clusterv3.Cluster, spec *upstream.ClusterSpec
 	return nil
 }
 
+// compileHTTP2Options reads the HTTP/2 options weft-proxy acts on:
+// max_concurrent_streams, and connection_keepalive's interval and timeout.
+// The others (window sizes, frame limits) keep weft-proxy's own values.
+func compileHTTP2Options(o *corev3.Http2ProtocolOptions, field string, dst *upstream.HTTP2Options) error {
+	if x := o.GetMaxConcurrentStreams(); x != nil {
+		if x.GetValue() < 1 || x.GetValue() > 1<<31-1 {
+			return fmt.Errorf("%s.max_concurrent_streams %d: must be from 1 to 2147483647", field, x.GetValue())
+		}
+		dst.MaxConcurrentStreams = x.GetValue()
+	}
+	ka := o.GetConnectionKeepalive()
+	if ka == nil {
+		return nil
+	}
+	field += ".connection_keepalive"
+	if ka.GetConnectionIdleInterval() != nil {
+		return fmt.Errorf("%s.connection_idle_interval: not supported by weft-proxy", field)
+	}
+	timeout := ka.GetTimeout()
+	if err := timeout.CheckValid(); timeout == nil || err != nil || timeout.AsDuration() < time.Millisecond {
+		return fmt.Errorf("%s.timeout: required, at least 1ms", field)
+	}
+	if iv := ka.GetInterval(); iv != nil {
+		if err := iv.CheckValid(); err != nil || iv.AsDuration() < 0 || iv.AsDuration() > 0 && iv.AsDuration() < time.Millisecond {
+			return fmt.Errorf("%s.interval: must be 0 (no PINGs) or at least 1ms", field)
+		}
+		dst.PingInterval, dst.PingTimeout = iv.AsDuration(), timeout.AsDuration()
+	}
+	return nil
+}
+
+// compileTCPKeepalive reads upstream_connection_options.tcp_keepalive.
+func compileTCPKeepalive(c *clusterv3.Cluster, spec *upstream.ClusterSpec) error {
+	ka := c.GetUpstreamConnectionOptions().GetTcpKeepalive()
+	if ka == nil {
+		return nil
+	}
+	const f = "upstream_connection_options.tcp_keepalive"
+	v := upstream.TCPKeepalive{Probes: ka.GetKeepaliveProbes().GetValue()}
+	for _, d := range []struct {
+		name string
+		x    interface{ GetValue() uint32 }
+		dst  *time.Duration
+		set  bool
+	}{
+		{"keepalive_time", ka.GetKeepaliveTime(), &v.Idle, ka.GetKeepaliveTime() != nil},
+		{"keepalive_interval", ka.GetKeepaliveInterval(), &v.Interval, ka.GetKeepaliveInterval() != nil},
+	} {
+		if !d.set {
+			continue
+		}
+		// Linux takes 1 to 32767 seconds.
+		if n := d.x.GetValue(); n < 1 || n > 32767 {
+			return fmt.Errorf("%s.%s %d: must be from 1 to 32767 seconds", f, d.name, n)
+		}
+		*d.dst = time.Duration(d.x.GetValue()) * time.Second
+	}
+	if ka.GetKeepaliveProbes() != nil && (v.Probes < 1 || v.Probes > 127) {
+		return fmt.Errorf("%s.keepalive_probes %d: must be from 1 to 127", f, v.Probes)
+	}
+	spec.TCPKeepalive = &v
+	return nil
+}
+
 // compileOutlierDetection reads outlier_detection: the consecutive 5xx and
 // gateway failure detectors. Success rate and failure percentage
 // detection are not implemented: a configuration that enforces them is
@@ -738,8 +821,6 @@ func compileOutlierDetection(c *clusterv3.Cluster, spec *upstream.ClusterSpec) e
 	const f = "outlier_detection"
 	v := upstream.DefaultOutlierDetection()
 	switch {
-	case od.GetSplitExternalLocalOriginErrors():
-		return fmt.Errorf("%s.split_external_local_origin_errors: not supported by weft-proxy", f)
 	case od.GetEnforcingSuccessRate() == nil || od.GetEnforcingSuccessRate().GetValue() > 0:
 		return fmt.Errorf("%s.enforcing_success_rate: success rate ejection is not supported by weft-proxy; set it to 0 (it defaults to 100)", f)
 	case od.GetEnforcingFailurePercentage().GetValue() > 0:
@@ -753,6 +834,10 @@ func compileOutlierDetection(c *clusterv3.Cluster, spec *upstream.ClusterSpec) e
 	if x := od.GetConsecutiveGatewayFailure(); x != nil {
 		v.ConsecutiveGatewayFailure = x.GetValue()
 	}
+	v.SplitLocalOrigin = od.GetSplitExternalLocalOriginErrors()
+	if x := od.GetConsecutiveLocalOriginFailure(); x != nil {
+		v.ConsecutiveLocalOriginFailure = x.GetValue()
+	}
 	for _, p := range []struct {
 		name string
 		x    interface{ GetValue() uint32 }
@@ -761,6 +846,7 @@ func compileOutlierDetection(c *clusterv3.Cluster, spec *upstream.ClusterSpec) e
 	}{
 		{"enforcing_consecutive_5xx", od.GetEnforcingConsecutive_5Xx(), &v.Enforcing5xx, od.GetEnforcingConsecutive_5Xx() != nil},
 		{"enforcing_consecutive_gateway_failure", od.GetEnforcingConsecutiveGatewayFailure(), &v.EnforcingGatewayFailure, od.GetEnforcingConsecutiveGatewayFailure() != nil},
+		{"enforcing_consecutive_local_origin_failure", od.GetEnforcingConsecutiveLocalOriginFailure(), &v.EnforcingLocalOriginFailure, od.GetEnforcingConsecutiveLocalOriginFailure() != nil},
 		{"max_ejection_percent", od.GetMaxEjectionPercent(), &v.MaxEjectionPercent, od.GetMaxEjectionPercent() != nil},
 	} {
 		if !p.ok {

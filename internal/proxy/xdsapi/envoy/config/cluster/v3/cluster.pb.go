@@ -162,13 +162,14 @@ type Cluster struct {
 	//	*Cluster_RingHashLbConfig_
 	//	*Cluster_MaglevLbConfig_
 	//	*Cluster_OriginalDstLbConfig_
-	LbConfig        isCluster_LbConfig      `protobuf_oneof:"lb_config"`
-	CommonLbConfig  *Cluster_CommonLbConfig `protobuf:"bytes,27,opt,name=common_lb_config,json=commonLbConfig,proto3" json:"common_lb_config,omitempty"`
-	TransportSocket *v31.TransportSocket    `protobuf:"bytes,24,opt,name=transport_socket,json=transportSocket,proto3" json:"transport_socket,omitempty"`
-	Metadata        *v31.Metadata           `protobuf:"bytes,25,opt,name=metadata,proto3" json:"metadata,omitempty"`
-	Filters         []*Filter               `protobuf:"bytes,40,rep,name=filters,proto3" json:"filters,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	LbConfig                  isCluster_LbConfig         `protobuf_oneof:"lb_config"`
+	CommonLbConfig            *Cluster_CommonLbConfig    `protobuf:"bytes,27,opt,name=common_lb_config,json=commonLbConfig,proto3" json:"common_lb_config,omitempty"`
+	TransportSocket           *v31.TransportSocket       `protobuf:"bytes,24,opt,name=transport_socket,json=transportSocket,proto3" json:"transport_socket,omitempty"`
+	Metadata                  *v31.Metadata              `protobuf:"bytes,25,opt,name=metadata,proto3" json:"metadata,omitempty"`
+	UpstreamConnectionOptions *UpstreamConnectionOptions `protobuf:"bytes,30,opt,name=upstream_connection_options,json=upstreamConnectionOptions,proto3" json:"upstream_connection_options,omitempty"`
+	Filters                   []*Filter                  `protobuf:"bytes,40,rep,name=filters,proto3" json:"filters,omitempty"`
+	unknownFields             protoimpl.UnknownFields
+	sizeCache                 protoimpl.SizeCache
 }
 
 func (x *Cluster) Reset() {
@@ -372,6 +373,13 @@ func (x *Cluster) GetMetadata() *v31.Metadata {
 	return nil
 }
 
+func (x *Cluster) GetUpstreamConnectionOptions() *UpstreamConnectionOptions {
+	if x != nil {
+		return x.UpstreamConnectionOptions
+	}
+	return nil
+}
+
 func (x *Cluster) GetFilters() []*Filter {
 	if x != nil {
 		return x.Filters
@@ -417,6 +425,50 @@ func (*Cluster_MaglevLbConfig_) isCluster_LbConfig() {}
 
 func (*Cluster_OriginalDstLbConfig_) isCluster_LbConfig() {}
 
+type UpstreamConnectionOptions struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TcpKeepalive  *v31.TcpKeepalive      `protobuf:"bytes,1,opt,name=tcp_keepalive,json=tcpKeepalive,proto3" json:"tcp_keepalive,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpstreamConnectionOptions) Reset() {
+	*x = UpstreamConnectionOptions{}
+	mi := &file_envoy_config_cluster_v3_cluster_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpstreamConnectionOptions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpstreamConnectionOptions) ProtoMessage() {}
+
+func (x *UpstreamConnectionOptions) ProtoReflect() protoreflect.Message {
+	mi := &file_envoy_config_cluster_v3_cluster_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpstreamConnectionOptions.ProtoReflect.Descriptor instead.
+func (*UpstreamConnectionOptions) Descriptor() ([]byte, []int) {
+	return file_envoy_config_cluster_v3_cluster_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *UpstreamConnectionOptions) GetTcpKeepalive() *v31.TcpKeepalive {
+	if x != nil {
+		return x.TcpKeepalive
+	}
+	return nil
+}
+
 type Cluster_TransportSocketMatch struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	Name            string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -428,7 +480,7 @@ type Cluster_TransportSocketMatch struct {
 
 func (x *Cluster_TransportSocketMatch) Reset() {
 	*x = Cluster_TransportSocketMatch{}
-	mi := &file_envoy_config_cluster_v3_cluster_proto_msgTypes[1]
+	mi := &file_envoy_config_cluster_v3_cluster_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -440,7 +492,7 @@ func (x *Cluster_TransportSocketMatch) String() string {
 func (*Cluster_TransportSocketMatch) ProtoMessage() {}
 
 func (x *Cluster_TransportSocketMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_cluster_v3_cluster_proto_msgTypes[1]
+	mi := &file_envoy_config_cluster_v3_cluster_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -487,7 +539,7 @@ type Cluster_CustomClusterType struct {
 
 func (x *Cluster_CustomClusterType) Reset() {
 	*x = Cluster_CustomClusterType{}
-	mi := &file_envoy_config_cluster_v3_cluster_proto_msgTypes[2]
+	mi := &file_envoy_config_cluster_v3_cluster_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -499,7 +551,7 @@ func (x *Cluster_CustomClusterType) String() string {
 func (*Cluster_CustomClusterType) ProtoMessage() {}
 
 func (x *Cluster_CustomClusterType) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_cluster_v3_cluster_proto_msgTypes[2]
+	mi := &file_envoy_config_cluster_v3_cluster_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -539,7 +591,7 @@ type Cluster_EdsClusterConfig struct {
 
 func (x *Cluster_EdsClusterConfig) Reset() {
 	*x = Cluster_EdsClusterConfig{}
-	mi := &file_envoy_config_cluster_v3_cluster_proto_msgTypes[3]
+	mi := &file_envoy_config_cluster_v3_cluster_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -551,7 +603,7 @@ func (x *Cluster_EdsClusterConfig) String() string {
 func (*Cluster_EdsClusterConfig) ProtoMessage() {}
 
 func (x *Cluster_EdsClusterConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_cluster_v3_cluster_proto_msgTypes[3]
+	mi := &file_envoy_config_cluster_v3_cluster_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -591,7 +643,7 @@ type Cluster_RingHashLbConfig struct {
 
 func (x *Cluster_RingHashLbConfig) Reset() {
 	*x = Cluster_RingHashLbConfig{}
-	mi := &file_envoy_config_cluster_v3_cluster_proto_msgTypes[4]
+	mi := &file_envoy_config_cluster_v3_cluster_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -603,7 +655,7 @@ func (x *Cluster_RingHashLbConfig) String() string {
 func (*Cluster_RingHashLbConfig) ProtoMessage() {}
 
 func (x *Cluster_RingHashLbConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_cluster_v3_cluster_proto_msgTypes[4]
+	mi := &file_envoy_config_cluster_v3_cluster_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -642,7 +694,7 @@ type Cluster_MaglevLbConfig struct {
 
 func (x *Cluster_MaglevLbConfig) Reset() {
 	*x = Cluster_MaglevLbConfig{}
-	mi := &file_envoy_config_cluster_v3_cluster_proto_msgTypes[5]
+	mi := &file_envoy_config_cluster_v3_cluster_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -654,7 +706,7 @@ func (x *Cluster_MaglevLbConfig) String() string {
 func (*Cluster_MaglevLbConfig) ProtoMessage() {}
 
 func (x *Cluster_MaglevLbConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_cluster_v3_cluster_proto_msgTypes[5]
+	mi := &file_envoy_config_cluster_v3_cluster_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -686,7 +738,7 @@ type Cluster_OriginalDstLbConfig struct {
 
 func (x *Cluster_OriginalDstLbConfig) Reset() {
 	*x = Cluster_OriginalDstLbConfig{}
-	mi := &file_envoy_config_cluster_v3_cluster_proto_msgTypes[6]
+	mi := &file_envoy_config_cluster_v3_cluster_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -698,7 +750,7 @@ func (x *Cluster_OriginalDstLbConfig) String() string {
 func (*Cluster_OriginalDstLbConfig) ProtoMessage() {}
 
 func (x *Cluster_OriginalDstLbConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_cluster_v3_cluster_proto_msgTypes[6]
+	mi := &file_envoy_config_cluster_v3_cluster_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -730,7 +782,7 @@ type Cluster_CommonLbConfig struct {
 
 func (x *Cluster_CommonLbConfig) Reset() {
 	*x = Cluster_CommonLbConfig{}
-	mi := &file_envoy_config_cluster_v3_cluster_proto_msgTypes[7]
+	mi := &file_envoy_config_cluster_v3_cluster_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -742,7 +794,7 @@ func (x *Cluster_CommonLbConfig) String() string {
 func (*Cluster_CommonLbConfig) ProtoMessage() {}
 
 func (x *Cluster_CommonLbConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_cluster_v3_cluster_proto_msgTypes[7]
+	mi := &file_envoy_config_cluster_v3_cluster_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -769,7 +821,7 @@ var File_envoy_config_cluster_v3_cluster_proto protoreflect.FileDescriptor
 
 const file_envoy_config_cluster_v3_cluster_proto_rawDesc = "" +
 	"\n" +
-	"%envoy/config/cluster/v3/cluster.proto\x12\x17envoy.config.cluster.v3\x1a-envoy/config/cluster/v3/circuit_breaker.proto\x1a$envoy/config/cluster/v3/filter.proto\x1a/envoy/config/cluster/v3/outlier_detection.proto\x1a\"envoy/config/core/v3/address.proto\x1a\x1fenvoy/config/core/v3/base.proto\x1a(envoy/config/core/v3/config_source.proto\x1a$envoy/config/core/v3/extension.proto\x1a'envoy/config/core/v3/health_check.proto\x1a#envoy/config/core/v3/protocol.proto\x1a'envoy/config/endpoint/v3/endpoint.proto\x1a$envoy/type/matcher/v3/metadata.proto\x1a\x1benvoy/type/v3/percent.proto\x1a\x19google/protobuf/any.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1egoogle/protobuf/wrappers.proto\x1a!xds/type/matcher/v3/matcher.proto\"\xaa\x18\n" +
+	"%envoy/config/cluster/v3/cluster.proto\x12\x17envoy.config.cluster.v3\x1a-envoy/config/cluster/v3/circuit_breaker.proto\x1a$envoy/config/cluster/v3/filter.proto\x1a/envoy/config/cluster/v3/outlier_detection.proto\x1a\"envoy/config/core/v3/address.proto\x1a\x1fenvoy/config/core/v3/base.proto\x1a(envoy/config/core/v3/config_source.proto\x1a$envoy/config/core/v3/extension.proto\x1a'envoy/config/core/v3/health_check.proto\x1a#envoy/config/core/v3/protocol.proto\x1a'envoy/config/endpoint/v3/endpoint.proto\x1a$envoy/type/matcher/v3/metadata.proto\x1a\x1benvoy/type/v3/percent.proto\x1a\x19google/protobuf/any.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1egoogle/protobuf/wrappers.proto\x1a!xds/type/matcher/v3/matcher.proto\"\x9e\x19\n" +
 	"\aCluster\x12o\n" +
 	"\x18transport_socket_matches\x18+ \x03(\v25.envoy.config.cluster.v3.Cluster.TransportSocketMatchR\x16transportSocketMatches\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12D\n" +
@@ -792,7 +844,8 @@ const file_envoy_config_cluster_v3_cluster_proto_rawDesc = "" +
 	"\x16original_dst_lb_config\x18\" \x01(\v24.envoy.config.cluster.v3.Cluster.OriginalDstLbConfigH\x01R\x13originalDstLbConfig\x12Y\n" +
 	"\x10common_lb_config\x18\x1b \x01(\v2/.envoy.config.cluster.v3.Cluster.CommonLbConfigR\x0ecommonLbConfig\x12P\n" +
 	"\x10transport_socket\x18\x18 \x01(\v2%.envoy.config.core.v3.TransportSocketR\x0ftransportSocket\x12:\n" +
-	"\bmetadata\x18\x19 \x01(\v2\x1e.envoy.config.core.v3.MetadataR\bmetadata\x129\n" +
+	"\bmetadata\x18\x19 \x01(\v2\x1e.envoy.config.core.v3.MetadataR\bmetadata\x12r\n" +
+	"\x1bupstream_connection_options\x18\x1e \x01(\v22.envoy.config.cluster.v3.UpstreamConnectionOptionsR\x19upstreamConnectionOptions\x129\n" +
 	"\afilters\x18( \x03(\v2\x1f.envoy.config.cluster.v3.FilterR\afilters\x1a\xab\x01\n" +
 	"\x14TransportSocketMatch\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12-\n" +
@@ -837,7 +890,9 @@ const file_envoy_config_cluster_v3_cluster_proto_rawDesc = "" +
 	"\x10CLUSTER_PROVIDED\x10\x06\x12 \n" +
 	"\x1cLOAD_BALANCING_POLICY_CONFIG\x10\aB\x18\n" +
 	"\x16cluster_discovery_typeB\v\n" +
-	"\tlb_configBRZPgithub.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/cluster/v3;clusterv3b\x06proto3"
+	"\tlb_config\"d\n" +
+	"\x19UpstreamConnectionOptions\x12G\n" +
+	"\rtcp_keepalive\x18\x01 \x01(\v2\".envoy.config.core.v3.TcpKeepaliveR\ftcpKeepaliveBRZPgithub.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/cluster/v3;clusterv3b\x06proto3"
 
 var (
 	file_envoy_config_cluster_v3_cluster_proto_rawDescOnce sync.Once
@@ -852,72 +907,76 @@ func file_envoy_config_cluster_v3_cluster_proto_rawDescGZIP() []byte {
 }
 
 var file_envoy_config_cluster_v3_cluster_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_envoy_config_cluster_v3_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_envoy_config_cluster_v3_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_envoy_config_cluster_v3_cluster_proto_goTypes = []any{
 	(Cluster_DiscoveryType)(0),           // 0: envoy.config.cluster.v3.Cluster.DiscoveryType
 	(Cluster_LbPolicy)(0),                // 1: envoy.config.cluster.v3.Cluster.LbPolicy
 	(*Cluster)(nil),                      // 2: envoy.config.cluster.v3.Cluster
-	(*Cluster_TransportSocketMatch)(nil), // 3: envoy.config.cluster.v3.Cluster.TransportSocketMatch
-	(*Cluster_CustomClusterType)(nil),    // 4: envoy.config.cluster.v3.Cluster.CustomClusterType
-	(*Cluster_EdsClusterConfig)(nil),     // 5: envoy.config.cluster.v3.Cluster.EdsClusterConfig
-	(*Cluster_RingHashLbConfig)(nil),     // 6: envoy.config.cluster.v3.Cluster.RingHashLbConfig
-	(*Cluster_MaglevLbConfig)(nil),       // 7: envoy.config.cluster.v3.Cluster.MaglevLbConfig
-	(*Cluster_OriginalDstLbConfig)(nil),  // 8: envoy.config.cluster.v3.Cluster.OriginalDstLbConfig
-	(*Cluster_CommonLbConfig)(nil),       // 9: envoy.config.cluster.v3.Cluster.CommonLbConfig
-	nil,                                  // 10: envoy.config.cluster.v3.Cluster.TypedExtensionProtocolOptionsEntry
-	(*durationpb.Duration)(nil),          // 11: google.protobuf.Duration
-	(*v3.ClusterLoadAssignment)(nil),     // 12: envoy.config.endpoint.v3.ClusterLoadAssignment
-	(*wrapperspb.UInt32Value)(nil),       // 13: google.protobuf.UInt32Value
-	(*CircuitBreakers)(nil),              // 14: envoy.config.cluster.v3.CircuitBreakers
-	(*v31.HttpProtocolOptions)(nil),      // 15: envoy.config.core.v3.HttpProtocolOptions
-	(*v31.Http1ProtocolOptions)(nil),     // 16: envoy.config.core.v3.Http1ProtocolOptions
-	(*v31.Http2ProtocolOptions)(nil),     // 17: envoy.config.core.v3.Http2ProtocolOptions
-	(*OutlierDetection)(nil),             // 18: envoy.config.cluster.v3.OutlierDetection
-	(*v31.TransportSocket)(nil),          // 19: envoy.config.core.v3.TransportSocket
-	(*v31.Metadata)(nil),                 // 20: envoy.config.core.v3.Metadata
-	(*Filter)(nil),                       // 21: envoy.config.cluster.v3.Filter
-	(*structpb.Struct)(nil),              // 22: google.protobuf.Struct
-	(*anypb.Any)(nil),                    // 23: google.protobuf.Any
-	(*v31.ConfigSource)(nil),             // 24: envoy.config.core.v3.ConfigSource
-	(*wrapperspb.UInt64Value)(nil),       // 25: google.protobuf.UInt64Value
-	(*v32.Percent)(nil),                  // 26: envoy.type.v3.Percent
+	(*UpstreamConnectionOptions)(nil),    // 3: envoy.config.cluster.v3.UpstreamConnectionOptions
+	(*Cluster_TransportSocketMatch)(nil), // 4: envoy.config.cluster.v3.Cluster.TransportSocketMatch
+	(*Cluster_CustomClusterType)(nil),    // 5: envoy.config.cluster.v3.Cluster.CustomClusterType
+	(*Cluster_EdsClusterConfig)(nil),     // 6: envoy.config.cluster.v3.Cluster.EdsClusterConfig
+	(*Cluster_RingHashLbConfig)(nil),     // 7: envoy.config.cluster.v3.Cluster.RingHashLbConfig
+	(*Cluster_MaglevLbConfig)(nil),       // 8: envoy.config.cluster.v3.Cluster.MaglevLbConfig
+	(*Cluster_OriginalDstLbConfig)(nil),  // 9: envoy.config.cluster.v3.Cluster.OriginalDstLbConfig
+	(*Cluster_CommonLbConfig)(nil),       // 10: envoy.config.cluster.v3.Cluster.CommonLbConfig
+	nil,                                  // 11: envoy.config.cluster.v3.Cluster.TypedExtensionProtocolOptionsEntry
+	(*durationpb.Duration)(nil),          // 12: google.protobuf.Duration
+	(*v3.ClusterLoadAssignment)(nil),     // 13: envoy.config.endpoint.v3.ClusterLoadAssignment
+	(*wrapperspb.UInt32Value)(nil),       // 14: google.protobuf.UInt32Value
+	(*CircuitBreakers)(nil),              // 15: envoy.config.cluster.v3.CircuitBreakers
+	(*v31.HttpProtocolOptions)(nil),      // 16: envoy.config.core.v3.HttpProtocolOptions
+	(*v31.Http1ProtocolOptions)(nil),     // 17: envoy.config.core.v3.Http1ProtocolOptions
+	(*v31.Http2ProtocolOptions)(nil),     // 18: envoy.config.core.v3.Http2ProtocolOptions
+	(*OutlierDetection)(nil),             // 19: envoy.config.cluster.v3.OutlierDetection
+	(*v31.TransportSocket)(nil),          // 20: envoy.config.core.v3.TransportSocket
+	(*v31.Metadata)(nil),                 // 21: envoy.config.core.v3.Metadata
+	(*Filter)(nil),                       // 22: envoy.config.cluster.v3.Filter
+	(*v31.TcpKeepalive)(nil),             // 23: envoy.config.core.v3.TcpKeepalive
+	(*structpb.Struct)(nil),              // 24: google.protobuf.Struct
+	(*anypb.Any)(nil),                    // 25: google.protobuf.Any
+	(*v31.ConfigSource)(nil),             // 26: envoy.config.core.v3.ConfigSource
+	(*wrapperspb.UInt64Value)(nil),       // 27: google.protobuf.UInt64Value
+	(*v32.Percent)(nil),                  // 28: envoy.type.v3.Percent
 }
 var file_envoy_config_cluster_v3_cluster_proto_depIdxs = []int32{
-	3,  // 0: envoy.config.cluster.v3.Cluster.transport_socket_matches:type_name -> envoy.config.cluster.v3.Cluster.TransportSocketMatch
+	4,  // 0: envoy.config.cluster.v3.Cluster.transport_socket_matches:type_name -> envoy.config.cluster.v3.Cluster.TransportSocketMatch
 	0,  // 1: envoy.config.cluster.v3.Cluster.type:type_name -> envoy.config.cluster.v3.Cluster.DiscoveryType
-	4,  // 2: envoy.config.cluster.v3.Cluster.cluster_type:type_name -> envoy.config.cluster.v3.Cluster.CustomClusterType
-	5,  // 3: envoy.config.cluster.v3.Cluster.eds_cluster_config:type_name -> envoy.config.cluster.v3.Cluster.EdsClusterConfig
-	11, // 4: envoy.config.cluster.v3.Cluster.connect_timeout:type_name -> google.protobuf.Duration
+	5,  // 2: envoy.config.cluster.v3.Cluster.cluster_type:type_name -> envoy.config.cluster.v3.Cluster.CustomClusterType
+	6,  // 3: envoy.config.cluster.v3.Cluster.eds_cluster_config:type_name -> envoy.config.cluster.v3.Cluster.EdsClusterConfig
+	12, // 4: envoy.config.cluster.v3.Cluster.connect_timeout:type_name -> google.protobuf.Duration
 	1,  // 5: envoy.config.cluster.v3.Cluster.lb_policy:type_name -> envoy.config.cluster.v3.Cluster.LbPolicy
-	12, // 6: envoy.config.cluster.v3.Cluster.load_assignment:type_name -> envoy.config.endpoint.v3.ClusterLoadAssignment
-	13, // 7: envoy.config.cluster.v3.Cluster.max_requests_per_connection:type_name -> google.protobuf.UInt32Value
-	14, // 8: envoy.config.cluster.v3.Cluster.circuit_breakers:type_name -> envoy.config.cluster.v3.CircuitBreakers
-	15, // 9: envoy.config.cluster.v3.Cluster.common_http_protocol_options:type_name -> envoy.config.core.v3.HttpProtocolOptions
-	16, // 10: envoy.config.cluster.v3.Cluster.http_protocol_options:type_name -> envoy.config.core.v3.Http1ProtocolOptions
-	17, // 11: envoy.config.cluster.v3.Cluster.http2_protocol_options:type_name -> envoy.config.core.v3.Http2ProtocolOptions
-	10, // 12: envoy.config.cluster.v3.Cluster.typed_extension_protocol_options:type_name -> envoy.config.cluster.v3.Cluster.TypedExtensionProtocolOptionsEntry
-	18, // 13: envoy.config.cluster.v3.Cluster.outlier_detection:type_name -> envoy.config.cluster.v3.OutlierDetection
-	6,  // 14: envoy.config.cluster.v3.Cluster.ring_hash_lb_config:type_name -> envoy.config.cluster.v3.Cluster.RingHashLbConfig
-	7,  // 15: envoy.config.cluster.v3.Cluster.maglev_lb_config:type_name -> envoy.config.cluster.v3.Cluster.MaglevLbConfig
-	8,  // 16: envoy.config.cluster.v3.Cluster.original_dst_lb_config:type_name -> envoy.config.cluster.v3.Cluster.OriginalDstLbConfig
-	9,  // 17: envoy.config.cluster.v3.Cluster.common_lb_config:type_name -> envoy.config.cluster.v3.Cluster.CommonLbConfig
-	19, // 18: envoy.config.cluster.v3.Cluster.transport_socket:type_name -> envoy.config.core.v3.TransportSocket
-	20, // 19: envoy.config.cluster.v3.Cluster.metadata:type_name -> envoy.config.core.v3.Metadata
-	21, // 20: envoy.config.cluster.v3.Cluster.filters:type_name -> envoy.config.cluster.v3.Filter
-	22, // 21: envoy.config.cluster.v3.Cluster.TransportSocketMatch.match:type_name -> google.protobuf.Struct
-	19, // 22: envoy.config.cluster.v3.Cluster.TransportSocketMatch.transport_socket:type_name -> envoy.config.core.v3.TransportSocket
-	23, // 23: envoy.config.cluster.v3.Cluster.CustomClusterType.typed_config:type_name -> google.protobuf.Any
-	24, // 24: envoy.config.cluster.v3.Cluster.EdsClusterConfig.eds_config:type_name -> envoy.config.core.v3.ConfigSource
-	25, // 25: envoy.config.cluster.v3.Cluster.RingHashLbConfig.minimum_ring_size:type_name -> google.protobuf.UInt64Value
-	25, // 26: envoy.config.cluster.v3.Cluster.RingHashLbConfig.maximum_ring_size:type_name -> google.protobuf.UInt64Value
-	25, // 27: envoy.config.cluster.v3.Cluster.MaglevLbConfig.table_size:type_name -> google.protobuf.UInt64Value
-	26, // 28: envoy.config.cluster.v3.Cluster.CommonLbConfig.healthy_panic_threshold:type_name -> envoy.type.v3.Percent
-	23, // 29: envoy.config.cluster.v3.Cluster.TypedExtensionProtocolOptionsEntry.value:type_name -> google.protobuf.Any
-	30, // [30:30] is the sub-list for method output_type
-	30, // [30:30] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	13, // 6: envoy.config.cluster.v3.Cluster.load_assignment:type_name -> envoy.config.endpoint.v3.ClusterLoadAssignment
+	14, // 7: envoy.config.cluster.v3.Cluster.max_requests_per_connection:type_name -> google.protobuf.UInt32Value
+	15, // 8: envoy.config.cluster.v3.Cluster.circuit_breakers:type_name -> envoy.config.cluster.v3.CircuitBreakers
+	16, // 9: envoy.config.cluster.v3.Cluster.common_http_protocol_options:type_name -> envoy.config.core.v3.HttpProtocolOptions
+	17, // 10: envoy.config.cluster.v3.Cluster.http_protocol_options:type_name -> envoy.config.core.v3.Http1ProtocolOptions
+	18, // 11: envoy.config.cluster.v3.Cluster.http2_protocol_options:type_name -> envoy.config.core.v3.Http2ProtocolOptions
+	11, // 12: envoy.config.cluster.v3.Cluster.typed_extension_protocol_options:type_name -> envoy.config.cluster.v3.Cluster.TypedExtensionProtocolOptionsEntry
+	19, // 13: envoy.config.cluster.v3.Cluster.outlier_detection:type_name -> envoy.config.cluster.v3.OutlierDetection
+	7,  // 14: envoy.config.cluster.v3.Cluster.ring_hash_lb_config:type_name -> envoy.config.cluster.v3.Cluster.RingHashLbConfig
+	8,  // 15: envoy.config.cluster.v3.Cluster.maglev_lb_config:type_name -> envoy.config.cluster.v3.Cluster.MaglevLbConfig
+	9,  // 16: envoy.config.cluster.v3.Cluster.original_dst_lb_config:type_name -> envoy.config.cluster.v3.Cluster.OriginalDstLbConfig
+	10, // 17: envoy.config.cluster.v3.Cluster.common_lb_config:type_name -> envoy.config.cluster.v3.Cluster.CommonLbConfig
+	20, // 18: envoy.config.cluster.v3.Cluster.transport_socket:type_name -> envoy.config.core.v3.TransportSocket
+	21, // 19: envoy.config.cluster.v3.Cluster.metadata:type_name -> envoy.config.core.v3.Metadata
+	3,  // 20: envoy.config.cluster.v3.Cluster.upstream_connection_options:type_name -> envoy.config.cluster.v3.UpstreamConnectionOptions
+	22, // 21: envoy.config.cluster.v3.Cluster.filters:type_name -> envoy.config.cluster.v3.Filter
+	23, // 22: envoy.config.cluster.v3.UpstreamConnectionOptions.tcp_keepalive:type_name -> envoy.config.core.v3.TcpKeepalive
+	24, // 23: envoy.config.cluster.v3.Cluster.TransportSocketMatch.match:type_name -> google.protobuf.Struct
+	20, // 24: envoy.config.cluster.v3.Cluster.TransportSocketMatch.transport_socket:type_name -> envoy.config.core.v3.TransportSocket
+	25, // 25: envoy.config.cluster.v3.Cluster.CustomClusterType.typed_config:type_name -> google.protobuf.Any
+	26, // 26: envoy.config.cluster.v3.Cluster.EdsClusterConfig.eds_config:type_name -> envoy.config.core.v3.ConfigSource
+	27, // 27: envoy.config.cluster.v3.Cluster.RingHashLbConfig.minimum_ring_size:type_name -> google.protobuf.UInt64Value
+	27, // 28: envoy.config.cluster.v3.Cluster.RingHashLbConfig.maximum_ring_size:type_name -> google.protobuf.UInt64Value
+	27, // 29: envoy.config.cluster.v3.Cluster.MaglevLbConfig.table_size:type_name -> google.protobuf.UInt64Value
+	28, // 30: envoy.config.cluster.v3.Cluster.CommonLbConfig.healthy_panic_threshold:type_name -> envoy.type.v3.Percent
+	25, // 31: envoy.config.cluster.v3.Cluster.TypedExtensionProtocolOptionsEntry.value:type_name -> google.protobuf.Any
+	32, // [32:32] is the sub-list for method output_type
+	32, // [32:32] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_envoy_config_cluster_v3_cluster_proto_init() }
@@ -942,7 +1001,7 @@ func file_envoy_config_cluster_v3_cluster_proto_init() {
 			FileRegistry:  xdsapi.Files,
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_envoy_config_cluster_v3_cluster_proto_rawDesc), len(file_envoy_config_cluster_v3_cluster_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   9,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -7,7 +7,7 @@ import (
 	xdsapi "github.com/weftmesh/weft/internal/proxy/xdsapi"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
-	_ "google.golang.org/protobuf/types/known/wrapperspb"
+	wrapperspb "google.golang.org/protobuf/types/known/wrapperspb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -210,9 +210,12 @@ func (*SocketAddress_PortValue) isSocketAddress_PortSpecifier() {}
 func (*SocketAddress_NamedPort) isSocketAddress_PortSpecifier() {}
 
 type TcpKeepalive struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state             protoimpl.MessageState  `protogen:"open.v1"`
+	KeepaliveProbes   *wrapperspb.UInt32Value `protobuf:"bytes,1,opt,name=keepalive_probes,json=keepaliveProbes,proto3" json:"keepalive_probes,omitempty"`
+	KeepaliveTime     *wrapperspb.UInt32Value `protobuf:"bytes,2,opt,name=keepalive_time,json=keepaliveTime,proto3" json:"keepalive_time,omitempty"`
+	KeepaliveInterval *wrapperspb.UInt32Value `protobuf:"bytes,3,opt,name=keepalive_interval,json=keepaliveInterval,proto3" json:"keepalive_interval,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *TcpKeepalive) Reset() {
@@ -243,6 +246,27 @@ func (x *TcpKeepalive) ProtoReflect() protoreflect.Message {
 // Deprecated: Use TcpKeepalive.ProtoReflect.Descriptor instead.
 func (*TcpKeepalive) Descriptor() ([]byte, []int) {
 	return file_envoy_config_core_v3_address_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *TcpKeepalive) GetKeepaliveProbes() *wrapperspb.UInt32Value {
+	if x != nil {
+		return x.KeepaliveProbes
+	}
+	return nil
+}
+
+func (x *TcpKeepalive) GetKeepaliveTime() *wrapperspb.UInt32Value {
+	if x != nil {
+		return x.KeepaliveTime
+	}
+	return nil
+}
+
+func (x *TcpKeepalive) GetKeepaliveInterval() *wrapperspb.UInt32Value {
+	if x != nil {
+		return x.KeepaliveInterval
+	}
+	return nil
 }
 
 type Address struct {
@@ -381,8 +405,11 @@ const file_envoy_config_core_v3_address_proto_rawDesc = "" +
 	"\bProtocol\x12\a\n" +
 	"\x03TCP\x10\x00\x12\a\n" +
 	"\x03UDP\x10\x01B\x10\n" +
-	"\x0eport_specifier\"\x0e\n" +
-	"\fTcpKeepalive\"\x94\x01\n" +
+	"\x0eport_specifier\"\xe9\x01\n" +
+	"\fTcpKeepalive\x12G\n" +
+	"\x10keepalive_probes\x18\x01 \x01(\v2\x1c.google.protobuf.UInt32ValueR\x0fkeepaliveProbes\x12C\n" +
+	"\x0ekeepalive_time\x18\x02 \x01(\v2\x1c.google.protobuf.UInt32ValueR\rkeepaliveTime\x12K\n" +
+	"\x12keepalive_interval\x18\x03 \x01(\v2\x1c.google.protobuf.UInt32ValueR\x11keepaliveInterval\"\x94\x01\n" +
 	"\aAddress\x12L\n" +
 	"\x0esocket_address\x18\x01 \x01(\v2#.envoy.config.core.v3.SocketAddressH\x00R\rsocketAddress\x120\n" +
 	"\x04pipe\x18\x02 \x01(\v2\x1a.envoy.config.core.v3.PipeH\x00R\x04pipeB\t\n" +
@@ -404,22 +431,26 @@ func file_envoy_config_core_v3_address_proto_rawDescGZIP() []byte {
 var file_envoy_config_core_v3_address_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_envoy_config_core_v3_address_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_envoy_config_core_v3_address_proto_goTypes = []any{
-	(SocketAddress_Protocol)(0), // 0: envoy.config.core.v3.SocketAddress.Protocol
-	(*Pipe)(nil),                // 1: envoy.config.core.v3.Pipe
-	(*SocketAddress)(nil),       // 2: envoy.config.core.v3.SocketAddress
-	(*TcpKeepalive)(nil),        // 3: envoy.config.core.v3.TcpKeepalive
-	(*Address)(nil),             // 4: envoy.config.core.v3.Address
-	(*CidrRange)(nil),           // 5: envoy.config.core.v3.CidrRange
+	(SocketAddress_Protocol)(0),    // 0: envoy.config.core.v3.SocketAddress.Protocol
+	(*Pipe)(nil),                   // 1: envoy.config.core.v3.Pipe
+	(*SocketAddress)(nil),          // 2: envoy.config.core.v3.SocketAddress
+	(*TcpKeepalive)(nil),           // 3: envoy.config.core.v3.TcpKeepalive
+	(*Address)(nil),                // 4: envoy.config.core.v3.Address
+	(*CidrRange)(nil),              // 5: envoy.config.core.v3.CidrRange
+	(*wrapperspb.UInt32Value)(nil), // 6: google.protobuf.UInt32Value
 }
 var file_envoy_config_core_v3_address_proto_depIdxs = []int32{
 	0, // 0: envoy.config.core.v3.SocketAddress.protocol:type_name -> envoy.config.core.v3.SocketAddress.Protocol
-	2, // 1: envoy.config.core.v3.Address.socket_address:type_name -> envoy.config.core.v3.SocketAddress
-	1, // 2: envoy.config.core.v3.Address.pipe:type_name -> envoy.config.core.v3.Pipe
-	3, // [3:3] is the sub-list for method output_type
-	3, // [3:3] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	6, // 1: envoy.config.core.v3.TcpKeepalive.keepalive_probes:type_name -> google.protobuf.UInt32Value
+	6, // 2: envoy.config.core.v3.TcpKeepalive.keepalive_time:type_name -> google.protobuf.UInt32Value
+	6, // 3: envoy.config.core.v3.TcpKeepalive.keepalive_interval:type_name -> google.protobuf.UInt32Value
+	2, // 4: envoy.config.core.v3.Address.socket_address:type_name -> envoy.config.core.v3.SocketAddress
+	1, // 5: envoy.config.core.v3.Address.pipe:type_name -> envoy.config.core.v3.Pipe
+	6, // [6:6] is the sub-list for method output_type
+	6, // [6:6] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_envoy_config_core_v3_address_proto_init() }

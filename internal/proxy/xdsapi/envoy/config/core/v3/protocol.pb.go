@@ -136,16 +136,77 @@ func (x *Http1ProtocolOptions) GetAllowAbsoluteUrl() *wrapperspb.BoolValue {
 	return nil
 }
 
+type KeepaliveSettings struct {
+	state                  protoimpl.MessageState `protogen:"open.v1"`
+	Interval               *durationpb.Duration   `protobuf:"bytes,1,opt,name=interval,proto3" json:"interval,omitempty"`
+	Timeout                *durationpb.Duration   `protobuf:"bytes,2,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	ConnectionIdleInterval *durationpb.Duration   `protobuf:"bytes,4,opt,name=connection_idle_interval,json=connectionIdleInterval,proto3" json:"connection_idle_interval,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
+}
+
+func (x *KeepaliveSettings) Reset() {
+	*x = KeepaliveSettings{}
+	mi := &file_envoy_config_core_v3_protocol_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeepaliveSettings) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeepaliveSettings) ProtoMessage() {}
+
+func (x *KeepaliveSettings) ProtoReflect() protoreflect.Message {
+	mi := &file_envoy_config_core_v3_protocol_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeepaliveSettings.ProtoReflect.Descriptor instead.
+func (*KeepaliveSettings) Descriptor() ([]byte, []int) {
+	return file_envoy_config_core_v3_protocol_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *KeepaliveSettings) GetInterval() *durationpb.Duration {
+	if x != nil {
+		return x.Interval
+	}
+	return nil
+}
+
+func (x *KeepaliveSettings) GetTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.Timeout
+	}
+	return nil
+}
+
+func (x *KeepaliveSettings) GetConnectionIdleInterval() *durationpb.Duration {
+	if x != nil {
+		return x.ConnectionIdleInterval
+	}
+	return nil
+}
+
 type Http2ProtocolOptions struct {
 	state                protoimpl.MessageState  `protogen:"open.v1"`
 	MaxConcurrentStreams *wrapperspb.UInt32Value `protobuf:"bytes,2,opt,name=max_concurrent_streams,json=maxConcurrentStreams,proto3" json:"max_concurrent_streams,omitempty"`
+	ConnectionKeepalive  *KeepaliveSettings      `protobuf:"bytes,15,opt,name=connection_keepalive,json=connectionKeepalive,proto3" json:"connection_keepalive,omitempty"`
 	unknownFields        protoimpl.UnknownFields
 	sizeCache            protoimpl.SizeCache
 }
 
 func (x *Http2ProtocolOptions) Reset() {
 	*x = Http2ProtocolOptions{}
-	mi := &file_envoy_config_core_v3_protocol_proto_msgTypes[2]
+	mi := &file_envoy_config_core_v3_protocol_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -157,7 +218,7 @@ func (x *Http2ProtocolOptions) String() string {
 func (*Http2ProtocolOptions) ProtoMessage() {}
 
 func (x *Http2ProtocolOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_protocol_proto_msgTypes[2]
+	mi := &file_envoy_config_core_v3_protocol_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -170,12 +231,19 @@ func (x *Http2ProtocolOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Http2ProtocolOptions.ProtoReflect.Descriptor instead.
 func (*Http2ProtocolOptions) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_protocol_proto_rawDescGZIP(), []int{2}
+	return file_envoy_config_core_v3_protocol_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Http2ProtocolOptions) GetMaxConcurrentStreams() *wrapperspb.UInt32Value {
 	if x != nil {
 		return x.MaxConcurrentStreams
+	}
+	return nil
+}
+
+func (x *Http2ProtocolOptions) GetConnectionKeepalive() *KeepaliveSettings {
+	if x != nil {
+		return x.ConnectionKeepalive
 	}
 	return nil
 }
@@ -192,9 +260,14 @@ const file_envoy_config_core_v3_protocol_proto_rawDesc = "" +
 	"\x13max_stream_duration\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x11maxStreamDuration\x12[\n" +
 	"\x1bmax_requests_per_connection\x18\x06 \x01(\v2\x1c.google.protobuf.UInt32ValueR\x18maxRequestsPerConnection\"`\n" +
 	"\x14Http1ProtocolOptions\x12H\n" +
-	"\x12allow_absolute_url\x18\x01 \x01(\v2\x1a.google.protobuf.BoolValueR\x10allowAbsoluteUrl\"j\n" +
+	"\x12allow_absolute_url\x18\x01 \x01(\v2\x1a.google.protobuf.BoolValueR\x10allowAbsoluteUrl\"\xd4\x01\n" +
+	"\x11KeepaliveSettings\x125\n" +
+	"\binterval\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\binterval\x123\n" +
+	"\atimeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12S\n" +
+	"\x18connection_idle_interval\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x16connectionIdleInterval\"\xc6\x01\n" +
 	"\x14Http2ProtocolOptions\x12R\n" +
-	"\x16max_concurrent_streams\x18\x02 \x01(\v2\x1c.google.protobuf.UInt32ValueR\x14maxConcurrentStreamsBLZJgithub.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/core/v3;corev3b\x06proto3"
+	"\x16max_concurrent_streams\x18\x02 \x01(\v2\x1c.google.protobuf.UInt32ValueR\x14maxConcurrentStreams\x12Z\n" +
+	"\x14connection_keepalive\x18\x0f \x01(\v2'.envoy.config.core.v3.KeepaliveSettingsR\x13connectionKeepaliveBLZJgithub.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/core/v3;corev3b\x06proto3"
 
 var (
 	file_envoy_config_core_v3_protocol_proto_rawDescOnce sync.Once
@@ -208,28 +281,33 @@ func file_envoy_config_core_v3_protocol_proto_rawDescGZIP() []byte {
 	return file_envoy_config_core_v3_protocol_proto_rawDescData
 }
 
-var file_envoy_config_core_v3_protocol_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_envoy_config_core_v3_protocol_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_envoy_config_core_v3_protocol_proto_goTypes = []any{
 	(*HttpProtocolOptions)(nil),    // 0: envoy.config.core.v3.HttpProtocolOptions
 	(*Http1ProtocolOptions)(nil),   // 1: envoy.config.core.v3.Http1ProtocolOptions
-	(*Http2ProtocolOptions)(nil),   // 2: envoy.config.core.v3.Http2ProtocolOptions
-	(*durationpb.Duration)(nil),    // 3: google.protobuf.Duration
-	(*wrapperspb.UInt32Value)(nil), // 4: google.protobuf.UInt32Value
-	(*wrapperspb.BoolValue)(nil),   // 5: google.protobuf.BoolValue
+	(*KeepaliveSettings)(nil),      // 2: envoy.config.core.v3.KeepaliveSettings
+	(*Http2ProtocolOptions)(nil),   // 3: envoy.config.core.v3.Http2ProtocolOptions
+	(*durationpb.Duration)(nil),    // 4: google.protobuf.Duration
+	(*wrapperspb.UInt32Value)(nil), // 5: google.protobuf.UInt32Value
+	(*wrapperspb.BoolValue)(nil),   // 6: google.protobuf.BoolValue
 }
 var file_envoy_config_core_v3_protocol_proto_depIdxs = []int32{
-	3, // 0: envoy.config.core.v3.HttpProtocolOptions.idle_timeout:type_name -> google.protobuf.Duration
-	3, // 1: envoy.config.core.v3.HttpProtocolOptions.max_connection_duration:type_name -> google.protobuf.Duration
-	4, // 2: envoy.config.core.v3.HttpProtocolOptions.max_headers_count:type_name -> google.protobuf.UInt32Value
-	3, // 3: envoy.config.core.v3.HttpProtocolOptions.max_stream_duration:type_name -> google.protobuf.Duration
-	4, // 4: envoy.config.core.v3.HttpProtocolOptions.max_requests_per_connection:type_name -> google.protobuf.UInt32Value
-	5, // 5: envoy.config.core.v3.Http1ProtocolOptions.allow_absolute_url:type_name -> google.protobuf.BoolValue
-	4, // 6: envoy.config.core.v3.Http2ProtocolOptions.max_concurrent_streams:type_name -> google.protobuf.UInt32Value
-	7, // [7:7] is the sub-list for method output_type
-	7, // [7:7] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	4,  // 0: envoy.config.core.v3.HttpProtocolOptions.idle_timeout:type_name -> google.protobuf.Duration
+	4,  // 1: envoy.config.core.v3.HttpProtocolOptions.max_connection_duration:type_name -> google.protobuf.Duration
+	5,  // 2: envoy.config.core.v3.HttpProtocolOptions.max_headers_count:type_name -> google.protobuf.UInt32Value
+	4,  // 3: envoy.config.core.v3.HttpProtocolOptions.max_stream_duration:type_name -> google.protobuf.Duration
+	5,  // 4: envoy.config.core.v3.HttpProtocolOptions.max_requests_per_connection:type_name -> google.protobuf.UInt32Value
+	6,  // 5: envoy.config.core.v3.Http1ProtocolOptions.allow_absolute_url:type_name -> google.protobuf.BoolValue
+	4,  // 6: envoy.config.core.v3.KeepaliveSettings.interval:type_name -> google.protobuf.Duration
+	4,  // 7: envoy.config.core.v3.KeepaliveSettings.timeout:type_name -> google.protobuf.Duration
+	4,  // 8: envoy.config.core.v3.KeepaliveSettings.connection_idle_interval:type_name -> google.protobuf.Duration
+	5,  // 9: envoy.config.core.v3.Http2ProtocolOptions.max_concurrent_streams:type_name -> google.protobuf.UInt32Value
+	2,  // 10: envoy.config.core.v3.Http2ProtocolOptions.connection_keepalive:type_name -> envoy.config.core.v3.KeepaliveSettings
+	11, // [11:11] is the sub-list for method output_type
+	11, // [11:11] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_envoy_config_core_v3_protocol_proto_init() }
@@ -245,7 +323,7 @@ func file_envoy_config_core_v3_protocol_proto_init() {
 			FileRegistry:  xdsapi.Files,
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_envoy_config_core_v3_protocol_proto_rawDesc), len(file_envoy_config_core_v3_protocol_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   3,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
