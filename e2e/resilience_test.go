@@ -239,3 +239,123 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestConnectionPolicies: a DestinationRule that splits local origin
+// errors out ejects an endpoint nothing listens on after its first refused
+// connection (no 5xx answer ever came from it), and its
+// maxConnectionDuration closes the sidecar's kept-alive connection to the
+// other endpoint once it is that old, with no request needed.
+func TestConnectionPolicies(t *testing.T) {
+	m := startMesh(t)
+	var opened, closed atomic.Int32
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "fine\n") }),
+		ConnState: func(_ net.Conn, st http.ConnState) {
+			switch st {
+			case http.StateNew:
+				opened.Add(1)
+			case http.StateClosed:
+				closed.Add(1)
+			}
+		},
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadPort := dead.Addr().(*net.TCPAddr).Port
+	dead.Close()
+	m.applyYAML(fmt.Sprintf(`
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: halfdead
+spec:
+  hosts:
+  - halfdead.example.com
+  ports:
+  - number: 80
+    name: http
+    protocol: HTTP
+  resolution: STATIC
+  endpoints:
+  - address: 127.0.0.1
+    ports:
+      http: %d
+  - address: 127.0.0.1
+    ports:
+      http: %d
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: halfdead
+spec:
+  host: halfdead.example.com
+  trafficPolicy:
+    loadBalancer:
+      simple: ROUND_ROBIN
+    connectionPool:
+      tcp:
+        maxConnectionDuration: 2s
+        tcpKeepalive:
+          time: 60s
+          interval: 10s
+    outlierDetection:
+      splitExternalLocalOriginErrors: true
+      consecutiveLocalOriginFailures: 1
+      consecutive5xxErrors: 0
+      interval: 1s
+      baseEjectionTime: 3m
+      maxEjectionPercent: 100
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: halfdead
+spec:
+  hosts:
+  - halfdead.example.com
+  http:
+  - retries:
+      attempts: 0
+    route:
+    - destination:
+        host: halfdead.example.com
+`, deadPort, ln.Addr().(*net.TCPAddr).Port))
+	client := m.outboundClient(5 * time.Second)
+	codes := map[int]int{}
+	for i := 0; i < 10; i++ {
+		resp, err := client.Get("http://halfdead.example.com/")
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		codes[resp.StatusCode]++
+	}
+	if codes[http.StatusOK] < 9 {
+		t.Errorf("answers %v: only the first request to the dead endpoint may fail", codes)
+	}
+	stat := func(name string) float64 {
+		return m.adminStat("productpage", "v1", name+`{envoy_cluster_name="outbound|80||halfdead.example.com"}`)
+	}
+	if got := stat("envoy_cluster_outlier_detection_ejections_enforced_consecutive_local_origin_failure"); got != 1 {
+		t.Errorf("local origin ejections %v, want 1", got)
+	}
+	if got := stat("envoy_cluster_outlier_detection_ejections_active"); got != 1 {
+		t.Errorf("%v endpoints ejected, want 1", got)
+	}
+	// The requests went one after another over one kept-alive connection,
+	// which the sidecar closes at two seconds of age.
+	if n := opened.Load(); n != 1 {
+		t.Errorf("the healthy endpoint saw %d connections for sequential requests, want 1", n)
+	}
+	waitFor(t, "the sidecar to close its connection at maxConnectionDuration", func() bool { return closed.Load() >= 1 })
+}

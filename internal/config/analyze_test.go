@@ -230,7 +230,7 @@ spec:
       outlierDetection: {consecutiveGatewayErrors: 9}
       loadBalancer: {consistentHash: {httpCookie: {name: session, path: /, ttl: 3600s}, maglev: {}}}
 `, nil},
-		{"untranslated parts of DestinationRule traffic policies", `apiVersion: networking.istio.io/v1
+		{"untranslated parts of DestinationRule traffic policies (the connection pool and outlier detection settings around them are translated)", `apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: ratings}
 spec:
@@ -238,7 +238,7 @@ spec:
   trafficPolicy:
     connectionPool:
       tcp: {tcpKeepalive: {time: 10s}, maxConnectionDuration: 1h}
-      http: {h2UpgradePolicy: UPGRADE, maxConcurrentStreams: 10, http2KeepAlive: {interval: 10s}}
+      http: {h2UpgradePolicy: UPGRADE, maxConcurrentStreams: 10, http2KeepAlive: {interval: 10s, timeout: 1s}}
     outlierDetection: {consecutiveErrors: 5, splitExternalLocalOriginErrors: true, consecutiveLocalOriginFailures: 3}
     tunnel: {protocol: CONNECT, targetHost: 10.0.0.1, targetPort: 8080}
     proxyProtocol: {version: V2}
@@ -257,11 +257,6 @@ spec:
       connectionPool: {http: {useClientProtocol: true}}
       loadBalancer: {simple: ROUND_ROBIN, warmupDurationSecs: 30s}
 `, []string{
-			drPrefix + "spec.trafficPolicy.connectionPool.tcp.maxConnectionDuration: connectionPool.tcp.maxConnectionDuration" + suffix,
-			drPrefix + "spec.trafficPolicy.outlierDetection.splitExternalLocalOriginErrors: outlierDetection.splitExternalLocalOriginErrors" + suffix,
-			drPrefix + "spec.trafficPolicy.connectionPool.tcp.tcpKeepalive: connectionPool.tcp.tcpKeepalive" + suffix,
-			drPrefix + "spec.trafficPolicy.connectionPool.http.maxConcurrentStreams: connectionPool.http.maxConcurrentStreams" + suffix,
-			drPrefix + "spec.trafficPolicy.connectionPool.http.http2KeepAlive: connectionPool.http.http2KeepAlive" + suffix,
 			drPrefix + "spec.trafficPolicy.outlierDetection.consecutiveErrors: the deprecated outlierDetection.consecutiveErrors (Istio ignores it too; use consecutive5xxErrors or consecutiveGatewayErrors)" + suffix,
 			drPrefix + "spec.trafficPolicy.tunnel: trafficPolicy.tunnel" + suffix,
 			drPrefix + "spec.trafficPolicy.proxyProtocol: trafficPolicy.proxyProtocol" + suffix,

@@ -67,23 +67,6 @@ func Unsupported(r *Resource) []Warning {
 	case *networking.DestinationRule:
 		policy := func(path string, cp *networking.ConnectionPoolSettings, od *networking.OutlierDetection,
 			lb *networking.LoadBalancerSettings, tls *networking.ClientTLSSettings) {
-			if cp.GetTcp().GetMaxConnectionDuration() != nil {
-				warn(path+".connectionPool.tcp.maxConnectionDuration", "connectionPool.tcp.maxConnectionDuration")
-			}
-			if od.GetSplitExternalLocalOriginErrors() {
-				warn(path+".outlierDetection.splitExternalLocalOriginErrors", "outlierDetection.splitExternalLocalOriginErrors")
-			}
-			if cp.GetTcp().GetTcpKeepalive() != nil {
-				warn(path+".connectionPool.tcp.tcpKeepalive", "connectionPool.tcp.tcpKeepalive")
-			}
-			if h := cp.GetHttp(); h != nil {
-				if h.GetMaxConcurrentStreams() != 0 {
-					warn(path+".connectionPool.http.maxConcurrentStreams", "connectionPool.http.maxConcurrentStreams")
-				}
-				if h.GetHttp2KeepAlive() != nil {
-					warn(path+".connectionPool.http.http2KeepAlive", "connectionPool.http.http2KeepAlive")
-				}
-			}
 			if od.GetConsecutiveErrors() != 0 { //nolint:staticcheck // deprecated, and ignored as in Istio
 				warn(path+".outlierDetection.consecutiveErrors",
 					"the deprecated outlierDetection.consecutiveErrors (Istio ignores it too; use consecutive5xxErrors or consecutiveGatewayErrors)")

@@ -512,6 +512,17 @@ func (v *validator) connectionPool(path string, cp *networking.ConnectionPoolSet
 		v.nonNegative(p+".maxRetries", h.MaxRetries)
 		v.nonNegative(p+".maxConcurrentStreams", h.MaxConcurrentStreams)
 		v.duration(p+".idleTimeout", h.IdleTimeout)
+		if ka := h.Http2KeepAlive; ka != nil {
+			for _, f := range []struct {
+				name string
+				d    *durationpb.Duration
+			}{{"interval", ka.Interval}, {"timeout", ka.Timeout}} {
+				if f.d == nil {
+					v.errorf(p+".http2KeepAlive."+f.name, "is required when http2KeepAlive is set")
+				}
+				v.duration(p+".http2KeepAlive."+f.name, f.d)
+			}
+		}
 		if h.H2UpgradePolicy == networking.ConnectionPoolSettings_HTTPSettings_UPGRADE && h.UseClientProtocol {
 			v.errorf(p+".useClientProtocol", "must not be true when h2UpgradePolicy is UPGRADE")
 		}
@@ -523,11 +534,25 @@ func (v *validator) connectionPool(path string, cp *networking.ConnectionPoolSet
 		v.duration(p+".maxConnectionDuration", tcp.MaxConnectionDuration)
 		v.duration(p+".idleTimeout", tcp.IdleTimeout)
 		if ka := tcp.TcpKeepalive; ka != nil {
-			v.duration(p+".tcpKeepalive.time", ka.Time)
-			v.duration(p+".tcpKeepalive.interval", ka.Interval)
+			// Linux takes 1 to 32767 seconds and up to 127 probes.
+			for _, f := range []struct {
+				name string
+				d    *durationpb.Duration
+			}{{"time", ka.Time}, {"interval", ka.Interval}} {
+				v.duration(p+".tcpKeepalive."+f.name, f.d)
+				if f.d != nil && f.d.AsDuration() > maxKeepalive {
+					v.errorf(p+".tcpKeepalive."+f.name, "%s is too long: TCP keepalive takes at most %s", f.d.AsDuration(), maxKeepalive)
+				}
+			}
+			if ka.Probes > 127 {
+				v.errorf(p+".tcpKeepalive.probes", "%d is too many: TCP keepalive takes at most 127 probes", ka.Probes)
+			}
 		}
 	}
 }
+
+// maxKeepalive is the longest TCP keepalive time or interval Linux takes.
+const maxKeepalive = 32767 * time.Second
 
 // outlierDetection checks outlier detection as Istio does: durations of at
 // least 1ms, percentages in 0..100, and consecutiveLocalOriginFailures only

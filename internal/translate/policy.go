@@ -117,13 +117,22 @@ func defaultThresholds() *clusterv3.CircuitBreakers_Thresholds {
 //
 // http.h2UpgradePolicy UPGRADE makes an HTTP port's cluster speak HTTP/2 to
 // its endpoints, and http.useClientProtocol the protocol each request came
-// in with, as in Istio. Not translated (config.Unsupported warns):
-// tcp.tcpKeepalive, http.maxConcurrentStreams and http.http2KeepAlive.
+// in with, as in Istio. http.maxConcurrentStreams and http.http2KeepAlive
+// go into the HTTP/2 options, and so apply where the cluster speaks HTTP/2;
+// tcp.maxConnectionDuration goes into the common HTTP options, and
+// tcp.tcpKeepalive into the cluster's upstream connection options.
 func applyConnectionPool(c *clusterv3.Cluster, cp *v1alpha3.ConnectionPoolSettings, protocol string) {
 	th := defaultThresholds()
 	c.ConnectTimeout = durationpb.New(defaultConnectTimeout)
 	common := &corev3.HttpProtocolOptions{}
+	h2 := &corev3.Http2ProtocolOptions{}
 	if h := cp.GetHttp(); h != nil {
+		if n := h.GetMaxConcurrentStreams(); n > 0 {
+			h2.MaxConcurrentStreams = wrapperspb.UInt32(uint32(n))
+		}
+		if ka := h.GetHttp2KeepAlive(); ka != nil {
+			h2.ConnectionKeepalive = &corev3.KeepaliveSettings{Interval: proto.CloneOf(ka.GetInterval()), Timeout: proto.CloneOf(ka.GetTimeout())}
+		}
 		if h.GetHttp2MaxRequests() > 0 {
 			th.MaxRequests = wrapperspb.UInt32(uint32(h.GetHttp2MaxRequests()))
 		}
@@ -150,6 +159,12 @@ func applyConnectionPool(c *clusterv3.Cluster, cp *v1alpha3.ConnectionPoolSettin
 		if common.IdleTimeout == nil && tcp.GetIdleTimeout() != nil {
 			common.IdleTimeout = proto.CloneOf(tcp.GetIdleTimeout())
 		}
+		if d := tcp.GetMaxConnectionDuration(); d != nil {
+			common.MaxConnectionDuration = proto.CloneOf(d)
+		}
+		if ka := tcp.GetTcpKeepalive(); ka != nil {
+			c.UpstreamConnectionOptions = &clusterv3.UpstreamConnectionOptions{TcpKeepalive: tcpKeepalive(ka)}
+		}
 	}
 	c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{th}}
 	switch h := cp.GetHttp(); {
@@ -158,12 +173,12 @@ func applyConnectionPool(c *clusterv3.Cluster, cp *v1alpha3.ConnectionPoolSettin
 	case h.GetH2UpgradePolicy() == v1alpha3.ConnectionPoolSettings_HTTPSettings_UPGRADE && strings.EqualFold(protocol, "HTTP"):
 		protocol = "HTTP2"
 	default:
-		if common.IdleTimeout == nil && common.MaxRequestsPerConnection == nil && !isHTTP2(protocol) {
+		if common.IdleTimeout == nil && common.MaxRequestsPerConnection == nil && common.MaxConnectionDuration == nil && !isHTTP2(protocol) {
 			return
 		}
 	}
 	opts := &upstreamhttpv3.HttpProtocolOptions{CommonHttpProtocolOptions: common}
-	setUpstreamProtocol(opts, protocol)
+	setUpstreamProtocol(opts, protocol, h2)
 	c.TypedExtensionProtocolOptions = map[string]*anypb.Any{httpProtocolOptionsName: mustAny(opts)}
 }
 
@@ -180,23 +195,43 @@ func isHTTP2(protocol string) bool {
 // setUpstreamProtocol sets the HTTP version that HttpProtocolOptions must
 // name (Envoy requires one): HTTP/2 for ports declared HTTP2, GRPC
 // or GRPC-WEB, the client's own for ports that declare no protocol (they
-// are sniffed), HTTP/1.1 otherwise, as Istio does.
-func setUpstreamProtocol(o *upstreamhttpv3.HttpProtocolOptions, protocol string) {
+// are sniffed), HTTP/1.1 otherwise, as Istio does. h2 are the options of
+// the HTTP/2 connections, where the cluster may speak it.
+func setUpstreamProtocol(o *upstreamhttpv3.HttpProtocolOptions, protocol string, h2 *corev3.Http2ProtocolOptions) {
 	switch {
 	case isHTTP2(protocol):
 		o.UpstreamProtocolOptions = &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig{
-			ProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}},
+			ProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: h2},
 		}}
 	case protocol == "":
 		o.UpstreamProtocolOptions = &upstreamhttpv3.HttpProtocolOptions_UseDownstreamProtocolConfig{UseDownstreamProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_UseDownstreamHttpConfig{
 			HttpProtocolOptions:  &corev3.Http1ProtocolOptions{},
-			Http2ProtocolOptions: &corev3.Http2ProtocolOptions{},
+			Http2ProtocolOptions: h2,
 		}}
 	default:
 		o.UpstreamProtocolOptions = &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig{
 			ProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_HttpProtocolOptions{HttpProtocolOptions: &corev3.Http1ProtocolOptions{}},
 		}}
 	}
+}
+
+// tcpKeepalive is Envoy's form of a DestinationRule's tcpKeepalive, as
+// Istio writes it: an unset field keeps the system's setting. Envoy takes
+// whole seconds; a time or interval with a fraction of a second is rounded
+// up (Istio drops the fraction, which turns 500ms into 0s).
+func tcpKeepalive(ka *v1alpha3.ConnectionPoolSettings_TCPSettings_TcpKeepalive) *corev3.TcpKeepalive {
+	out := &corev3.TcpKeepalive{}
+	if ka.GetProbes() > 0 {
+		out.KeepaliveProbes = wrapperspb.UInt32(ka.GetProbes())
+	}
+	seconds := func(d *durationpb.Duration) *wrapperspb.UInt32Value {
+		if d == nil {
+			return nil
+		}
+		return wrapperspb.UInt32(uint32((d.AsDuration() + time.Second - 1) / time.Second))
+	}
+	out.KeepaliveTime, out.KeepaliveInterval = seconds(ka.GetTime()), seconds(ka.GetInterval())
+	return out
 }
 
 // applyOutlierDetection sets c's outlier detection from a DestinationRule's
@@ -236,9 +271,13 @@ func applyOutlierDetection(c *clusterv3.Cluster, od *v1alpha3.OutlierDetection) 
 	if od.GetMaxEjectionPercent() > 0 {
 		out.MaxEjectionPercent = wrapperspb.UInt32(uint32(od.GetMaxEjectionPercent()))
 	}
-	// splitExternalLocalOriginErrors and consecutiveLocalOriginFailures are
-	// not translated (weft-proxy does not split local-origin errors); the
-	// config package warns about them.
+	if od.GetSplitExternalLocalOriginErrors() {
+		out.SplitExternalLocalOriginErrors = true
+		if n := od.GetConsecutiveLocalOriginFailures(); n != nil {
+			out.ConsecutiveLocalOriginFailure = wrapperspb.UInt32(n.GetValue())
+			out.EnforcingConsecutiveLocalOriginFailure = enforcing(n.GetValue())
+		}
+	}
 	c.OutlierDetection = out
 	if p := od.GetMinHealthPercent(); p >= 0 {
 		if c.CommonLbConfig == nil {
