@@ -35,12 +35,12 @@ type ClientConn struct {
 	// streamCap, when not 0, is this side's own limit on concurrent
 	// streams (see SetMaxConcurrentStreams).
 	streamCap uint32
-	reserved   int
-	goAway     bool  // no new streams: GOAWAY came, or the connection ended
-	err        error // why the connection ended
-	done       chan struct{}
-	settled    chan struct{} // closed at the server's first SETTINGS, or the end
-	seenFirst  bool          // the read loop's: settled is closed
+	reserved  int
+	goAway    bool  // no new streams: GOAWAY came, or the connection ended
+	err       error // why the connection ended
+	done      chan struct{}
+	settled   chan struct{} // closed at the server's first SETTINGS, or the end
+	seenFirst bool          // the read loop's: settled is closed
 
 	// free holds streams to reuse; retired those both sides are done
 	// with, which the read loop moves to free when it holds no stream

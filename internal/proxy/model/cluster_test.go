@@ -98,9 +98,13 @@ func TestCompileClusterResilienceRejected(t *testing.T) {
 		{"local origin enforcing over 100", func(c *clusterv3.Cluster) {
 			c.OutlierDetection.EnforcingConsecutiveLocalOriginFailure = wrapperspb.UInt32(101)
 		}, []string{"enforcing_consecutive_local_origin_failure 101"}},
-		{"keepalive time 0", func(c *clusterv3.Cluster) { c.UpstreamConnectionOptions.TcpKeepalive.KeepaliveTime = wrapperspb.UInt32(0) },
+		{"keepalive time 0", func(c *clusterv3.Cluster) {
+			c.UpstreamConnectionOptions.TcpKeepalive.KeepaliveTime = wrapperspb.UInt32(0)
+		},
 			[]string{"upstream_connection_options.tcp_keepalive.keepalive_time 0", "1 to 32767 seconds"}},
-		{"keepalive probes 200", func(c *clusterv3.Cluster) { c.UpstreamConnectionOptions.TcpKeepalive.KeepaliveProbes = wrapperspb.UInt32(200) },
+		{"keepalive probes 200", func(c *clusterv3.Cluster) {
+			c.UpstreamConnectionOptions.TcpKeepalive.KeepaliveProbes = wrapperspb.UInt32(200)
+		},
 			[]string{"tcp_keepalive.keepalive_probes 200"}},
 		{"percent over 100", func(c *clusterv3.Cluster) { c.OutlierDetection.MaxEjectionPercent = wrapperspb.UInt32(101) },
 			[]string{"max_ejection_percent 101", "0 to 100"}},
