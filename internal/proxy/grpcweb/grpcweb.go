@@ -6,8 +6,9 @@
 // A request whose Content-Type is application/grpc-web (binary, "+proto"
 // and the like) or application/grpc-web-text (base64) goes on as a gRPC
 // request: Content-Type application/grpc with the same suffix, the body
-// decoded from base64 for the text form, no Content-Length, and
-// "TE: trailers". The response goes back as gRPC-Web: its Content-Type
+// decoded from base64 for the text form (any base64 group may be padded,
+// and a small body is decoded whole first, so that invalid base64 is
+// refused before the request goes on), and "TE: trailers". The response goes back as gRPC-Web: its Content-Type
 // application/grpc-web or application/grpc-web-text with the response's
 // suffix, its messages as they come (base64 for the text form), and its
 // trailers as a last message flagged 0x80 whose payload is the trailer
@@ -22,8 +23,11 @@
 package grpcweb
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"sort"
@@ -82,26 +86,132 @@ func (f *Filter) Serve(x *chain.Exchange) {
 	// The answer is text when the request is, or when the client asks
 	// for it (a binary request may).
 	textOut := text || (len(h["Accept"]) > 0 && strings.HasPrefix(h["Accept"][0], ctWebText))
-	if text && r.Body != nil && r.Body != http.NoBody {
-		r.Body = textBody{io.NopCloser(base64.NewDecoder(base64.StdEncoding, r.Body)), r.Body}
-		r.ContentLength = -1
-	} else if text {
-		r.ContentLength = 0
-	}
 	w := &writer{ResponseWriter: x.W, text: textOut}
 	x.W = w
 	defer func() { x.W = w.ResponseWriter }()
+	if text {
+		if err := decodeBody(r); err != nil {
+			// As Envoy: a 400, which the writer turns into a gRPC-Web
+			// answer (grpc-status 13, INTERNAL) saying what was wrong.
+			w.Header()["Content-Type"] = []string{"text/plain"}
+			w.WriteHeader(http.StatusBadRequest)
+			io.WriteString(w, "Bad gRPC-web request: "+err.Error())
+			w.finish()
+			return
+		}
+	}
 	f.next.Serve(x)
 	w.finish()
 }
 
-// textBody reads a base64 request body and closes the original.
-type textBody struct {
-	io.Reader
-	orig io.Closer
+// maxDecodedAtOnce bounds the text request bodies read and decoded whole
+// before the request goes on (a unary call's is a few hundred bytes).
+const maxDecodedAtOnce = 64 << 10
+
+// decodeBody replaces the base64 body of a text request with the bytes it
+// stands for. A body of known length up to maxDecodedAtOnce is decoded
+// whole, so that invalid base64 is refused before anything is sent
+// upstream and the decoded body has a length; a larger or streamed one is
+// decoded as it is read, and invalid base64 in it fails the request's body
+// upstream.
+func decodeBody(r *http.Request) error {
+	if r.Body == nil || r.Body == http.NoBody {
+		r.ContentLength = 0
+		return nil
+	}
+	if r.ContentLength < 0 || r.ContentLength > maxDecodedAtOnce {
+		r.Body = &textBody{src: r.Body}
+		r.ContentLength = -1
+		return nil
+	}
+	raw := make([]byte, r.ContentLength)
+	_, err := io.ReadFull(r.Body, raw)
+	r.Body.Close()
+	if err != nil {
+		return fmt.Errorf("reading the body: %w", err)
+	}
+	dec, rest, err := decodeText(make([]byte, 0, base64.StdEncoding.DecodedLen(len(raw))), raw, 0)
+	if err != nil {
+		return err
+	}
+	if len(rest) > 0 {
+		return errUnfinished(len(raw))
+	}
+	r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(dec)), int64(len(dec))
+	return nil
 }
 
-func (b textBody) Close() error { return b.orig.Close() }
+// decodeText appends to dst, which must have room for it, what src decodes
+// to, and returns the bytes of src it did not take (at most three: a group
+// not yet whole). Base64 comes
+// in groups of four characters, and any group may end in padding: a client
+// may send its messages as chunks padded one by one, which one decoder
+// over the whole would refuse. off is src's offset in the body, for the
+// error.
+func decodeText(dst, src []byte, off int) ([]byte, []byte, error) {
+	for len(src) >= 4 {
+		end := len(src) &^ 3
+		if i := bytes.IndexByte(src[:end], '='); i >= 0 {
+			end = min(end, i&^3+4) // through the padded group
+		}
+		n, err := base64.StdEncoding.Decode(dst[len(dst):cap(dst)], src[:end])
+		if err != nil {
+			var bad base64.CorruptInputError
+			if errors.As(err, &bad) {
+				return dst, src, fmt.Errorf("invalid base64 at byte %d of the body", off+int(bad))
+			}
+			return dst, src, err
+		}
+		dst, src, off = dst[:len(dst)+n], src[end:], off+end
+	}
+	return dst, src, nil
+}
+
+// errUnfinished is the error of a body of n characters whose last base64
+// group is cut short.
+func errUnfinished(n int) error {
+	return fmt.Errorf("the body's %d characters of base64 are not a whole number of groups of 4", n)
+}
+
+// textBody decodes a base64 request body as it is read, and closes the
+// original.
+type textBody struct {
+	src   io.ReadCloser
+	left  [3]byte // read, not yet decoded: a group not yet whole
+	nleft int
+	out   []byte // decoded, not yet returned
+	off   int    // bytes of the body decoded
+	err   error
+	buf   [4 << 10]byte
+	dbuf  [3 << 10]byte
+}
+
+func (b *textBody) Read(p []byte) (int, error) {
+	for len(b.out) == 0 {
+		if b.err != nil {
+			if b.err == io.EOF && b.nleft > 0 {
+				b.err = errUnfinished(b.off + b.nleft)
+			}
+			return 0, b.err
+		}
+		n := copy(b.buf[:], b.left[:b.nleft])
+		m, err := b.src.Read(b.buf[n:])
+		b.err = err
+		dec, rest, derr := decodeText(b.dbuf[:0], b.buf[:n+m], b.off)
+		if derr != nil {
+			b.err = derr
+			return 0, derr
+		}
+		b.off += n + m - len(rest)
+		b.nleft = copy(b.left[:], rest)
+		b.out = dec
+	}
+	n := copy(p, b.out)
+	b.out = b.out[n:]
+	return n, nil
+}
+
+func (b *textBody) Close() error { return b.src.Close() }
 
 // writer turns a gRPC response into a gRPC-Web one.
 type writer struct {

@@ -189,3 +189,86 @@ func TestGRPCWebOthersUntouched(t *testing.T) {
 			w.Code, w.Header().Get("Grpc-Status"), w.Header().Get("Content-Type"), w.Body.Bytes())
 	}
 }
+
+// A text request may come as chunks padded one by one (a streaming client
+// encodes each message on its own); decoded whole or as it is read, the
+// upstream sees the messages back to back.
+func TestGRPCWebTextPaddedChunks(t *testing.T) {
+	m1, m2 := frame(0, "a"), frame(0, "hello there")
+	enc := base64.StdEncoding.EncodeToString
+	body := enc(m1) + enc(m2) // "AAAAAAFh" has no padding, the second has
+	if !strings.Contains(enc(m2), "=") {
+		t.Fatal("the test wants a padded chunk")
+	}
+	body = enc(frame(0, "ab")) + body // a padded chunk first
+	want := string(frame(0, "ab")) + string(m1) + string(m2)
+	for _, tc := range []struct {
+		name   string
+		length int64 // -1: streamed
+	}{{"known length", int64(len(body))}, {"streamed", -1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := &echo{}
+			r := httptest.NewRequest("POST", "/pkg.Service/Method", io.NopCloser(iotestHalfReader{strings.NewReader(body)}))
+			r.ContentLength = tc.length
+			r.Header.Set("Content-Type", "application/grpc-web-text")
+			w := httptest.NewRecorder()
+			New(e).Serve(&chain.Exchange{W: w, R: r})
+			if string(e.body) != want {
+				t.Fatalf("upstream got %q, want %q", e.body, want)
+			}
+		})
+	}
+}
+
+// iotestHalfReader reads at most 3 bytes at a time, so that base64 groups
+// straddle reads.
+type iotestHalfReader struct{ r io.Reader }
+
+func (h iotestHalfReader) Read(p []byte) (int, error) { return h.r.Read(p[:min(len(p), 3)]) }
+
+// Invalid base64 in a text request of known length is refused before
+// anything goes upstream, with a gRPC-Web answer that says where, as
+// Envoy answers it (400, so grpc-status 13).
+func TestGRPCWebTextInvalid(t *testing.T) {
+	for _, tc := range []struct{ name, body, want string }{
+		{"bad character", "AAAA*AAA", "invalid base64 at byte 4 of the body"},
+		{"cut short", "AAAAAAFhY", "the body's 9 characters of base64 are not a whole number of groups of 4"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			called := false
+			next := chain.HandlerFunc(func(x *chain.Exchange) { called = true })
+			r := httptest.NewRequest("POST", "/pkg.Service/Method", strings.NewReader(tc.body))
+			r.Header.Set("Content-Type", "application/grpc-web-text")
+			w := httptest.NewRecorder()
+			New(next).Serve(&chain.Exchange{W: w, R: r})
+			if called {
+				t.Fatal("an invalid body went upstream")
+			}
+			h := w.Result().Header
+			if w.Code != http.StatusOK || h.Get("Grpc-Status") != "13" || !strings.Contains(h.Get("Grpc-Message"), tc.want) ||
+				h.Get("Content-Type") != "application/grpc-web-text" {
+				t.Fatalf("answer %d, Content-Type %q, grpc-status %q, grpc-message %q; want 200, text, 13 and a message with %q",
+					w.Code, h.Get("Content-Type"), h.Get("Grpc-Status"), h.Get("Grpc-Message"), tc.want)
+			}
+		})
+	}
+}
+
+// A streamed text body is decoded as it is read: invalid base64 in it
+// fails the read, with the same message.
+func TestGRPCWebTextInvalidStreamed(t *testing.T) {
+	for _, tc := range []struct{ body, want string }{
+		{"AAAAAAAA*AAA", "invalid base64 at byte 8 of the body"},
+		{"AAAAAAFhY", "the body's 9 characters of base64 are not a whole number of groups of 4"},
+	} {
+		var got error
+		next := chain.HandlerFunc(func(x *chain.Exchange) { _, got = io.ReadAll(x.R.Body) })
+		r := httptest.NewRequest("POST", "/pkg.Service/Method", io.NopCloser(iotestHalfReader{strings.NewReader(tc.body)}))
+		r.ContentLength = -1
+		r.Header.Set("Content-Type", "application/grpc-web-text")
+		New(next).Serve(&chain.Exchange{W: httptest.NewRecorder(), R: r})
+		if got == nil || got.Error() != tc.want {
+			t.Errorf("body %q: read error %v, want %q", tc.body, got, tc.want)
+		}
+	}
+}
