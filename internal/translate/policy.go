@@ -272,7 +272,10 @@ func applyOutlierDetection(c *clusterv3.Cluster, od *v1alpha3.OutlierDetection) 
 		out.MaxEjectionPercent = wrapperspb.UInt32(uint32(od.GetMaxEjectionPercent()))
 	}
 	if od.GetSplitExternalLocalOriginErrors() {
+		// Istio turns local origin success-rate ejection off too (it
+		// defaults to 100 once local origin errors are split out).
 		out.SplitExternalLocalOriginErrors = true
+		out.EnforcingLocalOriginSuccessRate = wrapperspb.UInt32(0)
 		if n := od.GetConsecutiveLocalOriginFailures(); n != nil {
 			out.ConsecutiveLocalOriginFailure = wrapperspb.UInt32(n.GetValue())
 			out.EnforcingConsecutiveLocalOriginFailure = enforcing(n.GetValue())

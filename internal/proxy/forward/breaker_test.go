@@ -355,3 +355,43 @@ func TestOutlierDetectionSplitCounts5xx(t *testing.T) {
 		t.Fatalf("after two 500s: 5xx ejections %d, local origin detected %d; want 1, 0", st.EjectionsEnforced5xx, st.EjectionsDetectedLocalOriginFailure)
 	}
 }
+
+// With the split, a connection that is made and then broken counts once:
+// the connection itself is a local origin success first, as in Envoy. So
+// resets in a row never reach a threshold of 2, and reach one of 1.
+func TestOutlierDetectionSplitResets(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close() // no answer, ever
+		}
+	}()
+	for _, tc := range []struct {
+		threshold   uint32
+		wantEjected int64
+	}{{2, 0}, {1, 1}} {
+		od := upstream.DefaultOutlierDetection()
+		od.SplitLocalOrigin, od.ConsecutiveLocalOriginFailure = true, tc.threshold
+		od.Interval, od.BaseEjectionTime, od.MaxEjectionPercent = time.Hour, time.Hour, 100
+		f := newCBFront(t, &router.Route{}, upstream.ClusterSpec{Outlier: &od, Endpoints: []upstream.EndpointSpec{{Address: ln.Addr().String()}}})
+		for range 4 {
+			if code, _, _ := f.get(t); code != http.StatusServiceUnavailable {
+				t.Fatalf("a backend that closes every connection: %d, want 503", code)
+			}
+			if f.stats().EjectionsActive > 0 {
+				break
+			}
+		}
+		if st := f.stats(); st.EjectionsActive != tc.wantEjected {
+			t.Errorf("threshold %d: %d ejected after resets in a row, want %d", tc.threshold, st.EjectionsActive, tc.wantEjected)
+		}
+	}
+}

@@ -664,11 +664,14 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *route
 				return
 			}
 			lastErr = classify(err)
-			if perTryExpired {
+			switch {
+			case perTryExpired:
 				lastErr = attemptErr{reason: "per-try timeout"}
 				ep.ReportLocal(upstream.TimedOut)
-			} else {
+			case lastErr.connect:
 				ep.ReportLocal(upstream.ConnectFailed)
+			default:
+				ep.ReportLocal(upstream.Reset)
 			}
 			if lastErr.connect {
 				cl.Stats().ConnectFail()

@@ -33,8 +33,12 @@ type ClientConn struct {
 	nextID     uint32
 	maxStreams uint32 // the server's SETTINGS_MAX_CONCURRENT_STREAMS, at most streamCap
 	// streamCap, when not 0, is this side's own limit on concurrent
-	// streams (see SetMaxConcurrentStreams).
-	streamCap uint32
+	// streams (see SetMaxConcurrentStreams). serverLimit is set once the
+	// server has announced a limit of its own, firstSettings once its first
+	// SETTINGS has been applied.
+	streamCap     uint32
+	serverLimit   bool
+	firstSettings bool
 	reserved  int
 	goAway    bool  // no new streams: GOAWAY came, or the connection ended
 	err       error // why the connection ended
@@ -181,7 +185,7 @@ func (cc *ClientConn) SetIdleTimeout(d time.Duration) {
 func (cc *ClientConn) SetMaxConcurrentStreams(n uint32) {
 	cc.mu.Lock()
 	cc.streamCap = n
-	if n > 0 && cc.maxStreams > n {
+	if n > 0 && (cc.maxStreams > n || cc.firstSettings && !cc.serverLimit) {
 		cc.maxStreams = n
 	}
 	cc.mu.Unlock()
@@ -201,6 +205,7 @@ type keepalive struct {
 	waiting bool
 	sent    uint64
 	data    uint64
+	stopped bool // the connection has ended
 }
 
 // SetKeepalive has the connection send a PING every interval and end,
@@ -214,22 +219,18 @@ func (cc *ClientConn) SetKeepalive(interval, timeout time.Duration) {
 		return
 	}
 	k := &keepalive{interval: interval, timeout: timeout}
+	// The timer is set before the read loop can see k.
+	k.timer = time.AfterFunc(interval, func() { cc.keepaliveTick(k) })
 	cc.ping.Store(k)
-	k.mu.Lock()
-	k.timer = time.AfterFunc(interval, cc.keepaliveTick)
-	k.mu.Unlock()
 }
 
 // keepaliveTick runs on the keepalive's timer: it sends a PING, or ends
 // the connection when the last one went unanswered.
-func (cc *ClientConn) keepaliveTick() {
-	k := cc.ping.Load()
+func (cc *ClientConn) keepaliveTick(k *keepalive) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	select {
-	case <-cc.done:
+	if k.stopped {
 		return
-	default:
 	}
 	if k.waiting {
 		if k.frames.Load() == k.sent {
@@ -701,6 +702,7 @@ func (cc *ClientConn) readLoop() {
 	cc.mu.Unlock()
 	if k := cc.ping.Load(); k != nil {
 		k.mu.Lock()
+		k.stopped = true
 		k.timer.Stop()
 		k.mu.Unlock()
 	}
@@ -864,6 +866,14 @@ func (cc *ClientConn) serve() error {
 			}
 			if h.typ == frameSettings && h.flags&flagAck == 0 && !cc.seenFirst {
 				cc.seenFirst = true
+				cc.mu.Lock()
+				cc.firstSettings = true
+				if !cc.serverLimit && cc.streamCap > 0 {
+					// No limit from the server: ours is the only one
+					// (without one, the default of 100 stays).
+					cc.maxStreams = cc.streamCap
+				}
+				cc.mu.Unlock()
 				close(cc.settled)
 			}
 		}
@@ -875,7 +885,7 @@ func (cc *ClientConn) serve() error {
 func (cc *ClientConn) applySetting(id uint16, v uint32) {
 	if id == settingMaxConcurrentStreams {
 		cc.mu.Lock()
-		cc.maxStreams = v
+		cc.maxStreams, cc.serverLimit = v, true
 		if cc.streamCap > 0 && v > cc.streamCap {
 			cc.maxStreams = cc.streamCap
 		}

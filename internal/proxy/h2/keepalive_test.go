@@ -39,10 +39,43 @@ func TestKeepaliveAnswered(t *testing.T) {
 		t.Fatal("the connection ended though the server answers PINGs")
 	default:
 	}
+	k := cc.ping.Load()
+	k.mu.Lock()
+	sent := k.data
+	k.mu.Unlock()
+	// Each PING after the first goes out only once the one before was
+	// answered.
+	if sent < 3 {
+		t.Fatalf("%d PINGs sent in 300ms at a 20ms interval", sent)
+	}
 	req, _ := http.NewRequest(http.MethodGet, "http://svc/", nil)
 	resp, _ := roundTrip(t, cc, req)
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("status %d", resp.StatusCode)
+	}
+}
+
+// A server that announces no stream limit gets the client's own cap, even
+// above the default of 100 used until the server's SETTINGS arrive.
+func TestClientMaxConcurrentStreamsWithoutServerLimit(t *testing.T) {
+	addr := rawServer(t, func(c *conn) {
+		writeRaw(c, appendFrameHeader(nil, 0, frameSettings, 0, 0)) // no limit
+		for {
+			if _, _, err := c.readFrame(); err != nil {
+				return
+			}
+		}
+	})
+	cc := dialClient(t, addr)
+	cc.SetMaxConcurrentStreams(150)
+	<-cc.Settled()
+	for i := range 150 {
+		if !cc.Reserve() {
+			t.Fatalf("reservation %d refused under a cap of 150 and no server limit", i+1)
+		}
+	}
+	if cc.Reserve() {
+		t.Fatal("a 151st stream was reserved over a cap of 150")
 	}
 }
 

@@ -39,6 +39,7 @@ func istioCluster(t *testing.T) *clusterv3.Cluster {
 		MaxEjectionPercent: wrapperspb.UInt32(40), EnforcingSuccessRate: wrapperspb.UInt32(0),
 		ConsecutiveGatewayFailure: wrapperspb.UInt32(0), EnforcingConsecutiveGatewayFailure: wrapperspb.UInt32(100),
 		SplitExternalLocalOriginErrors: true, ConsecutiveLocalOriginFailure: wrapperspb.UInt32(3), EnforcingConsecutiveLocalOriginFailure: wrapperspb.UInt32(100),
+		EnforcingLocalOriginSuccessRate: wrapperspb.UInt32(0),
 	}
 	c.UpstreamConnectionOptions = &clusterv3.UpstreamConnectionOptions{TcpKeepalive: &corev3.TcpKeepalive{
 		KeepaliveProbes: wrapperspb.UInt32(4), KeepaliveTime: wrapperspb.UInt32(60), KeepaliveInterval: wrapperspb.UInt32(10)}}
@@ -95,6 +96,8 @@ func TestCompileClusterResilienceRejected(t *testing.T) {
 			[]string{"outlier_detection.enforcing_success_rate", "set it to 0"}},
 		{"failure percentage", func(c *clusterv3.Cluster) { c.OutlierDetection.EnforcingFailurePercentage = wrapperspb.UInt32(10) },
 			[]string{"outlier_detection.enforcing_failure_percentage", "not supported"}},
+		{"local origin success rate enforced by default", func(c *clusterv3.Cluster) { c.OutlierDetection.EnforcingLocalOriginSuccessRate = nil },
+			[]string{"outlier_detection.enforcing_local_origin_success_rate", "set it to 0"}},
 		{"local origin enforcing over 100", func(c *clusterv3.Cluster) {
 			c.OutlierDetection.EnforcingConsecutiveLocalOriginFailure = wrapperspb.UInt32(101)
 		}, []string{"enforcing_consecutive_local_origin_failure 101"}},

@@ -823,6 +823,8 @@ func compileOutlierDetection(c *clusterv3.Cluster, spec *upstream.ClusterSpec) e
 	switch {
 	case od.GetEnforcingSuccessRate() == nil || od.GetEnforcingSuccessRate().GetValue() > 0:
 		return fmt.Errorf("%s.enforcing_success_rate: success rate ejection is not supported by weft-proxy; set it to 0 (it defaults to 100)", f)
+	case od.GetSplitExternalLocalOriginErrors() && (od.GetEnforcingLocalOriginSuccessRate() == nil || od.GetEnforcingLocalOriginSuccessRate().GetValue() > 0):
+		return fmt.Errorf("%s.enforcing_local_origin_success_rate: local origin success rate ejection is not supported by weft-proxy; set it to 0 (with split_external_local_origin_errors it defaults to 100)", f)
 	case od.GetEnforcingFailurePercentage().GetValue() > 0:
 		return fmt.Errorf("%s.enforcing_failure_percentage: failure percentage ejection is not supported by weft-proxy; set it to 0", f)
 	case od.GetDetectDegradedHosts().GetValue():

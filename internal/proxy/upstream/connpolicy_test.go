@@ -170,3 +170,39 @@ func TestHTTP2MaxConcurrentStreams(t *testing.T) {
 		pools.Close()
 	}
 }
+
+// Once an aged connection has closed, the connections after it are kept
+// alive as usual: requests one after another share the new one.
+func TestMaxConnectionDurationKeepsLaterConnections(t *testing.T) {
+	for _, stream := range []bool{false, true} {
+		addr, opened, closed := lifeServer(t, func(w http.ResponseWriter, r *http.Request) {
+			io.Copy(io.Discard, r.Body)
+			io.WriteString(w, "ok")
+		})
+		p := NewPools(PoolsOptions{})
+		ep := p.Build([]ClusterSpec{{Name: "c", MaxConnectionDuration: 150 * time.Millisecond,
+			Endpoints: []EndpointSpec{{Address: addr}}}})["c"].Pick(nil)
+		send := func() {
+			t.Helper()
+			var code int
+			var err error
+			if stream {
+				code, err = postStream(context.Background(), ep, "/")
+			} else {
+				code, _, err = get(t, ep, "GET", "/", nil)
+			}
+			if err != nil || code != http.StatusOK {
+				t.Fatalf("request: %d, %v", code, err)
+			}
+		}
+		send()
+		waitUntil(t, func() bool { return closed.Load() == 1 }, "the first connection to close at its age")
+		for range 5 {
+			send()
+		}
+		if n := opened.Load(); n != 2 {
+			t.Errorf("stream %v: 1 request, its connection's age, then 5 more at once: %d connections, want 2", stream, n)
+		}
+		p.Close()
+	}
+}

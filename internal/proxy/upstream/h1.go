@@ -53,9 +53,6 @@ type h1Pool struct {
 	// net/http Transport, and closeTransportIdle closes its idle ones.
 	transportOpen      atomic.Int64
 	closeTransportIdle func()
-	// transportExpired counts the Transport's open connections past
-	// maxAge.
-	transportExpired atomic.Int64
 
 	mu   sync.Mutex
 	idle []*h1Conn // most recently used last
@@ -297,7 +294,7 @@ func (p *h1Pool) waitFor(ctx context.Context, try func() (*h1Conn, bool)) (*h1Co
 // is one (the Transport cannot use them). The Transport dials apart from
 // the request's cancellation, so the wait is bounded by the connect
 // timeout; past it the request fails as a max_connections overflow.
-func (p *h1Pool) dialForTransport(ctx context.Context, connectTimeout time.Duration) (net.Conn, error) {
+func (p *h1Pool) dialForTransport(ctx context.Context, connectTimeout, maxAge time.Duration) (net.Conn, error) {
 	if !p.reserve() {
 		wctx, cancel := context.WithTimeout(ctx, connectTimeout)
 		_, err := p.waitFor(wctx, func() (*h1Conn, bool) {
@@ -321,8 +318,8 @@ func (p *h1Pool) dialForTransport(ctx context.Context, connectTimeout time.Durat
 	}
 	p.transportOpen.Add(1)
 	tc := &transportConn{Conn: c, pool: p}
-	if p.maxAge > 0 {
-		tc.age = time.AfterFunc(p.maxAge, tc.expire)
+	if maxAge > 0 {
+		tc.age = time.AfterFunc(maxAge, tc.expire)
 	}
 	return tc, nil
 }
@@ -348,14 +345,18 @@ const (
 
 // expire runs at the connection's maximum age. The Transport cannot be
 // told to drop one connection, so its idle ones are closed: this one now
-// if it is idle, else when a response body it carried is closed (see
-// transportBody), while transportExpired counts it.
+// if it is idle, else once the response it carries has been read (see
+// transportBody). An idle connection younger than its age goes too, which
+// costs a dial: the Transport carries only requests with large or
+// streamed bodies.
 func (c *transportConn) expire() {
 	if c.state.CompareAndSwap(tcOpen, tcExpired) {
-		c.pool.transportExpired.Add(1)
 		c.pool.closeTransportIdle()
 	}
 }
+
+// expired reports whether the connection has reached its maximum age.
+func (c *transportConn) expired() bool { return c.state.Load() == tcExpired }
 
 // SyscallConn is the dialed connection's, so that package sockio can do
 // its reads and writes.
@@ -380,9 +381,7 @@ func (c *transportConn) Close() error {
 		if c.age != nil {
 			c.age.Stop()
 		}
-		if c.state.Swap(tcClosed) == tcExpired {
-			c.pool.transportExpired.Add(-1)
-		}
+		c.state.Store(tcClosed)
 		c.pool.transportOpen.Add(-1)
 		c.pool.gone()
 	})

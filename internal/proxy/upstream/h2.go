@@ -171,7 +171,8 @@ type h2Dial struct {
 // the requests waiting for it are held to the server's limit on
 // concurrent streams rather than refused beyond it.
 func (p *h2Pool) dial(ctx context.Context) (*h2.ClientConn, error) {
-	nc, err := p.e.h1.dialForTransport(ctx, p.e.set.connectTimeout)
+	// (The pool holds the connection to its maximum age, not the dial.)
+	nc, err := p.e.h1.dialForTransport(ctx, p.e.set.connectTimeout, 0)
 	if err != nil {
 		return nil, err
 	}

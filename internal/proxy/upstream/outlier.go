@@ -122,18 +122,26 @@ func (h *hostState) reportLocal(f LocalFailure) {
 		}
 		return
 	}
-	if !h.ejected.Load() {
-		h.d.counted(h, &h.clocal, detectLocal)
+	if h.ejected.Load() {
+		return
 	}
+	if f != ConnectFailed {
+		// A connection was made, which Envoy counts as a local origin
+		// success before the failure: only failures to connect add up.
+		h.clocal.Store(0)
+	}
+	h.d.counted(h, &h.clocal, detectLocal)
 }
 
 // LocalFailure is how a request to an endpoint failed without a response.
 type LocalFailure uint8
 
 const (
-	// ConnectFailed: no connection could be made, or it broke (a reset,
-	// an end of stream) before the response came.
+	// ConnectFailed: no connection could be made.
 	ConnectFailed LocalFailure = iota
+	// Reset: the connection broke (a reset, an end of stream) before the
+	// response came.
+	Reset
 	// TimedOut: no response came within the request's timeout.
 	TimedOut
 )
@@ -166,7 +174,9 @@ func (d *detector) counted(h *hostState, ctr *atomic.Uint32, kind detection) {
 		threshold, enforcing = d.cfg.ConsecutiveLocalOriginFailure, d.cfg.EnforcingLocalOriginFailure
 		detected, enforced = &d.stats.odDetectedLocal, &d.stats.odEnforcedLocal
 	}
-	if n < threshold || h.ejected.Load() || d.closed {
+	// A threshold of 0 turns the detector off, as in Envoy (the count
+	// never equals it).
+	if threshold == 0 || n < threshold || h.ejected.Load() || d.closed {
 		return
 	}
 	// Detected: start counting the next bout afresh.

@@ -35,6 +35,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"slices"
 	"sort"
 	"sync"
@@ -123,7 +124,7 @@ type ClusterSpec struct {
 	// TCPKeepalive, when set, has the endpoints' connections send TCP
 	// keepalive probes with its settings (upstream_connection_options);
 	// nil leaves weft-proxy's default: probes after 30 s idle, then every
-	// 15 s, up to the system's count.
+	// 15 s, 9 probes.
 	TCPKeepalive *TCPKeepalive
 	// MaxConnectionDuration closes an HTTP connection to an endpoint that
 	// long after it was opened: at once if it carries no request, else
@@ -264,7 +265,10 @@ func (e *Endpoint) Report(code int) {
 // ReportLocal tells outlier detection that a request to the endpoint got
 // no response. Unless the cluster splits local origin failures out
 // (OutlierDetection.SplitLocalOrigin), it counts as Envoy maps it: a 503
-// for a connect failure or reset, a 504 for a timeout.
+// for a connect failure or reset, a 504 for a timeout. Split out, only
+// connect failures add up: a reset or timeout comes after a connection was
+// made, which Envoy counts as a success first (a timeout is taken to have
+// had its connection, whether or not it waited for one).
 func (e *Endpoint) ReportLocal(f LocalFailure) {
 	if h := e.od; h != nil {
 		h.reportLocal(f)
@@ -344,25 +348,34 @@ func (e *Endpoint) closeIdle(final bool) {
 // closed when its body is: a Transport would otherwise keep it until its
 // idle timeout.
 func (e *Endpoint) viaTransport(t *http.Transport, req *http.Request) (*http.Response, error) {
+	var tc *transportConn
+	if e.set.maxAge > 0 {
+		// Which connection carries the request, to close it after the
+		// response if it has reached its age meanwhile.
+		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+			GotConn: func(i httptrace.GotConnInfo) { tc, _ = i.Conn.(*transportConn) },
+		}))
+	}
 	resp, err := t.RoundTrip(req)
 	if err != nil {
-		if e.retired.Load() || e.h1.transportExpired.Load() > 0 {
+		if e.retired.Load() {
 			e.closeTransportIdle() // what the failed request left idle
 		}
 		return nil, err
 	}
-	resp.Body = &transportBody{ReadCloser: resp.Body, e: e}
+	resp.Body = &transportBody{ReadCloser: resp.Body, e: e, tc: tc}
 	return resp, nil
 }
 
 type transportBody struct {
 	io.ReadCloser
-	e *Endpoint
+	e  *Endpoint
+	tc *transportConn // with a maximum age: the request's connection
 }
 
 func (b *transportBody) Close() error {
 	err := b.ReadCloser.Close()
-	if b.e.retired.Load() || b.e.h1.transportExpired.Load() > 0 {
+	if b.e.retired.Load() || b.tc != nil && b.tc.expired() {
 		b.e.closeTransportIdle()
 	}
 	return err
@@ -397,7 +410,7 @@ func (e *Endpoint) httpTransport() *http.Transport {
 		// The Transport's connections count against the cluster's
 		// max_connections as the lean pool's do.
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return h1.dialForTransport(ctx, set.connectTimeout)
+			return h1.dialForTransport(ctx, set.connectTimeout, set.maxAge)
 		},
 		MaxIdleConnsPerHost: e.maxIdle,
 		IdleConnTimeout:     idle,
