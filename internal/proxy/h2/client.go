@@ -39,12 +39,12 @@ type ClientConn struct {
 	streamCap     uint32
 	serverLimit   bool
 	firstSettings bool
-	reserved  int
-	goAway    bool  // no new streams: GOAWAY came, or the connection ended
-	err       error // why the connection ended
-	done      chan struct{}
-	settled   chan struct{} // closed at the server's first SETTINGS, or the end
-	seenFirst bool          // the read loop's: settled is closed
+	reserved      int
+	goAway        bool  // no new streams: GOAWAY came, or the connection ended
+	err           error // why the connection ended
+	done          chan struct{}
+	settled       chan struct{} // closed at the server's first SETTINGS, or the end
+	seenFirst     bool          // the read loop's: settled is closed
 
 	// free holds streams to reuse; retired those both sides are done
 	// with, which the read loop moves to free when it holds no stream
