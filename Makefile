@@ -14,7 +14,7 @@ all: build
 
 build:
 	@mkdir -p bin
-	$(GO) build -o bin/ ./cmd/weft ./cmd/weft-proxy ./samples/bookinfo ./samples/tcpecho
+	$(GO) build -o bin/ ./cmd/weft ./cmd/weft-proxy ./samples/bookinfo ./samples/tcpecho ./samples/grpcecho
 
 # Run the local mesh with Bookinfo in the foreground; Ctrl-C stops it.
 up: build

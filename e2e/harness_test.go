@@ -38,7 +38,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/weft", "./cmd/weft-proxy", "./samples/bookinfo", "./samples/tcpecho")
+	cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/weft", "./cmd/weft-proxy", "./samples/bookinfo", "./samples/tcpecho", "./samples/grpcecho")
 	cmd.Dir = ".."
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {

@@ -19,6 +19,12 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+
 	"github.com/weftmesh/weft/internal/netns"
 )
 
@@ -433,5 +439,59 @@ func TestNetNSNeedsRoot(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "needs root") {
 		t.Errorf("weft up --netns as uid 65534 does not say it needs root:\n%s", out)
+	}
+}
+
+// TestTransparentGRPC calls the grpc sample from productpage's namespace
+// as an application with no proxy settings would: it resolves grpc-echo,
+// connects to its address, and iptables hands the connection to the
+// client's sidecar, which speaks HTTP/2 to grpc-echo's sidecar, which
+// speaks it to the server. A unary call, an error status (trailers) and a
+// server stream's first message have to come through.
+func TestTransparentGRPC(t *testing.T) {
+	m := startNetNSMesh(t, "--samples", "grpc")
+	h := m.inside("productpage", "v1")
+	conn, err := grpc.NewClient("passthrough:///grpc-echo:7070",
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			host, port, _ := net.SplitHostPort(addr)
+			addrs, err := resolver(h).LookupHost(ctx, host)
+			if err != nil {
+				return nil, err
+			}
+			return h.Dial(ctx, "tcp", net.JoinHostPort(addrs[0], port))
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := healthpb.NewHealthClient(conn)
+	waitFor(t, "a call to grpc-echo to succeed", func() bool {
+		resp, err := check(client, "grpc-echo")
+		if err != nil {
+			t.Logf("Check: %v", err)
+			return false
+		}
+		if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			t.Fatalf("Check(grpc-echo) = %v, want SERVING", resp.GetStatus())
+		}
+		return true
+	})
+	if _, err := check(client, "no.such.Service"); status.Code(err) != codes.NotFound {
+		t.Errorf("Check(no.such.Service): %v; want the server's NotFound status", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	watch, err := client.Watch(ctx, &healthpb.HealthCheckRequest{Service: "grpc-echo"})
+	if err != nil {
+		t.Fatalf("Watch: %v", err)
+	}
+	if msg, err := watch.Recv(); err != nil || msg.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("Watch's first message: %v, %v; want SERVING", msg, err)
+	}
+	// The calls went through productpage's sidecar, over HTTP/2.
+	const h2 = `envoy_cluster_upstream_cx_http2_total{envoy_cluster_name="outbound|7070||grpc-echo.default.svc.cluster.local"}`
+	if n := m.sidecarStat("productpage", "v1", h2); n < 1 {
+		t.Errorf("%s = %v: the calls did not go through the client's sidecar over HTTP/2", h2, n)
 	}
 }

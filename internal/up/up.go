@@ -39,7 +39,8 @@ type Options struct {
 	// REGISTRY_ONLY; empty means the control plane's default.
 	OutboundTrafficPolicy string
 	// Samples names the sets of workloads to run: "bookinfo" (always
-	// there, since the gateway serves it) and "tcp". Default: bookinfo.
+	// there, since the gateway serves it), "tcp" and "grpc". Default:
+	// bookinfo.
 	Samples []string
 	// PortBase is the first of the ports given to sidecars and apps;
 	// default 16000.

@@ -45,8 +45,15 @@ var tcpSamples = []Workload{
 		Binary: "tcpecho", Args: []string{"greet"}},
 }
 
+// grpcSamples is a gRPC server (the standard health service), on a port
+// declared GRPC by its name, so the mesh speaks HTTP/2 to it end to end.
+var grpcSamples = []Workload{
+	{App: "grpc-echo", Version: "v1", ServiceAccount: "grpc-echo", ServicePort: 7070, PortName: "grpc",
+		Binary: "grpcecho"},
+}
+
 // samples are the sets of workloads `weft up --samples` knows.
-var samples = map[string][]Workload{"bookinfo": bookinfo, "tcp": tcpSamples}
+var samples = map[string][]Workload{"bookinfo": bookinfo, "tcp": tcpSamples, "grpc": grpcSamples}
 
 // podName returns a Kubernetes-like pod name: reviews-v2-7c4xq.
 func podName(app, version string) string {
