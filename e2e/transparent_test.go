@@ -232,6 +232,36 @@ spec:
 		line, _ := bufio.NewReader(g3).ReadString('\n')
 		return line == "220 weft greeter ready\r\n"
 	})
+
+	// tcp.maxConnectionDuration ends an opaque TCP connection at its age,
+	// on both sides, as Istio's tcp_proxy has it.
+	m.applyYAML(`
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: tcp-echo
+spec:
+  host: tcp-echo
+  trafficPolicy:
+    connectionPool:
+      tcp:
+        maxConnectionDuration: 1s
+`)
+	e := dialService(t, client, "tcp-echo", 9000)
+	defer e.Close()
+	opened := time.Now()
+	e.SetDeadline(opened.Add(5 * time.Second))
+	r := bufio.NewReader(e)
+	fmt.Fprintf(e, "still here\n")
+	if line, err := r.ReadString('\n'); err != nil || line != "still here\n" {
+		t.Fatalf("tcp-echo answered %q, %v before the connection's age", line, err)
+	}
+	if b, err := io.ReadAll(r); err != nil || len(b) != 0 {
+		t.Fatalf("after the echo: read %q, %v; want the sidecar to close the connection at its age (an EOF)", b, err)
+	}
+	if d := time.Since(opened); d < 900*time.Millisecond || d > 3*time.Second {
+		t.Errorf("the connection closed %v after it opened; maxConnectionDuration is 1s", d)
+	}
 }
 
 // TestTransparentDNS resolves every name form Kubernetes allows, through

@@ -2,6 +2,7 @@ package translate
 
 import (
 	"fmt"
+	"google.golang.org/protobuf/proto"
 	"strconv"
 	"strings"
 	"time"
@@ -71,7 +72,7 @@ func (t *translator) transparentSidecar() ([]*listenerv3.Listener, []*routev3.Ro
 		Name:           virtualOutboundName,
 		Address:        socketAddress("0.0.0.0", virtualOutboundPort),
 		UseOriginalDst: wrapperspb.Bool(true),
-		FilterChains:   []*listenerv3.FilterChain{tcpProxyChain(virtualOutboundName, fallback)},
+		FilterChains:   []*listenerv3.FilterChain{tcpProxyChain(virtualOutboundName, fallback, nil)},
 	}
 	listeners := []*listenerv3.Listener{outbound, t.virtualInbound(), t.dnsListener()}
 	httpPorts := map[uint32]bool{}
@@ -83,7 +84,8 @@ func (t *translator) transparentSidecar() ([]*listenerv3.Listener, []*routev3.Ro
 			if strings.EqualFold(port.Protocol, "UDP") {
 				continue
 			}
-			listeners = append(listeners, vipListener(svc, port))
+			maxAge := t.trafficPolicy(clusterKey{host: svc.Hostname, port: port.Number}).GetConnectionPool().GetTcp().GetMaxConnectionDuration()
+			listeners = append(listeners, vipListener(svc, port, maxAge))
 			if kindOf(port.Protocol) != portTCP {
 				httpPorts[port.Number] = true
 			}
@@ -97,7 +99,9 @@ func (t *translator) transparentSidecar() ([]*listenerv3.Listener, []*routev3.Ro
 }
 
 // vipListener takes the connections to one service port at its VIP.
-func vipListener(svc *registry.Service, port registry.Port) *listenerv3.Listener {
+// maxAge, when set, is the DestinationRule's tcp.maxConnectionDuration,
+// which ends a TCP connection that old, as Istio sets it on its tcp_proxy.
+func vipListener(svc *registry.Service, port registry.Port, maxAge *durationpb.Duration) *listenerv3.Listener {
 	name := fmt.Sprintf("%s_%d", svc.VIP, port.Number)
 	l := &listenerv3.Listener{
 		Name:       name,
@@ -112,7 +116,7 @@ func vipListener(svc *registry.Service, port registry.Port) *listenerv3.Listener
 	case portHTTP:
 		l.FilterChains = []*listenerv3.FilterChain{httpChain}
 	case portTCP:
-		l.FilterChains = []*listenerv3.FilterChain{tcpProxyChain(name, cluster)}
+		l.FilterChains = []*listenerv3.FilterChain{tcpProxyChain(name, cluster, maxAge)}
 	default:
 		l.ListenerFilters = []*listenerv3.ListenerFilter{{
 			Name:       wellknown.HTTPInspector,
@@ -122,7 +126,7 @@ func vipListener(svc *registry.Service, port registry.Port) *listenerv3.Listener
 		l.ContinueOnListenerFiltersTimeout = true
 		httpChain.FilterChainMatch = &listenerv3.FilterChainMatch{ApplicationProtocols: []string{"http/1.1", "h2c"}}
 		l.FilterChains = []*listenerv3.FilterChain{httpChain}
-		l.DefaultFilterChain = tcpProxyChain(name, cluster)
+		l.DefaultFilterChain = tcpProxyChain(name, cluster, maxAge)
 	}
 	return l
 }
@@ -135,7 +139,7 @@ func (t *translator) virtualInbound() *listenerv3.Listener {
 		Name:               virtualInboundName,
 		Address:            socketAddress("0.0.0.0", virtualInboundPort),
 		UseOriginalDst:     wrapperspb.Bool(true),
-		DefaultFilterChain: tcpProxyChain(virtualInboundName, inboundPassthroughCluster),
+		DefaultFilterChain: tcpProxyChain(virtualInboundName, inboundPassthroughCluster, nil),
 	}
 	for _, p := range t.proxy.Ports {
 		name := fmt.Sprintf("inbound|%d", p.Port)
@@ -145,7 +149,7 @@ func (t *translator) virtualInbound() *listenerv3.Listener {
 		} else {
 			// Undeclared inbound ports are proxied as TCP: the application
 			// speaks whatever it speaks.
-			chain = tcpProxyChain(name, inboundClusterName(p.Port))
+			chain = tcpProxyChain(name, inboundClusterName(p.Port), nil)
 		}
 		chain.FilterChainMatch = &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(p.Port)}
 		l.FilterChains = append(l.FilterChains, chain)
@@ -198,15 +202,16 @@ func hcmChain(name string, h *hcmv3.HttpConnectionManager) *listenerv3.FilterCha
 }
 
 // tcpProxyChain is a filter chain that proxies the connection's bytes to
-// cluster.
-func tcpProxyChain(name, cluster string) *listenerv3.FilterChain {
+// cluster, for at most maxAge when that is set.
+func tcpProxyChain(name, cluster string, maxAge *durationpb.Duration) *listenerv3.FilterChain {
 	return &listenerv3.FilterChain{
 		Name: name,
 		Filters: []*listenerv3.Filter{{
 			Name: wellknown.TCPProxy,
 			ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(&tcpproxyv3.TcpProxy{
-				StatPrefix:       strings.ReplaceAll(name, "|", "_"),
-				ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: cluster},
+				StatPrefix:                      strings.ReplaceAll(name, "|", "_"),
+				ClusterSpecifier:                &tcpproxyv3.TcpProxy_Cluster{Cluster: cluster},
+				MaxDownstreamConnectionDuration: proto.CloneOf(maxAge),
 			})},
 		}},
 	}

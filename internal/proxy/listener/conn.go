@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/weftmesh/weft/internal/proxy/chain"
 	"github.com/weftmesh/weft/internal/proxy/h2"
@@ -124,7 +125,7 @@ func (s *socket) handle(c net.Conn) {
 		s.serveH1(rawIO(conn), &info)
 		return
 	}
-	m.proxyTCP(conn, fc.TCPCluster, l.Name, info.origDst)
+	m.proxyTCP(conn, fc, l.Name, info.origDst)
 }
 
 // rawIO has conn read and write the socket with raw system calls (package
@@ -192,8 +193,9 @@ var exchangePool = sync.Pool{New: func() any { return new(chain.Exchange) }}
 // (the original destination for an ORIGINAL_DST cluster) and copies bytes
 // both ways, passing half-closes on, until both directions have ended. It
 // closes down, at once when the cluster's max_connections are open.
-func (m *Manager) proxyTCP(down net.Conn, clusterName, listener string, origDst netip.AddrPort) {
+func (m *Manager) proxyTCP(down net.Conn, fc *model.FilterChain, listener string, origDst netip.AddrPort) {
 	defer down.Close()
+	clusterName := fc.TCPCluster
 	ix := m.cur.Load()
 	cl := ix.model.Clusters[clusterName]
 	if cl == nil {
@@ -237,6 +239,15 @@ func (m *Manager) proxyTCP(down net.Conn, clusterName, listener string, origDst 
 	cl.Stats().Connection()
 	ep.Begin()
 	defer ep.End()
+	if fc.TCPMaxAge > 0 {
+		// Both sides close at the connection's age, as Envoy's
+		// max_downstream_connection_duration has it.
+		age := time.AfterFunc(fc.TCPMaxAge, func() {
+			down.Close()
+			up.Close()
+		})
+		defer age.Stop()
+	}
 	tx, rx := pipe(down, up)
 	cl.Stats().Bytes(uint64(tx), uint64(rx))
 }

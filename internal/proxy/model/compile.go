@@ -81,8 +81,10 @@ type compiledChain struct {
 	// statPrefix is the connection manager's stat_prefix, which labels its
 	// fault counters.
 	statPrefix string
-	// tcp_proxy: the cluster.
+	// tcp_proxy: the cluster, and how long a connection may last (0: no
+	// limit).
 	tcpCluster string
+	tcpMaxAge  time.Duration
 }
 
 // httpFilter is a compiled HTTP filter other than the router.
@@ -288,6 +290,12 @@ func compileChain(fc *listenerv3.FilterChain, field string) (*compiledChain, err
 			return nil, fmt.Errorf("%s.typed_config.tunneling_config: not supported by weft-proxy", field)
 		}
 		out.tcpCluster = tp.GetCluster()
+		if d := tp.GetMaxDownstreamConnectionDuration(); d != nil {
+			if err := d.CheckValid(); err != nil || d.AsDuration() < 0 {
+				return nil, fmt.Errorf("%s.typed_config.max_downstream_connection_duration: must be a duration of 0 or more", field)
+			}
+			out.tcpMaxAge = d.AsDuration()
+		}
 		return out, nil
 	}
 	return nil, fmt.Errorf("%s %q (%s): only %s and %s are supported", field, f.GetName(), tc.GetTypeUrl(), nameHCM, nameTCPProxy)

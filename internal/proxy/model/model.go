@@ -104,8 +104,11 @@ type FilterChain struct {
 	// the forwarder.
 	Chain chain.Handler
 
-	// TCPCluster is the tcp_proxy cluster.
+	// TCPCluster is the tcp_proxy cluster, and TCPMaxAge how long a
+	// connection through it may last (max_downstream_connection_duration;
+	// 0: no limit).
 	TCPCluster string
+	TCPMaxAge  time.Duration
 }
 
 // HTTP reports whether the chain is an HTTP connection manager.
@@ -664,7 +667,7 @@ func (c *Compiler) build() {
 		l := &Listener{Name: cl.name, Address: cl.address, NoBind: !cl.bind, UseOriginalDst: cl.origDst,
 			HTTPInspector: cl.inspect, InspectTimeout: cl.timeout, ContinueOnTimeout: cl.cont, DNS: cl.dns}
 		mk := func(cc *compiledChain) *FilterChain {
-			fc := &FilterChain{Name: cc.name, DestinationPort: cc.destPort, ApplicationProtocols: cc.protocols, TCPCluster: cc.tcpCluster}
+			fc := &FilterChain{Name: cc.name, DestinationPort: cc.destPort, ApplicationProtocols: cc.protocols, TCPCluster: cc.tcpCluster, TCPMaxAge: cc.tcpMaxAge}
 			if cc.http {
 				fc.RouteConfig, fc.Routes, fc.Chain = cc.routeConfigName(), cc.inline, fwd
 				if fc.Routes == nil {

@@ -24,12 +24,13 @@ type TcpProxy struct {
 	//
 	//	*TcpProxy_Cluster
 	//	*TcpProxy_WeightedClusters
-	ClusterSpecifier isTcpProxy_ClusterSpecifier `protobuf_oneof:"cluster_specifier"`
-	IdleTimeout      *durationpb.Duration        `protobuf:"bytes,8,opt,name=idle_timeout,json=idleTimeout,proto3" json:"idle_timeout,omitempty"`
-	HashPolicy       []*v3.HashPolicy            `protobuf:"bytes,11,rep,name=hash_policy,json=hashPolicy,proto3" json:"hash_policy,omitempty"`
-	TunnelingConfig  *TcpProxy_TunnelingConfig   `protobuf:"bytes,12,opt,name=tunneling_config,json=tunnelingConfig,proto3" json:"tunneling_config,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	ClusterSpecifier                isTcpProxy_ClusterSpecifier `protobuf_oneof:"cluster_specifier"`
+	IdleTimeout                     *durationpb.Duration        `protobuf:"bytes,8,opt,name=idle_timeout,json=idleTimeout,proto3" json:"idle_timeout,omitempty"`
+	HashPolicy                      []*v3.HashPolicy            `protobuf:"bytes,11,rep,name=hash_policy,json=hashPolicy,proto3" json:"hash_policy,omitempty"`
+	TunnelingConfig                 *TcpProxy_TunnelingConfig   `protobuf:"bytes,12,opt,name=tunneling_config,json=tunnelingConfig,proto3" json:"tunneling_config,omitempty"`
+	MaxDownstreamConnectionDuration *durationpb.Duration        `protobuf:"bytes,13,opt,name=max_downstream_connection_duration,json=maxDownstreamConnectionDuration,proto3" json:"max_downstream_connection_duration,omitempty"`
+	unknownFields                   protoimpl.UnknownFields
+	sizeCache                       protoimpl.SizeCache
 }
 
 func (x *TcpProxy) Reset() {
@@ -111,6 +112,13 @@ func (x *TcpProxy) GetHashPolicy() []*v3.HashPolicy {
 func (x *TcpProxy) GetTunnelingConfig() *TcpProxy_TunnelingConfig {
 	if x != nil {
 		return x.TunnelingConfig
+	}
+	return nil
+}
+
+func (x *TcpProxy) GetMaxDownstreamConnectionDuration() *durationpb.Duration {
+	if x != nil {
+		return x.MaxDownstreamConnectionDuration
 	}
 	return nil
 }
@@ -275,7 +283,7 @@ var File_envoy_extensions_filters_network_tcp_proxy_v3_tcp_proxy_proto protorefl
 
 const file_envoy_extensions_filters_network_tcp_proxy_v3_tcp_proxy_proto_rawDesc = "" +
 	"\n" +
-	"=envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.proto\x12-envoy.extensions.filters.network.tcp_proxy.v3\x1a\"envoy/config/core/v3/backoff.proto\x1a\x1fenvoy/config/core/v3/base.proto\x1a(envoy/config/core/v3/config_source.proto\x1a$envoy/config/core/v3/extension.proto\x1aYenvoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto\x1a\x1fenvoy/type/v3/hash_policy.proto\x1a\x1benvoy/type/v3/percent.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1egoogle/protobuf/wrappers.proto\"\xb5\x05\n" +
+	"=envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.proto\x12-envoy.extensions.filters.network.tcp_proxy.v3\x1a\"envoy/config/core/v3/backoff.proto\x1a\x1fenvoy/config/core/v3/base.proto\x1a(envoy/config/core/v3/config_source.proto\x1a$envoy/config/core/v3/extension.proto\x1aYenvoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto\x1a\x1fenvoy/type/v3/hash_policy.proto\x1a\x1benvoy/type/v3/percent.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1egoogle/protobuf/wrappers.proto\"\x9d\x06\n" +
 	"\bTcpProxy\x12\x1f\n" +
 	"\vstat_prefix\x18\x01 \x01(\tR\n" +
 	"statPrefix\x12\x1a\n" +
@@ -285,7 +293,8 @@ const file_envoy_extensions_filters_network_tcp_proxy_v3_tcp_proxy_proto_rawDesc
 	"\fidle_timeout\x18\b \x01(\v2\x19.google.protobuf.DurationR\vidleTimeout\x12:\n" +
 	"\vhash_policy\x18\v \x03(\v2\x19.envoy.type.v3.HashPolicyR\n" +
 	"hashPolicy\x12r\n" +
-	"\x10tunneling_config\x18\f \x01(\v2G.envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.TunnelingConfigR\x0ftunnelingConfig\x1a\xc1\x01\n" +
+	"\x10tunneling_config\x18\f \x01(\v2G.envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.TunnelingConfigR\x0ftunnelingConfig\x12f\n" +
+	"\"max_downstream_connection_duration\x18\r \x01(\v2\x19.google.protobuf.DurationR\x1fmaxDownstreamConnectionDuration\x1a\xc1\x01\n" +
 	"\x0fWeightedCluster\x12q\n" +
 	"\bclusters\x18\x01 \x03(\v2U.envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster.ClusterWeightR\bclusters\x1a;\n" +
 	"\rClusterWeight\x12\x12\n" +
@@ -321,12 +330,13 @@ var file_envoy_extensions_filters_network_tcp_proxy_v3_tcp_proxy_proto_depIdxs =
 	4, // 1: envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.idle_timeout:type_name -> google.protobuf.Duration
 	5, // 2: envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.hash_policy:type_name -> envoy.type.v3.HashPolicy
 	2, // 3: envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.tunneling_config:type_name -> envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.TunnelingConfig
-	3, // 4: envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster.clusters:type_name -> envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster.ClusterWeight
-	5, // [5:5] is the sub-list for method output_type
-	5, // [5:5] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	4, // 4: envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.max_downstream_connection_duration:type_name -> google.protobuf.Duration
+	3, // 5: envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster.clusters:type_name -> envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster.ClusterWeight
+	6, // [6:6] is the sub-list for method output_type
+	6, // [6:6] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_envoy_extensions_filters_network_tcp_proxy_v3_tcp_proxy_proto_init() }
