@@ -242,7 +242,7 @@ spec:
     outlierDetection: {consecutiveErrors: 5, splitExternalLocalOriginErrors: true, consecutiveLocalOriginFailures: 3}
     tunnel: {protocol: CONNECT, targetHost: 10.0.0.1, targetPort: 8080}
     proxyProtocol: {version: V2}
-    retryBudget: {percent: 20, minRetryConcurrency: 3}
+    retryBudget: {percent: 20, minRetryConcurrency: 3, budgetInterval: 10s}
     portLevelSettings:
     - port: {number: 9080}
       loadBalancer:
@@ -260,7 +260,7 @@ spec:
 			drPrefix + "spec.trafficPolicy.outlierDetection.consecutiveErrors: the deprecated outlierDetection.consecutiveErrors (Istio ignores it too; use consecutive5xxErrors or consecutiveGatewayErrors)" + suffix,
 			drPrefix + "spec.trafficPolicy.tunnel: trafficPolicy.tunnel" + suffix,
 			drPrefix + "spec.trafficPolicy.proxyProtocol: trafficPolicy.proxyProtocol" + suffix,
-			drPrefix + "spec.trafficPolicy.retryBudget: trafficPolicy.retryBudget" + suffix,
+			drPrefix + "spec.trafficPolicy.retryBudget.budgetInterval: trafficPolicy.retryBudget.budgetInterval" + suffix,
 			drPrefix + "spec.trafficPolicy.portLevelSettings[0].tls: client TLS settings" + suffix,
 			drPrefix + "spec.trafficPolicy.portLevelSettings[0].loadBalancer.consistentHash.httpCookie.attributes: consistent-hash cookie attributes" + suffix,
 			drPrefix + "spec.trafficPolicy.portLevelSettings[0].loadBalancer.localityLbSetting: loadBalancer.localityLbSetting" + suffix,

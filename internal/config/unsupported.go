@@ -102,7 +102,7 @@ func Unsupported(r *Resource) []Warning {
 			}{
 				{tp.GetTunnel() != nil, "tunnel"},
 				{tp.GetProxyProtocol() != nil, "proxyProtocol"},
-				{tp.GetRetryBudget() != nil, "retryBudget"},
+				{tp.GetRetryBudget().GetBudgetInterval().AsDuration() != 0, "retryBudget.budgetInterval"},
 			} {
 				if f.set {
 					warn(path+"."+f.name, "trafficPolicy."+f.name)

@@ -460,6 +460,9 @@ func (v *validator) trafficPolicy(path string, tp *networking.TrafficPolicy) {
 	v.connectionPool(path+".connectionPool", tp.ConnectionPool)
 	v.outlierDetection(path+".outlierDetection", tp.OutlierDetection)
 	v.loadBalancer(path+".loadBalancer", tp.LoadBalancer)
+	if rb := tp.RetryBudget; rb != nil && rb.Percent != nil && (rb.Percent.Value < 0 || rb.Percent.Value > 100) {
+		v.errorf(path+".retryBudget.percent", "%g must be between 0 and 100", rb.Percent.Value)
+	}
 	for i, pl := range tp.PortLevelSettings {
 		p := index(path+".portLevelSettings", i)
 		v.connectionPool(p+".connectionPool", pl.ConnectionPool)

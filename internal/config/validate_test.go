@@ -254,6 +254,8 @@ func TestValidateRejects(t *testing.T) {
 			"spec.trafficPolicy.connectionPool.tcp.tcpKeepalive.time", "11h6m40s is too long: TCP keepalive takes at most 9h6m7s"},
 		{"dr tcp keepalive probes", KindDestinationRule, "  host: a\n  trafficPolicy: {connectionPool: {tcp: {tcpKeepalive: {probes: 200}}}}\n",
 			"spec.trafficPolicy.connectionPool.tcp.tcpKeepalive.probes", "200 is too many: TCP keepalive takes at most 127 probes"},
+		{"dr retry budget over 100", KindDestinationRule, "  host: a\n  trafficPolicy: {retryBudget: {percent: 120}}\n",
+			"spec.trafficPolicy.retryBudget.percent", "120 must be between 0 and 100"},
 		{"dr client protocol with upgrade", KindDestinationRule, "  host: a\n  trafficPolicy: {connectionPool: {http: {h2UpgradePolicy: UPGRADE, useClientProtocol: true}}}\n",
 			"spec.trafficPolicy.connectionPool.http.useClientProtocol", "must not be true when h2UpgradePolicy is UPGRADE"},
 		{"dr ejection percent at port level", KindDestinationRule, "  host: a\n  trafficPolicy: {portLevelSettings: [{port: {number: 80}, outlierDetection: {maxEjectionPercent: 101}}]}\n",

@@ -45,6 +45,7 @@ func (t *translator) outboundCluster(k clusterKey) *clusterv3.Cluster {
 	}
 	applyLoadBalancer(c, tp.GetLoadBalancer())
 	applyConnectionPool(c, tp.GetConnectionPool(), t.portProtocol(k.host, k.port))
+	applyRetryBudget(c, tp.GetRetryBudget())
 	applyOutlierDetection(c, tp.GetOutlierDetection())
 	if dr, ok := t.drs[k.host]; ok {
 		c.Metadata = configMetadata("destination-rule", dr.res, k.subset)

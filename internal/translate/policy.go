@@ -66,12 +66,16 @@ func mergeTrafficPolicy(rule, subset *v1alpha3.TrafficPolicy, port uint32) *v1al
 	if sub.GetTls() != nil || portLevel {
 		merged.Tls = sub.GetTls()
 	}
+	if sub.GetRetryBudget() != nil {
+		merged.RetryBudget = sub.GetRetryBudget()
+	}
 	return merged
 }
 
 // forPort returns a shallow copy of the parts of tp that apply on port:
 // its first port-level setting for the port (and true) if it has one, else
-// its own. It never modifies tp.
+// its own. The retry budget, which port-level settings do not have, is
+// always tp's. It never modifies tp.
 func forPort(tp *v1alpha3.TrafficPolicy, port uint32) (*v1alpha3.TrafficPolicy, bool) {
 	if tp == nil {
 		return nil, false
@@ -83,6 +87,7 @@ func forPort(tp *v1alpha3.TrafficPolicy, port uint32) (*v1alpha3.TrafficPolicy, 
 				LoadBalancer:     pl.GetLoadBalancer(),
 				OutlierDetection: pl.GetOutlierDetection(),
 				Tls:              pl.GetTls(),
+				RetryBudget:      tp.GetRetryBudget(),
 			}, true
 		}
 	}
@@ -91,6 +96,7 @@ func forPort(tp *v1alpha3.TrafficPolicy, port uint32) (*v1alpha3.TrafficPolicy, 
 		LoadBalancer:     tp.GetLoadBalancer(),
 		OutlierDetection: tp.GetOutlierDetection(),
 		Tls:              tp.GetTls(),
+		RetryBudget:      tp.GetRetryBudget(),
 	}, false
 }
 
@@ -180,6 +186,27 @@ func applyConnectionPool(c *clusterv3.Cluster, cp *v1alpha3.ConnectionPoolSettin
 	opts := &upstreamhttpv3.HttpProtocolOptions{CommonHttpProtocolOptions: common}
 	setUpstreamProtocol(opts, protocol, h2)
 	c.TypedExtensionProtocolOptions = map[string]*anypb.Any{httpProtocolOptionsName: mustAny(opts)}
+}
+
+// applyRetryBudget sets the retry budget of c's circuit breaker (which
+// applyConnectionPool made) from a DestinationRule's retryBudget, as Istio
+// does: retries in flight are bounded by a share of the requests in flight
+// (20 % unless set) but never below minRetryConcurrency (3 unless set),
+// instead of by max_retries.
+func applyRetryBudget(c *clusterv3.Cluster, rb *v1alpha3.TrafficPolicy_RetryBudget) {
+	if rb == nil {
+		return
+	}
+	out := &clusterv3.CircuitBreakers_Thresholds_RetryBudget{}
+	if p := rb.GetPercent(); p != nil {
+		out.BudgetPercent = &typev3.Percent{Value: p.GetValue()}
+	}
+	if n := rb.GetMinRetryConcurrency(); n > 0 {
+		out.MinRetryConcurrency = wrapperspb.UInt32(n)
+	}
+	// budgetInterval is not translated (weft-proxy counts only the
+	// requests in flight); the config package warns about it.
+	c.CircuitBreakers.Thresholds[0].RetryBudget = out
 }
 
 // isHTTP2 reports whether a port protocol is one Istio always speaks

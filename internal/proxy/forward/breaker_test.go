@@ -178,6 +178,29 @@ func TestRetryOverflow(t *testing.T) {
 	}
 }
 
+// A retry budget replaces max_retries: with max_retries 0 a request still
+// retries, up to the budget's minimum concurrency.
+func TestRetryBudget(t *testing.T) {
+	var hits atomic.Int32
+	addr, _ := backend(t, func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.WriteHeader(http.StatusServiceUnavailable)
+	})
+	retry := router.RetryPolicy{RetryOn: router.RetryOn5xx, NumRetries: 2, BackOffBase: time.Millisecond}
+	for _, tc := range []struct {
+		min      uint32
+		wantHits int32
+	}{{0, 1}, {3, 3}} {
+		hits.Store(0)
+		cb := upstream.DefaultCircuitBreakers()
+		cb.MaxRetries, cb.RetryBudget, cb.BudgetPercent, cb.MinRetryConcurrency = 0, true, 20, tc.min
+		f := newCBFront(t, &router.Route{Retry: retry}, upstream.ClusterSpec{Endpoints: []upstream.EndpointSpec{{Address: addr}}, CircuitBreakers: &cb})
+		if code, _, _ := f.get(t); code != http.StatusServiceUnavailable || hits.Load() != tc.wantHits {
+			t.Errorf("budget minimum %d, no other request in flight: %d after %d attempts, want 503 after %d", tc.min, code, hits.Load(), tc.wantHits)
+		}
+	}
+}
+
 func TestMaxRequestsPerConnection(t *testing.T) {
 	for _, tc := range []struct {
 		max       uint32

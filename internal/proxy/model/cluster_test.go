@@ -113,9 +113,12 @@ func TestCompileClusterResilienceRejected(t *testing.T) {
 			[]string{"max_ejection_percent 101", "0 to 100"}},
 		{"zero interval", func(c *clusterv3.Cluster) { c.OutlierDetection.Interval = durationpb.New(0) },
 			[]string{"outlier_detection.interval", "positive"}},
-		{"retry budget", func(c *clusterv3.Cluster) {
-			c.CircuitBreakers.Thresholds[0].RetryBudget = &clusterv3.CircuitBreakers_Thresholds_RetryBudget{}
-		}, []string{"circuit_breakers.thresholds[0].retry_budget", "max_retries"}},
+		{"retry budget interval", func(c *clusterv3.Cluster) {
+			c.CircuitBreakers.Thresholds[0].RetryBudget = &clusterv3.CircuitBreakers_Thresholds_RetryBudget{BudgetInterval: durationpb.New(time.Second)}
+		}, []string{"circuit_breakers.thresholds[0].retry_budget.budget_interval", "not supported"}},
+		{"retry budget over 100 %", func(c *clusterv3.Cluster) {
+			c.CircuitBreakers.Thresholds[0].RetryBudget = &clusterv3.CircuitBreakers_Thresholds_RetryBudget{BudgetPercent: &typev3.Percent{Value: 150}}
+		}, []string{"retry_budget.budget_percent 150", "0 to 100"}},
 		{"two DEFAULT thresholds", func(c *clusterv3.Cluster) {
 			c.CircuitBreakers.Thresholds = append(c.CircuitBreakers.Thresholds, &clusterv3.CircuitBreakers_Thresholds{})
 		}, []string{"thresholds[1]", "second threshold", "DEFAULT"}},
@@ -147,6 +150,30 @@ func TestCompileClusterResilienceRejected(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A retry budget reaches the breaker's settings, Envoy's defaults filling
+// what it leaves out.
+func TestCompileClusterRetryBudget(t *testing.T) {
+	for _, tc := range []struct {
+		rb          *clusterv3.CircuitBreakers_Thresholds_RetryBudget
+		pct         float64
+		minRetrying uint32
+	}{
+		{&clusterv3.CircuitBreakers_Thresholds_RetryBudget{}, 20, 3},
+		{&clusterv3.CircuitBreakers_Thresholds_RetryBudget{BudgetPercent: &typev3.Percent{Value: 50}, MinRetryConcurrency: wrapperspb.UInt32(1)}, 50, 1},
+	} {
+		c := istioCluster(t)
+		c.CircuitBreakers.Thresholds[0].RetryBudget = tc.rb
+		cc, err := compileCluster(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cb := cc.spec.CircuitBreakers
+		if !cb.RetryBudget || cb.BudgetPercent != tc.pct || cb.MinRetryConcurrency != tc.minRetrying {
+			t.Errorf("retry budget %v: compiled %+v, want %g %% and at least %d", tc.rb, cb, tc.pct, tc.minRetrying)
+		}
 	}
 }
 

@@ -639,10 +639,7 @@ func compileCircuitBreakers(c *clusterv3.Cluster, spec *upstream.ClusterSpec) er
 			return fmt.Errorf("%s: a second threshold for priority %s", field, t.GetPriority())
 		}
 		seen[t.GetPriority()] = true
-		switch {
-		case t.GetRetryBudget() != nil:
-			return fmt.Errorf("%s.retry_budget: not supported by weft-proxy, use max_retries", field)
-		case t.GetMaxConnectionPools() != nil:
+		if t.GetMaxConnectionPools() != nil {
 			return fmt.Errorf("%s.max_connection_pools: not supported by weft-proxy", field)
 		}
 		if t.GetPriority() != corev3.RoutingPriority_DEFAULT {
@@ -660,6 +657,22 @@ func compileCircuitBreakers(c *clusterv3.Cluster, spec *upstream.ClusterSpec) er
 		}
 		if x := t.GetMaxRetries(); x != nil {
 			v.MaxRetries = x.GetValue()
+		}
+		if rb := t.GetRetryBudget(); rb != nil {
+			f := field + ".retry_budget"
+			if d := rb.GetBudgetInterval(); d != nil && d.AsDuration() != 0 {
+				return fmt.Errorf("%s.budget_interval: not supported by weft-proxy (it counts the requests in flight only)", f)
+			}
+			v.RetryBudget, v.BudgetPercent, v.MinRetryConcurrency = true, upstream.DefaultBudgetPercent, upstream.DefaultMinRetryConcurrency
+			if p := rb.GetBudgetPercent(); p != nil {
+				if p.GetValue() < 0 || p.GetValue() > 100 {
+					return fmt.Errorf("%s.budget_percent %g: must be from 0 to 100", f, p.GetValue())
+				}
+				v.BudgetPercent = p.GetValue()
+			}
+			if x := rb.GetMinRetryConcurrency(); x != nil {
+				v.MinRetryConcurrency = x.GetValue()
+			}
 		}
 		spec.CircuitBreakers = &v
 	}

@@ -26,9 +26,22 @@ type CircuitBreakers struct {
 	MaxPendingRequests uint32
 	// MaxRequests bounds the requests in flight.
 	MaxRequests uint32
-	// MaxRetries bounds the requests retrying at once.
+	// MaxRetries bounds the requests retrying at once, unless RetryBudget
+	// is set.
 	MaxRetries uint32
+	// RetryBudget bounds the requests retrying at once by a share of the
+	// cluster's requests in flight instead (Envoy's retry_budget):
+	// BudgetPercent of them, but never fewer than MinRetryConcurrency.
+	RetryBudget         bool
+	BudgetPercent       float64
+	MinRetryConcurrency uint32
 }
+
+// Envoy's retry budget defaults.
+const (
+	DefaultBudgetPercent       = 20
+	DefaultMinRetryConcurrency = 3
+)
 
 // DefaultCircuitBreakers returns Envoy's defaults.
 func DefaultCircuitBreakers() CircuitBreakers {
@@ -82,6 +95,8 @@ type breaker struct {
 	stats                                     *Stats
 	maxConns, maxPending, maxReqs, maxRetries atomic.Int64
 	conns, pending, reqs, retries             atomic.Int64
+	// budget is the retry budget, nil without one.
+	budget atomic.Pointer[retryBudget]
 	// latest is the newest Cluster built with this breaker, whose
 	// endpoints a closing TCP connection wakes.
 	latest atomic.Pointer[Cluster]
@@ -92,6 +107,28 @@ func (b *breaker) set(cb CircuitBreakers) {
 	b.maxPending.Store(int64(cb.MaxPendingRequests))
 	b.maxReqs.Store(int64(cb.MaxRequests))
 	b.maxRetries.Store(int64(cb.MaxRetries))
+	if cb.RetryBudget {
+		b.budget.Store(&retryBudget{percent: cb.BudgetPercent, min: int64(cb.MinRetryConcurrency)})
+	} else {
+		b.budget.Store(nil)
+	}
+}
+
+// retryBudget is a cluster's retry_budget.
+type retryBudget struct {
+	percent float64
+	min     int64
+}
+
+// retryLimit is how many requests may be retrying at once now: max_retries,
+// or the retry budget's share of the requests in flight.
+func (b *breaker) retryLimit() int64 {
+	rb := b.budget.Load()
+	if rb == nil {
+		return b.maxRetries.Load()
+	}
+	// reqs counts every request in flight, pending ones included.
+	return max(int64(rb.percent/100*float64(b.reqs.Load())), rb.min)
 }
 
 func (b *breaker) overflow(l Limit, max *atomic.Int64) *OverflowError {
@@ -122,9 +159,10 @@ func (b *breaker) beginRequest() error {
 
 func (b *breaker) endRequest() { b.reqs.Add(-1) }
 
-// beginRetry claims one of max_retries, counting an overflow.
+// beginRetry claims one of max_retries (or of the retry budget), counting
+// an overflow.
 func (b *breaker) beginRetry() bool {
-	if b.retries.Add(1) > b.maxRetries.Load() {
+	if b.retries.Add(1) > b.retryLimit() {
 		b.retries.Add(-1)
 		b.stats.retryOverflow.Add(1)
 		return false

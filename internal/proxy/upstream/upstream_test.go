@@ -284,3 +284,30 @@ func changeField(t *testing.T, v reflect.Value) {
 		t.Fatalf("changeField does not know how to change a %s", v.Kind())
 	}
 }
+
+// With a retry budget, the retries allowed at once follow the requests in
+// flight (budget percent of them, at least the minimum) and max_retries no
+// longer applies.
+func TestRetryBudgetLimit(t *testing.T) {
+	b := &breaker{name: "c", stats: &Stats{}}
+	b.set(CircuitBreakers{MaxRetries: 100, RetryBudget: true, BudgetPercent: 20, MinRetryConcurrency: 3})
+	for _, tc := range []struct{ inFlight, want int64 }{{0, 3}, {10, 3}, {25, 5}, {100, 20}} {
+		b.reqs.Store(tc.inFlight)
+		if got := b.retryLimit(); got != tc.want {
+			t.Errorf("%d requests in flight: %d retries allowed, want %d", tc.inFlight, got, tc.want)
+		}
+	}
+	b.reqs.Store(10)
+	for i := range 3 {
+		if !b.beginRetry() {
+			t.Fatalf("retry %d refused within the minimum of 3", i+1)
+		}
+	}
+	if b.beginRetry() {
+		t.Fatal("a fourth retry was allowed with 10 requests in flight (20 % of 10 is 2, the minimum 3)")
+	}
+	b.set(CircuitBreakers{MaxRetries: 7})
+	if got := b.retryLimit(); got != 7 {
+		t.Errorf("without a budget: %d retries allowed, want max_retries 7", got)
+	}
+}

@@ -6,10 +6,10 @@ package clusterv3
 import (
 	xdsapi "github.com/weftmesh/weft/internal/proxy/xdsapi"
 	v3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/core/v3"
-	_ "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/type/v3"
+	v31 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/type/v3"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
-	_ "google.golang.org/protobuf/types/known/durationpb"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	wrapperspb "google.golang.org/protobuf/types/known/wrapperspb"
 	reflect "reflect"
 	sync "sync"
@@ -169,9 +169,12 @@ func (x *CircuitBreakers_Thresholds) GetMaxConnectionPools() *wrapperspb.UInt32V
 }
 
 type CircuitBreakers_Thresholds_RetryBudget struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state               protoimpl.MessageState  `protogen:"open.v1"`
+	BudgetPercent       *v31.Percent            `protobuf:"bytes,1,opt,name=budget_percent,json=budgetPercent,proto3" json:"budget_percent,omitempty"`
+	BudgetInterval      *durationpb.Duration    `protobuf:"bytes,3,opt,name=budget_interval,json=budgetInterval,proto3" json:"budget_interval,omitempty"`
+	MinRetryConcurrency *wrapperspb.UInt32Value `protobuf:"bytes,2,opt,name=min_retry_concurrency,json=minRetryConcurrency,proto3" json:"min_retry_concurrency,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *CircuitBreakers_Thresholds_RetryBudget) Reset() {
@@ -204,16 +207,37 @@ func (*CircuitBreakers_Thresholds_RetryBudget) Descriptor() ([]byte, []int) {
 	return file_envoy_config_cluster_v3_circuit_breaker_proto_rawDescGZIP(), []int{0, 0, 0}
 }
 
+func (x *CircuitBreakers_Thresholds_RetryBudget) GetBudgetPercent() *v31.Percent {
+	if x != nil {
+		return x.BudgetPercent
+	}
+	return nil
+}
+
+func (x *CircuitBreakers_Thresholds_RetryBudget) GetBudgetInterval() *durationpb.Duration {
+	if x != nil {
+		return x.BudgetInterval
+	}
+	return nil
+}
+
+func (x *CircuitBreakers_Thresholds_RetryBudget) GetMinRetryConcurrency() *wrapperspb.UInt32Value {
+	if x != nil {
+		return x.MinRetryConcurrency
+	}
+	return nil
+}
+
 var File_envoy_config_cluster_v3_circuit_breaker_proto protoreflect.FileDescriptor
 
 const file_envoy_config_cluster_v3_circuit_breaker_proto_rawDesc = "" +
 	"\n" +
-	"-envoy/config/cluster/v3/circuit_breaker.proto\x12\x17envoy.config.cluster.v3\x1a\x1fenvoy/config/core/v3/base.proto\x1a\x1benvoy/type/v3/percent.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1egoogle/protobuf/wrappers.proto\"\xa0\x06\n" +
+	"-envoy/config/cluster/v3/circuit_breaker.proto\x12\x17envoy.config.cluster.v3\x1a\x1fenvoy/config/core/v3/base.proto\x1a\x1benvoy/type/v3/percent.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1egoogle/protobuf/wrappers.proto\"\xf6\a\n" +
 	"\x0fCircuitBreakers\x12S\n" +
 	"\n" +
 	"thresholds\x18\x01 \x03(\v23.envoy.config.cluster.v3.CircuitBreakers.ThresholdsR\n" +
 	"thresholds\x12c\n" +
-	"\x13per_host_thresholds\x18\x02 \x03(\v23.envoy.config.cluster.v3.CircuitBreakers.ThresholdsR\x11perHostThresholds\x1a\xd2\x04\n" +
+	"\x13per_host_thresholds\x18\x02 \x03(\v23.envoy.config.cluster.v3.CircuitBreakers.ThresholdsR\x11perHostThresholds\x1a\xa8\x06\n" +
 	"\n" +
 	"Thresholds\x12A\n" +
 	"\bpriority\x18\x01 \x01(\x0e2%.envoy.config.core.v3.RoutingPriorityR\bpriority\x12E\n" +
@@ -224,8 +248,11 @@ const file_envoy_config_cluster_v3_circuit_breaker_proto_rawDesc = "" +
 	"maxRetries\x12b\n" +
 	"\fretry_budget\x18\b \x01(\v2?.envoy.config.cluster.v3.CircuitBreakers.Thresholds.RetryBudgetR\vretryBudget\x12'\n" +
 	"\x0ftrack_remaining\x18\x06 \x01(\bR\x0etrackRemaining\x12N\n" +
-	"\x14max_connection_pools\x18\a \x01(\v2\x1c.google.protobuf.UInt32ValueR\x12maxConnectionPools\x1a\r\n" +
-	"\vRetryBudgetBRZPgithub.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/cluster/v3;clusterv3b\x06proto3"
+	"\x14max_connection_pools\x18\a \x01(\v2\x1c.google.protobuf.UInt32ValueR\x12maxConnectionPools\x1a\xe2\x01\n" +
+	"\vRetryBudget\x12=\n" +
+	"\x0ebudget_percent\x18\x01 \x01(\v2\x16.envoy.type.v3.PercentR\rbudgetPercent\x12B\n" +
+	"\x0fbudget_interval\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x0ebudgetInterval\x12P\n" +
+	"\x15min_retry_concurrency\x18\x02 \x01(\v2\x1c.google.protobuf.UInt32ValueR\x13minRetryConcurrencyBRZPgithub.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/cluster/v3;clusterv3b\x06proto3"
 
 var (
 	file_envoy_config_cluster_v3_circuit_breaker_proto_rawDescOnce sync.Once
@@ -246,22 +273,27 @@ var file_envoy_config_cluster_v3_circuit_breaker_proto_goTypes = []any{
 	(*CircuitBreakers_Thresholds_RetryBudget)(nil), // 2: envoy.config.cluster.v3.CircuitBreakers.Thresholds.RetryBudget
 	(v3.RoutingPriority)(0),                        // 3: envoy.config.core.v3.RoutingPriority
 	(*wrapperspb.UInt32Value)(nil),                 // 4: google.protobuf.UInt32Value
+	(*v31.Percent)(nil),                            // 5: envoy.type.v3.Percent
+	(*durationpb.Duration)(nil),                    // 6: google.protobuf.Duration
 }
 var file_envoy_config_cluster_v3_circuit_breaker_proto_depIdxs = []int32{
-	1, // 0: envoy.config.cluster.v3.CircuitBreakers.thresholds:type_name -> envoy.config.cluster.v3.CircuitBreakers.Thresholds
-	1, // 1: envoy.config.cluster.v3.CircuitBreakers.per_host_thresholds:type_name -> envoy.config.cluster.v3.CircuitBreakers.Thresholds
-	3, // 2: envoy.config.cluster.v3.CircuitBreakers.Thresholds.priority:type_name -> envoy.config.core.v3.RoutingPriority
-	4, // 3: envoy.config.cluster.v3.CircuitBreakers.Thresholds.max_connections:type_name -> google.protobuf.UInt32Value
-	4, // 4: envoy.config.cluster.v3.CircuitBreakers.Thresholds.max_pending_requests:type_name -> google.protobuf.UInt32Value
-	4, // 5: envoy.config.cluster.v3.CircuitBreakers.Thresholds.max_requests:type_name -> google.protobuf.UInt32Value
-	4, // 6: envoy.config.cluster.v3.CircuitBreakers.Thresholds.max_retries:type_name -> google.protobuf.UInt32Value
-	2, // 7: envoy.config.cluster.v3.CircuitBreakers.Thresholds.retry_budget:type_name -> envoy.config.cluster.v3.CircuitBreakers.Thresholds.RetryBudget
-	4, // 8: envoy.config.cluster.v3.CircuitBreakers.Thresholds.max_connection_pools:type_name -> google.protobuf.UInt32Value
-	9, // [9:9] is the sub-list for method output_type
-	9, // [9:9] is the sub-list for method input_type
-	9, // [9:9] is the sub-list for extension type_name
-	9, // [9:9] is the sub-list for extension extendee
-	0, // [0:9] is the sub-list for field type_name
+	1,  // 0: envoy.config.cluster.v3.CircuitBreakers.thresholds:type_name -> envoy.config.cluster.v3.CircuitBreakers.Thresholds
+	1,  // 1: envoy.config.cluster.v3.CircuitBreakers.per_host_thresholds:type_name -> envoy.config.cluster.v3.CircuitBreakers.Thresholds
+	3,  // 2: envoy.config.cluster.v3.CircuitBreakers.Thresholds.priority:type_name -> envoy.config.core.v3.RoutingPriority
+	4,  // 3: envoy.config.cluster.v3.CircuitBreakers.Thresholds.max_connections:type_name -> google.protobuf.UInt32Value
+	4,  // 4: envoy.config.cluster.v3.CircuitBreakers.Thresholds.max_pending_requests:type_name -> google.protobuf.UInt32Value
+	4,  // 5: envoy.config.cluster.v3.CircuitBreakers.Thresholds.max_requests:type_name -> google.protobuf.UInt32Value
+	4,  // 6: envoy.config.cluster.v3.CircuitBreakers.Thresholds.max_retries:type_name -> google.protobuf.UInt32Value
+	2,  // 7: envoy.config.cluster.v3.CircuitBreakers.Thresholds.retry_budget:type_name -> envoy.config.cluster.v3.CircuitBreakers.Thresholds.RetryBudget
+	4,  // 8: envoy.config.cluster.v3.CircuitBreakers.Thresholds.max_connection_pools:type_name -> google.protobuf.UInt32Value
+	5,  // 9: envoy.config.cluster.v3.CircuitBreakers.Thresholds.RetryBudget.budget_percent:type_name -> envoy.type.v3.Percent
+	6,  // 10: envoy.config.cluster.v3.CircuitBreakers.Thresholds.RetryBudget.budget_interval:type_name -> google.protobuf.Duration
+	4,  // 11: envoy.config.cluster.v3.CircuitBreakers.Thresholds.RetryBudget.min_retry_concurrency:type_name -> google.protobuf.UInt32Value
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_envoy_config_cluster_v3_circuit_breaker_proto_init() }
