@@ -55,9 +55,6 @@ func Unsupported(r *Resource) []Warning {
 				}
 			}
 		}
-		if len(spec.GetTcp()) > 0 {
-			warn("spec.tcp", "TCP routing by VirtualService")
-		}
 		if len(spec.GetTls()) > 0 {
 			warn("spec.tls", "TLS routing by VirtualService")
 		}

@@ -62,7 +62,9 @@ func (t *translator) outboundRoutes(name string, only uint32) *routev3.RouteConf
 				continue
 			}
 			vh := &routev3.VirtualHost{Name: fmt.Sprintf("%s:%d", svc.Hostname, port.Number), Domains: domains}
-			if vs := claimed[svc.Hostname]; vs != nil {
+			// A VirtualService with only TCP routes leaves HTTP to the
+			// service's default route.
+			if vs := claimed[svc.Hostname]; vs != nil && len(vs.spec.GetHttp()) > 0 {
 				vh.Routes = t.vsRoutes(vs, routeContext{port: port.Number, gateways: mesh})
 			} else {
 				vh.Routes = []*routev3.Route{t.defaultRoute(svc.Hostname, port.Number)}

@@ -2,7 +2,8 @@ package translate
 
 import (
 	"fmt"
-	"google.golang.org/protobuf/proto"
+	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,8 +18,10 @@ import (
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	dnsfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/udp/dns_filter/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+	"istio.io/api/networking/v1alpha3"
 
 	"github.com/weftmesh/weft/internal/registry"
 	"github.com/weftmesh/weft/internal/snapshot"
@@ -72,10 +75,11 @@ func (t *translator) transparentSidecar() ([]*listenerv3.Listener, []*routev3.Ro
 		Name:           virtualOutboundName,
 		Address:        socketAddress("0.0.0.0", virtualOutboundPort),
 		UseOriginalDst: wrapperspb.Bool(true),
-		FilterChains:   []*listenerv3.FilterChain{tcpProxyChain(virtualOutboundName, fallback, nil)},
+		FilterChains:   []*listenerv3.FilterChain{tcpProxyChain(virtualOutboundName, []tcpDest{{cluster: fallback}}, nil)},
 	}
 	listeners := []*listenerv3.Listener{outbound, t.virtualInbound(), t.dnsListener()}
 	httpPorts := map[uint32]bool{}
+	mesh := t.meshHosts()
 	for _, svc := range t.snap.Services {
 		if svc.VIP == "" {
 			continue
@@ -85,7 +89,7 @@ func (t *translator) transparentSidecar() ([]*listenerv3.Listener, []*routev3.Ro
 				continue
 			}
 			maxAge := t.trafficPolicy(clusterKey{host: svc.Hostname, port: port.Number}).GetConnectionPool().GetTcp().GetMaxConnectionDuration()
-			listeners = append(listeners, vipListener(svc, port, maxAge))
+			listeners = append(listeners, vipListener(svc, port, t.tcpRoute(mesh[svc.Hostname], svc, port.Number), maxAge))
 			if kindOf(port.Protocol) != portTCP {
 				httpPorts[port.Number] = true
 			}
@@ -98,17 +102,21 @@ func (t *translator) transparentSidecar() ([]*listenerv3.Listener, []*routev3.Ro
 	return listeners, routes
 }
 
-// vipListener takes the connections to one service port at its VIP.
-// maxAge, when set, is the DestinationRule's tcp.maxConnectionDuration,
-// which ends a TCP connection that old, as Istio sets it on its tcp_proxy.
-func vipListener(svc *registry.Service, port registry.Port, maxAge *durationpb.Duration) *listenerv3.Listener {
+// vipListener takes the connections to one service port at its VIP. Its
+// TCP connections go to dests (see tcpRoute), or to the service when there
+// are none. maxAge, when set, is the DestinationRule's
+// tcp.maxConnectionDuration, which ends a TCP connection that old, as
+// Istio sets it on its tcp_proxy.
+func vipListener(svc *registry.Service, port registry.Port, dests []tcpDest, maxAge *durationpb.Duration) *listenerv3.Listener {
 	name := fmt.Sprintf("%s_%d", svc.VIP, port.Number)
 	l := &listenerv3.Listener{
 		Name:       name,
 		Address:    socketAddress(svc.VIP, port.Number),
 		BindToPort: wrapperspb.Bool(false),
 	}
-	cluster := clusterKey{host: svc.Hostname, port: port.Number}.name()
+	if len(dests) == 0 {
+		dests = []tcpDest{{cluster: clusterKey{host: svc.Hostname, port: port.Number}.name()}}
+	}
 	h := hcm(name)
 	h.RouteSpecifier = rds(strconv.Itoa(int(port.Number)))
 	httpChain := hcmChain(name, h)
@@ -116,7 +124,7 @@ func vipListener(svc *registry.Service, port registry.Port, maxAge *durationpb.D
 	case portHTTP:
 		l.FilterChains = []*listenerv3.FilterChain{httpChain}
 	case portTCP:
-		l.FilterChains = []*listenerv3.FilterChain{tcpProxyChain(name, cluster, maxAge)}
+		l.FilterChains = []*listenerv3.FilterChain{tcpProxyChain(name, dests, maxAge)}
 	default:
 		l.ListenerFilters = []*listenerv3.ListenerFilter{{
 			Name:       wellknown.HTTPInspector,
@@ -126,7 +134,7 @@ func vipListener(svc *registry.Service, port registry.Port, maxAge *durationpb.D
 		l.ContinueOnListenerFiltersTimeout = true
 		httpChain.FilterChainMatch = &listenerv3.FilterChainMatch{ApplicationProtocols: []string{"http/1.1", "h2c"}}
 		l.FilterChains = []*listenerv3.FilterChain{httpChain}
-		l.DefaultFilterChain = tcpProxyChain(name, cluster, maxAge)
+		l.DefaultFilterChain = tcpProxyChain(name, dests, maxAge)
 	}
 	return l
 }
@@ -139,7 +147,7 @@ func (t *translator) virtualInbound() *listenerv3.Listener {
 		Name:               virtualInboundName,
 		Address:            socketAddress("0.0.0.0", virtualInboundPort),
 		UseOriginalDst:     wrapperspb.Bool(true),
-		DefaultFilterChain: tcpProxyChain(virtualInboundName, inboundPassthroughCluster, nil),
+		DefaultFilterChain: tcpProxyChain(virtualInboundName, []tcpDest{{cluster: inboundPassthroughCluster}}, nil),
 	}
 	for _, p := range t.proxy.Ports {
 		name := fmt.Sprintf("inbound|%d", p.Port)
@@ -149,7 +157,7 @@ func (t *translator) virtualInbound() *listenerv3.Listener {
 		} else {
 			// Undeclared inbound ports are proxied as TCP: the application
 			// speaks whatever it speaks.
-			chain = tcpProxyChain(name, inboundClusterName(p.Port), nil)
+			chain = tcpProxyChain(name, []tcpDest{{cluster: inboundClusterName(p.Port)}}, nil)
 		}
 		chain.FilterChainMatch = &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(p.Port)}
 		l.FilterChains = append(l.FilterChains, chain)
@@ -201,20 +209,114 @@ func hcmChain(name string, h *hcmv3.HttpConnectionManager) *listenerv3.FilterCha
 	}
 }
 
+// tcpDest is one destination of a TCP route: a cluster and its weight.
+type tcpDest struct {
+	cluster string
+	weight  uint32
+}
+
 // tcpProxyChain is a filter chain that proxies the connection's bytes to
-// cluster, for at most maxAge when that is set.
-func tcpProxyChain(name, cluster string, maxAge *durationpb.Duration) *listenerv3.FilterChain {
+// one of dests (by weight, when there are several), for at most maxAge
+// when that is set.
+func tcpProxyChain(name string, dests []tcpDest, maxAge *durationpb.Duration) *listenerv3.FilterChain {
+	tp := &tcpproxyv3.TcpProxy{
+		StatPrefix:                      strings.ReplaceAll(name, "|", "_"),
+		MaxDownstreamConnectionDuration: proto.CloneOf(maxAge),
+	}
+	if len(dests) == 1 {
+		tp.ClusterSpecifier = &tcpproxyv3.TcpProxy_Cluster{Cluster: dests[0].cluster}
+	} else {
+		wc := &tcpproxyv3.TcpProxy_WeightedCluster{}
+		for _, d := range dests {
+			wc.Clusters = append(wc.Clusters, &tcpproxyv3.TcpProxy_WeightedCluster_ClusterWeight{Name: d.cluster, Weight: d.weight})
+		}
+		tp.ClusterSpecifier = &tcpproxyv3.TcpProxy_WeightedClusters{WeightedClusters: wc}
+	}
 	return &listenerv3.FilterChain{
 		Name: name,
 		Filters: []*listenerv3.Filter{{
-			Name: wellknown.TCPProxy,
-			ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(&tcpproxyv3.TcpProxy{
-				StatPrefix:                      strings.ReplaceAll(name, "|", "_"),
-				ClusterSpecifier:                &tcpproxyv3.TcpProxy_Cluster{Cluster: cluster},
-				MaxDownstreamConnectionDuration: proto.CloneOf(maxAge),
-			})},
+			Name:       wellknown.TCPProxy,
+			ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(tp)},
 		}},
 	}
+}
+
+// tcpRoute is where the VirtualService vs (which applies to sidecars for
+// svc's host; nil if none does) sends TCP connections to svc on port: the
+// destinations of its first TCP route whose match applies (a route without
+// matches applies everywhere), as Istio picks it. nil means none does,
+// and the connection goes to the service.
+func (t *translator) tcpRoute(vs *virtualService, svc *registry.Service, port uint32) []tcpDest {
+	if vs == nil {
+		return nil
+	}
+	for _, r := range vs.spec.GetTcp() {
+		applies := len(r.GetMatch()) == 0
+		for _, m := range r.GetMatch() {
+			if t.l4MatchApplies(m, vs.res.Namespace, svc, port) {
+				applies = true
+				break
+			}
+		}
+		if !applies {
+			continue
+		}
+		var dests []tcpDest
+		var total uint32
+		for _, d := range r.GetRoute() {
+			if d.GetDestination().GetHost() == "" {
+				continue
+			}
+			k := t.destination(d.GetDestination(), vs.res.Namespace, port)
+			t.refs[k] = true
+			w := uint32(max(d.GetWeight(), 0))
+			dests = append(dests, tcpDest{cluster: k.name(), weight: w})
+			total += w
+		}
+		if total > 0 {
+			dests = slices.DeleteFunc(dests, func(d tcpDest) bool { return d.weight == 0 })
+		} else {
+			for i := range dests {
+				dests[i].weight = 1 // no weights at all: split evenly
+			}
+		}
+		if len(dests) > 0 {
+			return dests
+		}
+	}
+	return nil
+}
+
+// l4MatchApplies reports whether a TCP route's match applies to
+// connections from this proxy to svc on port: its port, destination
+// subnets (the service's VIP), gateways ("mesh"), source labels and
+// source namespace.
+func (t *translator) l4MatchApplies(m *v1alpha3.L4MatchAttributes, vsNamespace string, svc *registry.Service, port uint32) bool {
+	if m.GetPort() != 0 && m.GetPort() != port {
+		return false
+	}
+	if subnets := m.GetDestinationSubnets(); len(subnets) > 0 {
+		vip, err := netip.ParseAddr(svc.VIP)
+		if err != nil || !slices.ContainsFunc(subnets, func(s string) bool { return inSubnet(vip, s) }) {
+			return false
+		}
+	}
+	if gws := m.GetGateways(); len(gws) > 0 && !slices.ContainsFunc(gws, func(g string) bool { return resolveGateway(g, vsNamespace) == meshGateway }) {
+		return false
+	}
+	if !hasLabels(t.proxy.Labels, m.GetSourceLabels()) {
+		return false
+	}
+	return m.GetSourceNamespace() == "" || m.GetSourceNamespace() == t.proxy.Namespace
+}
+
+// inSubnet reports whether ip is in s, a CIDR or a single address.
+func inSubnet(ip netip.Addr, s string) bool {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Contains(ip)
+	}
+	a, err := netip.ParseAddr(s)
+	return err == nil && a == ip
 }
 
 // passthroughClusters are the clusters transparent listeners fall back to.

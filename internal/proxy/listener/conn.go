@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"github.com/weftmesh/weft/internal/proxy/sockio"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -195,7 +196,7 @@ var exchangePool = sync.Pool{New: func() any { return new(chain.Exchange) }}
 // closes down, at once when the cluster's max_connections are open.
 func (m *Manager) proxyTCP(down net.Conn, fc *model.FilterChain, listener string, origDst netip.AddrPort) {
 	defer down.Close()
-	clusterName := fc.TCPCluster
+	clusterName := fc.PickTCPCluster(rand.Float64())
 	ix := m.cur.Load()
 	cl := ix.model.Clusters[clusterName]
 	if cl == nil {

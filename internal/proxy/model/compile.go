@@ -81,10 +81,11 @@ type compiledChain struct {
 	// statPrefix is the connection manager's stat_prefix, which labels its
 	// fault counters.
 	statPrefix string
-	// tcp_proxy: the cluster, and how long a connection may last (0: no
-	// limit).
-	tcpCluster string
-	tcpMaxAge  time.Duration
+	// tcp_proxy: the cluster (or weighted clusters), and how long a
+	// connection may last (0: no limit).
+	tcpCluster  string
+	tcpWeighted []WeightedCluster
+	tcpMaxAge   time.Duration
 }
 
 // httpFilter is a compiled HTTP filter other than the router.
@@ -283,13 +284,29 @@ func compileChain(fc *listenerv3.FilterChain, field string) (*compiledChain, err
 		if err := tc.UnmarshalTo(tp); err != nil {
 			return nil, fmt.Errorf("%s.typed_config: %w", field, err)
 		}
-		if tp.GetCluster() == "" {
-			return nil, fmt.Errorf("%s.typed_config: only cluster is supported (weighted_clusters is not)", field)
-		}
 		if tp.GetTunnelingConfig() != nil {
 			return nil, fmt.Errorf("%s.typed_config.tunneling_config: not supported by weft-proxy", field)
 		}
 		out.tcpCluster = tp.GetCluster()
+		if wc := tp.GetWeightedClusters(); wc != nil {
+			var total uint64
+			for i, c := range wc.GetClusters() {
+				if c.GetName() == "" {
+					return nil, fmt.Errorf("%s.typed_config.weighted_clusters.clusters[%d].name: empty", field, i)
+				}
+				if c.GetMetadataMatch() != nil {
+					return nil, fmt.Errorf("%s.typed_config.weighted_clusters.clusters[%d].metadata_match: not supported by weft-proxy", field, i)
+				}
+				out.tcpWeighted = append(out.tcpWeighted, WeightedCluster{Name: c.GetName(), Weight: c.GetWeight()})
+				total += uint64(c.GetWeight())
+			}
+			if total == 0 {
+				return nil, fmt.Errorf("%s.typed_config.weighted_clusters: the weights add up to 0", field)
+			}
+		}
+		if out.tcpCluster == "" && out.tcpWeighted == nil {
+			return nil, fmt.Errorf("%s.typed_config: cluster or weighted_clusters is required", field)
+		}
 		if d := tp.GetMaxDownstreamConnectionDuration(); d != nil {
 			if err := d.CheckValid(); err != nil || d.AsDuration() < 0 {
 				return nil, fmt.Errorf("%s.typed_config.max_downstream_connection_duration: must be a duration of 0 or more", field)

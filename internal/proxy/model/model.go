@@ -109,6 +109,35 @@ type FilterChain struct {
 	// 0: no limit).
 	TCPCluster string
 	TCPMaxAge  time.Duration
+	// TCPWeighted, when set instead of TCPCluster, are the clusters a
+	// connection goes to, one picked by weight per connection.
+	TCPWeighted []WeightedCluster
+}
+
+// WeightedCluster is one cluster of a tcp_proxy's weighted_clusters.
+type WeightedCluster struct {
+	Name   string
+	Weight uint32
+}
+
+// PickTCPCluster returns the cluster a new connection goes to; r is a
+// random number in [0, 1).
+func (fc *FilterChain) PickTCPCluster(r float64) string {
+	if len(fc.TCPWeighted) == 0 {
+		return fc.TCPCluster
+	}
+	var total uint64
+	for _, c := range fc.TCPWeighted {
+		total += uint64(c.Weight)
+	}
+	n := uint64(r * float64(total))
+	for _, c := range fc.TCPWeighted {
+		if n < uint64(c.Weight) {
+			return c.Name
+		}
+		n -= uint64(c.Weight)
+	}
+	return fc.TCPWeighted[len(fc.TCPWeighted)-1].Name
 }
 
 // HTTP reports whether the chain is an HTTP connection manager.
@@ -667,7 +696,7 @@ func (c *Compiler) build() {
 		l := &Listener{Name: cl.name, Address: cl.address, NoBind: !cl.bind, UseOriginalDst: cl.origDst,
 			HTTPInspector: cl.inspect, InspectTimeout: cl.timeout, ContinueOnTimeout: cl.cont, DNS: cl.dns}
 		mk := func(cc *compiledChain) *FilterChain {
-			fc := &FilterChain{Name: cc.name, DestinationPort: cc.destPort, ApplicationProtocols: cc.protocols, TCPCluster: cc.tcpCluster, TCPMaxAge: cc.tcpMaxAge}
+			fc := &FilterChain{Name: cc.name, DestinationPort: cc.destPort, ApplicationProtocols: cc.protocols, TCPCluster: cc.tcpCluster, TCPMaxAge: cc.tcpMaxAge, TCPWeighted: cc.tcpWeighted}
 			if cc.http {
 				fc.RouteConfig, fc.Routes, fc.Chain = cc.routeConfigName(), cc.inline, fwd
 				if fc.Routes == nil {

@@ -5,9 +5,9 @@ package tcp_proxyv3
 
 import (
 	xdsapi "github.com/weftmesh/weft/internal/proxy/xdsapi"
-	_ "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/core/v3"
+	v3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/core/v3"
 	_ "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/extensions/filters/network/http_connection_manager/v3"
-	v3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/type/v3"
+	v31 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/type/v3"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
@@ -25,8 +25,9 @@ type TcpProxy struct {
 	//	*TcpProxy_Cluster
 	//	*TcpProxy_WeightedClusters
 	ClusterSpecifier                isTcpProxy_ClusterSpecifier `protobuf_oneof:"cluster_specifier"`
+	MetadataMatch                   *v3.Metadata                `protobuf:"bytes,9,opt,name=metadata_match,json=metadataMatch,proto3" json:"metadata_match,omitempty"`
 	IdleTimeout                     *durationpb.Duration        `protobuf:"bytes,8,opt,name=idle_timeout,json=idleTimeout,proto3" json:"idle_timeout,omitempty"`
-	HashPolicy                      []*v3.HashPolicy            `protobuf:"bytes,11,rep,name=hash_policy,json=hashPolicy,proto3" json:"hash_policy,omitempty"`
+	HashPolicy                      []*v31.HashPolicy           `protobuf:"bytes,11,rep,name=hash_policy,json=hashPolicy,proto3" json:"hash_policy,omitempty"`
 	TunnelingConfig                 *TcpProxy_TunnelingConfig   `protobuf:"bytes,12,opt,name=tunneling_config,json=tunnelingConfig,proto3" json:"tunneling_config,omitempty"`
 	MaxDownstreamConnectionDuration *durationpb.Duration        `protobuf:"bytes,13,opt,name=max_downstream_connection_duration,json=maxDownstreamConnectionDuration,proto3" json:"max_downstream_connection_duration,omitempty"`
 	unknownFields                   protoimpl.UnknownFields
@@ -95,6 +96,13 @@ func (x *TcpProxy) GetWeightedClusters() *TcpProxy_WeightedCluster {
 	return nil
 }
 
+func (x *TcpProxy) GetMetadataMatch() *v3.Metadata {
+	if x != nil {
+		return x.MetadataMatch
+	}
+	return nil
+}
+
 func (x *TcpProxy) GetIdleTimeout() *durationpb.Duration {
 	if x != nil {
 		return x.IdleTimeout
@@ -102,7 +110,7 @@ func (x *TcpProxy) GetIdleTimeout() *durationpb.Duration {
 	return nil
 }
 
-func (x *TcpProxy) GetHashPolicy() []*v3.HashPolicy {
+func (x *TcpProxy) GetHashPolicy() []*v31.HashPolicy {
 	if x != nil {
 		return x.HashPolicy
 	}
@@ -231,6 +239,7 @@ type TcpProxy_WeightedCluster_ClusterWeight struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	Weight        uint32                 `protobuf:"varint,2,opt,name=weight,proto3" json:"weight,omitempty"`
+	MetadataMatch *v3.Metadata           `protobuf:"bytes,3,opt,name=metadata_match,json=metadataMatch,proto3" json:"metadata_match,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -279,27 +288,36 @@ func (x *TcpProxy_WeightedCluster_ClusterWeight) GetWeight() uint32 {
 	return 0
 }
 
+func (x *TcpProxy_WeightedCluster_ClusterWeight) GetMetadataMatch() *v3.Metadata {
+	if x != nil {
+		return x.MetadataMatch
+	}
+	return nil
+}
+
 var File_envoy_extensions_filters_network_tcp_proxy_v3_tcp_proxy_proto protoreflect.FileDescriptor
 
 const file_envoy_extensions_filters_network_tcp_proxy_v3_tcp_proxy_proto_rawDesc = "" +
 	"\n" +
-	"=envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.proto\x12-envoy.extensions.filters.network.tcp_proxy.v3\x1a\"envoy/config/core/v3/backoff.proto\x1a\x1fenvoy/config/core/v3/base.proto\x1a(envoy/config/core/v3/config_source.proto\x1a$envoy/config/core/v3/extension.proto\x1aYenvoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto\x1a\x1fenvoy/type/v3/hash_policy.proto\x1a\x1benvoy/type/v3/percent.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1egoogle/protobuf/wrappers.proto\"\x9d\x06\n" +
+	"=envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.proto\x12-envoy.extensions.filters.network.tcp_proxy.v3\x1a\"envoy/config/core/v3/backoff.proto\x1a\x1fenvoy/config/core/v3/base.proto\x1a(envoy/config/core/v3/config_source.proto\x1a$envoy/config/core/v3/extension.proto\x1aYenvoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto\x1a\x1fenvoy/type/v3/hash_policy.proto\x1a\x1benvoy/type/v3/percent.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1egoogle/protobuf/wrappers.proto\"\xac\a\n" +
 	"\bTcpProxy\x12\x1f\n" +
 	"\vstat_prefix\x18\x01 \x01(\tR\n" +
 	"statPrefix\x12\x1a\n" +
 	"\acluster\x18\x02 \x01(\tH\x00R\acluster\x12v\n" +
 	"\x11weighted_clusters\x18\n" +
-	" \x01(\v2G.envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedClusterH\x00R\x10weightedClusters\x12<\n" +
+	" \x01(\v2G.envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedClusterH\x00R\x10weightedClusters\x12E\n" +
+	"\x0emetadata_match\x18\t \x01(\v2\x1e.envoy.config.core.v3.MetadataR\rmetadataMatch\x12<\n" +
 	"\fidle_timeout\x18\b \x01(\v2\x19.google.protobuf.DurationR\vidleTimeout\x12:\n" +
 	"\vhash_policy\x18\v \x03(\v2\x19.envoy.type.v3.HashPolicyR\n" +
 	"hashPolicy\x12r\n" +
 	"\x10tunneling_config\x18\f \x01(\v2G.envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.TunnelingConfigR\x0ftunnelingConfig\x12f\n" +
-	"\"max_downstream_connection_duration\x18\r \x01(\v2\x19.google.protobuf.DurationR\x1fmaxDownstreamConnectionDuration\x1a\xc1\x01\n" +
+	"\"max_downstream_connection_duration\x18\r \x01(\v2\x19.google.protobuf.DurationR\x1fmaxDownstreamConnectionDuration\x1a\x89\x02\n" +
 	"\x0fWeightedCluster\x12q\n" +
-	"\bclusters\x18\x01 \x03(\v2U.envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster.ClusterWeightR\bclusters\x1a;\n" +
+	"\bclusters\x18\x01 \x03(\v2U.envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster.ClusterWeightR\bclusters\x1a\x82\x01\n" +
 	"\rClusterWeight\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
-	"\x06weight\x18\x02 \x01(\rR\x06weight\x1a-\n" +
+	"\x06weight\x18\x02 \x01(\rR\x06weight\x12E\n" +
+	"\x0emetadata_match\x18\x03 \x01(\v2\x1e.envoy.config.core.v3.MetadataR\rmetadataMatch\x1a-\n" +
 	"\x0fTunnelingConfig\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostnameB\x13\n" +
 	"\x11cluster_specifierBjZhgithub.com/weftmesh/weft/internal/proxy/xdsapi/envoy/extensions/filters/network/tcp_proxy/v3;tcp_proxyv3b\x06proto3"
@@ -322,21 +340,24 @@ var file_envoy_extensions_filters_network_tcp_proxy_v3_tcp_proxy_proto_goTypes =
 	(*TcpProxy_WeightedCluster)(nil),               // 1: envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster
 	(*TcpProxy_TunnelingConfig)(nil),               // 2: envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.TunnelingConfig
 	(*TcpProxy_WeightedCluster_ClusterWeight)(nil), // 3: envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster.ClusterWeight
-	(*durationpb.Duration)(nil),                    // 4: google.protobuf.Duration
-	(*v3.HashPolicy)(nil),                          // 5: envoy.type.v3.HashPolicy
+	(*v3.Metadata)(nil),                            // 4: envoy.config.core.v3.Metadata
+	(*durationpb.Duration)(nil),                    // 5: google.protobuf.Duration
+	(*v31.HashPolicy)(nil),                         // 6: envoy.type.v3.HashPolicy
 }
 var file_envoy_extensions_filters_network_tcp_proxy_v3_tcp_proxy_proto_depIdxs = []int32{
 	1, // 0: envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.weighted_clusters:type_name -> envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster
-	4, // 1: envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.idle_timeout:type_name -> google.protobuf.Duration
-	5, // 2: envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.hash_policy:type_name -> envoy.type.v3.HashPolicy
-	2, // 3: envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.tunneling_config:type_name -> envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.TunnelingConfig
-	4, // 4: envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.max_downstream_connection_duration:type_name -> google.protobuf.Duration
-	3, // 5: envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster.clusters:type_name -> envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster.ClusterWeight
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	4, // 1: envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.metadata_match:type_name -> envoy.config.core.v3.Metadata
+	5, // 2: envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.idle_timeout:type_name -> google.protobuf.Duration
+	6, // 3: envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.hash_policy:type_name -> envoy.type.v3.HashPolicy
+	2, // 4: envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.tunneling_config:type_name -> envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.TunnelingConfig
+	5, // 5: envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.max_downstream_connection_duration:type_name -> google.protobuf.Duration
+	3, // 6: envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster.clusters:type_name -> envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster.ClusterWeight
+	4, // 7: envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster.ClusterWeight.metadata_match:type_name -> envoy.config.core.v3.Metadata
+	8, // [8:8] is the sub-list for method output_type
+	8, // [8:8] is the sub-list for method input_type
+	8, // [8:8] is the sub-list for extension type_name
+	8, // [8:8] is the sub-list for extension extendee
+	0, // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_envoy_extensions_filters_network_tcp_proxy_v3_tcp_proxy_proto_init() }
