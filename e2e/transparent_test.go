@@ -183,8 +183,8 @@ func TestTransparentTCP(t *testing.T) {
 	fmt.Fprintf(c, "hello through the mesh\n")
 	line, err := bufio.NewReader(c).ReadString('\n')
 	c.Close()
-	if err != nil || line != "hello through the mesh\n" {
-		t.Errorf("tcp-echo answered %q, %v", line, err)
+	if err != nil || (line != "v1 hello through the mesh\n" && line != "v2 hello through the mesh\n") {
+		t.Errorf("tcp-echo answered %q, %v; want the line back from v1 or v2", line, err)
 	}
 
 	start := time.Now()
@@ -253,7 +253,7 @@ spec:
 	e.SetDeadline(opened.Add(5 * time.Second))
 	r := bufio.NewReader(e)
 	fmt.Fprintf(e, "still here\n")
-	if line, err := r.ReadString('\n'); err != nil || line != "still here\n" {
+	if line, err := r.ReadString('\n'); err != nil || !strings.HasSuffix(line, " still here\n") {
 		t.Fatalf("tcp-echo answered %q, %v before the connection's age", line, err)
 	}
 	if b, err := io.ReadAll(r); err != nil || len(b) != 0 {
@@ -523,5 +523,79 @@ func TestTransparentGRPC(t *testing.T) {
 	const h2 = `envoy_cluster_upstream_cx_http2_total{envoy_cluster_name="outbound|7070||grpc-echo.default.svc.cluster.local"}`
 	if n := m.sidecarStat("productpage", "v1", h2); n < 1 {
 		t.Errorf("%s = %v: the calls did not go through the client's sidecar over HTTP/2", h2, n)
+	}
+}
+
+// TestTransparentTCPTrafficShifting follows Istio's TCP traffic shifting
+// task: all of tcp-echo's connections to v1 by a VirtualService's TCP
+// route, then 80 % to v1 and 20 % to v2.
+func TestTransparentTCPTrafficShifting(t *testing.T) {
+	m := startNetNSMesh(t)
+	client := m.inside("productpage", "v1")
+	const rule = `
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: tcp-echo-destination
+spec:
+  host: tcp-echo
+  subsets:
+  - name: v1
+    labels:
+      version: v1
+  - name: v2
+    labels:
+      version: v2
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: tcp-echo
+spec:
+  hosts:
+  - tcp-echo
+  tcp:
+  - match:
+    - port: 9000
+    route:
+    - destination:
+        host: tcp-echo
+        port:
+          number: 9000
+        subset: v1
+      weight: %d
+    - destination:
+        host: tcp-echo
+        port:
+          number: 9000
+        subset: v2
+      weight: %d
+`
+	// versions opens n connections and counts which version answered.
+	versions := func(n int) map[string]int {
+		got := map[string]int{}
+		for range n {
+			c := dialService(t, client, "tcp-echo", 9000)
+			fmt.Fprintf(c, "hello\n")
+			line, err := bufio.NewReader(c).ReadString('\n')
+			c.Close()
+			if err != nil {
+				t.Fatalf("tcp-echo: %v", err)
+			}
+			v, _, _ := strings.Cut(line, " ")
+			got[v]++
+		}
+		return got
+	}
+	m.applyYAML(fmt.Sprintf(rule, 100, 0))
+	if got := versions(20); got["v1"] != 20 {
+		t.Fatalf("with every connection routed to v1: %v", got)
+	}
+	m.applyYAML(fmt.Sprintf(rule, 80, 20))
+	got := versions(100)
+	// 80/20 over 100 connections: v2 gets 20 on average; fewer than 3 or
+	// more than 40 happens about once in a million runs.
+	if got["v1"]+got["v2"] != 100 || got["v2"] < 3 || got["v2"] > 40 {
+		t.Errorf("with 80/20 weights, 100 connections went %v", got)
 	}
 }

@@ -55,7 +55,7 @@ http://127.0.0.1:8080/productpage. Ctrl-C stops everything.`,
 	f.IntVar(&opts.XDSPort, "xds-port", 15010, "control plane xDS port")
 	f.IntVar(&opts.APIPort, "api-port", 15014, "control plane API port")
 	f.IntVar(&opts.GatewayPort, "gateway-port", 8080, "local port for the gateway's port 80")
-	f.StringSliceVar(&opts.Samples, "samples", []string{"bookinfo"}, "sample workloads to run: bookinfo, tcp (an echo server and a server-first greeter), grpc (a gRPC health server)")
+	f.StringSliceVar(&opts.Samples, "samples", []string{"bookinfo"}, "sample workloads to run: bookinfo, tcp (an echo server in two versions and a server-first greeter), grpc (a gRPC health server)")
 	f.StringVar(&opts.OutboundTrafficPolicy, "outbound-traffic-policy", "", "ALLOW_ANY (default) or REGISTRY_ONLY: may transparent workloads reach destinations outside the mesh")
 	f.BoolVar(&opts.NetNS, "netns", false, "run every workload in its own network namespace with its own IP, captured by iptables (needs root)")
 	f.StringVar(&opts.Subnet, "subnet", "10.244.0.0/24", "the workloads' network with --netns")

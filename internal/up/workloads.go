@@ -36,11 +36,15 @@ func bookinfoApp(app, version string) Workload {
 		PortName: "http", Binary: "bookinfo", Args: []string{app}}
 }
 
-// tcpSamples are opaque TCP services: an echo server and a server-first
-// greeter, on ports declared TCP.
+// tcpSamples are opaque TCP services: an echo server in two versions, which
+// start their answers with "v1" and "v2" (as Istio's tcp-echo for its TCP
+// traffic shifting task), and a server-first greeter, on ports declared
+// TCP.
 var tcpSamples = []Workload{
 	{App: "tcp-echo", Version: "v1", ServiceAccount: "tcp-echo", ServicePort: 9000, PortName: "tcp-echo",
-		Binary: "tcpecho", Args: []string{"echo"}},
+		Binary: "tcpecho", Args: []string{"echo", "--prefix", "v1"}},
+	{App: "tcp-echo", Version: "v2", ServiceAccount: "tcp-echo", ServicePort: 9000, PortName: "tcp-echo",
+		Binary: "tcpecho", Args: []string{"echo", "--prefix", "v2"}},
 	{App: "greeter", Version: "v1", ServiceAccount: "greeter", ServicePort: 9001, PortName: "tcp-greeter",
 		Binary: "tcpecho", Args: []string{"greet"}},
 }

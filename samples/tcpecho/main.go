@@ -1,7 +1,9 @@
 // Command tcpecho is a sample of opaque TCP for the mesh: `tcpecho echo`
 // echoes every line back, and `tcpecho greet` is server-first, like SMTP or
 // MySQL: it greets the client as soon as it connects, then echoes. It
-// listens on --port (or PORT), default 9000.
+// listens on --port (or PORT), default 9000. With --prefix P each echoed
+// line starts with "P " (as Istio's tcp-echo sample answers "one ..." or
+// "two ...", which shows which version answered).
 package main
 
 import (
@@ -32,7 +34,11 @@ func main() {
 		port = p
 	}
 	fs.IntVar(&port, "port", port, "port to listen on")
+	prefix := fs.String("prefix", "", "`word` to start each echoed line with, followed by a space")
 	fs.Parse(os.Args[2:])
+	if *prefix != "" {
+		*prefix += " "
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 
 	l, err := net.Listen("tcp", fmt.Sprintf(":%d", port))
@@ -56,11 +62,11 @@ func main() {
 			log.Error("accept", "err", err)
 			continue
 		}
-		go serve(c, mode == "greet")
+		go serve(c, mode == "greet", *prefix)
 	}
 }
 
-func serve(c net.Conn, greet bool) {
+func serve(c net.Conn, greet bool, prefix string) {
 	defer c.Close()
 	if greet {
 		if _, err := c.Write([]byte(Greeting)); err != nil {
@@ -71,7 +77,7 @@ func serve(c net.Conn, greet bool) {
 	for {
 		line, err := r.ReadString('\n')
 		if len(line) > 0 {
-			if _, werr := c.Write([]byte(line)); werr != nil {
+			if _, werr := c.Write([]byte(prefix + line)); werr != nil {
 				return
 			}
 		}
