@@ -217,6 +217,7 @@ func checkWeb(t *testing.T, client *http.Client, url, service string, want healt
 	body := append([]byte{0, 0, 0, 0, byte(len(msg))}, msg...)
 	req, _ := http.NewRequest("POST", url, strings.NewReader(base64.StdEncoding.EncodeToString(body)))
 	req.Header.Set("Content-Type", "application/grpc-web-text+proto")
+	req.Header.Set("Accept", "application/grpc-web-text")
 	req.Header.Set("X-Grpc-Web", "1")
 	resp, err := client.Do(req)
 	if err != nil {

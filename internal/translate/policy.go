@@ -125,8 +125,9 @@ func defaultThresholds() *clusterv3.CircuitBreakers_Thresholds {
 // its endpoints, and http.useClientProtocol the protocol each request came
 // in with, as in Istio. http.maxConcurrentStreams and http.http2KeepAlive
 // go into the HTTP/2 options, and so apply where the cluster speaks HTTP/2;
-// tcp.maxConnectionDuration goes into the common HTTP options, and
-// tcp.tcpKeepalive into the cluster's upstream connection options.
+// tcp.maxConnectionDuration goes into the common HTTP options (and, for a
+// TCP service, into its tcp_proxy: see vipListener), and tcp.tcpKeepalive
+// into the cluster's upstream connection options.
 func applyConnectionPool(c *clusterv3.Cluster, cp *v1alpha3.ConnectionPoolSettings, protocol string) {
 	th := defaultThresholds()
 	c.ConnectTimeout = durationpb.New(defaultConnectTimeout)
@@ -303,9 +304,11 @@ func applyOutlierDetection(c *clusterv3.Cluster, od *v1alpha3.OutlierDetection) 
 		// defaults to 100 once local origin errors are split out).
 		out.SplitExternalLocalOriginErrors = true
 		out.EnforcingLocalOriginSuccessRate = wrapperspb.UInt32(0)
-		if n := od.GetConsecutiveLocalOriginFailures(); n != nil {
-			out.ConsecutiveLocalOriginFailure = wrapperspb.UInt32(n.GetValue())
-			out.EnforcingConsecutiveLocalOriginFailure = enforcing(n.GetValue())
+		// As Istio: set only when above 0, so 0 means Envoy's default (5,
+		// enforced).
+		if n := od.GetConsecutiveLocalOriginFailures().GetValue(); n > 0 {
+			out.ConsecutiveLocalOriginFailure = wrapperspb.UInt32(n)
+			out.EnforcingConsecutiveLocalOriginFailure = wrapperspb.UInt32(100)
 		}
 	}
 	c.OutlierDetection = out

@@ -88,7 +88,9 @@ func (t *translator) transparentSidecar() ([]*listenerv3.Listener, []*routev3.Ro
 			if strings.EqualFold(port.Protocol, "UDP") {
 				continue
 			}
-			maxAge := t.trafficPolicy(clusterKey{host: svc.Hostname, port: port.Number}).GetConnectionPool().GetTcp().GetMaxConnectionDuration()
+			// As Istio: the rule's top-level setting, not a port's or a
+			// subset's.
+			maxAge := t.drs[svc.Hostname].spec.GetTrafficPolicy().GetConnectionPool().GetTcp().GetMaxConnectionDuration()
 			listeners = append(listeners, vipListener(svc, port, t.tcpRoute(mesh[svc.Hostname], svc, port.Number), maxAge))
 			if kindOf(port.Protocol) != portTCP {
 				httpPorts[port.Number] = true

@@ -18,6 +18,7 @@ import (
 	"os/signal"
 	"strconv"
 	"syscall"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
@@ -54,6 +55,8 @@ func main() {
 	go func() {
 		<-ctx.Done()
 		hs.Shutdown() // NOT_SERVING to watchers, then stop
+		// A Watch stream never ends on its own: give calls 5 s.
+		time.AfterFunc(5*time.Second, srv.Stop)
 		srv.GracefulStop()
 	}()
 	log.Info("serving", "addr", l.Addr().String())

@@ -83,9 +83,10 @@ func (f *Filter) Serve(x *chain.Exchange) {
 		// A browser cannot decompress messages itself.
 		h["Grpc-Accept-Encoding"] = valIdentity
 	}
-	// The answer is text when the request is, or when the client asks
-	// for it (a binary request may).
-	textOut := text || (len(h["Accept"]) > 0 && strings.HasPrefix(h["Accept"][0], ctWebText))
+	// The answer is text when the client asks for it, as in Envoy: by
+	// Accept, whatever the request's own form (gRPC-Web's text clients
+	// send "Accept: application/grpc-web-text").
+	textOut := len(h["Accept"]) > 0 && (h["Accept"][0] == ctWebText || h["Accept"][0] == ctWebText+"+proto")
 	w := &writer{ResponseWriter: x.W, text: textOut}
 	x.W = w
 	defer func() { x.W = w.ResponseWriter }()
@@ -153,6 +154,11 @@ func decodeText(dst, src []byte, off int) ([]byte, []byte, error) {
 		end := len(src) &^ 3
 		if i := bytes.IndexByte(src[:end], '='); i >= 0 {
 			end = min(end, i&^3+4) // through the padded group
+		}
+		if i := bytes.IndexAny(src[:end], "\r\n"); i >= 0 {
+			// The standard decoder would skip them, and the groups counted
+			// here would no longer be its groups; Envoy refuses them too.
+			return dst, src, fmt.Errorf("invalid base64 at byte %d of the body (a line break)", off+i)
 		}
 		n, err := base64.StdEncoding.Decode(dst[len(dst):cap(dst)], src[:end])
 		if err != nil {

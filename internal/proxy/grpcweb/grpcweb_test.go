@@ -58,6 +58,9 @@ func TestGRPCWebBinaryAndText(t *testing.T) {
 			r := httptest.NewRequest("POST", "/pkg.Service/Method", strings.NewReader(tc.body))
 			r.Header.Set("Content-Type", tc.ctype)
 			r.Header.Set("Content-Length", "123")
+			if tc.text {
+				r.Header.Set("Accept", "application/grpc-web-text") // as text clients send it
+			}
 			w := httptest.NewRecorder()
 			x := &chain.Exchange{W: w, R: r}
 			f.Serve(x)
@@ -121,6 +124,7 @@ func TestGRPCWebTextStreams(t *testing.T) {
 	}))
 	r := httptest.NewRequest("POST", "/pkg.Service/Watch", strings.NewReader(base64.StdEncoding.EncodeToString(frame(0, ""))))
 	r.Header.Set("Content-Type", "application/grpc-web-text")
+	r.Header.Set("Accept", "application/grpc-web-text")
 	w = httptest.NewRecorder()
 	f.Serve(&chain.Exchange{W: w, R: r})
 	if !bytes.Equal(seen, msg) {
@@ -190,6 +194,19 @@ func TestGRPCWebOthersUntouched(t *testing.T) {
 	}
 }
 
+// A text request without Accept gets a binary answer, as from Envoy: the
+// answer's form follows Accept alone.
+func TestGRPCWebTextRequestBinaryAnswer(t *testing.T) {
+	e := &echo{}
+	r := httptest.NewRequest("POST", "/pkg.Service/Method", strings.NewReader(base64.StdEncoding.EncodeToString(frame(0, "hi"))))
+	r.Header.Set("Content-Type", "application/grpc-web-text")
+	w := httptest.NewRecorder()
+	New(e).Serve(&chain.Exchange{W: w, R: r})
+	if ct := w.Result().Header.Get("Content-Type"); ct != "application/grpc-web+proto" || !bytes.HasPrefix(w.Body.Bytes(), frame(0, "hi")) {
+		t.Errorf("answer %q, body %q; want application/grpc-web+proto with the message as it is", ct, w.Body.Bytes())
+	}
+}
+
 // A text request may come as chunks padded one by one (a streaming client
 // encodes each message on its own); decoded whole or as it is read, the
 // upstream sees the messages back to back.
@@ -233,12 +250,14 @@ func TestGRPCWebTextInvalid(t *testing.T) {
 	for _, tc := range []struct{ name, body, want string }{
 		{"bad character", "AAAA*AAA", "invalid base64 at byte 4 of the body"},
 		{"cut short", "AAAAAAFhY", "the body's 9 characters of base64 are not a whole number of groups of 4"},
+		{"line break", "AAAA\nAAA", "invalid base64 at byte 4 of the body (a line break)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			called := false
 			next := chain.HandlerFunc(func(x *chain.Exchange) { called = true })
 			r := httptest.NewRequest("POST", "/pkg.Service/Method", strings.NewReader(tc.body))
 			r.Header.Set("Content-Type", "application/grpc-web-text")
+			r.Header.Set("Accept", "application/grpc-web-text")
 			w := httptest.NewRecorder()
 			New(next).Serve(&chain.Exchange{W: w, R: r})
 			if called {

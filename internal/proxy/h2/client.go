@@ -219,8 +219,11 @@ func (cc *ClientConn) SetKeepalive(interval, timeout time.Duration) {
 		return
 	}
 	k := &keepalive{interval: interval, timeout: timeout}
-	// The timer is set before the read loop can see k.
+	// The timer is set before its first tick (which waits for mu) and
+	// before the read loop can see k.
+	k.mu.Lock()
 	k.timer = time.AfterFunc(interval, func() { cc.keepaliveTick(k) })
+	k.mu.Unlock()
 	cc.ping.Store(k)
 }
 

@@ -196,6 +196,22 @@ var exchangePool = sync.Pool{New: func() any { return new(chain.Exchange) }}
 // closes down, at once when the cluster's max_connections are open.
 func (m *Manager) proxyTCP(down net.Conn, fc *model.FilterChain, listener string, origDst netip.AddrPort) {
 	defer down.Close()
+	// The connection's age counts from here, as in Envoy; at it both
+	// sides close (the upstream one once dialled).
+	var upstreamConn atomic.Pointer[net.Conn]
+	var aged atomic.Bool
+	if fc.TCPMaxAge > 0 {
+		age := time.AfterFunc(fc.TCPMaxAge, func() {
+			aged.Store(true)
+			m.log.Info("tcp_proxy: the connection reached its max_downstream_connection_duration; closing it",
+				"listener", listener, "duration", fc.TCPMaxAge, "source", down.RemoteAddr().String())
+			down.Close()
+			if up := upstreamConn.Load(); up != nil {
+				(*up).Close()
+			}
+		})
+		defer age.Stop()
+	}
 	clusterName := fc.PickTCPCluster(rand.Float64())
 	ix := m.cur.Load()
 	cl := ix.model.Clusters[clusterName]
@@ -237,18 +253,16 @@ func (m *Manager) proxyTCP(down net.Conn, fc *model.FilterChain, listener string
 		return
 	}
 	defer up.Close()
+	if fc.TCPMaxAge > 0 {
+		// Whichever of this and the timer comes second closes up.
+		upstreamConn.Store(&up)
+		if aged.Load() {
+			up.Close()
+		}
+	}
 	cl.Stats().Connection()
 	ep.Begin()
 	defer ep.End()
-	if fc.TCPMaxAge > 0 {
-		// Both sides close at the connection's age, as Envoy's
-		// max_downstream_connection_duration has it.
-		age := time.AfterFunc(fc.TCPMaxAge, func() {
-			down.Close()
-			up.Close()
-		})
-		defer age.Stop()
-	}
 	tx, rx := pipe(down, up)
 	cl.Stats().Bytes(uint64(tx), uint64(rx))
 }

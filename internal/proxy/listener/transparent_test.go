@@ -372,3 +372,28 @@ func TestHandoff(t *testing.T) {
 		}
 	}
 }
+
+// A tcp_proxy with max_downstream_connection_duration closes the
+// connection, both sides, at that age, whatever it is doing; and a chain
+// with weighted clusters sends each connection to one of them.
+func TestTCPProxyMaxAgeAndWeights(t *testing.T) {
+	srv := tcpServer(t, greeter)
+	f := transparent(t, "PassthroughCluster", nil, []upstream.ClusterSpec{{Name: "PassthroughCluster", OriginalDst: true}})
+	md := f.m.Current()
+	fc := md.Listeners[0].FilterChains[0]
+	fc.TCPMaxAge = 200 * time.Millisecond
+	fc.TCPCluster, fc.TCPWeighted = "", []model.WeightedCluster{{Name: "none", Weight: 0}, {Name: "PassthroughCluster", Weight: 1}}
+	f.m.Apply(md)
+	f.setDst(srv)
+	c := f.dial(t)
+	start := time.Now()
+	if got, _ := readLine(t, c); got != "220 greetings\r\n" {
+		t.Fatalf("got %q, want the greeting through the weighted chain", got)
+	}
+	if b, err := io.ReadAll(c); err != nil || len(b) != 0 {
+		t.Fatalf("after the greeting: %q, %v; want the connection closed at its age", b, err)
+	}
+	if d := time.Since(start); d < 150*time.Millisecond || d > 2*time.Second {
+		t.Errorf("the connection closed after %v; its max age is 200ms", d)
+	}
+}

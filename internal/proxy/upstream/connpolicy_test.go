@@ -180,7 +180,7 @@ func TestMaxConnectionDurationKeepsLaterConnections(t *testing.T) {
 			io.WriteString(w, "ok")
 		})
 		p := NewPools(PoolsOptions{})
-		ep := p.Build([]ClusterSpec{{Name: "c", MaxConnectionDuration: 150 * time.Millisecond,
+		ep := p.Build([]ClusterSpec{{Name: "c", MaxConnectionDuration: time.Second,
 			Endpoints: []EndpointSpec{{Address: addr}}}})["c"].Pick(nil)
 		send := func() {
 			t.Helper()
@@ -201,7 +201,7 @@ func TestMaxConnectionDurationKeepsLaterConnections(t *testing.T) {
 			send()
 		}
 		if n := opened.Load(); n != 2 {
-			t.Errorf("stream %v: 1 request, its connection's age, then 5 more at once: %d connections, want 2", stream, n)
+			t.Errorf("stream %v: 1 request, its connection's age, then 5 more one after another: %d connections, want 2", stream, n)
 		}
 		p.Close()
 	}
