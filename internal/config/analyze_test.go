@@ -264,7 +264,6 @@ spec:
 			drPrefix + "spec.trafficPolicy.portLevelSettings[0].tls: client TLS settings" + suffix,
 			drPrefix + "spec.trafficPolicy.portLevelSettings[0].loadBalancer.consistentHash.httpCookie.attributes: consistent-hash cookie attributes" + suffix,
 			drPrefix + "spec.trafficPolicy.portLevelSettings[0].loadBalancer.localityLbSetting: loadBalancer.localityLbSetting" + suffix,
-			drPrefix + "spec.subsets[0].trafficPolicy.loadBalancer.warmupDurationSecs: loadBalancer.warmupDurationSecs" + suffix,
 		}},
 	}
 	for _, tt := range tests {

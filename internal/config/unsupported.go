@@ -80,8 +80,6 @@ func Unsupported(r *Resource) []Warning {
 			}{
 				{lb.GetLocalityLbSetting() != nil, "localityLbSetting"},
 				{lb.GetZoneAwareLbSetting() != nil, "zoneAwareLbSetting"},
-				{lb.GetWarmupDurationSecs() != nil, "warmupDurationSecs"},
-				{lb.GetWarmup() != nil, "warmup"},
 			} {
 				if f.set {
 					warn(path+".loadBalancer."+f.name, "loadBalancer."+f.name)

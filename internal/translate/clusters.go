@@ -5,7 +5,10 @@ import (
 	"slices"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	"istio.io/api/networking/v1alpha3"
 
@@ -79,6 +82,14 @@ func applyLoadBalancer(c *clusterv3.Cluster, lb *v1alpha3.LoadBalancerSettings) 
 	c.LbPolicy = simpleLb(lb)
 	ch := lb.GetConsistentHash()
 	if ch == nil {
+		if ss := slowStart(lb); ss != nil {
+			switch c.LbPolicy {
+			case clusterv3.Cluster_ROUND_ROBIN:
+				c.LbConfig = &clusterv3.Cluster_RoundRobinLbConfig_{RoundRobinLbConfig: &clusterv3.Cluster_RoundRobinLbConfig{SlowStartConfig: ss}}
+			case clusterv3.Cluster_LEAST_REQUEST:
+				c.LbConfig = &clusterv3.Cluster_LeastRequestLbConfig_{LeastRequestLbConfig: &clusterv3.Cluster_LeastRequestLbConfig{SlowStartConfig: ss}}
+			}
+		}
 		return
 	}
 	switch {
@@ -102,6 +113,30 @@ func applyLoadBalancer(c *clusterv3.Cluster, lb *v1alpha3.LoadBalancerSettings) 
 		}
 		c.LbConfig = ringHashConfig(n)
 	}
+}
+
+// slowStart is Envoy's slow start configuration for a DestinationRule's
+// warmup (or the older warmupDurationSecs), as Istio writes it: a new
+// endpoint's share of the traffic grows over the duration, from
+// minimumPercent of its weight, at a pace set by aggression. nil without
+// either.
+func slowStart(lb *v1alpha3.LoadBalancerSettings) *clusterv3.Cluster_SlowStartConfig {
+	w := lb.GetWarmup()
+	d := w.GetDuration()
+	if d == nil {
+		d = lb.GetWarmupDurationSecs()
+	}
+	if d == nil {
+		return nil
+	}
+	out := &clusterv3.Cluster_SlowStartConfig{SlowStartWindow: proto.CloneOf(d)}
+	if a := w.GetAggression(); a != nil {
+		out.Aggression = &corev3.RuntimeDouble{DefaultValue: a.GetValue(), RuntimeKey: "upstream.slow_start_aggression"}
+	}
+	if m := w.GetMinimumPercent(); m != nil {
+		out.MinWeightPercent = &typev3.Percent{Value: m.GetValue()}
+	}
+	return out
 }
 
 // defaultMinimumRingSize is the ring size Istio sets when a consistentHash

@@ -252,3 +252,34 @@ func TestCompileClusterProtocol(t *testing.T) {
 		})
 	}
 }
+
+// A round robin or least request cluster's slow start reaches its spec,
+// Envoy's defaults filling what it leaves out; a window is required.
+func TestCompileClusterSlowStart(t *testing.T) {
+	c := xdstest.EDSCluster(cRev)
+	c.LbPolicy = clusterv3.Cluster_ROUND_ROBIN
+	c.LbConfig = &clusterv3.Cluster_RoundRobinLbConfig_{RoundRobinLbConfig: &clusterv3.Cluster_RoundRobinLbConfig{
+		SlowStartConfig: &clusterv3.Cluster_SlowStartConfig{SlowStartWindow: durationpb.New(30 * time.Second)}}}
+	cc, err := compileCluster(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (upstream.SlowStart{Window: 30 * time.Second, Aggression: 1, MinWeightPercent: 10}); cc.spec.SlowStart == nil || *cc.spec.SlowStart != want {
+		t.Errorf("round robin slow start %+v, want %+v", cc.spec.SlowStart, want)
+	}
+	c.LbPolicy = clusterv3.Cluster_LEAST_REQUEST
+	c.LbConfig = &clusterv3.Cluster_LeastRequestLbConfig_{LeastRequestLbConfig: &clusterv3.Cluster_LeastRequestLbConfig{
+		SlowStartConfig: &clusterv3.Cluster_SlowStartConfig{SlowStartWindow: durationpb.New(time.Minute),
+			Aggression: &corev3.RuntimeDouble{DefaultValue: 2, RuntimeKey: "k"}, MinWeightPercent: &typev3.Percent{Value: 25}}}}
+	if cc, err = compileCluster(c); err != nil {
+		t.Fatal(err)
+	}
+	if want := (upstream.SlowStart{Window: time.Minute, Aggression: 2, MinWeightPercent: 25}); cc.spec.SlowStart == nil || *cc.spec.SlowStart != want {
+		t.Errorf("least request slow start %+v, want %+v", cc.spec.SlowStart, want)
+	}
+	c.LbConfig = &clusterv3.Cluster_LeastRequestLbConfig_{LeastRequestLbConfig: &clusterv3.Cluster_LeastRequestLbConfig{
+		SlowStartConfig: &clusterv3.Cluster_SlowStartConfig{}}}
+	if _, err := compileCluster(c); err == nil || !strings.Contains(err.Error(), "least_request_lb_config.slow_start_config.slow_start_window: required") {
+		t.Errorf("a slow start without a window: %v", err)
+	}
+}

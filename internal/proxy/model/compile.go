@@ -501,6 +501,31 @@ func compileRoute(enc *router.Encoded, prev *router.Table) (*router.Table, error
 	return enc.Compile(prev)
 }
 
+// compileSlowStart reads a slow_start_config; nil gives nil.
+func compileSlowStart(ss *clusterv3.Cluster_SlowStartConfig, field string) (*upstream.SlowStart, error) {
+	if ss == nil {
+		return nil, nil
+	}
+	w := ss.GetSlowStartWindow()
+	if err := w.CheckValid(); w == nil || err != nil || w.AsDuration() <= 0 {
+		return nil, fmt.Errorf("%s.slow_start_window: required, a positive duration", field)
+	}
+	out := &upstream.SlowStart{Window: w.AsDuration(), Aggression: upstream.DefaultSlowStartAggression, MinWeightPercent: upstream.DefaultSlowStartMinPercent}
+	if a := ss.GetAggression(); a != nil {
+		if a.GetDefaultValue() <= 0 {
+			return nil, fmt.Errorf("%s.aggression %g: must be above 0", field, a.GetDefaultValue())
+		}
+		out.Aggression = a.GetDefaultValue() // runtime_key: weft-proxy has no runtime layer
+	}
+	if p := ss.GetMinWeightPercent(); p != nil {
+		if p.GetValue() < 0 || p.GetValue() > 100 {
+			return nil, fmt.Errorf("%s.min_weight_percent %g: must be from 0 to 100", field, p.GetValue())
+		}
+		out.MinWeightPercent = p.GetValue()
+	}
+	return out, nil
+}
+
 // compileCluster compiles one Cluster.
 func compileCluster(c *clusterv3.Cluster) (*compiledCluster, error) {
 	if c.GetName() == "" {
@@ -525,8 +550,18 @@ func compileCluster(c *clusterv3.Cluster) (*compiledCluster, error) {
 	switch p := c.GetLbPolicy(); p {
 	case clusterv3.Cluster_ROUND_ROBIN:
 		out.spec.LB = upstream.RoundRobin
+		ss, err := compileSlowStart(c.GetRoundRobinLbConfig().GetSlowStartConfig(), "round_robin_lb_config.slow_start_config")
+		if err != nil {
+			return nil, err
+		}
+		out.spec.SlowStart = ss
 	case clusterv3.Cluster_LEAST_REQUEST:
 		out.spec.LB = upstream.LeastRequest
+		ss, err := compileSlowStart(c.GetLeastRequestLbConfig().GetSlowStartConfig(), "least_request_lb_config.slow_start_config")
+		if err != nil {
+			return nil, err
+		}
+		out.spec.SlowStart = ss
 	case clusterv3.Cluster_RANDOM:
 		out.spec.LB = upstream.Random
 	case clusterv3.Cluster_RING_HASH, clusterv3.Cluster_MAGLEV:

@@ -133,6 +133,39 @@ type ClusterSpec struct {
 	MaxConnectionDuration time.Duration
 	// HTTP2 holds the settings of HTTP/2 connections to the endpoints.
 	HTTP2 HTTP2Options
+	// SlowStart, for a RoundRobin or LeastRequest cluster, ramps up the
+	// traffic of an endpoint that joined the cluster recently; nil: none.
+	SlowStart *SlowStart
+}
+
+// SlowStart is a cluster's slow_start_config. An endpoint younger than
+// Window (counted from when it joined the cluster) is picked in proportion
+// to its weight times max(MinWeightPercent/100, (age/Window)^(1/Aggression)),
+// age in whole seconds and at least one, as Envoy weighs it; while any
+// endpoint is that young, the cluster picks at random by those weights.
+type SlowStart struct {
+	Window time.Duration
+	// Aggression 1 ramps linearly; above 1, faster at first.
+	Aggression float64
+	// MinWeightPercent is the least share of its weight a new endpoint
+	// gets.
+	MinWeightPercent float64
+}
+
+// Envoy's slow start defaults.
+const (
+	DefaultSlowStartAggression = 1.0
+	DefaultSlowStartMinPercent = 10.0
+)
+
+// factor is the share of its weight an endpoint of the given age gets.
+func (s *SlowStart) factor(age time.Duration) float64 {
+	if age >= s.Window {
+		return 1
+	}
+	secs := max(math.Floor(age.Seconds()), 1)
+	f := math.Pow(secs/s.Window.Seconds(), 1/s.Aggression)
+	return min(max(f, s.MinWeightPercent/100), 1)
 }
 
 // TCPKeepalive are the TCP keepalive settings of a connection (Envoy's
@@ -199,6 +232,9 @@ type Endpoint struct {
 	// has none.
 	od  *hostState
 	set endpointSettings
+	// since is when the endpoint joined its cluster (slow start counts
+	// its age from it).
+	since time.Time
 }
 
 // endpointSettings are what an Endpoint is built with; a configuration
@@ -447,6 +483,12 @@ type Cluster struct {
 	panic float64
 	// hash is the ring or Maglev table of a RingHash or Maglev cluster.
 	hash *hashTable
+	// slow is the slow start of a RoundRobin or LeastRequest cluster, with
+	// weights its endpoints' configured weights and warmUntil when its
+	// youngest endpoint stops warming up (nil, zero: no slow start).
+	slow      *SlowStart
+	weights   []uint32
+	warmUntil time.Time
 }
 
 // BeginRetry claims one of the cluster's max_retries for a request about
@@ -644,6 +686,11 @@ func (c *Cluster) pickAny(avoid *Endpoint) *Endpoint {
 
 func (c *Cluster) pick() *Endpoint {
 	n := uint64(len(c.endpoints))
+	if c.slow != nil {
+		if now := time.Now(); now.Before(c.warmUntil) {
+			return c.pickWarming(now)
+		}
+	}
 	switch c.policy {
 	case LeastRequest:
 		// Power of two choices: two distinct random endpoints, fewer in flight wins.
@@ -673,6 +720,25 @@ func (c *Cluster) pick() *Endpoint {
 		}
 		return c.endpoints[k%n]
 	}
+}
+
+// pickWarming picks at random by weights scaled down for the endpoints
+// still in slow start (see SlowStart).
+func (c *Cluster) pickWarming(now time.Time) *Endpoint {
+	weight := func(i int) float64 { return float64(c.weights[i]) * c.slow.factor(now.Sub(c.endpoints[i].since)) }
+	var total float64
+	for i := range c.endpoints {
+		total += weight(i)
+	}
+	x := rand.Float64() * total
+	for i := range c.endpoints {
+		w := weight(i)
+		if x < w {
+			return c.endpoints[i]
+		}
+		x -= w
+	}
+	return c.endpoints[len(c.endpoints)-1]
 }
 
 // maxSchedule bounds the weighted round robin schedule length.
@@ -868,6 +934,7 @@ func sameSpec(a, b *ClusterSpec) bool {
 		a.OriginalDst == b.OriginalDst && a.MaxRequestsPerConnection == b.MaxRequestsPerConnection &&
 		a.IdleTimeout == b.IdleTimeout && a.Hash == b.Hash && a.Protocol == b.Protocol &&
 		a.MaxConnectionDuration == b.MaxConnectionDuration && a.HTTP2 == b.HTTP2 && samePtr(a.TCPKeepalive, b.TCPKeepalive) &&
+		samePtr(a.SlowStart, b.SlowStart) &&
 		samePtr(a.CircuitBreakers, b.CircuitBreakers) && samePtr(a.Outlier, b.Outlier) &&
 		samePtr(a.HealthyPanicThreshold, b.HealthyPanicThreshold) &&
 		slices.Equal(a.Endpoints, b.Endpoints)
@@ -950,6 +1017,9 @@ func (p *Pools) build(s ClusterSpec, used map[poolKey]bool) (*Cluster, []poolKey
 		} else if eset := set.forEndpoint(es, p.opts.H2WhenBusy); e == nil || e.set != eset {
 			old := e
 			e = p.newEndpoint(es.Address, eset, cb)
+			if old != nil {
+				e.since = old.since // the same endpoint, with new settings
+			}
 			if d != nil {
 				if old != nil && old.od != nil && old.od.d == d {
 					e.od = old.od // keep its ejection state
@@ -975,6 +1045,14 @@ func (p *Pools) build(s ClusterSpec, used map[poolKey]bool) (*Cluster, []poolKey
 	}
 	if d != nil {
 		d.update(*s.Outlier, hosts)
+	}
+	if ss := s.SlowStart; ss != nil && (s.LB == RoundRobin || s.LB == LeastRequest) && !s.OriginalDst && len(c.endpoints) > 1 {
+		c.slow, c.weights = ss, weights
+		for _, e := range c.endpoints {
+			if u := e.since.Add(ss.Window); u.After(c.warmUntil) {
+				c.warmUntil = u
+			}
+		}
 	}
 	if (s.LB == RingHash || s.LB == Maglev) && !s.OriginalDst {
 		t := p.hashes[s.Name]
@@ -1027,7 +1105,8 @@ func (p *Pools) newEndpoint(addr string, set endpointSettings, cb *breaker) *End
 		maxAge:      set.maxAge,
 		cb:          cb,
 	}
-	e := &Endpoint{addr: addr, maxIdle: p.opts.MaxIdleConnsPerEndpoint, h1: h1, dialer: d, cb: cb, set: set, h2WhenBusy: p.opts.H2WhenBusy}
+	e := &Endpoint{addr: addr, maxIdle: p.opts.MaxIdleConnsPerEndpoint, h1: h1, dialer: d, cb: cb, set: set, h2WhenBusy: p.opts.H2WhenBusy,
+		since: time.Now()}
 	h1.closeTransportIdle = e.closeTransportIdle
 	if set.protocol != HTTP1 || set.sidecar {
 		e.h2 = &h2Pool{e: e}

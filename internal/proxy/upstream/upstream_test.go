@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -239,7 +240,8 @@ func TestBuildRebuildsOnlyChangedClusters(t *testing.T) {
 // changed (a field added to ClusterSpec must be added to sameSpec).
 func TestSameSpecSeesEveryField(t *testing.T) {
 	base := ClusterSpec{Name: "c", Endpoints: []EndpointSpec{{Address: "a:1"}}, CircuitBreakers: &CircuitBreakers{MaxRequests: 1},
-		Outlier: &OutlierDetection{Consecutive5xx: 1}, HealthyPanicThreshold: new(float64), TCPKeepalive: &TCPKeepalive{}}
+		Outlier: &OutlierDetection{Consecutive5xx: 1}, HealthyPanicThreshold: new(float64), TCPKeepalive: &TCPKeepalive{},
+		SlowStart: &SlowStart{}}
 	if !sameSpec(&base, &base) {
 		t.Fatal("a spec differs from itself")
 	}
@@ -247,8 +249,8 @@ func TestSameSpecSeesEveryField(t *testing.T) {
 	for i := range typ.NumField() {
 		other := base
 		other.Endpoints = slices.Clone(base.Endpoints)
-		cb, od, pt, ka := *base.CircuitBreakers, *base.Outlier, *base.HealthyPanicThreshold, *base.TCPKeepalive
-		other.CircuitBreakers, other.Outlier, other.HealthyPanicThreshold, other.TCPKeepalive = &cb, &od, &pt, &ka
+		cb, od, pt, ka, ss := *base.CircuitBreakers, *base.Outlier, *base.HealthyPanicThreshold, *base.TCPKeepalive, *base.SlowStart
+		other.CircuitBreakers, other.Outlier, other.HealthyPanicThreshold, other.TCPKeepalive, other.SlowStart = &cb, &od, &pt, &ka, &ss
 		if !sameSpec(&base, &other) {
 			t.Fatal("a spec differs from an equal copy")
 		}
@@ -309,5 +311,52 @@ func TestRetryBudgetLimit(t *testing.T) {
 	b.set(CircuitBreakers{MaxRetries: 7})
 	if got := b.retryLimit(); got != 7 {
 		t.Errorf("without a budget: %d retries allowed, want max_retries 7", got)
+	}
+}
+
+// Slow start scales a young endpoint's weight as Envoy does.
+func TestSlowStartFactor(t *testing.T) {
+	for _, tc := range []struct {
+		ss   SlowStart
+		age  time.Duration
+		want float64
+	}{
+		{SlowStart{Window: 10 * time.Second, Aggression: 1, MinWeightPercent: 10}, 0, 0.1},
+		{SlowStart{Window: 10 * time.Second, Aggression: 1, MinWeightPercent: 10}, 5 * time.Second, 0.5},
+		{SlowStart{Window: 10 * time.Second, Aggression: 1, MinWeightPercent: 10}, 5900 * time.Millisecond, 0.5},
+		{SlowStart{Window: 10 * time.Second, Aggression: 1, MinWeightPercent: 10}, 10 * time.Second, 1},
+		{SlowStart{Window: 100 * time.Second, Aggression: 2, MinWeightPercent: 0}, 25 * time.Second, 0.5},
+		{SlowStart{Window: 100 * time.Second, Aggression: 1, MinWeightPercent: 30}, 10 * time.Second, 0.3},
+	} {
+		if got := tc.ss.factor(tc.age); math.Abs(got-tc.want) > 1e-9 {
+			t.Errorf("%+v at %v: factor %g, want %g", tc.ss, tc.age, got, tc.want)
+		}
+	}
+}
+
+// While an endpoint warms up it gets its scaled share of the picks; once
+// the window is over, round robin alternates again.
+func TestSlowStartPicks(t *testing.T) {
+	p := NewPools(PoolsOptions{})
+	defer p.Close()
+	c := p.Build([]ClusterSpec{{Name: "c", LB: RoundRobin, Endpoints: []EndpointSpec{{Address: "old:1"}, {Address: "new:1"}},
+		SlowStart: &SlowStart{Window: 10 * time.Second, Aggression: 1, MinWeightPercent: 10}}})["c"]
+	now := time.Now()
+	c.endpoints[0].since, c.endpoints[1].since = now.Add(-time.Hour), now.Add(-5*time.Second)
+	c.warmUntil = now.Add(5 * time.Second)
+	picks := map[string]int{}
+	for range 3000 {
+		picks[c.Pick(nil).Address()]++
+	}
+	// The new endpoint weighs 0.5 against 1: a third of the picks (sd 26).
+	if n := picks["new:1"]; n < 850 || n > 1150 {
+		t.Errorf("a 5 s old endpoint in a 10 s window got %d of 3000 picks, want about 1000", n)
+	}
+	c.warmUntil = now.Add(-time.Second) // every endpoint has warmed up
+	first := c.Pick(nil)
+	for i := range 10 {
+		if e := c.Pick(nil); (e == first) != (i%2 == 1) {
+			t.Fatalf("after the window, round robin does not alternate (pick %d)", i+2)
+		}
 	}
 }

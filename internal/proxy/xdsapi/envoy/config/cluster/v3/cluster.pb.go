@@ -162,6 +162,8 @@ type Cluster struct {
 	//	*Cluster_RingHashLbConfig_
 	//	*Cluster_MaglevLbConfig_
 	//	*Cluster_OriginalDstLbConfig_
+	//	*Cluster_LeastRequestLbConfig_
+	//	*Cluster_RoundRobinLbConfig_
 	LbConfig                  isCluster_LbConfig         `protobuf_oneof:"lb_config"`
 	CommonLbConfig            *Cluster_CommonLbConfig    `protobuf:"bytes,27,opt,name=common_lb_config,json=commonLbConfig,proto3" json:"common_lb_config,omitempty"`
 	TransportSocket           *v31.TransportSocket       `protobuf:"bytes,24,opt,name=transport_socket,json=transportSocket,proto3" json:"transport_socket,omitempty"`
@@ -352,6 +354,24 @@ func (x *Cluster) GetOriginalDstLbConfig() *Cluster_OriginalDstLbConfig {
 	return nil
 }
 
+func (x *Cluster) GetLeastRequestLbConfig() *Cluster_LeastRequestLbConfig {
+	if x != nil {
+		if x, ok := x.LbConfig.(*Cluster_LeastRequestLbConfig_); ok {
+			return x.LeastRequestLbConfig
+		}
+	}
+	return nil
+}
+
+func (x *Cluster) GetRoundRobinLbConfig() *Cluster_RoundRobinLbConfig {
+	if x != nil {
+		if x, ok := x.LbConfig.(*Cluster_RoundRobinLbConfig_); ok {
+			return x.RoundRobinLbConfig
+		}
+	}
+	return nil
+}
+
 func (x *Cluster) GetCommonLbConfig() *Cluster_CommonLbConfig {
 	if x != nil {
 		return x.CommonLbConfig
@@ -419,11 +439,23 @@ type Cluster_OriginalDstLbConfig_ struct {
 	OriginalDstLbConfig *Cluster_OriginalDstLbConfig `protobuf:"bytes,34,opt,name=original_dst_lb_config,json=originalDstLbConfig,proto3,oneof"`
 }
 
+type Cluster_LeastRequestLbConfig_ struct {
+	LeastRequestLbConfig *Cluster_LeastRequestLbConfig `protobuf:"bytes,37,opt,name=least_request_lb_config,json=leastRequestLbConfig,proto3,oneof"`
+}
+
+type Cluster_RoundRobinLbConfig_ struct {
+	RoundRobinLbConfig *Cluster_RoundRobinLbConfig `protobuf:"bytes,56,opt,name=round_robin_lb_config,json=roundRobinLbConfig,proto3,oneof"`
+}
+
 func (*Cluster_RingHashLbConfig_) isCluster_LbConfig() {}
 
 func (*Cluster_MaglevLbConfig_) isCluster_LbConfig() {}
 
 func (*Cluster_OriginalDstLbConfig_) isCluster_LbConfig() {}
+
+func (*Cluster_LeastRequestLbConfig_) isCluster_LbConfig() {}
+
+func (*Cluster_RoundRobinLbConfig_) isCluster_LbConfig() {}
 
 type UpstreamConnectionOptions struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -633,6 +665,154 @@ func (x *Cluster_EdsClusterConfig) GetServiceName() string {
 	return ""
 }
 
+type Cluster_SlowStartConfig struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	SlowStartWindow  *durationpb.Duration   `protobuf:"bytes,1,opt,name=slow_start_window,json=slowStartWindow,proto3" json:"slow_start_window,omitempty"`
+	Aggression       *v31.RuntimeDouble     `protobuf:"bytes,2,opt,name=aggression,proto3" json:"aggression,omitempty"`
+	MinWeightPercent *v32.Percent           `protobuf:"bytes,3,opt,name=min_weight_percent,json=minWeightPercent,proto3" json:"min_weight_percent,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *Cluster_SlowStartConfig) Reset() {
+	*x = Cluster_SlowStartConfig{}
+	mi := &file_envoy_config_cluster_v3_cluster_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Cluster_SlowStartConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Cluster_SlowStartConfig) ProtoMessage() {}
+
+func (x *Cluster_SlowStartConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_envoy_config_cluster_v3_cluster_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Cluster_SlowStartConfig.ProtoReflect.Descriptor instead.
+func (*Cluster_SlowStartConfig) Descriptor() ([]byte, []int) {
+	return file_envoy_config_cluster_v3_cluster_proto_rawDescGZIP(), []int{0, 3}
+}
+
+func (x *Cluster_SlowStartConfig) GetSlowStartWindow() *durationpb.Duration {
+	if x != nil {
+		return x.SlowStartWindow
+	}
+	return nil
+}
+
+func (x *Cluster_SlowStartConfig) GetAggression() *v31.RuntimeDouble {
+	if x != nil {
+		return x.Aggression
+	}
+	return nil
+}
+
+func (x *Cluster_SlowStartConfig) GetMinWeightPercent() *v32.Percent {
+	if x != nil {
+		return x.MinWeightPercent
+	}
+	return nil
+}
+
+type Cluster_RoundRobinLbConfig struct {
+	state           protoimpl.MessageState   `protogen:"open.v1"`
+	SlowStartConfig *Cluster_SlowStartConfig `protobuf:"bytes,1,opt,name=slow_start_config,json=slowStartConfig,proto3" json:"slow_start_config,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *Cluster_RoundRobinLbConfig) Reset() {
+	*x = Cluster_RoundRobinLbConfig{}
+	mi := &file_envoy_config_cluster_v3_cluster_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Cluster_RoundRobinLbConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Cluster_RoundRobinLbConfig) ProtoMessage() {}
+
+func (x *Cluster_RoundRobinLbConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_envoy_config_cluster_v3_cluster_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Cluster_RoundRobinLbConfig.ProtoReflect.Descriptor instead.
+func (*Cluster_RoundRobinLbConfig) Descriptor() ([]byte, []int) {
+	return file_envoy_config_cluster_v3_cluster_proto_rawDescGZIP(), []int{0, 4}
+}
+
+func (x *Cluster_RoundRobinLbConfig) GetSlowStartConfig() *Cluster_SlowStartConfig {
+	if x != nil {
+		return x.SlowStartConfig
+	}
+	return nil
+}
+
+type Cluster_LeastRequestLbConfig struct {
+	state           protoimpl.MessageState   `protogen:"open.v1"`
+	SlowStartConfig *Cluster_SlowStartConfig `protobuf:"bytes,3,opt,name=slow_start_config,json=slowStartConfig,proto3" json:"slow_start_config,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *Cluster_LeastRequestLbConfig) Reset() {
+	*x = Cluster_LeastRequestLbConfig{}
+	mi := &file_envoy_config_cluster_v3_cluster_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Cluster_LeastRequestLbConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Cluster_LeastRequestLbConfig) ProtoMessage() {}
+
+func (x *Cluster_LeastRequestLbConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_envoy_config_cluster_v3_cluster_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Cluster_LeastRequestLbConfig.ProtoReflect.Descriptor instead.
+func (*Cluster_LeastRequestLbConfig) Descriptor() ([]byte, []int) {
+	return file_envoy_config_cluster_v3_cluster_proto_rawDescGZIP(), []int{0, 5}
+}
+
+func (x *Cluster_LeastRequestLbConfig) GetSlowStartConfig() *Cluster_SlowStartConfig {
+	if x != nil {
+		return x.SlowStartConfig
+	}
+	return nil
+}
+
 type Cluster_RingHashLbConfig struct {
 	state           protoimpl.MessageState  `protogen:"open.v1"`
 	MinimumRingSize *wrapperspb.UInt64Value `protobuf:"bytes,1,opt,name=minimum_ring_size,json=minimumRingSize,proto3" json:"minimum_ring_size,omitempty"`
@@ -643,7 +823,7 @@ type Cluster_RingHashLbConfig struct {
 
 func (x *Cluster_RingHashLbConfig) Reset() {
 	*x = Cluster_RingHashLbConfig{}
-	mi := &file_envoy_config_cluster_v3_cluster_proto_msgTypes[5]
+	mi := &file_envoy_config_cluster_v3_cluster_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -655,7 +835,7 @@ func (x *Cluster_RingHashLbConfig) String() string {
 func (*Cluster_RingHashLbConfig) ProtoMessage() {}
 
 func (x *Cluster_RingHashLbConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_cluster_v3_cluster_proto_msgTypes[5]
+	mi := &file_envoy_config_cluster_v3_cluster_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -668,7 +848,7 @@ func (x *Cluster_RingHashLbConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cluster_RingHashLbConfig.ProtoReflect.Descriptor instead.
 func (*Cluster_RingHashLbConfig) Descriptor() ([]byte, []int) {
-	return file_envoy_config_cluster_v3_cluster_proto_rawDescGZIP(), []int{0, 3}
+	return file_envoy_config_cluster_v3_cluster_proto_rawDescGZIP(), []int{0, 6}
 }
 
 func (x *Cluster_RingHashLbConfig) GetMinimumRingSize() *wrapperspb.UInt64Value {
@@ -694,7 +874,7 @@ type Cluster_MaglevLbConfig struct {
 
 func (x *Cluster_MaglevLbConfig) Reset() {
 	*x = Cluster_MaglevLbConfig{}
-	mi := &file_envoy_config_cluster_v3_cluster_proto_msgTypes[6]
+	mi := &file_envoy_config_cluster_v3_cluster_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -706,7 +886,7 @@ func (x *Cluster_MaglevLbConfig) String() string {
 func (*Cluster_MaglevLbConfig) ProtoMessage() {}
 
 func (x *Cluster_MaglevLbConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_cluster_v3_cluster_proto_msgTypes[6]
+	mi := &file_envoy_config_cluster_v3_cluster_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -719,7 +899,7 @@ func (x *Cluster_MaglevLbConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cluster_MaglevLbConfig.ProtoReflect.Descriptor instead.
 func (*Cluster_MaglevLbConfig) Descriptor() ([]byte, []int) {
-	return file_envoy_config_cluster_v3_cluster_proto_rawDescGZIP(), []int{0, 4}
+	return file_envoy_config_cluster_v3_cluster_proto_rawDescGZIP(), []int{0, 7}
 }
 
 func (x *Cluster_MaglevLbConfig) GetTableSize() *wrapperspb.UInt64Value {
@@ -738,7 +918,7 @@ type Cluster_OriginalDstLbConfig struct {
 
 func (x *Cluster_OriginalDstLbConfig) Reset() {
 	*x = Cluster_OriginalDstLbConfig{}
-	mi := &file_envoy_config_cluster_v3_cluster_proto_msgTypes[7]
+	mi := &file_envoy_config_cluster_v3_cluster_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -750,7 +930,7 @@ func (x *Cluster_OriginalDstLbConfig) String() string {
 func (*Cluster_OriginalDstLbConfig) ProtoMessage() {}
 
 func (x *Cluster_OriginalDstLbConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_cluster_v3_cluster_proto_msgTypes[7]
+	mi := &file_envoy_config_cluster_v3_cluster_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -763,7 +943,7 @@ func (x *Cluster_OriginalDstLbConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cluster_OriginalDstLbConfig.ProtoReflect.Descriptor instead.
 func (*Cluster_OriginalDstLbConfig) Descriptor() ([]byte, []int) {
-	return file_envoy_config_cluster_v3_cluster_proto_rawDescGZIP(), []int{0, 5}
+	return file_envoy_config_cluster_v3_cluster_proto_rawDescGZIP(), []int{0, 8}
 }
 
 func (x *Cluster_OriginalDstLbConfig) GetHttpHeaderName() string {
@@ -782,7 +962,7 @@ type Cluster_CommonLbConfig struct {
 
 func (x *Cluster_CommonLbConfig) Reset() {
 	*x = Cluster_CommonLbConfig{}
-	mi := &file_envoy_config_cluster_v3_cluster_proto_msgTypes[8]
+	mi := &file_envoy_config_cluster_v3_cluster_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -794,7 +974,7 @@ func (x *Cluster_CommonLbConfig) String() string {
 func (*Cluster_CommonLbConfig) ProtoMessage() {}
 
 func (x *Cluster_CommonLbConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_cluster_v3_cluster_proto_msgTypes[8]
+	mi := &file_envoy_config_cluster_v3_cluster_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -807,7 +987,7 @@ func (x *Cluster_CommonLbConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cluster_CommonLbConfig.ProtoReflect.Descriptor instead.
 func (*Cluster_CommonLbConfig) Descriptor() ([]byte, []int) {
-	return file_envoy_config_cluster_v3_cluster_proto_rawDescGZIP(), []int{0, 6}
+	return file_envoy_config_cluster_v3_cluster_proto_rawDescGZIP(), []int{0, 9}
 }
 
 func (x *Cluster_CommonLbConfig) GetHealthyPanicThreshold() *v32.Percent {
@@ -821,7 +1001,7 @@ var File_envoy_config_cluster_v3_cluster_proto protoreflect.FileDescriptor
 
 const file_envoy_config_cluster_v3_cluster_proto_rawDesc = "" +
 	"\n" +
-	"%envoy/config/cluster/v3/cluster.proto\x12\x17envoy.config.cluster.v3\x1a-envoy/config/cluster/v3/circuit_breaker.proto\x1a$envoy/config/cluster/v3/filter.proto\x1a/envoy/config/cluster/v3/outlier_detection.proto\x1a\"envoy/config/core/v3/address.proto\x1a\x1fenvoy/config/core/v3/base.proto\x1a(envoy/config/core/v3/config_source.proto\x1a$envoy/config/core/v3/extension.proto\x1a'envoy/config/core/v3/health_check.proto\x1a#envoy/config/core/v3/protocol.proto\x1a'envoy/config/endpoint/v3/endpoint.proto\x1a$envoy/type/matcher/v3/metadata.proto\x1a\x1benvoy/type/v3/percent.proto\x1a\x19google/protobuf/any.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1egoogle/protobuf/wrappers.proto\x1a!xds/type/matcher/v3/matcher.proto\"\x9e\x19\n" +
+	"%envoy/config/cluster/v3/cluster.proto\x12\x17envoy.config.cluster.v3\x1a-envoy/config/cluster/v3/circuit_breaker.proto\x1a$envoy/config/cluster/v3/filter.proto\x1a/envoy/config/cluster/v3/outlier_detection.proto\x1a\"envoy/config/core/v3/address.proto\x1a\x1fenvoy/config/core/v3/base.proto\x1a(envoy/config/core/v3/config_source.proto\x1a$envoy/config/core/v3/extension.proto\x1a'envoy/config/core/v3/health_check.proto\x1a#envoy/config/core/v3/protocol.proto\x1a'envoy/config/endpoint/v3/endpoint.proto\x1a$envoy/type/matcher/v3/metadata.proto\x1a\x1benvoy/type/v3/percent.proto\x1a\x19google/protobuf/any.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1egoogle/protobuf/wrappers.proto\x1a!xds/type/matcher/v3/matcher.proto\"\xc8\x1e\n" +
 	"\aCluster\x12o\n" +
 	"\x18transport_socket_matches\x18+ \x03(\v25.envoy.config.cluster.v3.Cluster.TransportSocketMatchR\x16transportSocketMatches\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12D\n" +
@@ -841,7 +1021,9 @@ const file_envoy_config_cluster_v3_cluster_proto_rawDesc = "" +
 	"\x11outlier_detection\x18\x13 \x01(\v2).envoy.config.cluster.v3.OutlierDetectionR\x10outlierDetection\x12b\n" +
 	"\x13ring_hash_lb_config\x18\x17 \x01(\v21.envoy.config.cluster.v3.Cluster.RingHashLbConfigH\x01R\x10ringHashLbConfig\x12[\n" +
 	"\x10maglev_lb_config\x184 \x01(\v2/.envoy.config.cluster.v3.Cluster.MaglevLbConfigH\x01R\x0emaglevLbConfig\x12k\n" +
-	"\x16original_dst_lb_config\x18\" \x01(\v24.envoy.config.cluster.v3.Cluster.OriginalDstLbConfigH\x01R\x13originalDstLbConfig\x12Y\n" +
+	"\x16original_dst_lb_config\x18\" \x01(\v24.envoy.config.cluster.v3.Cluster.OriginalDstLbConfigH\x01R\x13originalDstLbConfig\x12n\n" +
+	"\x17least_request_lb_config\x18% \x01(\v25.envoy.config.cluster.v3.Cluster.LeastRequestLbConfigH\x01R\x14leastRequestLbConfig\x12h\n" +
+	"\x15round_robin_lb_config\x188 \x01(\v23.envoy.config.cluster.v3.Cluster.RoundRobinLbConfigH\x01R\x12roundRobinLbConfig\x12Y\n" +
 	"\x10common_lb_config\x18\x1b \x01(\v2/.envoy.config.cluster.v3.Cluster.CommonLbConfigR\x0ecommonLbConfig\x12P\n" +
 	"\x10transport_socket\x18\x18 \x01(\v2%.envoy.config.core.v3.TransportSocketR\x0ftransportSocket\x12:\n" +
 	"\bmetadata\x18\x19 \x01(\v2\x1e.envoy.config.core.v3.MetadataR\bmetadata\x12r\n" +
@@ -857,7 +1039,17 @@ const file_envoy_config_cluster_v3_cluster_proto_rawDesc = "" +
 	"\x10EdsClusterConfig\x12A\n" +
 	"\n" +
 	"eds_config\x18\x01 \x01(\v2\".envoy.config.core.v3.ConfigSourceR\tedsConfig\x12!\n" +
-	"\fservice_name\x18\x02 \x01(\tR\vserviceName\x1a\xa6\x01\n" +
+	"\fservice_name\x18\x02 \x01(\tR\vserviceName\x1a\xe3\x01\n" +
+	"\x0fSlowStartConfig\x12E\n" +
+	"\x11slow_start_window\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x0fslowStartWindow\x12C\n" +
+	"\n" +
+	"aggression\x18\x02 \x01(\v2#.envoy.config.core.v3.RuntimeDoubleR\n" +
+	"aggression\x12D\n" +
+	"\x12min_weight_percent\x18\x03 \x01(\v2\x16.envoy.type.v3.PercentR\x10minWeightPercent\x1ar\n" +
+	"\x12RoundRobinLbConfig\x12\\\n" +
+	"\x11slow_start_config\x18\x01 \x01(\v20.envoy.config.cluster.v3.Cluster.SlowStartConfigR\x0fslowStartConfig\x1at\n" +
+	"\x14LeastRequestLbConfig\x12\\\n" +
+	"\x11slow_start_config\x18\x03 \x01(\v20.envoy.config.cluster.v3.Cluster.SlowStartConfigR\x0fslowStartConfig\x1a\xa6\x01\n" +
 	"\x10RingHashLbConfig\x12H\n" +
 	"\x11minimum_ring_size\x18\x01 \x01(\v2\x1c.google.protobuf.UInt64ValueR\x0fminimumRingSize\x12H\n" +
 	"\x11maximum_ring_size\x18\x04 \x01(\v2\x1c.google.protobuf.UInt64ValueR\x0fmaximumRingSize\x1aM\n" +
@@ -907,7 +1099,7 @@ func file_envoy_config_cluster_v3_cluster_proto_rawDescGZIP() []byte {
 }
 
 var file_envoy_config_cluster_v3_cluster_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_envoy_config_cluster_v3_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_envoy_config_cluster_v3_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_envoy_config_cluster_v3_cluster_proto_goTypes = []any{
 	(Cluster_DiscoveryType)(0),           // 0: envoy.config.cluster.v3.Cluster.DiscoveryType
 	(Cluster_LbPolicy)(0),                // 1: envoy.config.cluster.v3.Cluster.LbPolicy
@@ -916,67 +1108,78 @@ var file_envoy_config_cluster_v3_cluster_proto_goTypes = []any{
 	(*Cluster_TransportSocketMatch)(nil), // 4: envoy.config.cluster.v3.Cluster.TransportSocketMatch
 	(*Cluster_CustomClusterType)(nil),    // 5: envoy.config.cluster.v3.Cluster.CustomClusterType
 	(*Cluster_EdsClusterConfig)(nil),     // 6: envoy.config.cluster.v3.Cluster.EdsClusterConfig
-	(*Cluster_RingHashLbConfig)(nil),     // 7: envoy.config.cluster.v3.Cluster.RingHashLbConfig
-	(*Cluster_MaglevLbConfig)(nil),       // 8: envoy.config.cluster.v3.Cluster.MaglevLbConfig
-	(*Cluster_OriginalDstLbConfig)(nil),  // 9: envoy.config.cluster.v3.Cluster.OriginalDstLbConfig
-	(*Cluster_CommonLbConfig)(nil),       // 10: envoy.config.cluster.v3.Cluster.CommonLbConfig
-	nil,                                  // 11: envoy.config.cluster.v3.Cluster.TypedExtensionProtocolOptionsEntry
-	(*durationpb.Duration)(nil),          // 12: google.protobuf.Duration
-	(*v3.ClusterLoadAssignment)(nil),     // 13: envoy.config.endpoint.v3.ClusterLoadAssignment
-	(*wrapperspb.UInt32Value)(nil),       // 14: google.protobuf.UInt32Value
-	(*CircuitBreakers)(nil),              // 15: envoy.config.cluster.v3.CircuitBreakers
-	(*v31.HttpProtocolOptions)(nil),      // 16: envoy.config.core.v3.HttpProtocolOptions
-	(*v31.Http1ProtocolOptions)(nil),     // 17: envoy.config.core.v3.Http1ProtocolOptions
-	(*v31.Http2ProtocolOptions)(nil),     // 18: envoy.config.core.v3.Http2ProtocolOptions
-	(*OutlierDetection)(nil),             // 19: envoy.config.cluster.v3.OutlierDetection
-	(*v31.TransportSocket)(nil),          // 20: envoy.config.core.v3.TransportSocket
-	(*v31.Metadata)(nil),                 // 21: envoy.config.core.v3.Metadata
-	(*Filter)(nil),                       // 22: envoy.config.cluster.v3.Filter
-	(*v31.TcpKeepalive)(nil),             // 23: envoy.config.core.v3.TcpKeepalive
-	(*structpb.Struct)(nil),              // 24: google.protobuf.Struct
-	(*anypb.Any)(nil),                    // 25: google.protobuf.Any
-	(*v31.ConfigSource)(nil),             // 26: envoy.config.core.v3.ConfigSource
-	(*wrapperspb.UInt64Value)(nil),       // 27: google.protobuf.UInt64Value
-	(*v32.Percent)(nil),                  // 28: envoy.type.v3.Percent
+	(*Cluster_SlowStartConfig)(nil),      // 7: envoy.config.cluster.v3.Cluster.SlowStartConfig
+	(*Cluster_RoundRobinLbConfig)(nil),   // 8: envoy.config.cluster.v3.Cluster.RoundRobinLbConfig
+	(*Cluster_LeastRequestLbConfig)(nil), // 9: envoy.config.cluster.v3.Cluster.LeastRequestLbConfig
+	(*Cluster_RingHashLbConfig)(nil),     // 10: envoy.config.cluster.v3.Cluster.RingHashLbConfig
+	(*Cluster_MaglevLbConfig)(nil),       // 11: envoy.config.cluster.v3.Cluster.MaglevLbConfig
+	(*Cluster_OriginalDstLbConfig)(nil),  // 12: envoy.config.cluster.v3.Cluster.OriginalDstLbConfig
+	(*Cluster_CommonLbConfig)(nil),       // 13: envoy.config.cluster.v3.Cluster.CommonLbConfig
+	nil,                                  // 14: envoy.config.cluster.v3.Cluster.TypedExtensionProtocolOptionsEntry
+	(*durationpb.Duration)(nil),          // 15: google.protobuf.Duration
+	(*v3.ClusterLoadAssignment)(nil),     // 16: envoy.config.endpoint.v3.ClusterLoadAssignment
+	(*wrapperspb.UInt32Value)(nil),       // 17: google.protobuf.UInt32Value
+	(*CircuitBreakers)(nil),              // 18: envoy.config.cluster.v3.CircuitBreakers
+	(*v31.HttpProtocolOptions)(nil),      // 19: envoy.config.core.v3.HttpProtocolOptions
+	(*v31.Http1ProtocolOptions)(nil),     // 20: envoy.config.core.v3.Http1ProtocolOptions
+	(*v31.Http2ProtocolOptions)(nil),     // 21: envoy.config.core.v3.Http2ProtocolOptions
+	(*OutlierDetection)(nil),             // 22: envoy.config.cluster.v3.OutlierDetection
+	(*v31.TransportSocket)(nil),          // 23: envoy.config.core.v3.TransportSocket
+	(*v31.Metadata)(nil),                 // 24: envoy.config.core.v3.Metadata
+	(*Filter)(nil),                       // 25: envoy.config.cluster.v3.Filter
+	(*v31.TcpKeepalive)(nil),             // 26: envoy.config.core.v3.TcpKeepalive
+	(*structpb.Struct)(nil),              // 27: google.protobuf.Struct
+	(*anypb.Any)(nil),                    // 28: google.protobuf.Any
+	(*v31.ConfigSource)(nil),             // 29: envoy.config.core.v3.ConfigSource
+	(*v31.RuntimeDouble)(nil),            // 30: envoy.config.core.v3.RuntimeDouble
+	(*v32.Percent)(nil),                  // 31: envoy.type.v3.Percent
+	(*wrapperspb.UInt64Value)(nil),       // 32: google.protobuf.UInt64Value
 }
 var file_envoy_config_cluster_v3_cluster_proto_depIdxs = []int32{
 	4,  // 0: envoy.config.cluster.v3.Cluster.transport_socket_matches:type_name -> envoy.config.cluster.v3.Cluster.TransportSocketMatch
 	0,  // 1: envoy.config.cluster.v3.Cluster.type:type_name -> envoy.config.cluster.v3.Cluster.DiscoveryType
 	5,  // 2: envoy.config.cluster.v3.Cluster.cluster_type:type_name -> envoy.config.cluster.v3.Cluster.CustomClusterType
 	6,  // 3: envoy.config.cluster.v3.Cluster.eds_cluster_config:type_name -> envoy.config.cluster.v3.Cluster.EdsClusterConfig
-	12, // 4: envoy.config.cluster.v3.Cluster.connect_timeout:type_name -> google.protobuf.Duration
+	15, // 4: envoy.config.cluster.v3.Cluster.connect_timeout:type_name -> google.protobuf.Duration
 	1,  // 5: envoy.config.cluster.v3.Cluster.lb_policy:type_name -> envoy.config.cluster.v3.Cluster.LbPolicy
-	13, // 6: envoy.config.cluster.v3.Cluster.load_assignment:type_name -> envoy.config.endpoint.v3.ClusterLoadAssignment
-	14, // 7: envoy.config.cluster.v3.Cluster.max_requests_per_connection:type_name -> google.protobuf.UInt32Value
-	15, // 8: envoy.config.cluster.v3.Cluster.circuit_breakers:type_name -> envoy.config.cluster.v3.CircuitBreakers
-	16, // 9: envoy.config.cluster.v3.Cluster.common_http_protocol_options:type_name -> envoy.config.core.v3.HttpProtocolOptions
-	17, // 10: envoy.config.cluster.v3.Cluster.http_protocol_options:type_name -> envoy.config.core.v3.Http1ProtocolOptions
-	18, // 11: envoy.config.cluster.v3.Cluster.http2_protocol_options:type_name -> envoy.config.core.v3.Http2ProtocolOptions
-	11, // 12: envoy.config.cluster.v3.Cluster.typed_extension_protocol_options:type_name -> envoy.config.cluster.v3.Cluster.TypedExtensionProtocolOptionsEntry
-	19, // 13: envoy.config.cluster.v3.Cluster.outlier_detection:type_name -> envoy.config.cluster.v3.OutlierDetection
-	7,  // 14: envoy.config.cluster.v3.Cluster.ring_hash_lb_config:type_name -> envoy.config.cluster.v3.Cluster.RingHashLbConfig
-	8,  // 15: envoy.config.cluster.v3.Cluster.maglev_lb_config:type_name -> envoy.config.cluster.v3.Cluster.MaglevLbConfig
-	9,  // 16: envoy.config.cluster.v3.Cluster.original_dst_lb_config:type_name -> envoy.config.cluster.v3.Cluster.OriginalDstLbConfig
-	10, // 17: envoy.config.cluster.v3.Cluster.common_lb_config:type_name -> envoy.config.cluster.v3.Cluster.CommonLbConfig
-	20, // 18: envoy.config.cluster.v3.Cluster.transport_socket:type_name -> envoy.config.core.v3.TransportSocket
-	21, // 19: envoy.config.cluster.v3.Cluster.metadata:type_name -> envoy.config.core.v3.Metadata
-	3,  // 20: envoy.config.cluster.v3.Cluster.upstream_connection_options:type_name -> envoy.config.cluster.v3.UpstreamConnectionOptions
-	22, // 21: envoy.config.cluster.v3.Cluster.filters:type_name -> envoy.config.cluster.v3.Filter
-	23, // 22: envoy.config.cluster.v3.UpstreamConnectionOptions.tcp_keepalive:type_name -> envoy.config.core.v3.TcpKeepalive
-	24, // 23: envoy.config.cluster.v3.Cluster.TransportSocketMatch.match:type_name -> google.protobuf.Struct
-	20, // 24: envoy.config.cluster.v3.Cluster.TransportSocketMatch.transport_socket:type_name -> envoy.config.core.v3.TransportSocket
-	25, // 25: envoy.config.cluster.v3.Cluster.CustomClusterType.typed_config:type_name -> google.protobuf.Any
-	26, // 26: envoy.config.cluster.v3.Cluster.EdsClusterConfig.eds_config:type_name -> envoy.config.core.v3.ConfigSource
-	27, // 27: envoy.config.cluster.v3.Cluster.RingHashLbConfig.minimum_ring_size:type_name -> google.protobuf.UInt64Value
-	27, // 28: envoy.config.cluster.v3.Cluster.RingHashLbConfig.maximum_ring_size:type_name -> google.protobuf.UInt64Value
-	27, // 29: envoy.config.cluster.v3.Cluster.MaglevLbConfig.table_size:type_name -> google.protobuf.UInt64Value
-	28, // 30: envoy.config.cluster.v3.Cluster.CommonLbConfig.healthy_panic_threshold:type_name -> envoy.type.v3.Percent
-	25, // 31: envoy.config.cluster.v3.Cluster.TypedExtensionProtocolOptionsEntry.value:type_name -> google.protobuf.Any
-	32, // [32:32] is the sub-list for method output_type
-	32, // [32:32] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	16, // 6: envoy.config.cluster.v3.Cluster.load_assignment:type_name -> envoy.config.endpoint.v3.ClusterLoadAssignment
+	17, // 7: envoy.config.cluster.v3.Cluster.max_requests_per_connection:type_name -> google.protobuf.UInt32Value
+	18, // 8: envoy.config.cluster.v3.Cluster.circuit_breakers:type_name -> envoy.config.cluster.v3.CircuitBreakers
+	19, // 9: envoy.config.cluster.v3.Cluster.common_http_protocol_options:type_name -> envoy.config.core.v3.HttpProtocolOptions
+	20, // 10: envoy.config.cluster.v3.Cluster.http_protocol_options:type_name -> envoy.config.core.v3.Http1ProtocolOptions
+	21, // 11: envoy.config.cluster.v3.Cluster.http2_protocol_options:type_name -> envoy.config.core.v3.Http2ProtocolOptions
+	14, // 12: envoy.config.cluster.v3.Cluster.typed_extension_protocol_options:type_name -> envoy.config.cluster.v3.Cluster.TypedExtensionProtocolOptionsEntry
+	22, // 13: envoy.config.cluster.v3.Cluster.outlier_detection:type_name -> envoy.config.cluster.v3.OutlierDetection
+	10, // 14: envoy.config.cluster.v3.Cluster.ring_hash_lb_config:type_name -> envoy.config.cluster.v3.Cluster.RingHashLbConfig
+	11, // 15: envoy.config.cluster.v3.Cluster.maglev_lb_config:type_name -> envoy.config.cluster.v3.Cluster.MaglevLbConfig
+	12, // 16: envoy.config.cluster.v3.Cluster.original_dst_lb_config:type_name -> envoy.config.cluster.v3.Cluster.OriginalDstLbConfig
+	9,  // 17: envoy.config.cluster.v3.Cluster.least_request_lb_config:type_name -> envoy.config.cluster.v3.Cluster.LeastRequestLbConfig
+	8,  // 18: envoy.config.cluster.v3.Cluster.round_robin_lb_config:type_name -> envoy.config.cluster.v3.Cluster.RoundRobinLbConfig
+	13, // 19: envoy.config.cluster.v3.Cluster.common_lb_config:type_name -> envoy.config.cluster.v3.Cluster.CommonLbConfig
+	23, // 20: envoy.config.cluster.v3.Cluster.transport_socket:type_name -> envoy.config.core.v3.TransportSocket
+	24, // 21: envoy.config.cluster.v3.Cluster.metadata:type_name -> envoy.config.core.v3.Metadata
+	3,  // 22: envoy.config.cluster.v3.Cluster.upstream_connection_options:type_name -> envoy.config.cluster.v3.UpstreamConnectionOptions
+	25, // 23: envoy.config.cluster.v3.Cluster.filters:type_name -> envoy.config.cluster.v3.Filter
+	26, // 24: envoy.config.cluster.v3.UpstreamConnectionOptions.tcp_keepalive:type_name -> envoy.config.core.v3.TcpKeepalive
+	27, // 25: envoy.config.cluster.v3.Cluster.TransportSocketMatch.match:type_name -> google.protobuf.Struct
+	23, // 26: envoy.config.cluster.v3.Cluster.TransportSocketMatch.transport_socket:type_name -> envoy.config.core.v3.TransportSocket
+	28, // 27: envoy.config.cluster.v3.Cluster.CustomClusterType.typed_config:type_name -> google.protobuf.Any
+	29, // 28: envoy.config.cluster.v3.Cluster.EdsClusterConfig.eds_config:type_name -> envoy.config.core.v3.ConfigSource
+	15, // 29: envoy.config.cluster.v3.Cluster.SlowStartConfig.slow_start_window:type_name -> google.protobuf.Duration
+	30, // 30: envoy.config.cluster.v3.Cluster.SlowStartConfig.aggression:type_name -> envoy.config.core.v3.RuntimeDouble
+	31, // 31: envoy.config.cluster.v3.Cluster.SlowStartConfig.min_weight_percent:type_name -> envoy.type.v3.Percent
+	7,  // 32: envoy.config.cluster.v3.Cluster.RoundRobinLbConfig.slow_start_config:type_name -> envoy.config.cluster.v3.Cluster.SlowStartConfig
+	7,  // 33: envoy.config.cluster.v3.Cluster.LeastRequestLbConfig.slow_start_config:type_name -> envoy.config.cluster.v3.Cluster.SlowStartConfig
+	32, // 34: envoy.config.cluster.v3.Cluster.RingHashLbConfig.minimum_ring_size:type_name -> google.protobuf.UInt64Value
+	32, // 35: envoy.config.cluster.v3.Cluster.RingHashLbConfig.maximum_ring_size:type_name -> google.protobuf.UInt64Value
+	32, // 36: envoy.config.cluster.v3.Cluster.MaglevLbConfig.table_size:type_name -> google.protobuf.UInt64Value
+	31, // 37: envoy.config.cluster.v3.Cluster.CommonLbConfig.healthy_panic_threshold:type_name -> envoy.type.v3.Percent
+	28, // 38: envoy.config.cluster.v3.Cluster.TypedExtensionProtocolOptionsEntry.value:type_name -> google.protobuf.Any
+	39, // [39:39] is the sub-list for method output_type
+	39, // [39:39] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_envoy_config_cluster_v3_cluster_proto_init() }
@@ -993,6 +1196,8 @@ func file_envoy_config_cluster_v3_cluster_proto_init() {
 		(*Cluster_RingHashLbConfig_)(nil),
 		(*Cluster_MaglevLbConfig_)(nil),
 		(*Cluster_OriginalDstLbConfig_)(nil),
+		(*Cluster_LeastRequestLbConfig_)(nil),
+		(*Cluster_RoundRobinLbConfig_)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1001,7 +1206,7 @@ func file_envoy_config_cluster_v3_cluster_proto_init() {
 			FileRegistry:  xdsapi.Files,
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_envoy_config_cluster_v3_cluster_proto_rawDesc), len(file_envoy_config_cluster_v3_cluster_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   10,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

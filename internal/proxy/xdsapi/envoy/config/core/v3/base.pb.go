@@ -111,7 +111,7 @@ func (x HeaderValueOption_HeaderAppendAction) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use HeaderValueOption_HeaderAppendAction.Descriptor instead.
 func (HeaderValueOption_HeaderAppendAction) EnumDescriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{7, 0}
+	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{8, 0}
 }
 
 type Locality struct {
@@ -414,6 +414,58 @@ func (x *Metadata) GetFilterMetadata() map[string]*structpb.Struct {
 	return nil
 }
 
+type RuntimeDouble struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	DefaultValue  float64                `protobuf:"fixed64,1,opt,name=default_value,json=defaultValue,proto3" json:"default_value,omitempty"`
+	RuntimeKey    string                 `protobuf:"bytes,2,opt,name=runtime_key,json=runtimeKey,proto3" json:"runtime_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RuntimeDouble) Reset() {
+	*x = RuntimeDouble{}
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RuntimeDouble) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RuntimeDouble) ProtoMessage() {}
+
+func (x *RuntimeDouble) ProtoReflect() protoreflect.Message {
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RuntimeDouble.ProtoReflect.Descriptor instead.
+func (*RuntimeDouble) Descriptor() ([]byte, []int) {
+	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *RuntimeDouble) GetDefaultValue() float64 {
+	if x != nil {
+		return x.DefaultValue
+	}
+	return 0
+}
+
+func (x *RuntimeDouble) GetRuntimeKey() string {
+	if x != nil {
+		return x.RuntimeKey
+	}
+	return ""
+}
+
 type QueryParameter struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
@@ -424,7 +476,7 @@ type QueryParameter struct {
 
 func (x *QueryParameter) Reset() {
 	*x = QueryParameter{}
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[5]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -436,7 +488,7 @@ func (x *QueryParameter) String() string {
 func (*QueryParameter) ProtoMessage() {}
 
 func (x *QueryParameter) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[5]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -449,7 +501,7 @@ func (x *QueryParameter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryParameter.ProtoReflect.Descriptor instead.
 func (*QueryParameter) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{5}
+	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *QueryParameter) GetKey() string {
@@ -477,7 +529,7 @@ type HeaderValue struct {
 
 func (x *HeaderValue) Reset() {
 	*x = HeaderValue{}
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[6]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -489,7 +541,7 @@ func (x *HeaderValue) String() string {
 func (*HeaderValue) ProtoMessage() {}
 
 func (x *HeaderValue) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[6]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -502,7 +554,7 @@ func (x *HeaderValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeaderValue.ProtoReflect.Descriptor instead.
 func (*HeaderValue) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{6}
+	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *HeaderValue) GetKey() string {
@@ -538,7 +590,7 @@ type HeaderValueOption struct {
 
 func (x *HeaderValueOption) Reset() {
 	*x = HeaderValueOption{}
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[7]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -550,7 +602,7 @@ func (x *HeaderValueOption) String() string {
 func (*HeaderValueOption) ProtoMessage() {}
 
 func (x *HeaderValueOption) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[7]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -563,7 +615,7 @@ func (x *HeaderValueOption) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeaderValueOption.ProtoReflect.Descriptor instead.
 func (*HeaderValueOption) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{7}
+	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *HeaderValueOption) GetHeader() *HeaderValue {
@@ -607,7 +659,7 @@ type DataSource struct {
 
 func (x *DataSource) Reset() {
 	*x = DataSource{}
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[8]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -619,7 +671,7 @@ func (x *DataSource) String() string {
 func (*DataSource) ProtoMessage() {}
 
 func (x *DataSource) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[8]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -632,7 +684,7 @@ func (x *DataSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataSource.ProtoReflect.Descriptor instead.
 func (*DataSource) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{8}
+	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DataSource) GetSpecifier() isDataSource_Specifier {
@@ -690,7 +742,7 @@ type RetryPolicy struct {
 
 func (x *RetryPolicy) Reset() {
 	*x = RetryPolicy{}
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[9]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -702,7 +754,7 @@ func (x *RetryPolicy) String() string {
 func (*RetryPolicy) ProtoMessage() {}
 
 func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[9]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -715,7 +767,7 @@ func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryPolicy.ProtoReflect.Descriptor instead.
 func (*RetryPolicy) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{9}
+	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RetryPolicy) GetRetryBackOff() *BackoffStrategy {
@@ -773,7 +825,7 @@ type TransportSocket struct {
 
 func (x *TransportSocket) Reset() {
 	*x = TransportSocket{}
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[10]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -785,7 +837,7 @@ func (x *TransportSocket) String() string {
 func (*TransportSocket) ProtoMessage() {}
 
 func (x *TransportSocket) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[10]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -798,7 +850,7 @@ func (x *TransportSocket) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransportSocket.ProtoReflect.Descriptor instead.
 func (*TransportSocket) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{10}
+	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *TransportSocket) GetName() string {
@@ -844,7 +896,7 @@ type RuntimeFractionalPercent struct {
 
 func (x *RuntimeFractionalPercent) Reset() {
 	*x = RuntimeFractionalPercent{}
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[11]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -856,7 +908,7 @@ func (x *RuntimeFractionalPercent) String() string {
 func (*RuntimeFractionalPercent) ProtoMessage() {}
 
 func (x *RuntimeFractionalPercent) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[11]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -869,7 +921,7 @@ func (x *RuntimeFractionalPercent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RuntimeFractionalPercent.ProtoReflect.Descriptor instead.
 func (*RuntimeFractionalPercent) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{11}
+	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RuntimeFractionalPercent) GetDefaultValue() *v3.FractionalPercent {
@@ -899,7 +951,7 @@ type RetryPolicy_RetryPriority struct {
 
 func (x *RetryPolicy_RetryPriority) Reset() {
 	*x = RetryPolicy_RetryPriority{}
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[13]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -911,7 +963,7 @@ func (x *RetryPolicy_RetryPriority) String() string {
 func (*RetryPolicy_RetryPriority) ProtoMessage() {}
 
 func (x *RetryPolicy_RetryPriority) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[13]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -924,7 +976,7 @@ func (x *RetryPolicy_RetryPriority) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryPolicy_RetryPriority.ProtoReflect.Descriptor instead.
 func (*RetryPolicy_RetryPriority) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{9, 0}
+	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{10, 0}
 }
 
 func (x *RetryPolicy_RetryPriority) GetName() string {
@@ -973,7 +1025,7 @@ type RetryPolicy_RetryHostPredicate struct {
 
 func (x *RetryPolicy_RetryHostPredicate) Reset() {
 	*x = RetryPolicy_RetryHostPredicate{}
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[14]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -985,7 +1037,7 @@ func (x *RetryPolicy_RetryHostPredicate) String() string {
 func (*RetryPolicy_RetryHostPredicate) ProtoMessage() {}
 
 func (x *RetryPolicy_RetryHostPredicate) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_config_core_v3_base_proto_msgTypes[14]
+	mi := &file_envoy_config_core_v3_base_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -998,7 +1050,7 @@ func (x *RetryPolicy_RetryHostPredicate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryPolicy_RetryHostPredicate.ProtoReflect.Descriptor instead.
 func (*RetryPolicy_RetryHostPredicate) Descriptor() ([]byte, []int) {
-	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{9, 1}
+	return file_envoy_config_core_v3_base_proto_rawDescGZIP(), []int{10, 1}
 }
 
 func (x *RetryPolicy_RetryHostPredicate) GetName() string {
@@ -1063,7 +1115,11 @@ const file_envoy_config_core_v3_base_proto_rawDesc = "" +
 	"\x0ffilter_metadata\x18\x01 \x03(\v22.envoy.config.core.v3.Metadata.FilterMetadataEntryR\x0efilterMetadata\x1aZ\n" +
 	"\x13FilterMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12-\n" +
-	"\x05value\x18\x02 \x01(\v2\x17.google.protobuf.StructR\x05value:\x028\x01\"8\n" +
+	"\x05value\x18\x02 \x01(\v2\x17.google.protobuf.StructR\x05value:\x028\x01\"U\n" +
+	"\rRuntimeDouble\x12#\n" +
+	"\rdefault_value\x18\x01 \x01(\x01R\fdefaultValue\x12\x1f\n" +
+	"\vruntime_key\x18\x02 \x01(\tR\n" +
+	"runtimeKey\"8\n" +
 	"\x0eQueryParameter\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value\"R\n" +
@@ -1127,7 +1183,7 @@ func file_envoy_config_core_v3_base_proto_rawDescGZIP() []byte {
 }
 
 var file_envoy_config_core_v3_base_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_envoy_config_core_v3_base_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_envoy_config_core_v3_base_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_envoy_config_core_v3_base_proto_goTypes = []any{
 	(RoutingPriority)(0),                      // 0: envoy.config.core.v3.RoutingPriority
 	(HeaderValueOption_HeaderAppendAction)(0), // 1: envoy.config.core.v3.HeaderValueOption.HeaderAppendAction
@@ -1136,44 +1192,45 @@ var file_envoy_config_core_v3_base_proto_goTypes = []any{
 	(*Extension)(nil),                         // 4: envoy.config.core.v3.Extension
 	(*Node)(nil),                              // 5: envoy.config.core.v3.Node
 	(*Metadata)(nil),                          // 6: envoy.config.core.v3.Metadata
-	(*QueryParameter)(nil),                    // 7: envoy.config.core.v3.QueryParameter
-	(*HeaderValue)(nil),                       // 8: envoy.config.core.v3.HeaderValue
-	(*HeaderValueOption)(nil),                 // 9: envoy.config.core.v3.HeaderValueOption
-	(*DataSource)(nil),                        // 10: envoy.config.core.v3.DataSource
-	(*RetryPolicy)(nil),                       // 11: envoy.config.core.v3.RetryPolicy
-	(*TransportSocket)(nil),                   // 12: envoy.config.core.v3.TransportSocket
-	(*RuntimeFractionalPercent)(nil),          // 13: envoy.config.core.v3.RuntimeFractionalPercent
-	nil,                                       // 14: envoy.config.core.v3.Metadata.FilterMetadataEntry
-	(*RetryPolicy_RetryPriority)(nil),         // 15: envoy.config.core.v3.RetryPolicy.RetryPriority
-	(*RetryPolicy_RetryHostPredicate)(nil),    // 16: envoy.config.core.v3.RetryPolicy.RetryHostPredicate
-	(*v3.SemanticVersion)(nil),                // 17: envoy.type.v3.SemanticVersion
-	(*structpb.Struct)(nil),                   // 18: google.protobuf.Struct
-	(*wrapperspb.BoolValue)(nil),              // 19: google.protobuf.BoolValue
-	(*BackoffStrategy)(nil),                   // 20: envoy.config.core.v3.BackoffStrategy
-	(*wrapperspb.UInt32Value)(nil),            // 21: google.protobuf.UInt32Value
-	(*anypb.Any)(nil),                         // 22: google.protobuf.Any
-	(*v3.FractionalPercent)(nil),              // 23: envoy.type.v3.FractionalPercent
+	(*RuntimeDouble)(nil),                     // 7: envoy.config.core.v3.RuntimeDouble
+	(*QueryParameter)(nil),                    // 8: envoy.config.core.v3.QueryParameter
+	(*HeaderValue)(nil),                       // 9: envoy.config.core.v3.HeaderValue
+	(*HeaderValueOption)(nil),                 // 10: envoy.config.core.v3.HeaderValueOption
+	(*DataSource)(nil),                        // 11: envoy.config.core.v3.DataSource
+	(*RetryPolicy)(nil),                       // 12: envoy.config.core.v3.RetryPolicy
+	(*TransportSocket)(nil),                   // 13: envoy.config.core.v3.TransportSocket
+	(*RuntimeFractionalPercent)(nil),          // 14: envoy.config.core.v3.RuntimeFractionalPercent
+	nil,                                       // 15: envoy.config.core.v3.Metadata.FilterMetadataEntry
+	(*RetryPolicy_RetryPriority)(nil),         // 16: envoy.config.core.v3.RetryPolicy.RetryPriority
+	(*RetryPolicy_RetryHostPredicate)(nil),    // 17: envoy.config.core.v3.RetryPolicy.RetryHostPredicate
+	(*v3.SemanticVersion)(nil),                // 18: envoy.type.v3.SemanticVersion
+	(*structpb.Struct)(nil),                   // 19: google.protobuf.Struct
+	(*wrapperspb.BoolValue)(nil),              // 20: google.protobuf.BoolValue
+	(*BackoffStrategy)(nil),                   // 21: envoy.config.core.v3.BackoffStrategy
+	(*wrapperspb.UInt32Value)(nil),            // 22: google.protobuf.UInt32Value
+	(*anypb.Any)(nil),                         // 23: google.protobuf.Any
+	(*v3.FractionalPercent)(nil),              // 24: envoy.type.v3.FractionalPercent
 }
 var file_envoy_config_core_v3_base_proto_depIdxs = []int32{
-	17, // 0: envoy.config.core.v3.BuildVersion.version:type_name -> envoy.type.v3.SemanticVersion
-	18, // 1: envoy.config.core.v3.BuildVersion.metadata:type_name -> google.protobuf.Struct
+	18, // 0: envoy.config.core.v3.BuildVersion.version:type_name -> envoy.type.v3.SemanticVersion
+	19, // 1: envoy.config.core.v3.BuildVersion.metadata:type_name -> google.protobuf.Struct
 	3,  // 2: envoy.config.core.v3.Extension.version:type_name -> envoy.config.core.v3.BuildVersion
-	18, // 3: envoy.config.core.v3.Node.metadata:type_name -> google.protobuf.Struct
+	19, // 3: envoy.config.core.v3.Node.metadata:type_name -> google.protobuf.Struct
 	2,  // 4: envoy.config.core.v3.Node.locality:type_name -> envoy.config.core.v3.Locality
 	4,  // 5: envoy.config.core.v3.Node.extensions:type_name -> envoy.config.core.v3.Extension
-	14, // 6: envoy.config.core.v3.Metadata.filter_metadata:type_name -> envoy.config.core.v3.Metadata.FilterMetadataEntry
-	8,  // 7: envoy.config.core.v3.HeaderValueOption.header:type_name -> envoy.config.core.v3.HeaderValue
-	19, // 8: envoy.config.core.v3.HeaderValueOption.append:type_name -> google.protobuf.BoolValue
+	15, // 6: envoy.config.core.v3.Metadata.filter_metadata:type_name -> envoy.config.core.v3.Metadata.FilterMetadataEntry
+	9,  // 7: envoy.config.core.v3.HeaderValueOption.header:type_name -> envoy.config.core.v3.HeaderValue
+	20, // 8: envoy.config.core.v3.HeaderValueOption.append:type_name -> google.protobuf.BoolValue
 	1,  // 9: envoy.config.core.v3.HeaderValueOption.append_action:type_name -> envoy.config.core.v3.HeaderValueOption.HeaderAppendAction
-	20, // 10: envoy.config.core.v3.RetryPolicy.retry_back_off:type_name -> envoy.config.core.v3.BackoffStrategy
-	21, // 11: envoy.config.core.v3.RetryPolicy.num_retries:type_name -> google.protobuf.UInt32Value
-	15, // 12: envoy.config.core.v3.RetryPolicy.retry_priority:type_name -> envoy.config.core.v3.RetryPolicy.RetryPriority
-	16, // 13: envoy.config.core.v3.RetryPolicy.retry_host_predicate:type_name -> envoy.config.core.v3.RetryPolicy.RetryHostPredicate
-	22, // 14: envoy.config.core.v3.TransportSocket.typed_config:type_name -> google.protobuf.Any
-	23, // 15: envoy.config.core.v3.RuntimeFractionalPercent.default_value:type_name -> envoy.type.v3.FractionalPercent
-	18, // 16: envoy.config.core.v3.Metadata.FilterMetadataEntry.value:type_name -> google.protobuf.Struct
-	22, // 17: envoy.config.core.v3.RetryPolicy.RetryPriority.typed_config:type_name -> google.protobuf.Any
-	22, // 18: envoy.config.core.v3.RetryPolicy.RetryHostPredicate.typed_config:type_name -> google.protobuf.Any
+	21, // 10: envoy.config.core.v3.RetryPolicy.retry_back_off:type_name -> envoy.config.core.v3.BackoffStrategy
+	22, // 11: envoy.config.core.v3.RetryPolicy.num_retries:type_name -> google.protobuf.UInt32Value
+	16, // 12: envoy.config.core.v3.RetryPolicy.retry_priority:type_name -> envoy.config.core.v3.RetryPolicy.RetryPriority
+	17, // 13: envoy.config.core.v3.RetryPolicy.retry_host_predicate:type_name -> envoy.config.core.v3.RetryPolicy.RetryHostPredicate
+	23, // 14: envoy.config.core.v3.TransportSocket.typed_config:type_name -> google.protobuf.Any
+	24, // 15: envoy.config.core.v3.RuntimeFractionalPercent.default_value:type_name -> envoy.type.v3.FractionalPercent
+	19, // 16: envoy.config.core.v3.Metadata.FilterMetadataEntry.value:type_name -> google.protobuf.Struct
+	23, // 17: envoy.config.core.v3.RetryPolicy.RetryPriority.typed_config:type_name -> google.protobuf.Any
+	23, // 18: envoy.config.core.v3.RetryPolicy.RetryHostPredicate.typed_config:type_name -> google.protobuf.Any
 	19, // [19:19] is the sub-list for method output_type
 	19, // [19:19] is the sub-list for method input_type
 	19, // [19:19] is the sub-list for extension type_name
@@ -1188,17 +1245,17 @@ func file_envoy_config_core_v3_base_proto_init() {
 	}
 	file_envoy_config_core_v3_address_proto_init()
 	file_envoy_config_core_v3_backoff_proto_init()
-	file_envoy_config_core_v3_base_proto_msgTypes[8].OneofWrappers = []any{
+	file_envoy_config_core_v3_base_proto_msgTypes[9].OneofWrappers = []any{
 		(*DataSource_InlineBytes)(nil),
 		(*DataSource_InlineString)(nil),
 	}
-	file_envoy_config_core_v3_base_proto_msgTypes[10].OneofWrappers = []any{
+	file_envoy_config_core_v3_base_proto_msgTypes[11].OneofWrappers = []any{
 		(*TransportSocket_TypedConfig)(nil),
 	}
-	file_envoy_config_core_v3_base_proto_msgTypes[13].OneofWrappers = []any{
+	file_envoy_config_core_v3_base_proto_msgTypes[14].OneofWrappers = []any{
 		(*RetryPolicy_RetryPriority_TypedConfig)(nil),
 	}
-	file_envoy_config_core_v3_base_proto_msgTypes[14].OneofWrappers = []any{
+	file_envoy_config_core_v3_base_proto_msgTypes[15].OneofWrappers = []any{
 		(*RetryPolicy_RetryHostPredicate_TypedConfig)(nil),
 	}
 	type x struct{}
@@ -1208,7 +1265,7 @@ func file_envoy_config_core_v3_base_proto_init() {
 			FileRegistry:  xdsapi.Files,
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_envoy_config_core_v3_base_proto_rawDesc), len(file_envoy_config_core_v3_base_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
