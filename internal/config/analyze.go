@@ -326,8 +326,8 @@ func unmatchedGatewaySelectors(all []*Resource, gateways []Workload) []Warning {
 
 // conflictingMeshHosts warns about every VirtualService bound to the mesh
 // gateway (no gateways, or "mesh" among them) that shares a host with
-// another such VirtualService: sidecars use only one of them. Weft ignores
-// exportTo, so VirtualServices in different namespaces conflict too.
+// another such VirtualService that is exported to a namespace it is
+// exported to: sidecars there use only one of them.
 func conflictingMeshHosts(all []*Resource) []Warning {
 	byHost := map[string][]*Resource{}
 	var hosts []string
@@ -350,8 +350,16 @@ func conflictingMeshHosts(all []*Resource) []Warning {
 		}
 	}
 	var out []Warning
+	exportTo := func(r *Resource) []string { return r.Spec.(*networking.VirtualService).GetExportTo() }
 	for _, host := range hosts {
-		rs := byHost[host]
+		var rs []*Resource
+		for _, r := range byHost[host] {
+			if slices.ContainsFunc(byHost[host], func(o *Resource) bool {
+				return o != r && exportsOverlap(exportTo(r), r.Namespace, exportTo(o), o.Namespace)
+			}) {
+				rs = append(rs, r)
+			}
+		}
 		if len(rs) < 2 {
 			continue
 		}

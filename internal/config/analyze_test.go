@@ -404,9 +404,17 @@ spec:
 			`Info [IST0131] (VirtualService default/reviews) VirtualService rule #1 match #0 is not used (duplicates a match in rule #0).`,
 			`Info [IST0131] (VirtualService default/reviews) VirtualService rule #1 match #1 is not used (overlaps a match in rule #0).`,
 		}},
-		{"unsupported fields", vs + "metadata: {name: reviews}\nspec:\n  hosts: [reviews]\n  exportTo: [.]\n" + route(""), []string{
-			`Warning [WEFT0001] (VirtualService default/reviews) spec.exportTo: exportTo is not supported by Weft yet: it is stored but has no effect`,
+		{"unsupported fields", "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews}\nspec:\n  host: reviews\n  exportTo: [.]\n", []string{
+			`Warning [WEFT0001] (DestinationRule default/reviews) spec.exportTo: exportTo is not supported by Weft yet: it is stored but has no effect`,
 		}},
+		{"same host, exported to different namespaces: no conflict",
+			vs + "metadata: {name: a, namespace: team-a}\nspec:\n  hosts: [reviews.default.svc.cluster.local]\n  exportTo: [.]\n  http: [{route: [{destination: {host: reviews.default.svc.cluster.local}}]}]\n" +
+				"---\n" + vs + "metadata: {name: b, namespace: team-b}\nspec:\n  hosts: [reviews.default.svc.cluster.local]\n  exportTo: [team-b]\n  http: [{route: [{destination: {host: reviews.default.svc.cluster.local}}]}]\n" +
+				"---\n" + vs + "metadata: {name: c, namespace: team-c}\nspec:\n  hosts: [reviews.default.svc.cluster.local]\n  exportTo: [team-a]\n  http: [{route: [{destination: {host: reviews.default.svc.cluster.local}}]}]\n",
+			[]string{ // a and c both apply in team-a; b only in team-b
+				`Warning [IST0109] (VirtualService team-a/a) The VirtualServices team-a/a,team-c/c associated with mesh gateway define the same host reviews.default.svc.cluster.local which can lead to undefined behavior. This can be fixed by merging the conflicting VirtualServices into a single resource.`,
+				`Warning [IST0109] (VirtualService team-c/c) The VirtualServices team-a/a,team-c/c associated with mesh gateway define the same host reviews.default.svc.cluster.local which can lead to undefined behavior. This can be fixed by merging the conflicting VirtualServices into a single resource.`,
+			}},
 		{"undefined subset, sorted by resource", vs + "metadata: {name: zeta}\nspec:\n  hosts: [zeta.example.com]\n  http:\n  - route: [{destination: {host: reviews, subset: v9}}]\n" +
 			"---\n" + gw + "metadata: {name: gw}\nspec:\n  selector: {app: none}\n  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: [\"*\"]}]\n",
 			[]string{

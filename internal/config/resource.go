@@ -8,6 +8,7 @@ package config
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -61,6 +62,48 @@ func (k Key) String() string { return fmt.Sprintf("%s %s/%s", k.Kind, k.Namespac
 
 // Key returns the resource's identity.
 func (r *Resource) Key() Key { return Key{Kind: r.Kind, Namespace: r.Namespace, Name: r.Name} }
+
+// ExportedTo reports whether a resource in namespace own whose exportTo is
+// exportTo applies to proxies in namespace ns, as Istio reads exportTo:
+// empty or "*" is every namespace, "." the resource's own, "~" none, and
+// any other entry a namespace by name.
+func ExportedTo(exportTo []string, own, ns string) bool {
+	if len(exportTo) == 0 {
+		return true
+	}
+	for _, e := range exportTo {
+		switch e {
+		case "*":
+			return true
+		case ".":
+			if ns == own {
+				return true
+			}
+		case ns:
+			return true
+		}
+	}
+	return false
+}
+
+// exportsOverlap reports whether two resources' exportTo lists (with their
+// namespaces) share a namespace they apply in.
+func exportsOverlap(a []string, aNS string, b []string, bNS string) bool {
+	all := func(x []string) bool { return len(x) == 0 || slices.Contains(x, "*") }
+	if all(a) || all(b) {
+		return !slices.Contains(a, "~") && !slices.Contains(b, "~")
+	}
+	for _, e := range a {
+		ns := e
+		if e == "." {
+			ns = aNS
+		}
+		if ns != "~" && ExportedTo(b, bNS, ns) {
+			return true
+		}
+	}
+	return false
+}
 
 // ResolveHost turns a host as written in a resource into the name Istio
 // resolves it to: a short name without dots ("reviews") is a service in the

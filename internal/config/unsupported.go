@@ -58,9 +58,6 @@ func Unsupported(r *Resource) []Warning {
 		if len(spec.GetTls()) > 0 {
 			warn("spec.tls", "TLS routing by VirtualService")
 		}
-		if len(spec.GetExportTo()) > 0 {
-			warn("spec.exportTo", "exportTo")
-		}
 	case *networking.DestinationRule:
 		policy := func(path string, cp *networking.ConnectionPoolSettings, od *networking.OutlierDetection,
 			lb *networking.LoadBalancerSettings, tls *networking.ClientTLSSettings) {

@@ -211,6 +211,23 @@ func (v *validator) percent(path string, p *networking.Percent) {
 	}
 }
 
+// exportTo checks an exportTo list as Istio does: ".", "*", "~" or
+// namespace names, with "*" and "~" alone.
+func (v *validator) exportTo(path string, list []string) {
+	for i, e := range list {
+		p := index(path, i)
+		switch {
+		case e == "*" || e == "~":
+			if len(list) > 1 {
+				v.errorf(p, "%q must be the only entry", e)
+			}
+		case e == ".":
+		case !dns1123Label.MatchString(e):
+			v.errorf(p, "%q is not a namespace name (lowercase letters, digits and '-'), \".\", \"*\" or \"~\"", e)
+		}
+	}
+}
+
 func (v *validator) virtualService(vs *networking.VirtualService) {
 	if len(vs.Hosts) == 0 {
 		v.errorf("spec.hosts", "at least one host is required")
@@ -219,6 +236,7 @@ func (v *validator) virtualService(vs *networking.VirtualService) {
 		v.host(index("spec.hosts", i), h)
 	}
 	v.nonEmptyStrings("spec.gateways", vs.Gateways, "gateway name")
+	v.exportTo("spec.exportTo", vs.ExportTo)
 	if len(vs.Http)+len(vs.Tcp)+len(vs.Tls) == 0 {
 		v.errorf("spec", "at least one http, tcp or tls route is required")
 	}

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	"istio.io/api/networking/v1alpha3"
 
+	"github.com/weftmesh/weft/internal/config"
 	"github.com/weftmesh/weft/internal/registry"
 )
 
@@ -78,13 +79,13 @@ func (t *translator) outboundRoutes(name string, only uint32) *routev3.RouteConf
 }
 
 // meshHosts maps each host to the VirtualService that applies to sidecars
-// for it: the oldest one that claims the host. Wildcard hosts only apply at
-// gateways.
+// for it: the oldest one that claims the host among those exported to the
+// proxy's namespace. Wildcard hosts only apply at gateways.
 func (t *translator) meshHosts() map[string]*virtualService {
 	out := map[string]*virtualService{}
 	for i := range t.vss {
 		vs := &t.vss[i]
-		if !vs.gateways[meshGateway] {
+		if !vs.gateways[meshGateway] || !config.ExportedTo(vs.spec.GetExportTo(), vs.res.Namespace, t.proxy.Namespace) {
 			continue
 		}
 		for _, h := range vs.hosts {
@@ -144,6 +145,9 @@ func (t *translator) gatewayRoutes(port uint32, servers []gatewayServer) *routev
 	claimed := map[string]bool{}
 	for i := range t.vss {
 		vs := &t.vss[i]
+		if !config.ExportedTo(vs.spec.GetExportTo(), vs.res.Namespace, t.proxy.Namespace) {
+			continue // not for gateways in this namespace
+		}
 		for _, host := range vs.hosts {
 			if claimed[host] {
 				continue
