@@ -404,8 +404,11 @@ spec:
 			`Info [IST0131] (VirtualService default/reviews) VirtualService rule #1 match #0 is not used (duplicates a match in rule #0).`,
 			`Info [IST0131] (VirtualService default/reviews) VirtualService rule #1 match #1 is not used (overlaps a match in rule #0).`,
 		}},
-		{"unsupported fields", "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews}\nspec:\n  host: reviews\n  exportTo: [.]\n", []string{
+		{"unsupported fields", "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews}\nspec:\n  host: reviews\n  exportTo: [.]\n" +
+			"---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: ext}\nspec:\n  hosts: [ext.example.com]\n  exportTo: [.]\n  subjectAltNames: [spiffe://x]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n  resolution: DNS\n", []string{
 			`Warning [WEFT0001] (DestinationRule default/reviews) spec.exportTo: exportTo is not supported by Weft yet: it is stored but has no effect`,
+			`Warning [WEFT0001] (ServiceEntry default/ext) spec.exportTo: exportTo is not supported by Weft yet: it is stored but has no effect`,
+			`Warning [WEFT0001] (ServiceEntry default/ext) spec.subjectAltNames: subjectAltNames is not supported by Weft yet: it is stored but has no effect`,
 		}},
 		{"same host, exported to different namespaces: no conflict",
 			vs + "metadata: {name: a, namespace: team-a}\nspec:\n  hosts: [reviews.default.svc.cluster.local]\n  exportTo: [.]\n  http: [{route: [{destination: {host: reviews.default.svc.cluster.local}}]}]\n" +

@@ -111,6 +111,13 @@ func Unsupported(r *Resource) []Warning {
 		if len(spec.GetExportTo()) > 0 {
 			warn("spec.exportTo", "exportTo")
 		}
+	case *networking.ServiceEntry:
+		if len(spec.GetExportTo()) > 0 {
+			warn("spec.exportTo", "exportTo")
+		}
+		if len(spec.GetSubjectAltNames()) > 0 {
+			warn("spec.subjectAltNames", "subjectAltNames")
+		}
 	case *networking.Gateway:
 		for i, s := range spec.GetServers() {
 			switch strings.ToUpper(s.GetPort().GetProtocol()) {
