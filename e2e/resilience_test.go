@@ -30,6 +30,33 @@ func (m *mesh) outboundClient(timeout time.Duration) *http.Client {
 	return &http.Client{Timeout: timeout, Transport: &http.Transport{Proxy: http.ProxyURL(proxy), DisableKeepAlives: true}}
 }
 
+// loopbackServiceEntry is a ServiceEntry for NAME.example.com, port 80
+// (HTTP), with one endpoint on 127.0.0.1 per port given, followed by a
+// YAML document separator.
+func loopbackServiceEntry(name string, ports ...int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: %s
+spec:
+  hosts:
+  - %s.example.com
+  ports:
+  - number: 80
+    name: http
+    protocol: HTTP
+  resolution: STATIC
+  endpoints:
+`, name, name)
+	for _, p := range ports {
+		fmt.Fprintf(&b, "  - address: 127.0.0.1\n    ports:\n      http: %d\n", p)
+	}
+	b.WriteString("---\n")
+	return b.String()
+}
+
 // serveLoopback runs h on a loopback port for the test and returns the
 // port.
 func serveLoopback(t *testing.T, h http.Handler) int {
@@ -60,24 +87,7 @@ func TestCircuitBreaking(t *testing.T) {
 		}
 		io.WriteString(w, "slow answer\n")
 	}))
-	m.applyYAML(fmt.Sprintf(`
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata:
-  name: slow
-spec:
-  hosts:
-  - slow.example.com
-  ports:
-  - number: 80
-    name: http
-    protocol: HTTP
-  resolution: STATIC
-  endpoints:
-  - address: 127.0.0.1
-    ports:
-      http: %d
----
+	m.applyYAML(loopbackServiceEntry("slow", port) + `
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata:
@@ -91,7 +101,7 @@ spec:
       http:
         http1MaxPendingRequests: 1
         maxRequestsPerConnection: 1
-`, port))
+`)
 	client := m.outboundClient(20 * time.Second)
 	var wg sync.WaitGroup
 	codes := make([]int, 2)
@@ -153,27 +163,7 @@ func TestOutlierDetection(t *testing.T) {
 	good := serveLoopback(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "fine\n")
 	}))
-	m.applyYAML(fmt.Sprintf(`
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata:
-  name: flaky
-spec:
-  hosts:
-  - flaky.example.com
-  ports:
-  - number: 80
-    name: http
-    protocol: HTTP
-  resolution: STATIC
-  endpoints:
-  - address: 127.0.0.1
-    ports:
-      http: %d
-  - address: 127.0.0.1
-    ports:
-      http: %d
----
+	m.applyYAML(loopbackServiceEntry("flaky", bad, good) + `
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata:
@@ -202,7 +192,7 @@ spec:
     route:
     - destination:
         host: flaky.example.com
-`, bad, good))
+`)
 	client := m.outboundClient(5 * time.Second)
 	codes := map[int]int{}
 	for i := 0; i < 20; i++ {
@@ -271,27 +261,7 @@ func TestConnectionPolicies(t *testing.T) {
 	}
 	deadPort := dead.Addr().(*net.TCPAddr).Port
 	dead.Close()
-	m.applyYAML(fmt.Sprintf(`
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata:
-  name: halfdead
-spec:
-  hosts:
-  - halfdead.example.com
-  ports:
-  - number: 80
-    name: http
-    protocol: HTTP
-  resolution: STATIC
-  endpoints:
-  - address: 127.0.0.1
-    ports:
-      http: %d
-  - address: 127.0.0.1
-    ports:
-      http: %d
----
+	m.applyYAML(loopbackServiceEntry("halfdead", deadPort, ln.Addr().(*net.TCPAddr).Port) + `
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata:
@@ -328,7 +298,7 @@ spec:
     route:
     - destination:
         host: halfdead.example.com
-`, deadPort, ln.Addr().(*net.TCPAddr).Port))
+`)
 	client := m.outboundClient(5 * time.Second)
 	codes := map[int]int{}
 	for i := 0; i < 10; i++ {

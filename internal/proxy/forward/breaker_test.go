@@ -152,6 +152,9 @@ func TestCircuitBreakerOverflow(t *testing.T) {
 	}
 }
 
+// max_retries bounds the retries in flight; a retry budget replaces it
+// (with max_retries 0 a request still retries, up to the budget's minimum
+// concurrency when nothing else is in flight).
 func TestRetryOverflow(t *testing.T) {
 	var hits atomic.Int32
 	addr, _ := backend(t, func(w http.ResponseWriter, r *http.Request) {
@@ -160,43 +163,26 @@ func TestRetryOverflow(t *testing.T) {
 	})
 	retry := router.RetryPolicy{RetryOn: router.RetryOn5xx, NumRetries: 2, BackOffBase: time.Millisecond}
 	for _, tc := range []struct {
-		maxRetries   uint32
+		name         string
+		cb           upstream.CircuitBreakers
 		wantHits     int32
 		wantOverflow uint64
-	}{{0, 1, 1}, {3, 3, 0}} {
+	}{
+		{"max_retries 0", upstream.CircuitBreakers{MaxRetries: 0}, 1, 1},
+		{"max_retries 3", upstream.CircuitBreakers{MaxRetries: 3}, 3, 0},
+		{"budget, minimum 0", upstream.CircuitBreakers{RetryBudget: true, BudgetPercent: 20}, 1, 1},
+		{"budget, minimum 3", upstream.CircuitBreakers{RetryBudget: true, BudgetPercent: 20, MinRetryConcurrency: 3}, 3, 0},
+	} {
 		hits.Store(0)
 		cb := upstream.DefaultCircuitBreakers()
-		cb.MaxRetries = tc.maxRetries
+		cb.MaxRetries, cb.RetryBudget, cb.BudgetPercent, cb.MinRetryConcurrency = tc.cb.MaxRetries, tc.cb.RetryBudget, tc.cb.BudgetPercent, tc.cb.MinRetryConcurrency
 		f := newCBFront(t, &router.Route{Retry: retry}, upstream.ClusterSpec{Endpoints: []upstream.EndpointSpec{{Address: addr}}, CircuitBreakers: &cb})
 		code, _, _ := f.get(t)
 		if code != http.StatusServiceUnavailable || hits.Load() != tc.wantHits {
-			t.Errorf("max_retries %d: %d after %d attempts, want 503 after %d", tc.maxRetries, code, hits.Load(), tc.wantHits)
+			t.Errorf("%s: %d after %d attempts, want 503 after %d", tc.name, code, hits.Load(), tc.wantHits)
 		}
 		if got := f.stats().RetryOverflow; got != tc.wantOverflow {
-			t.Errorf("max_retries %d: upstream_rq_retry_overflow = %d, want %d", tc.maxRetries, got, tc.wantOverflow)
-		}
-	}
-}
-
-// A retry budget replaces max_retries: with max_retries 0 a request still
-// retries, up to the budget's minimum concurrency.
-func TestRetryBudget(t *testing.T) {
-	var hits atomic.Int32
-	addr, _ := backend(t, func(w http.ResponseWriter, r *http.Request) {
-		hits.Add(1)
-		w.WriteHeader(http.StatusServiceUnavailable)
-	})
-	retry := router.RetryPolicy{RetryOn: router.RetryOn5xx, NumRetries: 2, BackOffBase: time.Millisecond}
-	for _, tc := range []struct {
-		min      uint32
-		wantHits int32
-	}{{0, 1}, {3, 3}} {
-		hits.Store(0)
-		cb := upstream.DefaultCircuitBreakers()
-		cb.MaxRetries, cb.RetryBudget, cb.BudgetPercent, cb.MinRetryConcurrency = 0, true, 20, tc.min
-		f := newCBFront(t, &router.Route{Retry: retry}, upstream.ClusterSpec{Endpoints: []upstream.EndpointSpec{{Address: addr}}, CircuitBreakers: &cb})
-		if code, _, _ := f.get(t); code != http.StatusServiceUnavailable || hits.Load() != tc.wantHits {
-			t.Errorf("budget minimum %d, no other request in flight: %d after %d attempts, want 503 after %d", tc.min, code, hits.Load(), tc.wantHits)
+			t.Errorf("%s: upstream_rq_retry_overflow = %d, want %d", tc.name, got, tc.wantOverflow)
 		}
 	}
 }

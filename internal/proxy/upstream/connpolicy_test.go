@@ -32,6 +32,22 @@ func lifeServer(t *testing.T, h http.HandlerFunc) (addr string, opened, closed *
 	return strings.TrimPrefix(s.URL, "http://"), opened, closed
 }
 
+// sendOK sends a request through ep, with a body of unknown length (the
+// Transport's path) when stream is set, and wants a 200.
+func sendOK(t *testing.T, ep *Endpoint, stream bool) {
+	t.Helper()
+	var code int
+	var err error
+	if stream {
+		code, err = postStream(context.Background(), ep, "/")
+	} else {
+		code, _, err = get(t, ep, "GET", "/", nil)
+	}
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("request: %d, %v", code, err)
+	}
+}
+
 // MaxConnectionDuration closes an upstream HTTP/1.1 connection at its age:
 // an idle one then, one carrying a request once the request has ended
 // (which it does whole). Both the lean pool's connections and the
@@ -54,19 +70,7 @@ func TestMaxConnectionDurationHTTP1(t *testing.T) {
 			t.Cleanup(p.Close)
 			ep := p.Build([]ClusterSpec{{Name: "c", MaxConnectionDuration: 100 * time.Millisecond,
 				Endpoints: []EndpointSpec{{Address: addr}}}})["c"].Pick(nil)
-			send := func() {
-				t.Helper()
-				var code int
-				var err error
-				if tc.stream {
-					code, err = postStream(context.Background(), ep, "/")
-				} else {
-					code, _, err = get(t, ep, "GET", "/", nil)
-				}
-				if err != nil || code != http.StatusOK {
-					t.Fatalf("request: %d, %v", code, err)
-				}
-			}
+			send := func() { sendOK(t, ep, tc.stream) }
 			send()
 			waitUntil(t, func() bool { return closed.Load() == 1 }, "the idle connection to close at its maximum duration")
 			if opened.Load() != 1 {
@@ -182,19 +186,7 @@ func TestMaxConnectionDurationKeepsLaterConnections(t *testing.T) {
 		p := NewPools(PoolsOptions{})
 		ep := p.Build([]ClusterSpec{{Name: "c", MaxConnectionDuration: time.Second,
 			Endpoints: []EndpointSpec{{Address: addr}}}})["c"].Pick(nil)
-		send := func() {
-			t.Helper()
-			var code int
-			var err error
-			if stream {
-				code, err = postStream(context.Background(), ep, "/")
-			} else {
-				code, _, err = get(t, ep, "GET", "/", nil)
-			}
-			if err != nil || code != http.StatusOK {
-				t.Fatalf("request: %d, %v", code, err)
-			}
-		}
+		send := func() { sendOK(t, ep, stream) }
 		send()
 		waitUntil(t, func() bool { return closed.Load() == 1 }, "the first connection to close at its age")
 		for range 5 {
