@@ -2,7 +2,9 @@ package translate
 
 import (
 	"cmp"
+	"maps"
 	"slices"
+	"strings"
 	"sync"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -15,7 +17,8 @@ import (
 // Shared holds what the proxies of one snapshot have in common, computed
 // once: the indexes of the config, the outbound clusters and their load
 // assignments (the same for every proxy), and the outbound route
-// configurations, which depend only on the proxy's namespace. Without it a
+// configurations, which depend on the proxy's namespace (and on its labels
+// when a VirtualService matches on sourceLabels). Without it a
 // mesh of P proxies and S services would build P×S clusters; with it, S.
 //
 // The resources it hands out are shared between proxies and must not be
@@ -25,7 +28,10 @@ type Shared struct {
 	vss       []virtualService
 	drs       map[string]destinationRule
 	keys      map[clusterKey]bool // the clusters below
-	clusters  []*clusterv3.Cluster
+	// bySourceLabels is set when a VirtualService's HTTP route matches on
+	// sourceLabels: route configurations then differ by proxy labels.
+	bySourceLabels bool
+	clusters       []*clusterv3.Cluster
 	endpoints []*endpointv3.ClusterLoadAssignment
 
 	mu     sync.Mutex
@@ -36,6 +42,7 @@ type Shared struct {
 type routesKey struct {
 	name      string // http_proxy, or the port in transparent mode
 	namespace string
+	labels    string // the proxy's labels, when Shared.bySourceLabels
 }
 
 // sharedRoutes is a route configuration and the clusters its routes use
@@ -53,6 +60,15 @@ func NewShared(s *snapshot.Snapshot) *Shared {
 		drs:    destinationRules(s),
 		keys:   map[clusterKey]bool{},
 		routes: map[routesKey]*sharedRoutes{},
+	}
+	for _, vs := range sh.vss {
+		for _, hr := range vs.spec.GetHttp() {
+			for _, m := range hr.GetMatch() {
+				if len(m.GetSourceLabels()) > 0 {
+					sh.bySourceLabels = true
+				}
+			}
+		}
 	}
 	t := &translator{shared: sh, snap: s, vss: sh.vss, drs: sh.drs}
 	for _, svc := range s.Services {
@@ -80,6 +96,9 @@ func NewShared(s *snapshot.Snapshot) *Shared {
 // map insert per route, for clusters outbound() would find shared anyway.
 func (sh *Shared) routeConfig(t *translator, name string, only uint32) *routev3.RouteConfiguration {
 	k := routesKey{name: name, namespace: t.proxy.Namespace}
+	if sh.bySourceLabels {
+		k.labels = labelKey(t.proxy.Labels)
+	}
 	sh.mu.Lock()
 	r := sh.routes[k]
 	sh.mu.Unlock()
@@ -105,6 +124,18 @@ func (sh *Shared) routeConfig(t *translator, name string, only uint32) *routev3.
 		t.refs[k] = true
 	}
 	return r.rc
+}
+
+// labelKey is a canonical form of a label set.
+func labelKey(labels map[string]string) string {
+	var b strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
+		b.WriteString(k)
+		b.WriteByte('=')
+		b.WriteString(labels[k])
+		b.WriteByte(0)
+	}
+	return b.String()
 }
 
 // buildClusters makes an EDS cluster and its load assignment for each key,
