@@ -24,15 +24,15 @@ import (
 // The resources it hands out are shared between proxies and must not be
 // modified. A Shared is safe for concurrent use.
 type Shared struct {
-	snap      *snapshot.Snapshot
-	vss       []virtualService
-	drs       map[string]destinationRule
-	keys      map[clusterKey]bool // the clusters below
+	snap *snapshot.Snapshot
+	vss  []virtualService
+	drs  map[string]destinationRule
+	keys map[clusterKey]bool // the clusters below
 	// bySourceLabels is set when a VirtualService's HTTP route matches on
 	// sourceLabels: route configurations then differ by proxy labels.
 	bySourceLabels bool
 	clusters       []*clusterv3.Cluster
-	endpoints []*endpointv3.ClusterLoadAssignment
+	endpoints      []*endpointv3.ClusterLoadAssignment
 
 	mu     sync.Mutex
 	routes map[routesKey]*sharedRoutes
