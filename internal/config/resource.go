@@ -68,22 +68,32 @@ func (r *Resource) Key() Key { return Key{Kind: r.Kind, Namespace: r.Namespace, 
 // empty or "*" is every namespace, "." the resource's own, "~" none, and
 // any other entry a namespace by name.
 func ExportedTo(exportTo []string, own, ns string) bool {
+	_, ok := ExportRank(exportTo, own, ns)
+	return ok
+}
+
+// ExportRank is how a resource exported by exportTo from namespace own
+// ranks for proxies in namespace ns, where several claim the same host, as
+// Istio ranks VirtualServices: 0 for one kept to its own namespace (".",
+// or that namespace by name) when ns is it, 1 for one exported to ns by
+// name, 2 for a public one (no exportTo, or "*"). ok is false when it is
+// not exported to ns at all.
+func ExportRank(exportTo []string, own, ns string) (rank int, ok bool) {
 	if len(exportTo) == 0 {
-		return true
+		return 2, true
 	}
+	rank = 3
 	for _, e := range exportTo {
-		switch e {
-		case "*":
-			return true
-		case ".":
-			if ns == own {
-				return true
-			}
-		case ns:
-			return true
+		switch {
+		case (e == "." || e == own) && ns == own:
+			rank = 0
+		case e == ns:
+			rank = min(rank, 1)
+		case e == "*":
+			rank = min(rank, 2)
 		}
 	}
-	return false
+	return rank, rank < 3
 }
 
 // exportsOverlap reports whether two resources' exportTo lists (with their

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"maps"
 	"math/big"
@@ -211,20 +212,29 @@ func (v *validator) percent(path string, p *networking.Percent) {
 	}
 }
 
-// exportTo checks an exportTo list as Istio does: ".", "*", "~" or
-// namespace names, with "*" and "~" alone.
-func (v *validator) exportTo(path string, list []string) {
+// exportTo checks a VirtualService's exportTo as Istio does: "." or "*"
+// or namespace names, "*" alone, no entry twice ("." and the resource's
+// own namespace are the same entry), and no "~", which only a
+// ServiceEntry may use.
+func (v *validator) exportTo(path, own string, list []string) {
+	seen := map[string]bool{}
 	for i, e := range list {
 		p := index(path, i)
-		switch {
-		case e == "*" || e == "~":
-			if len(list) > 1 {
-				v.errorf(p, "%q must be the only entry", e)
-			}
-		case e == ".":
-		case !dns1123Label.MatchString(e):
-			v.errorf(p, "%q is not a namespace name (lowercase letters, digits and '-'), \".\", \"*\" or \"~\"", e)
+		ns := e
+		if e == "." {
+			ns = own
 		}
+		switch {
+		case e == "~":
+			v.errorf(p, `"~" (exported nowhere) is only for a ServiceEntry`)
+		case e == "*" && len(list) > 1:
+			v.errorf(p, `"*" must be the only entry`)
+		case e != "." && e != "*" && !dns1123Label.MatchString(e):
+			v.errorf(p, "%q is not a namespace name (lowercase letters, digits and '-'), \".\" or \"*\"", e)
+		case seen[ns]:
+			v.errorf(p, "%q is listed twice (\".\" is this resource's own namespace)", e)
+		}
+		seen[ns] = true
 	}
 }
 
@@ -236,7 +246,7 @@ func (v *validator) virtualService(vs *networking.VirtualService) {
 		v.host(index("spec.hosts", i), h)
 	}
 	v.nonEmptyStrings("spec.gateways", vs.Gateways, "gateway name")
-	v.exportTo("spec.exportTo", vs.ExportTo)
+	v.exportTo("spec.exportTo", cmp.Or(v.r.Namespace, DefaultNamespace), vs.ExportTo)
 	if len(vs.Http)+len(vs.Tcp)+len(vs.Tls) == 0 {
 		v.errorf("spec", "at least one http, tcp or tls route is required")
 	}

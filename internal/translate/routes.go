@@ -79,13 +79,11 @@ func (t *translator) outboundRoutes(name string, only uint32) *routev3.RouteConf
 }
 
 // meshHosts maps each host to the VirtualService that applies to sidecars
-// for it: the oldest one that claims the host among those exported to the
-// proxy's namespace. Wildcard hosts only apply at gateways.
+// for it (see exportedVSs). Wildcard hosts only apply at gateways.
 func (t *translator) meshHosts() map[string]*virtualService {
 	out := map[string]*virtualService{}
-	for i := range t.vss {
-		vs := &t.vss[i]
-		if !vs.gateways[meshGateway] || !config.ExportedTo(vs.spec.GetExportTo(), vs.res.Namespace, t.proxy.Namespace) {
+	for _, vs := range t.exportedVSs() {
+		if !vs.gateways[meshGateway] {
 			continue
 		}
 		for _, h := range vs.hosts {
@@ -95,6 +93,21 @@ func (t *translator) meshHosts() map[string]*virtualService {
 		}
 	}
 	return out
+}
+
+// exportedVSs lists the VirtualServices exported to the proxy's namespace
+// in the order in which they claim hosts, as Istio picks among them: those
+// kept to that namespace first, then those exported to it by name, then
+// the public ones, each oldest first.
+func (t *translator) exportedVSs() []*virtualService {
+	var byRank [3][]*virtualService
+	for i := range t.vss {
+		vs := &t.vss[i]
+		if r, ok := config.ExportRank(vs.spec.GetExportTo(), vs.res.Namespace, t.proxy.Namespace); ok {
+			byRank[r] = append(byRank[r], vs)
+		}
+	}
+	return slices.Concat(byRank[0], byRank[1], byRank[2])
 }
 
 // serviceDomains lists every name that reaches svc on port, and with vip
@@ -143,11 +156,7 @@ func isHTTP(protocol string) bool {
 func (t *translator) gatewayRoutes(port uint32, servers []gatewayServer) *routev3.RouteConfiguration {
 	rc := &routev3.RouteConfiguration{Name: gatewayRouteName(port)}
 	claimed := map[string]bool{}
-	for i := range t.vss {
-		vs := &t.vss[i]
-		if !config.ExportedTo(vs.spec.GetExportTo(), vs.res.Namespace, t.proxy.Namespace) {
-			continue // not for gateways in this namespace
-		}
+	for _, vs := range t.exportedVSs() {
 		for _, host := range vs.hosts {
 			if claimed[host] {
 				continue
