@@ -255,7 +255,7 @@ spec:
     labels: {version: v1}
     trafficPolicy:
       connectionPool: {http: {useClientProtocol: true}}
-      loadBalancer: {simple: ROUND_ROBIN, warmupDurationSecs: 30s}
+      loadBalancer: {simple: RANDOM, warmupDurationSecs: 30s}
 `, []string{
 			drPrefix + "spec.trafficPolicy.outlierDetection.consecutiveErrors: the deprecated outlierDetection.consecutiveErrors (Istio ignores it too; use consecutive5xxErrors or consecutiveGatewayErrors)" + suffix,
 			drPrefix + "spec.trafficPolicy.tunnel: trafficPolicy.tunnel" + suffix,
@@ -264,6 +264,7 @@ spec:
 			drPrefix + "spec.trafficPolicy.portLevelSettings[0].tls: client TLS settings" + suffix,
 			drPrefix + "spec.trafficPolicy.portLevelSettings[0].loadBalancer.consistentHash.httpCookie.attributes: consistent-hash cookie attributes" + suffix,
 			drPrefix + "spec.trafficPolicy.portLevelSettings[0].loadBalancer.localityLbSetting: loadBalancer.localityLbSetting" + suffix,
+			drPrefix + "spec.subsets[0].trafficPolicy.loadBalancer.warmup: warmup with RANDOM, PASSTHROUGH or consistentHash load balancing (as in Istio, it applies only to ROUND_ROBIN and LEAST_REQUEST)" + suffix,
 		}},
 	}
 	for _, tt := range tests {

@@ -473,19 +473,11 @@ func (v *validator) loadBalancer(path string, lb *networking.LoadBalancerSetting
 		if m := w.MinimumPercent; m != nil && (m.Value < 0 || m.Value > 100) {
 			v.errorf(path+".warmup.minimumPercent", "%g must be between 0 and 100", m.Value)
 		}
-		if a := w.Aggression; a != nil && a.Value <= 0 {
-			v.errorf(path+".warmup.aggression", "%g must be above 0", a.Value)
+		if a := w.Aggression; a != nil && a.Value < 0 {
+			v.errorf(path+".warmup.aggression", "%g must not be negative", a.Value)
 		}
 	}
 	v.duration(path+".warmupDurationSecs", lb.GetWarmupDurationSecs())
-	if lb.GetWarmup() != nil || lb.GetWarmupDurationSecs() != nil {
-		switch {
-		case lb.GetConsistentHash() != nil:
-			v.errorf(path+".warmup", "applies only to ROUND_ROBIN and LEAST_REQUEST load balancing, not to consistentHash")
-		case lb.GetSimple() == networking.LoadBalancerSettings_RANDOM || lb.GetSimple() == networking.LoadBalancerSettings_PASSTHROUGH:
-			v.errorf(path+".warmup", "applies only to ROUND_ROBIN and LEAST_REQUEST load balancing, not to %s", lb.GetSimple())
-		}
-	}
 	ch := lb.GetConsistentHash()
 	if ch == nil {
 		return

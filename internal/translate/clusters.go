@@ -130,7 +130,7 @@ func slowStart(lb *v1alpha3.LoadBalancerSettings) *clusterv3.Cluster_SlowStartCo
 		return nil
 	}
 	out := &clusterv3.Cluster_SlowStartConfig{SlowStartWindow: proto.CloneOf(d)}
-	if a := w.GetAggression(); a != nil {
+	if a := w.GetAggression(); a.GetValue() > 0 { // 0: Envoy's default, 1
 		out.Aggression = &corev3.RuntimeDouble{DefaultValue: a.GetValue(), RuntimeKey: "upstream.slow_start_aggression"}
 	}
 	if m := w.GetMinimumPercent(); m != nil {

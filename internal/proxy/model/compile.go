@@ -511,11 +511,10 @@ func compileSlowStart(ss *clusterv3.Cluster_SlowStartConfig, field string) (*ups
 		return nil, fmt.Errorf("%s.slow_start_window: required, a positive duration", field)
 	}
 	out := &upstream.SlowStart{Window: w.AsDuration(), Aggression: upstream.DefaultSlowStartAggression, MinWeightPercent: upstream.DefaultSlowStartMinPercent}
-	if a := ss.GetAggression(); a != nil {
-		if a.GetDefaultValue() <= 0 {
-			return nil, fmt.Errorf("%s.aggression %g: must be above 0", field, a.GetDefaultValue())
-		}
-		out.Aggression = a.GetDefaultValue() // runtime_key: weft-proxy has no runtime layer
+	if a := ss.GetAggression(); a.GetDefaultValue() > 0 {
+		// (Envoy falls back to 1 for 0 or less; runtime_key: weft-proxy
+		// has no runtime layer.)
+		out.Aggression = a.GetDefaultValue()
 	}
 	if p := ss.GetMinWeightPercent(); p != nil {
 		if p.GetValue() < 0 || p.GetValue() > 100 {

@@ -722,10 +722,25 @@ func (c *Cluster) pick() *Endpoint {
 	}
 }
 
-// pickWarming picks at random by weights scaled down for the endpoints
-// still in slow start (see SlowStart).
+// pickWarming picks by weights scaled down for the endpoints still in
+// slow start (see SlowStart): at random by those weights, or, for
+// LeastRequest, the better of two random endpoints by scaled weight over
+// requests in flight.
 func (c *Cluster) pickWarming(now time.Time) *Endpoint {
 	weight := func(i int) float64 { return float64(c.weights[i]) * c.slow.factor(now.Sub(c.endpoints[i].since)) }
+	if c.policy == LeastRequest {
+		n := uint64(len(c.endpoints))
+		i := rand.Uint64N(n)
+		j := rand.Uint64N(n - 1)
+		if j >= i {
+			j++
+		}
+		score := func(k uint64) float64 { return weight(int(k)) / float64(c.endpoints[k].inflight.Load()+1) }
+		if score(j) > score(i) {
+			return c.endpoints[j]
+		}
+		return c.endpoints[i]
+	}
 	var total float64
 	for i := range c.endpoints {
 		total += weight(i)
@@ -875,7 +890,7 @@ func (p *Pools) Build(specs []ClusterSpec) map[string]*Cluster {
 			next[s.Name] = b
 			continue
 		}
-		c, keys := p.build(s, used)
+		c, keys := p.build(s, used, p.built[s.Name] == nil)
 		s.Endpoints = slices.Clone(s.Endpoints)
 		out[s.Name] = c
 		next[s.Name] = &builtCluster{spec: s, c: c, keys: keys}
@@ -950,7 +965,10 @@ func samePtr[T comparable](a, b *T) bool {
 
 // build makes the cluster of s, marking the keys of the endpoints it uses
 // in used, and returns them.
-func (p *Pools) build(s ClusterSpec, used map[poolKey]bool) (*Cluster, []poolKey) {
+// first says the cluster is new: its endpoints are there from its start,
+// and not in slow start (as in Envoy, where only hosts added to a load
+// balancer after its creation are).
+func (p *Pools) build(s ClusterSpec, used map[poolKey]bool, first bool) (*Cluster, []poolKey) {
 	set := endpointSettings{connectTimeout: s.ConnectTimeout, idleTimeout: s.IdleTimeout, maxUses: s.MaxRequestsPerConnection, outlier: s.Outlier != nil, protocol: s.Protocol,
 		maxAge: s.MaxConnectionDuration, http2: s.HTTP2}
 	if s.TCPKeepalive != nil {
@@ -1017,8 +1035,11 @@ func (p *Pools) build(s ClusterSpec, used map[poolKey]bool) (*Cluster, []poolKey
 		} else if eset := set.forEndpoint(es, p.opts.H2WhenBusy); e == nil || e.set != eset {
 			old := e
 			e = p.newEndpoint(es.Address, eset, cb)
-			if old != nil {
+			switch {
+			case old != nil:
 				e.since = old.since // the same endpoint, with new settings
+			case first:
+				e.since = time.Time{}
 			}
 			if d != nil {
 				if old != nil && old.od != nil && old.od.d == d {

@@ -360,3 +360,41 @@ func TestSlowStartPicks(t *testing.T) {
 		}
 	}
 }
+
+// The endpoints a cluster starts with are not in slow start; one that
+// joins later is, for the window, and keeps its join time across a change
+// of the cluster's settings.
+func TestSlowStartOnlyForEndpointsThatJoinLater(t *testing.T) {
+	p := NewPools(PoolsOptions{})
+	defer p.Close()
+	ss := &SlowStart{Window: time.Minute, Aggression: 1, MinWeightPercent: 10}
+	spec := func(timeout time.Duration, addrs ...string) []ClusterSpec {
+		var eps []EndpointSpec
+		for _, a := range addrs {
+			eps = append(eps, EndpointSpec{Address: a})
+		}
+		return []ClusterSpec{{Name: "c", LB: LeastRequest, SlowStart: ss, ConnectTimeout: timeout, Endpoints: eps}}
+	}
+	c := p.Build(spec(time.Second, "a:1", "b:1"))["c"]
+	if now := time.Now(); now.Before(c.warmUntil) {
+		t.Fatalf("a new cluster's endpoints are in slow start until %v", c.warmUntil)
+	}
+	c = p.Build(spec(time.Second, "a:1", "b:1", "new:1"))["c"]
+	if d := time.Until(c.warmUntil); d < 50*time.Second || d > time.Minute {
+		t.Fatalf("an endpoint that joined warms up for %v more, want about a minute", d)
+	}
+	joined := c.endpoints[2].since
+	c = p.Build(spec(2*time.Second, "a:1", "b:1", "new:1"))["c"] // new endpoints, same addresses
+	if c.endpoints[2].since != joined || !c.endpoints[0].since.IsZero() {
+		t.Error("a change of settings reset the endpoints' join times")
+	}
+	picks := map[string]int{}
+	for range 3000 {
+		picks[c.Pick(nil).Address()]++
+	}
+	// new:1 weighs 0.1 against 1 and 1 (power of two choices on scaled
+	// weights): far fewer picks than the others.
+	if picks["new:1"] > 600 || picks["a:1"] < 1000 {
+		t.Errorf("while new:1 warms up: %v", picks)
+	}
+}
