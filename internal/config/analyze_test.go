@@ -411,6 +411,9 @@ spec:
 			`Warning [WEFT0001] (ServiceEntry default/ext) spec.exportTo: exportTo is not supported by Weft yet: it is stored but has no effect`,
 			`Warning [WEFT0001] (ServiceEntry default/ext) spec.subjectAltNames: subjectAltNames is not supported by Weft yet: it is stored but has no effect`,
 		}},
+		{"TCP routes at a gateway", vs + "metadata: {name: tcp-gw}\nspec:\n  hosts: [reviews]\n  gateways: [bookinfo-gateway]\n  tcp: [{route: [{destination: {host: reviews}}]}]\n", []string{
+			`Warning [WEFT0001] (VirtualService default/tcp-gw) spec.tcp: TCP routing at a gateway (TCP routes apply to transparent-mode sidecars) is not supported by Weft yet: it is stored but has no effect`,
+		}},
 		{"same host, exported to different namespaces: no conflict",
 			vs + "metadata: {name: a, namespace: team-a}\nspec:\n  hosts: [reviews.default.svc.cluster.local]\n  exportTo: [.]\n  http: [{route: [{destination: {host: reviews.default.svc.cluster.local}}]}]\n" +
 				"---\n" + vs + "metadata: {name: b, namespace: team-b}\nspec:\n  hosts: [reviews.default.svc.cluster.local]\n  exportTo: [team-b]\n  http: [{route: [{destination: {host: reviews.default.svc.cluster.local}}]}]\n" +

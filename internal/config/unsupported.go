@@ -58,6 +58,9 @@ func Unsupported(r *Resource) []Warning {
 		if len(spec.GetTls()) > 0 {
 			warn("spec.tls", "TLS routing by VirtualService")
 		}
+		if gws := spec.GetGateways(); len(spec.GetTcp()) > 0 && len(gws) > 0 && !slices.Contains(gws, "mesh") {
+			warn("spec.tcp", "TCP routing at a gateway (TCP routes apply to transparent-mode sidecars)")
+		}
 	case *networking.DestinationRule:
 		policy := func(path string, cp *networking.ConnectionPoolSettings, od *networking.OutlierDetection,
 			lb *networking.LoadBalancerSettings, tls *networking.ClientTLSSettings) {

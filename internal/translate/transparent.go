@@ -88,10 +88,11 @@ func (t *translator) transparentSidecar() ([]*listenerv3.Listener, []*routev3.Ro
 			if strings.EqualFold(port.Protocol, "UDP") {
 				continue
 			}
-			// As Istio: the rule's top-level setting, not a port's or a
-			// subset's.
-			maxAge := t.drs[svc.Hostname].spec.GetTrafficPolicy().GetConnectionPool().GetTcp().GetMaxConnectionDuration()
-			listeners = append(listeners, vipListener(svc, port, t.tcpRoute(mesh[svc.Hostname], svc, port.Number), maxAge))
+			dests, host := t.tcpRoute(mesh[svc.Hostname], svc, port.Number)
+			// As Istio: the top-level setting of the rule for the (first)
+			// destination's host, not a port's or a subset's.
+			maxAge := t.drs[host].spec.GetTrafficPolicy().GetConnectionPool().GetTcp().GetMaxConnectionDuration()
+			listeners = append(listeners, vipListener(svc, port, dests, maxAge))
 			if kindOf(port.Protocol) != portTCP {
 				httpPorts[port.Number] = true
 			}
@@ -246,11 +247,12 @@ func tcpProxyChain(name string, dests []tcpDest, maxAge *durationpb.Duration) *l
 // tcpRoute is where the VirtualService vs (which applies to sidecars for
 // svc's host; nil if none does) sends TCP connections to svc on port: the
 // destinations of its first TCP route whose match applies (a route without
-// matches applies everywhere), as Istio picks it. nil means none does,
-// and the connection goes to the service.
-func (t *translator) tcpRoute(vs *virtualService, svc *registry.Service, port uint32) []tcpDest {
+// matches applies everywhere), as Istio picks it, and the host of the first
+// of them. nil means none does, and the connection goes to the service
+// (whose host is then the one returned).
+func (t *translator) tcpRoute(vs *virtualService, svc *registry.Service, port uint32) ([]tcpDest, string) {
 	if vs == nil {
-		return nil
+		return nil, svc.Hostname
 	}
 	for _, r := range vs.spec.GetTcp() {
 		applies := len(r.GetMatch()) == 0
@@ -265,11 +267,15 @@ func (t *translator) tcpRoute(vs *virtualService, svc *registry.Service, port ui
 		}
 		var dests []tcpDest
 		var total uint32
+		host := ""
 		for _, d := range r.GetRoute() {
 			if d.GetDestination().GetHost() == "" {
 				continue
 			}
 			k := t.destination(d.GetDestination(), vs.res.Namespace, port)
+			if host == "" {
+				host = k.host
+			}
 			t.refs[k] = true
 			w := uint32(max(d.GetWeight(), 0))
 			dests = append(dests, tcpDest{cluster: k.name(), weight: w})
@@ -283,10 +289,10 @@ func (t *translator) tcpRoute(vs *virtualService, svc *registry.Service, port ui
 			}
 		}
 		if len(dests) > 0 {
-			return dests
+			return dests, host
 		}
 	}
-	return nil
+	return nil, svc.Hostname
 }
 
 // l4MatchApplies reports whether a TCP route's match applies to

@@ -289,19 +289,20 @@ func compileChain(fc *listenerv3.FilterChain, field string) (*compiledChain, err
 		}
 		out.tcpCluster = tp.GetCluster()
 		if wc := tp.GetWeightedClusters(); wc != nil {
-			var total uint64
 			for i, c := range wc.GetClusters() {
 				if c.GetName() == "" {
 					return nil, fmt.Errorf("%s.typed_config.weighted_clusters.clusters[%d].name: empty", field, i)
+				}
+				if c.GetWeight() < 1 {
+					return nil, fmt.Errorf("%s.typed_config.weighted_clusters.clusters[%d].weight: must be at least 1", field, i)
 				}
 				if c.GetMetadataMatch() != nil {
 					return nil, fmt.Errorf("%s.typed_config.weighted_clusters.clusters[%d].metadata_match: not supported by weft-proxy", field, i)
 				}
 				out.tcpWeighted = append(out.tcpWeighted, WeightedCluster{Name: c.GetName(), Weight: c.GetWeight()})
-				total += uint64(c.GetWeight())
 			}
-			if total == 0 {
-				return nil, fmt.Errorf("%s.typed_config.weighted_clusters: the weights add up to 0", field)
+			if len(out.tcpWeighted) == 0 {
+				return nil, fmt.Errorf("%s.typed_config.weighted_clusters.clusters: empty", field)
 			}
 		}
 		if out.tcpCluster == "" && out.tcpWeighted == nil {
