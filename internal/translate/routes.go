@@ -49,7 +49,7 @@ func (t *translator) httpProxyRoutes() *routev3.RouteConfiguration {
 // services on that port, reachable by their VIP too: the route
 // configuration PORT of transparent mode.
 func (t *translator) outboundRoutes(name string, only uint32) *routev3.RouteConfiguration {
-	claimed := t.meshHosts()
+	claimed := t.meshHosts(func(vs *virtualService) bool { return len(vs.spec.GetHttp()) > 0 })
 	mesh := map[string]bool{meshGateway: true}
 	seen := map[string]bool{}
 	rc := &routev3.RouteConfiguration{Name: name}
@@ -63,9 +63,7 @@ func (t *translator) outboundRoutes(name string, only uint32) *routev3.RouteConf
 				continue
 			}
 			vh := &routev3.VirtualHost{Name: fmt.Sprintf("%s:%d", svc.Hostname, port.Number), Domains: domains}
-			// A VirtualService with only TCP routes leaves HTTP to the
-			// service's default route.
-			if vs := claimed[svc.Hostname]; vs != nil && len(vs.spec.GetHttp()) > 0 {
+			if vs := claimed[svc.Hostname]; vs != nil {
 				vh.Routes = t.vsRoutes(vs, routeContext{port: port.Number, gateways: mesh})
 			} else {
 				vh.Routes = []*routev3.Route{t.defaultRoute(svc.Hostname, port.Number)}
@@ -79,11 +77,14 @@ func (t *translator) outboundRoutes(name string, only uint32) *routev3.RouteConf
 }
 
 // meshHosts maps each host to the VirtualService that applies to sidecars
-// for it (see exportedVSs). Wildcard hosts only apply at gateways.
-func (t *translator) meshHosts() map[string]*virtualService {
+// for it (see exportedVSs), among those that have routes of the kind the
+// caller asks for (with): HTTP routes for HTTP ports, TCP routes for TCP
+// ones, so that a VirtualService with only one kind does not hide another
+// one's routes of the other kind. Wildcard hosts only apply at gateways.
+func (t *translator) meshHosts(with func(*virtualService) bool) map[string]*virtualService {
 	out := map[string]*virtualService{}
 	for _, vs := range t.exportedVSs() {
-		if !vs.gateways[meshGateway] {
+		if !vs.gateways[meshGateway] || !with(vs) {
 			continue
 		}
 		for _, h := range vs.hosts {

@@ -79,7 +79,7 @@ func (t *translator) transparentSidecar() ([]*listenerv3.Listener, []*routev3.Ro
 	}
 	listeners := []*listenerv3.Listener{outbound, t.virtualInbound(), t.dnsListener()}
 	httpPorts := map[uint32]bool{}
-	mesh := t.meshHosts()
+	mesh := t.meshHosts(func(vs *virtualService) bool { return len(vs.spec.GetTcp()) > 0 })
 	for _, svc := range t.snap.Services {
 		if svc.VIP == "" {
 			continue
