@@ -57,6 +57,46 @@ spec:
 	return b.String()
 }
 
+// noRetries is a VirtualService for NAME.example.com that turns off Istio's
+// default retries, so each request meets the endpoint it was sent to.
+func noRetries(name string) string {
+	return fmt.Sprintf(`
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: %[1]s
+spec:
+  hosts:
+  - %[1]s.example.com
+  http:
+  - retries:
+      attempts: 0
+    route:
+    - destination:
+        host: %[1]s.example.com
+`, name)
+}
+
+// statusCounts sends n GETs to url, one after another, and counts the
+// answers by status; a 404's body is logged (it names what had no route).
+func statusCounts(t *testing.T, client *http.Client, url string, n int) map[int]int {
+	t.Helper()
+	codes := map[int]int{}
+	for i := range n {
+		resp, err := client.Get(url)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		codes[resp.StatusCode]++
+		if resp.StatusCode == http.StatusNotFound {
+			t.Logf("request %d: 404 %q", i, b)
+		}
+	}
+	return codes
+}
+
 // serveLoopback runs h on a loopback port for the test and returns the
 // port.
 func serveLoopback(t *testing.T, h http.Handler) int {
@@ -179,34 +219,8 @@ spec:
       baseEjectionTime: 3m
       maxEjectionPercent: 100
 ---
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: flaky
-spec:
-  hosts:
-  - flaky.example.com
-  http:
-  - retries:
-      attempts: 0
-    route:
-    - destination:
-        host: flaky.example.com
-`)
-	client := m.outboundClient(5 * time.Second)
-	codes := map[int]int{}
-	for i := 0; i < 20; i++ {
-		resp, err := client.Get("http://flaky.example.com/")
-		if err != nil {
-			t.Fatalf("request %d: %v", i, err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		codes[resp.StatusCode]++
-		if resp.StatusCode == http.StatusNotFound {
-			t.Logf("request %d: 404 %q", i, b)
-		}
-	}
+` + noRetries("flaky"))
+	codes := statusCounts(t, m.outboundClient(5*time.Second), "http://flaky.example.com/", 20)
 	if n := badHits.Load(); n != 1 {
 		t.Errorf("the failing endpoint got %d requests; after its first 503 it should have been ejected", n)
 	}
@@ -285,31 +299,8 @@ spec:
       baseEjectionTime: 3m
       maxEjectionPercent: 100
 ---
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: halfdead
-spec:
-  hosts:
-  - halfdead.example.com
-  http:
-  - retries:
-      attempts: 0
-    route:
-    - destination:
-        host: halfdead.example.com
-`)
-	client := m.outboundClient(5 * time.Second)
-	codes := map[int]int{}
-	for i := 0; i < 10; i++ {
-		resp, err := client.Get("http://halfdead.example.com/")
-		if err != nil {
-			t.Fatalf("request %d: %v", i, err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		codes[resp.StatusCode]++
-	}
+` + noRetries("halfdead"))
+	codes := statusCounts(t, m.outboundClient(5*time.Second), "http://halfdead.example.com/", 10)
 	if codes[http.StatusOK] < 9 {
 		t.Errorf("answers %v: only the first request to the dead endpoint may fail", codes)
 	}
