@@ -291,10 +291,13 @@ func (t *translator) matchApplies(m *v1alpha3.HTTPMatchRequest, vsNamespace stri
 			return false
 		}
 	}
-	if !hasLabels(t.proxy.Labels, m.GetSourceLabels()) {
-		return false
-	}
-	return m.GetSourceNamespace() == "" || m.GetSourceNamespace() == t.proxy.Namespace
+	return t.fromSource(m.GetSourceLabels(), m.GetSourceNamespace())
+}
+
+// fromSource reports whether a match's sourceLabels and sourceNamespace
+// (each applying when set) take this proxy's traffic.
+func (t *translator) fromSource(labels map[string]string, namespace string) bool {
+	return hasLabels(t.proxy.Labels, labels) && (namespace == "" || namespace == t.proxy.Namespace)
 }
 
 // routeMatch converts an Istio match into an Envoy one.

@@ -312,10 +312,7 @@ func (t *translator) l4MatchApplies(m *v1alpha3.L4MatchAttributes, vsNamespace s
 	if gws := m.GetGateways(); len(gws) > 0 && !slices.ContainsFunc(gws, func(g string) bool { return resolveGateway(g, vsNamespace) == meshGateway }) {
 		return false
 	}
-	if !hasLabels(t.proxy.Labels, m.GetSourceLabels()) {
-		return false
-	}
-	return m.GetSourceNamespace() == "" || m.GetSourceNamespace() == t.proxy.Namespace
+	return t.fromSource(m.GetSourceLabels(), m.GetSourceNamespace())
 }
 
 // inSubnet reports whether ip is in s, a CIDR or a single address.

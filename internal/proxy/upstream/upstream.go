@@ -139,10 +139,11 @@ type ClusterSpec struct {
 }
 
 // SlowStart is a cluster's slow_start_config. An endpoint younger than
-// Window (counted from when it joined the cluster) is picked in proportion
-// to its weight times max(MinWeightPercent/100, (age/Window)^(1/Aggression)),
-// age in whole seconds and at least one, as Envoy weighs it; while any
-// endpoint is that young, the cluster picks at random by those weights.
+// Window (counted from when it joined the cluster after the cluster's
+// first build) weighs its weight times max(MinWeightPercent/100,
+// (age/Window)^(1/Aggression)), age in whole seconds and at least one, as
+// Envoy weighs it; while any endpoint is that young, the cluster picks by
+// those weights (see Cluster.pickWarming).
 type SlowStart struct {
 	Window time.Duration
 	// Aggression 1 ramps linearly; above 1, faster at first.
@@ -489,6 +490,9 @@ type Cluster struct {
 	slow      *SlowStart
 	weights   []uint32
 	warmUntil time.Time
+	// warming is set while warmUntil may be ahead: once a pick finds it
+	// passed, picks stop reading the clock.
+	warming atomic.Bool
 }
 
 // BeginRetry claims one of the cluster's max_retries for a request about
@@ -686,10 +690,11 @@ func (c *Cluster) pickAny(avoid *Endpoint) *Endpoint {
 
 func (c *Cluster) pick() *Endpoint {
 	n := uint64(len(c.endpoints))
-	if c.slow != nil {
+	if c.warming.Load() {
 		if now := time.Now(); now.Before(c.warmUntil) {
 			return c.pickWarming(now)
 		}
+		c.warming.Store(false)
 	}
 	switch c.policy {
 	case LeastRequest:
@@ -1074,6 +1079,7 @@ func (p *Pools) build(s ClusterSpec, used map[poolKey]bool, first bool) (*Cluste
 				c.warmUntil = u
 			}
 		}
+		c.warming.Store(time.Now().Before(c.warmUntil))
 	}
 	if (s.LB == RingHash || s.LB == Maglev) && !s.OriginalDst {
 		t := p.hashes[s.Name]

@@ -344,6 +344,7 @@ func TestSlowStartPicks(t *testing.T) {
 	now := time.Now()
 	c.endpoints[0].since, c.endpoints[1].since = now.Add(-time.Hour), now.Add(-5*time.Second)
 	c.warmUntil = now.Add(5 * time.Second)
+	c.warming.Store(true)
 	picks := map[string]int{}
 	for range 3000 {
 		picks[c.Pick(nil).Address()]++
@@ -376,7 +377,7 @@ func TestSlowStartOnlyForEndpointsThatJoinLater(t *testing.T) {
 		return []ClusterSpec{{Name: "c", LB: LeastRequest, SlowStart: ss, ConnectTimeout: timeout, Endpoints: eps}}
 	}
 	c := p.Build(spec(time.Second, "a:1", "b:1"))["c"]
-	if now := time.Now(); now.Before(c.warmUntil) {
+	if now := time.Now(); now.Before(c.warmUntil) || c.warming.Load() {
 		t.Fatalf("a new cluster's endpoints are in slow start until %v", c.warmUntil)
 	}
 	c = p.Build(spec(time.Second, "a:1", "b:1", "new:1"))["c"]
