@@ -7,17 +7,14 @@ import (
 	"slices"
 
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/weftmesh/weft/internal/proxy/grpcstream"
 	discoveryv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/service/discovery/v3"
 )
 
 // The incremental ADS method.
 const deltaMethod = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
-
-var deltaStream = grpc.StreamDesc{StreamName: "DeltaAggregatedResources", ServerStreams: true, ClientStreams: true}
 
 // held is a resource the Handler accepted, with the version the control
 // plane gave it.
@@ -42,12 +39,11 @@ type held struct {
 // (initial_resource_versions), so the control plane sends only what
 // differs from them.
 func (c *Client) deltaStream(ctx context.Context) (got bool, err error) {
-	cs, closeFn, err := c.open(ctx, &deltaStream, deltaMethod)
+	s, err := c.open(ctx, deltaMethod)
 	if err != nil {
 		return false, err
 	}
-	defer closeFn()
-	s := &grpc.GenericClientStream[discoveryv3.DeltaDiscoveryRequest, discoveryv3.DeltaDiscoveryResponse]{ClientStream: cs}
+	defer s.Close()
 	first := true
 	send := func(req *discoveryv3.DeltaDiscoveryRequest) error {
 		if first {
@@ -56,7 +52,7 @@ func (c *Client) deltaStream(ctx context.Context) (got bool, err error) {
 		}
 		c.state[req.TypeUrl].sent = true
 		if err := s.Send(req); err != nil {
-			return fmt.Errorf("send %s request: %w", short(req.TypeUrl), sendError(err, s.Recv))
+			return fmt.Errorf("send %s request: %w", short(req.TypeUrl), sendError(err, s, new(discoveryv3.DeltaDiscoveryResponse)))
 		}
 		return nil
 	}
@@ -81,8 +77,8 @@ func (c *Client) deltaStream(ctx context.Context) (got bool, err error) {
 		}
 	}
 	for {
-		resp, err := s.Recv()
-		if err != nil {
+		resp := new(discoveryv3.DeltaDiscoveryResponse)
+		if err := s.Recv(resp); err != nil {
 			return got, err
 		}
 		c.arrived(&got, "delta")
@@ -96,7 +92,7 @@ func (c *Client) deltaStream(ctx context.Context) (got bool, err error) {
 		st.received = next
 		ack := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: t, ResponseNonce: resp.GetNonce()}
 		if aerr := c.opts.Handler.Apply(t, resp.GetSystemVersionInfo(), sortedAnys(next)); aerr != nil {
-			ack.ErrorDetail = &statuspb.Status{Code: int32(codes.InvalidArgument), Message: aerr.Error()}
+			ack.ErrorDetail = &statuspb.Status{Code: int32(grpcstream.InvalidArgument), Message: aerr.Error()}
 			c.log.Warn("NACK", "type", short(t), "version", resp.GetSystemVersionInfo(), "err", aerr)
 		} else {
 			st.held, st.version = next, resp.GetSystemVersionInfo()

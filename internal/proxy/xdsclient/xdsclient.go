@@ -23,17 +23,15 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
-	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/weftmesh/weft/internal/proxy/grpcstream"
 	corev3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/core/v3"
 	discoveryv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/service/discovery/v3"
 )
@@ -74,8 +72,6 @@ type Options struct {
 	// MinBackoff and MaxBackoff bound the reconnect delay, which doubles
 	// after each failed attempt and is jittered by ±50%. Defaults 100ms, 5s.
 	MinBackoff, MaxBackoff time.Duration
-	// DialOptions are added to the gRPC dial; the default is plaintext.
-	DialOptions []grpc.DialOption
 	// Delta selects incremental xDS (DeltaAggregatedResources): a change
 	// sends the proxy only the resources it changes. Otherwise, or when the
 	// control plane answers that it does not implement it, the client uses
@@ -182,7 +178,7 @@ func (c *Client) Run(ctx context.Context) error {
 			return nil
 		}
 		switch {
-		case delta && !got && status.Code(err) == codes.Unimplemented:
+		case delta && !got && grpcstream.CodeOf(err) == grpcstream.Unimplemented:
 			// A control plane that serves only state of the world. The
 			// versions held came from incremental responses; start over.
 			c.log.Warn("the control plane does not serve incremental xDS; using state of the world", "err", describe(err))
@@ -232,13 +228,13 @@ func (c *Client) arrived(got *bool, api string) {
 	c.setStatus(func(s *Status) { s.Connected = true; s.LastError = ""; s.Responses++ })
 }
 
-// sendError is why a send on a stream failed: gRPC reports a stream the
-// server ended as io.EOF on send, and its status on the next receive.
-func sendError[T any](err error, recv func() (T, error)) error {
+// sendError is why a send on a stream failed: a stream the server ended
+// fails a send with io.EOF, and gives its status on the next receive.
+func sendError(err error, s *grpcstream.Stream, m proto.Message) error {
 	if !errors.Is(err, io.EOF) {
 		return err
 	}
-	if _, rerr := recv(); rerr != nil {
+	if rerr := s.Recv(m); rerr != nil && rerr != io.EOF {
 		return rerr
 	}
 	return err
@@ -251,71 +247,57 @@ func jitter(d time.Duration) time.Duration {
 
 // describe turns a stream error into a short reason.
 func describe(err error) string {
-	if err == nil {
+	var st *grpcstream.Status
+	var errno syscall.Errno
+	switch {
+	case err == nil || err == io.EOF:
 		return "stream closed"
+	case errors.As(err, &st):
+		return st.Error()
+	case errors.As(err, &errno):
+		// "dial tcp 127.0.0.1:15010: connect: connection refused" → the
+		// last part.
+		return errno.Error()
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		return "connection closed by the control plane"
 	}
-	st, ok := status.FromError(err)
-	if !ok {
-		return err.Error()
-	}
-	msg := st.Message()
-	if st.Code() == codes.Unavailable {
-		// "connection error: desc = \"transport: Error while dialing: dial
-		// tcp 127.0.0.1:15010: connect: connection refused\"" → the last part.
-		if i := strings.LastIndex(msg, ": "); i >= 0 {
-			msg = msg[i+2:]
-		}
-		msg = strings.Trim(msg, `"`)
-		if msg == "" || msg == "EOF" {
-			msg = "connection closed by the control plane"
-		}
-		return msg
-	}
-	return fmt.Sprintf("%s: %s", st.Code(), msg)
+	return err.Error()
 }
 
 // The ADS method. weft-proxy's xDS types are messages only, so the stream is
 // opened here rather than through generated service code.
 const adsMethod = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
 
-var adsStream = grpc.StreamDesc{StreamName: "StreamAggregatedResources", ServerStreams: true, ClientStreams: true}
-
 // open dials the control plane and opens method on a new connection. The
-// stream ends with ctx, or when closeFn is called, which also closes the
+// stream ends with ctx, or when it is closed, which also closes the
 // connection.
-func (c *Client) open(ctx context.Context, desc *grpc.StreamDesc, method string) (cs grpc.ClientStream, closeFn func(), err error) {
-	dopts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, c.opts.DialOptions...)
-	conn, err := grpc.NewClient(c.opts.Address, dopts...)
+func (c *Client) open(ctx context.Context, method string) (*grpcstream.Stream, error) {
+	s, err := grpcstream.Open(ctx, grpcstream.Options{Address: c.opts.Address, Method: method, UserAgent: "weft-proxy"})
 	if err != nil {
-		return nil, nil, fmt.Errorf("dial %s: %w", c.opts.Address, err)
+		return nil, fmt.Errorf("dial %s: %w", c.opts.Address, err)
 	}
-	sctx, cancel := context.WithCancel(ctx)
-	closeFn = func() { cancel(); conn.Close() }
-	if cs, err = conn.NewStream(sctx, desc, method); err != nil {
-		closeFn()
-		return nil, nil, err
-	}
-	return cs, closeFn, nil
+	return s, nil
 }
 
 // stream runs one connection and stream; got reports whether any response
 // arrived.
 func (c *Client) stream(ctx context.Context) (got bool, err error) {
-	cs, closeFn, err := c.open(ctx, &adsStream, adsMethod)
+	s, err := c.open(ctx, adsMethod)
 	if err != nil {
 		return false, err
 	}
-	defer closeFn()
-	sctx := cs.Context()
-	s := &grpc.GenericClientStream[discoveryv3.DiscoveryRequest, discoveryv3.DiscoveryResponse]{ClientStream: cs}
+	defer s.Close()
 	for _, st := range c.state {
 		st.nonce, st.sent, st.rejected, st.nackDelay = "", false, "", 0
 	}
-	// The Run goroutine sends, and so do delayed NACK timers.
+	// The Run goroutine sends, and so do delayed NACK timers, until the
+	// stream is done.
 	var sendMu sync.Mutex
+	done := false
 	defer func() {
 		sendMu.Lock()
 		defer sendMu.Unlock()
+		done = true
 		for _, st := range c.state {
 			if st.nackTimer != nil {
 				st.nackTimer.Stop()
@@ -337,7 +319,7 @@ func (c *Client) stream(ctx context.Context) (got bool, err error) {
 			first = false
 		}
 		if nack != nil {
-			req.ErrorDetail = &statuspb.Status{Code: int32(codes.InvalidArgument), Message: nack.Error()}
+			req.ErrorDetail = &statuspb.Status{Code: int32(grpcstream.InvalidArgument), Message: nack.Error()}
 		}
 		st.sent = true
 		sendMu.Lock()
@@ -351,14 +333,14 @@ func (c *Client) stream(ctx context.Context) (got bool, err error) {
 			st.nackTimer = time.AfterFunc(delay, func() {
 				sendMu.Lock()
 				defer sendMu.Unlock()
-				if sctx.Err() == nil {
+				if !done {
 					s.Send(req)
 				}
 			})
 			return nil
 		}
 		if err := s.Send(req); err != nil {
-			return fmt.Errorf("send %s request: %w", short(typeURL), sendError(err, s.Recv))
+			return fmt.Errorf("send %s request: %w", short(typeURL), sendError(err, s, new(discoveryv3.DiscoveryResponse)))
 		}
 		return nil
 	}
@@ -372,8 +354,8 @@ func (c *Client) stream(ctx context.Context) (got bool, err error) {
 		}
 	}
 	for {
-		resp, err := s.Recv()
-		if err != nil {
+		resp := new(discoveryv3.DiscoveryResponse)
+		if err := s.Recv(resp); err != nil {
 			return got, err
 		}
 		c.arrived(&got, "sotw")

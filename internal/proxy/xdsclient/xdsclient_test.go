@@ -5,14 +5,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/weftmesh/weft/internal/proxy/grpcstream"
 	corev3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/core/v3"
 	"github.com/weftmesh/weft/internal/proxy/xdstest"
 )
@@ -223,7 +228,11 @@ func TestDescribe(t *testing.T) {
 		want string
 	}{
 		{nil, "stream closed"},
+		{io.EOF, "stream closed"},
 		{errors.New("plain"), "plain"},
+		{fmt.Errorf("dial 127.0.0.1:15010: %w", &net.OpError{Op: "dial", Net: "tcp", Err: &os.SyscallError{Syscall: "connect", Err: syscall.ECONNREFUSED}}), "connection refused"},
+		{fmt.Errorf("grpc: reading a message: %w", fmt.Errorf("http2: connection ended: %w", io.EOF)), "connection closed by the control plane"},
+		{&grpcstream.Status{Code: grpcstream.Unimplemented, Message: "unknown service"}, "Unimplemented: unknown service"},
 	}
 	for _, tc := range tests {
 		if got := describe(tc.in); got != tc.want {
