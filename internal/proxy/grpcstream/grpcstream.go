@@ -5,7 +5,7 @@
 // A sidecar talks gRPC to one address, on one stream at a time, in
 // plaintext. grpc-go's client would bring name resolution, load balancing,
 // service configs, channelz and a second HTTP/2 implementation, about
-// 1 MB of every sidecar's resident memory (docs/performance-log.md,
+// 2 MB of every sidecar's resident memory (docs/performance-log.md,
 // "Memory: an ADS client without grpc-go"). This package sends the request
 // headers a gRPC server expects, frames messages as gRPC's HTTP/2 protocol
 // has them (a compressed-flag byte, a 4-byte big-endian length, the
