@@ -140,11 +140,35 @@ func Open(ctx context.Context, opts Options) (*Stream, error) {
 		return nil, err
 	}
 	cc := h2.NewClientConn(nc)
+	// A server that accepts the connection but never speaks HTTP/2 (a
+	// process that hangs, a proxy that holds the connection) fails here,
+	// within the dial timeout, as with grpc-go, rather than leave Recv
+	// waiting forever.
+	t := time.NewTimer(opts.DialTimeout)
+	select {
+	case <-cc.Settled():
+		t.Stop()
+	case <-t.C:
+		cc.Close()
+		return nil, fmt.Errorf("no HTTP/2 settings from the server within %v", opts.DialTimeout)
+	case <-ctx.Done():
+		t.Stop()
+		cc.Close()
+		return nil, ctx.Err()
+	}
 	if !cc.Reserve() {
 		cc.Close()
-		return nil, fmt.Errorf("grpc %s: the new connection takes no stream", opts.Address)
+		select {
+		case <-cc.Done():
+			return nil, errors.New("the connection ended before the stream opened")
+		default:
+		}
+		return nil, errors.New("the new connection takes no stream")
 	}
 	sctx, cancel := context.WithCancel(ctx)
+	// The call's end closes the connection, which also frees a Send
+	// blocked in a socket write to a server that stopped reading.
+	context.AfterFunc(sctx, func() { cc.Close() })
 	pr, pw := io.Pipe()
 	req := (&http.Request{
 		Method: http.MethodPost,
@@ -166,7 +190,8 @@ func Open(ctx context.Context, opts Options) (*Stream, error) {
 	return s, nil
 }
 
-// Close ends the call and its connection.
+// Close ends the call and its connection. After an error from Recv, the
+// stream is good only for Close.
 func (s *Stream) Close() {
 	s.cancel()
 	s.pw.CloseWithError(io.ErrClosedPipe)
@@ -211,6 +236,9 @@ func (s *Stream) Recv(m proto.Message) error {
 	}
 	if s.resp.StatusCode != http.StatusOK || s.resp.Header.Get("Grpc-Status") != "" {
 		return s.headStatus()
+	}
+	if ct := s.resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/grpc") {
+		return &Status{Code: Internal, Message: fmt.Sprintf("grpc: the server answered with content-type %q, not gRPC", ct)}
 	}
 	body := s.resp.Body
 	if _, err := io.ReadFull(body, s.hdr[:]); err != nil {

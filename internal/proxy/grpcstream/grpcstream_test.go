@@ -115,8 +115,13 @@ func TestStatusFromTrailers(t *testing.T) {
 	if CodeOf(err) != PermissionDenied || err.Error() != "PermissionDenied: not you: 100% sure" {
 		t.Errorf("CodeOf = %v, Error() = %q", CodeOf(err), err.Error())
 	}
+	// A Send after the end may still succeed (the message is dropped) or
+	// say io.EOF; either way, Recv tells the status again.
 	if err := s.Send(wrapperspb.String("again")); err != nil && err != io.EOF {
 		t.Errorf("Send after the end: %v, want nil or io.EOF", err)
+	}
+	if err := s.Recv(new(wrapperspb.StringValue)); CodeOf(err) != PermissionDenied {
+		t.Errorf("Recv after the end: %v, want the status again", err)
 	}
 }
 
@@ -150,6 +155,29 @@ func TestNoServer(t *testing.T) {
 	}
 }
 
+// A server that accepts the connection but never speaks HTTP/2 fails Open
+// within the dial timeout, instead of leaving Recv waiting forever.
+func TestSilentServerFailsOpen(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go io.Copy(io.Discard, c)
+		}
+	}()
+	_, err = Open(context.Background(), Options{Address: ln.Addr().String(), Method: echoMethod, DialTimeout: 200 * time.Millisecond})
+	if err == nil || !strings.Contains(err.Error(), "no HTTP/2 settings from the server within 200ms") {
+		t.Fatalf("Open to a silent server: %v, want a timeout waiting for its settings", err)
+	}
+}
+
 func TestServerGoesAway(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -180,6 +208,12 @@ func TestCloseEndsABlockedRecv(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- s.Recv(new(wrapperspb.StringValue)) }()
+	// The server sends nothing more: Recv waits.
+	select {
+	case err := <-done:
+		t.Fatalf("Recv returned %v with nothing sent", err)
+	case <-time.After(100 * time.Millisecond):
+	}
 	s.Close()
 	select {
 	case err := <-done:

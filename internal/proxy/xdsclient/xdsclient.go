@@ -22,6 +22,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"slices"
 	"sync"
 	"syscall"
@@ -32,6 +33,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/weftmesh/weft/internal/proxy/grpcstream"
+	"github.com/weftmesh/weft/internal/proxy/h2"
 	corev3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/core/v3"
 	discoveryv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/service/discovery/v3"
 )
@@ -245,10 +247,14 @@ func jitter(d time.Duration) time.Duration {
 	return d/2 + time.Duration(rand.Int64N(int64(d)))
 }
 
-// describe turns a stream error into a short reason.
+// describe turns a stream error into a short reason, for logs and the
+// readiness message ("waiting for config from ADDR: connection refused").
 func describe(err error) string {
 	var st *grpcstream.Status
 	var errno syscall.Errno
+	var dns *net.DNSError
+	var reset h2.StreamError
+	var ne net.Error
 	switch {
 	case err == nil || err == io.EOF:
 		return "stream closed"
@@ -258,6 +264,14 @@ func describe(err error) string {
 		// "dial tcp 127.0.0.1:15010: connect: connection refused" → the
 		// last part.
 		return errno.Error()
+	case errors.As(err, &dns):
+		return dns.Error()
+	case errors.As(err, &ne) && ne.Timeout():
+		return "timed out connecting"
+	case errors.Is(err, h2.ErrNotProcessed):
+		return "the control plane refused the stream (going away)"
+	case errors.As(err, &reset):
+		return "the control plane reset the stream (" + reset.Code.String() + ")"
 	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
 		return "connection closed by the control plane"
 	}

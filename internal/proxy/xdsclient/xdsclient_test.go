@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/weftmesh/weft/internal/proxy/grpcstream"
+	"github.com/weftmesh/weft/internal/proxy/h2"
 	corev3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/core/v3"
 	"github.com/weftmesh/weft/internal/proxy/xdstest"
 )
@@ -222,6 +223,18 @@ func TestReconnectResendsVersions(t *testing.T) {
 	}
 }
 
+// timeoutErr is the error of a dial whose deadline has passed.
+func timeoutErr(t *testing.T) error {
+	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel()
+	var d net.Dialer
+	_, err := d.DialContext(ctx, "tcp", "127.0.0.1:1")
+	if err == nil {
+		t.Fatal("a dial past its deadline succeeded")
+	}
+	return err
+}
+
 func TestDescribe(t *testing.T) {
 	tests := []struct {
 		in   error
@@ -233,6 +246,10 @@ func TestDescribe(t *testing.T) {
 		{fmt.Errorf("dial 127.0.0.1:15010: %w", &net.OpError{Op: "dial", Net: "tcp", Err: &os.SyscallError{Syscall: "connect", Err: syscall.ECONNREFUSED}}), "connection refused"},
 		{fmt.Errorf("grpc: reading a message: %w", fmt.Errorf("http2: connection ended: %w", io.EOF)), "connection closed by the control plane"},
 		{&grpcstream.Status{Code: grpcstream.Unimplemented, Message: "unknown service"}, "Unimplemented: unknown service"},
+		{fmt.Errorf("dial x: %w", &net.OpError{Op: "dial", Net: "tcp", Err: &net.DNSError{Err: "no such host", Name: "cp.invalid", IsNotFound: true}}), "lookup cp.invalid: no such host"},
+		{fmt.Errorf("dial x: %w", timeoutErr(t)), "timed out connecting"},
+		{fmt.Errorf("x: %w", h2.StreamError{StreamID: 1, Code: h2.ErrCodeCancel, Remote: true}), "the control plane reset the stream (CANCEL)"},
+		{fmt.Errorf("%w: the connection is closing", h2.ErrNotProcessed), "the control plane refused the stream (going away)"},
 	}
 	for _, tc := range tests {
 		if got := describe(tc.in); got != tc.want {
