@@ -598,4 +598,63 @@ spec:
 	if got["v1"]+got["v2"] != 100 || got["v2"] < 3 || got["v2"] > 40 {
 		t.Errorf("with 80/20 weights, 100 connections went %v", got)
 	}
+
+	// The same at the ingress gateway: a TCP server, and a VirtualService
+	// bound to its Gateway that sends every connection to v2, while the
+	// sidecars keep their 80/20.
+	port := freePorts(t, 1)[0]
+	m.applyYAML(fmt.Sprintf(`
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata:
+  name: tcp-echo-gateway
+spec:
+  selector:
+    istio: ingressgateway
+  servers:
+  - port:
+      number: %d
+      name: tcp
+      protocol: TCP
+    hosts:
+    - "*"
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: tcp-echo-ingress
+spec:
+  hosts:
+  - "*"
+  gateways:
+  - tcp-echo-gateway
+  tcp:
+  - match:
+    - port: %d
+    route:
+    - destination:
+        host: tcp-echo
+        port:
+          number: 9000
+        subset: v2
+`, port, port))
+	atGateway := map[string]int{}
+	for range 10 {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 5*time.Second)
+		if err != nil {
+			t.Fatalf("the gateway's TCP port %d: %v", port, err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(c, "hello gateway\n")
+		line, err := bufio.NewReader(c).ReadString('\n')
+		c.Close()
+		if err != nil || !strings.HasSuffix(line, " hello gateway\n") {
+			t.Fatalf("tcp-echo through the gateway answered %q, %v", line, err)
+		}
+		v, _, _ := strings.Cut(line, " ")
+		atGateway[v]++
+	}
+	if atGateway["v2"] != 10 {
+		t.Errorf("through the gateway, with every connection routed to v2: %v", atGateway)
+	}
 }

@@ -58,9 +58,6 @@ func Unsupported(r *Resource) []Warning {
 		if len(spec.GetTls()) > 0 {
 			warn("spec.tls", "TLS routing by VirtualService")
 		}
-		if gws := spec.GetGateways(); len(spec.GetTcp()) > 0 && len(gws) > 0 && !slices.Contains(gws, "mesh") {
-			warn("spec.tcp", "TCP routing at a gateway (TCP routes apply to transparent-mode sidecars)")
-		}
 	case *networking.DestinationRule:
 		policy := func(path string, cp *networking.ConnectionPoolSettings, od *networking.OutlierDetection,
 			lb *networking.LoadBalancerSettings, tls *networking.ClientTLSSettings) {
@@ -126,9 +123,20 @@ func Unsupported(r *Resource) []Warning {
 			warn("spec.subjectAltNames", "subjectAltNames")
 		}
 	case *networking.Gateway:
+		httpPorts := map[uint32]bool{}
+		for _, s := range spec.GetServers() {
+			switch strings.ToUpper(s.GetPort().GetProtocol()) {
+			case "HTTP", "HTTP2", "GRPC", "GRPC-WEB":
+				httpPorts[s.GetPort().GetNumber()] = true
+			}
+		}
 		for i, s := range spec.GetServers() {
 			switch strings.ToUpper(s.GetPort().GetProtocol()) {
 			case "HTTP", "HTTP2", "GRPC", "GRPC-WEB":
+			case "TCP":
+				if httpPorts[s.GetPort().GetNumber()] {
+					warn(index("spec.servers", i)+".port.protocol", fmt.Sprintf("a TCP server on port %d, which an HTTP server of this Gateway also uses (the port serves HTTP),", s.GetPort().GetNumber()))
+				}
 			default:
 				warn(index("spec.servers", i)+".port.protocol", "a "+s.GetPort().GetProtocol()+" gateway server")
 			}

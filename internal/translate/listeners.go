@@ -2,6 +2,8 @@ package translate
 
 import (
 	"fmt"
+	"net/netip"
+	"slices"
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -12,6 +14,7 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+	"istio.io/api/networking/v1alpha3"
 
 	"github.com/weftmesh/weft/internal/nodemeta"
 	"github.com/weftmesh/weft/internal/registry"
@@ -84,6 +87,69 @@ func (t *translator) gatewayListener(port uint32, grpcWeb bool) *listenerv3.List
 		return listener(name, "127.0.0.1", mapped, h)
 	}
 	return listener(name, "0.0.0.0", port, h)
+}
+
+// gatewayTCPListener serves the TCP servers on one port (0.0.0.0:PORT, or
+// 127.0.0.1:PortMap[PORT] when the proxy remaps it). Their connections go
+// where the first VirtualService that is bound to one of their Gateways,
+// for a host one of them admits, sends them: its first TCP route whose
+// match applies (port, gateways, source labels and namespace, destination
+// subnets against the gateway's own address), as Istio picks it. With none,
+// there is no listener, and connections to the port are refused.
+func (t *translator) gatewayTCPListener(port uint32, servers []gatewayServer) *listenerv3.Listener {
+	for _, vs := range t.exportedVSs() {
+		if len(vs.spec.GetTcp()) == 0 {
+			continue
+		}
+		via := map[string]bool{}
+		for _, srv := range servers {
+			if vs.gateways[srv.gateway] && slices.ContainsFunc(vs.hosts, func(h string) bool { return srv.admits(vs.res.Namespace, h) }) {
+				via[srv.gateway] = true
+			}
+		}
+		if len(via) == 0 {
+			continue
+		}
+		dests, host := t.tcpDests(vs, port, func(m *v1alpha3.L4MatchAttributes) bool {
+			return t.gatewayL4MatchApplies(m, vs.res.Namespace, port, via)
+		})
+		if dests == nil {
+			continue
+		}
+		name := fmt.Sprintf("0.0.0.0_%d", port)
+		ip, bind := "0.0.0.0", port
+		if mapped, ok := t.proxy.PortMap[port]; ok && mapped != 0 {
+			ip, bind = "127.0.0.1", mapped
+		}
+		maxAge := t.drs[host].spec.GetTrafficPolicy().GetConnectionPool().GetTcp().GetMaxConnectionDuration()
+		return &listenerv3.Listener{
+			Name:         name,
+			Address:      socketAddress(ip, bind),
+			FilterChains: []*listenerv3.FilterChain{tcpProxyChain(name, dests, maxAge)},
+		}
+	}
+	return nil
+}
+
+// gatewayL4MatchApplies reports whether a TCP route's match applies to
+// connections to a gateway's port, through the Gateways in via: its port
+// (the gateway's), gateways, source labels and namespace (the gateway
+// proxy's), and destination subnets (the address the gateway is reached
+// at).
+func (t *translator) gatewayL4MatchApplies(m *v1alpha3.L4MatchAttributes, vsNamespace string, port uint32, via map[string]bool) bool {
+	if m.GetPort() != 0 && m.GetPort() != port {
+		return false
+	}
+	if subnets := m.GetDestinationSubnets(); len(subnets) > 0 {
+		ip, err := netip.ParseAddr(t.proxy.IP)
+		if err != nil || !slices.ContainsFunc(subnets, func(s string) bool { return inSubnet(ip, s) }) {
+			return false
+		}
+	}
+	if gws := m.GetGateways(); len(gws) > 0 && !slices.ContainsFunc(gws, func(g string) bool { return via[resolveGateway(g, vsNamespace)] }) {
+		return false
+	}
+	return t.fromSource(m.GetSourceLabels(), m.GetSourceNamespace())
 }
 
 // gatewayRouteName is the RDS name of a gateway port: http.PORT.

@@ -120,9 +120,11 @@ func (t *translator) sidecar() ([]*listenerv3.Listener, []*routev3.RouteConfigur
 	return listeners, []*routev3.RouteConfiguration{t.httpProxyRoutes()}
 }
 
-// gateway builds the listeners and route configurations of a gateway: one
-// listener and one route configuration per port of the HTTP servers of the
-// Gateways that select it.
+// gateway builds the listeners and route configurations of a gateway: per
+// port of the HTTP servers of the Gateways that select it, a listener and a
+// route configuration; per port of their TCP servers, a listener that
+// proxies connections as a VirtualService's TCP route says. A port with
+// servers of both kinds serves HTTP (config analysis reports the clash).
 func (t *translator) gateway() ([]*listenerv3.Listener, []*routev3.RouteConfiguration) {
 	byPort := map[uint32][]gatewayServer{}
 	for _, srv := range t.gatewayServers() {
@@ -131,25 +133,35 @@ func (t *translator) gateway() ([]*listenerv3.Listener, []*routev3.RouteConfigur
 	var listeners []*listenerv3.Listener
 	var routes []*routev3.RouteConfiguration
 	for _, port := range slices.Sorted(maps.Keys(byPort)) {
-		grpcWeb := slices.ContainsFunc(byPort[port], func(s gatewayServer) bool { return s.grpcWeb })
+		servers := byPort[port]
+		http := slices.DeleteFunc(slices.Clone(servers), func(s gatewayServer) bool { return s.tcp })
+		if len(http) == 0 {
+			if l := t.gatewayTCPListener(port, servers); l != nil {
+				listeners = append(listeners, l)
+			}
+			continue
+		}
+		grpcWeb := slices.ContainsFunc(http, func(s gatewayServer) bool { return s.grpcWeb })
 		listeners = append(listeners, t.gatewayListener(port, grpcWeb))
-		routes = append(routes, t.gatewayRoutes(port, byPort[port]))
+		routes = append(routes, t.gatewayRoutes(port, http))
 	}
 	return listeners, routes
 }
 
-// gatewayServer is one HTTP server of a Gateway that selects this proxy.
+// gatewayServer is one HTTP or TCP server of a Gateway that selects this
+// proxy.
 type gatewayServer struct {
 	gateway   string // namespace/name
 	namespace string // the Gateway's namespace
 	port      uint32
 	hosts     []string // as written: host, ns/host, */host, ./host
 	grpcWeb   bool     // protocol GRPC-WEB
+	tcp       bool     // protocol TCP
 }
 
-// gatewayServers lists the HTTP servers of the Gateways whose selector
-// labels are all present on the proxy, in any namespace. HTTPS, TLS and TCP
-// servers are not supported yet.
+// gatewayServers lists the HTTP and TCP servers of the Gateways whose
+// selector labels are all present on the proxy, in any namespace. HTTPS and
+// TLS servers are not supported yet.
 func (t *translator) gatewayServers() []gatewayServer {
 	var out []gatewayServer
 	for _, r := range t.snap.Of(config.KindGateway) {
@@ -160,7 +172,7 @@ func (t *translator) gatewayServers() []gatewayServer {
 		for _, srv := range spec.GetServers() {
 			proto := strings.ToUpper(srv.GetPort().GetProtocol())
 			switch proto {
-			case "HTTP", "HTTP2", "GRPC", "GRPC-WEB":
+			case "HTTP", "HTTP2", "GRPC", "GRPC-WEB", "TCP":
 			default:
 				continue
 			}
@@ -173,6 +185,7 @@ func (t *translator) gatewayServers() []gatewayServer {
 				port:      srv.GetPort().GetNumber(),
 				hosts:     srv.GetHosts(),
 				grpcWeb:   proto == "GRPC-WEB",
+				tcp:       proto == "TCP",
 			})
 		}
 	}

@@ -254,15 +254,22 @@ func (t *translator) tcpRoute(vs *virtualService, svc *registry.Service, port ui
 	if vs == nil {
 		return nil, svc.Hostname
 	}
+	dests, host := t.tcpDests(vs, port, func(m *v1alpha3.L4MatchAttributes) bool {
+		return t.l4MatchApplies(m, vs.res.Namespace, svc, port)
+	})
+	if dests == nil {
+		return nil, svc.Hostname
+	}
+	return dests, host
+}
+
+// tcpDests returns the destinations of vs's first TCP route with a match
+// that applies (or none: it applies everywhere) and at least one
+// destination, for connections to port, and the host of the first of them;
+// nil if no route does.
+func (t *translator) tcpDests(vs *virtualService, port uint32, applies func(*v1alpha3.L4MatchAttributes) bool) ([]tcpDest, string) {
 	for _, r := range vs.spec.GetTcp() {
-		applies := len(r.GetMatch()) == 0
-		for _, m := range r.GetMatch() {
-			if t.l4MatchApplies(m, vs.res.Namespace, svc, port) {
-				applies = true
-				break
-			}
-		}
-		if !applies {
+		if len(r.GetMatch()) > 0 && !slices.ContainsFunc(r.GetMatch(), applies) {
 			continue
 		}
 		var dests []tcpDest
@@ -292,7 +299,7 @@ func (t *translator) tcpRoute(vs *virtualService, svc *registry.Service, port ui
 			return dests, host
 		}
 	}
-	return nil, svc.Hostname
+	return nil, ""
 }
 
 // l4MatchApplies reports whether a TCP route's match applies to
