@@ -132,10 +132,10 @@ func (t *translator) gatewayTCPListener(port uint32, servers []gatewayServer) *l
 }
 
 // gatewayL4MatchApplies reports whether a TCP route's match applies to
-// connections to a gateway's port, through the Gateways in via: its port
-// (the gateway's), gateways, source labels and namespace (the gateway
-// proxy's), and destination subnets (the address the gateway is reached
-// at).
+// connections to a gateway's port, which arrive through the Gateways in
+// via. It matches its port (the gateway's), gateways, source labels and
+// namespace (the gateway proxy's), and destination subnets (the address
+// the gateway is reached at).
 func (t *translator) gatewayL4MatchApplies(m *v1alpha3.L4MatchAttributes, vsNamespace string, port uint32, via map[string]bool) bool {
 	if m.GetPort() != 0 && m.GetPort() != port {
 		return false
