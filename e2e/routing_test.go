@@ -165,3 +165,61 @@ func TestExplicitProxyHosts(t *testing.T) {
 		t.Errorf("unknown host: %d %q; want 404 naming the host", code, body)
 	}
 }
+
+// TestDelegatedRoutes: a root VirtualService for reviews hands jason's
+// requests to a delegate VirtualService in another namespace; changing
+// only the delegate changes where they go.
+func TestDelegatedRoutes(t *testing.T) {
+	m := startMesh(t)
+	m.applyWait("destination-rule-all.yaml")
+	const delegate = `
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews-jason
+  namespace: reviews-team
+spec:
+  http:
+  - match:
+    - uri:
+        prefix: /reviews/
+    route:
+    - destination:
+        host: reviews.default.svc.cluster.local
+        subset: %s
+`
+	m.applyYAML(fmt.Sprintf(delegate, "v2") + `---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews
+  namespace: default
+spec:
+  hosts:
+  - reviews
+  http:
+  - match:
+    - headers:
+        end-user:
+          exact: jason
+    delegate:
+      name: reviews-jason
+      namespace: reviews-team
+  - route:
+    - destination:
+        host: reviews
+        subset: v1
+`)
+	jason := m.user()
+	jason.login("jason")
+	if got := jason.versions(20); got["v2"] != 20 {
+		t.Fatalf("jason's versions = %v, want all v2 (the delegate's route)", got)
+	}
+	if got := m.user().versions(20); got["v1"] != 20 {
+		t.Fatalf("anonymous versions = %v, want all v1 (the root's own route)", got)
+	}
+	m.applyYAML(fmt.Sprintf(delegate, "v3"))
+	if got := jason.versions(20); got["v3"] != 20 {
+		t.Fatalf("after the delegate changed, jason's versions = %v, want all v3", got)
+	}
+}

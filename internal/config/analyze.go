@@ -55,9 +55,54 @@ const CodeReferencedResourceNotFound = "IST0101"
 // tls route) naming a subset that no DestinationRule for its host defines.
 // Hosts are compared after ResolveHost in each resource's own namespace; a
 // DestinationRule for a wildcard host ("*.example.com") covers the hosts it
-// matches. Warnings are sorted by resource, and by
-// position within a resource.
-func Analyze(all []*Resource) []Warning { return sortWarnings(undefinedSubsets(all)) }
+// matches. It also warns about an HTTP route that delegates to a
+// VirtualService that does not exist, has hosts (so is no delegate), or is
+// not exported to the root's namespace: the route then has no effect.
+// Warnings are sorted by resource, and by position within a resource.
+func Analyze(all []*Resource) []Warning {
+	return sortWarnings(append(undefinedSubsets(all), brokenDelegations(all)...))
+}
+
+// brokenDelegations is Analyze's check of delegate references, unsorted.
+func brokenDelegations(all []*Resource) []Warning {
+	vss := map[Key]*networking.VirtualService{}
+	for _, r := range all {
+		if vs, ok := r.Spec.(*networking.VirtualService); ok && r.Kind == KindVirtualService {
+			vss[r.Key()] = vs
+		}
+	}
+	var out []Warning
+	for _, r := range all {
+		vs, ok := r.Spec.(*networking.VirtualService)
+		if !ok || r.Kind != KindVirtualService || len(vs.Hosts) == 0 {
+			continue
+		}
+		for i, h := range vs.Http {
+			d := h.Delegate
+			if d == nil || d.Name == "" {
+				continue
+			}
+			key := Key{Kind: KindVirtualService, Namespace: cmp.Or(d.Namespace, r.Namespace), Name: d.Name}
+			target, found := vss[key]
+			var why string
+			switch {
+			case !found:
+				why = fmt.Sprintf("Referenced delegate VirtualService not found: %q", key.Namespace+"/"+key.Name)
+			case len(target.Hosts) > 0:
+				why = fmt.Sprintf("delegate VirtualService %s/%s has hosts, so it is no delegate: the route has no effect", key.Namespace, key.Name)
+			case !ExportedTo(target.ExportTo, key.Namespace, r.Namespace):
+				why = fmt.Sprintf("delegate VirtualService %s/%s is not exported to namespace %s: the route has no effect", key.Namespace, key.Name, r.Namespace)
+			default:
+				continue
+			}
+			out = append(out, Warning{
+				Code: CodeReferencedResourceNotFound, Kind: r.Kind, Namespace: r.Namespace, Name: r.Name,
+				Path: index("spec.http", i) + ".delegate", Message: why,
+			})
+		}
+	}
+	return out
+}
 
 // undefinedSubsets is Analyze's check, unsorted.
 func undefinedSubsets(all []*Resource) []Warning {

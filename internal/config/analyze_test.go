@@ -68,6 +68,35 @@ spec:
 			`Warning [IST0101] (VirtualService default/mix) spec.http[0].mirror: referenced subset "shadow" of host reviews.default.svc.cluster.local is not defined by any DestinationRule`,
 			`Warning [IST0101] (VirtualService default/mix) spec.tcp[0].route[0].destination: referenced subset "v3" of host reviews.default.svc.cluster.local is not defined by any DestinationRule`,
 		}},
+		{"delegates: found, missing, with hosts, not exported", `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: root, namespace: front}
+spec:
+  hosts: [shop.example.com]
+  http:
+  - match: [{uri: {prefix: /reviews}}]
+    delegate: {name: reviews, namespace: team}
+  - delegate: {name: nowhere}
+  - delegate: {name: root, namespace: front}
+  - delegate: {name: private, namespace: team}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: team}
+spec:
+  http: [{route: [{destination: {host: reviews}}]}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: private, namespace: team}
+spec:
+  exportTo: [.]
+  http: [{route: [{destination: {host: reviews}}]}]
+`, []string{
+			`Warning [IST0101] (VirtualService front/root) spec.http[1].delegate: Referenced delegate VirtualService not found: "front/nowhere"`,
+			`Warning [IST0101] (VirtualService front/root) spec.http[2].delegate: delegate VirtualService front/root has hosts, so it is no delegate: the route has no effect`,
+			`Warning [IST0101] (VirtualService front/root) spec.http[3].delegate: delegate VirtualService team/private is not exported to namespace front: the route has no effect`,
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -193,7 +222,7 @@ spec:
 			warnPrefix + "spec.http[1].mirror: HTTP mirror on a redirect or directResponse route" + suffix,
 			warnPrefix + "spec.http[2].mirrors: HTTP mirrors on a redirect or directResponse route" + suffix,
 		}},
-		{"cors is translated, delegate is not", vs(`  - corsPolicy:
+		{"cors and delegate are translated", vs(`  - corsPolicy:
       allowOrigins: [{exact: "https://example.com"}]
       allowOrigin: ["https://old.example.com"]
       allowMethods: [GET]
@@ -202,9 +231,7 @@ spec:
     route:
     - destination: {host: ratings}
   - delegate: {name: ratings-delegate}
-`), []string{
-			warnPrefix + "spec.http[1].delegate: HTTP delegate" + suffix,
-		}},
+`), nil},
 		{"translated DestinationRule traffic policies", `apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: ratings}

@@ -27,9 +27,6 @@ func Unsupported(r *Resource) []Warning {
 	case *networking.VirtualService:
 		for i, h := range spec.GetHttp() {
 			p := index("spec.http", i)
-			if h.GetDelegate() != nil {
-				warn(p+".delegate", "HTTP delegate")
-			}
 			if h.GetFault().GetDelay().GetExponentialDelay() != nil {
 				warn(p+".fault.delay.exponentialDelay", "an exponential fault delay")
 			}

@@ -239,15 +239,32 @@ func (v *validator) exportTo(path, own string, list []string) {
 }
 
 func (v *validator) virtualService(vs *networking.VirtualService) {
-	if len(vs.Hosts) == 0 {
-		v.errorf("spec.hosts", "at least one host is required")
+	// A VirtualService without hosts is a delegate: it holds HTTP routes
+	// for the root VirtualServices that delegate to it, and applies only
+	// through them.
+	delegate := len(vs.Hosts) == 0
+	if delegate {
+		if len(vs.Gateways) > 0 {
+			v.errorf("spec.gateways", "a delegate VirtualService (one without hosts) takes its gateways from its root VirtualService and must not set any")
+		}
+		if len(vs.Tcp)+len(vs.Tls) > 0 {
+			v.errorf("spec", "a delegate VirtualService (one without hosts) holds only http routes; a VirtualService with tcp or tls routes needs hosts")
+		}
+		if len(vs.Http) == 0 {
+			v.errorf("spec", "at least one host is required (or, for a delegate VirtualService, http routes)")
+		}
+		for i, h := range vs.Http {
+			if h.Delegate != nil {
+				v.errorf(index("spec.http", i)+".delegate", "a delegate VirtualService cannot delegate further (only one level of delegation)")
+			}
+		}
 	}
 	for i, h := range vs.Hosts {
 		v.host(index("spec.hosts", i), h)
 	}
 	v.nonEmptyStrings("spec.gateways", vs.Gateways, "gateway name")
 	v.exportTo("spec.exportTo", cmp.Or(v.r.Namespace, DefaultNamespace), vs.ExportTo)
-	if len(vs.Http)+len(vs.Tcp)+len(vs.Tls) == 0 {
+	if !delegate && len(vs.Http)+len(vs.Tcp)+len(vs.Tls) == 0 {
 		v.errorf("spec", "at least one http, tcp or tls route is required")
 	}
 	for i, h := range vs.Http {
@@ -305,6 +322,11 @@ func (v *validator) httpRoute(path string, h *networking.HTTPRoute) {
 		v.errorf(path, "route and directResponse cannot both be set")
 	case h.Redirect != nil && h.DirectResponse != nil:
 		v.errorf(path, "redirect and directResponse cannot both be set")
+	case h.Delegate != nil && (len(h.Route) > 0 || h.Redirect != nil || h.DirectResponse != nil):
+		v.errorf(path+".delegate", "a route that delegates takes its destinations from the delegate VirtualService: route, redirect and directResponse cannot be set with it")
+	}
+	if h.Delegate != nil && h.Delegate.Name == "" {
+		v.errorf(path+".delegate.name", "the delegate VirtualService's name is required")
 	}
 	for j, m := range h.Match {
 		mp := index(path+".match", j)

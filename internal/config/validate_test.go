@@ -106,8 +106,18 @@ func TestValidateRejects(t *testing.T) {
 		wantMsg  string
 	}{
 		// VirtualService.
-		{"vs no hosts", KindVirtualService, "  http: [{route: [{destination: {host: a}}]}]\n",
-			"spec.hosts", "at least one host is required"},
+		{"vs no hosts and no routes", KindVirtualService, "  exportTo: [.]\n",
+			"spec", "at least one host is required (or, for a delegate VirtualService, http routes)"},
+		{"delegate with gateways", KindVirtualService, "  gateways: [gw]\n  http: [{route: [{destination: {host: a}}]}]\n",
+			"spec.gateways", "a delegate VirtualService (one without hosts) takes its gateways from its root VirtualService and must not set any"},
+		{"delegate with tcp", KindVirtualService, "  tcp: [{route: [{destination: {host: a}}]}]\n",
+			"spec", "a delegate VirtualService (one without hosts) holds only http routes; a VirtualService with tcp or tls routes needs hosts"},
+		{"nested delegate", KindVirtualService, "  http: [{delegate: {name: b}}]\n",
+			"spec.http[0].delegate", "a delegate VirtualService cannot delegate further (only one level of delegation)"},
+		{"delegate and route", KindVirtualService, "  hosts: [a]\n  http: [{delegate: {name: b}, route: [{destination: {host: a}}]}]\n",
+			"spec.http[0].delegate", "a route that delegates takes its destinations from the delegate VirtualService: route, redirect and directResponse cannot be set with it"},
+		{"delegate without name", KindVirtualService, "  hosts: [a]\n  http: [{delegate: {namespace: b}}]\n",
+			"spec.http[0].delegate.name", "the delegate VirtualService's name is required"},
 		{"vs empty host", KindVirtualService, "  hosts: [a, \"\"]\n  http: [{route: [{destination: {host: a}}]}]\n",
 			"spec.hosts[1]", "host must not be empty"},
 		{"vs bad host", KindVirtualService, "  hosts: [a.*.com]\n  http: [{route: [{destination: {host: a}}]}]\n",

@@ -263,13 +263,24 @@ type virtualService struct {
 
 // virtualServices lists the snapshot's VirtualServices, oldest first (then
 // by namespace/name), which is the order in which they claim hosts.
+//
+// A VirtualService without hosts is a delegate: it applies only through
+// the root VirtualServices whose routes delegate to it, which get its
+// routes merged in (see expandDelegates).
 func virtualServices(s *snapshot.Snapshot) []virtualService {
+	delegates := map[delegateKey]*config.Resource{}
+	for _, r := range s.Of(config.KindVirtualService) {
+		if spec, ok := r.Spec.(*v1alpha3.VirtualService); ok && spec != nil && len(spec.GetHosts()) == 0 {
+			delegates[delegateKey{namespace: r.Namespace, name: r.Name}] = r
+		}
+	}
 	var out []virtualService
 	for _, r := range s.Of(config.KindVirtualService) {
 		spec, ok := r.Spec.(*v1alpha3.VirtualService)
-		if !ok || spec == nil {
+		if !ok || spec == nil || len(spec.GetHosts()) == 0 {
 			continue
 		}
+		spec = expandDelegates(spec, r.Namespace, delegates)
 		vs := virtualService{res: r, spec: spec, gateways: map[string]bool{}}
 		for _, h := range spec.GetHosts() {
 			vs.hosts = append(vs.hosts, resolveHost(s, h, r.Namespace))
