@@ -250,12 +250,14 @@ spec:
       loadBalancer: {consistentHash: {httpQueryParameterName: shard, maglev: {tableSize: 65537}}}
     - port: {number: 9090}
       loadBalancer: {consistentHash: {useSourceIp: true, minimumRingSize: 2048}}
+      tls: {mode: MUTUAL, clientCertificate: /etc/certs/client.pem, privateKey: /etc/certs/key.pem, caCertificates: /etc/certs/ca.pem, sni: ratings.example.com, subjectAltNames: [ratings.example.com]}
   subsets:
   - name: v1
     labels: {version: v1}
     trafficPolicy:
       outlierDetection: {consecutiveGatewayErrors: 9}
       loadBalancer: {consistentHash: {httpCookie: {name: session, path: /, ttl: 3600s}, maglev: {}}}
+      tls: {mode: SIMPLE, insecureSkipVerify: true}
 `, nil},
 		{"untranslated parts of DestinationRule traffic policies (the connection pool and outlier detection settings around them are translated)", `apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -288,7 +290,7 @@ spec:
 			drPrefix + "spec.trafficPolicy.tunnel: trafficPolicy.tunnel" + suffix,
 			drPrefix + "spec.trafficPolicy.proxyProtocol: trafficPolicy.proxyProtocol" + suffix,
 			drPrefix + "spec.trafficPolicy.retryBudget.budgetInterval: trafficPolicy.retryBudget.budgetInterval" + suffix,
-			drPrefix + "spec.trafficPolicy.portLevelSettings[0].tls: client TLS settings" + suffix,
+			drPrefix + "spec.trafficPolicy.portLevelSettings[0].tls.mode: ISTIO_MUTUAL (the mesh's own mutual TLS)" + suffix,
 			drPrefix + "spec.trafficPolicy.portLevelSettings[0].loadBalancer.consistentHash.httpCookie.attributes: consistent-hash cookie attributes" + suffix,
 			drPrefix + "spec.trafficPolicy.portLevelSettings[0].loadBalancer.localityLbSetting: loadBalancer.localityLbSetting" + suffix,
 			drPrefix + "spec.subsets[0].trafficPolicy.loadBalancer.warmup: warmup with RANDOM, PASSTHROUGH or consistentHash load balancing (as in Istio, it applies only to ROUND_ROBIN and LEAST_REQUEST)" + suffix,

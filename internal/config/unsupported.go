@@ -62,8 +62,13 @@ func Unsupported(r *Resource) []Warning {
 				warn(path+".outlierDetection.consecutiveErrors",
 					"the deprecated outlierDetection.consecutiveErrors (Istio ignores it too; use consecutive5xxErrors or consecutiveGatewayErrors)")
 			}
-			if tls != nil {
-				warn(path+".tls", "client TLS settings")
+			switch {
+			case tls.GetMode() == networking.ClientTLSSettings_ISTIO_MUTUAL:
+				warn(path+".tls.mode", "ISTIO_MUTUAL (the mesh's own mutual TLS)")
+			case tls.GetCredentialName() != "" && tls.GetMode() != networking.ClientTLSSettings_DISABLE:
+				warn(path+".tls.credentialName", "a TLS credential by name (certificates from a secret; name them as files instead)")
+			case tls.GetCaCrl() != "":
+				warn(path+".tls.caCrl", "a certificate revocation list")
 			}
 			if len(lb.GetConsistentHash().GetHttpCookie().GetAttributes()) > 0 {
 				warn(path+".loadBalancer.consistentHash.httpCookie.attributes", "consistent-hash cookie attributes")

@@ -523,6 +523,7 @@ func (v *validator) trafficPolicy(path string, tp *networking.TrafficPolicy) {
 	v.connectionPool(path+".connectionPool", tp.ConnectionPool)
 	v.outlierDetection(path+".outlierDetection", tp.OutlierDetection)
 	v.loadBalancer(path+".loadBalancer", tp.LoadBalancer)
+	v.clientTLS(path+".tls", tp.Tls)
 	if rb := tp.RetryBudget; rb != nil && rb.Percent != nil && (rb.Percent.Value < 0 || rb.Percent.Value > 100) {
 		v.errorf(path+".retryBudget.percent", "%g must be between 0 and 100", rb.Percent.Value)
 	}
@@ -531,11 +532,39 @@ func (v *validator) trafficPolicy(path string, tp *networking.TrafficPolicy) {
 		v.connectionPool(p+".connectionPool", pl.ConnectionPool)
 		v.outlierDetection(p+".outlierDetection", pl.OutlierDetection)
 		v.loadBalancer(p+".loadBalancer", pl.LoadBalancer)
+		v.clientTLS(p+".tls", pl.Tls)
 		if pl.Port == nil {
 			v.errorf(p+".port", "required")
 			continue
 		}
 		v.port(p+".port.number", pl.Port.Number, true)
+	}
+}
+
+// clientTLS checks a DestinationRule's tls settings as Istio does: with
+// credentialName, the certificates come from it and cannot also be named
+// as files; MUTUAL needs a client certificate and its key.
+func (v *validator) clientTLS(path string, t *networking.ClientTLSSettings) {
+	if t == nil {
+		return
+	}
+	mode := t.Mode
+	if mode != networking.ClientTLSSettings_SIMPLE && mode != networking.ClientTLSSettings_MUTUAL {
+		return
+	}
+	if t.CredentialName != "" {
+		if t.ClientCertificate != "" || t.PrivateKey != "" || t.CaCertificates != "" {
+			v.errorf(path+".credentialName", "cannot be set with clientCertificate, privateKey or caCertificates: the certificates come from the credential")
+		}
+		return
+	}
+	if mode == networking.ClientTLSSettings_MUTUAL {
+		if t.ClientCertificate == "" {
+			v.errorf(path+".clientCertificate", "required for MUTUAL TLS")
+		}
+		if t.PrivateKey == "" {
+			v.errorf(path+".privateKey", "required for MUTUAL TLS")
+		}
 	}
 }
 

@@ -106,6 +106,10 @@ func TestValidateRejects(t *testing.T) {
 		wantMsg  string
 	}{
 		// VirtualService.
+		{"mutual tls without a client certificate", KindDestinationRule, "  host: a\n  trafficPolicy:\n    tls: {mode: MUTUAL, privateKey: /k.pem}\n",
+			"spec.trafficPolicy.tls.clientCertificate", "required for MUTUAL TLS"},
+		{"tls credentialName with files", KindDestinationRule, "  host: a\n  trafficPolicy:\n    portLevelSettings:\n    - port: {number: 80}\n      tls: {mode: SIMPLE, credentialName: c, caCertificates: /ca.pem}\n",
+			"spec.trafficPolicy.portLevelSettings[0].tls.credentialName", "cannot be set with clientCertificate, privateKey or caCertificates: the certificates come from the credential"},
 		{"vs no hosts and no routes", KindVirtualService, "  exportTo: [.]\n",
 			"spec", "at least one host is required (or, for a delegate VirtualService, http routes)"},
 		{"delegate with gateways", KindVirtualService, "  gateways: [gw]\n  http: [{route: [{destination: {host: a}}]}]\n",

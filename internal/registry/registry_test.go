@@ -80,6 +80,33 @@ func TestServiceEntriesAndWorkloadEntries(t *testing.T) {
 	}
 }
 
+// A DNS ServiceEntry without endpoints reaches each of its hosts, at the
+// port's targetPort when it has one (Istio's egress TLS origination entry).
+func TestDNSServiceEntryWithoutEndpoints(t *testing.T) {
+	se := &config.Resource{Kind: config.KindServiceEntry, Meta: config.Meta{Namespace: "default", Name: "cnn"}, Spec: &networking.ServiceEntry{
+		Hosts: []string{"edition.cnn.com", "*.cnn.com"},
+		Ports: []*networking.ServicePort{
+			{Number: 80, Name: "http-port", Protocol: "HTTP", TargetPort: 443},
+			{Number: 443, Name: "https-port", Protocol: "HTTPS"},
+		},
+		Resolution: networking.ServiceEntry_DNS,
+	}}
+	svcs := Services(nil, []*config.Resource{se}, nil)
+	if len(svcs) != 2 {
+		t.Fatalf("got %d services, want one per host", len(svcs))
+	}
+	wild, cnn := svcs[0], svcs[1]
+	if wild.Hostname != "*.cnn.com" || len(wild.Endpoints) != 0 {
+		t.Errorf("wildcard host: %+v, want no endpoint", wild)
+	}
+	if cnn.Hostname != "edition.cnn.com" || len(cnn.Endpoints) != 1 {
+		t.Fatalf("edition.cnn.com: %+v, want the host as its endpoint", cnn)
+	}
+	if ep := cnn.Endpoints[0]; ep.Address != "edition.cnn.com" || ep.Ports[80] != 443 || ep.Ports[443] != 443 {
+		t.Errorf("endpoint = %+v, want edition.cnn.com with 80 dialled at 443 (targetPort) and 443 at 443", ep)
+	}
+}
+
 func TestGracePeriod(t *testing.T) {
 	r := New(Options{Grace: 50 * time.Millisecond})
 	m := sidecar("reviews-v1-y", "reviews", "v1", 20000)

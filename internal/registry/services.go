@@ -73,10 +73,15 @@ func Services(workloads []Workload, serviceEntries, workloadEntries []*config.Re
 				if proto == "" {
 					proto = ProtocolFromName(p.GetName())
 				}
-				addPort(svc, Port{Name: p.GetName(), Number: p.GetNumber(), Protocol: proto})
+				addPort(svc, Port{Name: p.GetName(), Number: p.GetNumber(), Protocol: proto, TargetPort: p.GetTargetPort()})
 			}
 			for i, we := range se.GetEndpoints() {
 				svc.Endpoints = append(svc.Endpoints, entryEndpoint(svc, we, fmt.Sprintf("%s/%s#%d", r.Namespace, r.Name, i)))
+			}
+			if dnsHostEndpoint(se, host) {
+				// As Istio: a DNS entry without endpoints reaches the host
+				// itself, resolved when a connection is made.
+				svc.Endpoints = append(svc.Endpoints, entryEndpoint(svc, &networking.WorkloadEntry{Address: host}, fmt.Sprintf("%s/%s#%s", r.Namespace, r.Name, host)))
 			}
 			if sel := se.GetWorkloadSelector().GetLabels(); len(sel) > 0 {
 				for _, wr := range workloadEntries {
@@ -125,7 +130,8 @@ func Services(workloads []Workload, serviceEntries, workloadEntries []*config.Re
 
 // entryEndpoint turns a WorkloadEntry (standalone or inline in a
 // ServiceEntry) into an endpoint of svc. Its ports map names service ports to
-// the ports to dial; a port it does not name is dialled at the service port.
+// the ports to dial; a port it does not name is dialled at the service
+// port's targetPort, or the service port.
 func entryEndpoint(svc *Service, we *networking.WorkloadEntry, name string) Endpoint {
 	ep := Endpoint{
 		Address: we.GetAddress(), Ports: map[uint32]uint32{}, Labels: we.GetLabels(),
@@ -134,13 +140,25 @@ func entryEndpoint(svc *Service, we *networking.WorkloadEntry, name string) Endp
 		Sidecar: we.GetLabels()[TLSModeLabel] == "istio",
 	}
 	for _, p := range svc.Ports {
-		if n, ok := we.GetPorts()[p.Name]; ok && n != 0 {
+		switch n, ok := we.GetPorts()[p.Name]; {
+		case ok && n != 0:
 			ep.Ports[p.Number] = n
-		} else {
+		case p.TargetPort != 0:
+			ep.Ports[p.Number] = p.TargetPort
+		default:
 			ep.Ports[p.Number] = p.Number
 		}
 	}
 	return ep
+}
+
+// dnsHostEndpoint reports whether host of the ServiceEntry se is its own
+// endpoint: se resolves by DNS and lists no endpoints, nor selects
+// workloads, and host is a name, not a wildcard.
+func dnsHostEndpoint(se *networking.ServiceEntry, host string) bool {
+	res := se.GetResolution()
+	return (res == networking.ServiceEntry_DNS || res == networking.ServiceEntry_DNS_ROUND_ROBIN) &&
+		len(se.GetEndpoints()) == 0 && len(se.GetWorkloadSelector().GetLabels()) == 0 && !strings.HasPrefix(host, "*")
 }
 
 func addPort(svc *Service, p Port) {

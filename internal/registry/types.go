@@ -15,6 +15,9 @@ type Port struct {
 	Number uint32 // the port clients call, e.g. 9080
 	// Protocol is derived from the name or declared (HTTP, HTTP2, GRPC, TCP, ...).
 	Protocol string
+	// TargetPort is a ServiceEntry port's targetPort: the port its
+	// endpoints are dialled at when they do not name one (0: Number).
+	TargetPort uint32
 }
 
 // Endpoint is one instance of a service.

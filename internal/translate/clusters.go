@@ -37,8 +37,9 @@ func (t *translator) outbound() ([]*clusterv3.Cluster, []*endpointv3.ClusterLoad
 }
 
 // outboundCluster is the EDS cluster k with the DestinationRule policy
-// that applies to it (see trafficPolicy): load balancer, connection pool
-// and outlier detection, and the rule's name in its metadata.
+// that applies to it (see trafficPolicy): load balancer, connection pool,
+// outlier detection and TLS origination, and the rule's name in its
+// metadata.
 func (t *translator) outboundCluster(k clusterKey) *clusterv3.Cluster {
 	tp := t.trafficPolicy(k)
 	c := &clusterv3.Cluster{
@@ -50,6 +51,7 @@ func (t *translator) outboundCluster(k clusterKey) *clusterv3.Cluster {
 	applyConnectionPool(c, tp.GetConnectionPool(), t.portProtocol(k.host, k.port))
 	applyRetryBudget(c, tp.GetRetryBudget())
 	applyOutlierDetection(c, tp.GetOutlierDetection())
+	applyTLS(c, tp.GetTls(), k.host)
 	if dr, ok := t.drs[k.host]; ok {
 		c.Metadata = configMetadata("destination-rule", dr.res, k.subset)
 	}

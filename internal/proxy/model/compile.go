@@ -20,6 +20,7 @@ import (
 	hcmv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpproxyv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/extensions/filters/network/tcp_proxy/v3"
 	dnsfilterv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/extensions/filters/udp/dns_filter/v3"
+	tlsv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/extensions/transport_sockets/tls/v3"
 	upstreamhttpv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/extensions/upstreams/http/v3"
 	// The gRPC-Web filter's configuration has nothing weft-proxy reads; its
 	// type is linked so that /config_dump can print it.
@@ -38,6 +39,7 @@ const (
 	nameGrpcWeb   = "envoy.filters.http.grpc_web"
 	typeGrpcWeb   = "type.googleapis.com/envoy.extensions.filters.http.grpc_web.v3.GrpcWeb"
 	nameRawBuffer = "envoy.transport_sockets.raw_buffer"
+	nameTLS       = "envoy.transport_sockets.tls"
 	nameTCPProxy  = "envoy.filters.network.tcp_proxy"
 	typeTCPProxy  = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
 
@@ -48,6 +50,7 @@ const (
 	nameDNSFilter         = "envoy.filters.udp.dns_filter"
 	typeDNSFilter         = "type.googleapis.com/envoy.extensions.filters.udp.dns_filter.v3.DnsFilterConfig"
 	typeRawBuffer         = "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"
+	typeUpstreamTLS       = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
 )
 
 // compiledListener is an accepted Listener, compiled as far as it can be on
@@ -534,13 +537,15 @@ func compileCluster(c *clusterv3.Cluster) (*compiledCluster, error) {
 	if c.GetClusterType() != nil {
 		return nil, fmt.Errorf("cluster_type %q: custom cluster types are not supported", c.GetClusterType().GetName())
 	}
-	if ts := c.GetTransportSocket(); ts != nil && ts.GetName() != nameRawBuffer && ts.GetTypedConfig().GetTypeUrl() != typeRawBuffer {
-		return nil, fmt.Errorf("transport_socket %q: upstream TLS is not supported by weft-proxy yet", ts.GetName())
-	}
 	if len(c.GetTransportSocketMatches()) > 0 {
 		return nil, fmt.Errorf("transport_socket_matches: not supported by weft-proxy yet")
 	}
 	out := &compiledCluster{spec: upstream.ClusterSpec{Name: c.GetName(), ConnectTimeout: upstream.DefaultConnectTimeout}}
+	tlsSpec, err := compileUpstreamTLS(c.GetTransportSocket())
+	if err != nil {
+		return nil, fmt.Errorf("transport_socket: %w", err)
+	}
+	out.spec.TLS = tlsSpec
 	if d := c.GetConnectTimeout(); d != nil {
 		if err := d.CheckValid(); err != nil || d.AsDuration() <= 0 {
 			return nil, fmt.Errorf("connect_timeout %s: must be a positive duration", d.AsDuration())
@@ -843,6 +848,71 @@ func compileHTTP2Options(o *corev3.Http2ProtocolOptions, field string, dst *upst
 		dst.PingInterval, dst.PingTimeout = iv.AsDuration(), timeout.AsDuration()
 	}
 	return nil
+}
+
+// compileUpstreamTLS reads a cluster's transport socket: nil for none or
+// raw_buffer, TLS settings for envoy.transport_sockets.tls (an
+// UpstreamTlsContext whose certificates and CAs are files; its files are
+// read here, so that one that cannot be read NACKs the cluster). A
+// validation context without trusted_ca verifies against the system's
+// roots; none at all verifies nothing, as in Envoy.
+func compileUpstreamTLS(ts *corev3.TransportSocket) (*upstream.TLS, error) {
+	if ts == nil {
+		return nil, nil
+	}
+	switch u := ts.GetTypedConfig().GetTypeUrl(); {
+	case u == typeRawBuffer || u == "" && ts.GetName() == nameRawBuffer:
+		return nil, nil
+	case u != typeUpstreamTLS:
+		return nil, fmt.Errorf("%q (%s): only %s and %s are supported", ts.GetName(), u, nameRawBuffer, nameTLS)
+	}
+	ctx := &tlsv3.UpstreamTlsContext{}
+	if err := ts.GetTypedConfig().UnmarshalTo(ctx); err != nil {
+		return nil, fmt.Errorf("%s: %w", nameTLS, err)
+	}
+	out := &upstream.TLS{ServerName: ctx.GetSni()}
+	file := func(field string, d *corev3.DataSource) (string, error) {
+		if f := d.GetFilename(); f != "" {
+			return f, nil
+		}
+		return "", fmt.Errorf("%s: weft-proxy reads certificates and keys from files only (filename)", field)
+	}
+	common := ctx.GetCommonTlsContext()
+	switch certs := common.GetTlsCertificates(); len(certs) {
+	case 0:
+	case 1:
+		var err error
+		if out.CertFile, err = file("common_tls_context.tls_certificates[0].certificate_chain", certs[0].GetCertificateChain()); err != nil {
+			return nil, err
+		}
+		if out.KeyFile, err = file("common_tls_context.tls_certificates[0].private_key", certs[0].GetPrivateKey()); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("common_tls_context.tls_certificates: weft-proxy presents one client certificate, got %d", len(certs))
+	}
+	if vc := common.GetValidationContext(); vc != nil {
+		out.Verify = true
+		if vc.GetTrustedCa() != nil {
+			var err error
+			if out.CAFile, err = file("common_tls_context.validation_context.trusted_ca", vc.GetTrustedCa()); err != nil {
+				return nil, err
+			}
+		}
+		var sans []string
+		for i, m := range vc.GetMatchTypedSubjectAltNames() {
+			exact := m.GetMatcher().GetExact()
+			if exact == "" || m.GetSanType() != tlsv3.SubjectAltNameMatcher_DNS && m.GetSanType() != tlsv3.SubjectAltNameMatcher_URI {
+				return nil, fmt.Errorf("common_tls_context.validation_context.match_typed_subject_alt_names[%d]: weft-proxy matches DNS and URI names exactly only", i)
+			}
+			sans = append(sans, exact)
+		}
+		out.SANs = strings.Join(sans, "\n")
+	}
+	if _, err := out.Config(); err != nil {
+		return nil, fmt.Errorf("%s: %w", nameTLS, err)
+	}
+	return out, nil
 }
 
 // compileTCPKeepalive reads upstream_connection_options.tcp_keepalive.

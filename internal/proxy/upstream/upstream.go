@@ -136,6 +136,9 @@ type ClusterSpec struct {
 	// SlowStart, for a RoundRobin or LeastRequest cluster, ramps up the
 	// traffic of an endpoint that joined the cluster recently; nil: none.
 	SlowStart *SlowStart
+	// TLS, when set, makes every connection to the endpoints TLS
+	// (transport_socket envoy.transport_sockets.tls); nil: plain TCP.
+	TLS *TLS
 }
 
 // SlowStart is a cluster's slow_start_config. An endpoint younger than
@@ -224,7 +227,6 @@ type Endpoint struct {
 	retired  atomic.Bool
 	h1       *h1Pool
 	h2       *h2Pool // nil unless the cluster may speak HTTP/2
-	dialer   *net.Dialer
 	inflight atomic.Int64
 	// h2WhenBusy is PoolsOptions.H2WhenBusy.
 	h2WhenBusy int64
@@ -253,12 +255,16 @@ type endpointSettings struct {
 	keepaliveSet bool
 	maxAge       time.Duration // MaxConnectionDuration
 	http2        HTTP2Options
+	// tls is the cluster's TLS origination, when tlsSet.
+	tls    TLS
+	tlsSet bool
 }
 
-// Dial opens a new TCP connection to the endpoint (for tcp_proxy), bounded
-// by the cluster's connect timeout.
+// Dial opens a new connection to the endpoint (for tcp_proxy), bounded by
+// the cluster's connect timeout: TCP, or TLS over it when the cluster
+// originates TLS.
 func (e *Endpoint) Dial(ctx context.Context) (net.Conn, error) {
-	return e.dialer.DialContext(ctx, "tcp", e.addr)
+	return e.h1.dial(ctx)
 }
 
 // Address returns the endpoint's host:port.
@@ -954,7 +960,7 @@ func sameSpec(a, b *ClusterSpec) bool {
 		a.OriginalDst == b.OriginalDst && a.MaxRequestsPerConnection == b.MaxRequestsPerConnection &&
 		a.IdleTimeout == b.IdleTimeout && a.Hash == b.Hash && a.Protocol == b.Protocol &&
 		a.MaxConnectionDuration == b.MaxConnectionDuration && a.HTTP2 == b.HTTP2 && samePtr(a.TCPKeepalive, b.TCPKeepalive) &&
-		samePtr(a.SlowStart, b.SlowStart) &&
+		samePtr(a.SlowStart, b.SlowStart) && samePtr(a.TLS, b.TLS) &&
 		samePtr(a.CircuitBreakers, b.CircuitBreakers) && samePtr(a.Outlier, b.Outlier) &&
 		samePtr(a.HealthyPanicThreshold, b.HealthyPanicThreshold) &&
 		slices.Equal(a.Endpoints, b.Endpoints)
@@ -978,6 +984,9 @@ func (p *Pools) build(s ClusterSpec, used map[poolKey]bool, first bool) (*Cluste
 		maxAge: s.MaxConnectionDuration, http2: s.HTTP2}
 	if s.TCPKeepalive != nil {
 		set.keepalive, set.keepaliveSet = *s.TCPKeepalive, true
+	}
+	if s.TLS != nil {
+		set.tls, set.tlsSet = *s.TLS, true
 	}
 	if set.connectTimeout <= 0 {
 		set.connectTimeout = DefaultConnectTimeout
@@ -1124,15 +1133,20 @@ func (p *Pools) newEndpoint(addr string, set endpointSettings, cb *breaker) *End
 		ka = &set.keepalive
 	}
 	d := ka.dialer(set.connectTimeout)
+	dial := func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }
+	if set.tlsSet {
+		cfg, err := set.tls.Config()
+		dial = tlsDial(dial, cfg, err, addr, set.connectTimeout)
+	}
 	h1 := &h1Pool{
-		dial:        func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) },
+		dial:        dial,
 		maxIdle:     p.opts.MaxIdleConnsPerEndpoint,
 		idleTimeout: set.idleTimeout,
 		maxUses:     set.maxUses,
 		maxAge:      set.maxAge,
 		cb:          cb,
 	}
-	e := &Endpoint{addr: addr, maxIdle: p.opts.MaxIdleConnsPerEndpoint, h1: h1, dialer: d, cb: cb, set: set, h2WhenBusy: p.opts.H2WhenBusy,
+	e := &Endpoint{addr: addr, maxIdle: p.opts.MaxIdleConnsPerEndpoint, h1: h1, cb: cb, set: set, h2WhenBusy: p.opts.H2WhenBusy,
 		since: time.Now()}
 	h1.closeTransportIdle = e.closeTransportIdle
 	if set.protocol != HTTP1 || set.sidecar {

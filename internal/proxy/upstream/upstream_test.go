@@ -241,7 +241,7 @@ func TestBuildRebuildsOnlyChangedClusters(t *testing.T) {
 func TestSameSpecSeesEveryField(t *testing.T) {
 	base := ClusterSpec{Name: "c", Endpoints: []EndpointSpec{{Address: "a:1"}}, CircuitBreakers: &CircuitBreakers{MaxRequests: 1},
 		Outlier: &OutlierDetection{Consecutive5xx: 1}, HealthyPanicThreshold: new(float64), TCPKeepalive: &TCPKeepalive{},
-		SlowStart: &SlowStart{}}
+		SlowStart: &SlowStart{}, TLS: &TLS{}}
 	if !sameSpec(&base, &base) {
 		t.Fatal("a spec differs from itself")
 	}
@@ -249,8 +249,8 @@ func TestSameSpecSeesEveryField(t *testing.T) {
 	for i := range typ.NumField() {
 		other := base
 		other.Endpoints = slices.Clone(base.Endpoints)
-		cb, od, pt, ka, ss := *base.CircuitBreakers, *base.Outlier, *base.HealthyPanicThreshold, *base.TCPKeepalive, *base.SlowStart
-		other.CircuitBreakers, other.Outlier, other.HealthyPanicThreshold, other.TCPKeepalive, other.SlowStart = &cb, &od, &pt, &ka, &ss
+		cb, od, pt, ka, ss, tl := *base.CircuitBreakers, *base.Outlier, *base.HealthyPanicThreshold, *base.TCPKeepalive, *base.SlowStart, *base.TLS
+		other.CircuitBreakers, other.Outlier, other.HealthyPanicThreshold, other.TCPKeepalive, other.SlowStart, other.TLS = &cb, &od, &pt, &ka, &ss, &tl
 		if !sameSpec(&base, &other) {
 			t.Fatal("a spec differs from an equal copy")
 		}

@@ -650,6 +650,7 @@ type DataSource struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Specifier:
 	//
+	//	*DataSource_Filename
 	//	*DataSource_InlineBytes
 	//	*DataSource_InlineString
 	Specifier     isDataSource_Specifier `protobuf_oneof:"specifier"`
@@ -694,6 +695,15 @@ func (x *DataSource) GetSpecifier() isDataSource_Specifier {
 	return nil
 }
 
+func (x *DataSource) GetFilename() string {
+	if x != nil {
+		if x, ok := x.Specifier.(*DataSource_Filename); ok {
+			return x.Filename
+		}
+	}
+	return ""
+}
+
 func (x *DataSource) GetInlineBytes() []byte {
 	if x != nil {
 		if x, ok := x.Specifier.(*DataSource_InlineBytes); ok {
@@ -716,6 +726,10 @@ type isDataSource_Specifier interface {
 	isDataSource_Specifier()
 }
 
+type DataSource_Filename struct {
+	Filename string `protobuf:"bytes,1,opt,name=filename,proto3,oneof"`
+}
+
 type DataSource_InlineBytes struct {
 	InlineBytes []byte `protobuf:"bytes,2,opt,name=inline_bytes,json=inlineBytes,proto3,oneof"`
 }
@@ -723,6 +737,8 @@ type DataSource_InlineBytes struct {
 type DataSource_InlineString struct {
 	InlineString string `protobuf:"bytes,3,opt,name=inline_string,json=inlineString,proto3,oneof"`
 }
+
+func (*DataSource_Filename) isDataSource_Specifier() {}
 
 func (*DataSource_InlineBytes) isDataSource_Specifier() {}
 
@@ -1136,9 +1152,10 @@ const file_envoy_config_core_v3_base_proto_rawDesc = "" +
 	"\x17APPEND_IF_EXISTS_OR_ADD\x10\x00\x12\x11\n" +
 	"\rADD_IF_ABSENT\x10\x01\x12\x1e\n" +
 	"\x1aOVERWRITE_IF_EXISTS_OR_ADD\x10\x02\x12\x17\n" +
-	"\x13OVERWRITE_IF_EXISTS\x10\x03\"e\n" +
+	"\x13OVERWRITE_IF_EXISTS\x10\x03\"\x83\x01\n" +
 	"\n" +
-	"DataSource\x12#\n" +
+	"DataSource\x12\x1c\n" +
+	"\bfilename\x18\x01 \x01(\tH\x00R\bfilename\x12#\n" +
 	"\finline_bytes\x18\x02 \x01(\fH\x00R\vinlineBytes\x12%\n" +
 	"\rinline_string\x18\x03 \x01(\tH\x00R\finlineStringB\v\n" +
 	"\tspecifier\"\xa1\x05\n" +
@@ -1246,6 +1263,7 @@ func file_envoy_config_core_v3_base_proto_init() {
 	file_envoy_config_core_v3_address_proto_init()
 	file_envoy_config_core_v3_backoff_proto_init()
 	file_envoy_config_core_v3_base_proto_msgTypes[9].OneofWrappers = []any{
+		(*DataSource_Filename)(nil),
 		(*DataSource_InlineBytes)(nil),
 		(*DataSource_InlineString)(nil),
 	}

@@ -5,6 +5,7 @@ package httpv3
 
 import (
 	xdsapi "github.com/weftmesh/weft/internal/proxy/xdsapi"
+	_ "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/common/matcher/v3"
 	v3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/core/v3"
 	v32 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/route/v3"
 	v31 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -322,7 +323,7 @@ var File_envoy_extensions_upstreams_http_v3_http_protocol_options_proto protoref
 
 const file_envoy_extensions_upstreams_http_v3_http_protocol_options_proto_rawDesc = "" +
 	"\n" +
-	">envoy/extensions/upstreams/http/v3/http_protocol_options.proto\x12\"envoy.extensions.upstreams.http.v3\x1a$envoy/config/core/v3/extension.proto\x1a#envoy/config/core/v3/protocol.proto\x1a,envoy/config/route/v3/route_components.proto\x1aYenvoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto\"\x83\v\n" +
+	">envoy/extensions/upstreams/http/v3/http_protocol_options.proto\x12\"envoy.extensions.upstreams.http.v3\x1a,envoy/config/common/matcher/v3/matcher.proto\x1a$envoy/config/core/v3/extension.proto\x1a#envoy/config/core/v3/protocol.proto\x1a,envoy/config/route/v3/route_components.proto\x1aYenvoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto\"\x83\v\n" +
 	"\x13HttpProtocolOptions\x12j\n" +
 	"\x1ccommon_http_protocol_options\x18\x01 \x01(\v2).envoy.config.core.v3.HttpProtocolOptionsR\x19commonHttpProtocolOptions\x12~\n" +
 	"\x14explicit_http_config\x18\x03 \x01(\v2J.envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfigH\x00R\x12explicitHttpConfig\x12\x96\x01\n" +

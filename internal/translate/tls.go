@@ -1,0 +1,66 @@
+package translate
+
+import (
+	"strings"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"istio.io/api/networking/v1alpha3"
+)
+
+// tlsTransportSocket is the name of Envoy's TLS transport socket.
+const tlsTransportSocket = "envoy.transport_sockets.tls"
+
+// applyTLS has the cluster originate TLS to its endpoints as a
+// DestinationRule's tls settings say: SIMPLE checks the server's
+// certificate against caCertificates (an empty validation context: the
+// system's roots) and subjectAltNames, unless insecureSkipVerify; MUTUAL
+// also presents clientCertificate and privateKey. The server name sent
+// (SNI) is sni, or the rule's host when it is not a wildcard. DISABLE and
+// nil leave the connections plain, and so do ISTIO_MUTUAL (the mesh's own
+// mutual TLS) and credentialName, which Weft does not support yet (config
+// analysis warns).
+func applyTLS(c *clusterv3.Cluster, s *v1alpha3.ClientTLSSettings, host string) {
+	mode := s.GetMode()
+	if mode != v1alpha3.ClientTLSSettings_SIMPLE && mode != v1alpha3.ClientTLSSettings_MUTUAL || s.GetCredentialName() != "" {
+		return
+	}
+	ctx := &tlsv3.UpstreamTlsContext{Sni: s.GetSni(), CommonTlsContext: &tlsv3.CommonTlsContext{}}
+	if ctx.Sni == "" && !strings.HasPrefix(host, "*") {
+		ctx.Sni = host
+	}
+	if !s.GetInsecureSkipVerify().GetValue() {
+		vc := &tlsv3.CertificateValidationContext{}
+		if ca := s.GetCaCertificates(); ca != "" {
+			vc.TrustedCa = fileSource(ca)
+		}
+		for _, san := range s.GetSubjectAltNames() {
+			typ := tlsv3.SubjectAltNameMatcher_DNS
+			if strings.Contains(san, "://") {
+				typ = tlsv3.SubjectAltNameMatcher_URI
+			}
+			vc.MatchTypedSubjectAltNames = append(vc.MatchTypedSubjectAltNames, &tlsv3.SubjectAltNameMatcher{
+				SanType: typ,
+				Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: san}},
+			})
+		}
+		ctx.CommonTlsContext.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: vc}
+	}
+	if mode == v1alpha3.ClientTLSSettings_MUTUAL {
+		ctx.CommonTlsContext.TlsCertificates = []*tlsv3.TlsCertificate{{
+			CertificateChain: fileSource(s.GetClientCertificate()),
+			PrivateKey:       fileSource(s.GetPrivateKey()),
+		}}
+	}
+	c.TransportSocket = &corev3.TransportSocket{
+		Name:       tlsTransportSocket,
+		ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(ctx)},
+	}
+}
+
+// fileSource is a data source read from a file on the proxy's machine.
+func fileSource(path string) *corev3.DataSource {
+	return &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: path}}
+}
