@@ -442,10 +442,11 @@ spec:
 		}},
 		{"TCP routes at a gateway, and a port with HTTP and TCP servers",
 			vs + "metadata: {name: tcp-gw}\nspec:\n  hosts: [\"*\"]\n  gateways: [tcp-gateway]\n  tcp: [{route: [{destination: {host: reviews}}]}]\n" +
-				"---\n" + gw + "metadata: {name: tcp-gateway}\nspec:\n  selector: {istio: ingressgateway}\n  servers:\n  - {port: {number: 31400, name: tcp, protocol: TCP}, hosts: [\"*\"]}\n" +
+				"---\n" + gw + "metadata: {name: tcp-gateway}\nspec:\n  selector: {istio: ingressgateway}\n  servers:\n  - {port: {number: 31400, name: tcp, protocol: TCP}, hosts: [\"*\"], tls: {mode: PASSTHROUGH}}\n" +
 				"  - {port: {number: 8080, name: http, protocol: HTTP}, hosts: [\"*\"]}\n  - {port: {number: 8080, name: tcp-8080, protocol: TCP}, hosts: [\"*\"]}\n" +
 				"  - {port: {number: 443, name: https, protocol: HTTPS}, hosts: [\"*\"], tls: {mode: SIMPLE, credentialName: cert}}\n",
 			[]string{
+				`Warning [WEFT0001] (Gateway default/tcp-gateway) spec.servers[0].tls: TLS on a TCP gateway server (it proxies the bytes as they come) is not supported by Weft yet: it is stored but has no effect`,
 				`Warning [WEFT0001] (Gateway default/tcp-gateway) spec.servers[2].port.protocol: a TCP server on port 8080, which an HTTP server of this Gateway also uses (the port serves HTTP), is not supported by Weft yet: it is stored but has no effect`,
 				`Warning [WEFT0001] (Gateway default/tcp-gateway) spec.servers[3].port.protocol: a HTTPS gateway server is not supported by Weft yet: it is stored but has no effect`,
 			}},

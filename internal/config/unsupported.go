@@ -136,6 +136,9 @@ func Unsupported(r *Resource) []Warning {
 			switch strings.ToUpper(s.GetPort().GetProtocol()) {
 			case "HTTP", "HTTP2", "GRPC", "GRPC-WEB":
 			case "TCP":
+				if s.GetTls() != nil {
+					warn(index("spec.servers", i)+".tls", "TLS on a TCP gateway server (it proxies the bytes as they come)")
+				}
 				if httpPorts[s.GetPort().GetNumber()] {
 					warn(index("spec.servers", i)+".port.protocol", fmt.Sprintf("a TCP server on port %d, which an HTTP server of this Gateway also uses (the port serves HTTP),", s.GetPort().GetNumber()))
 				}

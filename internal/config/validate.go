@@ -323,7 +323,7 @@ func (v *validator) httpRoute(path string, h *networking.HTTPRoute) {
 	case h.Redirect != nil && h.DirectResponse != nil:
 		v.errorf(path, "redirect and directResponse cannot both be set")
 	case h.Delegate != nil && (len(h.Route) > 0 || h.Redirect != nil || h.DirectResponse != nil):
-		v.errorf(path+".delegate", "a route that delegates takes its destinations from the delegate VirtualService: route, redirect and directResponse cannot be set with it")
+		v.errorf(path+".delegate", "a route that delegates takes its destinations from the delegate VirtualService: route, redirect and (in Weft) directResponse cannot be set with it")
 	}
 	if h.Delegate != nil && h.Delegate.Name == "" {
 		v.errorf(path+".delegate.name", "the delegate VirtualService's name is required")

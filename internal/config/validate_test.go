@@ -119,7 +119,7 @@ func TestValidateRejects(t *testing.T) {
 		{"nested delegate", KindVirtualService, "  http: [{delegate: {name: b}}]\n",
 			"spec.http[0].delegate", "a delegate VirtualService cannot delegate further (only one level of delegation)"},
 		{"delegate and route", KindVirtualService, "  hosts: [a]\n  http: [{delegate: {name: b}, route: [{destination: {host: a}}]}]\n",
-			"spec.http[0].delegate", "a route that delegates takes its destinations from the delegate VirtualService: route, redirect and directResponse cannot be set with it"},
+			"spec.http[0].delegate", "a route that delegates takes its destinations from the delegate VirtualService: route, redirect and (in Weft) directResponse cannot be set with it"},
 		{"delegate without name", KindVirtualService, "  hosts: [a]\n  http: [{delegate: {namespace: b}}]\n",
 			"spec.http[0].delegate.name", "the delegate VirtualService's name is required"},
 		{"vs empty host", KindVirtualService, "  hosts: [a, \"\"]\n  http: [{route: [{destination: {host: a}}]}]\n",

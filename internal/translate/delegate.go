@@ -25,9 +25,9 @@ type delegateKey struct{ namespace, name string }
 // expandDelegates returns spec with every route that delegates replaced by
 // the merged routes of its delegate, or spec itself when none does. A
 // route whose delegate does not exist, is no delegate (it has hosts), or is
-// not exported to the root's namespace is left out, as is a delegate route
-// whose match cannot be a part of the root route's (config analysis says
-// which).
+// not exported to the root's namespace is left out (config analysis warns
+// about those), as is a delegate route whose match cannot be a part of the
+// root route's (not reported yet).
 func expandDelegates(spec *v1alpha3.VirtualService, namespace string, delegates map[delegateKey]*config.Resource) *v1alpha3.VirtualService {
 	if !slices.ContainsFunc(spec.GetHttp(), func(r *v1alpha3.HTTPRoute) bool { return r.GetDelegate() != nil }) {
 		return spec
@@ -49,14 +49,49 @@ func expandDelegates(spec *v1alpha3.VirtualService, namespace string, delegates 
 			continue
 		}
 		root.Delegate = nil
+		resolveMatchGateways(root, namespace)
 		for _, sub := range r.Spec.(*v1alpha3.VirtualService).GetHttp() {
-			if merged := mergeRoute(root, proto.CloneOf(sub)); merged != nil {
+			sub = proto.CloneOf(sub)
+			resolveDelegateNames(sub, key.namespace)
+			if merged := mergeRoute(root, sub); merged != nil {
 				routes = append(routes, merged)
 			}
 		}
 	}
 	out.Http = routes
 	return out
+}
+
+// resolveDelegateNames resolves the short names of a delegate's route in
+// the delegate's namespace, where its author wrote them, before the route
+// joins its root in another: destination and mirror hosts, and the
+// gateways its matches name (as Istio resolves each VirtualService's names
+// in its own namespace).
+func resolveDelegateNames(r *v1alpha3.HTTPRoute, ns string) {
+	for _, d := range r.GetRoute() {
+		if d.GetDestination() != nil {
+			d.Destination.Host = config.ResolveHost(d.Destination.Host, ns)
+		}
+	}
+	if r.GetMirror() != nil {
+		r.Mirror.Host = config.ResolveHost(r.Mirror.Host, ns)
+	}
+	for _, m := range r.GetMirrors() {
+		if m.GetDestination() != nil {
+			m.Destination.Host = config.ResolveHost(m.Destination.Host, ns)
+		}
+	}
+	resolveMatchGateways(r, ns)
+}
+
+// resolveMatchGateways writes the gateways r's matches name as
+// namespace/name, so that a root's and a delegate's can be compared.
+func resolveMatchGateways(r *v1alpha3.HTTPRoute, ns string) {
+	for _, m := range r.GetMatch() {
+		for i, g := range m.GetGateways() {
+			m.Gateways[i] = resolveGateway(g, ns)
+		}
+	}
 }
 
 // mergeRoute restricts the delegate route sub to the root route's match,

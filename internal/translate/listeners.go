@@ -2,7 +2,6 @@ package translate
 
 import (
 	"fmt"
-	"net/netip"
 	"slices"
 	"strings"
 
@@ -93,9 +92,8 @@ func (t *translator) gatewayListener(port uint32, grpcWeb bool) *listenerv3.List
 // 127.0.0.1:PortMap[PORT] when the proxy remaps it). Their connections go
 // where the first VirtualService that is bound to one of their Gateways,
 // for a host one of them admits, sends them: its first TCP route whose
-// match applies (port, gateways, source labels and namespace, destination
-// subnets against the gateway's own address), as Istio picks it. With none,
-// there is no listener, and connections to the port are refused.
+// match applies (port and gateways), as Istio picks it. With none, there
+// is no listener, and connections to the port are refused.
 func (t *translator) gatewayTCPListener(port uint32, servers []gatewayServer) *listenerv3.Listener {
 	for _, vs := range t.exportedVSs() {
 		if len(vs.spec.GetTcp()) == 0 {
@@ -111,7 +109,7 @@ func (t *translator) gatewayTCPListener(port uint32, servers []gatewayServer) *l
 			continue
 		}
 		dests, host := t.tcpDests(vs, port, func(m *v1alpha3.L4MatchAttributes) bool {
-			return t.gatewayL4MatchApplies(m, vs.res.Namespace, port, via)
+			return gatewayL4MatchApplies(m, vs.res.Namespace, port, via)
 		})
 		if dests == nil {
 			continue
@@ -133,23 +131,15 @@ func (t *translator) gatewayTCPListener(port uint32, servers []gatewayServer) *l
 
 // gatewayL4MatchApplies reports whether a TCP route's match applies to
 // connections to a gateway's port, which arrive through the Gateways in
-// via. It matches its port (the gateway's), gateways, source labels and
-// namespace (the gateway proxy's), and destination subnets (the address
-// the gateway is reached at).
-func (t *translator) gatewayL4MatchApplies(m *v1alpha3.L4MatchAttributes, vsNamespace string, port uint32, via map[string]bool) bool {
+// via. As Istio's gateways, it looks at the match's port (the gateway's)
+// and gateways only: source labels and namespace and destination subnets
+// are for sidecars.
+func gatewayL4MatchApplies(m *v1alpha3.L4MatchAttributes, vsNamespace string, port uint32, via map[string]bool) bool {
 	if m.GetPort() != 0 && m.GetPort() != port {
 		return false
 	}
-	if subnets := m.GetDestinationSubnets(); len(subnets) > 0 {
-		ip, err := netip.ParseAddr(t.proxy.IP)
-		if err != nil || !slices.ContainsFunc(subnets, func(s string) bool { return inSubnet(ip, s) }) {
-			return false
-		}
-	}
-	if gws := m.GetGateways(); len(gws) > 0 && !slices.ContainsFunc(gws, func(g string) bool { return via[resolveGateway(g, vsNamespace)] }) {
-		return false
-	}
-	return t.fromSource(m.GetSourceLabels(), m.GetSourceNamespace())
+	gws := m.GetGateways()
+	return len(gws) == 0 || slices.ContainsFunc(gws, func(g string) bool { return via[resolveGateway(g, vsNamespace)] })
 }
 
 // gatewayRouteName is the RDS name of a gateway port: http.PORT.

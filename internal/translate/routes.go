@@ -242,7 +242,7 @@ func (t *translator) vsRoutes(vs *virtualService, ctx routeContext) []*routev3.R
 // and match: its action (forward, redirect or direct response), its header
 // operations, its fault injection and its CORS policy. It returns nil when Envoy cannot act
 // on the route: no destination, or a redirect code Envoy cannot send.
-// delegate is not supported yet.
+// (A route that delegates is replaced before, see expandDelegates.)
 func (t *translator) httpRoute(hr *v1alpha3.HTTPRoute, vsNamespace string, vhostPort uint32) *routev3.Route {
 	r := &routev3.Route{}
 	ops := headerOperations(hr.GetHeaders())
