@@ -63,6 +63,33 @@ func Analyze(all []*Resource) []Warning {
 	return sortWarnings(append(undefinedSubsets(all), brokenDelegations(all)...))
 }
 
+// CodeDelegateRouteLeftOut is Weft's code for a delegate route that its
+// root route's match leaves no room for (istioctl has none).
+const CodeDelegateRouteLeftOut = "WEFT0003"
+
+// matchesWithGateways returns ms with the gateways they name resolved in
+// namespace ns (namespace/name), copying only what changes.
+func matchesWithGateways(ms []*networking.HTTPMatchRequest, ns string) []*networking.HTTPMatchRequest {
+	if !slices.ContainsFunc(ms, func(m *networking.HTTPMatchRequest) bool { return len(m.Gateways) > 0 }) {
+		return ms
+	}
+	out := make([]*networking.HTTPMatchRequest, len(ms))
+	for i, m := range ms {
+		out[i] = m
+		if len(m.Gateways) == 0 {
+			continue
+		}
+		c := proto.CloneOf(m)
+		for k, g := range c.Gateways {
+			if g != "mesh" && !strings.Contains(g, "/") {
+				c.Gateways[k] = ns + "/" + g
+			}
+		}
+		out[i] = c
+	}
+	return out
+}
+
 // brokenDelegations is Analyze's check of delegate references, unsorted.
 func brokenDelegations(all []*Resource) []Warning {
 	vss := map[Key]*networking.VirtualService{}
@@ -93,6 +120,18 @@ func brokenDelegations(all []*Resource) []Warning {
 			case !ExportedTo(target.ExportTo, key.Namespace, r.Namespace):
 				why = fmt.Sprintf("delegate VirtualService %s/%s is not exported to namespace %s: the route has no effect", key.Namespace, key.Name, r.Namespace)
 			default:
+				// Delegate routes whose match cannot lie within this
+				// route's are left out.
+				rootMatch := matchesWithGateways(h.Match, r.Namespace)
+				for j, sub := range target.Http {
+					if _, ok := MergeDelegateMatches(rootMatch, matchesWithGateways(sub.Match, key.Namespace)); !ok {
+						out = append(out, Warning{
+							Code: CodeDelegateRouteLeftOut, Kind: r.Kind, Namespace: r.Namespace, Name: r.Name,
+							Path:    index("spec.http", i) + ".delegate",
+							Message: fmt.Sprintf("route %d of delegate VirtualService %s/%s matches outside this route's match: it is left out", j, key.Namespace, key.Name),
+						})
+					}
+				}
 				continue
 			}
 			out = append(out, Warning{

@@ -84,7 +84,12 @@ apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: reviews, namespace: team}
 spec:
-  http: [{route: [{destination: {host: reviews}}]}]
+  http:
+  - route: [{destination: {host: reviews}}]
+  - match: [{uri: {prefix: /reviews/v2}}]
+    route: [{destination: {host: reviews}}]
+  - match: [{uri: {prefix: /ratings}}]
+    route: [{destination: {host: reviews}}]
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -93,6 +98,7 @@ spec:
   exportTo: [.]
   http: [{route: [{destination: {host: reviews}}]}]
 `, []string{
+			`Warning [WEFT0003] (VirtualService front/root) spec.http[0].delegate: route 2 of delegate VirtualService team/reviews matches outside this route's match: it is left out`,
 			`Warning [IST0101] (VirtualService front/root) spec.http[1].delegate: Referenced delegate VirtualService not found: "front/nowhere"`,
 			`Warning [IST0101] (VirtualService front/root) spec.http[2].delegate: delegate VirtualService front/root has hosts, so it is no delegate: the route has no effect`,
 			`Warning [IST0101] (VirtualService front/root) spec.http[3].delegate: delegate VirtualService team/private is not exported to namespace front: the route has no effect`,
