@@ -307,6 +307,8 @@ func AnalyzeMesh(opts MeshOptions) []Warning {
 	out = append(out, unknownHosts(opts.Resources, opts.Services)...)
 	out = append(out, emptySubsets(opts.Resources, opts.Services)...)
 	out = append(out, unmatchedGatewaySelectors(opts.Resources, opts.Gateways)...)
+	out = append(out, gatewayPortClashes(opts.Resources, opts.Gateways)...)
+	out = append(out, brokenDelegations(opts.Resources)...)
 	out = append(out, conflictingMeshHosts(opts.Resources)...)
 	out = append(out, ineffectiveMatches(opts.Resources)...)
 	for _, r := range opts.Resources {
@@ -404,6 +406,55 @@ func unmatchedGatewaySelectors(all []*Resource, gateways []Workload) []Warning {
 			Code: CodeReferencedResourceNotFound, Kind: r.Kind, Namespace: r.Namespace, Name: r.Name,
 			Message: fmt.Sprintf("Referenced selector not found: %q", selectorString(gw.GetSelector())),
 		})
+	}
+	return out
+}
+
+// gatewayPortClashes warns about a TCP server of a Gateway on a port
+// where another Gateway selecting the same gateway workload has an HTTP
+// server: the gateway serves HTTP there. (Servers of one Gateway are
+// checked by Unsupported.)
+func gatewayPortClashes(all []*Resource, gateways []Workload) []Warning {
+	var out []Warning
+	seen := map[string]bool{}
+	for _, w := range gateways {
+		httpBy := map[uint32]*Resource{} // port → a Gateway with an HTTP server on it
+		type tcpServer struct {
+			r    *Resource
+			i    int
+			port uint32
+		}
+		var tcp []tcpServer
+		for _, r := range all {
+			gw, ok := r.Spec.(*networking.Gateway)
+			if !ok || r.Kind != KindGateway || !selects(gw.GetSelector(), w.Labels) {
+				continue
+			}
+			for i, srv := range gw.GetServers() {
+				switch n := srv.GetPort().GetNumber(); strings.ToUpper(srv.GetPort().GetProtocol()) {
+				case "HTTP", "HTTP2", "GRPC", "GRPC-WEB":
+					if httpBy[n] == nil {
+						httpBy[n] = r
+					}
+				case "TCP":
+					tcp = append(tcp, tcpServer{r, i, n})
+				}
+			}
+		}
+		for _, s := range tcp {
+			h := httpBy[s.port]
+			if h == nil || h == s.r {
+				continue
+			}
+			path := index("spec.servers", s.i) + ".port"
+			if key := s.r.Key().String() + path; !seen[key] {
+				seen[key] = true
+				out = append(out, Warning{
+					Code: CodeNotSupported, Kind: s.r.Kind, Namespace: s.r.Namespace, Name: s.r.Name, Path: path,
+					Message: fmt.Sprintf("TCP server on port %d, where Gateway %s/%s has an HTTP server for the same gateway workload: the port serves HTTP, and this server has no effect", s.port, h.Namespace, h.Name),
+				})
+			}
+		}
 	}
 	return out
 }

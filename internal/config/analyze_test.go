@@ -456,6 +456,14 @@ spec:
 				`Warning [WEFT0001] (Gateway default/tcp-gateway) spec.servers[2].port.protocol: a TCP server on port 8080, which an HTTP server of this Gateway also uses (the port serves HTTP), is not supported by Weft yet: it is stored but has no effect`,
 				`Warning [WEFT0001] (Gateway default/tcp-gateway) spec.servers[3].port.protocol: a HTTPS gateway server is not supported by Weft yet: it is stored but has no effect`,
 			}},
+		{"HTTP and TCP servers on one port in two Gateways; a missing delegate",
+			gw + "metadata: {name: web}\nspec:\n  selector: {istio: ingressgateway}\n  servers: [{port: {number: 8080, name: http, protocol: HTTP}, hosts: [\"*\"]}]\n" +
+				"---\n" + gw + "metadata: {name: raw}\nspec:\n  selector: {istio: ingressgateway}\n  servers: [{port: {number: 8080, name: tcp, protocol: TCP}, hosts: [\"*\"]}]\n" +
+				"---\n" + vs + "metadata: {name: root}\nspec:\n  hosts: [reviews]\n  http: [{delegate: {name: gone}}]\n",
+			[]string{
+				`Warning [WEFT0001] (Gateway default/raw) spec.servers[0].port: TCP server on port 8080, where Gateway default/web has an HTTP server for the same gateway workload: the port serves HTTP, and this server has no effect`,
+				`Warning [IST0101] (VirtualService default/root) spec.http[0].delegate: Referenced delegate VirtualService not found: "default/gone"`,
+			}},
 		{"same host, exported to different namespaces: no conflict",
 			vs + "metadata: {name: a, namespace: team-a}\nspec:\n  hosts: [reviews.default.svc.cluster.local]\n  exportTo: [.]\n  http: [{route: [{destination: {host: reviews.default.svc.cluster.local}}]}]\n" +
 				"---\n" + vs + "metadata: {name: b, namespace: team-b}\nspec:\n  hosts: [reviews.default.svc.cluster.local]\n  exportTo: [team-b]\n  http: [{route: [{destination: {host: reviews.default.svc.cluster.local}}]}]\n" +
