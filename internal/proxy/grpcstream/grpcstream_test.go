@@ -48,7 +48,17 @@ func chat(_ any, ss grpc.ServerStream) error {
 	}
 }
 
+// startServer serves the echo service on a loopback port until the test
+// ends, and returns its address.
 func startServer(t *testing.T) string {
+	t.Helper()
+	addr, _ := startEchoServer(t)
+	return addr
+}
+
+// startEchoServer is startServer, also returning the server (to stop it
+// early).
+func startEchoServer(t *testing.T) (string, *grpc.Server) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -62,7 +72,7 @@ func startServer(t *testing.T) string {
 	}, struct{}{})
 	go s.Serve(ln)
 	t.Cleanup(s.Stop)
-	return ln.Addr().String()
+	return ln.Addr().String(), s
 }
 
 func open(t *testing.T, addr, method string, maxMessage int) *Stream {
@@ -179,23 +189,13 @@ func TestSilentServerFailsOpen(t *testing.T) {
 }
 
 func TestServerGoesAway(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	srv.RegisterService(&grpc.ServiceDesc{
-		ServiceName: "weft.test.Echo",
-		HandlerType: (*any)(nil),
-		Streams:     []grpc.StreamDesc{{StreamName: "Chat", Handler: chat, ServerStreams: true, ClientStreams: true}},
-	}, struct{}{})
-	go srv.Serve(ln)
-	s := open(t, ln.Addr().String(), echoMethod, 0)
+	addr, srv := startEchoServer(t)
+	s := open(t, addr, echoMethod, 0)
 	if _, err := roundTrip(t, s, "hello"); err != nil {
 		t.Fatal(err)
 	}
 	srv.Stop() // closes the connection under the call
-	err = s.Recv(new(wrapperspb.StringValue))
+	err := s.Recv(new(wrapperspb.StringValue))
 	if err == nil || err == io.EOF || CodeOf(err) != Unknown {
 		t.Fatalf("Recv after the server went away: %v, want the connection's error", err)
 	}
