@@ -265,6 +265,19 @@ spec:
       loadBalancer: {consistentHash: {httpCookie: {name: session, path: /, ttl: 3600s}, maglev: {}}}
       tls: {mode: SIMPLE, insecureSkipVerify: true}
 `, nil},
+		{"TLS to a wildcard host that checks no name", `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: wild}
+spec:
+  host: "*.example.com"
+  trafficPolicy:
+    tls: {mode: SIMPLE}
+    portLevelSettings:
+    - port: {number: 443}
+      tls: {mode: SIMPLE, sni: api.example.com}
+`, []string{
+			"Warning [WEFT0004] (DestinationRule default/wild) spec.trafficPolicy.tls: TLS to a wildcard host without sni or subjectAltNames checks the server's certificate chain but not its name: any certificate a trusted CA issued passes; set sni or subjectAltNames",
+		}},
 		{"untranslated parts of DestinationRule traffic policies (the connection pool and outlier detection settings around them are translated)", `apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: ratings}

@@ -12,6 +12,10 @@ import (
 // but does not act on yet.
 const CodeNotSupported = "WEFT0001"
 
+// CodeTLSNameUnchecked is Weft's code for TLS origination that cannot check
+// the server's name (istioctl has none).
+const CodeTLSNameUnchecked = "WEFT0004"
+
 // Unsupported warns about every field of r that Weft stores but does not
 // yet apply to traffic, so that applying, say, Istio's fault injection
 // example says so instead of silently doing nothing.
@@ -61,6 +65,14 @@ func Unsupported(r *Resource) []Warning {
 			if od.GetConsecutiveErrors() != 0 { //nolint:staticcheck // deprecated, and ignored as in Istio
 				warn(path+".outlierDetection.consecutiveErrors",
 					"the deprecated outlierDetection.consecutiveErrors (Istio ignores it too; use consecutive5xxErrors or consecutiveGatewayErrors)")
+			}
+			if m := tls.GetMode(); (m == networking.ClientTLSSettings_SIMPLE || m == networking.ClientTLSSettings_MUTUAL) &&
+				tls.GetCredentialName() == "" && !tls.GetInsecureSkipVerify().GetValue() && tls.GetSni() == "" &&
+				len(tls.GetSubjectAltNames()) == 0 && strings.HasPrefix(spec.GetHost(), "*") {
+				out = append(out, Warning{
+					Code: CodeTLSNameUnchecked, Kind: r.Kind, Namespace: r.Namespace, Name: r.Name, Path: path + ".tls",
+					Message: "TLS to a wildcard host without sni or subjectAltNames checks the server's certificate chain but not its name: any certificate a trusted CA issued passes; set sni or subjectAltNames",
+				})
 			}
 			switch {
 			case tls.GetMode() == networking.ClientTLSSettings_ISTIO_MUTUAL:

@@ -15,10 +15,13 @@ const tlsTransportSocket = "envoy.transport_sockets.tls"
 
 // applyTLS has the cluster originate TLS to its endpoints as a
 // DestinationRule's tls settings say: SIMPLE checks the server's
-// certificate against caCertificates (an empty validation context: the
-// system's roots) and subjectAltNames, unless insecureSkipVerify; MUTUAL
+// certificate chain against caCertificates (without them, the system's
+// roots: system_root_certs) and its names against subjectAltNames, or the
+// server name sent when there are none, unless insecureSkipVerify; MUTUAL
 // also presents clientCertificate and privateKey. The server name sent
-// (SNI) is sni, or the rule's host when it is not a wildcard. DISABLE and
+// (SNI) is sni, or the service's host when it is not a wildcard (with a
+// wildcard host and neither sni nor subjectAltNames, only the chain is
+// checked, and config analysis warns). DISABLE and
 // nil leave the connections plain, and so do ISTIO_MUTUAL (the mesh's own
 // mutual TLS) and credentialName, which Weft does not support yet (config
 // analysis warns).
@@ -35,8 +38,16 @@ func applyTLS(c *clusterv3.Cluster, s *v1alpha3.ClientTLSSettings, host string) 
 		vc := &tlsv3.CertificateValidationContext{}
 		if ca := s.GetCaCertificates(); ca != "" {
 			vc.TrustedCa = fileSource(ca)
+		} else {
+			vc.SystemRootCerts = &tlsv3.CertificateValidationContext_SystemRootCerts{}
 		}
-		for _, san := range s.GetSubjectAltNames() {
+		sans := s.GetSubjectAltNames()
+		if len(sans) == 0 && ctx.Sni != "" {
+			// Envoy checks a certificate's names only against SAN
+			// matchers: without any, the server name sent must be one.
+			sans = []string{ctx.Sni}
+		}
+		for _, san := range sans {
 			typ := tlsv3.SubjectAltNameMatcher_DNS
 			if strings.Contains(san, "://") {
 				typ = tlsv3.SubjectAltNameMatcher_URI

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/weftmesh/weft/internal/proxy/router"
@@ -851,11 +853,16 @@ func compileHTTP2Options(o *corev3.Http2ProtocolOptions, field string, dst *upst
 }
 
 // compileUpstreamTLS reads a cluster's transport socket: nil for none or
-// raw_buffer, TLS settings for envoy.transport_sockets.tls (an
-// UpstreamTlsContext whose certificates and CAs are files; its files are
-// read here, so that one that cannot be read NACKs the cluster). A
-// validation context without trusted_ca verifies against the system's
-// roots; none at all verifies nothing, as in Envoy.
+// raw_buffer, TLS settings for envoy.transport_sockets.tls, with Envoy's
+// meanings: the server's chain is checked when the validation context
+// names a trust anchor (trusted_ca, a file, or system_root_certs), and its
+// names only against match_typed_subject_alt_names. A context with any
+// field weft-proxy does not act on (SDS secrets, a combined validation
+// context, ALPN, TLS parameters, the deprecated SAN matchers...) is
+// refused rather than half applied: TLS that checks less than it was told
+// to must not pass for the real thing. The files are read when a
+// connection is made, so a sidecar without them fails those connections
+// (503) rather than refuse every cluster it is sent.
 func compileUpstreamTLS(ts *corev3.TransportSocket) (*upstream.TLS, error) {
 	if ts == nil {
 		return nil, nil
@@ -869,6 +876,9 @@ func compileUpstreamTLS(ts *corev3.TransportSocket) (*upstream.TLS, error) {
 	ctx := &tlsv3.UpstreamTlsContext{}
 	if err := ts.GetTypedConfig().UnmarshalTo(ctx); err != nil {
 		return nil, fmt.Errorf("%s: %w", nameTLS, err)
+	}
+	if f := unsupportedField(ctx.ProtoReflect(), "", tlsFields); f != "" {
+		return nil, fmt.Errorf("%s: %s is not supported by weft-proxy", nameTLS, f)
 	}
 	out := &upstream.TLS{ServerName: ctx.GetSni()}
 	file := func(field string, d *corev3.DataSource) (string, error) {
@@ -892,27 +902,75 @@ func compileUpstreamTLS(ts *corev3.TransportSocket) (*upstream.TLS, error) {
 		return nil, fmt.Errorf("common_tls_context.tls_certificates: weft-proxy presents one client certificate, got %d", len(certs))
 	}
 	if vc := common.GetValidationContext(); vc != nil {
-		out.Verify = true
-		if vc.GetTrustedCa() != nil {
+		const f = "common_tls_context.validation_context"
+		switch {
+		case vc.GetTrustedCa() != nil && vc.GetSystemRootCerts() != nil:
+			return nil, fmt.Errorf("%s: trusted_ca and system_root_certs are exclusive", f)
+		case vc.GetTrustedCa() != nil:
 			var err error
-			if out.CAFile, err = file("common_tls_context.validation_context.trusted_ca", vc.GetTrustedCa()); err != nil {
+			if out.CAFile, err = file(f+".trusted_ca", vc.GetTrustedCa()); err != nil {
 				return nil, err
 			}
+			out.Verify = true
+		case vc.GetSystemRootCerts() != nil:
+			out.Verify = true
 		}
 		var sans []string
 		for i, m := range vc.GetMatchTypedSubjectAltNames() {
 			exact := m.GetMatcher().GetExact()
 			if exact == "" || m.GetSanType() != tlsv3.SubjectAltNameMatcher_DNS && m.GetSanType() != tlsv3.SubjectAltNameMatcher_URI {
-				return nil, fmt.Errorf("common_tls_context.validation_context.match_typed_subject_alt_names[%d]: weft-proxy matches DNS and URI names exactly only", i)
+				return nil, fmt.Errorf("%s.match_typed_subject_alt_names[%d]: weft-proxy matches DNS and URI names exactly only", f, i)
 			}
 			sans = append(sans, exact)
 		}
 		out.SANs = strings.Join(sans, "\n")
 	}
-	if _, err := out.Config(); err != nil {
-		return nil, fmt.Errorf("%s: %w", nameTLS, err)
-	}
 	return out, nil
+}
+
+// tlsFields are the fields of an UpstreamTlsContext, and of the messages
+// under it, that weft-proxy acts on.
+var tlsFields = map[protoreflect.Name]bool{
+	"sni": true, "common_tls_context": true, // UpstreamTlsContext
+	"tls_certificates": true, "validation_context": true, // CommonTlsContext
+	"certificate_chain": true, "private_key": true, // TlsCertificate
+	"filename":   true,                                                                   // DataSource
+	"trusted_ca": true, "system_root_certs": true, "match_typed_subject_alt_names": true, // CertificateValidationContext
+	"san_type": true, "matcher": true, "exact": true, // SubjectAltNameMatcher, StringMatcher
+}
+
+// unsupportedField names the first field set under m (with its path) that
+// is not in allowed, or that its trimmed type does not know (the control
+// plane set a field weft-proxy has no code for); "" if there is none.
+func unsupportedField(m protoreflect.Message, path string, allowed map[protoreflect.Name]bool) string {
+	join := func(name string) string {
+		if path == "" {
+			return name
+		}
+		return path + "." + name
+	}
+	if raw := m.GetUnknown(); len(raw) > 0 {
+		num, _, _ := protowire.ConsumeTag(raw)
+		return join(fmt.Sprintf("field %d of %s", num, m.Descriptor().Name()))
+	}
+	var found string
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		p := join(string(fd.Name()))
+		switch {
+		case !allowed[fd.Name()]:
+			found = p
+		case fd.IsList() && fd.Message() != nil:
+			for i := range v.List().Len() {
+				if found = unsupportedField(v.List().Get(i).Message(), fmt.Sprintf("%s[%d]", p, i), allowed); found != "" {
+					break
+				}
+			}
+		case fd.Message() != nil && !fd.IsMap():
+			found = unsupportedField(v.Message(), p, allowed)
+		}
+		return found == ""
+	})
+	return found
 }
 
 // compileTCPKeepalive reads upstream_connection_options.tcp_keepalive.

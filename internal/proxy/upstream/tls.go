@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -18,17 +19,16 @@ import (
 // comparable, so that an endpoint is kept across configurations that do
 // not change it.
 type TLS struct {
-	// ServerName is sent as SNI, and is the name the server's
-	// certificate must carry when SANs is empty.
+	// ServerName is sent as SNI.
 	ServerName string
-	// Verify checks the server's certificate: its chain against the roots
-	// in CAFile (PEM), or the system's roots when CAFile is empty, and its
-	// names.
+	// Verify checks the server's certificate chain against the roots in
+	// CAFile (PEM), or the system's roots when CAFile is empty.
 	Verify bool
 	CAFile string
 	// SANs, separated by newlines, are the names (DNS names or URIs) of
-	// which the server's certificate must carry one; empty: ServerName,
-	// if set.
+	// which the server's certificate must carry one (a wildcard DNS name
+	// in the certificate covers one label); empty: its names are not
+	// checked, as in Envoy without SAN matchers.
 	SANs string
 	// CertFile and KeyFile, when set, are the client certificate chain and
 	// key (PEM) presented to the server: mutual TLS.
@@ -42,7 +42,7 @@ func (t *TLS) Config() (*tls.Config, error) {
 		ServerName: t.ServerName,
 		MinVersion: tls.VersionTLS12,
 		// The chain and the names are checked by VerifyConnection, which
-		// matches SANs rather than ServerName when they are set.
+		// matches SANs rather than ServerName, as Envoy does.
 		InsecureSkipVerify: true,
 	}
 	if t.CertFile != "" || t.KeyFile != "" {
@@ -83,9 +83,6 @@ func (t *TLS) Config() (*tls.Config, error) {
 		for _, c := range cs.PeerCertificates[1:] {
 			opts.Intermediates.AddCert(c)
 		}
-		if sans == nil {
-			opts.DNSName = t.ServerName
-		}
 		if _, err := leaf.Verify(opts); err != nil {
 			return err
 		}
@@ -105,16 +102,41 @@ func hasSAN(c *x509.Certificate, names []string) bool {
 			return true
 		}
 	}
-	return slices.ContainsFunc(c.DNSNames, func(n string) bool { return slices.Contains(names, n) })
+	return slices.ContainsFunc(c.DNSNames, func(dns string) bool {
+		return slices.ContainsFunc(names, func(n string) bool { return dnsNameMatches(dns, n) })
+	})
+}
+
+// dnsNameMatches reports whether a certificate's DNS name covers name: the
+// same name (case aside), or a wildcard "*.example.com" for one label in
+// its place ("api.example.com", not "example.com" or "a.b.example.com").
+func dnsNameMatches(certName, name string) bool {
+	if strings.EqualFold(certName, name) {
+		return true
+	}
+	suffix, ok := strings.CutPrefix(certName, "*")
+	if !ok || !strings.HasPrefix(suffix, ".") {
+		return false
+	}
+	label, rest, ok := strings.Cut(name, ".")
+	return ok && label != "" && strings.EqualFold("."+rest, suffix)
 }
 
 // tlsDial wraps dial: each connection it makes does the TLS handshake
-// with cfg (within timeout) before it is used. cfgErr, when set, fails
-// every dial (a certificate file that could not be read).
-func tlsDial(dial func(context.Context) (net.Conn, error), cfg *tls.Config, cfgErr error, addr string, timeout time.Duration) func(context.Context) (net.Conn, error) {
+// with t's configuration (within timeout) before it is used. The
+// configuration is made on the first dial, and again on the next while its
+// files cannot be read (each such dial fails, saying why); once made, it
+// is kept: files changed later are not read again.
+func tlsDial(dial func(context.Context) (net.Conn, error), t TLS, addr string, timeout time.Duration) func(context.Context) (net.Conn, error) {
+	var made atomic.Pointer[tls.Config]
 	return func(ctx context.Context) (net.Conn, error) {
-		if cfgErr != nil {
-			return nil, fmt.Errorf("TLS to %s: %w", addr, cfgErr)
+		cfg := made.Load()
+		if cfg == nil {
+			var err error
+			if cfg, err = t.Config(); err != nil {
+				return nil, fmt.Errorf("TLS to %s: %w", addr, err)
+			}
+			made.Store(cfg)
 		}
 		c, err := dial(ctx)
 		if err != nil {

@@ -3,8 +3,10 @@ package upstream
 import (
 	"crypto/tls"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 
@@ -24,6 +26,7 @@ func TestTLSOrigination(t *testing.T) {
 		io.WriteString(w, r.TLS.ServerName+" "+who)
 	}))
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{certs.Server}, ClientCAs: certs.Pool, ClientAuth: tls.VerifyClientCertIfGiven}
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the handshakes this test fails on purpose
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	addr := strings.TrimPrefix(srv.URL, "https://")
@@ -38,7 +41,8 @@ func TestTLSOrigination(t *testing.T) {
 		{"verified by SAN", TLS{ServerName: "other.example.test", Verify: true, CAFile: certs.CAFile, SANs: "nope.example.test\nsecure.example.test"}, "other.example.test anonymous", false},
 		{"mutual", TLS{ServerName: "secure.example.test", Verify: true, CAFile: certs.CAFile, CertFile: certs.ClientCertFile, KeyFile: certs.ClientKeyFile}, "secure.example.test client", false},
 		{"not verified", TLS{ServerName: "any.example.test"}, "any.example.test anonymous", false},
-		{"wrong name", TLS{ServerName: "wrong.example.test", Verify: true, CAFile: certs.CAFile}, "wrong.example.test", true},
+		{"wrong name", TLS{ServerName: "wrong.example.test", Verify: true, CAFile: certs.CAFile, SANs: "wrong.example.test"}, "names none of wrong.example.test", true},
+		{"no SAN matchers: the chain only, as Envoy", TLS{ServerName: "wrong.example.test", Verify: true, CAFile: certs.CAFile}, "wrong.example.test anonymous", false},
 		{"wrong SAN", TLS{ServerName: "secure.example.test", Verify: true, CAFile: certs.CAFile, SANs: "nope.example.test"}, "names none of nope.example.test", true},
 		{"unknown CA (system roots)", TLS{ServerName: "secure.example.test", Verify: true}, "certificate signed by unknown authority", true},
 	} {
@@ -75,5 +79,54 @@ func TestTLSConfigErrors(t *testing.T) {
 		if _, err := tc.tls.Config(); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Config(%+v) = %v, want an error containing %q", tc.tls, err, tc.want)
 		}
+	}
+}
+
+func TestDNSNameMatches(t *testing.T) {
+	for _, tc := range []struct {
+		cert, name string
+		want       bool
+	}{
+		{"api.example.com", "api.example.com", true},
+		{"API.example.com", "api.example.com", true},
+		{"*.example.com", "api.example.com", true},
+		{"*.example.com", "example.com", false},
+		{"*.example.com", "a.b.example.com", false},
+		{"*.example.com", ".example.com", false},
+		{"a*.example.com", "ab.example.com", false},
+		{"api.example.com", "web.example.com", false},
+	} {
+		if got := dnsNameMatches(tc.cert, tc.name); got != tc.want {
+			t.Errorf("dnsNameMatches(%q, %q) = %v, want %v", tc.cert, tc.name, got, tc.want)
+		}
+	}
+}
+
+// A file that cannot be read fails the connections (saying why) until it
+// can: the sidecar tries again on each one.
+func TestTLSFilesReadWhenConnecting(t *testing.T) {
+	dir := t.TempDir()
+	certs := testcerts.New(t, dir, "secure.example.test")
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{certs.Server}}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	late := dir + "/late-ca.pem"
+	p := NewPools(PoolsOptions{})
+	t.Cleanup(p.Close)
+	ep := p.Build([]ClusterSpec{{Name: "c", TLS: &TLS{ServerName: "secure.example.test", Verify: true, CAFile: late},
+		Endpoints: []EndpointSpec{{Address: strings.TrimPrefix(srv.URL, "https://")}}}})["c"].Pick(nil)
+	if _, _, err := get(t, ep, "GET", "/", nil); err == nil || !strings.Contains(err.Error(), "CA certificates "+late) {
+		t.Fatalf("with the CA file missing: %v, want an error naming it", err)
+	}
+	pem, err := os.ReadFile(certs.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(late, pem, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, body, err := get(t, ep, "GET", "/", nil); err != nil || code != http.StatusOK || body != "ok" {
+		t.Fatalf("once the CA file is there: %d %q, %v", code, body, err)
 	}
 }

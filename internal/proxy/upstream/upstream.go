@@ -1135,8 +1135,7 @@ func (p *Pools) newEndpoint(addr string, set endpointSettings, cb *breaker) *End
 	d := ka.dialer(set.connectTimeout)
 	dial := func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }
 	if set.tlsSet {
-		cfg, err := set.tls.Config()
-		dial = tlsDial(dial, cfg, err, addr, set.connectTimeout)
+		dial = tlsDial(dial, set.tls, addr, set.connectTimeout)
 	}
 	h1 := &h1Pool{
 		dial:        dial,

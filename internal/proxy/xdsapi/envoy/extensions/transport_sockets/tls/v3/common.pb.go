@@ -179,9 +179,10 @@ func (x *SubjectAltNameMatcher) GetMatcher() *v31.StringMatcher {
 }
 
 type CertificateValidationContext struct {
-	state                     protoimpl.MessageState   `protogen:"open.v1"`
-	TrustedCa                 *v3.DataSource           `protobuf:"bytes,1,opt,name=trusted_ca,json=trustedCa,proto3" json:"trusted_ca,omitempty"`
-	MatchTypedSubjectAltNames []*SubjectAltNameMatcher `protobuf:"bytes,15,rep,name=match_typed_subject_alt_names,json=matchTypedSubjectAltNames,proto3" json:"match_typed_subject_alt_names,omitempty"`
+	state                     protoimpl.MessageState                        `protogen:"open.v1"`
+	TrustedCa                 *v3.DataSource                                `protobuf:"bytes,1,opt,name=trusted_ca,json=trustedCa,proto3" json:"trusted_ca,omitempty"`
+	SystemRootCerts           *CertificateValidationContext_SystemRootCerts `protobuf:"bytes,17,opt,name=system_root_certs,json=systemRootCerts,proto3" json:"system_root_certs,omitempty"`
+	MatchTypedSubjectAltNames []*SubjectAltNameMatcher                      `protobuf:"bytes,15,rep,name=match_typed_subject_alt_names,json=matchTypedSubjectAltNames,proto3" json:"match_typed_subject_alt_names,omitempty"`
 	unknownFields             protoimpl.UnknownFields
 	sizeCache                 protoimpl.SizeCache
 }
@@ -223,11 +224,54 @@ func (x *CertificateValidationContext) GetTrustedCa() *v3.DataSource {
 	return nil
 }
 
+func (x *CertificateValidationContext) GetSystemRootCerts() *CertificateValidationContext_SystemRootCerts {
+	if x != nil {
+		return x.SystemRootCerts
+	}
+	return nil
+}
+
 func (x *CertificateValidationContext) GetMatchTypedSubjectAltNames() []*SubjectAltNameMatcher {
 	if x != nil {
 		return x.MatchTypedSubjectAltNames
 	}
 	return nil
+}
+
+type CertificateValidationContext_SystemRootCerts struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CertificateValidationContext_SystemRootCerts) Reset() {
+	*x = CertificateValidationContext_SystemRootCerts{}
+	mi := &file_envoy_extensions_transport_sockets_tls_v3_common_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CertificateValidationContext_SystemRootCerts) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CertificateValidationContext_SystemRootCerts) ProtoMessage() {}
+
+func (x *CertificateValidationContext_SystemRootCerts) ProtoReflect() protoreflect.Message {
+	mi := &file_envoy_extensions_transport_sockets_tls_v3_common_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CertificateValidationContext_SystemRootCerts.ProtoReflect.Descriptor instead.
+func (*CertificateValidationContext_SystemRootCerts) Descriptor() ([]byte, []int) {
+	return file_envoy_extensions_transport_sockets_tls_v3_common_proto_rawDescGZIP(), []int{2, 0}
 }
 
 var File_envoy_extensions_transport_sockets_tls_v3_common_proto protoreflect.FileDescriptor
@@ -250,11 +294,13 @@ const file_envoy_extensions_transport_sockets_tls_v3_common_proto_rawDesc = "" +
 	"\n" +
 	"IP_ADDRESS\x10\x04\x12\x0e\n" +
 	"\n" +
-	"OTHER_NAME\x10\x05\"\xe4\x01\n" +
+	"OTHER_NAME\x10\x05\"\xfd\x02\n" +
 	"\x1cCertificateValidationContext\x12?\n" +
 	"\n" +
-	"trusted_ca\x18\x01 \x01(\v2 .envoy.config.core.v3.DataSourceR\ttrustedCa\x12\x82\x01\n" +
-	"\x1dmatch_typed_subject_alt_names\x18\x0f \x03(\v2@.envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcherR\x19matchTypedSubjectAltNamesB`Z^github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/extensions/transport_sockets/tls/v3;tlsv3b\x06proto3"
+	"trusted_ca\x18\x01 \x01(\v2 .envoy.config.core.v3.DataSourceR\ttrustedCa\x12\x83\x01\n" +
+	"\x11system_root_certs\x18\x11 \x01(\v2W.envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext.SystemRootCertsR\x0fsystemRootCerts\x12\x82\x01\n" +
+	"\x1dmatch_typed_subject_alt_names\x18\x0f \x03(\v2@.envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcherR\x19matchTypedSubjectAltNames\x1a\x11\n" +
+	"\x0fSystemRootCertsB`Z^github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/extensions/transport_sockets/tls/v3;tlsv3b\x06proto3"
 
 var (
 	file_envoy_extensions_transport_sockets_tls_v3_common_proto_rawDescOnce sync.Once
@@ -269,27 +315,29 @@ func file_envoy_extensions_transport_sockets_tls_v3_common_proto_rawDescGZIP() [
 }
 
 var file_envoy_extensions_transport_sockets_tls_v3_common_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_envoy_extensions_transport_sockets_tls_v3_common_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_envoy_extensions_transport_sockets_tls_v3_common_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_envoy_extensions_transport_sockets_tls_v3_common_proto_goTypes = []any{
-	(SubjectAltNameMatcher_SanType)(0),   // 0: envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher.SanType
-	(*TlsCertificate)(nil),               // 1: envoy.extensions.transport_sockets.tls.v3.TlsCertificate
-	(*SubjectAltNameMatcher)(nil),        // 2: envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher
-	(*CertificateValidationContext)(nil), // 3: envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext
-	(*v3.DataSource)(nil),                // 4: envoy.config.core.v3.DataSource
-	(*v31.StringMatcher)(nil),            // 5: envoy.type.matcher.v3.StringMatcher
+	(SubjectAltNameMatcher_SanType)(0),                   // 0: envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher.SanType
+	(*TlsCertificate)(nil),                               // 1: envoy.extensions.transport_sockets.tls.v3.TlsCertificate
+	(*SubjectAltNameMatcher)(nil),                        // 2: envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher
+	(*CertificateValidationContext)(nil),                 // 3: envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext
+	(*CertificateValidationContext_SystemRootCerts)(nil), // 4: envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext.SystemRootCerts
+	(*v3.DataSource)(nil),                                // 5: envoy.config.core.v3.DataSource
+	(*v31.StringMatcher)(nil),                            // 6: envoy.type.matcher.v3.StringMatcher
 }
 var file_envoy_extensions_transport_sockets_tls_v3_common_proto_depIdxs = []int32{
-	4, // 0: envoy.extensions.transport_sockets.tls.v3.TlsCertificate.certificate_chain:type_name -> envoy.config.core.v3.DataSource
-	4, // 1: envoy.extensions.transport_sockets.tls.v3.TlsCertificate.private_key:type_name -> envoy.config.core.v3.DataSource
+	5, // 0: envoy.extensions.transport_sockets.tls.v3.TlsCertificate.certificate_chain:type_name -> envoy.config.core.v3.DataSource
+	5, // 1: envoy.extensions.transport_sockets.tls.v3.TlsCertificate.private_key:type_name -> envoy.config.core.v3.DataSource
 	0, // 2: envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher.san_type:type_name -> envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher.SanType
-	5, // 3: envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher.matcher:type_name -> envoy.type.matcher.v3.StringMatcher
-	4, // 4: envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext.trusted_ca:type_name -> envoy.config.core.v3.DataSource
-	2, // 5: envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext.match_typed_subject_alt_names:type_name -> envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	6, // 3: envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher.matcher:type_name -> envoy.type.matcher.v3.StringMatcher
+	5, // 4: envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext.trusted_ca:type_name -> envoy.config.core.v3.DataSource
+	4, // 5: envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext.system_root_certs:type_name -> envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext.SystemRootCerts
+	2, // 6: envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext.match_typed_subject_alt_names:type_name -> envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher
+	7, // [7:7] is the sub-list for method output_type
+	7, // [7:7] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_envoy_extensions_transport_sockets_tls_v3_common_proto_init() }
@@ -304,7 +352,7 @@ func file_envoy_extensions_transport_sockets_tls_v3_common_proto_init() {
 			FileRegistry:  xdsapi.Files,
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_envoy_extensions_transport_sockets_tls_v3_common_proto_rawDesc), len(file_envoy_extensions_transport_sockets_tls_v3_common_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   3,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

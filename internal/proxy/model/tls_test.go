@@ -1,0 +1,91 @@
+package model
+
+import (
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	corev3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/core/v3"
+	tlsv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/extensions/transport_sockets/tls/v3"
+	matcherv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/type/matcher/v3"
+)
+
+// tlsSocket is a transport socket holding the encoded UpstreamTlsContext b.
+func tlsSocket(b []byte) *corev3.TransportSocket {
+	return &corev3.TransportSocket{Name: nameTLS, ConfigType: &corev3.TransportSocket_TypedConfig{
+		TypedConfig: &anypb.Any{TypeUrl: typeUpstreamTLS, Value: b}}}
+}
+
+func encode(t *testing.T, m proto.Message) []byte {
+	t.Helper()
+	b, err := proto.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TLS settings weft-proxy does not act on are refused, not half applied:
+// an Istio-style context (SDS, a combined validation context, ALPN) must
+// not pass as TLS that checks nothing. The fields are written by number,
+// as a control plane with Envoy's full types would send them.
+func TestUpstreamTLSRefusesWhatItCannotApply(t *testing.T) {
+	withField := func(m proto.Message, num protowire.Number, value string) []byte {
+		b := encode(t, m)
+		b = protowire.AppendTag(b, num, protowire.BytesType)
+		return protowire.AppendString(b, value)
+	}
+	common := func(inner []byte) []byte {
+		b := protowire.AppendTag(nil, 1, protowire.BytesType) // common_tls_context
+		return protowire.AppendBytes(b, inner)
+	}
+	ignoreCase := &tlsv3.UpstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{
+		ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+			MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{{SanType: tlsv3.SubjectAltNameMatcher_DNS,
+				Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: "a.example.com"}, IgnoreCase: true}}},
+		}},
+	}}
+	for _, tc := range []struct {
+		name string
+		b    []byte
+		want string
+	}{
+		{"ALPN (common_tls_context field 4)", common(withField(&tlsv3.CommonTlsContext{}, 4, "h2")), "common_tls_context.field 4 of CommonTlsContext"},
+		{"combined validation context (field 8)", common(withField(&tlsv3.CommonTlsContext{}, 8, "")), "common_tls_context.field 8 of CommonTlsContext"},
+		{"SDS for the certificate (field 6)", common(withField(&tlsv3.CommonTlsContext{}, 6, "")), "common_tls_context.field 6 of CommonTlsContext"},
+		{"a field of a known type weft-proxy does not apply", encode(t, ignoreCase), "match_typed_subject_alt_names[0].matcher.ignore_case"},
+	} {
+		_, err := compileUpstreamTLS(tlsSocket(tc.b))
+		if err == nil || !strings.Contains(err.Error(), tc.want+" is not supported by weft-proxy") {
+			t.Errorf("%s: %v, want a refusal naming %s", tc.name, err, tc.want)
+		}
+	}
+}
+
+// Envoy's meanings: a trust anchor makes the chain checked, SAN matchers
+// the names; the files are not read here (a connection fails without them).
+func TestUpstreamTLSSettings(t *testing.T) {
+	got, err := compileUpstreamTLS(tlsSocket(encode(t, &tlsv3.UpstreamTlsContext{Sni: "api.example.com", CommonTlsContext: &tlsv3.CommonTlsContext{
+		ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+			SystemRootCerts: &tlsv3.CertificateValidationContext_SystemRootCerts{},
+			MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{{SanType: tlsv3.SubjectAltNameMatcher_DNS,
+				Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: "api.example.com"}}}},
+		}},
+		TlsCertificates: []*tlsv3.TlsCertificate{{
+			CertificateChain: &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: "/no/such/cert.pem"}},
+			PrivateKey:       &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: "/no/such/key.pem"}},
+		}},
+	}})))
+	if err != nil || got.ServerName != "api.example.com" || !got.Verify || got.CAFile != "" || got.SANs != "api.example.com" || got.CertFile != "/no/such/cert.pem" {
+		t.Errorf("system roots, a SAN, client files: %+v, %v", got, err)
+	}
+	got, err = compileUpstreamTLS(tlsSocket(encode(t, &tlsv3.UpstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{
+		ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{}},
+	}})))
+	if err != nil || got.Verify {
+		t.Errorf("a validation context without a trust anchor: %+v, %v; want no chain check, as Envoy", got, err)
+	}
+}
