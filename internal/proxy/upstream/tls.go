@@ -33,6 +33,10 @@ type TLS struct {
 	// CertFile and KeyFile, when set, are the client certificate chain and
 	// key (PEM) presented to the server: mutual TLS.
 	CertFile, KeyFile string
+	// ALPN is the application protocol offered: "h2" for a cluster that
+	// speaks HTTP/2 (set by the Pools from the cluster's protocol), else
+	// none (HTTP/1.1).
+	ALPN string
 }
 
 // Config reads the files t names and returns the client configuration
@@ -44,6 +48,9 @@ func (t *TLS) Config() (*tls.Config, error) {
 		// The chain and the names are checked by VerifyConnection, which
 		// matches SANs rather than ServerName, as Envoy does.
 		InsecureSkipVerify: true,
+	}
+	if t.ALPN != "" {
+		cfg.NextProtos = []string{t.ALPN}
 	}
 	if t.CertFile != "" || t.KeyFile != "" {
 		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)

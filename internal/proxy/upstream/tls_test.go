@@ -130,3 +130,21 @@ func TestTLSFilesReadWhenConnecting(t *testing.T) {
 		t.Fatalf("once the CA file is there: %d %q, %v", code, body, err)
 	}
 }
+
+// An HTTP/2 cluster asks for h2 by ALPN, which a TLS server needs to
+// speak HTTP/2.
+func TestTLSOriginationHTTP2(t *testing.T) {
+	certs := testcerts.New(t, t.TempDir(), "secure.example.test")
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.Proto) }))
+	srv.EnableHTTP2 = true
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{certs.Server}}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	p := NewPools(PoolsOptions{})
+	t.Cleanup(p.Close)
+	ep := p.Build([]ClusterSpec{{Name: "c", Protocol: HTTP2, TLS: &TLS{ServerName: "secure.example.test", Verify: true, CAFile: certs.CAFile, SANs: "secure.example.test"},
+		Endpoints: []EndpointSpec{{Address: strings.TrimPrefix(srv.URL, "https://")}}}})["c"].Pick(nil)
+	if code, body, err := get(t, ep, "GET", "/", nil); err != nil || code != http.StatusOK || body != "HTTP/2.0" {
+		t.Fatalf("HTTP/2 over TLS: %d %q, %v", code, body, err)
+	}
+}
