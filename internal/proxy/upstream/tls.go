@@ -131,19 +131,21 @@ func dnsNameMatches(certName, name string) bool {
 
 // tlsDial wraps dial: each connection it makes does the TLS handshake
 // with t's configuration (within timeout) before it is used. The
-// configuration is made on the first dial, and again on the next while its
-// files cannot be read (each such dial fails, saying why); once made, it
-// is kept: files changed later are not read again.
+// configuration is made on the first dial, and made again when a file it
+// read has changed since (a rotated certificate or CA takes effect on the
+// next connection) or could not be read (each such dial fails, saying
+// why).
 func tlsDial(dial func(context.Context) (net.Conn, error), t TLS, addr string, timeout time.Duration) func(context.Context) (net.Conn, error) {
-	var made atomic.Pointer[tls.Config]
+	var made atomic.Pointer[madeTLS]
 	return func(ctx context.Context) (net.Conn, error) {
-		cfg := made.Load()
-		if cfg == nil {
-			var err error
-			if cfg, err = t.Config(); err != nil {
+		m := made.Load()
+		if stamp := t.filesStamp(); m == nil || m.stamp != stamp {
+			cfg, err := t.Config()
+			if err != nil {
 				return nil, fmt.Errorf("TLS to %s: %w", addr, err)
 			}
-			made.Store(cfg)
+			m = &madeTLS{cfg: cfg, stamp: stamp}
+			made.Store(m)
 		}
 		c, err := dial(ctx)
 		if err != nil {
@@ -151,11 +153,38 @@ func tlsDial(dial func(context.Context) (net.Conn, error), t TLS, addr string, t
 		}
 		hctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
-		tc := tls.Client(c, cfg)
+		tc := tls.Client(c, m.cfg)
 		if err := tc.HandshakeContext(hctx); err != nil {
 			c.Close()
 			return nil, fmt.Errorf("TLS handshake with %s: %w", addr, err)
 		}
 		return tc, nil
 	}
+}
+
+// madeTLS is a configuration and the files it was made from.
+type madeTLS struct {
+	cfg   *tls.Config
+	stamp string
+}
+
+// filesStamp is the content of the files t names (a missing one counts
+// as such), so that any change shows, whatever the file system's clock.
+// The files are small, and read once per connection, beside a TLS
+// handshake that costs far more.
+func (t *TLS) filesStamp() string {
+	var b strings.Builder
+	for _, f := range []string{t.CAFile, t.CertFile, t.KeyFile} {
+		if f == "" {
+			continue
+		}
+		if data, err := os.ReadFile(f); err == nil {
+			fmt.Fprintf(&b, "%d:", len(data))
+			b.Write(data)
+		} else {
+			b.WriteString("-")
+		}
+		b.WriteByte(';')
+	}
+	return b.String()
 }

@@ -148,3 +148,36 @@ func TestTLSOriginationHTTP2(t *testing.T) {
 		t.Fatalf("HTTP/2 over TLS: %d %q, %v", code, body, err)
 	}
 }
+
+// A rotated CA takes effect on the next connection, with no config change.
+func TestTLSFilesRotate(t *testing.T) {
+	dir := t.TempDir()
+	oldCerts, newCerts := testcerts.New(t, t.TempDir(), "secure.example.test"), testcerts.New(t, t.TempDir(), "secure.example.test")
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{newCerts.Server}}
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	ca := dir + "/ca.pem"
+	copyFile := func(from string) {
+		b, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(ca, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copyFile(oldCerts.CAFile)
+	p := NewPools(PoolsOptions{})
+	t.Cleanup(p.Close)
+	ep := p.Build([]ClusterSpec{{Name: "c", TLS: &TLS{ServerName: "secure.example.test", Verify: true, CAFile: ca},
+		Endpoints: []EndpointSpec{{Address: strings.TrimPrefix(srv.URL, "https://")}}}})["c"].Pick(nil)
+	if _, _, err := get(t, ep, "GET", "/", nil); err == nil || !strings.Contains(err.Error(), "unknown authority") {
+		t.Fatalf("with the old CA: %v, want the server refused", err)
+	}
+	copyFile(newCerts.CAFile)
+	if code, _, err := get(t, ep, "GET", "/", nil); err != nil || code != http.StatusOK {
+		t.Fatalf("after the CA file was rotated: %d, %v", code, err)
+	}
+}
