@@ -310,7 +310,6 @@ spec:
 			drPrefix + "spec.trafficPolicy.proxyProtocol: trafficPolicy.proxyProtocol" + suffix,
 			drPrefix + "spec.trafficPolicy.retryBudget.budgetInterval: trafficPolicy.retryBudget.budgetInterval" + suffix,
 			drPrefix + "spec.trafficPolicy.portLevelSettings[0].tls.mode: ISTIO_MUTUAL (the mesh's own mutual TLS)" + suffix,
-			drPrefix + "spec.trafficPolicy.portLevelSettings[0].loadBalancer.consistentHash.httpCookie.attributes: consistent-hash cookie attributes" + suffix,
 			drPrefix + "spec.trafficPolicy.portLevelSettings[0].loadBalancer.localityLbSetting: loadBalancer.localityLbSetting" + suffix,
 			drPrefix + "spec.subsets[0].trafficPolicy.loadBalancer.warmup: warmup with RANDOM, PASSTHROUGH or consistentHash load balancing (as in Istio, it applies only to ROUND_ROBIN and LEAST_REQUEST)" + suffix,
 		}},

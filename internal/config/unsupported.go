@@ -82,9 +82,6 @@ func Unsupported(r *Resource) []Warning {
 			case tls.GetCaCrl() != "":
 				warn(path+".tls.caCrl", "a certificate revocation list")
 			}
-			if len(lb.GetConsistentHash().GetHttpCookie().GetAttributes()) > 0 {
-				warn(path+".loadBalancer.consistentHash.httpCookie.attributes", "consistent-hash cookie attributes")
-			}
 			if (lb.GetWarmup() != nil || lb.GetWarmupDurationSecs() != nil) && (lb.GetConsistentHash() != nil ||
 				lb.GetSimple() == networking.LoadBalancerSettings_RANDOM || lb.GetSimple() == networking.LoadBalancerSettings_PASSTHROUGH) {
 				warn(path+".loadBalancer.warmup", "warmup with RANDOM, PASSTHROUGH or consistentHash load balancing (as in Istio, it applies only to ROUND_ROBIN and LEAST_REQUEST)")

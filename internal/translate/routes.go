@@ -478,6 +478,9 @@ func hashPolicy(ch *v1alpha3.LoadBalancerSettings_ConsistentHashLB) *routev3.Rou
 		if ttl := key.HttpCookie.GetTtl(); ttl != nil {
 			c.Ttl = durationpb.New(ttl.AsDuration())
 		}
+		for _, a := range key.HttpCookie.GetAttributes() {
+			c.Attributes = append(c.Attributes, &routev3.RouteAction_HashPolicy_CookieAttribute{Name: a.GetName(), Value: a.GetValue()})
+		}
 		return &routev3.RouteAction_HashPolicy{PolicySpecifier: &routev3.RouteAction_HashPolicy_Cookie_{Cookie: c}}
 	case *v1alpha3.LoadBalancerSettings_ConsistentHashLB_UseSourceIp:
 		return &routev3.RouteAction_HashPolicy{PolicySpecifier: &routev3.RouteAction_HashPolicy_ConnectionProperties_{

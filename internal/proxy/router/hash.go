@@ -39,6 +39,9 @@ type HashPolicy struct {
 	HasTTL     bool
 	CookieTTL  time.Duration
 	CookiePath string
+	// CookieAttrs are the generated cookie's further attributes, as they
+	// are written: "; SameSite=Strict; Secure".
+	CookieAttrs string
 }
 
 func compileHashPolicies(pbs []*routev3.RouteAction_HashPolicy) ([]HashPolicy, error) {
@@ -76,10 +79,22 @@ func compileHashPolicy(pb *routev3.RouteAction_HashPolicy) (HashPolicy, error) {
 		if c.GetName() == "" {
 			return p, errors.New("cookie.name: is empty")
 		}
-		if len(c.GetAttributes()) > 0 {
-			return p, errors.New("cookie.attributes: not supported by weft-proxy")
+		var attrs strings.Builder
+		for i, a := range c.GetAttributes() {
+			if !validCookieToken(a.GetName()) {
+				return p, fmt.Errorf("cookie.attributes[%d].name %q: must be a non-empty token", i, a.GetName())
+			}
+			if strings.ContainsFunc(a.GetValue(), func(r rune) bool { return r == ';' || r < 0x20 || r == 0x7f }) {
+				return p, fmt.Errorf("cookie.attributes[%d].value %q: must not hold ';' or control characters", i, a.GetValue())
+			}
+			attrs.WriteString("; ")
+			attrs.WriteString(a.GetName())
+			if a.GetValue() != "" {
+				attrs.WriteByte('=')
+				attrs.WriteString(a.GetValue())
+			}
 		}
-		p.Kind, p.Name, p.CookiePath = HashCookie, c.GetName(), c.GetPath()
+		p.Kind, p.Name, p.CookiePath, p.CookieAttrs = HashCookie, c.GetName(), c.GetPath(), attrs.String()
 		if c.GetTtl() != nil {
 			ttl, err := duration(c.GetTtl())
 			if err != nil {
@@ -181,8 +196,24 @@ func makeSetCookie(p *HashPolicy, value string) string {
 		b.WriteString("; Path=")
 		b.WriteString(p.CookiePath)
 	}
+	b.WriteString(p.CookieAttrs)
 	b.WriteString("; HttpOnly")
 	return b.String()
+}
+
+// validCookieToken reports whether s is an RFC 7230 token, as a cookie
+// attribute's name must be.
+func validCookieToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func hashHeader(req *http.Request, name string) (uint64, bool) {

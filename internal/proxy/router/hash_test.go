@@ -104,15 +104,13 @@ func TestRouteHash(t *testing.T) {
 }
 
 func TestRouteHashGeneratesCookie(t *testing.T) {
-	r := hashRoute(t, "      - cookie: {name: sess, ttl: 3600s, path: /app}\n")
+	r := hashRoute(t, "      - cookie: {name: sess, ttl: 3600s, path: /app, attributes: [{name: SameSite, value: Strict}, {name: Secure}]}\n")
 	h, ok, set := r.Hash(hashReq("/", "1.1.1.1:1"))
 	if !ok || !strings.HasPrefix(set, `sess="`) {
 		t.Fatalf("Hash = %x, %v, Set-Cookie %q; want a hash and a sess cookie", h, ok, set)
 	}
-	for _, want := range []string{"; Max-Age=3600", "; Path=/app", "; HttpOnly"} {
-		if !strings.Contains(set, want) {
-			t.Errorf("Set-Cookie %q lacks %q", set, want)
-		}
+	if want := "; Max-Age=3600; Path=/app; SameSite=Strict; Secure; HttpOnly"; !strings.HasSuffix(set, want) {
+		t.Errorf("Set-Cookie %q does not end in %q", set, want)
 	}
 	// The client sends the cookie back: same hash, no new cookie.
 	value := set[:strings.IndexByte(set, ';')]
@@ -124,6 +122,30 @@ func TestRouteHashGeneratesCookie(t *testing.T) {
 	r = hashRoute(t, "      - cookie: {name: sess}\n")
 	if _, ok, set := r.Hash(hashReq("/", "1.1.1.1:1")); ok || set != "" {
 		t.Errorf("without ttl: hashed %v, Set-Cookie %q", ok, set)
+	}
+}
+
+func TestCookieAttributesValidated(t *testing.T) {
+	for _, tc := range []struct{ attr, want string }{
+		{"{name: \"\"}", "must be a non-empty token"},
+		{"{name: \"Same Site\"}", "must be a non-empty token"},
+		{"{name: Path, value: \"/a;Secure\"}", "must not hold ';'"},
+	} {
+		_, err := Compile(parseConfig(t, `
+name: rc
+virtual_hosts:
+- name: vh
+  domains: ["*"]
+  routes:
+  - match: {prefix: /}
+    route:
+      cluster: c
+      hash_policy:
+      - cookie: {name: sess, ttl: 1s, attributes: [`+tc.attr+`]}
+`))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("attribute %s: %v, want an error containing %q", tc.attr, err, tc.want)
+		}
 	}
 }
 
