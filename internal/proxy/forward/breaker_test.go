@@ -404,3 +404,54 @@ func TestOutlierDetectionSplitResets(t *testing.T) {
 		}
 	}
 }
+
+// A request that times out while it still waits for a connection (the
+// cluster's only one is busy) never reached the endpoint: outlier
+// detection does not hold it against it, as in Envoy.
+func TestTimeoutWhilePendingIsNotTheEndpoints(t *testing.T) {
+	release := make(chan struct{})
+	var served atomic.Int32
+	b, _ := backend(t, func(w http.ResponseWriter, r *http.Request) {
+		if served.Add(1) == 1 {
+			<-release
+		}
+		io.WriteString(w, "ok")
+	})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	od := upstream.DefaultOutlierDetection()
+	od.Consecutive5xx, od.ConsecutiveGatewayFailure = 1, 1
+	od.Interval, od.BaseEjectionTime, od.MaxEjectionPercent = time.Hour, time.Hour, 100
+	pools := upstream.NewPools(upstream.PoolsOptions{})
+	t.Cleanup(pools.Close)
+	fwd := New(Options{Clusters: pools.Build([]upstream.ClusterSpec{{Name: "c", Outlier: &od,
+		CircuitBreakers: &upstream.CircuitBreakers{MaxConnections: 1, MaxPendingRequests: 10, MaxRequests: 100, MaxRetries: 3},
+		Endpoints:       []upstream.EndpointSpec{{Address: b}}}})})
+	// The first request has no timeout and holds the only connection; the
+	// second has 100 ms to get one.
+	slow, quick := &router.Route{Cluster: "c"}, &router.Route{Cluster: "c", Timeout: 100 * time.Millisecond}
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		route := slow
+		if r.Header.Get("Quick") != "" {
+			route = quick
+		}
+		fwd.Serve(&chain.Exchange{W: w, R: r, Route: route, RouteConfig: "rc"})
+	}))
+	t.Cleanup(front.Close)
+	t.Cleanup(unblock) // first: the servers' Close waits for their handlers
+	first := make(chan int, 1)
+	go func() { code, _, _ := do(t, mustReq(t, "GET", front.URL+"/")); first <- code }()
+	eventually(t, "the first request to hold the only connection", func() bool { return served.Load() == 1 })
+	req := mustReq(t, "GET", front.URL+"/")
+	req.Header.Set("Quick", "1")
+	if code, _, _ := do(t, req); code != http.StatusGatewayTimeout {
+		t.Fatalf("a request waiting for the busy connection: %d, want 504", code)
+	}
+	if st := pools.Stats()["c"]; st.EjectionsActive != 0 {
+		t.Fatalf("the endpoint was ejected for a request that never reached it (%+v)", st)
+	}
+	unblock()
+	if code := <-first; code != http.StatusOK {
+		t.Errorf("the first request: %d, want 200", code)
+	}
+}

@@ -658,8 +658,13 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *route
 				f.overflow(w, grpc, cl, oe, route, wc)
 				return
 			}
+			// A request that timed out still waiting for a connection
+			// never reached the endpoint: not its failure.
+			reached := !errors.Is(err, upstream.ErrPending)
 			if ctx.Err() != nil {
-				ep.ReportLocal(upstream.TimedOut)
+				if reached {
+					ep.ReportLocal(upstream.TimedOut)
+				}
 				f.timedOut(w, grpc, cl, route, wc)
 				return
 			}
@@ -667,7 +672,9 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *route
 			switch {
 			case perTryExpired:
 				lastErr = attemptErr{reason: "per-try timeout"}
-				ep.ReportLocal(upstream.TimedOut)
+				if reached {
+					ep.ReportLocal(upstream.TimedOut)
+				}
 			case lastErr.connect:
 				ep.ReportLocal(upstream.ConnectFailed)
 			default:

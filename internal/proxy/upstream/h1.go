@@ -281,10 +281,16 @@ func (p *h1Pool) waitFor(ctx context.Context, try func() (*h1Conn, bool)) (*h1Co
 			p.nwait.Add(-1)
 		case <-ctx.Done():
 			p.nwait.Add(-1)
-			return nil, ctx.Err()
+			return nil, fmt.Errorf("%w: %w", ErrPending, ctx.Err())
 		}
 	}
 }
+
+// ErrPending marks the error of a request that ended (its context did)
+// while it waited for a connection to the endpoint: the endpoint never saw
+// it, so outlier detection does not hold it against the endpoint (as
+// Envoy does not).
+var ErrPending = errors.New("still waiting for a connection to the endpoint")
 
 // dialForTransport opens a connection for the endpoint's net/http
 // Transport, which carries the requests the lean pool does not take (bodies

@@ -310,8 +310,8 @@ func (e *Endpoint) Report(code int) {
 // (OutlierDetection.SplitLocalOrigin), it counts as Envoy maps it: a 503
 // for a connect failure or reset, a 504 for a timeout. Split out, only
 // connect failures add up: a reset or timeout comes after a connection was
-// made, which Envoy counts as a success first (a timeout is taken to have
-// had its connection, whether or not it waited for one).
+// made, which Envoy counts as a success first. (A request that timed out
+// while it still waited for a connection, ErrPending, is not reported.)
 func (e *Endpoint) ReportLocal(f LocalFailure) {
 	if h := e.od; h != nil {
 		h.reportLocal(f)
