@@ -508,12 +508,43 @@ func (v *validator) loadBalancer(path string, lb *networking.LoadBalancerSetting
 	if ch.GetHashKey() == nil {
 		v.errorf(p, "a hash key is required: httpHeaderName, httpCookie, useSourceIp or httpQueryParameterName")
 	}
-	if c := ch.GetHttpCookie(); c != nil && c.GetName() == "" {
-		v.errorf(p+".httpCookie.name", "required")
+	if c := ch.GetHttpCookie(); c != nil {
+		// The sidecar writes these into the Set-Cookie it makes.
+		switch {
+		case c.GetName() == "":
+			v.errorf(p+".httpCookie.name", "required")
+		case !cookieToken(c.GetName()):
+			v.errorf(p+".httpCookie.name", "%q is not a valid cookie name (a token: no spaces, separators or control characters)", c.GetName())
+		}
+		if !cookieValue(c.GetPath()) {
+			v.errorf(p+".httpCookie.path", "%q must not hold ';' or control characters", c.GetPath())
+		}
+		for i, a := range c.GetAttributes() {
+			ap := index(p+".httpCookie.attributes", i)
+			if !cookieToken(a.GetName()) {
+				v.errorf(ap+".name", "%q is not a valid attribute name (a token: no spaces, separators or control characters)", a.GetName())
+			}
+			if !cookieValue(a.GetValue()) {
+				v.errorf(ap+".value", "%q must not hold ';' or control characters", a.GetValue())
+			}
+		}
 	}
 	if n := ch.GetMaglev().GetTableSize(); n != 0 && !big.NewInt(int64(n)).ProbablyPrime(0) {
 		v.errorf(p+".maglev.tableSize", "%d is not a prime number (65537 is the default)", n)
 	}
+}
+
+// cookieToken reports whether s is an RFC 7230 token, as a cookie's name
+// and its attributes' names must be.
+func cookieToken(s string) bool {
+	return s != "" && !strings.ContainsFunc(s, func(r rune) bool {
+		return r <= ' ' || r >= 0x7f || strings.ContainsRune(`"(),/:;<=>?@[\]{}`, r)
+	})
+}
+
+// cookieValue reports whether s can stand in a Set-Cookie attribute.
+func cookieValue(s string) bool {
+	return !strings.ContainsFunc(s, func(r rune) bool { return r == ';' || r < ' ' || r == 0x7f })
 }
 
 func (v *validator) trafficPolicy(path string, tp *networking.TrafficPolicy) {

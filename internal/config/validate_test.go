@@ -106,6 +106,10 @@ func TestValidateRejects(t *testing.T) {
 		wantMsg  string
 	}{
 		// VirtualService.
+		{"cookie attribute name", KindDestinationRule, "  host: a\n  trafficPolicy:\n    loadBalancer:\n      consistentHash:\n        httpCookie: {name: s, ttl: 1s, attributes: [{name: \"Same Site\", value: Lax}]}\n",
+			"spec.trafficPolicy.loadBalancer.consistentHash.httpCookie.attributes[0].name", `"Same Site" is not a valid attribute name (a token: no spaces, separators or control characters)`},
+		{"cookie path", KindDestinationRule, "  host: a\n  trafficPolicy:\n    loadBalancer:\n      consistentHash:\n        httpCookie: {name: s, path: \"/;Secure\"}\n",
+			"spec.trafficPolicy.loadBalancer.consistentHash.httpCookie.path", `"/;Secure" must not hold ';' or control characters`},
 		{"mutual tls without a client certificate", KindDestinationRule, "  host: a\n  trafficPolicy:\n    tls: {mode: MUTUAL, privateKey: /k.pem}\n",
 			"spec.trafficPolicy.tls.clientCertificate", "required for MUTUAL TLS"},
 		{"tls credentialName with files", KindDestinationRule, "  host: a\n  trafficPolicy:\n    portLevelSettings:\n    - port: {number: 80}\n      tls: {mode: SIMPLE, credentialName: c, caCertificates: /ca.pem}\n",

@@ -76,15 +76,18 @@ func compileHashPolicy(pb *routev3.RouteAction_HashPolicy) (HashPolicy, error) {
 		p.Kind = HashHeader
 	case *routev3.RouteAction_HashPolicy_Cookie_:
 		c := s.Cookie
-		if c.GetName() == "" {
-			return p, errors.New("cookie.name: is empty")
+		if !validCookieToken(c.GetName()) {
+			return p, fmt.Errorf("cookie.name %q: must be a non-empty token", c.GetName())
+		}
+		if badCookieValue(c.GetPath()) {
+			return p, fmt.Errorf("cookie.path %q: must not hold ';' or control characters", c.GetPath())
 		}
 		var attrs strings.Builder
 		for i, a := range c.GetAttributes() {
 			if !validCookieToken(a.GetName()) {
 				return p, fmt.Errorf("cookie.attributes[%d].name %q: must be a non-empty token", i, a.GetName())
 			}
-			if strings.ContainsFunc(a.GetValue(), func(r rune) bool { return r == ';' || r < 0x20 || r == 0x7f }) {
+			if badCookieValue(a.GetValue()) {
 				return p, fmt.Errorf("cookie.attributes[%d].value %q: must not hold ';' or control characters", i, a.GetValue())
 			}
 			attrs.WriteString("; ")
@@ -199,6 +202,12 @@ func makeSetCookie(p *HashPolicy, value string) string {
 	b.WriteString(p.CookieAttrs)
 	b.WriteString("; HttpOnly")
 	return b.String()
+}
+
+// badCookieValue reports whether s cannot stand in a Set-Cookie
+// attribute: it holds ';' or a control character.
+func badCookieValue(s string) bool {
+	return strings.ContainsFunc(s, func(r rune) bool { return r == ';' || r < 0x20 || r == 0x7f })
 }
 
 // validCookieToken reports whether s is an RFC 7230 token, as a cookie

@@ -163,7 +163,7 @@ func TestCompileHashPolicyRejected(t *testing.T) {
 		{"- filter_state: {key: k}", `hash_policy[0].filter_state "k": not supported`},
 		{"- header: {header_name: x, regex_rewrite: {pattern: {regex: a}, substitution: b}}", "hash_policy[0].header.regex_rewrite"},
 		{"- header: {header_name: \":path\"}", `pseudo-headers other than :authority`},
-		{"- cookie: {name: \"\"}", "hash_policy[0].cookie.name: is empty"},
+		{"- cookie: {name: \"\"}", "hash_policy[0].cookie.name \"\": must be a non-empty token"},
 		{"- connection_properties: {source_ip: false}", "connection_properties.source_ip: must be true"},
 		{"- terminal: true", "no policy"},
 	}

@@ -180,7 +180,7 @@ func (p *h1Pool) get(ctx context.Context, probe bool) (*h1Conn, error) {
 	c, err := p.dial(ctx)
 	if err != nil {
 		p.gone()
-		return nil, err
+		return nil, pendingIfEnded(ctx, err)
 	}
 	c = sockio.New(c)
 	br := brPool.Get().(*bufio.Reader)
@@ -287,10 +287,19 @@ func (p *h1Pool) waitFor(ctx context.Context, try func() (*h1Conn, bool)) (*h1Co
 }
 
 // ErrPending marks the error of a request that ended (its context did)
-// while it waited for a connection to the endpoint: the endpoint never saw
-// it, so outlier detection does not hold it against the endpoint (as
-// Envoy does not).
+// while it waited for a connection to the endpoint, or while one was being
+// made for it: the endpoint never saw it, so outlier detection does not
+// hold it against the endpoint (as Envoy does not).
 var ErrPending = errors.New("still waiting for a connection to the endpoint")
+
+// pendingIfEnded marks err, a dial's, with ErrPending when the request's
+// context has ended (the dial was cut short by it).
+func pendingIfEnded(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("%w: %w", ErrPending, err)
+	}
+	return err
+}
 
 // dialForTransport opens a connection for the endpoint's net/http
 // Transport, which carries the requests the lean pool does not take (bodies
@@ -320,7 +329,7 @@ func (p *h1Pool) dialForTransport(ctx context.Context, connectTimeout, maxAge ti
 	c, err := p.dial(ctx)
 	if err != nil {
 		p.gone()
-		return nil, err
+		return nil, pendingIfEnded(ctx, err)
 	}
 	p.transportOpen.Add(1)
 	tc := &transportConn{Conn: c, pool: p}

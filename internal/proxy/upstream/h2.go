@@ -129,7 +129,7 @@ func (p *h2Pool) get(ctx context.Context) (*h2.ClientConn, error) {
 				}
 				continue
 			case <-ctx.Done():
-				return nil, ctx.Err()
+				return nil, fmt.Errorf("%w: %w", ErrPending, ctx.Err())
 			}
 		}
 		d := &h2Dial{done: make(chan struct{})}
@@ -172,7 +172,9 @@ type h2Dial struct {
 // concurrent streams rather than refused beyond it.
 func (p *h2Pool) dial(ctx context.Context) (*h2.ClientConn, error) {
 	// (The pool holds the connection to its maximum age, not the dial.)
-	nc, err := p.e.h1.dialForTransport(ctx, p.e.set.connectTimeout, 0)
+	// (Over TLS, the dial offers ALPN h2: most servers speak HTTP/2 over
+	// TLS only when asked by name.)
+	nc, err := p.e.h1.dialForTransport(withH2(ctx), p.e.set.connectTimeout, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -2,10 +2,12 @@ package upstream
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"slices"
@@ -33,10 +35,6 @@ type TLS struct {
 	// CertFile and KeyFile, when set, are the client certificate chain and
 	// key (PEM) presented to the server: mutual TLS.
 	CertFile, KeyFile string
-	// ALPN is the application protocol offered: "h2" for a cluster that
-	// speaks HTTP/2 (set by the Pools from the cluster's protocol), else
-	// none (HTTP/1.1).
-	ALPN string
 }
 
 // Config reads the files t names and returns the client configuration
@@ -48,9 +46,6 @@ func (t *TLS) Config() (*tls.Config, error) {
 		// The chain and the names are checked by VerifyConnection, which
 		// matches SANs rather than ServerName, as Envoy does.
 		InsecureSkipVerify: true,
-	}
-	if t.ALPN != "" {
-		cfg.NextProtos = []string{t.ALPN}
 	}
 	if t.CertFile != "" || t.KeyFile != "" {
 		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
@@ -130,22 +125,32 @@ func dnsNameMatches(certName, name string) bool {
 }
 
 // tlsDial wraps dial: each connection it makes does the TLS handshake
-// with t's configuration (within timeout) before it is used. The
-// configuration is made on the first dial, and made again when a file it
-// read has changed since (a rotated certificate or CA takes effect on the
-// next connection) or could not be read (each such dial fails, saying
-// why).
+// with t's configuration (within timeout) before it is used, offering
+// ALPN h2 when the dial is for the HTTP/2 pool (see withH2), and nothing
+// for HTTP/1.1, as Envoy offers per connection pool. The configuration is
+// made on the first dial, and made again when a file it read has changed
+// since (a rotated certificate or CA takes effect on the next connection);
+// while the files cannot be read (or are half written), the last good
+// configuration is kept, and with none, the dial fails saying why.
 func tlsDial(dial func(context.Context) (net.Conn, error), t TLS, addr string, timeout time.Duration) func(context.Context) (net.Conn, error) {
 	var made atomic.Pointer[madeTLS]
 	return func(ctx context.Context) (net.Conn, error) {
 		m := made.Load()
 		if stamp := t.filesStamp(); m == nil || m.stamp != stamp {
 			cfg, err := t.Config()
-			if err != nil {
-				return nil, fmt.Errorf("TLS to %s: %w", addr, err)
+			switch {
+			case err == nil:
+				h2 := cfg.Clone()
+				h2.NextProtos = []string{"h2"}
+				m = &madeTLS{h1: cfg, h2: h2, stamp: stamp}
+				made.Store(m)
+			case m == nil:
+				return nil, &net.OpError{Op: "dial", Net: "tcp", Err: fmt.Errorf("TLS to %s: %w", addr, err)}
 			}
-			m = &madeTLS{cfg: cfg, stamp: stamp}
-			made.Store(m)
+		}
+		cfg := m.h1
+		if ctx.Value(h2DialKey{}) != nil {
+			cfg = m.h2
 		}
 		c, err := dial(ctx)
 		if err != nil {
@@ -153,38 +158,50 @@ func tlsDial(dial func(context.Context) (net.Conn, error), t TLS, addr string, t
 		}
 		hctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
-		tc := tls.Client(c, m.cfg)
+		tc := tls.Client(c, cfg)
 		if err := tc.HandshakeContext(hctx); err != nil {
 			c.Close()
-			return nil, fmt.Errorf("TLS handshake with %s: %w", addr, err)
+			// A connection that fails its handshake is a connect failure,
+			// as in Envoy (retried as one, counted as one by outlier
+			// detection).
+			return nil, &net.OpError{Op: "dial", Net: "tcp", Addr: c.RemoteAddr(), Err: fmt.Errorf("TLS handshake: %w", err)}
 		}
 		return tc, nil
 	}
 }
 
-// madeTLS is a configuration and the files it was made from.
+// h2DialKey marks the context of a dial for the HTTP/2 pool.
+type h2DialKey struct{}
+
+// withH2 marks ctx as a dial for an HTTP/2 connection.
+func withH2(ctx context.Context) context.Context { return context.WithValue(ctx, h2DialKey{}, true) }
+
+// madeTLS is a configuration (for HTTP/1.1 and for HTTP/2 connections)
+// and a digest of the files it was made from.
 type madeTLS struct {
-	cfg   *tls.Config
-	stamp string
+	h1, h2 *tls.Config
+	stamp  [sha256.Size]byte
 }
 
-// filesStamp is the content of the files t names (a missing one counts
-// as such), so that any change shows, whatever the file system's clock.
-// The files are small, and read once per connection, beside a TLS
+// filesStamp is a digest of the files t names (a missing one counts as
+// such), so that any change shows, whatever the file system's clock. The
+// files are small, and read once per new connection, beside a TLS
 // handshake that costs far more.
-func (t *TLS) filesStamp() string {
-	var b strings.Builder
+func (t *TLS) filesStamp() [sha256.Size]byte {
+	h := sha256.New()
 	for _, f := range []string{t.CAFile, t.CertFile, t.KeyFile} {
 		if f == "" {
 			continue
 		}
 		if data, err := os.ReadFile(f); err == nil {
-			fmt.Fprintf(&b, "%d:", len(data))
-			b.Write(data)
+			fmt.Fprintf(h, "%d:", len(data))
+			h.Write(data)
 		} else {
-			b.WriteString("-")
+			io.WriteString(h, "-")
 		}
-		b.WriteByte(';')
+		io.WriteString(h, ";")
 	}
-	return b.String()
+	var out [sha256.Size]byte
+	h.Sum(out[:0])
+	return out
 }

@@ -147,6 +147,18 @@ func TestTLSOriginationHTTP2(t *testing.T) {
 	if code, body, err := get(t, ep, "GET", "/", nil); err != nil || code != http.StatusOK || body != "HTTP/2.0" {
 		t.Fatalf("HTTP/2 over TLS: %d %q, %v", code, body, err)
 	}
+	// A request that must go over HTTP/1.1 (an Upgrade) dials without h2.
+	req, _ := http.NewRequest("GET", "http://"+ep.Address()+"/", nil)
+	req.Header.Set("Upgrade", "websocket")
+	resp, err := ep.RoundTrip(req)
+	if err != nil {
+		t.Fatalf("an HTTP/1.1 request on the HTTP/2 TLS cluster: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "HTTP/1.1" {
+		t.Errorf("the Upgrade request went as %q, want HTTP/1.1", b)
+	}
 }
 
 // A rotated CA takes effect on the next connection, with no config change.

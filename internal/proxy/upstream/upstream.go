@@ -987,11 +987,6 @@ func (p *Pools) build(s ClusterSpec, used map[poolKey]bool, first bool) (*Cluste
 	}
 	if s.TLS != nil {
 		set.tls, set.tlsSet = *s.TLS, true
-		if s.Protocol == HTTP2 {
-			// HTTP/2 over TLS is asked for by name (most servers speak it
-			// only when ALPN says so).
-			set.tls.ALPN = "h2"
-		}
 	}
 	if set.connectTimeout <= 0 {
 		set.connectTimeout = DefaultConnectTimeout
