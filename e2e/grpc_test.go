@@ -162,22 +162,7 @@ spec:
 	// A browser's gRPC-Web call to a GRPC-WEB server of the gateway: the
 	// gateway itself turns it into gRPC for grpc-echo's gRPC port.
 	webPort := freePorts(t, 1)[0]
-	m.applyYAML(fmt.Sprintf(`
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata:
-  name: grpc-web-gateway
-spec:
-  selector:
-    istio: ingressgateway
-  servers:
-  - port:
-      number: %d
-      name: grpc-web
-      protocol: GRPC-WEB
-    hosts:
-    - "*"
----
+	m.applyYAML(ingressGateway("grpc-web-gateway", webPort, "GRPC-WEB") + `
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata:
@@ -193,7 +178,7 @@ spec:
         host: grpc-echo
         port:
           number: 7070
-`, webPort))
+`)
 	checkWeb(t, &http.Client{Timeout: 5 * time.Second}, fmt.Sprintf("http://127.0.0.1:%d/grpc.health.v1.Health/Check", webPort), "weft.Echo", healthpb.HealthCheckResponse_NOT_SERVING)
 
 	// A ServiceEntry with a GRPC port, as docs/grpc.md shows it: the

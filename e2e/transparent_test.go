@@ -603,22 +603,7 @@ spec:
 	// bound to its Gateway that sends every connection to v2, while the
 	// sidecars keep their 80/20.
 	port := freePorts(t, 1)[0]
-	m.applyYAML(fmt.Sprintf(`
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata:
-  name: tcp-echo-gateway
-spec:
-  selector:
-    istio: ingressgateway
-  servers:
-  - port:
-      number: %d
-      name: tcp
-      protocol: TCP
-    hosts:
-    - "*"
----
+	m.applyYAML(ingressGateway("tcp-echo-gateway", port, "TCP") + fmt.Sprintf(`
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata:
@@ -637,7 +622,7 @@ spec:
         port:
           number: 9000
         subset: v2
-`, port, port))
+`, port))
 	atGateway := map[string]int{}
 	for range 10 {
 		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 5*time.Second)
@@ -657,4 +642,25 @@ spec:
 	if atGateway["v2"] != 10 {
 		t.Errorf("through the gateway, with every connection routed to v2: %v", atGateway)
 	}
+}
+
+// ingressGateway is a Gateway for the ingress gateway with one server, on
+// port with protocol, for every host, followed by a document separator.
+func ingressGateway(name string, port int, protocol string) string {
+	return fmt.Sprintf(`
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata:
+  name: %s
+spec:
+  selector:
+    istio: ingressgateway
+  servers:
+  - port:
+      number: %d
+      name: %s
+      protocol: %s
+    hosts:
+    - "*"
+---`, name, port, strings.ToLower(protocol), protocol)
 }
