@@ -466,7 +466,7 @@ spec:
 			[]string{
 				`Warning [WEFT0001] (Gateway default/tcp-gateway) spec.servers[0].tls: TLS on a TCP gateway server (it proxies the bytes as they come) is not supported by Weft yet: it is stored but has no effect`,
 				`Warning [WEFT0001] (Gateway default/tcp-gateway) spec.servers[2].port.protocol: a TCP server on port 8080, which an HTTP server of this Gateway also uses (the port serves HTTP), is not supported by Weft yet: it is stored but has no effect`,
-				`Warning [WEFT0001] (Gateway default/tcp-gateway) spec.servers[3].port.protocol: a HTTPS gateway server is not supported by Weft yet: it is stored but has no effect`,
+				`Warning [WEFT0001] (Gateway default/tcp-gateway) spec.servers[3].tls.credentialName: an HTTPS gateway server's credentialName (certificates from a secret; name them as serverCertificate and privateKey files instead; the server gets no listener) is not supported by Weft yet: it is stored but has no effect`,
 			}},
 		{"HTTP and TCP servers on one port in two Gateways; a missing delegate",
 			gw + "metadata: {name: web}\nspec:\n  selector: {istio: ingressgateway}\n  servers: [{port: {number: 8080, name: http, protocol: HTTP}, hosts: [\"*\"]}]\n" +

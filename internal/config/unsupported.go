@@ -144,6 +144,14 @@ func Unsupported(r *Resource) []Warning {
 		for i, s := range spec.GetServers() {
 			switch strings.ToUpper(s.GetPort().GetProtocol()) {
 			case "HTTP", "HTTP2", "GRPC", "GRPC-WEB":
+			case "HTTPS":
+				// Served: SIMPLE with the certificate and key in files.
+				switch t := s.GetTls(); {
+				case t.GetMode() != networking.ServerTLSSettings_SIMPLE:
+					warn(index("spec.servers", i)+".tls.mode", fmt.Sprintf("an HTTPS gateway server in %s mode (Weft terminates SIMPLE TLS; the server gets no listener)", t.GetMode()))
+				case t.GetCredentialName() != "":
+					warn(index("spec.servers", i)+".tls.credentialName", "an HTTPS gateway server's credentialName (certificates from a secret; name them as serverCertificate and privateKey files instead; the server gets no listener)")
+				}
 			case "TCP":
 				if s.GetTls() != nil {
 					warn(index("spec.servers", i)+".tls", "TLS on a TCP gateway server (it proxies the bytes as they come)")

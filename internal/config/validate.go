@@ -787,6 +787,16 @@ func (v *validator) gateway(gw *networking.Gateway) {
 				v.errorf(p+".tls", "required for protocol %s", s.Port.Protocol)
 			}
 		}
+		// As Istio: a server that terminates TLS needs its certificate,
+		// from a credential or from files.
+		if t := s.Tls; t != nil && (t.Mode == networking.ServerTLSSettings_SIMPLE || t.Mode == networking.ServerTLSSettings_MUTUAL) && t.CredentialName == "" {
+			if t.ServerCertificate == "" {
+				v.errorf(p+".tls.serverCertificate", "required for %s TLS without a credentialName", t.Mode)
+			}
+			if t.PrivateKey == "" {
+				v.errorf(p+".tls.privateKey", "required for %s TLS without a credentialName", t.Mode)
+			}
+		}
 		if len(s.Hosts) == 0 {
 			v.errorf(p+".hosts", "at least one host is required")
 		}

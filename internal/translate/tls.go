@@ -75,3 +75,27 @@ func applyTLS(c *clusterv3.Cluster, s *v1alpha3.ClientTLSSettings, host string) 
 func fileSource(path string) *corev3.DataSource {
 	return &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: path}}
 }
+
+// servesTLSFromFiles reports whether an HTTPS Gateway server's tls
+// settings are what Weft terminates: SIMPLE, with serverCertificate and
+// privateKey files and no credentialName.
+func servesTLSFromFiles(t *v1alpha3.ServerTLSSettings) bool {
+	return t.GetMode() == v1alpha3.ServerTLSSettings_SIMPLE && t.GetCredentialName() == "" &&
+		t.GetServerCertificate() != "" && t.GetPrivateKey() != ""
+}
+
+// serverTLSSocket terminates TLS with an HTTPS server's certificate and
+// key files, offering HTTP/2 and HTTP/1.1 by ALPN, as Istio's gateways do.
+func serverTLSSocket(t *v1alpha3.ServerTLSSettings) *corev3.TransportSocket {
+	ctx := &tlsv3.DownstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{
+		TlsCertificates: []*tlsv3.TlsCertificate{{
+			CertificateChain: fileSource(t.GetServerCertificate()),
+			PrivateKey:       fileSource(t.GetPrivateKey()),
+		}},
+		AlpnProtocols: []string{"h2", "http/1.1"},
+	}}
+	return &corev3.TransportSocket{
+		Name:       tlsTransportSocket,
+		ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(ctx)},
+	}
+}

@@ -142,7 +142,13 @@ func (t *translator) gateway() ([]*listenerv3.Listener, []*routev3.RouteConfigur
 			continue
 		}
 		grpcWeb := slices.ContainsFunc(http, func(s gatewayServer) bool { return s.grpcWeb })
-		listeners = append(listeners, t.gatewayListener(port, grpcWeb))
+		l := t.gatewayListener(port, grpcWeb)
+		// HTTPS servers: the port's connections are TLS, with the first
+		// HTTPS server's certificate (one per port: no SNI selection).
+		if i := slices.IndexFunc(http, func(s gatewayServer) bool { return s.tls != nil }); i >= 0 {
+			l.FilterChains[0].TransportSocket = serverTLSSocket(http[i].tls)
+		}
+		listeners = append(listeners, l)
 		routes = append(routes, t.gatewayRoutes(port, http))
 	}
 	return listeners, routes
@@ -157,11 +163,18 @@ type gatewayServer struct {
 	hosts     []string // as written: host, ns/host, */host, ./host
 	grpcWeb   bool     // protocol GRPC-WEB
 	tcp       bool     // protocol TCP
+	// tls is an HTTPS server's TLS settings (SIMPLE, with the certificate
+	// and key in files); nil for plain servers.
+	tls *v1alpha3.ServerTLSSettings
 }
 
-// gatewayServers lists the HTTP and TCP servers of the Gateways whose
-// selector labels are all present on the proxy, in any namespace. HTTPS and
-// TLS servers are not supported yet.
+// gatewayServers lists the HTTP, HTTPS and TCP servers of the Gateways
+// whose selector labels are all present on the proxy, in any namespace.
+// An HTTPS server counts only when it terminates TLS with a certificate
+// and key from files (mode SIMPLE, serverCertificate and privateKey); TLS
+// servers, and HTTPS servers with a credentialName or another mode, are not
+// supported yet (config analysis warns), and get no listener rather than a
+// plain one.
 func (t *translator) gatewayServers() []gatewayServer {
 	var out []gatewayServer
 	for _, r := range t.snap.Of(config.KindGateway) {
@@ -171,8 +184,14 @@ func (t *translator) gatewayServers() []gatewayServer {
 		}
 		for _, srv := range spec.GetServers() {
 			proto := strings.ToUpper(srv.GetPort().GetProtocol())
+			var tls *v1alpha3.ServerTLSSettings
 			switch proto {
 			case "HTTP", "HTTP2", "GRPC", "GRPC-WEB", "TCP":
+			case "HTTPS":
+				if !servesTLSFromFiles(srv.GetTls()) {
+					continue
+				}
+				tls = srv.GetTls()
 			default:
 				continue
 			}
@@ -186,6 +205,7 @@ func (t *translator) gatewayServers() []gatewayServer {
 				hosts:     srv.GetHosts(),
 				grpcWeb:   proto == "GRPC-WEB",
 				tcp:       proto == "TCP",
+				tls:       tls,
 			})
 		}
 	}

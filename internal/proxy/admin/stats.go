@@ -87,6 +87,7 @@ func WriteListenerPrometheus(w io.Writer, st listener.Stats) {
 	counter("envoy_listener_no_filter_chain_match", "Connections closed because no filter chain matched.", func(s listener.ListenerStats) uint64 { return s.NoFilterChain })
 	counter("envoy_http_inspector_http_found", "Connections the HTTP inspector found to be HTTP.", func(s listener.ListenerStats) uint64 { return s.HTTPFound })
 	counter("envoy_http_inspector_http_not_found", "Connections the HTTP inspector found not to be HTTP (or that timed out).", func(s listener.ListenerStats) uint64 { return s.HTTPNotFound })
+	counter("envoy_listener_ssl_connection_error", "Connections whose TLS handshake failed.", func(s listener.ListenerStats) uint64 { return s.TLSHandshakeErrors })
 	fmt.Fprintf(w, "# HELP weft_outbound_blocked_total Outbound connections refused by BlackHoleCluster (REGISTRY_ONLY).\n# TYPE weft_outbound_blocked_total counter\nweft_outbound_blocked_total %d\n", st.Blocked)
 }
 

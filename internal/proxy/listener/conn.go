@@ -2,9 +2,9 @@ package listener
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
-	"github.com/weftmesh/weft/internal/proxy/sockio"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -17,6 +17,7 @@ import (
 	"github.com/weftmesh/weft/internal/proxy/chain"
 	"github.com/weftmesh/weft/internal/proxy/h2"
 	"github.com/weftmesh/weft/internal/proxy/model"
+	"github.com/weftmesh/weft/internal/proxy/sockio"
 	"github.com/weftmesh/weft/internal/proxy/upstream"
 )
 
@@ -31,6 +32,9 @@ type connInfo struct {
 	destPort uint32
 	protocol string
 	origDst  netip.AddrPort
+	// tls is the TLS state of a connection the listener terminated TLS
+	// on (requests get it as their TLS); nil for plain connections.
+	tls *tls.ConnectionState
 }
 
 type connInfoKey struct{}
@@ -113,6 +117,28 @@ func (s *socket) handle(c net.Conn) {
 	if hasOD {
 		info.origDst = dst
 	}
+	if fc.HTTP() && fc.TLS != nil {
+		// TLS termination (an HTTPS gateway server): the handshake, then
+		// HTTP/2 or HTTP/1.1 as ALPN chose, over the TLS connection.
+		tc := tls.Server(conn, fc.TLS.Config())
+		tc.SetDeadline(time.Now().Add(tlsHandshakeTimeout))
+		if err := tc.Handshake(); err != nil {
+			st.tlsFailed.Add(1)
+			m.log.Debug("TLS handshake failed", "listener", l.Name, "remote", c.RemoteAddr().String(), "err", err)
+			return
+		}
+		tc.SetDeadline(time.Time{})
+		served = true
+		s.tcp.remove(c)
+		cs := tc.ConnectionState()
+		info.tls = &cs
+		if cs.NegotiatedProtocol == "h2" {
+			s.serveH2(tc, c, info)
+			return
+		}
+		s.serveH1(tc, &info)
+		return
+	}
 	if fc.HTTP() {
 		served = true
 		if protocol == ProtoH2C {
@@ -128,6 +154,11 @@ func (s *socket) handle(c net.Conn) {
 	}
 	m.proxyTCP(conn, fc, l.Name, info.origDst)
 }
+
+// tlsHandshakeTimeout bounds a TLS handshake on a listener (Envoy's
+// transport_socket_connect_timeout has no default; a client that never
+// finishes must not hold a connection forever).
+const tlsHandshakeTimeout = 10 * time.Second
 
 // rawIO has conn read and write the socket with raw system calls (package
 // sockio), keeping the bytes a sniffing replay holds in front.
@@ -177,6 +208,9 @@ func (s *socket) serve(w http.ResponseWriter, r *http.Request, info *connInfo) {
 		w.Header().Set("Connection", "close")
 		http.Error(w, "the listener of this connection no longer serves HTTP for it", http.StatusServiceUnavailable)
 		return
+	}
+	if info.tls != nil {
+		r.TLS = info.tls
 	}
 	x := exchangePool.Get().(*chain.Exchange)
 	*x = chain.Exchange{W: w, R: r, Listener: l.Name, RouteConfig: fc.RouteConfig, OriginalDst: info.origDst}
@@ -300,7 +334,7 @@ type statsTable struct {
 }
 
 type listenerCounters struct {
-	cx, preCxTimeout, noChain, httpFound, httpNotFound atomic.Uint64
+	cx, preCxTimeout, noChain, httpFound, httpNotFound, tlsFailed atomic.Uint64
 }
 
 func (t *statsTable) listener(name string) *listenerCounters {
@@ -324,6 +358,8 @@ type ListenerStats struct {
 	NoFilterChain uint64
 	// HTTPFound and HTTPNotFound count the HTTP inspector's verdicts.
 	HTTPFound, HTTPNotFound uint64
+	// TLSHandshakeErrors counts connections whose TLS handshake failed.
+	TLSHandshakeErrors uint64
 }
 
 // Stats are the Manager's counters.
@@ -342,7 +378,7 @@ func (m *Manager) Stats() Stats {
 		c := v.(*listenerCounters)
 		out.Listeners[k.(string)] = ListenerStats{
 			Connections: c.cx.Load(), PreCxTimeouts: c.preCxTimeout.Load(), NoFilterChain: c.noChain.Load(),
-			HTTPFound: c.httpFound.Load(), HTTPNotFound: c.httpNotFound.Load(),
+			HTTPFound: c.httpFound.Load(), HTTPNotFound: c.httpNotFound.Load(), TLSHandshakeErrors: c.tlsFailed.Load(),
 		}
 		return true
 	})

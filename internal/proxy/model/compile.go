@@ -53,6 +53,7 @@ const (
 	typeDNSFilter         = "type.googleapis.com/envoy.extensions.filters.udp.dns_filter.v3.DnsFilterConfig"
 	typeRawBuffer         = "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"
 	typeUpstreamTLS       = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+	typeDownstreamTLS     = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
 )
 
 // compiledListener is an accepted Listener, compiled as far as it can be on
@@ -91,6 +92,8 @@ type compiledChain struct {
 	tcpCluster  string
 	tcpWeighted []WeightedCluster
 	tcpMaxAge   time.Duration
+	// tls terminates TLS (the chain's transport socket); nil: plain.
+	tls *ServerTLS
 }
 
 // httpFilter is a compiled HTTP filter other than the router.
@@ -253,7 +256,11 @@ func compileListener(l *listenerv3.Listener, portMap map[uint32]uint32) (*compil
 func compileChain(fc *listenerv3.FilterChain, field string) (*compiledChain, error) {
 	out := &compiledChain{name: fc.GetName()}
 	if ts := fc.GetTransportSocket(); ts != nil {
-		return nil, fmt.Errorf("%s.transport_socket %q: TLS termination is not supported by weft-proxy yet", field, ts.GetName())
+		t, err := compileDownstreamTLS(ts)
+		if err != nil {
+			return nil, fmt.Errorf("%s.transport_socket: %w", field, err)
+		}
+		out.tls = t
 	}
 	if m := fc.GetFilterChainMatch(); m != nil {
 		mf := field + ".filter_chain_match"
@@ -971,6 +978,39 @@ func unsupportedField(m protoreflect.Message, path string, allowed map[protorefl
 		return found == ""
 	})
 	return found
+}
+
+// downstreamTLSFields are the fields of a DownstreamTlsContext, and of
+// the messages under it, that weft-proxy acts on.
+var downstreamTLSFields = map[protoreflect.Name]bool{
+	"common_tls_context": true, "tls_certificates": true, "alpn_protocols": true,
+	"certificate_chain": true, "private_key": true, "filename": true,
+}
+
+// compileDownstreamTLS reads a filter chain's transport socket: nil for
+// raw_buffer, TLS termination for envoy.transport_sockets.tls with one
+// certificate and key in files (and ALPN); any other field is refused.
+func compileDownstreamTLS(ts *corev3.TransportSocket) (*ServerTLS, error) {
+	switch u := ts.GetTypedConfig().GetTypeUrl(); {
+	case u == typeRawBuffer || u == "" && ts.GetName() == nameRawBuffer:
+		return nil, nil
+	case u != typeDownstreamTLS:
+		return nil, fmt.Errorf("%q (%s): only %s and %s are supported", ts.GetName(), u, nameRawBuffer, nameTLS)
+	}
+	ctx := &tlsv3.DownstreamTlsContext{}
+	if err := ts.GetTypedConfig().UnmarshalTo(ctx); err != nil {
+		return nil, fmt.Errorf("%s: %w", nameTLS, err)
+	}
+	if f := unsupportedField(ctx.ProtoReflect(), "", downstreamTLSFields); f != "" {
+		return nil, fmt.Errorf("%s: %s is not supported by weft-proxy", nameTLS, f)
+	}
+	common := ctx.GetCommonTlsContext()
+	certs := common.GetTlsCertificates()
+	if len(certs) != 1 || certs[0].GetCertificateChain().GetFilename() == "" || certs[0].GetPrivateKey().GetFilename() == "" {
+		return nil, fmt.Errorf("%s: common_tls_context.tls_certificates: weft-proxy serves exactly one certificate, with its chain and key in files (filename)", nameTLS)
+	}
+	return &ServerTLS{CertFile: certs[0].GetCertificateChain().GetFilename(), KeyFile: certs[0].GetPrivateKey().GetFilename(),
+		ALPN: slices.Clone(common.GetAlpnProtocols())}, nil
 }
 
 // compileTCPKeepalive reads upstream_connection_options.tcp_keepalive.

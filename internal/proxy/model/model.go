@@ -112,6 +112,9 @@ type FilterChain struct {
 	// TCPWeighted, when set instead of TCPCluster, are the clusters a
 	// connection goes to, one picked by weight per connection.
 	TCPWeighted []WeightedCluster
+
+	// TLS, when set, terminates TLS on the chain's connections.
+	TLS *ServerTLS
 }
 
 // WeightedCluster is one cluster of a tcp_proxy's weighted_clusters.
@@ -696,7 +699,8 @@ func (c *Compiler) build() {
 		l := &Listener{Name: cl.name, Address: cl.address, NoBind: !cl.bind, UseOriginalDst: cl.origDst,
 			HTTPInspector: cl.inspect, InspectTimeout: cl.timeout, ContinueOnTimeout: cl.cont, DNS: cl.dns}
 		mk := func(cc *compiledChain) *FilterChain {
-			fc := &FilterChain{Name: cc.name, DestinationPort: cc.destPort, ApplicationProtocols: cc.protocols, TCPCluster: cc.tcpCluster, TCPMaxAge: cc.tcpMaxAge, TCPWeighted: cc.tcpWeighted}
+			fc := &FilterChain{Name: cc.name, DestinationPort: cc.destPort, ApplicationProtocols: cc.protocols, TCPCluster: cc.tcpCluster, TCPMaxAge: cc.tcpMaxAge, TCPWeighted: cc.tcpWeighted,
+				TLS: cc.tls}
 			if cc.http {
 				fc.RouteConfig, fc.Routes, fc.Chain = cc.routeConfigName(), cc.inline, fwd
 				if fc.Routes == nil {

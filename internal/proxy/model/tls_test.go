@@ -53,7 +53,7 @@ func TestUpstreamTLSRefusesWhatItCannotApply(t *testing.T) {
 		b    []byte
 		want string
 	}{
-		{"ALPN (common_tls_context field 4)", common(withField(&tlsv3.CommonTlsContext{}, 4, "h2")), "common_tls_context.field 4 of CommonTlsContext"},
+		{"ALPN (common_tls_context field 4, applied to servers only)", common(withField(&tlsv3.CommonTlsContext{}, 4, "h2")), "common_tls_context.alpn_protocols"},
 		{"combined validation context (field 8)", common(withField(&tlsv3.CommonTlsContext{}, 8, "")), "common_tls_context.field 8 of CommonTlsContext"},
 		{"SDS for the certificate (field 6)", common(withField(&tlsv3.CommonTlsContext{}, 6, "")), "common_tls_context.field 6 of CommonTlsContext"},
 		{"a field of a known type weft-proxy does not apply", encode(t, ignoreCase), "match_typed_subject_alt_names[0].matcher.ignore_case"},
@@ -87,5 +87,35 @@ func TestUpstreamTLSSettings(t *testing.T) {
 	}})))
 	if err != nil || got.Verify {
 		t.Errorf("a validation context without a trust anchor: %+v, %v; want no chain check, as Envoy", got, err)
+	}
+}
+
+// TLS termination: one certificate and key from files, and ALPN; anything
+// else (client certificates required, SDS) is refused.
+func TestDownstreamTLS(t *testing.T) {
+	ok := &tlsv3.DownstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{
+		TlsCertificates: []*tlsv3.TlsCertificate{{
+			CertificateChain: &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: "/c.pem"}},
+			PrivateKey:       &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: "/k.pem"}},
+		}},
+		AlpnProtocols: []string{"h2", "http/1.1"},
+	}}
+	socket := func(b []byte) *corev3.TransportSocket {
+		return &corev3.TransportSocket{Name: nameTLS, ConfigType: &corev3.TransportSocket_TypedConfig{
+			TypedConfig: &anypb.Any{TypeUrl: typeDownstreamTLS, Value: b}}}
+	}
+	got, err := compileDownstreamTLS(socket(encode(t, ok)))
+	if err != nil || got.CertFile != "/c.pem" || got.KeyFile != "/k.pem" || strings.Join(got.ALPN, ",") != "h2,http/1.1" {
+		t.Fatalf("compileDownstreamTLS = %+v, %v", got, err)
+	}
+	// require_client_certificate is field 2 of DownstreamTlsContext.
+	b := encode(t, ok)
+	b = protowire.AppendTag(b, 2, protowire.BytesType)
+	b = protowire.AppendBytes(b, protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.VarintType), 1))
+	if _, err := compileDownstreamTLS(socket(b)); err == nil || !strings.Contains(err.Error(), "is not supported by weft-proxy") {
+		t.Errorf("a context requiring client certificates: %v, want refused", err)
+	}
+	if _, err := compileDownstreamTLS(socket(encode(t, &tlsv3.DownstreamTlsContext{}))); err == nil || !strings.Contains(err.Error(), "exactly one certificate") {
+		t.Errorf("a context without a certificate: %v, want refused", err)
 	}
 }

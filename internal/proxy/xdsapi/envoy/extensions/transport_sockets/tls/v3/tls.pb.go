@@ -67,6 +67,50 @@ func (x *UpstreamTlsContext) GetSni() string {
 	return ""
 }
 
+type DownstreamTlsContext struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	CommonTlsContext *CommonTlsContext      `protobuf:"bytes,1,opt,name=common_tls_context,json=commonTlsContext,proto3" json:"common_tls_context,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *DownstreamTlsContext) Reset() {
+	*x = DownstreamTlsContext{}
+	mi := &file_envoy_extensions_transport_sockets_tls_v3_tls_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DownstreamTlsContext) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DownstreamTlsContext) ProtoMessage() {}
+
+func (x *DownstreamTlsContext) ProtoReflect() protoreflect.Message {
+	mi := &file_envoy_extensions_transport_sockets_tls_v3_tls_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DownstreamTlsContext.ProtoReflect.Descriptor instead.
+func (*DownstreamTlsContext) Descriptor() ([]byte, []int) {
+	return file_envoy_extensions_transport_sockets_tls_v3_tls_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *DownstreamTlsContext) GetCommonTlsContext() *CommonTlsContext {
+	if x != nil {
+		return x.CommonTlsContext
+	}
+	return nil
+}
+
 type CommonTlsContext struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	TlsCertificates []*TlsCertificate      `protobuf:"bytes,2,rep,name=tls_certificates,json=tlsCertificates,proto3" json:"tls_certificates,omitempty"`
@@ -74,13 +118,14 @@ type CommonTlsContext struct {
 	//
 	//	*CommonTlsContext_ValidationContext
 	ValidationContextType isCommonTlsContext_ValidationContextType `protobuf_oneof:"validation_context_type"`
+	AlpnProtocols         []string                                 `protobuf:"bytes,4,rep,name=alpn_protocols,json=alpnProtocols,proto3" json:"alpn_protocols,omitempty"`
 	unknownFields         protoimpl.UnknownFields
 	sizeCache             protoimpl.SizeCache
 }
 
 func (x *CommonTlsContext) Reset() {
 	*x = CommonTlsContext{}
-	mi := &file_envoy_extensions_transport_sockets_tls_v3_tls_proto_msgTypes[1]
+	mi := &file_envoy_extensions_transport_sockets_tls_v3_tls_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -92,7 +137,7 @@ func (x *CommonTlsContext) String() string {
 func (*CommonTlsContext) ProtoMessage() {}
 
 func (x *CommonTlsContext) ProtoReflect() protoreflect.Message {
-	mi := &file_envoy_extensions_transport_sockets_tls_v3_tls_proto_msgTypes[1]
+	mi := &file_envoy_extensions_transport_sockets_tls_v3_tls_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -105,7 +150,7 @@ func (x *CommonTlsContext) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommonTlsContext.ProtoReflect.Descriptor instead.
 func (*CommonTlsContext) Descriptor() ([]byte, []int) {
-	return file_envoy_extensions_transport_sockets_tls_v3_tls_proto_rawDescGZIP(), []int{1}
+	return file_envoy_extensions_transport_sockets_tls_v3_tls_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *CommonTlsContext) GetTlsCertificates() []*TlsCertificate {
@@ -131,6 +176,13 @@ func (x *CommonTlsContext) GetValidationContext() *CertificateValidationContext 
 	return nil
 }
 
+func (x *CommonTlsContext) GetAlpnProtocols() []string {
+	if x != nil {
+		return x.AlpnProtocols
+	}
+	return nil
+}
+
 type isCommonTlsContext_ValidationContextType interface {
 	isCommonTlsContext_ValidationContextType()
 }
@@ -148,10 +200,13 @@ const file_envoy_extensions_transport_sockets_tls_v3_tls_proto_rawDesc = "" +
 	"3envoy/extensions/transport_sockets/tls/v3/tls.proto\x12)envoy.extensions.transport_sockets.tls.v3\x1a\"envoy/config/core/v3/address.proto\x1a$envoy/config/core/v3/extension.proto\x1a6envoy/extensions/transport_sockets/tls/v3/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1egoogle/protobuf/wrappers.proto\"\x91\x01\n" +
 	"\x12UpstreamTlsContext\x12i\n" +
 	"\x12common_tls_context\x18\x01 \x01(\v2;.envoy.extensions.transport_sockets.tls.v3.CommonTlsContextR\x10commonTlsContext\x12\x10\n" +
-	"\x03sni\x18\x02 \x01(\tR\x03sni\"\x8d\x02\n" +
+	"\x03sni\x18\x02 \x01(\tR\x03sni\"\x81\x01\n" +
+	"\x14DownstreamTlsContext\x12i\n" +
+	"\x12common_tls_context\x18\x01 \x01(\v2;.envoy.extensions.transport_sockets.tls.v3.CommonTlsContextR\x10commonTlsContext\"\xb4\x02\n" +
 	"\x10CommonTlsContext\x12d\n" +
 	"\x10tls_certificates\x18\x02 \x03(\v29.envoy.extensions.transport_sockets.tls.v3.TlsCertificateR\x0ftlsCertificates\x12x\n" +
-	"\x12validation_context\x18\x03 \x01(\v2G.envoy.extensions.transport_sockets.tls.v3.CertificateValidationContextH\x00R\x11validationContextB\x19\n" +
+	"\x12validation_context\x18\x03 \x01(\v2G.envoy.extensions.transport_sockets.tls.v3.CertificateValidationContextH\x00R\x11validationContext\x12%\n" +
+	"\x0ealpn_protocols\x18\x04 \x03(\tR\ralpnProtocolsB\x19\n" +
 	"\x17validation_context_typeB`Z^github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/extensions/transport_sockets/tls/v3;tlsv3b\x06proto3"
 
 var (
@@ -166,22 +221,24 @@ func file_envoy_extensions_transport_sockets_tls_v3_tls_proto_rawDescGZIP() []by
 	return file_envoy_extensions_transport_sockets_tls_v3_tls_proto_rawDescData
 }
 
-var file_envoy_extensions_transport_sockets_tls_v3_tls_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_envoy_extensions_transport_sockets_tls_v3_tls_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_envoy_extensions_transport_sockets_tls_v3_tls_proto_goTypes = []any{
 	(*UpstreamTlsContext)(nil),           // 0: envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
-	(*CommonTlsContext)(nil),             // 1: envoy.extensions.transport_sockets.tls.v3.CommonTlsContext
-	(*TlsCertificate)(nil),               // 2: envoy.extensions.transport_sockets.tls.v3.TlsCertificate
-	(*CertificateValidationContext)(nil), // 3: envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext
+	(*DownstreamTlsContext)(nil),         // 1: envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+	(*CommonTlsContext)(nil),             // 2: envoy.extensions.transport_sockets.tls.v3.CommonTlsContext
+	(*TlsCertificate)(nil),               // 3: envoy.extensions.transport_sockets.tls.v3.TlsCertificate
+	(*CertificateValidationContext)(nil), // 4: envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext
 }
 var file_envoy_extensions_transport_sockets_tls_v3_tls_proto_depIdxs = []int32{
-	1, // 0: envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext.common_tls_context:type_name -> envoy.extensions.transport_sockets.tls.v3.CommonTlsContext
-	2, // 1: envoy.extensions.transport_sockets.tls.v3.CommonTlsContext.tls_certificates:type_name -> envoy.extensions.transport_sockets.tls.v3.TlsCertificate
-	3, // 2: envoy.extensions.transport_sockets.tls.v3.CommonTlsContext.validation_context:type_name -> envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext
-	3, // [3:3] is the sub-list for method output_type
-	3, // [3:3] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	2, // 0: envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext.common_tls_context:type_name -> envoy.extensions.transport_sockets.tls.v3.CommonTlsContext
+	2, // 1: envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext.common_tls_context:type_name -> envoy.extensions.transport_sockets.tls.v3.CommonTlsContext
+	3, // 2: envoy.extensions.transport_sockets.tls.v3.CommonTlsContext.tls_certificates:type_name -> envoy.extensions.transport_sockets.tls.v3.TlsCertificate
+	4, // 3: envoy.extensions.transport_sockets.tls.v3.CommonTlsContext.validation_context:type_name -> envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext
+	4, // [4:4] is the sub-list for method output_type
+	4, // [4:4] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_envoy_extensions_transport_sockets_tls_v3_tls_proto_init() }
@@ -190,7 +247,7 @@ func file_envoy_extensions_transport_sockets_tls_v3_tls_proto_init() {
 		return
 	}
 	file_envoy_extensions_transport_sockets_tls_v3_common_proto_init()
-	file_envoy_extensions_transport_sockets_tls_v3_tls_proto_msgTypes[1].OneofWrappers = []any{
+	file_envoy_extensions_transport_sockets_tls_v3_tls_proto_msgTypes[2].OneofWrappers = []any{
 		(*CommonTlsContext_ValidationContext)(nil),
 	}
 	type x struct{}
@@ -200,7 +257,7 @@ func file_envoy_extensions_transport_sockets_tls_v3_tls_proto_init() {
 			FileRegistry:  xdsapi.Files,
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_envoy_extensions_transport_sockets_tls_v3_tls_proto_rawDesc), len(file_envoy_extensions_transport_sockets_tls_v3_tls_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
