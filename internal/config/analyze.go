@@ -432,7 +432,7 @@ func gatewayPortClashes(all []*Resource, gateways []Workload) []Warning {
 			}
 			for i, srv := range gw.GetServers() {
 				switch n := srv.GetPort().GetNumber(); strings.ToUpper(srv.GetPort().GetProtocol()) {
-				case "HTTP", "HTTP2", "GRPC", "GRPC-WEB":
+				case "HTTP", "HTTP2", "GRPC", "GRPC-WEB", "HTTPS":
 					if httpBy[n] == nil {
 						httpBy[n] = r
 					}

@@ -468,6 +468,16 @@ spec:
 				`Warning [WEFT0001] (Gateway default/tcp-gateway) spec.servers[2].port.protocol: a TCP server on port 8080, which an HTTP server of this Gateway also uses (the port serves HTTP), is not supported by Weft yet: it is stored but has no effect`,
 				`Warning [WEFT0001] (Gateway default/tcp-gateway) spec.servers[3].tls.credentialName: an HTTPS gateway server's credentialName (certificates from a secret; name them as serverCertificate and privateKey files instead; the server gets no listener) is not supported by Weft yet: it is stored but has no effect`,
 			}},
+		{"HTTPS server settings Weft does not apply; httpsRedirect; HTTP and HTTPS on one port",
+			gw + "metadata: {name: web}\nspec:\n  selector: {istio: ingressgateway}\n  servers:\n" +
+				"  - {port: {number: 80, name: http, protocol: HTTP}, hosts: [\"*\"], tls: {httpsRedirect: true}}\n" +
+				"  - {port: {number: 443, name: https, protocol: HTTPS}, hosts: [\"*\"], tls: {mode: SIMPLE, serverCertificate: /c.pem, privateKey: /k.pem, minProtocolVersion: TLSV1_3}}\n" +
+				"  - {port: {number: 443, name: http-443, protocol: HTTP}, hosts: [\"*\"]}\n",
+			[]string{
+				`Warning [WEFT0001] (Gateway default/web) spec.servers[0].tls.httpsRedirect: httpsRedirect (the server answers its requests instead of redirecting them) is not supported by Weft yet: it is stored but has no effect`,
+				`Warning [WEFT0001] (Gateway default/web) spec.servers[1].tls.minProtocolVersion: an HTTPS gateway server's minProtocolVersion (TLS 1.2 and 1.3 with Go's cipher suites are served) is not supported by Weft yet: it is stored but has no effect`,
+				`Warning [WEFT0001] (Gateway default/web) spec.servers[2].port.protocol: a plain HTTP server on port 443, which an HTTPS server of this Gateway also uses (the port serves TLS), is not supported by Weft yet: it is stored but has no effect`,
+			}},
 		{"HTTP and TCP servers on one port in two Gateways; a missing delegate",
 			gw + "metadata: {name: web}\nspec:\n  selector: {istio: ingressgateway}\n  servers: [{port: {number: 8080, name: http, protocol: HTTP}, hosts: [\"*\"]}]\n" +
 				"---\n" + gw + "metadata: {name: raw}\nspec:\n  selector: {istio: ingressgateway}\n  servers: [{port: {number: 8080, name: tcp, protocol: TCP}, hosts: [\"*\"]}]\n" +

@@ -134,25 +134,52 @@ func Unsupported(r *Resource) []Warning {
 			warn("spec.subjectAltNames", "subjectAltNames")
 		}
 	case *networking.Gateway:
-		httpPorts := map[uint32]bool{}
+		httpPorts, httpsPorts := map[uint32]bool{}, map[uint32]bool{}
 		for _, s := range spec.GetServers() {
 			switch strings.ToUpper(s.GetPort().GetProtocol()) {
 			case "HTTP", "HTTP2", "GRPC", "GRPC-WEB":
 				httpPorts[s.GetPort().GetNumber()] = true
+			case "HTTPS":
+				httpsPorts[s.GetPort().GetNumber()] = true
 			}
 		}
 		for i, s := range spec.GetServers() {
+			p := index("spec.servers", i)
 			switch strings.ToUpper(s.GetPort().GetProtocol()) {
 			case "HTTP", "HTTP2", "GRPC", "GRPC-WEB":
+				if s.GetTls().GetHttpsRedirect() {
+					warn(p+".tls.httpsRedirect", "httpsRedirect (the server answers its requests instead of redirecting them)")
+				}
+				if httpsPorts[s.GetPort().GetNumber()] {
+					warn(p+".port.protocol", fmt.Sprintf("a plain HTTP server on port %d, which an HTTPS server of this Gateway also uses (the port serves TLS),", s.GetPort().GetNumber()))
+				}
 			case "HTTPS":
 				// Served: SIMPLE with the certificate and key in files.
 				switch t := s.GetTls(); {
 				case t.GetMode() != networking.ServerTLSSettings_SIMPLE:
-					warn(index("spec.servers", i)+".tls.mode", fmt.Sprintf("an HTTPS gateway server in %s mode (Weft terminates SIMPLE TLS; the server gets no listener)", t.GetMode()))
+					warn(p+".tls.mode", fmt.Sprintf("an HTTPS gateway server in %s mode (Weft terminates SIMPLE TLS; the server gets no listener)", t.GetMode()))
 				case t.GetCredentialName() != "":
-					warn(index("spec.servers", i)+".tls.credentialName", "an HTTPS gateway server's credentialName (certificates from a secret; name them as serverCertificate and privateKey files instead; the server gets no listener)")
+					warn(p+".tls.credentialName", "an HTTPS gateway server's credentialName (certificates from a secret; name them as serverCertificate and privateKey files instead; the server gets no listener)")
+				default:
+					for _, f := range []struct {
+						set  bool
+						name string
+					}{
+						{t.GetMinProtocolVersion() != networking.ServerTLSSettings_TLS_AUTO, "minProtocolVersion"},
+						{t.GetMaxProtocolVersion() != networking.ServerTLSSettings_TLS_AUTO, "maxProtocolVersion"},
+						{len(t.GetCipherSuites()) > 0, "cipherSuites"},
+						{len(t.GetSubjectAltNames()) > 0, "subjectAltNames"},
+						{len(t.GetVerifyCertificateSpki())+len(t.GetVerifyCertificateHash()) > 0, "verifyCertificateSpki/Hash"},
+					} {
+						if f.set {
+							warn(p+".tls."+f.name, "an HTTPS gateway server's "+f.name+" (TLS 1.2 and 1.3 with Go's cipher suites are served)")
+						}
+					}
 				}
 			case "TCP":
+				if httpsPorts[s.GetPort().GetNumber()] {
+					warn(p+".port.protocol", fmt.Sprintf("a TCP server on port %d, which an HTTPS server of this Gateway also uses (the port serves HTTPS),", s.GetPort().GetNumber()))
+				}
 				if s.GetTls() != nil {
 					warn(index("spec.servers", i)+".tls", "TLS on a TCP gateway server (it proxies the bytes as they come)")
 				}

@@ -204,7 +204,9 @@ func (s *socket) serve(w http.ResponseWriter, r *http.Request, info *connInfo) {
 			fc = l.SelectChain(info.destPort, info.protocol)
 		}
 	}
-	if fc == nil || !fc.HTTP() {
+	if fc == nil || !fc.HTTP() || (fc.TLS != nil) != (info.tls != nil) {
+		// (A chain that now terminates TLS must not serve a connection
+		// that came in plain, nor the other way round.)
 		w.Header().Set("Connection", "close")
 		http.Error(w, "the listener of this connection no longer serves HTTP for it", http.StatusServiceUnavailable)
 		return

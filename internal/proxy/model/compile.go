@@ -292,6 +292,9 @@ func compileChain(fc *listenerv3.FilterChain, field string) (*compiledChain, err
 	case typeHCM:
 		return out, compileHCM(out, tc, field+".typed_config")
 	case typeTCPProxy:
+		if out.tls != nil {
+			return nil, fmt.Errorf("%s: a transport socket (TLS termination) on a tcp_proxy chain is not supported by weft-proxy", field)
+		}
 		tp := &tcpproxyv3.TcpProxy{}
 		if err := tc.UnmarshalTo(tp); err != nil {
 			return nil, fmt.Errorf("%s.typed_config: %w", field, err)
