@@ -9,6 +9,8 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	corev3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/core/v3"
+	listenerv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/listener/v3"
+	tcpproxyv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/extensions/filters/network/tcp_proxy/v3"
 	tlsv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/extensions/transport_sockets/tls/v3"
 	matcherv3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/type/matcher/v3"
 )
@@ -117,5 +119,28 @@ func TestDownstreamTLS(t *testing.T) {
 	}
 	if _, err := compileDownstreamTLS(socket(encode(t, &tlsv3.DownstreamTlsContext{}))); err == nil || !strings.Contains(err.Error(), "exactly one certificate") {
 		t.Errorf("a context without a certificate: %v, want refused", err)
+	}
+}
+
+// TLS termination is for HTTP chains: on a tcp_proxy chain it would pass
+// the TLS bytes through undecrypted, so it is refused.
+func TestTLSOnATCPChainIsRefused(t *testing.T) {
+	tp, err := anypb.New(&tcpproxyv3.TcpProxy{StatPrefix: "t", ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: "c"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsCtx := encode(t, &tlsv3.DownstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{
+		TlsCertificates: []*tlsv3.TlsCertificate{{
+			CertificateChain: &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: "/c.pem"}},
+			PrivateKey:       &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: "/k.pem"}},
+		}},
+	}})
+	fc := &listenerv3.FilterChain{
+		TransportSocket: &corev3.TransportSocket{Name: nameTLS, ConfigType: &corev3.TransportSocket_TypedConfig{
+			TypedConfig: &anypb.Any{TypeUrl: typeDownstreamTLS, Value: tlsCtx}}},
+		Filters: []*listenerv3.Filter{{Name: nameTCPProxy, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: tp}}},
+	}
+	if _, err := compileChain(fc, "filter_chains[0]"); err == nil || !strings.Contains(err.Error(), "tcp_proxy chain is not supported") {
+		t.Fatalf("TLS on a tcp_proxy chain: %v, want refused", err)
 	}
 }
