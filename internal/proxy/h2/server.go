@@ -1010,6 +1010,10 @@ func (sc *serverConn) run(st *serverStream, req *http.Request, status int) {
 	// request.
 	defer req.Body.Close()
 	sc.h.ServeHTTP(rw, req)
+	// The request's context ends as the handler returns (as net/http's),
+	// before the response's end goes out: a client that has the whole
+	// response, and sends its next request, finds this one ended.
+	st.ctx.cancel()
 	rw.finish()
 }
 
