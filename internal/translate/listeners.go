@@ -12,6 +12,7 @@ import (
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	"istio.io/api/networking/v1alpha3"
 
@@ -82,10 +83,24 @@ func (t *translator) gatewayListener(port uint32, grpcWeb bool) *listenerv3.List
 	if grpcWeb {
 		withGrpcWeb(h)
 	}
+	ip, bind := t.gatewayBind(port)
+	return listener(name, ip, bind, h)
+}
+
+// gatewayBind is where a gateway listens for a Gateway port: 0.0.0.0:PORT,
+// or 127.0.0.1:PortMap[PORT] when the proxy remaps it.
+func (t *translator) gatewayBind(port uint32) (ip string, bind uint32) {
 	if mapped, ok := t.proxy.PortMap[port]; ok && mapped != 0 {
-		return listener(name, "127.0.0.1", mapped, h)
+		return "127.0.0.1", mapped
 	}
-	return listener(name, "0.0.0.0", port, h)
+	return "0.0.0.0", port
+}
+
+// tcpMaxAge is how long a TCP connection to host may last: as Istio, the
+// top-level tcp.maxConnectionDuration of host's DestinationRule (not a
+// port's or a subset's); nil for no limit.
+func (t *translator) tcpMaxAge(host string) *durationpb.Duration {
+	return t.drs[host].spec.GetTrafficPolicy().GetConnectionPool().GetTcp().GetMaxConnectionDuration()
 }
 
 // gatewayTCPListener serves the TCP servers on one port (0.0.0.0:PORT, or
@@ -115,15 +130,11 @@ func (t *translator) gatewayTCPListener(port uint32, servers []gatewayServer) *l
 			continue
 		}
 		name := fmt.Sprintf("0.0.0.0_%d", port)
-		ip, bind := "0.0.0.0", port
-		if mapped, ok := t.proxy.PortMap[port]; ok && mapped != 0 {
-			ip, bind = "127.0.0.1", mapped
-		}
-		maxAge := t.drs[host].spec.GetTrafficPolicy().GetConnectionPool().GetTcp().GetMaxConnectionDuration()
+		ip, bind := t.gatewayBind(port)
 		return &listenerv3.Listener{
 			Name:         name,
 			Address:      socketAddress(ip, bind),
-			FilterChains: []*listenerv3.FilterChain{tcpProxyChain(name, dests, maxAge)},
+			FilterChains: []*listenerv3.FilterChain{tcpProxyChain(name, dests, t.tcpMaxAge(host))},
 		}
 	}
 	return nil

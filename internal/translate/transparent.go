@@ -89,10 +89,7 @@ func (t *translator) transparentSidecar() ([]*listenerv3.Listener, []*routev3.Ro
 				continue
 			}
 			dests, host := t.tcpRoute(mesh[svc.Hostname], svc, port.Number)
-			// As Istio: the top-level setting of the rule for the (first)
-			// destination's host, not a port's or a subset's.
-			maxAge := t.drs[host].spec.GetTrafficPolicy().GetConnectionPool().GetTcp().GetMaxConnectionDuration()
-			listeners = append(listeners, vipListener(svc, port, dests, maxAge))
+			listeners = append(listeners, vipListener(svc, port, dests, t.tcpMaxAge(host)))
 			if kindOf(port.Protocol) != portTCP {
 				httpPorts[port.Number] = true
 			}

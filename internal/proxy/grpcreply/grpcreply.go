@@ -27,10 +27,14 @@ const (
 // application/grpc-web is not.
 func IsRequest(r *http.Request) bool {
 	ct := r.Header["Content-Type"]
-	if len(ct) == 0 {
-		return false
-	}
-	rest, ok := strings.CutPrefix(ct[0], "application/grpc")
+	return len(ct) > 0 && IsContentType(ct[0])
+}
+
+// IsContentType reports whether ct is gRPC's content type:
+// application/grpc, alone or with a +format or parameters (not
+// application/grpc-web).
+func IsContentType(ct string) bool {
+	rest, ok := strings.CutPrefix(ct, "application/grpc")
 	return ok && (rest == "" || rest[0] == '+' || rest[0] == ';')
 }
 

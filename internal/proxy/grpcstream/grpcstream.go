@@ -31,6 +31,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/weftmesh/weft/internal/proxy/grpcreply"
 	"github.com/weftmesh/weft/internal/proxy/h2"
 )
 
@@ -237,7 +238,7 @@ func (s *Stream) Recv(m proto.Message) error {
 	if s.resp.StatusCode != http.StatusOK || s.resp.Header.Get("Grpc-Status") != "" {
 		return s.headStatus()
 	}
-	if ct := s.resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/grpc") {
+	if ct := s.resp.Header.Get("Content-Type"); !grpcreply.IsContentType(ct) {
 		return &Status{Code: Internal, Message: fmt.Sprintf("grpc: the server answered with content-type %q, not gRPC", ct)}
 	}
 	body := s.resp.Body
@@ -274,20 +275,7 @@ func (s *Stream) headStatus() error {
 		return trailerStatus(h, "the response's headers")
 	}
 	// As gRPC's clients map an HTTP status without a gRPC one.
-	code := Unknown
-	switch s.resp.StatusCode {
-	case http.StatusBadRequest:
-		code = Internal
-	case http.StatusUnauthorized:
-		code = Unauthenticated
-	case http.StatusForbidden:
-		code = PermissionDenied
-	case http.StatusNotFound:
-		code = Unimplemented
-	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-		code = Unavailable
-	}
-	return &Status{Code: code, Message: fmt.Sprintf("grpc: the server answered HTTP status %d (content-type %q)", s.resp.StatusCode, h.Get("Content-Type"))}
+	return &Status{Code: Code(grpcreply.FromHTTP(s.resp.StatusCode)), Message: fmt.Sprintf("grpc: the server answered HTTP status %d (content-type %q)", s.resp.StatusCode, h.Get("Content-Type"))}
 }
 
 // trailerStatus reads grpc-status and grpc-message from h: io.EOF for OK.

@@ -3,6 +3,7 @@ package model
 import (
 	"bytes"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -61,14 +62,7 @@ func (s *ServerTLS) certificate() (*tls.Certificate, error) {
 			return nil, fmt.Errorf("server certificate %s with key %s: they do not make a certificate and key pair", s.CertFile, s.KeyFile)
 		}
 	} else if s.cert == nil {
-		return nil, fmt.Errorf("server certificate %s with key %s: %w", s.CertFile, s.KeyFile, cmpErr(err1, err2))
+		return nil, fmt.Errorf("server certificate %s with key %s: %w", s.CertFile, s.KeyFile, errors.Join(err1, err2))
 	}
 	return s.cert, nil
-}
-
-func cmpErr(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
 }
