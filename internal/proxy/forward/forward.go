@@ -354,6 +354,77 @@ func responseHeaders(h http.Header, route *router.Route, wc *router.WeightedClus
 // Serve forwards x upstream, or answers it when no route or no upstream can
 // take it.
 func (f *Forwarder) Serve(x *chain.Exchange) {
+	a := f.plan(x)
+	if a == nil {
+		return
+	}
+	defer a.end()
+	ctx := x.R.Context()
+	if a.route.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, a.route.Timeout)
+		defer cancel()
+	}
+	if !a.begin() {
+		return
+	}
+	for {
+		if a.attempt > 0 && !sleepBackoff(ctx, a.attempt, a.pol) {
+			break
+		}
+		actx, acancel := ctx, context.CancelFunc(nil)
+		if a.pol.perTry > 0 {
+			actx, acancel = context.WithTimeout(ctx, a.pol.perTry)
+		}
+		ep, out, ok := a.next(actx)
+		if !ok {
+			if acancel != nil {
+				acancel()
+			}
+			return
+		}
+		// The response's fields stay out of its Header until respond
+		// knows whether it passes them on as they are.
+		resp, err := ep.RoundTripLazy(out)
+		if err != nil {
+			ep.EndRequest()
+			perTryExpired := acancel != nil && actx.Err() != nil && ctx.Err() == nil
+			if acancel != nil {
+				acancel()
+			}
+			if x.R.Context().Err() != nil {
+				return // the client went away
+			}
+			if a.failed(ep, err, perTryExpired, ctx.Err() != nil) {
+				continue
+			}
+			return
+		}
+		if a.retryResponse(ep, resp) {
+			ep.EndRequest()
+			if acancel != nil {
+				acancel()
+			}
+			continue
+		}
+		a.cl.Stats().Observe(resp.StatusCode)
+		f.respond(ctx, a.w, resp, a.route, a.wc, a.setCookie)
+		ep.EndRequest()
+		if acancel != nil {
+			acancel()
+		}
+		return
+	}
+	// The backoff sleep ended because the deadline or the client did.
+	if x.R.Context().Err() == nil {
+		f.timedOut(a.w, a.grpc, a.cl, a.route, a.wc)
+	}
+}
+
+// plan answers x itself when no upstream is to be tried (no route, a
+// direct response or redirect, no cluster or endpoint), or returns the
+// request's attempts, to be started with begin and ended with end.
+func (f *Forwarder) plan(x *chain.Exchange) *attempts {
 	w, r := x.W, x.R
 	route := x.Route
 	if route == nil {
@@ -365,7 +436,7 @@ func (f *Forwarder) Serve(x *chain.Exchange) {
 		default:
 			plain(w, grpcreply.IsRequest(r), http.StatusNotFound, "no route")
 		}
-		return
+		return nil
 	}
 	if d := route.Direct; d != nil {
 		if d.Body != "" {
@@ -374,14 +445,14 @@ func (f *Forwarder) Serve(x *chain.Exchange) {
 		route.ResponseHeaders.Apply(w.Header(), nil)
 		w.WriteHeader(d.Status)
 		io.WriteString(w, d.Body)
-		return
+		return nil
 	}
 	if rd := route.Redirect; rd != nil {
 		h := w.Header()
 		h["Location"] = []string{route.RedirectLocation(r)}
 		route.ResponseHeaders.Apply(h, nil)
 		w.WriteHeader(rd.Code)
-		return
+		return nil
 	}
 	var wc *router.WeightedCluster
 	name := route.Cluster
@@ -390,34 +461,33 @@ func (f *Forwarder) Serve(x *chain.Exchange) {
 		name = wc.Name
 	}
 	cl := f.clusters[name]
-	if cl != nil && cl.OriginalDst() {
+	var a *attempts
+	switch {
+	case cl != nil && cl.OriginalDst():
 		// ORIGINAL_DST: the one endpoint is where the downstream connection
 		// was going before iptables redirected it.
 		if !x.OriginalDst.IsValid() {
 			cl.Stats().Observe(http.StatusServiceUnavailable)
 			plainFor(w, grpcreply.IsRequest(r), http.StatusServiceUnavailable, "no healthy upstream for cluster "+name+": the connection has no original destination", route, wc)
-			return
+			return nil
 		}
-		ep := cl.EndpointFor(x.OriginalDst.String())
-		f.forward(w, r, route, wc, cl, func(*upstream.Endpoint) *upstream.Endpoint { return ep }, "")
-		return
-	}
-	if cl == nil || len(cl.Endpoints()) == 0 {
+		a = f.attempts(w, r, route, wc, cl)
+		a.only = cl.EndpointFor(x.OriginalDst.String())
+	case cl == nil || len(cl.Endpoints()) == 0:
 		if cl != nil {
 			cl.Stats().Observe(http.StatusServiceUnavailable)
 		}
 		plainFor(w, grpcreply.IsRequest(r), http.StatusServiceUnavailable, "no healthy upstream for cluster "+name, route, wc)
-		return
-	}
-	if cl.HashBased() && len(route.HashPolicies) > 0 {
-		// RING_HASH / MAGLEV: the route's hash policies choose the
-		// endpoint; without a hash value the cluster picks at random.
-		if h, ok, setCookie := route.Hash(r); ok {
-			f.forward(w, r, route, wc, cl, func(avoid *upstream.Endpoint) *upstream.Endpoint { return cl.PickHash(h, avoid) }, setCookie)
-			return
+		return nil
+	default:
+		a = f.attempts(w, r, route, wc, cl)
+		if cl.HashBased() && len(route.HashPolicies) > 0 {
+			// RING_HASH / MAGLEV: the route's hash policies choose the
+			// endpoint; without a hash value the cluster picks at random.
+			a.hash, a.hashed, a.setCookie = route.Hash(r)
 		}
 	}
-	f.forward(w, r, route, wc, cl, cl.Pick, "")
+	return a
 }
 
 // attemptErr classifies a failed attempt.
@@ -440,6 +510,8 @@ type outbound struct {
 	// first attempt's reader over it.
 	body []byte
 	br   bytes.Reader
+	// a is the request's way through its attempts.
+	a attempts
 }
 
 // outboundPool recycles the outbound state of requests without a body.
@@ -512,42 +584,80 @@ func (o *outbound) request(ctx context.Context, attempt int, r *http.Request, ad
 	return req.WithContext(ctx)
 }
 
-// forward sends r to endpoints chosen by pick, which is given the endpoint
-// of the failed attempt to avoid; wc is the weighted cluster picked, or nil.
-// setCookie, when not empty, is a Set-Cookie value a hash policy generated,
-// added to the upstream's response.
-func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *router.Route, wc *router.WeightedCluster, cl *upstream.Cluster, pick func(avoid *upstream.Endpoint) *upstream.Endpoint, setCookie string) {
-	ctx := r.Context()
-	if route.Timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, route.Timeout)
-		defer cancel()
-	}
+// attempts is one request's way to its cluster: the request as it goes
+// upstream and what its attempts so far have left. Serve drives it with
+// blocking round trips; ServeAsync with an event loop's. It lives in the
+// request's outbound state.
+type attempts struct {
+	f         *Forwarder
+	o         *outbound
+	w         http.ResponseWriter
+	r         *http.Request
+	route     *router.Route
+	wc        *router.WeightedCluster // the weighted cluster picked, or nil
+	cl        *upstream.Cluster
+	only      *upstream.Endpoint // ORIGINAL_DST: the one endpoint
+	hash      uint64             // a hash policy's value, when hashed
+	hashed    bool
+	setCookie string // a Set-Cookie value a hash policy generated
+	grpc      bool   // answer as gRPC (asked before any header mutation)
 
-	h := r.Header
+	host, path, rawPath string
+	pol                 policy
+	retries             int
+	pooled              bool // o goes back to outboundPool at end
+
+	attempt int
+	tried   *upstream.Endpoint
+	// retrying holds one of the cluster's max_retries from the first
+	// retry until the request ends.
+	retrying bool
+}
+
+// attempts returns the attempts of r on cl, in an outbound state of their
+// own.
+func (f *Forwarder) attempts(w http.ResponseWriter, r *http.Request, route *router.Route, wc *router.WeightedCluster, cl *upstream.Cluster) *attempts {
 	o := outboundPool.Get().(*outbound)
-	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
-		// Without a body every attempt takes upstream's lean HTTP/1.1 path,
-		// which lets go of the request once the response is read, and o is
-		// free again when forward returns. (net/http's Transport, used for
-		// bodies, may hold a request after RoundTrip: o is not reused then.)
-		defer func() {
-			// The request id slot is about to serve another request: the
-			// downstream header must not keep pointing at it.
-			if v := h["X-Request-Id"]; len(v) > 0 && &v[0] == &o.id[0] {
-				delete(h, "X-Request-Id")
-			}
-			*o = outbound{ids: o.ids}
-			outboundPool.Put(o)
-		}()
+	o.a = attempts{f: f, o: o, w: w, r: r, route: route, wc: wc, cl: cl,
+		// Without a body every attempt takes upstream's lean HTTP/1.1
+		// path, which lets go of the request once the response is read,
+		// and o is free again when the request ends. (net/http's
+		// Transport, used for bodies, may hold a request after RoundTrip:
+		// o is not reused then.)
+		pooled: r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0}
+	return &o.a
+}
+
+// end releases what the attempts hold, once the request is answered.
+func (a *attempts) end() {
+	endRetry(a.cl, &a.retrying)
+	if !a.pooled {
+		return
 	}
+	o := a.o
+	// The request id slot is about to serve another request: the
+	// downstream header must not keep pointing at it.
+	if v := a.r.Header["X-Request-Id"]; len(v) > 0 && &v[0] == &o.id[0] {
+		delete(a.r.Header, "X-Request-Id")
+	}
+	*o = outbound{ids: o.ids}
+	outboundPool.Put(o)
+}
+
+// begin makes the request to go upstream: hop-by-hop fields, forwarding
+// headers, header mutations and rewrites, the body buffered when it may be
+// retried or mirrored, and the mirrors sent. It returns false when it
+// answered the request instead.
+func (a *attempts) begin() bool {
+	r, route, wc, o := a.r, a.route, a.wc, a.o
+	h := r.Header
 	// TE is hop-by-hop, but "TE: trailers" says the client takes trailers
 	// (gRPC sends it, and servers may refuse a request without it): it
 	// is passed on, as Envoy does, and any other TE value dropped.
 	teTrailers := len(h["Te"]) > 0 && acceptsTrailers(h["Te"])
 	// Whether to answer as gRPC is decided before the route's header
 	// mutations can change the Content-Type.
-	grpc := grpcreply.IsRequest(r)
+	a.grpc = grpcreply.IsRequest(r)
 	removeHopHeaders(h)
 	if teTrailers {
 		h["Te"] = valTrailers
@@ -585,143 +695,131 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, route *route
 	if route.PrefixRewrite != "" || route.RegexRewrite != nil {
 		path, rawPath = rewritePrefix(route, path, rawPath)
 	}
+	a.host, a.path, a.rawPath = host, path, rawPath
 
-	pol := policyOf(route)
+	a.pol = policyOf(route)
 	// A body can be replayed (and mirrored) when it is empty or small
 	// enough to buffer.
 	replayable := r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0
-	if !replayable && (pol.retries > 0 || len(route.Mirrors) > 0) && r.ContentLength > 0 && r.ContentLength <= f.maxRetryBody {
+	if !replayable && (a.pol.retries > 0 || len(route.Mirrors) > 0) && r.ContentLength > 0 && r.ContentLength <= a.f.maxRetryBody {
 		b := make([]byte, r.ContentLength)
 		if _, err := io.ReadFull(r.Body, b); err != nil {
-			plain(w, grpc, http.StatusBadRequest, "reading request body: "+err.Error())
-			return
+			plain(a.w, a.grpc, http.StatusBadRequest, "reading request body: "+err.Error())
+			return false
 		}
 		o.body, replayable = b, true
 	}
 	if len(route.Mirrors) > 0 {
-		f.mirror(r, route, h, host, path, rawPath, o.body, replayable)
+		a.f.mirror(r, route, h, host, path, rawPath, o.body, replayable)
 	}
-	retries := pol.retries
+	a.retries = a.pol.retries
 	if !replayable {
-		retries = 0
+		a.retries = 0
 	}
+	return true
+}
 
-	var (
-		tried   *upstream.Endpoint
-		lastErr attemptErr
-		// retrying holds one of the cluster's max_retries from the first
-		// retry until the request ends.
-		retrying bool
-	)
-	defer endRetry(cl, &retrying)
-	for attempt := 0; ; attempt++ {
-		if attempt > 0 {
-			if !sleepBackoff(ctx, attempt, pol) {
-				break
-			}
-		}
-		ep := pick(tried)
-		if ep == nil {
-			// Every endpoint is ejected and panic mode is off.
-			cl.Stats().Observe(http.StatusServiceUnavailable)
-			plainFor(w, grpc, http.StatusServiceUnavailable, "no healthy upstream for cluster "+cl.Name(), route, wc)
-			return
-		}
-		tried = ep
-		actx, acancel := ctx, context.CancelFunc(nil)
-		if pol.perTry > 0 {
-			actx, acancel = context.WithTimeout(ctx, pol.perTry)
-		}
-		out := o.request(actx, attempt, r, ep.Address(), host, path, rawPath)
+// pick chooses the endpoint of the next attempt, avoiding the last one's.
+func (a *attempts) pick() *upstream.Endpoint {
+	switch {
+	case a.only != nil:
+		return a.only
+	case a.hashed:
+		return a.cl.PickHash(a.hash, a.tried)
+	}
+	return a.cl.Pick(a.tried)
+}
 
-		if err := ep.BeginRequest(); err != nil {
-			if acancel != nil {
-				acancel()
-			}
-			f.overflow(w, grpc, cl, err, route, wc)
-			return
-		}
-		// The response's fields stay out of its Header until respond
-		// knows whether it passes them on as they are.
-		resp, err := ep.RoundTripLazy(out)
-		if err != nil {
-			ep.EndRequest()
-			perTryExpired := acancel != nil && actx.Err() != nil && ctx.Err() == nil
-			if acancel != nil {
-				acancel()
-			}
-			if r.Context().Err() != nil {
-				return // the client went away
-			}
-			if oe := (*upstream.OverflowError)(nil); errors.As(err, &oe) {
-				// Never retried, never held against the endpoint.
-				f.overflow(w, grpc, cl, oe, route, wc)
-				return
-			}
-			// A request that timed out still waiting for a connection
-			// never reached the endpoint: not its failure.
-			reached := !errors.Is(err, upstream.ErrPending)
-			if ctx.Err() != nil {
-				if reached {
-					ep.ReportLocal(upstream.TimedOut)
-				}
-				f.timedOut(w, grpc, cl, route, wc)
-				return
-			}
-			lastErr = classify(err)
-			switch {
-			case perTryExpired:
-				lastErr = attemptErr{reason: "per-try timeout"}
-				if reached {
-					ep.ReportLocal(upstream.TimedOut)
-				}
-			case lastErr.connect:
-				ep.ReportLocal(upstream.ConnectFailed)
-			default:
-				ep.ReportLocal(upstream.Reset)
-			}
-			if lastErr.connect {
-				cl.Stats().ConnectFail()
-			}
-			if attempt < retries && pol.retryOnError(lastErr, perTryExpired) && mayRetry(cl, &retrying) {
-				cl.Stats().Retry()
-				if f.log.Enabled(ctx, slog.LevelDebug) {
-					f.log.Debug("retrying", "cluster", cl.Name(), "endpoint", ep.Address(), "err", lastErr.reason)
-				}
-				continue
-			}
-			f.fail(w, grpc, cl, ep, lastErr, route, wc)
-			return
-		}
-		ep.Report(resp.StatusCode)
-		if attempt < retries && pol.retryOnResponse(resp) && mayRetry(cl, &retrying) {
-			if f.log.Enabled(ctx, slog.LevelDebug) {
-				f.log.Debug("retrying", "cluster", cl.Name(), "endpoint", ep.Address(), "status", resp.StatusCode)
-			}
-			// Discard a small error body so the connection can be reused.
-			// (The response is not to be touched once its body is closed:
-			// the upstream reuses it.)
-			io.CopyN(io.Discard, resp.Body, 4<<10)
-			resp.Body.Close()
-			ep.EndRequest()
-			if acancel != nil {
-				acancel()
-			}
-			cl.Stats().Retry()
-			continue
-		}
-		cl.Stats().Observe(resp.StatusCode)
-		f.respond(ctx, w, resp, route, wc, setCookie)
-		ep.EndRequest()
-		if acancel != nil {
-			acancel()
-		}
-		return
+// next picks the endpoint of the next attempt and claims a request on it
+// (its max_requests circuit breaker): it returns the endpoint and the
+// request to send it, with ctx. ok is false when no endpoint can take the
+// attempt, which next then answered. The caller calls ep.EndRequest when
+// the attempt is over.
+func (a *attempts) next(ctx context.Context) (ep *upstream.Endpoint, out *http.Request, ok bool) {
+	ep = a.pick()
+	if ep == nil {
+		// Every endpoint is ejected and panic mode is off.
+		a.cl.Stats().Observe(http.StatusServiceUnavailable)
+		plainFor(a.w, a.grpc, http.StatusServiceUnavailable, "no healthy upstream for cluster "+a.cl.Name(), a.route, a.wc)
+		return nil, nil, false
 	}
-	// The backoff sleep ended because the deadline or the client did.
-	if r.Context().Err() == nil {
-		f.timedOut(w, grpc, cl, route, wc)
+	a.tried = ep
+	out = a.o.request(ctx, a.attempt, a.r, ep.Address(), a.host, a.path, a.rawPath)
+	if err := ep.BeginRequest(); err != nil {
+		a.f.overflow(a.w, a.grpc, a.cl, err, a.route, a.wc)
+		return nil, nil, false
 	}
+	a.attempt++
+	return ep, out, true
+}
+
+// failed takes an attempt on ep that ended in err without a response
+// (after ep.EndRequest): it is held against the endpoint, and retried when
+// the policy says so and the route's deadline has not passed (timedOut:
+// it has; perTryExpired: the attempt's own timeout ended it). It returns
+// true for a retry; false when it answered the request.
+func (a *attempts) failed(ep *upstream.Endpoint, err error, perTryExpired, timedOut bool) (retry bool) {
+	cl := a.cl
+	if oe := (*upstream.OverflowError)(nil); errors.As(err, &oe) {
+		// Never retried, never held against the endpoint.
+		a.f.overflow(a.w, a.grpc, cl, oe, a.route, a.wc)
+		return false
+	}
+	// A request that timed out still waiting for a connection never
+	// reached the endpoint: not its failure.
+	reached := !errors.Is(err, upstream.ErrPending)
+	if timedOut {
+		if reached {
+			ep.ReportLocal(upstream.TimedOut)
+		}
+		a.f.timedOut(a.w, a.grpc, cl, a.route, a.wc)
+		return false
+	}
+	lastErr := classify(err)
+	switch {
+	case perTryExpired:
+		lastErr = attemptErr{reason: "per-try timeout"}
+		if reached {
+			ep.ReportLocal(upstream.TimedOut)
+		}
+	case lastErr.connect:
+		ep.ReportLocal(upstream.ConnectFailed)
+	default:
+		ep.ReportLocal(upstream.Reset)
+	}
+	if lastErr.connect {
+		cl.Stats().ConnectFail()
+	}
+	if a.attempt <= a.retries && a.pol.retryOnError(lastErr, perTryExpired) && mayRetry(cl, &a.retrying) {
+		cl.Stats().Retry()
+		if a.f.log.Enabled(a.r.Context(), slog.LevelDebug) {
+			a.f.log.Debug("retrying", "cluster", cl.Name(), "endpoint", ep.Address(), "err", lastErr.reason)
+		}
+		return true
+	}
+	a.f.fail(a.w, a.grpc, cl, ep, lastErr, a.route, a.wc)
+	return false
+}
+
+// retryResponse reports ep's response to outlier detection and says
+// whether the policy retries it; if so, the response is discarded (the
+// caller still calls ep.EndRequest). When not, the caller observes and
+// sends it.
+func (a *attempts) retryResponse(ep *upstream.Endpoint, resp *http.Response) bool {
+	ep.Report(resp.StatusCode)
+	if a.attempt > a.retries || !a.pol.retryOnResponse(resp) || !mayRetry(a.cl, &a.retrying) {
+		return false
+	}
+	if a.f.log.Enabled(a.r.Context(), slog.LevelDebug) {
+		a.f.log.Debug("retrying", "cluster", a.cl.Name(), "endpoint", ep.Address(), "status", resp.StatusCode)
+	}
+	// Discard a small error body so the connection can be reused. (The
+	// response is not to be touched once its body is closed: the upstream
+	// reuses it.)
+	io.CopyN(io.Discard, resp.Body, 4<<10)
+	resp.Body.Close()
+	a.cl.Stats().Retry()
+	return true
 }
 
 // mayRetry claims one of the cluster's max_retries for the request's first

@@ -1,0 +1,186 @@
+//go:build linux
+
+package evloop
+
+import (
+	"slices"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// run starts l and returns a function that closes it and waits for Run.
+func run(t *testing.T, l *Loop) {
+	t.Helper()
+	errc := make(chan error, 1)
+	go func() { errc <- l.Run() }()
+	t.Cleanup(func() {
+		l.Close()
+		if err := <-errc; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+}
+
+// on runs fn on the loop and waits for it.
+func on(t *testing.T, l *Loop, fn func()) {
+	t.Helper()
+	done := make(chan struct{})
+	if !l.Post(func() { fn(); close(done) }) {
+		t.Fatal("Post refused on a running loop")
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a posted function did not run")
+	}
+}
+
+type readHandler struct {
+	fd  int
+	got chan string
+}
+
+func (h *readHandler) Ready(ev uint32) {
+	if ev&In == 0 {
+		return
+	}
+	var b [64]byte
+	for {
+		n, errno := Read(h.fd, b[:])
+		if errno != 0 || n == 0 {
+			return
+		}
+		h.got <- string(b[:n])
+	}
+}
+
+func TestReadinessReachesTheHandler(t *testing.T) {
+	l, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, l)
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fds[1])
+	h := &readHandler{fd: fds[0], got: make(chan string, 8)}
+	on(t, l, func() {
+		if err := l.Add(fds[0], h); err != nil {
+			t.Error(err)
+		}
+	})
+	for _, msg := range []string{"one", "two"} {
+		if _, errno := Write(fds[1], []byte(msg)); errno != 0 {
+			t.Fatal(errno)
+		}
+		select {
+		case got := <-h.got:
+			if got != msg {
+				t.Fatalf("handler read %q, want %q", got, msg)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no readiness for %q", msg)
+		}
+	}
+	on(t, l, func() { l.Remove(fds[0]); syscall.Close(fds[0]) })
+}
+
+func TestTimersFireInOrderAndStop(t *testing.T) {
+	l, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, l)
+	fired := make(chan string, 8)
+	mk := func(name string) *Timer { return &Timer{F: func() { fired <- name }} }
+	a, b, c, d := mk("a"), mk("b"), mk("c"), mk("d")
+	on(t, l, func() {
+		l.Schedule(c, 30*time.Millisecond)
+		l.Schedule(a, 10*time.Millisecond)
+		l.Schedule(b, 20*time.Millisecond)
+		l.Schedule(d, 5*time.Millisecond)
+		l.Stop(d)                          // never fires
+		l.Schedule(b, 40*time.Millisecond) // re-armed later than c
+		if d.Scheduled() || !b.Scheduled() {
+			t.Error("Scheduled does not follow Stop and Schedule")
+		}
+	})
+	start := time.Now()
+	var got []string
+	for range 3 {
+		select {
+		case name := <-fired:
+			got = append(got, name)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("timers fired %v, then nothing", got)
+		}
+	}
+	if want := []string{"a", "c", "b"}; !slices.Equal(got, want) {
+		t.Errorf("timers fired in the order %v, want %v", got, want)
+	}
+	if el := time.Since(start); el < 40*time.Millisecond {
+		t.Errorf("the last timer fired after %v, before its 40ms", el)
+	}
+	select {
+	case name := <-fired:
+		t.Errorf("stopped timer %s fired", name)
+	case <-time.After(50 * time.Millisecond):
+	}
+}
+
+func TestTimerHeapStaysOrdered(t *testing.T) {
+	var h timerHeap
+	ts := make([]*Timer, 200)
+	for i := range ts {
+		ts[i] = &Timer{}
+		ts[i].when = int64((i * 7919) % 211)
+		h.push(ts[i])
+	}
+	for i := 0; i < len(ts); i += 3 {
+		h.remove(ts[i].idx - 1)
+	}
+	for i := 1; i < len(ts); i += 5 {
+		if ts[i].idx > 0 {
+			ts[i].when = int64(300 - i)
+			h.fix(ts[i].idx - 1)
+		}
+	}
+	last := int64(-1)
+	for len(h) > 0 {
+		top := h[0]
+		if top.when < last {
+			t.Fatalf("popped %d after %d", top.when, last)
+		}
+		last = top.when
+		h.remove(0)
+		if top.idx != 0 {
+			t.Fatal("a removed timer still has a heap index")
+		}
+	}
+}
+
+func TestPostAfterCloseIsRefused(t *testing.T) {
+	l, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- l.Run() }()
+	ran := make(chan struct{})
+	l.Post(func() { close(ran) })
+	l.Close()
+	if err := <-errc; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	select {
+	case <-ran:
+	default:
+		t.Error("a function posted before Close did not run")
+	}
+	if l.Post(func() {}) {
+		t.Error("Post after Close was accepted")
+	}
+}
