@@ -31,6 +31,8 @@ deps:
 # Every test, end-to-end tests included. Sized for 2 cores.
 test: deps build vet
 	$(GO) test -p 2 -timeout 20m -count=1 ./...
+	# The HTTP/1.1 server's tests once more, on event loops (--event-loops).
+	WEFT_TEST_EVENT_LOOPS=1 $(GO) test -count=1 ./internal/proxy/listener/
 
 unit:
 	$(GO) test -p 2 -short ./internal/... ./samples/...

@@ -44,6 +44,8 @@ type Options struct {
 	DrainTimeout time.Duration
 	// H2WhenBusy is upstream.PoolsOptions.H2WhenBusy (an experiment).
 	H2WhenBusy int64
+	// EventLoops is listener.Options.EventLoops (an experiment).
+	EventLoops int
 	Logger     *slog.Logger
 	// OnReady is called once, from its own goroutine, when the proxy first
 	// becomes ready (/ready would answer 200).
@@ -84,7 +86,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 
 	pools := upstream.NewPools(upstream.PoolsOptions{Logger: log, H2WhenBusy: o.H2WhenBusy})
-	listeners := listener.New(listener.Options{Logger: log, DrainTimeout: o.DrainTimeout, OriginalDst: originalDst, Namespace: o.Meta.Namespace})
+	listeners := listener.New(listener.Options{Logger: log, DrainTimeout: o.DrainTimeout, OriginalDst: originalDst, Namespace: o.Meta.Namespace, EventLoops: o.EventLoops})
 	compiler := model.New(model.Options{Logger: log, Pools: pools, PortMap: o.Meta.PortMap, Publish: listeners.Apply})
 	node := &corev3.Node{Id: o.Meta.ID(), Cluster: o.Meta.Service, Metadata: o.Meta.Struct(), UserAgentName: nodemeta.UserAgent}
 	client, err := xdsclient.New(xdsclient.Options{

@@ -510,8 +510,10 @@ type outbound struct {
 	// first attempt's reader over it.
 	body []byte
 	br   bytes.Reader
-	// a is the request's way through its attempts.
-	a attempts
+	// a is the request's way through its attempts, and async its driver
+	// on an event loop.
+	a     attempts
+	async Async
 }
 
 // outboundPool recycles the outbound state of requests without a body.
@@ -973,8 +975,7 @@ func reason(err error) string {
 // sleepBackoff waits before retry number attempt, like Envoy: a random time
 // up to base·2^(attempt-1), at most max. It returns false if ctx ended.
 func sleepBackoff(ctx context.Context, attempt int, p policy) bool {
-	limit := min(p.base<<(attempt-1), p.max)
-	t := time.NewTimer(time.Duration(rand.Int64N(int64(limit))))
+	t := time.NewTimer(backoff(attempt, p))
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
@@ -982,6 +983,13 @@ func sleepBackoff(ctx context.Context, attempt int, p policy) bool {
 	case <-t.C:
 		return true
 	}
+}
+
+// backoff is the wait before retry number attempt, like Envoy's: a random
+// time up to base·2^(attempt-1), at most max.
+func backoff(attempt int, p policy) time.Duration {
+	limit := min(p.base<<(attempt-1), p.max)
+	return time.Duration(rand.Int64N(int64(limit)))
 }
 
 // requestIDs hands out X-Request-Id values cut from a buffer it fills

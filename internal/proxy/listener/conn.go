@@ -146,9 +146,17 @@ func (s *socket) handle(c net.Conn) {
 			s.serveH2(rawIO(conn), c, info)
 			return
 		}
-		// HTTP/1.x (or not sniffed): the lean server, on this goroutine,
-		// with raw socket I/O.
+		// HTTP/1.x (or not sniffed): an event loop, when the Manager
+		// runs them; else the lean server, on this goroutine, with raw
+		// socket I/O.
 		s.tcp.remove(c)
+		var pending []byte
+		if rc, ok := conn.(*replayConn); ok {
+			pending = rc.pending
+		}
+		if s.adopt(c, pending, &info) {
+			return
+		}
 		s.serveH1(rawIO(conn), &info)
 		return
 	}
@@ -194,16 +202,7 @@ func (s *socket) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // serve selects the filter chain and route and runs the chain.
 func (s *socket) serve(w http.ResponseWriter, r *http.Request, info *connInfo) {
-	ix := s.m.cur.Load()
-	var (
-		l  *model.Listener
-		fc *model.FilterChain
-	)
-	if info != nil && ix != nil {
-		if l = ix.byName[info.listener]; l != nil {
-			fc = l.SelectChain(info.destPort, info.protocol)
-		}
-	}
+	l, fc := s.selectChain(info)
 	if fc == nil || !fc.HTTP() || (fc.TLS != nil) != (info.tls != nil) {
 		// (A chain that now terminates TLS must not serve a connection
 		// that came in plain, nor the other way round.)
@@ -220,6 +219,20 @@ func (s *socket) serve(w http.ResponseWriter, r *http.Request, info *connInfo) {
 	fc.Chain.Serve(x)
 	*x = chain.Exchange{}
 	exchangePool.Put(x)
+}
+
+// selectChain returns the listener and filter chain of the current model
+// that a connection's requests go to (either nil when none).
+func (s *socket) selectChain(info *connInfo) (*model.Listener, *model.FilterChain) {
+	ix := s.m.cur.Load()
+	if info == nil || ix == nil {
+		return nil, nil
+	}
+	l := ix.byName[info.listener]
+	if l == nil {
+		return nil, nil
+	}
+	return l, l.SelectChain(info.destPort, info.protocol)
 }
 
 // exchangePool recycles Exchanges: the chain lets go of one when Serve

@@ -389,7 +389,7 @@ func badRequest(c net.Conn, bw *bufio.Writer, err error) {
 // single write; past that the body is sent chunked (HTTP/1.1) or until the
 // connection closes (HTTP/1.0).
 type h1Writer struct {
-	conn net.Conn
+	conn io.Writer
 	// bw is taken from h1WriterPool when the response starts (see buf),
 	// and pendBuf from pendPool when a body is held back; release gives
 	// both back.

@@ -59,7 +59,15 @@ type Options struct {
 	// Namespace is the workload's namespace: the DNS listener resolves
 	// short service names in it. Default "default".
 	Namespace string
+	// EventLoops, when positive, serves plain HTTP/1.x connections on
+	// that many event loops instead of a goroutine each (Linux only; see
+	// loop_linux.go). The process needs a P per loop and one more.
+	EventLoops int
 }
+
+// testEventLoops is the EventLoops of Managers whose Options leave it
+// unset; the package's tests set it to run themselves on event loops too.
+var testEventLoops int
 
 // Manager owns the listening sockets.
 type Manager struct {
@@ -76,6 +84,8 @@ type Manager struct {
 	dns     *dnsSocket
 	closed  bool
 	drains  sync.WaitGroup
+	// loops are the event loops, nil without Options.EventLoops.
+	loops *loops
 }
 
 // index is the current model with its listeners looked up by name and by
@@ -146,7 +156,16 @@ func New(o Options) *Manager {
 	if o.IdleTimeout <= 0 {
 		o.IdleTimeout = time.Hour
 	}
-	return &Manager{opts: o, log: o.Logger, sockets: map[string]*socket{}, failed: map[string]string{}}
+	if o.EventLoops == 0 {
+		o.EventLoops = testEventLoops
+	}
+	m := &Manager{opts: o, log: o.Logger, sockets: map[string]*socket{}, failed: map[string]string{}}
+	if o.EventLoops > 0 {
+		if err := m.startLoops(o.EventLoops); err != nil {
+			m.log.Warn("cannot start event loops; serving every connection on goroutines", "err", err)
+		}
+	}
+	return m
 }
 
 // Apply makes the sockets match m's listeners.
@@ -353,6 +372,7 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 	}
 	wg.Wait()
 	m.drains.Wait()
+	m.stopLoops()
 	return errors.Join(errs...)
 }
 

@@ -36,6 +36,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"net/netip"
 	"slices"
 	"sort"
 	"sync"
@@ -219,6 +220,8 @@ type HTTP2Options struct {
 // same address and connection settings.
 type Endpoint struct {
 	addr string
+	// ip is addr when it is an IP address and port (else invalid).
+	ip netip.AddrPort
 	// transport carries the requests the lean pool does not take; it is
 	// made on first use (see httpTransport).
 	transport atomic.Pointer[http.Transport]
@@ -358,18 +361,34 @@ func (e *Endpoint) RoundTripLazy(req *http.Request) (*http.Response, error) {
 // Header; ok is false when the Header holds them. The slice is valid until
 // the body is read or closed, and must not be modified.
 func ResponseFields(resp *http.Response) (fields []h1.Field, ok bool) {
-	b, isLean := resp.Body.(*h1Body)
-	if !isLean || b.pc == nil {
-		return nil, false
+	if rr := responseReader(resp); rr != nil {
+		return rr.Fields()
 	}
-	return b.pc.rr.Fields()
+	return nil, false
 }
+
+// responseReader returns the reader that read resp, a response of the lean
+// pool or of a LoopClient, while its exchange lasts; nil otherwise.
+func responseReader(resp *http.Response) *h1.ResponseReader {
+	switch b := resp.Body.(type) {
+	case *h1Body:
+		if b.pc != nil {
+			return &b.pc.rr
+		}
+	case lazyBody:
+		return b.reader()
+	}
+	return nil
+}
+
+// lazyBody is the body of a LoopClient's response.
+type lazyBody interface{ reader() *h1.ResponseReader }
 
 // LoadHeader puts the header fields of resp, a response of RoundTripLazy,
 // into its Header, if they are not there yet.
 func LoadHeader(resp *http.Response) {
-	if b, isLean := resp.Body.(*h1Body); isLean && b.pc != nil {
-		b.pc.rr.LoadHeader()
+	if rr := responseReader(resp); rr != nil {
+		rr.LoadHeader()
 	}
 }
 
@@ -499,6 +518,9 @@ type Cluster struct {
 	// warming is set while warmUntil may be ahead: once a pick finds it
 	// passed, picks stop reading the clock.
 	warming atomic.Bool
+	// loopOK caches whether every endpoint is one a LoopClient reaches:
+	// 0 not known yet, 1 yes, 2 no.
+	loopOK atomic.Int32
 }
 
 // BeginRetry claims one of the cluster's max_retries for a request about
@@ -1145,7 +1167,8 @@ func (p *Pools) newEndpoint(addr string, set endpointSettings, cb *breaker) *End
 		maxAge:      set.maxAge,
 		cb:          cb,
 	}
-	e := &Endpoint{addr: addr, maxIdle: p.opts.MaxIdleConnsPerEndpoint, h1: h1, cb: cb, set: set, h2WhenBusy: p.opts.H2WhenBusy,
+	ip, _ := netip.ParseAddrPort(addr)
+	e := &Endpoint{addr: addr, ip: netip.AddrPortFrom(ip.Addr().Unmap(), ip.Port()), maxIdle: p.opts.MaxIdleConnsPerEndpoint, h1: h1, cb: cb, set: set, h2WhenBusy: p.opts.H2WhenBusy,
 		since: time.Now()}
 	h1.closeTransportIdle = e.closeTransportIdle
 	if set.protocol != HTTP1 || set.sidecar {

@@ -1,0 +1,155 @@
+package forward
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/weftmesh/weft/internal/proxy/chain"
+	"github.com/weftmesh/weft/internal/proxy/upstream"
+)
+
+// ErrAttemptTimeout is the error an AsyncIO gives an attempt that its
+// timeout (the route's per-try timeout) ended.
+var ErrAttemptTimeout = errors.New("per-try timeout")
+
+// The timers of an asynchronous request.
+const (
+	TimerDeadline = iota // the route's timeout
+	TimerBackoff         // the wait before a retry
+)
+
+// AsyncIO is what ServeAsync needs from the event loop that serves the
+// request's downstream connection: one upstream exchange at a time, and two
+// timers. Every call, and every call back into the Async, is on the loop's
+// goroutine.
+type AsyncIO interface {
+	// Send sends req to ep and later calls the Async's Done with the whole
+	// response (its body in memory, so that reading it never waits) or
+	// the error that ended the attempt; with ErrAttemptTimeout when
+	// timeout (when positive) passed first. Cancel abandons it: Done is
+	// not called then.
+	Send(ep *upstream.Endpoint, req *http.Request, timeout time.Duration)
+	Cancel()
+	// SetTimer arms timer (TimerDeadline or TimerBackoff) to call the
+	// Async's Timer after d, replacing an earlier arming; StopTimer
+	// disarms it.
+	SetTimer(timer int, d time.Duration)
+	StopTimer(timer int)
+	// Finish is called once the request is answered (its response written
+	// to the exchange's ResponseWriter) or abandoned (Abort).
+	Finish()
+}
+
+// Async is a request forwarded from an event loop: the same attempts as
+// Serve's, each one's exchange sent and waited for by the loop (AsyncIO)
+// instead of on a goroutine of the request's own.
+type Async struct {
+	a  *attempts
+	io AsyncIO
+	// ep is the endpoint of the attempt in flight, nil between attempts.
+	ep *upstream.Endpoint
+}
+
+// ServeAsync serves x as Serve would, driven by io. It returns the request
+// in flight, on which io calls Done and Timer, or nil when it answered x at
+// once (io.Finish has not been called then). ok is false, and nothing was
+// done, when the request's cluster is one supports says io cannot reach:
+// the caller serves it some other way.
+//
+// Only requests without a body are for ServeAsync.
+func (f *Forwarder) ServeAsync(x *chain.Exchange, io AsyncIO, supports func(*upstream.Cluster) bool) (s *Async, ok bool) {
+	a := f.plan(x)
+	if a == nil {
+		return nil, true
+	}
+	if !supports(a.cl) {
+		a.end()
+		return nil, false
+	}
+	s = &a.o.async
+	*s = Async{a: a, io: io}
+	if a.route.Timeout > 0 {
+		io.SetTimer(TimerDeadline, a.route.Timeout)
+	}
+	if !a.begin() {
+		s.finish()
+		return nil, true
+	}
+	s.attempt()
+	return s, true
+}
+
+// attempt starts the next attempt, or answers the request when none can
+// start.
+func (s *Async) attempt() {
+	ep, out, ok := s.a.next(s.a.r.Context())
+	if !ok {
+		s.finish()
+		return
+	}
+	s.ep = ep
+	s.io.Send(ep, out, s.a.pol.perTry)
+}
+
+// Done takes the outcome of the attempt in flight.
+func (s *Async) Done(resp *http.Response, err error) {
+	a, ep := s.a, s.ep
+	s.ep = nil
+	if err != nil {
+		ep.EndRequest()
+		if a.failed(ep, err, errors.Is(err, ErrAttemptTimeout), false) {
+			s.io.SetTimer(TimerBackoff, backoff(a.attempt, a.pol))
+			return
+		}
+		s.finish()
+		return
+	}
+	if a.retryResponse(ep, resp) {
+		ep.EndRequest()
+		s.io.SetTimer(TimerBackoff, backoff(a.attempt, a.pol))
+		return
+	}
+	a.cl.Stats().Observe(resp.StatusCode)
+	a.f.respond(a.r.Context(), a.w, resp, a.route, a.wc, a.setCookie)
+	ep.EndRequest()
+	s.finish()
+}
+
+// Timer takes the firing of timer.
+func (s *Async) Timer(timer int) {
+	if timer == TimerBackoff {
+		s.attempt()
+		return
+	}
+	// The route's deadline passed.
+	a := s.a
+	if ep := s.ep; ep != nil {
+		s.io.Cancel()
+		s.ep = nil
+		ep.EndRequest()
+		a.failed(ep, context.DeadlineExceeded, false, true)
+	} else {
+		a.f.timedOut(a.w, a.grpc, a.cl, a.route, a.wc)
+	}
+	s.finish()
+}
+
+// Abort abandons the request without an answer: its client went away.
+func (s *Async) Abort() {
+	if ep := s.ep; ep != nil {
+		s.io.Cancel()
+		s.ep = nil
+		ep.EndRequest()
+	}
+	s.finish()
+}
+
+func (s *Async) finish() {
+	io := s.io
+	io.StopTimer(TimerDeadline)
+	io.StopTimer(TimerBackoff)
+	s.a.end() // s, in the request's outbound state, goes with it
+	io.Finish()
+}

@@ -1,0 +1,650 @@
+package listener
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/weftmesh/weft/internal/proxy/chain"
+	"github.com/weftmesh/weft/internal/proxy/evloop"
+	"github.com/weftmesh/weft/internal/proxy/forward"
+	"github.com/weftmesh/weft/internal/proxy/model"
+	"github.com/weftmesh/weft/internal/proxy/upstream"
+)
+
+// The event-loop HTTP/1.1 server (Options.EventLoops). A plain HTTP/1.x
+// connection is owned by one of the Manager's loops instead of a
+// goroutine: the loop reads its requests as they arrive, and forwards each
+// with forward.ServeAsync over the loop's upstream.LoopClient, so that no
+// goroutine parks or wakes for a request (docs/performance-log.md, round
+// 18). It serves the common request: no body, no upgrade, a chain without
+// filters, a cluster the LoopClient can reach. The first request of a
+// connection that is not one of those hands the connection, bytes read so
+// far included, to the goroutine server (serveH1) for good.
+
+// loops are a Manager's event loops.
+type loops struct {
+	ls   []*evLoop
+	next atomic.Uint32
+}
+
+// evLoop is one loop with its upstream client and request parser.
+type evLoop struct {
+	loop   *evloop.Loop
+	client *upstream.LoopClient
+	br     *bufio.Reader
+	src    bytes.Reader
+	// served and handedOff count the requests the loop served and the
+	// connections it gave the goroutine server (read on the loop).
+	served, handedOff int
+	// rbuf is where a connection with nothing pending reads into: a
+	// request that arrives whole is served from it, and only what is left
+	// over is copied to the connection's own buffer, so that an idle
+	// connection holds no buffer.
+	rbuf []byte
+}
+
+// rbufSize is the size of a loop's shared read buffer.
+const rbufSize = 64 << 10
+
+// startLoops starts n loops, and makes sure the process has a P for each
+// and one more (see package evloop).
+func (m *Manager) startLoops(n int) error {
+	if runtime.GOMAXPROCS(0) < n+1 {
+		runtime.GOMAXPROCS(n + 1)
+	}
+	ls := &loops{}
+	for range n {
+		l, err := evloop.New()
+		if err != nil {
+			for _, el := range ls.ls {
+				el.loop.Close()
+			}
+			return err
+		}
+		el := &evLoop{loop: l, client: upstream.NewLoopClient(l), br: bufio.NewReaderSize(nil, maxHeaderBytes+4<<10), rbuf: make([]byte, rbufSize)}
+		ls.ls = append(ls.ls, el)
+		go func() {
+			if err := l.Run(); err != nil {
+				m.log.Error("event loop stopped", "err", err)
+			}
+		}()
+	}
+	m.loops = ls
+	return nil
+}
+
+// stopLoops closes the loops once the sockets have stopped.
+func (m *Manager) stopLoops() {
+	if m.loops == nil {
+		return
+	}
+	for _, el := range m.loops.ls {
+		el.loop.Post(el.client.CloseIdle)
+		el.loop.Close()
+		<-el.loop.Done()
+	}
+}
+
+// adopt gives c, a plain connection of an HTTP/1.x filter chain (pending:
+// bytes a listener filter read from it), to a loop. It returns false, and
+// c is the caller's still, when the Manager runs no loops or c cannot be
+// taken from Go's poller.
+func (s *socket) adopt(c net.Conn, pending []byte, info *connInfo) bool {
+	ls := s.m.loops
+	if ls == nil {
+		return false
+	}
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return false
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	fd := -1
+	rc.Control(func(f uintptr) {
+		nfd, err := dupCloexec(int(f))
+		if err == nil {
+			fd = nfd
+		}
+	})
+	if fd < 0 {
+		return false
+	}
+	remote := c.RemoteAddr().String()
+	tc.Close() // the duplicate keeps the socket; Go's poller forgets it
+	el := ls.ls[int(ls.next.Add(1))%len(ls.ls)]
+	ec := &evConn{s: s, el: el, fd: fd, info: *info, remote: remote, in: pending}
+	ec.ctx = context.WithValue(context.Background(), connInfoKey{}, &ec.info)
+	ec.hc = &h1Conn{c: evCloser{ec}, cancel: ec.abortFromOutside}
+	ec.hc.idle.Store(true)
+	ec.w.conn = ec
+	ec.w.header = make(http.Header, 8)
+	for i := range ec.timers {
+		k := i
+		ec.timers[i].F = func() { ec.timer(k) }
+	}
+	ec.idleT.F = ec.idleExpired
+	if !s.h1.add(ec.hc) {
+		syscall.Close(fd)
+		return true
+	}
+	if !el.loop.Post(ec.start) {
+		syscall.Close(fd)
+		s.h1.remove(ec.hc)
+	}
+	return true
+}
+
+func dupCloexec(fd int) (int, error) {
+	nfd, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), syscall.F_DUPFD_CLOEXEC, 0)
+	if errno != 0 {
+		return -1, errno
+	}
+	return int(nfd), nil
+}
+
+// evConn is a downstream HTTP/1.x connection served by a loop. Everything
+// but adopt's set-up runs on the loop's goroutine.
+type evConn struct {
+	s      *socket
+	el     *evLoop
+	fd     int
+	info   connInfo
+	remote string
+	ctx    context.Context
+	hc     *h1Conn // in s.h1, for shutdown
+	// in holds what arrived and is not yet served: in the loop's rbuf
+	// while a readiness is handled (shared), else in a buffer of the
+	// connection's own, or nil. out holds what could not be sent yet.
+	in     []byte
+	shared bool
+	out    []byte
+	sent   int
+	// served counts the requests served, eof says the client half-closed,
+	// closeAfter that the connection ends once out is sent.
+	served     int
+	paused     bool // read stopped with in full (see read)
+	eof        bool
+	closeAfter bool
+	closed     bool
+
+	w      h1Writer
+	x      chain.Exchange
+	as     *forward.Async // the request in flight, nil when none
+	xch    upstream.LoopExchange
+	timers [2]evloop.Timer
+	idleT  evloop.Timer
+	// idleAt is when the connection last became idle.
+	idleAt time.Time
+}
+
+var _ forward.AsyncIO = (*evConn)(nil)
+
+// start registers the connection with the loop.
+func (c *evConn) start() {
+	if err := c.el.loop.Add(c.fd, c); err != nil {
+		c.s.m.log.Debug("event loop refused a connection", "err", err)
+		syscall.Close(c.fd)
+		c.closed = true
+		c.s.h1.remove(c.hc)
+		return
+	}
+	c.hc.rr.SetContext(c.ctx)
+	c.armIdle()
+	c.serveNext()
+	c.unshare()
+}
+
+// Ready handles the socket's readiness.
+func (c *evConn) Ready(ev uint32) {
+	defer c.recover()
+	defer c.unshare()
+	if ev&(evloop.In|evloop.RDHup|evloop.Hup|evloop.Err) != 0 && !c.eof {
+		if len(c.in) == 0 {
+			c.in, c.shared = c.el.rbuf[:0], true
+		}
+		if !c.read(ev&(evloop.RDHup|evloop.Hup|evloop.Err) != 0) {
+			return
+		}
+	}
+	if c.sent < len(c.out) {
+		if !c.flush() {
+			return
+		}
+	}
+	if c.as != nil {
+		if c.eof && !c.closeAfter {
+			// The client went away while its request was upstream.
+			c.as.Abort()
+			c.close()
+		}
+		return
+	}
+	c.serveNext()
+}
+
+// unshare leaves the loop's read buffer: what is left of in moves to a
+// buffer of the connection's own.
+func (c *evConn) unshare() {
+	if !c.shared {
+		return
+	}
+	c.shared = false
+	if len(c.in) == 0 || c.closed {
+		c.in = nil
+		return
+	}
+	c.in = append(make([]byte, 0, max(len(c.in), 1<<10)), c.in...)
+}
+
+// read takes what arrived; false when the connection failed and closed.
+// A short read means the socket is empty (a readiness will tell of more),
+// unless the peer has closed (hup): its end of stream came with the same
+// readiness, and is read now or never. (hup also makes read go on to
+// EAGAIN after a pause.)
+func (c *evConn) read(hup bool) bool {
+	for {
+		if len(c.in) == cap(c.in) {
+			if len(c.in) >= maxHeaderBytes+64<<10 {
+				// A client that sends far ahead of the answers: stop
+				// reading until the requests buffered are served, and
+				// then read on (no readiness will tell: it was told).
+				c.paused = true
+				return true
+			}
+			if c.shared {
+				c.unshare()
+			}
+			c.in = append(c.in, make([]byte, max(4<<10, len(c.in)))...)[:len(c.in)]
+		}
+		n, errno := evloop.Read(c.fd, c.in[len(c.in):cap(c.in)])
+		switch {
+		case errno == syscall.EAGAIN:
+			return true
+		case errno != 0:
+			c.abort()
+			return false
+		case n == 0:
+			c.eof = true
+			return true
+		}
+		c.in = c.in[:len(c.in)+n]
+		if len(c.in) < cap(c.in) && !hup {
+			return true
+		}
+	}
+}
+
+// serveNext serves the requests that arrived whole, one at a time, while
+// none is upstream and the answers so far are sent.
+func (c *evConn) serveNext() {
+	for !c.closed && c.as == nil && c.sent == len(c.out) {
+		if c.closeAfter {
+			c.close()
+			return
+		}
+		if c.paused && len(c.in) < maxHeaderBytes {
+			c.paused = false
+			if !c.read(true) {
+				return
+			}
+		}
+		if len(c.in) == 0 {
+			if c.eof {
+				c.close()
+				return
+			}
+			if !c.s.h1.setIdle(c.hc, true) {
+				c.close()
+				return
+			}
+			c.armIdle()
+			return
+		}
+		if c.served == 0 && bytes.HasPrefix([]byte(h2Preface), c.in[:min(len(c.in), len(h2Preface))]) {
+			if len(c.in) < len(h2Preface) && !c.eof {
+				return // maybe the HTTP/2 preface: wait for the rest
+			}
+			c.handoff()
+			return
+		}
+		n := requestHeadEnd(c.in)
+		if n < 0 {
+			if len(c.in) > maxHeaderBytes {
+				c.badRequest(errHeadTooLarge)
+				return
+			}
+			if c.eof {
+				c.close()
+			}
+			return
+		}
+		if !c.s.h1.setIdle(c.hc, false) {
+			c.close()
+			return
+		}
+		if !c.serveOne(n) {
+			return
+		}
+	}
+}
+
+// serveOne serves the request whose head is in[:n]: on the loop when it is
+// one the loop serves, else by handing the connection off. It returns false
+// when the connection was handed off or closed.
+func (c *evConn) serveOne(n int) bool {
+	el := c.el
+	el.src.Reset(c.in[:n])
+	el.br.Reset(&el.src)
+	rr := &c.hc.rr
+	req, err := rr.ReadRequest(el.br)
+	el.br.Reset(nil)
+	if err == nil && req.ProtoMajor != 1 {
+		err = fmt.Errorf("unsupported protocol %s", req.Proto)
+	}
+	if err == nil && req.ProtoMinor >= 1 && req.Host == "" && req.Header["Host"] == nil {
+		err = errors.New("missing required Host header")
+	}
+	if err != nil {
+		c.badRequest(err)
+		return false
+	}
+	fwd, fc, ok := c.loopServes(req)
+	if !ok {
+		c.handoff()
+		return false
+	}
+	req.RemoteAddr = c.remote
+	c.w.reset(req)
+	c.w.closeConn = c.s.h1.stopping.Load()
+	c.x = chain.Exchange{W: &c.w, R: req, Listener: c.info.listener, RouteConfig: fc.RouteConfig, OriginalDst: c.info.origDst}
+	c.x.Route, c.x.RouteErr = fc.Routes.Select(req)
+	as, ok := fwd.ServeAsync(&c.x, c, upstream.LoopOK)
+	if !ok {
+		c.x = chain.Exchange{}
+		c.handoff()
+		return false
+	}
+	c.in = c.in[:copy(c.in, c.in[n:])] // what came after the head: the next requests
+	c.served++
+	el.served++
+	if as == nil {
+		c.Finish()
+		return !c.closed
+	}
+	c.as = as
+	return true
+}
+
+// loopServes reports whether req is one the loop serves, with the chain's
+// forwarder and the filter chain.
+func (c *evConn) loopServes(req *http.Request) (*forward.Forwarder, *model.FilterChain, bool) {
+	if req.Body != http.NoBody || req.ContentLength != 0 || len(req.TransferEncoding) > 0 ||
+		len(req.Header["Upgrade"]) > 0 || len(req.Header["Expect"]) > 0 {
+		return nil, nil, false
+	}
+	_, fc := c.s.selectChain(&c.info)
+	if fc == nil || !fc.HTTP() || fc.TLS != nil {
+		return nil, nil, false
+	}
+	fwd, ok := fc.Chain.(*forward.Forwarder)
+	if !ok {
+		return nil, nil, false
+	}
+	return fwd, fc, true
+}
+
+// Send is forward.AsyncIO's: the loop's client sends it.
+func (c *evConn) Send(ep *upstream.Endpoint, req *http.Request, timeout time.Duration) {
+	c.el.client.Send(ep, req, timeout, c, &c.xch)
+}
+
+// Response is upstream.LoopWaiter's: the attempt's outcome.
+func (c *evConn) Response(resp *http.Response, err error) {
+	defer c.recover()
+	if c.as != nil {
+		c.as.Done(resp, err)
+	}
+}
+
+func (c *evConn) Cancel() { c.el.client.Cancel(&c.xch) }
+
+func (c *evConn) SetTimer(k int, d time.Duration) { c.el.loop.Schedule(&c.timers[k], d) }
+
+func (c *evConn) StopTimer(k int) { c.el.loop.Stop(&c.timers[k]) }
+
+func (c *evConn) timer(k int) {
+	defer c.recover()
+	if c.as != nil {
+		c.as.Timer(k)
+	}
+}
+
+// Finish completes the response in w and sends it.
+func (c *evConn) Finish() {
+	c.as = nil
+	keep := c.w.finish()
+	err := c.w.buf().Flush()
+	c.w.release()
+	c.x = chain.Exchange{}
+	if err != nil || !keep {
+		c.closeAfter = true
+	}
+	if !reuseOK(c.w.req) {
+		c.hc.rr.Detach()
+	}
+	c.w.req = nil
+	if c.flush() {
+		c.serveNext()
+	}
+}
+
+// Write is where w's buffer goes: to the socket, and what it does not
+// take to out, sent by flush when the socket has room.
+func (c *evConn) Write(p []byte) (int, error) {
+	total := len(p)
+	if c.sent == len(c.out) && !c.closed {
+		for len(p) > 0 {
+			n, errno := evloop.Write(c.fd, p)
+			if errno != 0 {
+				if errno != syscall.EAGAIN {
+					return 0, errno
+				}
+				break
+			}
+			p = p[n:]
+		}
+	}
+	c.out = append(c.out, p...)
+	return total, nil
+}
+
+// flush sends what is left of out; false when the connection failed.
+func (c *evConn) flush() bool {
+	for c.sent < len(c.out) {
+		n, errno := evloop.Write(c.fd, c.out[c.sent:])
+		if errno == syscall.EAGAIN {
+			return true // told when there is room
+		}
+		if errno != 0 {
+			c.abort()
+			return false
+		}
+		c.sent += n
+	}
+	c.out, c.sent = nil, 0 // an idle connection keeps no buffer
+	return true
+}
+
+// handoff gives the connection, with what was read and not served, to the
+// goroutine server.
+func (c *evConn) handoff() {
+	pending := c.in
+	if c.shared {
+		pending = append([]byte(nil), pending...)
+		c.shared = false
+	}
+	c.in = nil
+	nc := c.detach()
+	if nc == nil {
+		return
+	}
+	c.el.handedOff++
+	info := c.info
+	go c.s.serveH1(rawIO(&replayConn{Conn: nc, pending: pending}), &info)
+}
+
+// detach takes the connection from the loop and returns it as a net.Conn
+// of Go's poller (nil when that fails: it is closed then).
+func (c *evConn) detach() net.Conn {
+	el := c.el
+	el.loop.Remove(c.fd)
+	el.loop.Stop(&c.idleT)
+	c.closed = true
+	f := os.NewFile(uintptr(c.fd), "")
+	nc, err := net.FileConn(f)
+	f.Close()
+	c.s.h1.remove(c.hc)
+	if err != nil {
+		c.s.m.log.Debug("cannot hand a connection to the goroutine server", "err", err)
+		return nil
+	}
+	return nc
+}
+
+// badRequest answers a request that cannot be parsed, and closes the
+// connection as the goroutine server does (badRequest there), on a
+// goroutine: it lingers for the client to read the answer.
+func (c *evConn) badRequest(err error) {
+	nc := c.detach()
+	if nc == nil {
+		return
+	}
+	go func() {
+		bw := h1WriterPool.Get().(*bufio.Writer)
+		bw.Reset(nc)
+		badRequest(nc, bw, err)
+		bw.Reset(nil)
+		h1WriterPool.Put(bw)
+		nc.Close()
+	}()
+}
+
+// armIdle arms the idle timeout, unless it is armed: it counts from idleAt,
+// which each request moves (see idleExpired).
+func (c *evConn) armIdle() {
+	c.idleAt = c.el.loop.Now()
+	if !c.idleT.Scheduled() {
+		c.el.loop.Schedule(&c.idleT, c.s.m.opts.IdleTimeout)
+	}
+}
+
+// idleExpired closes the connection when it has been idle for the idle
+// timeout; else it re-arms the timer for the rest of it.
+func (c *evConn) idleExpired() {
+	idle := c.s.m.opts.IdleTimeout
+	since := c.el.loop.Now().Sub(c.idleAt)
+	switch {
+	case c.as != nil || c.sent < len(c.out):
+		c.el.loop.Schedule(&c.idleT, idle)
+	case since < idle:
+		c.el.loop.Schedule(&c.idleT, idle-since)
+	default:
+		c.close()
+	}
+}
+
+// abort ends the connection at once, with any request in flight.
+func (c *evConn) abort() {
+	if c.as != nil {
+		as := c.as
+		c.as = nil
+		as.Abort()
+	}
+	c.close()
+}
+
+// close closes the connection.
+func (c *evConn) close() {
+	if c.closed {
+		return
+	}
+	c.closed = true
+	el := c.el
+	el.loop.Stop(&c.idleT)
+	el.loop.Remove(c.fd)
+	syscall.Close(c.fd)
+	c.s.h1.remove(c.hc)
+}
+
+// recover closes the connection when serving it panicked (a bug, or a
+// handler's abort), as serveOne does for the goroutine server.
+func (c *evConn) recover() {
+	if p := recover(); p != nil {
+		if p != http.ErrAbortHandler {
+			c.s.m.log.Error("panic serving a request", "listener", c.info.listener, "panic", p)
+		}
+		c.as = nil
+		c.close()
+	}
+}
+
+// abortFromOutside is the shutdown's cancel: it ends the connection, from
+// the loop.
+func (c *evConn) abortFromOutside() { c.el.loop.Post(c.abort) }
+
+// evCloser lets shutdown close a loop's connection (from another
+// goroutine) through h1Conns.
+type evCloser struct{ c *evConn }
+
+func (e evCloser) Close() error {
+	e.c.el.loop.Post(func() {
+		if e.c.as == nil {
+			e.c.close()
+		}
+	})
+	return nil
+}
+
+func (evCloser) Read([]byte) (int, error)         { return 0, net.ErrClosed }
+func (evCloser) Write([]byte) (int, error)        { return 0, net.ErrClosed }
+func (evCloser) LocalAddr() net.Addr              { return nil }
+func (evCloser) RemoteAddr() net.Addr             { return nil }
+func (evCloser) SetDeadline(time.Time) error      { return nil }
+func (evCloser) SetReadDeadline(time.Time) error  { return nil }
+func (evCloser) SetWriteDeadline(time.Time) error { return nil }
+
+// requestHeadEnd returns the length of the request head in begins with,
+// through its empty line (empty lines before a request line are part of it,
+// as net/http skips them), or -1 when it is not all there.
+func requestHeadEnd(b []byte) int {
+	start := true
+	for i := 0; i < len(b); {
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			return -1
+		}
+		line := b[i : i+j]
+		i += j + 1
+		empty := len(line) == 0 || len(line) == 1 && line[0] == '\r'
+		if empty && !start {
+			return i
+		}
+		if !empty {
+			start = false
+		}
+	}
+	return -1
+}

@@ -1,0 +1,290 @@
+package listener
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	routev3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/route/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// WEFT_TEST_EVENT_LOOPS=n runs the package's tests with Managers serving
+// HTTP/1.x on n event loops (make test runs them both ways).
+func init() {
+	if n, err := strconv.Atoi(os.Getenv("WEFT_TEST_EVENT_LOOPS")); err == nil {
+		testEventLoops = n
+	}
+}
+
+// loopCounts returns how many requests m's loops served and how many
+// connections they handed to the goroutine server.
+func loopCounts(t *testing.T, m *Manager) (served, handedOff int) {
+	t.Helper()
+	for _, el := range m.loops.ls {
+		done := make(chan struct{})
+		el.loop.Post(func() { served += el.served; handedOff += el.handedOff; close(done) })
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the event loop did not run a posted function")
+		}
+	}
+	return served, handedOff
+}
+
+// loopProxy is proxyManagerWith on one event loop.
+func loopProxy(t *testing.T, backend string, edit func(*routev3.Route)) (*Manager, string) {
+	t.Helper()
+	m, addr := proxyManagerOpts(t, backend, edit, Options{EventLoops: 1})
+	if m.loops == nil {
+		t.Fatal("the Manager runs no event loop")
+	}
+	return m, addr
+}
+
+// roundTrip sends one request on c and reads the answer.
+func roundTrip(t *testing.T, c net.Conn, br *bufio.Reader, req string) (*http.Response, string) {
+	t.Helper()
+	if _, err := io.WriteString(c, req); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("reading the answer to %.40q: %v", req, err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("reading the body of the answer to %.40q: %v", req, err)
+	}
+	return resp, string(b)
+}
+
+// TestLoopServesRequestsAndHandsOffTheRest: requests without a body are
+// served by the loop (pipelined ones in order, responses of every framing
+// and size intact); a connection whose request has a body goes to the
+// goroutine server, which serves it and the requests after.
+func TestLoopServesRequestsAndHandsOffTheRest(t *testing.T) {
+	big := strings.Repeat("0123456789abcdef", 70<<10/16)
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		switch r.URL.Path {
+		case "/big":
+			io.WriteString(w, big) // chunked: larger than the server's buffer
+		case "/flushed":
+			io.WriteString(w, "one ")
+			w.(http.Flusher).Flush()
+			io.WriteString(w, "two")
+		default:
+			fmt.Fprintf(w, "%s %s %s", r.Method, r.URL.Path, b)
+		}
+	}))
+	defer backend.Close()
+	m, addr := loopProxy(t, strings.TrimPrefix(backend.URL, "http://"), nil)
+	c, br := dialClient(t, addr)
+	for _, tc := range []struct{ path, want string }{{"/a", "GET /a "}, {"/big", big}, {"/flushed", "one two"}, {"/b", "GET /b "}} {
+		resp, body := roundTrip(t, c, br, "GET "+tc.path+" HTTP/1.1\r\nHost: h\r\n\r\n")
+		if resp.StatusCode != 200 || body != tc.want {
+			t.Fatalf("GET %s: %d %.60q, want 200 %.60q", tc.path, resp.StatusCode, body, tc.want)
+		}
+	}
+	// Two requests in one write: two answers, in order.
+	io.WriteString(c, "GET /p1 HTTP/1.1\r\nHost: h\r\n\r\nGET /p2 HTTP/1.1\r\nHost: h\r\n\r\n")
+	for _, want := range []string{"GET /p1 ", "GET /p2 "} {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if string(b) != want {
+			t.Fatalf("pipelined: %q, want %q", b, want)
+		}
+	}
+	served, handedOff := loopCounts(t, m)
+	if served != 6 || handedOff != 0 {
+		t.Errorf("the loop served %d requests and handed off %d connections; want 6 and 0", served, handedOff)
+	}
+	// A body: the connection goes to the goroutine server, for good.
+	for _, req := range []string{"POST /c HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc", "GET /d HTTP/1.1\r\nHost: h\r\n\r\n"} {
+		resp, body := roundTrip(t, c, br, req)
+		if resp.StatusCode != 200 || !strings.HasPrefix(body, req[:6]) {
+			t.Fatalf("after the hand-off: %d %q", resp.StatusCode, body)
+		}
+	}
+	if served, handedOff = loopCounts(t, m); served != 6 || handedOff != 1 {
+		t.Errorf("the loop served %d requests and handed off %d connections; want 6 and 1", served, handedOff)
+	}
+}
+
+// TestLoopTimeoutsAndRetries: a route's timeout answers 504 from the loop,
+// a retriable answer is retried there, and a dead upstream gets the same
+// 503 as on the goroutine server.
+func TestLoopTimeoutsAndRetries(t *testing.T) {
+	var calls atomic.Int32
+	release := make(chan struct{})
+	defer close(release)
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/slow":
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		case "/flaky":
+			if calls.Add(1) == 1 {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				return
+			}
+			io.WriteString(w, "second try")
+		}
+	}))
+	defer backend.Close()
+	_, addr := loopProxy(t, strings.TrimPrefix(backend.URL, "http://"), func(r *routev3.Route) {
+		a := r.GetRoute()
+		a.Timeout = durationpb.New(200 * time.Millisecond)
+		a.RetryPolicy = &routev3.RetryPolicy{RetryOn: "5xx", NumRetries: wrapperspb.UInt32(2)}
+	})
+	c, br := dialClient(t, addr)
+	start := time.Now()
+	resp, body := roundTrip(t, c, br, "GET /slow HTTP/1.1\r\nHost: h\r\n\r\n")
+	if resp.StatusCode != http.StatusGatewayTimeout || body != "upstream request timeout\n" {
+		t.Errorf("slow upstream: %d %q, want 504 upstream request timeout", resp.StatusCode, body)
+	}
+	if el := time.Since(start); el < 200*time.Millisecond {
+		t.Errorf("504 after %v, before the route's 200ms timeout", el)
+	}
+	resp, body = roundTrip(t, c, br, "GET /flaky HTTP/1.1\r\nHost: h\r\n\r\n")
+	if resp.StatusCode != 200 || body != "second try" || calls.Load() != 2 {
+		t.Errorf("flaky upstream: %d %q after %d calls, want 200 second try after 2", resp.StatusCode, body, calls.Load())
+	}
+
+	// Nothing listens at dead.
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := ln.Addr().String()
+	ln.Close()
+	_, addr = loopProxy(t, dead, nil)
+	c, br = dialClient(t, addr)
+	resp, body = roundTrip(t, c, br, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+	if resp.StatusCode != 503 || !strings.Contains(body, "upstream connect error") || !strings.Contains(body, "connection refused") {
+		t.Errorf("dead upstream: %d %q, want 503 upstream connect error ... connection refused", resp.StatusCode, body)
+	}
+}
+
+// TestLoopRetriesAStaleConnection: an upstream that closes each kept-alive
+// connection after its answer (without saying so) costs the client nothing:
+// the request that finds its pooled connection closed goes again on a new
+// one.
+func TestLoopRetriesAStaleConnection(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var conns atomic.Int32
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				if _, err := http.ReadRequest(br); err != nil {
+					return
+				}
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				time.Sleep(20 * time.Millisecond)
+			}()
+		}
+	}()
+	_, addr := loopProxy(t, ln.Addr().String(), nil)
+	c, br := dialClient(t, addr)
+	for i := range 3 {
+		resp, body := roundTrip(t, c, br, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+		if resp.StatusCode != 200 || body != "ok" {
+			t.Fatalf("request %d: %d %q, want 200 ok", i, resp.StatusCode, body)
+		}
+		time.Sleep(50 * time.Millisecond) // the upstream closes meanwhile
+	}
+	if n := conns.Load(); n < 3 {
+		t.Errorf("%d upstream connections for 3 requests; the stale ones were not replaced", n)
+	}
+}
+
+// TestLoopClientGoneWhileUpstream: a client that closes while its request
+// is upstream ends the exchange there too, and the loop serves on. (A
+// close that comes with the request is a half-close as far as the proxy
+// can tell: that request is served, as on the goroutine server.)
+func TestLoopClientGoneWhileUpstream(t *testing.T) {
+	started, gone := make(chan struct{}, 1), make(chan struct{}, 1)
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hang" {
+			started <- struct{}{}
+			<-r.Context().Done()
+			gone <- struct{}{}
+			return
+		}
+		io.WriteString(w, "fine")
+	}))
+	defer backend.Close()
+	_, addr := loopProxy(t, strings.TrimPrefix(backend.URL, "http://"), nil)
+	c, _ := dialClient(t, addr)
+	io.WriteString(c, "GET /hang HTTP/1.1\r\nHost: h\r\n\r\n")
+	select {
+	case <-started:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the request did not reach the backend")
+	}
+	c.Close()
+	select {
+	case <-gone:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the upstream exchange outlived its client")
+	}
+	c2, br := dialClient(t, addr)
+	if resp, body := roundTrip(t, c2, br, "GET / HTTP/1.1\r\nHost: h\r\n\r\n"); resp.StatusCode != 200 || body != "fine" {
+		t.Errorf("after a client went away: %d %q", resp.StatusCode, body)
+	}
+}
+
+// TestLoopBadRequestAndShutdown: a malformed request gets its 400 before
+// the connection closes; at shutdown an idle loop connection is closed at
+// once.
+func TestLoopBadRequestAndShutdown(t *testing.T) {
+	m, addr := loopProxy(t, echoBackend(t), nil)
+	c, br := dialClient(t, addr)
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: h\r\nBad Header\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 400 {
+		t.Fatalf("malformed request: %v %v, want a 400", resp, err)
+	}
+	idle, ibr := dialClient(t, addr)
+	if resp, _ := roundTrip(t, idle, ibr, "GET / HTTP/1.1\r\nHost: h\r\n\r\n"); resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := m.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Shutdown waited %v for an idle loop connection", d)
+	}
+	if _, err := ibr.ReadByte(); err != io.EOF {
+		t.Errorf("idle connection after shutdown: read err %v, want EOF", err)
+	}
+}

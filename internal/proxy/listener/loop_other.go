@@ -1,0 +1,19 @@
+//go:build !linux
+
+package listener
+
+import (
+	"errors"
+	"net"
+)
+
+// loops are event loops, which only Linux has.
+type loops struct{}
+
+func (m *Manager) startLoops(int) error {
+	return errors.New("event loops need Linux")
+}
+
+func (m *Manager) stopLoops() {}
+
+func (s *socket) adopt(net.Conn, []byte, *connInfo) bool { return false }
