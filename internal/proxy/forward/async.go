@@ -74,7 +74,7 @@ func (f *Forwarder) ServeAsync(x *chain.Exchange, io AsyncIO, supports func(*ups
 		io.SetTimer(TimerDeadline, a.route.Timeout)
 	}
 	if !a.begin() {
-		s.finish()
+		s.release()
 		return nil, true
 	}
 	s.attempt()
@@ -93,11 +93,12 @@ func (s *Async) attempt() {
 	s.io.Send(ep, out, s.a.pol.perTry)
 }
 
-// Done takes the outcome of the attempt in flight.
+// Done takes the outcome of the attempt in flight: an error, or a whole
+// response.
 func (s *Async) Done(resp *http.Response, err error) {
 	a, ep := s.a, s.ep
-	s.ep = nil
 	if err != nil {
+		s.ep = nil
 		ep.EndRequest()
 		if a.failed(ep, err, errors.Is(err, ErrAttemptTimeout), false) {
 			s.io.SetTimer(TimerBackoff, backoff(a.attempt, a.pol))
@@ -106,15 +107,44 @@ func (s *Async) Done(resp *http.Response, err error) {
 		s.finish()
 		return
 	}
-	if a.retryResponse(ep, resp) {
-		ep.EndRequest()
-		s.io.SetTimer(TimerBackoff, backoff(a.attempt, a.pol))
-		return
+	if !s.Head(resp) {
+		s.Body(resp)
 	}
+}
+
+// Head takes the head of the attempt's response: it is reported, and
+// retried when the policy says so (Head then returns true, the back-off
+// armed; the caller disposes of the body). Else the caller passes the
+// response to Body: at once when its body is in memory, or from a
+// goroutine of its own when the body is a stream still to be read.
+func (s *Async) Head(resp *http.Response) (retry bool) {
+	a, ep := s.a, s.ep
+	if !a.retryHead(ep, resp) {
+		return false
+	}
+	s.ep = nil
+	ep.EndRequest()
+	s.io.SetTimer(TimerBackoff, backoff(a.attempt, a.pol))
+	return true
+}
+
+// Body sends resp, whose head Head took, and ends the request. It reads
+// the body to its end, so it blocks on a body that is still arriving; a
+// failure while it streams panics with http.ErrAbortHandler (as Serve),
+// after the request has ended.
+func (s *Async) Body(resp *http.Response) {
+	a, ep := s.a, s.ep
+	s.ep = nil
+	defer func() {
+		ep.EndRequest()
+		if p := recover(); p != nil {
+			s.release()
+			panic(p)
+		}
+		s.finish()
+	}()
 	a.cl.Stats().Observe(resp.StatusCode)
 	a.f.respond(a.r.Context(), a.w, resp, a.route, a.wc, a.setCookie)
-	ep.EndRequest()
-	s.finish()
 }
 
 // Timer takes the firing of timer.
@@ -146,10 +176,17 @@ func (s *Async) Abort() {
 	s.finish()
 }
 
+// finish ends the request, answered.
 func (s *Async) finish() {
+	io := s.io
+	s.release()
+	io.Finish()
+}
+
+// release ends the request without telling io.
+func (s *Async) release() {
 	io := s.io
 	io.StopTimer(TimerDeadline)
 	io.StopTimer(TimerBackoff)
 	s.a.end() // s, in the request's outbound state, goes with it
-	io.Finish()
 }

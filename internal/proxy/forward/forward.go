@@ -808,6 +808,20 @@ func (a *attempts) failed(ep *upstream.Endpoint, err error, perTryExpired, timed
 // caller still calls ep.EndRequest). When not, the caller observes and
 // sends it.
 func (a *attempts) retryResponse(ep *upstream.Endpoint, resp *http.Response) bool {
+	if !a.retryHead(ep, resp) {
+		return false
+	}
+	// Discard a small error body so the connection can be reused. (The
+	// response is not to be touched once its body is closed: the upstream
+	// reuses it.)
+	io.CopyN(io.Discard, resp.Body, 4<<10)
+	resp.Body.Close()
+	return true
+}
+
+// retryHead is retryResponse on the response's head alone: the caller
+// disposes of the body (and its connection) when it reports true.
+func (a *attempts) retryHead(ep *upstream.Endpoint, resp *http.Response) bool {
 	ep.Report(resp.StatusCode)
 	if a.attempt > a.retries || !a.pol.retryOnResponse(resp) || !mayRetry(a.cl, &a.retrying) {
 		return false
@@ -815,11 +829,6 @@ func (a *attempts) retryResponse(ep *upstream.Endpoint, resp *http.Response) boo
 	if a.f.log.Enabled(a.r.Context(), slog.LevelDebug) {
 		a.f.log.Debug("retrying", "cluster", a.cl.Name(), "endpoint", ep.Address(), "status", resp.StatusCode)
 	}
-	// Discard a small error body so the connection can be reused. (The
-	// response is not to be touched once its body is closed: the upstream
-	// reuses it.)
-	io.CopyN(io.Discard, resp.Body, 4<<10)
-	resp.Body.Close()
 	a.cl.Stats().Retry()
 	return true
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/weftmesh/weft/internal/proxy/chain"
 	"github.com/weftmesh/weft/internal/proxy/evloop"
 	"github.com/weftmesh/weft/internal/proxy/forward"
+	"github.com/weftmesh/weft/internal/proxy/h1"
 	"github.com/weftmesh/weft/internal/proxy/model"
 	"github.com/weftmesh/weft/internal/proxy/upstream"
 )
@@ -188,6 +189,14 @@ type evConn struct {
 	idleT  evloop.Timer
 	// idleAt is when the connection last became idle.
 	idleAt time.Time
+	// deadlineAt is when the route's timeout of the request in flight
+	// passes (zero: none).
+	deadlineAt time.Time
+	// streaming is set once a streamed response took the connection off
+	// the loop (see Stream); serveStream's goroutine owns it then, and
+	// streamKeep says whether it may serve another request.
+	streaming  bool
+	streamKeep bool
 }
 
 var _ forward.AsyncIO = (*evConn)(nil)
@@ -419,11 +428,105 @@ func (c *evConn) Response(resp *http.Response, err error) {
 	}
 }
 
-func (c *evConn) Cancel() { c.el.client.Cancel(&c.xch) }
+// Stream is upstream.LoopWaiter's: a response whose body is a stream. Its
+// head decides on the loop whether it is retried; if not, the exchange
+// goes on a goroutine, which reads the body as it comes and sends it, and
+// then serves the connection as the goroutine server (the loop lets go of
+// it).
+func (c *evConn) Stream(head *http.Response, up net.Conn) {
+	defer c.recover()
+	as := c.as
+	if as == nil {
+		up.Close()
+		return
+	}
+	if as.Head(head) {
+		up.Close() // retried: the back-off is armed
+		return
+	}
+	deadline := c.deadlineAt
+	c.StopTimer(forward.TimerDeadline)
+	c.StopTimer(forward.TimerBackoff)
+	pending := c.in
+	if c.shared {
+		pending = append([]byte(nil), pending...)
+		c.shared = false
+	}
+	c.in = nil
+	req := c.w.req
+	down := c.detach()
+	if down == nil {
+		up.Close()
+		as.Abort() // (StopTimer and Cancel are no-ops now)
+		return
+	}
+	c.streaming = true
+	go c.serveStream(as, req, up, down, pending, deadline)
+}
 
-func (c *evConn) SetTimer(k int, d time.Duration) { c.el.loop.Schedule(&c.timers[k], d) }
+// serveStream sends a streamed response (see Stream), then serves the rest
+// of the connection on the goroutine server.
+func (c *evConn) serveStream(as *forward.Async, req *http.Request, up, down net.Conn, pending []byte, deadline time.Time) {
+	defer up.Close()
+	if !deadline.IsZero() {
+		up.SetReadDeadline(deadline) // the route's timeout covers the body
+	}
+	c.w.conn = down
+	ok := func() (ok bool) {
+		defer func() {
+			if p := recover(); p != nil {
+				if p != http.ErrAbortHandler {
+					c.s.m.log.Error("panic serving a request", "listener", c.info.listener, "panic", p)
+				}
+			}
+		}()
+		br := bufio.NewReader(up)
+		var rr h1.ResponseReader
+		for {
+			resp, err := rr.ReadResponse(br, req)
+			if err != nil {
+				panic(http.ErrAbortHandler) // it parsed on the loop: the connection failed
+			}
+			if resp.StatusCode >= 200 {
+				as.Body(resp)
+				return c.streamKeep
+			}
+		}
+	}()
+	if !ok {
+		c.w.release()
+		down.Close()
+		return
+	}
+	info := c.info
+	c.s.serveH1(rawIO(&replayConn{Conn: down, pending: pending}), &info)
+}
 
-func (c *evConn) StopTimer(k int) { c.el.loop.Stop(&c.timers[k]) }
+func (c *evConn) Cancel() {
+	if !c.streaming {
+		c.el.client.Cancel(&c.xch)
+	}
+}
+
+func (c *evConn) SetTimer(k int, d time.Duration) {
+	if c.streaming {
+		return
+	}
+	if k == forward.TimerDeadline {
+		c.deadlineAt = c.el.loop.Now().Add(d)
+	}
+	c.el.loop.Schedule(&c.timers[k], d)
+}
+
+func (c *evConn) StopTimer(k int) {
+	if c.streaming {
+		return
+	}
+	if k == forward.TimerDeadline {
+		c.deadlineAt = time.Time{}
+	}
+	c.el.loop.Stop(&c.timers[k])
+}
 
 func (c *evConn) timer(k int) {
 	defer c.recover()
@@ -434,6 +537,15 @@ func (c *evConn) timer(k int) {
 
 // Finish completes the response in w and sends it.
 func (c *evConn) Finish() {
+	if c.streaming {
+		// On serveStream's goroutine: the response goes out on its own
+		// connection, and serveStream carries on.
+		keep := c.w.finish()
+		err := c.w.buf().Flush()
+		c.w.release()
+		c.streamKeep = keep && err == nil && !c.closeAfter
+		return
+	}
 	c.as = nil
 	keep := c.w.finish()
 	err := c.w.buf().Flush()

@@ -72,28 +72,24 @@ func roundTrip(t *testing.T, c net.Conn, br *bufio.Reader, req string) (*http.Re
 }
 
 // TestLoopServesRequestsAndHandsOffTheRest: requests without a body are
-// served by the loop (pipelined ones in order, responses of every framing
-// and size intact); a connection whose request has a body goes to the
-// goroutine server, which serves it and the requests after.
+// served by the loop (pipelined ones in order); a connection whose request
+// has a body goes to the goroutine server, which serves it and the
+// requests after.
 func TestLoopServesRequestsAndHandsOffTheRest(t *testing.T) {
-	big := strings.Repeat("0123456789abcdef", 70<<10/16)
+	small := strings.Repeat("0123456789abcdef", 1000)
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
-		switch r.URL.Path {
-		case "/big":
-			io.WriteString(w, big) // chunked: larger than the server's buffer
-		case "/flushed":
-			io.WriteString(w, "one ")
-			w.(http.Flusher).Flush()
-			io.WriteString(w, "two")
-		default:
-			fmt.Fprintf(w, "%s %s %s", r.Method, r.URL.Path, b)
+		if r.URL.Path == "/16k" {
+			w.Header().Set("Content-Length", strconv.Itoa(len(small)))
+			io.WriteString(w, small)
+			return
 		}
+		fmt.Fprintf(w, "%s %s %s", r.Method, r.URL.Path, b)
 	}))
 	defer backend.Close()
 	m, addr := loopProxy(t, strings.TrimPrefix(backend.URL, "http://"), nil)
 	c, br := dialClient(t, addr)
-	for _, tc := range []struct{ path, want string }{{"/a", "GET /a "}, {"/big", big}, {"/flushed", "one two"}, {"/b", "GET /b "}} {
+	for _, tc := range []struct{ path, want string }{{"/a", "GET /a "}, {"/16k", small}, {"/b", "GET /b "}} {
 		resp, body := roundTrip(t, c, br, "GET "+tc.path+" HTTP/1.1\r\nHost: h\r\n\r\n")
 		if resp.StatusCode != 200 || body != tc.want {
 			t.Fatalf("GET %s: %d %.60q, want 200 %.60q", tc.path, resp.StatusCode, body, tc.want)
@@ -112,8 +108,8 @@ func TestLoopServesRequestsAndHandsOffTheRest(t *testing.T) {
 		}
 	}
 	served, handedOff := loopCounts(t, m)
-	if served != 6 || handedOff != 0 {
-		t.Errorf("the loop served %d requests and handed off %d connections; want 6 and 0", served, handedOff)
+	if served != 5 || handedOff != 0 {
+		t.Errorf("the loop served %d requests and handed off %d connections; want 5 and 0", served, handedOff)
 	}
 	// A body: the connection goes to the goroutine server, for good.
 	for _, req := range []string{"POST /c HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc", "GET /d HTTP/1.1\r\nHost: h\r\n\r\n"} {
@@ -122,8 +118,56 @@ func TestLoopServesRequestsAndHandsOffTheRest(t *testing.T) {
 			t.Fatalf("after the hand-off: %d %q", resp.StatusCode, body)
 		}
 	}
-	if served, handedOff = loopCounts(t, m); served != 6 || handedOff != 1 {
-		t.Errorf("the loop served %d requests and handed off %d connections; want 6 and 1", served, handedOff)
+	if served, handedOff = loopCounts(t, m); served != 5 || handedOff != 1 {
+		t.Errorf("the loop served %d requests and handed off %d connections; want 5 and 1", served, handedOff)
+	}
+}
+
+// TestLoopStreamsResponses: a response whose body is a stream (chunked and
+// still coming, or longer than the loop holds) is passed on as it comes,
+// and the connection serves on afterwards.
+func TestLoopStreamsResponses(t *testing.T) {
+	big := strings.Repeat("0123456789abcdef", 1<<20/16)
+	next := make(chan struct{})
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/events":
+			w.Header().Set("Content-Type", "text/event-stream")
+			io.WriteString(w, "data: one\n\n")
+			w.(http.Flusher).Flush()
+			<-next // the client must have the first event by now
+			io.WriteString(w, "data: two\n\n")
+		case "/big":
+			w.Header().Set("Content-Length", strconv.Itoa(len(big)))
+			io.WriteString(w, big)
+		default:
+			io.WriteString(w, "after")
+		}
+	}))
+	defer backend.Close()
+	_, addr := loopProxy(t, strings.TrimPrefix(backend.URL, "http://"), func(r *routev3.Route) {
+		r.GetRoute().Timeout = durationpb.New(5 * time.Second)
+	})
+	c, br := dialClient(t, addr)
+	io.WriteString(c, "GET /events HTTP/1.1\r\nHost: h\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := make([]byte, len("data: one\n\n"))
+	if _, err := io.ReadFull(resp.Body, first); err != nil || string(first) != "data: one\n\n" {
+		t.Fatalf("first event: %q %v", first, err)
+	}
+	close(next)
+	rest, err := io.ReadAll(resp.Body)
+	if err != nil || string(rest) != "data: two\n\n" {
+		t.Fatalf("second event: %q %v", rest, err)
+	}
+	for _, tc := range []struct{ path, want string }{{"/big", big}, {"/after", "after"}} {
+		resp, body := roundTrip(t, c, br, "GET "+tc.path+" HTTP/1.1\r\nHost: h\r\n\r\n")
+		if resp.StatusCode != 200 || body != tc.want {
+			t.Fatalf("GET %s: %d %d bytes %.30q, want 200 and %d bytes", tc.path, resp.StatusCode, len(body), body, len(tc.want))
+		}
 	}
 }
 
@@ -131,7 +175,7 @@ func TestLoopServesRequestsAndHandsOffTheRest(t *testing.T) {
 // a retriable answer is retried there, and a dead upstream gets the same
 // 503 as on the goroutine server.
 func TestLoopTimeoutsAndRetries(t *testing.T) {
-	var calls atomic.Int32
+	var calls, streamCalls atomic.Int32
 	release := make(chan struct{})
 	defer close(release)
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -147,6 +191,16 @@ func TestLoopTimeoutsAndRetries(t *testing.T) {
 				return
 			}
 			io.WriteString(w, "second try")
+		case "/flaky-stream":
+			if streamCalls.Add(1) == 1 {
+				// A 503 whose body is still coming: retried on its head.
+				w.WriteHeader(http.StatusServiceUnavailable)
+				io.WriteString(w, "partial")
+				w.(http.Flusher).Flush()
+				<-r.Context().Done()
+				return
+			}
+			io.WriteString(w, "streamed retry")
 		}
 	}))
 	defer backend.Close()
@@ -167,6 +221,10 @@ func TestLoopTimeoutsAndRetries(t *testing.T) {
 	resp, body = roundTrip(t, c, br, "GET /flaky HTTP/1.1\r\nHost: h\r\n\r\n")
 	if resp.StatusCode != 200 || body != "second try" || calls.Load() != 2 {
 		t.Errorf("flaky upstream: %d %q after %d calls, want 200 second try after 2", resp.StatusCode, body, calls.Load())
+	}
+	resp, body = roundTrip(t, c, br, "GET /flaky-stream HTTP/1.1\r\nHost: h\r\n\r\n")
+	if resp.StatusCode != 200 || body != "streamed retry" || streamCalls.Load() != 2 {
+		t.Errorf("flaky streaming upstream: %d %q after %d calls, want 200 streamed retry after 2", resp.StatusCode, body, streamCalls.Load())
 	}
 
 	// Nothing listens at dead.

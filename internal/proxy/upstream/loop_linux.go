@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"sync"
 	"syscall"
 	"time"
 
@@ -44,10 +46,20 @@ var ErrAttemptTimeout = errors.New("per-try timeout")
 
 // LoopWaiter takes the outcome of a LoopClient exchange: the response,
 // whose body is in memory and which is valid only during the call, or the
-// error that ended the exchange.
+// error that ended the exchange. A response whose body is a stream (chunked
+// or delimited by the end of the connection, and not all there yet, or
+// longer than MaxLoopBody) goes to Stream instead: its head, valid during
+// the call, and conn, the connection taken off the loop, from which the
+// whole response is to be read again, head first. The waiter closes conn,
+// which frees the connection's max_connections slot.
 type LoopWaiter interface {
 	Response(resp *http.Response, err error)
+	Stream(head *http.Response, conn net.Conn)
 }
+
+// MaxLoopBody is the longest Content-Length body a LoopClient holds in
+// memory; a longer one is streamed (LoopWaiter.Stream).
+const MaxLoopBody = 256 << 10
 
 // NewLoopClient returns a client for l.
 func NewLoopClient(l *evloop.Loop) *LoopClient {
@@ -408,10 +420,13 @@ func (lc *loopConn) receive() {
 			break // a short read: the socket is empty (edge-triggered: more data is told)
 		}
 	}
-	end, keep, err := responseEnd(lc.in, lc.req, eof)
+	end, keep, stream, err := responseEnd(lc.in, lc.req, eof)
 	switch {
 	case err != nil:
 		lc.fail(err)
+		return
+	case stream:
+		lc.stream()
 		return
 	case end < 0 && eof:
 		err := error(io.ErrUnexpectedEOF)
@@ -472,6 +487,84 @@ func (lc *loopConn) deliver(end int, keep bool) {
 		return
 	}
 	lc.close()
+}
+
+// stream hands a response whose body is a stream to the waiter, with the
+// connection taken off the loop.
+func (lc *loopConn) stream() {
+	c := lc.c
+	c.src.Reset(lc.in)
+	c.br.Reset(&c.src)
+	var head *http.Response
+	for {
+		var err error
+		lc.rr.Lazy = false
+		if head, err = lc.rr.ReadResponse(c.br, lc.req); err != nil {
+			c.br.Reset(nil)
+			lc.fail(err)
+			return
+		}
+		if head.StatusCode >= 200 {
+			break
+		}
+	}
+	c.br.Reset(nil)
+	c.loop.Stop(&lc.deadline)
+	w := lc.waiter
+	lc.waiter, lc.req = nil, nil
+	if lc.x != nil {
+		lc.x.lc, lc.x = nil, nil
+	}
+	conn, err := lc.detach()
+	if err != nil {
+		w.Response(nil, err)
+		return
+	}
+	w.Stream(head, conn)
+	lc.rr.Detach() // the head may have been kept
+}
+
+// detach takes the connection off the loop as a net.Conn of Go's poller
+// that replays what was read, and frees its max_connections slot when
+// closed.
+func (lc *loopConn) detach() (net.Conn, error) {
+	pending := lc.in
+	lc.in = nil
+	lc.state = lcClosed
+	lc.c.loop.Remove(lc.fd)
+	f := os.NewFile(uintptr(lc.fd), "")
+	nc, err := net.FileConn(f)
+	f.Close()
+	lc.fd = -1
+	if err != nil {
+		lc.ep.h1.gone()
+		return nil, fmt.Errorf("taking a streamed response off the event loop: %w", err)
+	}
+	return &streamConn{Conn: nc, pending: pending, gone: lc.ep.h1.gone}, nil
+}
+
+// streamConn is a connection a LoopClient handed over with the bytes it
+// had read.
+type streamConn struct {
+	net.Conn
+	pending []byte
+	gone    func()
+	once    sync.Once
+}
+
+func (c *streamConn) Read(p []byte) (int, error) {
+	if len(c.pending) > 0 {
+		n := copy(p, c.pending)
+		c.pending = c.pending[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+func (c *streamConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.gone)
+	return err
 }
 
 // idleAgain puts lc among the idle connections of its endpoint.
@@ -604,20 +697,22 @@ func (b *loopBody) TakeHeader(h http.Header) (http.Header, bool) {
 // b begins with: the length of the whole message, or -1 while it is not
 // all there. keep says whether its framing lets the connection carry
 // another. A response delimited by the end of the stream ends at eof.
-func responseEnd(b []byte, req *http.Request, eof bool) (end int, keep bool, err error) {
+// stream says the response's head is there and its body is a stream (see
+// LoopWaiter) rather than something to wait for.
+func responseEnd(b []byte, req *http.Request, eof bool) (end int, keep, stream bool, err error) {
 	off := 0
 	for {
 		head := headEnd(b[off:])
 		if head < 0 {
 			if len(b)-off > 64<<10 {
-				return -1, false, errors.New("response head larger than 64 KB")
+				return -1, false, false, errors.New("response head larger than 64 KB")
 			}
-			return -1, false, nil
+			return -1, false, false, nil
 		}
 		h := b[off : off+head]
 		status := statusCode(h)
 		if status < 0 {
-			return -1, false, fmt.Errorf("malformed HTTP response %q", firstLine(h))
+			return -1, false, false, fmt.Errorf("malformed HTTP response %q", firstLine(h))
 		}
 		if status >= 100 && status < 200 && status != 101 {
 			off += head
@@ -625,26 +720,32 @@ func responseEnd(b []byte, req *http.Request, eof bool) (end int, keep bool, err
 		}
 		body := off + head
 		if req.Method == http.MethodHead || status == 204 || status == 304 || status == 101 {
-			return body, true, nil
+			return body, true, false, nil
 		}
 		if chunked(h) {
 			n, err := chunkedEnd(b[body:])
-			if err != nil || n < 0 {
-				return -1, false, err
+			if err != nil {
+				return -1, false, false, err
 			}
-			return body + n, true, nil
+			if n < 0 {
+				return -1, false, true, nil
+			}
+			return body + n, true, false, nil
 		}
 		if n, ok := contentLength(h); ok {
-			if len(b)-body < n {
-				return -1, false, nil
+			if n > MaxLoopBody {
+				return -1, false, true, nil
 			}
-			return body + n, true, nil
+			if len(b)-body < n {
+				return -1, false, false, nil
+			}
+			return body + n, true, false, nil
 		}
 		// Delimited by the end of the stream.
 		if eof {
-			return len(b), false, nil
+			return len(b), false, false, nil
 		}
-		return -1, false, nil
+		return -1, false, true, nil
 	}
 }
 
