@@ -9,10 +9,10 @@ func TestResponseEnd(t *testing.T) {
 	get := &http.Request{Method: http.MethodGet}
 	head := &http.Request{Method: http.MethodHead}
 	cases := []struct {
-		name string
-		resp string
-		req  *http.Request
-		eof  bool
+		name   string
+		resp   string
+		req    *http.Request
+		eof    bool
 		end    int // -1: not all there
 		keep   bool
 		stream bool
