@@ -454,13 +454,18 @@ func (c *evConn) Stream(head *http.Response, up net.Conn) {
 	}
 	c.in = nil
 	req := c.w.req
-	down := c.detach()
+	down := c.takeOff()
 	if down == nil {
+		c.s.h1.remove(c.hc)
 		up.Close()
-		as.Abort() // (StopTimer and Cancel are no-ops now)
+		as.Abort()
 		return
 	}
 	c.streaming = true
+	// Shutdown waits for the stream, and ends it when its time is up.
+	c.s.h1.mu.Lock()
+	c.hc.c, c.hc.cancel = down, func() { up.Close(); down.Close() }
+	c.s.h1.mu.Unlock()
 	go c.serveStream(as, req, up, down, pending, deadline)
 }
 
@@ -493,6 +498,7 @@ func (c *evConn) serveStream(as *forward.Async, req *http.Request, up, down net.
 			}
 		}
 	}()
+	c.s.h1.remove(c.hc)
 	if !ok {
 		c.w.release()
 		down.Close()
@@ -621,6 +627,14 @@ func (c *evConn) handoff() {
 // detach takes the connection from the loop and returns it as a net.Conn
 // of Go's poller (nil when that fails: it is closed then).
 func (c *evConn) detach() net.Conn {
+	nc := c.takeOff()
+	c.s.h1.remove(c.hc)
+	return nc
+}
+
+// takeOff is detach for a connection that stays in the socket's h1Conns
+// (whose entry the caller re-points at the connection returned).
+func (c *evConn) takeOff() net.Conn {
 	el := c.el
 	el.loop.Remove(c.fd)
 	el.loop.Stop(&c.idleT)
@@ -628,7 +642,6 @@ func (c *evConn) detach() net.Conn {
 	f := os.NewFile(uintptr(c.fd), "")
 	nc, err := net.FileConn(f)
 	f.Close()
-	c.s.h1.remove(c.hc)
 	if err != nil {
 		c.s.m.log.Debug("cannot hand a connection to the goroutine server", "err", err)
 		return nil
@@ -680,6 +693,9 @@ func (c *evConn) idleExpired() {
 
 // abort ends the connection at once, with any request in flight.
 func (c *evConn) abort() {
+	if c.closed {
+		return // (handed off: no longer the loop's)
+	}
 	if c.as != nil {
 		as := c.as
 		c.as = nil
