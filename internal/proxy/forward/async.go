@@ -12,7 +12,7 @@ import (
 
 // ErrAttemptTimeout is the error an AsyncIO gives an attempt that its
 // timeout (the route's per-try timeout) ended.
-var ErrAttemptTimeout = errors.New("per-try timeout")
+var ErrAttemptTimeout = upstream.ErrAttemptTimeout
 
 // The timers of an asynchronous request.
 const (
@@ -37,9 +37,11 @@ type AsyncIO interface {
 	// disarms it.
 	SetTimer(timer int, d time.Duration)
 	StopTimer(timer int)
-	// Finish is called once the request is answered (its response written
-	// to the exchange's ResponseWriter) or abandoned (Abort).
-	Finish()
+	// Finish is called once, when the request ends: answered (its
+	// response written to the exchange's ResponseWriter), or abandoned
+	// with nothing more written (Abort, or a panic while its body
+	// streamed), after which the connection is to be closed.
+	Finish(answered bool)
 }
 
 // Async is a request forwarded from an event loop: the same attempts as
@@ -74,7 +76,7 @@ func (f *Forwarder) ServeAsync(x *chain.Exchange, io AsyncIO, supports func(*ups
 		io.SetTimer(TimerDeadline, a.route.Timeout)
 	}
 	if !a.begin() {
-		s.release()
+		s.drop()
 		return nil, true
 	}
 	s.attempt()
@@ -166,27 +168,36 @@ func (s *Async) Timer(timer int) {
 	s.finish()
 }
 
-// Abort abandons the request without an answer: its client went away.
+// Abort abandons the request without an answer (its client went away, or
+// the connection fails): nothing more is written.
 func (s *Async) Abort() {
 	if ep := s.ep; ep != nil {
 		s.io.Cancel()
 		s.ep = nil
 		ep.EndRequest()
 	}
-	s.finish()
+	s.release()
 }
 
 // finish ends the request, answered.
 func (s *Async) finish() {
 	io := s.io
-	s.release()
-	io.Finish()
+	s.drop()
+	io.Finish(true)
 }
 
-// release ends the request without telling io.
+// release ends the request, abandoned.
 func (s *Async) release() {
+	io := s.io
+	s.drop()
+	io.Finish(false)
+}
+
+// drop ends the request without telling io. s, in the request's outbound
+// state, is not to be used after.
+func (s *Async) drop() {
 	io := s.io
 	io.StopTimer(TimerDeadline)
 	io.StopTimer(TimerBackoff)
-	s.a.end() // s, in the request's outbound state, goes with it
+	s.a.end()
 }

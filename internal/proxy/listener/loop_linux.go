@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -60,6 +61,12 @@ const rbufSize = 64 << 10
 // startLoops starts n loops, and makes sure the process has a P for each
 // and one more (see package evloop).
 func (m *Manager) startLoops(n int) error {
+	if strings.Contains(os.Getenv("GODEBUG"), "asyncpreemptoff=1") {
+		// A stop-the-world reaches a waiting loop only through the
+		// preemption signal; without it the process could stall until
+		// the loop's next event.
+		return errors.New("event loops need the runtime's asynchronous preemption, which GODEBUG=asyncpreemptoff=1 turns off")
+	}
 	if runtime.GOMAXPROCS(0) < n+1 {
 		runtime.GOMAXPROCS(n + 1)
 	}
@@ -203,6 +210,8 @@ var _ forward.AsyncIO = (*evConn)(nil)
 
 // start registers the connection with the loop.
 func (c *evConn) start() {
+	defer c.recover()
+	defer c.unshare()
 	if err := c.el.loop.Add(c.fd, c); err != nil {
 		c.s.m.log.Debug("event loop refused a connection", "err", err)
 		syscall.Close(c.fd)
@@ -213,7 +222,6 @@ func (c *evConn) start() {
 	c.hc.rr.SetContext(c.ctx)
 	c.armIdle()
 	c.serveNext()
-	c.unshare()
 }
 
 // Ready handles the socket's readiness.
@@ -390,7 +398,7 @@ func (c *evConn) serveOne(n int) bool {
 	c.served++
 	el.served++
 	if as == nil {
-		c.Finish()
+		c.Finish(true)
 		return !c.closed
 	}
 	c.as = as
@@ -490,7 +498,9 @@ func (c *evConn) serveStream(as *forward.Async, req *http.Request, up, down net.
 		for {
 			resp, err := rr.ReadResponse(br, req)
 			if err != nil {
-				panic(http.ErrAbortHandler) // it parsed on the loop: the connection failed
+				// It parsed on the loop: the connection failed.
+				as.Abort()
+				return false
 			}
 			if resp.StatusCode >= 200 {
 				as.Body(resp)
@@ -541,11 +551,17 @@ func (c *evConn) timer(k int) {
 	}
 }
 
-// Finish completes the response in w and sends it.
-func (c *evConn) Finish() {
+// Finish ends the request in flight: when answered, it completes the
+// response in w and sends it (and serves what came next); when abandoned,
+// the connection closes with nothing more written.
+func (c *evConn) Finish(answered bool) {
 	if c.streaming {
 		// On serveStream's goroutine: the response goes out on its own
 		// connection, and serveStream carries on.
+		if !answered {
+			c.streamKeep = false
+			return
+		}
 		keep := c.w.finish()
 		err := c.w.buf().Flush()
 		c.w.release()
@@ -553,10 +569,16 @@ func (c *evConn) Finish() {
 		return
 	}
 	c.as = nil
+	c.x = chain.Exchange{}
+	if !answered {
+		c.w.release()
+		c.w.req = nil
+		c.close()
+		return
+	}
 	keep := c.w.finish()
 	err := c.w.buf().Flush()
 	c.w.release()
-	c.x = chain.Exchange{}
 	if err != nil || !keep {
 		c.closeAfter = true
 	}
@@ -572,8 +594,11 @@ func (c *evConn) Finish() {
 // Write is where w's buffer goes: to the socket, and what it does not
 // take to out, sent by flush when the socket has room.
 func (c *evConn) Write(p []byte) (int, error) {
+	if c.closed {
+		return 0, net.ErrClosed // (the descriptor may be another's by now)
+	}
 	total := len(p)
-	if c.sent == len(c.out) && !c.closed {
+	if c.sent == len(c.out) {
 		for len(p) > 0 {
 			n, errno := evloop.Write(c.fd, p)
 			if errno != 0 {
@@ -591,6 +616,9 @@ func (c *evConn) Write(p []byte) (int, error) {
 
 // flush sends what is left of out; false when the connection failed.
 func (c *evConn) flush() bool {
+	if c.closed {
+		return false
+	}
 	for c.sent < len(c.out) {
 		n, errno := evloop.Write(c.fd, c.out[c.sent:])
 		if errno == syscall.EAGAIN {
@@ -696,10 +724,8 @@ func (c *evConn) abort() {
 	if c.closed {
 		return // (handed off: no longer the loop's)
 	}
-	if c.as != nil {
-		as := c.as
-		c.as = nil
-		as.Abort()
+	if as := c.as; as != nil {
+		as.Abort() // Finish(false) closes the connection
 	}
 	c.close()
 }
@@ -719,19 +745,36 @@ func (c *evConn) close() {
 
 // recover closes the connection when serving it panicked (a bug, or a
 // handler's abort), as serveOne does for the goroutine server.
+//
+// A request in flight that the panic left is abandoned (Abort); one that
+// ended in the panic (Async.Body releases itself) has cleared c.as through
+// Finish.
 func (c *evConn) recover() {
 	if p := recover(); p != nil {
 		if p != http.ErrAbortHandler {
 			c.s.m.log.Error("panic serving a request", "listener", c.info.listener, "panic", p)
 		}
+		if as := c.as; as != nil && !c.streaming {
+			func() {
+				defer func() { recover() }() // a second panic: leave it
+				as.Abort()
+			}()
+		}
 		c.as = nil
-		c.close()
+		if !c.streaming {
+			c.close()
+		}
 	}
 }
 
 // abortFromOutside is the shutdown's cancel: it ends the connection, from
 // the loop.
-func (c *evConn) abortFromOutside() { c.el.loop.Post(c.abort) }
+func (c *evConn) abortFromOutside() {
+	c.el.loop.Post(func() {
+		defer c.recover()
+		c.abort()
+	})
+}
 
 // evCloser lets shutdown close a loop's connection (from another
 // goroutine) through h1Conns.

@@ -128,6 +128,7 @@ func TestLoopServesRequestsAndHandsOffTheRest(t *testing.T) {
 // and the connection serves on afterwards.
 func TestLoopStreamsResponses(t *testing.T) {
 	big := strings.Repeat("0123456789abcdef", 1<<20/16)
+	huge := strings.Repeat("fedcba9876543210", 5<<20/16)
 	next := make(chan struct{})
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
@@ -140,6 +141,8 @@ func TestLoopStreamsResponses(t *testing.T) {
 		case "/big":
 			w.Header().Set("Content-Length", strconv.Itoa(len(big)))
 			io.WriteString(w, big)
+		case "/one-chunk":
+			io.WriteString(w, huge) // one chunk, larger than the loop holds
 		default:
 			io.WriteString(w, "after")
 		}
@@ -163,7 +166,7 @@ func TestLoopStreamsResponses(t *testing.T) {
 	if err != nil || string(rest) != "data: two\n\n" {
 		t.Fatalf("second event: %q %v", rest, err)
 	}
-	for _, tc := range []struct{ path, want string }{{"/big", big}, {"/after", "after"}} {
+	for _, tc := range []struct{ path, want string }{{"/big", big}, {"/one-chunk", huge}, {"/after", "after"}} {
 		resp, body := roundTrip(t, c, br, "GET "+tc.path+" HTTP/1.1\r\nHost: h\r\n\r\n")
 		if resp.StatusCode != 200 || body != tc.want {
 			t.Fatalf("GET %s: %d %d bytes %.30q, want 200 and %d bytes", tc.path, resp.StatusCode, len(body), body, len(tc.want))
@@ -315,6 +318,41 @@ func TestLoopClientGoneWhileUpstream(t *testing.T) {
 	c2, br := dialClient(t, addr)
 	if resp, body := roundTrip(t, c2, br, "GET / HTTP/1.1\r\nHost: h\r\n\r\n"); resp.StatusCode != 200 || body != "fine" {
 		t.Errorf("after a client went away: %d %q", resp.StatusCode, body)
+	}
+}
+
+// TestLoopClientHalfCloseAbandonsTheRequest: a client that ends its side
+// while its request is upstream is taken to be gone, as Envoy takes it:
+// the exchange upstream ends, and nothing more is written to it (not a
+// made-up answer, nor the answer to a request it sent after).
+func TestLoopClientHalfCloseAbandonsTheRequest(t *testing.T) {
+	started, gone := make(chan struct{}, 2), make(chan struct{}, 2)
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hang" {
+			started <- struct{}{}
+			<-r.Context().Done()
+			gone <- struct{}{}
+			return
+		}
+		io.WriteString(w, "too late")
+	}))
+	defer backend.Close()
+	_, addr := loopProxy(t, strings.TrimPrefix(backend.URL, "http://"), nil)
+	c, br := dialClient(t, addr)
+	io.WriteString(c, "GET /hang HTTP/1.1\r\nHost: h\r\n\r\nGET /next HTTP/1.1\r\nHost: h\r\n\r\n")
+	select {
+	case <-started:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the request did not reach the backend")
+	}
+	c.(*net.TCPConn).CloseWrite()
+	select {
+	case <-gone:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the upstream exchange outlived its client's half-close")
+	}
+	if b, err := io.ReadAll(br); len(b) > 0 || err != nil {
+		t.Errorf("the client read %q (err %v) after it went away, want nothing", b, err)
 	}
 }
 

@@ -41,9 +41,6 @@ type LoopClient struct {
 // MaxLoopResponse bounds a response the LoopClient holds in memory.
 const MaxLoopResponse = 4 << 20
 
-// ErrAttemptTimeout ends an exchange whose timeout passed.
-var ErrAttemptTimeout = errors.New("per-try timeout")
-
 // LoopWaiter takes the outcome of a LoopClient exchange: the response,
 // whose body is in memory and which is valid only during the call, or the
 // error that ended the exchange. A response whose body is a stream (chunked
@@ -61,9 +58,40 @@ type LoopWaiter interface {
 // memory; a longer one is streamed (LoopWaiter.Stream).
 const MaxLoopBody = 256 << 10
 
-// NewLoopClient returns a client for l.
+// NewLoopClient returns a client for l. CloseIdle, when the loop stops,
+// lets go of it.
 func NewLoopClient(l *evloop.Loop) *LoopClient {
-	return &LoopClient{loop: l, idle: map[*Endpoint][]*loopConn{}, br: bufio.NewReaderSize(nil, 16<<10)}
+	c := &LoopClient{loop: l, idle: map[*Endpoint][]*loopConn{}, br: bufio.NewReaderSize(nil, 16<<10)}
+	loopClients.Lock()
+	loopClients.all[c] = struct{}{}
+	loopClients.Unlock()
+	return c
+}
+
+// loopClients are the LoopClients of the process, which an endpoint that
+// leaves the configuration tells to close their idle connections to it.
+var loopClients = struct {
+	sync.Mutex
+	all map[*LoopClient]struct{}
+}{all: map[*LoopClient]struct{}{}}
+
+// closeLoopIdle has every LoopClient close its idle connections to e,
+// which no configuration uses any more.
+func closeLoopIdle(e *Endpoint) {
+	loopClients.Lock()
+	defer loopClients.Unlock()
+	for c := range loopClients.all {
+		c.loop.Post(func() { c.closeIdleTo(e) })
+	}
+}
+
+// closeIdleTo closes the idle connections to ep.
+func (c *LoopClient) closeIdleTo(ep *Endpoint) {
+	conns := c.idle[ep]
+	delete(c.idle, ep)
+	for _, lc := range conns {
+		lc.close()
+	}
 }
 
 // LoopOK reports whether a LoopClient can carry requests to cl: plain
@@ -219,6 +247,10 @@ func (lc *loopConn) Write(p []byte) (int, error) {
 
 // take returns an idle connection to ep that is still usable, or nil.
 func (c *LoopClient) take(ep *Endpoint) *loopConn {
+	if ep.retired.Load() {
+		c.closeIdleTo(ep)
+		return nil
+	}
 	conns := c.idle[ep]
 	for len(conns) > 0 {
 		lc := conns[len(conns)-1]
@@ -394,12 +426,12 @@ func (lc *loopConn) staleOr(err error) error {
 // A short read means the socket is empty, unless the peer has closed
 // (hup): its end of stream came with a readiness already told.
 func (lc *loopConn) receive() {
-	eof := false
+	eof, full := false, false
 	for {
 		if len(lc.in) == cap(lc.in) {
 			if len(lc.in) >= MaxLoopResponse {
-				lc.fail(fmt.Errorf("response larger than %d bytes", MaxLoopResponse))
-				return
+				full = true // see what it is before reading on
+				break
 			}
 			lc.in = append(lc.in, make([]byte, max(4<<10, len(lc.in)))...)[:len(lc.in)]
 		}
@@ -427,6 +459,9 @@ func (lc *loopConn) receive() {
 		return
 	case stream:
 		lc.stream()
+		return
+	case end < 0 && full:
+		lc.fail(fmt.Errorf("response larger than %d bytes", MaxLoopResponse))
 		return
 	case end < 0 && eof:
 		err := error(io.ErrUnexpectedEOF)
@@ -482,7 +517,7 @@ func (lc *loopConn) deliver(end int, keep bool) {
 	resp.Body.Close()
 	lc.body = loopBody{}
 	c.br.Reset(nil)
-	if keep && !lc.ep.retired.Load() {
+	if keep {
 		lc.idleAgain()
 		return
 	}
@@ -567,9 +602,15 @@ func (c *streamConn) Close() error {
 	return err
 }
 
-// idleAgain puts lc among the idle connections of its endpoint.
+// idleAgain puts lc among the idle connections of its endpoint, unless
+// the endpoint left the configuration or has its fill of them
+// (PoolsOptions.MaxIdleConnsPerEndpoint).
 func (lc *loopConn) idleAgain() {
 	c := lc.c
+	if lc.ep.retired.Load() || lc.ep.maxIdle > 0 && len(c.idle[lc.ep]) >= lc.ep.maxIdle {
+		lc.close()
+		return
+	}
 	lc.state = lcIdle
 	lc.in = lc.in[:0]
 	idle := lc.ep.set.idleTimeout
@@ -649,13 +690,13 @@ func (lc *loopConn) close() {
 	lc.ep.h1.gone()
 }
 
-// CloseIdle closes every idle connection (when the loop stops).
+// CloseIdle closes every idle connection, when the loop stops.
 func (c *LoopClient) CloseIdle() {
-	for ep, conns := range c.idle {
-		for _, lc := range conns {
-			lc.close()
-		}
-		delete(c.idle, ep)
+	loopClients.Lock()
+	delete(loopClients.all, c)
+	loopClients.Unlock()
+	for ep := range c.idle {
+		c.closeIdleTo(ep)
 	}
 }
 
@@ -863,7 +904,7 @@ func chunkedEnd(b []byte) (int, error) {
 			}
 			size = size*16 + v
 			if size > MaxLoopResponse {
-				return -1, fmt.Errorf("response larger than %d bytes", MaxLoopResponse)
+				return -1, nil // not to be held: streamed
 			}
 		}
 		off += i + 1

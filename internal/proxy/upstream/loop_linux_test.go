@@ -1,8 +1,15 @@
 package upstream
 
 import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
 	"net/http"
 	"testing"
+	"time"
+
+	"github.com/weftmesh/weft/internal/proxy/evloop"
 )
 
 func TestResponseEnd(t *testing.T) {
@@ -54,5 +61,82 @@ func TestResponseEnd(t *testing.T) {
 				t.Errorf("end %d beyond the %d bytes", end, len(c.resp))
 			}
 		})
+	}
+}
+
+// waiterFunc is a LoopWaiter for tests.
+type waiterFunc func(resp *http.Response, err error)
+
+func (f waiterFunc) Response(resp *http.Response, err error) { f(resp, err) }
+func (f waiterFunc) Stream(head *http.Response, conn net.Conn) {
+	conn.Close()
+	f(head, errors.New("streamed"))
+}
+
+// TestLoopClientLetsGoOfARetiredEndpoint: once no configuration uses an
+// endpoint, the idle connections a loop keeps to it close.
+func TestLoopClientLetsGoOfARetiredEndpoint(t *testing.T) {
+	closed := make(chan struct{}, 1)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		br := bufio.NewReader(c)
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		if _, err := br.ReadByte(); err == io.EOF {
+			closed <- struct{}{}
+		}
+	}()
+	pools := NewPools(PoolsOptions{})
+	defer pools.Close()
+	clusters := pools.Build([]ClusterSpec{{Name: "c", Endpoints: []EndpointSpec{{Address: ln.Addr().String()}}}})
+	ep := clusters["c"].Endpoints()[0]
+	if !LoopOK(clusters["c"]) {
+		t.Fatal("a plain HTTP/1.1 cluster of one IP endpoint is not LoopOK")
+	}
+	l, err := evloop.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	go l.Run()
+	defer l.Close()
+	client := NewLoopClient(l)
+	defer l.Post(client.CloseIdle)
+	got := make(chan string, 1)
+	var x LoopExchange
+	req, _ := http.NewRequest(http.MethodGet, "http://"+ln.Addr().String()+"/", nil)
+	l.Post(func() {
+		client.Send(ep, req, 0, waiterFunc(func(resp *http.Response, err error) {
+			if err != nil {
+				got <- err.Error()
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			got <- string(b)
+		}), &x)
+	})
+	select {
+	case b := <-got:
+		if b != "ok" {
+			t.Fatalf("response %q, want ok", b)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no response")
+	}
+	pools.Build(nil) // the endpoint leaves the configuration
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the loop kept its idle connection to a retired endpoint")
 	}
 }

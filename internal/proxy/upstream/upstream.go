@@ -28,6 +28,7 @@ package upstream
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -356,6 +357,10 @@ func (e *Endpoint) RoundTripLazy(req *http.Request) (*http.Response, error) {
 	return e.viaTransport(e.httpTransport(), req)
 }
 
+// ErrAttemptTimeout ends an exchange whose own timeout (a route's per-try
+// timeout) passed, on an event loop's client.
+var ErrAttemptTimeout = errors.New("per-try timeout")
+
 // ResponseFields returns the header fields of resp, a response of
 // RoundTripLazy, in the order they arrived, when they are not in its
 // Header; ok is false when the Header holds them. The slice is valid until
@@ -402,6 +407,9 @@ func (e *Endpoint) closeIdle(final bool) {
 	e.h1.closeIdle(final)
 	if e.h2 != nil {
 		e.h2.closeIdle(final)
+	}
+	if final {
+		closeLoopIdle(e)
 	}
 }
 
