@@ -61,8 +61,10 @@ type Loop struct {
 	epfd int
 	wake int // an eventfd that Post writes to wake the loop
 
-	// handlers is indexed by descriptor.
+	// handlers is indexed by descriptor, and gens holds each
+	// descriptor's registration generation.
 	handlers []Handler
+	gens     []int32
 	timers   timerHeap
 	base     time.Time // the loop's clock counts from here (monotonic)
 	now      int64     // nanoseconds since base, as of the last wake-up
@@ -108,7 +110,14 @@ func (l *Loop) Add(fd int, h Handler) error {
 	if fd >= len(l.handlers) {
 		l.handlers = append(l.handlers, make([]Handler, fd+1-len(l.handlers)+16)...)
 	}
-	ev := syscall.EpollEvent{Events: In | Out | RDHup | edgeTriggered, Fd: int32(fd)}
+	if fd >= len(l.gens) {
+		l.gens = append(l.gens, make([]int32, fd+1-len(l.gens)+16)...)
+	}
+	// The registration's generation travels with its events, so that an
+	// event for a descriptor closed and reused within one batch of events
+	// does not reach the new handler (see Run).
+	l.gens[fd]++
+	ev := syscall.EpollEvent{Events: In | Out | RDHup | edgeTriggered, Fd: int32(fd), Pad: l.gens[fd]}
 	if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		return fmt.Errorf("event loop: watching descriptor %d: %w", fd, err)
 	}
@@ -136,12 +145,18 @@ func (l *Loop) Post(fn func()) bool {
 	}
 	first := len(l.posted) == 0
 	l.posted = append(l.posted, fn)
-	l.mu.Unlock()
 	if first && l.asleep.Load() {
-		var one = [8]byte{1}
-		syscall.RawSyscall(syscall.SYS_WRITE, uintptr(l.wake), uintptr(unsafe.Pointer(&one[0])), 8)
+		l.wakeLocked()
 	}
+	l.mu.Unlock()
 	return true
+}
+
+// wakeLocked wakes the loop's wait; with mu held, so that Run cannot have
+// closed the eventfd.
+func (l *Loop) wakeLocked() {
+	var one = [8]byte{1}
+	syscall.RawSyscall(syscall.SYS_WRITE, uintptr(l.wake), uintptr(unsafe.Pointer(&one[0])), 8)
 }
 
 // Now is the loop's clock: the time of its latest wake-up.
@@ -152,13 +167,11 @@ func (l *Loop) Now() time.Time { return l.base.Add(time.Duration(l.now)) }
 // them (from a function posted before Close, for instance).
 func (l *Loop) Close() {
 	l.mu.Lock()
-	already := l.closed.Swap(true)
-	l.mu.Unlock()
-	if already {
+	defer l.mu.Unlock()
+	if l.closed.Swap(true) {
 		return
 	}
-	var one = [8]byte{1}
-	syscall.RawSyscall(syscall.SYS_WRITE, uintptr(l.wake), uintptr(unsafe.Pointer(&one[0])), 8)
+	l.wakeLocked()
 }
 
 // Done is closed once Run has returned.
@@ -168,7 +181,14 @@ func (l *Loop) Done() <-chan struct{} { return l.done }
 // nil after Close, or the error that stopped it.
 func (l *Loop) Run() error {
 	defer close(l.done)
-	defer syscall.Close(l.wake)
+	defer func() {
+		// Under mu: Post and Close write to the eventfd only while the
+		// loop is open, and check that under mu.
+		l.mu.Lock()
+		l.closed.Store(true)
+		syscall.Close(l.wake)
+		l.mu.Unlock()
+	}()
 	defer syscall.Close(l.epfd)
 	var events [128]syscall.EpollEvent
 	for {
@@ -210,7 +230,7 @@ func (l *Loop) Run() error {
 				syscall.RawSyscall(syscall.SYS_READ, uintptr(l.wake), uintptr(unsafe.Pointer(&b[0])), 8)
 				continue
 			}
-			if fd < len(l.handlers) {
+			if fd < len(l.handlers) && ev.Pad == l.gens[fd] {
 				if h := l.handlers[fd]; h != nil {
 					h.Ready(ev.Events)
 				}

@@ -56,7 +56,8 @@ type Async struct {
 
 // ServeAsync serves x as Serve would, driven by io. It returns the request
 // in flight, on which io calls Done and Timer, or nil when it answered x at
-// once (io.Finish has not been called then). ok is false, and nothing was
+// once. It never calls io.Finish (nor anything of io's that would call
+// back into the Async) before it returns. ok is false, and nothing was
 // done, when the request's cluster is one supports says io cannot reach:
 // the caller serves it some other way.
 //
@@ -75,24 +76,33 @@ func (f *Forwarder) ServeAsync(x *chain.Exchange, io AsyncIO, supports func(*ups
 	if a.route.Timeout > 0 {
 		io.SetTimer(TimerDeadline, a.route.Timeout)
 	}
-	if !a.begin() {
+	if !a.begin() || !s.start() {
+		// Answered at once: without io.Finish, which ServeAsync never
+		// calls before it returns.
 		s.drop()
 		return nil, true
 	}
-	s.attempt()
 	return s, true
 }
 
 // attempt starts the next attempt, or answers the request when none can
 // start.
 func (s *Async) attempt() {
+	if !s.start() {
+		s.finish()
+	}
+}
+
+// start starts the next attempt; false when none can start, and the
+// request was answered.
+func (s *Async) start() bool {
 	ep, out, ok := s.a.next(s.a.r.Context())
 	if !ok {
-		s.finish()
-		return
+		return false
 	}
 	s.ep = ep
 	s.io.Send(ep, out, s.a.pol.perTry)
+	return true
 }
 
 // Done takes the outcome of the attempt in flight: an error, or a whole

@@ -74,6 +74,13 @@ func proxyManagerWith(tb testing.TB, backend string, edit func(*routev3.Route)) 
 // proxyManagerOpts is proxyManagerWith for a Manager with options o.
 func proxyManagerOpts(tb testing.TB, backend string, edit func(*routev3.Route), o Options) (*Manager, string) {
 	tb.Helper()
+	return proxyManagerCluster(tb, upstream.ClusterSpec{Name: "c", Endpoints: []upstream.EndpointSpec{{Address: backend}}}, edit, o)
+}
+
+// proxyManagerCluster is proxyManagerOpts with the cluster (named "c") as
+// spec says.
+func proxyManagerCluster(tb testing.TB, spec upstream.ClusterSpec, edit func(*routev3.Route), o Options) (*Manager, string) {
+	tb.Helper()
 	route := &routev3.Route{
 		Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
 		// No route timeout, as Weft's control plane configures a route
@@ -91,7 +98,7 @@ func proxyManagerOpts(tb testing.TB, backend string, edit func(*routev3.Route), 
 	}
 	pools := upstream.NewPools(upstream.PoolsOptions{})
 	tb.Cleanup(pools.Close)
-	clusters := pools.Build([]upstream.ClusterSpec{{Name: "c", Endpoints: []upstream.EndpointSpec{{Address: backend}}}})
+	clusters := pools.Build([]upstream.ClusterSpec{spec})
 	var fwd chain.Handler = forward.New(forward.Options{Clusters: clusters})
 	m := New(o)
 	tb.Cleanup(func() {

@@ -32,6 +32,13 @@ import (
 // filters, a cluster the LoopClient can reach. The first request of a
 // connection that is not one of those hands the connection, bytes read so
 // far included, to the goroutine server (serveH1) for good.
+//
+// One difference from the goroutine server a client can see: a client that
+// ends its side of the connection while its request is upstream is taken
+// to be gone, as Envoy takes it (the exchange upstream ends, nothing is
+// answered); the goroutine server notices only when it writes the answer.
+// A request that arrives together with the end of its client's side is
+// still served.
 
 // loops are a Manager's event loops.
 type loops struct {
@@ -204,12 +211,17 @@ type evConn struct {
 	// streamKeep says whether it may serve another request.
 	streaming  bool
 	streamKeep bool
+	// cancelled is set by the shutdown's cancel, from another goroutine.
+	cancelled atomic.Bool
 }
 
 var _ forward.AsyncIO = (*evConn)(nil)
 
 // start registers the connection with the loop.
 func (c *evConn) start() {
+	if c.closed {
+		return // a shutdown closed it before it started
+	}
 	defer c.recover()
 	defer c.unshare()
 	if err := c.el.loop.Add(c.fd, c); err != nil {
@@ -470,10 +482,15 @@ func (c *evConn) Stream(head *http.Response, up net.Conn) {
 		return
 	}
 	c.streaming = true
-	// Shutdown waits for the stream, and ends it when its time is up.
+	// Shutdown waits for the stream, and ends it when its time is up
+	// (at once if that came while the connection was changing hands).
+	cancel := func() { up.Close(); down.Close() }
 	c.s.h1.mu.Lock()
-	c.hc.c, c.hc.cancel = down, func() { up.Close(); down.Close() }
+	c.hc.c, c.hc.cancel = down, cancel
 	c.s.h1.mu.Unlock()
+	if c.cancelled.Load() {
+		cancel()
+	}
 	go c.serveStream(as, req, up, down, pending, deadline)
 }
 
@@ -770,6 +787,7 @@ func (c *evConn) recover() {
 // abortFromOutside is the shutdown's cancel: it ends the connection, from
 // the loop.
 func (c *evConn) abortFromOutside() {
+	c.cancelled.Store(true)
 	c.el.loop.Post(func() {
 		defer c.recover()
 		c.abort()

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weftmesh/weft/internal/proxy/upstream"
 	routev3 "github.com/weftmesh/weft/internal/proxy/xdsapi/envoy/config/route/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -239,6 +240,25 @@ func TestLoopTimeoutsAndRetries(t *testing.T) {
 	resp, body = roundTrip(t, c, br, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
 	if resp.StatusCode != 503 || !strings.Contains(body, "upstream connect error") || !strings.Contains(body, "connection refused") {
 		t.Errorf("dead upstream: %d %q, want 503 upstream connect error ... connection refused", resp.StatusCode, body)
+	}
+}
+
+// TestLoopRefusedAtOnce: a request its cluster's circuit breaker refuses
+// before any attempt gets its one 503, and the connection serves on.
+func TestLoopRefusedAtOnce(t *testing.T) {
+	backend := echoBackend(t)
+	m, addr := proxyManagerCluster(t, upstream.ClusterSpec{Name: "c", Endpoints: []upstream.EndpointSpec{{Address: backend}},
+		CircuitBreakers: &upstream.CircuitBreakers{MaxConnections: upstream.DefaultMaxConnections, MaxPendingRequests: upstream.DefaultMaxPendingRequests, MaxRetries: 3}},
+		nil, Options{EventLoops: 1})
+	c, br := dialClient(t, addr)
+	for i := range 2 {
+		resp, body := roundTrip(t, c, br, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+		if resp.StatusCode != 503 || resp.Header.Get("X-Envoy-Overloaded") != "true" || !strings.Contains(body, "max_requests") {
+			t.Fatalf("request %d: %d %q, want 503 overflow (max_requests)", i, resp.StatusCode, body)
+		}
+	}
+	if served, _ := loopCounts(t, m); served != 2 {
+		t.Errorf("the loop served %d requests, want 2 (each once)", served)
 	}
 }
 

@@ -147,6 +147,7 @@ type loopConn struct {
 	x               *LoopExchange
 	waiter          LoopWaiter
 	req             *http.Request
+	began           time.Time // when the exchange was sent (its timeout counts from it)
 	timeout         time.Duration
 	deadline        evloop.Timer
 	connectDeadline bool // deadline is the connect timeout's
@@ -174,6 +175,7 @@ func (c *LoopClient) Send(ep *Endpoint, req *http.Request, timeout time.Duration
 	}
 	x.lc = lc
 	lc.x, lc.waiter, lc.req, lc.timeout = x, w, req, timeout
+	lc.began = c.loop.Now()
 	lc.in = lc.in[:0]
 	lc.out, lc.sent = lc.out[:0], 0
 	lc.bw.Reset(lc)
@@ -333,21 +335,27 @@ func connect(ep *Endpoint) (int, error) {
 	return fd, nil
 }
 
-// arm sets the deadline of the exchange starting: the connect timeout
-// while connecting, or the exchange's timeout when that is sooner.
+// arm sets the deadline of the exchange: the connect timeout while
+// connecting, or what is left of the exchange's timeout (counted from
+// Send) when that is sooner.
 func (lc *loopConn) arm() {
-	d, connecting := lc.timeout, false
+	has := lc.timeout > 0
+	var d time.Duration
+	if has {
+		d = max(lc.timeout-lc.c.loop.Now().Sub(lc.began), 0)
+	}
+	connecting := false
 	if lc.state == lcConnecting {
 		ct := lc.ep.set.connectTimeout
 		if ct <= 0 {
 			ct = DefaultConnectTimeout
 		}
-		if d <= 0 || ct < d {
-			d, connecting = ct, true
+		if !has || ct < d {
+			d, has, connecting = ct, true, true
 		}
 	}
 	lc.connectDeadline = connecting
-	if d > 0 {
+	if has {
 		lc.c.loop.Schedule(&lc.deadline, d)
 	} else {
 		lc.c.loop.Stop(&lc.deadline)
