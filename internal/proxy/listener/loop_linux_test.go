@@ -262,6 +262,31 @@ func TestLoopRefusedAtOnce(t *testing.T) {
 	}
 }
 
+// TestLoopKeepsItsUpstreamConnection: sequential requests, with pauses in
+// which the upstream connection sits idle, all go over one connection.
+func TestLoopKeepsItsUpstreamConnection(t *testing.T) {
+	var opened atomic.Int32
+	backend := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	backend.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			opened.Add(1)
+		}
+	}
+	backend.Start()
+	defer backend.Close()
+	_, addr := loopProxy(t, strings.TrimPrefix(backend.URL, "http://"), nil)
+	c, br := dialClient(t, addr)
+	for i := range 5 {
+		if resp, body := roundTrip(t, c, br, "GET / HTTP/1.1\r\nHost: h\r\n\r\n"); resp.StatusCode != 200 || body != "ok" {
+			t.Fatalf("request %d: %d %q", i, resp.StatusCode, body)
+		}
+		time.Sleep(30 * time.Millisecond)
+	}
+	if n := opened.Load(); n != 1 {
+		t.Errorf("%d upstream connections for 5 sequential requests, want 1", n)
+	}
+}
+
 // TestLoopRetriesAStaleConnection: an upstream that closes each kept-alive
 // connection after its answer (without saying so) costs the client nothing:
 // the request that finds its pooled connection closed goes again on a new

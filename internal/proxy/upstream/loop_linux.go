@@ -393,8 +393,12 @@ func (lc *loopConn) Ready(ev uint32) {
 		lc.receive()
 	case lcIdle:
 		// Data or an end of stream on an idle connection: the server
-		// closed it (or broke the protocol); it cannot be reused.
-		lc.dropIdle()
+		// closed it (or broke the protocol); it cannot be reused. (The
+		// socket becoming writable again, as the peer acknowledges what
+		// was sent, says nothing.)
+		if ev&(evloop.In|evloop.RDHup|evloop.Hup|evloop.Err) != 0 {
+			lc.dropIdle()
+		}
 	}
 }
 
