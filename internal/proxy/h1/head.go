@@ -520,3 +520,28 @@ var commonKeys = func() map[string]string {
 	}
 	return m
 }()
+
+// HeadEnd returns the length of the message head b begins with, through
+// the empty line that ends it (empty lines before the start line count as
+// part of it), or -1 while the head is not all there. Lines end in LF or
+// CRLF, as the readers take them. An event loop finds with it whether a
+// head has arrived whole before it has a reader parse it.
+func HeadEnd(b []byte) int {
+	start := true
+	for i := 0; i < len(b); {
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			return -1
+		}
+		line := b[i : i+j]
+		i += j + 1
+		empty := len(line) == 0 || len(line) == 1 && line[0] == '\r'
+		if empty && !start {
+			return i
+		}
+		if !empty {
+			start = false
+		}
+	}
+	return -1
+}

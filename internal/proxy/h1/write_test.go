@@ -228,3 +228,22 @@ func FuzzRequestWrite(f *testing.F) {
 		}
 	})
 }
+
+func TestHeadEnd(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int
+	}{
+		{"GET / HTTP/1.1\r\nHost: h\r\n\r\nbody", 27},
+		{"GET / HTTP/1.1\nHost: h\n\nbody", 24},
+		{"\r\n\r\nGET / HTTP/1.1\r\n\r\n", 22},
+		{"GET / HTTP/1.1\r\nHost: h\r\n", -1},
+		{"GET / HTTP/1.1\r\nHost: h\r\n\r", -1},
+		{"\r\n", -1},
+		{"", -1},
+	} {
+		if got := HeadEnd([]byte(c.in)); got != c.want {
+			t.Errorf("HeadEnd(%q) = %d, want %d", c.in, got, c.want)
+		}
+	}
+}

@@ -349,7 +349,7 @@ func (c *evConn) serveNext() {
 			c.handoff()
 			return
 		}
-		n := requestHeadEnd(c.in)
+		n := h1.HeadEnd(c.in)
 		if n < 0 {
 			if len(c.in) > maxHeaderBytes {
 				c.badRequest(errHeadTooLarge)
@@ -814,26 +814,3 @@ func (evCloser) RemoteAddr() net.Addr             { return nil }
 func (evCloser) SetDeadline(time.Time) error      { return nil }
 func (evCloser) SetReadDeadline(time.Time) error  { return nil }
 func (evCloser) SetWriteDeadline(time.Time) error { return nil }
-
-// requestHeadEnd returns the length of the request head in begins with,
-// through its empty line (empty lines before a request line are part of it,
-// as net/http skips them), or -1 when it is not all there.
-func requestHeadEnd(b []byte) int {
-	start := true
-	for i := 0; i < len(b); {
-		j := bytes.IndexByte(b[i:], '\n')
-		if j < 0 {
-			return -1
-		}
-		line := b[i : i+j]
-		i += j + 1
-		empty := len(line) == 0 || len(line) == 1 && line[0] == '\r'
-		if empty && !start {
-			return i
-		}
-		if !empty {
-			start = false
-		}
-	}
-	return -1
-}

@@ -755,7 +755,7 @@ func (b *loopBody) TakeHeader(h http.Header) (http.Header, bool) {
 func responseEnd(b []byte, req *http.Request, eof bool) (end int, keep, stream bool, err error) {
 	off := 0
 	for {
-		head := headEnd(b[off:])
+		head := h1.HeadEnd(b[off:])
 		if head < 0 {
 			if len(b)-off > 64<<10 {
 				return -1, false, false, errors.New("response head larger than 64 KB")
@@ -800,26 +800,6 @@ func responseEnd(b []byte, req *http.Request, eof bool) (end int, keep, stream b
 		}
 		return -1, false, true, nil
 	}
-}
-
-// headEnd returns the length of the head b begins with, through the empty
-// line that ends it, or -1 when it is not all there.
-func headEnd(b []byte) int {
-	for i := 0; i < len(b); {
-		j := bytes.IndexByte(b[i:], '\n')
-		if j < 0 {
-			return -1
-		}
-		line := b[i : i+j]
-		i += j + 1
-		if len(line) == 0 || len(line) == 1 && line[0] == '\r' {
-			if i == j+1 {
-				continue // a leading empty line: not the end of a head
-			}
-			return i
-		}
-	}
-	return -1
 }
 
 // statusCode reads the status code of a head's status line, or -1.
