@@ -384,6 +384,10 @@ type Stats struct {
 	// Blocked counts connections refused by BlackHoleCluster (outbound
 	// traffic policy REGISTRY_ONLY).
 	Blocked uint64
+	// EventLoopRequests counts the HTTP/1.1 requests the event loops
+	// served (Options.EventLoops), and EventLoopHandoffs the connections
+	// they handed to the goroutine server.
+	EventLoopRequests, EventLoopHandoffs uint64
 }
 
 // Stats returns a copy of the counters.
@@ -397,5 +401,6 @@ func (m *Manager) Stats() Stats {
 		}
 		return true
 	})
+	m.loopStats(&out)
 	return out
 }

@@ -53,8 +53,8 @@ type evLoop struct {
 	br     *bufio.Reader
 	src    bytes.Reader
 	// served and handedOff count the requests the loop served and the
-	// connections it gave the goroutine server (read on the loop).
-	served, handedOff int
+	// connections it gave the goroutine server (Manager.Stats).
+	served, handedOff atomic.Uint64
 	// rbuf is where a connection with nothing pending reads into: a
 	// request that arrives whole is served from it, and only what is left
 	// over is copied to the connection's own buffer, so that an idle
@@ -96,6 +96,17 @@ func (m *Manager) startLoops(n int) error {
 	}
 	m.loops = ls
 	return nil
+}
+
+// loopStats adds the loops' counters to st.
+func (m *Manager) loopStats(st *Stats) {
+	if m.loops == nil {
+		return
+	}
+	for _, el := range m.loops.ls {
+		st.EventLoopRequests += el.served.Load()
+		st.EventLoopHandoffs += el.handedOff.Load()
+	}
 }
 
 // stopLoops closes the loops once the sockets have stopped.
@@ -408,7 +419,7 @@ func (c *evConn) serveOne(n int) bool {
 	}
 	c.in = c.in[:copy(c.in, c.in[n:])] // what came after the head: the next requests
 	c.served++
-	el.served++
+	el.served.Add(1)
 	if as == nil {
 		c.Finish(true)
 		return !c.closed
@@ -482,6 +493,7 @@ func (c *evConn) Stream(head *http.Response, up net.Conn) {
 		return
 	}
 	c.streaming = true
+	c.el.handedOff.Add(1)
 	// Shutdown waits for the stream, and ends it when its time is up
 	// (at once if that came while the connection was changing hands).
 	cancel := func() { up.Close(); down.Close() }
@@ -664,7 +676,7 @@ func (c *evConn) handoff() {
 	if nc == nil {
 		return
 	}
-	c.el.handedOff++
+	c.el.handedOff.Add(1)
 	info := c.info
 	go c.s.serveH1(rawIO(&replayConn{Conn: nc, pending: pending}), &info)
 }

@@ -16,4 +16,6 @@ func (m *Manager) startLoops(int) error {
 
 func (m *Manager) stopLoops() {}
 
+func (m *Manager) loopStats(*Stats) {}
+
 func (s *socket) adopt(net.Conn, []byte, *connInfo) bool { return false }
