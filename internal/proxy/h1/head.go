@@ -527,21 +527,34 @@ var commonKeys = func() map[string]string {
 // CRLF, as the readers take them. An event loop finds with it whether a
 // head has arrived whole before it has a reader parse it.
 func HeadEnd(b []byte) int {
-	start := true
-	for i := 0; i < len(b); {
+	end, _ := HeadEndFrom(b, 0)
+	return end
+}
+
+// HeadEndFrom is HeadEnd for a head whose first from bytes were scanned
+// already, from being the next of that earlier scan (0 the first time):
+// when the head is not all there, next says where a scan of more of it is
+// to resume, so that a head arriving a little at a time is scanned once.
+func HeadEndFrom(b []byte, from int) (end, next int) {
+	start := from == 0 // no line but empty ones yet
+	i := from
+	for i < len(b) {
 		j := bytes.IndexByte(b[i:], '\n')
 		if j < 0 {
-			return -1
+			break
 		}
 		line := b[i : i+j]
-		i += j + 1
 		empty := len(line) == 0 || len(line) == 1 && line[0] == '\r'
 		if empty && !start {
-			return i
+			return i + j + 1, 0
 		}
 		if !empty {
 			start = false
 		}
+		i += j + 1
 	}
-	return -1
+	if start {
+		return -1, 0 // (only empty lines: short, scanned again)
+	}
+	return -1, i
 }

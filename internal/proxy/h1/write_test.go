@@ -247,3 +247,26 @@ func TestHeadEnd(t *testing.T) {
 		}
 	}
 }
+
+// TestHeadEndFrom: a head scanned as it arrives, a byte at a time, ends
+// where HeadEnd says it does.
+func TestHeadEndFrom(t *testing.T) {
+	for _, head := range []string{"GET / HTTP/1.1\r\nHost: h\r\nA: b\r\n\r\n", "\r\nGET / HTTP/1.0\n\n"} {
+		msg := head + "next"
+		next := 0
+		for n := 1; n <= len(msg); n++ {
+			var end int
+			end, next = HeadEndFrom([]byte(msg[:n]), next)
+			want := -1
+			if n >= len(head) {
+				want = len(head)
+			}
+			if end != want {
+				t.Fatalf("%q after %d bytes: end %d, want %d", head, n, end, want)
+			}
+			if end >= 0 {
+				break
+			}
+		}
+	}
+}

@@ -74,9 +74,10 @@ func (m *Manager) startLoops(n int) error {
 		// the loop's next event.
 		return errors.New("event loops need the runtime's asynchronous preemption, which GODEBUG=asyncpreemptoff=1 turns off")
 	}
-	if runtime.GOMAXPROCS(0) < n+1 {
-		runtime.GOMAXPROCS(n + 1)
-	}
+	// Set explicitly even when it is high enough: that also stops the
+	// runtime from lowering it later (to a changed CPU affinity or cgroup
+	// limit), which would leave the rest of the proxy no P.
+	runtime.GOMAXPROCS(max(runtime.GOMAXPROCS(0), n+1))
 	ls := &loops{}
 	for range n {
 		l, err := evloop.New()
@@ -162,6 +163,7 @@ func (s *socket) adopt(c net.Conn, pending []byte, info *connInfo) bool {
 		ec.timers[i].F = func() { ec.timer(k) }
 	}
 	ec.idleT.F = ec.idleExpired
+	ec.moreT.F = ec.more
 	if !s.h1.add(ec.hc) {
 		syscall.Close(fd)
 		return true
@@ -201,6 +203,7 @@ type evConn struct {
 	// served counts the requests served, eof says the client half-closed,
 	// closeAfter that the connection ends once out is sent.
 	served     int
+	scanned    int  // how far in a scan for the end of a head got (h1.HeadEndFrom)
 	paused     bool // read stopped with in full (see read)
 	eof        bool
 	closeAfter bool
@@ -212,6 +215,7 @@ type evConn struct {
 	xch    upstream.LoopExchange
 	timers [2]evloop.Timer
 	idleT  evloop.Timer
+	moreT  evloop.Timer // serves on after a turn's maxPerTurn requests
 	// idleAt is when the connection last became idle.
 	idleAt time.Time
 	// deadlineAt is when the route's timeout of the request in flight
@@ -330,9 +334,15 @@ func (c *evConn) read(hup bool) bool {
 // serveNext serves the requests that arrived whole, one at a time, while
 // none is upstream and the answers so far are sent.
 func (c *evConn) serveNext() {
-	for !c.closed && c.as == nil && c.sent == len(c.out) {
+	for served := 0; !c.closed && c.as == nil && c.sent == len(c.out); served++ {
 		if c.closeAfter {
 			c.close()
+			return
+		}
+		if served == maxPerTurn && len(c.in) > 0 {
+			// A client that sends many requests at once has its turn,
+			// then the loop's other connections theirs.
+			c.el.loop.Schedule(&c.moreT, 0)
 			return
 		}
 		if c.paused && len(c.in) < maxHeaderBytes {
@@ -342,6 +352,9 @@ func (c *evConn) serveNext() {
 			}
 		}
 		if len(c.in) == 0 {
+			if !c.shared {
+				c.in = nil // an idle connection keeps no buffer
+			}
 			if c.eof {
 				c.close()
 				return
@@ -360,7 +373,8 @@ func (c *evConn) serveNext() {
 			c.handoff()
 			return
 		}
-		n := h1.HeadEnd(c.in)
+		n, next := h1.HeadEndFrom(c.in, c.scanned)
+		c.scanned = next
 		if n < 0 {
 			if len(c.in) > maxHeaderBytes {
 				c.badRequest(errHeadTooLarge)
@@ -379,6 +393,16 @@ func (c *evConn) serveNext() {
 			return
 		}
 	}
+}
+
+// maxPerTurn is how many requests a connection has served in one turn of
+// the loop before the loop's other connections have theirs.
+const maxPerTurn = 16
+
+// more serves on after a turn (moreT).
+func (c *evConn) more() {
+	defer c.recover()
+	c.serveNext()
 }
 
 // serveOne serves the request whose head is in[:n]: on the loop when it is
@@ -417,7 +441,8 @@ func (c *evConn) serveOne(n int) bool {
 		c.handoff()
 		return false
 	}
-	c.in = c.in[:copy(c.in, c.in[n:])] // what came after the head: the next requests
+	c.in = c.in[n:] // what came after the head: the next requests
+	c.scanned = 0
 	c.served++
 	el.served.Add(1)
 	if as == nil {
@@ -695,6 +720,7 @@ func (c *evConn) takeOff() net.Conn {
 	el := c.el
 	el.loop.Remove(c.fd)
 	el.loop.Stop(&c.idleT)
+	el.loop.Stop(&c.moreT)
 	c.closed = true
 	f := os.NewFile(uintptr(c.fd), "")
 	nc, err := net.FileConn(f)
@@ -715,6 +741,7 @@ func (c *evConn) badRequest(err error) {
 		return
 	}
 	go func() {
+		nc.SetWriteDeadline(time.Now().Add(5 * time.Second)) // a client that does not read
 		bw := h1WriterPool.Get().(*bufio.Writer)
 		bw.Reset(nc)
 		badRequest(nc, bw, err)
@@ -767,6 +794,7 @@ func (c *evConn) close() {
 	c.closed = true
 	el := c.el
 	el.loop.Stop(&c.idleT)
+	el.loop.Stop(&c.moreT)
 	el.loop.Remove(c.fd)
 	syscall.Close(c.fd)
 	c.s.h1.remove(c.hc)

@@ -116,6 +116,57 @@ func TestLoopServesRequestsAndHandsOffTheRest(t *testing.T) {
 	}
 }
 
+// TestLoopManyPipelinedRequests: requests sent many at once, and a head
+// that arrives a byte at a time, are all answered, in order (the loop
+// serves a connection a turn at a time).
+func TestLoopManyPipelinedRequests(t *testing.T) {
+	_, addr := loopProxy(t, echoBackend(t), func(r *routev3.Route) {
+		r.Match.PathSpecifier = &routev3.RouteMatch_Prefix{Prefix: "/up"}
+	})
+	c, br := dialClient(t, addr)
+	const n = 500
+	var all strings.Builder
+	for i := range n {
+		path := "/nope" // answered by the loop at once: no route
+		if i%50 == 0 {
+			path = "/up" // and now and then one that goes upstream
+		}
+		fmt.Fprintf(&all, "GET %s?i=%d HTTP/1.1\r\nHost: h\r\n\r\n", path, i)
+	}
+	go io.WriteString(c, all.String())
+	for i := range n {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("response %d: %v", i, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		want := 404
+		if i%50 == 0 {
+			want = 200
+			if !strings.Contains(string(b), fmt.Sprintf("i=%d ", i)) {
+				t.Fatalf("response %d is another request's: %q", i, b)
+			}
+		}
+		if resp.StatusCode != want {
+			t.Fatalf("response %d: %d %q, want %d", i, resp.StatusCode, b, want)
+		}
+	}
+	req := "GET /up/slow HTTP/1.1\r\nHost: h\r\nX-Val: v\r\n\r\n"
+	go func() {
+		for i := range len(req) {
+			c.Write([]byte{req[i]})
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := io.ReadAll(resp.Body); resp.StatusCode != 200 || string(b) != "GET /up/slow v " {
+		t.Errorf("a head sent a byte at a time: %d %q", resp.StatusCode, b)
+	}
+}
+
 // TestLoopStreamsResponses: a response whose body is a stream (chunked and
 // still coming, or longer than the loop holds) is passed on as it comes,
 // and the connection serves on afterwards.

@@ -36,6 +36,7 @@ type LoopClient struct {
 	idle map[*Endpoint][]*loopConn
 	br   *bufio.Reader // parses one complete response at a time
 	src  bytes.Reader
+	bw   *bufio.Writer // writes one request at a time (into its conn's out)
 }
 
 // MaxLoopResponse bounds a response the LoopClient holds in memory.
@@ -61,7 +62,7 @@ const MaxLoopBody = 256 << 10
 // NewLoopClient returns a client for l. CloseIdle, when the loop stops,
 // lets go of it.
 func NewLoopClient(l *evloop.Loop) *LoopClient {
-	c := &LoopClient{loop: l, idle: map[*Endpoint][]*loopConn{}, br: bufio.NewReaderSize(nil, 16<<10)}
+	c := &LoopClient{loop: l, idle: map[*Endpoint][]*loopConn{}, br: bufio.NewReaderSize(nil, 16<<10), bw: bufio.NewWriterSize(nil, 4<<10)}
 	loopClients.Lock()
 	loopClients.all[c] = struct{}{}
 	loopClients.Unlock()
@@ -157,7 +158,6 @@ type loopConn struct {
 	expires         time.Time // max_connection_duration; zero: none
 	rw              h1.RequestWriter
 	rr              h1.ResponseReader
-	bw              *bufio.Writer
 	body            loopBody
 }
 
@@ -178,11 +178,12 @@ func (c *LoopClient) Send(ep *Endpoint, req *http.Request, timeout time.Duration
 	lc.began = c.loop.Now()
 	lc.in = lc.in[:0]
 	lc.out, lc.sent = lc.out[:0], 0
-	lc.bw.Reset(lc)
-	err := lc.rw.Write(lc.bw, req)
+	c.bw.Reset(lc)
+	err := lc.rw.Write(c.bw, req)
 	if err == nil {
-		err = lc.bw.Flush()
+		err = c.bw.Flush()
 	}
+	c.bw.Reset(nil)
 	if err != nil {
 		lc.waiter, lc.req, x.lc = nil, nil, nil
 		if lc.state == lcIdle {
@@ -281,7 +282,7 @@ func (c *LoopClient) dial(ep *Endpoint) (*loopConn, error) {
 		ep.h1.gone()
 		return nil, &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(ep.ip), Err: err}
 	}
-	lc := &loopConn{c: c, ep: ep, fd: fd, state: lcConnecting, bw: bufio.NewWriterSize(nil, 4<<10)}
+	lc := &loopConn{c: c, ep: ep, fd: fd, state: lcConnecting}
 	lc.deadline.F = lc.expired
 	if ep.set.maxAge > 0 {
 		lc.expires = c.loop.Now().Add(ep.set.maxAge)
@@ -306,14 +307,7 @@ func connect(ep *Endpoint) (int, error) {
 		return -1, err
 	}
 	syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
-	idle, interval, probes := 30*time.Second, 15*time.Second, 9
-	if ep.set.keepaliveSet {
-		k := ep.set.keepalive
-		idle, interval = k.Idle, k.Interval
-		if k.Probes > 0 {
-			probes = int(k.Probes)
-		}
-	}
+	idle, interval, probes := keepalive(ep)
 	syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_KEEPALIVE, 1)
 	if idle > 0 {
 		syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE, int(idle/time.Second))
@@ -333,6 +327,21 @@ func connect(ep *Endpoint) (int, error) {
 		return -1, err
 	}
 	return fd, nil
+}
+
+// keepalive returns the TCP keepalive settings of ep's connections: its
+// cluster's, else weft-proxy's default (probes after 30 s idle, then every
+// 15 s, 9 of them). A zero idle or interval leaves the system's.
+func keepalive(ep *Endpoint) (idle, interval time.Duration, probes int) {
+	idle, interval, probes = 30*time.Second, 15*time.Second, 9
+	if ep.set.keepaliveSet {
+		k := ep.set.keepalive
+		idle, interval = k.Idle, k.Interval
+		if k.Probes > 0 {
+			probes = int(k.Probes)
+		}
+	}
+	return idle, interval, probes
 }
 
 // arm sets the deadline of the exchange: the connect timeout while
@@ -587,6 +596,18 @@ func (lc *loopConn) detach() (net.Conn, error) {
 		lc.ep.h1.gone()
 		return nil, fmt.Errorf("taking a streamed response off the event loop: %w", err)
 	}
+	// Go's poller, taking the socket, gives it its default keepalive: the
+	// cluster's (or the loop's default, see connect) again.
+	if tc, ok := nc.(*net.TCPConn); ok {
+		idle, interval, probes := keepalive(lc.ep)
+		orSystem := func(d time.Duration) time.Duration {
+			if d == 0 {
+				return -1 // (zero is Go's 15 s)
+			}
+			return d
+		}
+		tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: orSystem(idle), Interval: orSystem(interval), Count: probes})
+	}
 	return &streamConn{Conn: nc, pending: pending, gone: lc.ep.h1.gone}, nil
 }
 
@@ -625,6 +646,12 @@ func (lc *loopConn) idleAgain() {
 	}
 	lc.state = lcIdle
 	lc.in = lc.in[:0]
+	if cap(lc.in) > 4<<10 {
+		lc.in = nil // a large answer's buffer is not kept while idle
+	}
+	if cap(lc.out) > 4<<10 {
+		lc.out = nil
+	}
 	idle := lc.ep.set.idleTimeout
 	if idle == 0 {
 		idle = DefaultIdleTimeout
