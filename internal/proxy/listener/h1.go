@@ -85,6 +85,9 @@ type h1Conns struct {
 	// stopping mirrors closing for the request path, which reads it without
 	// the lock.
 	stopping atomic.Bool
+	// killed is set once the shutdown's deadline closed every connection
+	// left (see replace).
+	killed bool
 	wg       sync.WaitGroup
 }
 
@@ -111,6 +114,33 @@ func (cs *h1Conns) add(hc *h1Conn) bool {
 	cs.conns[hc] = struct{}{}
 	cs.wg.Add(1)
 	return true
+}
+
+// replace puts hc in place of old, a connection still counted, whatever
+// the state of the shutdown; if the shutdown has already closed what was
+// left, hc is closed at once too.
+func (cs *h1Conns) replace(old, hc *h1Conn) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	delete(cs.conns, old)
+	cs.conns[hc] = struct{}{}
+	if cs.killed {
+		hc.cancel()
+		hc.c.Close()
+	}
+}
+
+// repoint makes hc's entry close c and call cancel from now on (an event
+// loop's connection that changed hands); as replace, at once if the
+// shutdown has closed what was left.
+func (cs *h1Conns) repoint(hc *h1Conn, c net.Conn, cancel func()) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	hc.c, hc.cancel = c, cancel
+	if cs.killed {
+		cancel()
+		c.Close()
+	}
 }
 
 func (cs *h1Conns) remove(hc *h1Conn) {
@@ -146,6 +176,7 @@ func (cs *h1Conns) shutdown(ctx context.Context) error {
 	n, err := drainOrClose(ctx, &cs.wg, func() int {
 		cs.mu.Lock()
 		defer cs.mu.Unlock()
+		cs.killed = true
 		for hc := range cs.conns {
 			hc.cancel()
 			hc.c.Close()
@@ -216,12 +247,32 @@ func (c *connContext) end() {
 // serveH1 serves HTTP/1.x requests on c until the client closes it, a
 // response cannot be kept alive, the idle timeout passes or the socket
 // stops.
-func (s *socket) serveH1(c net.Conn, info *connInfo) {
+func (s *socket) serveH1(c net.Conn, info *connInfo) { s.serveH1From(c, info, nil) }
+
+// handover is a connection's entry among the socket's connections, which an
+// event loop hands over with the connection; busy says the connection
+// comes with a request the loop accepted.
+type handover struct {
+	prev *h1Conn
+	busy bool
+}
+
+// serveH1From is serveH1 for a connection an event loop hands over (ho not
+// nil), often with a request it has read: the connection takes over ho's
+// entry in the socket's connections, so that a shutdown begun meanwhile
+// lets that request finish, as any busy connection's. (ho is cleared once
+// taken: the goroutine's start holds it for as long as the connection
+// lasts.)
+func (s *socket) serveH1From(c net.Conn, info *connInfo, ho *handover) {
 	ctx := newConnContext(context.WithValue(context.Background(), connInfoKey{}, info))
 	cancel := ctx.end
 	hc := &h1Conn{c: c, cancel: cancel}
-	hc.idle.Store(true)
-	if !s.h1.add(hc) {
+	handed := ho != nil && ho.busy
+	hc.idle.Store(!handed)
+	if ho != nil {
+		s.h1.replace(ho.prev, hc)
+		ho.prev = nil
+	} else if !s.h1.add(hc) {
 		cancel()
 		c.Close()
 		return
@@ -272,7 +323,9 @@ func (s *socket) serveH1(c net.Conn, info *connInfo) {
 			go s.serveH2(&replayConn{Conn: c, pending: append([]byte(nil), buf...)}, c, *info)
 			return
 		}
-		if !s.h1.setIdle(hc, false) {
+		if !s.h1.setIdle(hc, false) && !(first && handed) {
+			// (A request a loop handed over was accepted before the
+			// shutdown: it is served, and the connection closes after.)
 			return
 		}
 		lc.remain = maxHeaderBytes + int64(br.Buffered())

@@ -522,9 +522,7 @@ func (c *evConn) Stream(head *http.Response, up net.Conn) {
 	// Shutdown waits for the stream, and ends it when its time is up
 	// (at once if that came while the connection was changing hands).
 	cancel := func() { up.Close(); down.Close() }
-	c.s.h1.mu.Lock()
-	c.hc.c, c.hc.cancel = down, cancel
-	c.s.h1.mu.Unlock()
+	c.s.h1.repoint(c.hc, down, cancel)
 	if c.cancelled.Load() {
 		cancel()
 	}
@@ -562,14 +560,16 @@ func (c *evConn) serveStream(as *forward.Async, req *http.Request, up, down net.
 			}
 		}
 	}()
-	c.s.h1.remove(c.hc)
 	if !ok {
+		c.s.h1.remove(c.hc)
 		c.w.release()
 		down.Close()
 		return
 	}
+	// The connection carries on with the goroutine server, on a goroutine
+	// of its own: this one's start holds c, which is no longer needed.
 	info := c.info
-	c.s.serveH1(rawIO(&replayConn{Conn: down, pending: pending}), &info)
+	go c.s.serveH1From(rawIO(&replayConn{Conn: down, pending: pending}), &info, &handover{prev: c.hc, busy: len(pending) > 0})
 }
 
 func (c *evConn) Cancel() {
@@ -697,25 +697,20 @@ func (c *evConn) handoff() {
 		c.shared = false
 	}
 	c.in = nil
-	nc := c.detach()
+	nc := c.takeOff()
 	if nc == nil {
+		c.s.h1.remove(c.hc)
 		return
 	}
 	c.el.handedOff.Add(1)
 	info := c.info
-	go c.s.serveH1(rawIO(&replayConn{Conn: nc, pending: pending}), &info)
+	go c.s.serveH1From(rawIO(&replayConn{Conn: nc, pending: pending}), &info, &handover{prev: c.hc, busy: true})
 }
 
-// detach takes the connection from the loop and returns it as a net.Conn
-// of Go's poller (nil when that fails: it is closed then).
-func (c *evConn) detach() net.Conn {
-	nc := c.takeOff()
-	c.s.h1.remove(c.hc)
-	return nc
-}
-
-// takeOff is detach for a connection that stays in the socket's h1Conns
-// (whose entry the caller re-points at the connection returned).
+// takeOff takes the connection from the loop and returns it as a net.Conn
+// of Go's poller (nil when that fails: it is closed then). Its entry stays
+// among the socket's connections: the caller re-points it at the
+// connection returned (h1Conns.repoint, replace) or removes it.
 func (c *evConn) takeOff() net.Conn {
 	el := c.el
 	el.loop.Remove(c.fd)
@@ -736,11 +731,16 @@ func (c *evConn) takeOff() net.Conn {
 // connection as the goroutine server does (badRequest there), on a
 // goroutine: it lingers for the client to read the answer.
 func (c *evConn) badRequest(err error) {
-	nc := c.detach()
+	nc := c.takeOff()
+	hc := c.hc
 	if nc == nil {
+		c.s.h1.remove(hc)
 		return
 	}
+	// It stays among the socket's connections while it lingers.
+	c.s.h1.repoint(hc, nc, func() { nc.Close() })
 	go func() {
+		defer c.s.h1.remove(hc)
 		nc.SetWriteDeadline(time.Now().Add(5 * time.Second)) // a client that does not read
 		bw := h1WriterPool.Get().(*bufio.Writer)
 		bw.Reset(nc)
