@@ -88,7 +88,7 @@ type h1Conns struct {
 	// killed is set once the shutdown's deadline closed every connection
 	// left (see replace).
 	killed bool
-	wg       sync.WaitGroup
+	wg     sync.WaitGroup
 }
 
 type h1Conn struct {
