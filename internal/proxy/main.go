@@ -221,7 +221,8 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 	fs.Var(pm, "port-map", "gateway port rebinding `FROM=TO` (repeatable), e.g. 80=8080")
 	fs.DurationVar(&c.opts.DrainTimeout, "drain-timeout", 5*time.Second, "how long shutdown waits for in-flight requests")
 	fs.Int64Var(&c.opts.H2WhenBusy, "h2-when-busy", 0, "experimental: requests to an endpoint another mesh proxy serves go over HTTP/1.1 while at most `n` are in flight to it, over HTTP/2 beyond, whatever the cluster's protocol (0: the cluster's protocol)")
-	loopsDefault, _ := strconv.Atoi(os.Getenv("WEFT_EVENT_LOOPS"))
+	loopsEnv := os.Getenv("WEFT_EVENT_LOOPS")
+	loopsDefault, loopsEnvErr := strconv.Atoi(loopsEnv)
 	fs.IntVar(&c.opts.EventLoops, "event-loops", loopsDefault, "experimental: serve plain HTTP/1.x connections on `n` event loops instead of a goroutine each (Linux; GOMAXPROCS becomes at least n+1; default $WEFT_EVENT_LOOPS, else 0: off)")
 	fs.BoolVar(&c.opts.Pprof, "pprof", false, "serve Go profiles (CPU, heap, goroutines, ...) under /debug/pprof/ on the admin API")
 	fs.StringVar(&logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
@@ -257,6 +258,9 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 	}
 	if c.opts.H2WhenBusy < 0 {
 		return bad("--h2-when-busy %d: want a count of requests in flight, or 0 (off)", c.opts.H2WhenBusy)
+	}
+	if loopsEnv != "" && loopsEnvErr != nil {
+		return bad("WEFT_EVENT_LOOPS=%q: want a count of event loops, or 0 (off)", loopsEnv)
 	}
 	if c.opts.EventLoops < 0 {
 		return bad("--event-loops %d: want a count of loops, or 0 (off)", c.opts.EventLoops)

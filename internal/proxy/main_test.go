@@ -98,6 +98,24 @@ func TestParseArgsRuntimeSettings(t *testing.T) {
 	}
 }
 
+// TestEventLoopsFromEnvironment: WEFT_EVENT_LOOPS is --event-loops's
+// default, and a value that is no count is refused with what to set.
+func TestEventLoopsFromEnvironment(t *testing.T) {
+	t.Setenv("WEFT_EVENT_LOOPS", "2")
+	c, err := parseArgs(nil, io.Discard)
+	if err != nil {
+		t.Fatalf("WEFT_EVENT_LOOPS=2: %v", err)
+	}
+	if c.opts.EventLoops != 2 || c.autoProcs {
+		t.Errorf("WEFT_EVENT_LOOPS=2: %d loops, auto concurrency %v; want 2 loops, no auto concurrency", c.opts.EventLoops, c.autoProcs)
+	}
+	t.Setenv("WEFT_EVENT_LOOPS", "two")
+	var out strings.Builder
+	if _, err := parseArgs(nil, &out); err == nil || !strings.Contains(out.String(), `WEFT_EVENT_LOOPS="two": want a count of event loops`) {
+		t.Errorf("WEFT_EVENT_LOOPS=two: err %v, output %q", err, out.String())
+	}
+}
+
 func TestParseArgsErrors(t *testing.T) {
 	tests := []struct {
 		args []string
@@ -116,6 +134,7 @@ func TestParseArgsErrors(t *testing.T) {
 		{[]string{"--memory-limit", "lots"}, `--memory-limit "lots"`},
 		{[]string{"--memory-limit", "-5MiB"}, `--memory-limit "-5MiB"`},
 		{[]string{"--h2-when-busy", "-1"}, `--h2-when-busy -1: want a count of requests in flight, or 0 (off)`},
+		{[]string{"--event-loops", "-1"}, `--event-loops -1: want a count of loops, or 0 (off)`},
 	}
 	for _, tc := range tests {
 		var out strings.Builder

@@ -496,7 +496,7 @@ type attemptErr struct {
 	reason  string
 }
 
-// outbound is the per-request state of forward that must live on the heap
+// outbound is the state of a forwarded request that must live on the heap
 // (the upstream request points into it), gathered into one allocation.
 type outbound struct {
 	// req and url are the first attempt's request and its URL.
@@ -529,7 +529,7 @@ func (o *outbound) getBody() (io.ReadCloser, error) {
 // (rewritten) host, path and header forward made, and ctx.
 //
 // It is not inlined, on purpose: the request and the copy WithContext
-// makes are about a kilobyte of stack, which in forward's frame would stay
+// makes are about a kilobyte of stack, which in Serve's frame would stay
 // below the round trip, and with it below a dial, whose call chain is
 // deep: the two together took the request's goroutine past 8 KB, and its
 // stack was copied to 16 KB for the first request of every upstream

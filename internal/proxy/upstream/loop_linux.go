@@ -19,12 +19,13 @@ import (
 
 // LoopClient is an HTTP/1.1 client that runs on an event loop
 // (package evloop): a request is written, and its response read, by the
-// loop as its sockets become ready, and handed to a LoopWaiter whole. It
+// loop as its sockets become ready, and handed to a LoopWaiter whole (or,
+// for a body that is a stream, with the connection: LoopWaiter.Stream). It
 // keeps its own idle connections per endpoint, counted against the
 // cluster's max_connections as the lean pool's are.
 //
 // What it carries (LoopOK): plain HTTP/1.1 over TCP to IP addresses;
-// requests without a body; responses up to MaxLoopResponse, of any framing.
+// requests without a body.
 // A request that finds the cluster's max_connections open fails at once
 // (overflow) rather than waiting as a pending request, so clusters with a
 // max_connections or max_pending_requests below Envoy's defaults are not
@@ -39,7 +40,9 @@ type LoopClient struct {
 	bw   *bufio.Writer // writes one request at a time (into its conn's out)
 }
 
-// MaxLoopResponse bounds a response the LoopClient holds in memory.
+// MaxLoopResponse bounds what a LoopClient reads of a response before it
+// knows the response's framing (a head is at most 64 KB, and a body longer
+// than MaxLoopBody streams); past it the exchange fails.
 const MaxLoopResponse = 4 << 20
 
 // LoopWaiter takes the outcome of a LoopClient exchange: the response,
@@ -215,7 +218,6 @@ func (c *LoopClient) failLater(x *LoopExchange, w LoopWaiter, err error) {
 // LoopExchange is the handle of a LoopClient exchange, which its waiter
 // keeps (for Cancel) and reuses for its next one.
 type LoopExchange struct {
-	c  *LoopClient
 	lc *loopConn // the connection carrying it, nil when none
 	// fail delivers a failure Send found.
 	fail   evloop.Timer
