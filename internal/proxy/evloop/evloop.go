@@ -11,14 +11,16 @@
 // performance-log.md, rounds 15 and 17). A loop serves every connection
 // it owns from one call stack: a ready socket costs a method call.
 //
-// The loop waits in epoll_pwait as a raw system call, so that its thread
-// keeps its P while it waits and no other thread is woken to take the P
-// over. Such a goroutine is no safe point, so the loop yields to the
+// A busy loop waits in epoll_pwait as a raw system call, so that its
+// thread keeps its P while it waits and no other thread is woken to take
+// the P over. Such a goroutine is no safe point, so the loop yields to the
 // scheduler whenever the wait is interrupted by a signal: the runtime's
 // preemption requests (sysmon every 10 ms, and every stop-the-world) are
 // such signals. It follows that a process running loops needs one P for
 // each loop and one more for the rest of its goroutines, and must not run
-// with GODEBUG=asyncpreemptoff=1.
+// with GODEBUG=asyncpreemptoff=1. A loop that has waited 10 ms or more
+// waits next as an ordinary system call, which the runtime leaves alone:
+// an idle proxy wakes for nothing.
 //
 // Everything a Loop owns (its handlers and timers) is touched only on the
 // loop's goroutine, without locks; Post is the way in from other
@@ -76,7 +78,9 @@ type Loop struct {
 	// Post must wake it.
 	asleep atomic.Bool
 	closed atomic.Bool
-	done   chan struct{}
+	// wakeups counts the waits that ended (tests read it on the loop).
+	wakeups int
+	done    chan struct{}
 }
 
 // New returns a loop that is not running yet.
@@ -191,6 +195,7 @@ func (l *Loop) Run() error {
 	}()
 	defer syscall.Close(l.epfd)
 	var events [128]syscall.EpollEvent
+	hot := false
 	for {
 		l.now = int64(time.Since(l.base))
 		l.runTimers()
@@ -211,8 +216,12 @@ func (l *Loop) Run() error {
 			timeout = 0
 		}
 		l.mu.Unlock()
-		r, _, errno := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(l.epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), uintptr(timeout), 0, 0)
+		before := l.now
+		r, errno := l.wait(events[:], timeout, hot)
 		l.asleep.Store(false)
+		l.wakeups++
+		l.now = int64(time.Since(l.base))
+		hot = l.now-before < int64(hotWait)
 		if errno == syscall.EINTR {
 			// A signal, most likely the runtime asking this goroutine to
 			// stop at a safe point: yield.
@@ -222,7 +231,6 @@ func (l *Loop) Run() error {
 		if errno != 0 {
 			return fmt.Errorf("event loop: epoll_pwait: %w", errno)
 		}
-		l.now = int64(time.Since(l.base))
 		for _, ev := range events[:r] {
 			fd := int(ev.Fd)
 			if fd == l.wake {
@@ -237,6 +245,35 @@ func (l *Loop) Run() error {
 			}
 		}
 	}
+}
+
+// hotWait is how soon a wait must end for the loop to count as busy (see
+// wait): the runtime's own time slice, after which it asks a goroutine
+// that has not yielded to stop. Shorter, and a loop at a modest rate
+// (a thousand requests a second, say) waits as an ordinary system call
+// every other time, for a fifth more CPU per request (docs/
+// performance-log.md, round 19).
+const hotWait = 10 * time.Millisecond
+
+// wait waits up to timeout milliseconds (-1: until an event) for events.
+//
+// A busy loop (hot: its last wait ended within hotWait) waits as a raw
+// system call, keeping its P. Any other wait is a system call the runtime
+// knows about: an idle loop in a raw wait would look to the runtime like a
+// goroutine running without end, and get a preemption signal every 10 ms.
+// In a system call it is left alone, its P goes back to the scheduler after
+// a while, and an idle proxy costs nothing. A busy loop that falls idle
+// gets one such signal, and its next wait is an ordinary one.
+func (l *Loop) wait(events []syscall.EpollEvent, timeout int, hot bool) (int, syscall.Errno) {
+	p := uintptr(unsafe.Pointer(&events[0]))
+	var r uintptr
+	var errno syscall.Errno
+	if hot {
+		r, _, errno = syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(l.epfd), p, uintptr(len(events)), uintptr(timeout), 0, 0)
+	} else {
+		r, _, errno = syscall.Syscall6(syscall.SYS_EPOLL_PWAIT, uintptr(l.epfd), p, uintptr(len(events)), uintptr(timeout), 0, 0)
+	}
+	return int(r), errno
 }
 
 func (l *Loop) runPosted() {

@@ -184,3 +184,29 @@ func TestPostAfterCloseIsRefused(t *testing.T) {
 		t.Error("Post after Close was accepted")
 	}
 }
+
+// An idle loop must not wake: a proxy with nothing to do should use no CPU.
+// (A loop that waited as a raw system call all the time looked to the
+// runtime like a goroutine that never stops running, and was sent a
+// preemption signal every 10 ms.)
+func TestIdleLoopSleeps(t *testing.T) {
+	l, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, l)
+	wakeups := func() int {
+		var n int
+		on(t, l, func() { n = l.wakeups })
+		return n
+	}
+	wakeups()
+	time.Sleep(50 * time.Millisecond) // long enough to stop counting as busy
+	before := wakeups()
+	time.Sleep(500 * time.Millisecond)
+	// Reading the count wakes the loop once; the runtime may interrupt
+	// the wait once more before it takes the idle loop's P back.
+	if n := wakeups() - before; n > 3 {
+		t.Errorf("an idle loop woke %d times in half a second; want at most 3 (the reads of the count, and one preemption request)", n)
+	}
+}
