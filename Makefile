@@ -31,10 +31,11 @@ deps:
 # Every test, end-to-end tests included. Sized for 2 cores.
 test: deps build vet
 	$(GO) test -p 2 -timeout 20m -count=1 ./...
-	# The HTTP/1.1 server's tests once more, on event loops (--event-loops),
-	# and a mesh whose sidecars run them.
-	WEFT_TEST_EVENT_LOOPS=1 $(GO) test -count=1 ./internal/proxy/listener/
-	WEFT_EVENT_LOOPS=1 $(GO) test -count=1 -run '^(TestBookinfoRequestRouting|TestBookinfoMirroring|TestCircuitBreaking|TestOutlierDetection|TestConnectionPolicies|TestTransparentBookinfoRouting)$$' ./e2e/
+	# The HTTP/1.1 server's tests once more, on event loops (sidecars run
+	# them by default), and a mesh whose sidecars serve every connection on
+	# goroutines (--event-loops 0).
+	WEFT_TEST_EVENT_LOOPS=2 $(GO) test -count=1 ./internal/proxy/listener/
+	WEFT_EVENT_LOOPS=0 $(GO) test -count=1 -run '^(TestBookinfoRequestRouting|TestBookinfoMirroring|TestCircuitBreaking|TestOutlierDetection|TestConnectionPolicies|TestTransparentBookinfoRouting)$$' ./e2e/
 
 unit:
 	$(GO) test -p 2 -short ./internal/... ./samples/...

@@ -6,12 +6,30 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/weftmesh/weft/internal/proxy"
 )
+
+// sidecarLoops is how many event loops the mesh's sidecars run: as
+// WEFT_EVENT_LOOPS says, else weft-proxy's default.
+func sidecarLoops(t *testing.T) int {
+	if v := os.Getenv("WEFT_EVENT_LOOPS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			t.Fatalf("WEFT_EVENT_LOOPS=%q: %v", v, err)
+		}
+		return n
+	}
+	return min(proxy.DefaultEventLoops, runtime.NumCPU())
+}
 
 // outboundClient is an HTTP client that uses the productpage sidecar as
 // its proxy, as productpage does; each request gets its own connection.
@@ -314,9 +332,19 @@ spec:
 		t.Errorf("%v endpoints ejected, want 1", got)
 	}
 	// The requests went one after another over one kept-alive connection,
-	// which the sidecar closes at two seconds of age.
-	if n := opened.Load(); n != 1 {
-		t.Errorf("the healthy endpoint saw %d connections for sequential requests, want 1", n)
+	// which the sidecar closes at two seconds of age. Each event loop
+	// keeps connections of its own (as each of Envoy's workers does),
+	// and each request came on a new connection to the sidecar, which
+	// took turns between its loops.
+	loops := int(m.adminStat("productpage", "v1", "weft_event_loops"))
+	if want := sidecarLoops(t); loops != want {
+		t.Errorf("the sidecar runs %d event loops, want %d", loops, want)
+	}
+	if n := int(opened.Load()); n > max(1, loops) {
+		t.Errorf("the healthy endpoint saw %d connections for sequential requests, want at most %d (one per event loop)", n, max(1, loops))
+	}
+	if served := m.adminStat("productpage", "v1", "weft_event_loop_requests_total"); loops > 0 && served < 9 {
+		t.Errorf("the event loops served %v of the requests, want the 9 or more answered", served)
 	}
 	waitFor(t, "the sidecar to close its connection at maxConnectionDuration", func() bool { return closed.Load() >= 1 })
 }

@@ -512,7 +512,11 @@ func (b *bench) settings(ctx context.Context) Settings {
 // weftProxySettings describes the sidecars' runtime settings: their
 // defaults unless the environment or -proxy-args say otherwise.
 func weftProxySettings(extra []string) string {
-	desc := fmt.Sprintf("defaults (--concurrency auto, --gc-percent %d)", proxy.DefaultGCPercent)
+	loops := min(proxy.DefaultEventLoops, runtime.NumCPU())
+	desc := fmt.Sprintf("defaults (--event-loops %d, so GOMAXPROCS %d; --gc-percent %d)", loops, loops+1, proxy.DefaultGCPercent)
+	if v := os.Getenv("WEFT_EVENT_LOOPS"); v != "" {
+		desc += ", WEFT_EVENT_LOOPS=" + v + " from the environment"
+	}
 	if v := os.Getenv("GOMAXPROCS"); v != "" {
 		desc += ", GOMAXPROCS=" + v + " from the environment"
 	}

@@ -141,6 +141,16 @@ const DefaultGCPercent = 25
 // over two CPUs (round 11). A gateway uses every CPU.
 const concurrencyAuto = "auto"
 
+// DefaultEventLoops is how many event loops a sidecar serves plain
+// HTTP/1.x on (Linux only; fewer on fewer CPUs) unless --event-loops or
+// WEFT_EVENT_LOOPS says otherwise. A loop serves a request without waking
+// a goroutine, which costs about a fifth less CPU than a goroutine per
+// connection; two let the kernel spread a sidecar pair at its maximum rate
+// over two CPUs, as nginx's two workers do, where one would leave a tenth
+// of them idle (docs/performance-log.md, rounds 18 and 19). An idle loop
+// costs nothing (package evloop).
+const DefaultEventLoops = 2
+
 // parseSize parses a byte count as GOMEMLIMIT does: a number with an
 // optional B, KiB, MiB, GiB or TiB suffix.
 func parseSize(s string) (int64, error) {
@@ -222,8 +232,8 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&c.opts.DrainTimeout, "drain-timeout", 5*time.Second, "how long shutdown waits for in-flight requests")
 	fs.Int64Var(&c.opts.H2WhenBusy, "h2-when-busy", 0, "experimental: requests to an endpoint another mesh proxy serves go over HTTP/1.1 while at most `n` are in flight to it, over HTTP/2 beyond, whatever the cluster's protocol (0: the cluster's protocol)")
 	loopsEnv := os.Getenv("WEFT_EVENT_LOOPS")
-	loopsDefault, loopsEnvErr := strconv.Atoi(loopsEnv)
-	fs.IntVar(&c.opts.EventLoops, "event-loops", loopsDefault, "experimental: serve plain HTTP/1.x connections on `n` event loops instead of a goroutine each (Linux; GOMAXPROCS becomes at least n+1; default $WEFT_EVENT_LOOPS, else 0: off)")
+	loopsFromEnv, loopsEnvErr := strconv.Atoi(loopsEnv)
+	fs.IntVar(&c.opts.EventLoops, "event-loops", -1, fmt.Sprintf("serve plain HTTP/1.x connections on `n` event loops instead of a goroutine each (Linux; GOMAXPROCS becomes at least n+1; 0: off; default $WEFT_EVENT_LOOPS, else %d for a sidecar (one per CPU up to that), 0 for a router)", DefaultEventLoops))
 	fs.BoolVar(&c.opts.Pprof, "pprof", false, "serve Go profiles (CPU, heap, goroutines, ...) under /debug/pprof/ on the admin API")
 	fs.StringVar(&logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
 	fs.IntVar(&c.gcPercent, "gc-percent", -1, fmt.Sprintf("garbage collection target `percent` (as GOGC; 0 or less: GOGC, or %d when GOGC is unset)", DefaultGCPercent))
@@ -259,11 +269,22 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 	if c.opts.H2WhenBusy < 0 {
 		return bad("--h2-when-busy %d: want a count of requests in flight, or 0 (off)", c.opts.H2WhenBusy)
 	}
-	if loopsEnv != "" && loopsEnvErr != nil {
-		return bad("WEFT_EVENT_LOOPS=%q: want a count of event loops, or 0 (off)", loopsEnv)
-	}
-	if c.opts.EventLoops < 0 {
-		return bad("--event-loops %d: want a count of loops, or 0 (off)", c.opts.EventLoops)
+	loopsSet := false
+	fs.Visit(func(f *flag.Flag) { loopsSet = loopsSet || f.Name == "event-loops" })
+	switch {
+	case loopsSet:
+		if c.opts.EventLoops < 0 {
+			return bad("--event-loops %d: want a count of loops, or 0 (off)", c.opts.EventLoops)
+		}
+	case loopsEnv != "":
+		if loopsEnvErr != nil || loopsFromEnv < 0 {
+			return bad("WEFT_EVENT_LOOPS=%q: want a count of event loops, or 0 (off)", loopsEnv)
+		}
+		c.opts.EventLoops = loopsFromEnv
+	case m.Type == nodemeta.TypeSidecar && runtime.GOOS == "linux":
+		c.opts.EventLoops = min(DefaultEventLoops, runtime.NumCPU())
+	default:
+		c.opts.EventLoops = 0
 	}
 	if c.gcPercent <= 0 {
 		c.gcPercent = -1
@@ -283,11 +304,19 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 		}
 		c.procs = n
 	}
-	if c.opts.EventLoops > 0 {
-		// Each loop holds a P while it waits (package evloop): the
+	if c.opts.EventLoops > 0 && c.autoProcs {
+		// A busy loop holds a P while it waits (package evloop): the
 		// listener keeps GOMAXPROCS above the loop count, which auto
-		// concurrency would undo.
-		c.autoProcs = false
+		// concurrency would undo. Asked for by name, auto concurrency
+		// means goroutines, unless loops were asked for too.
+		if *concurrency == concurrencyAuto {
+			if loopsSet || loopsEnv != "" {
+				return bad("--concurrency auto fits the proxy's threads to its load, and event loops each need one of their own: choose one (--event-loops 0 turns the loops off)")
+			}
+			c.opts.EventLoops = 0
+		} else {
+			c.autoProcs = false
+		}
 	}
 	c.memLimit = -1
 	if *memLimit != "" {

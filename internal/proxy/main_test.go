@@ -3,6 +3,7 @@ package proxy
 import (
 	"io"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -61,6 +62,12 @@ func TestParseArgs(t *testing.T) {
 }
 
 func TestParseArgsRuntimeSettings(t *testing.T) {
+	// A sidecar's default: event loops on Linux, else threads fitted to
+	// its load.
+	loops, auto := min(DefaultEventLoops, runtime.NumCPU()), false
+	if runtime.GOOS != "linux" {
+		loops, auto = 0, true
+	}
 	tests := []struct {
 		name         string
 		args         []string
@@ -70,29 +77,34 @@ func TestParseArgsRuntimeSettings(t *testing.T) {
 		gomaxprocs   string
 		wantProcs    int
 		wantAuto     bool
+		wantLoops    int
 	}{
-		{"defaults: a sidecar fits its threads to its load", nil, "", DefaultGCPercent, -1, "", 0, true},
-		{"GOGC in the environment wins over the default", nil, "200", -1, -1, "", 0, true},
-		{"flags", []string{"--gc-percent", "30", "--memory-limit", "64MiB", "--concurrency", "3"}, "200", 30, 64 << 20, "2", 3, false},
-		{"plain bytes", []string{"--memory-limit", "1000000"}, "", DefaultGCPercent, 1000000, "", 0, true},
-		{"GiB", []string{"--memory-limit", "2GiB"}, "", DefaultGCPercent, 2 << 30, "", 0, true},
-		{"GOMAXPROCS in the environment wins over the default", nil, "", DefaultGCPercent, -1, "2", 0, false},
-		{"concurrency auto wins over GOMAXPROCS", []string{"--concurrency", "auto"}, "", DefaultGCPercent, -1, "2", 0, true},
-		{"concurrency 0 is one per CPU", []string{"--concurrency", "0"}, "", DefaultGCPercent, -1, "", 0, false},
-		{"a router uses every CPU", []string{"--type", "router"}, "", DefaultGCPercent, -1, "", 0, false},
-		{"a router may fit its threads too", []string{"--type", "router", "--concurrency", "auto"}, "", DefaultGCPercent, -1, "", 0, true},
+		{"defaults", nil, "", DefaultGCPercent, -1, "", 0, auto, loops},
+		{"GOGC in the environment wins over the default", nil, "200", -1, -1, "", 0, auto, loops},
+		{"flags", []string{"--gc-percent", "30", "--memory-limit", "64MiB", "--concurrency", "3"}, "200", 30, 64 << 20, "2", 3, false, loops},
+		{"plain bytes", []string{"--memory-limit", "1000000"}, "", DefaultGCPercent, 1000000, "", 0, auto, loops},
+		{"GiB", []string{"--memory-limit", "2GiB"}, "", DefaultGCPercent, 2 << 30, "", 0, auto, loops},
+		{"GOMAXPROCS in the environment wins over the default", nil, "", DefaultGCPercent, -1, "2", 0, false, loops},
+		{"without loops a sidecar fits its threads to its load", []string{"--event-loops", "0"}, "", DefaultGCPercent, -1, "", 0, true, 0},
+		{"concurrency auto means goroutines", []string{"--concurrency", "auto"}, "", DefaultGCPercent, -1, "2", 0, true, 0},
+		{"concurrency 0 is one per CPU", []string{"--concurrency", "0"}, "", DefaultGCPercent, -1, "", 0, false, loops},
+		{"event loops by flag", []string{"--event-loops", "3"}, "", DefaultGCPercent, -1, "", 0, false, 3},
+		{"a router uses every CPU, and no loops", []string{"--type", "router"}, "", DefaultGCPercent, -1, "", 0, false, 0},
+		{"a router may fit its threads too", []string{"--type", "router", "--concurrency", "auto"}, "", DefaultGCPercent, -1, "", 0, true, 0},
+		{"a router may run loops", []string{"--type", "router", "--event-loops", "1"}, "", DefaultGCPercent, -1, "", 0, false, 1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("GOGC", tc.gogc)
 			t.Setenv("GOMAXPROCS", tc.gomaxprocs)
+			t.Setenv("WEFT_EVENT_LOOPS", "")
 			c, err := parseArgs(tc.args, io.Discard)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if c.gcPercent != tc.wantGC || c.memLimit != tc.wantMemLimit || c.procs != tc.wantProcs || c.autoProcs != tc.wantAuto {
-				t.Errorf("gc percent %d, memory limit %d, procs %d, auto %v; want %d, %d, %d, %v",
-					c.gcPercent, c.memLimit, c.procs, c.autoProcs, tc.wantGC, tc.wantMemLimit, tc.wantProcs, tc.wantAuto)
+			if c.gcPercent != tc.wantGC || c.memLimit != tc.wantMemLimit || c.procs != tc.wantProcs || c.autoProcs != tc.wantAuto || c.opts.EventLoops != tc.wantLoops {
+				t.Errorf("gc percent %d, memory limit %d, procs %d, auto %v, loops %d; want %d, %d, %d, %v, %d",
+					c.gcPercent, c.memLimit, c.procs, c.autoProcs, c.opts.EventLoops, tc.wantGC, tc.wantMemLimit, tc.wantProcs, tc.wantAuto, tc.wantLoops)
 			}
 		})
 	}
@@ -101,18 +113,42 @@ func TestParseArgsRuntimeSettings(t *testing.T) {
 // TestEventLoopsFromEnvironment: WEFT_EVENT_LOOPS is --event-loops's
 // default, and a value that is no count is refused with what to set.
 func TestEventLoopsFromEnvironment(t *testing.T) {
-	t.Setenv("WEFT_EVENT_LOOPS", "2")
-	c, err := parseArgs(nil, io.Discard)
-	if err != nil {
-		t.Fatalf("WEFT_EVENT_LOOPS=2: %v", err)
+	for _, tc := range []struct {
+		env       string
+		args      []string
+		wantLoops int
+		wantAuto  bool
+	}{
+		{"3", nil, 3, false},
+		{"0", nil, 0, true},
+		{"3", []string{"--event-loops", "1"}, 1, false},
+		{"0", []string{"--type", "router", "--event-loops", "2"}, 2, false},
+	} {
+		t.Setenv("GOMAXPROCS", "")
+		t.Setenv("WEFT_EVENT_LOOPS", tc.env)
+		c, err := parseArgs(tc.args, io.Discard)
+		if err != nil {
+			t.Fatalf("WEFT_EVENT_LOOPS=%s %v: %v", tc.env, tc.args, err)
+		}
+		if c.opts.EventLoops != tc.wantLoops || c.autoProcs != tc.wantAuto {
+			t.Errorf("WEFT_EVENT_LOOPS=%s %v: %d loops, auto concurrency %v; want %d, %v", tc.env, tc.args, c.opts.EventLoops, c.autoProcs, tc.wantLoops, tc.wantAuto)
+		}
 	}
-	if c.opts.EventLoops != 2 || c.autoProcs {
-		t.Errorf("WEFT_EVENT_LOOPS=2: %d loops, auto concurrency %v; want 2 loops, no auto concurrency", c.opts.EventLoops, c.autoProcs)
-	}
-	t.Setenv("WEFT_EVENT_LOOPS", "two")
-	var out strings.Builder
-	if _, err := parseArgs(nil, &out); err == nil || !strings.Contains(out.String(), `WEFT_EVENT_LOOPS="two": want a count of event loops`) {
-		t.Errorf("WEFT_EVENT_LOOPS=two: err %v, output %q", err, out.String())
+	for _, tc := range []struct {
+		env  string
+		args []string
+		want string
+	}{
+		{"two", nil, `WEFT_EVENT_LOOPS="two": want a count of event loops`},
+		{"-1", nil, `WEFT_EVENT_LOOPS="-1": want a count of event loops`},
+		{"2", []string{"--concurrency", "auto"}, "--concurrency auto fits the proxy's threads to its load, and event loops each need one of their own: choose one"},
+		{"", []string{"--concurrency", "auto", "--event-loops", "1"}, "choose one (--event-loops 0 turns the loops off)"},
+	} {
+		t.Setenv("WEFT_EVENT_LOOPS", tc.env)
+		var out strings.Builder
+		if _, err := parseArgs(tc.args, &out); err == nil || !strings.Contains(out.String(), tc.want) {
+			t.Errorf("WEFT_EVENT_LOOPS=%s %v: err %v, output %q; want %q", tc.env, tc.args, err, out.String(), tc.want)
+		}
 	}
 }
 

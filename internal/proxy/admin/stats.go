@@ -89,6 +89,7 @@ func WriteListenerPrometheus(w io.Writer, st listener.Stats) {
 	counter("envoy_http_inspector_http_not_found", "Connections the HTTP inspector found not to be HTTP (or that timed out).", func(s listener.ListenerStats) uint64 { return s.HTTPNotFound })
 	counter("envoy_listener_ssl_connection_error", "Connections whose TLS handshake failed.", func(s listener.ListenerStats) uint64 { return s.TLSHandshakeErrors })
 	fmt.Fprintf(w, "# HELP weft_outbound_blocked_total Outbound connections refused by BlackHoleCluster (REGISTRY_ONLY).\n# TYPE weft_outbound_blocked_total counter\nweft_outbound_blocked_total %d\n", st.Blocked)
+	fmt.Fprintf(w, "# HELP weft_event_loops Event loops serving plain HTTP/1.x connections (--event-loops; 0: a goroutine each).\n# TYPE weft_event_loops gauge\nweft_event_loops %d\n", st.EventLoops)
 	fmt.Fprintf(w, "# HELP weft_event_loop_requests_total HTTP/1.1 requests the event loops served (--event-loops).\n# TYPE weft_event_loop_requests_total counter\nweft_event_loop_requests_total %d\n", st.EventLoopRequests)
 	fmt.Fprintf(w, "# HELP weft_event_loop_handoffs_total Connections the event loops handed to the goroutine server (a request with a body, an upgrade, a filter, a cluster they cannot reach, a streamed response).\n# TYPE weft_event_loop_handoffs_total counter\nweft_event_loop_handoffs_total %d\n", st.EventLoopHandoffs)
 }

@@ -388,6 +388,8 @@ type Stats struct {
 	// served (Options.EventLoops), and EventLoopHandoffs the connections
 	// they handed to the goroutine server.
 	EventLoopRequests, EventLoopHandoffs uint64
+	// EventLoops is how many event loops serve connections (0: none).
+	EventLoops int
 }
 
 // Stats returns a copy of the counters.

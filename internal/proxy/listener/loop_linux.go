@@ -104,6 +104,7 @@ func (m *Manager) loopStats(st *Stats) {
 	if m.loops == nil {
 		return
 	}
+	st.EventLoops = len(m.loops.ls)
 	for _, el := range m.loops.ls {
 		st.EventLoopRequests += el.served.Load()
 		st.EventLoopHandoffs += el.handedOff.Load()
