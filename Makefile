@@ -35,7 +35,7 @@ test: deps build vet
 	# them by default), and a mesh whose sidecars serve every connection on
 	# goroutines (--event-loops 0).
 	WEFT_TEST_EVENT_LOOPS=2 $(GO) test -count=1 ./internal/proxy/listener/
-	WEFT_EVENT_LOOPS=0 $(GO) test -count=1 -run '^(TestBookinfoRequestRouting|TestBookinfoMirroring|TestCircuitBreaking|TestOutlierDetection|TestConnectionPolicies|TestTransparentBookinfoRouting)$$' ./e2e/
+	WEFT_EVENT_LOOPS=0 $(GO) test -count=1 -run '^(TestBookinfoRequestRouting|TestBookinfoMirroring|TestCircuitBreaking|TestOutlierDetection|TestConnectionPolicies|TestTransparentBookinfoRouting|TestMixedTrafficSoak)$$' ./e2e/
 
 unit:
 	$(GO) test -p 2 -short ./internal/... ./samples/...

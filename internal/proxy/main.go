@@ -185,6 +185,10 @@ func applyRuntime(c *config, log *slog.Logger) {
 	if c.procs > 0 {
 		runtime.GOMAXPROCS(c.procs)
 	}
+	if n := c.opts.EventLoops; n > 0 && runtime.GOMAXPROCS(0) < n+1 {
+		log.Warn("raising the thread count asked for: each event loop needs a thread of its own, and the rest of the proxy one more", "GOMAXPROCS", runtime.GOMAXPROCS(0), "event_loops", n, "now", n+1)
+		runtime.GOMAXPROCS(n + 1)
+	}
 	threads := strconv.Itoa(runtime.GOMAXPROCS(0))
 	if c.autoProcs {
 		pc := procs.New(procs.Options{Logger: log})
@@ -192,7 +196,7 @@ func applyRuntime(c *config, log *slog.Logger) {
 		go pc.Run(context.Background())
 	}
 	// SetMemoryLimit with a negative value only reads the limit.
-	log.Debug("runtime settings", "GOMAXPROCS", threads, "gc_percent", gc, "memory_limit", debug.SetMemoryLimit(-1))
+	log.Debug("runtime settings", "GOMAXPROCS", threads, "event_loops", c.opts.EventLoops, "gc_percent", gc, "memory_limit", debug.SetMemoryLimit(-1))
 }
 
 func parseArgs(args []string, stderr io.Writer) (*config, error) {
@@ -269,29 +273,6 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 	if c.opts.H2WhenBusy < 0 {
 		return bad("--h2-when-busy %d: want a count of requests in flight, or 0 (off)", c.opts.H2WhenBusy)
 	}
-	loopsSet := false
-	fs.Visit(func(f *flag.Flag) { loopsSet = loopsSet || f.Name == "event-loops" })
-	switch {
-	case loopsSet:
-		if c.opts.EventLoops < 0 {
-			return bad("--event-loops %d: want a count of loops, or 0 (off)", c.opts.EventLoops)
-		}
-	case loopsEnv != "":
-		if loopsEnvErr != nil || loopsFromEnv < 0 {
-			return bad("WEFT_EVENT_LOOPS=%q: want a count of event loops, or 0 (off)", loopsEnv)
-		}
-		c.opts.EventLoops = loopsFromEnv
-	case m.Type == nodemeta.TypeSidecar && runtime.GOOS == "linux":
-		c.opts.EventLoops = min(DefaultEventLoops, runtime.NumCPU())
-	default:
-		c.opts.EventLoops = 0
-	}
-	if c.gcPercent <= 0 {
-		c.gcPercent = -1
-		if os.Getenv("GOGC") == "" {
-			c.gcPercent = DefaultGCPercent
-		}
-	}
 	switch *concurrency {
 	case concurrencyAuto:
 		c.autoProcs = true
@@ -304,18 +285,54 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 		}
 		c.procs = n
 	}
-	if c.opts.EventLoops > 0 && c.autoProcs {
-		// A busy loop holds a P while it waits (package evloop): the
-		// listener keeps GOMAXPROCS above the loop count, which auto
-		// concurrency would undo. Asked for by name, auto concurrency
-		// means goroutines, unless loops were asked for too.
+	// threads is the thread count asked for (--concurrency, else
+	// GOMAXPROCS); 0: none.
+	threads := c.procs
+	switch {
+	case *concurrency == "0":
+		threads = runtime.NumCPU()
+	case *concurrency == "":
+		threads, _ = strconv.Atoi(os.Getenv("GOMAXPROCS"))
+	}
+	loopsSet := false
+	fs.Visit(func(f *flag.Flag) { loopsSet = loopsSet || f.Name == "event-loops" })
+	switch {
+	case loopsSet:
+		if c.opts.EventLoops < 0 {
+			return bad("--event-loops %d: want a count of loops, or 0 (off)", c.opts.EventLoops)
+		}
+	case loopsEnv != "":
+		if loopsEnvErr != nil || loopsFromEnv < 0 {
+			return bad("WEFT_EVENT_LOOPS=%q: want a count of event loops, or 0 (off)", loopsEnv)
+		}
+		c.opts.EventLoops = loopsFromEnv
+	case m.Type == nodemeta.TypeSidecar && runtime.GOOS == "linux" && *concurrency != concurrencyAuto:
+		// A thread count asked for leaves one thread for the rest of the
+		// proxy; auto concurrency, the goroutines' way, means no loops.
+		c.opts.EventLoops = min(DefaultEventLoops, runtime.NumCPU())
+		if threads > 0 {
+			c.opts.EventLoops = min(c.opts.EventLoops, threads-1)
+		}
+	default:
+		c.opts.EventLoops = 0
+	}
+	if c.opts.EventLoops > 0 {
+		// A busy loop holds a thread (a P) while it waits (package
+		// evloop), so the proxy needs one for each loop and one more,
+		// which auto concurrency would take away; more than that only
+		// costs.
 		if *concurrency == concurrencyAuto {
-			if loopsSet || loopsEnv != "" {
-				return bad("--concurrency auto fits the proxy's threads to its load, and event loops each need one of their own: choose one (--event-loops 0 turns the loops off)")
-			}
-			c.opts.EventLoops = 0
-		} else {
-			c.autoProcs = false
+			return bad("--concurrency auto fits the proxy's threads to its load, and event loops each need one of their own: choose one (--event-loops 0 turns the loops off)")
+		}
+		c.autoProcs = false
+		if threads == 0 {
+			c.procs = c.opts.EventLoops + 1
+		}
+	}
+	if c.gcPercent <= 0 {
+		c.gcPercent = -1
+		if os.Getenv("GOGC") == "" {
+			c.gcPercent = DefaultGCPercent
 		}
 	}
 	c.memLimit = -1

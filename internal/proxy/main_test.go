@@ -62,12 +62,15 @@ func TestParseArgs(t *testing.T) {
 }
 
 func TestParseArgsRuntimeSettings(t *testing.T) {
-	// A sidecar's default: event loops on Linux, else threads fitted to
-	// its load.
-	loops, auto := min(DefaultEventLoops, runtime.NumCPU()), false
+	// A sidecar's default: event loops on Linux, with one thread each and
+	// one more; else threads fitted to its load.
+	loops := min(DefaultEventLoops, runtime.NumCPU())
+	procs, auto := loops+1, false
 	if runtime.GOOS != "linux" {
-		loops, auto = 0, true
+		loops, procs, auto = 0, 0, true
 	}
+	// A thread count asked for leaves one thread besides the loops.
+	within := func(threads int) int { return min(loops, threads-1) }
 	tests := []struct {
 		name         string
 		args         []string
@@ -79,19 +82,20 @@ func TestParseArgsRuntimeSettings(t *testing.T) {
 		wantAuto     bool
 		wantLoops    int
 	}{
-		{"defaults", nil, "", DefaultGCPercent, -1, "", 0, auto, loops},
-		{"GOGC in the environment wins over the default", nil, "200", -1, -1, "", 0, auto, loops},
-		{"flags", []string{"--gc-percent", "30", "--memory-limit", "64MiB", "--concurrency", "3"}, "200", 30, 64 << 20, "2", 3, false, loops},
-		{"plain bytes", []string{"--memory-limit", "1000000"}, "", DefaultGCPercent, 1000000, "", 0, auto, loops},
-		{"GiB", []string{"--memory-limit", "2GiB"}, "", DefaultGCPercent, 2 << 30, "", 0, auto, loops},
-		{"GOMAXPROCS in the environment wins over the default", nil, "", DefaultGCPercent, -1, "2", 0, false, loops},
+		{"defaults", nil, "", DefaultGCPercent, -1, "", procs, auto, loops},
+		{"GOGC in the environment wins over the default", nil, "200", -1, -1, "", procs, auto, loops},
+		{"flags", []string{"--gc-percent", "30", "--memory-limit", "64MiB", "--concurrency", "3"}, "200", 30, 64 << 20, "2", 3, false, within(3)},
+		{"plain bytes", []string{"--memory-limit", "1000000"}, "", DefaultGCPercent, 1000000, "", procs, auto, loops},
+		{"GiB", []string{"--memory-limit", "2GiB"}, "", DefaultGCPercent, 2 << 30, "", procs, auto, loops},
+		{"GOMAXPROCS in the environment leaves one thread besides the loops", nil, "", DefaultGCPercent, -1, "2", 0, false, within(2)},
+		{"one thread asked for: no loops", []string{"--concurrency", "1"}, "", DefaultGCPercent, -1, "", 1, false, 0},
 		{"without loops a sidecar fits its threads to its load", []string{"--event-loops", "0"}, "", DefaultGCPercent, -1, "", 0, true, 0},
 		{"concurrency auto means goroutines", []string{"--concurrency", "auto"}, "", DefaultGCPercent, -1, "2", 0, true, 0},
-		{"concurrency 0 is one per CPU", []string{"--concurrency", "0"}, "", DefaultGCPercent, -1, "", 0, false, loops},
-		{"event loops by flag", []string{"--event-loops", "3"}, "", DefaultGCPercent, -1, "", 0, false, 3},
+		{"concurrency 0 is one per CPU", []string{"--concurrency", "0"}, "", DefaultGCPercent, -1, "", 0, false, within(runtime.NumCPU())},
+		{"event loops by flag", []string{"--event-loops", "3"}, "", DefaultGCPercent, -1, "", 4, false, 3},
 		{"a router uses every CPU, and no loops", []string{"--type", "router"}, "", DefaultGCPercent, -1, "", 0, false, 0},
 		{"a router may fit its threads too", []string{"--type", "router", "--concurrency", "auto"}, "", DefaultGCPercent, -1, "", 0, true, 0},
-		{"a router may run loops", []string{"--type", "router", "--event-loops", "1"}, "", DefaultGCPercent, -1, "", 0, false, 1},
+		{"a router may run loops", []string{"--type", "router", "--event-loops", "1"}, "", DefaultGCPercent, -1, "", 2, false, 1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

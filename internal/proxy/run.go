@@ -44,7 +44,7 @@ type Options struct {
 	DrainTimeout time.Duration
 	// H2WhenBusy is upstream.PoolsOptions.H2WhenBusy (an experiment).
 	H2WhenBusy int64
-	// EventLoops is listener.Options.EventLoops (an experiment).
+	// EventLoops is listener.Options.EventLoops.
 	EventLoops int
 	Logger     *slog.Logger
 	// OnReady is called once, from its own goroutine, when the proxy first

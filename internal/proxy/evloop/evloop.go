@@ -29,6 +29,7 @@ package evloop
 
 import (
 	"fmt"
+	"math"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -68,6 +69,7 @@ type Loop struct {
 	handlers []Handler
 	gens     []int32
 	timers   timerHeap
+	due      []*Timer  // runTimers' batch, kept for its capacity
 	base     time.Time // the loop's clock counts from here (monotonic)
 	now      int64     // nanoseconds since base, as of the last wake-up
 
@@ -207,8 +209,10 @@ func (l *Loop) Run() error {
 		timeout := -1
 		if len(l.timers) > 0 {
 			// Round up: epoll's timeout is in milliseconds, and a timer
-			// must not fire early.
-			timeout = int((l.timers[0].when - l.now + int64(time.Millisecond) - 1) / int64(time.Millisecond))
+			// must not fire early. A far one is looked at again in an
+			// hour.
+			d := min(l.timers[0].when-l.now, int64(time.Hour))
+			timeout = int(max(0, (d+int64(time.Millisecond)-1)/int64(time.Millisecond)))
 		}
 		l.asleep.Store(true)
 		l.mu.Lock()
@@ -265,13 +269,12 @@ const hotWait = 10 * time.Millisecond
 // a while, and an idle proxy costs nothing. A busy loop that falls idle
 // gets one such signal, and its next wait is an ordinary one.
 func (l *Loop) wait(events []syscall.EpollEvent, timeout int, hot bool) (int, syscall.Errno) {
-	p := uintptr(unsafe.Pointer(&events[0]))
 	var r uintptr
 	var errno syscall.Errno
 	if hot {
-		r, _, errno = syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(l.epfd), p, uintptr(len(events)), uintptr(timeout), 0, 0)
+		r, _, errno = syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(l.epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), uintptr(timeout), 0, 0)
 	} else {
-		r, _, errno = syscall.Syscall6(syscall.SYS_EPOLL_PWAIT, uintptr(l.epfd), p, uintptr(len(events)), uintptr(timeout), 0, 0)
+		r, _, errno = syscall.Syscall6(syscall.SYS_EPOLL_PWAIT, uintptr(l.epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), uintptr(timeout), 0, 0)
 	}
 	return int(r), errno
 }
@@ -296,16 +299,24 @@ func (l *Loop) runPosted() {
 type Timer struct {
 	F    func()
 	when int64
-	idx  int // in the heap, plus one; 0: not scheduled
+	// idx is the timer's index in the heap, plus one; 0: not scheduled;
+	// due: taken from the heap to fire in this pass (see runTimers).
+	idx int
 }
 
+const due = -1
+
 // Scheduled reports whether t is waiting to fire.
-func (t *Timer) Scheduled() bool { return t.idx > 0 }
+func (t *Timer) Scheduled() bool { return t.idx != 0 }
 
 // Schedule arms t to fire d from the loop's clock (Now), replacing any
-// earlier arming. On the loop's goroutine.
+// earlier arming; a d too long to count means never. On the loop's
+// goroutine.
 func (l *Loop) Schedule(t *Timer, d time.Duration) {
 	when := l.now + int64(d)
+	if int64(d) > math.MaxInt64-l.now {
+		when = math.MaxInt64
+	}
 	if t.idx > 0 {
 		t.when = when
 		l.timers.fix(t.idx - 1)
@@ -317,17 +328,34 @@ func (l *Loop) Schedule(t *Timer, d time.Duration) {
 
 // Stop disarms t. On the loop's goroutine.
 func (l *Loop) Stop(t *Timer) {
-	if t.idx > 0 {
+	switch {
+	case t.idx > 0:
 		l.timers.remove(t.idx - 1)
+	case t.idx == due:
+		t.idx = 0
 	}
 }
 
+// runTimers fires the timers due when the pass began. A timer a callback
+// arms to fire at once fires in the next pass, after the loop has looked
+// at its sockets: a connection that keeps re-arming one cannot hold the
+// loop.
 func (l *Loop) runTimers() {
+	fire := l.due[:0]
 	for len(l.timers) > 0 && l.timers[0].when <= l.now {
 		t := l.timers[0]
 		l.timers.remove(0)
-		t.F()
+		t.idx = due
+		fire = append(fire, t)
 	}
+	for i, t := range fire {
+		fire[i] = nil
+		if t.idx == due { // not stopped or re-armed by an earlier callback
+			t.idx = 0
+			t.F()
+		}
+	}
+	l.due = fire[:0]
 }
 
 // timerHeap is a binary min-heap of timers by when; each timer knows its

@@ -3,6 +3,7 @@
 package evloop
 
 import (
+	"math"
 	"slices"
 	"syscall"
 	"testing"
@@ -208,5 +209,111 @@ func TestIdleLoopSleeps(t *testing.T) {
 	// the wait once more before it takes the idle loop's P back.
 	if n := wakeups() - before; n > 3 {
 		t.Errorf("an idle loop woke %d times in half a second; want at most 3 (the reads of the count, and one preemption request)", n)
+	}
+}
+
+// A timer armed for longer than the clock can count never fires (it
+// overflowed to the past, and fired at once).
+func TestFarTimerNeverFires(t *testing.T) {
+	l, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, l)
+	fired := make(chan struct{}, 1)
+	tm := &Timer{F: func() { fired <- struct{}{} }}
+	on(t, l, func() { l.Schedule(tm, math.MaxInt64) })
+	select {
+	case <-fired:
+		t.Fatal("a timer armed for math.MaxInt64 fired")
+	case <-time.After(50 * time.Millisecond):
+	}
+	on(t, l, func() {
+		if !tm.Scheduled() {
+			t.Error("the far timer is no longer scheduled")
+		}
+	})
+}
+
+// A timer that re-arms itself to fire at once must not hold the loop: the
+// loop's sockets are still served between its firings.
+func TestTimerReArmedAtOnceLetsSocketsIn(t *testing.T) {
+	l, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, l)
+	stop := false
+	fires := 0
+	var tm Timer
+	tm.F = func() {
+		fires++
+		if !stop {
+			l.Schedule(&tm, 0)
+		}
+	}
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fds[1])
+	h := &readHandler{fd: fds[0], got: make(chan string, 8)}
+	on(t, l, func() {
+		if err := l.Add(fds[0], h); err != nil {
+			t.Error(err)
+		}
+		l.Schedule(&tm, 0)
+	})
+	if _, errno := Write(fds[1], []byte("hello")); errno != 0 {
+		t.Fatal(errno)
+	}
+	select {
+	case got := <-h.got:
+		if got != "hello" {
+			t.Errorf("read %q", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a timer re-armed at once kept the loop from its socket")
+	}
+	done := make(chan int)
+	// Post runs between passes too, which a timer that never let go of
+	// the loop would have stopped.
+	if !l.Post(func() { stop = true; done <- fires }) {
+		t.Fatal("Post refused")
+	}
+	select {
+	case n := <-done:
+		if n == 0 {
+			t.Error("the timer never fired")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a posted function did not run")
+	}
+}
+
+// A timer stopped by an earlier timer of the same pass does not fire.
+func TestTimerStoppedInItsPass(t *testing.T) {
+	l, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, l)
+	var a, b Timer
+	fired := make(chan string, 2)
+	a.F = func() { fired <- "a"; l.Stop(&b) }
+	b.F = func() { fired <- "b" }
+	on(t, l, func() {
+		l.Schedule(&a, 0)
+		l.Schedule(&b, time.Nanosecond) // due in the same pass, after a
+	})
+	time.Sleep(20 * time.Millisecond)
+	on(t, l, func() {})
+	close(fired)
+	var got []string
+	for f := range fired {
+		got = append(got, f)
+	}
+	if !slices.Equal(got, []string{"a"}) {
+		t.Errorf("fired %v, want [a]: b was stopped", got)
 	}
 }

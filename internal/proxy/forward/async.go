@@ -63,6 +63,16 @@ type Async struct {
 //
 // Only requests without a body are for ServeAsync.
 func (f *Forwarder) ServeAsync(x *chain.Exchange, io AsyncIO, supports func(*upstream.Cluster) bool) (s *Async, ok bool) {
+	if r := x.Route; r != nil {
+		// A weighted route is served here only if every cluster it may
+		// pick is: picked here, and served elsewhere, the request would
+		// be picked for again, and the split skewed.
+		for i := range r.Weighted {
+			if cl := f.clusters[r.Weighted[i].Name]; cl != nil && !supports(cl) {
+				return nil, false
+			}
+		}
+	}
 	a := f.plan(x)
 	if a == nil {
 		return nil, true

@@ -81,6 +81,13 @@ func proxyManagerOpts(tb testing.TB, backend string, edit func(*routev3.Route), 
 // spec says.
 func proxyManagerCluster(tb testing.TB, spec upstream.ClusterSpec, edit func(*routev3.Route), o Options) (*Manager, string) {
 	tb.Helper()
+	return proxyManagerClusters(tb, []upstream.ClusterSpec{spec}, edit, o)
+}
+
+// proxyManagerClusters is proxyManagerCluster with clusters as specs say
+// (the route goes to "c" unless edit says otherwise).
+func proxyManagerClusters(tb testing.TB, specs []upstream.ClusterSpec, edit func(*routev3.Route), o Options) (*Manager, string) {
+	tb.Helper()
 	route := &routev3.Route{
 		Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
 		// No route timeout, as Weft's control plane configures a route
@@ -98,7 +105,7 @@ func proxyManagerCluster(tb testing.TB, spec upstream.ClusterSpec, edit func(*ro
 	}
 	pools := upstream.NewPools(upstream.PoolsOptions{})
 	tb.Cleanup(pools.Close)
-	clusters := pools.Build([]upstream.ClusterSpec{spec})
+	clusters := pools.Build(specs)
 	var fwd chain.Handler = forward.New(forward.Options{Clusters: clusters})
 	m := New(o)
 	tb.Cleanup(func() {

@@ -91,7 +91,10 @@ func (m *Manager) startLoops(n int) error {
 		ls.ls = append(ls.ls, el)
 		go func() {
 			if err := l.Run(); err != nil {
+				// Its connections would hang, and the shutdown that
+				// waits for them: let the supervisor start anew.
 				m.log.Error("event loop stopped", "err", err)
+				panic(fmt.Sprintf("event loop stopped: %v", err))
 			}
 		}()
 	}
@@ -205,6 +208,7 @@ type evConn struct {
 	// closeAfter that the connection ends once out is sent.
 	served     int
 	scanned    int  // how far in a scan for the end of a head got (h1.HeadEndFrom)
+	arriving   bool // a request's head is arriving: the connection is busy
 	paused     bool // read stopped with in full (see read)
 	eof        bool
 	closeAfter bool
@@ -367,6 +371,15 @@ func (c *evConn) serveNext() {
 			c.armIdle()
 			return
 		}
+		// Busy from a request's first byte, as the goroutine server is: a
+		// shutdown lets a request that is still arriving finish.
+		if !c.arriving {
+			if !c.s.h1.setIdle(c.hc, false) {
+				c.close()
+				return
+			}
+			c.arriving = true
+		}
 		if c.served == 0 && bytes.HasPrefix([]byte(h2Preface), c.in[:min(len(c.in), len(h2Preface))]) {
 			if len(c.in) < len(h2Preface) && !c.eof {
 				return // maybe the HTTP/2 preface: wait for the rest
@@ -384,10 +397,6 @@ func (c *evConn) serveNext() {
 			if c.eof {
 				c.close()
 			}
-			return
-		}
-		if !c.s.h1.setIdle(c.hc, false) {
-			c.close()
 			return
 		}
 		if !c.serveOne(n) {
@@ -443,7 +452,7 @@ func (c *evConn) serveOne(n int) bool {
 		return false
 	}
 	c.in = c.in[n:] // what came after the head: the next requests
-	c.scanned = 0
+	c.scanned, c.arriving = 0, false
 	c.served++
 	el.served.Add(1)
 	if as == nil {

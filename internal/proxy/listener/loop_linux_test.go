@@ -306,27 +306,98 @@ func TestLoopRefusedAtOnce(t *testing.T) {
 }
 
 // TestLoopKeepsItsUpstreamConnection: sequential requests, with pauses in
-// which the upstream connection sits idle, all go over one connection.
+// which the upstream connection sits idle, all go over one connection, with
+// the default idle timeout and with none (a DestinationRule's idleTimeout:
+// 0s).
 func TestLoopKeepsItsUpstreamConnection(t *testing.T) {
-	var opened atomic.Int32
-	backend := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
-	backend.Config.ConnState = func(_ net.Conn, st http.ConnState) {
-		if st == http.StateNew {
-			opened.Add(1)
+	for _, idle := range []time.Duration{0, -1} {
+		var opened atomic.Int32
+		backend := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+		backend.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+			if st == http.StateNew {
+				opened.Add(1)
+			}
+		}
+		backend.Start()
+		defer backend.Close()
+		spec := upstream.ClusterSpec{Name: "c", Endpoints: []upstream.EndpointSpec{{Address: strings.TrimPrefix(backend.URL, "http://")}}, IdleTimeout: idle}
+		_, addr := proxyManagerCluster(t, spec, nil, Options{EventLoops: 1})
+		c, br := dialClient(t, addr)
+		for i := range 5 {
+			if resp, body := roundTrip(t, c, br, "GET / HTTP/1.1\r\nHost: h\r\n\r\n"); resp.StatusCode != 200 || body != "ok" {
+				t.Fatalf("idle timeout %v, request %d: %d %q", idle, i, resp.StatusCode, body)
+			}
+			time.Sleep(30 * time.Millisecond)
+		}
+		if n := opened.Load(); n != 1 {
+			t.Errorf("idle timeout %v: %d upstream connections for 5 sequential requests, want 1", idle, n)
 		}
 	}
-	backend.Start()
-	defer backend.Close()
-	_, addr := loopProxy(t, strings.TrimPrefix(backend.URL, "http://"), nil)
+}
+
+// TestLoopWeightedSplit: a weighted route whose clusters the loop cannot
+// all reach keeps its split. (The loop picked a cluster, handed the
+// connection off when it could not reach it, and the goroutine server
+// picked again: a 10 % cluster the loop cannot reach got about 1 %.)
+func TestLoopWeightedSplit(t *testing.T) {
+	var hits [2]atomic.Int32
+	backend := func(i int) string {
+		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits[i].Add(1) }))
+		t.Cleanup(s.Close)
+		return strings.TrimPrefix(s.URL, "http://")
+	}
+	specs := []upstream.ClusterSpec{
+		{Name: "v1", Endpoints: []upstream.EndpointSpec{{Address: backend(0)}}},
+		// Tighter than Envoy's default connection limit: not for the loop.
+		{Name: "v2", Endpoints: []upstream.EndpointSpec{{Address: backend(1)}},
+			CircuitBreakers: &upstream.CircuitBreakers{MaxConnections: 100, MaxPendingRequests: upstream.DefaultMaxPendingRequests, MaxRequests: 1024, MaxRetries: 3}},
+	}
+	_, addr := proxyManagerClusters(t, specs, func(r *routev3.Route) {
+		r.GetRoute().ClusterSpecifier = &routev3.RouteAction_WeightedClusters{WeightedClusters: &routev3.WeightedCluster{Clusters: []*routev3.WeightedCluster_ClusterWeight{
+			{Name: "v1", Weight: wrapperspb.UInt32(90)},
+			{Name: "v2", Weight: wrapperspb.UInt32(10)},
+		}}}
+	}, Options{EventLoops: 1})
+	const n = 400
+	for i := range n {
+		c, br := dialClient(t, addr)
+		if resp, _ := roundTrip(t, c, br, "GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"); resp.StatusCode != 200 {
+			t.Fatalf("request %d: status %d", i, resp.StatusCode)
+		}
+		c.Close()
+	}
+	// 10 % of 400 is 40, with a standard deviation of 6.
+	if v2 := hits[1].Load(); v2 < 20 || v2 > 64 {
+		t.Errorf("v2 (weight 10 of 100) got %d of %d requests, want about 40", v2, n)
+	}
+}
+
+// TestLoopShutdownLetsAnArrivingRequestFinish: a request whose head is
+// still arriving when a shutdown begins is served (with Connection: close),
+// as the goroutine server serves it.
+func TestLoopShutdownLetsAnArrivingRequestFinish(t *testing.T) {
+	m, addr := loopProxy(t, echoBackend(t), nil)
 	c, br := dialClient(t, addr)
-	for i := range 5 {
-		if resp, body := roundTrip(t, c, br, "GET / HTTP/1.1\r\nHost: h\r\n\r\n"); resp.StatusCode != 200 || body != "ok" {
-			t.Fatalf("request %d: %d %q", i, resp.StatusCode, body)
-		}
-		time.Sleep(30 * time.Millisecond)
+	io.WriteString(c, "GET /arriving HTTP/1.1\r\nHo")
+	time.Sleep(100 * time.Millisecond) // the loop has read the first piece
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		done <- m.Shutdown(ctx)
+	}()
+	time.Sleep(100 * time.Millisecond) // the shutdown has begun
+	io.WriteString(c, "st: h\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("the request arriving at shutdown: %v, want its answer", err)
 	}
-	if n := opened.Load(); n != 1 {
-		t.Errorf("%d upstream connections for 5 sequential requests, want 1", n)
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !strings.HasPrefix(string(body), "GET /arriving") || !resp.Close {
+		t.Errorf("answer %d %q, close %v; want 200 from the backend, and the connection closing", resp.StatusCode, body, resp.Close)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("Shutdown: %v", err)
 	}
 }
 

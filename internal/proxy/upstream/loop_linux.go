@@ -375,6 +375,7 @@ func (lc *loopConn) arm() {
 
 // Ready handles the socket's readiness.
 func (lc *loopConn) Ready(ev uint32) {
+	defer lc.recover()
 	if ev&(evloop.RDHup|evloop.Hup|evloop.Err) != 0 {
 		lc.hup = true
 	}
@@ -690,6 +691,7 @@ func (lc *loopConn) dropIdle() {
 // expired handles the deadline: the idle timeout of an idle connection,
 // else the connect timeout or the exchange's.
 func (lc *loopConn) expired() {
+	defer lc.recover()
 	switch {
 	case lc.state == lcIdle:
 		lc.dropIdle()
@@ -697,6 +699,16 @@ func (lc *loopConn) expired() {
 		lc.fail(&net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(lc.ep.ip), Err: errors.New("connect timeout")})
 	default:
 		lc.fail(ErrAttemptTimeout)
+	}
+}
+
+// recover turns a panic on the loop (a bug) into the exchange's failure,
+// as the goroutine server turns one into its connection's end, instead of
+// the proxy's.
+func (lc *loopConn) recover() {
+	if p := recover(); p != nil {
+		defer func() { recover() }() // a second panic: leave it
+		lc.fail(fmt.Errorf("weft-proxy's upstream client failed: %v", p))
 	}
 }
 
