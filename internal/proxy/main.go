@@ -21,6 +21,7 @@ import (
 
 	"github.com/weftmesh/weft/internal/iptables"
 	"github.com/weftmesh/weft/internal/nodemeta"
+	"github.com/weftmesh/weft/internal/proxy/listener"
 	"github.com/weftmesh/weft/internal/proxy/procs"
 )
 
@@ -306,7 +307,7 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 			return bad("WEFT_EVENT_LOOPS=%q: want a count of event loops, or 0 (off)", loopsEnv)
 		}
 		c.opts.EventLoops = loopsFromEnv
-	case m.Type == nodemeta.TypeSidecar && runtime.GOOS == "linux" && *concurrency != concurrencyAuto:
+	case m.Type == nodemeta.TypeSidecar && listener.LoopsSupported() == nil && *concurrency != concurrencyAuto:
 		// A thread count asked for leaves one thread for the rest of the
 		// proxy; auto concurrency, the goroutines' way, means no loops.
 		c.opts.EventLoops = min(DefaultEventLoops, runtime.NumCPU())

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/internal/nodemeta"
+	"github.com/weftmesh/weft/internal/proxy/listener"
 )
 
 func TestParseArgs(t *testing.T) {
@@ -66,7 +67,7 @@ func TestParseArgsRuntimeSettings(t *testing.T) {
 	// one more; else threads fitted to its load.
 	loops := min(DefaultEventLoops, runtime.NumCPU())
 	procs, auto := loops+1, false
-	if runtime.GOOS != "linux" {
+	if listener.LoopsSupported() != nil {
 		loops, procs, auto = 0, 0, true
 	}
 	// A thread count asked for leaves one thread besides the loops.
@@ -128,6 +129,7 @@ func TestEventLoopsFromEnvironment(t *testing.T) {
 		{"3", []string{"--event-loops", "1"}, 1, false},
 		{"0", []string{"--type", "router", "--event-loops", "2"}, 2, false},
 	} {
+		t.Setenv("GODEBUG", "")
 		t.Setenv("GOMAXPROCS", "")
 		t.Setenv("WEFT_EVENT_LOOPS", tc.env)
 		c, err := parseArgs(tc.args, io.Discard)
@@ -137,6 +139,20 @@ func TestEventLoopsFromEnvironment(t *testing.T) {
 		if c.opts.EventLoops != tc.wantLoops || c.autoProcs != tc.wantAuto {
 			t.Errorf("WEFT_EVENT_LOOPS=%s %v: %d loops, auto concurrency %v; want %d, %v", tc.env, tc.args, c.opts.EventLoops, c.autoProcs, tc.wantLoops, tc.wantAuto)
 		}
+	}
+	// Without asynchronous preemption loops cannot run: a sidecar's
+	// default is then goroutines, with threads that follow the load.
+	if runtime.GOOS == "linux" {
+		t.Setenv("GODEBUG", "asyncpreemptoff=1")
+		t.Setenv("WEFT_EVENT_LOOPS", "")
+		c, err := parseArgs(nil, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.opts.EventLoops != 0 || !c.autoProcs {
+			t.Errorf("GODEBUG=asyncpreemptoff=1: %d loops, auto concurrency %v; want 0, true", c.opts.EventLoops, c.autoProcs)
+		}
+		t.Setenv("GODEBUG", "")
 	}
 	for _, tc := range []struct {
 		env  string

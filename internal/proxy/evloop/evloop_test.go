@@ -23,6 +23,29 @@ func run(t *testing.T, l *Loop) {
 	})
 }
 
+// running returns a new loop that runs until the test ends.
+func running(t *testing.T) *Loop {
+	t.Helper()
+	l, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, l)
+	return l
+}
+
+// socketpair returns a pair of connected non-blocking sockets; the test's
+// end closes the second (the first is the loop's to close).
+func socketpair(t *testing.T) [2]int {
+	t.Helper()
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fds[1]) })
+	return [2]int{fds[0], fds[1]}
+}
+
 // on runs fn on the loop and waits for it.
 func on(t *testing.T, l *Loop, fn func()) {
 	t.Helper()
@@ -57,16 +80,8 @@ func (h *readHandler) Ready(ev uint32) {
 }
 
 func TestReadinessReachesTheHandler(t *testing.T) {
-	l, err := New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	run(t, l)
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer syscall.Close(fds[1])
+	l := running(t)
+	fds := socketpair(t)
 	h := &readHandler{fd: fds[0], got: make(chan string, 8)}
 	on(t, l, func() {
 		if err := l.Add(fds[0], h); err != nil {
@@ -90,11 +105,7 @@ func TestReadinessReachesTheHandler(t *testing.T) {
 }
 
 func TestTimersFireInOrderAndStop(t *testing.T) {
-	l, err := New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	run(t, l)
+	l := running(t)
 	fired := make(chan string, 8)
 	mk := func(name string) *Timer { return &Timer{F: func() { fired <- name }} }
 	a, b, c, d := mk("a"), mk("b"), mk("c"), mk("d")
@@ -191,11 +202,7 @@ func TestPostAfterCloseIsRefused(t *testing.T) {
 // runtime like a goroutine that never stops running, and was sent a
 // preemption signal every 10 ms.)
 func TestIdleLoopSleeps(t *testing.T) {
-	l, err := New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	run(t, l)
+	l := running(t)
 	wakeups := func() int {
 		var n int
 		on(t, l, func() { n = l.wakeups })
@@ -215,11 +222,7 @@ func TestIdleLoopSleeps(t *testing.T) {
 // A timer armed for longer than the clock can count never fires (it
 // overflowed to the past, and fired at once).
 func TestFarTimerNeverFires(t *testing.T) {
-	l, err := New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	run(t, l)
+	l := running(t)
 	fired := make(chan struct{}, 1)
 	tm := &Timer{F: func() { fired <- struct{}{} }}
 	on(t, l, func() { l.Schedule(tm, math.MaxInt64) })
@@ -238,11 +241,7 @@ func TestFarTimerNeverFires(t *testing.T) {
 // A timer that re-arms itself to fire at once must not hold the loop: the
 // loop's sockets are still served between its firings.
 func TestTimerReArmedAtOnceLetsSocketsIn(t *testing.T) {
-	l, err := New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	run(t, l)
+	l := running(t)
 	stop := false
 	fires := 0
 	var tm Timer
@@ -252,11 +251,7 @@ func TestTimerReArmedAtOnceLetsSocketsIn(t *testing.T) {
 			l.Schedule(&tm, 0)
 		}
 	}
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer syscall.Close(fds[1])
+	fds := socketpair(t)
 	h := &readHandler{fd: fds[0], got: make(chan string, 8)}
 	on(t, l, func() {
 		if err := l.Add(fds[0], h); err != nil {
@@ -293,11 +288,7 @@ func TestTimerReArmedAtOnceLetsSocketsIn(t *testing.T) {
 
 // A timer stopped by an earlier timer of the same pass does not fire.
 func TestTimerStoppedInItsPass(t *testing.T) {
-	l, err := New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	run(t, l)
+	l := running(t)
 	var a, b Timer
 	fired := make(chan string, 2)
 	a.F = func() { fired <- "a"; l.Stop(&b) }

@@ -68,11 +68,8 @@ const rbufSize = 64 << 10
 // startLoops starts n loops, and makes sure the process has a P for each
 // and one more (see package evloop).
 func (m *Manager) startLoops(n int) error {
-	if strings.Contains(os.Getenv("GODEBUG"), "asyncpreemptoff=1") {
-		// A stop-the-world reaches a waiting loop only through the
-		// preemption signal; without it the process could stall until
-		// the loop's next event.
-		return errors.New("event loops need the runtime's asynchronous preemption, which GODEBUG=asyncpreemptoff=1 turns off")
+	if err := LoopsSupported(); err != nil {
+		return err
 	}
 	// Set explicitly even when it is high enough: that also stops the
 	// runtime from lowering it later (to a changed CPU affinity or cgroup
@@ -99,6 +96,17 @@ func (m *Manager) startLoops(n int) error {
 		}()
 	}
 	m.loops = ls
+	return nil
+}
+
+// LoopsSupported says why this process cannot run event loops, or nil.
+func LoopsSupported() error {
+	if strings.Contains(os.Getenv("GODEBUG"), "asyncpreemptoff=1") {
+		// A stop-the-world reaches a waiting loop only through the
+		// preemption signal; without it the process could stall until
+		// the loop's next event.
+		return errors.New("event loops need the runtime's asynchronous preemption, which GODEBUG=asyncpreemptoff=1 turns off")
+	}
 	return nil
 }
 

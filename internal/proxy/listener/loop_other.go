@@ -10,9 +10,10 @@ import (
 // loops are event loops, which only Linux has.
 type loops struct{}
 
-func (m *Manager) startLoops(int) error {
-	return errors.New("event loops need Linux")
-}
+// LoopsSupported says why this process cannot run event loops.
+func LoopsSupported() error { return errors.New("event loops need Linux") }
+
+func (m *Manager) startLoops(int) error { return LoopsSupported() }
 
 func (m *Manager) stopLoops() {}
 
