@@ -133,8 +133,9 @@ type config struct {
 // (docs/performance-log.md, rounds 1 and 2, has the figures).
 const DefaultGCPercent = 25
 
-// A sidecar's --concurrency defaults to auto (unless GOMAXPROCS is set):
-// one thread, and more while it is busy (package procs has the why). A
+// A sidecar without event loops (--event-loops 0) has --concurrency auto
+// by default (unless GOMAXPROCS is set): one thread, and more while it is
+// busy (package procs has the why). A
 // sidecar carries one workload's traffic on CPUs it shares with that
 // workload, so at the rates most sidecars carry what counts is CPU per
 // request, and one thread spends the least (docs/performance-log.md, round
@@ -145,11 +146,12 @@ const concurrencyAuto = "auto"
 // DefaultEventLoops is how many event loops a sidecar serves plain
 // HTTP/1.x on (Linux only; fewer on fewer CPUs) unless --event-loops or
 // WEFT_EVENT_LOOPS says otherwise. A loop serves a request without waking
-// a goroutine, which costs about a fifth less CPU than a goroutine per
-// connection; two let the kernel spread a sidecar pair at its maximum rate
+// a goroutine, which at a sidecar's maximum rate saves about a fifth of its
+// CPU per request; two let the kernel spread a sidecar pair at that rate
 // over two CPUs, as nginx's two workers do, where one would leave a tenth
-// of them idle (docs/performance-log.md, rounds 18 and 19). An idle loop
-// costs nothing (package evloop).
+// of them idle (docs/performance-log.md, rounds 17 to 19). At modest rates
+// they cost what goroutines do, and an idle loop costs nothing (package
+// evloop).
 const DefaultEventLoops = 2
 
 // parseSize parses a byte count as GOMEMLIMIT does: a number with an
