@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,7 +18,8 @@ import (
 )
 
 // sidecarLoops is how many event loops the mesh's sidecars run: as
-// WEFT_EVENT_LOOPS says, else weft-proxy's default.
+// WEFT_EVENT_LOOPS says, else weft-proxy's default for the GOMAXPROCS the
+// sidecars inherit.
 func sidecarLoops(t *testing.T) int {
 	if v := os.Getenv("WEFT_EVENT_LOOPS"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -28,7 +28,8 @@ func sidecarLoops(t *testing.T) int {
 		}
 		return n
 	}
-	return min(proxy.DefaultEventLoops, runtime.NumCPU())
+	threads, _ := strconv.Atoi(os.Getenv("GOMAXPROCS"))
+	return proxy.SidecarLoops(threads)
 }
 
 // outboundClient is an HTTP client that uses the productpage sidecar as

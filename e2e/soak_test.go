@@ -166,9 +166,6 @@ spec:
 	// get sends one request and checks its answer against want.
 	get := func(c *http.Client, method, path string, body []byte, header http.Header, want []byte) {
 		req, _ := http.NewRequest(method, "http://soak.example.com"+path, bytes.NewReader(body))
-		if body == nil {
-			req.Body = nil
-		}
 		for k, v := range header {
 			req.Header[k] = v
 		}

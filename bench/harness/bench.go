@@ -512,8 +512,9 @@ func (b *bench) settings(ctx context.Context) Settings {
 // weftProxySettings describes the sidecars' runtime settings: their
 // defaults unless the environment or -proxy-args say otherwise.
 func weftProxySettings(extra []string) string {
-	loops := min(proxy.DefaultEventLoops, runtime.NumCPU())
-	desc := fmt.Sprintf("defaults (--event-loops %d, so GOMAXPROCS %d; --gc-percent %d)", loops, loops+1, proxy.DefaultGCPercent)
+	threads, _ := strconv.Atoi(os.Getenv("GOMAXPROCS"))
+	loops := proxy.SidecarLoops(threads)
+	desc := fmt.Sprintf("defaults (--event-loops %d, so GOMAXPROCS %d; --gc-percent %d)", loops, max(loops+1, threads), proxy.DefaultGCPercent)
 	if v := os.Getenv("WEFT_EVENT_LOOPS"); v != "" {
 		desc += ", WEFT_EVENT_LOOPS=" + v + " from the environment"
 	}

@@ -154,6 +154,17 @@ const concurrencyAuto = "auto"
 // evloop).
 const DefaultEventLoops = 2
 
+// SidecarLoops is a sidecar's default count of event loops on Linux, for a
+// thread count asked for (--concurrency or GOMAXPROCS; 0: none), which
+// leaves one thread for the rest of the proxy.
+func SidecarLoops(threads int) int {
+	n := min(DefaultEventLoops, runtime.NumCPU())
+	if threads > 0 {
+		n = min(n, threads-1)
+	}
+	return n
+}
+
 // parseSize parses a byte count as GOMEMLIMIT does: a number with an
 // optional B, KiB, MiB, GiB or TiB suffix.
 func parseSize(s string) (int64, error) {
@@ -310,12 +321,8 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 		}
 		c.opts.EventLoops = loopsFromEnv
 	case m.Type == nodemeta.TypeSidecar && listener.LoopsSupported() == nil && *concurrency != concurrencyAuto:
-		// A thread count asked for leaves one thread for the rest of the
-		// proxy; auto concurrency, the goroutines' way, means no loops.
-		c.opts.EventLoops = min(DefaultEventLoops, runtime.NumCPU())
-		if threads > 0 {
-			c.opts.EventLoops = min(c.opts.EventLoops, threads-1)
-		}
+		// Auto concurrency, the goroutines' way, means no loops.
+		c.opts.EventLoops = SidecarLoops(threads)
 	default:
 		c.opts.EventLoops = 0
 	}

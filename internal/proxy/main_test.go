@@ -65,13 +65,18 @@ func TestParseArgs(t *testing.T) {
 func TestParseArgsRuntimeSettings(t *testing.T) {
 	// A sidecar's default: event loops on Linux, with one thread each and
 	// one more; else threads fitted to its load.
-	loops := min(DefaultEventLoops, runtime.NumCPU())
+	loops := SidecarLoops(0)
 	procs, auto := loops+1, false
 	if listener.LoopsSupported() != nil {
 		loops, procs, auto = 0, 0, true
 	}
 	// A thread count asked for leaves one thread besides the loops.
-	within := func(threads int) int { return min(loops, threads-1) }
+	within := func(threads int) int {
+		if loops == 0 {
+			return 0
+		}
+		return SidecarLoops(threads)
+	}
 	tests := []struct {
 		name         string
 		args         []string

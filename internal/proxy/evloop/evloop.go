@@ -254,9 +254,9 @@ func (l *Loop) Run() error {
 // hotWait is how soon a wait must end for the loop to count as busy (see
 // wait): the runtime's own time slice, after which it asks a goroutine
 // that has not yielded to stop. Shorter, and a loop at a modest rate
-// (a thousand requests a second, say) waits as an ordinary system call
-// every other time, for a fifth more CPU per request (docs/
-// performance-log.md, round 19).
+// (a thousand requests a second, say) often waits as an ordinary system
+// call, which costs more than it looks: at 1 ms, a quarter more context
+// switches per request (docs/performance-log.md, round 19).
 const hotWait = 10 * time.Millisecond
 
 // wait waits up to timeout milliseconds (-1: until an event) for events.
@@ -267,7 +267,7 @@ const hotWait = 10 * time.Millisecond
 // goroutine running without end, and get a preemption signal every 10 ms.
 // In a system call it is left alone, its P goes back to the scheduler after
 // a while, and an idle proxy costs nothing. A busy loop that falls idle
-// gets one such signal, and its next wait is an ordinary one.
+// gets a signal or two before its waits are ordinary ones.
 func (l *Loop) wait(events []syscall.EpollEvent, timeout int, hot bool) (int, syscall.Errno) {
 	var r uintptr
 	var errno syscall.Errno
